@@ -1,0 +1,40 @@
+# Gatehouse. `make help` lists the targets.
+
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/gatehouse-dev/gatehouse/cmd/gatehouse/app.version=$(VERSION)
+BIN       := $(CURDIR)/bin/gatehouse
+TOOLS     := $(GO) tool -modfile=$(CURDIR)/scripts/tools/go.mod
+# The race detector is on for the test suite; RACE= turns it off.
+RACE      ?= -race
+# Benchmark runs per case: the ratios are medians over them.
+BENCH_COUNT ?= 5
+# The test bed's paths (kube-apiserver, etcd, kubectl, the ClickHouse engine), from the one
+# script that knows them.
+TESTBED_ENV = eval "$$(scripts/testbed.sh env)" && export GATEHOUSE_BIN=$(BIN)
+
+.PHONY: help build test bench lint testbed clean
+
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## Build bin/gatehouse.
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/gatehouse
+
+testbed: ## Build or fetch, and cache, the real components the tests run against.
+	scripts/testbed.sh all
+
+test: testbed build ## Run every test: unit, integration and end-to-end, against the real components.
+	$(TESTBED_ENV) && $(GO) test $(RACE) -count=1 -timeout 30m ./...
+
+bench: testbed build ## Run the benchmarks and report each as a ratio to its baseline in the same run.
+	$(TESTBED_ENV) && $(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) -timeout 60m ./... \
+		| $(GO) run ./scripts/benchratio
+
+lint: ## gofmt, go vet and staticcheck.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(TOOLS) staticcheck ./...
+
+clean: ## Remove build output (the component cache stays; see scripts/testbed.sh).
+	rm -rf bin

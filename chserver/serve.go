@@ -1,0 +1,116 @@
+package chserver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+)
+
+// Options configures Serve.
+type Options struct {
+	// Library is the path of libchdb.so. Required.
+	Library string
+	// DataDir holds the databases. Required; created when missing.
+	DataDir string
+	// ListenHost is the loopback address to listen on. Default 127.0.0.1.
+	ListenHost string
+	// TCPPort is the native protocol port. Default 9000.
+	TCPPort int
+	// HTTPPort is the HTTP interface port. Default 8123.
+	HTTPPort int
+}
+
+func (o *Options) setDefaults() {
+	if o.ListenHost == "" {
+		o.ListenHost = "127.0.0.1"
+	}
+	if o.TCPPort == 0 {
+		o.TCPPort = 9000
+	}
+	if o.HTTPPort == 0 {
+		o.HTTPPort = 8123
+	}
+}
+
+// Validate reports options Serve cannot use.
+func (o *Options) Validate() error {
+	if o.Library == "" {
+		return errors.New("chserver: the path of libchdb.so is required (scripts/testbed.sh clickhouse fetches it)")
+	}
+	if _, err := os.Stat(o.Library); err != nil {
+		return fmt.Errorf("chserver: %w (scripts/testbed.sh clickhouse fetches it)", err)
+	}
+	if o.DataDir == "" {
+		return errors.New("chserver: a data directory is required")
+	}
+	if ip := net.ParseIP(o.ListenHost); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("chserver: listen host %q is not a loopback address; the embedded engine has no authentication", o.ListenHost)
+	}
+	return nil
+}
+
+// Serve loads the engine and serves until the process exits; it returns only on failure. A
+// process can run one engine, once.
+func Serve(o Options) error {
+	o.setDefaults()
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("chserver: %w", err)
+	}
+	lib, err := purego.Dlopen(o.Library, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+	if err != nil {
+		return fmt.Errorf("chserver: load %s: %w", o.Library, err)
+	}
+	var (
+		queryCmdline  func(argc int32, argv **byte) uintptr
+		resultError   func(result uintptr) *byte
+		destroyResult func(result uintptr)
+	)
+	purego.RegisterLibFunc(&queryCmdline, lib, "chdb_query_cmdline")
+	purego.RegisterLibFunc(&resultError, lib, "chdb_result_error")
+	purego.RegisterLibFunc(&destroyResult, lib, "chdb_destroy_query_result")
+
+	args := []string{
+		"clickhouse",
+		"--path=" + o.DataDir,
+		"--listen_host=" + o.ListenHost,
+		"--tcp_port=" + strconv.Itoa(o.TCPPort),
+		"--http_port=" + strconv.Itoa(o.HTTPPort),
+		"--multiquery",
+		"--query=SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP; " + blockForever,
+	}
+	argv := make([]*byte, len(args)+1)
+	for i, a := range args {
+		b := append([]byte(a), 0)
+		argv[i] = &b[0]
+	}
+	res := queryCmdline(int32(len(args)), &argv[0])
+	if res == 0 {
+		return errors.New("chserver: the engine returned no result")
+	}
+	defer destroyResult(res)
+	if msg := resultError(res); msg != nil {
+		return fmt.Errorf("chserver: the engine stopped: %s", cString(msg))
+	}
+	return errors.New("chserver: the engine stopped serving")
+}
+
+// blockForever keeps the engine's main query running, and with it the listeners, for about
+// 95 years: one row per 3 s (the longest sleepEachRow allows), one row per block.
+const blockForever = "SELECT sleepEachRow(3) FROM numbers(1000000000) " +
+	"SETTINGS function_sleep_max_microseconds_per_block = 0, max_block_size = 1 FORMAT Null"
+
+func cString(p *byte) string {
+	var n int
+	for *(*byte)(unsafe.Add(unsafe.Pointer(p), n)) != 0 {
+		n++
+	}
+	return string(unsafe.Slice(p, n))
+}

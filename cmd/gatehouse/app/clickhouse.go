@@ -1,0 +1,51 @@
+package app
+
+import (
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gatehouse-dev/gatehouse/chserver"
+)
+
+func newClickHouseCommand(g *globals) *cobra.Command {
+	var o chserver.Options
+	cmd := &cobra.Command{
+		Use:   "clickhouse",
+		Short: "Run the ClickHouse engine from libchdb.so as a loopback server (development and tests)",
+		Long: `Run the ClickHouse engine, loaded from its shared-library build (libchdb.so), as a server
+listening on loopback with the native and HTTP protocols. It has no authentication and is meant
+for development, demos and tests; production points the enricher at a real ClickHouse.
+
+scripts/testbed.sh clickhouse fetches and verifies the library.`,
+		Args: cobra.NoArgs,
+		PreRunE: func(*cobra.Command, []string) error {
+			if o.Library == "" {
+				o.Library = os.Getenv("GATEHOUSE_LIBCHDB")
+			}
+			return o.Validate()
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			g.logger.Info("starting ClickHouse engine", "library", o.Library, "dataDir", o.DataDir,
+				"tcpPort", o.TCPPort, "httpPort", o.HTTPPort)
+			errc := make(chan error, 1)
+			go func() { errc <- chserver.Serve(o) }()
+			select {
+			case err := <-errc:
+				return err
+			case <-cmd.Context().Done():
+				// The engine cannot be stopped from inside; the process exits with it.
+				g.logger.Info("stopping ClickHouse engine")
+				return nil
+			}
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.Library, "library", "", "Path of libchdb.so. Default: $GATEHOUSE_LIBCHDB.")
+	fs.StringVar(&o.DataDir, "data-dir", filepath.Join(os.TempDir(), "gatehouse-clickhouse"), "Directory holding the databases.")
+	fs.StringVar(&o.ListenHost, "listen-host", "127.0.0.1", "Loopback address to listen on.")
+	fs.IntVar(&o.TCPPort, "tcp-port", 9000, "Native protocol port.")
+	fs.IntVar(&o.HTTPPort, "http-port", 8123, "HTTP interface port.")
+	return cmd
+}

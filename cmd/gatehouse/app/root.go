@@ -1,0 +1,69 @@
+// Package app builds the gatehouse command line: one cobra command per component, each parsing
+// and validating its flags before it runs the component's library code.
+package app
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// NewCommand returns the root gatehouse command writing to stdout and stderr. Errors are
+// returned, not printed: main prints them once.
+func NewCommand(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stderr: stderr}
+	cmd := &cobra.Command{
+		Use:           "gatehouse",
+		Short:         "Gatehouse: an attributable, reviewable and safe access gateway for Kubernetes",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			return g.setup()
+		},
+	}
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	g.addFlags(cmd)
+	cmd.AddCommand(
+		newVersionCommand(),
+		newClickHouseCommand(g),
+	)
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%w\nRun '%s --help' for usage", err, c.CommandPath())
+	})
+	return cmd
+}
+
+// globals are the flags every subcommand shares.
+type globals struct {
+	stderr    io.Writer
+	logFormat string
+	logLevel  string
+	logger    *slog.Logger
+}
+
+func (g *globals) addFlags(cmd *cobra.Command) {
+	fs := cmd.PersistentFlags()
+	fs.StringVar(&g.logFormat, "log-format", "json", "Log format: json or text.")
+	fs.StringVar(&g.logLevel, "log-level", "info", "Log level: debug, info, warn or error.")
+}
+
+func (g *globals) setup() error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(g.logFormat) {
+	case "json":
+		g.logger = slog.New(slog.NewJSONHandler(g.stderr, opts))
+	case "text":
+		g.logger = slog.New(slog.NewTextHandler(g.stderr, opts))
+	default:
+		return fmt.Errorf("--log-format must be json or text, not %q", g.logFormat)
+	}
+	return nil
+}

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# testbed.sh obtains and caches the real components Gatehouse's tests run against:
+#   kube   kube-apiserver, kubectl and etcd, built from Go modules (no downloads besides modules)
+#   clickhouse  the ClickHouse engine (libchdb.so) from the npm registry, checksum-verified
+#   all    both (default)
+#   env    print the environment variables the tests read, for eval "$(scripts/testbed.sh env)"
+#
+# Everything lands under $GATEHOUSE_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/gatehouse), in folders
+# keyed by version and recipe revision, so a warm machine skips every step. Concurrent runs are serialised
+# with flock.
+set -euo pipefail
+
+KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.8}"
+CHDB_PACKAGE="@chdb/lib-linux-x64-gnu"
+CHDB_VERSION="${CHDB_VERSION:-26.7.3-stable.1}"
+CHDB_SHA1="d2905fafd0e0ac0e231cccadd1f0f6d010977297"
+# Bump when the build recipe changes so stale caches are rebuilt.
+RECIPE=r1
+
+CACHE="${GATEHOUSE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gatehouse}"
+KUBE_DIR="$CACHE/kube/$KUBE_VERSION-etcd$ETCD_VERSION-$RECIPE"
+CHDB_DIR="$CACHE/clickhouse/$CHDB_VERSION"
+
+# The module proxy alone: direct VCS fetches hang where only the proxy is reachable.
+GOPROXY="$(go env GOPROXY)"
+export GOPROXY="${GOPROXY%,direct}"
+export GOFLAGS=-mod=mod
+export CGO_ENABLED=0
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'testbed: %s\n' "$*" >&2; exit 1; }
+
+# elapsed prints a dot every 30 s while a long step runs, so CI logs show progress.
+with_progress() {
+	local what=$1; shift
+	local start=$SECONDS
+	log "$what (started $(date +%T))"
+	( while sleep 30; do printf '    ... %s: %ds\n' "$what" $((SECONDS - start)) >&2; done ) &
+	local ticker=$!
+	local rc=0
+	"$@" || rc=$?
+	kill "$ticker" 2>/dev/null; wait "$ticker" 2>/dev/null || true
+	[ "$rc" -eq 0 ] || die "$what failed (exit $rc)"
+	log "$what done in $((SECONDS - start))s"
+}
+
+build_kube() {
+	if [ -x "$KUBE_DIR/bin/kube-apiserver" ] && [ -x "$KUBE_DIR/bin/etcd" ] && [ -x "$KUBE_DIR/bin/kubectl" ]; then
+		log "kube $KUBE_VERSION + etcd $ETCD_VERSION cached in $KUBE_DIR/bin"
+		return
+	fi
+	local work="$KUBE_DIR/src"
+	rm -rf "$work" && mkdir -p "$work/kube" "$work/etcd" "$KUBE_DIR/bin"
+
+	# kubernetes' go.mod replaces its staging modules with ./staging paths, which a module
+	# dependency cannot use; pin each to the published module of the same minor instead.
+	local gomod minor staging
+	gomod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')
+	[ -f "$gomod" ] || die "could not download k8s.io/kubernetes@$KUBE_VERSION"
+	minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
+	staging=$(sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) => ./staging/.*#\1#p' "$gomod")
+	[ -n "$staging" ] || die "no staging replaces found in $gomod"
+	{
+		echo "module gatehouse.local/testbed/kube"
+		echo
+		echo "go 1.26"
+		echo
+		echo "require k8s.io/kubernetes $KUBE_VERSION"
+		echo
+		echo "tool ("
+		echo "	k8s.io/kubernetes/cmd/kube-apiserver"
+		echo "	k8s.io/kubernetes/cmd/kubectl"
+		echo ")"
+		echo
+		for m in $staging; do echo "replace $m => $m v0.$minor.${KUBE_VERSION##*.}"; done
+	} >"$work/kube/go.mod"
+	cat >"$work/etcd/go.mod" <<-MOD
+	module gatehouse.local/testbed/etcd
+
+	go 1.26
+
+	require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+
+	tool go.etcd.io/etcd/server/v3
+	MOD
+
+	with_progress "resolve kube-apiserver modules" sh -c "cd '$work/kube' && go mod tidy"
+	with_progress "resolve etcd modules" sh -c "cd '$work/etcd' && go mod tidy"
+
+	# Stamp the version the way kubernetes' hack/lib/version.sh does, or /version reports a placeholder.
+	local ld="-s -w" pkg
+	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		ld="$ld -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+		ld="$ld -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+	done
+	local tags=selinux,notest,grpcnotrace
+	with_progress "build kube-apiserver $KUBE_VERSION (cold: ~9 min on 2 cores)" sh -c \
+		"cd '$work/kube' && go build -trimpath -tags $tags -ldflags '$ld' -o '$KUBE_DIR/bin/kube-apiserver' k8s.io/kubernetes/cmd/kube-apiserver"
+	with_progress "build kubectl $KUBE_VERSION" sh -c \
+		"cd '$work/kube' && go build -trimpath -tags $tags -ldflags '$ld' -o '$KUBE_DIR/bin/kubectl' k8s.io/kubernetes/cmd/kubectl"
+	with_progress "build etcd $ETCD_VERSION" sh -c \
+		"cd '$work/etcd' && go build -trimpath -ldflags '-s -w' -o '$KUBE_DIR/bin/etcd' go.etcd.io/etcd/server/v3"
+	"$KUBE_DIR/bin/kube-apiserver" --version >&2
+}
+
+fetch_clickhouse() {
+	if [ -f "$CHDB_DIR/libchdb.so" ]; then
+		log "ClickHouse engine $CHDB_VERSION cached in $CHDB_DIR"
+		return
+	fi
+	command -v npm >/dev/null || die "npm is needed to fetch the ClickHouse engine: apt-get install -y npm"
+	local tmp
+	tmp=$(mktemp -d "$CACHE/.chdb.XXXXXX")
+	with_progress "fetch $CHDB_PACKAGE@$CHDB_VERSION (178 MB)" sh -c \
+		"cd '$tmp' && npm pack --silent '$CHDB_PACKAGE@$CHDB_VERSION' >/dev/null"
+	local tgz sum
+	tgz=$(ls "$tmp"/*.tgz)
+	sum=$(sha1sum "$tgz" | cut -d' ' -f1)
+	[ "$sum" = "$CHDB_SHA1" ] || die "checksum mismatch for $tgz: got $sum, want $CHDB_SHA1"
+	tar -xzf "$tgz" -C "$tmp" package/libchdb.so
+	mkdir -p "$CHDB_DIR"
+	mv "$tmp/package/libchdb.so" "$CHDB_DIR/libchdb.so.partial"
+	mv "$CHDB_DIR/libchdb.so.partial" "$CHDB_DIR/libchdb.so"
+	rm -rf "$tmp"
+}
+
+print_env() {
+	echo "export KUBEBUILDER_ASSETS='$KUBE_DIR/bin'"
+	echo "export GATEHOUSE_LIBCHDB='$CHDB_DIR/libchdb.so'"
+}
+
+locked() {
+	mkdir -p "$CACHE"
+	exec 9>"$CACHE/.lock"
+	flock 9
+	"$@"
+}
+
+case "${1:-all}" in
+kube) locked build_kube ;;
+clickhouse) locked fetch_clickhouse ;;
+all) locked build_kube; fetch_clickhouse ;;
+env) print_env ;;
+*) die "usage: $0 [all|kube|clickhouse|env]" ;;
+esac

@@ -1,0 +1,344 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/remotecommand"
+	utilexec "k8s.io/client-go/util/exec"
+
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
+	"github.com/gatehouse-dev/gatehouse/trail"
+)
+
+func TestSmokeKubeAPI(t *testing.T) {
+	ctx := t.Context()
+	ns := bed.kube.Namespace(t, "smoke")
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "hello", Namespace: ns},
+		Data:       map[string]string{"greeting": "hello from gatehouse"},
+	}
+	_, err := bed.kube.Clientset.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	got, err := bed.kube.Clientset.CoreV1().ConfigMaps(ns).Get(ctx, "hello", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "hello from gatehouse", got.Data["greeting"])
+
+	// The kubectl built from the API server's release reads it too.
+	out := kubectl(t, nil, "get", "configmap", "hello", "-n", ns, "-o", "jsonpath={.data.greeting}")
+	assert.Equal(t, "hello from gatehouse", out)
+
+	version := kubectl(t, nil, "version", "-o", "json")
+	var v struct {
+		ServerVersion struct{ GitVersion string } `json:"serverVersion"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(version), &v))
+	assert.Regexp(t, `^v1\.\d+\.\d+$`, v.ServerVersion.GitVersion, "the API server reports a real version")
+}
+
+// TestSmokeExec runs a command in a pod on the stub kubelet with stdin round trip, through the
+// API server, over SPDY and over WebSocket, with client-go and with kubectl.
+func TestSmokeExec(t *testing.T) {
+	ctx := t.Context()
+	ns := bed.kube.Namespace(t, "exec")
+	_, err := bed.kubelet.RunPod(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "shell", Namespace: ns},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "busybox"}}},
+	})
+	require.NoError(t, err)
+
+	execURL := func(cmd ...string) *rest.Request {
+		return bed.kube.Clientset.CoreV1().RESTClient().Post().
+			Resource("pods").Namespace(ns).Name("shell").SubResource("exec").
+			VersionedParams(&corev1.PodExecOptions{Container: "main", Command: cmd, Stdin: true, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	}
+	executors := map[string]func(cmd ...string) (remotecommand.Executor, error){
+		"spdy": func(cmd ...string) (remotecommand.Executor, error) {
+			return remotecommand.NewSPDYExecutor(bed.kube.Config, http.MethodPost, execURL(cmd...).URL())
+		},
+		"websocket": func(cmd ...string) (remotecommand.Executor, error) {
+			return remotecommand.NewWebSocketExecutor(bed.kube.Config, http.MethodGet, execURL(cmd...).URL().String())
+		},
+	}
+	for name, newExec := range executors {
+		t.Run(name, func(t *testing.T) {
+			exec, err := newExec("cat")
+			require.NoError(t, err)
+			var stdout, stderr bytes.Buffer
+			err = exec.StreamWithContext(ctx, remotecommand.StreamOptions{
+				Stdin: strings.NewReader("round trip through " + name + "\n"), Stdout: &stdout, Stderr: &stderr,
+			})
+			require.NoError(t, err, "stderr: %s", stderr.String())
+			assert.Equal(t, "round trip through "+name+"\n", stdout.String())
+
+			exec, err = newExec("sh", "-c", "echo to-stderr >&2; exit 3")
+			require.NoError(t, err)
+			stdout.Reset()
+			stderr.Reset()
+			err = exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr})
+			var exitErr utilexec.CodeExitError
+			require.ErrorAs(t, err, &exitErr)
+			assert.Equal(t, 3, exitErr.Code)
+			assert.Equal(t, "to-stderr\n", stderr.String())
+		})
+	}
+	for _, ws := range []string{"false", "true"} {
+		t.Run("kubectl/websockets="+ws, func(t *testing.T) {
+			out := kubectl(t, []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=" + ws},
+				"exec", "-i", "-n", ns, "shell", "--", "sh", "-c", "tr a-z A-Z")
+			assert.Equal(t, "STDIN ROUND TRIP\n", out)
+		})
+	}
+}
+
+// TestSmokeLogsAndPortForward follows a container log and forwards a port through the API
+// server to the stub kubelet.
+func TestSmokeLogsAndPortForward(t *testing.T) {
+	ctx := t.Context()
+	ns := bed.kube.Namespace(t, "streams")
+	_, err := bed.kubelet.RunPod(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "nginx"}}},
+	})
+	require.NoError(t, err)
+
+	bed.kubelet.AppendLog(ns, "web", "main", "first line\n")
+	logs, err := bed.kube.Clientset.CoreV1().Pods(ns).GetLogs("web", &corev1.PodLogOptions{Container: "main", Follow: true}).Stream(ctx)
+	require.NoError(t, err)
+	defer logs.Close()
+	buf := make([]byte, 64)
+	n, err := io.ReadAtLeast(logs, buf, len("first line\n"))
+	require.NoError(t, err)
+	assert.Equal(t, "first line\n", string(buf[:n]))
+	bed.kubelet.AppendLog(ns, "web", "main", "second line\n")
+	n, err = io.ReadAtLeast(logs, buf, len("second line\n"))
+	require.NoError(t, err)
+	assert.Equal(t, "second line\n", string(buf[:n]), "a followed log streams new lines as they come")
+
+	// A local TCP server stands in for the container's port.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	podPort := l.Addr().(*net.TCPAddr).Port
+	for _, ws := range []string{"false", "true"} {
+		t.Run("kubectl/websockets="+ws, func(t *testing.T) {
+			local := freePort(t)
+			cmd := exec.CommandContext(ctx, bed.kube.Kubectl, "--kubeconfig", bed.kube.Kubeconfig,
+				"port-forward", "-n", ns, "pod/web", fmt.Sprintf("%d:%d", local, podPort))
+			cmd.Env = append(os.Environ(), "KUBECTL_PORT_FORWARD_WEBSOCKETS="+ws)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			require.NoError(t, cmd.Start())
+			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+
+			var conn net.Conn
+			require.Eventually(t, func() bool {
+				conn, err = net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(local)))
+				return err == nil
+			}, 20*time.Second, 100*time.Millisecond, "port-forward did not listen: %s", &out)
+			defer conn.Close()
+			_, err = conn.Write([]byte("ping through port-forward\n"))
+			require.NoError(t, err)
+			reply := make([]byte, len("ping through port-forward\n"))
+			require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+			_, err = io.ReadFull(conn, reply)
+			require.NoError(t, err, "kubectl: %s", &out)
+			assert.Equal(t, "ping through port-forward\n", string(reply))
+		})
+	}
+}
+
+func TestSmokeNATS(t *testing.T) {
+	ctx := t.Context()
+	nc, err := nats.Connect(bed.nats.URL())
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	require.NoError(t, trail.EnsureStreams(ctx, js, trail.StreamOptions{}))
+
+	pub, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: "smoke"})
+	require.NoError(t, err)
+	const n = 100
+	for i := range n {
+		rec := &trail.Request{AuditID: fmt.Sprintf("smoke-%03d", i), SessionID: "smoke-session", Code: 200}
+		rec.ID = rec.AuditID
+		require.NoError(t, pub.Publish(ctx, rec))
+	}
+	// A retry of a record already sent is stored once.
+	dup := &trail.Request{AuditID: "smoke-000", SessionID: "smoke-session", Code: 200}
+	dup.ID = dup.AuditID
+	require.NoError(t, pub.Publish(ctx, dup))
+	require.NoError(t, pub.Close(ctx))
+
+	cons, err := trail.NewConsumer(ctx, js, trail.StreamTrail, trail.EnricherConsumer(trail.StreamTrail),
+		trail.ConsumerOptions{BatchSize: 64, MaxWait: 200 * time.Millisecond})
+	require.NoError(t, err)
+	seen := map[string]int{}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = cons.Run(runCtx, func(_ context.Context, batch []jetstream.Msg) error {
+			for _, m := range batch {
+				rec, err := trail.Decode(m.Data())
+				if err != nil {
+					return err
+				}
+				seen[rec.(*trail.Request).AuditID]++
+			}
+			if len(seen) == n {
+				cancel()
+			}
+			return nil
+		})
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cancel()
+		<-done
+	}
+	assert.Len(t, seen, n)
+	for id, c := range seen {
+		assert.Equal(t, 1, c, "record %s delivered once", id)
+	}
+}
+
+func TestSmokeClickHouse(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		protocol clickhouse.Protocol
+		addr     string
+	}{
+		{"native", clickhouse.Native, bed.clickhouse.NativeAddr},
+		{"http", clickhouse.HTTP, bed.clickhouse.HTTPAddr},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			conn, err := clickhouse.Open(&clickhouse.Options{Protocol: tc.protocol, Addr: []string{tc.addr}})
+			require.NoError(t, err)
+			defer conn.Close()
+			require.NoError(t, conn.Ping(ctx))
+			table := "smoke_" + tc.name
+			require.NoError(t, conn.Exec(ctx, "DROP TABLE IF EXISTS "+table))
+			require.NoError(t, conn.Exec(ctx, `CREATE TABLE `+table+` (
+				id UInt64, user LowCardinality(String), ts DateTime64(9) CODEC(Delta, ZSTD), extra Map(String, String)
+			) ENGINE = MergeTree ORDER BY (user, ts)`))
+
+			batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+table)
+			require.NoError(t, err)
+			now := time.Now()
+			for i := range 1000 {
+				require.NoError(t, batch.Append(uint64(i), fmt.Sprintf("user-%d", i%7), now.Add(time.Duration(i)), map[string]string{"i": strconv.Itoa(i)}))
+			}
+			require.NoError(t, batch.Send())
+
+			var count, sum uint64
+			require.NoError(t, conn.QueryRow(ctx, "SELECT count(), sum(id) FROM "+table).Scan(&count, &sum))
+			assert.Equal(t, uint64(1000), count)
+			assert.Equal(t, uint64(999*1000/2), sum)
+			var extra string
+			require.NoError(t, conn.QueryRow(ctx, "SELECT extra['i'] FROM "+table+" WHERE id = {id:UInt64}", clickhouse.Named("id", "42")).Scan(&extra))
+			assert.Equal(t, "42", extra)
+		})
+	}
+}
+
+func TestSmokeOIDC(t *testing.T) {
+	ctx := oidc.ClientContext(t.Context(), bed.issuer.Client)
+	provider, err := oidc.NewProvider(ctx, bed.issuer.URL)
+	require.NoError(t, err)
+	verifier := provider.Verifier(&oidc.Config{ClientID: "gatehouse", SupportedSigningAlgs: []string{oidc.RS256, oidc.ES256}})
+
+	claims := bed.issuer.Claims("agent-1")
+	claims["email"] = "agent-1@example.com"
+	token := bed.issuer.MustSign(t, claims)
+	idt, err := verifier.Verify(ctx, token)
+	require.NoError(t, err)
+	assert.Equal(t, "agent-1", idt.Subject)
+
+	claims["sub"] = "cluster-admin"
+	_, err = verifier.Verify(ctx, testbed.Tamper(token, claims))
+	require.Error(t, err, "a tampered token must not verify")
+
+	t.Run("service account token via the API server's issuer discovery", func(t *testing.T) {
+		ns := bed.kube.Namespace(t, "sa")
+		_, err := bed.kube.Clientset.CoreV1().ServiceAccounts(ns).Create(t.Context(), &corev1.ServiceAccount{
+			ObjectMeta: metav1.ObjectMeta{Name: "agent"},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		tr, err := bed.kube.Clientset.CoreV1().ServiceAccounts(ns).CreateToken(t.Context(), "agent", &authenticationv1.TokenRequest{
+			Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"gatehouse"}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+
+		// The API server serves discovery to authenticated clients; use the admin's transport.
+		httpClient, err := rest.HTTPClientFor(bed.kube.Config)
+		require.NoError(t, err)
+		issuer := strings.TrimSuffix(bed.kube.Config.Host, "/") + "/" // envtest's --service-account-issuer
+		kctx := oidc.ClientContext(t.Context(), httpClient)
+		kp, err := oidc.NewProvider(kctx, issuer)
+		require.NoError(t, err)
+		idt, err := kp.Verifier(&oidc.Config{ClientID: "gatehouse"}).Verify(kctx, tr.Status.Token)
+		require.NoError(t, err)
+		assert.Equal(t, "system:serviceaccount:"+ns+":agent", idt.Subject)
+
+		_, err = kp.Verifier(&oidc.Config{ClientID: "someone-else"}).Verify(kctx, tr.Status.Token)
+		require.Error(t, err, "a token for another audience must not verify")
+	})
+}
+
+func kubectl(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), bed.kube.Kubectl, append([]string{"--kubeconfig", bed.kube.Kubeconfig}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	if len(args) > 0 && args[0] == "exec" {
+		cmd.Stdin = strings.NewReader("stdin round trip\n")
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, "kubectl %s: %s", strings.Join(args, " "), stderr.String())
+	return string(out)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

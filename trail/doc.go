@@ -1,0 +1,38 @@
+// Package trail holds Gatehouse's audit trail records and moves them over NATS JetStream.
+//
+// Every component that observes an action writes it to the trail: the front proxy writes a
+// [Request] for each API call and a [Session] when an agent run starts or stays active, the
+// admission webhooks and the proxy write a [Decision] for each policy evaluation. The enricher
+// consumes all of them and joins them with kube-apiserver audit events by Audit-ID.
+//
+// # Records
+//
+// A record is a JSON object with a Kubernetes-style header:
+//
+//	{"apiVersion":"trail.gatehouse.dev/v1","kind":"Request","id":"…","time":"…", …}
+//
+// The header ([Meta]) names the schema version and the kind; [Decode] turns bytes back into the
+// typed record. Within v1, changes are additive only: new optional fields, new kinds. Consumers
+// ignore fields they do not know. A change that removes or redefines a field is a new version with
+// its own subjects, published side by side until consumers have moved.
+//
+// Records never carry secret values: tokens, passwords and Secret data are masked or left out by
+// the producer before a record is built.
+//
+// # Subjects and streams
+//
+// Records are published on gatehouse.trail.v1.<kind>.<session>, where <kind> is the lower-case
+// kind and <session> the session ID (or "_" when there is none), so a tool that replays one
+// session subscribes to gatehouse.trail.v1.*.<session>. Raw kube-apiserver audit batches are
+// published on gatehouse.audit.v1.batch. [Streams] returns the JetStream streams that capture both
+// subject trees and [EnsureStreams] creates or updates them; [EnricherConsumer] is the durable
+// pull consumer the enricher reads with.
+//
+// # Publishing and consuming
+//
+// A [Publisher] publishes asynchronously with the record ID as JetStream message ID, so a retry
+// never stores a record twice. It holds a bounded number of unacknowledged records, republishes
+// those whose acknowledgement failed, and refuses new records with [ErrUnavailable] when NATS
+// cannot take them, so callers can fail closed. A [Consumer] reads batches from a durable pull
+// consumer and acknowledges a batch only after its handler succeeded.
+package trail

@@ -1,0 +1,168 @@
+package trail_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
+	"github.com/gatehouse-dev/gatehouse/trail"
+)
+
+var natsServer *testbed.NATS
+
+func TestMain(m *testing.M) {
+	var err error
+	natsServer, err = testbed.StartNATS()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	natsServer.Stop()
+	os.Exit(code)
+}
+
+// setup connects to the test server and gives the test fresh streams.
+func setup(t testing.TB) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(natsServer.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx := context.Background()
+	for _, s := range []string{trail.StreamTrail, trail.StreamAudit} {
+		_ = js.DeleteStream(ctx, s)
+	}
+	require.NoError(t, trail.EnsureStreams(ctx, js, trail.StreamOptions{}))
+	return nc, js
+}
+
+func streamMsgs(t testing.TB, js jetstream.JetStream) uint64 {
+	t.Helper()
+	s, err := js.Stream(context.Background(), trail.StreamTrail)
+	require.NoError(t, err)
+	info, err := s.Info(context.Background())
+	require.NoError(t, err)
+	return info.State.Msgs
+}
+
+func TestPublishStoresOncePerID(t *testing.T) {
+	nc, js := setup(t)
+	ctx := t.Context()
+	p, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: "test"})
+	require.NoError(t, err)
+	for i := range 50 {
+		for range 2 { // every record twice, as a retry would
+			require.NoError(t, p.Publish(ctx, &trail.Request{Meta: trail.Meta{ID: fmt.Sprintf("r%d", i)}, AuditID: fmt.Sprintf("r%d", i)}))
+		}
+	}
+	require.NoError(t, p.Flush(ctx))
+	assert.Equal(t, uint64(50), streamMsgs(t, js))
+	assert.Equal(t, 0, p.Pending())
+
+	// PublishSync stores before returning.
+	require.NoError(t, p.PublishSync(ctx, &trail.Session{SessionID: "s", Event: trail.SessionStarted}))
+	assert.Equal(t, uint64(51), streamMsgs(t, js))
+	require.NoError(t, p.Close(ctx))
+	assert.ErrorIs(t, p.Publish(ctx, &trail.Request{}), trail.ErrClosed)
+}
+
+func TestPublishFailsClosedWhileNATSIsDown(t *testing.T) {
+	nc, js := setup(t)
+	ctx := t.Context()
+	p, err := trail.NewPublisher(nc, trail.PublisherOptions{AckTimeout: 500 * time.Millisecond})
+	require.NoError(t, err)
+
+	// Records accepted before the outage are not lost: they are republished after it.
+	for i := range 20 {
+		require.NoError(t, p.Publish(ctx, &trail.Request{Meta: trail.Meta{ID: fmt.Sprintf("before-%d", i)}}))
+	}
+	natsServer.Shutdown()
+	require.Eventually(t, func() bool { return nc.Status() != nats.CONNECTED }, 5*time.Second, 10*time.Millisecond)
+
+	err = p.Publish(ctx, &trail.Request{})
+	require.ErrorIs(t, err, trail.ErrUnavailable, "a record NATS cannot take is refused, so the caller can fail closed")
+	syncCtx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, p.PublishSync(syncCtx, &trail.Request{}), trail.ErrUnavailable)
+
+	require.NoError(t, natsServer.Start())
+	require.Eventually(t, func() bool { return nc.Status() == nats.CONNECTED }, 10*time.Second, 10*time.Millisecond)
+	flushCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	require.NoError(t, p.Flush(flushCtx))
+	require.NoError(t, p.Publish(ctx, &trail.Request{Meta: trail.Meta{ID: "after"}}))
+	require.NoError(t, p.Flush(flushCtx))
+	assert.Equal(t, uint64(21), streamMsgs(t, js), "every accepted record is stored exactly once")
+}
+
+func TestPublishBacklogIsBounded(t *testing.T) {
+	nc, _ := setup(t)
+	ctx := t.Context()
+	p, err := trail.NewPublisher(nc, trail.PublisherOptions{MaxPending: 1})
+	require.NoError(t, err)
+	// Publishing in a tight loop outruns the acknowledgements of a one-record budget.
+	require.NoError(t, p.Publish(ctx, &trail.Request{}))
+	var backlog error
+	for range 1000 {
+		if backlog = p.Publish(ctx, &trail.Request{}); backlog != nil {
+			break
+		}
+	}
+	require.ErrorIs(t, backlog, trail.ErrBacklog)
+	require.NoError(t, p.Close(ctx))
+}
+
+func TestConsumerRedeliversFailedBatches(t *testing.T) {
+	nc, js := setup(t)
+	ctx := t.Context()
+	p, err := trail.NewPublisher(nc, trail.PublisherOptions{})
+	require.NoError(t, err)
+	for i := range 10 {
+		require.NoError(t, p.Publish(ctx, &trail.Request{Meta: trail.Meta{ID: fmt.Sprintf("c%d", i)}}))
+	}
+	require.NoError(t, p.Flush(ctx))
+
+	cfg := trail.EnricherConsumer(trail.StreamTrail)
+	cfg.Durable = "test-redelivery"
+	c, err := trail.NewConsumer(ctx, js, trail.StreamTrail, cfg, trail.ConsumerOptions{BatchSize: 10, MaxWait: 100 * time.Millisecond, RetryDelay: 50 * time.Millisecond})
+	require.NoError(t, err)
+
+	runCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	attempts, stored := 0, map[string]bool{}
+	require.NoError(t, c.Run(runCtx, func(_ context.Context, batch []jetstream.Msg) error {
+		attempts++
+		if attempts == 1 {
+			return fmt.Errorf("storage down")
+		}
+		for _, m := range batch {
+			r, err := trail.Decode(m.Data())
+			require.NoError(t, err)
+			stored[r.Header().ID] = true
+		}
+		if len(stored) == 10 {
+			cancel()
+		}
+		return nil
+	}))
+	assert.Len(t, stored, 10, "a failed batch is delivered again")
+	assert.GreaterOrEqual(t, attempts, 2)
+
+	// Everything was acknowledged: nothing is delivered again.
+	cons, err := js.Consumer(ctx, trail.StreamTrail, cfg.Durable)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	}, 5*time.Second, 50*time.Millisecond)
+}

@@ -1,0 +1,307 @@
+package trail
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// APIVersion is the schema version every record of this package carries.
+const APIVersion = "trail.gatehouse.dev/v1"
+
+// Kind names a record type.
+type Kind string
+
+// The record kinds of APIVersion.
+const (
+	KindRequest  Kind = "Request"
+	KindSession  Kind = "Session"
+	KindDecision Kind = "Decision"
+)
+
+// ErrUnknownKind is returned by Decode for a record whose kind or version this package does not
+// know. Consumers should skip such records rather than fail: they come from a newer producer.
+var ErrUnknownKind = errors.New("trail: unknown record kind")
+
+// Record is implemented by every record type of this package.
+type Record interface {
+	// Header returns the record's header, which Publish completes (ID, time, version, kind)
+	// before the record is encoded.
+	Header() *Meta
+	// Session returns the session ID the record belongs to, or "" when it has none.
+	Session() string
+}
+
+// Meta is the header every record carries.
+type Meta struct {
+	// APIVersion is always APIVersion for records of this package.
+	APIVersion string `json:"apiVersion"`
+	// Kind names the record type.
+	Kind Kind `json:"kind"`
+	// ID identifies the record. It is the JetStream message ID, so publishing a record with the
+	// same ID twice within the stream's duplicate window stores it once. NewID fills it when empty.
+	ID string `json:"id"`
+	// Time is when the recorded action happened (UTC).
+	Time time.Time `json:"time"`
+	// Source names the emitting component instance, e.g. "proxy/gatehouse-7d9c".
+	Source string `json:"source,omitempty"`
+}
+
+// Header returns m. Types embedding Meta satisfy the Header half of Record through it.
+func (m *Meta) Header() *Meta { return m }
+
+// NewID returns a new record ID: a time-ordered UUID (version 7), which also serves as an
+// Audit-ID since kube-apiserver accepts any client-supplied value there.
+func NewID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}
+
+// Identity is the verified identity an action was performed as.
+type Identity struct {
+	// User is the Kubernetes user name the request was impersonated as.
+	User string `json:"user"`
+	// UID is the user's UID, when the identity provider gives one.
+	UID string `json:"uid,omitempty"`
+	// Groups are the Kubernetes groups the request was impersonated with.
+	Groups []string `json:"groups,omitempty"`
+	// Extra holds additional user attributes forwarded as impersonation extras.
+	Extra map[string][]string `json:"extra,omitempty"`
+	// Issuer and Subject identify the token the identity was derived from (the iss and sub claims).
+	Issuer  string `json:"issuer,omitempty"`
+	Subject string `json:"subject,omitempty"`
+}
+
+// Operation describes the Kubernetes API call an action concerns.
+type Operation struct {
+	// Verb is the Kubernetes verb (get, list, watch, create, update, patch, delete,
+	// deletecollection) or, for admission, the operation (CREATE, UPDATE, DELETE, CONNECT).
+	Verb        string `json:"verb"`
+	APIGroup    string `json:"apiGroup,omitempty"`
+	APIVersion  string `json:"apiVersion,omitempty"`
+	Resource    string `json:"resource,omitempty"`
+	Subresource string `json:"subresource,omitempty"`
+	Namespace   string `json:"namespace,omitempty"`
+	Name        string `json:"name,omitempty"`
+	// Path is the request path without its query, for calls that are not resource requests
+	// (discovery, /version, /healthz).
+	Path string `json:"path,omitempty"`
+}
+
+// Policy identifies the policy rule that decided an action and what it decided.
+type Policy struct {
+	// Policy is the name of the AccessPolicy, Rule the name of the rule within it.
+	Policy string `json:"policy,omitempty"`
+	Rule   string `json:"rule,omitempty"`
+	// Action is allow, deny or requireApproval.
+	Action string `json:"action"`
+	// Message is the human-readable reason given to the client.
+	Message string `json:"message,omitempty"`
+}
+
+// Masking summarises what was masked in a response: never the values, only that and where.
+type Masking struct {
+	// Fields is the number of values replaced.
+	Fields int `json:"fields"`
+	// Detectors counts replacements per rule or detector name.
+	Detectors map[string]int `json:"detectors,omitempty"`
+}
+
+// Request records one API call that passed through the front proxy, refused or forwarded.
+type Request struct {
+	Meta
+	// AuditID is the Audit-ID sent to kube-apiserver and returned to the client: the key that
+	// joins this record with the API server's audit events.
+	AuditID string `json:"auditID"`
+	// SessionID groups the calls of one agent run.
+	SessionID string `json:"sessionID,omitempty"`
+	// Identity is the verified identity; empty when authentication failed.
+	Identity Identity `json:"identity"`
+	// Client names the client (from the User-Agent or the client's own declaration).
+	Client string `json:"client,omitempty"`
+	// SourceIP is the address the connection came from.
+	SourceIP  string    `json:"sourceIP,omitempty"`
+	Operation Operation `json:"operation"`
+	// Code is the HTTP status returned to the client; 101 for upgraded streams.
+	Code int `json:"code"`
+	// Latency is the time until the response headers were sent, in nanoseconds.
+	Latency time.Duration `json:"latencyNs"`
+	// Duration is the time until the response body was complete, in nanoseconds; for watches and
+	// streams it is the lifetime of the stream.
+	Duration time.Duration `json:"durationNs"`
+	BytesIn  int64         `json:"bytesIn"`
+	BytesOut int64         `json:"bytesOut"`
+	// Masking is set when the response was masked.
+	Masking *Masking `json:"masking,omitempty"`
+	// Decision is set when a policy decided the call.
+	Decision *Policy `json:"decision,omitempty"`
+	// ApprovalID names the approval the call was forwarded under.
+	ApprovalID string `json:"approvalID,omitempty"`
+	// Error is the reason the proxy refused or failed the call, in words safe to store.
+	Error string `json:"error,omitempty"`
+}
+
+// Session returns the request's session ID.
+func (r *Request) Session() string { return r.SessionID }
+
+// SessionEvent says what happened to a session.
+type SessionEvent string
+
+// Session events.
+const (
+	SessionStarted SessionEvent = "Started"
+	SessionActive  SessionEvent = "Active"
+	SessionEnded   SessionEvent = "Ended"
+)
+
+// Session records the start of a session and, periodically, that it is still active.
+type Session struct {
+	Meta
+	SessionID string       `json:"sessionID"`
+	Event     SessionEvent `json:"event"`
+	Identity  Identity     `json:"identity"`
+	Client    string       `json:"client,omitempty"`
+	SourceIP  string       `json:"sourceIP,omitempty"`
+	// Started is when the session's first request arrived; LastActivity its latest.
+	Started      time.Time `json:"started"`
+	LastActivity time.Time `json:"lastActivity"`
+	// Requests counts the session's requests up to LastActivity.
+	Requests int64 `json:"requests"`
+}
+
+// Session returns the session's ID.
+func (s *Session) Session() string { return s.SessionID }
+
+// Decision records one policy evaluation, by the proxy before forwarding or by an admission
+// webhook.
+type Decision struct {
+	Meta
+	// Component is "proxy", "validating-webhook" or "mutating-webhook".
+	Component string `json:"component"`
+	// AuditID is set when the decision concerns a proxied call; AdmissionUID when it was made
+	// in admission. kube-apiserver uses the audit ID as the admission UID, so both join.
+	AuditID      string    `json:"auditID,omitempty"`
+	AdmissionUID string    `json:"admissionUID,omitempty"`
+	SessionID    string    `json:"sessionID,omitempty"`
+	Identity     Identity  `json:"identity"`
+	Operation    Operation `json:"operation"`
+	// ViaGateway reports whether the call came through the front proxy.
+	ViaGateway bool   `json:"viaGateway"`
+	DryRun     bool   `json:"dryRun,omitempty"`
+	Policy     Policy `json:"policy"`
+	ApprovalID string `json:"approvalID,omitempty"`
+}
+
+// Session returns the decision's session ID.
+func (d *Decision) Session() string { return d.SessionID }
+
+var (
+	_ Record = (*Request)(nil)
+	_ Record = (*Session)(nil)
+	_ Record = (*Decision)(nil)
+)
+
+// Decode parses a record published by this package. It returns ErrUnknownKind for a record of
+// another version or kind.
+func Decode(data []byte) (Record, error) {
+	var m Meta
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("trail: decode record header: %w", err)
+	}
+	if m.APIVersion != APIVersion {
+		return nil, fmt.Errorf("%w: apiVersion %q", ErrUnknownKind, m.APIVersion)
+	}
+	var r Record
+	switch m.Kind {
+	case KindRequest:
+		r = &Request{}
+	case KindSession:
+		r = &Session{}
+	case KindDecision:
+		r = &Decision{}
+	default:
+		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, m.Kind)
+	}
+	if err := json.Unmarshal(data, r); err != nil {
+		return nil, fmt.Errorf("trail: decode %s record %s: %w", m.Kind, m.ID, err)
+	}
+	return r, nil
+}
+
+// kindOf returns the kind of a record of this package.
+func kindOf(r Record) (Kind, error) {
+	switch r.(type) {
+	case *Request:
+		return KindRequest, nil
+	case *Session:
+		return KindSession, nil
+	case *Decision:
+		return KindDecision, nil
+	}
+	return "", fmt.Errorf("%w: %T", ErrUnknownKind, r)
+}
+
+// Subject returns the NATS subject a record is published on.
+func Subject(r Record) (string, error) {
+	k, err := kindOf(r)
+	if err != nil {
+		return "", err
+	}
+	return subject(k, r.Session()), nil
+}
+
+func subject(k Kind, session string) string {
+	return subjectTrail + "." + strings.ToLower(string(k)) + "." + sessionToken(session)
+}
+
+// sessionToken makes a session ID usable as one subject token. Session IDs are validated by the
+// proxy; anything else (wildcards, separators, whitespace) is replaced so a record can never be
+// published outside its subject tree.
+func sessionToken(s string) string {
+	if s == "" {
+		return "_"
+	}
+	ok := true
+	for i := 0; i < len(s); i++ {
+		if !isTokenByte(s[i]) {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	b := []byte(s)
+	for i := range b {
+		if !isTokenByte(b[i]) {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+func isTokenByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == ':'
+}
+
+// complete fills the header fields a producer may leave empty.
+func complete(r Record) error {
+	k, err := kindOf(r)
+	if err != nil {
+		return err
+	}
+	m := r.Header()
+	m.APIVersion = APIVersion
+	m.Kind = k
+	if m.ID == "" {
+		m.ID = NewID()
+	}
+	if m.Time.IsZero() {
+		m.Time = time.Now()
+	}
+	m.Time = m.Time.UTC()
+	return nil
+}

@@ -1,0 +1,109 @@
+package trail
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Subject trees. Every subject this package publishes on lies under one of them.
+const (
+	subjectTrail = "gatehouse.trail.v1"
+	// SubjectAuditBatch carries kube-apiserver audit EventLists as the enricher received them.
+	SubjectAuditBatch = "gatehouse.audit.v1.batch"
+)
+
+// SubjectAll returns the wildcard subject matching every record of kind k; SubjectSession the
+// one matching every record of one session.
+func SubjectAll(k Kind) string { return subjectTrail + "." + strings.ToLower(string(k)) + ".*" }
+
+// SubjectSession returns the wildcard subject matching every record of session s.
+func SubjectSession(s string) string { return subjectTrail + ".*." + sessionToken(s) }
+
+// Stream names.
+const (
+	// StreamTrail holds every record of this package.
+	StreamTrail = "GATEHOUSE_TRAIL"
+	// StreamAudit holds the raw audit batches received from kube-apiserver until the enricher has
+	// stored them.
+	StreamAudit = "GATEHOUSE_AUDIT"
+)
+
+// StreamOptions tunes the streams Streams returns.
+type StreamOptions struct {
+	// MaxAge bounds how long records are kept. Default 7 days: the enricher normally consumes
+	// within seconds; the margin covers a long ClickHouse outage.
+	MaxAge time.Duration
+	// Replicas is the stream replication factor in a NATS cluster. Default 1.
+	Replicas int
+	// DuplicateWindow is how long a message ID is remembered for deduplication. Default 10 minutes,
+	// longer than any retry of a publisher or of kube-apiserver's audit webhook backend.
+	DuplicateWindow time.Duration
+	// Storage is where the stream is stored. Default file storage.
+	Storage jetstream.StorageType
+}
+
+func (o *StreamOptions) setDefaults() {
+	if o.MaxAge == 0 {
+		o.MaxAge = 7 * 24 * time.Hour
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.DuplicateWindow == 0 {
+		o.DuplicateWindow = 10 * time.Minute
+	}
+}
+
+// Streams returns the JetStream stream definitions for the trail and the audit batches. Both
+// refuse new messages rather than discard unconsumed ones when a limit is reached
+// (DiscardNew), so a full stream surfaces as a publish error instead of silent loss.
+func Streams(o StreamOptions) []jetstream.StreamConfig {
+	o.setDefaults()
+	base := jetstream.StreamConfig{
+		Retention:  jetstream.LimitsPolicy,
+		Discard:    jetstream.DiscardNew,
+		MaxAge:     o.MaxAge,
+		Storage:    o.Storage,
+		Replicas:   o.Replicas,
+		Duplicates: o.DuplicateWindow,
+	}
+	trail := base
+	trail.Name = StreamTrail
+	trail.Description = "Gatehouse trail records (" + APIVersion + ")"
+	trail.Subjects = []string{subjectTrail + ".>"}
+
+	audit := base
+	audit.Name = StreamAudit
+	audit.Description = "kube-apiserver audit event batches received by the Gatehouse enricher"
+	audit.Subjects = []string{SubjectAuditBatch}
+	return []jetstream.StreamConfig{trail, audit}
+}
+
+// EnsureStreams creates the streams Streams returns, or updates them to that definition.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
+	for _, cfg := range Streams(o) {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("trail: ensure stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// EnricherConsumer returns the durable pull consumer definition the enricher reads stream with.
+// Messages are acknowledged explicitly after they are stored; unacknowledged ones are redelivered
+// after AckWait without limit, so nothing is lost while ClickHouse is down.
+func EnricherConsumer(stream string) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       "gatehouse-enricher",
+		Description:   "Gatehouse enricher: stores " + stream + " in ClickHouse",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       time.Minute,
+		MaxDeliver:    -1,
+		MaxAckPending: 100_000,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}

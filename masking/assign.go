@@ -1,0 +1,235 @@
+package masking
+
+// This file holds the detector for credentials assigned to secret-sounding keys in free text:
+// key=value and key: value pairs (connection strings, properties, YAML, logfmt, query strings,
+// JSON documents held as text) and command-line flags (--password value).
+
+const (
+	maxKeyLen     = 128
+	maxValueLen   = 4096
+	maxValueWords = 4   // words of an unquoted value
+	maxWordsLen   = 128 // length of an unquoted value of several words
+)
+
+func isKeyByte(c byte) bool {
+	return isAlnum(c) || c == '_' || c == '-' || c == '.'
+}
+
+// isQuote reports the quotes around keys and values.
+func isQuote(c byte) bool { return c == '"' || c == '\'' || c == '`' }
+
+// endsValue reports the bytes that end an unquoted value.
+func endsValue(c byte) bool {
+	switch c {
+	case '\n', '\r', ';', '&', '"', '\'', '`', '<', '>', ')', ']', '}':
+		return true
+	}
+	return false
+}
+
+// findAssignments appends the values of secret-sounding assignments in text to spans, as
+// password-assignment (password keys, any value) or keyword-entropy (other secret keys,
+// high-entropy values).
+func findAssignments(text []byte, spans []span) []span {
+	for i := 0; i < len(text); i++ {
+		var vs int // where the value may start
+		flag := false
+		switch text[i] {
+		case '=':
+			if i+1 < len(text) && text[i+1] == '=' {
+				i++
+				continue
+			}
+			vs = i + 1
+			if vs < len(text) && text[vs] == '>' {
+				vs++
+			}
+		case ':':
+			if i+1 < len(text) && (text[i+1] == ':' || text[i+1] == '/') {
+				i++
+				continue
+			}
+			vs = i + 1
+			if vs < len(text) && text[vs] == '=' {
+				vs++
+			}
+		case ' ', '\t':
+			flag = true
+			vs = i + 1
+		default:
+			continue
+		}
+		key, ok := keyBefore(text, i, flag)
+		if !ok {
+			continue
+		}
+		c := classifyKey(key)
+		if c == keyPlain {
+			continue
+		}
+		v1, v2 := valueAfter(text, vs, flag, flag || !startsLine(text, i))
+		if v1 == v2 || hasPrefixFold(text[v1:], "invalid value: ") {
+			// An API server field error; findFieldErrors handles those.
+			continue
+		}
+		if w := firstWord(text[v1:v2]); w[len(w)-1] == ':' {
+			// A nested key (YAML: "token:\n  path: x", "token: expirationSeconds: 3600").
+			continue
+		}
+		// Keep the scheme of an authorization value: Authorization: Bearer <masked>.
+		for _, scheme := range []string{"bearer ", "basic ", "token "} {
+			if hasPrefixFold(text[v1:v2], scheme) {
+				v1 += len(scheme)
+				break
+			}
+		}
+		if id := keyMasks(c, key, text[v1:v2]); id >= 0 {
+			spans = append(spans, span{v1, v2, id})
+			i = v2 - 1
+		}
+	}
+	return spans
+}
+
+// startsLine reports whether the key before text[sep] is the first thing on its line (after
+// indentation, a list dash or a quote), as in YAML and properties files, whose values may have
+// several words. In prose, only one word is taken.
+func startsLine(text []byte, sep int) bool {
+	i := sep
+	for i > 0 && text[i-1] != '\n' && !isSpace(text[i-1]) {
+		i--
+	}
+	for i > 0 && text[i-1] != '\n' {
+		if c := text[i-1]; c != ' ' && c != '\t' && c != '-' && c != '"' && c != '\'' {
+			return false
+		}
+		i--
+	}
+	return true
+}
+
+// keyBefore returns the key that ends before the separator at text[sep]. For flags (a blank
+// separator) the key must be a whole token starting with '-'.
+func keyBefore(text []byte, sep int, flag bool) ([]byte, bool) {
+	e := sep
+	if !flag {
+		for e > 0 && (text[e-1] == ' ' || text[e-1] == '\t') {
+			e--
+		}
+		if e > 0 && isQuote(text[e-1]) {
+			e--
+		}
+	}
+	s := e
+	for s > 0 && e-s < maxKeyLen && isKeyByte(text[s-1]) {
+		s--
+	}
+	if s == e {
+		return nil, false
+	}
+	if flag {
+		if text[s] != '-' || e-s < 3 || (s > 0 && !isSpace(text[s-1])) {
+			return nil, false
+		}
+	}
+	return text[s:e], true
+}
+
+// valueAfter returns the bounds of the value that starts at or after text[i]: a quoted string,
+// or an unquoted value of one word or, unless oneWord, a few.
+func valueAfter(text []byte, i int, flag, oneWord bool) (int, int) {
+	if !flag {
+		for i < len(text) && (text[i] == ' ' || text[i] == '\t') {
+			i++
+		}
+	}
+	if i >= len(text) {
+		return i, i
+	}
+	if q := text[i]; isQuote(q) {
+		s := i + 1
+		for j := s; j < len(text) && j-s < maxValueLen; j++ {
+			switch text[j] {
+			case '\\':
+				j++
+			case q:
+				return s, j
+			case '\n':
+				return s, j
+			}
+		}
+		return s, min(len(text), s+maxValueLen)
+	}
+	if flag && (text[i] == '-' || isSpace(text[i])) {
+		return i, i
+	}
+	s := i
+	j := i
+	words := 1
+	for j < len(text) && j-s < maxValueLen {
+		c := text[j]
+		if endsValue(c) {
+			break
+		}
+		if (c == ' ' || c == '\t') && (j == s || (text[j-1] != ' ' && text[j-1] != '\t')) {
+			// A blank ends the value when another assignment or the end of the line follows
+			// (logfmt: a=1 b=2); otherwise the value may have a few words (a passphrase in
+			// YAML or properties).
+			if words++; oneWord || words > maxValueWords || j-s > maxWordsLen || nextIsAssignment(text, j) {
+				break
+			}
+		}
+		j++
+	}
+	for j > s && (text[j-1] == ' ' || text[j-1] == '\t' || text[j-1] == ',') {
+		j--
+	}
+	return s, j
+}
+
+// nextIsAssignment reports whether the blanks at text[i] are followed by the end of the line or
+// by a token that contains '=' or ':'.
+func nextIsAssignment(text []byte, i int) bool {
+	for i < len(text) && (text[i] == ' ' || text[i] == '\t') {
+		i++
+	}
+	if i >= len(text) || text[i] == '\n' || text[i] == '\r' {
+		return true
+	}
+	for ; i < len(text) && !isSpace(text[i]); i++ {
+		if text[i] == '=' || text[i] == ':' {
+			return true
+		}
+	}
+	return false
+}
+
+// hasPrefixFold reports whether b starts with the lower-case ASCII prefix, ignoring case.
+func hasPrefixFold(b []byte, prefix string) bool {
+	if len(b) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := b[i]
+		if isUpper(c) {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// firstWord returns v up to its first blank; v is not empty.
+func firstWord(v []byte) []byte {
+	for i, c := range v {
+		if c == ' ' || c == '\t' {
+			if i == 0 {
+				return v[:1]
+			}
+			return v[:i]
+		}
+	}
+	return v
+}

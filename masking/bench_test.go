@@ -1,0 +1,218 @@
+package masking
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+)
+
+// The benchmarks compare masking with encoding/json's Valid over the same bytes: the /mask and
+// /json.Valid sub-benchmarks of each report MB/s, and the ratio of their ns/op is the cost of
+// masking relative to merely validating. The target is a ratio of at most 3. To print the
+// ratios (and fail above the target) without the benchmark machinery:
+//
+//	go test ./masking -run=TestBenchmarkRatios -ratios -v
+
+var ratios = flag.Bool("ratios", false, "measure mask/json.Valid ratios in TestBenchmarkRatios")
+
+// maxRatio is the target for mask/json.Valid.
+const maxRatio = 3.0
+
+func TestBenchmarkRatios(t *testing.T) {
+	if !*ratios {
+		t.Skip("pass -ratios to measure")
+	}
+	// The best of three alternating runs each, so that a busy machine skews the ratio less.
+	best := func(a, b testing.BenchmarkResult) testing.BenchmarkResult {
+		if a.N == 0 || (b.N > 0 && b.NsPerOp() < a.NsPerOp()) {
+			return b
+		}
+		return a
+	}
+	for _, p := range benchPairs() {
+		var mask, valid testing.BenchmarkResult
+		for range 3 {
+			mask = best(mask, testing.Benchmark(p.mask))
+			valid = best(valid, testing.Benchmark(p.valid))
+		}
+		r := float64(mask.NsPerOp()) / float64(valid.NsPerOp())
+		t.Logf("%-22s mask %s  json.Valid %s  ratio %.2f  mask allocs/op %d", p.name, mask, valid, r, mask.AllocsPerOp())
+		if r > maxRatio {
+			t.Errorf("%s: mask/json.Valid = %.2f, want <= %.1f", p.name, r, maxRatio)
+		}
+	}
+}
+
+// benchPair is a masking benchmark and json.Valid over the same bytes.
+type benchPair struct {
+	name        string
+	mask, valid func(*testing.B)
+}
+
+func benchPairs() []benchPair {
+	m, err := New(Config{Key: benchKey})
+	if err != nil {
+		panic(err)
+	}
+	list := genSecretList(2000)
+	pairs := []benchPair{{
+		name: "SecretList",
+		mask: func(b *testing.B) {
+			b.SetBytes(int64(len(list)))
+			b.ReportAllocs()
+			dst := make([]byte, 0, len(list)+len(list)/4)
+			for b.Loop() {
+				out, _, err := m.JSON(dst[:0], list, Target{Resource: "secrets"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				dst = out
+			}
+		},
+		valid: validBench(list, false),
+	}}
+	for _, n := range []int{1000, 10000} {
+		stream := genWatchStream(n)
+		pairs = append(pairs, benchPair{
+			name: fmt.Sprintf("WatchStream/events=%d", n),
+			mask: func(b *testing.B) {
+				b.SetBytes(int64(len(stream)))
+				b.ReportAllocs()
+				buf := make([]byte, 32<<10)
+				for b.Loop() {
+					r := m.WatchStream(bytes.NewReader(stream), Target{})
+					for {
+						_, err := r.Read(buf)
+						if err == io.EOF {
+							break
+						}
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			},
+			valid: validBench(stream, true),
+		})
+	}
+	return pairs
+}
+
+// validBench runs json.Valid over src, line by line for streams.
+func validBench(src []byte, lines bool) func(*testing.B) {
+	return func(b *testing.B) {
+		b.SetBytes(int64(len(src)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if !lines {
+				if !json.Valid(src) {
+					b.Fatal("invalid")
+				}
+				continue
+			}
+			for rest := src; len(rest) > 0; {
+				line, after, _ := bytes.Cut(rest, []byte("\n"))
+				if !json.Valid(line) {
+					b.Fatal("invalid")
+				}
+				rest = after
+			}
+		}
+	}
+}
+
+var benchKey = Key("gatehouse-benchmark-key-0123456789")
+
+// genSecret writes one Secret as the API server would in a SecretList (no kind), about 5 KB.
+func genSecret(b *bytes.Buffer, i int, withKind bool) {
+	val := func(n int, seed int) string {
+		raw := make([]byte, n)
+		for k := range raw {
+			raw[k] = byte((k*131 + seed*7919 + k*k) % 251)
+		}
+		return base64.StdEncoding.EncodeToString(raw)
+	}
+	b.WriteString(`{`)
+	if withKind {
+		b.WriteString(`"kind":"Secret","apiVersion":"v1",`)
+	}
+	fmt.Fprintf(b, `"metadata":{"name":"app-%05d-credentials","namespace":"team-%02d","uid":"%08x-6b1e-4c8e-9a41-2f5e8c7d9b10","resourceVersion":"%d","creationTimestamp":"2026-03-14T09:26:53Z","labels":{"app.kubernetes.io/name":"app-%05d","app.kubernetes.io/part-of":"payments"},"annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"apiVersion\":\"v1\",\"data\":{\"password\":\"%s\",\"username\":\"YXBw\"},\"kind\":\"Secret\",\"metadata\":{\"annotations\":{},\"name\":\"app-%05d-credentials\",\"namespace\":\"team-%02d\"},\"type\":\"Opaque\"}\n"},"managedFields":[{"manager":"kubectl-client-side-apply","operation":"Update","apiVersion":"v1","time":"2026-03-14T09:26:53Z","fieldsType":"FieldsV1","fieldsV1":{"f:data":{".":{},"f:ca.crt":{},"f:config.yaml":{},"f:password":{},"f:tls.crt":{},"f:tls.key":{},"f:username":{}},"f:metadata":{"f:annotations":{".":{},"f:kubectl.kubernetes.io/last-applied-configuration":{}},"f:labels":{".":{},"f:app.kubernetes.io/name":{},"f:app.kubernetes.io/part-of":{}}},"f:type":{}}}]},`,
+		i, i%40, i, 100000+i, i, val(24, i), i, i%40)
+	fmt.Fprintf(b, `"data":{"ca.crt":"%s","config.yaml":"%s","password":"%s","tls.crt":"%s","tls.key":"%s","username":"YXBw"},"type":"Opaque"}`,
+		val(700, i+1), val(300, i+2), val(24, i), val(1100, i+3), val(900, i+4))
+}
+
+// genSecretList returns a SecretList of n Secrets.
+func genSecretList(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":"250000"},"items":[`)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		genSecret(&b, i, false)
+	}
+	b.WriteString("]}\n")
+	return b.Bytes()
+}
+
+// genPod writes one Pod with credentials in its environment and arguments.
+func genPod(b *bytes.Buffer, i int) {
+	fmt.Fprintf(b, `{"kind":"Pod","apiVersion":"v1","metadata":{"name":"api-%05d","namespace":"team-%02d","uid":"%08x-4a5b-4c6d-8e7f-9a0b1c2d3e4f","resourceVersion":"%d","creationTimestamp":"2026-03-14T09:26:53Z","labels":{"app":"api"},"managedFields":[{"manager":"kube-controller-manager","operation":"Update","apiVersion":"v1","time":"2026-03-14T09:26:53Z","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:labels":{".":{},"f:app":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"api\"}":{".":{},"f:env":{},"f:image":{},"f:name":{}}}}}}]},"spec":{"containers":[{"name":"api","image":"registry.example.com/api:1.4.%d","args":["--listen=:8443","--log-level=info","--admin-password","pw-%08x"],"env":[{"name":"DB_PASSWORD","value":"pw-%08x-Qx7"},{"name":"API_KEY","value":"k%08xZ9f8e7d6c5b4a"},{"name":"LOG_LEVEL","value":"info"},{"name":"REGION","value":"eu-west-1"}],"resources":{}}],"restartPolicy":"Always","serviceAccountName":"api"},"status":{"phase":"Running","podIP":"10.0.%d.%d","startTime":"2026-03-14T09:26:53Z"}}`,
+		i, i%40, i, 200000+i, i%10, i, i, i, i%250, i%200)
+}
+
+// genWatchStream returns a watch stream of n events, Secrets and Pods alternating.
+func genWatchStream(n int) []byte {
+	var b bytes.Buffer
+	for i := 0; i < n; i++ {
+		if i%2 == 0 {
+			b.WriteString(`{"type":"ADDED","object":`)
+			genSecret(&b, i, true)
+		} else {
+			b.WriteString(`{"type":"MODIFIED","object":`)
+			genPod(&b, i)
+		}
+		b.WriteString("}\n")
+	}
+	return b.Bytes()
+}
+
+func BenchmarkSecretList(b *testing.B) {
+	p := benchPairs()[0]
+	b.Run("mask", p.mask)
+	b.Run("json.Valid", p.valid)
+}
+
+func BenchmarkWatchStream(b *testing.B) {
+	for _, p := range benchPairs()[1:] {
+		n := strings.TrimPrefix(p.name, "WatchStream/")
+		b.Run(n+"/mask", p.mask)
+		b.Run(n+"/json.Valid", p.valid)
+	}
+}
+
+func BenchmarkText(b *testing.B) {
+	m, err := New(Config{Key: benchKey})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sb strings.Builder
+	for i := 0; i < 20000; i++ {
+		fmt.Fprintf(&sb, "2026-03-14T09:26:53.%06dZ level=info msg=\"request served\" method=GET path=/api/v1/orders/%d status=200 duration=%dms user=alice\n", i, i, i%97)
+	}
+	src := []byte(sb.String())
+	b.Run("mask", func(b *testing.B) {
+		b.SetBytes(int64(len(src)))
+		b.ReportAllocs()
+		dst := make([]byte, 0, len(src))
+		for b.Loop() {
+			dst, _ = m.Text(dst[:0], src)
+		}
+	})
+}

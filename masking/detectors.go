@@ -1,0 +1,402 @@
+package masking
+
+import (
+	"bytes"
+	"encoding/base64"
+	"hash/crc32"
+	"regexp"
+)
+
+// Detector and rule IDs. The built-in detectors come first, then the structural rules; custom
+// detectors and field rules from the configuration follow with IDs assigned by New. Stats report
+// the names, which are stable.
+const (
+	idJWT = iota
+	idPEM
+	idPEMBase64
+	idAWSAccessKeyID
+	idAWSSecretKey
+	idGitHub
+	idGitLab
+	idSlackToken
+	idSlackWebhook
+	idStripe
+	idGoogleAPIKey
+	idGCPServiceAccount
+	idAzureStorageKey
+	idURLPassword
+	idBearer
+	idBasicAuth
+	idDockerConfigAuth
+	idFieldError
+	idPasswordAssignment
+	idKeywordEntropy
+	numDetectors
+)
+
+const (
+	idSecretData = numDetectors + iota
+	idSecretStringData
+	idTokenRequest
+	idTokenReview
+	idLastApplied
+	numBuiltin
+)
+
+// builtinNames maps built-in IDs to the names stats and configuration use.
+var builtinNames = [numBuiltin]string{
+	idJWT:                "jwt",
+	idPEM:                "pem-private-key",
+	idPEMBase64:          "pem-private-key-base64",
+	idAWSAccessKeyID:     "aws-access-key-id",
+	idAWSSecretKey:       "aws-secret-access-key",
+	idGitHub:             "github-token",
+	idGitLab:             "gitlab-token",
+	idSlackToken:         "slack-token",
+	idSlackWebhook:       "slack-webhook",
+	idStripe:             "stripe-key",
+	idGoogleAPIKey:       "google-api-key",
+	idGCPServiceAccount:  "gcp-service-account-key",
+	idAzureStorageKey:    "azure-storage-key",
+	idURLPassword:        "url-password",
+	idBearer:             "bearer-token",
+	idBasicAuth:          "basic-auth",
+	idDockerConfigAuth:   "docker-config-auth",
+	idFieldError:         "field-error-value",
+	idPasswordAssignment: "password-assignment",
+	idKeywordEntropy:     "keyword-entropy",
+	idSecretData:         "secret-data",
+	idSecretStringData:   "secret-string-data",
+	idTokenRequest:       "token-request",
+	idTokenReview:        "token-review",
+	idLastApplied:        "last-applied-unparsable",
+}
+
+// detector finds credentials in text. A detector runs only when one of its keywords occurs in
+// the text (case-insensitively), or on every text when it has none. Its regular expression
+// proposes candidates; the submatch group (0 for the whole match, -1 for the first group that
+// matched) is the secret, which must pass minEntropy and check to be masked.
+type detector struct {
+	id         int
+	keywords   []string
+	re         *regexp.Regexp
+	group      int
+	minEntropy float64
+	check      func(secret []byte) bool
+	// find replaces the regular expression for detectors that need more than one.
+	find func(text []byte, spans []span) []span
+}
+
+// span is a part of a text to mask and the detector that found it.
+type span struct {
+	start, end int
+	id         int
+}
+
+// run appends the secrets d finds in text to spans.
+func (d *detector) run(text []byte, spans []span) []span {
+	if d.find != nil {
+		return d.find(text, spans)
+	}
+	for _, m := range d.re.FindAllSubmatchIndex(text, -1) {
+		s, e := m[0], m[1]
+		switch {
+		case d.group > 0:
+			s, e = m[2*d.group], m[2*d.group+1]
+		case d.group < 0:
+			for g := 1; 2*g < len(m); g++ {
+				if m[2*g] >= 0 {
+					s, e = m[2*g], m[2*g+1]
+					break
+				}
+			}
+		}
+		if s < 0 || s == e {
+			continue
+		}
+		secret := text[s:e]
+		if d.minEntropy > 0 && entropy(secret) < d.minEntropy {
+			continue
+		}
+		if d.check != nil && !d.check(secret) {
+			continue
+		}
+		spans = append(spans, span{s, e, d.id})
+	}
+	return spans
+}
+
+// The built-in detectors. They are our own rules, written after the model of gitleaks' rule
+// set: a keyword prefilter, an RE2 expression and a check (entropy, checksum, decoding).
+var builtinDetectors = []*detector{
+	{
+		id:       idJWT,
+		keywords: []string{"eyj"},
+		re:       regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)?`),
+		check:    jwtHeader,
+	},
+	{
+		// The whole block, markers included; an unterminated block is masked to the end.
+		id:       idPEM,
+		keywords: []string{"private key"},
+		re:       regexp.MustCompile(`-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?s:.*?)(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\z)`),
+	},
+	{
+		// "LS0tLS1CRUdJTi" is base64 for "-----BEGIN", as in kubeconfig client-key-data.
+		id:       idPEMBase64,
+		keywords: []string{"ls0tls1crudjti"},
+		re:       regexp.MustCompile(`LS0tLS1CRUdJTi[A-Za-z0-9+/=\r\n]{30,}`),
+		check:    base64PrivateKey,
+	},
+	{
+		id:         idAWSAccessKeyID,
+		keywords:   []string{"akia", "asia", "abia", "acca", "a3t"},
+		re:         regexp.MustCompile(`\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b`),
+		group:      1,
+		minEntropy: 3,
+	},
+	{
+		id:         idAWSSecretKey,
+		keywords:   []string{"aws"},
+		re:         regexp.MustCompile(`(?i)aws[a-z0-9_.\- ]{0,32}?(?:secret|private|sk)[a-z0-9_.\- ]{0,24}?["']?\s*(?::=|=>|[:=])\s*["']?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+]|\z)`),
+		group:      1,
+		minEntropy: 3.5,
+	},
+	{
+		id:       idGitHub,
+		keywords: []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"},
+		re:       regexp.MustCompile(`\b(gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22,255})\b`),
+		group:    1,
+		check:    githubToken,
+	},
+	{
+		id:         idGitLab,
+		keywords:   []string{"glpat-", "gldt-", "glrt-", "glptt-", "gloas-", "glft-", "glsoat-", "glcbt-"},
+		re:         regexp.MustCompile(`\b(gl(?:pat|dt|rt|ptt|oas|ft|soat|cbt)-[0-9A-Za-z_-]{20,})`),
+		group:      1,
+		minEntropy: 3,
+	},
+	{
+		id:       idSlackToken,
+		keywords: []string{"xox", "xapp-"},
+		re:       regexp.MustCompile(`\b((?:xoxe\.)?(?:xox[abcoprse]|xapp)-[0-9A-Za-z-]{10,250})`),
+		group:    1,
+		check:    hasDigit,
+	},
+	{
+		id:       idSlackWebhook,
+		keywords: []string{"hooks.slack.com"},
+		re:       regexp.MustCompile(`hooks\.slack\.com/(?:services|workflows|triggers)/([A-Za-z0-9+/_-]{20,})`),
+		group:    1,
+	},
+	{
+		id:       idStripe,
+		keywords: []string{"sk_live_", "rk_live_", "sk_test_", "rk_test_"},
+		re:       regexp.MustCompile(`\b((?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,247})\b`),
+		group:    1,
+	},
+	{
+		id:       idGoogleAPIKey,
+		keywords: []string{"aiza"},
+		re:       regexp.MustCompile(`\b(AIza[0-9A-Za-z_-]{35})(?:[^0-9A-Za-z_-]|\z)`),
+		group:    1,
+	},
+	{
+		id:       idGCPServiceAccount,
+		keywords: []string{"service_account"},
+		find:     findServiceAccountKey,
+	},
+	{
+		id:       idAzureStorageKey,
+		keywords: []string{"accountkey", "sharedaccesskey"},
+		re:       regexp.MustCompile(`(?i)\b(?:AccountKey|SharedAccessKey)\s*=\s*([A-Za-z0-9+/]{20,}={0,2})`),
+		group:    1,
+	},
+	{
+		// Only the password of scheme://user:password@host; greedy so that an unencoded @ in
+		// the password is masked too.
+		id:       idURLPassword,
+		keywords: []string{"://"},
+		re:       regexp.MustCompile(`\b[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s:/?#@"'<>]{0,256}:([^\s/?#"'<>]{1,256})@[^\s/?#@"'<>]`),
+		group:    1,
+		check:    notReference,
+	},
+	{
+		id:         idBearer,
+		keywords:   []string{"bearer", "token"},
+		re:         regexp.MustCompile(`(?i)\b(?:bearer|token)[ \t]+([A-Za-z0-9._~+/-]{16,}=*)`),
+		group:      1,
+		minEntropy: 3,
+	},
+	{
+		id:       idBasicAuth,
+		keywords: []string{"basic"},
+		re:       regexp.MustCompile(`(?i)\bbasic[ \t]+([A-Za-z0-9+/]{8,}={0,2})`),
+		group:    1,
+		check:    basicCredentials,
+	},
+	{
+		// Registry credentials in a .dockerconfigjson or .dockercfg document found as text.
+		id:       idDockerConfigAuth,
+		keywords: []string{`"auth`},
+		re:       regexp.MustCompile(`"(?:auth|password|identitytoken|registrytoken)"\s*:\s*"((?:[^"\\]|\\.)+)"`),
+		group:    1,
+	},
+	{
+		// The value the API server echoes in a validation error for a secret field:
+		// data[password]: Invalid value: "...".
+		id:       idFieldError,
+		keywords: []string{"invalid value"},
+		find:     findFieldErrors,
+	},
+	{
+		// password=..., token: ..., --api-key ... in free text; reports password-assignment or
+		// keyword-entropy.
+		id:       idPasswordAssignment,
+		keywords: []string{"pass", "pwd", "pw", "secret", "token", "key", "auth", "cred", "sig", "cookie"},
+		find:     findAssignments,
+	},
+}
+
+func hasDigit(b []byte) bool {
+	for _, c := range b {
+		if isDigit(c) {
+			return true
+		}
+	}
+	return false
+}
+
+func notReference(b []byte) bool { return !obviouslyNotSecret(b) }
+
+// jwtHeader reports whether the first segment of a JWT candidate decodes to a JOSE header.
+func jwtHeader(tok []byte) bool {
+	seg := tok
+	if i := bytes.IndexByte(tok, '.'); i >= 0 {
+		seg = tok[:i]
+	}
+	var buf [512]byte
+	if base64.RawURLEncoding.DecodedLen(len(seg)) > len(buf) {
+		seg = seg[:base64.RawURLEncoding.EncodedLen(len(buf))/4*4]
+	}
+	n, err := base64.RawURLEncoding.Decode(buf[:], seg)
+	if err != nil && n == 0 {
+		return false
+	}
+	h := buf[:n]
+	return len(h) > 0 && h[0] == '{' && (bytes.Contains(h, []byte(`"alg"`)) || bytes.Contains(h, []byte(`"typ"`)))
+}
+
+// base64PrivateKey reports whether the start of a base64 text decodes to a private key marker.
+func base64PrivateKey(b []byte) bool {
+	var clean [96]byte
+	n := 0
+	for _, c := range b {
+		if c == '\r' || c == '\n' {
+			continue
+		}
+		if n == len(clean) {
+			break
+		}
+		clean[n] = c
+		n++
+	}
+	n = n / 4 * 4
+	var out [72]byte
+	m, _ := base64.StdEncoding.Decode(out[:], clean[:n])
+	return bytes.Contains(out[:m], []byte("PRIVATE KEY"))
+}
+
+// basicCredentials reports whether b is the base64 encoding of user:password.
+func basicCredentials(b []byte) bool {
+	var out [256]byte
+	if base64.StdEncoding.DecodedLen(len(b)) > len(out) {
+		return false
+	}
+	n, err := base64.StdEncoding.Decode(out[:], b)
+	if err != nil {
+		return false
+	}
+	cred := out[:n]
+	i := bytes.IndexByte(cred, ':')
+	if i < 1 {
+		return false
+	}
+	for _, c := range cred {
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// githubChecksum reports whether a classic GitHub token (gh?_ + 30 random + 6 checksum
+// characters) carries a valid checksum: the CRC32 of the 30 random characters, in base62
+// (digits, upper, lower), left-padded with zeros to six characters.
+func githubChecksum(tok []byte) bool {
+	if len(tok) != 40 || tok[3] != '_' {
+		return false
+	}
+	sum := crc32.ChecksumIEEE(tok[4:34])
+	var enc [6]byte
+	for i := 5; i >= 0; i-- {
+		enc[i] = base62[sum%62]
+		sum /= 62
+	}
+	return sum == 0 && bytes.Equal(enc[:], tok[34:])
+}
+
+// githubToken confirms a GitHub token by its checksum. Because a false rejection would leak a
+// real token, a token whose checksum does not verify is still masked when it looks random;
+// only low-entropy look-alikes (ghp_xxxx… in documentation) are left alone.
+func githubToken(tok []byte) bool {
+	return githubChecksum(tok) || entropy(tok) >= 3
+}
+
+var (
+	serviceAccountType = regexp.MustCompile(`"type"\s*:\s*"service_account"`)
+	serviceAccountKey  = regexp.MustCompile(`"private_key(?:_id)?"\s*:\s*"((?:[^"\\]|\\.)+)"`)
+)
+
+// findServiceAccountKey masks private_key and private_key_id in a GCP service account key file.
+func findServiceAccountKey(text []byte, spans []span) []span {
+	if !serviceAccountType.Match(text) {
+		return spans
+	}
+	for _, m := range serviceAccountKey.FindAllSubmatchIndex(text, -1) {
+		spans = append(spans, span{m[2], m[3], idGCPServiceAccount})
+	}
+	return spans
+}
+
+var fieldError = regexp.MustCompile(`([A-Za-z0-9_.\[\]/-]{1,256}): Invalid value: (?:"((?:[^"\\]|\\.)*)"|([^\s:,"]+))`)
+
+// findFieldErrors masks the values API server validation errors echo for fields of Secrets
+// (data[...], stringData[...]) and for fields with secret-sounding names.
+func findFieldErrors(text []byte, spans []span) []span {
+	for _, m := range fieldError.FindAllSubmatchIndex(text, -1) {
+		path := text[m[2]:m[3]]
+		s, e := m[4], m[5]
+		if s < 0 {
+			s, e = m[6], m[7]
+		}
+		if s == e {
+			continue
+		}
+		secret := bytes.HasPrefix(path, []byte("data[")) || bytes.HasPrefix(path, []byte("stringData[")) ||
+			bytes.Contains(path, []byte(".data[")) || bytes.Contains(path, []byte(".stringData["))
+		if !secret {
+			last := path
+			if i := bytes.LastIndexAny(path, ".["); i >= 0 {
+				last = bytes.TrimRight(path[i+1:], "]")
+			}
+			secret = classifyKey(last) != keyPlain
+		}
+		if secret {
+			spans = append(spans, span{s, e, idFieldError})
+		}
+	}
+	return spans
+}

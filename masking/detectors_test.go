@@ -1,0 +1,215 @@
+package masking
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDetectors(t *testing.T) {
+	jwt := testJWT()
+	gh := ghToken("ghp_", "R7kQ2mZx9LpV4nT8wB3cY6dF1hJ5sA")
+	pem := "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\nVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK\n-----END RSA PRIVATE KEY-----"
+	pemB64 := base64.StdEncoding.EncodeToString([]byte(pem + "\n"))
+	tests := []struct {
+		name string
+		in   string
+		want string   // with <<P:…>> markers; "" means unchanged
+		dets []string // detectors expected in the stats
+	}{
+		// jwt
+		{name: "jwt", in: "Authorization header was " + jwt + " today",
+			want: "Authorization header was <<P:" + jwt + ">> today", dets: []string{"jwt"}},
+		{name: "jwt look-alike", in: "eyJmb28iOiJiYXIifQ.notbase64json.xxxx and eyJub3RhIGpvc2UgaGVhZGVyfQ.eyJzdWIiOiIxIn0.sig"},
+		// pem
+		{name: "pem private key", in: "key:\n" + pem + "\ndone", want: "key:\n<<P:" + pem + ">>\ndone", dets: []string{"pem-private-key"}},
+		{name: "pem unterminated", in: "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+			want: "<<P:-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC>>", dets: []string{"pem-private-key"}},
+		{name: "pem certificate is public", in: "-----BEGIN CERTIFICATE-----\nMIIBdzCCAR2gAwIBAgIBADAKBggqhkjOPQQDAjAj\n-----END CERTIFICATE-----"},
+		{name: "pem base64", in: "client-key-data: " + pemB64, want: "client-key-data: <<P:" + pemB64 + ">>", dets: []string{"pem-private-key-base64"}},
+		{name: "base64 certificate", in: "certificate-authority-data: " + base64.StdEncoding.EncodeToString([]byte("-----BEGIN CERTIFICATE-----\nMIIBdzCCAR2gAwIBAgIBADAKBggqhkjOPQQDAjAj\n-----END CERTIFICATE-----\n"))},
+		// aws
+		{name: "aws access key id", in: "id=AKIAQ3EGRJ7XW5LN2TBV region=eu-west-1", want: "id=<<P:AKIAQ3EGRJ7XW5LN2TBV>> region=eu-west-1", dets: []string{"aws-access-key-id"}},
+		{name: "aws temporary key id", in: "ASIAY34FZKBOKMUTVV7A", want: "<<P:ASIAY34FZKBOKMUTVV7A>>", dets: []string{"aws-access-key-id"}},
+		{name: "aws key id placeholder", in: "AKIAAAAAAAAAAAAAAAAA"},
+		{name: "aws key id in a word", in: "XAKIAQ3EGRJ7XW5LN2TBV1"},
+		{name: "aws secret access key", in: "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+			want: "aws_secret_access_key = <<P:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY>>\n", dets: []string{"aws-secret-access-key"}},
+		{name: "40 characters without aws context", in: "commit 9fceb02d0ae598e95dc970b74767f19372d61af8 merged"},
+		// github
+		{name: "github classic token", in: "token " + gh, want: "token <<P:" + gh + ">>", dets: []string{"github-token"}},
+		{name: "github token with a bad checksum", in: "GH=gho_16C7e42F292c6912E7710c838347Ae178B4a", want: "GH=<<P:gho_16C7e42F292c6912E7710c838347Ae178B4a>>", dets: []string{"github-token"}},
+		{name: "github documentation placeholder", in: "use ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx here"},
+		{name: "github fine-grained token", in: "pat github_pat_11ABCDEFG0abcdefghijkl_mnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklm",
+			want: "pat <<P:github_pat_11ABCDEFG0abcdefghijkl_mnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklm>>", dets: []string{"github-token"}},
+		// gitlab
+		{name: "gitlab token", in: "glpat-xY7kQ2mZx9LpV4nT8wB3", want: "<<P:glpat-xY7kQ2mZx9LpV4nT8wB3>>", dets: []string{"gitlab-token"}},
+		{name: "gitlab word", in: "see glpat-documentation for details"},
+		// slack
+		{name: "slack bot token", in: "SLACK xoxb-2934756120-4827361934-AbCdEfGhIjKlMnOpQrStUvWx", want: "SLACK <<P:xoxb-2934756120-4827361934-AbCdEfGhIjKlMnOpQrStUvWx>>", dets: []string{"slack-token"}},
+		{name: "slack webhook", in: "POST https://hooks.slack.com/services/T024BE7LD/B08ABCDEF12/zY8xW7vU6tS5rQ4pO3nM2lK1",
+			want: "POST https://hooks.slack.com/services/<<P:T024BE7LD/B08ABCDEF12/zY8xW7vU6tS5rQ4pO3nM2lK1>>", dets: []string{"slack-webhook"}},
+		{name: "slack docs link", in: "https://hooks.slack.com/services/"},
+		// stripe, google, azure
+		{name: "stripe live key", in: "sk_live_51HxYzAbCdEfGhIjKlMnOp", want: "<<P:sk_live_51HxYzAbCdEfGhIjKlMnOp>>", dets: []string{"stripe-key"}},
+		{name: "stripe publishable key is public", in: "pk_live_51HxYzAbCdEfGhIjKlMnOp"},
+		{name: "google api key", in: "key=AIzaSyDdI0hCZtE6vySjMm-WEfRq3CPzqKqqsHI&q=x", want: "key=<<P:AIzaSyDdI0hCZtE6vySjMm-WEfRq3CPzqKqqsHI>>&q=x", dets: []string{"google-api-key"}},
+		{name: "azure connection string", in: "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;EndpointSuffix=core.windows.net",
+			want: "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=<<P:Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==>>;EndpointSuffix=core.windows.net", dets: []string{"azure-storage-key"}},
+		// gcp
+		{name: "gcp service account key", in: `{"type": "service_account", "private_key_id": "0a1b2c3d", "private_key": "x", "client_email": "a@b.iam.gserviceaccount.com"}`,
+			want: `{"type": "service_account", "private_key_id": "<<P:0a1b2c3d>>", "private_key": "<<P:x>>", "client_email": "a@b.iam.gserviceaccount.com"}`, dets: []string{"gcp-service-account-key"}},
+		{name: "service account without key", in: `{"type": "service_account", "client_email": "a@b.iam.gserviceaccount.com"}`},
+		// urls
+		{name: "url password", in: "DATABASE_URL=postgres://app:s3cr3t-pw@db:5432/app?sslmode=require", want: "DATABASE_URL=postgres://app:<<P:s3cr3t-pw>>@db:5432/app?sslmode=require", dets: []string{"url-password"}},
+		{name: "url password with an at sign", in: "redis://:p@ss@cache:6379/0", want: "redis://:<<P:p@ss>>@cache:6379/0", dets: []string{"url-password"}},
+		{name: "url without password", in: "see https://user@example.com:8443/path and https://example.com:443/x?y=z"},
+		{name: "url with a variable password", in: "postgres://app:$(DB_PASSWORD)@db:5432/app"},
+		// authorization
+		{name: "bearer token", in: "curl -H 'Authorization: Bearer 8f14e45fceea167a5a36dedd4bea2543' https://api", want: "curl -H 'Authorization: Bearer <<P:8f14e45fceea167a5a36dedd4bea2543>>' https://api", dets: []string{"bearer-token"}},
+		{name: "bearer prose", in: "the bearer token authentication scheme"},
+		{name: "basic auth", in: "Authorization: Basic YWxhZGRpbjpvcGVuc2VzYW1l", want: "Authorization: Basic <<P:YWxhZGRpbjpvcGVuc2VzYW1l>>", dets: []string{"basic-auth"}},
+		{name: "basic prose", in: "basic authentication is disabled"},
+		// docker config as text
+		{name: "docker config text", in: `{"auths":{"r.example.com":{"auth":"dTpw","email":"a@b.c"}}}`, want: `{"auths":{"r.example.com":{"auth":"<<P:dTpw>>","email":"a@b.c"}}}`, dets: []string{"docker-config-auth"}},
+		// field errors
+		{name: "field error on a secret field", in: `spec.password: Invalid value: "hunter2": too short`, want: `spec.password: Invalid value: "<<P:hunter2>>": too short`, dets: []string{"field-error-value"}},
+		{name: "field error on a plain field", in: `spec.replicas: Invalid value: -1: must be greater than or equal to 0`},
+		// keyword rules in text
+		{name: "password assignment", in: "connecting with password=hunter2 user=bob", want: "connecting with password=<<P:hunter2>> user=bob", dets: []string{"password-assignment"}},
+		{name: "connection string", in: "Server=db;Database=app;User Id=sa;Password=Pa55;Encrypt=true", want: "Server=db;Database=app;User Id=sa;Password=<<P:Pa55>>;Encrypt=true", dets: []string{"password-assignment"}},
+		{name: "pwd in a connection string", in: "Driver={ODBC};Uid=sa;Pwd=Pa55w0rd;", want: "Driver={ODBC};Uid=sa;Pwd=<<P:Pa55w0rd>>;", dets: []string{"password-assignment"}},
+		{name: "yaml password with spaces", in: "db:\n  password: correct horse battery\n  user: app\n", want: "db:\n  password: <<P:correct horse battery>>\n  user: app\n", dets: []string{"password-assignment"}},
+		{name: "json password", in: `{"user":"app","password":"hunter2"}`, want: `{"user":"app","password":"<<P:hunter2>>"}`, dets: []string{"password-assignment"}},
+		{name: "password flag", in: "mysql -u root --password hunter2 -e 'select 1'", want: "mysql -u root --password <<P:hunter2>> -e 'select 1'", dets: []string{"password-assignment"}},
+		{name: "token with entropy", in: "api_token=Zk3qP9xW2vL8nR4t", want: "api_token=<<P:Zk3qP9xW2vL8nR4t>>", dets: []string{"keyword-entropy"}},
+		{name: "token without entropy", in: "token=aaaaaaaaaaaa"},
+		{name: "query string token", in: "GET /callback?code=abc&access_token=Zk3qP9xW2vL8nR4t&state=1", want: "GET /callback?code=abc&access_token=<<P:Zk3qP9xW2vL8nR4t>>&state=1", dets: []string{"keyword-entropy"}},
+		{name: "password reference", in: "password=${DB_PASSWORD} and password: $(PW) and password=******"},
+		{name: "pwd is a directory", in: "PWD=/home/app"},
+		{name: "words that contain keywords", in: "The secretary passed the keyboard; tokens were counted and passwords rotated."},
+		// things that must stay
+		{name: "uuid", in: "request c0a8e3f2-7b1d-4e5a-9c6f-2d8b0e4a1f37 done"},
+		{name: "git sha", in: "image built from 9fceb02d0ae598e95dc970b74767f19372d61af8"},
+		{name: "image digest", in: "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"},
+		{name: "base64 image", in: "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="},
+		{name: "plain url", in: "https://kubernetes.io/docs/concepts/configuration/secret/#secret-types"},
+		{name: "timestamps", in: "2026-03-14T09:26:53.123456Z level=info msg=ok"},
+	}
+	m := newMasker(t, Config{})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, st := m.Text(nil, []byte(tt.in))
+			want := tt.in
+			if tt.want != "" {
+				want = expand(tt.want)
+			}
+			assert.Equal(t, want, string(out))
+			for _, d := range tt.dets {
+				assert.Contains(t, st.Detectors, d)
+			}
+			if tt.want == "" {
+				assert.Zero(t, st.Fields)
+			}
+
+			// The same text as a JSON string value is masked the same way.
+			doc := appendQuoted([]byte(`{"kind":"Event","apiVersion":"v1","message":`), []byte(tt.in))
+			doc = append(doc, '}')
+			jout, _, err := m.JSON(nil, doc, Target{})
+			require.NoError(t, err)
+			jwant := appendQuoted([]byte(`{"kind":"Event","apiVersion":"v1","message":`), []byte(want))
+			jwant = append(jwant, '}')
+			assert.Equal(t, string(jwant), string(jout))
+		})
+	}
+}
+
+func TestGitHubChecksum(t *testing.T) {
+	good := ghToken("ghp_", "R7kQ2mZx9LpV4nT8wB3cY6dF1hJ5sA")
+	assert.True(t, githubChecksum([]byte(good)))
+	bad := good[:len(good)-1] + "x"
+	assert.False(t, githubChecksum([]byte(bad)))
+	assert.False(t, githubChecksum([]byte("ghp_short")))
+}
+
+func TestClassifyKey(t *testing.T) {
+	tests := map[string]keyClass{
+		"password": keyPassword, "DB_PASSWORD": keyPassword, "dbPassword": keyPassword, "db-passwd": keyPassword,
+		"Pwd": keyPassword, "--admin-password": keyPassword, "DB_PASS": keyPassword, "passwords": keyPassword,
+		"spring.datasource.password": keyPassword, "ssh_passphrase": keyPassword,
+		"token": keySecret, "GITHUB_TOKEN": keySecret, "accessToken": keySecret, "client_secret": keySecret,
+		"API_KEY": keySecret, "apiKey": keySecret, "APIKey": keySecret, "tls.key": keySecret, "privateKey": keySecret,
+		"credentials": keySecret, "auth": keySecret, "X-Amz-Signature": keySecret, "sig": keySecret, "Authorization": keySecret,
+		"TOKEN2": keySecret,
+		"key":    keyPlain, "publicKey": keyPlain, "SORT_KEY": keyPlain, "secretName": keyPlain, "tokenExpirationSeconds": keyPlain,
+		"passwordFile": keyPlain, "name": keyPlain, "monkey": keyPlain, "bypass": keyPlain, "keyboard": keyPlain,
+		"": keyPlain, "___": keyPlain, "resourceVersion": keyPlain, "secretKeyRef": keyPlain,
+	}
+	for k, want := range tests {
+		assert.Equal(t, want, classifyKey([]byte(k)), "key %q", k)
+	}
+}
+
+func TestKeywordRuleValues(t *testing.T) {
+	for _, v := range []string{"", "true", "False", "$(DB_PASSWORD)", "${PW}", "$PW", "{{ .Values.pw }}", "<password>", "******", "xxxx", PlaceholderPrefix + "0123456789ab"} {
+		assert.Equal(t, -1, keyMasks(keyPassword, []byte("password"), []byte(v)), "value %q", v)
+	}
+	assert.Equal(t, idPasswordAssignment, keyMasks(keyPassword, []byte("password"), []byte("abc")))
+	assert.Equal(t, -1, keyMasks(keySecret, []byte("token"), []byte("abc")), "short values need no masking")
+	assert.Equal(t, idKeywordEntropy, keyMasks(keySecret, []byte("token"), []byte("q8Zr2kLw9XvB4nTc")))
+	assert.Equal(t, -1, keyMasks(keySecret, []byte("token"), []byte("aaaaaaaabbbbbbbb")), "low entropy")
+	assert.Equal(t, -1, keyMasks(keyPassword, []byte("PWD"), []byte("/home/app")))
+}
+
+func TestEntropy(t *testing.T) {
+	assert.Zero(t, entropy(nil))
+	assert.Zero(t, entropy([]byte("aaaa")))
+	assert.InDelta(t, 1.0, entropy([]byte("abab")), 1e-9)
+	assert.InDelta(t, 4.0, entropy([]byte("0123456789abcdef")), 1e-9)
+}
+
+func TestAutomaton(t *testing.T) {
+	a := newAutomaton(map[string][]int{"he": {0}, "she": {1}, "his": {2}, "hers": {3}})
+	trig := make([]uint64, 1)
+	assert.True(t, a.scan([]byte("uSHErs"), trig))
+	assert.Equal(t, uint64(1<<0|1<<1|1<<3), trig[0])
+	trig[0] = 0
+	assert.False(t, a.scan([]byte("nothing to see"), trig))
+	assert.Zero(t, trig[0])
+	assert.True(t, strings.Contains("x", "x"))
+}
+
+// TestNoFalsePositives feeds text Kubernetes and its tools commonly produce that holds no
+// secret; nothing may be masked.
+func TestNoFalsePositives(t *testing.T) {
+	m := newMasker(t, Config{})
+	for _, s := range []string{
+		"password: the password used to authenticate against the database",
+		"The token: must be a valid JWT issued by the cluster",
+		`Failed to pull image "registry.example.com/app:1.2": rpc error: code = Unknown desc = failed to authorize: failed to fetch anonymous token: unexpected status: 401 Unauthorized`,
+		`level=info msg="token refreshed" expires_in=3600 token_type=Bearer`,
+		"secretName: tls-secret, secretKey: tls.key",
+		`Secret "db-credentials" not found`,
+		`MountVolume.SetUp failed for volume "kube-api-access-7xk2p" : object "default"/"kube-root-ca.crt" not registered`,
+		"serviceAccountToken:\n  expirationSeconds: 3607\n  path: token\n",
+		"authorization.k8s.io/decision: allow",
+		"Authorization: Bearer <token>",
+		"--token-auth-file=/etc/kubernetes/tokens.csv --service-account-key-file=/etc/kubernetes/pki/sa.pub",
+		"--client-ca-file=/etc/kubernetes/pki/ca.crt --tls-private-key-file=/etc/kubernetes/pki/apiserver.key",
+		"key: app.kubernetes.io/name operator: In",
+		"auth: enabled",
+		"api_key: ${API_KEY}",
+		"cache key=users:42:profile",
+		"AWS_REGION=eu-west-1 AWS_ROLE_ARN=arn:aws:iam::123456789012:role/app",
+		"https://github.com/kubernetes/kubernetes/blob/master/CHANGELOG/CHANGELOG-1.36.md",
+		"Signature verification failed: signature: invalid",
+		"sessionAffinity: None",
+		"Readiness probe failed: Get \"http://10.0.0.12:8080/healthz\": dial tcp 10.0.0.12:8080: connect: connection refused",
+	} {
+		out, st := m.Text(nil, []byte(s))
+		assert.Zero(t, st.Fields, "%q became %q", s, out)
+	}
+}

@@ -1,0 +1,252 @@
+package masking
+
+import (
+	"math/bits"
+	"sort"
+	"strings"
+)
+
+// automaton is an Aho-Corasick automaton over the detectors' keywords, matched
+// case-insensitively. It is the prefilter that keeps the regular expressions off texts that
+// cannot contain what they look for: one table lookup per byte.
+type automaton struct {
+	class  [256]uint8 // byte -> input class; 0 for bytes no keyword contains
+	stride int32      // number of classes
+	next   []int32    // next[state+class] is the next state; states are premultiplied by stride
+	// States at or above outFrom have outputs: outs[(state-outFrom)/stride] lists the IDs of
+	// the detectors whose keyword ends there.
+	outFrom int32
+	outs    [][]int
+}
+
+func newAutomaton(keywords map[string][]int) *automaton {
+	a := &automaton{}
+	// Input classes: one per distinct lower-case byte, upper-case letters folded onto them.
+	n := uint8(1)
+	words := make([]string, 0, len(keywords))
+	for w := range keywords {
+		words = append(words, w)
+	}
+	sort.Strings(words)
+	for _, w := range words {
+		for i := 0; i < len(w); i++ {
+			if c := w[i]; a.class[c] == 0 {
+				a.class[c] = n
+				if isLower(c) {
+					a.class[c-'a'+'A'] = n
+				}
+				n++
+			}
+		}
+	}
+	stride := int(n)
+	a.stride = int32(stride)
+
+	// Trie.
+	type node struct {
+		child []int32 // by class, -1 for none
+		fail  int32
+		out   []int
+	}
+	nodes := []node{{child: newChildren(stride)}}
+	for _, w := range words {
+		s := int32(0)
+		for i := 0; i < len(w); i++ {
+			c := a.class[w[i]]
+			if nodes[s].child[c] < 0 {
+				nodes = append(nodes, node{child: newChildren(stride)})
+				nodes[s].child[c] = int32(len(nodes) - 1)
+			}
+			s = nodes[s].child[c]
+		}
+		nodes[s].out = append(nodes[s].out, keywords[w]...)
+	}
+
+	// Failure links and complete transitions, breadth first.
+	queue := []int32{}
+	for c := 0; c < stride; c++ {
+		if t := nodes[0].child[c]; t >= 0 {
+			nodes[t].fail = 0
+			queue = append(queue, t)
+		} else {
+			nodes[0].child[c] = 0
+		}
+	}
+	for len(queue) > 0 {
+		s := queue[0]
+		queue = queue[1:]
+		f := nodes[s].fail
+		nodes[s].out = mergeIDs(nodes[s].out, nodes[f].out)
+		for c := 0; c < stride; c++ {
+			if t := nodes[s].child[c]; t >= 0 {
+				nodes[t].fail = nodes[f].child[c]
+				queue = append(queue, t)
+			} else {
+				nodes[s].child[c] = nodes[f].child[c]
+			}
+		}
+	}
+
+	// Renumber: states without outputs first, so one comparison tells whether a state has any.
+	order := make([]int32, 0, len(nodes))
+	for i := range nodes {
+		if len(nodes[i].out) == 0 {
+			order = append(order, int32(i))
+		}
+	}
+	a.outFrom = int32(len(order)) * a.stride
+	for i := range nodes {
+		if len(nodes[i].out) > 0 {
+			order = append(order, int32(i))
+			a.outs = append(a.outs, nodes[i].out)
+		}
+	}
+	renum := make([]int32, len(nodes))
+	for newIdx, old := range order {
+		renum[old] = int32(newIdx)
+	}
+	a.next = make([]int32, len(nodes)*stride)
+	for newIdx, old := range order {
+		for c := 0; c < stride; c++ {
+			a.next[newIdx*stride+c] = renum[nodes[old].child[c]] * a.stride
+		}
+	}
+	// The root must be state 0: it has no outputs, and it is the first state without any.
+	return a
+}
+
+func newChildren(n int) []int32 {
+	c := make([]int32, n)
+	for i := range c {
+		c[i] = -1
+	}
+	return c
+}
+
+func mergeIDs(a, b []int) []int {
+	for _, id := range b {
+		found := false
+		for _, x := range a {
+			found = found || x == id
+		}
+		if !found {
+			a = append(a, id)
+		}
+	}
+	return a
+}
+
+// scan sets the bits of trig for every detector with a keyword in text and reports whether
+// there was any.
+func (a *automaton) scan(text []byte, trig []uint64) bool {
+	next, class, outFrom := a.next, &a.class, a.outFrom
+	s := int32(0)
+	found := false
+	for _, c := range text {
+		s = next[s+int32(class[c])]
+		if s >= outFrom {
+			found = true
+			for _, id := range a.outs[(s-outFrom)/a.stride] {
+				trig[id>>6] |= 1 << (id & 63)
+			}
+		}
+	}
+	return found
+}
+
+// engine runs the detectors over texts.
+type engine struct {
+	dets     []*detector // indexed by ID; nil for rule IDs
+	ac       *automaton
+	always   []int  // detectors without keywords
+	disabled []bool // by ID: disabled everywhere by the configuration
+	words    int    // length of a trigger bitset in words
+}
+
+// minDetectLen is the length below which a text cannot hold anything a detector looks for.
+const minDetectLen = 6
+
+func newEngine(dets []*detector, nids int, disabled []bool) *engine {
+	e := &engine{dets: make([]*detector, nids), disabled: disabled, words: (nids + 63) / 64}
+	keywords := map[string][]int{}
+	for _, d := range dets {
+		e.dets[d.id] = d
+		if disabled[d.id] && d.id != idPasswordAssignment {
+			continue
+		}
+		if len(d.keywords) == 0 {
+			e.always = append(e.always, d.id)
+		}
+		for _, k := range d.keywords {
+			k = strings.ToLower(k)
+			keywords[k] = mergeIDs(keywords[k], []int{d.id})
+		}
+	}
+	e.ac = newAutomaton(keywords)
+	return e
+}
+
+// find appends the merged, sorted spans of the secrets in text to spans[:0]. trig is scratch
+// space of e.words words, all zero, and is left zero.
+func (e *engine) find(text []byte, trig []uint64, spans []span) []span {
+	spans = spans[:0]
+	if len(text) < minDetectLen {
+		return spans
+	}
+	if !e.ac.scan(text, trig) && len(e.always) == 0 {
+		return spans
+	}
+	for _, id := range e.always {
+		trig[id>>6] |= 1 << (id & 63)
+	}
+	for w, set := range trig {
+		for set != 0 {
+			b := set & -set
+			set ^= b
+			id := w*64 + bits.TrailingZeros64(b)
+			spans = e.dets[id].run(text, spans)
+		}
+		trig[w] = 0
+	}
+	// Drop what is turned off, and placeholders of an earlier pass, so that masking twice
+	// changes nothing.
+	n := 0
+	for _, s := range spans {
+		if !e.disabled[s.id] && !isPlaceholder(text[s.start:s.end]) {
+			spans[n] = s
+			n++
+		}
+	}
+	return mergeSpans(spans[:n])
+}
+
+// mergeSpans sorts spans by start and merges overlapping ones. A merged span is counted under
+// the detector of its first part, or of a later part when the first is a keyword rule.
+func mergeSpans(spans []span) []span {
+	if len(spans) < 2 {
+		return spans
+	}
+	// Insertion sort: there are few spans.
+	for i := 1; i < len(spans); i++ {
+		for j := i; j > 0 && spans[j].start < spans[j-1].start; j-- {
+			spans[j], spans[j-1] = spans[j-1], spans[j]
+		}
+	}
+	n := 0
+	for _, s := range spans[1:] {
+		if s.start < spans[n].end {
+			if s.end > spans[n].end {
+				spans[n].end = s.end
+			}
+			if isKeywordRule(spans[n].id) {
+				spans[n].id = s.id // name the specific detector
+			}
+			continue
+		}
+		n++
+		spans[n] = s
+	}
+	return spans[:n+1]
+}
+
+func isKeywordRule(id int) bool { return id == idPasswordAssignment || id == idKeywordEntropy }

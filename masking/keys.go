@@ -1,0 +1,257 @@
+package masking
+
+import (
+	"bytes"
+	"math"
+)
+
+// keyClass says how secret-sounding the name of a value is: an object key, an environment
+// variable name, a command-line flag or the key of a key=value pair in text.
+type keyClass uint8
+
+const (
+	keyPlain    keyClass = iota
+	keyPassword          // a password: any value that is not obviously a reference is masked
+	keySecret            // a token, key or other credential: high-entropy values are masked
+)
+
+// Thresholds of the keyword-entropy rule.
+const (
+	minSecretLen     = 8
+	minSecretEntropy = 3.0 // bits per byte
+)
+
+func isLower(c byte) bool { return 'a' <= c && c <= 'z' }
+func isUpper(c byte) bool { return 'A' <= c && c <= 'Z' }
+func isAlnum(c byte) bool { return isLower(c) || isUpper(c) || isDigit(c) }
+
+// lastWords splits off the last word of an identifier (snake, kebab, dotted, camel or upper
+// case), lower-cased into buf, and reports the lower-cased word before it (empty when none).
+func lastWords(k []byte, buf *[64]byte) (last, prev []byte) {
+	end := len(k)
+	for end > 0 && !isAlnum(k[end-1]) {
+		end--
+	}
+	for end > 0 && isDigit(k[end-1]) {
+		end--
+	}
+	if end == 0 {
+		return nil, nil
+	}
+	start := wordStart(k, end)
+	last = lower(buf[:0:32], k[start:end])
+	p := start
+	for p > 0 && !isAlnum(k[p-1]) {
+		p--
+	}
+	if p > 0 {
+		prev = lower(buf[32:32:64], k[wordStart(k, p):p])
+	}
+	return last, prev
+}
+
+// wordStart returns where the word ending at k[end-1] starts.
+func wordStart(k []byte, end int) int {
+	i := end
+	if isUpper(k[end-1]) {
+		for i > 0 && (isUpper(k[i-1]) || isDigit(k[i-1])) {
+			i--
+		}
+		return i
+	}
+	for i > 0 && (isLower(k[i-1]) || isDigit(k[i-1])) {
+		i--
+	}
+	if i > 0 && isUpper(k[i-1]) {
+		i--
+	}
+	return i
+}
+
+// lower appends the lower-cased last cap(dst) bytes of s to dst.
+func lower(dst, s []byte) []byte {
+	if len(s) > cap(dst) {
+		s = s[len(s)-cap(dst):]
+	}
+	for _, c := range s {
+		if isUpper(c) {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+var (
+	passwordSuffixes = []string{"password", "passwd", "passphrase", "pwd"}
+	passwordWords    = []string{"pass", "pw"}
+	secretSuffixes   = []string{
+		"secret", "token", "apikey", "accesskey", "secretkey", "privatekey", "credential",
+		"creds", "signature", "auth", "authorization", "cookie",
+	}
+	// notSecretKeys are words that, before "key", name something that is not a secret.
+	notSecretKeys = []string{
+		"public", "pub", "sort", "partition", "primary", "foreign", "cache", "routing",
+		"label", "topology", "annotation", "lookup", "index", "match", "node", "hash",
+	}
+)
+
+// classifyKey classifies the name of a value by its last word.
+func classifyKey(k []byte) keyClass {
+	if len(k) == 0 || len(k) > 256 {
+		return keyPlain
+	}
+	var buf [64]byte
+	last, prev := lastWords(k, &buf)
+	if len(last) == 0 {
+		return keyPlain
+	}
+	if c := classifyWord(last, prev); c != keyPlain {
+		return c
+	}
+	if len(last) > 2 && last[len(last)-1] == 's' { // plurals: passwords, tokens, credentials
+		return classifyWord(last[:len(last)-1], prev)
+	}
+	return keyPlain
+}
+
+func classifyWord(w, prev []byte) keyClass {
+	for _, s := range passwordSuffixes {
+		if bytes.HasSuffix(w, []byte(s)) {
+			return keyPassword
+		}
+	}
+	for _, s := range passwordWords {
+		if string(w) == s {
+			return keyPassword
+		}
+	}
+	for _, s := range secretSuffixes {
+		if bytes.HasSuffix(w, []byte(s)) {
+			return keySecret
+		}
+	}
+	switch string(w) {
+	case "sig":
+		return keySecret
+	case "key":
+		if len(prev) == 0 {
+			return keyPlain
+		}
+		for _, s := range notSecretKeys {
+			if string(prev) == s {
+				return keyPlain
+			}
+		}
+		return keySecret
+	}
+	return keyPlain
+}
+
+// entropy returns the Shannon entropy of b in bits per byte.
+func entropy(b []byte) float64 {
+	if len(b) == 0 {
+		return 0
+	}
+	var counts [256]int32
+	for _, c := range b {
+		counts[c]++
+	}
+	n := float64(len(b))
+	h := 0.0
+	for _, c := range counts {
+		if c > 0 {
+			p := float64(c) / n
+			h -= p * math.Log2(p)
+		}
+	}
+	return h
+}
+
+// notSecretValues are values that are never credentials themselves.
+var notSecretValues = []string{
+	"true", "false", "yes", "no", "on", "off", "null", "nil", "none", "enabled", "disabled",
+	"required", "optional", "redacted", "[redacted]", "<redacted>", "[filtered]", "hidden",
+}
+
+// proseWords start values that are prose, not credentials ("password: the one for the
+// database", "token: must be a JWT").
+var proseWords = []string{
+	"the", "a", "an", "is", "are", "was", "must", "should", "will", "can", "may", "for", "of",
+	"to", "and", "or", "be", "not", "if", "when", "this", "that", "used", "see", "set", "empty",
+	"missing", "invalid", "expired", "changed", "incorrect", "wrong", "required",
+}
+
+// obviouslyNotSecret reports values that a secret-sounding name does not make secret:
+// empty values, booleans, references to other values ($(VAR), ${VAR}, {{ template }}), angle
+// bracket placeholders, runs of * or x, and values Gatehouse already masked.
+func obviouslyNotSecret(v []byte) bool {
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 || bytes.HasPrefix(v, placeholderPrefix) {
+		return true
+	}
+	if len(v) <= 12 {
+		var buf [12]byte
+		lv := lower(buf[:0], v)
+		for _, s := range notSecretValues {
+			if string(lv) == s {
+				return true
+			}
+		}
+	}
+	first := v
+	if i := bytes.IndexAny(v, " \t"); i >= 0 {
+		first = v[:i]
+	}
+	if len(first) <= 10 {
+		var buf [10]byte
+		lw := lower(buf[:0], first)
+		for _, s := range proseWords {
+			if string(lw) == s {
+				return true
+			}
+		}
+	}
+	switch {
+	case v[0] == '$' && len(v) > 1 && (v[1] == '(' || v[1] == '{' || v[1] == '_' || isUpper(v[1])):
+		return true
+	case bytes.HasPrefix(v, []byte("{{")), bytes.HasPrefix(v, []byte("%(")):
+		return true
+	case v[0] == '<' && v[len(v)-1] == '>':
+		return true
+	}
+	if len(v) >= 3 && (v[0] == '*' || v[0] == 'x' || v[0] == 'X' || v[0] == '#' || v[0] == '.') {
+		same := true
+		for _, c := range v {
+			if c != v[0] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return true
+		}
+	}
+	return false
+}
+
+// keyMasks applies the keyword rules to value v named by a key of class c. It returns the
+// detector ID of the rule that masks the value, or -1.
+func keyMasks(c keyClass, key, v []byte) int {
+	switch c {
+	case keyPassword:
+		if obviouslyNotSecret(v) {
+			return -1
+		}
+		// $PWD and friends hold the working directory, not a password.
+		if v[0] == '/' && bytes.EqualFold(bytes.TrimLeft(key, "-"), []byte("pwd")) {
+			return -1
+		}
+		return idPasswordAssignment
+	case keySecret:
+		if len(v) >= minSecretLen && entropy(v) >= minSecretEntropy && !obviouslyNotSecret(v) {
+			return idKeywordEntropy
+		}
+	}
+	return -1
+}

@@ -1,0 +1,478 @@
+package masking
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+)
+
+// Reader reads a masked stream: a watch stream masked event by event, or a text stream masked
+// line by line. Its memory is bounded by Limits, whatever the length of the stream. Reading
+// stops at the first error of the source or the first event that cannot be masked; the error
+// (wrapping ErrMalformed or ErrTooLarge, or the source's error) is returned after the output of
+// the events before it, and no byte of the faulty event is returned.
+//
+// Read and Close must not be called concurrently; Stats may be called at any time.
+type Reader struct {
+	src  io.Reader
+	fill func(r *Reader) error // appends output to r.out
+	out  []byte
+	off  int
+	err  error
+	w    *walker
+
+	mu     sync.Mutex
+	fields int
+	counts map[string]int
+}
+
+var _ io.ReadCloser = (*Reader)(nil)
+
+// Read reads masked output.
+func (r *Reader) Read(p []byte) (int, error) {
+	for r.off == len(r.out) {
+		if r.err != nil {
+			return 0, r.err
+		}
+		r.out, r.off = r.out[:0], 0
+		err := r.fill(r)
+		r.account()
+		if err != nil {
+			r.err = err
+		}
+	}
+	n := copy(p, r.out[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// Close closes the source if it is an io.Closer.
+func (r *Reader) Close() error {
+	if r.err == nil {
+		r.err = errors.New("masking: read from closed stream")
+	}
+	if c, ok := r.src.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+// Stats returns what was masked so far.
+func (r *Reader) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := Stats{Fields: r.fields}
+	if len(r.counts) > 0 {
+		s.Detectors = make(map[string]int, len(r.counts))
+		for k, v := range r.counts {
+			s.Detectors[k] = v
+		}
+	}
+	return s
+}
+
+// account moves the walker's log into the cumulative counts.
+func (r *Reader) account() {
+	if len(r.w.log) == 0 {
+		return
+	}
+	r.mu.Lock()
+	if r.counts == nil {
+		r.counts = make(map[string]int, 4)
+	}
+	for _, id := range r.w.log {
+		r.counts[r.w.m.names[id]]++
+	}
+	r.fields += len(r.w.log)
+	r.mu.Unlock()
+	r.w.log = r.w.log[:0]
+}
+
+// inbuf is the input buffer of a stream: buf[start:end] is read but not yet consumed.
+type inbuf struct {
+	buf        []byte
+	start, end int
+	eof        bool
+	empty      int // consecutive reads that returned nothing
+}
+
+// maxEmptyReads is how many reads without data or error a source may return in a row, as in
+// bufio.
+const maxEmptyReads = 100
+
+func (b *inbuf) avail() []byte { return b.buf[b.start:b.end] }
+
+// read reads more input, growing the buffer up to limit bytes of unconsumed input.
+func (b *inbuf) read(src io.Reader, limit int) error {
+	if b.start > 0 && (b.end == len(b.buf) || b.start > len(b.buf)/2) {
+		n := copy(b.buf, b.buf[b.start:b.end])
+		b.start, b.end = 0, n
+	}
+	if b.end == len(b.buf) {
+		if len(b.buf) >= limit {
+			return fmt.Errorf("%w: more than %d bytes without an end", ErrTooLarge, limit)
+		}
+		size := min(limit, max(2*len(b.buf), 32<<10))
+		nb := make([]byte, size)
+		copy(nb, b.buf[b.start:b.end])
+		b.buf, b.end, b.start = nb, b.end-b.start, 0
+	}
+	n, err := src.Read(b.buf[b.end:])
+	b.end += n
+	switch {
+	case err == io.EOF:
+		b.eof = true
+	case err != nil:
+		return fmt.Errorf("masking: reading stream: %w", err)
+	case n == 0:
+		if b.empty++; b.empty >= maxEmptyReads {
+			return io.ErrNoProgress
+		}
+		return nil
+	}
+	b.empty = 0
+	return nil
+}
+
+// WatchStream masks a watch stream of JSON events (one JSON object per event, as the API
+// server writes them, newline-separated or not) as it passes: each event is masked and returned
+// as soon as its last byte has been read, followed by a newline. t is the request's type hint
+// for the events' objects. The source must not be compressed (wrap it in a gzip.Reader, or use
+// Stream).
+func (m *Masker) WatchStream(r io.Reader, t Target) *Reader {
+	return m.docStream(r, t, watchEventType, m.limits.MaxEventBytes)
+}
+
+// docStream masks a stream of JSON documents (objects or arrays) one by one, each with the type
+// hint root, each at most limit bytes.
+func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int) *Reader {
+	w := newWalker(m)
+	w.target = m.targetType(t)
+	var in inbuf
+	var split splitter
+	return &Reader{src: r, w: w, fill: func(rd *Reader) error {
+		for {
+			avail := in.avail()
+			if !split.started {
+				lead := skipSpace(avail, 0)
+				in.start += lead
+				avail = avail[lead:]
+				if len(avail) > 0 && avail[0] != '{' && avail[0] != '[' {
+					return malformed(in.start, "document is not an object or array")
+				}
+			}
+			if len(avail) > 0 {
+				if end := split.scan(avail); end > 0 {
+					out, err := w.event(rd.out[:0], avail[:end], root)
+					if err != nil {
+						w.log = w.log[:0]
+						return err
+					}
+					rd.out = append(out, '\n')
+					in.start += end
+					return nil
+				}
+			}
+			if in.eof {
+				if len(avail) > 0 {
+					return errEOF
+				}
+				return io.EOF
+			}
+			if len(avail) > limit {
+				return fmt.Errorf("%w: JSON document exceeds %d bytes", ErrTooLarge, limit)
+			}
+			if err := in.read(r, limit+1); err != nil {
+				return err
+			}
+		}
+	}}
+}
+
+// splitter finds where a JSON object ends in a stream, resumably across reads: it tracks
+// nesting and strings, nothing more. The walker validates the object it delimits.
+type splitter struct {
+	started bool // inside an object
+	inStr   bool
+	esc     bool // the last byte scanned was a backslash in a string
+	depth   int
+	pos     int // bytes of the current object scanned so far
+}
+
+// scan continues over b, which starts with the current object, and returns the length of the
+// object once it is complete, or 0.
+func (s *splitter) scan(b []byte) int {
+	i := s.pos
+	s.started = true
+	for i < len(b) {
+		if s.inStr {
+			if s.esc {
+				s.esc = false
+				i++
+				continue
+			}
+			for i+8 <= len(b) && plainWord(binary.LittleEndian.Uint64(b[i:])) {
+				i += 8
+			}
+			if i >= len(b) {
+				break
+			}
+			switch b[i] {
+			case '\\':
+				s.esc = true
+			case '"':
+				s.inStr = false
+			}
+			i++
+			continue
+		}
+		switch b[i] {
+		case '"':
+			s.inStr = true
+		case '{', '[':
+			s.depth++
+		case '}', ']':
+			s.depth--
+			if s.depth <= 0 {
+				*s = splitter{}
+				return i + 1
+			}
+		}
+		i++
+	}
+	s.pos = i
+	return 0
+}
+
+// event masks the document src, whose type hint is root, into dst.
+func (w *walker) event(dst, src []byte, root objType) ([]byte, error) {
+	w.reset(dst, src, w.target)
+	end, err := w.document(0, root)
+	if err == nil && end != len(src) {
+		err = malformed(end, "data after the event")
+	}
+	if err != nil {
+		return dst, err
+	}
+	out := w.finish()
+	w.src, w.dst = nil, nil
+	return out, nil
+}
+
+// lineOverlap is how much of an overlong line a text stream keeps back for the next chunk, so
+// that a secret cut by the chunk boundary is still found whole.
+const lineOverlap = 4 << 10
+
+// TextStream masks a text stream (pod logs, `logs -f`, exec output) line by line with the
+// detectors. A line is held back until its newline arrives; a line longer than
+// Limits.MaxLineBytes is masked in chunks cut at blanks where possible, keeping a possible
+// secret at the cut whole in the next chunk. A private key block (BEGIN … PRIVATE KEY … END) is
+// held back until its END line and masked whole; when it outgrows Limits.MaxLineBytes it is
+// replaced by one placeholder and its remaining lines are dropped up to the END line.
+//
+// Because a partial line is held back, a prompt without a newline (an interactive shell's) is
+// only seen when the line completes or the stream ends.
+func (m *Masker) TextStream(r io.Reader) *Reader {
+	w := newWalker(m)
+	t := &textStream{w: w, max: m.limits.MaxLineBytes}
+	return &Reader{src: r, w: w, fill: func(rd *Reader) error {
+		for {
+			avail := t.in.avail()
+			produced := false
+			for {
+				i := bytes.IndexByte(avail[t.scanned:], '\n')
+				if i < 0 {
+					t.scanned = len(avail)
+					break
+				}
+				line := avail[:t.scanned+i+1]
+				rd.out = t.line(rd.out, line)
+				t.in.start += len(line)
+				t.scanned = 0
+				avail = t.in.avail()
+				produced = true
+			}
+			if produced {
+				return nil
+			}
+			if t.in.eof {
+				rd.out = t.line(rd.out, avail)
+				t.in.start = t.in.end
+				rd.out = t.flushBlock(rd.out)
+				return io.EOF
+			}
+			if len(avail) >= t.max {
+				n := t.cut(avail[:t.max])
+				rd.out = t.line(rd.out, avail[:n])
+				t.in.start += n
+				t.scanned = 0
+				return nil
+			}
+			if err := t.in.read(r, t.max); err != nil {
+				return err
+			}
+		}
+	}}
+}
+
+// textStream is the state of a TextStream.
+type textStream struct {
+	w        *walker
+	max      int
+	in       inbuf
+	scanned  int    // avail()[:scanned] has no newline
+	block    []byte // a private key block held back
+	inBlock  bool
+	overflow bool // the block outgrew max and was replaced; drop lines up to its end
+}
+
+var (
+	pemBegin = []byte("-----BEGIN")
+	pemEnd   = []byte("-----END")
+	pemKey   = []byte("PRIVATE KEY")
+)
+
+// line masks one line (or chunk) and appends it to out.
+func (t *textStream) line(out, line []byte) []byte {
+	if len(line) == 0 {
+		return out
+	}
+	if t.inBlock {
+		if t.overflow {
+			if bytes.Contains(line, pemEnd) {
+				t.inBlock, t.overflow = false, false
+			}
+			return out
+		}
+		t.block = append(t.block, line...)
+		if bytes.Contains(line, pemEnd) {
+			return t.flushBlock(out)
+		}
+		if len(t.block) > t.max {
+			out = t.w.h.appendPlain(out, t.block)
+			out = append(out, '\n')
+			t.w.record(idPEM)
+			t.block = t.block[:0]
+			t.overflow = true
+		}
+		return out
+	}
+	if i := bytes.Index(line, pemBegin); i >= 0 {
+		rest := line[i:]
+		if bytes.Contains(rest, pemKey) && !bytes.Contains(rest, pemEnd) {
+			out = t.w.maskTextBytes(out, line[:i])
+			t.inBlock = true
+			t.block = append(t.block[:0], rest...)
+			return out
+		}
+	}
+	return t.w.maskTextBytes(out, line)
+}
+
+// flushBlock masks and appends a held-back private key block.
+func (t *textStream) flushBlock(out []byte) []byte {
+	if !t.inBlock {
+		return out
+	}
+	t.inBlock = false
+	if t.overflow {
+		t.overflow = false
+		return out
+	}
+	out = t.w.maskTextBytes(out, t.block)
+	t.block = t.block[:0]
+	return out
+}
+
+// cut returns where to cut an overlong line chunk: after the last blank in its second half, or
+// lineOverlap bytes before its end, moved back to the start of a secret that would be cut.
+func (t *textStream) cut(chunk []byte) int {
+	cut := len(chunk) - lineOverlap
+	if i := bytes.LastIndexAny(chunk[len(chunk)/2:], " \t"); i >= 0 {
+		cut = len(chunk)/2 + i + 1
+	}
+	w := t.w
+	w.spans = w.m.eng.find(chunk, w.trig, w.spans)
+	for _, s := range w.spans {
+		if s.start < cut && (s.end > cut || s.end == len(chunk)) {
+			cut = s.start
+		}
+	}
+	if cut <= 0 {
+		cut = len(chunk)
+	}
+	return cut
+}
+
+// Stream masks a streamed response body given its Content-Type and Content-Encoding headers:
+// JSON document by document as each completes (a watch, when t.Watch is set or the type says
+// ;stream=watch, event by event as WatchStream does; the API server labels JSON watches plain
+// application/json), text/plain line by line (TextStream). gzip is decompressed; the output is
+// never compressed. It returns ErrUnmaskable for the types Body refuses, and passes other types
+// through unchanged when !NeedsMasking(t). Nothing is read from r before the first Read.
+func (m *Masker) Stream(contentType, contentEncoding string, r io.Reader, t Target) (*Reader, error) {
+	switch enc := strings.ToLower(strings.TrimSpace(contentEncoding)); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		r = &gzipReader{src: r}
+	default:
+		return nil, fmt.Errorf("%w: content encoding %q", ErrUnmaskable, enc)
+	}
+	mt, watch := parseContentType(contentType)
+	switch {
+	case mt == mediaJSON && (watch || t.Watch):
+		return m.WatchStream(r, t), nil
+	case mt == mediaJSON:
+		return m.docStream(r, t, m.targetType(t), int(min(m.limits.MaxBodyBytes, maxInt))), nil
+	case mt == mediaText:
+		return m.TextStream(r), nil
+	case mt == mediaUnknown && !m.NeedsMasking(t):
+		w := newWalker(m)
+		return &Reader{src: r, w: w, fill: func(rd *Reader) error {
+			if cap(rd.out) == 0 {
+				rd.out = make([]byte, 0, 32<<10)
+			}
+			n, err := r.Read(rd.out[:cap(rd.out)])
+			rd.out = rd.out[:n]
+			return err
+		}}, nil
+	}
+	return nil, fmt.Errorf("%w: content type %q", ErrUnmaskable, contentType)
+}
+
+const maxInt = int64(^uint(0) >> 1)
+
+// gzipReader decompresses lazily, so that creating a Stream reads nothing, and reports corrupt
+// data as ErrMalformed.
+type gzipReader struct {
+	src io.Reader
+	zr  *gzip.Reader
+}
+
+func (g *gzipReader) Read(p []byte) (int, error) {
+	if g.zr == nil {
+		zr, err := gzip.NewReader(g.src)
+		if err != nil {
+			return 0, fmt.Errorf("%w: gzip: %w", ErrMalformed, err)
+		}
+		g.zr = zr
+	}
+	n, err := g.zr.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%w: gzip: %w", ErrMalformed, err)
+	}
+	return n, err
+}
+
+// Close closes the source if it is an io.Closer.
+func (g *gzipReader) Close() error {
+	if c, ok := g.src.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}

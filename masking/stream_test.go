@@ -1,0 +1,290 @@
+package masking
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestWatchStreamFixture(t *testing.T) {
+	m := newMasker(t, Config{})
+	in := fixture(t, "watch.jsonl")
+	want, wantStats, err := m.Body("application/json;stream=watch", "", in, Target{Resource: "secrets"})
+	require.NoError(t, err)
+	for name, r := range map[string]io.Reader{
+		"whole":    bytes.NewReader(in),
+		"one byte": iotest.OneByteReader(bytes.NewReader(in)),
+		"half":     iotest.HalfReader(bytes.NewReader(in)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := m.WatchStream(r, Target{Resource: "secrets"})
+			out, err := io.ReadAll(s)
+			require.NoError(t, err)
+			assert.Equal(t, string(want), string(out))
+			requireNoCanary(t, out)
+			assert.Equal(t, wantStats, s.Stats())
+			require.NoError(t, s.Close())
+		})
+	}
+}
+
+func TestWatchStreamIsNotBuffered(t *testing.T) {
+	m := newMasker(t, Config{})
+	pr, pw := io.Pipe()
+	s := m.WatchStream(pr, Target{Resource: "secrets"})
+	br := bufio.NewReader(s)
+	go func() {
+		_, _ = pw.Write([]byte(`{"type":"ADDED","object":{"kind":"Secret","apiVersion":"v1","data":{"k":"YQ=="}}}` + "\n"))
+	}()
+	line := make(chan string, 1)
+	go func() {
+		l, _ := br.ReadString('\n')
+		line <- l
+	}()
+	select {
+	case l := <-line:
+		assert.Equal(t, expand(`{"type":"ADDED","object":{"kind":"Secret","apiVersion":"v1","data":{"k":"<<B:a>>"}}}`)+"\n", l)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first event was held back")
+	}
+	// An event without a trailing newline is also delivered at once.
+	go func() {
+		_, _ = pw.Write([]byte(`{"type":"DELETED","object":{"kind":"Secret","apiVersion":"v1","data":{"k":"Yg=="}}}`))
+	}()
+	go func() {
+		l, _ := br.ReadString('\n')
+		line <- l
+	}()
+	select {
+	case l := <-line:
+		assert.Contains(t, l, b64ph("b"))
+	case <-time.After(5 * time.Second):
+		t.Fatal("an event without newline was held back")
+	}
+	require.NoError(t, pw.Close())
+	_, err := br.ReadString('\n')
+	assert.ErrorIs(t, err, io.EOF)
+	assert.Equal(t, 2, s.Stats().Fields)
+}
+
+func TestWatchStreamShapes(t *testing.T) {
+	m := newMasker(t, Config{})
+	pretty := "{\n  \"type\": \"ADDED\",\n  \"object\": {\n    \"kind\": \"Secret\",\n    \"apiVersion\": \"v1\",\n    \"data\": {\"k\": \"YQ==\"}\n  }\n}\n"
+	s := m.WatchStream(iotest.OneByteReader(strings.NewReader(pretty+pretty)), Target{})
+	out, err := io.ReadAll(s)
+	require.NoError(t, err)
+	assert.Equal(t, 2, strings.Count(string(out), b64ph("a")))
+	assert.NotContains(t, string(out), "YQ==")
+
+	// Concatenated without separators, with braces and escapes inside strings.
+	ev := `{"type":"MODIFIED","object":{"kind":"ConfigMap","apiVersion":"v1","data":{"x":"}{\"\\","password":"hunter2"}}}`
+	s = m.WatchStream(iotest.HalfReader(strings.NewReader(ev+ev+ev)), Target{})
+	out, err = io.ReadAll(s)
+	require.NoError(t, err)
+	assert.Equal(t, strings.Repeat(expand(strings.Replace(ev, "hunter2", "<<P:hunter2>>", 1))+"\n", 3), string(out))
+	assert.Equal(t, map[string]int{"password-assignment": 3}, s.Stats().Detectors)
+
+	// Table watch events (kubectl get -w) hold rows whose objects are of the request's type.
+	tev := `{"type":"ADDED","object":{"kind":"Table","apiVersion":"meta.k8s.io/v1","rows":[{"cells":["a"],"object":{"metadata":{"name":"a"},"data":{"k":"YQ=="}}}]}}`
+	s = m.WatchStream(strings.NewReader(tev), Target{Resource: "secrets"})
+	out, err = io.ReadAll(s)
+	require.NoError(t, err)
+	assert.Contains(t, string(out), b64ph("a"))
+}
+
+func TestWatchStreamErrors(t *testing.T) {
+	m := newMasker(t, Config{Limits: Limits{MaxEventBytes: 1024}})
+	good := `{"type":"ADDED","object":{"kind":"Secret","apiVersion":"v1","data":{"k":"YQ=="}}}` + "\n"
+	tests := []struct {
+		name    string
+		in      io.Reader
+		wantErr error
+	}{
+		{"truncated", strings.NewReader(good + `{"type":"ADDED","object":{"kind":"Secret","data":{"k":"Y2FuYXJ5`), ErrMalformed},
+		{"garbage", strings.NewReader(good + "canary garbage\n"), ErrMalformed},
+		{"invalid event", strings.NewReader(good + `{"type":"ADDED","object":{"data":{"k":canary}}}` + "\n"), ErrMalformed},
+		{"too large", strings.NewReader(good + `{"type":"ADDED","object":{"data":{"k":"` + strings.Repeat("Y2FuYXJ5", 200) + `"}}}`), ErrTooLarge},
+		{"read error", io.MultiReader(strings.NewReader(good+`{"type":"ADDED","object":{"data":{"k":"Y2FuYXJ5`), iotest.ErrReader(errors.New("connection reset"))), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := m.WatchStream(tt.in, Target{Resource: "secrets"})
+			out, err := io.ReadAll(s)
+			require.Error(t, err)
+			if tt.wantErr != nil {
+				assert.ErrorIs(t, err, tt.wantErr)
+			}
+			assert.Equal(t, expand(`{"type":"ADDED","object":{"kind":"Secret","apiVersion":"v1","data":{"k":"<<B:a>>"}}}`)+"\n", string(out), "only the events before the error")
+			assert.NotContains(t, strings.ToLower(err.Error()), "canary")
+			_, err2 := s.Read(make([]byte, 10))
+			assert.Equal(t, err, err2, "the error is sticky")
+		})
+	}
+}
+
+func TestTextStream(t *testing.T) {
+	m := newMasker(t, Config{})
+	pem := "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACDqO9LVVJJb8Ugvd3aq1iHnXO8TBmn1ogLQ7lXsVRgxYQAAAJhQ0WFyUNFh\n-----END OPENSSH PRIVATE KEY-----\n"
+	in := "starting\npassword=hunter2\n" + pem + "ready token: Zk3qP9xW2vL8nR4t\nunterminated last line AKIAQ3EGRJ7XW5LN2TBV"
+	want := expand("starting\npassword=<<P:hunter2>>\n<<P:" + strings.TrimSuffix(pem, "\n") + ">>\nready token: <<P:Zk3qP9xW2vL8nR4t>>\nunterminated last line <<P:AKIAQ3EGRJ7XW5LN2TBV>>")
+	for name, r := range map[string]io.Reader{
+		"whole":    strings.NewReader(in),
+		"one byte": iotest.OneByteReader(strings.NewReader(in)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := m.TextStream(r)
+			out, err := io.ReadAll(s)
+			require.NoError(t, err)
+			assert.Equal(t, want, string(out))
+			assert.Equal(t, 4, s.Stats().Fields)
+		})
+	}
+	whole, _ := m.Text(nil, []byte(in))
+	assert.Equal(t, want, string(whole), "Text and TextStream agree")
+}
+
+func TestTextStreamLongLines(t *testing.T) {
+	m := newMasker(t, Config{Limits: Limits{MaxLineBytes: 4 * lineOverlap}})
+	limit := 4 * lineOverlap
+	// A token right across the first chunk boundary of a line without blanks.
+	token := ghToken("ghp_", "R7kQ2mZx9LpV4nT8wB3cY6dF1hJ5sA")
+	for _, at := range []int{limit - 20, limit - lineOverlap - 10, limit/2 - 5} {
+		line := strings.Repeat("a", at) + "=" + token + "," + strings.Repeat("b", 3*limit) + "\n"
+		s := m.TextStream(iotest.HalfReader(strings.NewReader(line)))
+		out, err := io.ReadAll(s)
+		require.NoError(t, err)
+		assert.NotContains(t, string(out), token[:12], "at %d", at)
+		assert.NotContains(t, string(out), token[len(token)-12:], "at %d", at)
+		assert.Equal(t, 1, s.Stats().Fields)
+	}
+	// With blanks, long lines are cut between words.
+	words := strings.Repeat("lorem ipsum ", limit/3) + "password=hunter2 user=bob " + strings.Repeat("dolor ", limit/2) + "\n"
+	out, err := io.ReadAll(m.TextStream(strings.NewReader(words)))
+	require.NoError(t, err)
+	assert.Equal(t, len(words)-len("hunter2")+placeholderLen, len(out))
+	assert.NotContains(t, string(out), "hunter2")
+}
+
+func TestTextStreamKeyBlocks(t *testing.T) {
+	m := newMasker(t, Config{Limits: Limits{MaxLineBytes: 4 * lineOverlap}})
+	body := strings.Repeat("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n", 1000)
+	in := "before\n-----BEGIN PRIVATE KEY-----\n" + body + "-----END PRIVATE KEY-----\nafter password=x1\n"
+	s := m.TextStream(strings.NewReader(in))
+	out, err := io.ReadAll(s)
+	require.NoError(t, err)
+	assert.NotContains(t, string(out), "MIIEvQ")
+	assert.True(t, strings.HasPrefix(string(out), "before\ngatehouse:masked:"), "%.80s", out)
+	assert.True(t, strings.HasSuffix(string(out), expand("after password=<<P:x1>>\n")), "%.80s", out)
+	assert.Equal(t, map[string]int{"pem-private-key": 1, "password-assignment": 1}, s.Stats().Detectors)
+
+	// An unterminated block is masked to the end.
+	s = m.TextStream(strings.NewReader("x\n-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oDKb3HSSQD\n"))
+	out, err = io.ReadAll(s)
+	require.NoError(t, err)
+	assert.NotContains(t, string(out), "MHcCAQEE")
+	assert.Equal(t, 1, s.Stats().Fields)
+}
+
+func TestStreamDispatch(t *testing.T) {
+	m := newMasker(t, Config{})
+	in := fixture(t, "secret.json")
+
+	s, err := m.Stream("application/json", "gzip", bytes.NewReader(gzipped(t, in)), Target{Resource: "secrets"})
+	require.NoError(t, err)
+	out, err := io.ReadAll(s)
+	require.NoError(t, err)
+	requireNoCanary(t, out)
+	requireValidJSON(t, out)
+	assert.Positive(t, s.Stats().Fields)
+
+	s, err = m.Stream("application/json;stream=watch", "", bytes.NewReader(fixture(t, "watch.jsonl")), Target{Resource: "secrets"})
+	require.NoError(t, err)
+	out, err = io.ReadAll(s)
+	require.NoError(t, err)
+	requireNoCanary(t, out)
+
+	// The API server labels JSON watches plain application/json: the watch flag of the
+	// Target, or document-by-document masking, handles them.
+	watch := fixture(t, "watch.jsonl")
+	want, _, err := m.Body("application/json", "", watch, Target{Resource: "secrets", Watch: true})
+	require.NoError(t, err)
+	requireNoCanary(t, want)
+	for _, tg := range []Target{{Resource: "secrets", Watch: true}, {Resource: "secrets"}} {
+		s, err = m.Stream("application/json", "", iotest.HalfReader(bytes.NewReader(watch)), tg)
+		require.NoError(t, err)
+		out, err = io.ReadAll(s)
+		require.NoError(t, err)
+		assert.Equal(t, string(want), string(out), "%+v", tg)
+	}
+	_, _, err = m.Body("application/json", "", watch, Target{Resource: "secrets"})
+	require.ErrorIs(t, err, ErrMalformed, "a body of several documents is a watch only when the Target says so")
+
+	s, err = m.Stream("text/plain", "", strings.NewReader("password=hunter2\n"), Target{Resource: "pods", Subresource: "log"})
+	require.NoError(t, err)
+	out, err = io.ReadAll(s)
+	require.NoError(t, err)
+	assert.Equal(t, expand("password=<<P:hunter2>>\n"), string(out))
+
+	s, err = m.Stream("application/json", "gzip", strings.NewReader("canary, not gzip"), Target{Resource: "secrets"})
+	require.NoError(t, err, "nothing is read before the first Read")
+	_, err = io.ReadAll(s)
+	require.ErrorIs(t, err, ErrMalformed)
+
+	s, err = m.Stream("application/json", "", strings.NewReader(`{"kind":"Secret","data":{"a":"Y2FuYXJ5"}`), Target{Resource: "secrets"})
+	require.NoError(t, err)
+	out, err = io.ReadAll(s)
+	require.ErrorIs(t, err, ErrMalformed)
+	assert.Empty(t, out)
+
+	for _, ct := range []string{"application/vnd.kubernetes.protobuf", "application/cbor", "application/yaml", "application/octet-stream"} {
+		_, err = m.Stream(ct, "", strings.NewReader("x"), Target{Resource: "secrets"})
+		require.ErrorIs(t, err, ErrUnmaskable, ct)
+	}
+	_, err = m.Stream("application/json", "zstd", strings.NewReader("x"), Target{Resource: "secrets"})
+	require.ErrorIs(t, err, ErrUnmaskable)
+
+	s, err = m.Stream("application/octet-stream", "", strings.NewReader("raw bytes"), Target{Path: "/version"})
+	require.NoError(t, err)
+	out, err = io.ReadAll(s)
+	require.NoError(t, err)
+	assert.Equal(t, "raw bytes", string(out))
+}
+
+func TestConcurrentUse(t *testing.T) {
+	m := newMasker(t, Config{})
+	in := fixture(t, "secretlist.json")
+	watch := fixture(t, "watch.jsonl")
+	want, _, err := m.JSON(nil, in, Target{Resource: "secrets"})
+	require.NoError(t, err)
+	done := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		go func() {
+			for j := 0; j < 20; j++ {
+				out, _, err := m.JSON(nil, in, Target{Resource: "secrets"})
+				if err == nil && !bytes.Equal(out, want) {
+					err = errors.New("different output under concurrency")
+				}
+				if err == nil {
+					_, err = io.ReadAll(m.WatchStream(bytes.NewReader(watch), Target{}))
+				}
+				if err != nil {
+					done <- err
+					return
+				}
+				m.Text(nil, []byte("password=hunter2"))
+			}
+			done <- nil
+		}()
+	}
+	for i := 0; i < 8; i++ {
+		require.NoError(t, <-done)
+	}
+}

@@ -1,0 +1,229 @@
+package masking
+
+import (
+	"bytes"
+	"encoding/base64"
+)
+
+// This file holds the rewriting of string values: placeholders for hidden values, the keyword
+// rules and detectors for ordinary strings, ConfigMap binaryData, and last-applied documents.
+
+// str rewrites the string at src[i] as its context requires.
+func (w *walker) str(i int, c vctx) (int, error) {
+	end, esc, err := scanString(w.src, i)
+	if err != nil {
+		return end, err
+	}
+	if c.hide != noHide {
+		if !w.m.hasExemptions || !w.exempt(c, int(c.hide)) {
+			w.hide(i, end, esc, int(c.hide), c.hmode)
+		}
+		return end, nil
+	}
+	switch c.role {
+	case roleTypeField:
+		if !w.objs[c.obj].check {
+			return end, nil
+		}
+		v := w.text(i, end, esc)
+		if esc {
+			v = bytes.Clone(v)
+		}
+		if w.typeConflict(c, v) {
+			return i, errConflict
+		}
+		return end, nil
+	case roleAnnotation:
+		if string(c.key) == lastAppliedKey {
+			w.lastApplied(i, end, esc, c)
+			return end, nil
+		}
+	case roleBinaryValue:
+		w.binaryValue(i, end, esc, c)
+		return end, nil
+	case roleRequestURI:
+		if w.requestURI(i, end, esc, c) {
+			return end, nil
+		}
+	}
+	w.maskText(i, end, esc, c)
+	return end, nil
+}
+
+// text returns the text of the string src[i:end] (quotes included), unescaped into scratch
+// space when it has escapes.
+func (w *walker) text(i, end int, esc bool) []byte {
+	raw := w.src[i+1 : end-1]
+	if !esc {
+		return raw
+	}
+	w.unesc = unescape(w.unesc[:0], raw)
+	return w.unesc
+}
+
+// replace replaces the string src[i:end] by the JSON string s.
+func (w *walker) replace(i, end int, s []byte) {
+	w.flush(i)
+	w.dst = appendQuoted(w.dst, s)
+	w.mark = end
+}
+
+// hide replaces the string src[i:end] by a placeholder. A value that already is a placeholder
+// is kept, so that masking twice changes nothing.
+func (w *walker) hide(i, end int, esc bool, id int, mode hideMode) {
+	v := w.text(i, end, esc)
+	if isPlaceholder(v) {
+		return
+	}
+	if mode != hidePlain {
+		dec, err := w.decodeBase64(v)
+		switch {
+		case err == nil && isPlaceholder(dec):
+			return
+		case err == nil:
+			v = dec
+		case mode == hideBase64IfValid:
+			mode = hidePlain
+		}
+	}
+	w.flush(i)
+	w.dst = append(w.dst, '"')
+	if mode == hidePlain {
+		w.dst = w.h.appendPlain(w.dst, v)
+	} else {
+		w.dst = w.h.appendBase64(w.dst, v)
+	}
+	w.dst = append(w.dst, '"')
+	w.mark = end
+	w.record(id)
+}
+
+func (w *walker) decodeBase64(v []byte) ([]byte, error) {
+	n := base64.StdEncoding.DecodedLen(len(v))
+	if cap(w.dec) < n {
+		w.dec = make([]byte, n)
+	}
+	n, err := base64.StdEncoding.Decode(w.dec[:n], v)
+	return w.dec[:n], err
+}
+
+// maskText applies the keyword rules and the detectors to an ordinary string.
+func (w *walker) maskText(i, end int, esc bool, c vctx) {
+	raw := w.src[i+1 : end-1]
+	kc := keyPlain
+	if c.key != nil {
+		kc = classifyKey(c.key)
+	}
+	if kc == keyPlain && len(raw) < minDetectLen {
+		return
+	}
+	if w.m.hasExemptions && w.exempt(c, -1) {
+		return
+	}
+	text := w.text(i, end, esc)
+	w.spans = w.m.eng.find(text, w.trig, w.spans)
+	if w.m.hasExemptions {
+		w.spans = w.filterExempt(c, w.spans)
+	}
+	if kc != keyPlain {
+		if id := keyMasks(kc, c.key, text); id >= 0 && !w.m.disabled[id] && (!w.m.hasExemptions || !w.exempt(c, id)) {
+			// The whole value goes; a detector that recognised it names the reason.
+			if len(w.spans) > 0 {
+				id = w.spans[0].id
+			}
+			w.flush(i)
+			w.dst = append(w.dst, '"')
+			w.dst = w.h.appendPlain(w.dst, text)
+			w.dst = append(w.dst, '"')
+			w.mark = end
+			w.record(id)
+			return
+		}
+	}
+	if len(w.spans) == 0 {
+		return
+	}
+	w.tmp = w.maskSpans(w.tmp[:0], text, w.spans)
+	w.replace(i, end, w.tmp)
+}
+
+// maskSpans appends text to dst with the spans replaced by placeholders.
+func (w *walker) maskSpans(dst, text []byte, spans []span) []byte {
+	prev := 0
+	for _, s := range spans {
+		dst = append(dst, text[prev:s.start]...)
+		dst = w.h.appendPlain(dst, text[s.start:s.end])
+		w.record(s.id)
+		prev = s.end
+	}
+	return append(dst, text[prev:]...)
+}
+
+// binaryValue masks a value of ConfigMap binaryData: wholly when its key sounds secret or the
+// detectors find a credential in the decoded bytes. A value that is not base64 is masked.
+func (w *walker) binaryValue(i, end int, esc bool, c vctx) {
+	if w.m.hasExemptions && w.exempt(c, -1) {
+		return
+	}
+	v := w.text(i, end, esc)
+	if classifyKey(c.key) != keyPlain && !w.m.disabled[idKeywordEntropy] {
+		w.hide(i, end, esc, idKeywordEntropy, hideBase64)
+		return
+	}
+	dec, err := w.decodeBase64(v)
+	if err != nil {
+		w.hide(i, end, esc, idSecretData, hidePlain)
+		return
+	}
+	w.spans = w.m.eng.find(dec, w.trig, w.spans)
+	if w.m.hasExemptions {
+		w.spans = w.filterExempt(c, w.spans)
+	}
+	if len(w.spans) == 0 {
+		return
+	}
+	for _, s := range w.spans[1:] {
+		w.record(s.id)
+	}
+	w.hide(i, end, esc, w.spans[0].id, hideBase64)
+}
+
+// lastApplied masks the last-applied-configuration annotation: the JSON document it holds is
+// masked with the same rules and encoded again. A value that does not parse is replaced.
+func (w *walker) lastApplied(i, end int, esc bool, c vctx) {
+	text := w.text(i, end, esc)
+	if len(bytes.TrimSpace(text)) == 0 {
+		return
+	}
+	if w.level >= maxEmbedded {
+		w.hide(i, end, esc, idLastApplied, hidePlain)
+		return
+	}
+	if w.sub == nil {
+		w.sub = newWalker(w.m)
+		w.sub.level = w.level + 1
+	}
+	s := w.sub
+	s.in = append(s.in[:0], text...)
+	hint := w.target
+	if c.obj >= 0 {
+		hint = w.objs[c.obj].t
+	}
+	hint.confirmed = false
+	s.reset(s.dst[:0], s.in, w.target)
+	s.posDep = w.posDep
+	s.log = s.log[:0]
+	e, err := s.document(0, hint)
+	if err == nil && skipSpace(s.src, e) != len(s.src) {
+		err = malformed(e, "data after the document")
+	}
+	if err != nil {
+		w.hide(i, end, esc, idLastApplied, hidePlain)
+		return
+	}
+	if len(s.log) == 0 {
+		return
+	}
+	w.replace(i, end, s.finish())
+	w.log = append(w.log, s.log...)
+}

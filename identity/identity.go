@@ -24,6 +24,9 @@ const (
 	ExtraClient = "gatehouse.dev/client"
 	// ExtraApprovalID names the approval grant an operation is forwarded under.
 	ExtraApprovalID = "gatehouse.dev/approval-id"
+	// ExtraApprovalProbe names the proxy's dry-run probe of an operation held for approval: the
+	// validating webhook stores the fingerprint of the object it sees under that probe ID.
+	ExtraApprovalProbe = "gatehouse.dev/approval-probe"
 	// ExtraOriginalUser is the verified user when a client's own impersonation (kubectl --as)
 	// was allowed: the request then runs as the target and keeps the original here.
 	ExtraOriginalUser = "gatehouse.dev/original-user"
@@ -37,7 +40,7 @@ const (
 
 // Extras are the gateway's attributes of a request, read back from impersonation extras.
 type Extras struct {
-	SessionID, Issuer, Subject, Client, ApprovalID, OriginalUser string
+	SessionID, Issuer, Subject, Client, ApprovalID, ApprovalProbe, OriginalUser string
 }
 
 // ViaGateway reports whether the request came through the front proxy.
@@ -53,11 +56,12 @@ func FromExtra[V ~[]string](extra map[string]V) Extras {
 		return ""
 	}
 	return Extras{
-		SessionID:    first(ExtraSessionID),
-		Issuer:       first(ExtraIssuer),
-		Subject:      first(ExtraSubject),
-		Client:       first(ExtraClient),
-		ApprovalID:   first(ExtraApprovalID),
-		OriginalUser: first(ExtraOriginalUser),
+		SessionID:     first(ExtraSessionID),
+		Issuer:        first(ExtraIssuer),
+		Subject:       first(ExtraSubject),
+		Client:        first(ExtraClient),
+		ApprovalID:    first(ExtraApprovalID),
+		ApprovalProbe: first(ExtraApprovalProbe),
+		OriginalUser:  first(ExtraOriginalUser),
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/pflag"
 )
 
@@ -153,4 +154,13 @@ func redact(urls string) string {
 		parts[i] = scheme + "REDACTED" + u[at:]
 	}
 	return strings.Join(parts, ",")
+}
+
+// JetStream returns the JetStream API on the connection.
+func (c *Conn) JetStream(opts ...jetstream.JetStreamOpt) (jetstream.JetStream, error) {
+	js, err := jetstream.New(c.Conn, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: %w", err)
+	}
+	return js, nil
 }

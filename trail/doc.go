@@ -2,7 +2,8 @@
 //
 // Every component that observes an action writes it to the trail: the front proxy writes a
 // [Request] for each API call and a [Session] when an agent run starts or stays active, the
-// admission webhooks and the proxy write a [Decision] for each policy evaluation. The enricher
+// admission webhooks and the proxy write a [Decision] for each policy evaluation, and the
+// approval broker writes an [Approval] for every change of an approval request. The enricher
 // consumes all of them and joins them with kube-apiserver audit events by Audit-ID.
 //
 // # Records

@@ -164,6 +164,23 @@ func (p *Publisher) PublishSync(ctx context.Context, r Record) error {
 	return nil
 }
 
+// Ready reports whether Publish would accept a record now: nil, or ErrUnavailable, ErrBacklog or
+// ErrClosed. Callers that must not act unrecorded check it before they act and publish after.
+func (p *Publisher) Ready() error {
+	if st := p.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("%w: connection is %s", ErrUnavailable, st)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.closed:
+		return ErrClosed
+	case p.pending >= p.opts.MaxPending:
+		return fmt.Errorf("%w (%d)", ErrBacklog, p.opts.MaxPending)
+	}
+	return nil
+}
+
 // Pending returns the number of records accepted by Publish and not yet acknowledged.
 func (p *Publisher) Pending() int {
 	p.mu.Lock()

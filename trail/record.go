@@ -21,6 +21,7 @@ const (
 	KindRequest  Kind = "Request"
 	KindSession  Kind = "Session"
 	KindDecision Kind = "Decision"
+	KindApproval Kind = "Approval"
 )
 
 // ErrUnknownKind is returned by Decode for a record whose kind or version this package does not
@@ -160,11 +161,14 @@ const (
 // Session records the start of a session and, periodically, that it is still active.
 type Session struct {
 	Meta
-	SessionID string       `json:"sessionID"`
-	Event     SessionEvent `json:"event"`
-	Identity  Identity     `json:"identity"`
-	Client    string       `json:"client,omitempty"`
-	SourceIP  string       `json:"sourceIP,omitempty"`
+	SessionID string `json:"sessionID"`
+	// Label is the name the client gave the session (Gatehouse-Session header), if any. The
+	// session ID is derived from it and the identity, so two identities never share a session.
+	Label    string       `json:"label,omitempty"`
+	Event    SessionEvent `json:"event"`
+	Identity Identity     `json:"identity"`
+	Client   string       `json:"client,omitempty"`
+	SourceIP string       `json:"sourceIP,omitempty"`
 	// Started is when the session's first request arrived; LastActivity its latest.
 	Started      time.Time `json:"started"`
 	LastActivity time.Time `json:"lastActivity"`
@@ -181,8 +185,9 @@ type Decision struct {
 	Meta
 	// Component is "proxy", "validating-webhook" or "mutating-webhook".
 	Component string `json:"component"`
-	// AuditID is set when the decision concerns a proxied call; AdmissionUID when it was made
-	// in admission. kube-apiserver uses the audit ID as the admission UID, so both join.
+	// AuditID is set when the decision concerns a proxied call; AdmissionUID (the
+	// AdmissionReview UID, which kube-apiserver generates per webhook call) when it was made in
+	// admission.
 	AuditID      string    `json:"auditID,omitempty"`
 	AdmissionUID string    `json:"admissionUID,omitempty"`
 	SessionID    string    `json:"sessionID,omitempty"`
@@ -198,10 +203,67 @@ type Decision struct {
 // Session returns the decision's session ID.
 func (d *Decision) Session() string { return d.SessionID }
 
+// ApprovalEvent says what happened to an approval request.
+type ApprovalEvent string
+
+// Approval events, in the order they can happen.
+const (
+	// ApprovalRequested: an operation a policy holds for approval was requested.
+	ApprovalRequested ApprovalEvent = "Requested"
+	// ApprovalVoted: an approver approved, and more approvals are needed.
+	ApprovalVoted ApprovalEvent = "Voted"
+	// ApprovalApproved: the last needed approval arrived; a single-use grant was issued.
+	ApprovalApproved ApprovalEvent = "Approved"
+	// ApprovalDenied: an approver denied. One denial is final.
+	ApprovalDenied ApprovalEvent = "Denied"
+	// ApprovalExpired: no decision in time, or the grant was not used in time.
+	ApprovalExpired ApprovalEvent = "Expired"
+	// ApprovalGrantUsed: admission let the approved operation through (AdmissionUID).
+	ApprovalGrantUsed ApprovalEvent = "GrantUsed"
+)
+
+// Approval records a change of an approval request: its creation, each decision, its expiry and
+// the use of its grant. The approval broker publishes one per change, so these records are also
+// the event stream approval UIs follow (gatehouse.trail.v1.approval.*).
+type Approval struct {
+	Meta
+	ApprovalID string        `json:"approvalID"`
+	Event      ApprovalEvent `json:"event"`
+	SessionID  string        `json:"sessionID,omitempty"`
+	// Requester is who asked for the operation.
+	Requester Identity  `json:"requester"`
+	Operation Operation `json:"operation"`
+	// Fingerprint binds the grant to the operation and the object's content.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Policy is the rule that asked for approval.
+	Policy Policy `json:"policy"`
+	// ApproverGroups may approve; Required approvals are needed.
+	ApproverGroups []string `json:"approverGroups,omitempty"`
+	Required       int      `json:"required"`
+	// Actor is who caused this event (an approver for Voted, Approved and Denied), and Reason
+	// what they said.
+	Actor  string `json:"actor,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Approvers are everyone who approved so far.
+	Approvers []string `json:"approvers,omitempty"`
+	// Path is "proxy" when the request was held at the front proxy, "admission" when a direct
+	// call was stopped by the webhook.
+	Path string `json:"path,omitempty"`
+	// Expires is when the pending request or, once approved, the grant expires.
+	Expires time.Time `json:"expires"`
+	// AdmissionUID is the AdmissionReview UID of the call that used the grant (GrantUsed). The
+	// validating webhook also writes the approval ID into that call's audit event annotations.
+	AdmissionUID string `json:"admissionUID,omitempty"`
+}
+
+// Session returns the approval's session ID.
+func (a *Approval) Session() string { return a.SessionID }
+
 var (
 	_ Record = (*Request)(nil)
 	_ Record = (*Session)(nil)
 	_ Record = (*Decision)(nil)
+	_ Record = (*Approval)(nil)
 )
 
 // Decode parses a record published by this package. It returns ErrUnknownKind for a record of
@@ -222,6 +284,8 @@ func Decode(data []byte) (Record, error) {
 		r = &Session{}
 	case KindDecision:
 		r = &Decision{}
+	case KindApproval:
+		r = &Approval{}
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, m.Kind)
 	}
@@ -240,6 +304,8 @@ func kindOf(r Record) (Kind, error) {
 		return KindSession, nil
 	case *Decision:
 		return KindDecision, nil
+	case *Approval:
+		return KindApproval, nil
 	}
 	return "", fmt.Errorf("%w: %T", ErrUnknownKind, r)
 }

@@ -27,6 +27,11 @@ func TestDecodeRoundTrip(t *testing.T) {
 			Masking:   &Masking{Fields: 2, Detectors: map[string]int{"secret-data": 2}},
 		}},
 		{"session", &Session{Meta: Meta{ID: "s1-start", Time: at}, SessionID: "s1", Event: SessionStarted, Started: at, LastActivity: at}},
+		{"approval", &Approval{
+			Meta: Meta{ID: "ap-1-approved", Time: at}, ApprovalID: "ap-1", Event: ApprovalApproved, SessionID: "s1",
+			Requester: Identity{User: "agent"}, Operation: Operation{Verb: "create", Resource: "clusterrolebindings", Name: "x"},
+			Fingerprint: "abc", Required: 2, Actor: "bob", Approvers: []string{"alice", "bob"}, Expires: at,
+		}},
 		{"decision", &Decision{
 			Meta: Meta{ID: "d1", Time: at}, Component: "validating-webhook", AdmissionUID: "u1",
 			Policy: Policy{Policy: "default", Rule: "no-exec-privileged", Action: "deny", Message: "privileged"},

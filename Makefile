@@ -13,7 +13,7 @@ BENCH_COUNT ?= 5
 # script that knows them.
 TESTBED_ENV = eval "$$(scripts/testbed.sh env)" && export GATEHOUSE_BIN=$(BIN)
 
-.PHONY: help build test bench lint testbed clean
+.PHONY: help build test bench lint generate testbed clean
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,9 @@ lint: ## gofmt, go vet and staticcheck.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(TOOLS) staticcheck ./...
+
+generate: ## Generate the API types' deepcopy code and CRD manifests (controller-gen).
+	$(TOOLS) controller-gen object paths=./policy/v1alpha1/... crd:crdVersions=v1 output:crd:dir=manifests/crd paths=./policy/v1alpha1/...
 
 clean: ## Remove build output (the component cache stays; see scripts/testbed.sh).
 	rm -rf bin

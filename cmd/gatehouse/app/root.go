@@ -30,6 +30,7 @@ func NewCommand(stdout, stderr io.Writer) *cobra.Command {
 	cmd.AddCommand(
 		newVersionCommand(),
 		newClickHouseCommand(g),
+		newWebhookCommand(g),
 	)
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w\nRun '%s --help' for usage", err, c.CommandPath())

@@ -1,0 +1,224 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/gatehouse-dev/gatehouse/natsbus"
+	"github.com/gatehouse-dev/gatehouse/policy"
+	"github.com/gatehouse-dev/gatehouse/policy/v1alpha1"
+	"github.com/gatehouse-dev/gatehouse/serving"
+	"github.com/gatehouse-dev/gatehouse/trail"
+	"github.com/gatehouse-dev/gatehouse/webhook"
+)
+
+// webhookOptions are the flags of `gatehouse webhook`.
+type webhookOptions struct {
+	kubeconfig  string
+	bindAddress string
+	securePort  int
+	certDir     string
+	tls         serving.TLSOptions
+	policyFile  string
+	metricsAddr string
+	healthAddr  string
+	nats        natsbus.Options
+}
+
+func (o *webhookOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to a kubeconfig file. Default: the in-cluster configuration, else $KUBECONFIG or ~/.kube/config.")
+	fs.StringVar(&o.bindAddress, "bind-address", "0.0.0.0", "IP address the webhook server listens on.")
+	fs.IntVar(&o.securePort, "secure-port", 9443, "Port the webhook server serves HTTPS on.")
+	fs.StringVar(&o.certDir, "cert-dir", "", "Directory holding tls.crt and tls.key (a mounted cert-manager Secret); instead of --tls-cert-file and --tls-private-key-file.")
+	o.tls.AddFlags(fs)
+	fs.StringVar(&o.policyFile, "policy-file", "", "Development mode: read AccessPolicies from this multi-document YAML file (reloaded when it changes) instead of the cluster, and allow a self-signed serving certificate.")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus /metrics endpoint listens on; 0 disables it.")
+	fs.StringVar(&o.healthAddr, "health-probe-bind-address", ":8081", "Address /healthz and /readyz listen on; 0 disables them.")
+	o.nats.AddFlags(fs)
+}
+
+func (o *webhookOptions) validate() error {
+	if o.certDir != "" {
+		if o.tls.CertFile != "" || o.tls.KeyFile != "" {
+			return errors.New("--cert-dir and --tls-cert-file/--tls-private-key-file are alternatives; set one")
+		}
+		o.tls.CertFile = filepath.Join(o.certDir, "tls.crt")
+		o.tls.KeyFile = filepath.Join(o.certDir, "tls.key")
+	}
+	o.tls.SelfSigned = o.policyFile != ""
+	if o.securePort < 1 || o.securePort > 65535 {
+		return fmt.Errorf("--secure-port must be between 1 and 65535, not %d", o.securePort)
+	}
+	if o.policyFile != "" {
+		if _, err := os.Stat(o.policyFile); err != nil {
+			return fmt.Errorf("--policy-file: %w", err)
+		}
+	}
+	if err := o.tls.Validate(); err != nil {
+		return err
+	}
+	return o.nats.Validate()
+}
+
+func (o *webhookOptions) restConfig() (*rest.Config, error) {
+	if o.kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	}
+	return config.GetConfig()
+}
+
+func newWebhookCommand(g *globals) *cobra.Command {
+	o := &webhookOptions{}
+	cmd := &cobra.Command{
+		Use:   "webhook",
+		Short: "Run the admission webhooks that enforce AccessPolicies on every path into the cluster",
+		Long: `Run Gatehouse's validating and mutating admission webhooks on controller-runtime's webhook
+server: /validate evaluates the AccessPolicies (the same rules the proxy evaluates) for every
+write kube-apiserver sends it and records each decision in the trail; /mutate stamps objects
+created or changed through the gateway with their session and approval IDs.
+
+AccessPolicies are watched in the cluster and their status reports rules that do not compile.
+With --policy-file they are read from a file instead (development mode).
+
+The webhook configurations, RBAC and a Deployment are in manifests/webhook.`,
+		Args: cobra.NoArgs,
+		PreRunE: func(*cobra.Command, []string) error {
+			return o.validate()
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runWebhook(cmd.Context(), g.logger, o)
+		},
+	}
+	o.addFlags(cmd.Flags())
+	return cmd
+}
+
+func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error {
+	cfg, err := o.restConfig()
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	tlsCfg, err := o.tls.Config(ctx, log, "localhost", "127.0.0.1")
+	if err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1alpha1.AddToScheme(scheme)); err != nil {
+		return err
+	}
+
+	o.nats.Name, o.nats.Logger = "gatehouse-webhook", log
+	conn, err := natsbus.Connect(ctx, o.nats)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	js, err := conn.JetStream()
+	if err != nil {
+		return err
+	}
+	if err := trail.EnsureStreams(ctx, js, trail.StreamOptions{}); err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	publisher, err := trail.NewPublisher(conn.Conn, trail.PublisherOptions{Source: webhook.ComponentValidating + "/" + host, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := publisher.Close(cctx); err != nil {
+			log.Error("trail records unacknowledged at shutdown", "err", err)
+		}
+	}()
+
+	// controller-runtime's components (the webhook server among them) log through its global
+	// logger; the manager's Logger option does not reach them.
+	ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Logger:                 logr.FromSlogHandler(log.Handler()),
+		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress: o.healthAddr,
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
+			Host:    o.bindAddress,
+			Port:    o.securePort,
+			TLSOpts: []func(*tls.Config){useCertificate(tlsCfg)},
+		}),
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+	})
+	if err != nil {
+		return fmt.Errorf("controller manager: %w", err)
+	}
+	engine := policy.NewEngine(policy.EngineOptions{
+		Lookup: policy.ClientLookup{Cached: mgr.GetClient(), Live: mgr.GetAPIReader()},
+		Logger: log,
+	})
+	if o.policyFile != "" {
+		log.Warn("reading AccessPolicies from a file (development mode)", "path", o.policyFile)
+		err = mgr.Add(&policy.FileWatcher{Path: o.policyFile, Engine: engine, Logger: log})
+	} else {
+		err = (&policy.Controller{Client: mgr.GetClient(), Engine: engine, Logger: log}).SetupWithManager(mgr)
+	}
+	if err != nil {
+		return err
+	}
+	// Start the informers of the objects rules look up with the manager, so the first exec
+	// does not wait for a cache to fill.
+	for _, obj := range []client.Object{&corev1.Pod{}, &corev1.Namespace{}} {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
+			return fmt.Errorf("informer for %T: %w", obj, err)
+		}
+	}
+	if err := webhook.Register(mgr.GetWebhookServer(), webhook.Options{Engine: engine, Publisher: publisher, Logger: log}); err != nil {
+		return err
+	}
+	if err := errors.Join(
+		mgr.AddHealthzCheck("ping", healthz.Ping),
+		mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()),
+		mgr.AddReadyzCheck("policies", func(*http.Request) error { return engine.Ready() }),
+	); err != nil {
+		return err
+	}
+	log.Info("starting the admission webhooks", "address", o.bindAddress, "port", o.securePort,
+		"validate", webhook.PathValidate, "mutate", webhook.PathMutate)
+	return mgr.Start(ctx)
+}
+
+// useCertificate makes the webhook server present the certificate of cfg (reloaded from files,
+// or self-signed in development mode).
+func useCertificate(cfg *tls.Config) func(*tls.Config) {
+	return func(c *tls.Config) {
+		c.MinVersion = tls.VersionTLS12
+		if cfg.GetCertificate != nil {
+			c.GetCertificate = cfg.GetCertificate
+			return
+		}
+		cert := cfg.Certificates[0]
+		c.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }
+	}
+}

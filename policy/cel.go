@@ -1,0 +1,409 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/interpreter"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+	"k8s.io/apimachinery/pkg/util/version"
+	celconfig "k8s.io/apiserver/pkg/apis/cel"
+	apiservercel "k8s.io/apiserver/pkg/cel"
+	"k8s.io/apiserver/pkg/cel/environment"
+
+	"github.com/gatehouse-dev/gatehouse/identity"
+)
+
+// The CEL variables a rule's condition sees.
+const (
+	varObject          = "object"
+	varOldObject       = "oldObject"
+	varRequest         = "request"
+	varUserInfo        = "userInfo"
+	varPod             = "pod"
+	varNamespaceObject = "namespaceObject"
+)
+
+// celEnvs holds the CEL environment conditions are compiled in: Kubernetes' environment (the one
+// ValidatingAdmissionPolicy uses, with its libraries and per-call cost limit) extended with the
+// variables of a rule condition, in two versions.
+//
+// Full is the StoredExpressions environment: every library this build of Kubernetes has. Fast
+// is the same environment at compatibility version 1.33, which lacks only the list extension
+// library of 1.34 (sortBy, distinct, flatten, slice, ...). Each program evaluation builds a
+// runtime cost tracker with every library's per-function cost hooks, and that library's hooks
+// make it cost several times the evaluation of a typical condition. A condition that compiles in
+// Fast is therefore run there; only one that needs the newer functions is compiled in Full. Fast
+// is a subset of Full, so a condition means the same in both, and both enforce the same cost
+// limit.
+type celEnvs struct {
+	fast, full *cel.Env
+}
+
+func newCELEnvs() (celEnvs, error) {
+	userInfo := userInfoType()
+	request := requestType(userInfo)
+	vars := environment.VersionedOptions{
+		IntroducedVersion: version.MajorMinor(1, 0),
+		EnvOptions: []cel.EnvOption{
+			cel.Variable(varObject, cel.DynType),
+			cel.Variable(varOldObject, cel.DynType),
+			cel.Variable(varPod, cel.DynType),
+			cel.Variable(varNamespaceObject, cel.DynType),
+			cel.Variable(varRequest, request.CelType()),
+			cel.Variable(varUserInfo, userInfo.CelType()),
+		},
+		DeclTypes: []*apiservercel.DeclType{request, userInfo},
+	}
+	var envs celEnvs
+	full, err := environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()).Extend(vars)
+	if err != nil {
+		return envs, fmt.Errorf("policy: build CEL environment: %w", err)
+	}
+	if envs.full, err = full.Env(environment.StoredExpressions); err != nil {
+		return envs, fmt.Errorf("policy: build CEL environment: %w", err)
+	}
+	fast, err := environment.MustBaseEnvSet(version.MajorMinor(1, 33)).Extend(vars)
+	if err != nil {
+		return envs, fmt.Errorf("policy: build CEL environment: %w", err)
+	}
+	if envs.fast, err = fast.Env(environment.NewExpressions); err != nil {
+		return envs, fmt.Errorf("policy: build CEL environment: %w", err)
+	}
+	return envs, nil
+}
+
+func declFields(fields ...*apiservercel.DeclField) map[string]*apiservercel.DeclField {
+	m := make(map[string]*apiservercel.DeclField, len(fields))
+	for _, f := range fields {
+		m[f.Name] = f
+	}
+	return m
+}
+
+func field(name string, t *apiservercel.DeclType) *apiservercel.DeclField {
+	return apiservercel.NewDeclField(name, t, true, nil, nil)
+}
+
+func userInfoType() *apiservercel.DeclType {
+	return apiservercel.NewObjectType("gatehouse.UserInfo", declFields(
+		field("username", apiservercel.StringType),
+		field("uid", apiservercel.StringType),
+		field("groups", apiservercel.NewListType(apiservercel.StringType, -1)),
+		field("extra", apiservercel.NewMapType(apiservercel.StringType, apiservercel.NewListType(apiservercel.StringType, -1), -1)),
+	))
+}
+
+func requestType(userInfo *apiservercel.DeclType) *apiservercel.DeclType {
+	gvr := apiservercel.NewObjectType("gatehouse.GroupVersionResource", declFields(
+		field("group", apiservercel.StringType),
+		field("version", apiservercel.StringType),
+		field("resource", apiservercel.StringType),
+	))
+	return apiservercel.NewObjectType("gatehouse.Request", declFields(
+		field("operation", apiservercel.StringType),
+		field("verb", apiservercel.StringType),
+		field("resource", gvr),
+		field("subResource", apiservercel.StringType),
+		field("namespace", apiservercel.StringType),
+		field("name", apiservercel.StringType),
+		field("dryRun", apiservercel.BoolType),
+		field("viaGateway", apiservercel.BoolType),
+		field("sessionID", apiservercel.StringType),
+		field("approvalID", apiservercel.StringType),
+		field("userInfo", userInfo),
+	))
+}
+
+// adapter converts Go values to CEL values for both environments.
+func (envs celEnvs) adapter() types.Adapter {
+	if envs.fast == nil {
+		return types.DefaultTypeAdapter
+	}
+	return envs.fast.CELTypeAdapter()
+}
+
+// compile compiles a rule condition, which must return a bool: in the fast environment when it
+// can, else in the full one, whose error is reported when both fail.
+func (envs celEnvs) compile(expr string) (cel.Program, error) {
+	if prog, err := compileIn(envs.fast, expr); err == nil {
+		return prog, nil
+	}
+	return compileIn(envs.full, expr)
+}
+
+func compileIn(env *cel.Env, expr string) (cel.Program, error) {
+	ast, issues := env.Compile(expr)
+	if issues != nil && issues.Err() != nil {
+		return nil, fmt.Errorf("condition: %s", issues.String())
+	}
+	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) && !t.IsExactType(cel.DynType) {
+		return nil, fmt.Errorf("condition must evaluate to bool, not %s", t)
+	}
+	prog, err := env.Program(ast, cel.InterruptCheckFrequency(celconfig.CheckFrequency))
+	if err != nil {
+		return nil, fmt.Errorf("condition: %w", err)
+	}
+	return prog, nil
+}
+
+// evaluation holds one request's evaluation state: the attributes and the values rules need,
+// computed on first use and kept for the following rules.
+type evaluation struct {
+	ctx     context.Context
+	attrs   Attributes
+	op      string
+	lookup  Lookup
+	adapter types.Adapter
+
+	// The variables, converted to CEL values once for all the conditions that use them.
+	object, oldObject, pod, namespace, request, userInfo ref.Val
+	nsLabels                                             map[string]string
+	nsFound                                              bool
+	done                                                 uint8 // bits of the computed values
+	// err is the first lookup failure. It fails the whole evaluation: a rule's match cannot be
+	// known without the value.
+	err error
+}
+
+const (
+	doneObject = 1 << iota
+	doneOldObject
+	donePod
+	doneNamespace
+	doneRequest
+	doneUserInfo
+)
+
+func (ev *evaluation) once(bit uint8) bool {
+	if ev.done&bit != 0 {
+		return false
+	}
+	ev.done |= bit
+	return true
+}
+
+func (ev *evaluation) fail(err error) {
+	if ev.err == nil {
+		ev.err = err
+	}
+}
+
+// ResolveName implements interpreter.Activation, computing each variable on first use.
+func (ev *evaluation) ResolveName(name string) (any, bool) {
+	switch name {
+	case varObject:
+		if ev.once(doneObject) {
+			ev.object = ev.value(ev.decode(ev.attrs.Object, "object"))
+		}
+		return ev.object, true
+	case varOldObject:
+		if ev.once(doneOldObject) {
+			ev.oldObject = ev.value(ev.decode(ev.attrs.OldObject, "oldObject"))
+		}
+		return ev.oldObject, true
+	case varPod:
+		if ev.once(donePod) {
+			ev.pod = ev.value(ev.lookupPod())
+		}
+		return ev.pod, true
+	case varNamespaceObject:
+		ev.lookupNamespace()
+		return ev.namespace, true
+	case varRequest:
+		if ev.once(doneRequest) {
+			ev.request = ev.value(ev.requestValue())
+		}
+		return ev.request, true
+	case varUserInfo:
+		if ev.once(doneUserInfo) {
+			ev.userInfo = ev.value(userInfoValue(&ev.attrs))
+		}
+		return ev.userInfo, true
+	}
+	return nil, false
+}
+
+// Parent implements interpreter.Activation.
+func (ev *evaluation) Parent() interpreter.Activation { return nil }
+
+var _ interpreter.Activation = (*evaluation)(nil)
+
+// value converts a Go value (maps, slices, scalars, or null) to a CEL value.
+func (ev *evaluation) value(v any) ref.Val {
+	if rv, ok := v.(ref.Val); ok {
+		return rv
+	}
+	return ev.adapter.NativeToValue(v)
+}
+
+func (ev *evaluation) decode(raw []byte, what string) any {
+	if len(raw) == 0 {
+		return types.NullValue
+	}
+	var m map[string]any
+	// utiljson keeps integers as int64, as CEL and Kubernetes expect.
+	if err := utiljson.Unmarshal(raw, &m); err != nil {
+		ev.fail(fmt.Errorf("%w: %s is not a JSON object: %w", ErrBadRequest, what, err))
+		return types.NullValue
+	}
+	if m == nil {
+		return types.NullValue
+	}
+	return m
+}
+
+// lookupPod returns the target pod of a CONNECT to a pod subresource, or null.
+func (ev *evaluation) lookupPod() any {
+	a := &ev.attrs
+	if ev.op != "CONNECT" || a.Group != "" || a.Resource != "pods" || a.Namespace == "" || a.Name == "" {
+		return types.NullValue
+	}
+	if ev.lookup == nil {
+		ev.fail(fmt.Errorf("%w: no Lookup configured to fetch pod %s/%s", ErrLookup, a.Namespace, a.Name))
+		return types.NullValue
+	}
+	pod, err := ev.lookup.Pod(ev.ctx, a.Namespace, a.Name)
+	if apierrors.IsNotFound(err) || (err == nil && pod == nil) {
+		return types.NullValue
+	}
+	if err != nil {
+		ev.fail(fmt.Errorf("%w: pod %s/%s: %w", ErrLookup, a.Namespace, a.Name, err))
+		return types.NullValue
+	}
+	return toUnstructured(ev, pod)
+}
+
+// lookupNamespace finds the labels and object of the request's namespace: for a Namespace
+// object its own (from the request's object when there is one), else the namespace it lives in.
+func (ev *evaluation) lookupNamespace() {
+	if !ev.once(doneNamespace) {
+		return
+	}
+	ev.namespace = types.NullValue
+	a := &ev.attrs
+	name := a.Namespace
+	if a.Group == "" && a.Resource == "namespaces" {
+		for _, raw := range [][]byte{a.Object, a.OldObject} {
+			if len(raw) == 0 {
+				continue
+			}
+			var ns corev1.Namespace
+			if err := utiljson.Unmarshal(raw, &ns); err != nil {
+				ev.fail(fmt.Errorf("%w: object is not a Namespace: %w", ErrBadRequest, err))
+				return
+			}
+			ev.setNamespace(&ns)
+			return
+		}
+		if a.Name != "" {
+			name = a.Name
+		}
+	}
+	if name == "" {
+		return
+	}
+	if ev.lookup == nil {
+		ev.fail(fmt.Errorf("%w: no Lookup configured to fetch namespace %s", ErrLookup, name))
+		return
+	}
+	ns, err := ev.lookup.Namespace(ev.ctx, name)
+	if apierrors.IsNotFound(err) || (err == nil && ns == nil) {
+		return
+	}
+	if err != nil {
+		ev.fail(fmt.Errorf("%w: namespace %s: %w", ErrLookup, name, err))
+		return
+	}
+	ev.setNamespace(ns)
+}
+
+func (ev *evaluation) setNamespace(ns *corev1.Namespace) {
+	ev.nsFound = true
+	ev.nsLabels = ns.Labels
+	ev.namespace = ev.value(toUnstructured(ev, ns))
+}
+
+// namespaceLabels returns the labels of the request's namespace and whether it has one.
+func (ev *evaluation) namespaceLabels() (map[string]string, bool, error) {
+	ev.lookupNamespace()
+	if ev.err != nil {
+		return nil, false, ev.err
+	}
+	return ev.nsLabels, ev.nsFound, nil
+}
+
+func toUnstructured(ev *evaluation, obj runtime.Object) any {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		ev.fail(fmt.Errorf("%w: convert %T: %w", ErrLookup, obj, err))
+		return types.NullValue
+	}
+	return m
+}
+
+func (ev *evaluation) requestValue() any {
+	a := &ev.attrs
+	ex := identity.FromExtra(a.User.Extra)
+	return map[string]any{
+		"operation": ev.op,
+		"verb":      a.Verb,
+		"resource": map[string]any{
+			"group":    a.Group,
+			"version":  a.Version,
+			"resource": a.Resource,
+		},
+		"subResource": a.Subresource,
+		"namespace":   a.Namespace,
+		"name":        a.Name,
+		"dryRun":      a.DryRun,
+		"viaGateway":  a.ViaGateway,
+		"sessionID":   ex.SessionID,
+		"approvalID":  ex.ApprovalID,
+		"userInfo":    userInfoValue(a),
+	}
+}
+
+func userInfoValue(a *Attributes) any {
+	groups := a.User.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	extra := make(map[string][]string, len(a.User.Extra))
+	for k, v := range a.User.Extra {
+		extra[k] = v
+	}
+	return map[string]any{
+		"username": a.User.Username,
+		"uid":      a.User.UID,
+		"groups":   groups,
+		"extra":    extra,
+	}
+}
+
+// evalCondition runs a compiled condition. A lookup failure is returned as err; a condition
+// that fails or returns no bool is returned as condErr.
+func (ev *evaluation) evalCondition(prog cel.Program) (matched bool, condErr, err error) {
+	val, _, evalErr := prog.ContextEval(ev.ctx, ev)
+	if ev.err != nil {
+		return false, nil, ev.err
+	}
+	if ctxErr := ev.ctx.Err(); ctxErr != nil {
+		return false, nil, ctxErr
+	}
+	if evalErr != nil {
+		return false, evalErr, nil
+	}
+	b, ok := val.Value().(bool)
+	if !ok {
+		return false, errors.New("condition did not evaluate to a bool"), nil
+	}
+	return b, nil, nil
+}

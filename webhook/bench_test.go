@@ -1,0 +1,209 @@
+package webhook_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	"sigs.k8s.io/yaml"
+
+	"github.com/gatehouse-dev/gatehouse/identity"
+	"github.com/gatehouse-dev/gatehouse/policy"
+	"github.com/gatehouse-dev/gatehouse/policy/v1alpha1"
+	"github.com/gatehouse-dev/gatehouse/trail"
+	"github.com/gatehouse-dev/gatehouse/webhook"
+)
+
+// benchPolicies returns the default pack plus synthetic rules, 50 in all, none of which denies
+// the benchmark's request: the allow path walks every rule. Ten synthetic rules match the
+// request and evaluate a CEL condition on its object; the rest differ in resource, namespace or
+// subject.
+func benchPolicies(b *testing.B) []v1alpha1.AccessPolicy {
+	b.Helper()
+	policies, err := policy.LoadFile(filepath.Join(bed.root, "manifests", "policies", "default.yaml"))
+	require.NoError(b, err)
+	n := 0
+	for _, p := range policies {
+		n += len(p.Spec.Rules)
+	}
+	var rules strings.Builder
+	for i := 0; n < 50; i, n = i+1, n+1 {
+		fmt.Fprintf(&rules, "  - name: synthetic-%d\n    action: deny\n", i)
+		switch i % 4 {
+		case 0:
+			fmt.Fprintf(&rules, "    match: {operations: [CREATE, UPDATE], resources: [pods]}\n"+
+				"    condition: object.metadata.?labels[?'team'].orValue('') == 'team-%d' || object.spec.containers.exists(c, c.image.startsWith('forbidden.example/%d'))\n", i, i)
+		case 1:
+			fmt.Fprintf(&rules, "    match: {apiGroups: [apps], resources: [deployments, statefulsets], namespaces: [team-%d]}\n", i)
+		case 2:
+			fmt.Fprintf(&rules, "    match: {resources: [pods], namespaces: [restricted-%d, other-%d]}\n", i, i)
+		case 3:
+			fmt.Fprintf(&rules, "    match: {resources: [\"*\"], users: [intruder-%d], groups: [blocked-%d]}\n", i, i)
+		}
+	}
+	var synthetic v1alpha1.AccessPolicy
+	require.NoError(b, yaml.UnmarshalStrict([]byte("apiVersion: gatehouse.dev/v1alpha1\nkind: AccessPolicy\n"+
+		"metadata: {name: bench-synthetic}\nspec:\n  priority: 300\n  rules:\n"+rules.String()), &synthetic))
+	policies = append(policies, synthetic)
+	total := 0
+	for _, p := range policies {
+		total += len(p.Spec.Rules)
+	}
+	require.Equal(b, 50, total)
+	return policies
+}
+
+// reviewBody returns an encoded AdmissionReview creating a pod through the gateway, split
+// around its UID so every review can carry a fresh one (the trail deduplicates by it).
+func reviewBody(b *testing.B) (prefix, suffix []byte) {
+	b.Helper()
+	pod := &corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: "web-7d9c5", Namespace: "bench", Labels: map[string]string{"app": "web", "team": "shop"}},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{
+				Name: "web", Image: "registry.example/shop/web:1.4.2",
+				Ports:     []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+				Env:       []corev1.EnvVar{{Name: "MODE", Value: "production"}, {Name: "PORT", Value: "8080"}},
+				Resources: corev1.ResourceRequirements{},
+			}, {Name: "sidecar", Image: "registry.example/proxy:2.0"}},
+			ServiceAccountName: "web",
+		},
+	}
+	raw, err := json.Marshal(pod)
+	require.NoError(b, err)
+	const marker = "00000000-0000-0000-0000-000000000000"
+	body, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID:       marker,
+			Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Namespace: "bench", Name: "web-7d9c5", Operation: admissionv1.Create,
+			UserInfo: authenticationv1.UserInfo{Username: "agent@example.com", Groups: []string{"agents", "system:authenticated"},
+				Extra: map[string]authenticationv1.ExtraValue{identity.ExtraSessionID: {"bench"}}},
+			Object: runtime.RawExtension{Raw: raw},
+		},
+	})
+	require.NoError(b, err)
+	i := bytes.Index(body, []byte(marker))
+	return body[:i], body[i+len(marker):]
+}
+
+// countingPublisher counts records the trail refused.
+type countingPublisher struct {
+	webhook.Publisher
+	refused atomic.Int64
+}
+
+func (c *countingPublisher) Publish(ctx context.Context, r trail.Record) error {
+	err := c.Publisher.Publish(ctx, r)
+	if err != nil {
+		c.refused.Add(1)
+	}
+	return err
+}
+
+// BenchmarkAdmission measures AdmissionReviews through the webhook's HTTP handler (decode,
+// decide, record, encode), in parallel on every CPU: a no-op admission handler as the baseline,
+// and the validating webhook with 50 rules on the allow path, recording each decision to
+// JetStream. It reports reviews per second, the median and 99th-percentile latency, and the CPU
+// time per review.
+func BenchmarkAdmission(b *testing.B) {
+	prefix, suffix := reviewBody(b)
+	engine := policy.NewEngine(policy.EngineOptions{})
+	require.Empty(b, engine.SetPolicies(benchPolicies(b)))
+	publisher := &countingPublisher{Publisher: bed.publisher}
+	validator, err := webhook.NewValidator(webhook.Options{Engine: engine, Publisher: publisher})
+	require.NoError(b, err)
+
+	// The request must take the allow path, recorded.
+	check := httptest.NewRecorder()
+	webhook.NewHandler(validator, nil).ServeHTTP(check, benchRequest(prefix, []byte(trail.NewID()), suffix))
+	require.Contains(b, check.Body.String(), `"allowed":true`)
+
+	for _, bc := range []struct {
+		name    string
+		handler admission.Handler
+	}{
+		{"baseline=noop", admission.HandlerFunc(func(context.Context, admission.Request) admission.Response { return admission.Allowed("") })},
+		{"policy-50-rules", validator},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			h := webhook.NewHandler(bc.handler, nil)
+			var mu sync.Mutex
+			var latencies []time.Duration
+			refused := publisher.refused.Load()
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime(b)
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				var own []time.Duration
+				for pb.Next() {
+					req := benchRequest(prefix, []byte(trail.NewID()), suffix)
+					w := httptest.NewRecorder()
+					t0 := time.Now()
+					h.ServeHTTP(w, req)
+					own = append(own, time.Since(t0))
+					if w.Code != http.StatusOK {
+						b.Errorf("status %d: %s", w.Code, w.Body)
+						return
+					}
+				}
+				mu.Lock()
+				latencies = append(latencies, own...)
+				mu.Unlock()
+			})
+			elapsed := time.Since(start)
+			cpu := cpuTime(b) - cpu0
+			b.StopTimer()
+			slices.Sort(latencies)
+			if len(latencies) > 0 {
+				b.ReportMetric(float64(len(latencies))/elapsed.Seconds(), "reviews/s")
+				b.ReportMetric(float64(latencies[len(latencies)/2].Nanoseconds()), "p50-ns")
+				b.ReportMetric(float64(latencies[len(latencies)*99/100].Nanoseconds()), "p99-ns")
+				// CPU time per review, of the whole process (the embedded NATS server included):
+				// unlike wall time it does not grow when other processes share the machine.
+				b.ReportMetric(float64(cpu.Nanoseconds())/float64(len(latencies)), "cpu-ns/op")
+			}
+			b.ReportMetric(float64(publisher.refused.Load()-refused), "unrecorded")
+		})
+	}
+	flush, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(b, bed.publisher.Flush(flush))
+}
+
+// cpuTime returns the CPU time (user and system) the process has used.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func benchRequest(prefix, uid, suffix []byte) *http.Request {
+	body := make([]byte, 0, len(prefix)+len(uid)+len(suffix))
+	body = append(append(append(body, prefix...), uid...), suffix...)
+	r := httptest.NewRequest(http.MethodPost, webhook.PathValidate, bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	return r
+}

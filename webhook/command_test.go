@@ -1,0 +1,163 @@
+package webhook_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+
+	"github.com/gatehouse-dev/gatehouse/identity"
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
+)
+
+// lockedBuffer collects a process's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// TestCommand runs `gatehouse webhook` in development mode (policies from the default pack's
+// file) against the test cluster and NATS, and sends it reviews as kube-apiserver would.
+func TestCommand(t *testing.T) {
+	bin, err := testbed.GatehouseBinary()
+	require.NoError(t, err)
+	ns := bed.kube.Namespace(t, "command")
+	runPod(t, ns, "privileged", func(s *corev1.PodSpec) {
+		s.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
+	})
+
+	port, health := freePort(t), freePort(t)
+	out := &lockedBuffer{}
+	cmd := exec.Command(bin, "webhook", "--log-format", "text",
+		"--kubeconfig", bed.kube.Kubeconfig,
+		"--policy-file", filepath.Join(bed.root, "manifests", "policies", "default.yaml"),
+		"--nats-url", bed.nats.URL(),
+		"--bind-address", "127.0.0.1", "--secure-port", port,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:"+health)
+	cmd.Stdout, cmd.Stderr = out, out
+	require.NoError(t, cmd.Start())
+	var waitErr error
+	exited := make(chan struct{})
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("gatehouse webhook output:\n%s", out)
+		}
+	})
+
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		// Development mode serves a self-signed certificate.
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12},
+	}}
+	t.Cleanup(hc.CloseIdleConnections)
+	require.Eventually(t, func() bool {
+		resp, err := hc.Get("http://127.0.0.1:" + health + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 60*time.Second, 100*time.Millisecond, "never ready:\n%s", out)
+
+	send := func(path string, req admissionv1.AdmissionRequest) (*http.Response, *admissionv1.AdmissionReview) {
+		t.Helper()
+		body, err := json.Marshal(admissionv1.AdmissionReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, Request: &req})
+		require.NoError(t, err)
+		resp, err := hc.Post("https://127.0.0.1:"+port+path, "application/json", bytes.NewReader(body))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		var review admissionv1.AdmissionReview
+		if resp.StatusCode == http.StatusOK {
+			require.NoError(t, json.Unmarshal(data, &review))
+		}
+		return resp, &review
+	}
+	gateway := authenticationv1.UserInfo{Username: "agent@example.com", Groups: []string{groupAgents},
+		Extra: map[string]authenticationv1.ExtraValue{identity.ExtraSessionID: {newSession()}}}
+
+	resp, review := send("/validate", admissionv1.AdmissionRequest{
+		UID: "cmd-exec", Operation: admissionv1.Connect, Namespace: ns, Name: "privileged",
+		Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, SubResource: "exec",
+		Object:   runtime.RawExtension{Raw: []byte(`{"kind":"PodExecOptions","apiVersion":"v1","command":["sh"]}`)},
+		UserInfo: gateway,
+	})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "cmd-exec", string(review.Response.UID))
+	assert.False(t, review.Response.Allowed)
+	assert.Contains(t, review.Response.Result.Message, `[AccessPolicy "gatehouse-exec", rule "no-exec-into-privileged-pods"]`)
+
+	resp, review = send("/mutate", admissionv1.AdmissionRequest{
+		UID: "cmd-create", Operation: admissionv1.Create, Namespace: ns, Name: "c",
+		Resource: metav1.GroupVersionResource{Version: "v1", Resource: "configmaps"},
+		Object:   runtime.RawExtension{Raw: []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}`)},
+		UserInfo: gateway,
+	})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.True(t, review.Response.Allowed)
+	assert.Contains(t, string(review.Response.Patch), identity.AnnotationSessionID)
+
+	resp, _ = send("/validate", admissionv1.AdmissionRequest{})
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-exited:
+		require.NoError(t, waitErr, "gatehouse webhook exits cleanly on SIGTERM")
+	case <-time.After(30 * time.Second):
+		t.Fatal("gatehouse webhook did not stop on SIGTERM")
+	}
+	assert.NotContains(t, out.String(), "panic")
+	assert.True(t, strings.Contains(out.String(), "starting the admission webhooks"), fmt.Sprint("missing start log:\n", out))
+}

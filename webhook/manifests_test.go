@@ -1,0 +1,166 @@
+package webhook_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/gatehouse-dev/gatehouse/policy"
+)
+
+// documents reads every YAML document of the files matching pattern under manifests/.
+func documents(t *testing.T, pattern string) []*unstructured.Unstructured {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(bed.root, "manifests", pattern))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	var out []*unstructured.Unstructured
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		require.NoError(t, err)
+		rd := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+		for {
+			doc, err := rd.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			require.NoError(t, err)
+			u := &unstructured.Unstructured{}
+			require.NoError(t, yaml.Unmarshal(doc, &u.Object), f)
+			if len(u.Object) > 0 {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}
+
+// TestManifestsApply applies every shipped manifest to the test cluster (server-side apply,
+// dry run), so a field the API does not know or a value it refuses fails here.
+func TestManifestsApply(t *testing.T) {
+	ctx := t.Context()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gatehouse"}}
+	if err := bed.kube.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		require.NoError(t, err)
+	}
+	var docs []*unstructured.Unstructured
+	for _, pattern := range []string{"webhook/*.yaml", "policies/*.yaml", "crd/*.yaml"} {
+		docs = append(docs, documents(t, pattern)...)
+	}
+	kinds := map[string]int{}
+	for _, u := range docs {
+		kinds[u.GetKind()]++
+		if u.GroupVersionKind().Group == "cert-manager.io" {
+			// cert-manager's CRDs are not part of the test cluster; the documents must at
+			// least name the kinds its v1 API has.
+			assert.Equal(t, "cert-manager.io/v1", u.GetAPIVersion())
+			assert.Contains(t, []string{"Issuer", "Certificate"}, u.GetKind())
+			continue
+		}
+		if strings.HasSuffix(u.GetKind(), "WebhookConfiguration") {
+			// The installed copies point at the local server (clientConfig.url); a dry run of
+			// the shipped ones under another name applies them as they are.
+			u.SetName(u.GetName() + "-as-shipped")
+		}
+		err := bed.kube.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
+			client.DryRunAll, client.FieldOwner("gatehouse-manifests-test"), client.ForceOwnership)
+		require.NoError(t, err, "%s %s", u.GetKind(), u.GetName())
+	}
+	for _, k := range []string{"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "ServiceAccount",
+		"ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "PodDisruptionBudget", "Certificate",
+		"AccessPolicy", "CustomResourceDefinition"} {
+		assert.NotZero(t, kinds[k], "no %s in manifests/", k)
+	}
+}
+
+// covers reports whether an admission rule selects a request, with kube-apiserver's resource
+// semantics ("*", "pods/*", "*/scale").
+func covers(r admissionregistrationv1.RuleWithOperations, op, group, resource, sub string) bool {
+	if !slices.Contains(r.Operations, admissionregistrationv1.OperationAll) && !slices.Contains(r.Operations, admissionregistrationv1.OperationType(op)) {
+		return false
+	}
+	if !slices.Contains(r.APIGroups, "*") && !slices.Contains(r.APIGroups, group) {
+		return false
+	}
+	for _, res := range r.Resources {
+		rr, rs, hasSub := strings.Cut(res, "/")
+		if rr != "*" && rr != resource {
+			continue
+		}
+		if (!hasSub && sub == "") || (hasSub && (rs == sub || (rs == "*" && sub != ""))) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestFailurePolicySplit checks that the webhooks with failurePolicy Fail select exactly what
+// policy.Privileged calls privileged, and that the Ignore webhook leaves those to them.
+func TestFailurePolicySplit(t *testing.T) {
+	var cfg admissionregistrationv1.ValidatingWebhookConfiguration
+	data, err := os.ReadFile(filepath.Join(bed.root, "manifests", "webhook", "validating.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, yaml.UnmarshalStrict(data, &cfg))
+
+	type request struct{ op, group, resource, sub string }
+	requests := []request{
+		{"CONNECT", "", "pods", "exec"}, {"CONNECT", "", "pods", "attach"}, {"CONNECT", "", "pods", "portforward"},
+		{"CONNECT", "", "pods", "proxy"}, {"CONNECT", "", "services", "proxy"}, {"CONNECT", "", "nodes", "proxy"},
+		{"CREATE", "", "secrets", ""}, {"UPDATE", "", "secrets", ""}, {"DELETE", "", "secrets", ""},
+		{"CREATE", "rbac.authorization.k8s.io", "rolebindings", ""}, {"UPDATE", "rbac.authorization.k8s.io", "clusterrolebindings", ""},
+		{"DELETE", "rbac.authorization.k8s.io", "rolebindings", ""},
+		{"DELETE", "", "namespaces", ""}, {"CREATE", "", "namespaces", ""}, {"UPDATE", "", "namespaces", ""},
+		{"CREATE", "apiextensions.k8s.io", "customresourcedefinitions", ""}, {"DELETE", "apiextensions.k8s.io", "customresourcedefinitions", ""},
+		{"CREATE", "gatehouse.dev", "accesspolicies", ""}, {"DELETE", "gatehouse.dev", "accesspolicies", ""},
+		{"CREATE", "", "configmaps", ""}, {"UPDATE", "apps", "deployments", ""}, {"UPDATE", "apps", "deployments", "scale"},
+		{"DELETE", "", "pods", ""}, {"UPDATE", "", "pods", "ephemeralcontainers"}, {"CREATE", "rbac.authorization.k8s.io", "clusterroles", ""},
+	}
+	for _, r := range requests {
+		var fail, ignore []string
+		for _, w := range cfg.Webhooks {
+			for _, rule := range w.Rules {
+				if covers(rule, r.op, r.group, r.resource, r.sub) {
+					if *w.FailurePolicy == admissionregistrationv1.Fail {
+						fail = append(fail, w.Name)
+					} else {
+						ignore = append(ignore, w.Name)
+					}
+					break
+				}
+			}
+		}
+		privileged := policy.Privileged(policy.Attributes{Operation: r.op, Group: r.group, Resource: r.resource, Subresource: r.sub})
+		if privileged {
+			assert.Len(t, fail, 1, "%v is privileged: exactly one Fail webhook must select it", r)
+		} else {
+			assert.Empty(t, fail, "%v is not privileged: no Fail webhook may select it", r)
+		}
+		// The Ignore webhook selects privileged requests by its rules too; its matchCondition
+		// leaves them to the Fail webhooks (TestEachRequestIsDecidedOnce shows it in the
+		// cluster). Everything else must reach it.
+		if !privileged && r.op != "CONNECT" {
+			assert.Len(t, ignore, 1, "%v must be selected by the general webhook", r)
+		}
+	}
+	for _, w := range cfg.Webhooks {
+		assert.LessOrEqual(t, *w.TimeoutSeconds, int32(5), w.Name)
+		assert.NotEmpty(t, w.MatchConditions, "%s must skip system components", w.Name)
+	}
+}

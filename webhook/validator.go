@@ -1,0 +1,179 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/gatehouse-dev/gatehouse/identity"
+	"github.com/gatehouse-dev/gatehouse/policy"
+	"github.com/gatehouse-dev/gatehouse/trail"
+)
+
+// Messages of decisions the validator makes itself. They say what happened and what to do,
+// and never carry internal errors, which go to the log.
+const (
+	msgNoApprover = " The approval flow is not configured on this cluster, so this operation cannot be " +
+		"approved and is denied; ask a cluster administrator to perform it or to set up Gatehouse approvals."
+	msgTrailDown = "Gatehouse cannot record this operation in its audit trail right now, so it refuses " +
+		"privileged operations until the trail is reachable again. Retry in a minute; if this persists, " +
+		"tell a Gatehouse administrator that NATS is unavailable."
+)
+
+// Validator is the validating admission webhook: it evaluates the AccessPolicies for each
+// request, answers with the decision (consulting the Approver for requireApproval) and records
+// every decision in the trail.
+//
+// It fails closed for privileged requests (Options.Privileged) and open, with a warning, for
+// the others, when the policies cannot be evaluated (no policies loaded yet, a failed lookup, a
+// panic) or the decision cannot be recorded. Dry-run requests need no record.
+type Validator struct {
+	opts Options
+}
+
+var _ admission.Handler = (*Validator)(nil)
+
+// NewValidator returns a Validator.
+func NewValidator(opts Options) (*Validator, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts.setDefaults()
+	return &Validator{opts: opts}, nil
+}
+
+// Handle implements admission.Handler.
+func (v *Validator) Handle(ctx context.Context, req admission.Request) (resp admission.Response) {
+	a := Attributes(req)
+	privileged := v.opts.Privileged(a)
+	var d policy.Decision
+	defer func() {
+		if r := recover(); r != nil {
+			v.opts.Logger.Error("panic while deciding an admission request", "uid", req.UID,
+				"operation", a.Op(), "resource", a.Resource, "subresource", a.Subresource, "panic", fmt.Sprint(r))
+			d, resp = v.failed(a, privileged, "an internal error occurred")
+			resp = v.record(ctx, req, a, privileged, d, resp)
+		}
+	}()
+
+	if privileged && !a.DryRun {
+		if r, ok := v.opts.Publisher.(readier); ok {
+			if err := r.Ready(); err != nil {
+				v.opts.Logger.Error("refusing a privileged operation: the trail cannot take its record",
+					"uid", req.UID, "operation", a.Op(), "resource", a.Resource, "err", err)
+				return admission.Denied(msgTrailDown)
+			}
+		}
+	}
+
+	d, err := v.opts.Engine.Evaluate(ctx, a)
+	if err != nil {
+		v.opts.Logger.Error("access policies could not be evaluated", "uid", req.UID,
+			"operation", a.Op(), "resource", a.Resource, "subresource", a.Subresource, "privileged", privileged, "err", err)
+		d, resp = v.failed(a, privileged, reason(err))
+		return v.record(ctx, req, a, privileged, d, resp)
+	}
+	switch d.Action {
+	case policy.ActionAllow:
+		resp = admission.Allowed("")
+	case policy.ActionRequireApproval:
+		if v.opts.Approver == nil {
+			resp = admission.Denied(d.Message + msgNoApprover)
+		} else {
+			resp = v.opts.Approver.Admit(ctx, req, a, d)
+		}
+	default:
+		resp = admission.Denied(d.Message)
+	}
+	return v.record(ctx, req, a, privileged, d, resp)
+}
+
+// failed decides a request whose policies could not be evaluated.
+func (v *Validator) failed(a policy.Attributes, privileged bool, why string) (policy.Decision, admission.Response) {
+	if privileged {
+		msg := fmt.Sprintf("Gatehouse could not evaluate its access policies for %s (%s), so it refuses this privileged "+
+			"operation. Retry in a moment; if this persists, tell a Gatehouse administrator.", a, why)
+		return policy.Decision{Action: policy.ActionDeny, Message: msg}, admission.Denied(msg)
+	}
+	msg := fmt.Sprintf("Gatehouse could not evaluate its access policies for %s (%s); allowed because the operation is not privileged.", a, why)
+	resp := admission.Allowed("")
+	resp.Warnings = []string{msg}
+	return policy.Decision{Action: policy.ActionAllow, Message: msg}, resp
+}
+
+// reason names the kind of evaluation failure for the requester, without internal detail.
+func reason(err error) string {
+	switch {
+	case errors.Is(err, policy.ErrNotReady):
+		return "its policies are not loaded yet"
+	case errors.Is(err, policy.ErrLookup):
+		return "an object a rule needs could not be fetched"
+	case errors.Is(err, policy.ErrBadRequest):
+		return "the request's object could not be read"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "the evaluation timed out"
+	}
+	return "an internal error occurred"
+}
+
+// record publishes the decision and returns the response to send: resp, or a denial when the
+// record of an admitted privileged operation cannot be published.
+func (v *Validator) record(ctx context.Context, req admission.Request, a policy.Attributes, privileged bool, d policy.Decision, resp admission.Response) admission.Response {
+	err := v.opts.Publisher.Publish(ctx, decisionRecord(req, a, d))
+	if err == nil {
+		return resp
+	}
+	v.opts.Logger.Error("decision not recorded in the trail", "id", recordID(req), "action", d.Action,
+		"policy", d.Policy, "rule", d.Rule, "allowed", resp.Allowed, "err", err)
+	if resp.Allowed && privileged && !a.DryRun {
+		return admission.Denied(msgTrailDown)
+	}
+	return resp
+}
+
+// recordID is the trail record ID of a validation: deterministic, so a retried review is stored
+// once.
+func recordID(req admission.Request) string {
+	return "admission-" + string(req.UID) + "-validating"
+}
+
+func decisionRecord(req admission.Request, a policy.Attributes, d policy.Decision) *trail.Decision {
+	ex := identity.FromExtra(req.UserInfo.Extra)
+	var extra map[string][]string
+	if len(req.UserInfo.Extra) > 0 {
+		extra = make(map[string][]string, len(req.UserInfo.Extra))
+		for k, vs := range req.UserInfo.Extra {
+			extra[k] = vs
+		}
+	}
+	return &trail.Decision{
+		Meta:         trail.Meta{ID: recordID(req), Time: time.Now()},
+		Component:    ComponentValidating,
+		AdmissionUID: string(req.UID),
+		SessionID:    ex.SessionID,
+		Identity: trail.Identity{
+			User:    req.UserInfo.Username,
+			UID:     req.UserInfo.UID,
+			Groups:  req.UserInfo.Groups,
+			Extra:   extra,
+			Issuer:  ex.Issuer,
+			Subject: ex.Subject,
+		},
+		Operation: trail.Operation{
+			Verb:        string(req.Operation),
+			APIGroup:    a.Group,
+			APIVersion:  a.Version,
+			Resource:    a.Resource,
+			Subresource: a.Subresource,
+			Namespace:   a.Namespace,
+			Name:        a.Name,
+		},
+		ViaGateway: a.ViaGateway,
+		DryRun:     a.DryRun,
+		Policy:     trail.Policy{Policy: d.Policy, Rule: d.Rule, Action: string(d.Action), Message: d.Message},
+		ApprovalID: ex.ApprovalID,
+	}
+}

@@ -35,6 +35,9 @@ type Controller struct {
 	Client client.Client
 	// Engine receives the policies. Required.
 	Engine *Engine
+	// ReadOnly loads the policies without writing their status: for the proxy, which leaves
+	// status to the webhook and needs no write access to AccessPolicies.
+	ReadOnly bool
 	// Logger reports reloads and status write failures. Default: discard.
 	Logger *slog.Logger
 }
@@ -75,6 +78,9 @@ func (c *Controller) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	compileErrs := c.Engine.SetPolicies(list.Items)
 	c.Logger.Info("access policies loaded", "policies", len(list.Items), "invalid", len(compileErrs),
 		"generation", c.Engine.Generation())
+	if c.ReadOnly {
+		return reconcile.Result{}, nil
+	}
 	var errs []error
 	for i := range list.Items {
 		if err := c.writeStatus(ctx, &list.Items[i], compileErrs[list.Items[i].Name]); err != nil {

@@ -1,25 +1,54 @@
-// Package e2e holds end-to-end tests that run Gatehouse against the real components of the test
-// bed: kube-apiserver and etcd, a stub kubelet, NATS JetStream, ClickHouse and an OIDC issuer.
+// Package e2e holds end-to-end tests that run Gatehouse as it is deployed: `gatehouse proxy` and
+// `gatehouse webhook` as processes, with the shipped manifests (CRD, webhook configurations,
+// RBAC, default policies), against the real components of the test bed: kube-apiserver and
+// etcd, a stub kubelet, NATS JetStream, ClickHouse and an OIDC issuer.
 package e2e
 
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
 
 // bed holds the components every test of this package shares.
 var bed struct {
+	root       string
+	dir        string
 	kube       *testbed.Kube
 	kubelet    *testbed.Kubelet
 	nats       *testbed.NATS
 	clickhouse *testbed.ClickHouse
 	issuer     *testbed.Issuer
+
+	webhook *testbed.Process
+	proxy   *testbed.Process
+	// proxyURL is where clients reach Gatehouse; proxyCA its certificate.
+	proxyURL string
+	proxyCA  []byte
+	// direct is a client that bypasses Gatehouse: a cluster-admin user with its own certificate.
+	direct *rest.Config
 }
+
+// Test identities. The agent and the direct user may do anything RBAC allows, so what stops
+// them is Gatehouse; approvers are in the default pack's approver group.
+const (
+	agentGroup    = "agents"
+	approverGroup = "gatehouse:approvers"
+	directUser    = "direct-dev"
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -31,7 +60,16 @@ func run(m *testing.M) int {
 		return 1
 	}
 	var err error
-	if bed.kube, err = testbed.StartKube(testbed.KubeOptions{}); err != nil {
+	if bed.root, err = testbed.RepoRoot(); err != nil {
+		return fail(err)
+	}
+	if bed.dir, err = os.MkdirTemp("", "gatehouse-e2e-"); err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(bed.dir)
+	if bed.kube, err = testbed.StartKube(testbed.KubeOptions{
+		CRDPaths: []string{filepath.Join(bed.root, "manifests", "crd")},
+	}); err != nil {
 		return fail(err)
 	}
 	defer bed.kube.Stop()
@@ -53,5 +91,161 @@ func run(m *testing.M) int {
 		return fail(err)
 	}
 	defer bed.issuer.Close()
+	if err := startGatehouse(); err != nil {
+		return fail(err)
+	}
+	defer func() {
+		_ = bed.proxy.Stop()
+		_ = bed.webhook.Stop()
+		if os.Getenv("GATEHOUSE_TESTBED_VERBOSE") != "" {
+			fmt.Fprintln(os.Stderr, "--- gatehouse webhook ---\n"+bed.webhook.Output())
+			fmt.Fprintln(os.Stderr, "--- gatehouse proxy ---\n"+bed.proxy.Output())
+		}
+	}()
 	return m.Run()
+}
+
+// startGatehouse deploys Gatehouse into the test cluster the way manifests/ describe: the RBAC
+// of its service accounts, the webhook and the proxy running as those accounts, then the
+// default policies.
+func startGatehouse() error {
+	admin := func(args ...string) error {
+		out, err := exec.Command(bed.kube.Kubectl, append([]string{"--kubeconfig", bed.kube.Kubeconfig}, args...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	for _, f := range []string{"proxy/rbac.yaml", "webhook/rbac.yaml"} {
+		if err := admin("apply", "-f", filepath.Join(bed.root, "manifests", f)); err != nil {
+			return err
+		}
+	}
+	for _, args := range [][]string{
+		{"create", "clusterrolebinding", "e2e-agents", "--clusterrole=cluster-admin", "--group=" + agentGroup},
+		{"create", "clusterrolebinding", "e2e-direct", "--clusterrole=cluster-admin", "--user=" + directUser},
+	} {
+		if err := admin(args...); err != nil {
+			return err
+		}
+	}
+	var err error
+	if bed.direct, err = bed.kube.AddUser(directUser, "dev"); err != nil {
+		return err
+	}
+	kubeconfigAs := func(user string) (string, error) {
+		cfg, err := bed.kube.AddUser(user)
+		if err != nil {
+			return "", err
+		}
+		return testbed.WriteKubeconfig(bed.dir, cfg)
+	}
+	webhookKubeconfig, err := kubeconfigAs("system:serviceaccount:gatehouse:gatehouse-webhook")
+	if err != nil {
+		return err
+	}
+	proxyKubeconfig, err := kubeconfigAs("system:serviceaccount:gatehouse:gatehouse-proxy")
+	if err != nil {
+		return err
+	}
+	keyFile := filepath.Join(bed.dir, "masking.key")
+	if err := os.WriteFile(keyFile, []byte("e2e-masking-key-0123456789abcdef"), 0o600); err != nil {
+		return err
+	}
+
+	// The webhook configurations go in once the webhook serves, as a deployment orders them:
+	// RBAC first, then the webhook, then the configurations that send requests to it.
+	wio := &envtest.WebhookInstallOptions{Paths: []string{filepath.Join(bed.root, "manifests", "webhook")}}
+	if err := wio.PrepWithoutInstalling(); err != nil {
+		return err
+	}
+	webhookHealth := freeAddr()
+	if bed.webhook, err = testbed.StartGatehouse("webhook", "--log-format", "text",
+		"--kubeconfig", webhookKubeconfig,
+		"--bind-address", wio.LocalServingHost, "--secure-port", strconv.Itoa(wio.LocalServingPort),
+		"--cert-dir", wio.LocalServingCertDir,
+		"--nats-url", bed.nats.URL(),
+		"--masking-key-file", keyFile,
+		"--approval-wait", "2s", "--approval-request-ttl", "2m",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", webhookHealth,
+	); err != nil {
+		return err
+	}
+	if err := bed.webhook.WaitReady("http://"+webhookHealth+"/readyz", 60*time.Second); err != nil {
+		return err
+	}
+	if err := wio.Install(bed.kube.Config); err != nil {
+		return fmt.Errorf("install webhook configurations: %w", err)
+	}
+
+	certPEM, keyPEM, err := serving.SelfSignedPEM("localhost", "127.0.0.1")
+	if err != nil {
+		return err
+	}
+	bed.proxyCA = certPEM
+	certFile, keyPEMFile := filepath.Join(bed.dir, "proxy.crt"), filepath.Join(bed.dir, "proxy.key")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(keyPEMFile, keyPEM, 0o600); err != nil {
+		return err
+	}
+	authConfig := filepath.Join(bed.dir, "authentication-config.yaml")
+	if err := os.WriteFile(authConfig, []byte(fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
+kind: AuthenticationConfiguration
+jwt:
+- issuer:
+    url: %s
+    audiences: ["gatehouse"]
+    certificateAuthority: |
+      %s
+  claimMappings:
+    username: {claim: sub, prefix: "oidc:"}
+    groups: {claim: groups, prefix: ""}
+`, bed.issuer.URL, strings.ReplaceAll(strings.TrimSpace(string(bed.issuer.CAPEM)), "\n", "\n      "))), 0o600); err != nil {
+		return err
+	}
+	proxyAddr, proxyHealth := freeAddr(), freeAddr()
+	host, port, _ := net.SplitHostPort(proxyAddr)
+	bed.proxyURL = "https://" + proxyAddr
+	if bed.proxy, err = testbed.StartGatehouse("proxy", "--log-format", "text", "--log-level", "debug",
+		"--kubeconfig", proxyKubeconfig,
+		"--authentication-config", authConfig,
+		"--bind-address", host, "--secure-port", port,
+		"--tls-cert-file", certFile, "--tls-private-key-file", keyPEMFile,
+		"--nats-url", bed.nats.URL(),
+		"--masking-key-file", keyFile,
+		"--approval-timeout", "20s",
+		"--health-bind-address", proxyHealth,
+	); err != nil {
+		return err
+	}
+	if err := bed.proxy.WaitReady("http://"+proxyHealth+"/healthz", 60*time.Second); err != nil {
+		return err
+	}
+
+	// The default policies, applied as an administrator: Gatehouse's own rules let only
+	// administrators change them, and only directly.
+	if err := admin("apply", "-f", filepath.Join(bed.root, "manifests", "policies", "default.yaml")); err != nil {
+		return err
+	}
+	for _, url := range []string{"http://" + webhookHealth + "/readyz", "http://" + proxyHealth + "/readyz"} {
+		p := bed.webhook
+		if strings.Contains(url, proxyHealth) {
+			p = bed.proxy
+		}
+		if err := p.WaitReady(url, 60*time.Second); err != nil {
+			return err
+		}
+	}
+	return waitForPolicies()
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -30,7 +30,9 @@ func NewCommand(stdout, stderr io.Writer) *cobra.Command {
 	cmd.AddCommand(
 		newVersionCommand(),
 		newClickHouseCommand(g),
+		newProxyCommand(g),
 		newWebhookCommand(g),
+		newApprovalsCommand(),
 	)
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w\nRun '%s --help' for usage", err, c.CommandPath())

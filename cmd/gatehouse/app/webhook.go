@@ -14,22 +14,14 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/natsbus"
-	"github.com/gatehouse-dev/gatehouse/policy"
-	"github.com/gatehouse-dev/gatehouse/policy/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/trail"
 	"github.com/gatehouse-dev/gatehouse/webhook"
@@ -37,7 +29,8 @@ import (
 
 // webhookOptions are the flags of `gatehouse webhook`.
 type webhookOptions struct {
-	kubeconfig  string
+	kube        kubeOptions
+	masking     maskingOptions
 	bindAddress string
 	securePort  int
 	certDir     string
@@ -46,10 +39,19 @@ type webhookOptions struct {
 	metricsAddr string
 	healthAddr  string
 	nats        natsbus.Options
+	approvals   approvalGateOptions
+}
+
+// approvalGateOptions configure how the webhook holds direct calls for approval.
+type approvalGateOptions struct {
+	wait       time.Duration
+	requestTTL time.Duration
+	uiURL      string
 }
 
 func (o *webhookOptions) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to a kubeconfig file. Default: the in-cluster configuration, else $KUBECONFIG or ~/.kube/config.")
+	o.kube.addFlags(fs)
+	o.masking.addFlags(fs)
 	fs.StringVar(&o.bindAddress, "bind-address", "0.0.0.0", "IP address the webhook server listens on.")
 	fs.IntVar(&o.securePort, "secure-port", 9443, "Port the webhook server serves HTTPS on.")
 	fs.StringVar(&o.certDir, "cert-dir", "", "Directory holding tls.crt and tls.key (a mounted cert-manager Secret); instead of --tls-cert-file and --tls-private-key-file.")
@@ -58,6 +60,9 @@ func (o *webhookOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus /metrics endpoint listens on; 0 disables it.")
 	fs.StringVar(&o.healthAddr, "health-probe-bind-address", ":8081", "Address /healthz and /readyz listen on; 0 disables them.")
 	o.nats.AddFlags(fs)
+	fs.DurationVar(&o.approvals.wait, "approval-wait", 3*time.Second, "How long a direct call that needs approval waits for a decision before it is denied with the approval request's ID. Keep it well under the webhook timeout (5s).")
+	fs.DurationVar(&o.approvals.requestTTL, "approval-request-ttl", time.Hour, "How long an approval request made at admission waits for approvers.")
+	fs.StringVar(&o.approvals.uiURL, "approvals-url", "", "URL of the approvers' web UI, linked in denials.")
 }
 
 func (o *webhookOptions) validate() error {
@@ -81,13 +86,6 @@ func (o *webhookOptions) validate() error {
 		return err
 	}
 	return o.nats.Validate()
-}
-
-func (o *webhookOptions) restConfig() (*rest.Config, error) {
-	if o.kubeconfig != "" {
-		return clientcmd.BuildConfigFromFlags("", o.kubeconfig)
-	}
-	return config.GetConfig()
 }
 
 func newWebhookCommand(g *globals) *cobra.Command {
@@ -117,16 +115,20 @@ The webhook configurations, RBAC and a Deployment are in manifests/webhook.`,
 }
 
 func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error {
-	cfg, err := o.restConfig()
+	cfg, err := o.kube.restConfig()
 	if err != nil {
-		return fmt.Errorf("kubeconfig: %w", err)
+		return err
+	}
+	masker, err := o.masking.masker(o.policyFile != "", log)
+	if err != nil {
+		return err
 	}
 	tlsCfg, err := o.tls.Config(ctx, log, "localhost", "127.0.0.1")
 	if err != nil {
 		return err
 	}
-	scheme := runtime.NewScheme()
-	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1alpha1.AddToScheme(scheme)); err != nil {
+	scheme, err := newScheme()
+	if err != nil {
 		return err
 	}
 
@@ -174,27 +176,16 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 	if err != nil {
 		return fmt.Errorf("controller manager: %w", err)
 	}
-	engine := policy.NewEngine(policy.EngineOptions{
-		Lookup: policy.ClientLookup{Cached: mgr.GetClient(), Live: mgr.GetAPIReader()},
-		Logger: log,
-	})
-	if o.policyFile != "" {
-		log.Warn("reading AccessPolicies from a file (development mode)", "path", o.policyFile)
-		err = mgr.Add(&policy.FileWatcher{Path: o.policyFile, Engine: engine, Logger: log})
-	} else {
-		err = (&policy.Controller{Client: mgr.GetClient(), Engine: engine, Logger: log}).SetupWithManager(mgr)
-	}
+	engine, err := setupPolicies(ctx, mgr, o.policyFile, false, log)
 	if err != nil {
 		return err
 	}
-	// Start the informers of the objects rules look up with the manager, so the first exec
-	// does not wait for a cache to fill.
-	for _, obj := range []client.Object{&corev1.Pod{}, &corev1.Namespace{}} {
-		if _, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
-			return fmt.Errorf("informer for %T: %w", obj, err)
-		}
+	broker, err := approvals.New(ctx, js, approvals.Options{Recorder: publisher, Source: "webhook/" + host, Logger: log})
+	if err != nil {
+		return err
 	}
-	if err := webhook.Register(mgr.GetWebhookServer(), webhook.Options{Engine: engine, Publisher: publisher, Logger: log}); err != nil {
+	gate := &approvals.Gate{Broker: broker, Masker: masker, Wait: o.approvals.wait, Timeout: o.approvals.requestTTL, UIURL: o.approvals.uiURL}
+	if err := webhook.Register(mgr.GetWebhookServer(), webhook.Options{Engine: engine, Approver: gate, Publisher: publisher, Logger: log}); err != nil {
 		return err
 	}
 	if err := errors.Join(

@@ -1,0 +1,200 @@
+package approvals
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gatehouse-dev/gatehouse/trail"
+)
+
+// APIPrefix is where the approvals API is served: by the front proxy, next to the Kubernetes
+// API, with the same authentication.
+const APIPrefix = "/gatehouse/v1/approvals"
+
+// API serves the approvals API:
+//
+//	GET  /gatehouse/v1/approvals[?state=Pending]    list (newest first)
+//	GET  /gatehouse/v1/approvals?watch=true         stream of changes, one JSON event per line
+//	GET  /gatehouse/v1/approvals/{id}               one request
+//	POST /gatehouse/v1/approvals/{id}/approve       {"reason": "..."}
+//	POST /gatehouse/v1/approvals/{id}/deny          {"reason": "..."}
+//
+// Every call needs an identity from Authenticate. Errors are JSON objects with code, reason and
+// message, like Kubernetes Status.
+type API struct {
+	Broker *Broker
+	// Authenticate returns the caller's verified identity. Required.
+	Authenticate func(*http.Request) (trail.Identity, error)
+	Logger       *slog.Logger
+}
+
+// ListResponse is the body of a list call.
+type ListResponse struct {
+	Items []*Request `json:"items"`
+}
+
+// WatchEvent is one line of a watch stream.
+type WatchEvent struct {
+	// Type is ADDED for requests that existed when the watch started or were created, MODIFIED
+	// for changes.
+	Type   string   `json:"type"`
+	Object *Request `json:"object"`
+}
+
+// DecisionBody is the body of approve and deny calls.
+type DecisionBody struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+func (a *API) log() *slog.Logger {
+	if a.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return a.Logger
+}
+
+// ServeHTTP routes an approvals API call.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	who, err := a.Authenticate(r)
+	if err != nil {
+		writeError(w, http.StatusUnauthorized, "Unauthorized", "the approvals API needs a valid bearer token")
+		return
+	}
+	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, APIPrefix), "/")
+	parts := strings.Split(rest, "/")
+	switch {
+	case rest == "" && r.Method == http.MethodGet && r.URL.Query().Get("watch") == "true":
+		a.watch(w, r)
+	case rest == "" && r.Method == http.MethodGet:
+		var states []State
+		if s := r.URL.Query().Get("state"); s != "" {
+			states = append(states, State(s))
+		}
+		items, err := a.Broker.List(r.Context(), states...)
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, ListResponse{Items: orEmpty(items)})
+	case len(parts) == 1 && r.Method == http.MethodGet:
+		req, err := a.Broker.Get(r.Context(), parts[0])
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, req)
+	case len(parts) == 2 && r.Method == http.MethodPost && (parts[1] == "approve" || parts[1] == "deny"):
+		var body DecisionBody
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+			writeError(w, http.StatusBadRequest, "BadRequest", "the body must be JSON: {\"reason\": \"...\"}")
+			return
+		}
+		verdict := Approve
+		if parts[1] == "deny" {
+			verdict = Deny
+		}
+		req, err := a.Broker.Decide(r.Context(), parts[0], who, verdict, body.Reason)
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		a.log().Info("approval decision", "approval", req.ID, "approver", who.User, "verdict", verdict, "state", req.State)
+		writeJSON(w, http.StatusOK, req)
+	default:
+		writeError(w, http.StatusNotFound, "NotFound", "no such approvals API call")
+	}
+}
+
+func (a *API) watch(w http.ResponseWriter, r *http.Request) {
+	watcher, err := a.Broker.kv.Watch(r.Context(), "req.>", jetstream.IgnoreDeletes())
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	defer func() { _ = watcher.Stop() }()
+	w.Header().Set("Content-Type", "application/json;stream=watch")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	enc := json.NewEncoder(w)
+	initial := true
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case e, ok := <-watcher.Updates():
+			if !ok {
+				return
+			}
+			if e == nil { // the initial values are done
+				initial = false
+				continue
+			}
+			var req Request
+			if err := json.Unmarshal(e.Value(), &req); err != nil {
+				continue
+			}
+			req.expire(a.Broker.now())
+			// A pending request without decisions has just been created.
+			typ := "MODIFIED"
+			if initial || req.State == StatePending && len(req.Decisions) == 0 {
+				typ = "ADDED"
+			}
+			if err := enc.Encode(WatchEvent{Type: typ, Object: &req}); err != nil {
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+	}
+}
+
+func (a *API) fail(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, "NotFound", err.Error())
+	case errors.Is(err, ErrNotAllowed):
+		writeError(w, http.StatusForbidden, "Forbidden", err.Error())
+	case errors.Is(err, ErrFinal):
+		writeError(w, http.StatusConflict, "Conflict", err.Error())
+	case errors.Is(err, ErrInvalidInput):
+		writeError(w, http.StatusBadRequest, "BadRequest", err.Error())
+	case errors.Is(err, context.Canceled):
+	default:
+		a.log().Error("approvals API call failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the approval broker is unavailable; retry shortly")
+	}
+}
+
+// APIError is an error answer of the approvals API.
+type APIError struct {
+	Code    int    `json:"code"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+func writeError(w http.ResponseWriter, code int, reason, message string) {
+	writeJSON(w, code, &APIError{Code: code, Reason: reason, Message: message})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func orEmpty(items []*Request) []*Request {
+	if items == nil {
+		return []*Request{}
+	}
+	return items
+}

@@ -1,0 +1,33 @@
+// Package approvals is Gatehouse's just-in-time approval broker: an operation that a policy
+// holds for approval waits for people in the approver groups to approve it, and once approved,
+// exactly that operation may run, once.
+//
+// # State and events
+//
+// Every approval request lives in the JetStream key-value bucket GATEHOUSE_APPROVALS (key
+// "req.<id>", history kept), so nothing is lost when a Gatehouse process or the NATS server
+// restarts. Changes are made with compare-and-swap on the key's revision, which makes decisions
+// idempotent and a grant usable exactly once even with many webhook and proxy replicas. Every
+// change is also published as a trail.Approval record on gatehouse.trail.v1.approval.<session>:
+// the event stream UIs, tools and the enricher follow.
+//
+// # Rules
+//
+//   - An approver must belong to one of the request's approver groups and can never approve
+//     their own request.
+//   - Required approvals (N of the approver groups' members) turn the request Approved and issue a
+//     single-use grant valid for the rule's grant TTL. One denial is final. Decisions after the
+//     final state change nothing and say so.
+//   - A pending request expires at its deadline; an unused grant at the end of its TTL.
+//   - The grant is bound to a fingerprint of the operation: requester, operation, resource,
+//     namespace, name, subresource and a SHA-256 of the object as admission sees it, without
+//     the fields the API server changes by itself. Approving "bind alice to view" cannot admit
+//     "bind agent to cluster-admin".
+//
+// # Threat model
+//
+// The broker trusts the identities it is given: the front proxy and the webhook verify them. An
+// approver's vote is only as strong as the authentication of the approvals API (the same OIDC
+// verification as the proxy). A NATS outage makes every approval-gated operation fail closed:
+// no request can be created, decided or consumed.
+package approvals

@@ -1,0 +1,190 @@
+package authn
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"k8s.io/apiserver/pkg/endpoints/request"
+)
+
+// bearerToken returns the client's bearer token: from the Authorization header or, for
+// WebSocket clients that cannot set headers, from the base64url.bearer.authorization.k8s.io.*
+// subprotocol as kube-apiserver accepts it.
+func bearerToken(r *http.Request) (string, error) {
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		scheme, token, ok := strings.Cut(auth, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+			return "", errors.New("authorization is not a bearer token")
+		}
+		return strings.TrimSpace(token), nil
+	}
+	for _, p := range webSocketProtocols(r.Header) {
+		if enc, ok := strings.CutPrefix(p, wsTokenPrefix); ok {
+			b, err := base64.RawURLEncoding.DecodeString(enc)
+			if err != nil || len(b) == 0 {
+				return "", errors.New("malformed WebSocket bearer token")
+			}
+			return string(b), nil
+		}
+	}
+	return "", errors.New("no bearer token")
+}
+
+const wsTokenPrefix = "base64url.bearer.authorization.k8s.io."
+
+func webSocketProtocols(h http.Header) []string {
+	var out []string
+	for _, v := range h.Values("Sec-Websocket-Protocol") {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// stripTokenProtocol removes the token subprotocol from an outbound WebSocket upgrade: the
+// proxy's own credential authenticates upstream.
+func stripTokenProtocol(h http.Header) {
+	protos := webSocketProtocols(h)
+	if len(protos) == 0 {
+		return
+	}
+	keep := protos[:0]
+	for _, p := range protos {
+		if !strings.HasPrefix(p, wsTokenPrefix) {
+			keep = append(keep, p)
+		}
+	}
+	h.Del("Sec-Websocket-Protocol")
+	if len(keep) > 0 {
+		h.Set("Sec-Websocket-Protocol", strings.Join(keep, ", "))
+	}
+}
+
+// impersonationHeader reports the first header that asks kube-apiserver to impersonate, in any
+// case and with '_' for '-' (some servers treat them alike), or named in Connection (which
+// would make a proxy drop a header of the same name).
+func impersonationHeader(h http.Header) (string, bool) {
+	for name, vs := range h {
+		if isImpersonation(name) {
+			return name, true
+		}
+		if strings.EqualFold(name, "Connection") {
+			for _, v := range vs {
+				for _, tok := range strings.Split(v, ",") {
+					if isImpersonation(strings.TrimSpace(tok)) {
+						return "Connection: " + strings.TrimSpace(tok), true
+					}
+				}
+			}
+		}
+	}
+	return "", false
+}
+
+func isImpersonation(name string) bool {
+	n := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+	return strings.HasPrefix(n, "impersonate-")
+}
+
+// dropOutbound reports a client header that must not reach kube-apiserver: credentials and
+// identity assertions are the proxy's alone.
+func dropOutbound(name string) bool {
+	n := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+	switch {
+	case n == "authorization", n == "audit-id", n == "cookie", n == "proxy-authorization":
+		return true
+	case strings.HasPrefix(n, "impersonate-"), strings.HasPrefix(n, "x-remote-"), strings.HasPrefix(n, "x-forwarded-"):
+		return true
+	}
+	return n == "forwarded"
+}
+
+// extraHeader returns the Impersonate-Extra header name for key, escaped as client-go does.
+func extraHeader(key string) string {
+	return "Impersonate-Extra-" + url.PathEscape(key)
+}
+
+// clientName shortens a User-Agent to its product: "kubectl/v1.36.3 (linux/amd64) ..." is
+// "kubectl/v1.36.3".
+func clientName(ua string) string {
+	name, _, _ := strings.Cut(ua, " ")
+	return truncate(name, 64)
+}
+
+// jsonOnly keeps the JSON media types of an Accept header (tables included) and drops protobuf
+// and CBOR, which cannot be masked structurally.
+func jsonOnly(accept string) string {
+	var keep []string
+	for _, part := range strings.Split(accept, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		mt, _, err := mime.ParseMediaType(part)
+		if err != nil {
+			continue
+		}
+		switch {
+		case mt == "application/json", mt == "*/*", mt == "application/*", strings.HasPrefix(mt, "text/"):
+			keep = append(keep, part)
+		}
+	}
+	if len(keep) == 0 {
+		return "application/json"
+	}
+	return strings.Join(keep, ",")
+}
+
+func isUpgrade(r *http.Request) bool {
+	if r.Header.Get("Upgrade") == "" {
+		return false
+	}
+	for _, v := range r.Header.Values("Connection") {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// isStream reports a response that is masked as it passes instead of as a whole: watches and
+// followed logs.
+func isStream(info *request.RequestInfo, resp *http.Response) bool {
+	if info.Verb == "watch" {
+		return true
+	}
+	q := resp.Request.URL.Query()
+	if info.Subresource == "log" && q.Get("follow") == "true" {
+		return true
+	}
+	if q.Get("watch") == "true" || q.Get("watch") == "1" {
+		return true
+	}
+	return strings.Contains(resp.Header.Get("Content-Type"), "stream=watch")
+}
+
+// writeStatus answers with a metav1.Status, the error shape every Kubernetes client reads.
+func writeStatus(w http.ResponseWriter, code int, reason, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"kind":       "Status",
+		"apiVersion": "v1",
+		"metadata":   map[string]any{},
+		"status":     "Failure",
+		"message":    message,
+		"reason":     reason,
+		"code":       code,
+	})
+}

@@ -1,0 +1,26 @@
+package authn_test
+
+import (
+	"bufio"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
+)
+
+func jetstreamFilter(subject string) jetstream.OrderedConsumerConfig {
+	return jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}}
+}
+
+func jetstreamWait(d time.Duration) jetstream.FetchOpt { return jetstream.FetchMaxWait(d) }
+
+func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
+
+func withClaims(c testbed.Claims, extra map[string]any) testbed.Claims {
+	for k, v := range extra {
+		c[k] = v
+	}
+	return c
+}

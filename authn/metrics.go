@@ -1,0 +1,68 @@
+package authn
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatehouse-dev/gatehouse/trail"
+)
+
+// metrics are the proxy's Prometheus metrics.
+type metrics struct {
+	requests       *prometheus.CounterVec
+	latency        *prometheus.HistogramVec
+	authFailures   *prometheus.CounterVec
+	upstreamErrors prometheus.Counter
+	maskFailures   prometheus.Counter
+	masked         prometheus.Counter
+	unrecorded     prometheus.Counter
+	streams        prometheus.Gauge
+	held           prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_proxy_requests_total", Help: "Requests handled, by verb and HTTP status code.",
+		}, []string{"verb", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gatehouse_proxy_request_duration_seconds",
+			Help:    "Time until the response headers were sent, by verb.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"verb"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_proxy_authentication_failures_total", Help: "Refused authentications, by reason.",
+		}, []string{"reason"}),
+		upstreamErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_proxy_upstream_errors_total", Help: "Requests that failed to reach the API server.",
+		}),
+		maskFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_proxy_masking_failures_total", Help: "Responses withheld because they could not be masked.",
+		}),
+		masked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_proxy_masked_values_total", Help: "Secret values masked in responses.",
+		}),
+		unrecorded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_proxy_unrecorded_total", Help: "Requests or sessions whose trail record could not be written.",
+		}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_proxy_upgraded_streams", Help: "Exec, attach and port-forward streams open now.",
+		}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_proxy_requests_held_for_approval", Help: "Requests waiting for an approval decision now.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.latency, m.authFailures, m.upstreamErrors, m.maskFailures, m.masked, m.unrecorded, m.streams, m.held)
+	}
+	return m
+}
+
+func (m *metrics) observe(r *trail.Request) {
+	m.requests.WithLabelValues(r.Operation.Verb, strconv.Itoa(r.Code)).Inc()
+	m.latency.WithLabelValues(r.Operation.Verb).Observe(r.Latency.Seconds())
+	if r.Masking != nil {
+		m.masked.Add(float64(r.Masking.Fields))
+	}
+}

@@ -1,0 +1,566 @@
+package authn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/client-go/rest"
+
+	"github.com/gatehouse-dev/gatehouse/approvals"
+	"github.com/gatehouse-dev/gatehouse/identity"
+	"github.com/gatehouse-dev/gatehouse/masking"
+	"github.com/gatehouse-dev/gatehouse/trail"
+)
+
+// TokenAuthenticator verifies a bearer token. *Authenticator implements it.
+type TokenAuthenticator interface {
+	AuthenticateToken(ctx context.Context, token string) (*Identity, error)
+}
+
+// Masker masks responses. *masking.Masker implements it.
+type Masker interface {
+	NeedsMasking(t masking.Target) bool
+	Body(contentType, contentEncoding string, body []byte, t masking.Target) ([]byte, masking.Stats, error)
+	Stream(contentType, contentEncoding string, r io.Reader, t masking.Target) (*masking.Reader, error)
+}
+
+// Recorder writes trail records. *trail.Publisher implements it.
+type Recorder interface {
+	// Ready reports whether a record would be accepted now.
+	Ready() error
+	// Publish accepts a record for publishing.
+	Publish(ctx context.Context, r trail.Record) error
+}
+
+var (
+	_ TokenAuthenticator = (*Authenticator)(nil)
+	_ Masker             = (*masking.Masker)(nil)
+	_ Recorder           = (*trail.Publisher)(nil)
+)
+
+// UnrecordedPolicy says what the proxy does when the trail cannot take a record.
+type UnrecordedPolicy string
+
+const (
+	// RefuseUnrecorded answers 503 to requests that could not be recorded: no unrecorded action.
+	RefuseUnrecorded UnrecordedPolicy = "Refuse"
+	// AllowUnrecorded forwards them anyway, logging and counting each.
+	AllowUnrecorded UnrecordedPolicy = "Allow"
+)
+
+// Options configures a Proxy.
+type Options struct {
+	// Upstream reaches kube-apiserver with the proxy's own credentials: a kubeconfig or the
+	// in-cluster configuration. Required. The proxy talks HTTP/2 where the API server offers it
+	// and HTTP/1.1 for protocol upgrades.
+	Upstream *rest.Config
+	// Authenticator verifies the clients' tokens. Required.
+	Authenticator TokenAuthenticator
+	// Masker masks responses that may carry secrets. Required: the proxy refuses to start
+	// without it rather than pass secrets through.
+	Masker Masker
+	// Recorder writes a trail.Request record for every request and trail.Session records.
+	// Required.
+	Recorder Recorder
+	// Unrecorded says what happens when Recorder cannot take a record. Default RefuseUnrecorded.
+	Unrecorded UnrecordedPolicy
+	// Source names this proxy instance in records. Default "proxy/<hostname>".
+	Source string
+	// MaxResponseBytes bounds a response body that must be read whole to be masked. Larger
+	// responses fail closed with 502. Default 256 MiB.
+	MaxResponseBytes int64
+	// SessionActivityInterval is how often a Session record reports an active session.
+	// Default 1 minute.
+	SessionActivityInterval time.Duration
+	// Policy evaluates access policies before a request is forwarded: denied requests are
+	// refused, and those a rule holds for approval wait for Approvals. Default: none (the
+	// admission webhooks still enforce the policies).
+	Policy PolicyEvaluator
+	// Approvals holds requests for approval. Default: none; requests that need approval are
+	// refused.
+	Approvals ApprovalBroker
+	// ApprovalTimeout is how long a request is held for approval. Default 10 minutes.
+	ApprovalTimeout time.Duration
+	// ApprovalsAPI, when set, is served under approvals.APIPrefix to authenticated callers.
+	ApprovalsAPI http.Handler
+	// Metrics registers the proxy's metrics. Default: not registered.
+	Metrics prometheus.Registerer
+	// Logger receives request errors, never tokens or headers. Default: discard.
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.Unrecorded == "" {
+		o.Unrecorded = RefuseUnrecorded
+	}
+	if o.Source == "" {
+		host, _ := os.Hostname()
+		o.Source = "proxy/" + host
+	}
+	if o.MaxResponseBytes == 0 {
+		o.MaxResponseBytes = 256 << 20
+	}
+	if o.ApprovalTimeout == 0 {
+		o.ApprovalTimeout = 10 * time.Minute
+	}
+	if o.SessionActivityInterval == 0 {
+		o.SessionActivityInterval = time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports missing or inconsistent options.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Upstream == nil {
+		errs = append(errs, errors.New("option Upstream is required"))
+	}
+	if o.Authenticator == nil {
+		errs = append(errs, errors.New("option Authenticator is required"))
+	}
+	if o.Masker == nil {
+		errs = append(errs, errors.New("option Masker is required: the proxy does not pass unmasked responses"))
+	}
+	if o.Recorder == nil {
+		errs = append(errs, errors.New("option Recorder is required: the proxy does not act unrecorded"))
+	}
+	switch o.Unrecorded {
+	case "", RefuseUnrecorded, AllowUnrecorded:
+	default:
+		errs = append(errs, fmt.Errorf("option Unrecorded must be %s or %s", RefuseUnrecorded, AllowUnrecorded))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("authn: %w", err)
+	}
+	return nil
+}
+
+// Proxy is the authenticating front proxy, an http.Handler.
+type Proxy struct {
+	opts      Options
+	upstream  *url.URL
+	transport http.RoundTripper
+	rp        *httputil.ReverseProxy
+	info      *request.RequestInfoFactory
+	sessions  *sessions
+	metrics   *metrics
+	log       *slog.Logger
+}
+
+// NewProxy returns a Proxy for the options.
+func NewProxy(o Options) (*Proxy, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	o.setDefaults()
+	u, err := upstreamURL(o.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := newTransport(o.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{
+		opts:      o,
+		upstream:  u,
+		transport: rt,
+		info: &request.RequestInfoFactory{
+			APIPrefixes:          sets.NewString("api", "apis"),
+			GrouplessAPIPrefixes: sets.NewString("api"),
+		},
+		metrics: newMetrics(o.Metrics),
+		log:     o.Logger,
+	}
+	p.sessions = newSessions(o.SessionActivityInterval, o.Source, o.Recorder, o.Logger)
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      rt,
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.proxyError,
+		// Watches and streamed logs are flushed as they come (ContentLength -1); the rest
+		// is buffered by the server as usual.
+		FlushInterval: 0,
+		ErrorLog:      slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn),
+	}
+	return p, nil
+}
+
+func upstreamURL(cfg *rest.Config) (*url.URL, error) {
+	host := cfg.Host
+	if !strings.Contains(host, "://") {
+		host = "https://" + host
+	}
+	u, err := url.Parse(host)
+	if err != nil {
+		return nil, fmt.Errorf("authn: upstream host %q: %w", cfg.Host, err)
+	}
+	u.Path = strings.TrimSuffix(u.Path+cfg.APIPath, "/")
+	return u, nil
+}
+
+// requestState carries what ServeHTTP learned about a request to the ReverseProxy hooks.
+type requestState struct {
+	auditID    string
+	id         *Identity
+	session    string
+	client     string
+	info       *request.RequestInfo
+	target     masking.Target
+	mask       bool
+	upgrade    bool
+	w          *recordingWriter
+	body       []byte        // the request body, when it was read for policy or a probe
+	decision   *trail.Policy // the policy rule that decided, if one matched
+	approvalID string
+	masking    masking.Stats
+	maskedRdr  *masking.Reader
+	errReason  string
+}
+
+type stateKey struct{}
+
+type identityKey struct{}
+
+// IdentityFrom returns the verified identity of a request served by the proxy itself (the
+// approvals API).
+func IdentityFrom(ctx context.Context) (*Identity, bool) {
+	id, ok := ctx.Value(identityKey{}).(*Identity)
+	return id, ok
+}
+
+func stateOf(r *http.Request) *requestState {
+	st, _ := r.Context().Value(stateKey{}).(*requestState)
+	return st
+}
+
+// ServeHTTP authenticates, checks and forwards one request, and records it.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := &requestState{auditID: trail.NewID(), w: newRecordingWriter(w)}
+	st.w.Header().Set("Audit-Id", st.auditID)
+	info, err := p.info.NewRequestInfo(r)
+	if err != nil {
+		info = &request.RequestInfo{Path: r.URL.Path, Verb: strings.ToLower(r.Method)}
+	}
+	st.info = info
+	st.upgrade = isUpgrade(r)
+	st.client = r.UserAgent()
+
+	defer func() {
+		// The client has its answer before the record is written.
+		if !st.upgrade {
+			st.w.Flush()
+		}
+		p.record(r, st, start)
+	}()
+
+	token, tokenErr := bearerToken(r)
+	if tokenErr != nil {
+		st.errReason = "authentication: " + ReasonMissing
+		p.metrics.authFailures.WithLabelValues(ReasonMissing).Inc()
+		p.refuse(st, http.StatusUnauthorized, "Unauthorized", "Gatehouse requires a bearer token from a trusted OIDC issuer (Authorization: Bearer <token>).")
+		return
+	}
+	id, err := p.opts.Authenticator.AuthenticateToken(r.Context(), token)
+	if err != nil {
+		reason := reason(err)
+		st.errReason = "authentication: " + reason
+		p.metrics.authFailures.WithLabelValues(reason).Inc()
+		p.log.Info("authentication failed", "auditID", st.auditID, "reason", reason, "err", err)
+		if errors.Is(err, ErrIssuerUnavailable) {
+			p.refuse(st, http.StatusServiceUnavailable, "ServiceUnavailable", "Gatehouse cannot reach the token's OIDC issuer yet; retry shortly.")
+			return
+		}
+		p.refuse(st, http.StatusUnauthorized, "Unauthorized", "Gatehouse could not authenticate the bearer token ("+reason+").")
+		return
+	}
+	st.id = id
+
+	session, label, err := sessionID(r, token, id)
+	if err != nil {
+		st.errReason = "invalid session header"
+		p.refuse(st, http.StatusBadRequest, "BadRequest", err.Error())
+		return
+	}
+	st.session = session
+	st.w.Header().Set(SessionHeader, session)
+	p.sessions.touch(r.Context(), session, label, id, st.client, sourceIP(r))
+
+	// Checked on the request as the client sent it: a header named in Connection is gone
+	// before Rewrite runs.
+	if name, ok := impersonationHeader(r.Header); ok {
+		st.errReason = "impersonation header " + name
+		p.metrics.authFailures.WithLabelValues(ReasonImpersonate).Inc()
+		p.log.Warn("refused client impersonation", "auditID", st.auditID, "user", id.User, "header", name)
+		p.refuse(st, http.StatusForbidden, "Forbidden", "Gatehouse does not accept Impersonate-* headers (kubectl --as/--as-group): requests run as the identity of your token.")
+		return
+	}
+
+	if err := p.opts.Recorder.Ready(); err != nil {
+		p.metrics.unrecorded.Inc()
+		if p.opts.Unrecorded == RefuseUnrecorded {
+			st.errReason = "trail unavailable"
+			p.log.Error("refusing request: the trail cannot record it", "auditID", st.auditID, "err", err)
+			p.refuse(st, http.StatusServiceUnavailable, "ServiceUnavailable", "Gatehouse cannot record this request right now (the trail is unavailable), so it does not forward it. Retry shortly.")
+			return
+		}
+		p.log.Error("forwarding a request the trail may not record", "auditID", st.auditID, "err", err)
+	}
+
+	if strings.HasPrefix(r.URL.Path, approvals.APIPrefix+"/") || r.URL.Path == approvals.APIPrefix {
+		// Gatehouse's own API; never forwarded.
+		if p.opts.ApprovalsAPI == nil {
+			p.refuse(st, http.StatusNotFound, "NotFound", "Approvals are not configured on this Gatehouse.")
+			return
+		}
+		p.opts.ApprovalsAPI.ServeHTTP(st.w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+		return
+	}
+
+	if info.IsResourceRequest {
+		st.target = masking.Target{
+			Group: info.APIGroup, Version: info.APIVersion, Resource: info.Resource,
+			Subresource: info.Subresource, Namespace: info.Namespace, Name: info.Name,
+			Watch: info.Verb == "watch",
+		}
+	} else {
+		st.target = masking.Target{Path: info.Path}
+	}
+	st.mask = p.opts.Masker.NeedsMasking(st.target)
+
+	if isWrite(r.Method) && r.Body != nil && r.Body != http.NoBody {
+		// An object read through Gatehouse and written back would store placeholders in place
+		// of secrets.
+		if err := p.refusePlaceholders(r, st); err != nil {
+			return
+		}
+	}
+
+	if p.opts.Policy != nil && info.IsResourceRequest {
+		if err := p.applyPolicy(r, st); err != nil {
+			return
+		}
+	}
+
+	if st.upgrade {
+		p.metrics.streams.Inc()
+		defer p.metrics.streams.Dec()
+	}
+	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	p.rp.ServeHTTP(st.w, r)
+}
+
+// rewrite builds the outbound request. It runs after ReverseProxy removed hop-by-hop headers,
+// so what it sets here reaches kube-apiserver.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	st := stateOf(pr.In)
+	pr.SetURL(p.upstream)
+	out := pr.Out
+	h := out.Header
+	for name := range h {
+		if dropOutbound(name) {
+			delete(h, name)
+		}
+	}
+	if st.upgrade {
+		stripTokenProtocol(h)
+	}
+	h.Set("Audit-Id", st.auditID)
+	p.setIdentityHeaders(h, st)
+	if st.approvalID != "" {
+		h.Set(extraHeader(identity.ExtraApprovalID), st.approvalID)
+	}
+	if st.mask {
+		// Masking is structural: ask for JSON, and let the transport handle compression so
+		// the body arrives decoded.
+		h.Set("Accept", jsonOnly(strings.Join(h.Values("Accept"), ",")))
+		h.Del("Accept-Encoding")
+	}
+}
+
+// setIdentityHeaders impersonates the verified identity, with the gateway's extras.
+func (p *Proxy) setIdentityHeaders(h http.Header, st *requestState) {
+	h.Set("Impersonate-User", st.id.User)
+	for _, g := range st.id.Groups {
+		h.Add("Impersonate-Group", g)
+	}
+	if st.id.UID != "" {
+		h.Set("Impersonate-Uid", st.id.UID)
+	}
+	for k, vs := range st.id.Extra {
+		for _, v := range vs {
+			h.Add(extraHeader(k), v)
+		}
+	}
+	for k, v := range p.gatehouseExtras(st) {
+		h.Set(extraHeader(k), v)
+	}
+}
+
+// gatehouseExtras are the extras that tell kube-apiserver, the webhooks and the audit log
+// where a request came from.
+func (p *Proxy) gatehouseExtras(st *requestState) map[string]string {
+	m := map[string]string{
+		identity.ExtraSessionID: st.session,
+		identity.ExtraIssuer:    st.id.Issuer,
+		identity.ExtraSubject:   st.id.Subject,
+	}
+	if c := clientName(st.client); c != "" {
+		m[identity.ExtraClient] = c
+	}
+	return m
+}
+
+// modifyResponse masks what may carry secrets. It runs before the response headers are written.
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	st := stateOf(resp.Request)
+	if st.upgrade && resp.StatusCode != http.StatusSwitchingProtocols {
+		// A failed upgrade must not leave a connection the client could go on using.
+		st.w.Header().Set("Connection", "close")
+	}
+	if !st.mask || resp.StatusCode == http.StatusSwitchingProtocols {
+		return nil
+	}
+	ct := resp.Header.Get("Content-Type")
+	if isStream(st.info, resp) {
+		rd, err := p.opts.Masker.Stream(ct, resp.Header.Get("Content-Encoding"), resp.Body, st.target)
+		if err != nil {
+			return err
+		}
+		st.maskedRdr = rd
+		resp.Body = rd
+		resp.ContentLength = -1
+		resp.Header.Del("Content-Length")
+		resp.Header.Del("Content-Encoding")
+		return nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, p.opts.MaxResponseBytes+1))
+	_ = resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("read response: %w", err)
+	}
+	if int64(len(body)) > p.opts.MaxResponseBytes {
+		return fmt.Errorf("%w: response larger than %d bytes", masking.ErrTooLarge, p.opts.MaxResponseBytes)
+	}
+	masked, stats, err := p.opts.Masker.Body(ct, resp.Header.Get("Content-Encoding"), body, st.target)
+	if err != nil {
+		return err
+	}
+	st.masking = stats
+	resp.Body = io.NopCloser(strings.NewReader(string(masked)))
+	resp.ContentLength = int64(len(masked))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(masked)))
+	resp.Header.Del("Content-Encoding")
+	return nil
+}
+
+// proxyError answers when the upstream call or masking failed. It never echoes the outbound
+// request, which carries the proxy's own headers.
+func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateOf(r)
+	if errors.Is(err, context.Canceled) {
+		st.errReason = "client went away"
+		w.WriteHeader(499)
+		return
+	}
+	var maskErr bool
+	if errors.Is(err, masking.ErrMalformed) || errors.Is(err, masking.ErrUnmaskable) || errors.Is(err, masking.ErrTooLarge) {
+		maskErr = true
+		p.metrics.maskFailures.Inc()
+		st.errReason = "masking failed"
+	} else {
+		p.metrics.upstreamErrors.Inc()
+		st.errReason = "upstream unavailable"
+	}
+	p.log.Error("request failed", "auditID", st.auditID, "reason", st.errReason, "err", err)
+	if maskErr {
+		p.refuse(st, http.StatusBadGateway, "InternalError", "Gatehouse could not mask the API server's response, so it does not pass it on. The request may have taken effect; check with a read.")
+		return
+	}
+	p.refuse(st, http.StatusBadGateway, "ServiceUnavailable", "Gatehouse could not reach the Kubernetes API server.")
+}
+
+// refuse answers with a Kubernetes Status object, which kubectl shows as the error message.
+func (p *Proxy) refuse(st *requestState, code int, reason, message string) {
+	writeStatus(st.w, code, reason, message)
+}
+
+// record writes the trail record of a finished request.
+func (p *Proxy) record(r *http.Request, st *requestState, start time.Time) {
+	code := st.w.status
+	if code == 0 {
+		code = http.StatusOK
+	}
+	if st.maskedRdr != nil {
+		st.masking = st.maskedRdr.Stats()
+	}
+	info := st.info
+	rec := &trail.Request{
+		Meta:      trail.Meta{ID: st.auditID, Time: start, Source: p.opts.Source},
+		AuditID:   st.auditID,
+		SessionID: st.session,
+		Client:    truncate(st.client, 256),
+		SourceIP:  sourceIP(r),
+		Operation: trail.Operation{
+			Verb: info.Verb, APIGroup: info.APIGroup, APIVersion: info.APIVersion, Resource: info.Resource,
+			Subresource: info.Subresource, Namespace: info.Namespace, Name: info.Name,
+		},
+		Code:     code,
+		Latency:  st.w.firstByte.Sub(start),
+		Duration: time.Since(start),
+		BytesIn:  max(r.ContentLength, 0) + st.w.hijackedIn.Load(),
+		BytesOut: st.w.bytes + st.w.hijackedOut.Load(),
+		Error:    st.errReason,
+	}
+	if st.w.firstByte.IsZero() {
+		rec.Latency = rec.Duration
+	}
+	if !info.IsResourceRequest {
+		rec.Operation.Path = info.Path
+	}
+	if st.id != nil {
+		rec.Identity = st.id.Identity
+	}
+	rec.Decision = st.decision
+	rec.ApprovalID = st.approvalID
+	if st.masking.Fields > 0 {
+		rec.Masking = &trail.Masking{Fields: st.masking.Fields, Detectors: st.masking.Detectors}
+	}
+	p.metrics.observe(rec)
+	if err := p.opts.Recorder.Publish(context.WithoutCancel(r.Context()), rec); err != nil {
+		p.metrics.unrecorded.Inc()
+		p.log.Error("trail record not written", "auditID", st.auditID, "err", err)
+	}
+}
+
+func sourceIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

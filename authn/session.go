@@ -1,0 +1,118 @@
+package authn
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/trail"
+)
+
+// SessionHeader is the request header in which a client names its session, and the response
+// header in which the proxy returns the session ID it used.
+const SessionHeader = "Gatehouse-Session"
+
+var sessionLabel = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// sessionID returns the request's session ID and the client's label for it. A session groups
+// one client run. With a SessionHeader label the ID is derived from the label and the verified
+// identity, so a label is bound to its identity and another identity using the same label gets
+// a different session. Without one, the ID is derived from the token: one token, one session.
+func sessionID(r *http.Request, token string, id *Identity) (session, label string, err error) {
+	label = r.Header.Get(SessionHeader)
+	if label == "" {
+		sum := sha256.Sum256([]byte(token))
+		return "t-" + hex.EncodeToString(sum[:10]), "", nil
+	}
+	if !sessionLabel.MatchString(label) {
+		return "", "", fmt.Errorf("%s must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", SessionHeader)
+	}
+	sum := sha256.Sum256([]byte(id.Issuer + "\x00" + id.Subject + "\x00" + id.User + "\x00" + label))
+	return "s-" + hex.EncodeToString(sum[:10]), label, nil
+}
+
+// sessions tracks the sessions this proxy instance has seen and writes Session records: one when
+// a session starts (here) and one per interval while it is active.
+type sessions struct {
+	interval time.Duration
+	source   string
+	rec      Recorder
+	log      *slog.Logger
+
+	mu   sync.Mutex
+	seen map[string]*sessionState
+}
+
+type sessionState struct {
+	label        string
+	started      time.Time
+	lastActivity time.Time
+	lastReport   time.Time
+	requests     int64
+}
+
+// maxSessions bounds the tracked sessions; idle ones are forgotten first.
+const maxSessions = 100_000
+
+func newSessions(interval time.Duration, source string, rec Recorder, log *slog.Logger) *sessions {
+	return &sessions{interval: interval, source: source, rec: rec, log: log, seen: map[string]*sessionState{}}
+}
+
+func (s *sessions) touch(ctx context.Context, id, label string, who *Identity, client, sourceIP string) {
+	now := time.Now()
+	s.mu.Lock()
+	st, ok := s.seen[id]
+	event := trail.SessionActive
+	if !ok {
+		if len(s.seen) >= maxSessions {
+			s.forgetIdle(now)
+		}
+		st = &sessionState{label: label, started: now, lastReport: now}
+		s.seen[id] = st
+		event = trail.SessionStarted
+	}
+	st.lastActivity = now
+	st.requests++
+	if ok && now.Sub(st.lastReport) < s.interval {
+		s.mu.Unlock()
+		return
+	}
+	st.lastReport = now
+	rec := &trail.Session{
+		Meta:         trail.Meta{Time: now, Source: s.source},
+		SessionID:    id,
+		Label:        st.label,
+		Event:        event,
+		Identity:     who.Identity,
+		Client:       truncate(client, 256),
+		SourceIP:     sourceIP,
+		Started:      st.started,
+		LastActivity: now,
+		Requests:     st.requests,
+	}
+	s.mu.Unlock()
+	if err := s.rec.Publish(context.WithoutCancel(ctx), rec); err != nil {
+		s.log.Error("session record not written", "session", id, "err", err)
+	}
+}
+
+// forgetIdle drops sessions idle for longer than an hour, or the oldest half when none is.
+func (s *sessions) forgetIdle(now time.Time) {
+	for id, st := range s.seen {
+		if now.Sub(st.lastActivity) > time.Hour {
+			delete(s.seen, id)
+		}
+	}
+	for id := range s.seen {
+		if len(s.seen) < maxSessions/2 {
+			return
+		}
+		delete(s.seen, id)
+	}
+}

@@ -1,0 +1,35 @@
+package authn
+
+import (
+	"fmt"
+	"net/http"
+
+	"k8s.io/client-go/rest"
+)
+
+// newTransport returns the round tripper to kube-apiserver: client-go's transport for cfg
+// (client certificates, tokens and exec plugins all work), with HTTP/2 for ordinary requests
+// and a separate HTTP/1.1 transport for protocol upgrades (SPDY and WebSocket), which HTTP/2
+// cannot carry.
+func newTransport(cfg *rest.Config) (http.RoundTripper, error) {
+	normal, err := rest.TransportFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("authn: upstream transport: %w", err)
+	}
+	h1 := rest.CopyConfig(cfg)
+	h1.NextProtos = []string{"http/1.1"}
+	upgrade, err := rest.TransportFor(h1)
+	if err != nil {
+		return nil, fmt.Errorf("authn: upstream upgrade transport: %w", err)
+	}
+	return upgradeAware{normal: normal, upgrade: upgrade}, nil
+}
+
+type upgradeAware struct{ normal, upgrade http.RoundTripper }
+
+func (t upgradeAware) RoundTrip(r *http.Request) (*http.Response, error) {
+	if isUpgrade(r) {
+		return t.upgrade.RoundTrip(r)
+	}
+	return t.normal.RoundTrip(r)
+}

@@ -1,0 +1,218 @@
+package app
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/gatehouse-dev/gatehouse/approvals"
+)
+
+type approvalsOptions struct {
+	kube   kubeOptions
+	output string
+}
+
+func newApprovalsCommand() *cobra.Command {
+	o := &approvalsOptions{}
+	cmd := &cobra.Command{
+		Use:   "approvals",
+		Short: "List, show, approve and deny operations held for approval",
+		Long: `Work with the approval requests of operations that Gatehouse policies hold for a human's
+approval. The commands call the approvals API of the Gatehouse proxy with the server, CA and
+credentials of your kubeconfig (the one that points at Gatehouse), so you act as your own verified
+identity: you can decide requests if you are in one of their approver groups, and never your own.`,
+	}
+	o.kube.addFlags(cmd.PersistentFlags())
+	cmd.PersistentFlags().StringVarP(&o.output, "output", "o", "", "Output format: json or yaml. Default: human-readable.")
+
+	var all bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List pending approval requests (--all for every state)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			state := approvals.StatePending
+			if all {
+				state = ""
+			}
+			items, err := c.List(cmd.Context(), state)
+			if err != nil {
+				return err
+			}
+			if o.output != "" {
+				return o.print(cmd.OutOrStdout(), approvals.ListResponse{Items: items})
+			}
+			return printTable(cmd.OutOrStdout(), items)
+		},
+	}
+	list.Flags().BoolVar(&all, "all", false, "List requests in every state, not only pending ones.")
+
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show an approval request with its object and decisions",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			r, err := c.Get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if o.output != "" {
+				return o.print(cmd.OutOrStdout(), r)
+			}
+			return printRequest(cmd.OutOrStdout(), r)
+		},
+	}
+	cmd.AddCommand(list, show, o.decideCommand(approvals.Approve), o.decideCommand(approvals.Deny))
+	return cmd
+}
+
+func (o *approvalsOptions) decideCommand(v approvals.Verdict) *cobra.Command {
+	var reason string
+	name := strings.ToLower(string(v))
+	cmd := &cobra.Command{
+		Use:   name + " ID",
+		Short: strings.ToUpper(name[:1]) + name[1:] + " an approval request",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			r, err := c.Decide(cmd.Context(), args[0], v, reason)
+			if err != nil {
+				return err
+			}
+			if o.output != "" {
+				return o.print(cmd.OutOrStdout(), r)
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: %s (%d of %d approvals)\n", r.ID, r.State, len(r.Approvers()), r.Required)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "Why; recorded with the decision in the trail.")
+	return cmd
+}
+
+func (o *approvalsOptions) client() (*approvals.Client, error) {
+	cfg, err := o.kube.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &approvals.Client{BaseURL: cfg.Host, HTTP: hc}, nil
+}
+
+func (o *approvalsOptions) print(w io.Writer, v any) error {
+	switch o.output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "yaml":
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	return fmt.Errorf("--output must be json or yaml, not %q", o.output)
+}
+
+func describeOperation(r *approvals.Request) string {
+	op := r.Operation
+	res := op.Resource
+	if op.APIGroup != "" {
+		res += "." + op.APIGroup
+	}
+	if op.Subresource != "" {
+		res += "/" + op.Subresource
+	}
+	target := op.Name
+	if op.Namespace != "" {
+		target = op.Namespace + "/" + op.Name
+	}
+	return strings.ToLower(op.Verb) + " " + res + " " + target
+}
+
+func printTable(w io.Writer, items []*approvals.Request) error {
+	if len(items) == 0 {
+		_, err := fmt.Fprintln(w, "No approval requests.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tREQUESTER\tOPERATION\tRULE\tAPPROVALS\tAGE")
+	for _, r := range items {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", r.ID, r.State, r.Requester.User, describeOperation(r),
+			r.Policy.Policy+"/"+r.Policy.Rule, len(r.Approvers()), r.Required, time.Since(r.Created).Round(time.Second))
+	}
+	return tw.Flush()
+}
+
+func printRequest(w io.Writer, r *approvals.Request) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "ID:\t%s\n", r.ID)
+	fmt.Fprintf(tw, "State:\t%s\n", r.State)
+	fmt.Fprintf(tw, "Requester:\t%s (groups: %s)\n", r.Requester.User, strings.Join(r.Requester.Groups, ", "))
+	if r.SessionID != "" {
+		fmt.Fprintf(tw, "Session:\t%s\n", r.SessionID)
+	}
+	fmt.Fprintf(tw, "Operation:\t%s\n", describeOperation(r))
+	fmt.Fprintf(tw, "Rule:\t%s/%s: %s\n", r.Policy.Policy, r.Policy.Rule, r.Policy.Message)
+	fmt.Fprintf(tw, "Approvers:\tmembers of %s; %d approval(s) needed\n", strings.Join(r.ApproverGroups, ", "), r.Required)
+	fmt.Fprintf(tw, "Created:\t%s\n", r.Created.Format(time.RFC3339))
+	fmt.Fprintf(tw, "Expires:\t%s\n", r.Expires.Format(time.RFC3339))
+	if r.Grant != nil {
+		fmt.Fprintf(tw, "Grant:\tvalid until %s", r.Grant.Expires.Format(time.RFC3339))
+		if r.Grant.UsedAt != nil {
+			fmt.Fprintf(tw, ", used at %s (admission UID %s)", r.Grant.UsedAt.Format(time.RFC3339), r.Grant.AdmissionUID)
+		}
+		fmt.Fprintln(tw)
+	}
+	fmt.Fprintf(tw, "Fingerprint:\t%s\n", r.Fingerprint)
+	for _, d := range r.Decisions {
+		fmt.Fprintf(tw, "Decision:\t%s by %s at %s", d.Verdict, d.Approver, d.Time.Format(time.RFC3339))
+		if d.Reason != "" {
+			fmt.Fprintf(tw, ": %s", d.Reason)
+		}
+		fmt.Fprintln(tw)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(r.Object) > 0 {
+		y, err := yaml.JSONToYAML(r.Object)
+		if err != nil {
+			y = r.Object
+		}
+		fmt.Fprintf(w, "Object (secret values masked):\n%s", indentLines(string(y), "  "))
+	}
+	return nil
+}
+
+func indentLines(s, prefix string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	return strings.Join(lines, "\n") + "\n"
+}

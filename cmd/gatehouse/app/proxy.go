@@ -1,0 +1,236 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/gatehouse-dev/gatehouse/approvals"
+	"github.com/gatehouse-dev/gatehouse/authn"
+	"github.com/gatehouse-dev/gatehouse/natsbus"
+	"github.com/gatehouse-dev/gatehouse/serving"
+	"github.com/gatehouse-dev/gatehouse/trail"
+)
+
+type proxyOptions struct {
+	kube             kubeOptions
+	tls              serving.TLSOptions
+	nats             natsbus.Options
+	masking          maskingOptions
+	authConfig       string
+	kubernetesIssuer string
+	bindAddress      string
+	securePort       int
+	healthAddress    string
+	systemPrefixes   []string
+	unrecorded       string
+	maxHeaderBytes   int
+	shutdownGrace    time.Duration
+	policyFile       string
+	approvalTimeout  time.Duration
+	dev              bool
+}
+
+func newProxyCommand(g *globals) *cobra.Command {
+	o := &proxyOptions{}
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "Run the authenticating front proxy for kube-apiserver",
+		Long: `Run the front proxy. Clients send Kubernetes API requests with an OIDC bearer token;
+the proxy verifies it, forwards the request with its own credentials impersonating the verified
+identity, masks secrets in responses and records every request to the trail (NATS JetStream).
+
+The token issuers and claim mappings come from --authentication-config, the same
+AuthenticationConfiguration file kube-apiserver reads.`,
+		Args: cobra.NoArgs,
+		PreRunE: func(*cobra.Command, []string) error {
+			return o.validate()
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd.Context(), g)
+		},
+	}
+	fs := cmd.Flags()
+	o.kube.addFlags(fs)
+	o.tls.AddFlags(fs)
+	o.nats.AddFlags(fs)
+	o.masking.addFlags(fs)
+	fs.StringVar(&o.authConfig, "authentication-config", "", "AuthenticationConfiguration file (apiserver.config.k8s.io) with the jwt issuers to trust. Required.")
+	fs.StringVar(&o.kubernetesIssuer, "kubernetes-issuer", "", "Issuer URL of the cluster's service-account tokens, when listed in --authentication-config: its discovery and keys are fetched through kube-apiserver with the proxy's credentials.")
+	fs.StringVar(&o.bindAddress, "bind-address", "0.0.0.0", "Address to serve the proxy on.")
+	fs.IntVar(&o.securePort, "secure-port", 8443, "HTTPS port of the proxy.")
+	fs.StringVar(&o.healthAddress, "health-bind-address", ":8081", "Address of /healthz, /readyz and /metrics (plain HTTP). Empty disables them.")
+	fs.StringSliceVar(&o.systemPrefixes, "allowed-system-prefixes", nil, "system: user and group name prefixes tokens may map to, e.g. system:serviceaccount:,system:serviceaccounts. system:masters is always refused.")
+	fs.StringVar(&o.unrecorded, "unrecorded-requests", string(authn.RefuseUnrecorded), "What to do when the trail cannot record a request: Refuse (answer 503) or Allow.")
+	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 64<<10, "Largest request header block accepted; larger ones get 431.")
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace-period", 30*time.Second, "How long open requests may finish at shutdown.")
+	fs.StringVar(&o.policyFile, "policy-file", "", "Read AccessPolicies from this multi-document YAML file (reloaded when it changes) instead of the cluster (development mode).")
+	fs.DurationVar(&o.approvalTimeout, "approval-timeout", 10*time.Minute, "How long a request that needs approval is held open waiting for approvers.")
+	fs.BoolVar(&o.dev, "dev", false, "Development mode: a self-signed serving certificate, an embedded NATS server and a random masking key when none are configured. Never in production.")
+	return cmd
+}
+
+func (o *proxyOptions) validate() error {
+	var errs []error
+	if o.authConfig == "" {
+		errs = append(errs, errors.New("--authentication-config is required"))
+	}
+	o.tls.SelfSigned = o.dev
+	if err := o.tls.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if o.nats.URL == "" && !o.dev {
+		errs = append(errs, errors.New("--nats-url is required (the embedded server is for --dev only)"))
+	}
+	if err := o.nats.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	switch authn.UnrecordedPolicy(o.unrecorded) {
+	case authn.RefuseUnrecorded, authn.AllowUnrecorded:
+	default:
+		errs = append(errs, fmt.Errorf("--unrecorded-requests must be Refuse or Allow, not %q", o.unrecorded))
+	}
+	return errors.Join(errs...)
+}
+
+func (o *proxyOptions) run(ctx context.Context, g *globals) error {
+	log := g.logger.With("component", "proxy")
+	upstream, err := o.kube.restConfig()
+	if err != nil {
+		return err
+	}
+	authCfg, err := authn.LoadAuthenticationConfig(o.authConfig)
+	if err != nil {
+		return err
+	}
+	masker, err := o.masking.masker(o.dev, log)
+	if err != nil {
+		return err
+	}
+	o.nats.Name = "gatehouse-proxy"
+	o.nats.Logger = log
+	nc, err := natsbus.Connect(ctx, o.nats)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := nc.JetStream()
+	if err != nil {
+		return err
+	}
+	if err := trail.EnsureStreams(ctx, js, trail.StreamOptions{}); err != nil {
+		return err
+	}
+	pub, err := trail.NewPublisher(nc.Conn, trail.PublisherOptions{Logger: log})
+	if err != nil {
+		return err
+	}
+
+	aopts := authn.AuthenticatorOptions{Config: authCfg, AllowedSystemPrefixes: o.systemPrefixes, Logger: log}
+	if o.kubernetesIssuer != "" {
+		hc, err := rest.HTTPClientFor(upstream)
+		if err != nil {
+			return err
+		}
+		aopts.IssuerClients = map[string]*http.Client{o.kubernetesIssuer: hc}
+	}
+	authenticator, err := authn.NewAuthenticator(aopts)
+	if err != nil {
+		return err
+	}
+	scheme, err := newScheme()
+	if err != nil {
+		return err
+	}
+	ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
+	mgr, err := ctrl.NewManager(upstream, ctrl.Options{
+		Scheme:                 scheme,
+		Logger:                 logr.FromSlogHandler(log.Handler()),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+	})
+	if err != nil {
+		return fmt.Errorf("controller manager: %w", err)
+	}
+	engine, err := setupPolicies(ctx, mgr, o.policyFile, true, log)
+	if err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	broker, err := approvals.New(ctx, js, approvals.Options{Recorder: pub, Source: "proxy/" + host, Logger: log})
+	if err != nil {
+		return err
+	}
+	api := &approvals.API{Broker: broker, Logger: log, Authenticate: func(r *http.Request) (trail.Identity, error) {
+		id, ok := authn.IdentityFrom(r.Context())
+		if !ok {
+			return trail.Identity{}, errors.New("unauthenticated")
+		}
+		return id.Identity, nil
+	}}
+	reg := serving.NewRegistry()
+	proxy, err := authn.NewProxy(authn.Options{
+		Upstream:        upstream,
+		Authenticator:   authenticator,
+		Masker:          masker,
+		Recorder:        pub,
+		Unrecorded:      authn.UnrecordedPolicy(o.unrecorded),
+		Policy:          engine,
+		Approvals:       broker,
+		ApprovalTimeout: o.approvalTimeout,
+		ApprovalsAPI:    api,
+		Metrics:         reg,
+		Logger:          log,
+	})
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := o.tls.Config(ctx, log, "localhost", "127.0.0.1")
+	if err != nil {
+		return err
+	}
+	addr := net.JoinHostPort(o.bindAddress, strconv.Itoa(o.securePort))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	grp, ctx := errgroup.WithContext(ctx)
+	grp.Go(func() error { return authenticator.Start(ctx) })
+	grp.Go(func() error { return mgr.Start(ctx) })
+	grp.Go(func() error {
+		log.Info("serving the proxy", "address", l.Addr().String(), "upstream", upstream.Host)
+		return serving.Run(ctx, &http.Server{Handler: proxy, MaxHeaderBytes: o.maxHeaderBytes}, l, tlsCfg, o.shutdownGrace)
+	})
+	if o.healthAddress != "" {
+		health := serving.NewHealth(log)
+		health.AddReadyCheck("oidc-issuers", authenticator.Ready)
+		health.AddReadyCheck("trail", func(context.Context) error { return pub.Ready() })
+		health.AddReadyCheck("policies", func(context.Context) error { return engine.Ready() })
+		mux := http.NewServeMux()
+		health.Install(mux)
+		mux.Handle("GET /metrics", serving.MetricsHandler(reg))
+		hl, err := net.Listen("tcp", o.healthAddress)
+		if err != nil {
+			return err
+		}
+		grp.Go(func() error { return serving.Run(ctx, &http.Server{Handler: mux}, hl, nil, time.Second) })
+	}
+	err = grp.Wait()
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return errors.Join(err, pub.Close(closeCtx))
+}

@@ -1,0 +1,88 @@
+package testbed
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+// Process is a gatehouse subcommand running in a child process, as it runs in production.
+type Process struct {
+	cmd    *exec.Cmd
+	out    *syncBuffer
+	exited chan struct{}
+}
+
+// StartGatehouse runs the gatehouse binary (GatehouseBinary) with args. The child dies with
+// the test binary.
+func StartGatehouse(args ...string) (*Process, error) {
+	bin, err := GatehouseBinary()
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{out: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("testbed: start gatehouse %v: %w", args, err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.exited) }()
+	return p, nil
+}
+
+// WaitReady polls url (plain HTTP or HTTPS without verification) until it answers 200, and
+// fails early when the process exits.
+func (p *Process) WaitReady(url string, timeout time.Duration) error {
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // readiness only
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-p.exited:
+			return fmt.Errorf("testbed: gatehouse exited before %s was ready: %s", url, p.out.tail(4000))
+		case <-ctx.Done():
+			return fmt.Errorf("testbed: %s not ready after %s: %s", url, timeout, p.out.tail(4000))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Stop ends the process with SIGTERM and waits for it.
+func (p *Process) Stop() error { return p.signal(syscall.SIGTERM) }
+
+// Kill ends the process with SIGKILL and waits for it.
+func (p *Process) Kill() error { return p.signal(syscall.SIGKILL) }
+
+func (p *Process) signal(sig syscall.Signal) error {
+	select {
+	case <-p.exited:
+		return nil
+	default:
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return err
+	}
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		return fmt.Errorf("testbed: gatehouse ignored %s for 30s", sig)
+	}
+}
+
+// Output returns what the process wrote so far.
+func (p *Process) Output() string { return p.out.String() }

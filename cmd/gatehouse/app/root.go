@@ -31,6 +31,7 @@ func NewCommand(stdout, stderr io.Writer) *cobra.Command {
 		newVersionCommand(),
 		newClickHouseCommand(g),
 		newProxyCommand(g),
+		newEnricherCommand(g),
 		newWebhookCommand(g),
 		newApprovalsCommand(),
 	)

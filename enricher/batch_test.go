@@ -1,0 +1,169 @@
+package enricher
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"testing"
+
+	"github.com/klauspost/compress/s2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gatehouse-dev/gatehouse/masking"
+)
+
+// decodeAll decodes messages (compressed ones are recognised by the S2 stream) and returns
+// their events and stats.
+func decodeAll(t *testing.T, msgs [][]byte) ([]auditEvent, []eventStats) {
+	t.Helper()
+	var evs []auditEvent
+	var sts []eventStats
+	for _, m := range msgs {
+		if !bytes.HasPrefix(m, []byte(messageHead)) {
+			var err error
+			m, err = s2.Decode(nil, m)
+			require.NoError(t, err)
+		}
+		var wb wireBatch
+		require.NoError(t, decodeBatch(m, &wb))
+		evs = append(evs, wb.Items...)
+		sts = append(sts, wb.Masking...)
+	}
+	return evs, sts
+}
+
+func TestMaskedBatchMasksEveryEvent(t *testing.T) {
+	const secret = "s3cr3t-canary-value-8842"
+	m := newMasker(t)
+	body := testEventList(0, 20, genOptions{id: "mask", secret: secret, session: "s-1"})
+	l, err := splitEventList(body)
+	require.NoError(t, err)
+	b := newMaskedBatch(m, OriginWebhook, 0)
+	for _, it := range l.Items {
+		require.NoError(t, b.add(it))
+	}
+	msgs := b.messages()
+	require.Len(t, msgs, 1)
+	all := bytes.Join(msgs, nil)
+	assert.NotContains(t, string(all), secret)
+	assert.NotContains(t, string(all), base64.StdEncoding.EncodeToString([]byte(secret)))
+	assert.True(t, masking.ContainsPlaceholder(all))
+
+	evs, sts := decodeAll(t, msgs)
+	require.Len(t, evs, 20)
+	for i, ev := range evs {
+		assert.Equal(t, genEventID("mask", i), ev.AuditID, "order is kept")
+		switch i % 10 {
+		case 8: // the Secret read: its data is masked
+			assert.Positive(t, sts[i].Fields, "event %d", i)
+			assert.Contains(t, string(ev.ResponseObject), `"password":"`)
+			assert.NotContains(t, string(ev.ResponseObject), "hunter2")
+		case 9: // the exec: --password in the command line
+			assert.Positive(t, sts[i].Fields, "event %d", i)
+			assert.NotContains(t, ev.RequestURI, secret)
+		}
+		assert.False(t, sts[i].Truncated)
+	}
+	// Apart from masked values, events are what kube-apiserver sent.
+	var orig auditEvent
+	require.NoError(t, json.Unmarshal(l.Items[6], &orig))
+	assert.Equal(t, orig, evs[6])
+}
+
+func genEventID(prefix string, i int) string {
+	var ev auditEvent
+	_ = json.Unmarshal(genEvent(i, genOptions{id: prefix}), &ev)
+	return ev.AuditID
+}
+
+func TestMaskedBatchSplitsIntoMessages(t *testing.T) {
+	m := newMasker(t)
+	body := testEventList(0, 300, genOptions{id: "split"})
+	l, err := splitEventList(body)
+	require.NoError(t, err)
+	const limit = 16 << 10
+	b := newMaskedBatch(m, OriginWebhook, 0)
+	for _, it := range l.Items {
+		require.NoError(t, b.add(it))
+	}
+	msgs, err := b.packed(limit)
+	require.NoError(t, err)
+	require.Greater(t, len(msgs), 1, "a batch larger than a message is split")
+	for _, msg := range msgs {
+		assert.LessOrEqual(t, len(msg), limit)
+	}
+	assert.Less(t, len(bytes.Join(msgs, nil)), len(body)/3, "messages are compressed")
+	evs, _ := decodeAll(t, msgs)
+	require.Len(t, evs, 300)
+	for i, ev := range evs {
+		assert.Equal(t, genEventID("split", i), ev.AuditID)
+	}
+}
+
+func TestMaskedBatchTruncatesEventsLargerThanAMessage(t *testing.T) {
+	m := newMasker(t)
+	random := make([]byte, 30<<10)
+	_, _ = rand.Read(random)
+	big := base64.StdEncoding.EncodeToString(random) // incompressible
+	ev := `{"level":"RequestResponse","auditID":"big-1","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/a/configmaps","verb":"create",` +
+		`"user":{"username":"alice"},"objectRef":{"resource":"configmaps","namespace":"a","name":"big","apiVersion":"v1"},"responseStatus":{"code":201},` +
+		`"requestObject":{"kind":"ConfigMap","apiVersion":"v1","data":{"blob":"` + big + `"}},"responseObject":{"kind":"ConfigMap","apiVersion":"v1","data":{"blob":"` + big + `"}},` +
+		`"requestReceivedTimestamp":"2026-11-26T02:00:00.000001Z","stageTimestamp":"2026-11-26T02:00:00.000002Z","annotations":{"authorization.k8s.io/decision":"allow"}}`
+	b := newMaskedBatch(m, OriginWebhook, 0)
+	require.NoError(t, b.add([]byte(ev)))
+	require.NoError(t, b.add(genEvent(1, genOptions{id: "small"})))
+	msgs, err := b.packed(32 << 10)
+	require.NoError(t, err)
+	evs, sts := decodeAll(t, msgs)
+	require.Len(t, evs, 2)
+	assert.True(t, sts[0].Truncated)
+	assert.Empty(t, evs[0].RequestObject)
+	assert.Empty(t, evs[0].ResponseObject)
+	assert.Equal(t, "true", evs[0].Annotations[AnnotationTruncated])
+	assert.Equal(t, "allow", evs[0].Annotations["authorization.k8s.io/decision"], "other annotations stay")
+	assert.Equal(t, "big-1", evs[0].AuditID)
+	assert.Equal(t, int32(201), evs[0].ResponseStatus.Code)
+	assert.False(t, sts[1].Truncated)
+}
+
+func TestMaskedBatchRefusesMalformedEvents(t *testing.T) {
+	m := newMasker(t)
+	b := newMaskedBatch(m, OriginWebhook, 0)
+	err := b.add([]byte(`{"auditID":"x","stage":}`))
+	require.ErrorIs(t, err, ErrMalformed)
+}
+
+func TestMaskRawList(t *testing.T) {
+	const secret = "raw-list-canary-5521"
+	m := newMasker(t)
+	msg, n, err := maskRawList(m, testEventList(0, 10, genOptions{id: "raw", secret: secret}), OriginWebhook)
+	require.NoError(t, err)
+	assert.Equal(t, 10, n)
+	assert.NotContains(t, string(msg), secret)
+	evs, _ := decodeAll(t, [][]byte{msg})
+	assert.Len(t, evs, 10)
+
+	_, _, err = maskRawList(m, []byte(`{"kind":"PodList","apiVersion":"v1","items":[]}`), OriginWebhook)
+	require.ErrorIs(t, err, ErrMalformed)
+}
+
+func TestEventKeyTellsRequestsApart(t *testing.T) {
+	var a, b auditEvent
+	require.NoError(t, json.Unmarshal(genEvent(1, genOptions{id: "k"}), &a))
+	require.NoError(t, json.Unmarshal(genEvent(1, genOptions{id: "k"}), &b))
+	assert.Equal(t, eventKey(&a), eventKey(&b), "the same event has the same key")
+	b.RequestURI += "&watch=true"
+	assert.NotEqual(t, eventKey(&a), eventKey(&b), "another request under the same Audit-ID has another key")
+}
+
+func TestGatewayExtrasTrust(t *testing.T) {
+	var ev auditEvent
+	require.NoError(t, json.Unmarshal(genEvent(1, genOptions{id: "x", session: "s-9"}), &ev))
+	assert.Equal(t, "s-9", gatewayExtras(&ev, nil).SessionID, "no trusted users: every impersonator")
+	assert.Equal(t, "s-9", gatewayExtras(&ev, map[string]bool{"system:serviceaccount:gatehouse:gatehouse-proxy": true}).SessionID)
+	assert.Empty(t, gatewayExtras(&ev, map[string]bool{"someone-else": true}).SessionID, "extras set by another impersonator are not the gateway's")
+	ev.ImpersonatedUser = nil
+	assert.Empty(t, gatewayExtras(&ev, nil).SessionID)
+}

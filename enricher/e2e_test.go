@@ -1,0 +1,827 @@
+package enricher
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/klauspost/compress/s2"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/remotecommand"
+
+	"github.com/gatehouse-dev/gatehouse/identity"
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
+	"github.com/gatehouse-dev/gatehouse/trail"
+)
+
+// proxyUser is the user the gateway authenticates to kube-apiserver as.
+const proxyUser = "system:serviceaccount:gatehouse:gatehouse-proxy"
+
+// TestEndToEnd runs a real kube-apiserver whose audit webhook posts to the enricher (with mutual
+// TLS), drives a session through the gateway and some direct calls, and checks what lands in
+// ClickHouse: one row per event the API server sent, per stage; gateway rows joined with their
+// identity, session and Audit-ID; direct calls marked as bypass; no canary secret anywhere;
+// and every canned query of docs/auditing.md answering from this data.
+func TestEndToEnd(t *testing.T) {
+	ctx := t.Context()
+	root, err := testbed.RepoRoot()
+	require.NoError(t, err)
+	since := time.Now().UTC().Add(-time.Minute)
+
+	// The enricher, with the TLS kube-apiserver's webhook kubeconfig asks for.
+	pki := newTestPKI(t)
+	tap := &intakeTap{}
+	h := newHarness(t, harnessOptions{
+		tlsCfg: &tls.Config{
+			Certificates: []tls.Certificate{pki.server},
+			ClientCAs:    pki.pool,
+			ClientAuth:   tls.RequireAndVerifyClientCert,
+			MinVersion:   tls.VersionTLS12,
+		},
+		tweak: func(o *Options) { o.GatewayUsers = []string{proxyUser} },
+		setup: func(e *Enricher) { e.observe = tap.observe },
+	})
+	t.Run("intake refuses clients without a certificate", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodPost, h.url, strings.NewReader(string(testEventList(0, 1, genOptions{id: "anon"}))))
+		req.Header.Set("Content-Type", "application/json")
+		_, err := h.client.Do(req)
+		require.Error(t, err)
+	})
+
+	// kube-apiserver with the audit policy and webhook configuration of manifests/audit.
+	kube, err := testbed.StartKube(testbed.KubeOptions{APIServerFlags: testbed.AuditWebhook(
+		filepath.Join(root, "manifests", "audit", "policy.yaml"),
+		webhookKubeconfig(t, filepath.Join(root, "manifests", "audit", "webhook-kubeconfig.yaml"), h.url, pki),
+	)})
+	require.NoError(t, err)
+	t.Cleanup(kube.Stop)
+	kubelet, err := testbed.StartKubelet(ctx, kube, "stub-node")
+	require.NoError(t, err)
+	t.Cleanup(kubelet.Close)
+
+	canaries := newCanaries()
+	ns := setUpCluster(t, kube, kubelet, canaries)
+
+	// A session through the gateway.
+	pub, err := trail.NewPublisher(h.nc, trail.PublisherOptions{Source: "proxy/e2e"})
+	require.NoError(t, err)
+	gw := newStandInGateway(t, kube, pub, "sess-e2e-1")
+	gw.session(ctx, trail.SessionStarted, 0)
+	alice := gw.clientset(t, "")
+	_, err = alice.CoreV1().Secrets(ns).Get(ctx, "db-credentials", metav1.GetOptions{})
+	require.NoError(t, err)
+	secretRead := gw.lastAuditID()
+	_, err = alice.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	_, err = alice.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "agent-notes"}, Data: map[string]string{"note": "refactoring the billing service"},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	gw.decision(ctx, gw.lastAuditID(), "validating-webhook", trail.Policy{Policy: "default", Rule: "configmaps", Action: "allow"}, "")
+	_, err = alice.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "agent-token"}, StringData: map[string]string{"token": canaries.stringData},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = alice.CoreV1().Secrets("kube-system").Get(ctx, "anything", metav1.GetOptions{})
+	require.True(t, apierrors.IsForbidden(err), "RBAC denies: %v", err)
+	forbidden := gw.lastAuditID()
+	gw.refuse(ctx, "delete", "secrets", ns, "db-credentials", trail.Policy{Policy: "default", Rule: "no-secret-deletes", Action: "deny", Message: "deleting Secrets is not allowed for agents"})
+
+	// An exec under an approval: requested by alice, approved by bob.
+	approvalID := "apr-e2e-1"
+	gw.approval(ctx, approvalID, ns, trail.ApprovalRequested, "", "")
+	gw.approval(ctx, approvalID, ns, trail.ApprovalApproved, "bob@example.com", "migration window agreed")
+	var stdout, stderr bytes.Buffer
+	execURL := alice.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("shell").SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Container: "main", Command: []string{"sh", "-c", "echo migrated # --password " + canaries.command}, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	executor, err := remotecommand.NewSPDYExecutor(gw.config(approvalID), http.MethodPost, execURL.URL())
+	require.NoError(t, err)
+	require.NoError(t, executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr}), stderr.String())
+	assert.Contains(t, stdout.String(), "migrated")
+	execID := gw.lastAuditID()
+	gw.decision(ctx, execID, "validating-webhook", trail.Policy{Policy: "default", Rule: "exec-needs-approval", Action: "allow", Message: "approved"}, approvalID)
+	gw.session(ctx, trail.SessionActive, len(gw.auditIDs()))
+	require.NoError(t, pub.Close(ctx))
+
+	// Direct calls, bypassing the gateway. Direct clients may send Audit-IDs too; these do, so
+	// that the test knows when kube-apiserver has sent their events.
+	malloryID, adminID := trail.NewID(), trail.NewID()
+	mallory := userClient(t, kube, "mallory")
+	_, err = mallory.CoreV1().Secrets(ns).Get(withAuditID(ctx, malloryID), "db-credentials", metav1.GetOptions{})
+	require.NoError(t, err)
+	admin := rest.CopyConfig(kube.Config)
+	admin.WrapTransport = auditIDFromContext
+	adminCS, err := kubernetes.NewForConfig(admin)
+	require.NoError(t, err)
+	_, err = adminCS.CoreV1().Namespaces().List(withAuditID(ctx, adminID), metav1.ListOptions{})
+	require.NoError(t, err)
+
+	// Everything kube-apiserver sent is stored, once, per stage.
+	byStage := waitStored(t, h, tap, append(gw.auditIDs(), malloryID, adminID))
+	t.Logf("stored = sent, by stage: %v", byStage)
+	if info, err := h.js.Stream(ctx, trail.StreamAudit); err == nil {
+		if si, err := info.Info(ctx); err == nil {
+			tap.mu.Lock()
+			t.Logf("JetStream holds %d bytes for %d bytes of audit batches received (%.1fx)", si.State.Bytes, tap.bytes, float64(tap.bytes)/float64(si.State.Bytes))
+			tap.mu.Unlock()
+		}
+	}
+	assert.Positive(t, byStage["ResponseComplete"])
+	assert.Positive(t, byStage["ResponseStarted"], "the exec stream has a ResponseStarted stage")
+	assert.Zero(t, tap.refused(), "the intake refused no batch")
+	h.waitRows(t, uint64(len(gw.auditIDs())+1), 30*time.Second, "SELECT count() FROM {db}.gateway_requests FINAL")
+
+	t.Run("gateway calls join their gateway record, identity and session", func(t *testing.T) {
+		for _, id := range gw.auditIDs() {
+			rows := queryRows(t, h.ch, "SELECT route, user, session_id, issuer, subject, client, authenticated_user, gateway_record_id FROM "+h.db+".trail WHERE audit_id = {id:String}",
+				clickhouse.Named("id", id))
+			require.NotEmpty(t, rows, "audit ID %s", id)
+			for _, r := range rows {
+				assert.Equal(t, []string{"gateway", "alice@example.com", gw.sessionID, testIssuer, "alice", "e2e-agent/1.0", proxyUser, id}, r, "audit ID %s", id)
+			}
+		}
+		rows := queryRows(t, h.ch, "SELECT route, decision_action, toString(code) FROM "+h.db+".trail WHERE route = 'gateway-only'")
+		assert.Equal(t, [][]string{{"gateway-only", "deny", "403"}}, rows, "the refused request is in the trail too")
+		rows = queryRows(t, h.ch, "SELECT decision_rule, approval_id, arrayStringConcat(approvers, ','), arrayStringConcat(approval_reasons, ',') FROM "+h.db+".trail WHERE audit_id = {id:String} AND stage = 'ResponseComplete'",
+			clickhouse.Named("id", execID))
+		assert.Equal(t, [][]string{{"exec-needs-approval", approvalID, "bob@example.com", "bob@example.com: migration window agreed"}}, rows)
+	})
+	t.Run("direct calls are marked as bypass", func(t *testing.T) {
+		rows := queryRows(t, h.ch, "SELECT DISTINCT route, toString(gateway_extras) FROM "+h.db+".trail WHERE user = 'mallory'")
+		assert.Equal(t, [][]string{{"bypass", "false"}}, rows)
+		// Everyone but the gateway's session (the administrator, kube-apiserver itself) went
+		// directly.
+		rows = queryRows(t, h.ch, "SELECT DISTINCT route FROM "+h.db+".trail WHERE session_id = ''")
+		assert.Equal(t, [][]string{{"bypass"}}, rows)
+		assert.Positive(t, countRows(t, h.ch, "SELECT count() FROM "+h.db+".trail WHERE route = 'bypass' AND resource = 'namespaces' AND verb = 'list'"))
+	})
+	t.Run("no secret reaches ClickHouse, JetStream or the log", func(t *testing.T) {
+		values := canaries.all()
+		assertNowhere(t, h.ch, h.db, values...)
+		assertNotInStream(t, h.js, trail.StreamAudit, values...)
+		for _, v := range values {
+			assert.NotContains(t, h.logs.String(), v)
+		}
+		// The Secret was read, and its data replaced.
+		rows := queryRows(t, h.ch, "SELECT toString(masked_fields > 0), toString(position(response_object, '\"data\"') > 0) FROM "+h.db+".audit_events FINAL WHERE audit_id = {id:String}",
+			clickhouse.Named("id", secretRead))
+		assert.Equal(t, [][]string{{"1", "1"}}, rows)
+	})
+	t.Run("canned queries", func(t *testing.T) {
+		runCannedQueries(t, h, filepath.Join(root, "docs", "auditing.md"), cannedParams{
+			since: since, session: gw.sessionID, auditID: forbidden, ns: ns, approval: approvalID, execID: execID,
+		})
+	})
+	t.Run("manifests apply", func(t *testing.T) {
+		_, err := kube.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gatehouse"}}, metav1.CreateOptions{})
+		if !apierrors.IsAlreadyExists(err) {
+			require.NoError(t, err)
+		}
+		out, err := exec.CommandContext(ctx, kube.Kubectl, "--kubeconfig", kube.Kubeconfig, "apply", "-f", filepath.Join(root, "manifests", "enricher")).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		assert.Contains(t, string(out), "deployment.apps/gatehouse-enricher created")
+	})
+}
+
+const testIssuer = "https://idp.example.com"
+
+// standInGateway does what the front proxy does, for the test: it reaches kube-apiserver as the
+// proxy's user, impersonating the session's identity with the gateway's extras, sends a fresh
+// Audit-ID with every request, and publishes the trail.Request the proxy publishes. Replace it
+// with clients of the real proxy (authn) to test the two together.
+type standInGateway struct {
+	base      *rest.Config
+	pub       *trail.Publisher
+	sessionID string
+	ident     trail.Identity
+
+	mu  sync.Mutex
+	ids []string
+}
+
+func newStandInGateway(t *testing.T, kube *testbed.Kube, pub *trail.Publisher, session string) *standInGateway {
+	t.Helper()
+	cfg, err := kube.AddUser(proxyUser)
+	require.NoError(t, err)
+	return &standInGateway{base: cfg, pub: pub, sessionID: session,
+		ident: trail.Identity{User: "alice@example.com", Groups: []string{"developers"}, Issuer: testIssuer, Subject: "alice"}}
+}
+
+// config returns a client configuration for the session; approvalID, when set, is forwarded as
+// the approval extra.
+func (g *standInGateway) config(approvalID string) *rest.Config {
+	cfg := rest.CopyConfig(g.base)
+	extra := map[string][]string{
+		identity.ExtraSessionID: {g.sessionID},
+		identity.ExtraIssuer:    {g.ident.Issuer},
+		identity.ExtraSubject:   {g.ident.Subject},
+		identity.ExtraClient:    {"e2e-agent/1.0"},
+	}
+	if approvalID != "" {
+		extra[identity.ExtraApprovalID] = []string{approvalID}
+	}
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: g.ident.User, Groups: g.ident.Groups, Extra: extra}
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if req.Header.Get("Audit-ID") != "" {
+				return rt.RoundTrip(req) // wrapped twice: the outer layer records
+			}
+			id := trail.NewID()
+			req = req.Clone(req.Context())
+			req.Header.Set("Audit-ID", id)
+			start := time.Now()
+			resp, err := rt.RoundTrip(req)
+			code := 502
+			if err == nil {
+				code = resp.StatusCode
+			}
+			rec := &trail.Request{
+				Meta: trail.Meta{ID: id, Time: start}, AuditID: id, SessionID: g.sessionID, Identity: g.ident,
+				Client: "e2e-agent/1.0", SourceIP: "127.0.0.1", Operation: operationOf(req), Code: code,
+				Latency: time.Since(start), ApprovalID: approvalID,
+			}
+			if perr := g.pub.Publish(req.Context(), rec); perr != nil {
+				return nil, perr // the proxy refuses what it cannot record
+			}
+			g.mu.Lock()
+			g.ids = append(g.ids, id)
+			g.mu.Unlock()
+			return resp, err
+		})
+	}
+	return cfg
+}
+
+func (g *standInGateway) clientset(t *testing.T, approvalID string) *kubernetes.Clientset {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(g.config(approvalID))
+	require.NoError(t, err)
+	return cs
+}
+
+func (g *standInGateway) auditIDs() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.ids...)
+}
+
+func (g *standInGateway) lastAuditID() string {
+	ids := g.auditIDs()
+	return ids[len(ids)-1]
+}
+
+// refuse records a request the gateway's policy refused: it never reaches kube-apiserver.
+func (g *standInGateway) refuse(ctx context.Context, verb, resource, ns, name string, p trail.Policy) {
+	id := trail.NewID()
+	_ = g.pub.Publish(ctx, &trail.Request{Meta: trail.Meta{ID: id}, AuditID: id, SessionID: g.sessionID, Identity: g.ident,
+		Client: "e2e-agent/1.0", Operation: trail.Operation{Verb: verb, APIVersion: "v1", Resource: resource, Namespace: ns, Name: name},
+		Code: http.StatusForbidden, Decision: &p, Error: p.Message})
+}
+
+// decision records an admission webhook's decision on a request.
+func (g *standInGateway) decision(ctx context.Context, auditID, component string, p trail.Policy, approvalID string) {
+	_ = g.pub.Publish(ctx, &trail.Decision{Component: component, AdmissionUID: auditID, SessionID: g.sessionID, Identity: g.ident,
+		ViaGateway: true, Policy: p, ApprovalID: approvalID})
+}
+
+// approval records what the approval broker records for an exec held for approval.
+func (g *standInGateway) approval(ctx context.Context, id, ns string, ev trail.ApprovalEvent, actor, reason string) {
+	a := &trail.Approval{Meta: trail.Meta{ID: id + "-" + string(ev)}, ApprovalID: id, Event: ev, SessionID: g.sessionID, Requester: g.ident,
+		Operation: trail.Operation{Verb: "CONNECT", APIVersion: "v1", Resource: "pods", Subresource: "exec", Namespace: ns, Name: "shell"},
+		Policy:    trail.Policy{Policy: "default", Rule: "exec-needs-approval", Action: "requireApproval", Message: "exec needs an approval"},
+		Required:  1, ApproverGroups: []string{"sre"}, Actor: actor, Reason: reason, Path: "proxy", Expires: time.Now().Add(time.Hour)}
+	if ev == trail.ApprovalApproved {
+		a.Approvers = []string{actor}
+	}
+	_ = g.pub.Publish(ctx, a)
+}
+
+func (g *standInGateway) session(ctx context.Context, ev trail.SessionEvent, requests int) {
+	now := time.Now()
+	_ = g.pub.Publish(ctx, &trail.Session{SessionID: g.sessionID, Label: "billing-refactor", Event: ev, Identity: g.ident,
+		Client: "e2e-agent/1.0", SourceIP: "127.0.0.1", Started: now, LastActivity: now, Requests: int64(requests)})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// operationOf reads the operation of a resource request from its URL, as the proxy's request
+// info does for the paths this test uses.
+func operationOf(r *http.Request) trail.Operation {
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	var op trail.Operation
+	switch {
+	case len(parts) >= 2 && parts[0] == "api":
+		op.APIVersion, parts = parts[1], parts[2:]
+	case len(parts) >= 3 && parts[0] == "apis":
+		op.APIGroup, op.APIVersion, parts = parts[1], parts[2], parts[3:]
+	default:
+		return trail.Operation{Verb: strings.ToLower(r.Method), Path: r.URL.Path}
+	}
+	if len(parts) >= 2 && parts[0] == "namespaces" && len(parts) > 2 {
+		op.Namespace, parts = parts[1], parts[2:]
+	}
+	if len(parts) > 0 {
+		op.Resource = parts[0]
+	}
+	if len(parts) > 1 {
+		op.Name = parts[1]
+	}
+	if len(parts) > 2 {
+		op.Subresource = parts[2]
+	}
+	switch r.Method {
+	case http.MethodGet:
+		op.Verb = "get"
+		if op.Name == "" {
+			op.Verb = "list"
+		}
+	case http.MethodPost:
+		op.Verb = "create"
+	case http.MethodPut:
+		op.Verb = "update"
+	case http.MethodPatch:
+		op.Verb = "patch"
+	case http.MethodDelete:
+		op.Verb = "delete"
+	}
+	return op
+}
+
+// canaries are secret values planted in the cluster; none may be found where the trail is kept.
+type canaries struct{ data, stringData, command string }
+
+func newCanaries() canaries {
+	r := func(p string) string {
+		b := make([]byte, 9)
+		_, _ = rand.Read(b)
+		return p + base64.RawURLEncoding.EncodeToString(b)
+	}
+	return canaries{data: r("cnrydata"), stringData: r("cnrystr"), command: r("cnrycmd")}
+}
+
+// all returns the canaries and the encodings they can take in stored objects.
+func (c canaries) all() []string {
+	var out []string
+	for _, v := range []string{c.data, c.stringData, c.command} {
+		out = append(out, v, base64.StdEncoding.EncodeToString([]byte(v)))
+	}
+	return out
+}
+
+// setUpCluster creates, as the cluster administrator (directly), the namespace, the Secret with
+// the canary, a pod on the stub kubelet and the RBAC of the gateway, alice and mallory.
+func setUpCluster(t *testing.T, kube *testbed.Kube, kubelet *testbed.Kubelet, c canaries) string {
+	t.Helper()
+	ctx := t.Context()
+	cs := kube.Clientset
+	ns := kube.Namespace(t, "e2e")
+	_, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "db-credentials"},
+		Data:       map[string][]byte{"password": []byte(c.data), "username": []byte("billing")},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = kubelet.RunPod(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "shell", Namespace: ns},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "busybox"}}},
+	})
+	require.NoError(t, err)
+	_, err = cs.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "e2e-gateway-" + ns},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"users", "groups"}, Verbs: []string{"impersonate"}},
+			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{
+				"userextras/" + identity.ExtraSessionID, "userextras/" + identity.ExtraIssuer, "userextras/" + identity.ExtraSubject,
+				"userextras/" + identity.ExtraClient, "userextras/" + identity.ExtraApprovalID,
+			}, Verbs: []string{"impersonate"}},
+		},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "e2e-gateway-" + ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "e2e-gateway-" + ns},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: proxyUser}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	role := func(name string, rules []rbacv1.PolicyRule, user string) {
+		_, err := cs.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		_, err = cs.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	role("developer", []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"secrets", "configmaps"}, Verbs: []string{"get", "list", "create"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/exec"}, Verbs: []string{"create", "get"}},
+	}, "alice@example.com")
+	role("secret-reader", []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}},
+	}, "mallory")
+	// RBAC takes effect through an informer: wait until it lets alice read the Secret.
+	require.Eventually(t, func() bool {
+		r, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+			Spec: authorizationv1.SubjectAccessReviewSpec{User: "alice@example.com", ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: ns, Verb: "get", Resource: "secrets", Name: "db-credentials",
+			}},
+		}, metav1.CreateOptions{})
+		return err == nil && r.Status.Allowed
+	}, 10*time.Second, 50*time.Millisecond)
+	return ns
+}
+
+type auditIDKey struct{}
+
+func withAuditID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, auditIDKey{}, id)
+}
+
+// auditIDFromContext sends the Audit-ID withAuditID put in a request's context.
+func auditIDFromContext(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		if id, ok := req.Context().Value(auditIDKey{}).(string); ok {
+			req = req.Clone(req.Context())
+			req.Header.Set("Audit-ID", id)
+		}
+		return rt.RoundTrip(req)
+	})
+}
+
+func userClient(t *testing.T, kube *testbed.Kube, name string) *kubernetes.Clientset {
+	t.Helper()
+	cfg, err := kube.AddUser(name)
+	require.NoError(t, err)
+	cfg.WrapTransport = auditIDFromContext
+	cs, err := kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+	return cs
+}
+
+// intakeTap sees what kube-apiserver sent to the intake: every accepted event once, however
+// often its batch was sent.
+type intakeTap struct {
+	mu       sync.Mutex
+	seen     map[[32]byte]bool
+	byKey    map[string]int // audit ID + stage -> distinct events
+	refusals int
+	bytes    int // of accepted batches
+}
+
+func (t *intakeTap) observe(body []byte, code int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if code != http.StatusOK {
+		t.refusals++
+		return
+	}
+	if t.seen == nil {
+		t.seen, t.byKey = map[[32]byte]bool{}, map[string]int{}
+	}
+	t.bytes += len(body)
+	l, err := splitEventList(body)
+	if err != nil {
+		return
+	}
+	for _, it := range l.Items {
+		sum := sha256.Sum256(it)
+		if t.seen[sum] {
+			continue
+		}
+		t.seen[sum] = true
+		var ev struct{ AuditID, Stage string }
+		_ = json.Unmarshal(it, &ev)
+		t.byKey[ev.AuditID+"/"+ev.Stage]++
+	}
+}
+
+func (t *intakeTap) snapshot() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]int, len(t.byKey))
+	for k, v := range t.byKey {
+		out[k] = v
+	}
+	return out
+}
+
+func (t *intakeTap) refused() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.refusals
+}
+
+// waitStored waits until kube-apiserver has sent the events of the requests ids and ClickHouse
+// holds exactly the events kube-apiserver sent, per audit ID and stage, at a moment when no new
+// batch arrived. It returns the counts by stage.
+func waitStored(t *testing.T, h *harness, tap *intakeTap, ids []string) map[string]int {
+	t.Helper()
+	var sent, stored map[string]int
+	deadline := time.Now().Add(45 * time.Second)
+	for time.Now().Before(deadline) {
+		sent = tap.snapshot()
+		if !sentAll(sent, ids) {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		stored = map[string]int{}
+		for _, r := range queryRows(t, h.ch, "SELECT audit_id, stage, toString(count()) FROM "+h.db+".audit_events FINAL GROUP BY audit_id, stage") {
+			var n int
+			_, _ = fmt.Sscan(r[2], &n)
+			stored[r[0]+"/"+r[1]] = n
+		}
+		if len(sent) > 0 && reflect.DeepEqual(sent, stored) && reflect.DeepEqual(sent, tap.snapshot()) {
+			byStage := map[string]int{}
+			for k, n := range sent {
+				byStage[k[strings.LastIndexByte(k, '/')+1:]] += n
+			}
+			return byStage
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var missing, extra []string
+	for k, n := range sent {
+		if stored[k] != n {
+			missing = append(missing, fmt.Sprintf("%s sent %d stored %d", k, n, stored[k]))
+		}
+	}
+	for k := range stored {
+		if _, ok := sent[k]; !ok {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(missing)
+	t.Fatalf("ClickHouse never matched what kube-apiserver sent: %d sent, %d stored; differing %v; not sent %v\nlog: %s",
+		len(sent), len(stored), head(missing, 10), head(extra, 10), h.logs.tail(3000))
+	return nil
+}
+
+func head(s []string, n int) []string { return s[:min(n, len(s))] }
+
+// sentAll reports whether the final stage of every request ids was sent.
+func sentAll(sent map[string]int, ids []string) bool {
+	for _, id := range ids {
+		if sent[id+"/ResponseComplete"] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// queryRows runs a query and returns its rows, every value formatted as a string.
+func queryRows(t testing.TB, conn driver.Conn, query string, args ...any) [][]string {
+	t.Helper()
+	return queryRowsCtx(t, context.Background(), conn, query, args...)
+}
+
+func queryRowsCtx(t testing.TB, ctx context.Context, conn driver.Conn, query string, args ...any) [][]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rows, err := conn.Query(ctx, query, args...)
+	require.NoError(t, err, query)
+	defer rows.Close()
+	types := rows.ColumnTypes()
+	var out [][]string
+	for rows.Next() {
+		dest := make([]any, len(types))
+		for i, ct := range types {
+			dest[i] = reflect.New(ct.ScanType()).Interface()
+		}
+		require.NoError(t, rows.Scan(dest...))
+		row := make([]string, len(dest))
+		for i, d := range dest {
+			row[i] = format(reflect.ValueOf(d).Elem().Interface())
+		}
+		out = append(out, row)
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+func format(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano)
+	case []string:
+		return strings.Join(x, ",")
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+// assertNotInStream fails if a value occurs in any message of a stream.
+func assertNotInStream(t *testing.T, js jetstream.JetStream, stream string, values ...string) {
+	t.Helper()
+	ctx := t.Context()
+	s, err := js.Stream(ctx, stream)
+	require.NoError(t, err)
+	info, err := s.Info(ctx)
+	require.NoError(t, err)
+	require.Positive(t, info.State.Msgs)
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			continue // deleted
+		}
+		data := m.Data
+		if m.Header.Get(HeaderEncoding) == encodingS2 {
+			data, err = s2.Decode(nil, data)
+			require.NoError(t, err)
+		}
+		for _, v := range values {
+			assert.False(t, bytes.Contains(data, []byte(v)), "%q in %s message %d", v, stream, seq)
+		}
+	}
+}
+
+// testPKI is a CA with a serving certificate for the intake and a client certificate for
+// kube-apiserver, as PEM files.
+type testPKI struct {
+	pool                  *x509.CertPool
+	server                tls.Certificate
+	caFile                string
+	clientCert, clientKey string
+}
+
+func newTestPKI(t *testing.T) *testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gatehouse-e2e-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	require.NoError(t, err)
+	ca, err := x509.ParseCertificate(caDER)
+	require.NoError(t, err)
+	p := &testPKI{pool: x509.NewCertPool(), caFile: filepath.Join(dir, "ca.crt")}
+	p.pool.AddCert(ca)
+	writePEM(t, p.caFile, "CERTIFICATE", caDER)
+	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ips ...net.IP) ([]byte, *ecdsa.PrivateKey) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		require.NoError(t, err)
+		return der, key
+	}
+	der, key := issue(2, "gatehouse-enricher", x509.ExtKeyUsageServerAuth, net.ParseIP("127.0.0.1"))
+	p.server = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	der, key = issue(3, "kube-apiserver-audit", x509.ExtKeyUsageClientAuth)
+	p.clientCert, p.clientKey = filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
+	writePEM(t, p.clientCert, "CERTIFICATE", der)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	writePEM(t, p.clientKey, "PRIVATE KEY", keyDER)
+	return p
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
+}
+
+// webhookKubeconfig fills the webhook kubeconfig of manifests/audit with the test's URL and
+// certificates and writes it to a file for kube-apiserver.
+func webhookKubeconfig(t *testing.T, manifest, url string, p *testPKI) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(manifest)
+	require.NoError(t, err)
+	ctx := cfg.Contexts[cfg.CurrentContext]
+	require.NotNil(t, ctx, "the manifest names its current context")
+	cluster, user := cfg.Clusters[ctx.Cluster], cfg.AuthInfos[ctx.AuthInfo]
+	require.NotNil(t, cluster)
+	require.NotNil(t, user)
+	require.True(t, strings.HasSuffix(cluster.Server, IntakePath), "the manifest's server URL ends with %s", IntakePath)
+	cluster.Server, cluster.CertificateAuthority = url, p.caFile
+	user.ClientCertificate, user.ClientKey = p.clientCert, p.clientKey
+	path := filepath.Join(t.TempDir(), "audit-webhook.kubeconfig")
+	require.NoError(t, clientcmd.WriteToFile(*cfg, path))
+	return path
+}
+
+// cannedParams are the values the canned queries' parameters take.
+type cannedParams struct {
+	since                                  time.Time
+	session, auditID, ns, approval, execID string
+}
+
+var (
+	cannedQuery = regexp.MustCompile("(?s)<!-- query: ([a-z0-9-]+) -->\\s*```sql\\n(.*?)```")
+	// Table and view names in the documentation's queries, qualified with the default database.
+	docTables = regexp.MustCompile(`\bgatehouse\.(trail|audit_events|gateway_requests|gateway_decisions|sessions|approvals|ingest_errors|decision_summary|approval_summary|session_summary)\b`)
+)
+
+// runCannedQueries runs every query of the auditing documentation against the test's database
+// and checks that each answers what the scenario did.
+func runCannedQueries(t *testing.T, h *harness, doc string, p cannedParams) {
+	text, err := os.ReadFile(doc)
+	require.NoError(t, err)
+	found := cannedQuery.FindAllStringSubmatch(string(text), -1)
+	require.GreaterOrEqual(t, len(found), 10, "docs/auditing.md has at least 10 canned queries")
+	params := map[string]string{
+		"since":      p.since.Format("2006-01-02 15:04:05.000000"),
+		"session_id": p.session,
+		"audit_id":   p.auditID,
+	}
+	// What each query must show, as a substring of one of its rows joined by " | ".
+	expect := map[string][]string{
+		"session-timeline":           {"| gateway | get | secrets |", "| gateway-only | delete | secrets |", "| exec |"},
+		"secret-reads":               {"alice@example.com | gateway | " + p.session + " | " + p.ns + " | db-credentials | get | 1", "mallory | bypass |  | " + p.ns + " | db-credentials | get | 1"},
+		"privileged-operations":      {"| exec | " + p.ns + " | shell | ", p.approval + " | Approved | bob@example.com | bob@example.com: migration window agreed | exec needs an approval | alice@example.com"},
+		"denied-attempts":            {"| gateway-only | " + p.session + " | delete | secrets |", "| gateway | " + p.session + " | get | secrets |  | kube-system | anything | 403 | authorization"},
+		"exec-sessions":              {p.execID + " | alice@example.com | " + p.session + " | gateway | " + p.ns + " | shell | exec | sh -c echo migrated # --password gatehouse:masked:"},
+		"bypass-traffic":             {"mallory | mallory | false | get | secrets | " + p.ns + " | 1"},
+		"per-identity-activity":      {"alice@example.com | " + testIssuer + " | alice |", "mallory |  |  | 1 | 0 | 0 | 0 | 1 | 1"},
+		"sessions-overview":          {p.session + " | alice@example.com | e2e-agent/1.0 | billing-refactor |"},
+		"audit-id":                   {p.auditID},
+		"rbac-changes":               {" | bypass |  | create | rolebindings | " + p.ns + " | developer | 201"},
+		"approvals":                  {p.approval + " | Approved | alice@example.com | exec needs an approval | bob@example.com | bob@example.com: migration window agreed |  |"},
+		"masked-values":              {"secrets | " + p.ns + " | db-credentials | alice@example.com | gateway |"},
+		"unrecorded-gateway-traffic": nil, // must be empty
+		"ingest-errors":              nil, // must be empty
+	}
+	seen := map[string]bool{}
+	for _, m := range found {
+		name, query := m[1], docTables.ReplaceAllString(m[2], h.db+".$1")
+		seen[name] = true
+		t.Run(name, func(t *testing.T) {
+			ctx := named(flatten(params)...)
+			rows := queryRowsCtx(t, ctx, h.ch, query)
+			want, ok := expect[name]
+			require.True(t, ok, "query %s has no expectation in the test", name)
+			var lines []string
+			for _, r := range rows {
+				lines = append(lines, strings.Join(r, " | "))
+			}
+			all := strings.Join(lines, "\n")
+			if want == nil {
+				assert.Empty(t, rows, "%s:\n%s", name, all)
+				return
+			}
+			for _, w := range want {
+				assert.Contains(t, all, w, "%s", name)
+			}
+		})
+	}
+	for name := range expect {
+		assert.True(t, seen[name], "the documentation has no query %s", name)
+	}
+}
+
+func flatten(m map[string]string) []string {
+	var out []string
+	for k, v := range m {
+		out = append(out, k, v)
+	}
+	return out
+}

@@ -1,0 +1,272 @@
+package enricher
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/go-logr/logr"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/gatehouse-dev/gatehouse/enricher/schema"
+	"github.com/gatehouse-dev/gatehouse/masking"
+	"github.com/gatehouse-dev/gatehouse/serving"
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
+)
+
+// bed holds the components the tests of this package share. Tests that need their own NATS
+// (every test that runs an Enricher: the streams and the durable consumers are per server) or
+// their own ClickHouse (the outage test) start it themselves.
+var bed struct {
+	once       sync.Once
+	clickhouse *testbed.ClickHouse
+	err        error
+}
+
+// testKey is the masking key of the tests.
+var testKey = []byte("gatehouse-enricher-test-key-0123456789")
+
+func TestMain(m *testing.M) {
+	// envtest and controller-runtime's certificate watcher log through this global.
+	ctrllog.SetLogger(logr.Discard())
+	code := m.Run()
+	if bed.clickhouse != nil {
+		bed.clickhouse.Close()
+	}
+	os.Exit(code)
+}
+
+// sharedClickHouse returns the ClickHouse server the package's tests share, started on first
+// use (tests of pure logic and fuzzing run without one).
+func sharedClickHouse(t testing.TB) *testbed.ClickHouse {
+	t.Helper()
+	bed.once.Do(func() { bed.clickhouse, bed.err = testbed.StartClickHouse() })
+	require.NoError(t, bed.err, "the shared ClickHouse server did not start")
+	return bed.clickhouse
+}
+
+// openClickHouse connects to a ClickHouse server over the protocol given.
+func openClickHouse(t testing.TB, ch *testbed.ClickHouse, protocol string) driver.Conn {
+	t.Helper()
+	o := ClickHouseOptions{Addr: []string{ch.NativeAddr}, Protocol: protocol, Database: "default"}
+	if protocol == "http" {
+		o.Addr = []string{ch.HTTPAddr}
+	}
+	conn, err := o.Open(context.Background())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+var nonIdent = regexp.MustCompile(`[^A-Za-z0-9_]+`)
+
+// testDatabase returns a fresh database name for t and drops the database at the end.
+func testDatabase(t testing.TB, conn driver.Conn) string {
+	t.Helper()
+	db := "t_" + strings.ToLower(nonIdent.ReplaceAllString(t.Name(), "_"))
+	if len(db) > 60 {
+		db = db[:60]
+	}
+	ctx := context.Background()
+	require.NoError(t, conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db))
+	return db
+}
+
+// startNATS starts a NATS server of t's own.
+func startNATS(t testing.TB) (*testbed.NATS, *nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	srv, err := testbed.StartNATS()
+	require.NoError(t, err)
+	t.Cleanup(srv.Stop)
+	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(-1))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	return srv, nc, js
+}
+
+func newMasker(t testing.TB) *masking.Masker {
+	t.Helper()
+	m, err := masking.New(masking.Config{Key: testKey})
+	require.NoError(t, err)
+	return m
+}
+
+// harness is an Enricher running in-process: intake on HTTPS, consumers on a NATS server of
+// its own, storing into its own database.
+type harness struct {
+	*Enricher
+	nats   *testbed.NATS
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	ch     driver.Conn
+	db     string
+	url    string // intake URL
+	client *http.Client
+	logs   *lockedBuffer
+
+	stop func()
+}
+
+type harnessOptions struct {
+	ch       driver.Conn // default: the shared ClickHouse over the native protocol
+	tweak    func(*Options)
+	tlsCfg   *tls.Config // default: a self-signed certificate
+	noStart  bool        // do not run Start (intake returns 503)
+	database string
+	setup    func(*Enricher) // sets test seams before anything runs
+}
+
+func newHarness(t testing.TB, ho harnessOptions) *harness {
+	t.Helper()
+	h := &harness{logs: &lockedBuffer{}}
+	h.nats, h.nc, h.js = startNATS(t)
+	h.ch = ho.ch
+	if h.ch == nil {
+		h.ch = openClickHouse(t, sharedClickHouse(t), "native")
+	}
+	h.db = ho.database
+	if h.db == "" {
+		h.db = testDatabase(t, h.ch)
+	}
+	opts := Options{
+		NATS:         h.nc,
+		ClickHouse:   h.ch,
+		Masker:       newMasker(t),
+		Schema:       schema.Options{Database: h.db, GatewayGrace: 30 * time.Second},
+		BatchMaxWait: 200 * time.Millisecond,
+		RetryDelay:   300 * time.Millisecond,
+		Logger:       slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if ho.tweak != nil {
+		ho.tweak(&opts)
+	}
+	e, err := New(opts)
+	require.NoError(t, err)
+	h.Enricher = e
+	if ho.setup != nil {
+		ho.setup(e)
+	}
+
+	cfg := ho.tlsCfg
+	if cfg == nil {
+		cert, err := serving.SelfSignedCertificate("127.0.0.1")
+		require.NoError(t, err)
+		cfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	h.url = "https://" + l.Addr().String() + IntakePath
+	h.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // test client of a self-signed server
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	mux := http.NewServeMux()
+	mux.Handle("POST "+IntakePath, e)
+	wg.Go(func() { _ = serving.Run(ctx, &http.Server{Handler: mux}, l, cfg, time.Second) })
+	if !ho.noStart {
+		wg.Go(func() { _ = e.Start(ctx) })
+	}
+	h.stop = sync.OnceFunc(func() {
+		cancel()
+		wg.Wait()
+	})
+	t.Cleanup(h.stop)
+	if !ho.noStart {
+		require.Eventually(t, func() bool { return e.Ready(ctx) == nil && e.migrated.Load() }, 30*time.Second, 20*time.Millisecond, "enricher not started")
+	}
+	return h
+}
+
+// post sends an intake request and returns the status code.
+func (h *harness) post(t testing.TB, body []byte) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, h.url, strings.NewReader(string(body)))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := h.client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// count runs a counting query against the harness database ({db} is replaced).
+func (h *harness) count(t testing.TB, query string, args ...any) uint64 {
+	t.Helper()
+	return countRows(t, h.ch, strings.ReplaceAll(query, "{db}", h.db), args...)
+}
+
+func countRows(t testing.TB, conn driver.Conn, query string, args ...any) uint64 {
+	t.Helper()
+	var n uint64
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, conn.QueryRow(ctx, query, args...).Scan(&n), query)
+	return n
+}
+
+// waitRows waits until query counts want rows.
+func (h *harness) waitRows(t testing.TB, want uint64, timeout time.Duration, query string) {
+	t.Helper()
+	var got uint64
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		got = h.count(t, query)
+		if got == want {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: got %d rows, want %d; enricher log:\n%s", query, got, want, h.logs.tail(4000))
+}
+
+// named returns query parameters for clickhouse.Context.
+func named(kv ...string) context.Context {
+	p := clickhouse.Parameters{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		p[kv[i]] = kv[i+1]
+	}
+	return clickhouse.Context(context.Background(), clickhouse.WithParameters(p))
+}
+
+// lockedBuffer collects log output from concurrent writers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *lockedBuffer) tail(n int) string {
+	s := b.String()
+	if len(s) > n {
+		s = "…" + s[len(s)-n:]
+	}
+	return s
+}

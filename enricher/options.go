@@ -1,0 +1,183 @@
+package enricher
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatehouse-dev/gatehouse/enricher/schema"
+	"github.com/gatehouse-dev/gatehouse/masking"
+	"github.com/gatehouse-dev/gatehouse/trail"
+)
+
+// ErrInvalidOptions is wrapped by the errors of Options.Validate.
+var ErrInvalidOptions = errors.New("enricher: invalid options")
+
+// Defaults of Options.
+const (
+	DefaultMaxRequestBytes = 64 << 20
+	DefaultWorkers         = 2
+	DefaultBatchMessages   = 64
+	DefaultBatchMaxWait    = time.Second
+	DefaultInsertRows      = 100_000
+	DefaultAckWait         = time.Minute
+	DefaultPublishTimeout  = 10 * time.Second
+	DefaultMaxInFlight     = 8
+	DefaultRetryDelay      = 2 * time.Second
+)
+
+// Options configures an Enricher.
+type Options struct {
+	// NATS is the connection the intake publishes audit batches on and the consumers read
+	// from. Required.
+	NATS *nats.Conn
+	// ClickHouse is where events and trail records are stored. Required. Any ClickHouse server
+	// reached over the native or the HTTP protocol works the same.
+	ClickHouse driver.Conn
+	// Masker masks every audit event before it leaves the intake. Required.
+	Masker *masking.Masker
+	// Schema names the database, the retention and the gateway grace period of the trail view.
+	Schema schema.Options
+	// Streams configures the JetStream streams the enricher ensures at start.
+	Streams trail.StreamOptions
+
+	// GatewayUsers are the users the gateway authenticates to kube-apiserver as (its service
+	// account, e.g. system:serviceaccount:gatehouse:gatehouse-proxy). The gateway's
+	// impersonation extras (session, issuer, subject, client, approval) are read only from
+	// events those users impersonated. Empty trusts every impersonator: kube-apiserver already
+	// lets only holders of the userextras impersonation right set them.
+	GatewayUsers []string
+
+	// MaxRequestBytes bounds an intake request body; larger ones get 413. Default
+	// DefaultMaxRequestBytes.
+	MaxRequestBytes int64
+	// MaxMessageBytes bounds a message published to NATS, after S2 compression: larger batches
+	// are split, and an event that does not fit a message on its own loses its request and
+	// response objects. Default: the server's max_payload less 4 KiB for headers.
+	MaxMessageBytes int
+	// PublishTimeout bounds publishing one intake request. Default DefaultPublishTimeout.
+	PublishTimeout time.Duration
+	// MaxInFlight bounds the intake requests processed at once, and with MaxRequestBytes the
+	// memory they take; further requests wait for a slot. Default DefaultMaxInFlight.
+	MaxInFlight int
+
+	// Workers is the number of audit batch consumers running at once, so that decoding one
+	// batch overlaps with inserting another. Default DefaultWorkers.
+	Workers int
+	// BatchMessages is the most messages one consumer reads and inserts at once; with
+	// BatchMaxWait it bounds an INSERT by size and by time. Default DefaultBatchMessages.
+	BatchMessages int
+	// BatchMaxWait is the longest a consumer waits for a batch to fill up. Default
+	// DefaultBatchMaxWait.
+	BatchMaxWait time.Duration
+	// InsertRows bounds the rows of one INSERT; larger batches are inserted in parts. Default
+	// DefaultInsertRows.
+	InsertRows int
+	// AckWait is how long a batch may stay unacknowledged before JetStream delivers it again:
+	// after a crash, the batches the enricher was inserting are stored that much later.
+	// Default DefaultAckWait.
+	AckWait time.Duration
+	// InsertTimeout bounds one INSERT. It must be shorter than AckWait. Default AckWait/2.
+	InsertTimeout time.Duration
+	// RetryDelay is how long a batch waits before it is delivered again after a failed insert,
+	// and between attempts to reach ClickHouse at start. Default DefaultRetryDelay.
+	RetryDelay time.Duration
+
+	// AuditLogPath is a kube-apiserver audit log file (JSON lines) to follow, for clusters that
+	// do not use the webhook backend. Empty disables it.
+	AuditLogPath string
+	// AuditLogPollInterval is how often the audit log is checked for new lines. Default 1s.
+	AuditLogPollInterval time.Duration
+
+	// Logger receives the enricher's log. It never sees event contents. Default: discard.
+	Logger *slog.Logger
+	// Registerer receives the enricher's metrics. Default: none.
+	Registerer prometheus.Registerer
+}
+
+func (o *Options) setDefaults() {
+	if o.MaxRequestBytes == 0 {
+		o.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if o.MaxMessageBytes == 0 && o.NATS != nil {
+		o.MaxMessageBytes = int(o.NATS.MaxPayload()) - 4<<10
+	}
+	if o.PublishTimeout == 0 {
+		o.PublishTimeout = DefaultPublishTimeout
+	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.Workers == 0 {
+		o.Workers = DefaultWorkers
+	}
+	if o.BatchMessages == 0 {
+		o.BatchMessages = DefaultBatchMessages
+	}
+	if o.BatchMaxWait == 0 {
+		o.BatchMaxWait = DefaultBatchMaxWait
+	}
+	if o.InsertRows == 0 {
+		o.InsertRows = DefaultInsertRows
+	}
+	if o.AckWait == 0 {
+		o.AckWait = DefaultAckWait
+	}
+	if o.InsertTimeout == 0 {
+		o.InsertTimeout = o.AckWait / 2
+	}
+	if o.RetryDelay == 0 {
+		o.RetryDelay = DefaultRetryDelay
+	}
+	if o.AuditLogPollInterval == 0 {
+		o.AuditLogPollInterval = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports options an Enricher cannot work with.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.NATS == nil {
+		errs = append(errs, errors.New("a NATS connection is required"))
+	}
+	if o.ClickHouse == nil {
+		errs = append(errs, errors.New("a ClickHouse connection is required"))
+	}
+	if o.Masker == nil {
+		errs = append(errs, errors.New("a masker is required: no event is stored unmasked"))
+	}
+	if err := o.Schema.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if o.MaxRequestBytes < 0 || o.MaxMessageBytes < 0 || o.MaxInFlight < 0 || o.Workers < 0 || o.BatchMessages < 0 || o.InsertRows < 0 {
+		errs = append(errs, errors.New("sizes and counts must not be negative"))
+	}
+	if o.MaxMessageBytes != 0 && o.MaxMessageBytes < 16<<10 {
+		errs = append(errs, fmt.Errorf("MaxMessageBytes must be at least 16 KiB, got %d", o.MaxMessageBytes))
+	}
+	ackWait := o.AckWait
+	if ackWait == 0 {
+		ackWait = DefaultAckWait
+	}
+	if o.InsertTimeout >= ackWait {
+		errs = append(errs, fmt.Errorf("InsertTimeout (%s) must be shorter than AckWait (%s)", o.InsertTimeout, ackWait))
+	}
+	if o.AckWait != 0 && o.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("AckWait must be at least 1s, got %s", o.AckWait))
+	}
+	if o.PublishTimeout < 0 || o.BatchMaxWait < 0 || o.InsertTimeout < 0 || o.AckWait < 0 || o.RetryDelay < 0 || o.AuditLogPollInterval < 0 {
+		errs = append(errs, errors.New("durations must not be negative"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	return nil
+}

@@ -1,0 +1,615 @@
+package enricher
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/gatehouse-dev/gatehouse/enricher/schema"
+	"github.com/gatehouse-dev/gatehouse/trail"
+)
+
+// columns is a column-oriented batch of rows for one table: each column is a slice, appended to
+// row by row and handed to clickhouse-go whole, which is the cheapest way to build a block.
+type columns struct {
+	table  string
+	names  []string
+	values []func() any // the column's slice
+	resets []func()
+	rows   int
+}
+
+func addColumn[T any](c *columns, name string, s *[]T) {
+	c.names = append(c.names, name)
+	c.values = append(c.values, func() any { return *s })
+	c.resets = append(c.resets, func() {
+		clear(*s)
+		*s = (*s)[:0]
+	})
+}
+
+// insertQuery returns the INSERT statement for the columns in db.
+func (c *columns) insertQuery(db string) string {
+	return "INSERT INTO " + db + "." + c.table + " (" + strings.Join(c.names, ", ") + ")"
+}
+
+// appendTo appends every column to a prepared batch.
+func (c *columns) appendTo(b driver.Batch) error {
+	for i, v := range c.values {
+		if err := b.Column(i).Append(v()); err != nil {
+			return fmt.Errorf("column %s.%s: %w", c.table, c.names[i], err)
+		}
+	}
+	return nil
+}
+
+func (c *columns) reset() {
+	for _, r := range c.resets {
+		r()
+	}
+	c.rows = 0
+}
+
+// eventRows are rows of audit_events.
+type eventRows struct {
+	columns
+	auditID, stage                                          []string
+	eventKey                                                []uint64
+	received, stageAt                                       []time.Time
+	level, verb, requestURI                                 []string
+	apiGroup, apiVersion, resource, subresource, namespace  []string
+	name, objectUID, user, userUID                          []string
+	userGroups                                              [][]string
+	userExtra                                               []map[string][]string
+	authUser                                                []string
+	authGroups                                              [][]string
+	impersonated                                            []bool
+	sessionID, issuer, subject, client, approvalID, origUsr []string
+	sourceIPs                                               [][]string
+	userAgent                                               []string
+	code                                                    []uint16
+	status, reason, message                                 []string
+	annotations                                             []map[string]string
+	requestObject, responseObject                           []string
+	maskedFields                                            []uint32
+	maskedBy                                                []map[string]uint32
+	truncated                                               []bool
+	origin                                                  []string
+	ingestedAt                                              []time.Time
+}
+
+func newEventRows() *eventRows {
+	r := &eventRows{}
+	c := &r.columns
+	c.table = schema.TableAuditEvents
+	addColumn(c, "audit_id", &r.auditID)
+	addColumn(c, "stage", &r.stage)
+	addColumn(c, "event_key", &r.eventKey)
+	addColumn(c, "request_received_at", &r.received)
+	addColumn(c, "stage_at", &r.stageAt)
+	addColumn(c, "level", &r.level)
+	addColumn(c, "verb", &r.verb)
+	addColumn(c, "request_uri", &r.requestURI)
+	addColumn(c, "api_group", &r.apiGroup)
+	addColumn(c, "api_version", &r.apiVersion)
+	addColumn(c, "resource", &r.resource)
+	addColumn(c, "subresource", &r.subresource)
+	addColumn(c, "namespace", &r.namespace)
+	addColumn(c, "name", &r.name)
+	addColumn(c, "object_uid", &r.objectUID)
+	addColumn(c, "user", &r.user)
+	addColumn(c, "user_uid", &r.userUID)
+	addColumn(c, "user_groups", &r.userGroups)
+	addColumn(c, "user_extra", &r.userExtra)
+	addColumn(c, "authenticated_user", &r.authUser)
+	addColumn(c, "authenticated_groups", &r.authGroups)
+	addColumn(c, "impersonated", &r.impersonated)
+	addColumn(c, "session_id", &r.sessionID)
+	addColumn(c, "issuer", &r.issuer)
+	addColumn(c, "subject", &r.subject)
+	addColumn(c, "client", &r.client)
+	addColumn(c, "approval_id", &r.approvalID)
+	addColumn(c, "original_user", &r.origUsr)
+	addColumn(c, "source_ips", &r.sourceIPs)
+	addColumn(c, "user_agent", &r.userAgent)
+	addColumn(c, "code", &r.code)
+	addColumn(c, "status", &r.status)
+	addColumn(c, "reason", &r.reason)
+	addColumn(c, "message", &r.message)
+	addColumn(c, "annotations", &r.annotations)
+	addColumn(c, "request_object", &r.requestObject)
+	addColumn(c, "response_object", &r.responseObject)
+	addColumn(c, "masked_fields", &r.maskedFields)
+	addColumn(c, "masked_by", &r.maskedBy)
+	addColumn(c, "truncated", &r.truncated)
+	addColumn(c, "origin", &r.origin)
+	addColumn(c, "ingested_at", &r.ingestedAt)
+	return r
+}
+
+// add appends one event. trusted are the users whose impersonation extras are the gateway's.
+func (r *eventRows) add(ev *auditEvent, st eventStats, origin string, trusted map[string]bool, now time.Time) {
+	r.rows++
+	r.auditID = append(r.auditID, ev.AuditID)
+	r.stage = append(r.stage, ev.Stage)
+	r.eventKey = append(r.eventKey, eventKey(ev))
+	r.received = append(r.received, ev.RequestReceivedTimestamp)
+	r.stageAt = append(r.stageAt, ev.StageTimestamp)
+	r.level = append(r.level, ev.Level)
+	r.verb = append(r.verb, ev.Verb)
+	r.requestURI = append(r.requestURI, ev.RequestURI)
+
+	var ref objectRef
+	if ev.ObjectRef != nil {
+		ref = *ev.ObjectRef
+	}
+	r.apiGroup = append(r.apiGroup, ref.APIGroup)
+	r.apiVersion = append(r.apiVersion, ref.APIVersion)
+	r.resource = append(r.resource, ref.Resource)
+	r.subresource = append(r.subresource, ref.Subresource)
+	r.namespace = append(r.namespace, ref.Namespace)
+	r.name = append(r.name, ref.Name)
+	r.objectUID = append(r.objectUID, ref.UID)
+
+	effective, impersonated := ev.User, false
+	if ev.ImpersonatedUser != nil && ev.ImpersonatedUser.Username != "" {
+		effective, impersonated = *ev.ImpersonatedUser, true
+	}
+	r.user = append(r.user, effective.Username)
+	r.userUID = append(r.userUID, effective.UID)
+	r.userGroups = append(r.userGroups, nonNil(effective.Groups))
+	r.userExtra = append(r.userExtra, nonNilMap(effective.Extra))
+	r.authUser = append(r.authUser, ev.User.Username)
+	r.authGroups = append(r.authGroups, nonNil(ev.User.Groups))
+	r.impersonated = append(r.impersonated, impersonated)
+
+	x := gatewayExtras(ev, trusted)
+	r.sessionID = append(r.sessionID, x.SessionID)
+	r.issuer = append(r.issuer, x.Issuer)
+	r.subject = append(r.subject, x.Subject)
+	r.client = append(r.client, x.Client)
+	if x.ApprovalID == "" {
+		x.ApprovalID = approvalAnnotation(ev.Annotations)
+	}
+	r.approvalID = append(r.approvalID, x.ApprovalID)
+	r.origUsr = append(r.origUsr, x.OriginalUser)
+
+	r.sourceIPs = append(r.sourceIPs, nonNil(ev.SourceIPs))
+	r.userAgent = append(r.userAgent, ev.UserAgent)
+	var rs responseStatus
+	if ev.ResponseStatus != nil {
+		rs = *ev.ResponseStatus
+	}
+	r.code = append(r.code, uint16(min(max(rs.Code, 0), 65535)))
+	r.status = append(r.status, rs.Status)
+	r.reason = append(r.reason, rs.Reason)
+	r.message = append(r.message, rs.Message)
+	r.annotations = append(r.annotations, nonNilMap(ev.Annotations))
+	r.requestObject = append(r.requestObject, rawObject(ev.RequestObject))
+	r.responseObject = append(r.responseObject, rawObject(ev.ResponseObject))
+	r.maskedFields = append(r.maskedFields, uint32(st.Fields))
+	r.maskedBy = append(r.maskedBy, counts(st.Detectors))
+	r.truncated = append(r.truncated, st.Truncated)
+	r.origin = append(r.origin, origin)
+	r.ingestedAt = append(r.ingestedAt, now)
+}
+
+// approvalAnnotation returns the approval a direct call was admitted under: the approval gate
+// adds an "approval-id" audit annotation, which kube-apiserver prefixes with the webhook's name.
+// Only admission plugins and webhooks set audit annotations; clients cannot.
+func approvalAnnotation(ann map[string]string) string {
+	for k, v := range ann {
+		if strings.HasSuffix(k, "/approval-id") {
+			return v
+		}
+	}
+	return ""
+}
+
+// rawObject returns an embedded object's JSON, "" for none.
+func rawObject(b []byte) string {
+	if len(b) == 0 || string(b) == "null" {
+		return ""
+	}
+	return string(b)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func nonNilMap[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil {
+		return map[K]V{}
+	}
+	return m
+}
+
+func counts(m map[string]int) map[string]uint32 {
+	out := make(map[string]uint32, len(m))
+	for k, v := range m {
+		out[k] = uint32(v)
+	}
+	return out
+}
+
+// requestRows are rows of gateway_requests.
+type requestRows struct {
+	columns
+	id                                                []string
+	time                                              []time.Time
+	source, auditID, sessionID, user, userUID         []string
+	userGroups                                        [][]string
+	userExtra                                         []map[string][]string
+	issuer, subject, client, sourceIP                 []string
+	verb, apiGroup, apiVersion, resource, subresource []string
+	namespace, name, path                             []string
+	code                                              []uint16
+	latency, duration, bytesIn, bytesOut              []int64
+	maskedFields                                      []uint32
+	maskedBy                                          []map[string]uint32
+	policy, rule, action, decisionMessage, approvalID []string
+	errMsg                                            []string
+	ingestedAt                                        []time.Time
+}
+
+func newRequestRows() *requestRows {
+	r := &requestRows{}
+	c := &r.columns
+	c.table = schema.TableGatewayRequests
+	addColumn(c, "id", &r.id)
+	addColumn(c, "time", &r.time)
+	addColumn(c, "source", &r.source)
+	addColumn(c, "audit_id", &r.auditID)
+	addColumn(c, "session_id", &r.sessionID)
+	addColumn(c, "user", &r.user)
+	addColumn(c, "user_uid", &r.userUID)
+	addColumn(c, "user_groups", &r.userGroups)
+	addColumn(c, "user_extra", &r.userExtra)
+	addColumn(c, "issuer", &r.issuer)
+	addColumn(c, "subject", &r.subject)
+	addColumn(c, "client", &r.client)
+	addColumn(c, "source_ip", &r.sourceIP)
+	addColumn(c, "verb", &r.verb)
+	addColumn(c, "api_group", &r.apiGroup)
+	addColumn(c, "api_version", &r.apiVersion)
+	addColumn(c, "resource", &r.resource)
+	addColumn(c, "subresource", &r.subresource)
+	addColumn(c, "namespace", &r.namespace)
+	addColumn(c, "name", &r.name)
+	addColumn(c, "path", &r.path)
+	addColumn(c, "code", &r.code)
+	addColumn(c, "latency_ns", &r.latency)
+	addColumn(c, "duration_ns", &r.duration)
+	addColumn(c, "bytes_in", &r.bytesIn)
+	addColumn(c, "bytes_out", &r.bytesOut)
+	addColumn(c, "masked_fields", &r.maskedFields)
+	addColumn(c, "masked_by", &r.maskedBy)
+	addColumn(c, "policy", &r.policy)
+	addColumn(c, "rule", &r.rule)
+	addColumn(c, "action", &r.action)
+	addColumn(c, "decision_message", &r.decisionMessage)
+	addColumn(c, "approval_id", &r.approvalID)
+	addColumn(c, "error", &r.errMsg)
+	addColumn(c, "ingested_at", &r.ingestedAt)
+	return r
+}
+
+func (r *requestRows) add(rec *trail.Request, now time.Time) {
+	r.rows++
+	r.id = append(r.id, rec.ID)
+	r.time = append(r.time, rec.Time)
+	r.source = append(r.source, rec.Source)
+	r.auditID = append(r.auditID, rec.AuditID)
+	r.sessionID = append(r.sessionID, rec.SessionID)
+	r.user = append(r.user, rec.Identity.User)
+	r.userUID = append(r.userUID, rec.Identity.UID)
+	r.userGroups = append(r.userGroups, nonNil(rec.Identity.Groups))
+	r.userExtra = append(r.userExtra, nonNilMap(rec.Identity.Extra))
+	r.issuer = append(r.issuer, rec.Identity.Issuer)
+	r.subject = append(r.subject, rec.Identity.Subject)
+	r.client = append(r.client, rec.Client)
+	r.sourceIP = append(r.sourceIP, rec.SourceIP)
+	op := rec.Operation
+	r.verb = append(r.verb, op.Verb)
+	r.apiGroup = append(r.apiGroup, op.APIGroup)
+	r.apiVersion = append(r.apiVersion, op.APIVersion)
+	r.resource = append(r.resource, op.Resource)
+	r.subresource = append(r.subresource, op.Subresource)
+	r.namespace = append(r.namespace, op.Namespace)
+	r.name = append(r.name, op.Name)
+	r.path = append(r.path, op.Path)
+	r.code = append(r.code, uint16(min(max(rec.Code, 0), 65535)))
+	r.latency = append(r.latency, int64(rec.Latency))
+	r.duration = append(r.duration, int64(rec.Duration))
+	r.bytesIn = append(r.bytesIn, rec.BytesIn)
+	r.bytesOut = append(r.bytesOut, rec.BytesOut)
+	var m trail.Masking
+	if rec.Masking != nil {
+		m = *rec.Masking
+	}
+	r.maskedFields = append(r.maskedFields, uint32(m.Fields))
+	r.maskedBy = append(r.maskedBy, counts(m.Detectors))
+	var p trail.Policy
+	if rec.Decision != nil {
+		p = *rec.Decision
+	}
+	r.policy = append(r.policy, p.Policy)
+	r.rule = append(r.rule, p.Rule)
+	r.action = append(r.action, p.Action)
+	r.decisionMessage = append(r.decisionMessage, p.Message)
+	r.approvalID = append(r.approvalID, rec.ApprovalID)
+	r.errMsg = append(r.errMsg, rec.Error)
+	r.ingestedAt = append(r.ingestedAt, now)
+}
+
+// decisionRows are rows of gateway_decisions.
+type decisionRows struct {
+	columns
+	id                                                []string
+	time                                              []time.Time
+	source, component, auditID, admissionUID          []string
+	sessionID, user                                   []string
+	userGroups                                        [][]string
+	issuer, subject                                   []string
+	verb, apiGroup, apiVersion, resource, subresource []string
+	namespace, name                                   []string
+	viaGateway, dryRun                                []bool
+	policy, rule, action, message, approvalID         []string
+	ingestedAt                                        []time.Time
+}
+
+func newDecisionRows() *decisionRows {
+	r := &decisionRows{}
+	c := &r.columns
+	c.table = schema.TableGatewayDecisions
+	addColumn(c, "id", &r.id)
+	addColumn(c, "time", &r.time)
+	addColumn(c, "source", &r.source)
+	addColumn(c, "component", &r.component)
+	addColumn(c, "audit_id", &r.auditID)
+	addColumn(c, "admission_uid", &r.admissionUID)
+	addColumn(c, "session_id", &r.sessionID)
+	addColumn(c, "user", &r.user)
+	addColumn(c, "user_groups", &r.userGroups)
+	addColumn(c, "issuer", &r.issuer)
+	addColumn(c, "subject", &r.subject)
+	addColumn(c, "verb", &r.verb)
+	addColumn(c, "api_group", &r.apiGroup)
+	addColumn(c, "api_version", &r.apiVersion)
+	addColumn(c, "resource", &r.resource)
+	addColumn(c, "subresource", &r.subresource)
+	addColumn(c, "namespace", &r.namespace)
+	addColumn(c, "name", &r.name)
+	addColumn(c, "via_gateway", &r.viaGateway)
+	addColumn(c, "dry_run", &r.dryRun)
+	addColumn(c, "policy", &r.policy)
+	addColumn(c, "rule", &r.rule)
+	addColumn(c, "action", &r.action)
+	addColumn(c, "message", &r.message)
+	addColumn(c, "approval_id", &r.approvalID)
+	addColumn(c, "ingested_at", &r.ingestedAt)
+	return r
+}
+
+func (r *decisionRows) add(d *trail.Decision, now time.Time) {
+	r.rows++
+	r.id = append(r.id, d.ID)
+	r.time = append(r.time, d.Time)
+	r.source = append(r.source, d.Source)
+	r.component = append(r.component, d.Component)
+	r.auditID = append(r.auditID, d.AuditID)
+	r.admissionUID = append(r.admissionUID, d.AdmissionUID)
+	r.sessionID = append(r.sessionID, d.SessionID)
+	r.user = append(r.user, d.Identity.User)
+	r.userGroups = append(r.userGroups, nonNil(d.Identity.Groups))
+	r.issuer = append(r.issuer, d.Identity.Issuer)
+	r.subject = append(r.subject, d.Identity.Subject)
+	op := d.Operation
+	r.verb = append(r.verb, op.Verb)
+	r.apiGroup = append(r.apiGroup, op.APIGroup)
+	r.apiVersion = append(r.apiVersion, op.APIVersion)
+	r.resource = append(r.resource, op.Resource)
+	r.subresource = append(r.subresource, op.Subresource)
+	r.namespace = append(r.namespace, op.Namespace)
+	r.name = append(r.name, op.Name)
+	r.viaGateway = append(r.viaGateway, d.ViaGateway)
+	r.dryRun = append(r.dryRun, d.DryRun)
+	r.policy = append(r.policy, d.Policy.Policy)
+	r.rule = append(r.rule, d.Policy.Rule)
+	r.action = append(r.action, d.Policy.Action)
+	r.message = append(r.message, d.Policy.Message)
+	r.approvalID = append(r.approvalID, d.ApprovalID)
+	r.ingestedAt = append(r.ingestedAt, now)
+}
+
+// sessionRows are rows of sessions.
+type sessionRows struct {
+	columns
+	id                                    []string
+	time                                  []time.Time
+	source, sessionID, label, event, user []string
+	userGroups                            [][]string
+	issuer, subject, client, sourceIP     []string
+	started, lastActivity                 []time.Time
+	requests                              []int64
+	ingestedAt                            []time.Time
+}
+
+func newSessionRows() *sessionRows {
+	r := &sessionRows{}
+	c := &r.columns
+	c.table = schema.TableSessions
+	addColumn(c, "id", &r.id)
+	addColumn(c, "time", &r.time)
+	addColumn(c, "source", &r.source)
+	addColumn(c, "session_id", &r.sessionID)
+	addColumn(c, "label", &r.label)
+	addColumn(c, "event", &r.event)
+	addColumn(c, "user", &r.user)
+	addColumn(c, "user_groups", &r.userGroups)
+	addColumn(c, "issuer", &r.issuer)
+	addColumn(c, "subject", &r.subject)
+	addColumn(c, "client", &r.client)
+	addColumn(c, "source_ip", &r.sourceIP)
+	addColumn(c, "started", &r.started)
+	addColumn(c, "last_activity", &r.lastActivity)
+	addColumn(c, "requests", &r.requests)
+	addColumn(c, "ingested_at", &r.ingestedAt)
+	return r
+}
+
+func (r *sessionRows) add(s *trail.Session, now time.Time) {
+	r.rows++
+	r.id = append(r.id, s.ID)
+	r.time = append(r.time, s.Time)
+	r.source = append(r.source, s.Source)
+	r.sessionID = append(r.sessionID, s.SessionID)
+	r.label = append(r.label, s.Label)
+	r.event = append(r.event, string(s.Event))
+	r.user = append(r.user, s.Identity.User)
+	r.userGroups = append(r.userGroups, nonNil(s.Identity.Groups))
+	r.issuer = append(r.issuer, s.Identity.Issuer)
+	r.subject = append(r.subject, s.Identity.Subject)
+	r.client = append(r.client, s.Client)
+	r.sourceIP = append(r.sourceIP, s.SourceIP)
+	r.started = append(r.started, s.Started)
+	r.lastActivity = append(r.lastActivity, s.LastActivity)
+	r.requests = append(r.requests, s.Requests)
+	r.ingestedAt = append(r.ingestedAt, now)
+}
+
+// errorRows are rows of ingest_errors.
+type errorRows struct {
+	columns
+	time       []time.Time
+	stream     []string
+	sequence   []uint64
+	subject    []string
+	bytes      []uint64
+	errMsg     []string
+	ingestedAt []time.Time
+}
+
+func newErrorRows() *errorRows {
+	r := &errorRows{}
+	c := &r.columns
+	c.table = schema.TableIngestErrors
+	addColumn(c, "time", &r.time)
+	addColumn(c, "stream", &r.stream)
+	addColumn(c, "stream_sequence", &r.sequence)
+	addColumn(c, "subject", &r.subject)
+	addColumn(c, "bytes", &r.bytes)
+	addColumn(c, "error", &r.errMsg)
+	addColumn(c, "ingested_at", &r.ingestedAt)
+	return r
+}
+
+func (r *errorRows) add(at time.Time, stream string, seq uint64, subject string, size int, err error, now time.Time) {
+	r.rows++
+	r.time = append(r.time, at)
+	r.stream = append(r.stream, stream)
+	r.sequence = append(r.sequence, seq)
+	r.subject = append(r.subject, subject)
+	r.bytes = append(r.bytes, uint64(size))
+	r.errMsg = append(r.errMsg, err.Error())
+	r.ingestedAt = append(r.ingestedAt, now)
+}
+
+// approvalRows are rows of approvals.
+type approvalRows struct {
+	columns
+	id                                                []string
+	time                                              []time.Time
+	source, approvalID, event, sessionID, requester   []string
+	requesterGroups                                   [][]string
+	requesterIssuer, requesterSubject                 []string
+	verb, apiGroup, apiVersion, resource, subresource []string
+	namespace, name, fingerprint                      []string
+	policy, rule, policyMessage                       []string
+	approverGroups                                    [][]string
+	required                                          []uint16
+	actor, reason                                     []string
+	approvers                                         [][]string
+	path                                              []string
+	expiresAt                                         []time.Time
+	admissionUID                                      []string
+	ingestedAt                                        []time.Time
+}
+
+func newApprovalRows() *approvalRows {
+	r := &approvalRows{}
+	c := &r.columns
+	c.table = schema.TableApprovals
+	addColumn(c, "id", &r.id)
+	addColumn(c, "time", &r.time)
+	addColumn(c, "source", &r.source)
+	addColumn(c, "approval_id", &r.approvalID)
+	addColumn(c, "event", &r.event)
+	addColumn(c, "session_id", &r.sessionID)
+	addColumn(c, "requester", &r.requester)
+	addColumn(c, "requester_groups", &r.requesterGroups)
+	addColumn(c, "requester_issuer", &r.requesterIssuer)
+	addColumn(c, "requester_subject", &r.requesterSubject)
+	addColumn(c, "verb", &r.verb)
+	addColumn(c, "api_group", &r.apiGroup)
+	addColumn(c, "api_version", &r.apiVersion)
+	addColumn(c, "resource", &r.resource)
+	addColumn(c, "subresource", &r.subresource)
+	addColumn(c, "namespace", &r.namespace)
+	addColumn(c, "name", &r.name)
+	addColumn(c, "fingerprint", &r.fingerprint)
+	addColumn(c, "policy", &r.policy)
+	addColumn(c, "rule", &r.rule)
+	addColumn(c, "policy_message", &r.policyMessage)
+	addColumn(c, "approver_groups", &r.approverGroups)
+	addColumn(c, "required", &r.required)
+	addColumn(c, "actor", &r.actor)
+	addColumn(c, "reason", &r.reason)
+	addColumn(c, "approvers", &r.approvers)
+	addColumn(c, "path", &r.path)
+	addColumn(c, "expires_at", &r.expiresAt)
+	addColumn(c, "admission_uid", &r.admissionUID)
+	addColumn(c, "ingested_at", &r.ingestedAt)
+	return r
+}
+
+func (r *approvalRows) add(a *trail.Approval, now time.Time) {
+	r.rows++
+	r.id = append(r.id, a.ID)
+	r.time = append(r.time, a.Time)
+	r.source = append(r.source, a.Source)
+	r.approvalID = append(r.approvalID, a.ApprovalID)
+	r.event = append(r.event, string(a.Event))
+	r.sessionID = append(r.sessionID, a.SessionID)
+	r.requester = append(r.requester, a.Requester.User)
+	r.requesterGroups = append(r.requesterGroups, nonNil(a.Requester.Groups))
+	r.requesterIssuer = append(r.requesterIssuer, a.Requester.Issuer)
+	r.requesterSubject = append(r.requesterSubject, a.Requester.Subject)
+	op := a.Operation
+	r.verb = append(r.verb, op.Verb)
+	r.apiGroup = append(r.apiGroup, op.APIGroup)
+	r.apiVersion = append(r.apiVersion, op.APIVersion)
+	r.resource = append(r.resource, op.Resource)
+	r.subresource = append(r.subresource, op.Subresource)
+	r.namespace = append(r.namespace, op.Namespace)
+	r.name = append(r.name, op.Name)
+	r.fingerprint = append(r.fingerprint, a.Fingerprint)
+	r.policy = append(r.policy, a.Policy.Policy)
+	r.rule = append(r.rule, a.Policy.Rule)
+	r.policyMessage = append(r.policyMessage, a.Policy.Message)
+	r.approverGroups = append(r.approverGroups, nonNil(a.ApproverGroups))
+	r.required = append(r.required, uint16(min(max(a.Required, 0), 65535)))
+	r.actor = append(r.actor, a.Actor)
+	r.reason = append(r.reason, a.Reason)
+	r.approvers = append(r.approvers, nonNil(a.Approvers))
+	r.path = append(r.path, a.Path)
+	r.expiresAt = append(r.expiresAt, a.Expires)
+	r.admissionUID = append(r.admissionUID, a.AdmissionUID)
+	r.ingestedAt = append(r.ingestedAt, now)
+}

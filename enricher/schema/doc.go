@@ -1,0 +1,28 @@
+// Package schema holds the enricher's ClickHouse schema as versioned migrations embedded in the
+// binary, and applies them idempotently at start.
+//
+// # Tables and views
+//
+// One table per record type, each a ReplacingMergeTree whose sorting key identifies a record, so
+// a record stored twice is one row in every query that reads with FINAL:
+//
+//   - audit_events: kube-apiserver audit events, masked, with the gateway's impersonation extras
+//     (session, issuer, subject, client, approval) in their own columns. Key: user, time,
+//     auditID, stage and a fingerprint of the request (event_key).
+//   - gateway_requests, gateway_decisions, sessions: the gateway's trail records (Request,
+//     Decision, Session), keyed by record ID.
+//   - approvals: approval records (requested, approved, denied, ...), keyed by record ID.
+//   - ingest_errors: messages that could not be decoded, by stream sequence.
+//
+// The views join them at query time: trail (one row per audit event with its gateway record,
+// decision and approval, plus one row per gateway record without audit event), decision_summary,
+// approval_summary and session_summary. Because the join happens when the view is read, a
+// record that arrives late still joins.
+//
+// # Migrations
+//
+// migrations/NNNN_name.sql are applied in order, once: schema_migrations records each applied
+// version. Every statement is idempotent (IF NOT EXISTS), so two enrichers starting at the same
+// time converge. A change to an applied migration is a new migration. Retention (TTL) and the
+// views follow the options and are re-applied at every start.
+package schema

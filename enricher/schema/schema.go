@@ -1,0 +1,317 @@
+package schema
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+//go:embed migrations/*.sql views.sql
+var files embed.FS
+
+// ErrInvalidOptions is returned by Migrate for options it cannot use.
+var ErrInvalidOptions = errors.New("schema: invalid options")
+
+// Table names. The views are the auditors' entry points; the tables hold one row per record.
+const (
+	TableAuditEvents      = "audit_events"
+	TableGatewayRequests  = "gateway_requests"
+	TableGatewayDecisions = "gateway_decisions"
+	TableSessions         = "sessions"
+	TableApprovals        = "approvals"
+	TableIngestErrors     = "ingest_errors"
+	TableMigrations       = "schema_migrations"
+
+	ViewTrail           = "trail"
+	ViewDecisionSummary = "decision_summary"
+	ViewApprovalSummary = "approval_summary"
+	ViewSessionSummary  = "session_summary"
+)
+
+// timeColumns names the column each data table's retention is computed from.
+var timeColumns = map[string]string{
+	TableAuditEvents:      "request_received_at",
+	TableGatewayRequests:  "time",
+	TableGatewayDecisions: "time",
+	TableSessions:         "time",
+	TableApprovals:        "time",
+	TableIngestErrors:     "time",
+}
+
+// Defaults of Options.
+const (
+	DefaultDatabase      = "gatehouse"
+	DefaultRetentionDays = 365
+	DefaultGatewayGrace  = 5 * time.Minute
+)
+
+// Options configures Migrate. The zero value is usable.
+type Options struct {
+	// Database holds the tables and views; it is created when missing. Default "gatehouse".
+	Database string
+	// RetentionDays is how long rows are kept, by the time of the action they record: rows
+	// older than that are dropped a whole daily partition at a time (TTL with
+	// ttl_only_drop_parts). Default DefaultRetentionDays; a negative value keeps rows forever.
+	RetentionDays int
+	// GatewayGrace is how long the trail view waits for the gateway's record of an audit event
+	// that carries the gateway's session extras before it calls the event a bypass. It is
+	// rounded up to whole seconds. Default DefaultGatewayGrace.
+	GatewayGrace time.Duration
+}
+
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (o *Options) setDefaults() {
+	if o.Database == "" {
+		o.Database = DefaultDatabase
+	}
+	if o.RetentionDays == 0 {
+		o.RetentionDays = DefaultRetentionDays
+	}
+	if o.GatewayGrace == 0 {
+		o.GatewayGrace = DefaultGatewayGrace
+	}
+}
+
+// Validate reports options Migrate cannot use.
+func (o *Options) Validate() error {
+	if o.Database != "" && !identifier.MatchString(o.Database) {
+		return fmt.Errorf("%w: database name %q must match %s", ErrInvalidOptions, o.Database, identifier)
+	}
+	if o.GatewayGrace < 0 {
+		return fmt.Errorf("%w: the gateway grace period must not be negative", ErrInvalidOptions)
+	}
+	return nil
+}
+
+// Migration is one versioned schema change.
+type Migration struct {
+	// Version orders migrations; it is the number the file name starts with.
+	Version uint32
+	// Name is the file name.
+	Name string
+	// Statements are the statements of the migration, rendered for the options.
+	Statements []string
+}
+
+// params are the values the SQL templates see.
+type params struct {
+	DB           string
+	GraceSeconds int64
+}
+
+func newParams(o Options) params {
+	return params{
+		DB:           o.Database,
+		GraceSeconds: int64((o.GatewayGrace + time.Second - 1) / time.Second),
+	}
+}
+
+// Migrations returns the embedded migrations rendered for o, in order.
+func Migrations(o Options) ([]Migration, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	o.setDefaults()
+	names, err := fs.Glob(files, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	var out []Migration
+	for _, name := range names {
+		base := path.Base(name)
+		num, _, ok := strings.Cut(base, "_")
+		v, err := strconv.ParseUint(num, 10, 32)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("schema: migration file %s does not start with a version number", base)
+		}
+		stmts, err := render(name, newParams(o))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Migration{Version: uint32(v), Name: base, Statements: stmts})
+	}
+	return out, nil
+}
+
+// Views returns the CREATE OR REPLACE VIEW statements for o.
+func Views(o Options) ([]string, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	o.setDefaults()
+	return render("views.sql", newParams(o))
+}
+
+// render executes a template file and splits it into statements. A statement ends with a line
+// that ends in a semicolon; lines starting with "--" are comments.
+func render(name string, p params) ([]string, error) {
+	text, err := files.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	tmpl, err := template.New(name).Option("missingkey=error").Parse(string(text))
+	if err != nil {
+		return nil, fmt.Errorf("schema: parse %s: %w", name, err)
+	}
+	var buf bytes.Buffer
+	if err := tmpl.Execute(&buf, p); err != nil {
+		return nil, fmt.Errorf("schema: render %s: %w", name, err)
+	}
+	var stmts []string
+	var cur strings.Builder
+	for line := range strings.SplitSeq(buf.String(), "\n") {
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		if strings.HasSuffix(trimmed, ";") {
+			stmts = append(stmts, strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"))
+			cur.Reset()
+		}
+	}
+	if strings.TrimSpace(cur.String()) != "" {
+		return nil, fmt.Errorf("schema: %s ends with an unterminated statement", name)
+	}
+	return stmts, nil
+}
+
+// Migrate brings the database to the current schema: it creates the database, applies the
+// migrations not yet recorded in schema_migrations, sets each table's retention and replaces
+// the views. Every step is idempotent, so concurrent enrichers may migrate at once.
+func Migrate(ctx context.Context, conn driver.Conn, o Options) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	o.setDefaults()
+	migrations, err := Migrations(o)
+	if err != nil {
+		return err
+	}
+	db := o.Database
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
+		return fmt.Errorf("schema: create database %s: %w", db, err)
+	}
+	if err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+db+`.`+TableMigrations+` (
+    version    UInt32,
+    name       String,
+    checksum   String,
+    applied_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree ORDER BY version`); err != nil {
+		return fmt.Errorf("schema: create %s.%s: %w", db, TableMigrations, err)
+	}
+	applied, err := appliedVersions(ctx, conn, db)
+	if err != nil {
+		return err
+	}
+	for _, m := range migrations {
+		if applied[m.Version] {
+			continue
+		}
+		for i, stmt := range m.Statements {
+			if err := conn.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("schema: migration %s, statement %d: %w", m.Name, i+1, err)
+			}
+		}
+		if err := conn.Exec(ctx, `INSERT INTO `+db+`.`+TableMigrations+` (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)`,
+			m.Version, m.Name, checksum(m.Statements), time.Now()); err != nil {
+			return fmt.Errorf("schema: record migration %s: %w", m.Name, err)
+		}
+	}
+	if err := applyRetention(ctx, conn, o); err != nil {
+		return err
+	}
+	views, err := Views(o)
+	if err != nil {
+		return err
+	}
+	for _, stmt := range views {
+		if err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("schema: replace view: %w", err)
+		}
+	}
+	return nil
+}
+
+func appliedVersions(ctx context.Context, conn driver.Conn, db string) (map[uint32]bool, error) {
+	rows, err := conn.Query(ctx, "SELECT version FROM "+db+"."+TableMigrations+" FINAL")
+	if err != nil {
+		return nil, fmt.Errorf("schema: read applied migrations: %w", err)
+	}
+	defer rows.Close()
+	applied := map[uint32]bool{}
+	for rows.Next() {
+		var v uint32
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("schema: read applied migrations: %w", err)
+		}
+		applied[v] = true
+	}
+	return applied, rows.Err()
+}
+
+// applyRetention sets each data table's TTL to the configured retention, altering only tables
+// whose TTL differs. Changing a TTL does not rewrite existing parts
+// (materialize_ttl_after_modify=0): old partitions are dropped as they expire.
+func applyRetention(ctx context.Context, conn driver.Conn, o Options) error {
+	tables := make([]string, 0, len(timeColumns))
+	for t := range timeColumns {
+		tables = append(tables, t)
+	}
+	sort.Strings(tables)
+	for _, table := range tables {
+		var engine string
+		if err := conn.QueryRow(ctx, "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {table:String}",
+			clickhouse.Named("db", o.Database), clickhouse.Named("table", table)).Scan(&engine); err != nil {
+			return fmt.Errorf("schema: read the definition of %s.%s: %w", o.Database, table, err)
+		}
+		hasTTL := strings.Contains(engine, " TTL ")
+		want := retentionExpr(timeColumns[table], o.RetentionDays)
+		var stmt string
+		switch {
+		case o.RetentionDays < 0 && hasTTL:
+			stmt = "ALTER TABLE " + o.Database + "." + table + " REMOVE TTL"
+		case o.RetentionDays > 0 && !strings.Contains(engine, " TTL "+want):
+			stmt = "ALTER TABLE " + o.Database + "." + table + " MODIFY TTL " + want
+		default:
+			continue
+		}
+		ctx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"materialize_ttl_after_modify": 0}))
+		if err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("schema: set the retention of %s.%s: %w", o.Database, table, err)
+		}
+	}
+	return nil
+}
+
+// retentionExpr is a TTL expression as ClickHouse prints it in system.tables.
+func retentionExpr(column string, days int) string {
+	return "toDateTime(" + column + ") + toIntervalDay(" + strconv.Itoa(days) + ")"
+}
+
+func checksum(stmts []string) string {
+	h := sha256.New()
+	for _, s := range stmts {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}

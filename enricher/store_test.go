@@ -1,0 +1,251 @@
+package enricher
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gatehouse-dev/gatehouse/trail"
+)
+
+// postBatches posts events from..to-1 in EventLists of size events, expecting 200.
+func (h *harness) postBatches(t testing.TB, from, to, size int, o genOptions) {
+	t.Helper()
+	for i := from; i < to; i += size {
+		require.Equal(t, http.StatusOK, h.post(t, testEventList(i, min(i+size, to), o)))
+	}
+}
+
+// streamMsgs returns the number of messages in a stream.
+func streamMsgs(t testing.TB, js jetstream.JetStream, name string) uint64 {
+	t.Helper()
+	s, err := js.Stream(context.Background(), name)
+	require.NoError(t, err)
+	info, err := s.Info(context.Background())
+	require.NoError(t, err)
+	return info.State.Msgs
+}
+
+// assertNowhere fails if value occurs in any row of any table of db.
+func assertNowhere(t *testing.T, conn driver.Conn, db string, values ...string) {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := conn.Query(ctx, "SELECT name FROM system.tables WHERE database = {db:String} AND engine LIKE '%MergeTree'", clickhouse.Named("db", db))
+	require.NoError(t, err)
+	var tables []string
+	for rows.Next() {
+		var n string
+		require.NoError(t, rows.Scan(&n))
+		tables = append(tables, n)
+	}
+	require.NoError(t, rows.Err())
+	require.NotEmpty(t, tables)
+	for _, table := range tables {
+		for _, v := range values {
+			n := countRows(t, conn, "SELECT count() FROM "+db+"."+table+" WHERE position(formatRow('TSV', *), {v:String}) > 0", clickhouse.Named("v", v))
+			assert.Zero(t, n, "%q found in %s.%s", v, db, table)
+		}
+	}
+}
+
+func TestIntakeToClickHouse(t *testing.T) {
+	for _, protocol := range []string{"native", "http"} {
+		t.Run(protocol, func(t *testing.T) {
+			const secret = "canary-4f1d9a7c2e"
+			ch := openClickHouse(t, sharedClickHouse(t), protocol)
+			h := newHarness(t, harnessOptions{ch: ch})
+			pub, err := trail.NewPublisher(h.nc, trail.PublisherOptions{Source: "test"})
+			require.NoError(t, err)
+
+			// 1000 events through the gateway (with their gateway records), 600 direct.
+			gw := genOptions{id: "gw-" + protocol, secret: secret, session: "sess-" + protocol}
+			h.postBatches(t, 0, 1000, 400, gw)
+			for i := range 1000 {
+				id := genEventID(gw.id, i)
+				require.NoError(t, pub.Publish(t.Context(), &trail.Request{
+					Meta: trail.Meta{ID: id}, AuditID: id, SessionID: gw.session,
+					Identity:  trail.Identity{User: "alice@example.com", Issuer: "https://idp.example.com", Subject: "alice"},
+					Operation: trail.Operation{Verb: "list", Resource: "pods", Namespace: "team-a"}, Code: 200,
+				}))
+			}
+			direct := genOptions{id: "direct-" + protocol, secret: secret}
+			h.postBatches(t, 0, 600, 400, direct)
+			require.NoError(t, pub.Close(t.Context()))
+
+			h.waitRows(t, 1600, 30*time.Second, "SELECT count() FROM {db}.audit_events FINAL")
+			h.waitRows(t, 1000, 30*time.Second, "SELECT count() FROM {db}.gateway_requests FINAL")
+			assert.Equal(t, uint64(1000), h.count(t, "SELECT count() FROM {db}.trail WHERE route = 'gateway'"))
+			assert.Equal(t, uint64(600), h.count(t, "SELECT count() FROM {db}.trail WHERE route = 'bypass' AND NOT gateway_extras"))
+			assert.Equal(t, uint64(1000), h.count(t, "SELECT count() FROM {db}.trail WHERE session_id = 'sess-"+protocol+"' AND issuer = 'https://idp.example.com' AND client = 'kubectl/v1.36' AND authenticated_user = 'system:serviceaccount:gatehouse:gatehouse-proxy'"))
+			assert.Equal(t, uint64(160), h.count(t, "SELECT count() FROM {db}.audit_events WHERE resource = 'secrets' AND masked_fields > 0 AND masked_by['secret-data'] > 0"))
+			assert.Equal(t, uint64(160), h.count(t, "SELECT count() FROM {db}.audit_events WHERE subresource = 'exec' AND masked_fields > 0"))
+			assert.Equal(t, uint64(320), h.count(t, "SELECT count() FROM {db}.audit_events WHERE request_object != '' AND response_object != '' AND verb = 'create'"))
+			assertNowhere(t, ch, h.db, secret, base64.StdEncoding.EncodeToString([]byte(secret)))
+			assert.NotContains(t, h.logs.String(), secret)
+		})
+	}
+}
+
+func TestIntakeRefusals(t *testing.T) {
+	h := newHarness(t, harnessOptions{tweak: func(o *Options) { o.MaxRequestBytes = 64 << 10 }})
+	good := testEventList(0, 5, genOptions{id: "refusals"})
+	tests := []struct {
+		name        string
+		method      string
+		contentType string
+		body        string
+		want        int
+	}{
+		{"get", http.MethodGet, "application/json", string(good), http.StatusMethodNotAllowed},
+		{"yaml", http.MethodPost, "application/yaml", string(good), http.StatusUnsupportedMediaType},
+		{"no content type", http.MethodPost, "", string(good), http.StatusUnsupportedMediaType},
+		{"malformed", http.MethodPost, "application/json", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":`, http.StatusBadRequest},
+		{"not an EventList", http.MethodPost, "application/json", `{"kind":"PodList","apiVersion":"v1","items":[]}`, http.StatusBadRequest},
+		{"bad event", http.MethodPost, "application/json", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":tru}]}`, http.StatusBadRequest},
+		{"too large", http.MethodPost, "application/json", string(testEventList(0, 200, genOptions{id: "big"})), http.StatusRequestEntityTooLarge},
+		{"empty list", http.MethodPost, "application/json", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[]}`, http.StatusOK},
+		{"charset", http.MethodPost, "application/json; charset=utf-8", string(good), http.StatusOK},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(tc.method, IntakePath, strings.NewReader(tc.body))
+			if tc.contentType != "" {
+				req.Header.Set("Content-Type", tc.contentType)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			assert.Equal(t, tc.want, rec.Code, rec.Body.String())
+			if tc.want != http.StatusOK {
+				assert.Contains(t, rec.Body.String(), `"kind":"Status"`)
+				assert.Contains(t, rec.Body.String(), "gatehouse enricher: ")
+			}
+		})
+	}
+	// Only the two good batches reached the stream.
+	assert.Equal(t, uint64(1), streamMsgs(t, h.js, trail.StreamAudit), "the same body twice is stored once")
+
+	t.Run("NATS down", func(t *testing.T) {
+		h.nats.Shutdown()
+		require.Eventually(t, func() bool { return h.nc.Status() != nats.CONNECTED }, 5*time.Second, 10*time.Millisecond)
+		assert.Equal(t, http.StatusServiceUnavailable, h.post(t, testEventList(10, 20, genOptions{id: "refusals"})))
+		require.ErrorIs(t, h.Ready(t.Context()), trail.ErrUnavailable)
+		require.NoError(t, h.nats.Start())
+		require.Eventually(t, func() bool { return h.nc.Status() == nats.CONNECTED }, 10*time.Second, 20*time.Millisecond)
+		assert.Equal(t, http.StatusOK, h.post(t, testEventList(10, 20, genOptions{id: "refusals"})), "after NATS is back the retry is accepted")
+		h.waitRows(t, 15, 30*time.Second, "SELECT count() FROM {db}.audit_events FINAL")
+	})
+}
+
+func TestIntakeNotReady(t *testing.T) {
+	h := newHarness(t, harnessOptions{noStart: true})
+	assert.Equal(t, http.StatusServiceUnavailable, h.post(t, testEventList(0, 5, genOptions{id: "early"})))
+	assert.ErrorIs(t, h.Ready(t.Context()), ErrNotReady)
+}
+
+// TestDuplicatesCollapse delivers the same events again on every path a duplicate can take:
+// kube-apiserver retrying a batch (the intake's message ID), a producer publishing it again
+// under another ID (beyond JetStream's duplicate window), and a redelivery after the insert
+// succeeded but the acknowledgement did not happen.
+func TestDuplicatesCollapse(t *testing.T) {
+	var failOnce atomic.Int32
+	failOnce.Store(1)
+	h := newHarness(t, harnessOptions{setup: func(e *Enricher) {
+		e.afterInsert = func(table string) error {
+			if table == "audit_events" && failOnce.Add(-1) == 0 {
+				return errors.New("lost acknowledgement (test)")
+			}
+			return nil
+		}
+	}})
+	o := genOptions{id: "dup"}
+	body := testEventList(0, 400, o)
+	require.Equal(t, http.StatusOK, h.post(t, body))
+	require.Equal(t, http.StatusOK, h.post(t, body), "a retry is answered 200")
+	assert.Equal(t, uint64(1), streamMsgs(t, h.js, trail.StreamAudit), "and stored once")
+
+	// The same EventList from another producer, under another message ID.
+	m := nats.NewMsg(trail.SubjectAuditBatch)
+	m.Data = body
+	m.Header.Set(jetstream.MsgIDHeader, "other-producer-1")
+	_, err := h.js.PublishMsg(t.Context(), m)
+	require.NoError(t, err)
+
+	h.waitRows(t, 400, 30*time.Second, "SELECT count() FROM {db}.audit_events FINAL")
+	require.Eventually(t, func() bool {
+		return h.count(t, "SELECT count() FROM {db}.audit_events") >= 800
+	}, 30*time.Second, 50*time.Millisecond, "every delivery was inserted")
+	assert.Equal(t, uint64(400), h.count(t, "SELECT uniqExact(audit_id, stage) FROM {db}.audit_events"))
+	require.NoError(t, h.ch.Exec(t.Context(), "OPTIMIZE TABLE "+h.db+".audit_events FINAL"))
+	assert.Equal(t, uint64(400), h.count(t, "SELECT count() FROM {db}.audit_events"), "merges remove the duplicates for good")
+	assert.Contains(t, h.logs.String(), "lost acknowledgement (test)")
+}
+
+func TestTrailRecords(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	pub, err := trail.NewPublisher(h.nc, trail.PublisherOptions{Source: "proxy/test"})
+	require.NoError(t, err)
+	ctx := t.Context()
+	at := time.Now().UTC()
+	id := trail.Identity{User: "alice@example.com", Groups: []string{"dev"}, Issuer: "https://idp", Subject: "alice",
+		Extra: map[string][]string{"team": {"a", "b"}}}
+	require.NoError(t, pub.Publish(ctx, &trail.Session{Meta: trail.Meta{Time: at}, SessionID: "s-1", Label: "refactor", Event: trail.SessionStarted,
+		Identity: id, Client: "claude-code", Started: at, LastActivity: at, Requests: 1}))
+	require.NoError(t, pub.Publish(ctx, &trail.Session{Meta: trail.Meta{Time: at.Add(time.Minute)}, SessionID: "s-1", Event: trail.SessionActive,
+		Identity: id, Started: at, LastActivity: at.Add(time.Minute), Requests: 42}))
+	require.NoError(t, pub.Publish(ctx, &trail.Request{Meta: trail.Meta{ID: "a-1", Time: at}, AuditID: "a-1", SessionID: "s-1", Identity: id,
+		Operation: trail.Operation{Verb: "delete", Resource: "pods", Namespace: "prod", Name: "web-0"}, Code: 403,
+		Decision: &trail.Policy{Policy: "prod", Rule: "no-deletes", Action: "deny", Message: "deleting pods in prod needs an approval"},
+		Masking:  &trail.Masking{Fields: 2, Detectors: map[string]int{"jwt": 2}}, Latency: time.Millisecond}))
+	require.NoError(t, pub.Publish(ctx, &trail.Decision{Meta: trail.Meta{ID: "d-1", Time: at}, Component: "validating-webhook", AdmissionUID: "a-2",
+		SessionID: "s-1", Identity: id, Policy: trail.Policy{Policy: "prod", Rule: "exec", Action: "requireApproval"}}))
+	for i, ev := range []trail.ApprovalEvent{trail.ApprovalRequested, trail.ApprovalVoted, trail.ApprovalApproved, trail.ApprovalGrantUsed} {
+		a := &trail.Approval{Meta: trail.Meta{ID: fmt.Sprintf("ap-1-%d", i), Time: at.Add(time.Duration(i) * time.Second)}, ApprovalID: "ap-1",
+			Event: ev, SessionID: "s-1", Requester: id, Operation: trail.Operation{Verb: "CONNECT", Resource: "pods", Subresource: "exec", Namespace: "prod", Name: "web-0"},
+			Policy: trail.Policy{Policy: "prod", Rule: "exec", Action: "requireApproval", Message: "exec in prod needs two approvals"}, Required: 2,
+			ApproverGroups: []string{"sre"}, Path: "proxy", Expires: at.Add(time.Hour)}
+		switch ev {
+		case trail.ApprovalVoted:
+			a.Actor, a.Reason, a.Approvers = "bob", "looked at the plan", []string{"bob"}
+		case trail.ApprovalApproved:
+			a.Actor, a.Reason, a.Approvers = "carol", "ok", []string{"bob", "carol"}
+		case trail.ApprovalGrantUsed:
+			a.Approvers, a.AdmissionUID = []string{"bob", "carol"}, "a-3"
+		}
+		require.NoError(t, pub.Publish(ctx, a))
+	}
+	require.NoError(t, pub.Close(ctx))
+	// A record of a kind this enricher does not know yet, and a message that is no record.
+	_, err = h.js.Publish(ctx, "gatehouse.trail.v1.gossip.s-1", []byte(`{"apiVersion":"trail.gatehouse.dev/v1","kind":"Gossip","id":"g-1"}`))
+	require.NoError(t, err)
+	_, err = h.js.Publish(ctx, "gatehouse.trail.v1.request.s-1", []byte(`{"apiVersion":"trail.gatehouse.dev/v1","kind":"Request","code":"x"}`))
+	require.NoError(t, err)
+
+	h.waitRows(t, 1, 30*time.Second, "SELECT count() FROM {db}.ingest_errors FINAL WHERE stream = 'GATEHOUSE_TRAIL'")
+	h.waitRows(t, 2, 30*time.Second, "SELECT count() FROM {db}.sessions FINAL")
+	assert.Equal(t, uint64(1), h.count(t, "SELECT count() FROM {db}.gateway_requests FINAL WHERE action = 'deny' AND masked_by['jwt'] = 2 AND user_extra['team'] = ['a','b']"))
+	assert.Equal(t, uint64(1), h.count(t, "SELECT count() FROM {db}.gateway_decisions FINAL WHERE admission_uid = 'a-2' AND action = 'requireApproval'"))
+	assert.Equal(t, uint64(1), h.count(t, "SELECT count() FROM {db}.session_summary WHERE session_id = 's-1' AND requests = 42 AND label = 'refactor' AND client = 'claude-code' AND NOT ended"))
+	assert.Equal(t, uint64(1), h.count(t, "SELECT count() FROM {db}.trail WHERE route = 'gateway-only' AND audit_id = 'a-1' AND decision_action = 'deny' AND decision_component = 'proxy'"))
+	assert.Equal(t, uint64(1), h.count(t, "SELECT count() FROM {db}.decision_summary WHERE audit_id = 'a-2' AND action = 'requireApproval'"))
+	h.waitRows(t, 4, 30*time.Second, "SELECT count() FROM {db}.approvals FINAL")
+	assert.Equal(t, [][]string{{"GrantUsed", "alice@example.com", "bob,carol", "bob: looked at the plan,carol: ok", "exec in prod needs two approvals", "a-3", "2"}},
+		queryRows(t, h.ch, "SELECT state, requester, approvers, reasons, policy_message, used_by_audit_id, toString(required) FROM "+h.db+".approval_summary WHERE approval_id = 'ap-1'"))
+	var msg string
+	require.NoError(t, h.ch.QueryRow(ctx, "SELECT error FROM "+h.db+".ingest_errors").Scan(&msg))
+	assert.Contains(t, msg, "decode Request record")
+	assert.NotContains(t, h.logs.String(), `"x"`, "the bad record's content is not logged")
+}

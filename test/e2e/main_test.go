@@ -6,6 +6,8 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -33,8 +35,9 @@ var bed struct {
 	clickhouse *testbed.ClickHouse
 	issuer     *testbed.Issuer
 
-	webhook *testbed.Process
-	proxy   *testbed.Process
+	webhook  *testbed.Process
+	proxy    *testbed.Process
+	enricher *testbed.Process
 	// proxyURL is where clients reach Gatehouse; proxyCA its certificate.
 	proxyURL string
 	proxyCA  []byte
@@ -48,6 +51,8 @@ const (
 	agentGroup    = "agents"
 	approverGroup = "gatehouse:approvers"
 	directUser    = "direct-dev"
+	// setupServiceAccount is namespace:name of the controller that prepares test objects.
+	setupServiceAccount = "e2e:setup"
 )
 
 func TestMain(m *testing.M) {
@@ -67,8 +72,23 @@ func run(m *testing.M) int {
 		return fail(err)
 	}
 	defer os.RemoveAll(bed.dir)
+	if bed.nats, err = testbed.StartNATS(); err != nil {
+		return fail(err)
+	}
+	defer bed.nats.Stop()
+	if bed.clickhouse, err = testbed.StartClickHouse(); err != nil {
+		return fail(err)
+	}
+	defer bed.clickhouse.Close()
+	// The enricher runs before kube-apiserver, whose audit webhook backend posts to it.
+	auditFlags, err := startEnricher()
+	if err != nil {
+		return fail(err)
+	}
+	defer func() { _ = bed.enricher.Stop() }()
 	if bed.kube, err = testbed.StartKube(testbed.KubeOptions{
-		CRDPaths: []string{filepath.Join(bed.root, "manifests", "crd")},
+		CRDPaths:       []string{filepath.Join(bed.root, "manifests", "crd")},
+		APIServerFlags: auditFlags,
 	}); err != nil {
 		return fail(err)
 	}
@@ -79,14 +99,6 @@ func run(m *testing.M) int {
 		return fail(err)
 	}
 	defer bed.kubelet.Close()
-	if bed.nats, err = testbed.StartNATS(); err != nil {
-		return fail(err)
-	}
-	defer bed.nats.Stop()
-	if bed.clickhouse, err = testbed.StartClickHouse(); err != nil {
-		return fail(err)
-	}
-	defer bed.clickhouse.Close()
 	if bed.issuer, err = testbed.StartIssuer(); err != nil {
 		return fail(err)
 	}
@@ -100,6 +112,7 @@ func run(m *testing.M) int {
 		if os.Getenv("GATEHOUSE_TESTBED_VERBOSE") != "" {
 			fmt.Fprintln(os.Stderr, "--- gatehouse webhook ---\n"+bed.webhook.Output())
 			fmt.Fprintln(os.Stderr, "--- gatehouse proxy ---\n"+bed.proxy.Output())
+			fmt.Fprintln(os.Stderr, "--- gatehouse enricher ---\n"+bed.enricher.Output())
 		}
 	}()
 	return m.Run()
@@ -124,6 +137,8 @@ func startGatehouse() error {
 	for _, args := range [][]string{
 		{"create", "clusterrolebinding", "e2e-agents", "--clusterrole=cluster-admin", "--group=" + agentGroup},
 		{"create", "clusterrolebinding", "e2e-direct", "--clusterrole=cluster-admin", "--user=" + directUser},
+		// A controller: a service account working directly, as in-cluster automation does.
+		{"create", "clusterrolebinding", "e2e-setup", "--clusterrole=cluster-admin", "--serviceaccount=" + setupServiceAccount},
 	} {
 		if err := admin(args...); err != nil {
 			return err
@@ -148,10 +163,7 @@ func startGatehouse() error {
 	if err != nil {
 		return err
 	}
-	keyFile := filepath.Join(bed.dir, "masking.key")
-	if err := os.WriteFile(keyFile, []byte("e2e-masking-key-0123456789abcdef"), 0o600); err != nil {
-		return err
-	}
+	keyFile := maskingKeyFile()
 
 	// The webhook configurations go in once the webhook serves, as a deployment orders them:
 	// RBAC first, then the webhook, then the configurations that send requests to it.
@@ -239,6 +251,64 @@ jwt:
 		}
 	}
 	return waitForPolicies()
+}
+
+// maskingKeyFile returns the placeholder key every component of the test shares.
+func maskingKeyFile() string {
+	f := filepath.Join(bed.dir, "masking.key")
+	if _, err := os.Stat(f); err != nil {
+		if err := os.WriteFile(f, []byte("e2e-masking-key-0123456789abcdef"), 0o600); err != nil {
+			panic(err)
+		}
+	}
+	return f
+}
+
+// startEnricher runs `gatehouse enricher` and returns the kube-apiserver flags that send audit
+// events to it with the shipped audit policy.
+func startEnricher() (map[string][]string, error) {
+	certPEM, keyPEM, err := serving.SelfSignedPEM("localhost", "127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	certFile, keyFile := filepath.Join(bed.dir, "enricher.crt"), filepath.Join(bed.dir, "enricher.key")
+	if err := errors.Join(os.WriteFile(certFile, certPEM, 0o600), os.WriteFile(keyFile, keyPEM, 0o600)); err != nil {
+		return nil, err
+	}
+	addr, health := freeAddr(), freeAddr()
+	host, port, _ := net.SplitHostPort(addr)
+	if bed.enricher, err = testbed.StartGatehouse("enricher", "--log-format", "text",
+		"--bind-address", host, "--secure-port", port,
+		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile,
+		"--nats-url", bed.nats.URL(),
+		"--clickhouse-addr", bed.clickhouse.NativeAddr,
+		"--masking-key-file", maskingKeyFile(),
+		"--gateway-record-grace", "30s",
+		"--health-bind-address", health,
+	); err != nil {
+		return nil, err
+	}
+	if err := bed.enricher.WaitReady("http://"+health+"/readyz", 60*time.Second); err != nil {
+		return nil, err
+	}
+	kubeconfig := filepath.Join(bed.dir, "audit-webhook.kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: gatehouse-enricher
+  cluster:
+    server: https://%s/audit
+    certificate-authority-data: %s
+contexts:
+- name: default
+  context: {cluster: gatehouse-enricher, user: kube-apiserver}
+current-context: default
+users:
+- name: kube-apiserver
+`, addr, base64.StdEncoding.EncodeToString(certPEM))), 0o600); err != nil {
+		return nil, err
+	}
+	return testbed.AuditWebhook(filepath.Join(bed.root, "manifests", "audit", "policy.yaml"), kubeconfig), nil
 }
 
 func freeAddr() string {

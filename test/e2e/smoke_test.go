@@ -203,8 +203,10 @@ func TestSmokeNATS(t *testing.T) {
 	require.NoError(t, pub.Publish(ctx, dup))
 	require.NoError(t, pub.Close(ctx))
 
-	cons, err := trail.NewConsumer(ctx, js, trail.StreamTrail, trail.EnricherConsumer(trail.StreamTrail),
-		trail.ConsumerOptions{BatchSize: 64, MaxWait: 200 * time.Millisecond})
+	// A durable consumer of its own: the enricher reads the same stream with its own.
+	cfg := trail.EnricherConsumer(trail.StreamTrail)
+	cfg.Durable = "smoke-test"
+	cons, err := trail.NewConsumer(ctx, js, trail.StreamTrail, cfg, trail.ConsumerOptions{BatchSize: 64, MaxWait: 200 * time.Millisecond})
 	require.NoError(t, err)
 	seen := map[string]int{}
 	runCtx, cancel := context.WithCancel(ctx)

@@ -21,8 +21,8 @@ import (
 // KubeOptions configures StartKube.
 type KubeOptions struct {
 	// APIServerFlags are kube-apiserver flags set in addition to envtest's defaults, without the
-	// leading dashes: {"audit-webhook-mode": {"batch"}}. AuditWebhook and AuthenticationConfig
-	// build common ones.
+	// leading dashes: {"audit-webhook-mode": {"batch"}}. AuditWebhook builds the
+	// audit webhook backend's.
 	APIServerFlags map[string][]string
 	// CRDPaths are directories or files of CustomResourceDefinitions to install.
 	CRDPaths []string

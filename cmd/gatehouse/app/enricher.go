@@ -12,10 +12,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/gatehouse-dev/gatehouse/enricher"
 	"github.com/gatehouse-dev/gatehouse/enricher/schema"
@@ -115,7 +113,6 @@ func (o *enricherOptions) validate() error {
 func (o *enricherOptions) run(ctx context.Context, g *globals) error {
 	log := g.logger.With("component", "enricher")
 	// controller-runtime's certificate watcher logs through its global logger.
-	ctrllog.SetLogger(logr.FromSlogHandler(log.Handler()))
 	masker, err := o.masking.masker(o.dev, log)
 	if err != nil {
 		return err

@@ -155,7 +155,6 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
 	mgr, err := ctrl.NewManager(upstream, ctrl.Options{
 		Scheme:                 scheme,
 		Logger:                 logr.FromSlogHandler(log.Handler()),

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // NewCommand returns the root gatehouse command writing to stdout and stderr. Errors are
@@ -69,5 +71,8 @@ func (g *globals) setup() error {
 	default:
 		return fmt.Errorf("--log-format must be json or text, not %q", g.logFormat)
 	}
+	// controller-runtime's components (webhook server, certificate watcher, caches) log through
+	// its process-wide logger.
+	ctrllog.SetLogger(logr.FromSlogHandler(g.logger.Handler()))
 	return nil
 }

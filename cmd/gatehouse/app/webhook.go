@@ -158,9 +158,6 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 		}
 	}()
 
-	// controller-runtime's components (the webhook server among them) log through its global
-	// logger; the manager's Logger option does not reach them.
-	ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Logger:                 logr.FromSlogHandler(log.Handler()),

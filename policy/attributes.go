@@ -88,6 +88,7 @@ func (a Attributes) String() string {
 //   - creating, updating or deleting Secrets, CustomResourceDefinitions, admission
 //     configuration (admissionregistration.k8s.io) and Gatehouse's own objects (gatehouse.dev);
 //   - creating or updating RoleBindings and ClusterRoleBindings;
+//   - adding ephemeral (debug) containers to a pod;
 //   - deleting a Namespace.
 //
 // Reads are never privileged here; the proxy masks what they return.
@@ -102,7 +103,8 @@ func Privileged(a Attributes) bool {
 	}
 	switch a.Group {
 	case "":
-		return a.Resource == "secrets" || (a.Resource == "namespaces" && a.Subresource == "" && op == string(v1alpha1.OperationDelete))
+		return a.Resource == "secrets" || (a.Resource == "namespaces" && a.Subresource == "" && op == string(v1alpha1.OperationDelete)) ||
+			(a.Resource == "pods" && a.Subresource == "ephemeralcontainers")
 	case "rbac.authorization.k8s.io":
 		return (a.Resource == "rolebindings" || a.Resource == "clusterrolebindings") && op != string(v1alpha1.OperationDelete)
 	case "apiextensions.k8s.io":

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -222,6 +223,17 @@ func TestNATSDownFailsClosed(t *testing.T) {
 
 	require.NoError(t, bed.nats.Start())
 	restarted = true
+	// Every component reconnects and is ready again on its own.
+	for _, url := range bed.readyz {
+		require.Eventually(t, func() bool {
+			resp, err := http.Get(url)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		}, 30*time.Second, 100*time.Millisecond, "%s not ready again after NATS came back", url)
+	}
 	require.Eventually(t, func() bool {
 		_, err := approver.approvals(t, "approve", pendingID, "--reason", "after the outage")
 		return err == nil

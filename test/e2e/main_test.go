@@ -38,6 +38,8 @@ var bed struct {
 	webhook  *testbed.Process
 	proxy    *testbed.Process
 	enricher *testbed.Process
+	// readyz are the readiness endpoints of the Gatehouse processes.
+	readyz []string
 	// proxyURL is where clients reach Gatehouse; proxyCA its certificate.
 	proxyURL string
 	proxyCA  []byte
@@ -106,16 +108,27 @@ func run(m *testing.M) int {
 	if err := startGatehouse(); err != nil {
 		return fail(err)
 	}
-	defer func() {
-		_ = bed.proxy.Stop()
-		_ = bed.webhook.Stop()
-		if os.Getenv("GATEHOUSE_TESTBED_VERBOSE") != "" {
-			fmt.Fprintln(os.Stderr, "--- gatehouse webhook ---\n"+bed.webhook.Output())
-			fmt.Fprintln(os.Stderr, "--- gatehouse proxy ---\n"+bed.proxy.Output())
-			fmt.Fprintln(os.Stderr, "--- gatehouse enricher ---\n"+bed.enricher.Output())
+	code := m.Run()
+	_ = bed.proxy.Stop()
+	_ = bed.webhook.Stop()
+	if code != 0 || os.Getenv("GATEHOUSE_TESTBED_VERBOSE") != "" {
+		// What the components logged explains most failures.
+		for _, c := range []struct {
+			name string
+			p    *testbed.Process
+		}{{"webhook", bed.webhook}, {"proxy", bed.proxy}, {"enricher", bed.enricher}} {
+			fmt.Fprintf(os.Stderr, "--- gatehouse %s (last lines) ---\n%s\n", c.name, lastLines(c.p.Output(), 150))
 		}
-	}()
-	return m.Run()
+	}
+	return code
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // startGatehouse deploys Gatehouse into the test cluster the way manifests/ describe: the RBAC
@@ -241,6 +254,7 @@ jwt:
 	if err := admin("apply", "-f", filepath.Join(bed.root, "manifests", "policies", "default.yaml")); err != nil {
 		return err
 	}
+	bed.readyz = append(bed.readyz, "http://"+webhookHealth+"/readyz", "http://"+proxyHealth+"/readyz")
 	for _, url := range []string{"http://" + webhookHealth + "/readyz", "http://" + proxyHealth + "/readyz"} {
 		p := bed.webhook
 		if strings.Contains(url, proxyHealth) {
@@ -291,6 +305,7 @@ func startEnricher() (map[string][]string, error) {
 	if err := bed.enricher.WaitReady("http://"+health+"/readyz", 60*time.Second); err != nil {
 		return nil, err
 	}
+	bed.readyz = append(bed.readyz, "http://"+health+"/readyz")
 	kubeconfig := filepath.Join(bed.dir, "audit-webhook.kubeconfig")
 	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
 kind: Config

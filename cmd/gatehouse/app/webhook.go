@@ -189,6 +189,7 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 		mgr.AddHealthzCheck("ping", healthz.Ping),
 		mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()),
 		mgr.AddReadyzCheck("policies", func(*http.Request) error { return engine.Ready() }),
+		mgr.AddReadyzCheck("trail", func(*http.Request) error { return publisher.Ready() }),
 	); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package authn_test
 import (
 	"context"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -67,6 +68,12 @@ func (u *upstream) config() *rest.Config {
 
 // newBenchProxy serves a proxy in front of u with the real authenticator, masker and trail.
 func newBenchProxy(t testing.TB, u *upstream) *httptest.Server {
+	return newBenchProxyWith(t, u, nil, nil)
+}
+
+// newBenchProxyWith is newBenchProxy with the masker or the recorder replaced when not nil, to
+// break the proxy's cost down.
+func newBenchProxyWith(t testing.TB, u *upstream, mk authn.Masker, rc authn.Recorder) *httptest.Server {
 	t.Helper()
 	authCfg, err := authn.ParseAuthenticationConfig([]byte(authenticationConfig()))
 	require.NoError(t, err)
@@ -82,7 +89,13 @@ func newBenchProxy(t testing.TB, u *upstream) *httptest.Server {
 	pub, err := trail.NewPublisher(env.nc, trail.PublisherOptions{MaxPending: 1 << 16})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pub.Close(context.Background()) })
-	p, err := authn.NewProxy(authn.Options{Upstream: u.config(), Authenticator: a, Masker: m, Recorder: pub})
+	if mk == nil {
+		mk = m
+	}
+	if rc == nil {
+		rc = pub
+	}
+	p, err := authn.NewProxy(authn.Options{Upstream: u.config(), Authenticator: a, Masker: mk, Recorder: rc})
 	require.NoError(t, err)
 	srv := httptest.NewUnstartedServer(p)
 	srv.EnableHTTP2 = true
@@ -141,7 +154,8 @@ func TestRewriteKeepsOwnedHeaders(t *testing.T) {
 }
 
 // BenchmarkProxyGet compares a small GET through Gatehouse (cached token, masking, trail record)
-// with a plain httputil.ReverseProxy to the same upstream, in the same run.
+// with a plain httputil.ReverseProxy to the same upstream, in the same run. Two more cases break
+// the cost down: without the trail (records dropped), and without masking as well.
 func BenchmarkProxyGet(b *testing.B) {
 	u := newUpstream(b)
 	tok := token(b, "alice", nil)
@@ -151,6 +165,8 @@ func BenchmarkProxyGet(b *testing.B) {
 	}{
 		{"baseline=reverseproxy", newBaselineProxy(b, u)},
 		{"gatehouse", newBenchProxy(b, u)},
+		{"gatehouse-without-trail", newBenchProxyWith(b, u, nil, dropRecorder{})},
+		{"gatehouse-without-trail-and-masking", newBenchProxyWith(b, u, passMasker{}, dropRecorder{})},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			client := tc.srv.Client()
@@ -225,4 +241,21 @@ func BenchmarkProxyWatches(b *testing.B) {
 			b.ReportMetric(float64(b.N*watches*events)/time.Since(start).Seconds(), "events/s")
 		})
 	}
+}
+
+// dropRecorder takes records and drops them: for the cost breakdown only.
+type dropRecorder struct{}
+
+func (dropRecorder) Ready() error                                { return nil }
+func (dropRecorder) Publish(context.Context, trail.Record) error { return nil }
+
+// passMasker says nothing needs masking: for the cost breakdown only.
+type passMasker struct{}
+
+func (passMasker) NeedsMasking(masking.Target) bool { return false }
+func (passMasker) Body(_, _ string, b []byte, _ masking.Target) ([]byte, masking.Stats, error) {
+	return b, masking.Stats{}, nil
+}
+func (passMasker) Stream(_, _ string, r io.Reader, t masking.Target) (*masking.Reader, error) {
+	return nil, errors.New("passMasker does not stream")
 }

@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -264,11 +265,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.client = r.UserAgent()
 
 	defer func() {
-		// The client has its answer before the record is written.
-		if !st.upgrade {
-			st.w.Flush()
-		}
-		p.record(r, st, start)
+		end := time.Now()
+		// The record is written off the request's path: the client has its answer as soon as the
+		// handler returns. Publishing never blocks (the trail publisher is asynchronous and
+		// bounded), so these goroutines are short-lived.
+		go p.record(r, st, start, end)
 	}()
 
 	token, tokenErr := bearerToken(r)
@@ -464,7 +465,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		return err
 	}
 	st.masking = stats
-	resp.Body = io.NopCloser(strings.NewReader(string(masked)))
+	resp.Body = io.NopCloser(bytes.NewReader(masked))
 	resp.ContentLength = int64(len(masked))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(masked)))
 	resp.Header.Del("Content-Encoding")
@@ -503,7 +504,7 @@ func (p *Proxy) refuse(st *requestState, code int, reason, message string) {
 }
 
 // record writes the trail record of a finished request.
-func (p *Proxy) record(r *http.Request, st *requestState, start time.Time) {
+func (p *Proxy) record(r *http.Request, st *requestState, start, end time.Time) {
 	code := st.w.status
 	if code == 0 {
 		code = http.StatusOK
@@ -524,7 +525,7 @@ func (p *Proxy) record(r *http.Request, st *requestState, start time.Time) {
 		},
 		Code:     code,
 		Latency:  st.w.firstByte.Sub(start),
-		Duration: time.Since(start),
+		Duration: end.Sub(start),
 		BytesIn:  max(r.ContentLength, 0) + st.w.hijackedIn.Load(),
 		BytesOut: st.w.bytes + st.w.hijackedOut.Load(),
 		Error:    st.errReason,

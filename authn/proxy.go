@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -162,6 +163,8 @@ type Proxy struct {
 	sessions  *sessions
 	metrics   *metrics
 	log       *slog.Logger
+	// records counts the trail records being written off the request path.
+	records sync.WaitGroup
 }
 
 // NewProxy returns a Proxy for the options.
@@ -269,7 +272,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The record is written off the request's path: the client has its answer as soon as the
 		// handler returns. Publishing never blocks (the trail publisher is asynchronous and
 		// bounded), so these goroutines are short-lived.
-		go p.record(r, st, start, end)
+		p.records.Go(func() { p.record(r, st, start, end) })
 	}()
 
 	token, tokenErr := bearerToken(r)
@@ -367,6 +370,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	p.rp.ServeHTTP(st.w, r)
 }
+
+// Flush waits until the records of the requests served so far are handed to the Recorder. Call
+// it after the server stopped and before the Recorder is closed.
+func (p *Proxy) Flush() { p.records.Wait() }
 
 // rewrite builds the outbound request. It runs after ReverseProxy removed hop-by-hop headers,
 // so what it sets here reaches kube-apiserver.

@@ -229,6 +229,7 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 		grp.Go(func() error { return serving.Run(ctx, &http.Server{Handler: mux}, hl, nil, time.Second) })
 	}
 	err = grp.Wait()
+	proxy.Flush()
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	return errors.Join(err, pub.Close(closeCtx))

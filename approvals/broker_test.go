@@ -21,6 +21,14 @@ import (
 
 var natsServer *testbed.NATS
 
+var testFingerprints = func() *approvals.Fingerprinter {
+	f, err := approvals.NewFingerprinter([]byte("approvals-test-fingerprint-key"))
+	if err != nil {
+		panic(err)
+	}
+	return f
+}()
+
 func TestMain(m *testing.M) {
 	var err error
 	if natsServer, err = testbed.StartNATS(); err != nil {
@@ -57,7 +65,7 @@ var (
 
 func spec(t testing.TB, required int) approvals.Spec {
 	op := trail.Operation{Verb: "CREATE", APIGroup: "rbac.authorization.k8s.io", Resource: "clusterrolebindings", Name: "agent-admin"}
-	fp, err := approvals.Fingerprint(agent.User, op, []byte(`{"kind":"ClusterRoleBinding","metadata":{"name":"agent-admin"},"roleRef":{"name":"cluster-admin"}}`))
+	fp, err := testFingerprints.Fingerprint(agent.User, op, []byte(`{"kind":"ClusterRoleBinding","metadata":{"name":"agent-admin"},"roleRef":{"name":"cluster-admin"}}`))
 	require.NoError(t, err)
 	return approvals.Spec{
 		Requester: agent, SessionID: "s-1", Operation: op, Fingerprint: fp,
@@ -133,7 +141,7 @@ func TestDecisions(t *testing.T) {
 		require.NoError(t, err)
 		_, err = b.Decide(ctx, r.ID, alice, approvals.Approve, "")
 		require.NoError(t, err)
-		other, err := approvals.Fingerprint(agent.User, s.Operation, []byte(`{"kind":"ClusterRoleBinding","metadata":{"name":"agent-admin"},"roleRef":{"name":"view"}}`))
+		other, err := testFingerprints.Fingerprint(agent.User, s.Operation, []byte(`{"kind":"ClusterRoleBinding","metadata":{"name":"agent-admin"},"roleRef":{"name":"view"}}`))
 		require.NoError(t, err)
 		_, err = b.Consume(ctx, r.ID, agent.User, other, "")
 		require.ErrorIs(t, err, approvals.ErrNoGrant)
@@ -258,7 +266,7 @@ func TestFingerprint(t *testing.T) {
 	base := `{"kind":"ClusterRoleBinding","metadata":{"name":"b"},"roleRef":{"name":"view"},"subjects":[{"kind":"User","name":"alice"}]}`
 	fp := func(user string, op trail.Operation, obj string) string {
 		t.Helper()
-		f, err := approvals.Fingerprint(user, op, []byte(obj))
+		f, err := testFingerprints.Fingerprint(user, op, []byte(obj))
 		require.NoError(t, err)
 		return f
 	}
@@ -282,7 +290,7 @@ func TestFingerprint(t *testing.T) {
 	op2 := op
 	op2.Verb = "DELETE"
 	assert.NotEqual(t, want, fp("agent", op2, base))
-	_, err := approvals.Fingerprint("agent", op, []byte(`[1]`))
+	_, err := testFingerprints.Fingerprint("agent", op, []byte(`[1]`))
 	require.Error(t, err)
 }
 

@@ -19,10 +19,11 @@
 //     single-use grant valid for the rule's grant TTL. One denial is final. Decisions after the
 //     final state change nothing and say so.
 //   - A pending request expires at its deadline; an unused grant at the end of its TTL.
-//   - The grant is bound to a fingerprint of the operation: requester, operation, resource,
-//     namespace, name, subresource and a SHA-256 of the object as admission sees it, without
-//     the fields the API server changes by itself. Approving "bind alice to view" cannot admit
-//     "bind agent to cluster-admin".
+//   - The grant is bound to a fingerprint of the operation: an HMAC-SHA256, under the masking
+//     key, of the requester, operation, resource, namespace, name, subresource and the object as
+//     admission sees it, without the fields the API server changes by itself. Approving "bind
+//     alice to view" cannot admit "bind agent to cluster-admin"; and since the fingerprint is
+//     keyed, seeing it reveals nothing about the secret values in the object.
 //
 // # Threat model
 //

@@ -1,9 +1,11 @@
 package approvals
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -18,12 +20,29 @@ var volatileMetadata = []string{
 	"deletionTimestamp", "deletionGracePeriodSeconds", "selfLink",
 }
 
-// Fingerprint returns the SHA-256 (hex) binding a grant to one operation: the requester, the
+// Fingerprinter computes the fingerprints that bind grants to operations. Fingerprints are
+// HMAC-SHA256 under a secret key: they are stored and shown (approval requests, the trail,
+// ClickHouse), and a plain hash of an object would let anyone who sees one test guesses of the
+// secret values in it offline. Every component that fingerprints must use the same key; Gatehouse
+// uses the masking key.
+type Fingerprinter struct {
+	key []byte
+}
+
+// NewFingerprinter returns a Fingerprinter with key, at least 16 bytes.
+func NewFingerprinter(key []byte) (*Fingerprinter, error) {
+	if len(key) < 16 {
+		return nil, errors.New("approvals: the fingerprint key must have at least 16 bytes")
+	}
+	return &Fingerprinter{key: append([]byte(nil), key...)}, nil
+}
+
+// Fingerprint returns the fingerprint (hex) binding a grant to one operation: the requester, the
 // operation, the resource, namespace, name and subresource, and the object as admission sees
 // it, canonicalised (sorted keys, no volatile metadata, no status, no annotations Gatehouse
 // itself stamps; with generateName, no generated name). The API version is left out: the same
 // object through another version is the same operation. object may be nil (DELETE, CONNECT).
-func Fingerprint(requester string, op trail.Operation, object []byte) (string, error) {
+func (f *Fingerprinter) Fingerprint(requester string, op trail.Operation, object []byte) (string, error) {
 	canon := []byte("null")
 	if len(object) > 0 {
 		var v map[string]any
@@ -36,7 +55,7 @@ func Fingerprint(requester string, op trail.Operation, object []byte) (string, e
 			return "", fmt.Errorf("approvals: fingerprint: %w", err)
 		}
 	}
-	h := sha256.New()
+	h := hmac.New(sha256.New, f.key)
 	for _, part := range []string{
 		"gatehouse-fingerprint-v1", requester, strings.ToUpper(op.Verb), op.APIGroup, op.Resource,
 		op.Subresource, op.Namespace, op.Name,

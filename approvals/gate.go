@@ -38,6 +38,9 @@ type Masker interface {
 type Gate struct {
 	Broker *Broker
 	Masker Masker
+	// Fingerprints computes the fingerprints of operations. Required: the same key as the
+	// proxy's.
+	Fingerprints *Fingerprinter
 	// Wait is how long a direct call waits for a decision before it is denied, well under the
 	// webhook's timeout. Default 3s.
 	Wait time.Duration
@@ -61,7 +64,7 @@ func (g *Gate) Admit(ctx context.Context, req admission.Request, a policy.Attrib
 		// resource version), and CONNECT options are not an object.
 		object = nil
 	}
-	fp, err := Fingerprint(a.User.Username, op, object)
+	fp, err := g.Fingerprints.Fingerprint(a.User.Username, op, object)
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}

@@ -100,7 +100,7 @@ func (p *Proxy) applyPolicy(r *http.Request, st *requestState) error {
 // decide. On approval the call is forwarded with the grant, which the validating webhook checks
 // against the object it sees and uses up.
 func (p *Proxy) holdForApproval(r *http.Request, st *requestState, a policy.Attributes, d policy.Decision) error {
-	if p.opts.Approvals == nil || d.Approval == nil {
+	if p.opts.Approvals == nil || p.opts.Fingerprints == nil || d.Approval == nil {
 		st.errReason = "approval required, no approval broker"
 		p.refuse(st, http.StatusForbidden, "Forbidden", d.Message+" Approvals are not configured on this Gatehouse, so the operation cannot run.")
 		return errRefused
@@ -114,7 +114,7 @@ func (p *Proxy) holdForApproval(r *http.Request, st *requestState, a policy.Attr
 		Subresource: a.Subresource, Namespace: a.Namespace, Name: a.Name}
 	var probe *approvals.Probe
 	if op.Verb == "CONNECT" {
-		fp, err := approvals.Fingerprint(st.id.User, op, nil)
+		fp, err := p.opts.Fingerprints.Fingerprint(st.id.User, op, nil)
 		if err != nil {
 			return p.approvalFailed(st, err)
 		}

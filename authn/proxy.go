@@ -95,6 +95,9 @@ type Options struct {
 	// Approvals holds requests for approval. Default: none; requests that need approval are
 	// refused.
 	Approvals ApprovalBroker
+	// Fingerprints computes fingerprints of operations that cannot be probed (CONNECT), with
+	// the key the webhook uses. Required with Approvals.
+	Fingerprints *approvals.Fingerprinter
 	// ApprovalTimeout is how long a request is held for approval. Default 10 minutes.
 	ApprovalTimeout time.Duration
 	// ApprovalsAPI, when set, is served under approvals.APIPrefix to authenticated callers.
@@ -496,6 +499,12 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	} else {
 		p.metrics.upstreamErrors.Inc()
 		st.errReason = "upstream unavailable"
+	}
+	// A transport error names the URL, whose query may carry secrets (exec commands): log the
+	// cause only.
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err
 	}
 	p.log.Error("request failed", "auditID", st.auditID, "reason", st.errReason, "err", err)
 	if maskErr {

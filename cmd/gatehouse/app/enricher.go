@@ -6,10 +6,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,14 +20,11 @@ import (
 )
 
 type enricherOptions struct {
-	tls           serving.TLSOptions
+	endpoint      endpointOptions
 	nats          natsbus.Options
 	clickhouse    enricher.ClickHouseOptions
 	masking       maskingOptions
 	clientCAFile  string
-	bindAddress   string
-	securePort    int
-	healthAddress string
 	gatewayUsers  []string
 	retentionDays int
 	gatewayGrace  time.Duration
@@ -41,7 +36,6 @@ type enricherOptions struct {
 	insertRows    int
 	ackWait       time.Duration
 	auditLogPath  string
-	shutdownGrace time.Duration
 	dev           bool
 }
 
@@ -65,14 +59,11 @@ audit policy and the webhook kubeconfig.`,
 		},
 	}
 	fs := cmd.Flags()
-	o.tls.AddFlags(fs)
+	o.endpoint.addFlags(fs, "the audit intake")
 	o.nats.AddFlags(fs)
 	o.clickhouse.AddFlags(fs)
 	o.masking.addFlags(fs)
 	fs.StringVar(&o.clientCAFile, "client-ca-file", "", "CA bundle that signed kube-apiserver's audit webhook client certificate. When set, the intake requires a client certificate signed by it; without it anyone who reaches the intake can add events.")
-	fs.StringVar(&o.bindAddress, "bind-address", "0.0.0.0", "Address to serve the audit intake on.")
-	fs.IntVar(&o.securePort, "secure-port", 8443, "HTTPS port of the audit intake.")
-	fs.StringVar(&o.healthAddress, "health-bind-address", ":8081", "Address of /healthz, /readyz and /metrics (plain HTTP). Empty disables them.")
 	fs.StringSliceVar(&o.gatewayUsers, "gateway-users", []string{"system:serviceaccount:gatehouse:gatehouse-proxy"}, "Users the gateway authenticates to kube-apiserver as; only their impersonation extras are read as the gateway's session attributes. Empty trusts every impersonator.")
 	fs.IntVar(&o.retentionDays, "retention-days", 365, "Days audit rows are kept (ClickHouse TTL, whole daily partitions). -1 keeps them forever.")
 	fs.DurationVar(&o.gatewayGrace, "gateway-record-grace", 5*time.Minute, "How long an audit event carrying the gateway's session waits for the gateway's record before the trail view calls it a bypass.")
@@ -84,15 +75,14 @@ audit policy and the webhook kubeconfig.`,
 	fs.IntVar(&o.insertRows, "insert-max-rows", enricher.DefaultInsertRows, "Most rows in one INSERT.")
 	fs.DurationVar(&o.ackWait, "ack-wait", enricher.DefaultAckWait, "How long a batch may stay unacknowledged before NATS delivers it again; after a crash, the batches in flight are stored that much later. INSERTs time out after half of it.")
 	fs.StringVar(&o.auditLogPath, "audit-log-path", "", "kube-apiserver audit log file (JSON lines) to follow, for clusters without the webhook backend.")
-	fs.DurationVar(&o.shutdownGrace, "shutdown-grace-period", 30*time.Second, "How long requests in flight may finish at shutdown.")
 	fs.BoolVar(&o.dev, "dev", false, "Development mode: a self-signed serving certificate, an embedded NATS server and a random masking key when none are configured. Never in production.")
 	return cmd
 }
 
 func (o *enricherOptions) validate() error {
 	var errs []error
-	o.tls.SelfSigned = o.dev
-	if err := o.tls.Validate(); err != nil {
+	o.endpoint.tls.SelfSigned = o.dev
+	if err := o.endpoint.tls.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if o.nats.URL == "" && !o.dev {
@@ -112,8 +102,7 @@ func (o *enricherOptions) validate() error {
 
 func (o *enricherOptions) run(ctx context.Context, g *globals) error {
 	log := g.logger.With("component", "enricher")
-	// controller-runtime's certificate watcher logs through its global logger.
-	masker, err := o.masking.masker(o.dev, log)
+	masker, _, err := o.masking.masker(o.dev, log)
 	if err != nil {
 		return err
 	}
@@ -151,7 +140,7 @@ func (o *enricherOptions) run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	tlsCfg, err := o.tls.Config(ctx, log, "localhost", "127.0.0.1")
+	tlsCfg, err := o.endpoint.tls.Config(ctx, log, "localhost", "127.0.0.1")
 	if err != nil {
 		return err
 	}
@@ -169,31 +158,14 @@ func (o *enricherOptions) run(ctx context.Context, g *globals) error {
 	} else {
 		log.Warn("no --client-ca-file: the audit intake accepts events from any client that reaches it")
 	}
-	addr := net.JoinHostPort(o.bindAddress, strconv.Itoa(o.securePort))
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
 	mux := http.NewServeMux()
 	mux.Handle("POST "+enricher.IntakePath, e)
-
+	health := serving.NewHealth(log)
+	health.AddReadyCheck("intake", e.Ready)
 	grp, ctx := errgroup.WithContext(ctx)
 	grp.Go(func() error { return e.Start(ctx) })
-	grp.Go(func() error {
-		log.Info("serving the audit intake", "address", l.Addr().String(), "path", enricher.IntakePath)
-		return serving.Run(ctx, &http.Server{Handler: mux}, l, tlsCfg, o.shutdownGrace)
-	})
-	if o.healthAddress != "" {
-		health := serving.NewHealth(log)
-		health.AddReadyCheck("intake", e.Ready)
-		hmux := http.NewServeMux()
-		health.Install(hmux)
-		hmux.Handle("GET /metrics", serving.MetricsHandler(reg))
-		hl, err := net.Listen("tcp", o.healthAddress)
-		if err != nil {
-			return err
-		}
-		grp.Go(func() error { return serving.Run(ctx, &http.Server{Handler: hmux}, hl, nil, time.Second) })
+	if err := o.endpoint.serve(ctx, grp, log, "the audit intake on "+enricher.IntakePath, &http.Server{Handler: mux}, tlsCfg, health, reg); err != nil {
+		return err
 	}
 	return grp.Wait()
 }

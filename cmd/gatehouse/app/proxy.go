@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -27,18 +25,14 @@ import (
 
 type proxyOptions struct {
 	kube             kubeOptions
-	tls              serving.TLSOptions
+	endpoint         endpointOptions
 	nats             natsbus.Options
 	masking          maskingOptions
 	authConfig       string
 	kubernetesIssuer string
-	bindAddress      string
-	securePort       int
-	healthAddress    string
 	systemPrefixes   []string
 	unrecorded       string
 	maxHeaderBytes   int
-	shutdownGrace    time.Duration
 	policyFile       string
 	approvalTimeout  time.Duration
 	dev              bool
@@ -65,18 +59,14 @@ AuthenticationConfiguration file kube-apiserver reads.`,
 	}
 	fs := cmd.Flags()
 	o.kube.addFlags(fs)
-	o.tls.AddFlags(fs)
+	o.endpoint.addFlags(fs, "the proxy")
 	o.nats.AddFlags(fs)
 	o.masking.addFlags(fs)
 	fs.StringVar(&o.authConfig, "authentication-config", "", "AuthenticationConfiguration file (apiserver.config.k8s.io) with the jwt issuers to trust. Required.")
 	fs.StringVar(&o.kubernetesIssuer, "kubernetes-issuer", "", "Issuer URL of the cluster's service-account tokens, when listed in --authentication-config: its discovery and keys are fetched through kube-apiserver with the proxy's credentials.")
-	fs.StringVar(&o.bindAddress, "bind-address", "0.0.0.0", "Address to serve the proxy on.")
-	fs.IntVar(&o.securePort, "secure-port", 8443, "HTTPS port of the proxy.")
-	fs.StringVar(&o.healthAddress, "health-bind-address", ":8081", "Address of /healthz, /readyz and /metrics (plain HTTP). Empty disables them.")
 	fs.StringSliceVar(&o.systemPrefixes, "allowed-system-prefixes", nil, "system: user and group name prefixes tokens may map to, e.g. system:serviceaccount:,system:serviceaccounts. system:masters is always refused.")
 	fs.StringVar(&o.unrecorded, "unrecorded-requests", string(authn.RefuseUnrecorded), "What to do when the trail cannot record a request: Refuse (answer 503) or Allow.")
 	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 64<<10, "Largest request header block accepted; larger ones get 431.")
-	fs.DurationVar(&o.shutdownGrace, "shutdown-grace-period", 30*time.Second, "How long open requests may finish at shutdown.")
 	fs.StringVar(&o.policyFile, "policy-file", "", "Read AccessPolicies from this multi-document YAML file (reloaded when it changes) instead of the cluster (development mode).")
 	fs.DurationVar(&o.approvalTimeout, "approval-timeout", 10*time.Minute, "How long a request that needs approval is held open waiting for approvers.")
 	fs.BoolVar(&o.dev, "dev", false, "Development mode: a self-signed serving certificate, an embedded NATS server and a random masking key when none are configured. Never in production.")
@@ -88,8 +78,8 @@ func (o *proxyOptions) validate() error {
 	if o.authConfig == "" {
 		errs = append(errs, errors.New("--authentication-config is required"))
 	}
-	o.tls.SelfSigned = o.dev
-	if err := o.tls.Validate(); err != nil {
+	o.endpoint.tls.SelfSigned = o.dev
+	if err := o.endpoint.tls.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if o.nats.URL == "" && !o.dev {
@@ -116,7 +106,7 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	masker, err := o.masking.masker(o.dev, log)
+	masker, fingerprints, err := o.masking.masker(o.dev, log)
 	if err != nil {
 		return err
 	}
@@ -190,6 +180,7 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 		Unrecorded:      authn.UnrecordedPolicy(o.unrecorded),
 		Policy:          engine,
 		Approvals:       broker,
+		Fingerprints:    fingerprints,
 		ApprovalTimeout: o.approvalTimeout,
 		ApprovalsAPI:    api,
 		Metrics:         reg,
@@ -198,35 +189,19 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	tlsCfg, err := o.tls.Config(ctx, log, "localhost", "127.0.0.1")
+	tlsCfg, err := o.endpoint.tls.Config(ctx, log, "localhost", "127.0.0.1")
 	if err != nil {
 		return err
 	}
-	addr := net.JoinHostPort(o.bindAddress, strconv.Itoa(o.securePort))
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
+	health := serving.NewHealth(log)
+	health.AddReadyCheck("oidc-issuers", authenticator.Ready)
+	health.AddReadyCheck("trail", func(context.Context) error { return pub.Ready() })
+	health.AddReadyCheck("policies", func(context.Context) error { return engine.Ready() })
 	grp, ctx := errgroup.WithContext(ctx)
 	grp.Go(func() error { return authenticator.Start(ctx) })
 	grp.Go(func() error { return mgr.Start(ctx) })
-	grp.Go(func() error {
-		log.Info("serving the proxy", "address", l.Addr().String(), "upstream", upstream.Host)
-		return serving.Run(ctx, &http.Server{Handler: proxy, MaxHeaderBytes: o.maxHeaderBytes}, l, tlsCfg, o.shutdownGrace)
-	})
-	if o.healthAddress != "" {
-		health := serving.NewHealth(log)
-		health.AddReadyCheck("oidc-issuers", authenticator.Ready)
-		health.AddReadyCheck("trail", func(context.Context) error { return pub.Ready() })
-		health.AddReadyCheck("policies", func(context.Context) error { return engine.Ready() })
-		mux := http.NewServeMux()
-		health.Install(mux)
-		mux.Handle("GET /metrics", serving.MetricsHandler(reg))
-		hl, err := net.Listen("tcp", o.healthAddress)
-		if err != nil {
-			return err
-		}
-		grp.Go(func() error { return serving.Run(ctx, &http.Server{Handler: mux}, hl, nil, time.Second) })
+	if err := o.endpoint.serve(ctx, grp, log, "the proxy", &http.Server{Handler: proxy, MaxHeaderBytes: o.maxHeaderBytes}, tlsCfg, health, reg); err != nil {
+		return err
 	}
 	err = grp.Wait()
 	proxy.Flush()

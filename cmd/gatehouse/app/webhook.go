@@ -119,7 +119,7 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 	if err != nil {
 		return err
 	}
-	masker, err := o.masking.masker(o.policyFile != "", log)
+	masker, fingerprints, err := o.masking.masker(o.policyFile != "", log)
 	if err != nil {
 		return err
 	}
@@ -181,7 +181,7 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 	if err != nil {
 		return err
 	}
-	gate := &approvals.Gate{Broker: broker, Masker: masker, Wait: o.approvals.wait, Timeout: o.approvals.requestTTL, UIURL: o.approvals.uiURL}
+	gate := &approvals.Gate{Broker: broker, Masker: masker, Fingerprints: fingerprints, Wait: o.approvals.wait, Timeout: o.approvals.requestTTL, UIURL: o.approvals.uiURL}
 	if err := webhook.Register(mgr.GetWebhookServer(), webhook.Options{Engine: engine, Approver: gate, Publisher: publisher, Logger: log}); err != nil {
 		return err
 	}

@@ -12,8 +12,8 @@ import (
 )
 
 // The benchmarks compare masking with encoding/json's Valid over the same bytes: the /mask and
-// /json.Valid sub-benchmarks of each report MB/s, and the ratio of their ns/op is the cost of
-// masking relative to merely validating. The target is a ratio of at most 3. To print the
+// /baseline=json.Valid sub-benchmarks of each report MB/s, and the ratio of their ns/op (which
+// make bench prints) is the cost of masking relative to merely validating. The target is a ratio of at most 3. To print the
 // ratios (and fail above the target) without the benchmark machinery:
 //
 //	go test ./masking -run=TestBenchmarkRatios -ratios -v
@@ -185,15 +185,15 @@ func genWatchStream(n int) []byte {
 
 func BenchmarkSecretList(b *testing.B) {
 	p := benchPairs()[0]
+	b.Run("baseline=json.Valid", p.valid)
 	b.Run("mask", p.mask)
-	b.Run("json.Valid", p.valid)
 }
 
 func BenchmarkWatchStream(b *testing.B) {
 	for _, p := range benchPairs()[1:] {
 		n := strings.TrimPrefix(p.name, "WatchStream/")
+		b.Run(n+"/baseline=json.Valid", p.valid)
 		b.Run(n+"/mask", p.mask)
-		b.Run(n+"/json.Valid", p.valid)
 	}
 }
 

@@ -52,6 +52,51 @@ func (c *columns) reset() {
 	c.rows = 0
 }
 
+// metaColumns are the columns of a trail record's header, which every table of records starts
+// with.
+type metaColumns struct {
+	id     []string
+	time   []time.Time
+	source []string
+}
+
+func (m *metaColumns) register(c *columns) {
+	addColumn(c, "id", &m.id)
+	addColumn(c, "time", &m.time)
+	addColumn(c, "source", &m.source)
+}
+
+func (m *metaColumns) add(h trail.Meta) {
+	m.id = append(m.id, h.ID)
+	m.time = append(m.time, h.Time)
+	m.source = append(m.source, h.Source)
+}
+
+// operationColumns are the columns of a trail.Operation (but its Path).
+type operationColumns struct {
+	verb, apiGroup, apiVersion, resource, subresource, namespace, name []string
+}
+
+func (o *operationColumns) register(c *columns) {
+	addColumn(c, "verb", &o.verb)
+	addColumn(c, "api_group", &o.apiGroup)
+	addColumn(c, "api_version", &o.apiVersion)
+	addColumn(c, "resource", &o.resource)
+	addColumn(c, "subresource", &o.subresource)
+	addColumn(c, "namespace", &o.namespace)
+	addColumn(c, "name", &o.name)
+}
+
+func (o *operationColumns) add(op trail.Operation) {
+	o.verb = append(o.verb, op.Verb)
+	o.apiGroup = append(o.apiGroup, op.APIGroup)
+	o.apiVersion = append(o.apiVersion, op.APIVersion)
+	o.resource = append(o.resource, op.Resource)
+	o.subresource = append(o.subresource, op.Subresource)
+	o.namespace = append(o.namespace, op.Namespace)
+	o.name = append(o.name, op.Name)
+}
+
 // eventRows are rows of audit_events.
 type eventRows struct {
 	columns
@@ -241,14 +286,13 @@ func counts(m map[string]int) map[string]uint32 {
 // requestRows are rows of gateway_requests.
 type requestRows struct {
 	columns
-	id                                                []string
-	time                                              []time.Time
-	source, auditID, sessionID, user, userUID         []string
+	metaColumns
+	operationColumns
+	auditID, sessionID, user, userUID                 []string
 	userGroups                                        [][]string
 	userExtra                                         []map[string][]string
 	issuer, subject, client, sourceIP                 []string
-	verb, apiGroup, apiVersion, resource, subresource []string
-	namespace, name, path                             []string
+	path                                              []string
 	code                                              []uint16
 	latency, duration, bytesIn, bytesOut              []int64
 	maskedFields                                      []uint32
@@ -262,9 +306,7 @@ func newRequestRows() *requestRows {
 	r := &requestRows{}
 	c := &r.columns
 	c.table = schema.TableGatewayRequests
-	addColumn(c, "id", &r.id)
-	addColumn(c, "time", &r.time)
-	addColumn(c, "source", &r.source)
+	r.metaColumns.register(c)
 	addColumn(c, "audit_id", &r.auditID)
 	addColumn(c, "session_id", &r.sessionID)
 	addColumn(c, "user", &r.user)
@@ -275,13 +317,7 @@ func newRequestRows() *requestRows {
 	addColumn(c, "subject", &r.subject)
 	addColumn(c, "client", &r.client)
 	addColumn(c, "source_ip", &r.sourceIP)
-	addColumn(c, "verb", &r.verb)
-	addColumn(c, "api_group", &r.apiGroup)
-	addColumn(c, "api_version", &r.apiVersion)
-	addColumn(c, "resource", &r.resource)
-	addColumn(c, "subresource", &r.subresource)
-	addColumn(c, "namespace", &r.namespace)
-	addColumn(c, "name", &r.name)
+	r.operationColumns.register(c)
 	addColumn(c, "path", &r.path)
 	addColumn(c, "code", &r.code)
 	addColumn(c, "latency_ns", &r.latency)
@@ -302,9 +338,7 @@ func newRequestRows() *requestRows {
 
 func (r *requestRows) add(rec *trail.Request, now time.Time) {
 	r.rows++
-	r.id = append(r.id, rec.ID)
-	r.time = append(r.time, rec.Time)
-	r.source = append(r.source, rec.Source)
+	r.metaColumns.add(rec.Meta)
 	r.auditID = append(r.auditID, rec.AuditID)
 	r.sessionID = append(r.sessionID, rec.SessionID)
 	r.user = append(r.user, rec.Identity.User)
@@ -316,13 +350,7 @@ func (r *requestRows) add(rec *trail.Request, now time.Time) {
 	r.client = append(r.client, rec.Client)
 	r.sourceIP = append(r.sourceIP, rec.SourceIP)
 	op := rec.Operation
-	r.verb = append(r.verb, op.Verb)
-	r.apiGroup = append(r.apiGroup, op.APIGroup)
-	r.apiVersion = append(r.apiVersion, op.APIVersion)
-	r.resource = append(r.resource, op.Resource)
-	r.subresource = append(r.subresource, op.Subresource)
-	r.namespace = append(r.namespace, op.Namespace)
-	r.name = append(r.name, op.Name)
+	r.operationColumns.add(op)
 	r.path = append(r.path, op.Path)
 	r.code = append(r.code, uint16(min(max(rec.Code, 0), 65535)))
 	r.latency = append(r.latency, int64(rec.Latency))
@@ -351,26 +379,22 @@ func (r *requestRows) add(rec *trail.Request, now time.Time) {
 // decisionRows are rows of gateway_decisions.
 type decisionRows struct {
 	columns
-	id                                                []string
-	time                                              []time.Time
-	source, component, auditID, admissionUID          []string
-	sessionID, user                                   []string
-	userGroups                                        [][]string
-	issuer, subject                                   []string
-	verb, apiGroup, apiVersion, resource, subresource []string
-	namespace, name                                   []string
-	viaGateway, dryRun                                []bool
-	policy, rule, action, message, approvalID         []string
-	ingestedAt                                        []time.Time
+	metaColumns
+	operationColumns
+	component, auditID, admissionUID          []string
+	sessionID, user                           []string
+	userGroups                                [][]string
+	issuer, subject                           []string
+	viaGateway, dryRun                        []bool
+	policy, rule, action, message, approvalID []string
+	ingestedAt                                []time.Time
 }
 
 func newDecisionRows() *decisionRows {
 	r := &decisionRows{}
 	c := &r.columns
 	c.table = schema.TableGatewayDecisions
-	addColumn(c, "id", &r.id)
-	addColumn(c, "time", &r.time)
-	addColumn(c, "source", &r.source)
+	r.metaColumns.register(c)
 	addColumn(c, "component", &r.component)
 	addColumn(c, "audit_id", &r.auditID)
 	addColumn(c, "admission_uid", &r.admissionUID)
@@ -379,13 +403,7 @@ func newDecisionRows() *decisionRows {
 	addColumn(c, "user_groups", &r.userGroups)
 	addColumn(c, "issuer", &r.issuer)
 	addColumn(c, "subject", &r.subject)
-	addColumn(c, "verb", &r.verb)
-	addColumn(c, "api_group", &r.apiGroup)
-	addColumn(c, "api_version", &r.apiVersion)
-	addColumn(c, "resource", &r.resource)
-	addColumn(c, "subresource", &r.subresource)
-	addColumn(c, "namespace", &r.namespace)
-	addColumn(c, "name", &r.name)
+	r.operationColumns.register(c)
 	addColumn(c, "via_gateway", &r.viaGateway)
 	addColumn(c, "dry_run", &r.dryRun)
 	addColumn(c, "policy", &r.policy)
@@ -399,9 +417,7 @@ func newDecisionRows() *decisionRows {
 
 func (r *decisionRows) add(d *trail.Decision, now time.Time) {
 	r.rows++
-	r.id = append(r.id, d.ID)
-	r.time = append(r.time, d.Time)
-	r.source = append(r.source, d.Source)
+	r.metaColumns.add(d.Meta)
 	r.component = append(r.component, d.Component)
 	r.auditID = append(r.auditID, d.AuditID)
 	r.admissionUID = append(r.admissionUID, d.AdmissionUID)
@@ -411,13 +427,7 @@ func (r *decisionRows) add(d *trail.Decision, now time.Time) {
 	r.issuer = append(r.issuer, d.Identity.Issuer)
 	r.subject = append(r.subject, d.Identity.Subject)
 	op := d.Operation
-	r.verb = append(r.verb, op.Verb)
-	r.apiGroup = append(r.apiGroup, op.APIGroup)
-	r.apiVersion = append(r.apiVersion, op.APIVersion)
-	r.resource = append(r.resource, op.Resource)
-	r.subresource = append(r.subresource, op.Subresource)
-	r.namespace = append(r.namespace, op.Namespace)
-	r.name = append(r.name, op.Name)
+	r.operationColumns.add(op)
 	r.viaGateway = append(r.viaGateway, d.ViaGateway)
 	r.dryRun = append(r.dryRun, d.DryRun)
 	r.policy = append(r.policy, d.Policy.Policy)
@@ -431,23 +441,20 @@ func (r *decisionRows) add(d *trail.Decision, now time.Time) {
 // sessionRows are rows of sessions.
 type sessionRows struct {
 	columns
-	id                                    []string
-	time                                  []time.Time
-	source, sessionID, label, event, user []string
-	userGroups                            [][]string
-	issuer, subject, client, sourceIP     []string
-	started, lastActivity                 []time.Time
-	requests                              []int64
-	ingestedAt                            []time.Time
+	metaColumns
+	sessionID, label, event, user     []string
+	userGroups                        [][]string
+	issuer, subject, client, sourceIP []string
+	started, lastActivity             []time.Time
+	requests                          []int64
+	ingestedAt                        []time.Time
 }
 
 func newSessionRows() *sessionRows {
 	r := &sessionRows{}
 	c := &r.columns
 	c.table = schema.TableSessions
-	addColumn(c, "id", &r.id)
-	addColumn(c, "time", &r.time)
-	addColumn(c, "source", &r.source)
+	r.metaColumns.register(c)
 	addColumn(c, "session_id", &r.sessionID)
 	addColumn(c, "label", &r.label)
 	addColumn(c, "event", &r.event)
@@ -466,9 +473,7 @@ func newSessionRows() *sessionRows {
 
 func (r *sessionRows) add(s *trail.Session, now time.Time) {
 	r.rows++
-	r.id = append(r.id, s.ID)
-	r.time = append(r.time, s.Time)
-	r.source = append(r.source, s.Source)
+	r.metaColumns.add(s.Meta)
 	r.sessionID = append(r.sessionID, s.SessionID)
 	r.label = append(r.label, s.Label)
 	r.event = append(r.event, string(s.Event))
@@ -524,31 +529,28 @@ func (r *errorRows) add(at time.Time, stream string, seq uint64, subject string,
 // approvalRows are rows of approvals.
 type approvalRows struct {
 	columns
-	id                                                []string
-	time                                              []time.Time
-	source, approvalID, event, sessionID, requester   []string
-	requesterGroups                                   [][]string
-	requesterIssuer, requesterSubject                 []string
-	verb, apiGroup, apiVersion, resource, subresource []string
-	namespace, name, fingerprint                      []string
-	policy, rule, policyMessage                       []string
-	approverGroups                                    [][]string
-	required                                          []uint16
-	actor, reason                                     []string
-	approvers                                         [][]string
-	path                                              []string
-	expiresAt                                         []time.Time
-	admissionUID                                      []string
-	ingestedAt                                        []time.Time
+	metaColumns
+	operationColumns
+	approvalID, event, sessionID, requester []string
+	requesterGroups                         [][]string
+	requesterIssuer, requesterSubject       []string
+	fingerprint                             []string
+	policy, rule, policyMessage             []string
+	approverGroups                          [][]string
+	required                                []uint16
+	actor, reason                           []string
+	approvers                               [][]string
+	path                                    []string
+	expiresAt                               []time.Time
+	admissionUID                            []string
+	ingestedAt                              []time.Time
 }
 
 func newApprovalRows() *approvalRows {
 	r := &approvalRows{}
 	c := &r.columns
 	c.table = schema.TableApprovals
-	addColumn(c, "id", &r.id)
-	addColumn(c, "time", &r.time)
-	addColumn(c, "source", &r.source)
+	r.metaColumns.register(c)
 	addColumn(c, "approval_id", &r.approvalID)
 	addColumn(c, "event", &r.event)
 	addColumn(c, "session_id", &r.sessionID)
@@ -556,13 +558,7 @@ func newApprovalRows() *approvalRows {
 	addColumn(c, "requester_groups", &r.requesterGroups)
 	addColumn(c, "requester_issuer", &r.requesterIssuer)
 	addColumn(c, "requester_subject", &r.requesterSubject)
-	addColumn(c, "verb", &r.verb)
-	addColumn(c, "api_group", &r.apiGroup)
-	addColumn(c, "api_version", &r.apiVersion)
-	addColumn(c, "resource", &r.resource)
-	addColumn(c, "subresource", &r.subresource)
-	addColumn(c, "namespace", &r.namespace)
-	addColumn(c, "name", &r.name)
+	r.operationColumns.register(c)
 	addColumn(c, "fingerprint", &r.fingerprint)
 	addColumn(c, "policy", &r.policy)
 	addColumn(c, "rule", &r.rule)
@@ -581,9 +577,7 @@ func newApprovalRows() *approvalRows {
 
 func (r *approvalRows) add(a *trail.Approval, now time.Time) {
 	r.rows++
-	r.id = append(r.id, a.ID)
-	r.time = append(r.time, a.Time)
-	r.source = append(r.source, a.Source)
+	r.metaColumns.add(a.Meta)
 	r.approvalID = append(r.approvalID, a.ApprovalID)
 	r.event = append(r.event, string(a.Event))
 	r.sessionID = append(r.sessionID, a.SessionID)
@@ -592,13 +586,7 @@ func (r *approvalRows) add(a *trail.Approval, now time.Time) {
 	r.requesterIssuer = append(r.requesterIssuer, a.Requester.Issuer)
 	r.requesterSubject = append(r.requesterSubject, a.Requester.Subject)
 	op := a.Operation
-	r.verb = append(r.verb, op.Verb)
-	r.apiGroup = append(r.apiGroup, op.APIGroup)
-	r.apiVersion = append(r.apiVersion, op.APIVersion)
-	r.resource = append(r.resource, op.Resource)
-	r.subresource = append(r.subresource, op.Subresource)
-	r.namespace = append(r.namespace, op.Namespace)
-	r.name = append(r.name, op.Name)
+	r.operationColumns.add(op)
 	r.fingerprint = append(r.fingerprint, a.Fingerprint)
 	r.policy = append(r.policy, a.Policy.Policy)
 	r.rule = append(r.rule, a.Policy.Rule)

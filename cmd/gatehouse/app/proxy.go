@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -110,24 +109,11 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	o.nats.Name = "gatehouse-proxy"
-	o.nats.Logger = log
-	nc, err := natsbus.Connect(ctx, o.nats)
+	tc, err := openTrail(ctx, o.nats, "proxy", log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := nc.JetStream()
-	if err != nil {
-		return err
-	}
-	if err := trail.EnsureStreams(ctx, js, trail.StreamOptions{}); err != nil {
-		return err
-	}
-	pub, err := trail.NewPublisher(nc.Conn, trail.PublisherOptions{Logger: log})
-	if err != nil {
-		return err
-	}
+	pub := tc.pub
 
 	aopts := authn.AuthenticatorOptions{Config: authCfg, AllowedSystemPrefixes: o.systemPrefixes, Logger: log}
 	if o.kubernetesIssuer != "" {
@@ -159,8 +145,7 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	host, _ := os.Hostname()
-	broker, err := approvals.New(ctx, js, approvals.Options{Recorder: pub, Source: "proxy/" + host, Logger: log})
+	broker, err := approvals.New(ctx, tc.js, approvals.Options{Recorder: pub, Source: tc.source("proxy"), Logger: log})
 	if err != nil {
 		return err
 	}
@@ -205,7 +190,5 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 	}
 	err = grp.Wait()
 	proxy.Flush()
-	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	return errors.Join(err, pub.Close(closeCtx))
+	return errors.Join(err, tc.close(ctx))
 }

@@ -23,7 +23,6 @@ import (
 	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/serving"
-	"github.com/gatehouse-dev/gatehouse/trail"
 	"github.com/gatehouse-dev/gatehouse/webhook"
 )
 
@@ -132,31 +131,12 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 		return err
 	}
 
-	o.nats.Name, o.nats.Logger = "gatehouse-webhook", log
-	conn, err := natsbus.Connect(ctx, o.nats)
+	tc, err := openTrail(ctx, o.nats, webhook.ComponentValidating, log)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	js, err := conn.JetStream()
-	if err != nil {
-		return err
-	}
-	if err := trail.EnsureStreams(ctx, js, trail.StreamOptions{}); err != nil {
-		return err
-	}
-	host, _ := os.Hostname()
-	publisher, err := trail.NewPublisher(conn.Conn, trail.PublisherOptions{Source: webhook.ComponentValidating + "/" + host, Logger: log})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := publisher.Close(cctx); err != nil {
-			log.Error("trail records unacknowledged at shutdown", "err", err)
-		}
-	}()
+	defer func() { _ = tc.close(ctx) }()
+	publisher := tc.pub
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
@@ -177,7 +157,7 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 	if err != nil {
 		return err
 	}
-	broker, err := approvals.New(ctx, js, approvals.Options{Recorder: publisher, Source: "webhook/" + host, Logger: log})
+	broker, err := approvals.New(ctx, tc.js, approvals.Options{Recorder: publisher, Source: tc.source("webhook"), Logger: log})
 	if err != nil {
 		return err
 	}

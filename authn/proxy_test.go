@@ -6,14 +6,11 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -424,7 +421,7 @@ data:
 			assert.Equal(t, "THROUGH THE GATEWAY\n", out)
 		})
 		t.Run("port-forward websockets="+ws, func(t *testing.T) {
-			portForward(t, bin, kc, ns, ws)
+			testbed.CheckPortForward(t, bin, kc, ns, "work", ws == "true")
 		})
 	}
 	t.Run("logs -f", func(t *testing.T) {
@@ -446,47 +443,6 @@ data:
 		require.NoError(t, err)
 		assert.Equal(t, "still running\n", string(line), "followed logs stream through the proxy")
 	})
-}
-
-func portForward(t *testing.T, bin, kc, ns, ws string) {
-	ctx := t.Context()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
-	podPort := l.Addr().(*net.TCPAddr).Port
-	lp, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	local := lp.Addr().(*net.TCPAddr).Port
-	lp.Close()
-	cmd := exec.CommandContext(ctx, bin, "--kubeconfig", kc, "-n", ns, "port-forward", "pod/work", fmt.Sprintf("%d:%d", local, podPort))
-	cmd.Env = append(os.Environ(), "KUBECTL_PORT_FORWARD_WEBSOCKETS="+ws)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	require.NoError(t, cmd.Start())
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	var conn net.Conn
-	require.Eventually(t, func() bool {
-		conn, err = net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(local)))
-		return err == nil
-	}, 20*time.Second, 100*time.Millisecond, "port-forward did not listen: %s", &out)
-	defer conn.Close()
-	msg := "hello through the gateway\n"
-	_, err = conn.Write([]byte(msg))
-	require.NoError(t, err)
-	reply := make([]byte, len(msg))
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
-	_, err = io.ReadFull(conn, reply)
-	require.NoError(t, err, "kubectl: %s", &out)
-	assert.Equal(t, msg, string(reply))
 }
 
 func TestTrailRecordsEveryRequest(t *testing.T) {

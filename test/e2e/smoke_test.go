@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -138,44 +137,9 @@ func TestSmokeLogsAndPortForward(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "second line\n", string(buf[:n]), "a followed log streams new lines as they come")
 
-	// A local TCP server stands in for the container's port.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
-	podPort := l.Addr().(*net.TCPAddr).Port
-	for _, ws := range []string{"false", "true"} {
-		t.Run("kubectl/websockets="+ws, func(t *testing.T) {
-			local := freePort(t)
-			cmd := exec.CommandContext(ctx, bed.kube.Kubectl, "--kubeconfig", bed.kube.Kubeconfig,
-				"port-forward", "-n", ns, "pod/web", fmt.Sprintf("%d:%d", local, podPort))
-			cmd.Env = append(os.Environ(), "KUBECTL_PORT_FORWARD_WEBSOCKETS="+ws)
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			require.NoError(t, cmd.Start())
-			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-
-			var conn net.Conn
-			require.Eventually(t, func() bool {
-				conn, err = net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(local)))
-				return err == nil
-			}, 20*time.Second, 100*time.Millisecond, "port-forward did not listen: %s", &out)
-			defer conn.Close()
-			_, err = conn.Write([]byte("ping through port-forward\n"))
-			require.NoError(t, err)
-			reply := make([]byte, len("ping through port-forward\n"))
-			require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
-			_, err = io.ReadFull(conn, reply)
-			require.NoError(t, err, "kubectl: %s", &out)
-			assert.Equal(t, "ping through port-forward\n", string(reply))
+	for _, ws := range []bool{false, true} {
+		t.Run(fmt.Sprintf("kubectl/websockets=%t", ws), func(t *testing.T) {
+			testbed.CheckPortForward(t, bed.kube.Kubectl, bed.kube.Kubeconfig, ns, "web", ws)
 		})
 	}
 }
@@ -338,12 +302,4 @@ func kubectl(t *testing.T, env []string, args ...string) string {
 	out, err := cmd.Output()
 	require.NoError(t, err, "kubectl %s: %s", strings.Join(args, " "), stderr.String())
 	return string(out)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

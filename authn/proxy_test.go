@@ -323,6 +323,16 @@ func TestKubectl(t *testing.T) {
 	kc := kubeconfig(t, tok)
 	runKubectlSuite(t, env.kube.Kubectl, kc, ns)
 
+	t.Run("cp", func(t *testing.T) {
+		// The stub kubelet's containers are this machine, so the copy lands in a local directory.
+		src := filepath.Join(t.TempDir(), "notes.txt")
+		require.NoError(t, os.WriteFile(src, []byte("copied through the gateway\n"), 0o600))
+		dst := t.TempDir()
+		kubectl(t, kc, "cp", src, ns+"/work:"+dst+"/notes.txt")
+		got, err := os.ReadFile(filepath.Join(dst, "notes.txt"))
+		require.NoError(t, err)
+		assert.Equal(t, "copied through the gateway\n", string(got))
+	})
 	t.Run("auth whoami shows the impersonated identity", func(t *testing.T) {
 		out := kubectl(t, kc, "auth", "whoami", "-o", "json")
 		var review authenticationv1.SelfSubjectReview

@@ -183,7 +183,7 @@ func (a *Authenticator) AuthenticateToken(ctx context.Context, token string) (*I
 	if err != nil {
 		return nil, err
 	}
-	if err := a.checkSystem(id); err != nil {
+	if err := a.CheckIdentity(id); err != nil {
 		return nil, err
 	}
 	expires := now.Add(a.opts.CacheTTL)
@@ -194,9 +194,10 @@ func (a *Authenticator) AuthenticateToken(ctx context.Context, token string) (*I
 	return id, nil
 }
 
-// checkSystem refuses identities in the reserved system: namespace that were not explicitly
-// allowed: an identity provider must not be able to mint cluster components or administrators.
-func (a *Authenticator) checkSystem(id *Identity) error {
+// CheckIdentity refuses identities in the reserved system: namespace that were not explicitly
+// allowed: neither an identity provider nor a client's impersonation may make cluster
+// components or administrators.
+func (a *Authenticator) CheckIdentity(id *Identity) error {
 	names := append([]string{id.User}, id.Groups...)
 	for _, n := range names {
 		if !strings.HasPrefix(n, "system:") {

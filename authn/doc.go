@@ -16,7 +16,11 @@
 //
 //   - refuses (403) any client request carrying an Impersonate-* header in any spelling, before
 //     anything else is done with it, so nothing the client names can replace or remove the
-//     proxy's own headers (hop-by-hop processing deletes headers named in Connection);
+//     proxy's own headers (hop-by-hop processing deletes headers named in Connection). With an
+//     ImpersonationAuthorizer, a client's own impersonation (kubectl --as) in the canonical
+//     headers is allowed when SubjectAccessReviews show its verified identity may impersonate
+//     exactly that target; the request then acts as the target, the verified user kept in an
+//     extra, and the target is held to the same system: rules as a token;
 //   - sets its own Impersonate-* headers and the Audit-ID in ReverseProxy's Rewrite hook, after
 //     hop-by-hop stripping, on the outbound request only, and deletes the client's
 //     Authorization, Audit-ID, X-Remote-* and X-Forwarded-* headers there; the cluster

@@ -2,7 +2,9 @@ package authn_test
 
 import (
 	"bufio"
+	"encoding/pem"
 	"io"
+	"net/http/httptest"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,4 +25,8 @@ func withClaims(c testbed.Claims, extra map[string]any) testbed.Claims {
 		c[k] = v
 	}
 	return c
+}
+
+func certPEM(srv *httptest.Server) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
 }

@@ -31,6 +31,9 @@ import (
 // TokenAuthenticator verifies a bearer token. *Authenticator implements it.
 type TokenAuthenticator interface {
 	AuthenticateToken(ctx context.Context, token string) (*Identity, error)
+	// CheckIdentity refuses identities no request may act as, whether they come from a token
+	// or from a client's impersonation.
+	CheckIdentity(id *Identity) error
 }
 
 // Masker masks responses. *masking.Masker implements it.
@@ -100,6 +103,10 @@ type Options struct {
 	Fingerprints *approvals.Fingerprinter
 	// ApprovalTimeout is how long a request is held for approval. Default 10 minutes.
 	ApprovalTimeout time.Duration
+	// Impersonation, when set, lets clients impersonate (kubectl --as) whom it authorizes the
+	// verified identity to impersonate; the verified user is kept in the extra
+	// gatehouse.dev/original-user. Default: nil, every Impersonate-* header is refused.
+	Impersonation ImpersonationAuthorizer
 	// ApprovalsAPI, when set, is served under approvals.APIPrefix to authenticated callers.
 	ApprovalsAPI http.Handler
 	// Metrics registers the proxy's metrics. Default: not registered.
@@ -313,11 +320,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Checked on the request as the client sent it: a header named in Connection is gone
 	// before Rewrite runs.
 	if name, ok := impersonationHeader(r.Header); ok {
-		st.errReason = "impersonation header " + name
-		p.metrics.authFailures.WithLabelValues(ReasonImpersonate).Inc()
-		p.log.Warn("refused client impersonation", "auditID", st.auditID, "user", id.User, "header", name)
-		p.refuse(st, http.StatusForbidden, "Forbidden", "Gatehouse does not accept Impersonate-* headers (kubectl --as/--as-group): requests run as the identity of your token.")
-		return
+		if err := p.clientImpersonation(r, st, name); err != nil {
+			return
+		}
 	}
 
 	if err := p.opts.Recorder.Ready(); err != nil {
@@ -372,6 +377,45 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	p.rp.ServeHTTP(st.w, r)
+}
+
+// clientImpersonation handles a request carrying Impersonate-* headers: refused unless an
+// ImpersonationAuthorizer allows exactly what it asks, in which case the request acts as the
+// target. It answers the client itself when it refuses.
+func (p *Proxy) clientImpersonation(r *http.Request, st *requestState, header string) error {
+	refuse := func(reason, msg string) error {
+		st.errReason = reason
+		p.metrics.authFailures.WithLabelValues(ReasonImpersonate).Inc()
+		p.log.Warn("refused client impersonation", "auditID", st.auditID, "user", st.id.User, "reason", reason)
+		p.refuse(st, http.StatusForbidden, "Forbidden", msg)
+		return errRefused
+	}
+	if p.opts.Impersonation == nil {
+		return refuse("impersonation header "+header, "Gatehouse does not accept Impersonate-* headers (kubectl --as/--as-group): requests run as the identity of your token.")
+	}
+	if name, ok := onlyCanonical(r.Header); !ok {
+		return refuse("impersonation header "+name, "Gatehouse refuses the impersonation header "+name+".")
+	}
+	as, err := impersonationRequest(r.Header)
+	if err != nil {
+		return refuse("malformed impersonation", "Gatehouse refuses this impersonation: "+err.Error())
+	}
+	target := impersonate(st.id, as)
+	if err := p.opts.Authenticator.CheckIdentity(target); err != nil {
+		return refuse("impersonation of a system identity", "Gatehouse does not impersonate reserved system: identities.")
+	}
+	if err := p.opts.Impersonation.AuthorizeImpersonation(r.Context(), st.id, as); err != nil {
+		if errors.Is(err, ErrImpersonationDenied) {
+			return refuse("impersonation denied", err.Error()+".")
+		}
+		p.log.Error("impersonation could not be authorized", "auditID", st.auditID, "err", err)
+		st.errReason = "impersonation not authorized"
+		p.refuse(st, http.StatusServiceUnavailable, "ServiceUnavailable", "Gatehouse could not check this impersonation right now; retry shortly.")
+		return errRefused
+	}
+	p.log.Info("client impersonation", "auditID", st.auditID, "user", st.id.User, "as", target.User)
+	st.id = target
+	return nil
 }
 
 // Flush waits until the records of the requests served so far are handed to the Recorder. Call

@@ -10,6 +10,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -23,18 +24,19 @@ import (
 )
 
 type proxyOptions struct {
-	kube             kubeOptions
-	endpoint         endpointOptions
-	nats             natsbus.Options
-	masking          maskingOptions
-	authConfig       string
-	kubernetesIssuer string
-	systemPrefixes   []string
-	unrecorded       string
-	maxHeaderBytes   int
-	policyFile       string
-	approvalTimeout  time.Duration
-	dev              bool
+	kube                kubeOptions
+	endpoint            endpointOptions
+	nats                natsbus.Options
+	masking             maskingOptions
+	authConfig          string
+	kubernetesIssuer    string
+	systemPrefixes      []string
+	unrecorded          string
+	maxHeaderBytes      int
+	policyFile          string
+	approvalTimeout     time.Duration
+	clientImpersonation bool
+	dev                 bool
 }
 
 func newProxyCommand(g *globals) *cobra.Command {
@@ -68,6 +70,7 @@ AuthenticationConfiguration file kube-apiserver reads.`,
 	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 64<<10, "Largest request header block accepted; larger ones get 431.")
 	fs.StringVar(&o.policyFile, "policy-file", "", "Read AccessPolicies from this multi-document YAML file (reloaded when it changes) instead of the cluster (development mode).")
 	fs.DurationVar(&o.approvalTimeout, "approval-timeout", 10*time.Minute, "How long a request that needs approval is held open waiting for approvers.")
+	fs.BoolVar(&o.clientImpersonation, "allow-client-impersonation", false, "Let clients impersonate (kubectl --as) whom a SubjectAccessReview says their verified identity may impersonate; the verified user is kept in the extra gatehouse.dev/original-user. Default: every Impersonate-* header is refused.")
 	fs.BoolVar(&o.dev, "dev", false, "Development mode: a self-signed serving certificate, an embedded NATS server and a random masking key when none are configured. Never in production.")
 	return cmd
 }
@@ -156,8 +159,17 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 		}
 		return id.Identity, nil
 	}}
+	var impersonation authn.ImpersonationAuthorizer
+	if o.clientImpersonation {
+		cs, err := kubernetes.NewForConfig(upstream)
+		if err != nil {
+			return err
+		}
+		impersonation = &authn.SubjectAccessReviewer{Client: cs}
+	}
 	reg := serving.NewRegistry()
 	proxy, err := authn.NewProxy(authn.Options{
+		Impersonation:   impersonation,
 		Upstream:        upstream,
 		Authenticator:   authenticator,
 		Masker:          masker,

@@ -1,0 +1,112 @@
+package authn_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/gatehouse-dev/gatehouse/authn"
+	"github.com/gatehouse-dev/gatehouse/identity"
+	"github.com/gatehouse-dev/gatehouse/masking"
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
+	"github.com/gatehouse-dev/gatehouse/trail"
+)
+
+// TestClientImpersonation runs a proxy that lets clients impersonate whom RBAC lets their
+// verified identity impersonate, checked with SubjectAccessReviews against the real API server.
+func TestClientImpersonation(t *testing.T) {
+	ctx := t.Context()
+	// dave may impersonate the user bob and the group support, nothing else.
+	for _, args := range [][]string{
+		{"create", "clusterrole", "impersonate-bob", "--verb=impersonate", "--resource=users,groups", "--resource-name=bob", "--resource-name=support"},
+		{"create", "clusterrolebinding", "dave-impersonates-bob", "--clusterrole=impersonate-bob", "--user=oidc:dave"},
+		{"create", "clusterrolebinding", "bob-reads", "--clusterrole=gatehouse-test-reader", "--user=bob"},
+	} {
+		out, err := exec.Command(env.kube.Kubectl, append([]string{"--kubeconfig", env.kube.Kubeconfig}, args...)...).CombinedOutput()
+		require.NoError(t, err, string(out))
+	}
+
+	authCfg, err := authn.ParseAuthenticationConfig([]byte(authenticationConfig()))
+	require.NoError(t, err)
+	authCfg.JWT = authCfg.JWT[:1]
+	a, err := authn.NewAuthenticator(authn.AuthenticatorOptions{Config: authCfg})
+	require.NoError(t, err)
+	actx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = a.Start(actx) }()
+	require.Eventually(t, func() bool { return a.Ready(ctx) == nil }, 10*time.Second, 20*time.Millisecond)
+	m, err := masking.New(masking.Config{Key: []byte("gatehouse-test-masking-key-0001")})
+	require.NoError(t, err)
+	pub, err := trail.NewPublisher(env.nc, trail.PublisherOptions{})
+	require.NoError(t, err)
+	cs, err := kubernetes.NewForConfig(env.proxyUser)
+	require.NoError(t, err)
+	p, err := authn.NewProxy(authn.Options{Upstream: env.proxyUser, Authenticator: a, Masker: m, Recorder: pub,
+		Impersonation: &authn.SubjectAccessReviewer{Client: cs}})
+	require.NoError(t, err)
+	srv := httptest.NewTLSServer(p)
+	defer srv.Close()
+
+	kc, err := testbed.WriteKubeconfig(t.TempDir(), &rest.Config{Host: srv.URL, BearerToken: token(t, "dave", nil),
+		TLSClientConfig: rest.TLSClientConfig{CAData: certPEM(srv)}})
+	require.NoError(t, err)
+	whoami := func(args ...string) (authenticationv1.UserInfo, string, error) {
+		out, err := exec.Command(env.kube.Kubectl, append([]string{"--kubeconfig", kc, "auth", "whoami", "-o", "json"}, args...)...).CombinedOutput()
+		if err != nil {
+			return authenticationv1.UserInfo{}, string(out), err
+		}
+		var review authenticationv1.SelfSubjectReview
+		require.NoError(t, json.Unmarshal(out, &review))
+		return review.Status.UserInfo, string(out), nil
+	}
+
+	ui, out, err := whoami("--as", "bob", "--as-group", "support")
+	require.NoError(t, err, out)
+	assert.Equal(t, "bob", ui.Username)
+	assert.Contains(t, ui.Groups, "support")
+	assert.Equal(t, authenticationv1.ExtraValue{"oidc:dave"}, ui.Extra[identity.ExtraOriginalUser], "the verified user is kept")
+	assert.NotEmpty(t, ui.Extra[identity.ExtraSessionID])
+
+	// Refusals carry the reason.
+	dave := token(t, "dave", nil)
+	get := func(hdr http.Header) (int, string) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/v1/namespaces/default/configmaps", nil)
+		require.NoError(t, err)
+		req.Header = hdr
+		req.Header.Set("Authorization", "Bearer "+dave)
+		resp, err := srv.Client().Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	code, body := get(http.Header{"Impersonate-User": {"carol"}})
+	assert.Equal(t, http.StatusForbidden, code)
+	assert.Contains(t, body, "may not impersonate users carol")
+	code, body = get(http.Header{"Impersonate-User": {"bob"}, "Impersonate-Group": {"system:masters"}})
+	assert.Equal(t, http.StatusForbidden, code)
+	assert.Contains(t, body, "reserved system")
+	code, body = get(http.Header{"Impersonate-Group": {"support"}})
+	assert.Equal(t, http.StatusForbidden, code)
+	assert.Contains(t, body, "Impersonate-User header is required")
+	code, body = get(http.Header{"Impersonate-User": {"bob"}, "Impersonate-Extra-Gatehouse.dev%2fsession-Id": {"forged"}})
+	assert.Equal(t, http.StatusForbidden, code, "Gatehouse's own extras cannot be impersonated")
+	assert.Contains(t, body, "Gatehouse's own")
+	code, body = get(http.Header{"Impersonate-User": {"bob"}})
+	assert.Equal(t, http.StatusOK, code, "bob may read configmaps, and dave may act as bob: %s", body)
+
+	// Without an authorizer (the default proxy), every impersonation is refused.
+	_, err = exec.Command(env.kube.Kubectl, "--kubeconfig", kubeconfig(t, token(t, "dave", nil)), "--as", "bob", "auth", "whoami").CombinedOutput()
+	require.Error(t, err)
+}

@@ -385,7 +385,7 @@ type decisionRows struct {
 	sessionID, user                           []string
 	userGroups                                [][]string
 	issuer, subject                           []string
-	viaGateway, dryRun                        []bool
+	viaGateway, dryRun, admitted              []bool
 	policy, rule, action, message, approvalID []string
 	ingestedAt                                []time.Time
 }
@@ -406,6 +406,7 @@ func newDecisionRows() *decisionRows {
 	r.operationColumns.register(c)
 	addColumn(c, "via_gateway", &r.viaGateway)
 	addColumn(c, "dry_run", &r.dryRun)
+	addColumn(c, "admitted", &r.admitted)
 	addColumn(c, "policy", &r.policy)
 	addColumn(c, "rule", &r.rule)
 	addColumn(c, "action", &r.action)
@@ -430,6 +431,7 @@ func (r *decisionRows) add(d *trail.Decision, now time.Time) {
 	r.operationColumns.add(op)
 	r.viaGateway = append(r.viaGateway, d.ViaGateway)
 	r.dryRun = append(r.dryRun, d.DryRun)
+	r.admitted = append(r.admitted, d.Admitted)
 	r.policy = append(r.policy, d.Policy.Policy)
 	r.rule = append(r.rule, d.Policy.Rule)
 	r.action = append(r.action, d.Policy.Action)

@@ -161,8 +161,19 @@ func TestConsumerRedeliversFailedBatches(t *testing.T) {
 	// Everything was acknowledged: nothing is delivered again.
 	cons, err := js.Consumer(ctx, trail.StreamTrail, cfg.Durable)
 	require.NoError(t, err)
+	var last string
 	require.Eventually(t, func() bool {
 		info, err := cons.Info(ctx)
-		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
-	}, 5*time.Second, 50*time.Millisecond)
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		last = fmt.Sprintf("ack pending %d, pending %d, redelivered %d", info.NumAckPending, info.NumPending, info.NumRedelivered)
+		return info.NumAckPending == 0 && info.NumPending == 0
+	}, 15*time.Second, 50*time.Millisecond, "consumer state: %s", stringer(func() string { return last }))
 }
+
+// stringer formats as what its function returns when a failure message is printed.
+type stringer func() string
+
+func (s stringer) String() string { return s() }

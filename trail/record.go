@@ -197,6 +197,9 @@ type Decision struct {
 	ViaGateway bool   `json:"viaGateway"`
 	DryRun     bool   `json:"dryRun,omitempty"`
 	Policy     Policy `json:"policy"`
+	// Admitted is the outcome: whether the request was let through. A requireApproval decision
+	// is admitted when a grant (ApprovalID) was used.
+	Admitted   bool   `json:"admitted"`
 	ApprovalID string `json:"approvalID,omitempty"`
 }
 

@@ -122,7 +122,12 @@ func reason(err error) string {
 // record publishes the decision and returns the response to send: resp, or a denial when the
 // record of an admitted privileged operation cannot be published.
 func (v *Validator) record(ctx context.Context, req admission.Request, a policy.Attributes, privileged bool, d policy.Decision, resp admission.Response) admission.Response {
-	err := v.opts.Publisher.Publish(ctx, decisionRecord(req, a, d))
+	rec := decisionRecord(req, a, d)
+	rec.Admitted = resp.Allowed
+	if id := resp.AuditAnnotations["approval-id"]; id != "" {
+		rec.ApprovalID = id
+	}
+	err := v.opts.Publisher.Publish(ctx, rec)
 	if err == nil {
 		return resp
 	}

@@ -158,6 +158,14 @@ func TestTrailInClickHouse(t *testing.T) {
 	assert.Equal(t, approvalID, rows[approvedID].approval)
 	assert.Equal(t, []string{"oidc:approver-trail"}, rows[approvedID].approvers)
 
+	// The webhook's decision on the approved call says it was admitted, under which approval.
+	var admitted uint64
+	require.Eventually(t, func() bool {
+		err := conn.QueryRow(ctx, `SELECT count() FROM gatehouse.gateway_decisions FINAL
+			WHERE approval_id = {id:String} AND action = 'requireApproval' AND admitted`, clickhouse.Named("id", approvalID)).Scan(&admitted)
+		return err == nil && admitted > 0
+	}, 30*time.Second, 250*time.Millisecond, "the admitted decision of approval %s", approvalID)
+
 	var bypass uint64
 	require.Eventually(t, func() bool {
 		err := conn.QueryRow(ctx, `SELECT count() FROM gatehouse.trail WHERE route = 'bypass' AND user = {u:String}

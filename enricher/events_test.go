@@ -37,7 +37,7 @@ func genEvent(i int, o genOptions) []byte {
 		h := uint64(i)*0x9e3779b97f4a7c15 + uint64(salt)*0xbf58476d1ce4e5b9
 		return fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", uint32(h>>32), uint16(h>>16), uint16(h)&0xfff, uint16(h>>40)&0xfff, h&0xffffffffffff)
 	}
-	agents := []string{"kubectl/v1.36.3 (linux/amd64) kubernetes/abcdef", "claude-code/2.1 (linux/amd64)", "argocd-application-controller/v3.1", "Go-http-client/2.0"}
+	agents := []string{"kubectl/v1.36.3 (linux/amd64) kubernetes/abcdef", "coding-agent/2.1 (linux/amd64)", "argocd-application-controller/v3.1", "Go-http-client/2.0"}
 	user := fmt.Sprintf(`"user":{"username":"user-%d@example.com","uid":"%s","groups":["dev","system:authenticated"]}`, i%37, uid(1))
 	if o.session != "" {
 		user = `"user":{"username":"system:serviceaccount:gatehouse:gatehouse-proxy","uid":"8d5f8c1a-4a9e-4b8e-9d3c-0c2f6d5d7a11",` +

@@ -203,7 +203,7 @@ func TestTrailRecords(t *testing.T) {
 	id := trail.Identity{User: "alice@example.com", Groups: []string{"dev"}, Issuer: "https://idp", Subject: "alice",
 		Extra: map[string][]string{"team": {"a", "b"}}}
 	require.NoError(t, pub.Publish(ctx, &trail.Session{Meta: trail.Meta{Time: at}, SessionID: "s-1", Label: "refactor", Event: trail.SessionStarted,
-		Identity: id, Client: "claude-code", Started: at, LastActivity: at, Requests: 1}))
+		Identity: id, Client: "coding-agent", Started: at, LastActivity: at, Requests: 1}))
 	require.NoError(t, pub.Publish(ctx, &trail.Session{Meta: trail.Meta{Time: at.Add(time.Minute)}, SessionID: "s-1", Event: trail.SessionActive,
 		Identity: id, Started: at, LastActivity: at.Add(time.Minute), Requests: 42}))
 	require.NoError(t, pub.Publish(ctx, &trail.Request{Meta: trail.Meta{ID: "a-1", Time: at}, AuditID: "a-1", SessionID: "s-1", Identity: id,
@@ -238,7 +238,7 @@ func TestTrailRecords(t *testing.T) {
 	h.waitRows(t, 2, 30*time.Second, "SELECT count() FROM {db}.sessions FINAL")
 	assert.Equal(t, uint64(1), h.count(t, "SELECT count() FROM {db}.gateway_requests FINAL WHERE action = 'deny' AND masked_by['jwt'] = 2 AND user_extra['team'] = ['a','b']"))
 	assert.Equal(t, uint64(1), h.count(t, "SELECT count() FROM {db}.gateway_decisions FINAL WHERE admission_uid = 'a-2' AND action = 'requireApproval'"))
-	assert.Equal(t, uint64(1), h.count(t, "SELECT count() FROM {db}.session_summary WHERE session_id = 's-1' AND requests = 42 AND label = 'refactor' AND client = 'claude-code' AND NOT ended"))
+	assert.Equal(t, uint64(1), h.count(t, "SELECT count() FROM {db}.session_summary WHERE session_id = 's-1' AND requests = 42 AND label = 'refactor' AND client = 'coding-agent' AND NOT ended"))
 	assert.Equal(t, uint64(1), h.count(t, "SELECT count() FROM {db}.trail WHERE route = 'gateway-only' AND audit_id = 'a-1' AND decision_action = 'deny' AND decision_component = 'proxy'"))
 	assert.Equal(t, uint64(1), h.count(t, "SELECT count() FROM {db}.decision_summary WHERE audit_id = 'a-2' AND action = 'requireApproval'"))
 	h.waitRows(t, 4, 30*time.Second, "SELECT count() FROM {db}.approvals FINAL")

@@ -69,7 +69,7 @@ func spec(t testing.TB, required int) approvals.Spec {
 	require.NoError(t, err)
 	return approvals.Spec{
 		Requester: agent, SessionID: "s-1", Operation: op, Fingerprint: fp,
-		Policy:         trail.Policy{Policy: "default", Rule: "cluster-admin-bindings", Action: "requireApproval"},
+		Policy:         trail.Policy{Policy: "default", Rule: "escalating-bindings", Action: "requireApproval"},
 		ApproverGroups: []string{"platform-admins"}, Required: required, GrantTTL: time.Minute,
 		Path: approvals.PathProxy, Timeout: time.Minute,
 	}

@@ -87,7 +87,7 @@ func (a Attributes) String() string {
 //   - every CONNECT (exec, attach, port-forward, and the pod, service and node proxies);
 //   - creating, updating or deleting Secrets, CustomResourceDefinitions, admission
 //     configuration (admissionregistration.k8s.io) and Gatehouse's own objects (gatehouse.dev);
-//   - creating or updating RoleBindings and ClusterRoleBindings;
+//   - creating or updating Roles, ClusterRoles, RoleBindings and ClusterRoleBindings;
 //   - adding ephemeral (debug) containers to a pod;
 //   - deleting a Namespace.
 //
@@ -106,7 +106,9 @@ func Privileged(a Attributes) bool {
 		return a.Resource == "secrets" || (a.Resource == "namespaces" && a.Subresource == "" && op == string(v1alpha1.OperationDelete)) ||
 			(a.Resource == "pods" && a.Subresource == "ephemeralcontainers")
 	case "rbac.authorization.k8s.io":
-		return (a.Resource == "rolebindings" || a.Resource == "clusterrolebindings") && op != string(v1alpha1.OperationDelete)
+		// Roles and bindings are judged by what they grant; deleting one grants nothing.
+		return (a.Resource == "rolebindings" || a.Resource == "clusterrolebindings" ||
+			a.Resource == "roles" || a.Resource == "clusterroles") && op != string(v1alpha1.OperationDelete)
 	case "apiextensions.k8s.io":
 		return a.Resource == "customresourcedefinitions"
 	case "admissionregistration.k8s.io", v1alpha1.GroupVersion.Group:

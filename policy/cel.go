@@ -10,6 +10,7 @@ import (
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
@@ -29,6 +30,7 @@ const (
 	varUserInfo        = "userInfo"
 	varPod             = "pod"
 	varNamespaceObject = "namespaceObject"
+	varRoleObject      = "roleObject"
 )
 
 // celEnvs holds the CEL environment conditions are compiled in: Kubernetes' environment (the one
@@ -47,7 +49,7 @@ type celEnvs struct {
 	fast, full *cel.Env
 }
 
-func newCELEnvs() (celEnvs, error) {
+func newCELEnvs(lib *library) (celEnvs, error) {
 	userInfo := userInfoType()
 	request := requestType(userInfo)
 	vars := environment.VersionedOptions{
@@ -57,11 +59,13 @@ func newCELEnvs() (celEnvs, error) {
 			cel.Variable(varOldObject, cel.DynType),
 			cel.Variable(varPod, cel.DynType),
 			cel.Variable(varNamespaceObject, cel.DynType),
+			cel.Variable(varRoleObject, cel.DynType),
 			cel.Variable(varRequest, request.CelType()),
 			cel.Variable(varUserInfo, userInfo.CelType()),
 		},
 		DeclTypes: []*apiservercel.DeclType{request, userInfo},
 	}
+	vars.EnvOptions = append(vars.EnvOptions, lib.functions()...)
 	var envs celEnvs
 	full, err := environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()).Extend(vars)
 	if err != nil {
@@ -164,10 +168,10 @@ type evaluation struct {
 	adapter types.Adapter
 
 	// The variables, converted to CEL values once for all the conditions that use them.
-	object, oldObject, pod, namespace, request, userInfo ref.Val
-	nsLabels                                             map[string]string
-	nsFound                                              bool
-	done                                                 uint8 // bits of the computed values
+	object, oldObject, pod, namespace, role, request, userInfo ref.Val
+	nsLabels                                                   map[string]string
+	nsFound                                                    bool
+	done                                                       uint8 // bits of the computed values
 	// err is the first lookup failure. It fails the whole evaluation: a rule's match cannot be
 	// known without the value.
 	err error
@@ -180,6 +184,7 @@ const (
 	doneNamespace
 	doneRequest
 	doneUserInfo
+	doneRole
 )
 
 func (ev *evaluation) once(bit uint8) bool {
@@ -217,6 +222,11 @@ func (ev *evaluation) ResolveName(name string) (any, bool) {
 	case varNamespaceObject:
 		ev.lookupNamespace()
 		return ev.namespace, true
+	case varRoleObject:
+		if ev.once(doneRole) {
+			ev.role = ev.value(ev.lookupRole())
+		}
+		return ev.role, true
 	case varRequest:
 		if ev.once(doneRequest) {
 			ev.request = ev.value(ev.requestValue())
@@ -279,6 +289,53 @@ func (ev *evaluation) lookupPod() any {
 		return types.NullValue
 	}
 	return toUnstructured(ev, pod)
+}
+
+// lookupRole returns the Role or ClusterRole a RoleBinding or ClusterRoleBinding being written
+// refers to, or null (not a binding, no roleRef yet, or a role that does not exist).
+func (ev *evaluation) lookupRole() any {
+	a := &ev.attrs
+	if a.Group != rbacv1.GroupName || (a.Resource != "rolebindings" && a.Resource != "clusterrolebindings") || a.Subresource != "" || len(a.Object) == 0 {
+		return types.NullValue
+	}
+	var binding struct {
+		RoleRef rbacv1.RoleRef `json:"roleRef"`
+	}
+	if err := utiljson.Unmarshal(a.Object, &binding); err != nil {
+		ev.fail(fmt.Errorf("%w: object is not a role binding: %w", ErrBadRequest, err))
+		return types.NullValue
+	}
+	ref := binding.RoleRef
+	if ref.Name == "" || (ref.Kind != "Role" && ref.Kind != "ClusterRole") {
+		return types.NullValue
+	}
+	if ev.lookup == nil {
+		ev.fail(fmt.Errorf("%w: no Lookup configured to fetch %s %s", ErrLookup, ref.Kind, ref.Name))
+		return types.NullValue
+	}
+	var (
+		obj runtime.Object
+		err error
+	)
+	if ref.Kind == "Role" {
+		var r *rbacv1.Role
+		if r, err = ev.lookup.Role(ev.ctx, a.Namespace, ref.Name); err == nil && r != nil {
+			obj = r
+		}
+	} else {
+		var r *rbacv1.ClusterRole
+		if r, err = ev.lookup.ClusterRole(ev.ctx, ref.Name); err == nil && r != nil {
+			obj = r
+		}
+	}
+	if apierrors.IsNotFound(err) || (err == nil && obj == nil) {
+		return types.NullValue
+	}
+	if err != nil {
+		ev.fail(fmt.Errorf("%w: %s %s: %w", ErrLookup, ref.Kind, ref.Name, err))
+		return types.NullValue
+	}
+	return toUnstructured(ev, obj)
 }
 
 // lookupNamespace finds the labels and object of the request's namespace: for a Namespace

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/cel-go/cel"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/gatehouse-dev/gatehouse/policy/v1alpha1"
@@ -35,12 +36,15 @@ var (
 )
 
 // Lookup gives the engine what a rule may need beyond the request: the target pod of a
-// CONNECT (to judge privilege) and namespace labels (for namespaceSelector). The webhook backs
-// it with controller-runtime's cached client; the proxy with its own. Both methods return an
-// error satisfying apierrors.IsNotFound for an object that does not exist.
+// CONNECT (to judge privilege), namespace labels (for namespaceSelector) and the role a binding
+// refers to (to judge what it grants). The webhook backs it with controller-runtime's cached
+// client; the proxy with its own. Every method returns an error satisfying
+// apierrors.IsNotFound for an object that does not exist.
 type Lookup interface {
 	Pod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
 	Namespace(ctx context.Context, name string) (*corev1.Namespace, error)
+	Role(ctx context.Context, namespace, name string) (*rbacv1.Role, error)
+	ClusterRole(ctx context.Context, name string) (*rbacv1.ClusterRole, error)
 }
 
 // EngineOptions configures an Engine. The zero value is usable.
@@ -103,7 +107,12 @@ type compiledRule struct {
 func NewEngine(opts EngineOptions) *Engine {
 	opts.setDefaults()
 	e := &Engine{opts: opts, lastGood: map[string]*compiledPolicy{}}
-	e.envs, e.envErr = newCELEnvs()
+	lib, err := newLibrary()
+	if err != nil {
+		e.envErr = err
+		return e
+	}
+	e.envs, e.envErr = newCELEnvs(lib)
 	return e
 }
 

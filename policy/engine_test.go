@@ -25,10 +25,12 @@ import (
 
 // objects is a Lookup over fixed objects: the engine's lookups are pure functions of them.
 type objects struct {
-	pods       map[string]*corev1.Pod
-	namespaces map[string]*corev1.Namespace
-	err        error
-	podCalls   int
+	pods         map[string]*corev1.Pod
+	namespaces   map[string]*corev1.Namespace
+	roles        map[string]*rbacv1.Role
+	clusterRoles map[string]*rbacv1.ClusterRole
+	err          error
+	podCalls     int
 }
 
 func (o *objects) Pod(_ context.Context, namespace, name string) (*corev1.Pod, error) {
@@ -50,6 +52,26 @@ func (o *objects) Namespace(_ context.Context, name string) (*corev1.Namespace, 
 		return ns, nil
 	}
 	return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, name)
+}
+
+func (o *objects) Role(_ context.Context, namespace, name string) (*rbacv1.Role, error) {
+	if o.err != nil {
+		return nil, o.err
+	}
+	if r, ok := o.roles[namespace+"/"+name]; ok {
+		return r, nil
+	}
+	return nil, apierrors.NewNotFound(schema.GroupResource{Group: rbacv1.GroupName, Resource: "roles"}, name)
+}
+
+func (o *objects) ClusterRole(_ context.Context, name string) (*rbacv1.ClusterRole, error) {
+	if o.err != nil {
+		return nil, o.err
+	}
+	if r, ok := o.clusterRoles[name]; ok {
+		return r, nil
+	}
+	return nil, apierrors.NewNotFound(schema.GroupResource{Group: rbacv1.GroupName, Resource: "clusterroles"}, name)
 }
 
 func pod(ns, name string, mutate func(*corev1.Pod)) *corev1.Pod {
@@ -136,6 +158,63 @@ func TestDefaultPack(t *testing.T) {
 	} {
 		lookup.pods[p.Namespace+"/"+p.Name] = p
 	}
+	// Capabilities in every spelling runtimes accept, and ones missing from any deny-list.
+	withCaps := func(name string, caps ...corev1.Capability) *corev1.Pod {
+		return pod("shop", name, func(p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: caps}}
+		})
+	}
+	for _, p := range []*corev1.Pod{
+		withCaps("cap-prefixed", "CAP_SYS_ADMIN"),
+		withCaps("lower-case", "sys_admin"),
+		withCaps("dac-read-search", "DAC_READ_SEARCH"),
+		withCaps("sys-rawio", "SYS_RAWIO"),
+		withCaps("bpf", "BPF"),
+		withCaps("all", "all"),
+		withCaps("harmless-lower-case", "chown", "CAP_NET_BIND_SERVICE"),
+		pod("shop", "host-port", func(p *corev1.Pod) {
+			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 80, HostPort: 80}}
+		}),
+		pod("shop", "unconfined", func(p *corev1.Pod) {
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined}}
+		}),
+	} {
+		lookup.pods[p.Namespace+"/"+p.Name] = p
+	}
+	// What kubectl debug's profiles add to a pod.
+	debugged := func(profile *corev1.SecurityContext) []byte {
+		p := pod("shop", "web", func(p *corev1.Pod) {
+			p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+				Name: "debugger", Image: "busybox", SecurityContext: profile}}}
+		})
+		return mustJSON(t, p)
+	}
+	rule := func(groups, resources, verbs []string) rbacv1.PolicyRule {
+		return rbacv1.PolicyRule{APIGroups: groups, Resources: resources, Verbs: verbs}
+	}
+	lookup.clusterRoles = map[string]*rbacv1.ClusterRole{
+		"super":         {ObjectMeta: metav1.ObjectMeta{Name: "super"}, Rules: []rbacv1.PolicyRule{rule([]string{"*"}, []string{"*"}, []string{"*"})}},
+		"reader":        {ObjectMeta: metav1.ObjectMeta{Name: "reader"}, Rules: []rbacv1.PolicyRule{rule([]string{"", "apps"}, []string{"pods", "deployments"}, []string{"get", "list", "watch"})}},
+		"secret-reader": {ObjectMeta: metav1.ObjectMeta{Name: "secret-reader"}, Rules: []rbacv1.PolicyRule{rule([]string{""}, []string{"secrets"}, []string{"get", "list"})}},
+		"aggregated": {ObjectMeta: metav1.ObjectMeta{Name: "aggregated"}, AggregationRule: &rbacv1.AggregationRule{
+			ClusterRoleSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"team": "a"}}}}},
+	}
+	lookup.roles = map[string]*rbacv1.Role{
+		"shop/impersonator": {ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "impersonator"}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"impersonate"}, ResourceNames: []string{"deployer"}}}},
+		"shop/editor": {ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "editor"}, Rules: []rbacv1.PolicyRule{
+			rule([]string{"apps"}, []string{"deployments", "deployments/scale"}, []string{"*"})}},
+	}
+	bindingTo := func(kind, role string) []byte {
+		return mustJSON(t, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "b"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: kind, Name: role},
+		})
+	}
+	roleWith := func(rules ...rbacv1.PolicyRule) []byte {
+		return mustJSON(t, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "r"}, Rules: rules})
+	}
+	breakGlass := user("oncall", "gatehouse:break-glass")
 	e := policy.NewEngine(policy.EngineOptions{Lookup: lookup})
 	require.Empty(t, e.SetPolicies(policies))
 
@@ -172,6 +251,15 @@ func TestDefaultPack(t *testing.T) {
 		{"exec into pod with privileged ephemeral container", exec("shop", "ephemeral", agent), policy.ActionDeny, "gatehouse-exec", "no-exec-into-privileged-pods"},
 		{"exec into pod with a harmless capability", exec("shop", "netbind", agent), policy.ActionAllow, "", ""},
 		{"exec into missing pod", exec("shop", "gone", agent), policy.ActionAllow, "", ""},
+		{"exec into pod adding CAP_SYS_ADMIN", exec("shop", "cap-prefixed", agent), policy.ActionDeny, "gatehouse-exec", "no-exec-into-privileged-pods"},
+		{"exec into pod adding sys_admin", exec("shop", "lower-case", agent), policy.ActionDeny, "gatehouse-exec", "no-exec-into-privileged-pods"},
+		{"exec into pod adding DAC_READ_SEARCH", exec("shop", "dac-read-search", agent), policy.ActionDeny, "gatehouse-exec", "no-exec-into-privileged-pods"},
+		{"exec into pod adding SYS_RAWIO", exec("shop", "sys-rawio", agent), policy.ActionDeny, "gatehouse-exec", "no-exec-into-privileged-pods"},
+		{"exec into pod adding BPF", exec("shop", "bpf", agent), policy.ActionDeny, "gatehouse-exec", "no-exec-into-privileged-pods"},
+		{"exec into pod adding all", exec("shop", "all", agent), policy.ActionDeny, "gatehouse-exec", "no-exec-into-privileged-pods"},
+		{"exec into pod adding harmless capabilities in other spellings", exec("shop", "harmless-lower-case", agent), policy.ActionAllow, "", ""},
+		{"exec into pod with a host port", exec("shop", "host-port", agent), policy.ActionDeny, "gatehouse-exec", "no-exec-into-privileged-pods"},
+		{"exec into pod without seccomp confinement", exec("shop", "unconfined", agent), policy.ActionDeny, "gatehouse-exec", "no-exec-into-privileged-pods"},
 		{"exec into kube-system", exec("kube-system", "coredns", agent), policy.ActionDeny, "gatehouse-exec", "no-exec-into-kube-system"},
 		{"exec by admin directly is held too", exec("shop", "priv", admin), policy.ActionDeny, "gatehouse-exec", "no-exec-into-privileged-pods"},
 		{"attach into privileged pod", func() policy.Attributes { a := exec("shop", "priv", agent); a.Subresource = "attach"; return a }(),
@@ -186,12 +274,61 @@ func TestDefaultPack(t *testing.T) {
 		{"restricted debug container", policy.Attributes{Operation: "UPDATE", Version: "v1", Resource: "pods", Subresource: "ephemeralcontainers",
 			Namespace: "shop", Name: "web", User: agent, ViaGateway: true, Object: mustJSON(t, lookup.pods["shop/web"])},
 			policy.ActionAllow, "", ""},
+		{"debug container, kubectl's general profile (SYS_PTRACE)", policy.Attributes{Operation: "UPDATE", Version: "v1", Resource: "pods", Subresource: "ephemeralcontainers",
+			Namespace: "shop", Name: "web", User: agent, ViaGateway: true,
+			Object: debugged(&corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"SYS_PTRACE"}}})},
+			policy.ActionDeny, "gatehouse-exec", "no-privileged-debug-containers"},
+		{"debug container, kubectl's restricted profile", policy.Attributes{Operation: "UPDATE", Version: "v1", Resource: "pods", Subresource: "ephemeralcontainers",
+			Namespace: "shop", Name: "web", User: agent, ViaGateway: true,
+			Object: debugged(&corev1.SecurityContext{RunAsNonRoot: ptr.To(true), AllowPrivilegeEscalation: ptr.To(false),
+				Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}})},
+			policy.ActionAllow, "", ""},
+		{"debug container, kubectl's baseline profile", policy.Attributes{Operation: "UPDATE", Version: "v1", Resource: "pods", Subresource: "ephemeralcontainers",
+			Namespace: "shop", Name: "web", User: agent, ViaGateway: true, Object: debugged(nil)},
+			policy.ActionAllow, "", ""},
 		{"node proxy", policy.Attributes{Operation: "CONNECT", Version: "v1", Resource: "nodes", Subresource: "proxy", Name: "n1", User: agent},
 			policy.ActionDeny, "gatehouse-exec", "no-node-proxy"},
 		{"cluster-admin binding", write("CREATE", "rbac.authorization.k8s.io", "clusterrolebindings", "", "b", agent, binding("ClusterRole", "cluster-admin")),
-			policy.ActionRequireApproval, "gatehouse-approvals", "cluster-admin-bindings"},
+			policy.ActionRequireApproval, "gatehouse-approvals", "escalating-bindings"},
 		{"cluster-admin role binding", write("CREATE", "rbac.authorization.k8s.io", "rolebindings", "shop", "b", admin, binding("ClusterRole", "cluster-admin")),
-			policy.ActionRequireApproval, "gatehouse-approvals", "cluster-admin-bindings"},
+			policy.ActionRequireApproval, "gatehouse-approvals", "escalating-bindings"},
+		{"binding of a wildcard role under another name", write("CREATE", "rbac.authorization.k8s.io", "clusterrolebindings", "", "b", agent, bindingTo("ClusterRole", "super")),
+			policy.ActionRequireApproval, "gatehouse-approvals", "escalating-bindings"},
+		{"namespaced binding of a wildcard cluster role", write("CREATE", "rbac.authorization.k8s.io", "rolebindings", "shop", "b", agent, bindingTo("ClusterRole", "super")),
+			policy.ActionRequireApproval, "gatehouse-approvals", "escalating-bindings"},
+		{"binding of a role that impersonates one named service account", write("UPDATE", "rbac.authorization.k8s.io", "rolebindings", "shop", "b", agent, bindingTo("Role", "impersonator")),
+			policy.ActionRequireApproval, "gatehouse-approvals", "escalating-bindings"},
+		{"binding of an aggregated role", write("CREATE", "rbac.authorization.k8s.io", "clusterrolebindings", "", "b", agent, bindingTo("ClusterRole", "aggregated")),
+			policy.ActionRequireApproval, "gatehouse-approvals", "escalating-bindings"},
+		{"cluster-wide binding of a Secret reader", write("CREATE", "rbac.authorization.k8s.io", "clusterrolebindings", "", "b", agent, bindingTo("ClusterRole", "secret-reader")),
+			policy.ActionRequireApproval, "gatehouse-approvals", "escalating-bindings"},
+		{"namespaced binding of a Secret reader", write("CREATE", "rbac.authorization.k8s.io", "rolebindings", "shop", "b", agent, bindingTo("ClusterRole", "secret-reader")),
+			policy.ActionAllow, "", ""},
+		{"binding of an ordinary role", write("CREATE", "rbac.authorization.k8s.io", "rolebindings", "shop", "b", agent, bindingTo("Role", "editor")),
+			policy.ActionAllow, "", ""},
+		{"cluster-wide binding of a reader", write("CREATE", "rbac.authorization.k8s.io", "clusterrolebindings", "", "b", agent, bindingTo("ClusterRole", "reader")),
+			policy.ActionAllow, "", ""},
+		{"binding of a role that does not exist yet", write("CREATE", "rbac.authorization.k8s.io", "clusterrolebindings", "", "b", agent, bindingTo("ClusterRole", "later")),
+			policy.ActionAllow, "", ""},
+		{"wildcard role", write("CREATE", "rbac.authorization.k8s.io", "clusterroles", "", "r", agent, roleWith(rule([]string{"*"}, []string{"*"}, []string{"*"}))),
+			policy.ActionRequireApproval, "gatehouse-approvals", "escalating-roles"},
+		{"role with every verb on RBAC", write("CREATE", "rbac.authorization.k8s.io", "roles", "shop", "r", agent, roleWith(rule([]string{"rbac.authorization.k8s.io"}, []string{"*"}, []string{"*"}))),
+			policy.ActionRequireApproval, "gatehouse-approvals", "escalating-roles"},
+		{"role that impersonates", write("UPDATE", "rbac.authorization.k8s.io", "clusterroles", "", "r", agent, roleWith(rule([]string{""}, []string{"users", "groups"}, []string{"impersonate"}))),
+			policy.ActionRequireApproval, "gatehouse-approvals", "escalating-roles"},
+		{"role that mints tokens", write("CREATE", "rbac.authorization.k8s.io", "roles", "shop", "r", agent, roleWith(rule([]string{""}, []string{"serviceaccounts/token"}, []string{"create"}))),
+			policy.ActionRequireApproval, "gatehouse-approvals", "escalating-roles"},
+		{"role that reaches the kubelet", write("CREATE", "rbac.authorization.k8s.io", "clusterroles", "", "r", agent, roleWith(rule([]string{""}, []string{"*/proxy"}, []string{"get"}))),
+			policy.ActionRequireApproval, "gatehouse-approvals", "escalating-roles"},
+		{"aggregating role", write("CREATE", "rbac.authorization.k8s.io", "clusterroles", "", "r", agent, mustJSON(t, lookup.clusterRoles["aggregated"])),
+			policy.ActionRequireApproval, "gatehouse-approvals", "escalating-roles"},
+		{"ordinary role", write("CREATE", "rbac.authorization.k8s.io", "roles", "shop", "r", agent, roleWith(rule([]string{"apps"}, []string{"deployments"}, []string{"*"}), rule([]string{""}, []string{"secrets"}, []string{"get"}))),
+			policy.ActionAllow, "", ""},
+		{"break glass, directly", write("CREATE", "rbac.authorization.k8s.io", "clusterrolebindings", "", "b", breakGlass, binding("ClusterRole", "cluster-admin")),
+			policy.ActionAllow, "gatehouse-approvals", "break-glass"},
+		{"break glass through the gateway is held like anyone", write("CREATE", "", "secrets", "shop", "s", gatewayUser("oncall", "gatehouse:break-glass"), nil),
+			policy.ActionRequireApproval, "gatehouse-approvals", "secret-changes"},
 		{"view binding", write("CREATE", "rbac.authorization.k8s.io", "clusterrolebindings", "", "b", agent, binding("ClusterRole", "view")),
 			policy.ActionAllow, "", ""},
 		{"cluster-admin binding by automation", write("CREATE", "rbac.authorization.k8s.io", "clusterrolebindings", "", "b", controller, binding("ClusterRole", "cluster-admin")),

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -37,6 +38,24 @@ func (l ClientLookup) Namespace(ctx context.Context, name string) (*corev1.Names
 		return nil, err
 	}
 	return ns, nil
+}
+
+// Role implements Lookup.
+func (l ClientLookup) Role(ctx context.Context, namespace, name string) (*rbacv1.Role, error) {
+	r := &rbacv1.Role{}
+	if err := l.get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ClusterRole implements Lookup.
+func (l ClientLookup) ClusterRole(ctx context.Context, name string) (*rbacv1.ClusterRole, error) {
+	r := &rbacv1.ClusterRole{}
+	if err := l.get(ctx, client.ObjectKey{Name: name}, r); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 func (l ClientLookup) get(ctx context.Context, key client.ObjectKey, obj client.Object) error {

@@ -26,7 +26,7 @@
 // failed, nor lock the cluster out.
 //
 // Failing closed: a request is privileged when policy.Privileged says so (every CONNECT; Secret,
-// CRD, admission configuration and gatehouse.dev writes; role binding creation and updates;
+// CRD, admission configuration and gatehouse.dev writes; role and role binding creation and updates;
 // namespace deletion). When the policies cannot be evaluated (not loaded yet, a failed lookup,
 // a panic) or the decision cannot be recorded in the trail (NATS down, backlog full), a
 // privileged request is denied with a message saying why and what to do, and any other request

@@ -79,6 +79,12 @@ func agent(t *testing.T) *actor {
 	return newActor(t, "agent@example.com", []string{groupAgents}, map[string][]string{identity.ExtraSessionID: {newSession()}})
 }
 
+// breakGlass acts directly as a member of the default pack's emergency group.
+func breakGlass(t *testing.T) *actor {
+	t.Helper()
+	return newActor(t, "oncall@example.com", []string{groupAgents, "gatehouse:break-glass"}, nil)
+}
+
 // person acts directly, with credentials of their own.
 func person(t *testing.T) *actor {
 	t.Helper()
@@ -159,6 +165,14 @@ func TestExecIntoPrivilegedPodsIsDenied(t *testing.T) {
 	runPod(t, ns, "host-path", func(s *corev1.PodSpec) {
 		s.Volumes = []corev1.Volume{{Name: "root", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}}}
 	})
+	// Capabilities as runtimes accept them, and ones no deny-list named.
+	for name, c := range map[string]corev1.Capability{
+		"cap-sys-admin": "CAP_SYS_ADMIN", "sys-admin-lower": "sys_admin", "dac-read-search": "DAC_READ_SEARCH", "bpf": "BPF",
+	} {
+		runPod(t, ns, name, func(s *corev1.PodSpec) {
+			s.Containers[0].SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{c}}}
+		})
+	}
 	systemPod := "e2e-" + newSession()
 	runPod(t, "kube-system", systemPod, nil)
 
@@ -181,6 +195,10 @@ func TestExecIntoPrivilegedPodsIsDenied(t *testing.T) {
 		{"exec into a hostPID pod", ns, "host-pid", "exec", "no-exec-into-privileged-pods"},
 		{"exec into a hostNetwork pod", ns, "host-network", "exec", "no-exec-into-privileged-pods"},
 		{"exec into a hostPath pod", ns, "host-path", "exec", "no-exec-into-privileged-pods"},
+		{"exec into a pod adding CAP_SYS_ADMIN", ns, "cap-sys-admin", "exec", "no-exec-into-privileged-pods"},
+		{"exec into a pod adding sys_admin", ns, "sys-admin-lower", "exec", "no-exec-into-privileged-pods"},
+		{"exec into a pod adding DAC_READ_SEARCH", ns, "dac-read-search", "exec", "no-exec-into-privileged-pods"},
+		{"attach to a pod adding BPF", ns, "bpf", "attach", "no-exec-into-privileged-pods"},
 		{"exec into kube-system", "kube-system", systemPod, "exec", "no-exec-into-kube-system"},
 	}
 	for _, tt := range tests {
@@ -220,6 +238,16 @@ func TestApprovalIsRequired(t *testing.T) {
 		return rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}
 	}
 	subjects := []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "mallory"}}
+	// Roles to bind, made in an emergency by someone who may (the pack's break-glass rule).
+	everything := rbacv1.PolicyRule{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}
+	super := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-super-"}, Rules: []rbacv1.PolicyRule{everything}}
+	secretReader := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-reader-"}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list"}}}}
+	oncall := breakGlass(t)
+	for _, r := range []*rbacv1.ClusterRole{super, secretReader} {
+		require.NoError(t, oncall.c.Create(t.Context(), r))
+		t.Cleanup(func() { _ = bed.kube.Client.Delete(context.Background(), r) })
+	}
 	tests := []struct {
 		name, webhook, rule string
 		do                  func(ctx context.Context, c client.Client) error
@@ -227,14 +255,27 @@ func TestApprovalIsRequired(t *testing.T) {
 		{"namespace deletion", "cluster", "namespace-deletion", func(ctx context.Context, c client.Client) error {
 			return c.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 		}},
-		{"cluster-admin ClusterRoleBinding", "cluster", "cluster-admin-bindings", func(ctx context.Context, c client.Client) error {
+		{"cluster-admin ClusterRoleBinding", "cluster", "escalating-bindings", func(ctx context.Context, c client.Client) error {
 			return c.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}, RoleRef: binding("cluster-admin"), Subjects: subjects})
 		}},
-		{"cluster-admin RoleBinding", "privileged", "cluster-admin-bindings", func(ctx context.Context, c client.Client) error {
+		{"cluster-admin RoleBinding", "privileged", "escalating-bindings", func(ctx context.Context, c client.Client) error {
 			return c.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "e2e-"}, RoleRef: binding("cluster-admin"), Subjects: subjects})
 		}},
 		{"Secret creation", "privileged", "secret-changes", func(ctx context.Context, c client.Client) error {
 			return c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "token"}, StringData: map[string]string{"k": "v"}})
+		}},
+		{"a wildcard ClusterRole under another name", "cluster", "escalating-roles", func(ctx context.Context, c client.Client) error {
+			return c.Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}, Rules: []rbacv1.PolicyRule{everything}})
+		}},
+		{"a Role that impersonates", "privileged", "escalating-roles", func(ctx context.Context, c client.Client) error {
+			return c.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "e2e-"}, Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"impersonate"}, ResourceNames: []string{"default"}}}})
+		}},
+		{"a binding to a wildcard role under another name", "cluster", "escalating-bindings", func(ctx context.Context, c client.Client) error {
+			return c.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}, RoleRef: binding(super.Name), Subjects: subjects})
+		}},
+		{"a cluster-wide binding of a Secret reader", "cluster", "escalating-bindings", func(ctx context.Context, c client.Client) error {
+			return c.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}, RoleRef: binding(secretReader.Name), Subjects: subjects})
 		}},
 	}
 	for _, tt := range tests {
@@ -255,6 +296,10 @@ func TestApprovalIsRequired(t *testing.T) {
 		})
 	}
 
+	t.Run("break glass, directly, passes", func(t *testing.T) {
+		require.NoError(t, oncall.c.Create(t.Context(), &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"},
+			RoleRef: binding("cluster-admin"), Subjects: subjects}))
+	})
 	t.Run("a binding to another role passes", func(t *testing.T) {
 		require.NoError(t, agent(t).c.Create(t.Context(), &rbacv1.RoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "e2e-"}, RoleRef: binding("view"), Subjects: subjects}))

@@ -18,6 +18,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -119,6 +120,14 @@ func (failingLookup) Pod(context.Context, string, string) (*corev1.Pod, error) {
 }
 
 func (failingLookup) Namespace(context.Context, string) (*corev1.Namespace, error) {
+	return nil, errors.New("unreachable")
+}
+
+func (failingLookup) Role(context.Context, string, string) (*rbacv1.Role, error) {
+	return nil, errors.New("unreachable")
+}
+
+func (failingLookup) ClusterRole(context.Context, string) (*rbacv1.ClusterRole, error) {
 	return nil, errors.New("unreachable")
 }
 

@@ -131,6 +131,7 @@ func TestFailurePolicySplit(t *testing.T) {
 		{"CREATE", "gatehouse.dev", "accesspolicies", ""}, {"DELETE", "gatehouse.dev", "accesspolicies", ""},
 		{"CREATE", "", "configmaps", ""}, {"UPDATE", "apps", "deployments", ""}, {"UPDATE", "apps", "deployments", "scale"},
 		{"DELETE", "", "pods", ""}, {"UPDATE", "", "pods", "ephemeralcontainers"}, {"CREATE", "rbac.authorization.k8s.io", "clusterroles", ""},
+		{"UPDATE", "rbac.authorization.k8s.io", "roles", ""}, {"DELETE", "rbac.authorization.k8s.io", "clusterroles", ""},
 	}
 	for _, r := range requests {
 		var fail, ignore []string

@@ -66,7 +66,7 @@ func TestApprovalThroughTheProxy(t *testing.T) {
 	assert.Equal(t, approvals.PathProxy, req.Path)
 	assert.Equal(t, "oidc:agent-1", req.Requester.User)
 	assert.Equal(t, "gatehouse-approvals", req.Policy.Policy)
-	assert.Equal(t, "cluster-admin-bindings", req.Policy.Rule)
+	assert.Equal(t, "escalating-bindings", req.Policy.Rule)
 	assert.Contains(t, string(req.Object), `"cluster-admin"`, "approvers see the object as admission sees it")
 	assert.False(t, call.returned(), "the call is held while the request is pending")
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -29,7 +30,7 @@ func newScheme() (*runtime.Scheme, error) {
 
 // setupPolicies adds to mgr what keeps a policy engine current: a watcher of file (development
 // mode) or a controller of the cluster's AccessPolicies, which writes their status unless
-// readOnly. Pods and namespaces, which rules may look up, are cached by mgr.
+// readOnly. Pods, namespaces and roles, which rules may look up, are cached by mgr.
 func setupPolicies(ctx context.Context, mgr ctrl.Manager, file string, readOnly bool, log *slog.Logger) (*policy.Engine, error) {
 	engine := policy.NewEngine(policy.EngineOptions{
 		Lookup: policy.ClientLookup{Cached: mgr.GetClient(), Live: mgr.GetAPIReader()},
@@ -47,7 +48,7 @@ func setupPolicies(ctx context.Context, mgr ctrl.Manager, file string, readOnly 
 	}
 	// Start the informers of the objects rules look up with the manager, so the first exec
 	// does not wait for a cache to fill.
-	for _, obj := range []client.Object{&corev1.Pod{}, &corev1.Namespace{}} {
+	for _, obj := range []client.Object{&corev1.Pod{}, &corev1.Namespace{}, &rbacv1.Role{}, &rbacv1.ClusterRole{}} {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
 			return nil, fmt.Errorf("informer for %T: %w", obj, err)
 		}

@@ -274,6 +274,9 @@ func TestApprovalIsRequired(t *testing.T) {
 		{"a binding to a wildcard role under another name", "cluster", "escalating-bindings", func(ctx context.Context, c client.Client) error {
 			return c.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}, RoleRef: binding(super.Name), Subjects: subjects})
 		}},
+		{"a namespaced binding of a wildcard cluster role", "privileged", "escalating-bindings", func(ctx context.Context, c client.Client) error {
+			return c.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "e2e-"}, RoleRef: binding(super.Name), Subjects: subjects})
+		}},
 		{"a cluster-wide binding of a Secret reader", "cluster", "escalating-bindings", func(ctx context.Context, c client.Client) error {
 			return c.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}, RoleRef: binding(secretReader.Name), Subjects: subjects})
 		}},

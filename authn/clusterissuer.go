@@ -25,7 +25,10 @@ import (
 // document (issuer + "/.well-known/openid-configuration") to the API server's discovery path, and
 // a GET of the jwks_uri that document names to the API server's key set path, whatever hosts they
 // name. It refuses every other request: the client authenticates as the proxy, and its
-// credentials must reach nothing but the API server.
+// credentials must reach nothing but the API server. (So the issuer's entry in the
+// AuthenticationConfiguration must not have a discoveryURL of its own.) The credentials need
+// get on the non-resource URLs /.well-known/openid-configuration and /openid/v1/jwks, as the
+// system:service-account-issuer-discovery ClusterRole grants.
 func ClusterIssuerClient(cfg *rest.Config, issuer string) (*http.Client, error) {
 	base, _, err := rest.DefaultServerUrlFor(cfg)
 	if err != nil {
@@ -106,7 +109,11 @@ func (t *clusterIssuerTransport) learnKeys(resp *http.Response) (*http.Response,
 		JWKSURI string `json:"jwks_uri"`
 	}
 	if err := json.Unmarshal(body, &doc); err == nil && doc.JWKSURI != "" {
-		t.jwksURI.Store(&doc.JWKSURI)
+		// As the key set's request will spell it.
+		if u, err := url.Parse(doc.JWKSURI); err == nil {
+			keys := u.String()
+			t.jwksURI.Store(&keys)
+		}
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))

@@ -127,6 +127,14 @@ func claims(i *testbed.Issuer, subject string, extra map[string]any) testbed.Cla
 	return c
 }
 
+// merged returns c with extra set in it.
+func merged(c testbed.Claims, extra map[string]any) testbed.Claims {
+	for k, v := range extra {
+		c[k] = v
+	}
+	return c
+}
+
 func reasonOf(err error) string {
 	var ae *authn.AuthError
 	if errors.As(err, &ae) {
@@ -195,9 +203,9 @@ func TestFailureReasons(t *testing.T) {
 		{"missing username claim", sign(map[string]any{"sub": nil}), authn.ReasonClaims},
 		{"missing uid claim", sign(map[string]any{"uid": nil}), authn.ReasonClaims},
 		{"groups neither a string nor a list", sign(map[string]any{"groups": 42}), authn.ReasonClaims},
-		{"system:masters group", raw.MustSign(t, withClaims(raw.Claims("mallory"), map[string]any{"groups": []string{"system:masters"}})), authn.ReasonSystem},
+		{"system:masters group", raw.MustSign(t, merged(raw.Claims("mallory"), map[string]any{"groups": []string{"system:masters"}})), authn.ReasonSystem},
 		{"system: user name", raw.MustSign(t, raw.Claims("system:kube-controller-manager")), authn.ReasonSystem},
-		{"system:nodes group", raw.MustSign(t, withClaims(raw.Claims("mallory"), map[string]any{"groups": []string{"dev", "system:nodes"}})), authn.ReasonSystem},
+		{"system:nodes group", raw.MustSign(t, merged(raw.Claims("mallory"), map[string]any{"groups": []string{"dev", "system:nodes"}})), authn.ReasonSystem},
 		{"LF in the user name", raw.MustSign(t, raw.Claims("mallory\nImpersonate-User: admin")), authn.ReasonClaimValue},
 	}
 	for _, tc := range tests {
@@ -353,7 +361,7 @@ func TestControlCharactersAreRefused(t *testing.T) {
 	raw := startIssuer(t, testbed.IssuerOptions{})
 	a := startAuthenticator(t, authConfig(rawJWT(raw)), authn.AuthenticatorOptions{})
 	tok := func(subject string, extra map[string]any) string {
-		return raw.MustSign(t, withClaims(raw.Claims(subject), extra))
+		return raw.MustSign(t, merged(raw.Claims(subject), extra))
 	}
 	tests := []struct {
 		name  string

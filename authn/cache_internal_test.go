@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"encoding/base64"
 	"crypto/sha256"
 	"fmt"
 	"strings"
@@ -85,6 +86,27 @@ jwt:
 	assert.Nil(t, id)
 	assert.Equal(t, ReasonReservedExtra, reason(err))
 	assert.Contains(t, err.Error(), "gatehouse.dev/approval-id")
+}
+
+func TestIssuerOfReadsTheUnverifiedIssuer(t *testing.T) {
+	enc := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	tests := []struct {
+		token, want string
+	}{
+		{"x." + enc(`{"iss":"https://idp"}`) + ".y", "https://idp"},
+		{"x." + enc(`{"iss":"accounts.google.com"}`) + ".y", "https://accounts.google.com"},
+		{"x." + enc(`{"sub":"no issuer"}`) + ".y", ""},
+	}
+	for _, tc := range tests {
+		got, err := issuerOf(tc.token)
+		require.NoError(t, err, tc.token)
+		assert.Equal(t, tc.want, got)
+	}
+	for _, bad := range []string{"", "a.b", "a.!!.c", "a." + enc("not json") + ".c", "a.b.c.d",
+		`{"payload":"` + enc(`{"iss":"https://idp"}`) + `","signatures":[]}`} {
+		_, err := issuerOf(bad)
+		assert.Error(t, err, bad)
+	}
 }
 
 func TestClassifyKnowsEveryVerificationFailure(t *testing.T) {

@@ -2,6 +2,7 @@ package authn_test
 
 import (
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -64,7 +65,7 @@ func TestClusterIssuerClientRoutes(t *testing.T) {
 	client, err := authn.ClusterIssuerClient(&rest.Config{
 		Host:            api.srv.URL + "/prefix",
 		BearerToken:     "proxy-credential",
-		TLSClientConfig: rest.TLSClientConfig{CAData: certPEM(api.srv)},
+		TLSClientConfig: rest.TLSClientConfig{CAData: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: api.srv.Certificate().Raw})},
 	}, issuer+"/")
 	require.NoError(t, err)
 

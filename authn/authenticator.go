@@ -8,10 +8,14 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
+	"unicode"
 
 	"k8s.io/apiserver/pkg/apis/apiserver"
+	"k8s.io/utils/clock"
 
+	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
@@ -38,9 +42,16 @@ const (
 	ReasonUnavailable  = "issuer-unavailable"
 	ReasonImpersonate  = "impersonation-header"
 	ReasonHeaderLength = "header-too-large"
+	// ReasonClaimValue: the mapped user name, UID, a group or an extra contains a control
+	// character (CR, LF, NUL, ...), which no Kubernetes identity may carry.
+	ReasonClaimValue = "invalid-claim-value"
+	// ReasonReservedExtra: the claim mappings produced an extra under gatehouse.dev/, which only
+	// Gatehouse sets.
+	ReasonReservedExtra = "reserved-extra"
 )
 
-// ErrIssuerUnavailable is returned when the token's issuer could not be discovered yet.
+// ErrIssuerUnavailable is returned when the token's issuer could not be discovered yet, or its
+// keys could not be fetched.
 var ErrIssuerUnavailable = errors.New("authn: OIDC issuer unavailable")
 
 // AuthError is a failed authentication. Its message is safe to log; clients get a generic one.
@@ -71,12 +82,12 @@ type AuthenticatorOptions struct {
 	// Config holds the jwt authenticators, as kube-apiserver's --authentication-config does.
 	// Required.
 	Config *apiserver.AuthenticationConfiguration
-	// HTTPClient fetches discovery documents and key sets of issuers without a
-	// certificateAuthority of their own. Default: http.DefaultClient's transport with a 30s
-	// timeout. The Kubernetes cluster's own issuer needs a client that trusts and authenticates
-	// to the API server (rest.HTTPClientFor).
+	// HTTPClient fetches discovery documents and key sets of issuers that have neither a
+	// certificateAuthority nor an entry in IssuerClients. Default: the client kube-apiserver
+	// builds (the host's root CAs, proxy settings from the environment, a 30s timeout).
 	HTTPClient *http.Client
-	// IssuerClients overrides HTTPClient per issuer URL.
+	// IssuerClients overrides HTTPClient, and the issuer's certificateAuthority, per issuer URL.
+	// The Kubernetes cluster's own issuer needs ClusterIssuerClient.
 	IssuerClients map[string]*http.Client
 	// AllowedSystemPrefixes lists the system: user and group name prefixes a token may map to,
 	// e.g. "system:serviceaccount:" and "system:serviceaccounts" to let pods act as their own
@@ -86,62 +97,85 @@ type AuthenticatorOptions struct {
 	CacheSize int
 	// CacheTTL bounds how long a verified token is cached, below its own expiry. Default 5m.
 	CacheTTL time.Duration
+	// Clock tells the time of the token cache and of the expiry check made on every identity
+	// returned. Default: the real clock.
+	Clock clock.PassiveClock
 	// Logger reports discovery progress. Default: discard.
 	Logger *slog.Logger
 }
 
 func (o *AuthenticatorOptions) setDefaults() {
-	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
-	}
 	if o.CacheSize == 0 {
 		o.CacheSize = 10000
 	}
 	if o.CacheTTL == 0 {
 		o.CacheTTL = 5 * time.Minute
 	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
-// Authenticator verifies bearer tokens from the configured OIDC issuers.
+// Authenticator verifies bearer tokens from the configured OIDC issuers with kube-apiserver's own
+// JWT authenticator (k8s.io/apiserver/plugin/pkg/authenticator/token/oidc), so that an
+// AuthenticationConfiguration maps a token to the same user, UID, groups and extras here as in
+// kube-apiserver. Around it, Gatehouse adds a cache keyed by the token's SHA-256, the system:
+// guard, and the refusal of control characters and of extras in its own reserved domain.
 type Authenticator struct {
-	issuers map[string][]*jwtIssuer
+	issuers map[string]*jwtIssuer
 	all     []*jwtIssuer
 	cache   *tokenCache
 	opts    AuthenticatorOptions
-	now     func() time.Time
+	started atomic.Bool
 }
 
-// NewAuthenticator returns an Authenticator; Start must run for its issuers to become usable.
+// NewAuthenticator validates o.Config as kube-apiserver does (CEL included), and as Gatehouse
+// needs it (see ParseAuthenticationConfig), and returns an Authenticator; Start must run for its
+// issuers to become usable.
 func NewAuthenticator(o AuthenticatorOptions) (*Authenticator, error) {
 	if o.Config == nil || len(o.Config.JWT) == 0 {
 		return nil, errors.New("authn: no jwt authenticators configured")
 	}
+	if err := validateConfig(o.Config); err != nil {
+		return nil, fmt.Errorf("authn: %w", err)
+	}
+	return newAuthenticator(o)
+}
+
+// newAuthenticator is NewAuthenticator without the validation of o.Config.
+func newAuthenticator(o AuthenticatorOptions) (*Authenticator, error) {
 	o.setDefaults()
-	a := &Authenticator{issuers: map[string][]*jwtIssuer{}, opts: o, now: time.Now}
-	a.cache = newTokenCache(o.CacheSize)
+	a := &Authenticator{issuers: map[string]*jwtIssuer{}, opts: o, cache: newTokenCache(o.CacheSize)}
 	for _, cfg := range o.Config.JWT {
-		client := o.HTTPClient
-		if c, ok := o.IssuerClients[cfg.Issuer.URL]; ok {
-			client = c
+		client, ok := o.IssuerClients[cfg.Issuer.URL]
+		if !ok && cfg.Issuer.CertificateAuthority == "" {
+			client = o.HTTPClient
 		}
 		j, err := newJWTIssuer(cfg, client, o.Logger)
 		if err != nil {
 			return nil, fmt.Errorf("authn: %w", err)
 		}
-		a.issuers[cfg.Issuer.URL] = append(a.issuers[cfg.Issuer.URL], j)
+		a.issuers[cfg.Issuer.URL] = j
 		a.all = append(a.all, j)
 	}
 	return a, nil
 }
 
-// Start discovers every issuer, retrying in the background until each succeeds, and returns
-// when ctx ends.
+// Start builds each issuer's authenticator, which discovers the issuer in the background and
+// retries every 10 seconds until it succeeds, as in kube-apiserver; it returns when ctx ends.
+// The authenticators stop with ctx.
 func (a *Authenticator) Start(ctx context.Context) error {
+	if !a.started.CompareAndSwap(false, true) {
+		return errors.New("authn: Authenticator already started")
+	}
 	for _, j := range a.all {
-		go j.Start(ctx)
+		if err := j.start(ctx); err != nil {
+			return fmt.Errorf("authn: %w", err)
+		}
+		go j.watch(ctx)
 	}
 	<-ctx.Done()
 	return nil
@@ -151,7 +185,7 @@ func (a *Authenticator) Start(ctx context.Context) error {
 func (a *Authenticator) Ready(context.Context) error {
 	var errs []error
 	for _, j := range a.all {
-		if err := j.Ready(); err != nil {
+		if err := j.ready(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -159,10 +193,11 @@ func (a *Authenticator) Ready(context.Context) error {
 }
 
 // AuthenticateToken verifies token and returns the identity it maps to. A token verified before
-// costs a map lookup.
+// costs a map lookup until its identity expires from the cache (CacheTTL, or the token's own
+// expiry if sooner).
 func (a *Authenticator) AuthenticateToken(ctx context.Context, token string) (*Identity, error) {
 	key := sha256.Sum256([]byte(token))
-	now := a.now()
+	now := a.opts.Clock.Now()
 	if id, ok := a.cache.get(key, now); ok {
 		return id, nil
 	}
@@ -170,17 +205,20 @@ func (a *Authenticator) AuthenticateToken(ctx context.Context, token string) (*I
 	if err != nil {
 		return nil, &AuthError{Reason: ReasonMalformed, Err: err}
 	}
-	candidates := a.issuers[iss]
-	if len(candidates) == 0 {
+	j := a.issuers[iss]
+	if j == nil {
 		return nil, &AuthError{Reason: ReasonIssuer, Err: errors.New("token issuer is not configured")}
 	}
-	var id *Identity
-	for _, j := range candidates {
-		if id, err = j.authenticate(ctx, token); err == nil {
-			break
-		}
-	}
+	id, err := j.authenticate(ctx, token)
 	if err != nil {
+		return nil, err
+	}
+	// kube-apiserver's authenticator checked the expiry against the system clock; the cache
+	// runs on a.opts.Clock, which must agree.
+	if id.Expiry.Before(now) {
+		return nil, &AuthError{Reason: ReasonExpired, Err: fmt.Errorf("token expired at %s", id.Expiry.UTC().Format(time.RFC3339))}
+	}
+	if err := checkReservedExtras(id); err != nil {
 		return nil, err
 	}
 	if err := a.CheckIdentity(id); err != nil {
@@ -190,14 +228,21 @@ func (a *Authenticator) AuthenticateToken(ctx context.Context, token string) (*I
 	if id.Expiry.Before(expires) {
 		expires = id.Expiry
 	}
-	a.cache.put(key, id, expires)
+	a.cache.put(key, id, expires, now)
 	return id, nil
 }
 
-// CheckIdentity refuses identities in the reserved system: namespace that were not explicitly
-// allowed: neither an identity provider nor a client's impersonation may make cluster
-// components or administrators.
+// CheckIdentity refuses identities no request may act as, whether they come from a token or
+// from a client's impersonation:
+//   - names, UID, groups or extras with a control character (CR, LF, NUL, ...): they cannot be
+//     sent in the Impersonate-* headers and would disguise the identity in logs and records;
+//   - names in the reserved system: namespace that were not explicitly allowed: neither an
+//     identity provider nor a client's impersonation may make cluster components or
+//     administrators (system:masters is always refused).
 func (a *Authenticator) CheckIdentity(id *Identity) error {
+	if err := checkClaimValues(id); err != nil {
+		return err
+	}
 	names := append([]string{id.User}, id.Groups...)
 	for _, n := range names {
 		if !strings.HasPrefix(n, "system:") {
@@ -217,4 +262,49 @@ func (a *Authenticator) systemAllowed(name string) bool {
 		}
 	}
 	return false
+}
+
+// checkClaimValues refuses an identity that carries a control character anywhere. The message
+// names the field, never the value.
+func checkClaimValues(id *Identity) error {
+	check := func(field, s string) error {
+		if i := strings.IndexFunc(s, unicode.IsControl); i >= 0 {
+			r := []rune(s[i:])[0]
+			return &AuthError{Reason: ReasonClaimValue, Err: fmt.Errorf("invalid claim value: the %s contains the control character %U", field, r)}
+		}
+		return nil
+	}
+	if err := check("user name", id.User); err != nil {
+		return err
+	}
+	if err := check("UID", id.UID); err != nil {
+		return err
+	}
+	for _, g := range id.Groups {
+		if err := check("group", g); err != nil {
+			return err
+		}
+	}
+	for k, vs := range id.Extra {
+		if err := check("extra key", k); err != nil {
+			return err
+		}
+		for _, v := range vs {
+			if err := check(fmt.Sprintf("extra %q", k), v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkReservedExtras refuses an identity whose claim mappings produced an extra in Gatehouse's
+// reserved domain. The configuration cannot map one (validateConfig); this holds if it ever did.
+func checkReservedExtras(id *Identity) error {
+	for k := range id.Extra {
+		if identity.IsReserved(k) {
+			return &AuthError{Reason: ReasonReservedExtra, Err: fmt.Errorf("the claim mappings produced the extra %q, which only Gatehouse sets", k)}
+		}
+	}
+	return nil
 }

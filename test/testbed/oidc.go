@@ -3,6 +3,7 @@ package testbed
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
@@ -29,10 +30,18 @@ import (
 type Claims map[string]any
 
 // Issuer is an OpenID Connect issuer on loopback HTTPS: it serves discovery and a JWKS and signs
-// tokens with RS256 or ES256 keys that it can rotate. It also makes deliberately bad tokens.
+// tokens with keys it can rotate (RS256 and ES256 at first; AddKey adds the other JOSE
+// algorithms). It also makes deliberately bad tokens.
 type Issuer struct {
-	// URL is the issuer identifier and base URL, e.g. https://127.0.0.1:41234.
+	// URL is the issuer identifier: the iss claim of its tokens and the "issuer" of its discovery
+	// document. It is ServerURL unless IssuerOptions.Identifier says otherwise.
 	URL string
+	// ServerURL is where the issuer serves, e.g. https://127.0.0.1:41234: its discovery document
+	// at /.well-known/openid-configuration and at DiscoveryURL, its key set at /keys.
+	ServerURL string
+	// DiscoveryURL serves the discovery document at a path other than the well-known one, as an
+	// AuthenticationConfiguration's issuer.discoveryURL may name.
+	DiscoveryURL string
 	// CAFile is a PEM file with the CA of the issuer's serving certificate; CAPEM its content.
 	CAFile string
 	CAPEM  []byte
@@ -55,8 +64,18 @@ type signingKey struct {
 	key crypto.Signer
 }
 
+// IssuerOptions configures StartIssuerWith.
+type IssuerOptions struct {
+	// Identifier is the issuer identifier when it is not the URL the issuer serves at, as for an
+	// issuer reached through a discoveryURL. Default: ServerURL.
+	Identifier string
+}
+
 // StartIssuer starts an issuer with an RS256 key (the default signer) and an ES256 key.
-func StartIssuer() (*Issuer, error) {
+func StartIssuer() (*Issuer, error) { return StartIssuerWith(IssuerOptions{}) }
+
+// StartIssuerWith is StartIssuer with options.
+func StartIssuerWith(o IssuerOptions) (*Issuer, error) {
 	i := &Issuer{Audience: "gatehouse"}
 	if _, err := i.AddKey(jose.ES256); err != nil {
 		return nil, err
@@ -66,9 +85,15 @@ func StartIssuer() (*Issuer, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", i.serveDiscovery)
+	mux.HandleFunc("GET /other/discovery", i.serveDiscovery)
 	mux.HandleFunc("GET /keys", i.serveJWKS)
 	i.srv = httptest.NewTLSServer(mux)
+	i.ServerURL = i.srv.URL
+	i.DiscoveryURL = i.srv.URL + "/other/discovery"
 	i.URL = i.srv.URL
+	if o.Identifier != "" {
+		i.URL = o.Identifier
+	}
 	i.Client = i.srv.Client()
 	i.CAPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: i.srv.Certificate().Raw})
 	dir, err := os.MkdirTemp("", "gatehouse-oidc-")
@@ -93,16 +118,31 @@ func (i *Issuer) Close() {
 // JWKSRequests returns how often the JWKS was fetched, to observe caching and rotation.
 func (i *Issuer) JWKSRequests() int64 { return i.jwksRequests.Load() }
 
-// AddKey creates a key for alg (RS256 or ES256), publishes it and makes it the default signer:
-// a key rotation. It returns the key ID.
+// AddKey creates a key for alg (RS, PS or ES with 256, 384 or 512, or EdDSA), publishes it and
+// makes it the default signer: a key rotation. It returns the key ID.
 func (i *Issuer) AddKey(alg jose.SignatureAlgorithm) (string, error) {
+	return i.addKey(alg, true)
+}
+
+// PublishKey is AddKey without making the key the default signer: tokens name it with Sign's kid.
+func (i *Issuer) PublishKey(alg jose.SignatureAlgorithm) (string, error) {
+	return i.addKey(alg, false)
+}
+
+func (i *Issuer) addKey(alg jose.SignatureAlgorithm, signer bool) (string, error) {
 	var key crypto.Signer
 	var err error
 	switch alg {
-	case jose.RS256:
+	case jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512:
 		key, err = rsa.GenerateKey(rand.Reader, 2048)
 	case jose.ES256:
 		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case jose.ES384:
+		key, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case jose.ES512:
+		key, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	case jose.EdDSA:
+		_, key, err = ed25519.GenerateKey(rand.Reader)
 	default:
 		return "", fmt.Errorf("testbed: unsupported signing algorithm %s", alg)
 	}
@@ -113,7 +153,11 @@ func (i *Issuer) AddKey(alg jose.SignatureAlgorithm) (string, error) {
 	defer i.mu.Unlock()
 	i.seq++
 	k := &signingKey{id: fmt.Sprintf("%s-%d", strings.ToLower(string(alg)), i.seq), alg: alg, key: key}
-	i.keys = append([]*signingKey{k}, i.keys...)
+	if signer || len(i.keys) == 0 {
+		i.keys = append([]*signingKey{k}, i.keys...)
+	} else {
+		i.keys = append(i.keys, k)
+	}
 	return k.id, nil
 }
 
@@ -264,12 +308,12 @@ func (i *Issuer) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"issuer":                                i.URL,
-		"jwks_uri":                              i.URL + "/keys",
-		"authorization_endpoint":                i.URL + "/auth",
-		"token_endpoint":                        i.URL + "/token",
+		"jwks_uri":                              i.ServerURL + "/keys",
+		"authorization_endpoint":                i.ServerURL + "/auth",
+		"token_endpoint":                        i.ServerURL + "/token",
 		"response_types_supported":              []string{"id_token"},
 		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
+		"id_token_signing_alg_values_supported": []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"},
 	})
 }
 

@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -120,7 +119,7 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 
 	aopts := authn.AuthenticatorOptions{Config: authCfg, AllowedSystemPrefixes: o.systemPrefixes, Logger: log}
 	if o.kubernetesIssuer != "" {
-		hc, err := rest.HTTPClientFor(upstream)
+		hc, err := authn.ClusterIssuerClient(upstream, o.kubernetesIssuer)
 		if err != nil {
 			return err
 		}

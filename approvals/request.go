@@ -2,6 +2,7 @@ package approvals
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"time"
 
@@ -143,3 +144,16 @@ func joinQuoted(s []string) string {
 	}
 	return out
 }
+
+// DenialMessage says who denied a request and why.
+func DenialMessage(r *Request) string {
+	if d := r.DeniedBy(); d != nil {
+		msg := fmt.Sprintf("approval request %s was denied by %s", r.ID, d.Approver)
+		if d.Reason != "" {
+			msg += ": " + d.Reason
+		}
+		return msg
+	}
+	return fmt.Sprintf("approval request %s is %s", r.ID, r.State)
+}
+

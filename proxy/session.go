@@ -1,4 +1,4 @@
-package authn
+package proxy
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
@@ -24,7 +25,7 @@ var sessionLabel = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 // one client run. With a SessionHeader label the ID is derived from the label and the verified
 // identity, so a label is bound to its identity and another identity using the same label gets
 // a different session. Without one, the ID is derived from the token: one token, one session.
-func sessionID(r *http.Request, token string, id *Identity) (session, label string, err error) {
+func sessionID(r *http.Request, token string, id *authn.Identity) (session, label string, err error) {
 	label = r.Header.Get(SessionHeader)
 	if label == "" {
 		sum := sha256.Sum256([]byte(token))
@@ -64,7 +65,7 @@ func newSessions(interval time.Duration, source string, rec Recorder, log *slog.
 	return &sessions{interval: interval, source: source, rec: rec, log: log, seen: map[string]*sessionState{}}
 }
 
-func (s *sessions) touch(ctx context.Context, id, label string, who *Identity, client, sourceIP string) {
+func (s *sessions) touch(ctx context.Context, id, label string, who *authn.Identity, client, sourceIP string) {
 	now := time.Now()
 	s.mu.Lock()
 	st, ok := s.seen[id]

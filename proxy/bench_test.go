@@ -1,4 +1,4 @@
-package authn_test
+package proxy_test
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/masking"
+	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
@@ -73,7 +74,7 @@ func newBenchProxy(t testing.TB, u *upstream) *httptest.Server {
 
 // newBenchProxyWith is newBenchProxy with the masker or the recorder replaced when not nil, to
 // break the proxy's cost down.
-func newBenchProxyWith(t testing.TB, u *upstream, mk authn.Masker, rc authn.Recorder) *httptest.Server {
+func newBenchProxyWith(t testing.TB, u *upstream, mk proxy.Masker, rc proxy.Recorder) *httptest.Server {
 	t.Helper()
 	authCfg, err := authn.ParseAuthenticationConfig([]byte(authenticationConfig()))
 	require.NoError(t, err)
@@ -95,7 +96,7 @@ func newBenchProxyWith(t testing.TB, u *upstream, mk authn.Masker, rc authn.Reco
 	if rc == nil {
 		rc = pub
 	}
-	p, err := authn.NewProxy(authn.Options{Upstream: u.config(), Authenticator: a, Masker: mk, Recorder: rc})
+	p, err := proxy.NewProxy(proxy.Options{Upstream: u.config(), Authenticator: a, Masker: mk, Recorder: rc})
 	require.NoError(t, err)
 	srv := httptest.NewUnstartedServer(p)
 	srv.EnableHTTP2 = true

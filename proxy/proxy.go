@@ -1,4 +1,4 @@
-package authn
+package proxy
 
 import (
 	"bytes"
@@ -23,17 +23,18 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/gatehouse-dev/gatehouse/approvals"
+	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/masking"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
-// TokenAuthenticator verifies a bearer token. *Authenticator implements it.
+// TokenAuthenticator verifies a bearer token. *authn.Authenticator implements it.
 type TokenAuthenticator interface {
-	AuthenticateToken(ctx context.Context, token string) (*Identity, error)
+	AuthenticateToken(ctx context.Context, token string) (*authn.Identity, error)
 	// CheckIdentity refuses identities no request may act as, whether they come from a token
 	// or from a client's impersonation.
-	CheckIdentity(id *Identity) error
+	CheckIdentity(id *authn.Identity) error
 }
 
 // Masker masks responses. *masking.Masker implements it.
@@ -52,7 +53,7 @@ type Recorder interface {
 }
 
 var (
-	_ TokenAuthenticator = (*Authenticator)(nil)
+	_ TokenAuthenticator = (*authn.Authenticator)(nil)
 	_ Masker             = (*masking.Masker)(nil)
 	_ Recorder           = (*trail.Publisher)(nil)
 )
@@ -106,7 +107,7 @@ type Options struct {
 	// Impersonation, when set, lets clients impersonate (kubectl --as) whom it authorizes the
 	// verified identity to impersonate; the verified user is kept in the extra
 	// gatehouse.dev/original-user. Default: nil, every Impersonate-* header is refused.
-	Impersonation ImpersonationAuthorizer
+	Impersonation authn.ImpersonationAuthorizer
 	// ApprovalsAPI, when set, is served under approvals.APIPrefix to authenticated callers.
 	ApprovalsAPI http.Handler
 	// Metrics registers the proxy's metrics. Default: not registered.
@@ -158,7 +159,7 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("option Unrecorded must be %s or %s", RefuseUnrecorded, AllowUnrecorded))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("authn: %w", err)
+		return fmt.Errorf("proxy: %w", err)
 	}
 	return nil
 }
@@ -223,7 +224,7 @@ func upstreamURL(cfg *rest.Config) (*url.URL, error) {
 	}
 	u, err := url.Parse(host)
 	if err != nil {
-		return nil, fmt.Errorf("authn: upstream host %q: %w", cfg.Host, err)
+		return nil, fmt.Errorf("proxy: upstream host %q: %w", cfg.Host, err)
 	}
 	u.Path = strings.TrimSuffix(u.Path+cfg.APIPath, "/")
 	return u, nil
@@ -232,7 +233,7 @@ func upstreamURL(cfg *rest.Config) (*url.URL, error) {
 // requestState carries what ServeHTTP learned about a request to the ReverseProxy hooks.
 type requestState struct {
 	auditID    string
-	id         *Identity
+	id         *authn.Identity
 	session    string
 	client     string
 	info       *request.RequestInfo
@@ -254,8 +255,8 @@ type identityKey struct{}
 
 // IdentityFrom returns the verified identity of a request served by the proxy itself (the
 // approvals API).
-func IdentityFrom(ctx context.Context) (*Identity, bool) {
-	id, ok := ctx.Value(identityKey{}).(*Identity)
+func IdentityFrom(ctx context.Context) (*authn.Identity, bool) {
+	id, ok := ctx.Value(identityKey{}).(*authn.Identity)
 	return id, ok
 }
 
@@ -287,18 +288,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	token, tokenErr := bearerToken(r)
 	if tokenErr != nil {
-		st.errReason = "authentication: " + ReasonMissing
-		p.metrics.authFailures.WithLabelValues(ReasonMissing).Inc()
+		st.errReason = "authentication: " + authn.ReasonMissing
+		p.metrics.authFailures.WithLabelValues(authn.ReasonMissing).Inc()
 		p.refuse(st, http.StatusUnauthorized, "Unauthorized", "Gatehouse requires a bearer token from a trusted OIDC issuer (Authorization: Bearer <token>).")
 		return
 	}
 	id, err := p.opts.Authenticator.AuthenticateToken(r.Context(), token)
 	if err != nil {
-		reason := reason(err)
+		reason := authn.Reason(err)
 		st.errReason = "authentication: " + reason
 		p.metrics.authFailures.WithLabelValues(reason).Inc()
 		p.log.Info("authentication failed", "auditID", st.auditID, "reason", reason, "err", err)
-		if errors.Is(err, ErrIssuerUnavailable) {
+		if errors.Is(err, authn.ErrIssuerUnavailable) {
 			p.refuse(st, http.StatusServiceUnavailable, "ServiceUnavailable", "Gatehouse cannot reach the token's OIDC issuer yet; retry shortly.")
 			return
 		}
@@ -385,7 +386,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) clientImpersonation(r *http.Request, st *requestState, header string) error {
 	refuse := func(reason, msg string) error {
 		st.errReason = reason
-		p.metrics.authFailures.WithLabelValues(ReasonImpersonate).Inc()
+		p.metrics.authFailures.WithLabelValues(authn.ReasonImpersonate).Inc()
 		p.log.Warn("refused client impersonation", "auditID", st.auditID, "user", st.id.User, "reason", reason)
 		p.refuse(st, http.StatusForbidden, "Forbidden", msg)
 		return errRefused
@@ -400,12 +401,12 @@ func (p *Proxy) clientImpersonation(r *http.Request, st *requestState, header st
 	if err != nil {
 		return refuse("malformed impersonation", "Gatehouse refuses this impersonation: "+err.Error())
 	}
-	target := impersonate(st.id, as)
+	target := authn.Impersonate(st.id, as)
 	if err := p.opts.Authenticator.CheckIdentity(target); err != nil {
 		return refuse("impersonation of a system identity", "Gatehouse does not impersonate reserved system: identities.")
 	}
 	if err := p.opts.Impersonation.AuthorizeImpersonation(r.Context(), st.id, as); err != nil {
-		if errors.Is(err, ErrImpersonationDenied) {
+		if errors.Is(err, authn.ErrImpersonationDenied) {
 			return refuse("impersonation denied", err.Error()+".")
 		}
 		p.log.Error("impersonation could not be authorized", "auditID", st.auditID, "err", err)

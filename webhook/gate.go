@@ -1,4 +1,4 @@
-package approvals
+package webhook
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/masking"
 	"github.com/gatehouse-dev/gatehouse/policy"
@@ -36,11 +37,11 @@ type Masker interface {
 //     the call waits up to Wait for a decision and is denied with the request's ID and how to
 //     approve it. After approval, the same call retried within the grant TTL is admitted once.
 type Gate struct {
-	Broker *Broker
+	Broker *approvals.Broker
 	Masker Masker
 	// Fingerprints computes the fingerprints of operations. Required: the same key as the
 	// proxy's.
-	Fingerprints *Fingerprinter
+	Fingerprints *approvals.Fingerprinter
 	// Wait is how long a direct call waits for a decision before it is denied, well under the
 	// webhook's timeout. Default 3s.
 	Wait time.Duration
@@ -71,7 +72,7 @@ func (g *Gate) Admit(ctx context.Context, req admission.Request, a policy.Attrib
 
 	switch {
 	case a.DryRun && extras.ViaGateway() && extras.ApprovalProbe != "":
-		if err := g.Broker.PutProbe(ctx, extras.ApprovalProbe, Probe{Fingerprint: fp, Object: g.mask(object, op)}); err != nil {
+		if err := g.Broker.PutProbe(ctx, extras.ApprovalProbe, approvals.Probe{Fingerprint: fp, Object: g.mask(object, op)}); err != nil {
 			return unavailable(err)
 		}
 		return admission.Allowed("fingerprint recorded for approval probe " + extras.ApprovalProbe)
@@ -87,21 +88,21 @@ func (g *Gate) Admit(ctx context.Context, req admission.Request, a policy.Attrib
 	// The direct path.
 	r, err := g.Broker.FindByFingerprint(ctx, fp)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, approvals.ErrNotFound):
 		r = nil
 	case err != nil:
 		return unavailable(err)
 	}
-	if r != nil && r.State == StateApproved {
+	if r != nil && r.State == approvals.StateApproved {
 		if _, err := g.Broker.Consume(ctx, r.ID, a.User.Username, fp, string(req.UID)); err == nil {
 			return withAudit(admission.Allowed("approved by "+r.ID), r.ID)
-		} else if !errors.Is(err, ErrNoGrant) {
+		} else if !errors.Is(err, approvals.ErrNoGrant) {
 			return g.refusal(err)
 		}
 		r = nil // used meanwhile: ask again
 	}
 	if r == nil || r.Final() {
-		r, err = g.Broker.Create(ctx, Spec{
+		r, err = g.Broker.Create(ctx, approvals.Spec{
 			Requester:      trail.Identity{User: a.User.Username, UID: a.User.UID, Groups: a.User.Groups},
 			SessionID:      extras.SessionID,
 			Operation:      op,
@@ -111,7 +112,7 @@ func (g *Gate) Admit(ctx context.Context, req admission.Request, a policy.Attrib
 			ApproverGroups: d.Approval.ApproverGroups,
 			Required:       d.Approval.Approvals,
 			GrantTTL:       d.Approval.GrantTTL,
-			Path:           PathAdmission,
+			Path:           approvals.PathAdmission,
 			Timeout:        g.timeout(),
 		})
 		if err != nil {
@@ -127,19 +128,19 @@ func (g *Gate) Admit(ctx context.Context, req admission.Request, a policy.Attrib
 		r = got
 	}
 	switch r.State {
-	case StateApproved:
+	case approvals.StateApproved:
 		if _, err := g.Broker.Consume(ctx, r.ID, a.User.Username, fp, string(req.UID)); err != nil {
 			return g.refusal(err)
 		}
 		return withAudit(admission.Allowed("approved by "+r.ID), r.ID)
-	case StateDenied:
-		return admission.Denied(DenialMessage(r))
+	case approvals.StateDenied:
+		return admission.Denied(approvals.DenialMessage(r))
 	}
 	return admission.Denied(g.pendingMessage(r, d))
 }
 
 // pendingMessage tells a human or an agent what to do next.
-func (g *Gate) pendingMessage(r *Request, d policy.Decision) string {
+func (g *Gate) pendingMessage(r *approvals.Request, d policy.Decision) string {
 	how := fmt.Sprintf("an approver runs `gatehouse approvals approve %s`", r.ID)
 	if g.UIURL != "" {
 		how += " or approves it at " + strings.TrimSuffix(g.UIURL, "/") + "/approvals/" + r.ID
@@ -149,20 +150,8 @@ func (g *Gate) pendingMessage(r *Request, d policy.Decision) string {
 		d.Message, r.Required, strings.Join(r.ApproverGroups, ", "), r.ID, r.Expires.Format(time.RFC3339), how, r.GrantTTL)
 }
 
-// DenialMessage says who denied a request and why.
-func DenialMessage(r *Request) string {
-	if d := r.DeniedBy(); d != nil {
-		msg := fmt.Sprintf("approval request %s was denied by %s", r.ID, d.Approver)
-		if d.Reason != "" {
-			msg += ": " + d.Reason
-		}
-		return msg
-	}
-	return fmt.Sprintf("approval request %s is %s", r.ID, r.State)
-}
-
 func (g *Gate) refusal(err error) admission.Response {
-	if errors.Is(err, ErrNoGrant) || errors.Is(err, ErrNotFound) {
+	if errors.Is(err, approvals.ErrNoGrant) || errors.Is(err, approvals.ErrNotFound) {
 		return admission.Denied(err.Error())
 	}
 	return unavailable(err)

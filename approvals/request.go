@@ -156,4 +156,3 @@ func DenialMessage(r *Request) string {
 	}
 	return fmt.Sprintf("approval request %s is %s", r.ID, r.State)
 }
-

@@ -9,289 +9,195 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strings"
-	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 
 	"github.com/gatehouse-dev/gatehouse/approvals"
-	"github.com/gatehouse-dev/gatehouse/identity"
-	"github.com/gatehouse-dev/gatehouse/masking"
-	"github.com/gatehouse-dev/gatehouse/policy"
+	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
-// PolicyEvaluator evaluates access policies. *policy.Engine implements it.
-type PolicyEvaluator interface {
-	Evaluate(ctx context.Context, a policy.Attributes) (policy.Decision, error)
-}
-
-// ApprovalBroker holds operations for approval. *approvals.Broker implements it.
-type ApprovalBroker interface {
-	Create(ctx context.Context, s approvals.Spec) (*approvals.Request, error)
+// ApprovalReader reads approval requests and waits for their decisions. *approvals.Broker
+// implements it.
+type ApprovalReader interface {
+	Get(ctx context.Context, id string) (*approvals.Request, error)
 	Wait(ctx context.Context, id string) (*approvals.Request, error)
-	GetProbe(ctx context.Context, id string) (*approvals.Probe, error)
 }
 
-var (
-	_ PolicyEvaluator = (*policy.Engine)(nil)
-	_ ApprovalBroker  = (*approvals.Broker)(nil)
-)
+var _ ApprovalReader = (*approvals.Broker)(nil)
 
-// maxPolicyBody bounds a request body read for policy evaluation: kube-apiserver's own limit.
-const maxPolicyBody = 3 << 20
-
-// errRefused is returned by the policy step after it answered the client itself.
-var errRefused = errors.New("refused")
-
-// applyPolicy evaluates the policies for a resource request and, for a rule that requires
-// approval, holds the request until a decision. It answers the client itself when it refuses,
-// and returns errRefused then.
-func (p *Proxy) applyPolicy(r *http.Request, st *requestState) error {
-	info := st.info
-	a := policy.Attributes{
-		Verb: info.Verb, Group: info.APIGroup, Version: info.APIVersion, Resource: info.Resource,
-		Subresource: info.Subresource, Namespace: info.Namespace, Name: info.Name,
-		User:       p.userInfo(st),
-		ViaGateway: true,
-		DryRun:     r.URL.Query().Has("dryRun"),
-	}
-	op := a.Op()
-	if (op == "CREATE" || op == "UPDATE") && info.Verb != "patch" {
-		a.Object = objectJSON(r.Header.Get("Content-Type"), st.body) // read by refusePlaceholders
-		if a.Name == "" && a.Object != nil {
-			// A create names its object in the body, as admission sees it.
-			var meta struct {
-				Metadata struct{ Name string } `json:"metadata"`
-			}
-			if json.Unmarshal(a.Object, &meta) == nil {
-				a.Name = meta.Metadata.Name
-			}
-		}
-	}
-	d, err := p.opts.Policy.Evaluate(r.Context(), a)
-	if err != nil {
-		p.log.Error("policy evaluation failed", "auditID", st.auditID, "err", err)
-		if policy.Privileged(a) {
-			st.errReason = "policy engine unavailable"
-			p.refuse(st, http.StatusServiceUnavailable, "ServiceUnavailable", "Gatehouse cannot evaluate its access policies right now, so it refuses this privileged operation. Retry shortly.")
-			return errRefused
-		}
-		return nil
-	}
-	p.log.Debug("policy decision", "auditID", st.auditID, "request", a.String(), "action", d.Action, "policy", d.Policy, "rule", d.Rule, "object", a.Object != nil)
-	if d.Rule != "" {
-		st.decision = &trail.Policy{Policy: d.Policy, Rule: d.Rule, Action: string(d.Action), Message: d.Message}
-	}
-	switch d.Action {
-	case policy.ActionDeny:
-		st.errReason = "denied by policy " + d.Policy + "/" + d.Rule
-		p.refuse(st, http.StatusForbidden, "Forbidden", d.Message)
-		return errRefused
-	case policy.ActionRequireApproval:
-		return p.holdForApproval(r, st, a, d)
-	}
-	return nil
+// holdTransport is the ReverseProxy's transport to kube-apiserver. It sends a call and, when
+// admission answers that it holds the call for approval (a 403 Status naming an approval request
+// in its details, in JSON or protobuf), holds the client: it waits on the broker for a decision,
+// up to the client's hold limit, and once the request is approved re-sends the call exactly once,
+// with the approval (extra gatehouse.dev/approval-id) and an Audit-ID of its own. Protocol
+// upgrades (exec, attach, port-forward) are held and re-sent the same way: admission decides them
+// before the upgrade. A client that asked not to be held (hold=refuse), or whose request is
+// denied, expires or is still pending at the limit, gets a 403 saying so, with the approval ID in
+// the details.
+type holdTransport struct {
+	next http.RoundTripper
+	p    *Proxy
 }
 
-// holdForApproval creates an approval request and holds the client's call until approvers
-// decide. On approval the call is forwarded with the grant, which the validating webhook checks
-// against the object it sees and uses up.
-func (p *Proxy) holdForApproval(r *http.Request, st *requestState, a policy.Attributes, d policy.Decision) error {
-	if p.opts.Approvals == nil || p.opts.Fingerprints == nil || d.Approval == nil {
-		st.errReason = "approval required, no approval broker"
-		p.refuse(st, http.StatusForbidden, "Forbidden", d.Message+" Approvals are not configured on this Gatehouse, so the operation cannot run.")
-		return errRefused
+// maxStatusBytes bounds the body of a 403 the transport reads to see whether it is a hold.
+const maxStatusBytes = 64 << 10
+
+func (t *holdTransport) RoundTrip(out *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(out)
+	st := stateOf(out)
+	if err != nil || st == nil {
+		return resp, err
 	}
-	if a.DryRun {
-		st.errReason = "dry run of an operation that requires approval"
-		p.refuse(st, http.StatusForbidden, "Forbidden", d.Message+" A dry run does not create an approval request; send the request itself.")
-		return errRefused
+	id, ok := heldFor(resp)
+	if !ok {
+		return resp, nil
 	}
-	op := trail.Operation{Verb: a.Op(), APIGroup: a.Group, APIVersion: a.Version, Resource: a.Resource,
-		Subresource: a.Subresource, Namespace: a.Namespace, Name: a.Name}
-	var probe *approvals.Probe
-	if op.Verb == "CONNECT" {
-		fp, err := p.opts.Fingerprints.Fingerprint(st.id.User, op, nil)
-		if err != nil {
-			return p.approvalFailed(st, err)
-		}
-		probe = &approvals.Probe{Fingerprint: fp}
-	} else {
-		var err error
-		if probe, err = p.probe(r, st); err != nil {
-			if errors.Is(err, errRefused) {
-				return err
-			}
-			return p.approvalFailed(st, err)
-		}
+	return t.hold(out, st, resp, id)
+}
+
+// hold decides what a call admission held for approval request id turns into.
+func (t *holdTransport) hold(out *http.Request, st *requestState, denial *http.Response, id string) (*http.Response, error) {
+	p := t.p
+	st.heldAuditID, st.approvalID = st.auditID, id
+	if p.opts.Approvals == nil {
+		st.errReason = "held for approval"
+		return denial, nil
 	}
-	req, err := p.opts.Approvals.Create(r.Context(), approvals.Spec{
-		Requester:      st.id.Identity,
-		SessionID:      st.session,
-		Operation:      op,
-		Object:         probe.Object,
-		Fingerprint:    probe.Fingerprint,
-		Policy:         *st.decision,
-		ApproverGroups: d.Approval.ApproverGroups,
-		Required:       d.Approval.Approvals,
-		GrantTTL:       d.Approval.GrantTTL,
-		Path:           approvals.PathProxy,
-		Timeout:        p.opts.ApprovalTimeout,
-	})
+	ctx := out.Context()
+	r, err := p.opts.Approvals.Get(ctx, id)
 	if err != nil {
-		return p.approvalFailed(st, err)
+		return t.failed(out, st, denial, err)
 	}
-	st.approvalID = req.ID
-	p.log.Info("holding request for approval", "auditID", st.auditID, "approval", req.ID, "user", st.id.User)
-	ctx, cancel := context.WithTimeout(r.Context(), p.opts.ApprovalTimeout+time.Second)
+	if r.Requester.User != st.id.User {
+		// Not this client's request: nothing to wait for. Admission's answer stands.
+		p.log.Warn("admission named another requester's approval request", "auditID", st.auditID, "approval", id)
+		st.errReason = "held for approval"
+		return denial, nil
+	}
+	closeBody(denial)
+	if st.opts.refuse {
+		st.errReason = "held for approval; refused at once (hold=refuse)"
+		return heldResponse(out, id, "Gatehouse did not hold this request, as asked (hold=refuse). "+approvals.PendingMessage(r, "")+
+			" To be held until approvers decide instead, send it with hold=wait (the "+HoldHeader+" header, or the server URL prefix "+ClientPathPrefix+"hold=wait/)."), nil
+	}
+
+	limit := st.opts.holdLimit(p.opts.MaxHold)
+	p.log.Info("holding request for approval", "auditID", st.auditID, "approval", id, "user", st.id.User, "limit", limit)
+	wctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	p.metrics.held.Inc()
-	decided, err := p.opts.Approvals.Wait(ctx, req.ID)
+	decided, err := p.opts.Approvals.Wait(wctx, id)
 	p.metrics.held.Dec()
-	if err != nil && decided == nil {
-		return p.approvalFailed(st, err)
+	switch {
+	case ctx.Err() != nil:
+		st.errReason = "client went away while held for approval"
+		return nil, ctx.Err()
+	case err != nil && !errors.Is(err, context.DeadlineExceeded):
+		return t.failed(out, st, nil, err)
 	}
 	switch decided.State {
 	case approvals.StateApproved:
-		return nil
+		return t.resend(out, st, id)
 	case approvals.StatePending:
-		st.errReason = "client went away while held for approval"
-		return errRefused
+		st.errReason = "still pending at the hold limit"
+		return heldResponse(out, id, fmt.Sprintf("Gatehouse held this request for %s and nobody decided it. ", limit)+approvals.PendingMessage(decided, "")), nil
 	}
-	st.errReason = "approval " + strings.ToLower(string(decided.State))
-	p.refuse(st, http.StatusForbidden, "Forbidden", approvals.DenialMessage(decided))
-	return errRefused
+	st.errReason = "approval " + string(decided.State)
+	return heldResponse(out, id, approvals.DenialMessage(decided)), nil
 }
 
-// probe sends the operation as a dry run with the probe extra: admission computes the
-// fingerprint of the object as it sees it (after defaulting and mutation), and the broker keeps
-// it. A dry run that fails (RBAC, validation) is answered to the client at once: nobody should
-// approve what would fail anyway.
-func (p *Proxy) probe(r *http.Request, st *requestState) (*approvals.Probe, error) {
-	probeID := trail.NewID()
-	u := *p.upstream
-	u.Path = strings.TrimSuffix(u.Path, "/") + r.URL.Path
-	q := r.URL.Query()
-	q.Set("dryRun", "All")
-	u.RawQuery = q.Encode()
-	var body io.Reader
-	if st.body != nil {
-		body = bytes.NewReader(st.body)
+// resend sends a held call again, once, with the approval it waited for.
+func (t *holdTransport) resend(out *http.Request, st *requestState, id string) (*http.Response, error) {
+	retry := out.Clone(out.Context())
+	st.auditID = trail.NewID()
+	st.w.Header().Set("Audit-Id", st.auditID)
+	setAttempt(retry.Header, st.auditID, id)
+	if len(st.body) > 0 {
+		body := st.body
+		retry.Body = io.NopCloser(bytes.NewReader(body))
+		retry.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		retry.ContentLength = int64(len(body))
 	}
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), body)
-	if err != nil {
-		return nil, err
+	t.p.log.Info("re-sending an approved request", "auditID", st.auditID, "heldAuditID", st.heldAuditID, "approval", id)
+	return t.next.RoundTrip(retry)
+}
+
+// failed answers a held call whose approval request cannot be read: the broker's error goes to
+// the log, the client gets a summary.
+func (t *holdTransport) failed(out *http.Request, st *requestState, denial *http.Response, err error) (*http.Response, error) {
+	closeBody(denial)
+	t.p.log.Error("cannot hold the request for approval", "auditID", st.auditID, "approval", st.approvalID, "err", err)
+	st.errReason = "approval broker unavailable"
+	return statusResponse(out, serving.FailureStatus(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable,
+		"Admission holds this request for approval ("+st.approvalID+"), and Gatehouse cannot reach its approval broker to wait for the decision. Retry in a minute; if this persists, tell a Gatehouse administrator.",
+		approvals.StatusDetails(st.approvalID))), nil
+}
+
+// heldResponse is the 403 a client gets for a call held for approval request id.
+func heldResponse(out *http.Request, id, message string) *http.Response {
+	return statusResponse(out, serving.FailureStatus(http.StatusForbidden, metav1.StatusReasonForbidden, message, approvals.StatusDetails(id)))
+}
+
+func statusResponse(out *http.Request, st *metav1.Status) *http.Response {
+	body := serving.EncodeStatus(st)
+	return &http.Response{
+		Status:        fmt.Sprintf("%d %s", st.Code, http.StatusText(int(st.Code))),
+		StatusCode:    int(st.Code),
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        http.Header{"Content-Type": {"application/json"}},
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       out,
 	}
-	for _, h := range []string{"Content-Type", "User-Agent"} {
-		if v := r.Header.Get(h); v != "" {
-			req.Header.Set(h, v)
+}
+
+func closeBody(resp *http.Response) {
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+}
+
+// statusCodec decodes a protobuf Status, as kube-apiserver sends it to clients that accept
+// protobuf.
+var statusCodec = func() runtime.Decoder {
+	s := runtime.NewScheme()
+	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
+	return protobuf.NewSerializer(s, s)
+}()
+
+// heldFor reports whether resp is admission holding the call for approval: a 403 whose Status
+// names an approval request in its details. It reads at most maxStatusBytes of a 403's body and
+// leaves the body as it was for whoever reads resp next.
+func heldFor(resp *http.Response) (string, bool) {
+	if resp.StatusCode != http.StatusForbidden || resp.Body == nil || resp.Header.Get("Content-Encoding") != "" {
+		return "", false
+	}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if mt != "application/json" && mt != runtime.ContentTypeProtobuf {
+		return "", false
+	}
+	orig := resp.Body
+	body, err := io.ReadAll(io.LimitReader(orig, maxStatusBytes))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(body), orig), orig}
+	if err != nil || len(body) == maxStatusBytes {
+		return "", false
+	}
+	var st metav1.Status
+	if mt == runtime.ContentTypeProtobuf {
+		if _, _, err := statusCodec.Decode(body, nil, &st); err != nil {
+			return "", false
 		}
+	} else if json.Unmarshal(body, &st) != nil || st.Kind != "Status" {
+		return "", false
 	}
-	req.Header.Set("Accept", "application/json")
-	p.setIdentityHeaders(req.Header, st)
-	req.Header.Set("Audit-Id", probeID)
-	req.Header.Set(extraHeader(identity.ExtraApprovalProbe), probeID)
-	resp, err := p.transport.RoundTrip(req)
-	if err != nil {
-		return nil, fmt.Errorf("dry run: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		st.errReason = "dry run before approval failed"
-		for k, vs := range resp.Header {
-			if k == "Content-Type" || k == "Warning" {
-				st.w.Header()[k] = vs
-			}
-		}
-		st.w.WriteHeader(resp.StatusCode)
-		_, _ = io.Copy(st.w, io.LimitReader(resp.Body, 1<<20))
-		return nil, errRefused
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	probe, err := p.opts.Approvals.GetProbe(r.Context(), probeID)
-	if errors.Is(err, approvals.ErrNotFound) {
-		return nil, errors.New("the Gatehouse validating webhook did not fingerprint the operation; it must be installed for approvals")
-	}
-	return probe, err
-}
-
-func (p *Proxy) approvalFailed(st *requestState, err error) error {
-	p.log.Error("approval flow failed", "auditID", st.auditID, "err", err)
-	st.errReason = "approval unavailable"
-	p.refuse(st, http.StatusServiceUnavailable, "ServiceUnavailable", "Gatehouse cannot hold this operation for approval right now ("+err.Error()+"), so it does not run. Retry shortly.")
-	return errRefused
-}
-
-// userInfo is the identity as admission will see it.
-func (p *Proxy) userInfo(st *requestState) authenticationv1.UserInfo {
-	extra := map[string]authenticationv1.ExtraValue{}
-	for k, v := range st.id.Extra {
-		extra[k] = v
-	}
-	for k, v := range p.gatehouseExtras(st) {
-		extra[k] = authenticationv1.ExtraValue{v}
-	}
-	return authenticationv1.UserInfo{
-		Username: st.id.User,
-		UID:      st.id.UID,
-		Groups:   append(append([]string{}, st.id.Groups...), "system:authenticated"),
-		Extra:    extra,
-	}
-}
-
-// refusePlaceholders refuses a write whose body carries a masked placeholder.
-func (p *Proxy) refusePlaceholders(r *http.Request, st *requestState) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxPolicyBody+1))
-	_ = r.Body.Close()
-	if err != nil {
-		st.errReason = "reading request body"
-		p.refuse(st, http.StatusBadRequest, "BadRequest", "Gatehouse could not read the request body.")
-		return errRefused
-	}
-	if len(body) > maxPolicyBody {
-		st.errReason = "request body too large"
-		p.refuse(st, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "The request body is larger than 3 MiB.")
-		return errRefused
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	st.body = body
-	if masking.ContainsPlaceholder(body) {
-		st.errReason = "masked placeholder in request body"
-		p.refuse(st, http.StatusUnprocessableEntity, "Invalid", "The request contains Gatehouse's masked placeholders (gatehouse:masked:...) where values belong: it was built from an object read through Gatehouse. Write the real values, or leave those fields out.")
-		return errRefused
-	}
-	return nil
-}
-
-func isWrite(method string) bool {
-	return method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch
-}
-
-// objectJSON returns a request body as JSON for policy evaluation: as it is when it is JSON,
-// decoded when it is a built-in type in protobuf (kubectl and client-go send those), nil when
-// it is neither. The body forwarded is always the client's own.
-func objectJSON(contentType string, body []byte) []byte {
-	if len(body) == 0 {
-		return nil
-	}
-	mt, _, _ := mime.ParseMediaType(contentType)
-	switch mt {
-	case "", "application/json":
-		return body
-	case runtime.ContentTypeProtobuf:
-		obj, gvk, err := clientgoscheme.Codecs.UniversalDeserializer().Decode(body, nil, nil)
-		if err != nil {
-			return nil
-		}
-		obj.GetObjectKind().SetGroupVersionKind(*gvk)
-		out, err := json.Marshal(obj)
-		if err != nil {
-			return nil
-		}
-		return out
-	}
-	return nil
+	return approvals.IDFromStatus(&st)
 }

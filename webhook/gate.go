@@ -3,9 +3,8 @@ package webhook
 import (
 	"context"
 	"errors"
-	"fmt"
+	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -19,48 +18,57 @@ import (
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
-// Masker masks objects shown to approvers. *masking.Masker implements it.
+// Masker masks what approvers are shown: the object, and the requester's reason. *masking.Masker
+// implements it.
 type Masker interface {
 	JSON(dst, src []byte, t masking.Target) ([]byte, masking.Stats, error)
+	Text(dst, src []byte) ([]byte, masking.Stats)
 }
 
-// Gate decides operations that a rule holds for approval, at admission. It is the webhook's
-// Approver: the backstop that holds for every path into the cluster.
+var _ Masker = (*masking.Masker)(nil)
+
+// Gate holds operations that a rule holds for approval, at admission: it is the webhook's
+// Approver, and the one place in Gatehouse that creates approval requests, for calls through the
+// proxy and direct calls alike, from the final object (after defaulting and every mutating
+// webhook).
 //
-//   - A dry run the proxy sends as a probe (extra gatehouse.dev/approval-probe) stores the
-//     fingerprint of the object as admission sees it and is allowed: the proxy then creates the
-//     approval request and holds its client.
-//   - A call from the proxy with a grant (extra gatehouse.dev/approval-id) is allowed when the
-//     grant is usable for exactly this operation, and uses it up.
-//   - Any other call (the direct path) is allowed only by an approved, unused grant for the same
-//     fingerprint; otherwise an approval request is created (or the pending one found again),
-//     the call waits up to Wait for a decision and is denied with the request's ID and how to
-//     approve it. After approval, the same call retried within the grant TTL is admitted once.
+//   - A call the proxy re-sends after approval (extra gatehouse.dev/approval-id) is allowed when
+//     that grant is usable for exactly this operation, and uses it up; otherwise it is denied with
+//     the reason.
+//   - Any other call is allowed by an approved, unused grant for the same fingerprint (a client's
+//     retry after approval), which it uses up. Otherwise the request for the operation is found
+//     again, or created, and the call is denied with its ID in the Status details (group
+//     gatehouse.dev, kind approvalrequests): the proxy, holding its client, waits on the broker
+//     for that request and re-sends the call once approved. A direct call first waits up to Wait
+//     for a decision.
 type Gate struct {
 	Broker *approvals.Broker
+	// Masker masks the object and the reason approvers see. Required: nothing is shown unmasked.
 	Masker Masker
-	// Fingerprints computes the fingerprints of operations. Required: the same key as the
-	// proxy's.
+	// Fingerprints computes the fingerprints that bind grants to operations. Required.
 	Fingerprints *approvals.Fingerprinter
 	// Wait is how long a direct call waits for a decision before it is denied, well under the
-	// webhook's timeout. Default 3s.
+	// webhook's timeout. Calls through the proxy do not wait here: the proxy holds them. Default 3s.
 	Wait time.Duration
-	// Timeout is how long a direct-path request stays pending for approvers. Default 1 hour.
+	// Timeout is how long a request stays pending for approvers. Default 1 hour.
 	Timeout time.Duration
 	// UIURL, when set, is the approvers' web UI; denials link to <UIURL>/approvals/<id>.
 	UIURL string
+	// Logger receives failures of the broker, never objects. Default: discard.
+	Logger *slog.Logger
 }
 
-// Admit implements the webhook's Approver.
+var _ Approver = (*Gate)(nil)
+
+// Admit implements Approver.
 func (g *Gate) Admit(ctx context.Context, req admission.Request, a policy.Attributes, d policy.Decision) admission.Response {
 	if d.Approval == nil {
 		return admission.Denied(d.Message)
 	}
 	extras := identity.FromExtra(a.User.Extra)
-	op := trail.Operation{Verb: a.Op(), APIGroup: a.Group, APIVersion: a.Version, Resource: a.Resource,
-		Subresource: a.Subresource, Namespace: a.Namespace, Name: a.Name}
+	op := a.TrailOperation()
 	object := a.Object
-	if op.Verb == "DELETE" || op.Verb == "CONNECT" {
+	if op.Verb == "delete" || op.Verb == trail.VerbConnect {
 		// The operation is what is approved: the object a DELETE sees keeps changing (status,
 		// resource version), and CONNECT options are not an object.
 		object = nil
@@ -69,96 +77,119 @@ func (g *Gate) Admit(ctx context.Context, req admission.Request, a policy.Attrib
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
-
-	switch {
-	case a.DryRun && extras.ViaGateway() && extras.ApprovalProbe != "":
-		if err := g.Broker.PutProbe(ctx, extras.ApprovalProbe, approvals.Probe{Fingerprint: fp, Object: g.mask(object, op)}); err != nil {
-			return unavailable(err)
-		}
-		return admission.Allowed("fingerprint recorded for approval probe " + extras.ApprovalProbe)
-	case a.DryRun:
-		return admission.Denied(d.Message + " A dry run does not create an approval request; send the request itself.")
-	case extras.ViaGateway() && extras.ApprovalID != "":
+	if extras.ViaGateway() && extras.ApprovalID != "" {
+		// The proxy's retry of a held call, under the grant it waited for.
 		if _, err := g.Broker.Consume(ctx, extras.ApprovalID, a.User.Username, fp, string(req.UID)); err != nil {
 			return g.refusal(err)
 		}
-		return withAudit(admission.Allowed("approved by "+extras.ApprovalID), extras.ApprovalID)
+		return withApproval(admission.Allowed("approved by "+extras.ApprovalID), extras.ApprovalID)
 	}
 
-	// The direct path.
 	r, err := g.Broker.FindByFingerprint(ctx, fp)
 	switch {
 	case errors.Is(err, approvals.ErrNotFound):
 		r = nil
 	case err != nil:
-		return unavailable(err)
+		return g.unavailable(err)
 	}
 	if r != nil && r.State == approvals.StateApproved {
+		// A retry after approval.
 		if _, err := g.Broker.Consume(ctx, r.ID, a.User.Username, fp, string(req.UID)); err == nil {
-			return withAudit(admission.Allowed("approved by "+r.ID), r.ID)
+			return withApproval(admission.Allowed("approved by "+r.ID), r.ID)
 		} else if !errors.Is(err, approvals.ErrNoGrant) {
 			return g.refusal(err)
 		}
 		r = nil // used meanwhile: ask again
 	}
 	if r == nil || r.Final() {
-		r, err = g.Broker.Create(ctx, approvals.Spec{
-			Requester:      trail.Identity{User: a.User.Username, UID: a.User.UID, Groups: a.User.Groups},
-			SessionID:      extras.SessionID,
-			Operation:      op,
-			Object:         g.mask(object, op),
-			Fingerprint:    fp,
-			Policy:         trail.Policy{Policy: d.Policy, Rule: d.Rule, Action: string(d.Action), Message: d.Message},
-			ApproverGroups: d.Approval.ApproverGroups,
-			Required:       d.Approval.Approvals,
-			GrantTTL:       d.Approval.GrantTTL,
-			Path:           approvals.PathAdmission,
-			Timeout:        g.timeout(),
-		})
-		if err != nil {
-			return unavailable(err)
-		}
-		if err := g.Broker.Index(ctx, r); err != nil {
-			return unavailable(err)
+		if r, err = g.create(ctx, a, d, op, object, fp); err != nil {
+			return g.unavailable(err)
 		}
 	}
-	wctx, cancel := context.WithTimeout(ctx, g.wait())
-	defer cancel()
-	if got, err := g.Broker.Wait(wctx, r.ID); err == nil || errors.Is(err, context.DeadlineExceeded) {
-		r = got
-	}
-	switch r.State {
-	case approvals.StateApproved:
-		if _, err := g.Broker.Consume(ctx, r.ID, a.User.Username, fp, string(req.UID)); err != nil {
-			return g.refusal(err)
+	if !extras.ViaGateway() {
+		wctx, cancel := context.WithTimeout(ctx, g.wait())
+		defer cancel()
+		if got, err := g.Broker.Wait(wctx, r.ID); err == nil || errors.Is(err, context.DeadlineExceeded) {
+			r = got
 		}
-		return withAudit(admission.Allowed("approved by "+r.ID), r.ID)
-	case approvals.StateDenied:
-		return admission.Denied(approvals.DenialMessage(r))
+		switch r.State {
+		case approvals.StateApproved:
+			if _, err := g.Broker.Consume(ctx, r.ID, a.User.Username, fp, string(req.UID)); err != nil {
+				return g.refusal(err)
+			}
+			return withApproval(admission.Allowed("approved by "+r.ID), r.ID)
+		case approvals.StateDenied:
+			return admission.Denied(approvals.DenialMessage(r))
+		}
 	}
-	return admission.Denied(g.pendingMessage(r, d))
+	return withApproval(held(r, approvals.PendingMessage(r, g.UIURL)), r.ID)
 }
 
-// pendingMessage tells a human or an agent what to do next.
-func (g *Gate) pendingMessage(r *approvals.Request, d policy.Decision) string {
-	how := fmt.Sprintf("an approver runs `gatehouse approvals approve %s`", r.ID)
-	if g.UIURL != "" {
-		how += " or approves it at " + strings.TrimSuffix(g.UIURL, "/") + "/approvals/" + r.ID
+// create stores the approval request of an operation and indexes it by its fingerprint.
+func (g *Gate) create(ctx context.Context, a policy.Attributes, d policy.Decision, op trail.Operation, object []byte, fp string) (*approvals.Request, error) {
+	extras := identity.FromExtra(a.User.Extra)
+	var reason string
+	if extras.Reason != "" {
+		masked, _ := g.Masker.Text(nil, []byte(extras.Reason))
+		reason = truncate(string(masked), approvals.MaxReasonLength)
 	}
-	return fmt.Sprintf("%s This needs %d approval(s) from %s: approval request %s is waiting (until %s). "+
-		"Once %s, send the same request again within %s; it is admitted once.",
-		d.Message, r.Required, strings.Join(r.ApproverGroups, ", "), r.ID, r.Expires.Format(time.RFC3339), how, r.GrantTTL)
+	r, err := g.Broker.Create(ctx, approvals.Spec{
+		Requester:      trail.Identity{User: a.User.Username, UID: a.User.UID, Groups: a.User.Groups, Issuer: extras.Issuer, Subject: extras.Subject},
+		OriginalUser:   extras.OriginalUser,
+		Reason:         reason,
+		SessionID:      extras.SessionID,
+		Operation:      op,
+		Object:         g.mask(object, op),
+		Fingerprint:    fp,
+		Policy:         trail.Policy{Policy: d.Policy, Rule: d.Rule, Action: string(d.Action), Message: d.Message},
+		ApproverGroups: d.Approval.ApproverGroups,
+		Required:       d.Approval.Approvals,
+		GrantTTL:       d.Approval.GrantTTL,
+		Path:           approvals.PathAdmission,
+		Timeout:        g.timeout(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, g.Broker.Index(ctx, r)
+}
+
+// held denies a call with the approval request it waits for named in the Status details.
+func held(r *approvals.Request, msg string) admission.Response {
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
+		Allowed: false,
+		Result: &metav1.Status{
+			Code:    http.StatusForbidden,
+			Reason:  metav1.StatusReasonForbidden,
+			Message: msg,
+			Details: approvals.StatusDetails(r.ID),
+		},
+	}}
 }
 
 func (g *Gate) refusal(err error) admission.Response {
 	if errors.Is(err, approvals.ErrNoGrant) || errors.Is(err, approvals.ErrNotFound) {
 		return admission.Denied(err.Error())
 	}
-	return unavailable(err)
+	return g.unavailable(err)
+}
+
+// unavailable fails closed: without the broker nothing held for approval passes. The broker's
+// error goes to the log only.
+func (g *Gate) unavailable(err error) admission.Response {
+	g.log().Error("approval broker unavailable", "err", err)
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
+		Allowed: false,
+		Result: &metav1.Status{
+			Code:    http.StatusServiceUnavailable,
+			Reason:  metav1.StatusReasonServiceUnavailable,
+			Message: "Gatehouse cannot reach its approval broker (NATS), so operations that need approval are refused. Retry in a minute; if this persists, tell a Gatehouse administrator.",
+		},
+	}}
 }
 
 func (g *Gate) mask(object []byte, op trail.Operation) []byte {
-	if len(object) == 0 || g.Masker == nil {
+	if len(object) == 0 {
 		return nil
 	}
 	out, _, err := g.Masker.JSON(nil, object, masking.Target{Group: op.APIGroup, Version: op.APIVersion,
@@ -183,20 +214,22 @@ func (g *Gate) timeout() time.Duration {
 	return time.Hour
 }
 
-// unavailable fails closed: without the broker nothing held for approval passes.
-func unavailable(err error) admission.Response {
-	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
-		Allowed: false,
-		Result: &metav1.Status{
-			Code:    http.StatusServiceUnavailable,
-			Reason:  metav1.StatusReasonServiceUnavailable,
-			Message: "Gatehouse cannot reach its approval broker (NATS), so operations that need approval are refused: " + err.Error(),
-		},
-	}}
+func (g *Gate) log() *slog.Logger {
+	if g.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return g.Logger
 }
 
-// withAudit adds the approval ID to the call's audit event.
-func withAudit(r admission.Response, approvalID string) admission.Response {
+// withApproval names the approval request in the call's audit event.
+func withApproval(r admission.Response, approvalID string) admission.Response {
 	r.AuditAnnotations = map[string]string{"approval-id": approvalID}
 	return r
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }

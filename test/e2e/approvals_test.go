@@ -63,7 +63,7 @@ func TestApprovalThroughTheProxy(t *testing.T) {
 
 	call := hold(ctx, agent, "", "create", "clusterrolebinding", "agent-1-admin", "--clusterrole=cluster-admin", "--user=agent-1")
 	req := approver.pending(t, forName("clusterrolebindings", "agent-1-admin"))
-	assert.Equal(t, approvals.PathProxy, req.Path)
+	assert.Equal(t, approvals.PathAdmission, req.Path)
 	assert.Equal(t, "oidc:agent-1", req.Requester.User)
 	assert.Equal(t, "gatehouse-approvals", req.Policy.Policy)
 	assert.Equal(t, "cluster-admin-bindings", req.Policy.Rule)

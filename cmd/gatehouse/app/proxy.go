@@ -70,7 +70,7 @@ AuthenticationConfiguration file kube-apiserver reads.`,
 	fs.StringVar(&o.unrecorded, "unrecorded-requests", string(proxy.RefuseUnrecorded), "What to do when the trail cannot record a request: Refuse (answer 503) or Allow.")
 	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 64<<10, "Largest request header block accepted; larger ones get 431.")
 	fs.StringVar(&o.policyFile, "policy-file", "", "Read AccessPolicies from this multi-document YAML file (reloaded when it changes) instead of the cluster (development mode).")
-	fs.DurationVar(&o.approvalTimeout, "approval-timeout", 10*time.Minute, "How long a request that needs approval is held open waiting for approvers.")
+	fs.DurationVar(&o.approvalTimeout, "approval-timeout", 10*time.Minute, "The longest a request that admission holds for approval is kept open waiting for approvers; a client's own hold duration (Gatehouse-Hold) cannot exceed it. Clients may ask not to be held (hold=refuse).")
 	fs.BoolVar(&o.clientImpersonation, "allow-client-impersonation", false, "Let clients impersonate (kubectl --as) whom a SubjectAccessReview says their verified identity may impersonate; the verified user is kept in the extra gatehouse.dev/original-user. Default: every Impersonate-* header is refused.")
 	fs.BoolVar(&o.dev, "dev", false, "Development mode: a self-signed serving certificate, an embedded NATS server and a random masking key when none are configured. Never in production.")
 	return cmd
@@ -109,7 +109,7 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	masker, fingerprints, err := o.masking.masker(o.dev, log)
+	masker, _, err := o.masking.masker(o.dev, log)
 	if err != nil {
 		return err
 	}
@@ -170,19 +170,18 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 	}
 	reg := serving.NewRegistry()
 	px, err := proxy.NewProxy(proxy.Options{
-		Impersonation:   impersonation,
-		Upstream:        upstream,
-		Authenticator:   authenticator,
-		Masker:          masker,
-		Recorder:        pub,
-		Unrecorded:      proxy.UnrecordedPolicy(o.unrecorded),
-		Policy:          engine,
-		Approvals:       broker,
-		Fingerprints:    fingerprints,
-		ApprovalTimeout: o.approvalTimeout,
-		ApprovalsAPI:    api,
-		Metrics:         reg,
-		Logger:          log,
+		Impersonation: impersonation,
+		Upstream:      upstream,
+		Authenticator: authenticator,
+		Masker:        masker,
+		Recorder:      pub,
+		Unrecorded:    proxy.UnrecordedPolicy(o.unrecorded),
+		Policy:        engine,
+		Approvals:     broker,
+		MaxHold:       o.approvalTimeout,
+		ApprovalsAPI:  api,
+		Metrics:       reg,
+		Logger:        log,
 	})
 	if err != nil {
 		return err

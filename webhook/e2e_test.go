@@ -29,6 +29,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -383,6 +384,31 @@ func TestGatewayObjectsAreAnnotated(t *testing.T) {
 	direct := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "direct"}}
 	require.NoError(t, person(t).c.Create(ctx, direct))
 	assert.Empty(t, get("direct").Annotations)
+
+	// Nobody forges the stamps: not a direct client, on create or update, nor a client of the
+	// gateway through a subresource (a pods/status patch).
+	forged := map[string]string{identity.AnnotationApprovalID: "ap-forged", identity.AnnotationSessionID: "s-forged", "gatehouse.dev/owner": "mallory"}
+	require.NoError(t, person(t).c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "forged", Annotations: forged}}))
+	assert.Empty(t, get("forged").Annotations, "a direct create cannot carry Gatehouse's annotations")
+	cm = get("settings")
+	for k, v := range forged {
+		cm.Annotations[k] = v
+	}
+	require.NoError(t, person(t).c.Update(ctx, cm))
+	assert.Equal(t, map[string]string{"note": "kept", identity.AnnotationSessionID: b.session}, get("settings").Annotations,
+		"a direct update cannot change them")
+
+	runPod(t, ns, "web-0", nil)
+	statusPatch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"gatehouse.dev/approval-id":"ap-forged","gatehouse.dev/session-id":"s-forged"}},"status":{"message":"patched"}}`))
+	for _, who := range []*actor{agent(t), person(t)} {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-0"}}
+		require.NoError(t, who.c.Status().Patch(ctx, pod, statusPatch))
+		var got corev1.Pod
+		require.NoError(t, bed.kube.Client.Get(ctx, client.ObjectKeyFromObject(pod), &got))
+		assert.Equal(t, "patched", got.Status.Message)
+		assert.Empty(t, got.Annotations[identity.AnnotationApprovalID], "no forged approval through a status patch")
+		assert.NotEqual(t, "s-forged", got.Annotations[identity.AnnotationSessionID])
+	}
 
 	// Any kind of object, in any group.
 	d := &appsv1.Deployment{

@@ -20,8 +20,10 @@ import (
 //
 //	https://<proxy>/gatehouse/client/<key>=<value>[,<key>=<value>...]/api/...
 //
-// Values in the path are URL-escaped (a reason with spaces or commas: reason=fix%20the%20%2C).
-// A key given both ways must have the same value.
+// Values in the path are URL-escaped (reason=fix%20the%20build). A value may contain commas: an
+// option ends only at a comma followed by another key and "=". It cannot contain "/", which
+// clients such as kubectl unescape before they send the path. A key given both ways must have
+// the same value.
 //
 //	key      header               value
 //	session  Gatehouse-Session    a label naming the client's run (see sessionID)
@@ -110,7 +112,7 @@ func parseOptionSegment(segment string, values map[string]string) error {
 	if segment == "" {
 		return nil
 	}
-	for _, kv := range strings.Split(segment, ",") {
+	for _, kv := range splitOptions(segment) {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return fmt.Errorf("%w: %q in the server URL is not key=value", ErrClientOptions, kv)
@@ -125,6 +127,27 @@ func parseOptionSegment(segment string, values map[string]string) error {
 		values[k] = unescaped
 	}
 	return nil
+}
+
+// splitOptions splits "k=v,k=v" at the commas that are followed by a known key and "=", so that
+// a value may hold commas (kubectl sends an escaped comma unescaped).
+func splitOptions(segment string) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(segment); i++ {
+		if segment[i] != ',' {
+			continue
+		}
+		rest := segment[i+1:]
+		for key := range optionHeaders {
+			if strings.HasPrefix(rest, key+"=") {
+				out = append(out, segment[start:i])
+				start = i + 1
+				break
+			}
+		}
+	}
+	return append(out, segment[start:])
 }
 
 func newClientOptions(values map[string]string) (clientOptions, error) {

@@ -282,10 +282,11 @@ func kubeconfig(t testing.TB, tok string) string {
 
 // auditEvent is the part of an audit.k8s.io/v1 Event the tests read.
 type auditEvent struct {
-	AuditID    string `json:"auditID"`
-	Stage      string `json:"stage"`
-	RequestURI string `json:"requestURI"`
-	Verb       string `json:"verb"`
+	AuditID    string   `json:"auditID"`
+	Stage      string   `json:"stage"`
+	RequestURI string   `json:"requestURI"`
+	Verb       string   `json:"verb"`
+	SourceIPs  []string `json:"sourceIPs"`
 	User       struct {
 		Username string `json:"username"`
 	} `json:"user"`

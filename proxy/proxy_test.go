@@ -195,6 +195,28 @@ func TestRefusedRequestsNeverReachTheAPIServer(t *testing.T) {
 	}
 }
 
+// TestClientCannotChooseTheSourceIP: kube-apiserver takes a request's first source IP from
+// X-Forwarded-For or X-Real-Ip; whatever address a client claims, the audit log shows where the
+// proxy's connection came from.
+func TestClientCannotChooseTheSourceIP(t *testing.T) {
+	tok := token(t, "alice", nil)
+	claims := map[string]string{
+		"X-Real-Ip": "203.0.113.1", "X-Forwarded-For": "203.0.113.2", "Forwarded": "for=203.0.113.3",
+		"True-Client-Ip": "203.0.113.4", "X-Client-Ip": "203.0.113.5", "X-Cluster-Client-Ip": "203.0.113.6",
+	}
+	resp, body := get(t, "/api/v1/namespaces/default/configmaps?marker=source-ip", tok, claims)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	events := eventsFor(t, resp.Header.Get("Audit-Id"))
+	require.NotEmpty(t, events)
+	for _, e := range events {
+		require.NotEmpty(t, e.SourceIPs)
+		for _, ip := range e.SourceIPs {
+			assert.NotContains(t, ip, "203.0.113.", "a client-claimed address reached the audit log")
+		}
+		assert.Equal(t, "127.0.0.1", e.SourceIPs[0], "the proxy's own address")
+	}
+}
+
 func TestServiceAccountTokenThroughTheClusterIssuer(t *testing.T) {
 	ctx := t.Context()
 	ns := env.kube.Namespace(t, "sa")

@@ -1,6 +1,8 @@
 // Package identity names the impersonation extras through which the front proxy tells
 // kube-apiserver, the admission webhooks and the audit log who really acted: the session, the
-// token's issuer and subject, the client and, for an approved operation, the approval grant.
+// token's issuer and subject, the client, the verified user behind a client's own impersonation,
+// the client's reason and, for an approved operation, the approval grant; and the annotations the
+// mutating webhook stamps on objects.
 //
 // # Trust
 //

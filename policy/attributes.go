@@ -146,7 +146,8 @@ var AdmissionSkipsNamespaces = []string{"kube-system", "gatehouse"}
 // it, is called for a request, and so can hold it for approval. It is not for reads (GET, LIST,
 // WATCH), for the admission configuration resources kube-apiserver never sends to webhooks, for
 // subresources other than scale, ephemeralcontainers and the CONNECT ones, nor for writes in
-// AdmissionSkipsNamespaces. The proxy refuses what a rule holds for approval but admission
+// AdmissionSkipsNamespaces (but for Gatehouse's own objects and namespace deletion, which it
+// sees everywhere). The proxy refuses what a rule holds for approval but admission
 // cannot see: nobody could approve it. It must agree with the rules of the webhook
 // configurations (webhook's manifests test checks it).
 func AdmissionSees(a Attributes) bool {
@@ -170,11 +171,15 @@ func AdmissionSees(a Attributes) bool {
 	default:
 		return false
 	}
-	ns := a.Namespace
-	if a.Group == "" && a.Resource == "namespaces" {
-		ns = a.Name
+	switch {
+	case a.Group == v1alpha1.GroupVersion.Group:
+		return true // Gatehouse's own objects, in any namespace
+	case a.Group == "" && a.Resource == "namespaces":
+		// A Namespace is judged by its own name, except its deletion, which the webhook for
+		// cluster-wide operations sees for every namespace.
+		return op == string(v1alpha1.OperationDelete) || !slices.Contains(AdmissionSkipsNamespaces, a.Name)
 	}
-	return !slices.Contains(AdmissionSkipsNamespaces, ns)
+	return !slices.Contains(AdmissionSkipsNamespaces, a.Namespace)
 }
 
 // connectResources are the CONNECT subresources the connect webhook is called for.

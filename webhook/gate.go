@@ -79,8 +79,8 @@ func (g *Gate) Admit(ctx context.Context, req admission.Request, a policy.Attrib
 	}
 	if extras.ViaGateway() && extras.ApprovalID != "" {
 		// The proxy's retry of a held call, under the grant it waited for.
-		if _, err := g.Broker.Consume(ctx, extras.ApprovalID, a.User.Username, fp, string(req.UID)); err != nil {
-			return g.refusal(err)
+		if r, err := g.Broker.Consume(ctx, extras.ApprovalID, a.User.Username, fp, string(req.UID)); err != nil {
+			return g.refusal(r, err)
 		}
 		return withApproval(admission.Allowed("approved by "+extras.ApprovalID), extras.ApprovalID)
 	}
@@ -94,10 +94,10 @@ func (g *Gate) Admit(ctx context.Context, req admission.Request, a policy.Attrib
 	}
 	if r != nil && r.State == approvals.StateApproved {
 		// A retry after approval.
-		if _, err := g.Broker.Consume(ctx, r.ID, a.User.Username, fp, string(req.UID)); err == nil {
+		if used, err := g.Broker.Consume(ctx, r.ID, a.User.Username, fp, string(req.UID)); err == nil {
 			return withApproval(admission.Allowed("approved by "+r.ID), r.ID)
 		} else if !errors.Is(err, approvals.ErrNoGrant) {
-			return g.refusal(err)
+			return g.refusal(used, err)
 		}
 		r = nil // used meanwhile: ask again
 	}
@@ -114,8 +114,8 @@ func (g *Gate) Admit(ctx context.Context, req admission.Request, a policy.Attrib
 		}
 		switch r.State {
 		case approvals.StateApproved:
-			if _, err := g.Broker.Consume(ctx, r.ID, a.User.Username, fp, string(req.UID)); err != nil {
-				return g.refusal(err)
+			if used, err := g.Broker.Consume(ctx, r.ID, a.User.Username, fp, string(req.UID)); err != nil {
+				return g.refusal(used, err)
 			}
 			return withApproval(admission.Allowed("approved by "+r.ID), r.ID)
 		case approvals.StateDenied:
@@ -167,9 +167,15 @@ func held(r *approvals.Request, msg string) admission.Response {
 	}}
 }
 
-func (g *Gate) refusal(err error) admission.Response {
+// refusal denies a call whose grant cannot be used, naming the rule and the approvers of its
+// request when it has one.
+func (g *Gate) refusal(r *approvals.Request, err error) admission.Response {
 	if errors.Is(err, approvals.ErrNoGrant) || errors.Is(err, approvals.ErrNotFound) {
-		return admission.Denied(err.Error())
+		msg := err.Error() + "."
+		if r != nil {
+			msg += " " + r.Policy.Message
+		}
+		return admission.Denied(msg)
 	}
 	return g.unavailable(err)
 }

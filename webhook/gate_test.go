@@ -142,6 +142,7 @@ func TestGateHoldsAndAdmitsOnce(t *testing.T) {
 	resp = b.admit(t, gatewayReview("u-6", admissionv1.Create, "secrets", "", "db", secret, "agent", withGrant))
 	assert.False(t, resp.Allowed, "once")
 	assert.Contains(t, resp.Result.Message, "already used")
+	assert.Contains(t, resp.Result.Message, `rule "approve-secrets"`, "a refusal names the rule")
 }
 
 // TestApprovedStatusUpdateAdmitsOnlyItself: the status of a status update is bound, so one

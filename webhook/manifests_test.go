@@ -195,15 +195,13 @@ func TestAdmissionSeesMatchesTheConfiguration(t *testing.T) {
 		}
 	}
 	// Cluster-scoped resources: a namespaceSelector never skips them.
-	for _, r := range []request{
+	requests = append(requests, []request{
 		{op: "CONNECT", resource: "nodes", sub: "proxy"}, {op: "CREATE", group: "rbac.authorization.k8s.io", resource: "clusterrolebindings"},
 		{op: "CREATE", group: "rbac.authorization.k8s.io", resource: "clusterroles"},
 		{op: "CREATE", group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations"},
 		{op: "UPDATE", group: "admissionregistration.k8s.io", resource: "mutatingadmissionpolicies"},
 		{op: "CREATE", group: "apiextensions.k8s.io", resource: "customresourcedefinitions"}, {op: "DELETE", group: "gatehouse.dev", resource: "accesspolicies"},
-	} {
-		requests = append(requests, r)
-	}
+	}...)
 	for _, r := range requests {
 		selectorNamespace := r.namespace
 		if r.resource == "namespaces" {

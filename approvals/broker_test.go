@@ -168,6 +168,20 @@ func TestDecisions(t *testing.T) {
 	})
 }
 
+// waitInBackground calls Wait for id and returns once it waits, with the channel its result
+// arrives on.
+func waitInBackground(t *testing.T, b *approvals.Broker, fc *testingclock.FakeClock, id string) <-chan *approvals.Request {
+	t.Helper()
+	waited := make(chan *approvals.Request, 1)
+	go func() {
+		got, err := b.Wait(t.Context(), id)
+		assert.NoError(t, err)
+		waited <- got
+	}()
+	require.Eventually(t, fc.HasWaiters, 10*time.Second, time.Millisecond, "Wait sets its deadline timer")
+	return waited
+}
+
 // TestExpiry advances a fake clock past a pending request's deadline and past a grant's TTL.
 func TestExpiry(t *testing.T) {
 	fc := testingclock.NewFakeClock(time.Now())
@@ -177,13 +191,7 @@ func TestExpiry(t *testing.T) {
 	s := spec(t, 1)
 	r, err := b.Create(ctx, s)
 	require.NoError(t, err)
-	waited := make(chan *approvals.Request, 1)
-	go func() {
-		got, err := b.Wait(ctx, r.ID)
-		assert.NoError(t, err)
-		waited <- got
-	}()
-	require.Eventually(t, fc.HasWaiters, 10*time.Second, time.Millisecond, "Wait sets its deadline timer")
+	waited := waitInBackground(t, b, fc, r.ID)
 	fc.Step(s.Timeout + time.Second)
 	got := <-waited
 	assert.Equal(t, approvals.StateExpired, got.State)
@@ -207,13 +215,7 @@ func TestWaitSeesTheDecision(t *testing.T) {
 	ctx := t.Context()
 	r, err := b.Create(ctx, spec(t, 1))
 	require.NoError(t, err)
-	waited := make(chan *approvals.Request, 1)
-	go func() {
-		got, err := b.Wait(ctx, r.ID)
-		assert.NoError(t, err)
-		waited <- got
-	}()
-	require.Eventually(t, fc.HasWaiters, 10*time.Second, time.Millisecond, "Wait is waiting")
+	waited := waitInBackground(t, b, fc, r.ID)
 	_, err = b.Decide(ctx, r.ID, alice, approvals.Approve, "")
 	require.NoError(t, err)
 	select {

@@ -457,23 +457,7 @@ data:
 		})
 	}
 	t.Run("logs -f", func(t *testing.T) {
-		env.kubelet.AppendLog(ns, "work", "main", "started\n")
-		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(lctx, bin, "--kubeconfig", kc, "-n", ns, "logs", "-f", "work")
-		stdout, err := cmd.StdoutPipe()
-		require.NoError(t, err)
-		require.NoError(t, cmd.Start())
-		defer func() { cancel(); _ = cmd.Wait() }()
-		line := make([]byte, len("started\n"))
-		_, err = io.ReadFull(stdout, line)
-		require.NoError(t, err)
-		assert.Equal(t, "started\n", string(line))
-		env.kubelet.AppendLog(ns, "work", "main", "still running\n")
-		line = make([]byte, len("still running\n"))
-		_, err = io.ReadFull(stdout, line)
-		require.NoError(t, err)
-		assert.Equal(t, "still running\n", string(line), "followed logs stream through the proxy")
+		testbed.CheckLogsFollow(t, env.kubelet, bin, kc, ns, "work")
 	})
 }
 

@@ -41,6 +41,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/policy/v1alpha1"
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
@@ -264,7 +265,7 @@ func TestApprovalIsRequired(t *testing.T) {
 	})
 	t.Run("dry runs are decided too: allowed with a warning, never held", func(t *testing.T) {
 		a := agent(t)
-		warnings := &warningCollector{}
+		warnings := &testbed.WarningCollector{}
 		cfg := rest.CopyConfig(a.cfg)
 		cfg.WarningHandler = warnings
 		c, err := client.New(cfg, client.Options{Scheme: bed.kube.Client.Scheme()})
@@ -697,22 +698,4 @@ func TestMalformedReviewsAreRefused(t *testing.T) {
 			assert.Contains(t, review.Response.Result.Message, tt.want)
 		})
 	}
-}
-
-// warningCollector keeps the warnings kube-apiserver sends a client.
-type warningCollector struct {
-	mu       sync.Mutex
-	warnings []string
-}
-
-func (w *warningCollector) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.warnings = append(w.warnings, text)
-}
-
-func (w *warningCollector) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return strings.Join(w.warnings, "\n")
 }

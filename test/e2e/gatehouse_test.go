@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,7 +24,7 @@ import (
 // proxy enforce the default policies: a dry run of a cluster-admin binding (never held) is
 // allowed with the warning that the binding itself needs approval, on both paths.
 func waitForPolicies() error {
-	warnings := &warningCollector{}
+	warnings := &testbed.WarningCollector{}
 	cfg := rest.CopyConfig(bed.direct)
 	cfg.WarningHandler = warnings
 	direct, err := kubernetes.NewForConfig(cfg)
@@ -47,24 +46,6 @@ func waitForPolicies() error {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-}
-
-// warningCollector keeps the warnings kube-apiserver sends a client.
-type warningCollector struct {
-	mu       sync.Mutex
-	warnings []string
-}
-
-func (w *warningCollector) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.warnings = append(w.warnings, text)
-}
-
-func (w *warningCollector) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return strings.Join(w.warnings, "\n")
 }
 
 func clusterAdminBinding(name, user string) *rbacv1.ClusterRoleBinding {

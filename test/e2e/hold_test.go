@@ -244,22 +244,7 @@ func TestClientOptionsInTheServerURL(t *testing.T) {
 		})
 	}
 	t.Run("logs -f", func(t *testing.T) {
-		bed.kubelet.AppendLog(ns, "work", "main", "started\n")
-		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(lctx, bed.kube.Kubectl, "--kubeconfig", agent.kubeconfig, "-n", ns, "logs", "-f", "work")
-		stdout, err := cmd.StdoutPipe()
-		require.NoError(t, err)
-		require.NoError(t, cmd.Start())
-		defer func() { cancel(); _ = cmd.Wait() }()
-		line := make([]byte, len("started\n"))
-		_, err = io.ReadFull(stdout, line)
-		require.NoError(t, err)
-		bed.kubelet.AppendLog(ns, "work", "main", "following\n")
-		line = make([]byte, len("following\n"))
-		_, err = io.ReadFull(stdout, line)
-		require.NoError(t, err)
-		assert.Equal(t, "following\n", string(line))
+		testbed.CheckLogsFollow(t, bed.kubelet, bed.kube.Kubectl, agent.kubeconfig, ns, "work")
 	})
 	t.Run("hold=refuse, approve, retry", func(t *testing.T) {
 		start := time.Now()

@@ -33,8 +33,8 @@ bench: testbed build ## Run the benchmarks and report each as a ratio to its bas
 
 lint: ## gofmt, go vet and staticcheck.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
-	@if grep -rnE 'Director|NewSingleHostReverseProxy' --include='*.go' authn/; then \
-		echo "authn/ must use ReverseProxy.Rewrite, never Director (see authn/doc.go)"; exit 1; fi
+	@if grep -rnE 'Director|NewSingleHostReverseProxy' --include='*.go' authn/ proxy/; then \
+		echo "the proxy must use ReverseProxy.Rewrite, never Director (see proxy/doc.go)"; exit 1; fi
 	$(GO) vet ./...
 	$(TOOLS) staticcheck ./...
 

@@ -4,13 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
@@ -26,8 +29,9 @@ const APIPrefix = "/gatehouse/v1/approvals"
 //	POST /gatehouse/v1/approvals/{id}/approve       {"reason": "..."}
 //	POST /gatehouse/v1/approvals/{id}/deny          {"reason": "..."}
 //
-// Every call needs an identity from Authenticate. Errors are JSON objects with code, reason and
-// message, like Kubernetes Status.
+// Every call needs an identity from Authenticate. A caller sees only the requests it may see
+// (Request.VisibleTo): its own, and those its groups may approve; any other is not found, and a
+// list or watch leaves it out. Errors are Kubernetes Status objects (code, reason, message).
 type API struct {
 	Broker *Broker
 	// Authenticate returns the caller's verified identity. Required.
@@ -64,14 +68,14 @@ func (a *API) log() *slog.Logger {
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	who, err := a.Authenticate(r)
 	if err != nil {
-		writeError(w, http.StatusUnauthorized, "Unauthorized", "the approvals API needs a valid bearer token")
+		writeError(w, http.StatusUnauthorized, metav1.StatusReasonUnauthorized, "the approvals API needs a valid bearer token")
 		return
 	}
 	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, APIPrefix), "/")
 	parts := strings.Split(rest, "/")
 	switch {
 	case rest == "" && r.Method == http.MethodGet && r.URL.Query().Get("watch") == "true":
-		a.watch(w, r)
+		a.watch(w, r, who)
 	case rest == "" && r.Method == http.MethodGet:
 		var states []State
 		if s := r.URL.Query().Get("state"); s != "" {
@@ -82,9 +86,18 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, ListResponse{Items: orEmpty(items)})
+		visible := []*Request{}
+		for _, it := range items {
+			if it.VisibleTo(who) {
+				visible = append(visible, it)
+			}
+		}
+		writeJSON(w, http.StatusOK, ListResponse{Items: visible})
 	case len(parts) == 1 && r.Method == http.MethodGet:
 		req, err := a.Broker.Get(r.Context(), parts[0])
+		if err == nil && !req.VisibleTo(who) {
+			err = fmt.Errorf("%w: %s", ErrNotFound, parts[0])
+		}
 		if err != nil {
 			a.fail(w, err)
 			return
@@ -93,7 +106,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(parts) == 2 && r.Method == http.MethodPost && (parts[1] == "approve" || parts[1] == "deny"):
 		var body DecisionBody
 		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
-			writeError(w, http.StatusBadRequest, "BadRequest", "the body must be JSON: {\"reason\": \"...\"}")
+			writeError(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, "the body must be JSON: {\"reason\": \"...\"}")
 			return
 		}
 		verdict := Approve
@@ -108,11 +121,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.log().Info("approval decision", "approval", req.ID, "approver", who.User, "verdict", verdict, "state", req.State)
 		writeJSON(w, http.StatusOK, req)
 	default:
-		writeError(w, http.StatusNotFound, "NotFound", "no such approvals API call")
+		writeError(w, http.StatusNotFound, metav1.StatusReasonNotFound, "no such approvals API call")
 	}
 }
 
-func (a *API) watch(w http.ResponseWriter, r *http.Request) {
+func (a *API) watch(w http.ResponseWriter, r *http.Request, who trail.Identity) {
 	watcher, err := a.Broker.kv.Watch(r.Context(), "req.>", jetstream.IgnoreDeletes())
 	if err != nil {
 		a.fail(w, err)
@@ -137,10 +150,10 @@ func (a *API) watch(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			var req Request
-			if err := json.Unmarshal(e.Value(), &req); err != nil {
+			if err := json.Unmarshal(e.Value(), &req); err != nil || !req.VisibleTo(who) {
 				continue
 			}
-			req.expire(a.Broker.now())
+			req.expire(a.Broker.clock.Now())
 			// A pending request without decisions has just been created.
 			typ := "MODIFIED"
 			if initial || req.State == StatePending && len(req.Decisions) == 0 {
@@ -159,21 +172,21 @@ func (a *API) watch(w http.ResponseWriter, r *http.Request) {
 func (a *API) fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrNotFound):
-		writeError(w, http.StatusNotFound, "NotFound", err.Error())
+		writeError(w, http.StatusNotFound, metav1.StatusReasonNotFound, err.Error())
 	case errors.Is(err, ErrNotAllowed):
-		writeError(w, http.StatusForbidden, "Forbidden", err.Error())
+		writeError(w, http.StatusForbidden, metav1.StatusReasonForbidden, err.Error())
 	case errors.Is(err, ErrFinal):
-		writeError(w, http.StatusConflict, "Conflict", err.Error())
+		writeError(w, http.StatusConflict, metav1.StatusReasonConflict, err.Error())
 	case errors.Is(err, ErrInvalidInput):
-		writeError(w, http.StatusBadRequest, "BadRequest", err.Error())
+		writeError(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, err.Error())
 	case errors.Is(err, context.Canceled):
 	default:
 		a.log().Error("approvals API call failed", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the approval broker is unavailable; retry shortly")
+		writeError(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "the approval broker is unavailable; retry shortly")
 	}
 }
 
-// APIError is an error answer of the approvals API.
+// APIError is an error answer of the approvals API: the fields of its Status.
 type APIError struct {
 	Code    int    `json:"code"`
 	Reason  string `json:"reason"`
@@ -182,19 +195,12 @@ type APIError struct {
 
 func (e *APIError) Error() string { return e.Message }
 
-func writeError(w http.ResponseWriter, code int, reason, message string) {
-	writeJSON(w, code, &APIError{Code: code, Reason: reason, Message: message})
+func writeError(w http.ResponseWriter, code int, reason metav1.StatusReason, message string) {
+	serving.WriteStatus(w, serving.FailureStatus(code, reason, message, nil))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-func orEmpty(items []*Request) []*Request {
-	if items == nil {
-		return []*Request{}
-	}
-	return items
 }

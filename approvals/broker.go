@@ -13,19 +13,16 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/clock"
 
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
-// Bucket names.
-const (
-	// Bucket holds the approval requests ("req.<id>") and the fingerprint index
-	// ("fp.<fingerprint>" -> id) of requests made at admission.
-	Bucket = "GATEHOUSE_APPROVALS"
-	// ProbeBucket holds, for a few minutes, the fingerprints the webhook computed for the
-	// proxy's dry-run probes ("probe.<id>").
-	ProbeBucket = "GATEHOUSE_APPROVAL_PROBES"
-)
+// Bucket holds the approval requests ("req.<id>") and the fingerprint index
+// ("fp.<fingerprint>" -> id) that lets admission find the request of an operation again.
+const Bucket = "GATEHOUSE_APPROVALS"
 
 // Errors. Messages are written for the person who asked or decided.
 var (
@@ -47,6 +44,8 @@ type Options struct {
 	Source string
 	// Recorder receives a trail.Approval for every change. Required.
 	Recorder Recorder
+	// Clock tells the time of deadlines and decisions. Default: the real clock.
+	Clock clock.Clock
 	// Logger. Default: discard.
 	Logger *slog.Logger
 }
@@ -58,10 +57,9 @@ type Recorder interface {
 
 // Broker creates, decides and consumes approval requests in JetStream.
 type Broker struct {
-	kv     jetstream.KeyValue
-	probes jetstream.KeyValue
-	opts   Options
-	now    func() time.Time
+	kv    jetstream.KeyValue
+	opts  Options
+	clock clock.Clock
 }
 
 // New opens (creating when missing) the approval buckets.
@@ -78,6 +76,9 @@ func New(ctx context.Context, js jetstream.JetStream, o Options) (*Broker, error
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "Gatehouse approval requests",
@@ -89,23 +90,17 @@ func New(ctx context.Context, js jetstream.JetStream, o Options) (*Broker, error
 	if err != nil {
 		return nil, fmt.Errorf("%w: bucket %s: %w", ErrUnavailable, Bucket, err)
 	}
-	probes, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      ProbeBucket,
-		Description: "Gatehouse approval probes (fingerprints computed at admission)",
-		History:     1,
-		TTL:         10 * time.Minute,
-		Storage:     jetstream.FileStorage,
-		Replicas:    o.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: bucket %s: %w", ErrUnavailable, ProbeBucket, err)
-	}
-	return &Broker{kv: kv, probes: probes, opts: o, now: time.Now}, nil
+	return &Broker{kv: kv, opts: o, clock: o.Clock}, nil
 }
 
 // Spec is what an approval request is created from.
 type Spec struct {
-	Requester   trail.Identity
+	Requester trail.Identity
+	// OriginalUser is the verified user behind Requester when the requester is a client's own
+	// impersonation (the extra gatehouse.dev/original-user): neither may approve.
+	OriginalUser string
+	// Reason is why the requester says the operation is needed, masked.
+	Reason      string
 	SessionID   string
 	Operation   trail.Operation
 	Object      json.RawMessage // masked
@@ -128,6 +123,9 @@ func (s Spec) validate() error {
 	if s.Fingerprint == "" {
 		errs = append(errs, errors.New("fingerprint is required"))
 	}
+	if len(s.Reason) > MaxReasonLength {
+		errs = append(errs, fmt.Errorf("the reason is longer than %d bytes", MaxReasonLength))
+	}
 	if len(s.ApproverGroups) == 0 {
 		errs = append(errs, errors.New("at least one approver group is required"))
 	}
@@ -145,10 +143,12 @@ func (b *Broker) Create(ctx context.Context, s Spec) (*Request, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	now := b.now().UTC()
+	now := b.clock.Now().UTC()
 	r := &Request{
 		ID:             newID(),
 		Requester:      s.Requester,
+		OriginalUser:   s.OriginalUser,
+		Reason:         s.Reason,
 		SessionID:      s.SessionID,
 		Operation:      s.Operation,
 		Object:         s.Object,
@@ -181,10 +181,10 @@ func (b *Broker) Get(ctx context.Context, id string) (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.expire(b.now()) {
+	if r.expire(b.clock.Now()) {
 		// Store it, so the expiry is recorded once; losing the race to another writer is fine.
 		if r2, err := b.update(ctx, id, func(r *Request) (trail.ApprovalEvent, string, string, error) {
-			if r.expire(b.now()) {
+			if r.expire(b.clock.Now()) {
 				return trail.ApprovalExpired, "", "", nil
 			}
 			return "", "", "", nil
@@ -225,13 +225,13 @@ func (b *Broker) Decide(ctx context.Context, id string, approver trail.Identity,
 	if v != Approve && v != Deny {
 		return nil, fmt.Errorf("%w: verdict must be %s or %s", ErrInvalidInput, Approve, Deny)
 	}
-	if len(reason) > 1024 {
-		return nil, fmt.Errorf("%w: reason longer than 1024 characters", ErrInvalidInput)
+	if len(reason) > MaxReasonLength {
+		return nil, fmt.Errorf("%w: reason longer than %d bytes", ErrInvalidInput, MaxReasonLength)
 	}
 	var refusal error
 	r, err := b.update(ctx, id, func(r *Request) (trail.ApprovalEvent, string, string, error) {
 		refusal = nil
-		if r.expire(b.now()) {
+		if r.expire(b.clock.Now()) {
 			refusal = ErrFinal
 			return trail.ApprovalExpired, "", "", nil
 		}
@@ -243,7 +243,7 @@ func (b *Broker) Decide(ctx context.Context, id string, approver trail.Identity,
 			refusal = fmt.Errorf("%w: %s", ErrNotAllowed, why)
 			return "", "", "", nil
 		}
-		now := b.now().UTC()
+		now := b.clock.Now().UTC()
 		r.Decisions = append(r.Decisions, Decision{Approver: approver.User, Verdict: v, Reason: reason, Time: now})
 		switch {
 		case v == Deny:
@@ -269,7 +269,7 @@ func (b *Broker) Consume(ctx context.Context, id, requester, fingerprint, admiss
 	var refusal error
 	r, err := b.update(ctx, id, func(r *Request) (trail.ApprovalEvent, string, string, error) {
 		refusal = nil
-		if r.expire(b.now()) {
+		if r.expire(b.clock.Now()) {
 			refusal = fmt.Errorf("%w: approval %s expired", ErrNoGrant, id)
 			return trail.ApprovalExpired, "", "", nil
 		}
@@ -286,7 +286,7 @@ func (b *Broker) Consume(ctx context.Context, id, requester, fingerprint, admiss
 		if refusal != nil {
 			return "", "", "", nil
 		}
-		now := b.now().UTC()
+		now := b.clock.Now().UTC()
 		r.State = StateUsed
 		r.Grant.UsedAt = &now
 		r.Grant.AdmissionUID = admissionUID
@@ -311,13 +311,13 @@ func (b *Broker) Wait(ctx context.Context, id string) (*Request, error) {
 		return nil, err
 	}
 	for r.State == StatePending {
-		timer := time.NewTimer(time.Until(r.Expires) + 10*time.Millisecond)
+		timer := b.clock.NewTimer(r.Expires.Sub(b.clock.Now()) + 10*time.Millisecond)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return r, ctx.Err()
 		case <-w.Updates():
-		case <-timer.C:
+		case <-timer.C():
 		}
 		timer.Stop()
 		if r, err = b.Get(ctx, id); err != nil {
@@ -347,43 +347,8 @@ func (b *Broker) Index(ctx context.Context, r *Request) error {
 	return nil
 }
 
-// Probe is what the webhook saw of a proxy's dry-run probe.
-type Probe struct {
-	Fingerprint string `json:"fingerprint"`
-	// Object is the masked object as admission saw it.
-	Object json.RawMessage `json:"object,omitempty"`
-}
-
-// PutProbe stores the result of probe id.
-func (b *Broker) PutProbe(ctx context.Context, id string, p Probe) error {
-	data, err := json.Marshal(p)
-	if err != nil {
-		return err
-	}
-	if _, err := b.probes.Put(ctx, "probe."+id, data); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return nil
-}
-
-// GetProbe returns the result of probe id, ErrNotFound when the webhook did not store one.
-func (b *Broker) GetProbe(ctx context.Context, id string) (*Probe, error) {
-	e, err := b.probes.Get(ctx, "probe."+id)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return nil, ErrNotFound
-		}
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	var p Probe
-	if err := json.Unmarshal(e.Value(), &p); err != nil {
-		return nil, err
-	}
-	return &p, nil
-}
-
 func (b *Broker) load(ctx context.Context, id string) (*Request, uint64, error) {
-	if !validID(id) {
+	if !ValidID(id) {
 		return nil, 0, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
 	e, err := b.kv.Get(ctx, reqKey(id))
@@ -400,36 +365,43 @@ func (b *Broker) load(ctx context.Context, id string) (*Request, uint64, error) 
 	return &r, e.Revision(), nil
 }
 
+// conflictBackoff spaces the retries of a compare-and-swap that lost to another writer.
+var conflictBackoff = wait.Backoff{Duration: 5 * time.Millisecond, Factor: 1.5, Jitter: 0.5, Steps: 20, Cap: 500 * time.Millisecond}
+
 // update applies change to request id with compare-and-swap, retrying on conflicts. change
 // returns the event to record, with its actor and reason, or "" when it changed nothing.
 func (b *Broker) update(ctx context.Context, id string, change func(*Request) (trail.ApprovalEvent, string, string, error)) (*Request, error) {
-	for attempt := 0; ; attempt++ {
+	var out *Request
+	err := retry.OnError(conflictBackoff, isConflict, func() error {
 		r, rev, err := b.load(ctx, id)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		event, actor, reason, err := change(r)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if event == "" {
-			return r, nil
+			out = r
+			return nil
 		}
 		data, err := json.Marshal(r)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if _, err := b.kv.Update(ctx, reqKey(id), data, rev); err != nil {
-			if isConflict(err) && attempt < 20 {
-				continue
+			if isConflict(err) {
+				return err // retried
 			}
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
-		if err := b.record(ctx, r, event, actor, reason); err != nil {
-			return nil, err
-		}
-		return r, nil
+		out = r
+		return b.record(ctx, r, event, actor, reason)
+	})
+	if isConflict(err) {
+		return nil, fmt.Errorf("%w: %s kept changing: %w", ErrUnavailable, id, err)
 	}
+	return out, err
 }
 
 func isConflict(err error) bool {
@@ -445,21 +417,23 @@ func (b *Broker) record(ctx context.Context, r *Request, event trail.ApprovalEve
 		expires = r.Grant.Expires
 	}
 	rec := &trail.Approval{
-		Meta:           trail.Meta{ID: fmt.Sprintf("%s-%d-%s", r.ID, len(r.Decisions), event), Source: b.opts.Source},
-		ApprovalID:     r.ID,
-		Event:          event,
-		SessionID:      r.SessionID,
-		Requester:      r.Requester,
-		Operation:      r.Operation,
-		Fingerprint:    r.Fingerprint,
-		Policy:         r.Policy,
-		ApproverGroups: r.ApproverGroups,
-		Required:       r.Required,
-		Actor:          actor,
-		Reason:         reason,
-		Approvers:      r.Approvers(),
-		Path:           r.Path,
-		Expires:        expires,
+		Meta:            trail.Meta{ID: fmt.Sprintf("%s-%d-%s", r.ID, len(r.Decisions), event), Source: b.opts.Source},
+		ApprovalID:      r.ID,
+		Event:           event,
+		SessionID:       r.SessionID,
+		Requester:       r.Requester,
+		OriginalUser:    r.OriginalUser,
+		RequesterReason: r.Reason,
+		Operation:       r.Operation,
+		Fingerprint:     r.Fingerprint,
+		Policy:          r.Policy,
+		ApproverGroups:  r.ApproverGroups,
+		Required:        r.Required,
+		Actor:           actor,
+		Reason:          reason,
+		Approvers:       r.Approvers(),
+		Path:            r.Path,
+		Expires:         expires,
 	}
 	if r.Grant != nil {
 		rec.AdmissionUID = r.Grant.AdmissionUID
@@ -483,7 +457,8 @@ func newID() string {
 	return "ap-" + idEncoding.EncodeToString(b)
 }
 
-func validID(id string) bool {
+// ValidID reports whether id has the form of an approval request ID.
+func ValidID(id string) bool {
 	rest, ok := strings.CutPrefix(id, "ap-")
 	if !ok || len(rest) != 16 {
 		return false

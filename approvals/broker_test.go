@@ -13,8 +13,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/gatehouse-dev/gatehouse/approvals"
+	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
@@ -42,6 +46,12 @@ func TestMain(m *testing.M) {
 
 func newBroker(t testing.TB) (*approvals.Broker, jetstream.JetStream) {
 	t.Helper()
+	return newBrokerWithClock(t, clock.RealClock{})
+}
+
+// newBrokerWithClock returns a broker whose deadlines follow clk.
+func newBrokerWithClock(t testing.TB, clk clock.Clock) (*approvals.Broker, jetstream.JetStream) {
+	t.Helper()
 	nc, err := nats.Connect(natsServer.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
@@ -51,7 +61,7 @@ func newBroker(t testing.TB) (*approvals.Broker, jetstream.JetStream) {
 	require.NoError(t, trail.EnsureStreams(ctx, js, trail.StreamOptions{}))
 	pub, err := trail.NewPublisher(nc, trail.PublisherOptions{})
 	require.NoError(t, err)
-	b, err := approvals.New(ctx, js, approvals.Options{Recorder: pub, Source: "test"})
+	b, err := approvals.New(ctx, js, approvals.Options{Recorder: pub, Source: "test", Clock: clk})
 	require.NoError(t, err)
 	return b, js
 }
@@ -64,14 +74,14 @@ var (
 )
 
 func spec(t testing.TB, required int) approvals.Spec {
-	op := trail.Operation{Verb: "CREATE", APIGroup: "rbac.authorization.k8s.io", Resource: "clusterrolebindings", Name: "agent-admin"}
+	op := trail.Operation{Verb: "create", APIGroup: "rbac.authorization.k8s.io", Resource: "clusterrolebindings", Name: "agent-admin"}
 	fp, err := testFingerprints.Fingerprint(agent.User, op, []byte(`{"kind":"ClusterRoleBinding","metadata":{"name":"agent-admin"},"roleRef":{"name":"cluster-admin"}}`))
 	require.NoError(t, err)
 	return approvals.Spec{
 		Requester: agent, SessionID: "s-1", Operation: op, Fingerprint: fp,
 		Policy:         trail.Policy{Policy: "default", Rule: "escalating-bindings", Action: "requireApproval"},
 		ApproverGroups: []string{"platform-admins"}, Required: required, GrantTTL: time.Minute,
-		Path: approvals.PathProxy, Timeout: time.Minute,
+		Path: approvals.PathAdmission, Timeout: time.Minute,
 	}
 }
 
@@ -150,27 +160,6 @@ func TestDecisions(t *testing.T) {
 		_, err = b.Consume(ctx, r.ID, agent.User, s.Fingerprint, "")
 		require.NoError(t, err, "refusals do not use up the grant")
 	})
-	t.Run("expiry", func(t *testing.T) {
-		s := spec(t, 1)
-		s.Timeout = 300 * time.Millisecond
-		r, err := b.Create(ctx, s)
-		require.NoError(t, err)
-		waited, err := b.Wait(ctx, r.ID)
-		require.NoError(t, err)
-		assert.Equal(t, approvals.StateExpired, waited.State)
-		_, err = b.Decide(ctx, r.ID, alice, approvals.Approve, "")
-		require.ErrorIs(t, err, approvals.ErrFinal)
-
-		s = spec(t, 1)
-		s.GrantTTL = 200 * time.Millisecond
-		r, err = b.Create(ctx, s)
-		require.NoError(t, err)
-		_, err = b.Decide(ctx, r.ID, alice, approvals.Approve, "")
-		require.NoError(t, err)
-		time.Sleep(300 * time.Millisecond)
-		_, err = b.Consume(ctx, r.ID, agent.User, s.Fingerprint, "")
-		require.ErrorIs(t, err, approvals.ErrNoGrant, "an unused grant expires")
-	})
 	t.Run("unknown and malformed IDs", func(t *testing.T) {
 		_, err := b.Get(ctx, "ap-aaaaaaaaaaaaaaaa")
 		require.ErrorIs(t, err, approvals.ErrNotFound)
@@ -179,20 +168,62 @@ func TestDecisions(t *testing.T) {
 	})
 }
 
+// waitInBackground calls Wait for id and returns once it waits, with the channel its result
+// arrives on.
+func waitInBackground(t *testing.T, b *approvals.Broker, fc *testingclock.FakeClock, id string) <-chan *approvals.Request {
+	t.Helper()
+	waited := make(chan *approvals.Request, 1)
+	go func() {
+		got, err := b.Wait(t.Context(), id)
+		assert.NoError(t, err)
+		waited <- got
+	}()
+	require.Eventually(t, fc.HasWaiters, 10*time.Second, time.Millisecond, "Wait sets its deadline timer")
+	return waited
+}
+
+// TestExpiry advances a fake clock past a pending request's deadline and past a grant's TTL.
+func TestExpiry(t *testing.T) {
+	fc := testingclock.NewFakeClock(time.Now())
+	b, _ := newBrokerWithClock(t, fc)
+	ctx := t.Context()
+
+	s := spec(t, 1)
+	r, err := b.Create(ctx, s)
+	require.NoError(t, err)
+	waited := waitInBackground(t, b, fc, r.ID)
+	fc.Step(s.Timeout + time.Second)
+	got := <-waited
+	assert.Equal(t, approvals.StateExpired, got.State)
+	_, err = b.Decide(ctx, r.ID, alice, approvals.Approve, "")
+	require.ErrorIs(t, err, approvals.ErrFinal)
+
+	r, err = b.Create(ctx, s)
+	require.NoError(t, err)
+	_, err = b.Decide(ctx, r.ID, alice, approvals.Approve, "")
+	require.NoError(t, err)
+	fc.Step(s.GrantTTL + time.Second)
+	_, err = b.Consume(ctx, r.ID, agent.User, s.Fingerprint, "")
+	require.ErrorIs(t, err, approvals.ErrNoGrant, "an unused grant expires")
+}
+
+// TestWaitSeesTheDecision: a waiter wakes up on the decision, not on its deadline (the fake
+// clock never moves).
 func TestWaitSeesTheDecision(t *testing.T) {
-	b, _ := newBroker(t)
+	fc := testingclock.NewFakeClock(time.Now())
+	b, _ := newBrokerWithClock(t, fc)
 	ctx := t.Context()
 	r, err := b.Create(ctx, spec(t, 1))
 	require.NoError(t, err)
-	go func() {
-		time.Sleep(100 * time.Millisecond)
-		_, _ = b.Decide(context.Background(), r.ID, alice, approvals.Approve, "")
-	}()
-	start := time.Now()
-	got, err := b.Wait(ctx, r.ID)
+	waited := waitInBackground(t, b, fc, r.ID)
+	_, err = b.Decide(ctx, r.ID, alice, approvals.Approve, "")
 	require.NoError(t, err)
-	assert.Equal(t, approvals.StateApproved, got.State)
-	assert.Less(t, time.Since(start), 5*time.Second)
+	select {
+	case got := <-waited:
+		assert.Equal(t, approvals.StateApproved, got.State)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not see the decision")
+	}
 }
 
 func TestConcurrentConsumersUseTheGrantOnce(t *testing.T) {
@@ -288,10 +319,108 @@ func TestFingerprint(t *testing.T) {
 	}
 	assert.NotEqual(t, want, fp("bob", op, base), "the requester is bound")
 	op2 := op
-	op2.Verb = "DELETE"
+	op2.Verb = "delete"
 	assert.NotEqual(t, want, fp("agent", op2, base))
 	_, err := testFingerprints.Fingerprint("agent", op, []byte(`[1]`))
 	require.Error(t, err)
+
+	// Annotations are bound, except the two the mutating webhook stamps on every gateway write.
+	unbound := `{"kind":"ClusterRoleBinding","metadata":{"name":"b","annotations":{"gatehouse.dev/approval-id":"ap-1","gatehouse.dev/session-id":"s"}},"roleRef":{"name":"view"},"subjects":[{"kind":"User","name":"alice"}]}`
+	assert.Equal(t, want, fp("agent", op, unbound))
+	for _, ann := range []string{`{"note":"x"}`, `{"gatehouse.dev/owner":"x"}`, `{"kubectl.kubernetes.io/last-applied-configuration":"{}"}`} {
+		obj := `{"kind":"ClusterRoleBinding","metadata":{"name":"b","annotations":` + ann + `},"roleRef":{"name":"view"},"subjects":[{"kind":"User","name":"alice"}]}`
+		assert.NotEqual(t, want, fp("agent", op, obj), "annotations %s are bound", ann)
+	}
+
+	// A patch and an update of the same object are the same operation.
+	pod := `{"kind":"Pod","metadata":{"name":"web"},"spec":{"containers":[{"name":"c"}]},"status":{"phase":"Running"}}`
+	update := trail.Operation{Verb: "update", Resource: "pods", Namespace: "shop", Name: "web"}
+	patch := update
+	patch.Verb = "patch"
+	assert.Equal(t, fp("agent", update, pod), fp("agent", patch, pod))
+	// The status is bound where the call can change it: the status subresource.
+	failed := `{"kind":"Pod","metadata":{"name":"web"},"spec":{"containers":[{"name":"c"}]},"status":{"phase":"Failed"}}`
+	assert.Equal(t, fp("agent", update, pod), fp("agent", update, failed), "a main-resource update cannot change the status")
+	status := update
+	status.Subresource = "status"
+	assert.NotEqual(t, fp("agent", status, pod), fp("agent", status, failed), "one approved status update does not admit another")
+}
+
+// TestSelfApprovalThroughImpersonation: the verified user behind a client's impersonation is a
+// requester too, and an approver who impersonates is still themselves.
+func TestSelfApprovalThroughImpersonation(t *testing.T) {
+	b, _ := newBroker(t)
+	ctx := t.Context()
+	// alice (an approver) sent the operation as bob.
+	s := spec(t, 1)
+	s.Requester = trail.Identity{User: "bob", Groups: []string{"dev"}}
+	s.OriginalUser = alice.User
+	r, err := b.Create(ctx, s)
+	require.NoError(t, err)
+	_, err = b.Decide(ctx, r.ID, alice, approvals.Approve, "")
+	require.ErrorIs(t, err, approvals.ErrNotAllowed, "alice approving what she sent as bob")
+
+	// agent sent it itself, and approves as alice (say it may impersonate her).
+	r, err = b.Create(ctx, spec(t, 1))
+	require.NoError(t, err)
+	aliceByAgent := alice
+	aliceByAgent.Extra = map[string][]string{identity.ExtraOriginalUser: {agent.User}}
+	_, err = b.Decide(ctx, r.ID, aliceByAgent, approvals.Approve, "")
+	require.ErrorIs(t, err, approvals.ErrNotAllowed, "the agent approving its own request as alice")
+
+	got, err := b.Decide(ctx, r.ID, bob, approvals.Approve, "")
+	require.NoError(t, err)
+	assert.Equal(t, approvals.StateApproved, got.State)
+}
+
+func TestVisibility(t *testing.T) {
+	r := &approvals.Request{Requester: agent, OriginalUser: "dave", ApproverGroups: []string{"platform-admins"}}
+	for _, tt := range []struct {
+		who  trail.Identity
+		want bool
+	}{
+		{agent, true},
+		{trail.Identity{User: "dave"}, true},
+		{alice, true},
+		{eve, false},
+		{trail.Identity{User: "agent-2", Groups: []string{"agents"}}, false},
+		{trail.Identity{User: "bob-as-someone", Extra: map[string][]string{identity.ExtraOriginalUser: {"agent"}}}, true},
+	} {
+		assert.Equal(t, tt.want, r.VisibleTo(tt.who), "%+v", tt.who)
+	}
+}
+
+func TestMessages(t *testing.T) {
+	r := &approvals.Request{
+		ID: "ap-aaaaaaaaaaaaaaaa", State: approvals.StatePending, Reason: "rotate the leaked key", Required: 1,
+		ApproverGroups: []string{"gatehouse:approvers"}, GrantTTL: 15 * time.Minute, Expires: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC),
+		Policy: trail.Policy{Policy: "gatehouse-approvals", Rule: "secret-changes", Message: `CREATE secrets "db" requires approval: Secrets hold credentials. Approvers: members of gatehouse:approvers; 1 approval(s) needed; an approval is valid for 15m0s. [AccessPolicy "gatehouse-approvals", rule "secret-changes"]`},
+	}
+	pending := approvals.PendingMessage(r, "https://gatehouse.example.com/")
+	for _, want := range []string{r.ID, "`gatehouse approvals approve " + r.ID + "`", "https://gatehouse.example.com/approvals/" + r.ID,
+		`rule "secret-changes"`, "gatehouse:approvers", `"rotate the leaked key"`, "send the same request again within 15m0s"} {
+		assert.Contains(t, pending, want)
+	}
+	r.State = approvals.StateDenied
+	r.Decisions = []approvals.Decision{{Approver: "alice", Verdict: approvals.Deny, Reason: "use the vault"}}
+	r2 := *r
+	r2.State, r2.Decisions = approvals.StateExpired, nil
+	for _, msg := range []string{approvals.DenialMessage(r), approvals.DenialMessage(&r2)} {
+		for _, want := range []string{r.ID, `rule "secret-changes"`, "gatehouse:approvers", `"rotate the leaked key"`} {
+			assert.Contains(t, msg, want, "every denial and expiry names the rule, the reason and the approvers")
+		}
+	}
+	assert.Contains(t, approvals.DenialMessage(r), "denied by alice: use the vault")
+	assert.Contains(t, approvals.DenialMessage(&r2), "Expired")
+
+	id, ok := approvals.IDFromStatus(&metav1.Status{Details: approvals.StatusDetails(r.ID)})
+	assert.True(t, ok)
+	assert.Equal(t, r.ID, id)
+	for _, d := range []*metav1.StatusDetails{nil, {Group: "gatehouse.dev", Kind: "approvalrequests", Name: "not-an-id"},
+		{Group: "other.dev", Kind: "approvalrequests", Name: r.ID}, {Group: "gatehouse.dev", Kind: "pods", Name: r.ID}} {
+		_, ok := approvals.IDFromStatus(&metav1.Status{Details: d})
+		assert.False(t, ok, "%+v", d)
+	}
 }
 
 func TestList(t *testing.T) {

@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
+	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
@@ -38,10 +38,15 @@ func NewFingerprinter(key []byte) (*Fingerprinter, error) {
 }
 
 // Fingerprint returns the fingerprint (hex) binding a grant to one operation: the requester, the
-// operation, the resource, namespace, name and subresource, and the object as admission sees
-// it, canonicalised (sorted keys, no volatile metadata, no status, no annotations Gatehouse
-// itself stamps; with generateName, no generated name). The API version is left out: the same
-// object through another version is the same operation. object may be nil (DELETE, CONNECT).
+// admission operation (a patch and an update of the same object are the same operation), the
+// resource, namespace, name and subresource, and the object as admission will store it,
+// canonicalised (sorted keys, no volatile metadata; with generateName, no generated name). What
+// the API server or Gatehouse sets by itself is left out, and nothing else: the status only
+// where the call cannot change it (anything but the status subresource), and of the annotations
+// only the ones the mutating webhook stamps (identity.AnnotationSessionID and
+// AnnotationApprovalID), which differ between a held call and its re-sent retry. The API version
+// is left out: the same object through another version is the same operation. object may be nil
+// (DELETE, CONNECT).
 func (f *Fingerprinter) Fingerprint(requester string, op trail.Operation, object []byte) (string, error) {
 	canon := []byte("null")
 	if len(object) > 0 {
@@ -49,7 +54,7 @@ func (f *Fingerprinter) Fingerprint(requester string, op trail.Operation, object
 		if err := json.Unmarshal(object, &v); err != nil {
 			return "", fmt.Errorf("approvals: fingerprint: object is not a JSON object: %w", err)
 		}
-		strip(v)
+		strip(v, op.Subresource == "status")
 		var err error
 		if canon, err = json.Marshal(v); err != nil {
 			return "", fmt.Errorf("approvals: fingerprint: %w", err)
@@ -57,7 +62,7 @@ func (f *Fingerprinter) Fingerprint(requester string, op trail.Operation, object
 	}
 	h := hmac.New(sha256.New, f.key)
 	for _, part := range []string{
-		"gatehouse-fingerprint-v1", requester, strings.ToUpper(op.Verb), op.APIGroup, op.Resource,
+		"gatehouse-fingerprint-v2", requester, trail.AdmissionOperation(op.Verb, op.Subresource), op.APIGroup, op.Resource,
 		op.Subresource, op.Namespace, op.Name,
 	} {
 		h.Write([]byte(part))
@@ -67,8 +72,13 @@ func (f *Fingerprinter) Fingerprint(requester string, op trail.Operation, object
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func strip(obj map[string]any) {
-	delete(obj, "status")
+// stamped are the annotations the mutating webhook sets on every write through the gateway.
+var stamped = []string{identity.AnnotationSessionID, identity.AnnotationApprovalID}
+
+func strip(obj map[string]any, keepStatus bool) {
+	if !keepStatus {
+		delete(obj, "status")
+	}
 	md, ok := obj["metadata"].(map[string]any)
 	if !ok {
 		return
@@ -80,10 +90,8 @@ func strip(obj map[string]any) {
 		delete(md, "name")
 	}
 	if ann, ok := md["annotations"].(map[string]any); ok {
-		for k := range ann {
-			if strings.HasPrefix(k, "gatehouse.dev/") {
-				delete(ann, k)
-			}
+		for _, k := range stamped {
+			delete(ann, k)
 		}
 		if len(ann) == 0 {
 			delete(md, "annotations")

@@ -1,37 +1,30 @@
-// Package authn is Gatehouse's authenticating front proxy for kube-apiserver.
+// Package authn turns bearer tokens into Kubernetes identities: it verifies OIDC tokens from the
+// issuers of a structured AuthenticationConfiguration (the file kube-apiserver reads with
+// --authentication-config) with kube-apiserver's own OIDC token authenticator
+// (k8s.io/apiserver/plugin/pkg/authenticator/token/oidc), so claim mappings, prefixes and CEL rules
+// mean exactly what they mean there; it caches verified tokens by hash, and refuses identities in
+// the reserved system: namespace, identities whose names hold control characters, and claim
+// mappings onto Gatehouse's own gatehouse.dev/ extras.
+// It also decides whether a verified identity may act as another (a client's own impersonation,
+// kubectl --as), with SubjectAccessReviews as kube-apiserver's impersonation filter does.
 //
-// Clients (AI agents and people) send their requests to the proxy with an OIDC bearer token.
-// The proxy verifies the token (go-oidc; several issuers; Kubernetes service-account tokens
-// through the cluster's own issuer discovery), maps its claims to a Kubernetes identity exactly
-// as kube-apiserver's structured authentication configuration does, and forwards the request
-// with its own credentials, impersonating that identity. Every request gets a fresh Audit-ID,
-// which kube-apiserver keeps as the audit event's ID, and a session ID in the impersonation
-// extras, so the audit log, the admission webhooks and Gatehouse's trail can be joined.
-// Responses that can carry secrets pass through masking; every request is recorded to the trail.
+// The front proxy (package proxy) calls it for every request; nothing here talks HTTP to clients.
 //
 // # Threat model
 //
-// Impersonation fails open: a request that reaches kube-apiserver without the proxy's
-// Impersonate-* headers runs as the proxy itself. The proxy therefore
+// An identity from this package is what Gatehouse impersonates at kube-apiserver, so a mistake
+// here hands out someone else's rights. The package therefore
 //
-//   - refuses (403) any client request carrying an Impersonate-* header in any spelling, before
-//     anything else is done with it, so nothing the client names can replace or remove the
-//     proxy's own headers (hop-by-hop processing deletes headers named in Connection). With an
-//     ImpersonationAuthorizer, a client's own impersonation (kubectl --as) in the canonical
-//     headers is allowed when SubjectAccessReviews show its verified identity may impersonate
-//     exactly that target; the request then acts as the target, the verified user kept in an
-//     extra, and the target is held to the same system: rules as a token;
-//   - sets its own Impersonate-* headers and the Audit-ID in ReverseProxy's Rewrite hook, after
-//     hop-by-hop stripping, on the outbound request only, and deletes the client's
-//     Authorization, Audit-ID, X-Remote-* and X-Forwarded-* headers there; the cluster
-//     credential is added by the client-go transport, never by a header the client can see;
-//   - refuses identities in the system: namespace unless explicitly allowed (system:masters
-//     always), never accepts unsigned or HMAC-signed tokens, and never logs tokens or headers;
-//   - closes the client connection after a failed protocol upgrade (CVE-2018-1002105);
-//   - asks kube-apiserver for JSON whenever the response may carry a secret and fails closed
-//     (502) when it cannot mask what comes back.
-//
-// The proxy's service account should hold nothing but the impersonate permissions listed in
-// manifests/proxy: with no other rights, a request that somehow lost its impersonation is
-// denied rather than run as the proxy.
+//   - never accepts unsigned or HMAC-signed tokens: only the asymmetric algorithms kube-apiserver
+//     accepts, with keys from the issuer's discovery document (refetched on rotation);
+//   - checks issuer, audience, expiry and not-before, and the configuration's CEL claim and user
+//     validation rules, exactly as the AuthenticationConfiguration means them;
+//   - refuses identities in the system: namespace unless explicitly allowed
+//     (AllowedSystemPrefixes), and system:masters always, whether they come from a token or from
+//     a client's impersonation (CheckIdentity);
+//   - authorizes a client's impersonation only when SubjectAccessReviews of the verified identity
+//     allow exactly the requested user, groups, UID and extras, and keeps the verified user in
+//     the extra gatehouse.dev/original-user (Impersonate);
+//   - keeps only SHA-256 hashes of tokens in its cache, never the tokens, and reports failures by
+//     reason (Reason) without the token or its claims.
 package authn

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"strings"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -91,37 +89,10 @@ func (s *SubjectAccessReviewer) AuthorizeImpersonation(ctx context.Context, who 
 	return nil
 }
 
-// impersonationRequest reads a client's Impersonate-* headers. Only the canonical spellings
-// are read; any other spelling has already been refused.
-func impersonationRequest(h http.Header) (ImpersonationRequest, error) {
-	as := ImpersonationRequest{User: h.Get("Impersonate-User"), Groups: h.Values("Impersonate-Group"), UID: h.Get("Impersonate-Uid")}
-	for name, vs := range h {
-		if k, ok := strings.CutPrefix(name, "Impersonate-Extra-"); ok {
-			key, err := url.PathUnescape(strings.ToLower(k))
-			if err != nil {
-				return as, fmt.Errorf("malformed impersonation extra %q", name)
-			}
-			if as.Extra == nil {
-				as.Extra = map[string][]string{}
-			}
-			as.Extra[key] = append(as.Extra[key], vs...)
-		}
-	}
-	if as.User == "" {
-		return as, errors.New("an Impersonate-User header is required with any other Impersonate-* header")
-	}
-	for k := range as.Extra {
-		if strings.HasPrefix(k, "gatehouse.dev/") {
-			return as, fmt.Errorf("the extra %q is Gatehouse's own", k)
-		}
-	}
-	return as, nil
-}
-
-// impersonate returns the identity a request acts as after an authorized client impersonation:
+// Impersonate returns the identity a request acts as after an authorized client impersonation:
 // the target, keeping the verified user in the original-user extra and the token's issuer and
 // subject.
-func impersonate(who *Identity, as ImpersonationRequest) *Identity {
+func Impersonate(who *Identity, as ImpersonationRequest) *Identity {
 	out := &Identity{Expiry: who.Expiry}
 	out.User, out.Groups, out.UID = as.User, as.Groups, as.UID
 	out.Issuer, out.Subject = who.Issuer, who.Subject
@@ -130,28 +101,4 @@ func impersonate(who *Identity, as ImpersonationRequest) *Identity {
 		out.Extra[k] = v
 	}
 	return out
-}
-
-// onlyCanonical reports whether every impersonation header is spelled as Go canonicalises the
-// names kube-apiserver reads; a client smuggling another spelling is refused outright.
-func onlyCanonical(h http.Header) (string, bool) {
-	for name := range h {
-		if !isImpersonation(name) {
-			continue
-		}
-		switch {
-		case name == "Impersonate-User", name == "Impersonate-Group", name == "Impersonate-Uid":
-		case strings.HasPrefix(name, "Impersonate-Extra-"):
-		default:
-			return name, false
-		}
-	}
-	for _, v := range h.Values("Connection") {
-		for _, tok := range strings.Split(v, ",") {
-			if isImpersonation(strings.TrimSpace(tok)) {
-				return "Connection: " + strings.TrimSpace(tok), false
-			}
-		}
-	}
-	return "", true
 }

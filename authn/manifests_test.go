@@ -2,7 +2,6 @@ package authn_test
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -12,20 +11,6 @@ import (
 	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
-
-// TestManifestsApply applies manifests/proxy to the test cluster (server-side, dry run): the
-// Deployment, Service, ConfigMap and agent example as they ship.
-func TestManifestsApply(t *testing.T) {
-	root, err := testbed.RepoRoot()
-	require.NoError(t, err)
-	files, err := filepath.Glob(filepath.Join(root, "manifests", "proxy", "*.yaml"))
-	require.NoError(t, err)
-	require.NotEmpty(t, files)
-	for _, f := range files {
-		out, err := exec.Command(env.kube.Kubectl, "--kubeconfig", env.kube.Kubeconfig, "apply", "--dry-run=server", "-f", f).CombinedOutput()
-		require.NoError(t, err, "%s: %s", filepath.Base(f), out)
-	}
-}
 
 // TestExampleAuthenticationConfigs parses the AuthenticationConfigurations the manifests ship
 // as kube-apiserver would, CEL included.

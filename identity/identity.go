@@ -1,6 +1,8 @@
 // Package identity names the impersonation extras through which the front proxy tells
 // kube-apiserver, the admission webhooks and the audit log who really acted: the session, the
-// token's issuer and subject, the client and, for an approved operation, the approval grant.
+// token's issuer and subject, the client, the verified user behind a client's own impersonation,
+// the client's reason and, for an approved operation, the approval grant; and the annotations the
+// mutating webhook stamps on objects.
 //
 // # Trust
 //
@@ -22,25 +24,29 @@ const (
 	ExtraSubject = "gatehouse.dev/subject"
 	// ExtraClient names the client software, from its User-Agent.
 	ExtraClient = "gatehouse.dev/client"
-	// ExtraApprovalID names the approval grant an operation is forwarded under.
+	// ExtraApprovalID names the approval grant an operation is forwarded under: the proxy sets it
+	// when it re-sends a call that admission held, once the request was approved.
 	ExtraApprovalID = "gatehouse.dev/approval-id"
-	// ExtraApprovalProbe names the proxy's dry-run probe of an operation held for approval: the
-	// validating webhook stores the fingerprint of the object it sees under that probe ID.
-	ExtraApprovalProbe = "gatehouse.dev/approval-probe"
+	// ExtraReason is the reason the client gave for its request (Gatehouse-Reason), masked by the
+	// proxy; admission stores it on the approval request it creates.
+	ExtraReason = "gatehouse.dev/reason"
 	// ExtraOriginalUser is the verified user when a client's own impersonation (kubectl --as)
 	// was allowed: the request then runs as the target and keeps the original here.
 	ExtraOriginalUser = "gatehouse.dev/original-user"
 )
 
 // Annotation keys the mutating webhook stamps on objects created or changed through the gateway.
+// Every annotation key with the AnnotationPrefix is Gatehouse's: the mutating webhook removes or
+// restores any other value a client writes.
 const (
+	AnnotationPrefix     = "gatehouse.dev/"
 	AnnotationSessionID  = "gatehouse.dev/session-id"
 	AnnotationApprovalID = "gatehouse.dev/approval-id"
 )
 
 // Extras are the gateway's attributes of a request, read back from impersonation extras.
 type Extras struct {
-	SessionID, Issuer, Subject, Client, ApprovalID, ApprovalProbe, OriginalUser string
+	SessionID, Issuer, Subject, Client, ApprovalID, Reason, OriginalUser string
 }
 
 // ViaGateway reports whether the request came through the front proxy.
@@ -56,12 +62,12 @@ func FromExtra[V ~[]string](extra map[string]V) Extras {
 		return ""
 	}
 	return Extras{
-		SessionID:     first(ExtraSessionID),
-		Issuer:        first(ExtraIssuer),
-		Subject:       first(ExtraSubject),
-		Client:        first(ExtraClient),
-		ApprovalID:    first(ExtraApprovalID),
-		ApprovalProbe: first(ExtraApprovalProbe),
-		OriginalUser:  first(ExtraOriginalUser),
+		SessionID:    first(ExtraSessionID),
+		Issuer:       first(ExtraIssuer),
+		Subject:      first(ExtraSubject),
+		Client:       first(ExtraClient),
+		ApprovalID:   first(ExtraApprovalID),
+		Reason:       first(ExtraReason),
+		OriginalUser: first(ExtraOriginalUser),
 	}
 }

@@ -17,8 +17,8 @@ func TestFromExtra(t *testing.T) {
 		{"direct call", nil, Extras{}, false},
 		{"through the gateway", map[string]authenticationv1.ExtraValue{
 			ExtraSessionID: {"s1"}, ExtraIssuer: {"https://idp"}, ExtraSubject: {"42"},
-			ExtraClient: {"kubectl"}, ExtraApprovalID: {"a1"},
-		}, Extras{SessionID: "s1", Issuer: "https://idp", Subject: "42", Client: "kubectl", ApprovalID: "a1"}, true},
+			ExtraClient: {"kubectl"}, ExtraApprovalID: {"a1"}, ExtraReason: {"ticket 7"}, ExtraOriginalUser: {"alice"},
+		}, Extras{SessionID: "s1", Issuer: "https://idp", Subject: "42", Client: "kubectl", ApprovalID: "a1", Reason: "ticket 7", OriginalUser: "alice"}, true},
 		{"empty value", map[string]authenticationv1.ExtraValue{ExtraSessionID: {}}, Extras{}, false},
 	}
 	for _, tc := range tests {

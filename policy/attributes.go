@@ -1,13 +1,17 @@
 package policy
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 
 	"github.com/gatehouse-dev/gatehouse/policy/v1alpha1"
+	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
 // Attributes describe one request to evaluate, from admission or from the proxy.
@@ -28,34 +32,43 @@ type Attributes struct {
 	// Object and OldObject are the raw JSON objects, nil when absent (reads, DELETE without
 	// body, CONNECT).
 	Object, OldObject []byte
+	// ObjectUnknown and OldObjectUnknown report that the request has such an object but the
+	// caller cannot know it: the proxy has no object for a patch, an apply or a body it cannot
+	// decode (CBOR), and never has the stored object. A rule that judges an unknown value (its
+	// condition reads it, or it matches names of a create whose name is in the unknown object)
+	// is not decided: Evaluate stops there and returns a Decision with Unknown set, so the caller
+	// can leave the decision to admission, which sees the final objects.
+	ObjectUnknown, OldObjectUnknown bool
 	// DryRun reports a dry-run request.
 	DryRun bool
 }
 
-// Op returns the operation rules match on: Operation when set; otherwise derived from Verb:
-// create, update/patch and delete/deletecollection give CREATE, UPDATE and DELETE, get, list and
-// watch give GET, LIST and WATCH, and any verb on a connect subresource (exec, attach,
-// portforward, proxy) gives CONNECT. Another verb is returned upper-cased.
+// Op returns the operation rules match on: Operation when set; otherwise derived from Verb by
+// trail.AdmissionOperation: create, update/patch and delete/deletecollection give CREATE, UPDATE
+// and DELETE, get, list and watch give GET, LIST and WATCH, and connect or any verb on a connect
+// subresource (exec, attach, portforward, proxy) gives CONNECT. Another verb is returned
+// upper-cased.
 func (a Attributes) Op() string {
 	if a.Operation != "" {
 		return a.Operation
 	}
-	if connectSubresources[a.Subresource] && a.Verb != "list" && a.Verb != "watch" {
-		return string(v1alpha1.OperationConnect)
-	}
-	switch a.Verb {
-	case "create":
-		return string(v1alpha1.OperationCreate)
-	case "update", "patch":
-		return string(v1alpha1.OperationUpdate)
-	case "delete", "deletecollection":
-		return string(v1alpha1.OperationDelete)
-	}
-	return strings.ToUpper(a.Verb)
+	return trail.AdmissionOperation(a.Verb, a.Subresource)
 }
 
-// connectSubresources are the subresources whose requests admission sees as CONNECT.
-var connectSubresources = map[string]bool{"exec": true, "attach": true, "portforward": true, "proxy": true}
+// TrailOperation is the operation as every trail record and approval request names it: the
+// lower-case verb (see trail.Operation), group, version, resource, subresource, namespace and
+// name. It is the one conversion from Attributes to a record.
+func (a Attributes) TrailOperation() trail.Operation {
+	verb := a.Verb
+	if verb == "" {
+		verb = strings.ToLower(a.Op())
+		if verb == "connect" {
+			verb = trail.VerbConnect
+		}
+	}
+	return trail.Operation{Verb: verb, APIGroup: a.Group, APIVersion: a.Version, Resource: a.Resource,
+		Subresource: a.Subresource, Namespace: a.Namespace, Name: a.Name}
+}
 
 // String describes the request for messages: `CONNECT pods/exec "web-0" in namespace "shop"`.
 func (a Attributes) String() string {
@@ -117,6 +130,82 @@ func Privileged(a Attributes) bool {
 	return false
 }
 
+// admissionExempt are the resources kube-apiserver never sends to admission webhooks
+// (k8s.io/apiserver's rules.IsExemptAdmissionConfigurationResource): the webhook configurations
+// and admission policies themselves, so that they can always be repaired.
+var admissionExempt = map[string]bool{
+	"validatingwebhookconfigurations": true, "mutatingwebhookconfigurations": true,
+	"validatingadmissionpolicies": true, "validatingadmissionpolicybindings": true,
+	"mutatingadmissionpolicies": true, "mutatingadmissionpolicybindings": true,
+}
+
+// AdmissionSkipsNamespaces are the namespaces the shipped webhook configurations leave out
+// (namespaceSelector) for everything but CONNECT, so that the webhooks can never lock the cluster
+// out: the cluster's own and Gatehouse's.
+var AdmissionSkipsNamespaces = []string{"kube-system", "gatehouse"}
+
+// AdmissionSees reports whether Gatehouse's validating webhook, as manifests/webhook configures
+// it, is called for a request, and so can hold it for approval. It is not for reads (GET, LIST,
+// WATCH), for the admission configuration resources kube-apiserver never sends to webhooks, for
+// subresources other than scale, ephemeralcontainers and the CONNECT ones, nor for writes in
+// AdmissionSkipsNamespaces (but for Gatehouse's own objects and namespace deletion, which it
+// sees everywhere). The proxy refuses what a rule holds for approval but admission
+// cannot see: nobody could approve it. It must agree with the rules of the webhook
+// configurations (webhook's manifests test checks it).
+func AdmissionSees(a Attributes) bool {
+	op := a.Op()
+	switch op {
+	case string(v1alpha1.OperationConnect):
+		return connectResources[a.Resource+"/"+a.Subresource]
+	case string(v1alpha1.OperationCreate), string(v1alpha1.OperationUpdate), string(v1alpha1.OperationDelete):
+	default:
+		return false
+	}
+	if a.Group == "admissionregistration.k8s.io" && admissionExempt[a.Resource] {
+		return false
+	}
+	switch a.Subresource {
+	case "", "scale":
+	case "ephemeralcontainers":
+		if a.Group != "" || a.Resource != "pods" || op != string(v1alpha1.OperationUpdate) {
+			return false
+		}
+	default:
+		return false
+	}
+	switch {
+	case a.Group == v1alpha1.GroupVersion.Group:
+		return true // Gatehouse's own objects, in any namespace
+	case a.Group == "" && a.Resource == "namespaces":
+		// A Namespace is judged by its own name, except its deletion, which the webhook for
+		// cluster-wide operations sees for every namespace.
+		return op == string(v1alpha1.OperationDelete) || !slices.Contains(AdmissionSkipsNamespaces, a.Name)
+	}
+	return !slices.Contains(AdmissionSkipsNamespaces, a.Namespace)
+}
+
+// connectResources are the CONNECT subresources the connect webhook is called for.
+var connectResources = map[string]bool{
+	"pods/exec": true, "pods/attach": true, "pods/portforward": true, "pods/proxy": true,
+	"services/proxy": true, "nodes/proxy": true,
+}
+
+// ErrorReason names the kind of an evaluation failure of Evaluate for the requester, without
+// internal detail (which belongs in the log).
+func ErrorReason(err error) string {
+	switch {
+	case errors.Is(err, ErrNotReady):
+		return "its policies are not loaded yet"
+	case errors.Is(err, ErrLookup):
+		return "an object a rule needs could not be fetched"
+	case errors.Is(err, ErrBadRequest):
+		return "the request's object could not be read"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "the evaluation timed out"
+	}
+	return "an internal error occurred"
+}
+
 // Action is what a decision says: allow, deny or requireApproval.
 type Action string
 
@@ -138,6 +227,17 @@ type Decision struct {
 	Message string
 	// Approval is set when Action is requireApproval.
 	Approval *Approval
+	// Unknown reports that the rule named by Policy and Rule judges a value the caller marked
+	// unknown (Attributes.ObjectUnknown, OldObjectUnknown): it may or may not match, so no
+	// decision is made; Action is empty. Admission, which knows the objects, decides.
+	Unknown bool
+}
+
+// DryRunWarning is the warning a dry run of an operation that needs approval gets: a dry run
+// changes nothing, so it is allowed, neither held nor given an approval request. The proxy and
+// the webhook give the same text, so a client shows it once.
+func (d Decision) DryRunWarning() string {
+	return d.Message + " This was a dry run, so it changed nothing and created no approval request; the operation itself will be held for approval."
 }
 
 // Approval says who may approve a request held by a requireApproval rule.

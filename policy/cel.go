@@ -175,6 +175,9 @@ type evaluation struct {
 	// err is the first lookup failure. It fails the whole evaluation: a rule's match cannot be
 	// known without the value.
 	err error
+	// unknown is set when a rule read a value the caller marked unknown: that rule, and so the
+	// evaluation, cannot be decided.
+	unknown bool
 }
 
 const (
@@ -205,11 +208,17 @@ func (ev *evaluation) fail(err error) {
 func (ev *evaluation) ResolveName(name string) (any, bool) {
 	switch name {
 	case varObject:
+		if ev.attrs.ObjectUnknown {
+			ev.unknown = true
+		}
 		if ev.once(doneObject) {
 			ev.object = ev.value(ev.decode(ev.attrs.Object, "object"))
 		}
 		return ev.object, true
 	case varOldObject:
+		if ev.attrs.OldObjectUnknown {
+			ev.unknown = true
+		}
 		if ev.once(doneOldObject) {
 			ev.oldObject = ev.value(ev.decode(ev.attrs.OldObject, "oldObject"))
 		}
@@ -348,6 +357,10 @@ func (ev *evaluation) lookupNamespace() {
 	a := &ev.attrs
 	name := a.Namespace
 	if a.Group == "" && a.Resource == "namespaces" {
+		if a.ObjectUnknown || a.OldObjectUnknown {
+			// A Namespace's own labels are in the unknown object.
+			ev.unknown = true
+		}
 		for _, raw := range [][]byte{a.Object, a.OldObject} {
 			if len(raw) == 0 {
 				continue

@@ -1,10 +1,15 @@
 // Package policy decides whether a request to the cluster is allowed, denied or held for
 // approval, by evaluating AccessPolicies (gatehouse.dev/v1alpha1, package v1alpha1).
 //
-// The same Engine runs in the front proxy, before it forwards a request, and in the admission
-// webhooks (package webhook), which see every write that reaches kube-apiserver by any path. Both
-// describe a request as Attributes and get back a Decision naming the policy and rule that
-// decided and a message for the person or agent that made the request.
+// The same Engine runs in the front proxy, once before it forwards a request, and in the
+// admission webhooks (package webhook), which see every write that reaches kube-apiserver by any
+// path. Both describe a request as Attributes and get back a Decision naming the policy and rule
+// that decided and a message for the person or agent that made the request. The proxy has no
+// object for a patch, an apply or a body it cannot decode, and never the stored object: it marks
+// them unknown (Attributes.ObjectUnknown, OldObjectUnknown), and a rule that judges them returns
+// a Decision with Unknown set instead of a decision, which admission then makes. AdmissionSees
+// says which requests admission sees at all; Attributes.TrailOperation is the one conversion to
+// the operation trail records name, with lower-case verbs.
 //
 // # Loading policies
 //
@@ -38,8 +43,10 @@
 // its libraries, such as quantity, regex, lists, ip and cidr, its optional-field syntax
 // `a.?b.orValue(c)`, and its per-call cost limit). It sees these variables:
 //
-//	object           the object of a CREATE or UPDATE, as in the request; null otherwise
-//	oldObject        the existing object of an UPDATE or DELETE; null otherwise
+//	object           the object of a CREATE or UPDATE, as in the request; null otherwise;
+//	                 unknown at the proxy for a patch, an apply or a body it cannot decode
+//	oldObject        the existing object of an UPDATE or DELETE; null otherwise; unknown at
+//	                 the proxy
 //	request          operation, verb, resource{group,version,resource}, subResource, namespace,
 //	                 name, dryRun, viaGateway, sessionID, approvalID, userInfo
 //	userInfo         username, uid, groups, extra (map of string lists)
@@ -62,9 +69,11 @@
 // Policies guard what agents and people may do to a cluster, so an evaluation that cannot be
 // completed must never read as "allowed". Evaluate returns an error instead of a decision when
 // it has no policies yet (ErrNotReady), when a pod or namespace a rule needs cannot be fetched
-// (ErrLookup) or when the request's object is not JSON (ErrBadRequest); callers refuse
-// privileged requests (Privileged) then. A runtime condition error applies restricting rules and
-// skips exceptions. A policy whose new version does not compile keeps its old version in force.
+// (ErrLookup) or when the request's object is not JSON (ErrBadRequest); the proxy refuses every
+// request then, the webhook privileged ones (Privileged). A runtime condition error applies
+// restricting rules and skips exceptions. An unknown object never reads as null: a rule that
+// judges it is left undecided. A policy whose new version does not compile keeps its old
+// version in force.
 // The engine never logs request contents, only policy and rule names and errors. It trusts
 // Attributes: the proxy fills them from a verified identity, the webhook from kube-apiserver.
 package policy

@@ -306,6 +306,12 @@ func (e *Engine) Evaluate(ctx context.Context, a Attributes) (Decision, error) {
 			if err != nil {
 				return Decision{}, fmt.Errorf("policy %q rule %q: %w", p.name, r.name, err)
 			}
+			if ev.unknown {
+				// The rule judged a value the caller does not know: whether it matches, and so
+				// what decides, is unknown here.
+				return Decision{Unknown: true, Policy: p.name, Rule: r.name,
+					Message: fmt.Sprintf("Gatehouse cannot decide %s here: rule %q of AccessPolicy %q judges the object, which admission decides.", a.String(), r.name, p.name)}, nil
+			}
 			if condErr != nil {
 				e.opts.Logger.Warn("access policy condition could not be evaluated",
 					"policy", p.name, "rule", r.name, "action", r.action, "err", condErr)

@@ -181,7 +181,7 @@ func (m *matcher) matchStatic(a *Attributes, op string) bool {
 	if m.namespaces != nil && (a.Namespace == "" || !m.namespaces.match(a.Namespace)) {
 		return false
 	}
-	if m.names != nil && !m.names.match(a.Name) {
+	if m.names != nil && !m.names.match(a.Name) && !nameUnknown(a, op) {
 		return false
 	}
 	if m.viaGateway != nil && *m.viaGateway != a.ViaGateway {
@@ -203,6 +203,9 @@ func (m *matcher) match(ev *evaluation) (bool, error) {
 	if !m.matchStatic(&ev.attrs, ev.op) {
 		return false, nil
 	}
+	if m.names != nil && nameUnknown(&ev.attrs, ev.op) {
+		ev.unknown = true
+	}
 	if m.selector == nil {
 		return true, nil
 	}
@@ -211,4 +214,9 @@ func (m *matcher) match(ev *evaluation) (bool, error) {
 		return false, err
 	}
 	return m.selector.Matches(labels.Set(lbls)), nil
+}
+
+// nameUnknown reports a create whose name is in its body, which the caller does not know.
+func nameUnknown(a *Attributes, op string) bool {
+	return a.Name == "" && a.ObjectUnknown && op == string(v1alpha1.OperationCreate)
 }

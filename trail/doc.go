@@ -1,10 +1,12 @@
 // Package trail holds Gatehouse's audit trail records and moves them over NATS JetStream.
 //
 // Every component that observes an action writes it to the trail: the front proxy writes a
-// [Request] for each API call and a [Session] when an agent run starts or stays active, the
-// admission webhooks and the proxy write a [Decision] for each policy evaluation, and the
-// approval broker writes an [Approval] for every change of an approval request. The enricher
-// consumes all of them and joins them with kube-apiserver audit events by Audit-ID.
+// [Request] for each API call (with its own policy decision, and every upstream attempt of a
+// call admission held for approval) and a [Session] when an agent run starts or stays active,
+// the admission webhooks write a [Decision] for each policy evaluation, and the approval broker
+// writes an [Approval] for every change of an approval request. The enricher consumes all of
+// them and joins them with kube-apiserver audit events by Audit-ID. Every record spells verbs
+// the one way kube-apiserver's audit events do (see [Operation]).
 //
 // # Records
 //

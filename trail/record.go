@@ -78,8 +78,11 @@ type Identity struct {
 
 // Operation describes the Kubernetes API call an action concerns.
 type Operation struct {
-	// Verb is the Kubernetes verb (get, list, watch, create, update, patch, delete,
-	// deletecollection) or, for admission, the operation (CREATE, UPDATE, DELETE, CONNECT).
+	// Verb is the lower-case Kubernetes verb, spelled as kube-apiserver's RequestInfo and audit
+	// events spell it: get, list, watch, create, update, patch, delete, deletecollection (and
+	// proxy for the proxy subresources). Records made at admission derive it from the admission
+	// operation: create, update (patch when the request was a patch), delete, and connect for
+	// CONNECT. Every record kind uses this one vocabulary, so records join on it.
 	Verb        string `json:"verb"`
 	APIGroup    string `json:"apiGroup,omitempty"`
 	APIVersion  string `json:"apiVersion,omitempty"`
@@ -90,6 +93,33 @@ type Operation struct {
 	// Path is the request path without its query, for calls that are not resource requests
 	// (discovery, /version, /healthz).
 	Path string `json:"path,omitempty"`
+}
+
+// VerbConnect is the verb of records made at admission for a CONNECT (exec, attach,
+// port-forward, the proxy subresources). The proxy's own records of such calls carry the verb
+// kube-apiserver's RequestInfo gives them (create for a POST, get for a WebSocket GET).
+const VerbConnect = "connect"
+
+// connectSubresources are the subresources whose requests admission sees as CONNECT.
+var connectSubresources = map[string]bool{"exec": true, "attach": true, "portforward": true, "proxy": true}
+
+// AdmissionOperation returns the admission operation of a call with that verb on that
+// subresource: CREATE, UPDATE (update and patch), DELETE (delete and deletecollection), CONNECT
+// (connect, and any verb but list and watch on exec, attach, portforward and proxy), or the verb
+// upper-cased for verbs admission never sees (GET, LIST, WATCH).
+func AdmissionOperation(verb, subresource string) string {
+	if verb == VerbConnect || connectSubresources[subresource] && verb != "list" && verb != "watch" {
+		return "CONNECT"
+	}
+	switch verb {
+	case "create":
+		return "CREATE"
+	case "update", "patch":
+		return "UPDATE"
+	case "delete", "deletecollection":
+		return "DELETE"
+	}
+	return strings.ToUpper(verb)
 }
 
 // Policy identifies the policy rule that decided an action and what it decided.
@@ -114,9 +144,17 @@ type Masking struct {
 // Request records one API call that passed through the front proxy, refused or forwarded.
 type Request struct {
 	Meta
-	// AuditID is the Audit-ID sent to kube-apiserver and returned to the client: the key that
-	// joins this record with the API server's audit events.
+	// AuditID is the Audit-ID of the last attempt sent to kube-apiserver, which is also returned
+	// to the client: the key that joins this record with the API server's audit events. Each
+	// upstream attempt has an Audit-ID of its own.
 	AuditID string `json:"auditID"`
+	// HeldAuditID is set when admission held the call for approval and the proxy re-sent it: the
+	// Audit-ID of the first attempt, which kube-apiserver's audit log shows as denied (403, with
+	// the approval ID in its gatehouse.dev annotations). That event is the hold, not a refusal:
+	// the client saw only the answer to the attempt under AuditID, sent with ApprovalID after
+	// approval. When the call was held and not re-sent (refused at once, denied, expired, or
+	// still pending at the hold limit), HeldAuditID equals AuditID.
+	HeldAuditID string `json:"heldAuditID,omitempty"`
 	// SessionID groups the calls of one agent run.
 	SessionID string `json:"sessionID,omitempty"`
 	// Identity is the verified identity; empty when authentication failed.
@@ -139,7 +177,8 @@ type Request struct {
 	Masking *Masking `json:"masking,omitempty"`
 	// Decision is set when a policy decided the call.
 	Decision *Policy `json:"decision,omitempty"`
-	// ApprovalID names the approval the call was forwarded under.
+	// ApprovalID names the approval request of a held call: the one the call was re-sent
+	// under when it was approved, or the one it waited for otherwise.
 	ApprovalID string `json:"approvalID,omitempty"`
 	// Error is the reason the proxy refused or failed the call, in words safe to store.
 	Error string `json:"error,omitempty"`
@@ -234,8 +273,14 @@ type Approval struct {
 	Event      ApprovalEvent `json:"event"`
 	SessionID  string        `json:"sessionID,omitempty"`
 	// Requester is who asked for the operation.
-	Requester Identity  `json:"requester"`
-	Operation Operation `json:"operation"`
+	Requester Identity `json:"requester"`
+	// OriginalUser is the verified user behind Requester when the requester was a client's own
+	// impersonation (kubectl --as): neither may approve the request.
+	OriginalUser string `json:"originalUser,omitempty"`
+	// RequesterReason is why the requester says the operation is needed (Gatehouse-Reason),
+	// masked.
+	RequesterReason string    `json:"requesterReason,omitempty"`
+	Operation       Operation `json:"operation"`
 	// Fingerprint binds the grant to the operation and the object's content.
 	Fingerprint string `json:"fingerprint,omitempty"`
 	// Policy is the rule that asked for approval.

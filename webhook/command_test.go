@@ -148,8 +148,11 @@ func TestCommand(t *testing.T) {
 	assert.True(t, review.Response.Allowed)
 	assert.Contains(t, string(review.Response.Patch), identity.AnnotationSessionID)
 
-	resp, _ = send("/validate", admissionv1.AdmissionRequest{})
-	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	resp, review = send("/validate", admissionv1.AdmissionRequest{})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.False(t, review.Response.Allowed, "an empty request is refused, never decided")
+	assert.Equal(t, int32(http.StatusBadRequest), review.Response.Result.Code)
+	assert.Contains(t, out.String(), "malformed admission request refused", "and logged")
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	select {

@@ -6,18 +6,31 @@
 // policy.Attributes, evaluates the same policy.Engine the front proxy uses and answers allow,
 // deny (with the rule's message, which tells a person or an agent what to do instead) or, for
 // requireApproval, whatever the Approver says; with no Approver such requests are denied with a
-// message saying so. For a CONNECT to pods/exec, pods/attach or pods/portforward the engine
-// looks the target pod up (through a cached client, falling back to a live read) to judge its
-// privilege. Every decision is published to the trail as a trail.Decision naming the policy and
-// rule, with ID "admission-<request UID>-validating" so that a retried review is stored once.
+// message saying so. A dry run is never held: what needs approval is allowed with a warning
+// saying so, while deny rules apply. For a CONNECT to pods/exec, pods/attach or pods/portforward
+// the engine looks the target pod up (through a cached client, falling back to a live read) to
+// judge its privilege. Every decision is published to the trail as a trail.Decision naming the
+// policy and rule, with ID "admission-<request UID>-validating" so that a retried review is
+// stored once.
 //
-// The mutating webhook (Mutator, at PathMutate) stamps objects created or changed through the
-// gateway with the session ID and, when approved, the approval ID, taken from the impersonated
-// user's extras (identity.ExtraSessionID, identity.ExtraApprovalID), as the annotations
-// identity.AnnotationSessionID and identity.AnnotationApprovalID. It changes nothing else.
+// The Gate is the Approver, and the one place in Gatehouse that creates approval requests: for
+// the final object (after defaulting and every mutating webhook), it uses an approved grant for
+// exactly that operation, or finds or creates the approval request and denies the call with the
+// request's ID in the Status details (group gatehouse.dev, kind approvalrequests), which
+// kube-apiserver passes on to the client. The front proxy recognises that denial, holds its
+// client and re-sends the call once approved, with the extra gatehouse.dev/approval-id; a direct
+// client retries after approval.
 //
-// NewHandler wraps both in a strict HTTP endpoint: anything but a well-formed
-// admission.k8s.io/v1 AdmissionReview gets HTTP 400 with a plain-text reason.
+// The mutating webhook (Mutator, at PathMutate) owns the annotations in Gatehouse's namespace on
+// every create and update it sees, subresources included: it stamps objects created or changed
+// through the gateway with the session ID and, when approved, the approval ID
+// (identity.AnnotationSessionID, identity.AnnotationApprovalID, from the impersonation extras),
+// and undoes any other value a client gives a gatehouse.dev/ annotation, through the gateway or
+// directly. It changes nothing else.
+//
+// NewHandler serves both with controller-runtime's admission.Webhook: a review it cannot decode,
+// or a request without a UID, a resource or a known operation, gets an error response and a log
+// line, never a decision.
 //
 // # Threat model
 //
@@ -43,6 +56,10 @@
 //
 // Trust: the webhook trusts the AdmissionReview, which kube-apiserver sends over TLS to the
 // service named in the configuration; it trusts the gatehouse.dev/* extras because only the
-// proxy may impersonate them (identity). It never logs objects, tokens or extras' values beyond
-// the request UID and resource.
+// proxy may impersonate them (identity). It trusts no gatehouse.dev/ annotation a client wrote:
+// the mutating webhook owns them (a second, failurePolicy Ignore webhook guards direct writes that
+// carry one). A grant is used only by the operation it was issued for: the requester and the
+// fingerprint of the final object must match (package approvals). It never logs objects, tokens
+// or extras' values beyond the request UID and resource; the approval broker's errors go to the
+// log, the client gets a summary.
 package webhook

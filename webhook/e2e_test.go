@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -21,12 +22,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -38,6 +41,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/policy/v1alpha1"
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
@@ -215,7 +219,7 @@ func TestExecIntoPrivilegedPodsIsDenied(t *testing.T) {
 			assert.Equal(t, "admission-"+d.AdmissionUID+"-validating", d.ID)
 			assert.Equal(t, trail.Policy{Policy: "gatehouse-exec", Rule: tt.rule, Action: "deny", Message: d.Policy.Message}, d.Policy)
 			assert.Contains(t, err.Error(), d.Policy.Message, "the client gets the recorded message")
-			assert.Equal(t, trail.Operation{Verb: "CONNECT", APIVersion: "v1", Resource: "pods", Subresource: tt.sub,
+			assert.Equal(t, trail.Operation{Verb: "connect", APIVersion: "v1", Resource: "pods", Subresource: tt.sub,
 				Namespace: tt.namespace, Name: tt.pod}, d.Operation)
 			assert.True(t, d.ViaGateway)
 			assert.Equal(t, "agent@example.com", d.Identity.User)
@@ -307,11 +311,26 @@ func TestApprovalIsRequired(t *testing.T) {
 		require.NoError(t, agent(t).c.Create(t.Context(), &rbacv1.RoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "e2e-"}, RoleRef: binding("view"), Subjects: subjects}))
 	})
-	t.Run("dry runs are decided too", func(t *testing.T) {
+	t.Run("dry runs are decided too: allowed with a warning, never held", func(t *testing.T) {
 		a := agent(t)
-		err := a.c.Delete(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, client.DryRunAll)
-		require.ErrorContains(t, err, "requires approval")
-		assert.True(t, lastDecision(t, a.session).DryRun)
+		warnings := &testbed.WarningCollector{}
+		cfg := rest.CopyConfig(a.cfg)
+		cfg.WarningHandler = warnings
+		c, err := client.New(cfg, client.Options{Scheme: bed.kube.Client.Scheme()})
+		require.NoError(t, err)
+		require.NoError(t, c.Delete(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, client.DryRunAll))
+		assert.Contains(t, warnings.String(), "requires approval")
+		assert.Contains(t, warnings.String(), "This was a dry run")
+		d := lastDecision(t, a.session)
+		assert.True(t, d.DryRun)
+		assert.Equal(t, "requireApproval", d.Policy.Action)
+		var got corev1.Namespace
+		require.NoError(t, bed.kube.Client.Get(t.Context(), client.ObjectKey{Name: ns}, &got), "a dry run changes nothing")
+		assert.Nil(t, got.DeletionTimestamp)
+
+		// Deny rules apply to dry runs.
+		err = c.Create(t.Context(), validPolicy("e2e-dry"), client.DryRunAll)
+		require.ErrorContains(t, err, `rule "gatehouse-policies"`)
 	})
 }
 
@@ -414,6 +433,31 @@ func TestGatewayObjectsAreAnnotated(t *testing.T) {
 	direct := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "direct"}}
 	require.NoError(t, person(t).c.Create(ctx, direct))
 	assert.Empty(t, get("direct").Annotations)
+
+	// Nobody forges the stamps: not a direct client, on create or update, nor a client of the
+	// gateway through a subresource (a pods/status patch).
+	forged := map[string]string{identity.AnnotationApprovalID: "ap-forged", identity.AnnotationSessionID: "s-forged", "gatehouse.dev/owner": "mallory"}
+	require.NoError(t, person(t).c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "forged", Annotations: forged}}))
+	assert.Empty(t, get("forged").Annotations, "a direct create cannot carry Gatehouse's annotations")
+	cm = get("settings")
+	for k, v := range forged {
+		cm.Annotations[k] = v
+	}
+	require.NoError(t, person(t).c.Update(ctx, cm))
+	assert.Equal(t, map[string]string{"note": "kept", identity.AnnotationSessionID: b.session}, get("settings").Annotations,
+		"a direct update cannot change them")
+
+	runPod(t, ns, "web-0", nil)
+	statusPatch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"gatehouse.dev/approval-id":"ap-forged","gatehouse.dev/session-id":"s-forged"}},"status":{"message":"patched"}}`))
+	for _, who := range []*actor{agent(t), person(t)} {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-0"}}
+		require.NoError(t, who.c.Status().Patch(ctx, pod, statusPatch))
+		var got corev1.Pod
+		require.NoError(t, bed.kube.Client.Get(ctx, client.ObjectKeyFromObject(pod), &got))
+		assert.Equal(t, "patched", got.Status.Message)
+		assert.Empty(t, got.Annotations[identity.AnnotationApprovalID], "no forged approval through a status patch")
+		assert.NotEqual(t, "s-forged", got.Annotations[identity.AnnotationSessionID])
+	}
 
 	// Any kind of object, in any group.
 	d := &appsv1.Deployment{
@@ -668,6 +712,8 @@ func TestTrailUnavailableFailsClosed(t *testing.T) {
 	assert.Equal(t, "allow", lastDecision(t, a.session).Policy.Action)
 }
 
+// TestMalformedReviewsAreRefused: what is not a well-formed review gets an error response from
+// controller-runtime's admission.Webhook (or Gatehouse's check of the request), never a decision.
 func TestMalformedReviewsAreRefused(t *testing.T) {
 	pool := x509.NewCertPool()
 	require.True(t, pool.AppendCertsFromPEM(bed.kube.Env.WebhookInstallOptions.LocalServingCAData))
@@ -677,21 +723,27 @@ func TestMalformedReviewsAreRefused(t *testing.T) {
 
 	for _, tt := range []struct {
 		name, path, contentType, body, want string
-		code                                int
+		code                                int32
 	}{
-		{"not JSON", "/validate", "application/json", "{not json", "the body is not an AdmissionReview", http.StatusBadRequest},
-		{"no request", "/validate", "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`, "the AdmissionReview has no request", http.StatusBadRequest},
-		{"no uid", "/mutate", "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE","resource":{"resource":"pods"}}}`, "request.uid is empty", http.StatusBadRequest},
-		{"wrong version", "/validate", "application/json", `{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"1"}}`, "want apiVersion admission.k8s.io/v1", http.StatusBadRequest},
-		{"wrong content type", "/validate", "text/plain", `{}`, "Content-Type must be application/json", http.StatusBadRequest},
+		{"not JSON", "/validate", "application/json", "{not json", "", http.StatusBadRequest},
+		{"no request", "/validate", "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`, "malformed AdmissionReview: request.uid is empty", http.StatusBadRequest},
+		{"no uid", "/mutate", "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE","resource":{"resource":"pods"}}}`, "malformed AdmissionReview: request.uid is empty", http.StatusBadRequest},
+		{"no resource", "/validate", "application/json", `{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"1"}}`, "malformed AdmissionReview: request.resource is empty", http.StatusBadRequest},
+		{"wrong content type", "/validate", "text/plain", `{}`, "expected application/json", http.StatusBadRequest},
+		{"empty body", "/validate", "application/json", ``, "request body is empty", http.StatusBadRequest},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, err := hc.Post(base+tt.path, tt.contentType, strings.NewReader(tt.body))
 			require.NoError(t, err)
 			defer resp.Body.Close()
 			body, _ := io.ReadAll(resp.Body)
-			assert.Equal(t, tt.code, resp.StatusCode)
-			assert.Contains(t, string(body), "malformed AdmissionReview: "+tt.want)
+			var review admissionv1.AdmissionReview
+			require.NoError(t, json.Unmarshal(body, &review), string(body))
+			require.NotNil(t, review.Response, string(body))
+			assert.False(t, review.Response.Allowed)
+			require.NotNil(t, review.Response.Result)
+			assert.Equal(t, tt.code, review.Response.Result.Code)
+			assert.Contains(t, review.Response.Result.Message, tt.want)
 		})
 	}
 }

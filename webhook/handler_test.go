@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -163,12 +162,37 @@ func TestValidatorDecisions(t *testing.T) {
 			SessionID:    "s-1",
 			Identity: trail.Identity{User: "agent", UID: "u1", Groups: []string{"agents"}, Issuer: "https://idp", Subject: "sub-1",
 				Extra: map[string][]string{identity.ExtraSessionID: {"s-1"}, identity.ExtraIssuer: {"https://idp"}, identity.ExtraSubject: {"sub-1"}, identity.ExtraApprovalID: {"ap-1"}}},
-			Operation:  trail.Operation{Verb: "CREATE", APIVersion: "v1", Resource: "secrets", Namespace: "prod", Name: "db"},
+			Operation:  trail.Operation{Verb: "create", APIVersion: "v1", Resource: "secrets", Namespace: "prod", Name: "db"},
 			ViaGateway: true,
 			Policy:     trail.Policy{Policy: "unit", Rule: "approve-secrets", Action: "requireApproval", Message: d.Policy.Message},
 			ApprovalID: "ap-1",
 		}, d)
 		assert.False(t, d.Time.IsZero())
+	})
+
+	t.Run("a dry run of what needs approval is allowed with a warning, and the approver is not asked", func(t *testing.T) {
+		rec := &recorder{}
+		asked := false
+		v, err := webhook.NewValidator(webhook.Options{Engine: unitEngine(t, nil), Publisher: rec,
+			Approver: approverFunc(func(context.Context, admission.Request, policy.Attributes, policy.Decision) admission.Response {
+				asked = true
+				return admission.Denied("held")
+			})})
+		require.NoError(t, err)
+		dry := secret
+		dry.DryRun = ptr.To(true)
+		resp := v.Handle(t.Context(), dry)
+		assert.True(t, resp.Allowed)
+		require.Len(t, resp.Warnings, 1)
+		assert.Contains(t, resp.Warnings[0], "requires approval")
+		assert.Contains(t, resp.Warnings[0], "This was a dry run")
+		assert.False(t, asked)
+		assert.True(t, rec.last(t).DryRun)
+
+		// Deny rules apply to dry runs.
+		dryProd := prodCM
+		dryProd.DryRun = ptr.To(true)
+		assert.False(t, v.Handle(t.Context(), dryProd).Allowed)
 	})
 
 	t.Run("requireApproval asks the approver", func(t *testing.T) {
@@ -293,7 +317,8 @@ func TestAttributes(t *testing.T) {
 	conn := review(admissionv1.Connect, "pods", "exec", "prod", "web", []byte(`{"kind":"PodExecOptions"}`))
 	a = webhook.Attributes(conn)
 	assert.Nil(t, a.Object, "CONNECT options are not an object")
-	assert.Empty(t, a.Verb)
+	assert.Equal(t, "connect", a.Verb)
+	assert.Equal(t, "CONNECT", a.Op())
 }
 
 func applyPatch(t *testing.T, obj []byte, resp admission.Response) []byte {
@@ -320,6 +345,18 @@ func TestMutator(t *testing.T) {
 		}
 		return req
 	}
+	direct := func(op admissionv1.Operation, obj, old string) admission.Request {
+		req := review(op, "configmaps", "", "prod", "c", []byte(obj))
+		req.UserInfo.Extra = nil
+		if old != "" {
+			req.OldObject = runtime.RawExtension{Raw: []byte(old)}
+		}
+		return req
+	}
+	withOld := func(req admission.Request, old string) admission.Request {
+		req.OldObject = runtime.RawExtension{Raw: []byte(old)}
+		return req
+	}
 	tests := []struct {
 		name string
 		req  admission.Request
@@ -335,16 +372,29 @@ func TestMutator(t *testing.T) {
 			`{"metadata":{"annotations":{"gatehouse.dev/session-id":"s-9","x":"y"}}}`},
 		{"already stamped", gateway(admissionv1.Update, `{"metadata":{"annotations":{"gatehouse.dev/session-id":"s-9"}}}`, ""),
 			`{"metadata":{"annotations":{"gatehouse.dev/session-id":"s-9"}}}`},
-		{"not through the gateway", func() admission.Request {
-			r := gateway(admissionv1.Create, `{"metadata":{}}`, "")
-			r.UserInfo.Extra = nil
-			return r
-		}(), `{"metadata":{}}`},
-		{"subresource", func() admission.Request {
-			r := gateway(admissionv1.Update, `{"metadata":{}}`, "")
+		{"a subresource through the gateway is stamped too", func() admission.Request {
+			r := gateway(admissionv1.Update, `{"metadata":{"annotations":{"gatehouse.dev/approval-id":"ap-forged"}},"status":{"phase":"Running"}}`, "")
+			r.SubResource = "status"
+			return withOld(r, `{"metadata":{"annotations":{"gatehouse.dev/session-id":"s-0"}}}`)
+		}(), `{"metadata":{"annotations":{"gatehouse.dev/session-id":"s-9"}},"status":{"phase":"Running"}}`},
+		{"a forged gatehouse.dev annotation through the gateway is undone", withOld(gateway(admissionv1.Update,
+			`{"metadata":{"annotations":{"gatehouse.dev/owner":"forged"}}}`, ""), `{"metadata":{"annotations":{"gatehouse.dev/owner":"real"}}}`),
+			`{"metadata":{"annotations":{"gatehouse.dev/session-id":"s-9","gatehouse.dev/owner":"real"}}}`},
+		{"a direct change keeps the last gateway stamp", direct(admissionv1.Update,
+			`{"metadata":{"annotations":{"gatehouse.dev/session-id":"s-1","note":"x"}}}`, `{"metadata":{"annotations":{"gatehouse.dev/session-id":"s-1"}}}`),
+			`{"metadata":{"annotations":{"gatehouse.dev/session-id":"s-1","note":"x"}}}`},
+		{"a direct create cannot forge stamps", direct(admissionv1.Create,
+			`{"metadata":{"annotations":{"gatehouse.dev/session-id":"forged","gatehouse.dev/approval-id":"ap-forged","note":"x"}}}`, ""),
+			`{"metadata":{"annotations":{"note":"x"}}}`},
+		{"a direct update cannot change or add stamps", direct(admissionv1.Update,
+			`{"metadata":{"annotations":{"gatehouse.dev/session-id":"forged","gatehouse.dev/approval-id":"ap-forged"}}}`, `{"metadata":{"annotations":{"gatehouse.dev/session-id":"s-1"}}}`),
+			`{"metadata":{"annotations":{"gatehouse.dev/session-id":"s-1"}}}`},
+		{"a direct status update cannot forge stamps", func() admission.Request {
+			r := direct(admissionv1.Update, `{"metadata":{"annotations":{"gatehouse.dev/approval-id":"ap-forged"}}}`, `{"metadata":{}}`)
 			r.SubResource = "status"
 			return r
-		}(), `{"metadata":{}}`},
+		}(), `{"metadata":{"annotations":{}}}`},
+		{"a direct write without stamps", direct(admissionv1.Create, `{"metadata":{}}`, ""), `{"metadata":{}}`},
 		{"delete", gateway(admissionv1.Delete, `{"metadata":{}}`, ""), `{"metadata":{}}`},
 	}
 	for _, tt := range tests {
@@ -359,14 +409,18 @@ func TestMutator(t *testing.T) {
 	assert.Equal(t, int32(http.StatusBadRequest), resp.Result.Code)
 }
 
+// TestHandlerHTTP: the endpoint is controller-runtime's admission.Webhook; a review it cannot
+// decode, or a request without what every review has, gets an error response, never a decision.
 func TestHandlerHTTP(t *testing.T) {
 	h := webhook.NewHandler(webhook.NewMutator(nil), nil)
-	post := func(body []byte) *httptest.ResponseRecorder {
+	post := func(contentType string, body []byte) (*httptest.ResponseRecorder, admissionv1.AdmissionReview) {
 		r := httptest.NewRequest(http.MethodPost, webhook.PathMutate, bytes.NewReader(body))
-		r.Header.Set("Content-Type", "application/json; charset=utf-8")
+		r.Header.Set("Content-Type", contentType)
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
-		return w
+		var out admissionv1.AdmissionReview
+		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &out), w.Body.String())
+		return w, out
 	}
 	req := review(admissionv1.Create, "configmaps", "", "prod", "c", []byte(`{"metadata":{"name":"c"}}`))
 	body, err := json.Marshal(admissionv1.AdmissionReview{
@@ -374,27 +428,33 @@ func TestHandlerHTTP(t *testing.T) {
 		Request:  &req.AdmissionRequest,
 	})
 	require.NoError(t, err)
-	w := post(body)
+	w, out := post("application/json", body)
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
-	var out admissionv1.AdmissionReview
-	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &out))
 	assert.Equal(t, "admission.k8s.io/v1", out.APIVersion)
 	assert.Equal(t, "AdmissionReview", out.Kind)
 	assert.Equal(t, req.UID, out.Response.UID)
 	assert.True(t, out.Response.Allowed)
 	assert.Equal(t, ptr.To(admissionv1.PatchTypeJSONPatch), out.Response.PatchType)
 
-	w = post(append(bytes.Repeat([]byte(" "), 7<<20), body...))
-	assert.Equal(t, http.StatusRequestEntityTooLarge, w.Code)
-
-	bad := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"PATCH","resource":{"resource":"pods"}}}`
-	w = post([]byte(bad))
-	assert.Equal(t, http.StatusBadRequest, w.Code)
-	assert.Contains(t, w.Body.String(), `request.operation "PATCH" is not CREATE, UPDATE, DELETE or CONNECT`)
-
-	r := httptest.NewRequest(http.MethodGet, webhook.PathMutate, nil)
-	w = httptest.NewRecorder()
-	h.ServeHTTP(w, r)
-	assert.Equal(t, http.StatusMethodNotAllowed, w.Code)
-	assert.Equal(t, fmt.Sprint(http.MethodPost), w.Header().Get("Allow"))
+	for _, tt := range []struct {
+		name, contentType string
+		body              []byte
+		code              int32
+		want              string
+	}{
+		{"too large", "application/json", append(bytes.Repeat([]byte(" "), 7<<20), body...), http.StatusRequestEntityTooLarge, "request entity is too large"},
+		{"wrong content type", "text/plain", body, http.StatusBadRequest, "expected application/json"},
+		{"not JSON", "application/json", []byte("{not json"), http.StatusBadRequest, ""},
+		{"unknown operation", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"PATCH","resource":{"resource":"pods"}}}`),
+			http.StatusBadRequest, `malformed AdmissionReview: request.operation "PATCH" is not CREATE, UPDATE, DELETE or CONNECT`},
+		{"no request", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), http.StatusBadRequest, "malformed AdmissionReview: request.uid is empty"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, out := post(tt.contentType, tt.body)
+			require.NotNil(t, out.Response)
+			assert.False(t, out.Response.Allowed)
+			assert.Equal(t, tt.code, out.Response.Result.Code)
+			assert.Contains(t, out.Response.Result.Message, tt.want)
+		})
+	}
 }

@@ -14,11 +14,11 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go/jetstream"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -234,9 +234,15 @@ func installDefaultPolicies(ctx context.Context) error {
 		return err
 	}
 	// kube-apiserver loads webhook configurations through an informer: wait until a dry run
-	// that the default policies hold for approval is refused.
+	// that the default policies deny is refused.
+	cfg := rest.CopyConfig(bed.kube.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "e2e-probe", Groups: []string{groupAgents}}
+	probe, err := client.New(cfg, client.Options{Scheme: bed.kube.Client.Scheme()})
+	if err != nil {
+		return err
+	}
 	return waitFor(ctx, 30*time.Second, func() error {
-		err := bed.kube.Client.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, client.DryRunAll)
+		err := probe.Create(ctx, validPolicy("e2e-probe"), client.DryRunAll)
 		if err == nil {
 			return errors.New("the webhook is not called yet")
 		}
@@ -299,4 +305,15 @@ func (s *server) start() error {
 func (s *server) stop() {
 	s.cancel()
 	<-s.done
+}
+
+// validPolicy is an AccessPolicy the API server accepts, for requests that only the webhook may
+// refuse.
+func validPolicy(name string) *v1alpha1.AccessPolicy {
+	return &v1alpha1.AccessPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.AccessPolicySpec{Rules: []v1alpha1.Rule{{
+			Name: "r", Match: v1alpha1.Match{Resources: []string{"configmaps"}}, Action: v1alpha1.ActionDeny, Message: "Test.",
+		}}},
+	}
 }

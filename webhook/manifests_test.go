@@ -165,3 +165,61 @@ func TestFailurePolicySplit(t *testing.T) {
 		assert.NotEmpty(t, w.MatchConditions, "%s must skip system components", w.Name)
 	}
 }
+
+// TestAdmissionSeesMatchesTheConfiguration: policy.AdmissionSees, by which the proxy refuses what
+// needs approval where admission cannot hold it, says exactly which requests the validating
+// webhooks are called for.
+func TestAdmissionSeesMatchesTheConfiguration(t *testing.T) {
+	var cfg admissionregistrationv1.ValidatingWebhookConfiguration
+	data, err := os.ReadFile(filepath.Join(bed.root, "manifests", "webhook", "validating.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, yaml.UnmarshalStrict(data, &cfg))
+	// kube-apiserver never sends these to webhooks, whatever the rules say.
+	exempt := []string{"validatingwebhookconfigurations", "mutatingwebhookconfigurations", "validatingadmissionpolicies",
+		"validatingadmissionpolicybindings", "mutatingadmissionpolicies", "mutatingadmissionpolicybindings"}
+	type request struct{ op, group, resource, sub, namespace, name string }
+	var requests []request
+	for _, ns := range []string{"shop", "kube-system", "gatehouse"} {
+		for _, r := range []request{
+			{op: "CREATE", resource: "secrets"}, {op: "UPDATE", resource: "configmaps"}, {op: "DELETE", group: "apps", resource: "deployments"},
+			{op: "UPDATE", group: "apps", resource: "deployments", sub: "scale"}, {op: "UPDATE", resource: "pods", sub: "status"},
+			{op: "UPDATE", resource: "pods", sub: "ephemeralcontainers"}, {op: "CREATE", resource: "pods", sub: "eviction"},
+			{op: "CONNECT", resource: "pods", sub: "exec"}, {op: "CONNECT", resource: "pods", sub: "portforward"},
+			{op: "CREATE", group: "rbac.authorization.k8s.io", resource: "rolebindings"}, {op: "CREATE", group: "gatehouse.dev", resource: "things"},
+		} {
+			r.namespace = ns
+			requests = append(requests, r)
+		}
+		// A Namespace object is judged by its own labels.
+		for _, op := range []string{"CREATE", "UPDATE", "DELETE"} {
+			requests = append(requests, request{op: op, resource: "namespaces", name: ns})
+		}
+	}
+	// Cluster-scoped resources: a namespaceSelector never skips them.
+	requests = append(requests, []request{
+		{op: "CONNECT", resource: "nodes", sub: "proxy"}, {op: "CREATE", group: "rbac.authorization.k8s.io", resource: "clusterrolebindings"},
+		{op: "CREATE", group: "rbac.authorization.k8s.io", resource: "clusterroles"},
+		{op: "CREATE", group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations"},
+		{op: "UPDATE", group: "admissionregistration.k8s.io", resource: "mutatingadmissionpolicies"},
+		{op: "CREATE", group: "apiextensions.k8s.io", resource: "customresourcedefinitions"}, {op: "DELETE", group: "gatehouse.dev", resource: "accesspolicies"},
+	}...)
+	for _, r := range requests {
+		selectorNamespace := r.namespace
+		if r.resource == "namespaces" {
+			selectorNamespace = r.name
+		}
+		called := false
+		for _, w := range cfg.Webhooks {
+			if w.NamespaceSelector != nil && slices.Contains(policy.AdmissionSkipsNamespaces, selectorNamespace) {
+				continue
+			}
+			for _, rule := range w.Rules {
+				if covers(rule, r.op, r.group, r.resource, r.sub) && !(r.group == "admissionregistration.k8s.io" && slices.Contains(exempt, r.resource)) {
+					called = true
+				}
+			}
+		}
+		a := policy.Attributes{Operation: r.op, Group: r.group, Resource: r.resource, Subresource: r.sub, Namespace: r.namespace, Name: r.name}
+		assert.Equal(t, called, policy.AdmissionSees(a), "%+v", r)
+	}
+}

@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -73,16 +72,21 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) (resp adm
 	if err != nil {
 		v.opts.Logger.Error("access policies could not be evaluated", "uid", req.UID,
 			"operation", a.Op(), "resource", a.Resource, "subresource", a.Subresource, "privileged", privileged, "err", err)
-		d, resp = v.failed(a, privileged, reason(err))
+		d, resp = v.failed(a, privileged, policy.ErrorReason(err))
 		return v.record(ctx, req, a, privileged, d, resp)
 	}
 	switch d.Action {
 	case policy.ActionAllow:
 		resp = admission.Allowed("")
 	case policy.ActionRequireApproval:
-		if v.opts.Approver == nil {
+		switch {
+		case a.DryRun:
+			// A dry run changes nothing: never held, it creates no request and uses no grant.
+			resp = admission.Allowed("dry run")
+			resp.Warnings = []string{d.DryRunWarning()}
+		case v.opts.Approver == nil:
 			resp = admission.Denied(d.Message + msgNoApprover)
-		} else {
+		default:
 			resp = v.opts.Approver.Admit(ctx, req, a, d)
 		}
 	default:
@@ -102,21 +106,6 @@ func (v *Validator) failed(a policy.Attributes, privileged bool, why string) (po
 	resp := admission.Allowed("")
 	resp.Warnings = []string{msg}
 	return policy.Decision{Action: policy.ActionAllow, Message: msg}, resp
-}
-
-// reason names the kind of evaluation failure for the requester, without internal detail.
-func reason(err error) string {
-	switch {
-	case errors.Is(err, policy.ErrNotReady):
-		return "its policies are not loaded yet"
-	case errors.Is(err, policy.ErrLookup):
-		return "an object a rule needs could not be fetched"
-	case errors.Is(err, policy.ErrBadRequest):
-		return "the request's object could not be read"
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return "the evaluation timed out"
-	}
-	return "an internal error occurred"
 }
 
 // record publishes the decision and returns the response to send: resp, or a denial when the
@@ -167,15 +156,7 @@ func decisionRecord(req admission.Request, a policy.Attributes, d policy.Decisio
 			Issuer:  ex.Issuer,
 			Subject: ex.Subject,
 		},
-		Operation: trail.Operation{
-			Verb:        string(req.Operation),
-			APIGroup:    a.Group,
-			APIVersion:  a.Version,
-			Resource:    a.Resource,
-			Subresource: a.Subresource,
-			Namespace:   a.Namespace,
-			Name:        a.Name,
-		},
+		Operation:  a.TrailOperation(),
 		ViaGateway: a.ViaGateway,
 		DryRun:     a.DryRun,
 		Policy:     trail.Policy{Policy: d.Policy, Rule: d.Rule, Action: string(d.Action), Message: d.Message},

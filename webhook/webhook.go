@@ -41,8 +41,8 @@ var ErrInvalidOptions = errors.New("webhook: invalid options")
 type Approver interface {
 	// Admit decides an operation a rule holds for approval, at admission time: allowed when a
 	// valid grant exists for exactly this operation (and then consumes it), else denied with a
-	// message naming the approval request and how to approve it. It must not consume a grant
-	// for a dry-run request (req.DryRun); the validating webhook is registered with
+	// message naming the approval request and how to approve it. The validator never calls it
+	// for a dry run, which it allows with a warning: the validating webhook is registered with
 	// sideEffects NoneOnDryRun.
 	Admit(ctx context.Context, req admission.Request, a policy.Attributes, d policy.Decision) admission.Response
 }
@@ -111,7 +111,8 @@ func Register(srv ctrlwebhook.Server, opts Options) error {
 }
 
 // Attributes describes an admission request for the policy engine. The verb is derived from
-// the operation (patch from PatchOptions); CONNECT requests carry no object.
+// the operation: create, update (patch from PatchOptions), delete, and connect for CONNECT,
+// which carries no object.
 func Attributes(req admission.Request) policy.Attributes {
 	a := policy.Attributes{
 		Operation:   string(req.Operation),
@@ -136,6 +137,8 @@ func Attributes(req admission.Request) policy.Attributes {
 		}
 	case admissionv1.Delete:
 		a.Verb = "delete"
+	case admissionv1.Connect:
+		a.Verb = trail.VerbConnect
 	}
 	if req.Operation != admissionv1.Connect {
 		if len(req.Object.Raw) > 0 {
@@ -148,21 +151,19 @@ func Attributes(req admission.Request) policy.Attributes {
 	return a
 }
 
-// NewHandler returns the HTTP endpoint for an admission handler. It accepts only well-formed
-// admission.k8s.io/v1 AdmissionReviews, answering anything else with HTTP 400 (413 for a body
-// over 7 MiB, 405 for a method other than POST) and a plain-text reason, and hands the request to
-// h through controller-runtime's admission.Webhook, which recovers panics and completes the
-// response.
+// NewHandler returns the HTTP endpoint for an admission handler: controller-runtime's
+// admission.Webhook, which decodes admission.k8s.io/v1 (and v1beta1) AdmissionReviews, answers a
+// review it cannot decode (no body, over 7 MiB, a content type other than application/json,
+// malformed JSON) with an error response and a log line, recovers panics and completes the
+// response. Requests without a UID, a resource or a known operation are refused with an error
+// response too, never decided.
 func NewHandler(h admission.Handler, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	lr := logr.FromSlogHandler(log.Handler())
-	return &reviewHandler{
-		wh: &admission.Webhook{
-			Handler:        h,
-			LogConstructor: func(logr.Logger, *admission.Request) logr.Logger { return lr },
-		},
-		log: log,
+	return &admission.Webhook{
+		Handler:        wellFormed{h: h, log: log},
+		LogConstructor: func(logr.Logger, *admission.Request) logr.Logger { return lr },
 	}
 }

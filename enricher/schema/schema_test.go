@@ -147,6 +147,37 @@ func TestMigrate(t *testing.T) {
 	}
 }
 
+// TestVerbsAreLowerCased: rows recorded with admission operations as verbs (CREATE, CONNECT)
+// before the one vocabulary are lower-cased by migration 3.
+func TestVerbsAreLowerCased(t *testing.T) {
+	ctx := t.Context()
+	conn := connect(t, clickhouse.Native)
+	db := "schema_test_verbs"
+	require.NoError(t, conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db))
+	t.Cleanup(func() { assert.NoError(t, conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db)) })
+	o := schema.Options{Database: db}
+	require.NoError(t, schema.Migrate(ctx, conn, o))
+	// Rows as they were stored before, and migration 3 not applied yet.
+	for i, verb := range []string{"CREATE", "CONNECT", "UPDATE", "patch"} {
+		require.NoError(t, conn.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.gateway_decisions (id, time, verb) VALUES ('d%d', now64(6), '%s')`, db, i, verb)))
+		require.NoError(t, conn.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.approvals (id, time, approval_id, verb) VALUES ('a%d', now64(6), 'ap-%d', '%s')`, db, i, i, verb)))
+	}
+	require.NoError(t, conn.Exec(ctx, "ALTER TABLE "+db+".schema_migrations DELETE WHERE version = 3 SETTINGS mutations_sync = 2"))
+	require.NoError(t, schema.Migrate(ctx, conn, o))
+	for _, table := range []string{schema.TableGatewayDecisions, schema.TableApprovals} {
+		rows, err := conn.Query(ctx, "SELECT verb FROM "+db+"."+table+" FINAL ORDER BY verb")
+		require.NoError(t, err)
+		var verbs []string
+		for rows.Next() {
+			var v string
+			require.NoError(t, rows.Scan(&v))
+			verbs = append(verbs, v)
+		}
+		require.NoError(t, rows.Err())
+		assert.Equal(t, []string{"connect", "create", "patch", "update"}, verbs, table)
+	}
+}
+
 func engine(t *testing.T, conn driver.Conn, db, table string) string {
 	t.Helper()
 	var s string

@@ -63,7 +63,7 @@ func TestApprovalThroughTheProxy(t *testing.T) {
 
 	call := hold(ctx, agent, "", "create", "clusterrolebinding", "agent-1-admin", "--clusterrole=cluster-admin", "--user=agent-1")
 	req := approver.pending(t, forName("clusterrolebindings", "agent-1-admin"))
-	assert.Equal(t, approvals.PathProxy, req.Path)
+	assert.Equal(t, approvals.PathAdmission, req.Path)
 	assert.Equal(t, "oidc:agent-1", req.Requester.User)
 	assert.Equal(t, "gatehouse-approvals", req.Policy.Policy)
 	assert.Equal(t, "escalating-bindings", req.Policy.Rule)
@@ -107,6 +107,8 @@ func TestApprovalDeniedThroughTheProxy(t *testing.T) {
 	call.wait(t)
 	require.Error(t, call.err)
 	assert.Contains(t, call.out, "denied by oidc:approver-2: use the vault")
+	assert.Contains(t, call.out, `rule "secret-changes"`, "the denial names the rule")
+	assert.Contains(t, call.out, approverGroup, "and the approvers")
 	_, err = bed.kube.Clientset.CoreV1().Secrets(ns).Get(ctx, "db", metav1.GetOptions{})
 	assert.True(t, isNotFound(err), "a denied operation does not run")
 }
@@ -129,16 +131,24 @@ func TestSelfApprovalIsRefused(t *testing.T) {
 	call.wait(t)
 }
 
+// TestApprovalExpires: a call is held no longer than the proxy's limit (--approval-timeout), and
+// then told which request it waited for, by which rule, for whom, and how to go on.
 func TestApprovalExpires(t *testing.T) {
 	ctx := t.Context()
 	agent := newUser("agent-4", agentGroup)
 	ns := bed.kube.Namespace(t, "expire")
 	start := time.Now()
-	call := hold(ctx, agent, "", "create", "secret", "generic", "late", "-n", ns, "--from-literal=a=b")
+	call := hold(ctx, agent.withOptions("hold=1h"), "", "create", "secret", "generic", "late", "-n", ns, "--from-literal=a=b")
 	call.wait(t)
 	require.Error(t, call.err)
-	assert.Contains(t, call.out, "Expired")
-	assert.GreaterOrEqual(t, time.Since(start), 19*time.Second, "held for the proxy's --approval-timeout")
+	held := time.Since(start)
+	assert.GreaterOrEqual(t, held, 19*time.Second, "held for the proxy's --approval-timeout")
+	assert.Less(t, held, 50*time.Second, "a client's hold of an hour cannot exceed the proxy's limit")
+	id := approvalID(t, call.out)
+	for _, want := range []string{"held this request for 20s and nobody decided it", `rule "secret-changes"`, approverGroup,
+		"gatehouse approvals approve " + id} {
+		assert.Contains(t, call.out, want)
+	}
 }
 
 // TestDirectPathBackstop: a client that bypasses the proxy is stopped by the webhook, which
@@ -154,6 +164,7 @@ func TestDirectPathBackstop(t *testing.T) {
 	require.Error(t, err)
 	id := approvalID(t, err.Error())
 	assert.Contains(t, err.Error(), "gatehouse approvals approve "+id, "the denial says how to approve")
+	assert.Contains(t, err.Error(), `rule "cluster-admin-bindings"`)
 
 	// Approving "bind alice" does not admit "bind agent": the grant is bound to the content.
 	_, err = approver.approvals(t, "approve", id, "--reason", "alice is on call")

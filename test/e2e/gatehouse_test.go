@@ -21,10 +21,13 @@ import (
 )
 
 // waitForPolicies waits until kube-apiserver calls the webhook and both the webhook and the
-// proxy enforce the default policies: a dry run of a cluster-admin binding is refused on both
-// paths.
+// proxy enforce the default policies: a dry run of a cluster-admin binding (never held) is
+// allowed with the warning that the binding itself needs approval, on both paths.
 func waitForPolicies() error {
-	direct, err := kubernetes.NewForConfig(bed.direct)
+	warnings := &testbed.WarningCollector{}
+	cfg := rest.CopyConfig(bed.direct)
+	cfg.WarningHandler = warnings
+	direct, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
@@ -35,11 +38,11 @@ func waitForPolicies() error {
 		viaProxy := exec.Command(bed.kube.Kubectl, "--kubeconfig", writeProxyKubeconfig(token("policy-probe", agentGroup)),
 			"create", "clusterrolebinding", "e2e-policy-probe", "--clusterrole=cluster-admin", "--user=nobody", "--dry-run=server")
 		out, errProxy := viaProxy.CombinedOutput()
-		if errDirect != nil && strings.Contains(errDirect.Error(), "approval") && errProxy != nil && strings.Contains(string(out), "approval") {
+		if errDirect == nil && strings.Contains(warnings.String(), "requires approval") && errProxy == nil && strings.Contains(string(out), "requires approval") {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the default policies are not enforced after 60s: direct: %v; proxy: %v %s", errDirect, errProxy, out)
+			return fmt.Errorf("the default policies are not enforced after 60s: direct: %v %s; proxy: %v %s", errDirect, warnings, errProxy, out)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -66,8 +69,14 @@ func token(subject string, groups ...string) string {
 
 // writeProxyKubeconfig writes a kubeconfig that reaches Gatehouse with tok.
 func writeProxyKubeconfig(tok string) string {
+	return writeProxyKubeconfigAt(tok, "")
+}
+
+// writeProxyKubeconfigAt writes a kubeconfig that reaches Gatehouse with tok at a server URL
+// with path (client options such as /gatehouse/client/hold=refuse).
+func writeProxyKubeconfigAt(tok, path string) string {
 	path, err := testbed.WriteKubeconfig(bed.dir, &rest.Config{
-		Host:            bed.proxyURL,
+		Host:            bed.proxyURL + path,
 		BearerToken:     tok,
 		TLSClientConfig: rest.TLSClientConfig{CAData: bed.proxyCA},
 	})
@@ -80,12 +89,23 @@ func writeProxyKubeconfig(tok string) string {
 // user is a test user of Gatehouse: a token, and a kubeconfig with it.
 type user struct {
 	user       string
+	token      string
 	kubeconfig string
 }
 
 func newUser(subject string, groups ...string) user {
-	return user{user: "oidc:" + subject, kubeconfig: writeProxyKubeconfig(token(subject, groups...))}
+	tok := token(subject, groups...)
+	return user{user: "oidc:" + subject, token: tok, kubeconfig: writeProxyKubeconfig(tok)}
 }
+
+// withOptions returns id with a kubeconfig whose server URL carries client options, e.g.
+// "hold=refuse,reason=ticket%2042".
+func (id user) withOptions(options string) user {
+	return user{user: id.user, token: id.token, kubeconfig: writeProxyKubeconfigAt(id.token, proxyClientPrefix+options)}
+}
+
+// proxyClientPrefix is where a server URL carries client options.
+const proxyClientPrefix = "/gatehouse/client/"
 
 // kubectl runs kubectl as id through Gatehouse.
 func (id user) kubectl(ctx context.Context, stdin string, args ...string) (string, error) {

@@ -241,6 +241,7 @@ jwt:
 		"--nats-url", bed.nats.URL(),
 		"--masking-key-file", keyFile,
 		"--approval-timeout", "20s",
+		"--allow-client-impersonation",
 		"--health-bind-address", proxyHealth,
 	); err != nil {
 		return err

@@ -173,6 +173,12 @@ func printRequest(w io.Writer, r *approvals.Request) error {
 	fmt.Fprintf(tw, "ID:\t%s\n", r.ID)
 	fmt.Fprintf(tw, "State:\t%s\n", r.State)
 	fmt.Fprintf(tw, "Requester:\t%s (groups: %s)\n", r.Requester.User, strings.Join(r.Requester.Groups, ", "))
+	if r.OriginalUser != "" {
+		fmt.Fprintf(tw, "Sent by:\t%s, impersonating the requester\n", r.OriginalUser)
+	}
+	if r.Reason != "" {
+		fmt.Fprintf(tw, "Reason:\t%s\n", r.Reason)
+	}
 	if r.SessionID != "" {
 		fmt.Fprintf(tw, "Session:\t%s\n", r.SessionID)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/natsbus"
+	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
@@ -65,10 +66,10 @@ AuthenticationConfiguration file kube-apiserver reads.`,
 	fs.StringVar(&o.authConfig, "authentication-config", "", "AuthenticationConfiguration file (apiserver.config.k8s.io) with the jwt issuers to trust. Required.")
 	fs.StringVar(&o.kubernetesIssuer, "kubernetes-issuer", "", "Issuer URL of the cluster's service-account tokens, when listed in --authentication-config: its discovery and keys are fetched through kube-apiserver with the proxy's credentials.")
 	fs.StringSliceVar(&o.systemPrefixes, "allowed-system-prefixes", nil, "system: user and group name prefixes tokens may map to, e.g. system:serviceaccount:,system:serviceaccounts. system:masters is always refused.")
-	fs.StringVar(&o.unrecorded, "unrecorded-requests", string(authn.RefuseUnrecorded), "What to do when the trail cannot record a request: Refuse (answer 503) or Allow.")
+	fs.StringVar(&o.unrecorded, "unrecorded-requests", string(proxy.RefuseUnrecorded), "What to do when the trail cannot record a request: Refuse (answer 503) or Allow.")
 	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 64<<10, "Largest request header block accepted; larger ones get 431.")
 	fs.StringVar(&o.policyFile, "policy-file", "", "Read AccessPolicies from this multi-document YAML file (reloaded when it changes) instead of the cluster (development mode).")
-	fs.DurationVar(&o.approvalTimeout, "approval-timeout", 10*time.Minute, "How long a request that needs approval is held open waiting for approvers.")
+	fs.DurationVar(&o.approvalTimeout, "approval-timeout", 10*time.Minute, "The longest a request that admission holds for approval is kept open waiting for approvers; a client's own hold duration (Gatehouse-Hold) cannot exceed it. Clients may ask not to be held (hold=refuse).")
 	fs.BoolVar(&o.clientImpersonation, "allow-client-impersonation", false, "Let clients impersonate (kubectl --as) whom a SubjectAccessReview says their verified identity may impersonate; the verified user is kept in the extra gatehouse.dev/original-user. Default: every Impersonate-* header is refused.")
 	fs.BoolVar(&o.dev, "dev", false, "Development mode: a self-signed serving certificate, an embedded NATS server and a random masking key when none are configured. Never in production.")
 	return cmd
@@ -89,8 +90,8 @@ func (o *proxyOptions) validate() error {
 	if err := o.nats.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	switch authn.UnrecordedPolicy(o.unrecorded) {
-	case authn.RefuseUnrecorded, authn.AllowUnrecorded:
+	switch proxy.UnrecordedPolicy(o.unrecorded) {
+	case proxy.RefuseUnrecorded, proxy.AllowUnrecorded:
 	default:
 		errs = append(errs, fmt.Errorf("--unrecorded-requests must be Refuse or Allow, not %q", o.unrecorded))
 	}
@@ -107,7 +108,7 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	masker, fingerprints, err := o.masking.masker(o.dev, log)
+	masker, _, err := o.masking.masker(o.dev, log)
 	if err != nil {
 		return err
 	}
@@ -152,7 +153,7 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 		return err
 	}
 	api := &approvals.API{Broker: broker, Logger: log, Authenticate: func(r *http.Request) (trail.Identity, error) {
-		id, ok := authn.IdentityFrom(r.Context())
+		id, ok := proxy.IdentityFrom(r.Context())
 		if !ok {
 			return trail.Identity{}, errors.New("unauthenticated")
 		}
@@ -167,20 +168,19 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 		impersonation = &authn.SubjectAccessReviewer{Client: cs}
 	}
 	reg := serving.NewRegistry()
-	proxy, err := authn.NewProxy(authn.Options{
-		Impersonation:   impersonation,
-		Upstream:        upstream,
-		Authenticator:   authenticator,
-		Masker:          masker,
-		Recorder:        pub,
-		Unrecorded:      authn.UnrecordedPolicy(o.unrecorded),
-		Policy:          engine,
-		Approvals:       broker,
-		Fingerprints:    fingerprints,
-		ApprovalTimeout: o.approvalTimeout,
-		ApprovalsAPI:    api,
-		Metrics:         reg,
-		Logger:          log,
+	px, err := proxy.NewProxy(proxy.Options{
+		Impersonation: impersonation,
+		Upstream:      upstream,
+		Authenticator: authenticator,
+		Masker:        masker,
+		Recorder:      pub,
+		Unrecorded:    proxy.UnrecordedPolicy(o.unrecorded),
+		Policy:        engine,
+		Approvals:     broker,
+		MaxHold:       o.approvalTimeout,
+		ApprovalsAPI:  api,
+		Metrics:       reg,
+		Logger:        log,
 	})
 	if err != nil {
 		return err
@@ -196,10 +196,10 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 	grp, ctx := errgroup.WithContext(ctx)
 	grp.Go(func() error { return authenticator.Start(ctx) })
 	grp.Go(func() error { return mgr.Start(ctx) })
-	if err := o.endpoint.serve(ctx, grp, log, "the proxy", &http.Server{Handler: proxy, MaxHeaderBytes: o.maxHeaderBytes}, tlsCfg, health, reg); err != nil {
+	if err := o.endpoint.serve(ctx, grp, log, "the proxy", &http.Server{Handler: px, MaxHeaderBytes: o.maxHeaderBytes}, tlsCfg, health, reg); err != nil {
 		return err
 	}
 	err = grp.Wait()
-	proxy.Flush()
+	px.Flush()
 	return errors.Join(err, tc.close(ctx))
 }

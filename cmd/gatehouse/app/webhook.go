@@ -161,7 +161,8 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 	if err != nil {
 		return err
 	}
-	gate := &approvals.Gate{Broker: broker, Masker: masker, Fingerprints: fingerprints, Wait: o.approvals.wait, Timeout: o.approvals.requestTTL, UIURL: o.approvals.uiURL}
+	gate := &webhook.Gate{Broker: broker, Masker: masker, Fingerprints: fingerprints, Wait: o.approvals.wait,
+		Timeout: o.approvals.requestTTL, UIURL: o.approvals.uiURL, Logger: log}
 	if err := webhook.Register(mgr.GetWebhookServer(), webhook.Options{Engine: engine, Approver: gate, Publisher: publisher, Logger: log}); err != nil {
 		return err
 	}

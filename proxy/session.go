@@ -1,40 +1,29 @@
-package authn
+package proxy
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
-	"net/http"
-	"regexp"
 	"sync"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
-// SessionHeader is the request header in which a client names its session, and the response
-// header in which the proxy returns the session ID it used.
-const SessionHeader = "Gatehouse-Session"
-
-var sessionLabel = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
-// sessionID returns the request's session ID and the client's label for it. A session groups
-// one client run. With a SessionHeader label the ID is derived from the label and the verified
-// identity, so a label is bound to its identity and another identity using the same label gets
-// a different session. Without one, the ID is derived from the token: one token, one session.
-func sessionID(r *http.Request, token string, id *Identity) (session, label string, err error) {
-	label = r.Header.Get(SessionHeader)
+// sessionID returns the request's session ID for the client's session label. A session groups
+// one client run. With a label (the session client option) the ID is derived from the label and
+// the verified identity, so a label is bound to its identity and another identity using the same
+// label gets a different session. Without one, the ID is derived from the token: one token, one
+// session.
+func sessionID(label, token string, id *authn.Identity) string {
 	if label == "" {
 		sum := sha256.Sum256([]byte(token))
-		return "t-" + hex.EncodeToString(sum[:10]), "", nil
-	}
-	if !sessionLabel.MatchString(label) {
-		return "", "", fmt.Errorf("%s must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", SessionHeader)
+		return "t-" + hex.EncodeToString(sum[:10])
 	}
 	sum := sha256.Sum256([]byte(id.Issuer + "\x00" + id.Subject + "\x00" + id.User + "\x00" + label))
-	return "s-" + hex.EncodeToString(sum[:10]), label, nil
+	return "s-" + hex.EncodeToString(sum[:10])
 }
 
 // sessions tracks the sessions this proxy instance has seen and writes Session records: one when
@@ -64,7 +53,7 @@ func newSessions(interval time.Duration, source string, rec Recorder, log *slog.
 	return &sessions{interval: interval, source: source, rec: rec, log: log, seen: map[string]*sessionState{}}
 }
 
-func (s *sessions) touch(ctx context.Context, id, label string, who *Identity, client, sourceIP string) {
+func (s *sessions) touch(ctx context.Context, id, label string, who *authn.Identity, client, sourceIP string) {
 	now := time.Now()
 	s.mu.Lock()
 	st, ok := s.seen[id]

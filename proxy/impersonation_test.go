@@ -1,4 +1,4 @@
-package authn_test
+package proxy_test
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/masking"
+	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
@@ -52,7 +53,7 @@ func TestClientImpersonation(t *testing.T) {
 	require.NoError(t, err)
 	cs, err := kubernetes.NewForConfig(env.proxyUser)
 	require.NoError(t, err)
-	p, err := authn.NewProxy(authn.Options{Upstream: env.proxyUser, Authenticator: a, Masker: m, Recorder: pub,
+	p, err := proxy.NewProxy(proxy.Options{Upstream: env.proxyUser, Authenticator: a, Masker: m, Recorder: pub,
 		Impersonation: &authn.SubjectAccessReviewer{Client: cs}})
 	require.NoError(t, err)
 	srv := httptest.NewTLSServer(p)

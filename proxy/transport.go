@@ -1,4 +1,4 @@
-package authn
+package proxy
 
 import (
 	"fmt"
@@ -14,13 +14,13 @@ import (
 func newTransport(cfg *rest.Config) (http.RoundTripper, error) {
 	normal, err := rest.TransportFor(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("authn: upstream transport: %w", err)
+		return nil, fmt.Errorf("proxy: upstream transport: %w", err)
 	}
 	h1 := rest.CopyConfig(cfg)
 	h1.NextProtos = []string{"http/1.1"}
 	upgrade, err := rest.TransportFor(h1)
 	if err != nil {
-		return nil, fmt.Errorf("authn: upstream upgrade transport: %w", err)
+		return nil, fmt.Errorf("proxy: upstream upgrade transport: %w", err)
 	}
 	return upgradeAware{normal: normal, upgrade: upgrade}, nil
 }

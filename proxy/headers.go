@@ -1,8 +1,7 @@
-package authn
+package proxy
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"mime"
 	"net/http"
@@ -49,8 +48,8 @@ func webSocketProtocols(h http.Header) []string {
 	return out
 }
 
-// stripTokenProtocol removes the token subprotocol from an outbound WebSocket upgrade: the
-// proxy's own credential authenticates upstream.
+// stripTokenProtocol removes the token subprotocol from an outbound request, upgrade or not: the
+// proxy's own credential authenticates upstream, and a token never leaves the proxy.
 func stripTokenProtocol(h http.Header) {
 	protos := webSocketProtocols(h)
 	if len(protos) == 0 {
@@ -94,18 +93,23 @@ func isImpersonation(name string) bool {
 	return strings.HasPrefix(n, "impersonate-")
 }
 
-// dropOutbound reports a client header that must not reach kube-apiserver: credentials and
-// identity assertions are the proxy's alone.
-func dropOutbound(name string) bool {
-	n := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
-	switch {
-	case n == "authorization", n == "audit-id", n == "cookie", n == "proxy-authorization":
-		return true
-	case strings.HasPrefix(n, "impersonate-"), strings.HasPrefix(n, "x-remote-"), strings.HasPrefix(n, "x-forwarded-"):
-		return true
-	}
-	return n == "forwarded"
+// forwardedHeaders are the client headers the proxy passes to kube-apiserver: content
+// negotiation, the client's name, and what protocol upgrades need. Every other client header is
+// dropped, so no credential, identity assertion (Impersonate-*, X-Remote-*), Audit-ID or address
+// (X-Forwarded-For, X-Real-Ip, Forwarded, True-Client-Ip, X-Client-Ip, ...) a client sends can
+// reach it: kube-apiserver takes the first address of X-Forwarded-For or X-Real-Ip as a request's
+// source IP in its audit log.
+var forwardedHeaders = map[string]bool{
+	"Accept": true, "Accept-Encoding": true, "Content-Type": true, "Content-Encoding": true,
+	"User-Agent": true, "Kubectl-Command": true, "Kubectl-Session": true,
+	// Upgrades (exec, attach, port-forward): SPDY and WebSocket.
+	"Connection": true, "Upgrade": true, "Te": true, "X-Stream-Protocol-Version": true,
+	"Sec-Websocket-Key": true, "Sec-Websocket-Version": true, "Sec-Websocket-Protocol": true,
+	"Sec-Websocket-Extensions": true,
 }
+
+// forwarded reports whether a client header (by its canonical name) is passed to kube-apiserver.
+func forwarded(name string) bool { return forwardedHeaders[name] }
 
 // extraHeader returns the Impersonate-Extra header name for key, escaped as client-go does.
 func extraHeader(key string) string {
@@ -171,20 +175,4 @@ func isStream(info *request.RequestInfo, resp *http.Response) bool {
 		return true
 	}
 	return strings.Contains(resp.Header.Get("Content-Type"), "stream=watch")
-}
-
-// writeStatus answers with a metav1.Status, the error shape every Kubernetes client reads.
-func writeStatus(w http.ResponseWriter, code int, reason, message string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"kind":       "Status",
-		"apiVersion": "v1",
-		"metadata":   map[string]any{},
-		"status":     "Failure",
-		"message":    message,
-		"reason":     reason,
-		"code":       code,
-	})
 }

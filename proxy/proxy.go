@@ -1,7 +1,8 @@
-package authn
+package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,22 +19,26 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/rest"
 
 	"github.com/gatehouse-dev/gatehouse/approvals"
+	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/masking"
+	"github.com/gatehouse-dev/gatehouse/policy"
+	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
-// TokenAuthenticator verifies a bearer token. *Authenticator implements it.
+// TokenAuthenticator verifies a bearer token. *authn.Authenticator implements it.
 type TokenAuthenticator interface {
-	AuthenticateToken(ctx context.Context, token string) (*Identity, error)
+	AuthenticateToken(ctx context.Context, token string) (*authn.Identity, error)
 	// CheckIdentity refuses identities no request may act as, whether they come from a token
 	// or from a client's impersonation.
-	CheckIdentity(id *Identity) error
+	CheckIdentity(id *authn.Identity) error
 }
 
 // Masker masks responses. *masking.Masker implements it.
@@ -41,6 +46,8 @@ type Masker interface {
 	NeedsMasking(t masking.Target) bool
 	Body(contentType, contentEncoding string, body []byte, t masking.Target) ([]byte, masking.Stats, error)
 	Stream(contentType, contentEncoding string, r io.Reader, t masking.Target) (*masking.Reader, error)
+	// Text masks what its text detectors find in free text (a client's reason).
+	Text(dst, src []byte) ([]byte, masking.Stats)
 }
 
 // Recorder writes trail records. *trail.Publisher implements it.
@@ -52,7 +59,7 @@ type Recorder interface {
 }
 
 var (
-	_ TokenAuthenticator = (*Authenticator)(nil)
+	_ TokenAuthenticator = (*authn.Authenticator)(nil)
 	_ Masker             = (*masking.Masker)(nil)
 	_ Recorder           = (*trail.Publisher)(nil)
 )
@@ -91,22 +98,27 @@ type Options struct {
 	// SessionActivityInterval is how often a Session record reports an active session.
 	// Default 1 minute.
 	SessionActivityInterval time.Duration
-	// Policy evaluates access policies before a request is forwarded: denied requests are
-	// refused, and those a rule holds for approval wait for Approvals. Default: none (the
-	// admission webhooks still enforce the policies).
+	// Policy evaluates access policies before a request is forwarded: reads and requests a
+	// deny rule refuses are answered here; everything else is forwarded, and admission decides
+	// what needs approval. Default: none (the admission webhooks still enforce the policies on
+	// writes).
 	Policy PolicyEvaluator
-	// Approvals holds requests for approval. Default: none; requests that need approval are
-	// refused.
-	Approvals ApprovalBroker
-	// Fingerprints computes fingerprints of operations that cannot be probed (CONNECT), with
-	// the key the webhook uses. Required with Approvals.
-	Fingerprints *approvals.Fingerprinter
-	// ApprovalTimeout is how long a request is held for approval. Default 10 minutes.
-	ApprovalTimeout time.Duration
+	// AdmissionSees reports whether admission can hold a request for approval. The proxy
+	// refuses a request a rule holds for approval when admission cannot see it: nobody could
+	// approve it. Default policy.AdmissionSees (the shipped webhook configurations).
+	AdmissionSees func(policy.Attributes) bool
+	// Approvals reads the approval requests admission holds calls for: the proxy holds its
+	// client while one is pending and re-sends the call once it is approved. It never writes
+	// approval state. Default: none; a held call is answered with admission's denial, which says
+	// how to approve and retry.
+	Approvals ApprovalReader
+	// MaxHold is the longest a client is held waiting for approvers; a client's own hold
+	// duration (Gatehouse-Hold) cannot exceed it. Default 10 minutes.
+	MaxHold time.Duration
 	// Impersonation, when set, lets clients impersonate (kubectl --as) whom it authorizes the
 	// verified identity to impersonate; the verified user is kept in the extra
 	// gatehouse.dev/original-user. Default: nil, every Impersonate-* header is refused.
-	Impersonation ImpersonationAuthorizer
+	Impersonation authn.ImpersonationAuthorizer
 	// ApprovalsAPI, when set, is served under approvals.APIPrefix to authenticated callers.
 	ApprovalsAPI http.Handler
 	// Metrics registers the proxy's metrics. Default: not registered.
@@ -126,8 +138,11 @@ func (o *Options) setDefaults() {
 	if o.MaxResponseBytes == 0 {
 		o.MaxResponseBytes = 256 << 20
 	}
-	if o.ApprovalTimeout == 0 {
-		o.ApprovalTimeout = 10 * time.Minute
+	if o.MaxHold == 0 {
+		o.MaxHold = 10 * time.Minute
+	}
+	if o.AdmissionSees == nil {
+		o.AdmissionSees = policy.AdmissionSees
 	}
 	if o.SessionActivityInterval == 0 {
 		o.SessionActivityInterval = time.Minute
@@ -152,27 +167,29 @@ func (o *Options) Validate() error {
 	if o.Recorder == nil {
 		errs = append(errs, errors.New("option Recorder is required: the proxy does not act unrecorded"))
 	}
+	if o.MaxHold < 0 {
+		errs = append(errs, errors.New("option MaxHold must not be negative"))
+	}
 	switch o.Unrecorded {
 	case "", RefuseUnrecorded, AllowUnrecorded:
 	default:
 		errs = append(errs, fmt.Errorf("option Unrecorded must be %s or %s", RefuseUnrecorded, AllowUnrecorded))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("authn: %w", err)
+		return fmt.Errorf("proxy: %w", err)
 	}
 	return nil
 }
 
 // Proxy is the authenticating front proxy, an http.Handler.
 type Proxy struct {
-	opts      Options
-	upstream  *url.URL
-	transport http.RoundTripper
-	rp        *httputil.ReverseProxy
-	info      *request.RequestInfoFactory
-	sessions  *sessions
-	metrics   *metrics
-	log       *slog.Logger
+	opts     Options
+	upstream *url.URL
+	rp       *httputil.ReverseProxy
+	info     *request.RequestInfoFactory
+	sessions *sessions
+	metrics  *metrics
+	log      *slog.Logger
 	// records counts the trail records being written off the request path.
 	records sync.WaitGroup
 }
@@ -192,9 +209,8 @@ func NewProxy(o Options) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{
-		opts:      o,
-		upstream:  u,
-		transport: rt,
+		opts:     o,
+		upstream: u,
 		info: &request.RequestInfoFactory{
 			APIPrefixes:          sets.NewString("api", "apis"),
 			GrouplessAPIPrefixes: sets.NewString("api"),
@@ -205,7 +221,7 @@ func NewProxy(o Options) (*Proxy, error) {
 	p.sessions = newSessions(o.SessionActivityInterval, o.Source, o.Recorder, o.Logger)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
-		Transport:      rt,
+		Transport:      &holdTransport{next: rt, p: p},
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.proxyError,
 		// Watches and streamed logs are flushed as they come (ContentLength -1); the rest
@@ -223,29 +239,35 @@ func upstreamURL(cfg *rest.Config) (*url.URL, error) {
 	}
 	u, err := url.Parse(host)
 	if err != nil {
-		return nil, fmt.Errorf("authn: upstream host %q: %w", cfg.Host, err)
+		return nil, fmt.Errorf("proxy: upstream host %q: %w", cfg.Host, err)
 	}
 	u.Path = strings.TrimSuffix(u.Path+cfg.APIPath, "/")
 	return u, nil
 }
 
-// requestState carries what ServeHTTP learned about a request to the ReverseProxy hooks.
+// requestState carries what ServeHTTP learned about a request to the ReverseProxy hooks and the
+// upstream transport.
 type requestState struct {
-	auditID    string
-	id         *Identity
-	session    string
-	client     string
-	info       *request.RequestInfo
-	target     masking.Target
-	mask       bool
-	upgrade    bool
-	w          *recordingWriter
-	body       []byte        // the request body, when it was read for policy or a probe
-	decision   *trail.Policy // the policy rule that decided, if one matched
-	approvalID string
-	masking    masking.Stats
-	maskedRdr  *masking.Reader
-	errReason  string
+	// auditID is the Audit-ID of the current upstream attempt; heldAuditID that of the attempt
+	// admission held for approval, if it did.
+	auditID, heldAuditID string
+	id                   *authn.Identity
+	session              string
+	client               string
+	opts                 clientOptions
+	info                 *request.RequestInfo
+	attrs                policy.Attributes
+	target               masking.Target
+	mask                 bool
+	upgrade              bool
+	w                    *recordingWriter
+	body                 []byte        // the request body, read whole for the policy and a re-send
+	decision             *trail.Policy // the policy rule that decided, if one matched
+	approvalID           string
+	warnings             []string // Warning headers to add to the response
+	masking              masking.Stats
+	maskedRdr            *masking.Reader
+	errReason            string
 }
 
 type stateKey struct{}
@@ -254,8 +276,8 @@ type identityKey struct{}
 
 // IdentityFrom returns the verified identity of a request served by the proxy itself (the
 // approvals API).
-func IdentityFrom(ctx context.Context) (*Identity, bool) {
-	id, ok := ctx.Value(identityKey{}).(*Identity)
+func IdentityFrom(ctx context.Context) (*authn.Identity, bool) {
+	id, ok := ctx.Value(identityKey{}).(*authn.Identity)
 	return id, ok
 }
 
@@ -269,13 +291,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := &requestState{auditID: trail.NewID(), w: newRecordingWriter(w)}
 	st.w.Header().Set("Audit-Id", st.auditID)
+	st.upgrade = isUpgrade(r)
+	st.client = r.UserAgent()
+	// The options' path prefix goes before anything reads the path.
+	opts, optsErr := readClientOptions(r)
+	st.opts = opts
 	info, err := p.info.NewRequestInfo(r)
 	if err != nil {
 		info = &request.RequestInfo{Path: r.URL.Path, Verb: strings.ToLower(r.Method)}
 	}
 	st.info = info
-	st.upgrade = isUpgrade(r)
-	st.client = r.UserAgent()
+	st.attrs = attributesOf(info)
 
 	defer func() {
 		end := time.Now()
@@ -285,37 +311,35 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.records.Go(func() { p.record(r, st, start, end) })
 	}()
 
+	if optsErr != nil {
+		st.errReason = "invalid client options"
+		p.refuse(st, http.StatusBadRequest, metav1.StatusReasonBadRequest, optsErr.Error()+".")
+		return
+	}
 	token, tokenErr := bearerToken(r)
 	if tokenErr != nil {
-		st.errReason = "authentication: " + ReasonMissing
-		p.metrics.authFailures.WithLabelValues(ReasonMissing).Inc()
-		p.refuse(st, http.StatusUnauthorized, "Unauthorized", "Gatehouse requires a bearer token from a trusted OIDC issuer (Authorization: Bearer <token>).")
+		st.errReason = "authentication: " + authn.ReasonMissing
+		p.metrics.authFailures.WithLabelValues(authn.ReasonMissing).Inc()
+		p.refuse(st, http.StatusUnauthorized, metav1.StatusReasonUnauthorized, "Gatehouse requires a bearer token from a trusted OIDC issuer (Authorization: Bearer <token>).")
 		return
 	}
 	id, err := p.opts.Authenticator.AuthenticateToken(r.Context(), token)
 	if err != nil {
-		reason := reason(err)
+		reason := authn.Reason(err)
 		st.errReason = "authentication: " + reason
 		p.metrics.authFailures.WithLabelValues(reason).Inc()
 		p.log.Info("authentication failed", "auditID", st.auditID, "reason", reason, "err", err)
-		if errors.Is(err, ErrIssuerUnavailable) {
-			p.refuse(st, http.StatusServiceUnavailable, "ServiceUnavailable", "Gatehouse cannot reach the token's OIDC issuer yet; retry shortly.")
+		if errors.Is(err, authn.ErrIssuerUnavailable) {
+			p.refuse(st, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "Gatehouse cannot reach the token's OIDC issuer yet; retry shortly.")
 			return
 		}
-		p.refuse(st, http.StatusUnauthorized, "Unauthorized", "Gatehouse could not authenticate the bearer token ("+reason+").")
+		p.refuse(st, http.StatusUnauthorized, metav1.StatusReasonUnauthorized, "Gatehouse could not authenticate the bearer token ("+reason+").")
 		return
 	}
 	st.id = id
-
-	session, label, err := sessionID(r, token, id)
-	if err != nil {
-		st.errReason = "invalid session header"
-		p.refuse(st, http.StatusBadRequest, "BadRequest", err.Error())
-		return
-	}
-	st.session = session
-	st.w.Header().Set(SessionHeader, session)
-	p.sessions.touch(r.Context(), session, label, id, st.client, sourceIP(r))
+	st.session = sessionID(opts.session, token, id)
+	st.w.Header().Set(SessionHeader, st.session)
+	p.sessions.touch(r.Context(), st.session, opts.session, id, st.client, sourceIP(r))
 
 	// Checked on the request as the client sent it: a header named in Connection is gone
 	// before Rewrite runs.
@@ -330,7 +354,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if p.opts.Unrecorded == RefuseUnrecorded {
 			st.errReason = "trail unavailable"
 			p.log.Error("refusing request: the trail cannot record it", "auditID", st.auditID, "err", err)
-			p.refuse(st, http.StatusServiceUnavailable, "ServiceUnavailable", "Gatehouse cannot record this request right now (the trail is unavailable), so it does not forward it. Retry shortly.")
+			p.refuse(st, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "Gatehouse cannot record this request right now (the trail is unavailable), so it does not forward it. Retry shortly.")
 			return
 		}
 		p.log.Error("forwarding a request the trail may not record", "auditID", st.auditID, "err", err)
@@ -339,10 +363,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, approvals.APIPrefix+"/") || r.URL.Path == approvals.APIPrefix {
 		// Gatehouse's own API; never forwarded.
 		if p.opts.ApprovalsAPI == nil {
-			p.refuse(st, http.StatusNotFound, "NotFound", "Approvals are not configured on this Gatehouse.")
+			p.refuse(st, http.StatusNotFound, metav1.StatusReasonNotFound, "Approvals are not configured on this Gatehouse.")
 			return
 		}
-		p.opts.ApprovalsAPI.ServeHTTP(st.w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+		p.opts.ApprovalsAPI.ServeHTTP(st.w, r.WithContext(context.WithValue(r.Context(), identityKey{}, st.id)))
 		return
 	}
 
@@ -357,14 +381,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.mask = p.opts.Masker.NeedsMasking(st.target)
 
-	if isWrite(r.Method) && r.Body != nil && r.Body != http.NoBody {
-		// An object read through Gatehouse and written back would store placeholders in place
-		// of secrets.
-		if err := p.refusePlaceholders(r, st); err != nil {
+	if hasBody(r) {
+		if err := p.readBody(r, st); err != nil {
 			return
 		}
 	}
-
 	if p.opts.Policy != nil && info.IsResourceRequest {
 		if err := p.applyPolicy(r, st); err != nil {
 			return
@@ -379,45 +400,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.rp.ServeHTTP(st.w, r)
 }
 
-// clientImpersonation handles a request carrying Impersonate-* headers: refused unless an
-// ImpersonationAuthorizer allows exactly what it asks, in which case the request acts as the
-// target. It answers the client itself when it refuses.
-func (p *Proxy) clientImpersonation(r *http.Request, st *requestState, header string) error {
-	refuse := func(reason, msg string) error {
-		st.errReason = reason
-		p.metrics.authFailures.WithLabelValues(ReasonImpersonate).Inc()
-		p.log.Warn("refused client impersonation", "auditID", st.auditID, "user", st.id.User, "reason", reason)
-		p.refuse(st, http.StatusForbidden, "Forbidden", msg)
-		return errRefused
-	}
-	if p.opts.Impersonation == nil {
-		return refuse("impersonation header "+header, "Gatehouse does not accept Impersonate-* headers (kubectl --as/--as-group): requests run as the identity of your token.")
-	}
-	if name, ok := onlyCanonical(r.Header); !ok {
-		return refuse("impersonation header "+name, "Gatehouse refuses the impersonation header "+name+".")
-	}
-	as, err := impersonationRequest(r.Header)
-	if err != nil {
-		return refuse("malformed impersonation", "Gatehouse refuses this impersonation: "+err.Error())
-	}
-	target := impersonate(st.id, as)
-	if err := p.opts.Authenticator.CheckIdentity(target); err != nil {
-		return refuse("impersonation of a system identity", "Gatehouse does not impersonate reserved system: identities.")
-	}
-	if err := p.opts.Impersonation.AuthorizeImpersonation(r.Context(), st.id, as); err != nil {
-		if errors.Is(err, ErrImpersonationDenied) {
-			return refuse("impersonation denied", err.Error()+".")
-		}
-		p.log.Error("impersonation could not be authorized", "auditID", st.auditID, "err", err)
-		st.errReason = "impersonation not authorized"
-		p.refuse(st, http.StatusServiceUnavailable, "ServiceUnavailable", "Gatehouse could not check this impersonation right now; retry shortly.")
-		return errRefused
-	}
-	p.log.Info("client impersonation", "auditID", st.auditID, "user", st.id.User, "as", target.User)
-	st.id = target
-	return nil
-}
-
 // Flush waits until the records of the requests served so far are handed to the Recorder. Call
 // it after the server stopped and before the Recorder is closed.
 func (p *Proxy) Flush() { p.records.Wait() }
@@ -427,21 +409,15 @@ func (p *Proxy) Flush() { p.records.Wait() }
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	st := stateOf(pr.In)
 	pr.SetURL(p.upstream)
-	out := pr.Out
-	h := out.Header
+	h := pr.Out.Header
 	for name := range h {
-		if dropOutbound(name) {
+		if !forwarded(name) {
 			delete(h, name)
 		}
 	}
-	if st.upgrade {
-		stripTokenProtocol(h)
-	}
-	h.Set("Audit-Id", st.auditID)
+	stripTokenProtocol(h)
 	p.setIdentityHeaders(h, st)
-	if st.approvalID != "" {
-		h.Set(extraHeader(identity.ExtraApprovalID), st.approvalID)
-	}
+	setAttempt(h, st.auditID, "")
 	if st.mask {
 		// Masking is structural: ask for JSON, and let the transport handle compression so
 		// the body arrives decoded.
@@ -450,7 +426,17 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
-// setIdentityHeaders impersonates the verified identity, with the gateway's extras.
+// setAttempt marks one upstream attempt: its own Audit-ID and, for the re-sent call of a held
+// request, the approval it is sent under.
+func setAttempt(h http.Header, auditID, approvalID string) {
+	h.Set("Audit-Id", auditID)
+	if approvalID != "" {
+		h.Set(extraHeader(identity.ExtraApprovalID), approvalID)
+	}
+}
+
+// setIdentityHeaders impersonates the verified identity, with the gateway's extras. It is the one
+// place that sets who a request acts as; every attempt of a request carries what it set.
 func (p *Proxy) setIdentityHeaders(h http.Header, st *requestState) {
 	h.Set("Impersonate-User", st.id.User)
 	for _, g := range st.id.Groups {
@@ -480,6 +466,12 @@ func (p *Proxy) gatehouseExtras(st *requestState) map[string]string {
 	if c := clientName(st.client); c != "" {
 		m[identity.ExtraClient] = c
 	}
+	if st.opts.reason != "" {
+		// The reason travels to admission, which stores it on an approval request, and into
+		// kube-apiserver's audit log: masked here, before it leaves the proxy.
+		masked, _ := p.opts.Masker.Text(nil, []byte(st.opts.reason))
+		m[identity.ExtraReason] = string(masked)
+	}
 	return m
 }
 
@@ -489,6 +481,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if st.upgrade && resp.StatusCode != http.StatusSwitchingProtocols {
 		// A failed upgrade must not leave a connection the client could go on using.
 		st.w.Header().Set("Connection", "close")
+	}
+	for _, warning := range st.warnings {
+		resp.Header.Add("Warning", warning)
 	}
 	if !st.mask || resp.StatusCode == http.StatusSwitchingProtocols {
 		return nil
@@ -552,15 +547,15 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	p.log.Error("request failed", "auditID", st.auditID, "reason", st.errReason, "err", err)
 	if maskErr {
-		p.refuse(st, http.StatusBadGateway, "InternalError", "Gatehouse could not mask the API server's response, so it does not pass it on. The request may have taken effect; check with a read.")
+		p.refuse(st, http.StatusBadGateway, metav1.StatusReasonInternalError, "Gatehouse could not mask the API server's response, so it does not pass it on. The request may have taken effect; check with a read.")
 		return
 	}
-	p.refuse(st, http.StatusBadGateway, "ServiceUnavailable", "Gatehouse could not reach the Kubernetes API server.")
+	p.refuse(st, http.StatusBadGateway, metav1.StatusReasonServiceUnavailable, "Gatehouse could not reach the Kubernetes API server.")
 }
 
 // refuse answers with a Kubernetes Status object, which kubectl shows as the error message.
-func (p *Proxy) refuse(st *requestState, code int, reason, message string) {
-	writeStatus(st.w, code, reason, message)
+func (p *Proxy) refuse(st *requestState, code int, reason metav1.StatusReason, message string) {
+	serving.WriteStatus(st.w, serving.FailureStatus(code, reason, message, nil))
 }
 
 // record writes the trail record of a finished request.
@@ -574,21 +569,20 @@ func (p *Proxy) record(r *http.Request, st *requestState, start, end time.Time) 
 	}
 	info := st.info
 	rec := &trail.Request{
-		Meta:      trail.Meta{ID: st.auditID, Time: start, Source: p.opts.Source},
-		AuditID:   st.auditID,
-		SessionID: st.session,
-		Client:    truncate(st.client, 256),
-		SourceIP:  sourceIP(r),
-		Operation: trail.Operation{
-			Verb: info.Verb, APIGroup: info.APIGroup, APIVersion: info.APIVersion, Resource: info.Resource,
-			Subresource: info.Subresource, Namespace: info.Namespace, Name: info.Name,
-		},
-		Code:     code,
-		Latency:  st.w.firstByte.Sub(start),
-		Duration: end.Sub(start),
-		BytesIn:  max(r.ContentLength, 0) + st.w.hijackedIn.Load(),
-		BytesOut: st.w.bytes + st.w.hijackedOut.Load(),
-		Error:    st.errReason,
+		// The record's ID is the first attempt's Audit-ID: fixed before the call is forwarded.
+		Meta:        trail.Meta{ID: cmp.Or(st.heldAuditID, st.auditID), Time: start, Source: p.opts.Source},
+		AuditID:     st.auditID,
+		HeldAuditID: st.heldAuditID,
+		SessionID:   st.session,
+		Client:      truncate(st.client, 256),
+		SourceIP:    sourceIP(r),
+		Operation:   st.attrs.TrailOperation(),
+		Code:        code,
+		Latency:     st.w.firstByte.Sub(start),
+		Duration:    end.Sub(start),
+		BytesIn:     max(r.ContentLength, 0) + st.w.hijackedIn.Load(),
+		BytesOut:    st.w.bytes + st.w.hijackedOut.Load(),
+		Error:       st.errReason,
 	}
 	if st.w.firstByte.IsZero() {
 		rec.Latency = rec.Duration

@@ -1,4 +1,4 @@
-package authn_test
+package proxy_test
 
 import (
 	"bufio"
@@ -23,6 +23,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/masking"
+	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
@@ -173,7 +174,7 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	env.metrics = prometheus.NewRegistry()
-	proxy, err := authn.NewProxy(authn.Options{
+	proxy, err := proxy.NewProxy(proxy.Options{
 		Upstream:      env.proxyUser,
 		Authenticator: authenticator,
 		Masker:        masker,
@@ -281,10 +282,11 @@ func kubeconfig(t testing.TB, tok string) string {
 
 // auditEvent is the part of an audit.k8s.io/v1 Event the tests read.
 type auditEvent struct {
-	AuditID    string `json:"auditID"`
-	Stage      string `json:"stage"`
-	RequestURI string `json:"requestURI"`
-	Verb       string `json:"verb"`
+	AuditID    string   `json:"auditID"`
+	Stage      string   `json:"stage"`
+	RequestURI string   `json:"requestURI"`
+	Verb       string   `json:"verb"`
+	SourceIPs  []string `json:"sourceIPs"`
 	User       struct {
 		Username string `json:"username"`
 	} `json:"user"`

@@ -1,0 +1,251 @@
+package proxy_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+
+	"github.com/gatehouse-dev/gatehouse/approvals"
+	"github.com/gatehouse-dev/gatehouse/proxy"
+	"github.com/gatehouse-dev/gatehouse/serving"
+	"github.com/gatehouse-dev/gatehouse/trail"
+)
+
+// holdBed is a proxy in front of a stand-in API server whose admission holds what the test
+// says, with a real broker on NATS.
+type holdBed struct {
+	u      *upstream
+	p      string
+	client *http.Client
+	broker *approvals.Broker
+}
+
+func newHoldBed(t *testing.T) *holdBed {
+	t.Helper()
+	pub, err := trail.NewPublisher(env.nc, trail.PublisherOptions{})
+	require.NoError(t, err)
+	broker, err := approvals.New(t.Context(), env.js, approvals.Options{Recorder: pub, Source: "proxy-test"})
+	require.NoError(t, err)
+	u := newUpstream(t)
+	srv := newStubProxy(t, u, func(o *proxy.Options) { o.Approvals = broker; o.MaxHold = 30 * time.Second })
+	return &holdBed{u: u, p: srv.URL, client: srv.Client(), broker: broker}
+}
+
+// request creates the approval request admission would create for user.
+func (b *holdBed) request(t *testing.T, user string) *approvals.Request {
+	t.Helper()
+	r, err := b.broker.Create(t.Context(), approvals.Spec{
+		Requester: trail.Identity{User: user}, Operation: trail.Operation{Verb: "create", Resource: "secrets", Namespace: "default", Name: "db"},
+		Fingerprint: "f-" + trail.NewID(), Reason: "rotate the key",
+		Policy:         trail.Policy{Policy: "gatehouse-approvals", Rule: "secret-changes", Action: "requireApproval", Message: `CREATE secrets "db" requires approval. [AccessPolicy "gatehouse-approvals", rule "secret-changes"]`},
+		ApproverGroups: []string{"gatehouse:approvers"}, Required: 1, GrantTTL: time.Minute, Path: approvals.PathAdmission, Timeout: time.Minute,
+	})
+	require.NoError(t, err)
+	return r
+}
+
+// holdsUntilApproved makes the stand-in API server deny every call without the approval extra
+// as admission holding it for id (as JSON, or protobuf), and admit the others.
+func (b *holdBed) holdsUntilApproved(id string, asProtobuf bool) {
+	b.u.setRespond(func(w http.ResponseWriter, r *http.Request, body []byte) bool {
+		if r.Header.Get("Impersonate-Extra-Gatehouse.dev%2fapproval-Id") == id {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write(body)
+			return true
+		}
+		st := serving.FailureStatus(http.StatusForbidden, metav1.StatusReasonForbidden,
+			`admission webhook "privileged.validate.gatehouse.dev" denied the request: held`, approvals.StatusDetails(id))
+		if asProtobuf {
+			w.Header().Set("Content-Type", runtime.ContentTypeProtobuf)
+			w.WriteHeader(http.StatusForbidden)
+			_ = protobufStatus.Encode(st, w)
+			return true
+		}
+		serving.WriteStatus(w, st)
+		return true
+	})
+}
+
+var protobufStatus = func() runtime.Encoder {
+	s := runtime.NewScheme()
+	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
+	return protobuf.NewSerializer(s, s)
+}()
+
+// create posts a Secret through the proxy with the client options in hdr.
+func (b *holdBed) create(t *testing.T, user string, hdr map[string]string) (*http.Response, metav1.Status) {
+	t.Helper()
+	body := `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"db"},"stringData":{"k":"v"}}`
+	req, err := http.NewRequest(http.MethodPost, b.p+"/api/v1/namespaces/default/secrets", strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token(t, user, nil))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := b.client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	var st metav1.Status
+	if resp.StatusCode >= 300 {
+		require.NoError(t, json.Unmarshal(data, &st), string(data))
+	}
+	return resp, st
+}
+
+// approveWhenHeld approves r once the proxy holds a call for it.
+func (b *holdBed) approveWhenHeld(t *testing.T, r *approvals.Request) {
+	t.Helper()
+	go func() {
+		// The proxy has read the request when it waits: a held call is one attempt in.
+		require.Eventually(t, func() bool { return len(b.u.seen()) >= 1 }, 10*time.Second, 5*time.Millisecond)
+		_, err := b.broker.Decide(t.Context(), r.ID, trail.Identity{User: "oidc:approver", Groups: []string{"gatehouse:approvers"}}, approvals.Approve, "ok")
+		assert.NoError(t, err)
+	}()
+}
+
+// TestHeldCallIsReSentOnceApproved: a call admission holds is held by the proxy and re-sent
+// exactly once after approval, with the approval and an Audit-ID of its own; JSON and protobuf
+// denials alike.
+func TestHeldCallIsReSentOnceApproved(t *testing.T) {
+	for _, asProtobuf := range []bool{false, true} {
+		t.Run(map[bool]string{false: "json", true: "protobuf"}[asProtobuf], func(t *testing.T) {
+			b := newHoldBed(t)
+			r := b.request(t, "oidc:held-agent")
+			b.holdsUntilApproved(r.ID, asProtobuf)
+			b.approveWhenHeld(t, r)
+			resp, st := b.create(t, "held-agent", nil)
+			require.Equal(t, http.StatusCreated, resp.StatusCode, st.Message)
+
+			attempts := b.u.seen()
+			require.Len(t, attempts, 2, "held once, re-sent once")
+			first, second := attempts[0].header, attempts[1].header
+			assert.Empty(t, first.Get("Impersonate-Extra-Gatehouse.dev%2fapproval-Id"))
+			assert.Equal(t, r.ID, second.Get("Impersonate-Extra-Gatehouse.dev%2fapproval-Id"))
+			assert.NotEqual(t, first.Get("Audit-Id"), second.Get("Audit-Id"), "each attempt has its own Audit-ID")
+			assert.Equal(t, second.Get("Audit-Id"), resp.Header.Get("Audit-Id"), "the client gets the Audit-ID of the attempt that ran")
+			assert.Equal(t, attempts[0].body, attempts[1].body, "the same body")
+			assert.Equal(t, first.Get("Impersonate-User"), second.Get("Impersonate-User"))
+
+			rec := requestRecord(t, resp.Header.Get("Gatehouse-Session"), second.Get("Audit-Id"))
+			assert.Equal(t, first.Get("Audit-Id"), rec.HeldAuditID, "the record names the held attempt")
+			assert.Equal(t, r.ID, rec.ApprovalID)
+			assert.Equal(t, http.StatusCreated, rec.Code)
+		})
+	}
+}
+
+func TestHoldOptions(t *testing.T) {
+	t.Run("refuse answers at once with the approval ID, rule, approvers and commands", func(t *testing.T) {
+		b := newHoldBed(t)
+		r := b.request(t, "oidc:refusing-agent")
+		b.holdsUntilApproved(r.ID, false)
+		resp, st := b.create(t, "refusing-agent", map[string]string{proxy.HoldHeader: proxy.HoldRefuse})
+		require.Equal(t, http.StatusForbidden, resp.StatusCode)
+		id, ok := approvals.IDFromStatus(&st)
+		require.True(t, ok, "the approval ID is in the Status details")
+		assert.Equal(t, r.ID, id)
+		for _, want := range []string{r.ID, `rule "secret-changes"`, "gatehouse:approvers", "`gatehouse approvals approve " + r.ID + "`",
+			"send the same request again", `"rotate the key"`, "hold=wait"} {
+			assert.Contains(t, st.Message, want)
+		}
+		assert.Len(t, b.u.seen(), 1, "not held, not re-sent")
+
+		// Its retry passes once approved: admission admits it with the grant.
+		_, err := b.broker.Decide(t.Context(), r.ID, trail.Identity{User: "oidc:approver", Groups: []string{"gatehouse:approvers"}}, approvals.Approve, "")
+		require.NoError(t, err)
+		b.u.setRespond(nil)
+		resp, _ = b.create(t, "refusing-agent", map[string]string{proxy.HoldHeader: proxy.HoldRefuse})
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+	})
+	t.Run("a denial names the approver's reason, the rule and the approvers", func(t *testing.T) {
+		b := newHoldBed(t)
+		r := b.request(t, "oidc:denied-agent")
+		b.holdsUntilApproved(r.ID, false)
+		go func() {
+			require.Eventually(t, func() bool { return len(b.u.seen()) >= 1 }, 10*time.Second, 5*time.Millisecond)
+			_, err := b.broker.Decide(t.Context(), r.ID, trail.Identity{User: "oidc:approver", Groups: []string{"gatehouse:approvers"}}, approvals.Deny, "use the vault")
+			assert.NoError(t, err)
+		}()
+		resp, st := b.create(t, "denied-agent", nil)
+		require.Equal(t, http.StatusForbidden, resp.StatusCode)
+		for _, want := range []string{"denied by oidc:approver: use the vault", `rule "secret-changes"`, `"rotate the key"`} {
+			assert.Contains(t, st.Message, want)
+		}
+		assert.Len(t, b.u.seen(), 1, "a denied call is not re-sent")
+	})
+	t.Run("a client's hold duration", func(t *testing.T) {
+		b := newHoldBed(t)
+		r := b.request(t, "oidc:impatient-agent")
+		b.holdsUntilApproved(r.ID, false)
+		start := time.Now()
+		resp, st := b.create(t, "impatient-agent", map[string]string{proxy.HoldHeader: "300ms"})
+		require.Equal(t, http.StatusForbidden, resp.StatusCode)
+		assert.Less(t, time.Since(start), 10*time.Second, "held at most as long as the client asked")
+		assert.Contains(t, st.Message, "held this request for 300ms and nobody decided it")
+		assert.Contains(t, st.Message, "gatehouse approvals approve "+r.ID)
+		id, _ := approvals.IDFromStatus(&st)
+		assert.Equal(t, r.ID, id)
+	})
+	t.Run("another requester's approval request is not waited for", func(t *testing.T) {
+		b := newHoldBed(t)
+		r := b.request(t, "oidc:someone-else")
+		b.holdsUntilApproved(r.ID, false)
+		resp, st := b.create(t, "bystander", nil)
+		require.Equal(t, http.StatusForbidden, resp.StatusCode)
+		assert.Contains(t, st.Message, "denied the request: held", "admission's own answer")
+		assert.Len(t, b.u.seen(), 1)
+	})
+}
+
+// TestNoProxyApprovalHoldWithoutAdmission: a 403 that names no approval request is passed on as
+// it is, and nothing is re-sent.
+func TestNoProxyApprovalHoldWithoutAdmission(t *testing.T) {
+	b := newHoldBed(t)
+	var calls atomic.Int32
+	b.u.setRespond(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		calls.Add(1)
+		serving.WriteStatus(w, serving.FailureStatus(http.StatusForbidden, metav1.StatusReasonForbidden, "RBAC says no",
+			&metav1.StatusDetails{Group: "gatehouse.dev", Kind: "approvalrequests", Name: "not-an-approval-id"}))
+		return true
+	})
+	resp, st := b.create(t, "plain-agent", nil)
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	assert.Equal(t, "RBAC says no", st.Message)
+	assert.Equal(t, int32(1), calls.Load())
+}
+
+// requestRecord reads the trail.Request with auditID from the session's records.
+func requestRecord(t *testing.T, session, auditID string) *trail.Request {
+	t.Helper()
+	cons, err := env.js.OrderedConsumer(t.Context(), trail.StreamTrail, jetstreamFilter(trail.SubjectSession(session)))
+	require.NoError(t, err)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		msgs, err := cons.Fetch(20, jetstreamWait(time.Second))
+		require.NoError(t, err)
+		for m := range msgs.Messages() {
+			rec, err := trail.Decode(m.Data())
+			require.NoError(t, err)
+			if r, ok := rec.(*trail.Request); ok && r.AuditID == auditID {
+				return r
+			}
+		}
+	}
+	t.Fatalf("no request record with Audit-ID %s in session %s", auditID, session)
+	return nil
+}

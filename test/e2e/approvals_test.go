@@ -164,7 +164,7 @@ func TestDirectPathBackstop(t *testing.T) {
 	require.Error(t, err)
 	id := approvalID(t, err.Error())
 	assert.Contains(t, err.Error(), "gatehouse approvals approve "+id, "the denial says how to approve")
-	assert.Contains(t, err.Error(), `rule "cluster-admin-bindings"`)
+	assert.Contains(t, err.Error(), `rule "escalating-bindings"`)
 
 	// Approving "bind alice" does not admit "bind agent": the grant is bound to the content.
 	_, err = approver.approvals(t, "approve", id, "--reason", "alice is on call")

@@ -346,9 +346,8 @@ spec:
 func TestSelfApprovalThroughImpersonation(t *testing.T) {
 	ctx := t.Context()
 	ns := bed.kube.Namespace(t, "self-approve")
-	admin, err := kubernetes.NewForConfig(bed.kube.Config)
-	require.NoError(t, err)
-	_, err = admin.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "e2e-impersonate-bob"},
+	admin := setupClient(t)
+	_, err := admin.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "e2e-impersonate-bob"},
 		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"users"}, Verbs: []string{"impersonate"}, ResourceNames: []string{"oidc:bob-imp"}},
 			{APIGroups: []string{""}, Resources: []string{"groups"}, Verbs: []string{"impersonate"}, ResourceNames: []string{agentGroup}}}}, metav1.CreateOptions{})
 	require.NoError(t, err)

@@ -35,7 +35,10 @@ func (p *Proxy) clientImpersonation(r *http.Request, st *requestState, header st
 	}
 	target := authn.Impersonate(st.id, as)
 	if err := p.opts.Authenticator.CheckIdentity(target); err != nil {
-		return refuse("impersonation of a system identity", "Gatehouse does not impersonate reserved system: identities.")
+		if authn.Reason(err) == authn.ReasonSystem {
+			return refuse("impersonation of a system identity", "Gatehouse does not impersonate reserved system: identities.")
+		}
+		return refuse("impersonation of an invalid identity", "Gatehouse does not impersonate this identity ("+authn.Reason(err)+").")
 	}
 	if err := p.opts.Impersonation.AuthorizeImpersonation(r.Context(), st.id, as); err != nil {
 		if errors.Is(err, authn.ErrImpersonationDenied) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
@@ -74,5 +75,8 @@ func (g *globals) setup() error {
 	// controller-runtime's components (webhook server, certificate watcher, caches) log through
 	// its process-wide logger.
 	ctrllog.SetLogger(logr.FromSlogHandler(g.logger.Handler()))
+	// Kubernetes' own libraries (the OIDC authenticator, client-go) log through klog; route it to
+	// the same structured log instead of klog's unstructured stderr.
+	klog.SetSlogLogger(g.logger)
 	return nil
 }

@@ -105,10 +105,12 @@ func New(ctx context.Context, js jetstream.JetStream, o Options) (*Broker, error
 
 // Spec is what an approval request is created from.
 type Spec struct {
-	Requester   trail.Identity
-	SessionID   string
-	Operation   trail.Operation
-	Object      json.RawMessage // masked
+	Requester trail.Identity
+	SessionID string
+	Operation trail.Operation
+	Object    json.RawMessage // masked
+	// OldObject is the live object an update or patch changes, masked.
+	OldObject   json.RawMessage
 	Fingerprint string
 	Policy      trail.Policy
 	// ApproverGroups, Required and GrantTTL come from the rule.
@@ -152,6 +154,7 @@ func (b *Broker) Create(ctx context.Context, s Spec) (*Request, error) {
 		SessionID:      s.SessionID,
 		Operation:      s.Operation,
 		Object:         s.Object,
+		OldObject:      s.OldObject,
 		Fingerprint:    s.Fingerprint,
 		Policy:         s.Policy,
 		ApproverGroups: s.ApproverGroups,

@@ -106,6 +106,7 @@ func (g *Gate) Admit(ctx context.Context, req admission.Request, a policy.Attrib
 			SessionID:      extras.SessionID,
 			Operation:      op,
 			Object:         g.mask(object, op),
+			OldObject:      g.mask(a.OldObject, op),
 			Fingerprint:    fp,
 			Policy:         trail.Policy{Policy: d.Policy, Rule: d.Rule, Action: string(d.Action), Message: d.Message},
 			ApproverGroups: d.Approval.ApproverGroups,

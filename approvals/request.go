@@ -45,7 +45,10 @@ type Request struct {
 	SessionID string          `json:"sessionID,omitempty"`
 	Operation trail.Operation `json:"operation"`
 	// Object is the object as admission sees it, masked: what approvers review.
-	Object      json.RawMessage `json:"object,omitempty"`
+	Object json.RawMessage `json:"object,omitempty"`
+	// OldObject is, for updates and patches, the live object admission compared against,
+	// masked: approvers review the change as a diff.
+	OldObject   json.RawMessage `json:"oldObject,omitempty"`
 	Fingerprint string          `json:"fingerprint"`
 	Policy      trail.Policy    `json:"policy"`
 	// ApproverGroups may decide; Required approvals are needed.

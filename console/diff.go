@@ -44,14 +44,14 @@ func lineDiff(a, b string, context int) []diffLine {
 			all = append(all, diffLine{" ", x[i]})
 			i++
 			j++
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			all = append(all, diffLine{"+", y[j]})
-			changed = true
-			j++
-		default:
+		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
 			all = append(all, diffLine{"-", x[i]})
 			changed = true
 			i++
+		default:
+			all = append(all, diffLine{"+", y[j]})
+			changed = true
+			j++
 		}
 	}
 	if !changed {

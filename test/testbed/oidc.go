@@ -47,6 +47,8 @@ type Issuer struct {
 	mu   sync.Mutex
 	keys []*signingKey // keys[0] signs by default; all are published
 	seq  int
+
+	login loginState
 }
 
 type signingKey struct {
@@ -67,6 +69,8 @@ func StartIssuer() (*Issuer, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", i.serveDiscovery)
 	mux.HandleFunc("GET /keys", i.serveJWKS)
+	mux.HandleFunc("GET /auth", i.serveAuthorize)
+	mux.HandleFunc("POST /token", i.serveToken)
 	i.srv = httptest.NewTLSServer(mux)
 	i.URL = i.srv.URL
 	i.Client = i.srv.Client()
@@ -267,7 +271,7 @@ func (i *Issuer) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 		"jwks_uri":                              i.URL + "/keys",
 		"authorization_endpoint":                i.URL + "/auth",
 		"token_endpoint":                        i.URL + "/token",
-		"response_types_supported":              []string{"id_token"},
+		"response_types_supported":              []string{"code", "id_token"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
 	})

@@ -149,7 +149,7 @@ func TestSafeNext(t *testing.T) {
 		"//evil.test/x":     "/",
 		"/\\evil.test":      "/",
 		"/a\r\nSet-Cookie:": "/",
-		"javascript:alert": "/",
+		"javascript:alert":  "/",
 	} {
 		assert.Equal(t, want, safeNext(in), in)
 	}
@@ -516,8 +516,8 @@ func TestRequestPageShowsTheDiffOfAnUpdate(t *testing.T) {
 	c := h.login(t, "approver-1", approverGroup)
 	r, err := env.broker.Create(t.Context(), approvals.Spec{
 		Requester: trailIdentityOf("oidc:agent", "agents"), Operation: operation("cm"),
-		OldObject: []byte(`{"kind":"ConfigMap","metadata":{"name":"cm","managedFields":[{"manager":"kubectl"}]},"data":{"mode":"safe"}}`),
-		Object:    []byte(`{"kind":"ConfigMap","metadata":{"name":"cm"},"data":{"mode":"dangerous"}}`),
+		OldObject:   []byte(`{"kind":"ConfigMap","metadata":{"name":"cm","managedFields":[{"manager":"kubectl"}]},"data":{"mode":"safe"}}`),
+		Object:      []byte(`{"kind":"ConfigMap","metadata":{"name":"cm"},"data":{"mode":"dangerous"}}`),
 		Fingerprint: "fp-diff", Policy: trailPolicy("held"), ApproverGroups: []string{approverGroup}, Required: 1,
 		GrantTTL: time.Minute, Timeout: time.Hour,
 	})

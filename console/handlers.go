@@ -35,7 +35,9 @@ type historyFilter struct {
 }
 
 func (f *historyFilter) match(it *item, now time.Time) bool {
-	contains := func(s, sub string) bool { return sub == "" || strings.Contains(strings.ToLower(s), strings.ToLower(sub)) }
+	contains := func(s, sub string) bool {
+		return sub == "" || strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+	}
 	return (f.State == "" || string(it.state(now)) == f.State) &&
 		contains(it.Requester.User, f.Requester) &&
 		(f.Session == "" || it.SessionID == f.Session) &&

@@ -102,7 +102,7 @@ func (g *Gate) Admit(ctx context.Context, req admission.Request, a policy.Attrib
 	}
 	if r == nil || r.Final() {
 		r, err = g.Broker.Create(ctx, Spec{
-			Requester:      trail.Identity{User: a.User.Username, UID: a.User.UID, Groups: a.User.Groups},
+			Requester:      trail.Identity{User: a.User.Username, UID: a.User.UID, Groups: a.User.Groups, Extra: clientExtra(extras)},
 			SessionID:      extras.SessionID,
 			Operation:      op,
 			Object:         g.mask(object, op),
@@ -211,4 +211,12 @@ func unavailable(err error) admission.Response {
 func withAudit(r admission.Response, approvalID string) admission.Response {
 	r.AuditAnnotations = map[string]string{"approval-id": approvalID}
 	return r
+}
+
+// clientExtra keeps the requester's client (e.g. kubectl/v1.36.3), which approvers are shown.
+func clientExtra(e identity.Extras) map[string][]string {
+	if e.Client == "" {
+		return nil
+	}
+	return map[string][]string{identity.ExtraClient: {e.Client}}
 }

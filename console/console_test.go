@@ -527,3 +527,34 @@ func TestRequestPageShowsTheDiffOfAnUpdate(t *testing.T) {
 	assert.Contains(t, body, `<span class="d add">&#43;   mode: dangerous</span>`)
 	assert.NotContains(t, body, "managedFields")
 }
+
+func TestOptionsValidate(t *testing.T) {
+	ext, _ := url.Parse("https://console.example.com")
+	valid := func() Options {
+		return Options{Broker: env.broker, Authenticator: env.auth, Providers: []*Provider{{IssuerURL: "https://issuer", ClientID: "c"}},
+			ExternalURL: ext, SessionKey: make([]byte, 32)}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*Options)
+		ok     bool
+	}{
+		{"valid", func(*Options) {}, true},
+		{"no broker", func(o *Options) { o.Broker = nil }, false},
+		{"no provider", func(o *Options) { o.Providers = nil }, false},
+		{"provider without client", func(o *Options) { o.Providers[0].ClientID = "" }, false},
+		{"http", func(o *Options) { o.ExternalURL, _ = url.Parse("http://console.example.com") }, false},
+		{"short key", func(o *Options) { o.SessionKey = make([]byte, 16) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := valid()
+			tc.change(&o)
+			_, err := New(o)
+			if tc.ok {
+				require.NoError(t, err)
+			} else {
+				require.ErrorIs(t, err, ErrInvalidOption)
+			}
+		})
+	}
+}

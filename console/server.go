@@ -95,10 +95,10 @@ func (o *Options) setDefaults() {
 func (o *Options) Validate() error {
 	var errs []error
 	if o.Broker == nil {
-		errs = append(errs, errors.New("Broker is required"))
+		errs = append(errs, errors.New("a Broker is required"))
 	}
 	if o.Authenticator == nil {
-		errs = append(errs, errors.New("Authenticator is required"))
+		errs = append(errs, errors.New("an Authenticator is required"))
 	}
 	if len(o.Providers) == 0 {
 		errs = append(errs, errors.New("at least one login provider is required"))
@@ -109,10 +109,10 @@ func (o *Options) Validate() error {
 		}
 	}
 	if o.ExternalURL == nil || o.ExternalURL.Scheme != "https" || o.ExternalURL.Host == "" {
-		errs = append(errs, errors.New("ExternalURL must be an https URL: session cookies are Secure"))
+		errs = append(errs, errors.New("the ExternalURL must be an https URL: session cookies are Secure"))
 	}
 	if len(o.SessionKey) < 32 {
-		errs = append(errs, errors.New("SessionKey must have at least 32 bytes"))
+		errs = append(errs, errors.New("the SessionKey must have at least 32 bytes"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidOption, err)

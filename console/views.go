@@ -175,7 +175,8 @@ func (s *Server) view(sess *session, it *item, now time.Time, detail bool) *reqV
 	}
 	v.Operation = strings.ToLower(op.Verb) + " " + res
 	v.Target, v.Namespace = op.Name, op.Namespace
-	if op.Namespace != "" {
+	// Admission names a namespace's own namespace after it: show it once.
+	if op.Namespace != "" && !(op.Resource == "namespaces" && op.Namespace == op.Name) {
 		v.Target = op.Namespace + "/" + op.Name
 	}
 	if c := it.Requester.Extra[identity.ExtraClient]; len(c) > 0 {

@@ -208,7 +208,8 @@ func (b *approverBrowser) fail(t *testing.T, what string, err error) {
 	defer cancel()
 	loc, _ := chromedp.Run(ctx, chromedp.Location())
 	b.screenshot(t, "failed-"+strings.ReplaceAll(what, " ", "-"))
-	t.Fatalf("%s (%s, at %s): %v\nconsole log:\n%s", what, b.email, loc, err, lastLines(cons.process.Output(), 40))
+	t.Fatalf("%s (%s, at %s): %v\nconsole log:\n%s\ndex log:\n%s", what, b.email, loc, err,
+		lastLines(cons.process.Output(), 40), lastLines(cons.dex.Output(), 20))
 }
 
 // value runs an action that returns a value.
@@ -273,10 +274,20 @@ func rowOf(name string) string {
 		name, len(name), "/"+name)
 }
 
-// requestIDOf waits for the inbox row of name and returns its approval ID.
-func (b *approverBrowser) requestIDOf(t *testing.T, name string) string {
+// requestIDOf waits for the inbox row of name and returns its approval ID. A held call that
+// returned instead is reported.
+func (b *approverBrowser) requestIDOf(t *testing.T, name string, calls ...*heldCall) string {
 	t.Helper()
-	b.run(t, "wait for "+name+" in the inbox", chromedp.WaitVisible(chromedp.Search(rowOf(name))))
+	ctx, cancel := context.WithTimeout(b.ctx, 45*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.Search(rowOf(name)))); err != nil {
+		for _, c := range calls {
+			if c.returned() {
+				t.Logf("the held call returned: %v: %s", c.err, c.out)
+			}
+		}
+		b.fail(t, "wait for "+name+" in the inbox", err)
+	}
 	id := value(t, b, "read the row's id", chromedp.AttributeValue(chromedp.Search(rowOf(name)), "id"))
 	require.True(t, id.Exists)
 	return strings.TrimPrefix(id.Value, "req-")
@@ -367,7 +378,7 @@ func TestConsoleLiveApproval(t *testing.T) {
 
 	agent := newUser("agent-c1", consoleAgent)
 	call := hold(ctx, agent, "", "create", "clusterrolebinding", "console-admin-1", "--clusterrole=cluster-admin", "--user=agent-c1")
-	id := a.requestIDOf(t, "console-admin-1")
+	id := a.requestIDOf(t, "console-admin-1", call)
 	require.Equal(t, id, b.requestIDOf(t, "console-admin-1"))
 	for _, br := range []*approverBrowser{a, b} {
 		assert.True(t, br.eval(t, `window.__sameDocument === true`), "the request appeared without a reload")
@@ -576,8 +587,10 @@ func TestConsoleNonApproverAndForgedPosts(t *testing.T) {
 	approver.run(t, "post from another origin",
 		chromedp.Navigate(cons.dex.Issuer+"/.well-known/openid-configuration"),
 		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`fetch(%q, {method: "POST", mode: "no-cors", credentials: "include",
-			headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: "verdict=Approve&reason=forged&csrf=%s"}).then(() => true)`,
+			headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: "verdict=Approve&reason=forged&csrf=%s"}).then(() => true, () => false)`,
 			cons.url+"/approvals/"+id+"/decide", approverToken), chromedp.EvalAwaitPromise))
+	// (The fetch fails in the page either way: the console's Cross-Origin-Resource-Policy
+	// withholds its answer from other origins.)
 	assert.False(t, call.returned(), "nothing forged released the call")
 	code, _ := postDecision(t, id, approverCookie, url.Values{"verdict": {"Deny"}, "reason": {"cleaning up"}, "csrf": {approverToken}}, nil)
 	assert.Equal(t, http.StatusSeeOther, code, "the approver's own form is accepted: nothing was decided before")

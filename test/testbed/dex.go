@@ -110,7 +110,7 @@ func StartDex(users []DexUser, clients []DexClient) (*Dex, error) {
 	}
 	var passwords []staticPassword
 	for n, u := range users {
-		hash, err := bcrypt.GenerateFromPassword([]byte(u.Password), bcrypt.MinCost)
+		hash, err := bcrypt.GenerateFromPassword([]byte(u.Password), bcrypt.DefaultCost) // Dex refuses cheaper hashes
 		if err != nil {
 			return fail(err)
 		}

@@ -286,6 +286,11 @@ func (b *approverBrowser) requestIDOf(t *testing.T, name string, calls ...*heldC
 				t.Logf("the held call returned: %v: %s", c.err, c.out)
 			}
 		}
+		dctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		defer cancel()
+		state, stateErr := chromedp.Run(dctx, chromedp.Evaluate[string](`JSON.stringify({visibility: document.visibilityState,
+			sse: htmx.config.sse, connected: !!(document.getElementById("live")._htmx || {}).sse, live: document.body.dataset.live})`))
+		t.Logf("page state: %s %v", state, stateErr)
 		b.fail(t, "wait for "+name+" in the inbox", err)
 	}
 	id := value(t, b, "read the row's id", chromedp.AttributeValue(chromedp.Search(rowOf(name)), "id"))
@@ -377,13 +382,14 @@ func TestConsoleLiveApproval(t *testing.T) {
 	}
 
 	agent := newUser("agent-c1", consoleAgent)
-	call := hold(ctx, agent, "", "create", "clusterrolebinding", "console-admin-1", "--clusterrole=cluster-admin", "--user=agent-c1")
-	id := a.requestIDOf(t, "console-admin-1", call)
-	require.Equal(t, id, b.requestIDOf(t, "console-admin-1"))
+	crb1 := unique("console-admin")
+	call := hold(ctx, agent, "", "create", "clusterrolebinding", crb1, "--clusterrole=cluster-admin", "--user=agent-c1")
+	id := a.requestIDOf(t, crb1, call)
+	require.Equal(t, id, b.requestIDOf(t, crb1))
 	for _, br := range []*approverBrowser{a, b} {
 		assert.True(t, br.eval(t, `window.__sameDocument === true`), "the request appeared without a reload")
 	}
-	row := value(t, a, "read the row", chromedp.Text(chromedp.Search(rowOf("console-admin-1"))))
+	row := value(t, a, "read the row", chromedp.Text(chromedp.Search(rowOf(crb1))))
 	for _, want := range []string{"create clusterrolebindings.rbac.authorization.k8s.io", "oidc:agent-c1", "gatehouse-approvals/cluster-admin-bindings", "0 of 1", "expires in", "Review and decide"} {
 		assert.Contains(t, row, want)
 	}
@@ -540,8 +546,9 @@ func TestConsoleNonApproverAndForgedPosts(t *testing.T) {
 	approver := login(t, "approver-1@example.com")
 	viewer := login(t, "viewer@example.com")
 	agent := newUser("agent-c3", consoleAgent)
-	call := hold(ctx, agent, "", "create", "clusterrolebinding", "console-admin-3", "--clusterrole=cluster-admin", "--user=agent-c3")
-	id := viewer.requestIDOf(t, "console-admin-3")
+	crb3 := unique("console-admin")
+	call := hold(ctx, agent, "", "create", "clusterrolebinding", crb3, "--clusterrole=cluster-admin", "--user=agent-c3")
+	id := viewer.requestIDOf(t, crb3)
 	assert.True(t, viewer.eval(t, fmt.Sprintf(`document.querySelectorAll("#req-%s a.decide-link").length === 0`, id)), "no decision link for a viewer")
 	viewer.run(t, "open the request as a viewer",
 		chromedp.Navigate(cons.url+"/approvals/"+id),
@@ -650,8 +657,9 @@ func TestConsoleAfterNATSRestart(t *testing.T) {
 		}, 30*time.Second, 100*time.Millisecond, "%s not ready again after NATS came back", url)
 	}
 	agent := newUser("agent-c5", consoleAgent)
-	call := hold(ctx, agent, "", "create", "clusterrolebinding", "console-admin-5", "--clusterrole=cluster-admin", "--user=agent-c5")
-	id := a.requestIDOf(t, "console-admin-5")
+	crb5 := unique("console-admin")
+	call := hold(ctx, agent, "", "create", "clusterrolebinding", crb5, "--clusterrole=cluster-admin", "--user=agent-c5")
+	id := a.requestIDOf(t, crb5)
 	assert.True(t, a.eval(t, `window.__sameDocument === true`), "the same page follows again after the restart")
 	a.decide(t, id, "Approve", "after the restart")
 	call.wait(t)
@@ -722,4 +730,9 @@ func testBroker(t *testing.T) *approvals.Broker {
 	b, err := approvals.New(t.Context(), js, approvals.Options{Recorder: pub, Source: "e2e-console"})
 	require.NoError(t, err)
 	return b
+}
+
+// unique makes a name unique to this run, so the tests can run again (-count) on one cluster.
+func unique(prefix string) string {
+	return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1_000_000_000)
 }

@@ -558,3 +558,57 @@ func TestOptionsValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestRequesterReasonIsShown: a reason stored with the request (the Gatehouse-Reason header)
+// is shown, escaped, in the inbox row.
+func TestRequesterReasonIsShown(t *testing.T) {
+	h := newHarness(t)
+	r := createRequest(t, "reason", time.Hour, 1)
+	raw, err := json.Marshal(r)
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(raw, &m))
+	m["reason"] = "rotate the <b>on-call</b> binding, ticket 4711"
+	raw, err = json.Marshal(m)
+	require.NoError(t, err)
+	it := decodeItem(&approvals.Change{Revision: 1, Request: r, Raw: raw})
+	sess := &session{ID: "s", Identity: trail.Identity{User: "oidc:approver-1", Groups: []string{approverGroup}}}
+	row := h.srv.fragment(sess, it, false, time.Now())
+	assert.Contains(t, row, "rotate the &lt;b&gt;on-call&lt;/b&gt; binding, ticket 4711")
+}
+
+func TestHistoryFilters(t *testing.T) {
+	h := newHarness(t)
+	approver := h.login(t, "approver-1", approverGroup)
+	denied := createRequest(t, "history-denied", time.Hour, 1)
+	_, err := env.broker.Decide(t.Context(), denied.ID, identityOf(t, h, approver), approvals.Deny, "no")
+	require.NoError(t, err)
+	pending := createRequest(t, "history-pending", time.Hour, 1)
+	require.Eventually(t, func() bool {
+		it, _ := h.srv.hub.get(denied.ID)
+		return it != nil && it.State == approvals.StateDenied
+	}, 10*time.Second, 10*time.Millisecond)
+	for _, tc := range []struct {
+		query      string
+		want, not  []string
+		wantStatus int
+	}{
+		{"state=Denied", []string{denied.ID}, []string{pending.ID}, http.StatusOK},
+		{"state=Pending&session=s-history-pending", []string{pending.ID}, []string{denied.ID}, http.StatusOK},
+		{"requester=AGENT&session=s-history-denied", []string{denied.ID}, []string{pending.ID}, http.StatusOK},
+		{"namespace=elsewhere", nil, []string{denied.ID, pending.ID}, http.StatusOK},
+		{"from=2999-01-01T00:00", nil, []string{denied.ID, pending.ID}, http.StatusOK},
+		{"to=yesterday", []string{"is not a time"}, nil, http.StatusOK},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			code, body := h.get(t, approver, "/approvals?"+tc.query)
+			require.Equal(t, tc.wantStatus, code)
+			for _, w := range tc.want {
+				assert.Contains(t, body, w)
+			}
+			for _, n := range tc.not {
+				assert.NotContains(t, body, n)
+			}
+		})
+	}
+}

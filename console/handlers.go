@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -101,8 +102,28 @@ func (s *Server) handleRequest(w http.ResponseWriter, r *http.Request, sess *ses
 	s.renderRequest(w, r, sess, http.StatusOK, "")
 }
 
+// lookup returns a request from the hub or, when the hub has not seen it yet (a deep link
+// followed the moment the request was made), from the broker.
+func (s *Server) lookup(ctx context.Context, id string) (*item, uint64) {
+	it, rev := s.hub.get(id)
+	if it != nil {
+		return it, rev
+	}
+	r, err := s.opts.Broker.Get(ctx, id)
+	if err != nil {
+		return nil, rev
+	}
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return nil, rev
+	}
+	it = decodeItem(&approvals.Change{Request: r, Raw: raw})
+	it.Revision = 0 // not from the hub's history
+	return it, rev
+}
+
 func (s *Server) renderRequest(w http.ResponseWriter, r *http.Request, sess *session, code int, problem string) {
-	it, rev := s.hub.get(r.PathValue("id"))
+	it, rev := s.lookup(r.Context(), r.PathValue("id"))
 	if it == nil || !s.visible(sess, it) {
 		// Not found and not visible look the same: IDs are not a way to probe.
 		s.renderError(w, r, http.StatusNotFound, "There is no approval request "+truncate(r.PathValue("id"), 32)+" that you may see.")
@@ -115,7 +136,7 @@ func (s *Server) renderRequest(w http.ResponseWriter, r *http.Request, sess *ses
 
 func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request, sess *session) {
 	id := r.PathValue("id")
-	it, _ := s.hub.get(id)
+	it, _ := s.lookup(r.Context(), id)
 	if it == nil || !s.visible(sess, it) {
 		s.renderError(w, r, http.StatusNotFound, "There is no approval request "+truncate(id, 32)+" that you may see.")
 		return

@@ -100,10 +100,12 @@ type Spec struct {
 	// impersonation (the extra gatehouse.dev/original-user): neither may approve.
 	OriginalUser string
 	// Reason is why the requester says the operation is needed, masked.
-	Reason      string
-	SessionID   string
-	Operation   trail.Operation
-	Object      json.RawMessage // masked
+	Reason    string
+	SessionID string
+	Operation trail.Operation
+	Object    json.RawMessage // masked
+	// OldObject is the live object an update or patch changes, masked.
+	OldObject   json.RawMessage
 	Fingerprint string
 	Policy      trail.Policy
 	// ApproverGroups, Required and GrantTTL come from the rule.
@@ -152,6 +154,7 @@ func (b *Broker) Create(ctx context.Context, s Spec) (*Request, error) {
 		SessionID:      s.SessionID,
 		Operation:      s.Operation,
 		Object:         s.Object,
+		OldObject:      s.OldObject,
 		Fingerprint:    s.Fingerprint,
 		Policy:         s.Policy,
 		ApproverGroups: s.ApproverGroups,
@@ -239,7 +242,7 @@ func (b *Broker) Decide(ctx context.Context, id string, approver trail.Identity,
 			refusal = ErrFinal
 			return "", "", "", nil
 		}
-		if why := r.mayDecide(approver); why != "" {
+		if why := r.MayDecide(approver); why != "" {
 			refusal = fmt.Errorf("%w: %s", ErrNotAllowed, why)
 			return "", "", "", nil
 		}

@@ -75,7 +75,10 @@ type Request struct {
 	SessionID string          `json:"sessionID,omitempty"`
 	Operation trail.Operation `json:"operation"`
 	// Object is the object as admission sees it, masked: what approvers review.
-	Object      json.RawMessage `json:"object,omitempty"`
+	Object json.RawMessage `json:"object,omitempty"`
+	// OldObject is, for updates and patches, the live object admission compared against,
+	// masked: approvers review the change as a diff.
+	OldObject   json.RawMessage `json:"oldObject,omitempty"`
 	Fingerprint string          `json:"fingerprint"`
 	Policy      trail.Policy    `json:"policy"`
 	// ApproverGroups may decide; Required approvals are needed.
@@ -147,10 +150,10 @@ func (r *Request) expire(now time.Time) bool {
 	return false
 }
 
-// mayDecide reports why approver cannot decide r, or "" when they can. Neither the requester nor
+// MayDecide reports why approver cannot decide r, or "" when they can. Neither the requester nor
 // the verified user behind either side's client impersonation may decide: Alice cannot approve
 // what she sent as bob, nor approve as carol what she sent herself.
-func (r *Request) mayDecide(approver trail.Identity) string {
+func (r *Request) MayDecide(approver trail.Identity) string {
 	for _, who := range people(approver) {
 		if who == r.Requester.User || who == r.OriginalUser {
 			return "approvers cannot decide their own requests"

@@ -2,7 +2,8 @@
 # testbed.sh obtains and caches the real components Gatehouse's tests run against:
 #   kube   kube-apiserver, kubectl and etcd, built from Go modules (no downloads besides modules)
 #   clickhouse  the ClickHouse engine (libchdb.so) from the npm registry, checksum-verified
-#   all    both (default)
+#   dex    Dex, a real OpenID Connect provider for the console's browser login tests, built from Go modules
+#   all    all three (default)
 #   env    print the environment variables the tests read, for eval "$(scripts/testbed.sh env)"
 #
 # Everything lands under $GATEHOUSE_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/gatehouse), in folders
@@ -15,12 +16,15 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.8}"
 CHDB_PACKAGE="@chdb/lib-linux-x64-gnu"
 CHDB_VERSION="${CHDB_VERSION:-26.7.3-stable.1}"
 CHDB_SHA1="d2905fafd0e0ac0e231cccadd1f0f6d010977297"
+# Dex publishes no Go module versions its cmd/dex builds at; this pseudo-version is v2.45.1.
+DEX_VERSION="${DEX_VERSION:-v0.0.0-20260303133905-11d2eeb52b42}"
 # Bump when the build recipe changes so stale caches are rebuilt.
 RECIPE=r1
 
 CACHE="${GATEHOUSE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gatehouse}"
 KUBE_DIR="$CACHE/kube/$KUBE_VERSION-etcd$ETCD_VERSION-$RECIPE"
 CHDB_DIR="$CACHE/clickhouse/$CHDB_VERSION"
+DEX_DIR="$CACHE/dex/$DEX_VERSION-$RECIPE"
 
 # The module proxy alone: direct VCS fetches hang where only the proxy is reachable.
 GOPROXY="$(go env GOPROXY)"
@@ -125,9 +129,34 @@ fetch_clickhouse() {
 	rm -rf "$tmp"
 }
 
+build_dex() {
+	if [ -x "$DEX_DIR/bin/dex" ]; then
+		log "dex $DEX_VERSION cached in $DEX_DIR/bin"
+		return
+	fi
+	local work="$DEX_DIR/src"
+	rm -rf "$work" && mkdir -p "$work" "$DEX_DIR/bin"
+	# A module of its own: Dex's dependencies stay out of Gatehouse's go.mod. Without cgo, Dex
+	# has no SQLite storage; the tests use its memory storage.
+	cat >"$work/go.mod" <<-MOD
+	module gatehouse.local/testbed/dex
+
+	go 1.26
+
+	require github.com/dexidp/dex $DEX_VERSION
+
+	tool github.com/dexidp/dex/cmd/dex
+	MOD
+	with_progress "resolve dex modules" sh -c "cd '$work' && go mod tidy"
+	with_progress "build dex $DEX_VERSION (cold: ~4 min on 2 cores)" sh -c \
+		"cd '$work' && go build -trimpath -ldflags '-s -w' -o '$DEX_DIR/bin/dex.partial' github.com/dexidp/dex/cmd/dex"
+	mv "$DEX_DIR/bin/dex.partial" "$DEX_DIR/bin/dex"
+}
+
 print_env() {
 	echo "export KUBEBUILDER_ASSETS='$KUBE_DIR/bin'"
 	echo "export GATEHOUSE_LIBCHDB='$CHDB_DIR/libchdb.so'"
+	echo "export GATEHOUSE_DEX='$DEX_DIR/bin/dex'"
 }
 
 locked() {
@@ -140,7 +169,8 @@ locked() {
 case "${1:-all}" in
 kube) locked build_kube ;;
 clickhouse) locked fetch_clickhouse ;;
-all) locked build_kube; fetch_clickhouse ;;
+dex) locked build_dex ;;
+all) locked build_kube; fetch_clickhouse; build_dex ;;
 env) print_env ;;
-*) die "usage: $0 [all|kube|clickhouse|env]" ;;
+*) die "usage: $0 [all|kube|clickhouse|dex|env]" ;;
 esac

@@ -134,12 +134,14 @@ func (g *Gate) create(ctx context.Context, a policy.Attributes, d policy.Decisio
 		reason = truncate(string(masked), approvals.MaxReasonLength)
 	}
 	r, err := g.Broker.Create(ctx, approvals.Spec{
-		Requester:      trail.Identity{User: a.User.Username, UID: a.User.UID, Groups: a.User.Groups, Issuer: extras.Issuer, Subject: extras.Subject},
+		Requester: trail.Identity{User: a.User.Username, UID: a.User.UID, Groups: a.User.Groups, Issuer: extras.Issuer, Subject: extras.Subject,
+			Extra: clientExtra(extras)},
 		OriginalUser:   extras.OriginalUser,
 		Reason:         reason,
 		SessionID:      extras.SessionID,
 		Operation:      op,
 		Object:         g.mask(object, op),
+		OldObject:      g.mask(a.OldObject, op),
 		Fingerprint:    fp,
 		Policy:         trail.Policy{Policy: d.Policy, Rule: d.Rule, Action: string(d.Action), Message: d.Message},
 		ApproverGroups: d.Approval.ApproverGroups,
@@ -238,4 +240,12 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// clientExtra keeps the requester's client (e.g. kubectl/v1.36.3), which approvers are shown.
+func clientExtra(e identity.Extras) map[string][]string {
+	if e.Client == "" {
+		return nil
+	}
+	return map[string][]string{identity.ExtraClient: {e.Client}}
 }

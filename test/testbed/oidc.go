@@ -56,6 +56,8 @@ type Issuer struct {
 	mu   sync.Mutex
 	keys []*signingKey // keys[0] signs by default; all are published
 	seq  int
+
+	login loginState
 }
 
 type signingKey struct {
@@ -87,6 +89,8 @@ func StartIssuerWith(o IssuerOptions) (*Issuer, error) {
 	mux.HandleFunc("GET /.well-known/openid-configuration", i.serveDiscovery)
 	mux.HandleFunc("GET /other/discovery", i.serveDiscovery)
 	mux.HandleFunc("GET /keys", i.serveJWKS)
+	mux.HandleFunc("GET /auth", i.serveAuthorize)
+	mux.HandleFunc("POST /token", i.serveToken)
 	i.srv = httptest.NewTLSServer(mux)
 	i.ServerURL = i.srv.URL
 	i.DiscoveryURL = i.srv.URL + "/other/discovery"
@@ -311,7 +315,7 @@ func (i *Issuer) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 		"jwks_uri":                              i.ServerURL + "/keys",
 		"authorization_endpoint":                i.ServerURL + "/auth",
 		"token_endpoint":                        i.ServerURL + "/token",
-		"response_types_supported":              []string{"id_token"},
+		"response_types_supported":              []string{"code", "id_token"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"},
 	})

@@ -37,7 +37,7 @@ func New(cfg Config) (*Masker, error) {
 	}
 	m := &Masker{key: bytes.Clone(cfg.Key), limits: cfg.Limits}
 	m.limits.setDefaults()
-	m.names = append(m.names, builtinNames[:]...)
+	m.names = builtinNames()
 	ids := map[string]int{}
 	for id, n := range m.names {
 		ids[n] = id
@@ -54,7 +54,7 @@ func New(cfg Config) (*Masker, error) {
 		return ids[name], nil
 	}
 
-	dets := append([]*detector(nil), builtinDetectors...)
+	dets := append(append([]*detector(nil), builtinDetectors...), formatDets...)
 	for _, s := range cfg.Detectors {
 		id, err := addName(s.Name)
 		if err != nil {
@@ -164,7 +164,7 @@ func (m *Masker) addExemptions(exs []Exemption, ids map[string]int) error {
 					if global || len(e.Keys) == 0 || e.Kind != "Secret" {
 						return fmt.Errorf("%w: exemption %d: %s can only be exempted for Secret keys", ErrInvalidConfig, i, d)
 					}
-				case id >= numDetectors:
+				case isStructuralRule(id) || id >= numBuiltin:
 					return fmt.Errorf("%w: exemption %d: rule %q cannot be exempted", ErrInvalidConfig, i, d)
 				}
 				x.ids[id] = true
@@ -336,13 +336,14 @@ func (m *Masker) Text(dst, src []byte) ([]byte, Stats) {
 	return dst, m.stats(w.log)
 }
 
-// maskTextBytes appends src to dst with the detectors' findings replaced.
+// maskTextBytes appends src to dst with the detectors' findings replaced and the JSON
+// documents in it (structured log lines) masked as documents.
 func (w *walker) maskTextBytes(dst, src []byte) []byte {
-	w.spans = w.m.eng.find(src, w.trig, w.spans)
-	if len(w.spans) == 0 {
+	w.tedits = w.textEdits(w.tedits[:0], src, nil, true)
+	if len(w.tedits) == 0 {
 		return append(dst, src...)
 	}
-	return w.maskSpans(dst, src, w.spans)
+	return w.applyTextEdits(dst, src, w.tedits)
 }
 
 // Media types the engine distinguishes.

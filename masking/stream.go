@@ -325,40 +325,76 @@ type textStream struct {
 	w        *walker
 	max      int
 	in       inbuf
-	scanned  int    // avail()[:scanned] has no newline
-	block    []byte // a private key block held back
-	inBlock  bool
-	overflow bool // the block outgrew max and was replaced; drop lines up to its end
+	scanned  int       // avail()[:scanned] has no newline
+	block    []byte    // lines held back: a private key block or a JSON document
+	kind     blockKind // what is held back
+	depth    int       // JSON: the nesting depth at the end of the held lines
+	overflow bool      // the key block outgrew max and was replaced; drop lines up to its end
 }
 
-var (
-	pemBegin = []byte("-----BEGIN")
-	pemEnd   = []byte("-----END")
-	pemKey   = []byte("PRIVATE KEY")
+// blockKind says what a text stream holds back until it is complete.
+type blockKind uint8
+
+const (
+	noBlock    blockKind = iota
+	pemBlock             // BEGIN … PRIVATE KEY … END
+	puttyBlock           // PuTTY-User-Key-File … Private-MAC
+	jsonBlock            // a JSON document over several lines (an indented log record)
 )
 
-// line masks one line (or chunk) and appends it to out.
+var (
+	pemBegin   = []byte("-----BEGIN")
+	pemEnd     = []byte("-----END")
+	pemKey     = []byte("PRIVATE KEY")
+	puttyBegin = []byte("PuTTY-User-Key-File-")
+	puttyEnd   = []byte("Private-MAC:")
+)
+
+// line masks one line (or chunk) and appends it to out. Private key blocks are held back to
+// their end and masked whole; so are JSON documents written over several lines, so that a
+// credential document in them is recognised as one.
 func (t *textStream) line(out, line []byte) []byte {
 	if len(line) == 0 {
 		return out
 	}
-	if t.inBlock {
+	switch t.kind {
+	case pemBlock, puttyBlock:
+		end := pemEnd
+		if t.kind == puttyBlock {
+			end = puttyEnd
+		}
 		if t.overflow {
-			if bytes.Contains(line, pemEnd) {
-				t.inBlock, t.overflow = false, false
+			if bytes.Contains(line, end) {
+				t.kind, t.overflow = noBlock, false
 			}
 			return out
 		}
 		t.block = append(t.block, line...)
-		if bytes.Contains(line, pemEnd) {
+		if bytes.Contains(line, end) {
 			return t.flushBlock(out)
 		}
 		if len(t.block) > t.max {
 			out = t.w.h.appendPlain(out, t.block)
 			out = append(out, '\n')
-			t.w.record(idPEM)
+			if t.kind == pemBlock {
+				t.w.record(idPEM)
+			} else {
+				t.w.record(formatIDPutty)
+			}
 			t.block = t.block[:0]
 			t.overflow = true
+		}
+		return out
+	case jsonBlock:
+		if !continuesJSON(line) {
+			// Not a JSON document after all: mask what was held as text.
+			out = t.flushBlock(out)
+			return t.line(out, line)
+		}
+		t.block = append(t.block, line...)
+		t.depth += jsonDepth(line)
+		if t.depth <= 0 || len(t.block) > t.max {
+			return t.flushBlock(out)
 		}
 		return out
 	}
@@ -366,20 +402,33 @@ func (t *textStream) line(out, line []byte) []byte {
 		rest := line[i:]
 		if bytes.Contains(rest, pemKey) && !bytes.Contains(rest, pemEnd) {
 			out = t.w.maskTextBytes(out, line[:i])
-			t.inBlock = true
+			t.kind = pemBlock
 			t.block = append(t.block[:0], rest...)
+			return out
+		}
+	}
+	if i := bytes.Index(line, puttyBegin); i >= 0 && !bytes.Contains(line[i:], puttyEnd) {
+		out = t.w.maskTextBytes(out, line[:i])
+		t.kind = puttyBlock
+		t.block = append(t.block[:0], line[i:]...)
+		return out
+	}
+	if opensJSON(line) {
+		if d := jsonDepth(line); d > 0 {
+			t.kind, t.depth = jsonBlock, d
+			t.block = append(t.block[:0], line...)
 			return out
 		}
 	}
 	return t.w.maskTextBytes(out, line)
 }
 
-// flushBlock masks and appends a held-back private key block.
+// flushBlock masks and appends what is held back.
 func (t *textStream) flushBlock(out []byte) []byte {
-	if !t.inBlock {
+	if t.kind == noBlock {
 		return out
 	}
-	t.inBlock = false
+	t.kind = noBlock
 	if t.overflow {
 		t.overflow = false
 		return out
@@ -387,6 +436,48 @@ func (t *textStream) flushBlock(out []byte) []byte {
 	out = t.w.maskTextBytes(out, t.block)
 	t.block = t.block[:0]
 	return out
+}
+
+// opensJSON reports whether a line ends with an opening brace or bracket: the first line of an
+// indented JSON document.
+func opensJSON(line []byte) bool {
+	l := bytes.TrimRight(line, " \t\r\n")
+	return len(l) > 0 && (l[len(l)-1] == '{' || l[len(l)-1] == '[')
+}
+
+// continuesJSON reports whether a line can be part of an indented JSON document.
+func continuesJSON(line []byte) bool {
+	l := bytes.TrimLeft(line, " \t")
+	if len(l) == 0 {
+		return true
+	}
+	switch c := l[0]; {
+	case c == '"', c == '{', c == '}', c == '[', c == ']', c == '-', c == '\n', c == '\r', isDigit(c):
+		return true
+	case bytes.HasPrefix(l, []byte("true")), bytes.HasPrefix(l, []byte("false")), bytes.HasPrefix(l, []byte("null")):
+		return true
+	}
+	return false
+}
+
+// jsonDepth returns by how much a line opens JSON objects and arrays, outside strings.
+func jsonDepth(line []byte) int {
+	d := 0
+	inStr := false
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; {
+		case inStr && c == '\\':
+			i++
+		case c == '"':
+			inStr = !inStr
+		case inStr:
+		case c == '{' || c == '[':
+			d++
+		case c == '}' || c == ']':
+			d--
+		}
+	}
+	return d
 }
 
 // cut returns where to cut an overlong line chunk: after the last blank in its second half, or
@@ -397,7 +488,7 @@ func (t *textStream) cut(chunk []byte) int {
 		cut = len(chunk)/2 + i + 1
 	}
 	w := t.w
-	w.spans = w.m.eng.find(chunk, w.trig, w.spans)
+	w.spans = w.m.eng.find(w, chunk, w.trig, w.spans)
 	for _, s := range w.spans {
 		if s.start < cut && (s.end > cut || s.end == len(chunk)) {
 			cut = s.start

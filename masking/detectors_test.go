@@ -147,6 +147,8 @@ func TestClassifyKey(t *testing.T) {
 		"key":    keyPlain, "publicKey": keyPlain, "SORT_KEY": keyPlain, "secretName": keyPlain, "tokenExpirationSeconds": keyPlain,
 		"passwordFile": keyPlain, "name": keyPlain, "monkey": keyPlain, "bypass": keyPlain, "keyboard": keyPlain,
 		"": keyPlain, "___": keyPlain, "resourceVersion": keyPlain, "secretKeyRef": keyPlain,
+		"checksum/secret": keyPlain, "checksum-secret": keyPlain, "secretChecksum": keyPlain, "token_sha256": keyPlain,
+		"sha256/token": keyPlain, "hashicorp_vault_token": keySecret, "checksummed_password": keyPassword,
 	}
 	for k, want := range tests {
 		assert.Equal(t, want, classifyKey([]byte(k)), "key %q", k)

@@ -94,6 +94,10 @@ func (w *walker) textEdits(dst []textEdit, text []byte, c *vctx, nested bool) []
 				}
 				start = pos + j
 			}
+			if k := skipSpace(text, start+1); !array && (k >= len(text) || (text[k] != '"' && text[k] != '}')) {
+				pos = start + 1 // not a JSON object: "{a b}", "${VAR}", "func() {"
+				continue
+			}
 			e, ok := w.walkNested(text[start:])
 			if ok && array && skipSpace(text, start+e) != len(text) {
 				ok = false

@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gatehouse-dev/gatehouse/masking/internal/fakecreds"
 )
 
 // The recall tests plant every credential of the corpus under a neutral name (value07,
@@ -117,72 +119,6 @@ func places() []place {
 	}
 }
 
-// surfaces returns out and every string it holds at any level: JSON string values unescaped,
-// JSON documents held in strings, base64 decoded. A credential that survives anywhere in there
-// has leaked.
-func surfaces(out []byte) string {
-	var b strings.Builder
-	b.Write(out)
-	var walk func(v any, depth int)
-	addString := func(s string, depth int) {
-		b.WriteString("\n")
-		b.WriteString(s)
-		if depth > 6 {
-			return
-		}
-		if t := strings.TrimSpace(s); strings.HasPrefix(t, "{") || strings.HasPrefix(t, "[") {
-			var inner any
-			if json.Unmarshal([]byte(t), &inner) == nil {
-				walk(inner, depth+1)
-			}
-		}
-		if dec, err := base64.StdEncoding.DecodeString(s); err == nil && len(dec) > 0 {
-			b.WriteString("\n")
-			b.Write(dec)
-		}
-	}
-	walk = func(v any, depth int) {
-		switch v := v.(type) {
-		case string:
-			addString(v, depth)
-		case map[string]any:
-			for k, x := range v {
-				b.WriteString("\n" + k)
-				walk(x, depth)
-			}
-		case []any:
-			for _, x := range v {
-				walk(x, depth)
-			}
-		}
-	}
-	for _, line := range bytes.Split(out, []byte("\n")) {
-		if i := bytes.IndexByte(line, '{'); i >= 0 {
-			var doc any
-			if json.Unmarshal(line[i:], &doc) == nil {
-				walk(doc, 0)
-			}
-		}
-	}
-	var doc any
-	if json.Unmarshal(out, &doc) == nil {
-		walk(doc, 0)
-	}
-	return b.String()
-}
-
-// leaked returns the parts of f that survive in out.
-func leaked(out []byte, f fake) []string {
-	all := surfaces(out)
-	var left []string
-	for _, s := range f.mustVanish() {
-		if strings.Contains(all, s) {
-			left = append(left, s)
-		}
-	}
-	return left
-}
-
 // recallResult counts one place.
 type recallResult struct {
 	shapeN, shapeHit     int // formats recognisable by shape
@@ -192,7 +128,7 @@ type recallResult struct {
 }
 
 func measureRecall(t *testing.T, m *Masker) map[string]*recallResult {
-	formats := corpusFormats()
+	formats := fakecreds.Formats()
 	res := map[string]*recallResult{}
 	for _, p := range places() {
 		r := &recallResult{}
@@ -200,18 +136,18 @@ func measureRecall(t *testing.T, m *Masker) map[string]*recallResult {
 		for i, f := range formats {
 			// Several samples of each format, each from its own seed.
 			for sample := range 3 {
-				fk := f.gen(newFakeGen(uint64(1000*i + sample)))
-				if p.legal != nil && !p.legal(fk.value) {
+				fk := f.Gen(fakecreds.NewGen(uint64(1000*i + sample)))
+				if p.legal != nil && !p.legal(fk.Value) {
 					continue
 				}
-				_, out, _ := p.mask(t, m, fk.value)
-				left := leaked(out, fk)
-				if f.shape {
+				_, out, _ := p.mask(t, m, fk.Value)
+				left := fakecreds.Leaked(out, fk)
+				if f.Shape {
 					r.shapeN++
 					if len(left) == 0 {
 						r.shapeHit++
 					} else {
-						r.misses = append(r.misses, fmt.Sprintf("%s#%d", f.name, sample))
+						r.misses = append(r.misses, fmt.Sprintf("%s#%d", f.Name, sample))
 					}
 				} else {
 					r.keywordN++
@@ -221,7 +157,7 @@ func measureRecall(t *testing.T, m *Masker) map[string]*recallResult {
 				}
 			}
 		}
-		for _, h := range harmlessValues(newFakeGen(7)) {
+		for _, h := range fakecreds.Harmless(fakecreds.NewGen(7)) {
 			if p.legal != nil && !p.legal(h) {
 				continue
 			}
@@ -280,6 +216,59 @@ func TestRecallByShape(t *testing.T) {
 		assert.GreaterOrEqual(t, pct(r.shapeHit, r.shapeN), want, "recall by shape in %s", n)
 		if n != "secret" {
 			assert.Zero(t, r.fp, "false positives in %s", n)
+		}
+	}
+}
+
+// TestFormatDetectors checks that each format is found by the detector meant for it, in text
+// and in a ConfigMap under a neutral name.
+func TestFormatDetectors(t *testing.T) {
+	m := newMasker(t, Config{})
+	for i, f := range fakecreds.Formats() {
+		if f.Detector == "" {
+			continue
+		}
+		t.Run(f.Name, func(t *testing.T) {
+			fk := f.Gen(fakecreds.NewGen(uint64(1000 * i)))
+			_, st := m.Text(nil, []byte("value07 "+fk.Value+"\n"))
+			assert.Contains(t, st.Detectors, f.Detector)
+			_, _, st = places()[0].mask(t, m, fk.Value)
+			assert.Contains(t, st.Detectors, f.Detector)
+		})
+	}
+}
+
+// TestKeywordOnlyFormats: formats without a shape of their own are masked next to a
+// secret-sounding name, in every keyed place.
+func TestKeywordOnlyFormats(t *testing.T) {
+	m := newMasker(t, Config{})
+	keyed := []struct {
+		name string
+		doc  func(v string) string
+	}{
+		{"env", func(v string) string {
+			return `{"kind":"Pod","apiVersion":"v1","spec":{"containers":[{"name":"a","env":[{"name":"MISTRAL_API_KEY","value":` + quote(v) + `}]}]}}`
+		}},
+		{"configmap", func(v string) string {
+			return `{"kind":"ConfigMap","apiVersion":"v1","data":{"datadog.apiKey":` + quote(v) + `}}`
+		}},
+		{"annotation", func(v string) string {
+			return `{"kind":"Deployment","apiVersion":"apps/v1","metadata":{"annotations":{"example.com/auth-token":` + quote(v) + `}}}`
+		}},
+		{"text", func(v string) string {
+			return `{"kind":"Event","apiVersion":"v1","message":"retrying with TWILIO_AUTH_TOKEN=` + v + `"}`
+		}},
+	}
+	for i, f := range fakecreds.Formats() {
+		if f.Shape {
+			continue
+		}
+		fk := f.Gen(fakecreds.NewGen(uint64(1000 * i)))
+		for _, k := range keyed {
+			out, st, err := m.JSON(nil, []byte(k.doc(fk.Value)), Target{})
+			require.NoError(t, err)
+			assert.Empty(t, fakecreds.Leaked(out, fk), "%s in %s", f.Name, k.name)
+			assert.NotZero(t, st.Fields, "%s in %s", f.Name, k.name)
 		}
 	}
 }

@@ -295,11 +295,11 @@ func TestRecallThroughTheAPIServer(t *testing.T) {
 	cms := masking.Target{Version: "v1", Resource: "configmaps", Namespace: ns}
 	pods := masking.Target{Version: "v1", Resource: "pods", Namespace: ns}
 	places := []struct {
-		name     string
-		path     string
-		accept   string
-		target   masking.Target
-		text     bool
+		name   string
+		path   string
+		accept string
+		target masking.Target
+		text   bool
 	}{
 		{"configmap data", "/api/v1/namespaces/" + ns + "/configmaps/settings", "application/json", cms, false},
 		{"last-applied", "/api/v1/namespaces/" + ns + "/configmaps/applied", "application/json", cms, false},

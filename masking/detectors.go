@@ -229,8 +229,8 @@ var builtinDetectors = []*detector{
 	},
 	{
 		id:       idStripe,
-		keywords: []string{"sk_live_", "rk_live_", "sk_test_", "rk_test_"},
-		re:       regexp.MustCompile(`\b((?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,247})\b`),
+		keywords: []string{"sk_live_", "rk_live_", "sk_test_", "rk_test_", "sk_prod_", "rk_prod_"},
+		re:       regexp.MustCompile(`\b((?:sk|rk)_(?:live|test|prod)_[0-9A-Za-z]{10,247})\b`),
 		group:    1,
 	},
 	{
@@ -291,7 +291,7 @@ var builtinDetectors = []*detector{
 		// Documents in base64 that hold a credential: a docker config, a service account key,
 		// a kubeconfig.
 		id:       idBase64Document,
-		keywords: []string{"eyj", "ewo", "w3s", "yxbpvmvyc2lvbj", "w2rlzmf1bhrd"},
+		keywords: []string{"eyj", "ewo", "w3s", "yxbpvmvyc2lvbj", "w2rlzmf1bhrd", "zxlk"},
 		findW:    findBase64Documents,
 	},
 	{

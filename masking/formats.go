@@ -112,6 +112,17 @@ var formats = []format{
 	{name: "clickhouse-cloud-key", keywords: []string{"4b1d"}, tok: &tokenShape{prefixes: []string{"4b1d"}, set: alnum, min: 38, max: 38}, minEntropy: 3.5, check: mixedCase},
 	{name: "maxmind-license-key", keywords: []string{"_mmk"}, re: `([A-Za-z0-9]{6}_[A-Za-z0-9]{29}_mmk)\b`},
 	{name: "scalingo-token", keywords: []string{"tk-us-"}, re: `(tk-us-[A-Za-z0-9_-]{48})` + end},
+	{name: "authress-key", keywords: []string{"sc_", "ext_", "scauth_", "authress_"},
+		re: `((?:sc|ext|scauth|authress)_[A-Za-z0-9]{5,30}\.[A-Za-z0-9]{4,6}\.acc[_-][A-Za-z0-9-]{10,32}\.[A-Za-z0-9+/_=-]{30,120})` + end},
+	{name: "intra42-client-secret", keywords: []string{"s-s4t2ud-", "s-s4t2af-"}, re: `(s-s4t2(?:ud|af)-[a-f0-9]{64})\b`},
+	{name: "settlemint-token", keywords: []string{"sm_aat_", "sm_pat_", "sm_sat_"}, tok: &tokenShape{prefixes: []string{"sm_aat_", "sm_pat_", "sm_sat_"}, set: alnum, min: 16, max: 16}, minEntropy: 3},
+	{name: "defined-networking-token", keywords: []string{"dnkey-"}, re: `(dnkey-[a-z0-9=_-]{26}-[a-z0-9=_-]{52})` + end},
+	{name: "gitlab-session-cookie", keywords: []string{"_gitlab_session="}, re: `_gitlab_session=([0-9a-z]{32})\b`},
+	{name: "sidekiq-credentials", keywords: []string{"contribsys__com"},
+		re: `(?i)BUNDLE_(?:ENTERPRISE|GEMS)__CONTRIBSYS__COM["']?\s*[:=]\s*["']?([a-f0-9]{8}:[a-f0-9]{8})\b`},
+	{name: "nuget-config-password", keywords: []string{"<add key="},
+		re: `(?i)<add\s+key="(?:ClearText)?Password"\s+value="([^"]{1,})"`},
+	{name: "kubernetes-secret-manifest", keywords: []string{"kind: secret", "kind: \"secret", "kind: 'secret"}, find: findSecretManifests},
 	{name: "planetscale-token", keywords: []string{"pscale_tkn_", "pscale_pw_", "pscale_oauth_"}, re: `(pscale_(?:tkn|pw|oauth)_[A-Za-z0-9_=.-]{32,64})` + end},
 
 	// Package registries.
@@ -337,7 +348,7 @@ func formatID(name string) int {
 
 // IDs of formats that hand-written finders report. They are set by init, since the finders
 // are part of the table they are looked up in.
-var idBootstrapToken, idDiscordBot, idBitwarden, idVaultToken, idMailchimp, formatIDPutty int
+var idBootstrapToken, idDiscordBot, idBitwarden, idVaultToken, idMailchimp, formatIDPutty, formatIDSecretManifest int
 
 func init() {
 	idBootstrapToken = formatID("kubernetes-bootstrap-token")
@@ -346,6 +357,7 @@ func init() {
 	idVaultToken = formatID("vault-token")
 	idMailchimp = formatID("mailchimp-api-key")
 	formatIDPutty = formatID("putty-private-key")
+	formatIDSecretManifest = formatID("kubernetes-secret-manifest")
 }
 
 // formatDets are the detectors of the formats, built once.
@@ -535,3 +547,67 @@ var (
 	digits    = newByteSet("0-9")
 	base64URL = newByteSet("A-Za-z0-9_-")
 )
+
+var secretKind = regexp.MustCompile(`(?m)^([ \t]*)kind:[ \t]*["']?Secret["']?[ \t]*\r?$`)
+
+// findSecretManifests masks the values of the data and stringData of Kubernetes Secret
+// manifests held as YAML text (a ConfigMap holding rendered manifests, a log of kubectl
+// output): each value of an entry, and each block scalar whole.
+func findSecretManifests(text []byte, spans []span) []span {
+	id := formatIDSecretManifest
+	for _, m := range secretKind.FindAllSubmatchIndex(text, -1) {
+		indent := m[3] - m[2]
+		// The YAML document the kind is in.
+		docStart := bytes.LastIndex(text[:m[0]], []byte("\n---"))
+		docStart++ // 0 when there is none
+		docEnd := bytes.Index(text[m[1]:], []byte("\n---"))
+		if docEnd < 0 {
+			docEnd = len(text)
+		} else {
+			docEnd += m[1]
+		}
+		doc := text[docStart:docEnd]
+		in := false // inside data or stringData
+		block := -1 // indentation of the entry whose block scalar the lines belong to
+		for ls := 0; ls < len(doc); {
+			le := bytes.IndexByte(doc[ls:], '\n')
+			if le < 0 {
+				le = len(doc)
+			} else {
+				le += ls
+			}
+			line := bytes.TrimRight(doc[ls:le], " \t\r")
+			ind := len(line) - len(bytes.TrimLeft(line, " "))
+			body := line[ind:]
+			switch {
+			case len(body) == 0 || body[0] == '#':
+			case block >= 0 && ind > block:
+				spans = append(spans, span{docStart + ls + ind, docStart + ls + len(line), id})
+			case ind == indent && (bytes.Equal(body, []byte("data:")) || bytes.Equal(body, []byte("stringData:"))):
+				in, block = true, -1
+			case ind <= indent:
+				in, block = false, -1
+			case in:
+				block = -1
+				k := bytes.Index(body, []byte(": "))
+				if k < 0 {
+					break
+				}
+				v := bytes.TrimSpace(body[k+2:])
+				if len(v) > 0 && (v[0] == '|' || v[0] == '>') {
+					block = ind
+					break
+				}
+				vs := ls + ind + k + 2
+				for vs < ls+len(line) && doc[vs] == ' ' {
+					vs++
+				}
+				if vs < ls+len(line) {
+					spans = append(spans, span{docStart + vs, docStart + ls + len(line), id})
+				}
+			}
+			ls = le + 1
+		}
+	}
+	return spans
+}

@@ -289,8 +289,9 @@ func credentialDocument(f uint8) int {
 }
 
 // base64DocMarkers start the base64 encodings of documents that may hold credentials: JSON
-// objects and arrays ({", {\n, [{) and YAML or INI files (apiVersion:, [default]).
-var base64DocMarkers = [][]byte{[]byte("eyJ"), []byte("ewo"), []byte("ewog"), []byte("W3s"), []byte("YXBpVmVyc2lvbj"), []byte("W2RlZmF1bHRd")}
+// objects and arrays ({", {\n, [{), YAML or INI files (apiVersion:, [default]) and JSON Web
+// Tokens (eyJ).
+var base64DocMarkers = [][]byte{[]byte("eyJ"), []byte("ewo"), []byte("W3s"), []byte("YXBpVmVyc2lvbj"), []byte("W2RlZmF1bHRd"), []byte("ZXlK")}
 
 func isBase64Byte(c byte) bool { return isAlnum(c) || c == '+' || c == '/' || c == '_' || c == '-' }
 

@@ -228,3 +228,18 @@ func TestTextStreamJSONBlockLimit(t *testing.T) {
 	assert.NotContains(t, string(out), "hunter2")
 	assert.Equal(t, len(b.String())-len("hunter2")+placeholderLen, len(out))
 }
+
+func TestSecretManifestYAML(t *testing.T) {
+	m := newMasker(t, Config{})
+	in := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: blue\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  labels:\n    app: db\ndata:\n  password: aHVudGVyMg==\n  # a comment\n  cert: |\n    line one\n    line two\nstringData:\n  user: admin\ntype: Opaque\n---\nkind: ConfigMap\ndata:\n  size: XL\n"
+	want := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: blue\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  labels:\n    app: db\ndata:\n  password: <<P:aHVudGVyMg==>>\n  # a comment\n  cert: |\n    <<P:line one>>\n    <<P:line two>>\nstringData:\n  user: <<P:admin>>\ntype: Opaque\n---\nkind: ConfigMap\ndata:\n  size: XL\n"
+	out, st := m.Text(nil, []byte(in))
+	assert.Equal(t, expand(want), string(out))
+	assert.Equal(t, map[string]int{"kubernetes-secret-manifest": 4}, st.Detectors)
+
+	// The same manifests in a ConfigMap key, as rendered charts are kept.
+	doc := `{"kind":"ConfigMap","apiVersion":"v1","data":{"manifests.yaml":` + quote(in) + `}}`
+	jout, _, err := m.JSON(nil, []byte(doc), Target{})
+	require.NoError(t, err)
+	assert.Equal(t, `{"kind":"ConfigMap","apiVersion":"v1","data":{"manifests.yaml":`+quote(expand(want))+`}}`, string(jout))
+}

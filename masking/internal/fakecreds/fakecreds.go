@@ -355,6 +355,33 @@ func Formats() []Format {
 		sh("typeform token", "typeform-token", func(g *Gen) Fake { return v(cat("tf", "p_") + g.S(SetB64URL, 59)) }),
 		sh("planetscale token", "planetscale-token", func(g *Gen) Fake { return v(cat("pscale", "_tkn_") + g.S(SetB64URL, 43)) }),
 		sh("clickhouse cloud key", "clickhouse-cloud-key", func(g *Gen) Fake { return v(cat("4b", "1d") + g.S(SetAlnum, 38)) }),
+		sh("authress service key", "authress-key", func(g *Gen) Fake {
+			return v(cat("sc", "_") + g.S(SetAlnum, 12) + "." + g.S(SetAlnum, 5) + ".acc_" + g.S(SetLower, 16) + "." + g.S(SetB64, 60))
+		}),
+		sh("42 intra client secret", "intra42-client-secret", func(g *Gen) Fake { return v(cat("s-s4t2", "ud-") + g.S(SetHex, 64)) }),
+		sh("settlemint token", "settlemint-token", func(g *Gen) Fake { return v(cat("sm_", "pat_") + g.S(SetAlnum, 16)) }),
+		sh("defined networking token", "defined-networking-token", func(g *Gen) Fake {
+			return v(cat("dn", "key-") + g.S(SetLower, 26) + "-" + g.S(SetLower, 52))
+		}),
+		sh("gitlab session cookie", "gitlab-session-cookie", func(g *Gen) Fake {
+			c := g.S(SetLower, 32)
+			return Fake{Value: "Cookie: _gitlab_" + "session=" + c, Secrets: []string{c}}
+		}),
+		sh("sidekiq credentials", "sidekiq-credentials", func(g *Gen) Fake {
+			c := g.S(SetHex, 8) + ":" + g.S(SetHex, 8)
+			return Fake{Value: "BUNDLE_GEMS__CONTRIBSYS" + "__COM=" + c, Secrets: []string{c}}
+		}),
+		sh("nuget config password", "nuget-config-password", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 20)
+			return Fake{Value: `<packageSourceCredentials><feed><add key="Username" value="ci" /><add key="ClearTextPassword" value="` + pw + `" /></feed></packageSourceCredentials>`, Secrets: []string{pw}}
+		}),
+		sh("kubernetes secret manifest", "kubernetes-secret-manifest", func(g *Gen) Fake {
+			a, b := base64.StdEncoding.EncodeToString([]byte(g.S(SetAlnum, 20))), g.S(SetAlnum, 18)
+			return Fake{Value: "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ntype: Opaque\ndata:\n  password: " + a + "\nstringData:\n  token: " + b + "\n", Secrets: []string{a, b}}
+		}),
+		sh("jwt, base64", "base64-credential-document", func(g *Gen) Fake {
+			return v(base64.StdEncoding.EncodeToString([]byte(fakeJWT(g, `{"sub":"`+g.S(SetLower, 8)+`"}`))))
+		}),
 		kw("datadog api key", func(g *Gen) Fake { return v(g.S(SetHex, 32)) }),
 		kw("okta api token", func(g *Gen) Fake { return v("00" + g.S(SetB64URL, 40)) }),
 

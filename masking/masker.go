@@ -273,10 +273,24 @@ func (m *Masker) putWalker(w *walker) {
 			w.sub = nil
 		}
 	}
-	if cap(w.unesc) > maxPooledBuffer || cap(w.tmp) > maxPooledBuffer || cap(w.dec) > maxPooledBuffer || cap(w.log) > maxPooledBuffer {
+	// Walkers of nested documents keep their buffers for the next call unless they grew
+	// large; none keeps a reference to the caller's input.
+	for n, parent := w.nest, w; n != nil; parent, n = n, n.nest {
+		n.src = nil
+		if n.bigBuffers() {
+			parent.nest = nil
+			break
+		}
+	}
+	if w.bigBuffers() {
 		return
 	}
 	m.walkers.Put(w)
+}
+
+// bigBuffers reports whether a scratch buffer of w grew beyond what a pooled walker keeps.
+func (w *walker) bigBuffers() bool {
+	return max(cap(w.unesc), cap(w.tmp), cap(w.dec), cap(w.log), cap(w.dst), cap(w.arena), cap(w.b64), cap(w.in)) > maxPooledBuffer
 }
 
 // stats turns a log of masked fields into Stats.

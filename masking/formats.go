@@ -348,7 +348,7 @@ func formatID(name string) int {
 
 // IDs of formats that hand-written finders report. They are set by init, since the finders
 // are part of the table they are looked up in.
-var idBootstrapToken, idDiscordBot, idBitwarden, idVaultToken, idMailchimp, formatIDPutty, formatIDSecretManifest int
+var idBootstrapToken, idDiscordBot, idBitwarden, idVaultToken, idMailchimp, idFacebook, formatIDPutty, formatIDSecretManifest int
 
 func init() {
 	idBootstrapToken = formatID("kubernetes-bootstrap-token")
@@ -356,6 +356,7 @@ func init() {
 	idBitwarden = formatID("bitwarden-access-token")
 	idVaultToken = formatID("vault-token")
 	idMailchimp = formatID("mailchimp-api-key")
+	idFacebook = formatID("facebook-access-token")
 	formatIDPutty = formatID("putty-private-key")
 	formatIDSecretManifest = formatID("kubernetes-secret-manifest")
 }
@@ -415,9 +416,11 @@ func findMailchimp(text []byte, spans []span) []span {
 // findDotted finds the formats whose only fixed part is a dot: Kubernetes bootstrap tokens
 // (abcdef.0123456789abcdef), Discord bot tokens (three base64url parts, the first the
 // base64 of the bot's numeric ID), legacy Vault tokens (s. and 24 characters) and Bitwarden
-// access tokens (0.<uuid>.<secret>:<key>). It looks at every dot; most are rejected by the
-// byte before or after.
+// access tokens (0.<uuid>.<secret>:<key>); and Facebook app access tokens, whose fixed part is
+// a bar (<app ID>|<secret>). It looks at every dot and bar; most are rejected by the byte
+// before or after.
 func findDotted(text []byte, spans []span) []span {
+	spans = findAppTokens(text, spans)
 	for off := 0; ; {
 		i := bytes.IndexByte(text[off:], '.')
 		if i < 0 {
@@ -610,4 +613,35 @@ func findSecretManifests(text []byte, spans []span) []span {
 		}
 	}
 	return spans
+}
+
+// findAppTokens finds Facebook app access tokens: the app's 15 or 16 digit ID, a bar (or
+// %7C) and the secret.
+func findAppTokens(text []byte, spans []span) []span {
+	for off := 0; ; {
+		i := bytes.IndexByte(text[off:], '|')
+		j := bytes.Index(text[off:], []byte("%7C"))
+		if i < 0 && j < 0 {
+			return spans
+		}
+		p, sep := off+i, 1
+		if i < 0 || (j >= 0 && j < i) {
+			p, sep = off+j, 3
+		}
+		off = p + sep
+		s := p
+		for s > 0 && p-s <= 16 && isDigit(text[s-1]) {
+			s--
+		}
+		if n := p - s; n < 15 || n > 16 || (s > 0 && isAlnum(text[s-1])) {
+			continue
+		}
+		e := runOf(text, p+sep, base64URL)
+		secret := text[p+sep : e]
+		if n := len(secret); n < 27 || n > 40 || !endsToken(text, e) || !lettersAndDigits(secret) || entropy(secret) < 3.5 {
+			continue
+		}
+		spans = append(spans, span{s, e, idFacebook})
+		off = e
+	}
 }

@@ -341,8 +341,10 @@ func (m *Masker) watchDocs(src []byte, t Target) ([]byte, Stats, error) {
 }
 
 // Text masks free text (pod logs, exec output, any string) with the detectors and appends the
-// result to dst. Only the secret part of a match is replaced, the text around it is kept.
-// Exemptions that select objects or keys do not apply to text.
+// result to dst. Only the secret part of a match is replaced, the text around it is kept. JSON
+// documents in the text (structured log lines, JSON after a prefix) are masked as documents,
+// with every byte that is not masked kept. Exemptions that select objects or keys do not apply
+// to text.
 func (m *Masker) Text(dst, src []byte) ([]byte, Stats) {
 	w := m.getWalker()
 	defer m.putWalker(w)

@@ -271,9 +271,12 @@ const lineOverlap = 4 << 10
 // TextStream masks a text stream (pod logs, `logs -f`, exec output) line by line with the
 // detectors. A line is held back until its newline arrives; a line longer than
 // Limits.MaxLineBytes is masked in chunks cut at blanks where possible, keeping a possible
-// secret at the cut whole in the next chunk. A private key block (BEGIN … PRIVATE KEY … END) is
-// held back until its END line and masked whole; when it outgrows Limits.MaxLineBytes it is
-// replaced by one placeholder and its remaining lines are dropped up to the END line.
+// secret at the cut whole in the next chunk. A private key block (BEGIN … PRIVATE KEY … END,
+// or a PuTTY key file) is held back until its end and masked whole; when it outgrows
+// Limits.MaxLineBytes it is replaced by one placeholder and its remaining lines are dropped up
+// to its end. An indented JSON record (a line that ends with { or [, then lines that look like
+// JSON) is held back until it closes and masked as a document; when it outgrows
+// Limits.MaxLineBytes, or a line does not look like JSON, what was held is masked as text.
 //
 // Because a partial line is held back, a prompt without a newline (an interactive shell's) is
 // only seen when the line completes or the stream ends.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // The benchmarks compare masking with encoding/json's Valid over the same bytes: the /mask and
@@ -215,4 +216,80 @@ func BenchmarkText(b *testing.B) {
 			dst, _ = m.Text(dst[:0], src)
 		}
 	})
+}
+
+// genLogLines returns n lines of container logs: plain (klog, access log, application text)
+// or structured (one JSON object per line, some with JSON in a string field).
+func genLogLines(n int, structured bool) []byte {
+	var b bytes.Buffer
+	for i := 0; i < n; i++ {
+		if structured {
+			switch i % 4 {
+			case 0, 1:
+				fmt.Fprintf(&b, `{"time":"2026-03-14T09:26:53.%06dZ","level":"INFO","msg":"request served","method":"GET","path":"/api/v1/orders/%d","status":200,"duration_ms":%d,"trace_id":"%032x","user":"alice"}`+"\n", i, i, i%97, i*7919)
+			case 2:
+				fmt.Fprintf(&b, `{"time":"2026-03-14T09:26:53.%06dZ","level":"WARN","msg":"upstream slow","upstream":"payments.svc:8443","attempt":%d,"error":"context deadline exceeded (Client.Timeout exceeded while awaiting headers)"}`+"\n", i, i%5)
+			default:
+				fmt.Fprintf(&b, `{"time":"2026-03-14T09:26:53.%06dZ","level":"DEBUG","msg":"event","payload":"{\"type\":\"order.created\",\"id\":%d,\"items\":[{\"sku\":\"A-%d\",\"qty\":2}]}"}`+"\n", i, i, i%100)
+			}
+			continue
+		}
+		switch i % 4 {
+		case 0:
+			fmt.Fprintf(&b, "I0314 09:26:53.%06d       1 controller.go:%d] \"Reconciled\" object=\"payments/web-%05d\" duration=\"%dms\"\n", i, i%400, i, i%97)
+		case 1:
+			fmt.Fprintf(&b, "10.244.%d.%d - - [14/Mar/2026:09:26:53 +0000] \"GET /api/v1/orders/%d HTTP/1.1\" 200 %d \"-\" \"kubectl/v1.36.3 (linux/amd64)\"\n", i%250, i%200, i, i%9999)
+		case 2:
+			fmt.Fprintf(&b, "2026-03-14T09:26:53.%06dZ level=info msg=\"request served\" method=GET path=/api/v1/orders/%d status=200 duration=%dms user=alice\n", i, i, i%97)
+		default:
+			fmt.Fprintf(&b, "2026-03-14 09:26:53,%03d WARN  [http-nio-8443-exec-%d] o.s.w.s.DispatcherServlet : Completed initialization in %d ms\n", i%1000, i%20, i%97)
+		}
+	}
+	return b.Bytes()
+}
+
+// BenchmarkTextStream masks container logs as a pod log stream, line by line, against a
+// baseline over the same lines: json.Valid for structured lines, utf8.Valid for plain ones.
+func BenchmarkTextStream(b *testing.B) {
+	m, err := New(Config{Key: benchKey})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, structured := range []bool{false, true} {
+		logs := genLogLines(20000, structured)
+		name, baseline := "lines=plain", "baseline=utf8.Valid"
+		if structured {
+			name, baseline = "lines=json", "baseline=json.Valid"
+		}
+		b.Run(name+"/"+baseline, func(b *testing.B) {
+			b.SetBytes(int64(len(logs)))
+			b.ReportAllocs()
+			for b.Loop() {
+				for rest := logs; len(rest) > 0; {
+					line, after, _ := bytes.Cut(rest, []byte("\n"))
+					if structured && !json.Valid(line) || !structured && !utf8.Valid(line) {
+						b.Fatal("invalid")
+					}
+					rest = after
+				}
+			}
+		})
+		b.Run(name+"/mask", func(b *testing.B) {
+			b.SetBytes(int64(len(logs)))
+			b.ReportAllocs()
+			buf := make([]byte, 32<<10)
+			for b.Loop() {
+				r := m.TextStream(bytes.NewReader(logs))
+				for {
+					_, err := r.Read(buf)
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
 }

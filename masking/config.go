@@ -272,12 +272,17 @@ type exemption struct {
 // detector id (-1: all).
 func (e *exemption) matches(st *objState, key []byte, id int) bool {
 	if e.ids == nil {
-		if id >= numDetectors && id < numBuiltin {
+		if isStructuralRule(id) {
 			return false // structural rules are exempted only by name
 		}
 	} else if id < 0 || !e.ids[id] {
 		return false
 	}
+	return e.selects(st, key)
+}
+
+// selects reports whether e selects a value named key in object st (nil: none).
+func (e *exemption) selects(st *objState, key []byte) bool {
 	if len(e.keys) > 0 {
 		found := false
 		for _, k := range e.keys {
@@ -317,6 +322,22 @@ func (w *walker) exempt(c vctx, id int) bool {
 	}
 	for i := range w.m.exemptions {
 		if w.m.exemptions[i].matches(st, c.key, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// exemptsSome reports whether an exemption turns some detectors off for the value in context
+// c.
+func (w *walker) exemptsSome(c vctx) bool {
+	var st *objState
+	if c.obj >= 0 {
+		st = &w.objs[c.obj]
+	}
+	for i := range w.m.exemptions {
+		e := &w.m.exemptions[i]
+		if e.ids != nil && e.selects(st, c.key) {
 			return true
 		}
 	}

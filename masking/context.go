@@ -30,6 +30,8 @@ const (
 	roleAdmissionResource             // request.resource of an AdmissionReview
 	rolePatchOps                      // a JSON patch
 	rolePatchOp                       // one operation of a JSON patch
+	roleKubeUsers                     // users of a kubeconfig
+	roleKubeUser                      // one of them: its user is the credential
 )
 
 // hintSrc says where the type hint of an embedded object comes from.
@@ -59,7 +61,7 @@ type vctx struct {
 	role   role
 	hint   hintSrc
 	hmode  hideMode
-	dock   bool   // inside the "auths" of a docker config
+	dock   uint8  // 1: the "auths" of a docker config; 2: one registry's entry in it
 	hide   int32  // rule ID that replaces every leaf below, or noHide
 	rdepth int32  // path segments matched by the field rules in rules
 	rules  uint64 // field rules still matching
@@ -118,7 +120,7 @@ func (w *walker) admissionType(st *objState) objType {
 
 // child returns the context of the member key of an object in context p.
 func (w *walker) child(p vctx, key []byte) vctx {
-	c := vctx{obj: p.obj, key: key, hide: p.hide, hmode: p.hmode, dock: p.dock}
+	c := vctx{obj: p.obj, key: key, hide: p.hide, hmode: p.hmode}
 	if p.hide != noHide {
 		return c
 	}
@@ -149,6 +151,10 @@ func (w *walker) child(p vctx, key []byte) vctx {
 		if string(key) == "object" {
 			c.role, c.hint = roleEmbedded, hintTarget
 		}
+	case roleKubeUser:
+		if string(key) == "user" {
+			c.hide, c.hmode = idKubeconfig, hidePlain
+		}
 	case roleTokenStatus:
 		if string(key) == "token" {
 			c.hide = idTokenRequest
@@ -167,13 +173,17 @@ func (w *walker) child(p vctx, key []byte) vctx {
 			c.role = roleAdmissionResource
 		}
 	}
-	if c.dock {
-		switch string(key) {
-		case "auth", "password", "identitytoken", "registrytoken":
-			c.hide, c.hmode = idDockerConfigAuth, hidePlain
-		}
-	} else if string(key) == "auths" {
-		c.dock = true
+	// Every value of a registry's entry in a docker config is part of the credential:
+	// username, password, auth, identitytoken, registrytoken, email.
+	switch {
+	case p.dock == 1:
+		c.dock = 2
+	case p.dock == 2:
+		c.hide, c.hmode = idDockerConfigAuth, hidePlain
+	case string(key) == "auths":
+		c.dock = 1
+	default:
+		c.dock = 0
 	}
 	return c
 }
@@ -238,6 +248,10 @@ func (w *walker) memberCtx(st *objState, key []byte, c *vctx) {
 		if t.id == kAdmissionReview || open {
 			c.role = roleAdmissionRequest
 		}
+	case "users":
+		if t.id == kKubeconfig || t.id == kUnknown {
+			c.role = roleKubeUsers
+		}
 	}
 }
 
@@ -263,6 +277,8 @@ func (w *walker) elem(p vctx, idx int) vctx {
 		c.role, c.key = roleRow, nil
 	case rolePatchOps:
 		c.role, c.key = rolePatchOp, nil
+	case roleKubeUsers:
+		c.role, c.key = roleKubeUser, nil
 	}
 	return c
 }
@@ -370,7 +386,7 @@ func (w *walker) covers(t, l objType, depth int) bool {
 	switch {
 	case l.secret && !t.secret && t.id != kUnknown:
 		return false
-	case !anyOf(kConfigMap), !anyOf(kTokenRequest), !anyOf(kTokenReview):
+	case !anyOf(kConfigMap), !anyOf(kTokenRequest), !anyOf(kTokenReview), !anyOf(kKubeconfig):
 		return false
 	case l.rules != nil && l.rules != t.rules && (t.rules == nil || t.rules != w.m.rulesUnion):
 		return false

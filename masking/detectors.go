@@ -7,9 +7,9 @@ import (
 	"regexp"
 )
 
-// Detector and rule IDs. The built-in detectors come first, then the structural rules; custom
-// detectors and field rules from the configuration follow with IDs assigned by New. Stats report
-// the names, which are stable.
+// Detector and rule IDs. The core detectors come first, then the structural rules, then the
+// credential formats of formats.go; custom detectors and field rules from the configuration
+// follow with IDs assigned by New. Stats report the names, which are stable.
 const (
 	idJWT = iota
 	idPEM
@@ -31,20 +31,40 @@ const (
 	idFieldError
 	idPasswordAssignment
 	idKeywordEntropy
-	numDetectors
+	idBase64Document
+	idKubeconfig
+	idJWK
+	numCoreDetectors
 )
 
 const (
-	idSecretData = numDetectors + iota
+	idSecretData = numCoreDetectors + iota
 	idSecretStringData
 	idTokenRequest
 	idTokenReview
 	idLastApplied
-	numBuiltin
+	// idFirstFormat is the ID of formats[0]; the formats follow in table order.
+	idFirstFormat
 )
 
-// builtinNames maps built-in IDs to the names stats and configuration use.
-var builtinNames = [numBuiltin]string{
+// numBuiltin is the number of built-in detector and rule IDs.
+var numBuiltin = idFirstFormat + len(formats)
+
+// isStructuralRule reports the IDs of the structural rules, which only configuration by name
+// can exempt.
+func isStructuralRule(id int) bool { return id >= idSecretData && id < idFirstFormat }
+
+// builtinNames returns the names of the built-in IDs, which stats and configuration use.
+func builtinNames() []string {
+	names := make([]string, numBuiltin)
+	copy(names, coreNames[:])
+	for i, f := range formats {
+		names[idFirstFormat+i] = f.name
+	}
+	return names
+}
+
+var coreNames = [idFirstFormat]string{
 	idJWT:                "jwt",
 	idPEM:                "pem-private-key",
 	idPEMBase64:          "pem-private-key-base64",
@@ -65,6 +85,9 @@ var builtinNames = [numBuiltin]string{
 	idFieldError:         "field-error-value",
 	idPasswordAssignment: "password-assignment",
 	idKeywordEntropy:     "keyword-entropy",
+	idBase64Document:     "base64-credential-document",
+	idKubeconfig:         "kubeconfig-credentials",
+	idJWK:                "jwk-private-key",
 	idSecretData:         "secret-data",
 	idSecretStringData:   "secret-string-data",
 	idTokenRequest:       "token-request",
@@ -83,8 +106,17 @@ type detector struct {
 	group      int
 	minEntropy float64
 	check      func(secret []byte) bool
+	// bound rejects a secret that continues a word: the byte before it is a letter or digit.
+	// (RE2's \b at the start of an expression would keep it from using its literal prefix.)
+	bound bool
 	// find replaces the regular expression for detectors that need more than one.
 	find func(text []byte, spans []span) []span
+	// findW is find for detectors that mask what they find with the walker's help: documents
+	// embedded in base64.
+	findW func(w *walker, text []byte, spans []span) []span
+	// multi marks a detector that reports under other IDs too; it runs even when its own ID is
+	// turned off, and its findings are filtered by their IDs.
+	multi bool
 }
 
 // span is a part of a text to mask and the detector that found it.
@@ -94,8 +126,11 @@ type span struct {
 }
 
 // run appends the secrets d finds in text to spans.
-func (d *detector) run(text []byte, spans []span) []span {
-	if d.find != nil {
+func (d *detector) run(w *walker, text []byte, spans []span) []span {
+	switch {
+	case d.findW != nil:
+		return d.findW(w, text, spans)
+	case d.find != nil:
 		return d.find(text, spans)
 	}
 	for _, m := range d.re.FindAllSubmatchIndex(text, -1) {
@@ -112,6 +147,9 @@ func (d *detector) run(text []byte, spans []span) []span {
 			}
 		}
 		if s < 0 || s == e {
+			continue
+		}
+		if d.bound && s > 0 && isAlnum(text[s-1]) {
 			continue
 		}
 		secret := text[s:e]
@@ -171,8 +209,8 @@ var builtinDetectors = []*detector{
 	},
 	{
 		id:         idGitLab,
-		keywords:   []string{"glpat-", "gldt-", "glrt-", "glptt-", "gloas-", "glft-", "glsoat-", "glcbt-"},
-		re:         regexp.MustCompile(`\b(gl(?:pat|dt|rt|ptt|oas|ft|soat|cbt)-[0-9A-Za-z_-]{20,})`),
+		keywords:   []string{"glpat-", "gldt-", "glrt-", "glptt-", "gloas-", "glft-", "glsoat-", "glcbt-", "glimt-", "glagent-", "glffct-", "gr1348941"},
+		re:         regexp.MustCompile(`\b((?:gl(?:pat|dt|rt|ptt|oas|ft|soat|cbt|imt|agent|ffct)-|GR1348941)[0-9A-Za-z_-]{20,}(?:\.[0-9a-z]{9}\b)?)`),
 		group:      1,
 		minEntropy: 3,
 	},
@@ -191,8 +229,8 @@ var builtinDetectors = []*detector{
 	},
 	{
 		id:       idStripe,
-		keywords: []string{"sk_live_", "rk_live_", "sk_test_", "rk_test_"},
-		re:       regexp.MustCompile(`\b((?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,247})\b`),
+		keywords: []string{"sk_live_", "rk_live_", "sk_test_", "rk_test_", "sk_prod_", "rk_prod_"},
+		re:       regexp.MustCompile(`\b((?:sk|rk)_(?:live|test|prod)_[0-9A-Za-z]{10,247})\b`),
 		group:    1,
 	},
 	{
@@ -250,11 +288,31 @@ var builtinDetectors = []*detector{
 		find:     findFieldErrors,
 	},
 	{
+		// Documents in base64 that hold a credential: a docker config, a service account key,
+		// a kubeconfig.
+		id:       idBase64Document,
+		keywords: []string{"eyj", "ewo", "w3s", "yxbpvmvyc2lvbj", "w2rlzmf1bhrd", "zxlk"},
+		findW:    findBase64Documents,
+	},
+	{
+		// The users of a kubeconfig held as YAML text, whole, when one has a credential.
+		id:       idKubeconfig,
+		keywords: []string{"users:"},
+		find:     findKubeconfigUsers,
+	},
+	{
+		// The private members of a JSON Web Key held as text that does not parse.
+		id:       idJWK,
+		keywords: []string{`"kty"`},
+		find:     findJWKText,
+	},
+	{
 		// password=..., token: ..., --api-key ... in free text; reports password-assignment or
 		// keyword-entropy.
 		id:       idPasswordAssignment,
 		keywords: []string{"pass", "pwd", "pw", "secret", "token", "key", "auth", "cred", "sig", "cookie"},
 		find:     findAssignments,
+		multi:    true,
 	},
 }
 
@@ -357,18 +415,83 @@ func githubToken(tok []byte) bool {
 
 var (
 	serviceAccountType = regexp.MustCompile(`"type"\s*:\s*"service_account"`)
-	serviceAccountKey  = regexp.MustCompile(`"private_key(?:_id)?"\s*:\s*"((?:[^"\\]|\\.)+)"`)
+	jsonStringMember   = regexp.MustCompile(`"[A-Za-z0-9_]+"\s*:\s*"((?:[^"\\]|\\.)*)"`)
 )
 
-// findServiceAccountKey masks private_key and private_key_id in a GCP service account key file.
+// findServiceAccountKey masks every string value of a GCP service account key file held as
+// text that does not parse as JSON (one that does is masked as a document): its parts are one
+// secret.
 func findServiceAccountKey(text []byte, spans []span) []span {
-	if !serviceAccountType.Match(text) {
+	if !serviceAccountType.Match(text) || !bytes.Contains(text, []byte(`"private_key`)) {
 		return spans
 	}
-	for _, m := range serviceAccountKey.FindAllSubmatchIndex(text, -1) {
-		spans = append(spans, span{m[2], m[3], idGCPServiceAccount})
+	for _, m := range jsonStringMember.FindAllSubmatchIndex(text, -1) {
+		if m[3] > m[2] {
+			spans = append(spans, span{m[2], m[3], idGCPServiceAccount})
+		}
 	}
 	return spans
+}
+
+var jwkPrivateMember = regexp.MustCompile(`"(?:d|p|q|dp|dq|qi|k)"\s*:\s*"([A-Za-z0-9_-]{16,})"`)
+
+// findJWKText masks the private members of a JSON Web Key held as text.
+func findJWKText(text []byte, spans []span) []span {
+	for _, m := range jwkPrivateMember.FindAllSubmatchIndex(text, -1) {
+		spans = append(spans, span{m[2], m[3], idJWK})
+	}
+	return spans
+}
+
+// kubeconfigCredentialKeys are the keys of a kubeconfig user that hold a credential.
+var kubeconfigCredentialKeys = [][]byte{
+	[]byte("token:"), []byte("client-key-data:"), []byte("password:"), []byte("id-token:"),
+	[]byte("refresh-token:"), []byte("client-secret:"), []byte("access-token:"),
+}
+
+// findKubeconfigUsers masks the users section of a kubeconfig held as YAML (a ConfigMap key,
+// an annotation) whole when a user in it holds a credential: the lines after "users:" up to
+// the next top-level key.
+func findKubeconfigUsers(text []byte, spans []span) []span {
+	for off := 0; ; {
+		i := bytes.Index(text[off:], []byte("users:"))
+		if i < 0 {
+			return spans
+		}
+		p := off + i
+		off = p + 1
+		if p > 0 && text[p-1] != '\n' {
+			continue
+		}
+		nl := bytes.IndexByte(text[p:], '\n')
+		if nl < 0 {
+			continue
+		}
+		s := p + nl + 1
+		e := s
+		for e < len(text) {
+			if c := text[e]; c != ' ' && c != '\t' && c != '-' && c != '\n' && c != '\r' {
+				break // a top-level key
+			}
+			nl := bytes.IndexByte(text[e:], '\n')
+			if nl < 0 {
+				e = len(text)
+				break
+			}
+			e += nl + 1
+		}
+		for e > s && (text[e-1] == '\n' || text[e-1] == '\r') {
+			e--
+		}
+		found := false
+		for _, k := range kubeconfigCredentialKeys {
+			found = found || bytes.Contains(text[s:e], k)
+		}
+		if found {
+			spans = append(spans, span{s, e, idKubeconfig})
+			off = e
+		}
+	}
 }
 
 var fieldError = regexp.MustCompile(`([A-Za-z0-9_.\[\]/-]{1,256}): Invalid value: (?:"((?:[^"\\]|\\.)*)"|([^\s:,"]+))`)

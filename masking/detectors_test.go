@@ -61,7 +61,7 @@ func TestDetectors(t *testing.T) {
 			want: "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=<<P:Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==>>;EndpointSuffix=core.windows.net", dets: []string{"azure-storage-key"}},
 		// gcp
 		{name: "gcp service account key", in: `{"type": "service_account", "private_key_id": "0a1b2c3d", "private_key": "x", "client_email": "a@b.iam.gserviceaccount.com"}`,
-			want: `{"type": "service_account", "private_key_id": "<<P:0a1b2c3d>>", "private_key": "<<P:x>>", "client_email": "a@b.iam.gserviceaccount.com"}`, dets: []string{"gcp-service-account-key"}},
+			want: `{"type": "<<P:service_account>>", "private_key_id": "<<P:0a1b2c3d>>", "private_key": "<<P:x>>", "client_email": "<<P:a@b.iam.gserviceaccount.com>>"}`, dets: []string{"gcp-service-account-key"}},
 		{name: "service account without key", in: `{"type": "service_account", "client_email": "a@b.iam.gserviceaccount.com"}`},
 		// urls
 		{name: "url password", in: "DATABASE_URL=postgres://app:s3cr3t-pw@db:5432/app?sslmode=require", want: "DATABASE_URL=postgres://app:<<P:s3cr3t-pw>>@db:5432/app?sslmode=require", dets: []string{"url-password"}},
@@ -74,7 +74,7 @@ func TestDetectors(t *testing.T) {
 		{name: "basic auth", in: "Authorization: Basic YWxhZGRpbjpvcGVuc2VzYW1l", want: "Authorization: Basic <<P:YWxhZGRpbjpvcGVuc2VzYW1l>>", dets: []string{"basic-auth"}},
 		{name: "basic prose", in: "basic authentication is disabled"},
 		// docker config as text
-		{name: "docker config text", in: `{"auths":{"r.example.com":{"auth":"dTpw","email":"a@b.c"}}}`, want: `{"auths":{"r.example.com":{"auth":"<<P:dTpw>>","email":"a@b.c"}}}`, dets: []string{"docker-config-auth"}},
+		{name: "docker config text", in: `{"auths":{"r.example.com":{"auth":"dTpw","email":"a@b.c"}}}`, want: `{"auths":{"r.example.com":{"auth":"<<P:dTpw>>","email":"<<P:a@b.c>>"}}}`, dets: []string{"docker-config-auth"}},
 		// field errors
 		{name: "field error on a secret field", in: `spec.password: Invalid value: "hunter2": too short`, want: `spec.password: Invalid value: "<<P:hunter2>>": too short`, dets: []string{"field-error-value"}},
 		{name: "field error on a plain field", in: `spec.replicas: Invalid value: -1: must be greater than or equal to 0`},
@@ -147,6 +147,8 @@ func TestClassifyKey(t *testing.T) {
 		"key":    keyPlain, "publicKey": keyPlain, "SORT_KEY": keyPlain, "secretName": keyPlain, "tokenExpirationSeconds": keyPlain,
 		"passwordFile": keyPlain, "name": keyPlain, "monkey": keyPlain, "bypass": keyPlain, "keyboard": keyPlain,
 		"": keyPlain, "___": keyPlain, "resourceVersion": keyPlain, "secretKeyRef": keyPlain,
+		"checksum/secret": keyPlain, "checksum-secret": keyPlain, "secretChecksum": keyPlain, "token_sha256": keyPlain,
+		"sha256/token": keyPlain, "hashicorp_vault_token": keySecret, "checksummed_password": keyPassword,
 	}
 	for k, want := range tests {
 		assert.Equal(t, want, classifyKey([]byte(k)), "key %q", k)

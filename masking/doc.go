@@ -23,7 +23,10 @@
 // admission policy are the defence); placeholders written back (an object read through Gatehouse
 // and applied unchanged would store placeholders in place of secrets; admission control should
 // refuse writes for which [ContainsPlaceholder] is true); credentials no rule or detector
-// recognises (an unlabelled password in free text); object keys, which are never masked.
+// recognises (an unlabelled password in free text, or a key of a format without a shape of its
+// own, such as a 32-digit hex API key, under a name that does not sound secret); object keys,
+// which are never masked; and what the proxy does not pass through the engine (see The
+// proxy's side).
 //
 // # What is masked
 //
@@ -40,8 +43,12 @@
 //     it does not parse it is replaced by a placeholder (last-applied-unparsable).
 //   - ConfigMap binaryData: a value is masked whole when its key sounds secret or a detector
 //     finds a credential in the decoded bytes; other binary values (images) are kept.
-//   - Registry credentials (auth, password, identitytoken) in a docker config "auths" object
-//     (docker-config-auth).
+//   - Docker config "auths" objects: every value of each registry's entry (auth, username,
+//     password, identitytoken, email) (docker-config-auth).
+//   - Credential documents, every value of them, wherever they appear as JSON objects: a GCP
+//     service account key ("type": "service_account" with a private_key;
+//     gcp-service-account-key), a private JSON Web Key ("kty" with "d" or "k";
+//     jwk-private-key), the users of a kubeconfig (kind Config; kubeconfig-credentials).
 //   - Operator field rules: fields of a group/kind, by path (see [FieldRule]).
 //
 // Keyword rules, for every string value named by a secret-sounding key: an object member name,
@@ -53,6 +60,16 @@
 // access key, private key, credential(s), auth, signature, cookie, or key after another word
 // (API_KEY, tls.key, but not publicKey or sortKey); its value is masked when it is at least 8
 // bytes with a Shannon entropy of at least 3 bits per byte (keyword-entropy).
+//
+// Nested documents: a JSON document held in a string value (a ConfigMap key, an annotation, an
+// environment variable, a field of a JSON log line) or written in free text (a structured log
+// line, JSON after a prefix, an indented JSON record over several lines of a log) is masked as
+// a document by the same rules, to four levels of nesting; below that, its text still goes
+// through the detectors. What it changes is carried into the enclosing string, escaped as the
+// string requires: the outer document stays valid, and every byte that was not masked is kept
+// as it was. A base64 token that decodes to a document in which anything would be masked (a
+// docker config, a service account key, a kubeconfig, an AWS credentials file, a JWT) is masked
+// whole (base64-credential-document).
 //
 // Detectors, for every string value and for free text; only the secret part of a match is
 // replaced:
@@ -77,12 +94,31 @@
 //	field-error-value       values echoed by validation errors for secret fields
 //	password-assignment     password=…, pwd: …, --password … in text (see keyword rules)
 //	keyword-entropy         token=…, api_key: … with high-entropy values in text
+//	kubeconfig-credentials  the users section of a kubeconfig held as YAML, when a user has a
+//	                        token, client key, password or auth provider tokens
+//	jwk-private-key         the private members of a JSON Web Key held as text
+//
+// and more than a hundred credential formats recognised by their shape alone, whatever the
+// name beside them (formats.go; README.md has the table): the API keys of AI providers
+// (OpenAI, Anthropic, Google/Gemini, Hugging Face, Groq, Replicate, xAI, Perplexity, …), cloud
+// credentials (AWS session tokens, Azure keys with their identifiable signatures, Azure AD
+// client secrets, Alibaba, DigitalOcean, Heroku, Fly.io, Terraform Cloud, Databricks,
+// OpenShift, Kubernetes bootstrap tokens, …), VCS and CI tokens (Bitbucket, Atlassian,
+// Sourcegraph, CircleCI, Buildkite, SonarQube, …), package registry tokens (npm, PyPI,
+// RubyGems, NuGet, Docker Hub, crates.io, Artifactory, …), e-mail, telephony and chat
+// (SendGrid, Mailgun, Mailchimp, Brevo, Twilio, Telegram, Discord, Teams, …), payment (Stripe
+// webhook secrets, Square, Braintree, Plaid, Shopify, …), secret managers (Vault, Doppler,
+// 1Password, Bitwarden, age), private key files (PuTTY), password hashes (bcrypt, crypt
+// (md5, apr1, sha-crypt, yescrypt), argon2, PBKDF2, SCRAM, LDAP) and Secret manifests held as
+// YAML.
 //
 // Each detector is a keyword prefilter (one Aho-Corasick pass over the text, so the regular
-// expressions only run on texts that can match), an RE2 expression, and a check (entropy,
-// checksum, decoding). The rules follow the model of gitleaks' rule set; they are our own. A
-// GitHub token whose checksum does not verify is still masked when it looks random, so that a
-// checksum mistake cannot leak a token; only low-entropy documentation placeholders are kept.
+// expressions only run on texts that can match), an RE2 expression or a hand-written scanner
+// for formats whose keyword is common ("sk", "api-"), and a check (entropy, checksum,
+// decoding). The rules follow the model of gitleaks' rule set; they are our own. A GitHub token
+// whose checksum does not verify is still masked when it looks random, so that a checksum
+// mistake cannot leak a token; only low-entropy documentation placeholders are kept. Keys that
+// name a checksum (checksum/secret, token_sha256) do not make their values secret.
 //
 // [Stats] count the masked values per rule or detector name, so that the trail records that
 // something was masked, and by what, but not what.
@@ -101,6 +137,11 @@
 //
 // # The proxy's side
 //
+// The proxy passes through the engine what the API server answers as an HTTP response:
+// objects, lists, Tables, watch streams and pod logs. It does not yet mask what flows after a
+// protocol upgrade (101 Switching Protocols): the output of exec and attach, port-forward
+// traffic, and watches or logs a client requests over WebSocket.
+//
 // Protobuf and CBOR responses cannot be masked structurally. The proxy therefore asks the API
 // server for JSON for every request whose response may carry secrets ([Masker.NeedsMasking]):
 // it rewrites the Accept header to application/json (keeping ;as=Table;g=meta.k8s.io;v=v1 and
@@ -108,7 +149,8 @@
 // or [Masker.Stream], which refuse anything else with [ErrUnmaskable]. The proxy may keep
 // Accept-Encoding: gzip; the result is always uncompressed, so it drops Content-Encoding and
 // sets Content-Length (or streams). Watch responses and logs (text/plain) are masked as they
-// pass, event by event and line by line, with memory bounded by [Limits]; the API server labels
+// pass, event by event and line by line (a private key block or an indented JSON record is held
+// back to its end), with memory bounded by [Limits]; the API server labels
 // JSON watches plain application/json, so the proxy sets [Target].Watch for watch requests
 // ([Masker.Stream] masks JSON document by document in any case). A watch event that cannot be
 // masked ends the stream with an error, and the proxy then closes the connection (clients
@@ -144,10 +186,13 @@
 //
 // # Adding a rule or a detector
 //
-// Operators add field rules and detectors in the configuration. To add a built-in detector,
-// give it an ID and a stable name in detectors.go (the name appears in stats and exemptions and
-// must never change), add it to builtinDetectors with lower-case keywords that every match
-// contains, an RE2 expression whose submatch is the secret, and a check that rejects look-alikes;
-// then add positive and negative cases to the detector tests and a canary to the fuzz seeds.
+// Operators add field rules and detectors in the configuration. To add a built-in credential
+// format, add it to formats in formats.go with a stable name (it appears in stats and
+// exemptions and must never change), lower-case keywords that every match contains, and an
+// RE2 expression whose first group is the secret (or a token shape, for formats whose keyword
+// is common), with a check that rejects look-alikes; then add a generator for it to the corpus
+// (internal/fakecreds), which plants it in every place in the recall tests, and harmless
+// look-alikes to the negative corpus. Detectors that need more than a match (documents,
+// keyword rules) are in detectors.go.
 // Structural rules live in walker.go (memberCtx decides what the members of a known kind are).
 package masking

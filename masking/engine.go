@@ -13,6 +13,9 @@ type automaton struct {
 	class  [256]uint8 // byte -> input class; 0 for bytes no keyword contains
 	stride int32      // number of classes
 	next   []int32    // next[state+class] is the next state; states are premultiplied by stride
+	// next16 is next in half the space, when the states fit: the table is looked up for every
+	// byte of every text, and a smaller one stays in the processor's caches.
+	next16 []uint16
 	// States at or above outFrom have outputs: outs[(state-outFrom)/stride] lists the IDs of
 	// the detectors whose keyword ends there.
 	outFrom int32
@@ -111,6 +114,13 @@ func newAutomaton(keywords map[string][]int) *automaton {
 			a.next[newIdx*stride+c] = renum[nodes[old].child[c]] * a.stride
 		}
 	}
+	if len(a.next) <= 1<<16 {
+		a.next16 = make([]uint16, len(a.next))
+		for i, n := range a.next {
+			a.next16[i] = uint16(n)
+		}
+		a.next = nil
+	}
 	// The root must be state 0: it has no outputs, and it is the first state without any.
 	return a
 }
@@ -139,6 +149,9 @@ func mergeIDs(a, b []int) []int {
 // scan sets the bits of trig for every detector with a keyword in text and reports whether
 // there was any.
 func (a *automaton) scan(text []byte, trig []uint64) bool {
+	if a.next16 != nil {
+		return a.scan16(text, trig)
+	}
 	next, class, outFrom := a.next, &a.class, a.outFrom
 	s := int32(0)
 	found := false
@@ -146,12 +159,31 @@ func (a *automaton) scan(text []byte, trig []uint64) bool {
 		s = next[s+int32(class[c])]
 		if s >= outFrom {
 			found = true
-			for _, id := range a.outs[(s-outFrom)/a.stride] {
-				trig[id>>6] |= 1 << (id & 63)
-			}
+			a.trigger(s, trig)
 		}
 	}
 	return found
+}
+
+func (a *automaton) scan16(text []byte, trig []uint64) bool {
+	next, class, outFrom := a.next16, &a.class, uint32(a.outFrom)
+	s := uint32(0)
+	found := false
+	for _, c := range text {
+		s = uint32(next[s+uint32(class[c])])
+		if s >= outFrom {
+			found = true
+			a.trigger(int32(s), trig)
+		}
+	}
+	return found
+}
+
+// trigger sets the bits of the detectors whose keywords end in state s.
+func (a *automaton) trigger(s int32, trig []uint64) {
+	for _, id := range a.outs[(s-a.outFrom)/a.stride] {
+		trig[id>>6] |= 1 << (id & 63)
+	}
 }
 
 // engine runs the detectors over texts.
@@ -163,6 +195,10 @@ type engine struct {
 	words    int    // length of a trigger bitset in words
 }
 
+// maxKeywordLen is the length to which keywords are cut: it keeps the automaton's table small
+// enough for the processor's caches.
+const maxKeywordLen = 8
+
 // minDetectLen is the length below which a text cannot hold anything a detector looks for.
 const minDetectLen = 6
 
@@ -171,7 +207,7 @@ func newEngine(dets []*detector, nids int, disabled []bool) *engine {
 	keywords := map[string][]int{}
 	for _, d := range dets {
 		e.dets[d.id] = d
-		if disabled[d.id] && d.id != idPasswordAssignment {
+		if disabled[d.id] && !d.multi {
 			continue
 		}
 		if len(d.keywords) == 0 {
@@ -179,6 +215,11 @@ func newEngine(dets []*detector, nids int, disabled []bool) *engine {
 		}
 		for _, k := range d.keywords {
 			k = strings.ToLower(k)
+			if len(k) > maxKeywordLen {
+				// A prefix of a keyword is in every match too; longer keywords only make the
+				// automaton bigger, and the detector checks the rest.
+				k = k[:maxKeywordLen]
+			}
 			keywords[k] = mergeIDs(keywords[k], []int{d.id})
 		}
 	}
@@ -188,7 +229,7 @@ func newEngine(dets []*detector, nids int, disabled []bool) *engine {
 
 // find appends the merged, sorted spans of the secrets in text to spans[:0]. trig is scratch
 // space of e.words words, all zero, and is left zero.
-func (e *engine) find(text []byte, trig []uint64, spans []span) []span {
+func (e *engine) find(w *walker, text []byte, trig []uint64, spans []span) []span {
 	spans = spans[:0]
 	if len(text) < minDetectLen {
 		return spans
@@ -199,14 +240,14 @@ func (e *engine) find(text []byte, trig []uint64, spans []span) []span {
 	for _, id := range e.always {
 		trig[id>>6] |= 1 << (id & 63)
 	}
-	for w, set := range trig {
+	for k, set := range trig {
 		for set != 0 {
 			b := set & -set
 			set ^= b
-			id := w*64 + bits.TrailingZeros64(b)
-			spans = e.dets[id].run(text, spans)
+			id := k*64 + bits.TrailingZeros64(b)
+			spans = e.dets[id].run(w, text, spans)
 		}
-		trig[w] = 0
+		trig[k] = 0
 	}
 	// Drop what is turned off, and placeholders of an earlier pass, so that masking twice
 	// changes nothing.

@@ -291,6 +291,9 @@ func addSeeds(f *testing.F) {
 	f.Add([]byte(`[{"op":"add","path":"/data/k","value":"YQ=="}]`))
 	f.Add([]byte("\x00\xff{"))
 	f.Add([]byte(``))
+	f.Add([]byte(`{"kind":"ConfigMap","data":{"a":"{\"auths\":{\"r\":{\"auth\":\"dTpw\"}}}","b":"x {\"password\":\"\u00e9\\ud83d\\ude00\"} y"}}`))
+	f.Add([]byte(`{"msg":"{\"type\":\"service_account\",\"private_key\":\"k\",\"x\":\"\\u0026\\/\"}"}`))
+	f.Add([]byte(`{"v":"[{\"a\":\"\\\"{\\\\\\\"b\\\\\\\":1}\\\"\"}]"}`))
 }
 
 func FuzzJSON(f *testing.F) {
@@ -391,6 +394,7 @@ func FuzzText(f *testing.F) {
 	f.Add([]byte("Authorization: Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0."))
 	f.Add([]byte("postgres://u:p@h/db?sslmode=disable&password=x"))
 	f.Add([]byte("\xff\xfe-----BEGIN"))
+	f.Add([]byte("{\n  \"a\": \"{\\\"password\\\":\\\"x\\\"}\",\n  \"b\": [1, {\"c\": null}]\n}\nPuTTY-User-Key-File-3: x\nPrivate-MAC: 00\n"))
 	m := newMasker(f, Config{Limits: Limits{MaxLineBytes: 4 * lineOverlap}})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		out, _ := m.Text(nil, data)
@@ -411,6 +415,8 @@ func FuzzText(f *testing.F) {
 			aws,
 			"-----BEGIN PRIVATE KEY-----\n" + g.canary() + "\n-----END PRIVATE KEY-----",
 			"postgres://app:" + g.canary() + "@db:5432/app",
+			`{"level":"info","payload":` + quote(`{"auths":{"r.example.com":{"auth":"`+g.canary()+`"}}}`) + `}`,
+			"{\n  \"password\": \"" + g.canary() + "\"\n}",
 		}
 		g.canaries = append(g.canaries, aws)
 		var b strings.Builder

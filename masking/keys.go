@@ -96,6 +96,35 @@ var (
 	}
 )
 
+// checksumWords name a checksum or digest of something: checksum/secret (a Helm chart's
+// annotation that restarts pods when a Secret changes) holds a hash, not the secret.
+var checksumWords = []string{"checksum", "hash", "digest", "fingerprint", "sha1", "sha256", "sha512", "md5"}
+
+// namesChecksum reports whether a word of k is one of checksumWords.
+func namesChecksum(k []byte) bool {
+	end := len(k)
+	for end > 0 {
+		for end > 0 && !isAlnum(k[end-1]) {
+			end--
+		}
+		if end == 0 {
+			return false
+		}
+		start := wordStart(k, end)
+		var buf [16]byte
+		if end-start <= len(buf) {
+			w := lower(buf[:0:16], k[start:end])
+			for _, c := range checksumWords {
+				if string(w) == c {
+					return true
+				}
+			}
+		}
+		end = start
+	}
+	return false
+}
+
 // classifyKey classifies the name of a value by its last word.
 func classifyKey(k []byte) keyClass {
 	if len(k) == 0 || len(k) > 256 {
@@ -106,6 +135,14 @@ func classifyKey(k []byte) keyClass {
 	if len(last) == 0 {
 		return keyPlain
 	}
+	if c := classifyLast(last, prev); c == keyPlain || !namesChecksum(k) {
+		return c
+	}
+	return keyPlain
+}
+
+// classifyLast classifies a key by its last word and the one before.
+func classifyLast(last, prev []byte) keyClass {
 	if c := classifyWord(last, prev); c != keyPlain {
 		return c
 	}

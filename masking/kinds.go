@@ -20,6 +20,7 @@ const (
 	kAuditEvent                    // audit.k8s.io Event: requestObject, responseObject
 	kAdmissionReview               // admission.k8s.io AdmissionReview: request.object, request.oldObject
 	kWatchEvent                    // a watch event: object
+	kKubeconfig                    // a client configuration (kind Config, core v1): users
 )
 
 // objType is what the engine knows about the type of an object.
@@ -72,6 +73,8 @@ func (m *Masker) resolve(group, kind []byte) objType {
 			t.id, t.secret = kSecret, true
 		case "ConfigMap":
 			t.id = kConfigMap
+		case "Config":
+			t.id = kKubeconfig
 		}
 	case "meta.k8s.io":
 		switch string(kind) {

@@ -37,7 +37,7 @@ func New(cfg Config) (*Masker, error) {
 	}
 	m := &Masker{key: bytes.Clone(cfg.Key), limits: cfg.Limits}
 	m.limits.setDefaults()
-	m.names = append(m.names, builtinNames[:]...)
+	m.names = builtinNames()
 	ids := map[string]int{}
 	for id, n := range m.names {
 		ids[n] = id
@@ -54,7 +54,7 @@ func New(cfg Config) (*Masker, error) {
 		return ids[name], nil
 	}
 
-	dets := append([]*detector(nil), builtinDetectors...)
+	dets := append(append([]*detector(nil), builtinDetectors...), formatDets...)
 	for _, s := range cfg.Detectors {
 		id, err := addName(s.Name)
 		if err != nil {
@@ -164,7 +164,7 @@ func (m *Masker) addExemptions(exs []Exemption, ids map[string]int) error {
 					if global || len(e.Keys) == 0 || e.Kind != "Secret" {
 						return fmt.Errorf("%w: exemption %d: %s can only be exempted for Secret keys", ErrInvalidConfig, i, d)
 					}
-				case id >= numDetectors:
+				case isStructuralRule(id) || id >= numBuiltin:
 					return fmt.Errorf("%w: exemption %d: rule %q cannot be exempted", ErrInvalidConfig, i, d)
 				}
 				x.ids[id] = true
@@ -273,10 +273,24 @@ func (m *Masker) putWalker(w *walker) {
 			w.sub = nil
 		}
 	}
-	if cap(w.unesc) > maxPooledBuffer || cap(w.tmp) > maxPooledBuffer || cap(w.dec) > maxPooledBuffer || cap(w.log) > maxPooledBuffer {
+	// Walkers of nested documents keep their buffers for the next call unless they grew
+	// large; none keeps a reference to the caller's input.
+	for n, parent := w.nest, w; n != nil; parent, n = n, n.nest {
+		n.src = nil
+		if n.bigBuffers() {
+			parent.nest = nil
+			break
+		}
+	}
+	if w.bigBuffers() {
 		return
 	}
 	m.walkers.Put(w)
+}
+
+// bigBuffers reports whether a scratch buffer of w grew beyond what a pooled walker keeps.
+func (w *walker) bigBuffers() bool {
+	return max(cap(w.unesc), cap(w.tmp), cap(w.dec), cap(w.log), cap(w.dst), cap(w.arena), cap(w.b64), cap(w.in)) > maxPooledBuffer
 }
 
 // stats turns a log of masked fields into Stats.
@@ -327,8 +341,10 @@ func (m *Masker) watchDocs(src []byte, t Target) ([]byte, Stats, error) {
 }
 
 // Text masks free text (pod logs, exec output, any string) with the detectors and appends the
-// result to dst. Only the secret part of a match is replaced, the text around it is kept.
-// Exemptions that select objects or keys do not apply to text.
+// result to dst. Only the secret part of a match is replaced, the text around it is kept. JSON
+// documents in the text (structured log lines, JSON after a prefix) are masked as documents,
+// with every byte that is not masked kept. Exemptions that select objects or keys do not apply
+// to text.
 func (m *Masker) Text(dst, src []byte) ([]byte, Stats) {
 	w := m.getWalker()
 	defer m.putWalker(w)
@@ -336,13 +352,14 @@ func (m *Masker) Text(dst, src []byte) ([]byte, Stats) {
 	return dst, m.stats(w.log)
 }
 
-// maskTextBytes appends src to dst with the detectors' findings replaced.
+// maskTextBytes appends src to dst with the detectors' findings replaced and the JSON
+// documents in it (structured log lines) masked as documents.
 func (w *walker) maskTextBytes(dst, src []byte) []byte {
-	w.spans = w.m.eng.find(src, w.trig, w.spans)
-	if len(w.spans) == 0 {
+	w.tedits = w.textEdits(w.tedits[:0], src, nil, true)
+	if len(w.tedits) == 0 {
 		return append(dst, src...)
 	}
-	return w.maskSpans(dst, src, w.spans)
+	return w.applyTextEdits(dst, src, w.tedits)
 }
 
 // Media types the engine distinguishes.

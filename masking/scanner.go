@@ -357,6 +357,12 @@ const hexDigits = "0123456789abcdef"
 // U+2028 and U+2029 escaped and invalid UTF-8 replaced by U+FFFD).
 func appendQuoted(dst, s []byte) []byte {
 	dst = append(dst, '"')
+	dst = appendEscaped(dst, s)
+	return append(dst, '"')
+}
+
+// appendEscaped appends s escaped as the body of a JSON string, as appendQuoted does.
+func appendEscaped(dst, s []byte) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -399,6 +405,5 @@ func appendQuoted(dst, s []byte) []byte {
 		}
 		i += size
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return append(dst, s[start:]...)
 }

@@ -254,8 +254,8 @@ func TestJSONShapes(t *testing.T) {
 		{
 			name:  "docker config object",
 			in:    `{"kind":"RegistryMirror","apiVersion":"example.com/v1","spec":{"auths":{"r.example.com":{"auth":"dTpw","username":"u","password":"p"}}}}`,
-			want:  `{"kind":"RegistryMirror","apiVersion":"example.com/v1","spec":{"auths":{"r.example.com":{"auth":"<<P:dTpw>>","username":"u","password":"<<P:p>>"}}}}`,
-			stats: map[string]int{"docker-config-auth": 2},
+			want:  `{"kind":"RegistryMirror","apiVersion":"example.com/v1","spec":{"auths":{"r.example.com":{"auth":"<<P:dTpw>>","username":"<<P:u>>","password":"<<P:p>>"}}}}`,
+			stats: map[string]int{"docker-config-auth": 3},
 		},
 		{
 			name:  "configmap binary data",

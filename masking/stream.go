@@ -271,9 +271,12 @@ const lineOverlap = 4 << 10
 // TextStream masks a text stream (pod logs, `logs -f`, exec output) line by line with the
 // detectors. A line is held back until its newline arrives; a line longer than
 // Limits.MaxLineBytes is masked in chunks cut at blanks where possible, keeping a possible
-// secret at the cut whole in the next chunk. A private key block (BEGIN … PRIVATE KEY … END) is
-// held back until its END line and masked whole; when it outgrows Limits.MaxLineBytes it is
-// replaced by one placeholder and its remaining lines are dropped up to the END line.
+// secret at the cut whole in the next chunk. A private key block (BEGIN … PRIVATE KEY … END,
+// or a PuTTY key file) is held back until its end and masked whole; when it outgrows
+// Limits.MaxLineBytes it is replaced by one placeholder and its remaining lines are dropped up
+// to its end. An indented JSON record (a line that ends with { or [, then lines that look like
+// JSON) is held back until it closes and masked as a document; when it outgrows
+// Limits.MaxLineBytes, or a line does not look like JSON, what was held is masked as text.
 //
 // Because a partial line is held back, a prompt without a newline (an interactive shell's) is
 // only seen when the line completes or the stream ends.
@@ -325,40 +328,76 @@ type textStream struct {
 	w        *walker
 	max      int
 	in       inbuf
-	scanned  int    // avail()[:scanned] has no newline
-	block    []byte // a private key block held back
-	inBlock  bool
-	overflow bool // the block outgrew max and was replaced; drop lines up to its end
+	scanned  int       // avail()[:scanned] has no newline
+	block    []byte    // lines held back: a private key block or a JSON document
+	kind     blockKind // what is held back
+	depth    int       // JSON: the nesting depth at the end of the held lines
+	overflow bool      // the key block outgrew max and was replaced; drop lines up to its end
 }
 
-var (
-	pemBegin = []byte("-----BEGIN")
-	pemEnd   = []byte("-----END")
-	pemKey   = []byte("PRIVATE KEY")
+// blockKind says what a text stream holds back until it is complete.
+type blockKind uint8
+
+const (
+	noBlock    blockKind = iota
+	pemBlock             // BEGIN … PRIVATE KEY … END
+	puttyBlock           // PuTTY-User-Key-File … Private-MAC
+	jsonBlock            // a JSON document over several lines (an indented log record)
 )
 
-// line masks one line (or chunk) and appends it to out.
+var (
+	pemBegin   = []byte("-----BEGIN")
+	pemEnd     = []byte("-----END")
+	pemKey     = []byte("PRIVATE KEY")
+	puttyBegin = []byte("PuTTY-User-Key-File-")
+	puttyEnd   = []byte("Private-MAC:")
+)
+
+// line masks one line (or chunk) and appends it to out. Private key blocks are held back to
+// their end and masked whole; so are JSON documents written over several lines, so that a
+// credential document in them is recognised as one.
 func (t *textStream) line(out, line []byte) []byte {
 	if len(line) == 0 {
 		return out
 	}
-	if t.inBlock {
+	switch t.kind {
+	case pemBlock, puttyBlock:
+		end := pemEnd
+		if t.kind == puttyBlock {
+			end = puttyEnd
+		}
 		if t.overflow {
-			if bytes.Contains(line, pemEnd) {
-				t.inBlock, t.overflow = false, false
+			if bytes.Contains(line, end) {
+				t.kind, t.overflow = noBlock, false
 			}
 			return out
 		}
 		t.block = append(t.block, line...)
-		if bytes.Contains(line, pemEnd) {
+		if bytes.Contains(line, end) {
 			return t.flushBlock(out)
 		}
 		if len(t.block) > t.max {
 			out = t.w.h.appendPlain(out, t.block)
 			out = append(out, '\n')
-			t.w.record(idPEM)
+			if t.kind == pemBlock {
+				t.w.record(idPEM)
+			} else {
+				t.w.record(formatIDPutty)
+			}
 			t.block = t.block[:0]
 			t.overflow = true
+		}
+		return out
+	case jsonBlock:
+		if !continuesJSON(line) {
+			// Not a JSON document after all: mask what was held as text.
+			out = t.flushBlock(out)
+			return t.line(out, line)
+		}
+		t.block = append(t.block, line...)
+		t.depth += jsonDepth(line)
+		if t.depth <= 0 || len(t.block) > t.max {
+			return t.flushBlock(out)
 		}
 		return out
 	}
@@ -366,20 +405,33 @@ func (t *textStream) line(out, line []byte) []byte {
 		rest := line[i:]
 		if bytes.Contains(rest, pemKey) && !bytes.Contains(rest, pemEnd) {
 			out = t.w.maskTextBytes(out, line[:i])
-			t.inBlock = true
+			t.kind = pemBlock
 			t.block = append(t.block[:0], rest...)
+			return out
+		}
+	}
+	if i := bytes.Index(line, puttyBegin); i >= 0 && !bytes.Contains(line[i:], puttyEnd) {
+		out = t.w.maskTextBytes(out, line[:i])
+		t.kind = puttyBlock
+		t.block = append(t.block[:0], line[i:]...)
+		return out
+	}
+	if opensJSON(line) {
+		if d := jsonDepth(line); d > 0 {
+			t.kind, t.depth = jsonBlock, d
+			t.block = append(t.block[:0], line...)
 			return out
 		}
 	}
 	return t.w.maskTextBytes(out, line)
 }
 
-// flushBlock masks and appends a held-back private key block.
+// flushBlock masks and appends what is held back.
 func (t *textStream) flushBlock(out []byte) []byte {
-	if !t.inBlock {
+	if t.kind == noBlock {
 		return out
 	}
-	t.inBlock = false
+	t.kind = noBlock
 	if t.overflow {
 		t.overflow = false
 		return out
@@ -387,6 +439,48 @@ func (t *textStream) flushBlock(out []byte) []byte {
 	out = t.w.maskTextBytes(out, t.block)
 	t.block = t.block[:0]
 	return out
+}
+
+// opensJSON reports whether a line ends with an opening brace or bracket: the first line of an
+// indented JSON document.
+func opensJSON(line []byte) bool {
+	l := bytes.TrimRight(line, " \t\r\n")
+	return len(l) > 0 && (l[len(l)-1] == '{' || l[len(l)-1] == '[')
+}
+
+// continuesJSON reports whether a line can be part of an indented JSON document.
+func continuesJSON(line []byte) bool {
+	l := bytes.TrimLeft(line, " \t")
+	if len(l) == 0 {
+		return true
+	}
+	switch c := l[0]; {
+	case c == '"', c == '{', c == '}', c == '[', c == ']', c == '-', c == '\n', c == '\r', isDigit(c):
+		return true
+	case bytes.HasPrefix(l, []byte("true")), bytes.HasPrefix(l, []byte("false")), bytes.HasPrefix(l, []byte("null")):
+		return true
+	}
+	return false
+}
+
+// jsonDepth returns by how much a line opens JSON objects and arrays, outside strings.
+func jsonDepth(line []byte) int {
+	d := 0
+	inStr := false
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; {
+		case inStr && c == '\\':
+			i++
+		case c == '"':
+			inStr = !inStr
+		case inStr:
+		case c == '{' || c == '[':
+			d++
+		case c == '}' || c == ']':
+			d--
+		}
+	}
+	return d
 }
 
 // cut returns where to cut an overlong line chunk: after the last blank in its second half, or
@@ -397,7 +491,7 @@ func (t *textStream) cut(chunk []byte) int {
 		cut = len(chunk)/2 + i + 1
 	}
 	w := t.w
-	w.spans = w.m.eng.find(chunk, w.trig, w.spans)
+	w.spans = w.m.eng.find(w, chunk, w.trig, w.spans)
 	for _, s := range w.spans {
 		if s.start < cut && (s.end > cut || s.end == len(chunk)) {
 			cut = s.start

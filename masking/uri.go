@@ -48,7 +48,7 @@ func (w *walker) requestURI(i, end int, esc bool, c vctx) bool {
 			w.record(id)
 			changed = true
 		default:
-			w.spans = w.m.eng.find(value, w.trig, w.spans)
+			w.spans = w.m.eng.find(w, value, w.trig, w.spans)
 			if len(w.spans) == 0 {
 				out = append(out, param...)
 				continue
@@ -64,7 +64,7 @@ func (w *walker) requestURI(i, end int, esc bool, c vctx) bool {
 		return false
 	}
 	// The path may hold something too; mask the whole URI as text once more.
-	w.spans = w.m.eng.find(out, w.trig, w.spans)
+	w.spans = w.m.eng.find(w, out, w.trig, w.spans)
 	if len(w.spans) > 0 {
 		out = w.maskSpans(nil, out, w.spans)
 	}

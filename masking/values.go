@@ -63,9 +63,9 @@ func (w *walker) text(i, end int, esc bool) []byte {
 
 // replace replaces the string src[i:end] by the JSON string s.
 func (w *walker) replace(i, end int, s []byte) {
-	w.flush(i)
+	d0 := w.open(i)
 	w.dst = appendQuoted(w.dst, s)
-	w.mark = end
+	w.close(i, end, d0)
 }
 
 // hide replaces the string src[i:end] by a placeholder. A value that already is a placeholder
@@ -86,7 +86,7 @@ func (w *walker) hide(i, end int, esc bool, id int, mode hideMode) {
 			mode = hidePlain
 		}
 	}
-	w.flush(i)
+	d0 := w.open(i)
 	w.dst = append(w.dst, '"')
 	if mode == hidePlain {
 		w.dst = w.h.appendPlain(w.dst, v)
@@ -94,7 +94,7 @@ func (w *walker) hide(i, end int, esc bool, id int, mode hideMode) {
 		w.dst = w.h.appendBase64(w.dst, v)
 	}
 	w.dst = append(w.dst, '"')
-	w.mark = end
+	w.close(i, end, d0)
 	w.record(id)
 }
 
@@ -121,30 +121,32 @@ func (w *walker) maskText(i, end int, esc bool, c vctx) {
 		return
 	}
 	text := w.text(i, end, esc)
-	w.spans = w.m.eng.find(text, w.trig, w.spans)
-	if w.m.hasExemptions {
-		w.spans = w.filterExempt(c, w.spans)
-	}
 	if kc != keyPlain {
 		if id := keyMasks(kc, c.key, text); id >= 0 && !w.m.disabled[id] && (!w.m.hasExemptions || !w.exempt(c, id)) {
 			// The whole value goes; a detector that recognised it names the reason.
+			w.spans = w.m.eng.find(w, text, w.trig, w.spans)
+			if w.m.hasExemptions {
+				w.spans = w.filterExempt(c, w.spans)
+			}
 			if len(w.spans) > 0 {
 				id = w.spans[0].id
 			}
-			w.flush(i)
+			d0 := w.open(i)
 			w.dst = append(w.dst, '"')
 			w.dst = w.h.appendPlain(w.dst, text)
 			w.dst = append(w.dst, '"')
-			w.mark = end
+			w.close(i, end, d0)
 			w.record(id)
 			return
 		}
 	}
-	if len(w.spans) == 0 {
-		return
+	// JSON documents in the value are masked as documents, unless an exemption turns some
+	// detectors off for this value: the walker of a nested document does not know it.
+	nested := !w.m.hasExemptions || !w.exemptsSome(c)
+	w.tedits = w.textEdits(w.tedits[:0], text, &c, nested)
+	if len(w.tedits) > 0 {
+		w.spliceEdits(i, end, esc, text, w.tedits)
 	}
-	w.tmp = w.maskSpans(w.tmp[:0], text, w.spans)
-	w.replace(i, end, w.tmp)
 }
 
 // maskSpans appends text to dst with the spans replaced by placeholders.
@@ -175,17 +177,16 @@ func (w *walker) binaryValue(i, end int, esc bool, c vctx) {
 		w.hide(i, end, esc, idSecretData, hidePlain)
 		return
 	}
-	w.spans = w.m.eng.find(dec, w.trig, w.spans)
-	if w.m.hasExemptions {
-		w.spans = w.filterExempt(c, w.spans)
-	}
-	if len(w.spans) == 0 {
+	// The value is masked whole when anything in it would be: the edits only name the reason.
+	logLen := len(w.log)
+	w.tedits = w.textEdits(w.tedits[:0], dec, &c, !w.m.hasExemptions || !w.exemptsSome(c))
+	if len(w.tedits) == 0 {
+		w.log = w.log[:logLen]
 		return
 	}
-	for _, s := range w.spans[1:] {
-		w.record(s.id)
-	}
-	w.hide(i, end, esc, w.spans[0].id, hideBase64)
+	id := w.firstID(w.tedits, logLen)
+	w.log = w.log[:logLen]
+	w.hide(i, end, esc, id, hideBase64)
 }
 
 // lastApplied masks the last-applied-configuration annotation: the JSON document it holds is

@@ -53,6 +53,18 @@ type walker struct {
 	in    []byte // the embedded document this walker is working on, when it is a sub walker
 	spans []span
 	trig  []uint64
+
+	// Nested documents (JSON in strings, in text, in base64). A walker that works on a nested
+	// document records its edits, so that the walker of the enclosing string can carry them
+	// over byte for byte.
+	trackEdits bool
+	edits      []edit
+	nest       *walker    // walker for documents nested in strings and text, created on demand
+	tedits     []textEdit // scratch: the edits of a text
+	pend       []textEdit // scratch: the edits of a nested document
+	b64        []byte     // scratch: a decoded base64 document
+	arena      []byte     // scratch: replacement bytes of text edits
+	offs       []int      // scratch: offsets mapped from text to raw string
 }
 
 func newWalker(m *Masker) *walker {
@@ -65,12 +77,28 @@ func (w *walker) reset(dst, src []byte, target objType) {
 	w.budget = len(src) + restartSlack
 	w.posDep = 0
 	w.keys = w.keys[:0]
+	w.edits = w.edits[:0]
 }
 
 // flush copies the input up to src[to] to the output.
 func (w *walker) flush(to int) {
 	w.dst = append(w.dst, w.src[w.mark:to]...)
 	w.mark = to
+}
+
+// open starts the replacement of the input at src[i]: it copies the input before it and
+// returns where the replacement starts in the output.
+func (w *walker) open(i int) int {
+	w.flush(i)
+	return len(w.dst)
+}
+
+// close ends the replacement of src[i:end] by w.dst[d0:].
+func (w *walker) close(i, end, d0 int) {
+	w.mark = end
+	if w.trackEdits {
+		w.edits = append(w.edits, edit{start: i, end: end, dstStart: d0, dstEnd: len(w.dst)})
+	}
 }
 
 // finish copies the rest of the input and returns the output.
@@ -125,11 +153,11 @@ func (w *walker) value(i int, c vctx, depth int) (int, error) {
 			return i, errConflict
 		}
 		if c.hide != noHide {
-			w.flush(i)
+			d0 := w.open(i)
 			w.dst = append(w.dst, '"')
 			w.dst = w.h.appendPlain(w.dst, src[i:end])
 			w.dst = append(w.dst, '"')
-			w.mark = end
+			w.close(i, end, d0)
 			w.record(int(c.hide))
 		}
 		return end, nil
@@ -181,7 +209,7 @@ func (w *walker) objectPos(i int, c vctx, depth int) (int, error) {
 		}
 	}
 	w.objs[idx] = objState{t: t, check: check}
-	dstLen, mark, logLen, keysLen := len(w.dst), w.mark, len(w.log), len(w.keys)
+	sp := w.savepoint()
 	oc := w.objectCtx(idx)
 	end, err := w.object(i, oc, depth)
 	if err != errConflict {
@@ -189,7 +217,7 @@ func (w *walker) objectPos(i int, c vctx, depth int) (int, error) {
 	}
 	// The object names another type than assumed: learn it from all its members and start
 	// over, within the budget that keeps the work linear.
-	w.dst, w.mark, w.log, w.keys = w.dst[:dstLen], mark, w.log[:logLen], w.keys[:keysLen]
+	w.rollback(sp)
 	t, pend, err := w.prescanType(i, hint)
 	if err != nil {
 		return i, err
@@ -335,10 +363,14 @@ func (w *walker) prescanType(i int, hint objType) (objType, int, error) {
 	return t, j, nil
 }
 
-// object rewrites the members of the object at src[i].
+// object rewrites the members of the object at src[i]. An object its members identify as a
+// credential document (a service account key, a private JSON Web Key) is rewritten again with
+// every value hidden.
 func (w *walker) object(i int, c vctx, depth int) (int, error) {
 	src := w.src
 	start := i
+	sp := w.savepoint()
+	var evidence uint8
 	i = skipSpace(src, i+1)
 	if i >= len(src) {
 		return i, errEOF
@@ -395,6 +427,9 @@ func (w *walker) object(i int, c vctx, depth int) (int, error) {
 		}
 		if src[vs] == '"' {
 			w.capture(c, key, src[vs:i], &name, &nameKnown)
+			evidence |= docEvidence(key, src[vs+1:i-1])
+		} else {
+			evidence |= docEvidence(key, nil)
 		}
 		w.keys = w.keys[:keyMark]
 		i, err = next(src, i, '}')
@@ -402,6 +437,12 @@ func (w *walker) object(i int, c vctx, depth int) (int, error) {
 			return i, err
 		}
 		if i < 0 {
+			if evidence != 0 && c.hide == noHide {
+				if id := credentialDocument(evidence); id >= 0 && !w.m.disabled[id] {
+					w.rollback(sp)
+					return w.object(start, vctx{obj: c.obj, hide: int32(id), hmode: hidePlain}, depth)
+				}
+			}
 			return -i, nil
 		}
 	}

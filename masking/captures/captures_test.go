@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/gatehouse-dev/gatehouse/masking"
+	"github.com/gatehouse-dev/gatehouse/masking/internal/fakecreds"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
 
@@ -228,4 +230,143 @@ func TestCapturedWatchStream(t *testing.T) {
 	assertClean(t, "watch event", got)
 	assert.True(t, bytes.Contains(ev.Object.Data["token"], []byte("gatehouse:masked:")))
 	assert.Positive(t, rd.Stats().Fields)
+}
+
+var labelValue = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)
+
+// TestRecallThroughTheAPIServer plants a fake of every credential format of the corpus under
+// a neutral name (value007, example.com/value007) in objects of a real kube-apiserver and in a
+// pod's log, reads them as kubectl and client-go do (objects, lists, Tables, watches, logs) and
+// checks that nothing of a credential with a distinctive shape survives masking.
+func TestRecallThroughTheAPIServer(t *testing.T) {
+	ctx := t.Context()
+	ns := kube.Namespace(t, "recall")
+	m := newMasker(t)
+	kl, err := testbed.StartKubelet(ctx, kube, "node-"+ns)
+	require.NoError(t, err)
+	t.Cleanup(kl.Close)
+
+	formats := fakecreds.Formats()
+	fakes := make([]fakecreds.Fake, len(formats))
+	data := map[string]string{}
+	annotations := map[string]string{}
+	labels := map[string]string{"app": "recall"}
+	var env []corev1.EnvVar
+	var logs strings.Builder
+	for i, f := range formats {
+		fk := f.Gen(fakecreds.NewGen(uint64(1000 * i)))
+		fakes[i] = fk
+		key := fmt.Sprintf("value%03d", i)
+		data[key] = fk.Value
+		annotations["example.com/"+key] = fk.Value
+		if len(fk.Value) <= 63 && labelValue.MatchString(fk.Value) {
+			labels["example.com/"+key] = fk.Value
+		}
+		env = append(env, corev1.EnvVar{Name: strings.ToUpper(key), Value: fk.Value})
+		fmt.Fprintf(&logs, "2026-03-14T09:26:53.123Z INFO loaded %s %s from the remote store\n", key, fk.Value)
+		line, err := json.Marshal(map[string]any{"time": "2026-03-14T09:26:53.123Z", "level": "INFO", "msg": "loaded", key: fk.Value})
+		require.NoError(t, err)
+		logs.Write(append(line, '\n'))
+		_, err = kube.Clientset.CoreV1().Events(ns).Create(ctx, &corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{Name: "app." + key},
+			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: "app"},
+			Reason:         "BackOff", Type: "Warning",
+			Message: "Container app exited with code 1; last output: " + fk.Value + " (restarting)",
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	_, err = kube.Clientset.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings"}, Data: data}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	// A ConfigMap applied with kubectl carries its data again in last-applied-configuration.
+	applied, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "applied", "namespace": ns}, "data": data})
+	require.NoError(t, err)
+	cmd := exec.Command(kube.Kubectl, "--kubeconfig", kube.Kubeconfig, "apply", "-f", "-")
+	cmd.Stdin = bytes.NewReader(applied)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	_, err = kl.RunPod(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns, Labels: labels, Annotations: annotations},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:1", Env: env}}},
+	})
+	require.NoError(t, err)
+	kl.AppendLog(ns, "app", "app", logs.String())
+
+	const tableAccept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+	cms := masking.Target{Version: "v1", Resource: "configmaps", Namespace: ns}
+	pods := masking.Target{Version: "v1", Resource: "pods", Namespace: ns}
+	places := []struct {
+		name   string
+		path   string
+		accept string
+		target masking.Target
+		text   bool
+	}{
+		{"configmap data", "/api/v1/namespaces/" + ns + "/configmaps/settings", "application/json", cms, false},
+		{"last-applied", "/api/v1/namespaces/" + ns + "/configmaps/applied", "application/json", cms, false},
+		{"configmap list", "/api/v1/namespaces/" + ns + "/configmaps", "application/json", cms, false},
+		{"configmap table", "/api/v1/namespaces/" + ns + "/configmaps?includeObject=Object", tableAccept, cms, false},
+		{"configmap watch", "/api/v1/namespaces/" + ns + "/configmaps?watch=true&resourceVersion=0&timeoutSeconds=2", "application/json", withWatch(cms), false},
+		{"env, annotations and labels", "/api/v1/namespaces/" + ns + "/pods/app", "application/json", pods, false},
+		{"pod table", "/api/v1/namespaces/" + ns + "/pods?includeObject=Object", tableAccept, pods, false},
+		{"events", "/api/v1/namespaces/" + ns + "/events", "application/json", masking.Target{Version: "v1", Resource: "events", Namespace: ns}, false},
+		{"pod log", "/api/v1/namespaces/" + ns + "/pods/app/log", "*/*", masking.Target{Version: "v1", Resource: "pods", Subresource: "log", Namespace: ns, Name: "app"}, true},
+	}
+	var table strings.Builder
+	table.WriteString("\n| place (real kube-apiserver) | recall by shape |\n|---|---|\n")
+	for _, p := range places {
+		t.Run(p.name, func(t *testing.T) {
+			raw, ct := getWithType(t, p.path, p.accept)
+			var masked [][]byte
+			body, _, err := m.Body(ct, "", raw, p.target)
+			require.NoError(t, err)
+			masked = append(masked, body)
+			// Streamed as the proxy streams watches and logs.
+			rd, err := m.Stream(ct, "", bytes.NewReader(raw), p.target)
+			require.NoError(t, err)
+			streamed, err := io.ReadAll(rd)
+			require.NoError(t, err)
+			masked = append(masked, streamed)
+			if !p.text {
+				require.True(t, json.Valid(body) || p.target.Watch, "invalid JSON")
+			}
+			rawSurfaces, bodySurfaces, streamSurfaces := fakecreds.Surfaces(raw), fakecreds.Surfaces(masked[0]), fakecreds.Surfaces(masked[1])
+			n, hit := 0, 0
+			for i, f := range formats {
+				if !f.Shape {
+					continue
+				}
+				n++
+				require.NotEmpty(t, fakecreds.Survivors(rawSurfaces, fakes[i]), "%s holds %s before masking", p.name, f.Name)
+				left := append(fakecreds.Survivors(bodySurfaces, fakes[i]), fakecreds.Survivors(streamSurfaces, fakes[i])...)
+				if assert.Empty(t, left, "%s leaks %s", p.name, f.Name) {
+					hit++
+				}
+			}
+			fmt.Fprintf(&table, "| %s | %d/%d |\n", p.name, hit, n)
+		})
+	}
+	t.Log(table.String())
+}
+
+func withWatch(t masking.Target) masking.Target {
+	t.Watch = true
+	return t
+}
+
+// getWithType fetches path from the API server as kubectl would and returns the body and its
+// Content-Type.
+func getWithType(t *testing.T, path, accept string) ([]byte, string) {
+	t.Helper()
+	hc, err := rest.HTTPClientFor(kube.Config)
+	require.NoError(t, err)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, strings.TrimSuffix(kube.Config.Host, "/")+path, nil)
+	require.NoError(t, err)
+	req.Header.Set("Accept", accept)
+	resp, err := hc.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	return body, resp.Header.Get("Content-Type")
 }

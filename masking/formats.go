@@ -1,0 +1,647 @@
+package masking
+
+import (
+	"bytes"
+	"encoding/base64"
+	"regexp"
+)
+
+// This file holds the credential formats recognised by their shape alone: a prefix, a
+// structure, a checksum. They are our own rules, written after the model of gitleaks' rule set
+// (MIT) for the formats that have a distinctive shape; formats that only a nearby key name
+// identifies (a 32-character hex API key) are left to the keyword rules. Each format has a
+// stable name, which stats, exemptions and the configuration use, and lower-case keywords that
+// every match contains, so that the Aho-Corasick prefilter keeps it off texts without them.
+//
+// Simple formats (a prefix and a run of one alphabet) use a hand-written scanner instead of a
+// regular expression: keywords such as "sk" or "api-" occur in many ordinary values, and the
+// scanner rejects those in a few nanoseconds.
+
+// format is a credential format recognised by its shape.
+type format struct {
+	name     string
+	keywords []string
+	// re is an RE2 expression; the secret is its first group, or the whole match.
+	re         string
+	minEntropy float64
+	check      func(secret []byte) bool
+	// tok describes a prefixed token, for formats without re.
+	tok *tokenShape
+	// find is a hand-written finder, for formats that need more.
+	find func(text []byte, spans []span) []span
+	// multi: find reports under other formats' IDs too.
+	multi bool
+}
+
+// end is the right boundary of tokens whose alphabet includes '_' and '-'.
+const end = `(?:[^A-Za-z0-9_-]|\z)`
+
+// The formats. The order fixes their IDs within a process, never their names.
+var formats = []format{
+	// AI providers.
+	{name: "openai-api-key", keywords: []string{"sk-proj-", "sk-svcacct-", "sk-admin-", "t3blbkfj"},
+		re: `(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,250}|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})` + end, minEntropy: 3.5},
+	{name: "anthropic-api-key", keywords: []string{"sk-ant-"},
+		re: `(sk-ant-(?:api|admin|oat|ort|sid)[0-9]{2}-[A-Za-z0-9_-]{32,250})` + end, minEntropy: 3.5},
+	{name: "sk-api-key", keywords: []string{"sk-"}, tok: &tokenShape{prefixes: []string{"sk-"}, set: alnum, min: 32, max: 64}, minEntropy: 3, check: lettersAndDigits},
+	{name: "openrouter-api-key", keywords: []string{"sk-or-v1-"}, re: `(sk-or-v1-[a-f0-9]{64})\b`},
+	{name: "google-oauth-client-secret", keywords: []string{"gocspx-"}, re: `(GOCSPX-[A-Za-z0-9_-]{28})` + end},
+	{name: "google-oauth-token", keywords: []string{"ya29.", "1//0"},
+		re: `(ya29\.[A-Za-z0-9_-]{30,}|1//0[A-Za-z0-9_-]{40,})`, minEntropy: 3.5},
+	{name: "huggingface-token", keywords: []string{"hf_", "api_org_"}, tok: &tokenShape{prefixes: []string{"hf_", "api_org_"}, set: alnum, min: 34, max: 34}, minEntropy: 3.5},
+	{name: "groq-api-key", keywords: []string{"gsk_"}, tok: &tokenShape{prefixes: []string{"gsk_"}, set: alnum, min: 52, max: 52}, minEntropy: 3.5},
+	{name: "replicate-api-token", keywords: []string{"r8_"}, tok: &tokenShape{prefixes: []string{"r8_"}, set: alnum, min: 37, max: 37}, minEntropy: 3.5},
+	{name: "xai-api-key", keywords: []string{"xai-"}, tok: &tokenShape{prefixes: []string{"xai-"}, set: alnum, min: 70, max: 90}, minEntropy: 3.5},
+	{name: "perplexity-api-key", keywords: []string{"pplx-"}, tok: &tokenShape{prefixes: []string{"pplx-"}, set: alnum, min: 48, max: 48}, minEntropy: 3.5},
+	{name: "langsmith-api-key", keywords: []string{"lsv2_"}, re: `(lsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10})\b`},
+	{name: "pinecone-api-key", keywords: []string{"pcsk_"}, tok: &tokenShape{prefixes: []string{"pcsk_"}, set: alnumUnderscore, min: 40, max: 120}, minEntropy: 3.5},
+	{name: "aws-bedrock-api-key", keywords: []string{"absk", "bedrock-api-key-"},
+		re: `(ABSK[A-Za-z0-9+/]{109,269}={0,2}|bedrock-api-key-YmVkcm9jay5hbWF6b25hd3MuY29t[A-Za-z0-9+/=%&_-]{20,})`, minEntropy: 3},
+
+	// Cloud providers.
+	{name: "aws-session-token", keywords: []string{"iqojb3jpz2lux2vj", "fwogzxivyxdz", "fqogzxivyxdz"},
+		re: `((?:IQoJb3JpZ2luX2Vj|FwoGZXIvYXdz|FQoGZXIvYXdz)[A-Za-z0-9+/]{80,}={0,2})`},
+	{name: "azure-ad-client-secret", keywords: []string{"q~"},
+		re: `(?:^|[^A-Za-z0-9_~.-])([A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34})(?:[^A-Za-z0-9_~.-]|\z)`, minEntropy: 3},
+	{name: "azure-identifiable-key", keywords: []string{"+ast", "acdb", "+asb", "+aeh", "apim", "azse", "+acr", "azfu"},
+		re: `(?:^|[^A-Za-z0-9+/])([A-Za-z0-9+/]{76}(?:\+ASt|ACDb|\+ASb|\+AEh|APIM|AzSe|\+ACR)[A-Za-z0-9+/]{5}[AQgw]==|[A-Za-z0-9_-]{44}AzFu[A-Za-z0-9_-]{5}[AQgw]==)`},
+	{name: "azure-devops-pat", keywords: []string{"azdo"}, re: `\b([A-Za-z0-9]{76}AZDO[A-Za-z0-9]{4})\b`},
+	{name: "alibaba-access-key-id", keywords: []string{"ltai"}, tok: &tokenShape{prefixes: []string{"LTAI"}, set: alnum, min: 12, max: 20}, minEntropy: 3},
+	{name: "digitalocean-token", keywords: []string{"dop_v1_", "doo_v1_", "dor_v1_"}, re: `(do[opr]_v1_[a-f0-9]{64})\b`},
+	{name: "heroku-api-key", keywords: []string{"hrku-aa"}, re: `(HRKU-AA[A-Za-z0-9_-]{58})` + end},
+	{name: "cloudflare-origin-ca-key", keywords: []string{"v1.0-"}, re: `(v1\.0-[a-f0-9]{24}-[a-f0-9]{146})\b`},
+	{name: "flyio-token", keywords: []string{"fo1_", "fm1r_", "fm1a_", "fm2_"},
+		re: `(fo1_[A-Za-z0-9_-]{43}|fm[12][ar]?_[A-Za-z0-9+/]{100,}={0,3})`},
+	{name: "yandex-cloud-key", keywords: []string{"aqvn", "t1."},
+		re: `(AQVN[A-Za-z0-9_-]{35,38}|t1\.[A-Za-z0-9_-]+={0,2}\.[A-Za-z0-9_-]{86}={0,2})` + end, minEntropy: 3.5},
+	{name: "netlify-token", keywords: []string{"nfp_"}, tok: &tokenShape{prefixes: []string{"nfp_"}, set: alnum, min: 36, max: 40}, minEntropy: 3.5},
+	{name: "supabase-token", keywords: []string{"sbp_", "sb_secret_"}, re: `(sbp_[a-f0-9]{40}|sb_secret_[A-Za-z0-9_-]{20,})` + end},
+	{name: "render-api-key", keywords: []string{"rnd_"}, tok: &tokenShape{prefixes: []string{"rnd_"}, set: alnum, min: 28, max: 32}, minEntropy: 3.5, check: lettersAndDigits},
+	{name: "terraform-cloud-token", keywords: []string{"atlasv1"}, re: `([A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,70})` + end},
+	{name: "pulumi-access-token", keywords: []string{"pul-"}, tok: &tokenShape{prefixes: []string{"pul-"}, set: hexLower, min: 40, max: 40}},
+	{name: "databricks-token", keywords: []string{"dapi", "dose"}, re: `((?:dapi|dose)[a-f0-9]{32}(?:-[0-9])?)\b`, minEntropy: 3},
+	{name: "openshift-token", keywords: []string{"sha256~"}, re: `(sha256~[A-Za-z0-9_-]{43})` + end},
+	{name: "rancher-token", keywords: []string{"token-"}, re: `(token-[a-z0-9]{5}:[a-z0-9]{54})\b`},
+
+	// Version control, CI and developer platforms.
+	{name: "bitbucket-app-password", keywords: []string{"atbb"}, re: `(ATBB[A-Za-z0-9_=.-]{28,60})` + end, minEntropy: 3.5},
+	{name: "atlassian-api-token", keywords: []string{"atatt3", "atctt3"}, re: `(AT[AC]TT3[A-Za-z0-9_=-]{150,250})` + end},
+	{name: "sourcegraph-token", keywords: []string{"sgp_"}, re: `(sgp_(?:[a-fA-F0-9]{16}_|local_)?[a-fA-F0-9]{40})\b`},
+	{name: "circleci-token", keywords: []string{"ccipat_"}, re: `(CCIPAT_[A-Za-z0-9]{22}_[a-f0-9]{40})\b`},
+	{name: "buildkite-token", keywords: []string{"bkua_"}, tok: &tokenShape{prefixes: []string{"bkua_"}, set: hexLower, min: 40, max: 40}},
+	{name: "sonarqube-token", keywords: []string{"squ_", "sqp_", "sqa_"}, tok: &tokenShape{prefixes: []string{"squ_", "sqp_", "sqa_"}, set: hexLower, min: 40, max: 40}},
+	{name: "harness-token", keywords: []string{"pat.", "sat."}, tok: &tokenShape{prefixes: []string{"pat.", "sat."}, segs: []seg{{set: base64URL, min: 22, max: 22}, {lit: "."}, {set: alnum, min: 24, max: 24}, {lit: "."}, {set: alnum, min: 20, max: 20}}}},
+	{name: "octopus-deploy-api-key", keywords: []string{"api-"}, tok: &tokenShape{prefixes: []string{"API-"}, set: upperAlnum, min: 26, max: 26}, check: lettersAndDigits},
+	{name: "infracost-api-token", keywords: []string{"ico-"}, tok: &tokenShape{prefixes: []string{"ico-"}, set: alnum, min: 32, max: 32}, minEntropy: 3.5},
+	{name: "postman-api-key", keywords: []string{"pmak-"}, re: `(PMAK-[a-f0-9]{24}-[a-f0-9]{34})\b`},
+	{name: "prefect-api-key", keywords: []string{"pnu_"}, tok: &tokenShape{prefixes: []string{"pnu_"}, set: alnum, min: 36, max: 36}, minEntropy: 3.5},
+	{name: "readme-api-key", keywords: []string{"rdme_"}, tok: &tokenShape{prefixes: []string{"rdme_"}, set: alnumLower, min: 70, max: 70}},
+	{name: "linear-api-key", keywords: []string{"lin_api_", "lin_oauth_"}, tok: &tokenShape{prefixes: []string{"lin_api_", "lin_oauth_"}, set: alnum, min: 40, max: 64}, minEntropy: 3.5},
+	{name: "notion-token", keywords: []string{"ntn_", "secret_"}, re: `(ntn_[0-9]{11}[A-Za-z0-9]{35}|secret_[A-Za-z0-9]{43})\b`, minEntropy: 3.5},
+	{name: "airtable-token", keywords: []string{"pat"}, tok: &tokenShape{prefixes: []string{"pat"}, segs: []seg{{set: alnum, min: 14, max: 14}, {lit: "."}, {set: hexLower, min: 64, max: 64}}}},
+	{name: "figma-token", keywords: []string{"figd_"}, re: `(figd_[A-Za-z0-9_-]{40})` + end},
+	{name: "typeform-token", keywords: []string{"tfp_"}, re: `(tfp_[A-Za-z0-9_.=-]{59})` + end},
+	{name: "frameio-token", keywords: []string{"fio-u-"}, re: `(fio-u-[A-Za-z0-9_=-]{64})` + end},
+	{name: "contentful-token", keywords: []string{"cfpat-"}, re: `(CFPAT-[A-Za-z0-9_-]{43})` + end},
+	{name: "hubspot-token", keywords: []string{"pat-na1-", "pat-eu1-"}, re: `(pat-(?:na|eu)1-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b`},
+	{name: "mapbox-secret-token", keywords: []string{"sk.eyj"}, re: `(sk\.eyJ[A-Za-z0-9_-]{50,}\.[A-Za-z0-9_-]{20,})`},
+	{name: "dropbox-token", keywords: []string{"sl."}, re: `(sl\.(?:u\.)?[A-Za-z0-9_-]{130,})`, minEntropy: 3.5},
+	{name: "facebook-access-token", keywords: []string{"eaam", "eaac"}, tok: &tokenShape{prefixes: []string{"EAAM", "EAAC"}, set: alnum, min: 100, max: 400}, minEntropy: 3.5},
+	{name: "salesforce-access-token", keywords: []string{"00d"}, re: `(00D[A-Za-z0-9]{12,15}![A-Za-z0-9._]{80,})`},
+	{name: "adobe-client-secret", keywords: []string{"p8e-"}, tok: &tokenShape{prefixes: []string{"p8e-"}, set: alnum, min: 32, max: 32}, minEntropy: 3},
+	{name: "clickhouse-cloud-key", keywords: []string{"4b1d"}, tok: &tokenShape{prefixes: []string{"4b1d"}, set: alnum, min: 38, max: 38}, minEntropy: 3.5, check: mixedCase},
+	{name: "maxmind-license-key", keywords: []string{"_mmk"}, re: `([A-Za-z0-9]{6}_[A-Za-z0-9]{29}_mmk)\b`},
+	{name: "scalingo-token", keywords: []string{"tk-us-"}, re: `(tk-us-[A-Za-z0-9_-]{48})` + end},
+	{name: "authress-key", keywords: []string{"sc_", "ext_", "scauth_", "authress_"},
+		re: `((?:sc|ext|scauth|authress)_[A-Za-z0-9]{5,30}\.[A-Za-z0-9]{4,6}\.acc[_-][A-Za-z0-9-]{10,32}\.[A-Za-z0-9+/_=-]{30,120})` + end},
+	{name: "intra42-client-secret", keywords: []string{"s-s4t2ud-", "s-s4t2af-"}, re: `(s-s4t2(?:ud|af)-[a-f0-9]{64})\b`},
+	{name: "settlemint-token", keywords: []string{"sm_aat_", "sm_pat_", "sm_sat_"}, tok: &tokenShape{prefixes: []string{"sm_aat_", "sm_pat_", "sm_sat_"}, set: alnum, min: 16, max: 16}, minEntropy: 3},
+	{name: "defined-networking-token", keywords: []string{"dnkey-"}, re: `(dnkey-[a-z0-9=_-]{26}-[a-z0-9=_-]{52})` + end},
+	{name: "gitlab-session-cookie", keywords: []string{"_gitlab_session="}, re: `_gitlab_session=([0-9a-z]{32})\b`},
+	{name: "sidekiq-credentials", keywords: []string{"contribsys__com"},
+		re: `(?i)BUNDLE_(?:ENTERPRISE|GEMS)__CONTRIBSYS__COM["']?\s*[:=]\s*["']?([a-f0-9]{8}:[a-f0-9]{8})\b`},
+	{name: "nuget-config-password", keywords: []string{"<add key="},
+		re: `(?i)<add\s+key="(?:ClearText)?Password"\s+value="([^"]{1,})"`},
+	{name: "kubernetes-secret-manifest", keywords: []string{"kind: secret", "kind: \"secret", "kind: 'secret"}, find: findSecretManifests},
+	{name: "planetscale-token", keywords: []string{"pscale_tkn_", "pscale_pw_", "pscale_oauth_"}, re: `(pscale_(?:tkn|pw|oauth)_[A-Za-z0-9_=.-]{32,64})` + end},
+
+	// Package registries.
+	{name: "npm-token", keywords: []string{"npm_"}, tok: &tokenShape{prefixes: []string{"npm_"}, set: alnum, min: 36, max: 36}, minEntropy: 3},
+	{name: "pypi-token", keywords: []string{"pypi-ageichlwas5vcmc", "pypi-agendgvzdc5wexbplm9yzw"},
+		re: `(pypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{50,})`},
+	{name: "rubygems-token", keywords: []string{"rubygems_"}, tok: &tokenShape{prefixes: []string{"rubygems_"}, set: hexLower, min: 48, max: 48}},
+	{name: "nuget-api-key", keywords: []string{"oy2"}, tok: &tokenShape{prefixes: []string{"oy2"}, set: alnumLower, min: 43, max: 43}, minEntropy: 3.5},
+	{name: "dockerhub-token", keywords: []string{"dckr_pat_", "dckr_oat_"}, re: `(dckr_(?:pat|oat)_[A-Za-z0-9_-]{27,32})` + end},
+	{name: "clojars-token", keywords: []string{"clojars_"}, tok: &tokenShape{prefixes: []string{"CLOJARS_"}, set: alnumLower, min: 60, max: 60}},
+	{name: "crates-io-token", keywords: []string{"cio"}, tok: &tokenShape{prefixes: []string{"cio"}, set: alnum, min: 32, max: 32}, minEntropy: 3.5, check: mixedCase},
+	{name: "artifactory-token", keywords: []string{"akcp", "cmvmd"}, re: `(AKCp[A-Za-z0-9]{69}|cmVmd[A-Za-z0-9]{59})\b`},
+
+	// Observability.
+	{name: "sentry-token", keywords: []string{"sntrys_", "sntryu_"}, re: `(sntrys_eyJ[A-Za-z0-9+/=_]{50,}|sntryu_[a-f0-9]{64})`},
+	{name: "grafana-token", keywords: []string{"glc_", "glsa_", "eyjrijoi"},
+		re: `(glc_[A-Za-z0-9+/]{32,400}={0,3}|glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}|eyJrIjoi[A-Za-z0-9]{70,400}={0,3})`},
+	{name: "newrelic-key", keywords: []string{"nrak-", "nrii-", "nrjs-"}, re: `(NRAK-[A-Z0-9]{27}|NRII-[A-Za-z0-9_-]{32}|NRJS-[a-f0-9]{19})` + end},
+	{name: "dynatrace-token", keywords: []string{"dt0c01."}, re: `(dt0c01\.[A-Z0-9]{24}\.[A-Z0-9]{64})\b`},
+
+	// E-mail.
+	{name: "sendgrid-api-key", keywords: []string{"sg."}, tok: &tokenShape{prefixes: []string{"SG."}, segs: []seg{{set: base64URL, min: 22, max: 22}, {lit: "."}, {set: base64URL, min: 43, max: 43}}}},
+	{name: "mailgun-api-key", keywords: []string{"key-"}, tok: &tokenShape{prefixes: []string{"key-", "pubkey-"}, set: hexLower, min: 32, max: 32}, minEntropy: 3},
+	{name: "mailchimp-api-key", keywords: []string{"-us"}, find: findMailchimp},
+	{name: "mandrill-api-key", keywords: []string{"md-"}, tok: &tokenShape{prefixes: []string{"md-"}, set: alnum, min: 22, max: 22}, minEntropy: 3.5, check: mixedCaseAndDigits},
+	{name: "brevo-api-key", keywords: []string{"xkeysib-", "xsmtpsib-"}, re: `(x(?:keysib|smtpsib)-[a-f0-9]{64}-[A-Za-z0-9]{16})\b`},
+	{name: "resend-api-key", keywords: []string{"re_"}, tok: &tokenShape{prefixes: []string{"re_"}, segs: []seg{{set: alnum, min: 8, max: 8}, {lit: "_"}, {set: alnum, min: 24, max: 24}}}, minEntropy: 3.5},
+
+	// Telephony and chat.
+	{name: "twilio-api-key", keywords: []string{"sk"}, tok: &tokenShape{prefixes: []string{"SK"}, set: hexAny, min: 32, max: 32}, minEntropy: 3},
+	{name: "telegram-bot-token", keywords: []string{":aa"}, re: `([0-9]{8,10}:AA[A-Za-z0-9_-]{33})` + end},
+	{name: "discord-webhook", keywords: []string{"/api/webhooks/"}, re: `discord(?:app)?\.com/api/webhooks/[0-9]{17,20}/([A-Za-z0-9_-]{60,68})`},
+	{name: "teams-webhook", keywords: []string{"webhook.office.com"},
+		re: `webhook\.office\.com/webhookb2/([0-9a-f-]{36}@[0-9a-f-]{36}/IncomingWebhook/[0-9a-f]{32}/[0-9a-f-]{36}(?:/[A-Za-z0-9_-]+)?)`},
+
+	// Payment.
+	{name: "stripe-webhook-secret", keywords: []string{"whsec_"}, tok: &tokenShape{prefixes: []string{"whsec_"}, set: base64Std, min: 32, max: 128}, minEntropy: 3.5},
+	{name: "square-token", keywords: []string{"sq0atp-", "sq0csp-", "eaaa"}, re: `(sq0atp-[A-Za-z0-9_-]{22}|sq0csp-[A-Za-z0-9_-]{43}|EAAA[A-Za-z0-9_-]{60})` + end},
+	{name: "braintree-access-token", keywords: []string{"access_token$"}, re: `(access_token\$(?:production|sandbox)\$[0-9a-z]{16}\$[0-9a-f]{32})`},
+	{name: "plaid-access-token", keywords: []string{"access-sandbox-", "access-development-", "access-production-"},
+		re: `(access-(?:sandbox|development|production)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b`},
+	{name: "shopify-token", keywords: []string{"shpat_", "shpca_", "shppa_", "shpss_"}, tok: &tokenShape{prefixes: []string{"shpat_", "shpca_", "shppa_", "shpss_"}, set: hexAny, min: 32, max: 32}},
+	{name: "shippo-token", keywords: []string{"shippo_"}, re: `(shippo_(?:live|test)_[a-fA-F0-9]{40})\b`},
+	{name: "flutterwave-key", keywords: []string{"flwseck", "flwpubk"}, re: `(FLWSECK(?:_TEST)?-[a-hA-H0-9]{32}-X|FLWSECK_TEST[a-hA-H0-9]{12})\b`},
+	{name: "duffel-token", keywords: []string{"duffel_"}, re: `(duffel_(?:test|live)_[A-Za-z0-9_=-]{43})` + end},
+	{name: "easypost-api-key", keywords: []string{"ezak", "eztk"}, tok: &tokenShape{prefixes: []string{"EZAK", "EZTK"}, set: alnum, min: 54, max: 54}, minEntropy: 3.5},
+
+	// Secret managers.
+	{name: "vault-token", keywords: []string{"hvs.", "hvb.", "hvr."}, re: `(hv[sbr]\.[A-Za-z0-9_-]{24,})` + end, minEntropy: 3.5},
+	{name: "doppler-token", keywords: []string{"dp.pt.", "dp.st.", "dp.sa.", "dp.ct.", "dp.scim.", "dp.audit."},
+		re: `(dp\.(?:pt|st|sa|ct|scim|audit)\.(?:[a-z0-9_-]{1,40}\.)?[A-Za-z0-9]{40,44})\b`},
+	{name: "onepassword-token", keywords: []string{"ops_eyj", "a3-"},
+		re: `(ops_eyJ[A-Za-z0-9+/]{250,}={0,3}|A3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5})\b`},
+	{name: "age-secret-key", keywords: []string{"age-secret-key-1"}, re: `(AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58})`},
+	{name: "putty-private-key", keywords: []string{"putty-user-key-file-"},
+		re: `(PuTTY-User-Key-File-[23]:(?s:.*?)(?:Private-MAC: ?[0-9a-fA-F]+|\z))`},
+
+	// Shapes around a dot: one finder for the formats without a keyword of their own.
+	{name: "kubernetes-bootstrap-token", find: findDotted, multi: true},
+	{name: "discord-bot-token"},
+	{name: "bitwarden-access-token"},
+
+	// Password hashes (htpasswd, /etc/shadow, application databases).
+	{name: "bcrypt-hash", keywords: []string{"$2a$", "$2b$", "$2y$", "$2x$"}, re: `(\$2[abxy]\$[0-9]{2}\$[./A-Za-z0-9]{53})`},
+	{name: "crypt-hash", keywords: []string{"$1$", "$apr1$", "$5$", "$6$", "$y$", "$gy$", "$7$"},
+		re: `(\$(?:1|apr1|5|6)\$(?:rounds=[0-9]+\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{22,86}|\$(?:y|gy|7)\$[./A-Za-z0-9]+\$[./A-Za-z0-9]{1,64}\$[./A-Za-z0-9]{43})`},
+	{name: "argon2-hash", keywords: []string{"$argon2"}, re: `(\$argon2(?:id|i|d)\$v=[0-9]+\$m=[0-9]+,t=[0-9]+,p=[0-9]+\$[A-Za-z0-9+/]{11,}\$[A-Za-z0-9+/]{16,})`},
+	{name: "pbkdf2-hash", keywords: []string{"pbkdf2"},
+		re: `(pbkdf2_sha(?:1|256|512)\$[0-9]+\$[A-Za-z0-9./+]{4,}\$[A-Za-z0-9./+]{20,}={0,2}|pbkdf2:sha(?:1|256|512)(?::[0-9]+)?\$[A-Za-z0-9./+]{4,}\$[a-f0-9]{40,})`},
+	{name: "scram-hash", keywords: []string{"scram-sha-256$"}, re: `(SCRAM-SHA-256\$[0-9]+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+)`},
+	{name: "ldap-password-hash", keywords: []string{"{sha}", "{ssha}", "{ssha256}", "{ssha512}"}, re: `(\{(?:SHA|SSHA|SSHA256|SSHA512)\}[A-Za-z0-9+/]{20,}={0,2})`},
+	{name: "postgres-md5-hash", keywords: []string{"md5"}, tok: &tokenShape{prefixes: []string{"md5"}, set: hexLower, min: 32, max: 32}},
+
+	// Credentials in command lines and account files.
+	{name: "curl-user-password", keywords: []string{"curl"}, re: `\bcurl\b[^\n]*?\s(?:-u|--user)(?:[ \t]+|=)['"]?[^\s:'"]*:([^\s'"]{3,})`},
+	{name: "netrc-password", keywords: []string{"machine"}, re: `\bmachine[ \t]+\S+(?:[ \t]+login[ \t]+\S+)?[ \t]+password[ \t]+(\S+)`},
+}
+
+// Byte sets of token alphabets.
+type byteSet [256]bool
+
+func newByteSet(ranges string) *byteSet {
+	var s byteSet
+	for i := 0; i < len(ranges); i++ {
+		if i+2 < len(ranges) && ranges[i+1] == '-' {
+			for c := int(ranges[i]); c <= int(ranges[i+2]); c++ {
+				s[c] = true
+			}
+			i += 2
+			continue
+		}
+		s[ranges[i]] = true
+	}
+	return &s
+}
+
+var (
+	alnum           = newByteSet("A-Za-z0-9")
+	alnumLower      = newByteSet("a-z0-9")
+	alnumUnderscore = newByteSet("A-Za-z0-9_")
+	upperAlnum      = newByteSet("A-Z0-9")
+	hexLower        = newByteSet("a-f0-9")
+	hexAny          = newByteSet("a-fA-F0-9")
+	base64Std       = newByteSet("A-Za-z0-9+/=")
+)
+
+// tokenShape is a token that starts with one of prefixes (case-sensitive) and continues with
+// min to max bytes of set, or with segs when they are given, neither continuing a word before
+// it nor followed by a letter, digit or byte of its last alphabet.
+type tokenShape struct {
+	prefixes []string
+	set      *byteSet
+	min, max int
+	segs     []seg
+}
+
+// seg is a part of a token: a literal, or min to max bytes of set. Segments are matched
+// greedily, so a literal must not be in the alphabet of the segment before it.
+type seg struct {
+	lit      string
+	set      *byteSet
+	min, max int
+}
+
+// match returns the end of the token whose prefix ends at text[j], or -1.
+func (t *tokenShape) match(text []byte, j int) int {
+	segs := t.segs
+	if segs == nil {
+		segs = []seg{{set: t.set, min: t.min, max: t.max}}
+	}
+	var last *byteSet
+	for _, sg := range segs {
+		if sg.lit != "" {
+			if !bytes.HasPrefix(text[j:], []byte(sg.lit)) {
+				return -1
+			}
+			j += len(sg.lit)
+			continue
+		}
+		s := j
+		for j < len(text) && j-s <= sg.max && sg.set[text[j]] {
+			j++
+		}
+		if n := j - s; n < sg.min || n > sg.max {
+			return -1
+		}
+		last = sg.set
+	}
+	if j < len(text) && (isAlnum(text[j]) || (last != nil && last[text[j]])) {
+		return -1
+	}
+	return j
+}
+
+// finder returns the find function of a detector for the shape. Entropy and check apply to
+// what follows the prefix.
+func (t *tokenShape) finder(d *detector) func(text []byte, spans []span) []span {
+	return func(text []byte, spans []span) []span {
+		for _, p := range t.prefixes {
+			for off := 0; ; {
+				i := bytes.Index(text[off:], []byte(p))
+				if i < 0 {
+					break
+				}
+				s := off + i
+				off = s + 1
+				if s > 0 && (isAlnum(text[s-1]) || text[s-1] == '_') {
+					continue
+				}
+				j := t.match(text, s+len(p))
+				if j < 0 {
+					continue
+				}
+				body := text[s+len(p) : j]
+				if d.minEntropy > 0 && entropy(body) < d.minEntropy {
+					continue
+				}
+				if d.check != nil && !d.check(body) {
+					continue
+				}
+				spans = append(spans, span{s, j, d.id})
+				off = j
+			}
+		}
+		return spans
+	}
+}
+
+// formatDetectors builds the detectors of the formats.
+func formatDetectors() []*detector {
+	dets := make([]*detector, 0, len(formats))
+	for i, f := range formats {
+		d := &detector{id: idFirstFormat + i, keywords: f.keywords, minEntropy: f.minEntropy, check: f.check, multi: f.multi}
+		switch {
+		case f.re != "":
+			d.re = regexp.MustCompile(f.re)
+			if d.re.NumSubexp() > 0 {
+				d.group = 1
+			}
+			d.bound = true
+		case f.tok != nil:
+			d.find = f.tok.finder(d)
+		case f.find != nil:
+			d.find = f.find
+		default:
+			continue // reported by another format's finder
+		}
+		dets = append(dets, d)
+	}
+	return dets
+}
+
+// formatID returns the ID of the format named name; it panics for an unknown name, which is a
+// programming error caught by every test.
+func formatID(name string) int {
+	for i, f := range formats {
+		if f.name == name {
+			return idFirstFormat + i
+		}
+	}
+	panic("masking: unknown format " + name)
+}
+
+// IDs of formats that hand-written finders report. They are set by init, since the finders
+// are part of the table they are looked up in.
+var idBootstrapToken, idDiscordBot, idBitwarden, idVaultToken, idMailchimp, idFacebook, formatIDPutty, formatIDSecretManifest int
+
+func init() {
+	idBootstrapToken = formatID("kubernetes-bootstrap-token")
+	idDiscordBot = formatID("discord-bot-token")
+	idBitwarden = formatID("bitwarden-access-token")
+	idVaultToken = formatID("vault-token")
+	idMailchimp = formatID("mailchimp-api-key")
+	idFacebook = formatID("facebook-access-token")
+	formatIDPutty = formatID("putty-private-key")
+	formatIDSecretManifest = formatID("kubernetes-secret-manifest")
+}
+
+// formatDets are the detectors of the formats, built once.
+var formatDets = formatDetectors()
+
+func lettersAndDigits(b []byte) bool {
+	letter, digit := false, false
+	for _, c := range b {
+		letter = letter || isLower(c) || isUpper(c)
+		digit = digit || isDigit(c)
+	}
+	return letter && digit
+}
+
+func mixedCase(b []byte) bool {
+	lower, upper := false, false
+	for _, c := range b {
+		lower = lower || isLower(c)
+		upper = upper || isUpper(c)
+	}
+	return lower && upper
+}
+
+func mixedCaseAndDigits(b []byte) bool { return mixedCase(b) && lettersAndDigits(b) }
+
+// findMailchimp finds Mailchimp API keys: 32 lower-case hex digits, "-us" and a data center
+// number.
+func findMailchimp(text []byte, spans []span) []span {
+	for off := 0; ; {
+		i := bytes.Index(text[off:], []byte("-us"))
+		if i < 0 {
+			return spans
+		}
+		p := off + i
+		off = p + 1
+		s := p - 32
+		if s < 0 || (s > 0 && isAlnum(text[s-1])) {
+			continue
+		}
+		hex := true
+		for _, c := range text[s:p] {
+			hex = hex && (isDigit(c) || ('a' <= c && c <= 'f'))
+		}
+		e := p + 3
+		for e < len(text) && e-p-3 < 2 && isDigit(text[e]) {
+			e++
+		}
+		if !hex || e == p+3 || (e < len(text) && isAlnum(text[e])) || entropy(text[s:p]) < 3 {
+			continue
+		}
+		spans = append(spans, span{s, e, idMailchimp})
+	}
+}
+
+// findDotted finds the formats whose only fixed part is a dot: Kubernetes bootstrap tokens
+// (abcdef.0123456789abcdef), Discord bot tokens (three base64url parts, the first the
+// base64 of the bot's numeric ID), legacy Vault tokens (s. and 24 characters) and Bitwarden
+// access tokens (0.<uuid>.<secret>:<key>); and Facebook app access tokens, whose fixed part is
+// a bar (<app ID>|<secret>). It looks at every dot and bar; most are rejected by the byte
+// before or after.
+func findDotted(text []byte, spans []span) []span {
+	spans = findAppTokens(text, spans)
+	for off := 0; ; {
+		i := bytes.IndexByte(text[off:], '.')
+		if i < 0 {
+			return spans
+		}
+		p := off + i
+		off = p + 1
+		if p == 0 || p+1 >= len(text) || !isAlnum(text[p-1]) || !isAlnum(text[p+1]) {
+			continue
+		}
+		// The word before the dot.
+		s := p
+		for s > 0 && p-s <= 32 && isBase64URL(text[s-1]) {
+			s--
+		}
+		if s > 0 && (isBase64URL(text[s-1]) || text[s-1] == '.') {
+			continue // a longer word, or not the first dot
+		}
+		left := text[s:p]
+		var sp span
+		switch {
+		case len(left) == 6 && allOf(left, alnumLower):
+			sp = bootstrapToken(text, s, p)
+		case len(left) == 1 && left[0] == 's':
+			sp = legacyVaultToken(text, s, p)
+		case len(left) == 1 && left[0] == '0':
+			sp = bitwardenToken(text, s, p)
+		case len(left) >= 23 && len(left) <= 28:
+			sp = discordToken(text, s, p)
+		}
+		if sp.end > 0 {
+			spans = append(spans, sp)
+			off = sp.end
+		}
+	}
+}
+
+func isBase64URL(c byte) bool { return isAlnum(c) || c == '_' || c == '-' }
+
+func allOf(b []byte, set *byteSet) bool {
+	for _, c := range b {
+		if !set[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// runOf returns the end of the run of bytes of set that starts at text[i].
+func runOf(text []byte, i int, set *byteSet) int {
+	for i < len(text) && set[text[i]] {
+		i++
+	}
+	return i
+}
+
+// endsToken reports whether text[i] ends a token: the end, or a byte that is neither a letter,
+// a digit, '_', '-' nor a dot followed by one of them.
+func endsToken(text []byte, i int) bool {
+	if i >= len(text) {
+		return true
+	}
+	c := text[i]
+	if isBase64URL(c) {
+		return false
+	}
+	return c != '.' || i+1 >= len(text) || !isBase64URL(text[i+1])
+}
+
+// bootstrapToken matches [a-z0-9]{6}.[a-z0-9]{16} at text[s:], the dot at p.
+func bootstrapToken(text []byte, s, p int) span {
+	e := runOf(text, p+1, alnumLower)
+	if e-p-1 != 16 || !endsToken(text, e) {
+		return span{}
+	}
+	secret := text[p+1 : e]
+	if !lettersAndDigits(secret) || entropy(secret) < 3 {
+		return span{}
+	}
+	return span{s, e, idBootstrapToken}
+}
+
+// legacyVaultToken matches s.[A-Za-z0-9]{24} at text[s:].
+func legacyVaultToken(text []byte, s, p int) span {
+	e := runOf(text, p+1, alnum)
+	if e-p-1 != 24 || !endsToken(text, e) || !mixedCaseAndDigits(text[p+1:e]) || entropy(text[p+1:e]) < 3.5 {
+		return span{}
+	}
+	return span{s, e, idVaultToken}
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.[A-Za-z0-9]{30}:[A-Za-z0-9+/]{22}==`)
+
+// bitwardenToken matches 0.<uuid>.<30 alphanumerics>:<22 base64>== at text[s:].
+func bitwardenToken(text []byte, s, p int) span {
+	m := uuidRE.Find(text[p+1:])
+	if m == nil {
+		return span{}
+	}
+	return span{s, p + 1 + len(m), idBitwarden}
+}
+
+// discordToken matches a Discord bot token at text[s:]: the base64url of the bot's numeric ID
+// (17 to 20 digits), a dot, 6 or 7 characters, a dot, and 27 to 40 characters.
+func discordToken(text []byte, s, p int) span {
+	id := text[s:p]
+	if c := id[0]; c != 'M' && c != 'N' && c != 'O' {
+		return span{}
+	}
+	var buf [24]byte
+	n, err := base64.RawURLEncoding.Decode(buf[:], id)
+	if err != nil || n < 17 || !allOf(buf[:n], digits) {
+		return span{}
+	}
+	e1 := runOf(text, p+1, base64URL)
+	if n := e1 - p - 1; n < 6 || n > 7 || e1 >= len(text) || text[e1] != '.' {
+		return span{}
+	}
+	e2 := runOf(text, e1+1, base64URL)
+	if n := e2 - e1 - 1; n < 27 || n > 40 || !endsToken(text, e2) || entropy(text[e1+1:e2]) < 3.5 {
+		return span{}
+	}
+	return span{s, e2, idDiscordBot}
+}
+
+var (
+	digits    = newByteSet("0-9")
+	base64URL = newByteSet("A-Za-z0-9_-")
+)
+
+var secretKind = regexp.MustCompile(`(?m)^([ \t]*)kind:[ \t]*["']?Secret["']?[ \t]*\r?$`)
+
+// findSecretManifests masks the values of the data and stringData of Kubernetes Secret
+// manifests held as YAML text (a ConfigMap holding rendered manifests, a log of kubectl
+// output): each value of an entry, and each block scalar whole.
+func findSecretManifests(text []byte, spans []span) []span {
+	id := formatIDSecretManifest
+	for _, m := range secretKind.FindAllSubmatchIndex(text, -1) {
+		indent := m[3] - m[2]
+		// The YAML document the kind is in.
+		docStart := bytes.LastIndex(text[:m[0]], []byte("\n---"))
+		docStart++ // 0 when there is none
+		docEnd := bytes.Index(text[m[1]:], []byte("\n---"))
+		if docEnd < 0 {
+			docEnd = len(text)
+		} else {
+			docEnd += m[1]
+		}
+		doc := text[docStart:docEnd]
+		in := false // inside data or stringData
+		block := -1 // indentation of the entry whose block scalar the lines belong to
+		for ls := 0; ls < len(doc); {
+			le := bytes.IndexByte(doc[ls:], '\n')
+			if le < 0 {
+				le = len(doc)
+			} else {
+				le += ls
+			}
+			line := bytes.TrimRight(doc[ls:le], " \t\r")
+			ind := len(line) - len(bytes.TrimLeft(line, " "))
+			body := line[ind:]
+			switch {
+			case len(body) == 0 || body[0] == '#':
+			case block >= 0 && ind > block:
+				spans = append(spans, span{docStart + ls + ind, docStart + ls + len(line), id})
+			case ind == indent && (bytes.Equal(body, []byte("data:")) || bytes.Equal(body, []byte("stringData:"))):
+				in, block = true, -1
+			case ind <= indent:
+				in, block = false, -1
+			case in:
+				block = -1
+				k := bytes.Index(body, []byte(": "))
+				if k < 0 {
+					break
+				}
+				v := bytes.TrimSpace(body[k+2:])
+				if len(v) > 0 && (v[0] == '|' || v[0] == '>') {
+					block = ind
+					break
+				}
+				vs := ls + ind + k + 2
+				for vs < ls+len(line) && doc[vs] == ' ' {
+					vs++
+				}
+				if vs < ls+len(line) {
+					spans = append(spans, span{docStart + vs, docStart + ls + len(line), id})
+				}
+			}
+			ls = le + 1
+		}
+	}
+	return spans
+}
+
+// findAppTokens finds Facebook app access tokens: the app's 15 or 16 digit ID, a bar (or
+// %7C) and the secret.
+func findAppTokens(text []byte, spans []span) []span {
+	for off := 0; ; {
+		i := bytes.IndexByte(text[off:], '|')
+		j := bytes.Index(text[off:], []byte("%7C"))
+		if i < 0 && j < 0 {
+			return spans
+		}
+		p, sep := off+i, 1
+		if i < 0 || (j >= 0 && j < i) {
+			p, sep = off+j, 3
+		}
+		off = p + sep
+		s := p
+		for s > 0 && p-s <= 16 && isDigit(text[s-1]) {
+			s--
+		}
+		if n := p - s; n < 15 || n > 16 || (s > 0 && isAlnum(text[s-1])) {
+			continue
+		}
+		e := runOf(text, p+sep, base64URL)
+		secret := text[p+sep : e]
+		if n := len(secret); n < 27 || n > 40 || !endsToken(text, e) || !lettersAndDigits(secret) || entropy(secret) < 3.5 {
+			continue
+		}
+		spans = append(spans, span{s, e, idFacebook})
+		off = e
+	}
+}

@@ -240,7 +240,7 @@ func TestWhoSeesWhat(t *testing.T) {
 	code, body = h.get(t, viewer, page)
 	require.Equal(t, http.StatusOK, code)
 	assert.Contains(t, body, `<section id="decide" class="decide" hidden`, "no decision form")
-	assert.Contains(t, body, "Only members of gatehouse:approvers may decide this request.")
+	assert.Contains(t, body, "Only members of &#34;gatehouse:approvers&#34; may decide this request.")
 	_, inbox := h.get(t, viewer, "/")
 	assert.NotContains(t, inbox, `class="button decide-link"`)
 	code, _ = h.post(t, viewer, page+"/decide", url.Values{"verdict": {"Approve"}, "reason": {"me too"}, "csrf": {h.csrf(t, viewer)}}, nil)
@@ -257,7 +257,7 @@ func TestWhoSeesWhat(t *testing.T) {
 	requester := h.login(t, "agent", "agents")
 	code, body = h.get(t, requester, page)
 	require.Equal(t, http.StatusOK, code, "requesters see their own requests")
-	assert.Contains(t, body, "You cannot decide your own request.")
+	assert.Contains(t, body, "Approvers cannot decide their own requests.")
 
 	got, err := env.broker.Get(t.Context(), r.ID)
 	require.NoError(t, err)

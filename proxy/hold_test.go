@@ -1,7 +1,9 @@
 package proxy_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -176,12 +178,20 @@ func TestHoldOptions(t *testing.T) {
 		b := newHoldBed(t)
 		r := b.request(t, "oidc:denied-agent")
 		b.holdsUntilApproved(r.ID, false)
+		decided := make(chan error, 1)
 		go func() {
-			require.Eventually(t, func() bool { return len(b.u.seen()) >= 1 }, 10*time.Second, 5*time.Millisecond)
-			_, err := b.broker.Decide(t.Context(), r.ID, trail.Identity{User: "oidc:approver", Groups: []string{"gatehouse:approvers"}}, approvals.Deny, "use the vault")
-			assert.NoError(t, err)
+			for deadline := time.Now().Add(10 * time.Second); len(b.u.seen()) < 1; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					decided <- errors.New("the call never reached admission")
+					return
+				}
+			}
+			// The decision outlives the held call: the broker records it after the proxy saw it.
+			_, err := b.broker.Decide(context.WithoutCancel(t.Context()), r.ID, trail.Identity{User: "oidc:approver", Groups: []string{"gatehouse:approvers"}}, approvals.Deny, "use the vault")
+			decided <- err
 		}()
 		resp, st := b.create(t, "denied-agent", nil)
+		require.NoError(t, <-decided)
 		require.Equal(t, http.StatusForbidden, resp.StatusCode)
 		for _, want := range []string{"denied by oidc:approver: use the vault", `rule "secret-changes"`, `"rotate the key"`} {
 			assert.Contains(t, st.Message, want)

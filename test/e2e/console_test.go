@@ -558,7 +558,7 @@ func TestConsoleNonApproverAndForgedPosts(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(".status-panel")))
 	assert.True(t, viewer.eval(t, `getComputedStyle(document.getElementById("decide")).display === "none"`), "a viewer sees no approve or deny buttons")
 	assert.True(t, viewer.eval(t, `[...document.querySelectorAll("button")].every(b => b.offsetParent === null || !/Approve|Deny/.test(b.textContent))`))
-	assert.Equal(t, "Only members of gatehouse:approvers may decide this request.", viewer.text(t, ".why-not"))
+	assert.Equal(t, `Only members of "gatehouse:approvers" may decide this request.`, viewer.text(t, ".why-not"))
 	viewer.screenshot(t, "console-request-viewer")
 
 	approver.run(t, "open the page", chromedp.Navigate(cons.url+"/approvals/"+id), chromedp.WaitVisible(chromedp.ID("reason")))

@@ -2,6 +2,8 @@ package enricher
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -103,28 +105,41 @@ func TestIntakeToClickHouse(t *testing.T) {
 func TestIntakeRefusals(t *testing.T) {
 	h := newHarness(t, harnessOptions{tweak: func(o *Options) { o.MaxRequestBytes = 64 << 10 }})
 	good := testEventList(0, 5, genOptions{id: "refusals"})
+	verified := &tls.ConnectionState{HandshakeComplete: true, VerifiedChains: [][]*x509.Certificate{{{}}}}
+	noTLS := &tls.ConnectionState{}
 	tests := []struct {
 		name        string
 		method      string
 		contentType string
 		body        string
 		want        int
+		tls         *tls.ConnectionState // the connection; default: a verified client certificate
 	}{
-		{"get", http.MethodGet, "application/json", string(good), http.StatusMethodNotAllowed},
-		{"yaml", http.MethodPost, "application/yaml", string(good), http.StatusUnsupportedMediaType},
-		{"no content type", http.MethodPost, "", string(good), http.StatusUnsupportedMediaType},
-		{"malformed", http.MethodPost, "application/json", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":`, http.StatusBadRequest},
-		{"not an EventList", http.MethodPost, "application/json", `{"kind":"PodList","apiVersion":"v1","items":[]}`, http.StatusBadRequest},
-		{"bad event", http.MethodPost, "application/json", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":tru}]}`, http.StatusBadRequest},
-		{"too large", http.MethodPost, "application/json", string(testEventList(0, 200, genOptions{id: "big"})), http.StatusRequestEntityTooLarge},
-		{"empty list", http.MethodPost, "application/json", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[]}`, http.StatusOK},
-		{"charset", http.MethodPost, "application/json; charset=utf-8", string(good), http.StatusOK},
+		{"no TLS", http.MethodPost, "application/json", string(good), http.StatusUnauthorized, noTLS},
+		{"TLS without a verified client certificate", http.MethodPost, "application/json", string(good), http.StatusUnauthorized, &tls.ConnectionState{HandshakeComplete: true}},
+		{"get", http.MethodGet, "application/json", string(good), http.StatusMethodNotAllowed, nil},
+		{"yaml", http.MethodPost, "application/yaml", string(good), http.StatusUnsupportedMediaType, nil},
+		{"no content type", http.MethodPost, "", string(good), http.StatusUnsupportedMediaType, nil},
+		{"malformed", http.MethodPost, "application/json", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":`, http.StatusBadRequest, nil},
+		{"not an EventList", http.MethodPost, "application/json", `{"kind":"PodList","apiVersion":"v1","items":[]}`, http.StatusBadRequest, nil},
+		{"bad event", http.MethodPost, "application/json", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":tru}]}`, http.StatusBadRequest, nil},
+		{"too large", http.MethodPost, "application/json", string(testEventList(0, 200, genOptions{id: "big"})), http.StatusRequestEntityTooLarge, nil},
+		{"empty list", http.MethodPost, "application/json", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[]}`, http.StatusOK, nil},
+		{"charset", http.MethodPost, "application/json; charset=utf-8", string(good), http.StatusOK, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			req := httptest.NewRequest(tc.method, IntakePath, strings.NewReader(tc.body))
 			if tc.contentType != "" {
 				req.Header.Set("Content-Type", tc.contentType)
+			}
+			switch tc.tls {
+			case nil:
+				req.TLS = verified
+			case noTLS:
+				req.TLS = nil
+			default:
+				req.TLS = tc.tls
 			}
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
@@ -135,18 +150,19 @@ func TestIntakeRefusals(t *testing.T) {
 			}
 		})
 	}
-	// Only the two good batches reached the stream.
+	// The two good batches are one body: stored once.
+	require.Eventually(t, func() bool { return h.spool.stats().Batches == 0 }, 10*time.Second, 10*time.Millisecond)
 	assert.Equal(t, uint64(1), streamMsgs(t, h.js, trail.StreamAudit), "the same body twice is stored once")
 
 	t.Run("NATS down", func(t *testing.T) {
 		h.nats.Shutdown()
 		require.Eventually(t, func() bool { return h.nc.Status() != nats.CONNECTED }, 5*time.Second, 10*time.Millisecond)
-		assert.Equal(t, http.StatusServiceUnavailable, h.post(t, testEventList(10, 20, genOptions{id: "refusals"})))
-		require.ErrorIs(t, h.Ready(t.Context()), trail.ErrUnavailable)
+		assert.Equal(t, http.StatusOK, h.post(t, testEventList(10, 20, genOptions{id: "refusals"})), "the spool takes batches while NATS is away")
+		require.NoError(t, h.Ready(t.Context()))
+		assert.Equal(t, 1, h.spool.stats().Batches, "the batch waits in the spool")
 		require.NoError(t, h.nats.Start())
-		require.Eventually(t, func() bool { return h.nc.Status() == nats.CONNECTED }, 10*time.Second, 20*time.Millisecond)
-		assert.Equal(t, http.StatusOK, h.post(t, testEventList(10, 20, genOptions{id: "refusals"})), "after NATS is back the retry is accepted")
 		h.waitRows(t, 15, 30*time.Second, "SELECT count() FROM {db}.audit_events FINAL")
+		assert.Zero(t, h.spool.stats().Batches, "the spool is drained")
 	})
 }
 

@@ -210,7 +210,8 @@ func TestEndToEnd(t *testing.T) {
 		}
 		out, err := exec.CommandContext(ctx, kube.Kubectl, "--kubeconfig", kube.Kubeconfig, "apply", "-f", filepath.Join(root, "manifests", "enricher")).CombinedOutput()
 		require.NoError(t, err, "%s", out)
-		assert.Contains(t, string(out), "deployment.apps/gatehouse-enricher created")
+		assert.Contains(t, string(out), "statefulset.apps/gatehouse-enricher created")
+		assert.Contains(t, string(out), "daemonset.apps/gatehouse-enricher-backstop created")
 	})
 }
 

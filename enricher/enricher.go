@@ -324,11 +324,26 @@ func (e *Enricher) maxDecodedBytes() int {
 	return messageTarget + 2*e.opts.MaxEventBytes + 1<<20
 }
 
-// eventSize is about the bytes an event's row holds.
+// eventSize is about the memory an event's row takes: its strings, and the headers of its
+// columns' strings, slices and maps (about 1 KiB).
 func eventSize(ev *auditEvent) int {
-	n := 512 + len(ev.RequestObject) + len(ev.ResponseObject) + len(ev.RequestURI)
+	n := 1024 + len(ev.AuditID) + len(ev.RequestURI) + len(ev.UserAgent) + len(ev.RequestObject) + len(ev.ResponseObject)
 	if ev.ResponseStatus != nil {
 		n += len(ev.ResponseStatus.Message)
+	}
+	for k, v := range ev.Annotations {
+		n += len(k) + len(v) + 64
+	}
+	for _, u := range []*userInfo{&ev.User, ev.ImpersonatedUser} {
+		if u == nil {
+			continue
+		}
+		for k, vs := range u.Extra {
+			n += len(k) + 64
+			for _, v := range vs {
+				n += len(v) + 16
+			}
+		}
 	}
 	return n
 }

@@ -31,7 +31,7 @@ const (
 	DefaultFetchBytes       = 16 << 20
 	DefaultBatchMaxWait     = time.Second
 	DefaultInsertRows       = 100_000
-	DefaultInsertBytes      = 16 << 20
+	DefaultInsertBytes      = 8 << 20
 	DefaultAckWait          = time.Minute
 	DefaultPublishTimeout   = 10 * time.Second
 	DefaultMaxInFlight      = 8
@@ -119,8 +119,9 @@ type Options struct {
 	// InsertRows bounds the rows of one INSERT; larger batches are inserted in parts. Default
 	// DefaultInsertRows.
 	InsertRows int
-	// InsertBytes bounds the data of one INSERT (about the size of the rows' strings), and with
-	// it a consumer's memory; larger batches are inserted in parts. Default DefaultInsertBytes.
+	// InsertBytes bounds the memory the rows of one INSERT take (estimated), and with it a
+	// consumer's memory: the INSERT's own buffers take about twice as much again. Larger
+	// batches are inserted in parts. Default DefaultInsertBytes.
 	InsertBytes int
 	// AckWait is how long a batch may stay unacknowledged before JetStream delivers it again:
 	// after a crash, the batches the enricher was inserting are stored that much later.

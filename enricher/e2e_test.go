@@ -696,7 +696,7 @@ type cannedParams struct {
 var (
 	cannedQuery = regexp.MustCompile("(?s)<!-- query: ([a-z0-9-]+) -->\\s*```sql\\n(.*?)```")
 	// Table and view names in the documentation's queries, qualified with the default database.
-	docTables = regexp.MustCompile(`\bgatehouse\.(trail|audit_events|gateway_requests|gateway_decisions|sessions|approvals|ingest_errors|decision_summary|approval_summary|session_summary)\b`)
+	docTables = regexp.MustCompile(`\bgatehouse\.(trail|audit_events|gateway_requests|gateway_decisions|sessions|approvals|ingest_errors|dead_letters|decision_summary|approval_summary|session_summary)\b`)
 )
 
 // runCannedQueries runs every query of the auditing documentation against the test's database
@@ -727,6 +727,7 @@ func runCannedQueries(t *testing.T, h *harness, doc string, p cannedParams) {
 		"masked-values":              {"secrets | " + p.ns + " | db-credentials | alice@example.com | gateway |"},
 		"unrecorded-gateway-traffic": nil, // must be empty
 		"ingest-errors":              nil, // must be empty
+		"dead-letters":               nil, // must be empty
 	}
 	seen := map[string]bool{}
 	for _, m := range found {

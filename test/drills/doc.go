@@ -8,6 +8,8 @@
 //
 //	DRILL <name>: outage=<d> events=<n> lost=<n> duplicated=<n> unrecorded=<n> ...
 //
+// where
+//
 //   - events: audit events (audit ID and stage) in kube-apiserver's log while the drill ran;
 //   - lost: of those, events ClickHouse does not hold;
 //   - duplicated: events ClickHouse holds more often than the log (counted as the auditors'

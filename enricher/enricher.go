@@ -55,10 +55,6 @@ func New(opts Options) (*Enricher, error) {
 		return nil, err
 	}
 	opts.setDefaults()
-	js, err := jetstream.New(opts.NATS, jetstream.WithPublishAsyncMaxPending(4096))
-	if err != nil {
-		return nil, fmt.Errorf("enricher: %w", err)
-	}
 	so := opts.Schema
 	if so.Database == "" {
 		so.Database = schema.DefaultDatabase
@@ -66,8 +62,6 @@ func New(opts Options) (*Enricher, error) {
 	e := &Enricher{
 		opts:          opts,
 		log:           opts.Logger,
-		nc:            opts.NATS,
-		js:            js,
 		ch:            opts.ClickHouse,
 		db:            so.Database,
 		trusted:       map[string]bool{},
@@ -128,6 +122,9 @@ func (e *Enricher) Start(ctx context.Context) error {
 		wg.Go(func() { e.tailAuditLog(ctx) })
 	}
 	wg.Go(func() {
+		if err := e.connect(ctx); err != nil {
+			return // ctx ended
+		}
 		if err := retry(ctx, e.opts.RetryDelay, func() error {
 			return trail.EnsureStreams(ctx, e.js, e.opts.Streams)
 		}, e.log, "ensuring the JetStream streams failed, retrying"); err != nil {
@@ -157,6 +154,32 @@ func (e *Enricher) Start(ctx context.Context) error {
 		run("trail-consumer", e.consumeTrail)
 	})
 	wg.Wait()
+	return nil
+}
+
+// connect sets up the NATS connection (Options.NATS, or Options.ConnectNATS, retried until it
+// succeeds) and the JetStream API on it. The intake does not wait for it: batches wait in the
+// spool.
+func (e *Enricher) connect(ctx context.Context) error {
+	nc := e.opts.NATS
+	if nc == nil {
+		if err := retry(ctx, e.opts.RetryDelay, func() error {
+			var err error
+			nc, err = e.opts.ConnectNATS(ctx)
+			return err
+		}, e.log, "connecting to NATS failed, retrying; the intake spools batches meanwhile"); err != nil {
+			return err
+		}
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return fmt.Errorf("enricher: %w", err)
+	}
+	if payload := int(nc.MaxPayload()); payload > 0 && e.opts.MaxMessageBytes > payload-4<<10 {
+		e.log.Error("the NATS server's max_payload is smaller than the messages the intake builds; raise it, or lower MaxMessageBytes: larger spooled messages cannot be published",
+			"maxPayload", payload, "maxMessageBytes", e.opts.MaxMessageBytes)
+	}
+	e.nc, e.js = nc, js
 	return nil
 }
 

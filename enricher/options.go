@@ -1,6 +1,7 @@
 package enricher
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -39,11 +40,17 @@ const (
 	DefaultShutdownDrain    = 10 * time.Second
 )
 
+// defaultMaxPayload is NATS' default max_payload.
+const defaultMaxPayload = 1 << 20
+
 // Options configures an Enricher.
 type Options struct {
-	// NATS is the connection the intake publishes audit batches on and the consumers read
-	// from. Required.
+	// NATS is the connection the spool is published on and the consumers read from. Either
+	// NATS or ConnectNATS is required.
 	NATS *nats.Conn
+	// ConnectNATS connects to NATS; Start calls it until it succeeds, while the intake already
+	// spools batches, so that the enricher starts (and restarts) while NATS is away.
+	ConnectNATS func(context.Context) (*nats.Conn, error)
 	// ClickHouse is where events and trail records are stored. Required. Any ClickHouse server
 	// reached over the native or the HTTP protocol works the same.
 	ClickHouse driver.Conn
@@ -96,7 +103,9 @@ type Options struct {
 	MaxInFlightBytes int64
 	// MaxMessageBytes bounds a message published to NATS, after S2 compression: larger batches
 	// are split, and an event that does not fit a message on its own loses its request and
-	// response objects. Default: the server's max_payload less 4 KiB for headers.
+	// response objects. It must be below the NATS server's max_payload less 4 KiB for headers.
+	// Default: that, for NATS' default max_payload of 1 MiB, or for the server of
+	// Options.NATS when it is connected.
 	MaxMessageBytes int
 	// PublishTimeout bounds publishing one intake request. Default DefaultPublishTimeout.
 	PublishTimeout time.Duration
@@ -175,8 +184,11 @@ func (o *Options) setDefaults() {
 	if o.InsertBytes == 0 {
 		o.InsertBytes = DefaultInsertBytes
 	}
-	if o.MaxMessageBytes == 0 && o.NATS != nil {
-		o.MaxMessageBytes = int(o.NATS.MaxPayload()) - 4<<10
+	if o.MaxMessageBytes == 0 {
+		o.MaxMessageBytes = defaultMaxPayload - 4<<10
+		if o.NATS != nil && o.NATS.MaxPayload() > 0 {
+			o.MaxMessageBytes = int(o.NATS.MaxPayload()) - 4<<10
+		}
 	}
 	if o.PublishTimeout == 0 {
 		o.PublishTimeout = DefaultPublishTimeout
@@ -216,8 +228,8 @@ func (o *Options) setDefaults() {
 // Validate reports options an Enricher cannot work with.
 func (o *Options) Validate() error {
 	var errs []error
-	if o.NATS == nil {
-		errs = append(errs, errors.New("a NATS connection is required"))
+	if (o.NATS == nil) == (o.ConnectNATS == nil) {
+		errs = append(errs, errors.New("a NATS connection, or a function that connects, is required (not both)"))
 	}
 	if o.ClickHouse == nil {
 		errs = append(errs, errors.New("a ClickHouse connection is required"))

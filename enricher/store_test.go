@@ -265,3 +265,34 @@ func TestTrailRecords(t *testing.T) {
 	assert.Contains(t, msg, "decode Request record")
 	assert.NotContains(t, h.logs.String(), `"x"`, "the bad record's content is not logged")
 }
+
+// TestStartWhileNATSIsAway starts the enricher while NATS cannot be reached: the intake accepts
+// and spools batches at once, and publishes them once the connection succeeds.
+func TestStartWhileNATSIsAway(t *testing.T) {
+	var reachable atomic.Bool
+	h := newHarness(t, harnessOptions{noStart: true})
+	h.opts.NATS = nil
+	h.opts.ConnectNATS = func(context.Context) (*nats.Conn, error) {
+		if !reachable.Load() {
+			return nil, errors.New("connection refused (test)")
+		}
+		return h.nc, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = h.Start(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	require.Eventually(t, func() bool { return h.Ready(ctx) == nil }, 10*time.Second, 10*time.Millisecond, "the intake is ready without NATS")
+	require.Equal(t, http.StatusOK, h.post(t, testEventList(0, 50, genOptions{id: "early"})))
+	require.Eventually(t, func() bool { return strings.Contains(h.logs.String(), "connecting to NATS failed, retrying") }, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, 1, h.spool.stats().Batches)
+	reachable.Store(true)
+	require.Eventually(t, h.migrated.Load, 30*time.Second, 20*time.Millisecond)
+	h.waitRows(t, 50, 30*time.Second, "SELECT count() FROM {db}.audit_events FINAL")
+}

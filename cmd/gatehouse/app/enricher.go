@@ -13,8 +13,10 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -223,13 +225,29 @@ func (o *enricherOptions) run(ctx context.Context, g *globals) error {
 		spoolDir = filepath.Join(cache, "gatehouse", "spool")
 		log.Warn("no --spool-dir given: spooling in the user cache directory (development only)", "dir", spoolDir)
 	}
+	// The intake spools batches while NATS is away, also when the enricher starts then: connect
+	// in the background, retrying.
 	o.nats.Name = "gatehouse-enricher"
 	o.nats.Logger = log
-	nc, err := natsbus.Connect(ctx, o.nats)
-	if err != nil {
-		return err
+	var natsMu sync.Mutex
+	var natsConn *natsbus.Conn
+	defer func() {
+		natsMu.Lock()
+		defer natsMu.Unlock()
+		if natsConn != nil {
+			natsConn.Close()
+		}
+	}()
+	connectNATS := func(ctx context.Context) (*nats.Conn, error) {
+		c, err := natsbus.Connect(ctx, o.nats)
+		if err != nil {
+			return nil, err
+		}
+		natsMu.Lock()
+		defer natsMu.Unlock()
+		natsConn = c
+		return c.Conn, nil
 	}
-	defer nc.Close()
 	ch, err := o.clickhouse.Open(ctx)
 	if err != nil {
 		return err
@@ -243,7 +261,7 @@ func (o *enricherOptions) run(ctx context.Context, g *globals) error {
 		authenticate = func(*http.Request) error { return nil }
 	}
 	e, err := enricher.New(enricher.Options{
-		NATS:             nc.Conn,
+		ConnectNATS:      connectNATS,
 		ClickHouse:       ch,
 		Masker:           masker,
 		EnvelopeKey:      envelopeKey,

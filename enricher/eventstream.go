@@ -677,28 +677,3 @@ func joinKeys(keys []string) string {
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-// eventList is a whole EventList read into memory: for tests and for small batches.
-type eventList struct {
-	Kind, APIVersion string
-	// Items are the raw bytes of each event (cut as the reader cuts them).
-	Items [][]byte
-}
-
-// splitEventList reads a whole EventList held in memory, copying its events.
-func splitEventList(b []byte) (eventList, error) {
-	var l eventList
-	r := newEventListReader(bytes.NewReader(b), len(b)+1)
-	for {
-		ev, _, err := r.next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return l, err
-		}
-		l.Items = append(l.Items, bytes.Clone(ev))
-	}
-	l.Kind, l.APIVersion = r.typeMeta()
-	return l, nil
-}

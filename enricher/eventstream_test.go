@@ -249,3 +249,28 @@ func FuzzEventLinesReader(f *testing.F) {
 		t.Fatal("the reader does not advance")
 	})
 }
+
+// eventList is a whole EventList read into memory: what the tests compare with.
+type eventList struct {
+	Kind, APIVersion string
+	// Items are the raw bytes of each event (cut as the reader cuts them).
+	Items [][]byte
+}
+
+// splitEventList reads a whole EventList held in memory, copying its events.
+func splitEventList(b []byte) (eventList, error) {
+	var l eventList
+	r := newEventListReader(bytes.NewReader(b), len(b)+1)
+	for {
+		ev, _, err := r.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return l, err
+		}
+		l.Items = append(l.Items, bytes.Clone(ev))
+	}
+	l.Kind, l.APIVersion = r.typeMeta()
+	return l, nil
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -295,4 +297,60 @@ func TestStartWhileNATSIsAway(t *testing.T) {
 	reachable.Store(true)
 	require.Eventually(t, h.migrated.Load, 30*time.Second, 20*time.Millisecond)
 	h.waitRows(t, 50, 30*time.Second, "SELECT count() FROM {db}.audit_events FINAL")
+}
+
+// TestIntakeSpoolFull fills a small spool while NATS is away: the intake refuses the batch that
+// does not fit with 503, so that kube-apiserver keeps it and retries, and says so in its log and
+// metrics; once NATS is back and the spool drained, the retry is accepted and nothing is lost.
+func TestIntakeSpoolFull(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, harnessOptions{tweak: func(o *Options) {
+		o.SpoolMaxBytes = 96 << 10
+		o.Registerer = reg
+	}})
+	h.nats.Shutdown()
+	require.Eventually(t, func() bool { return h.nc.Status() != nats.CONNECTED }, 5*time.Second, 10*time.Millisecond)
+	o := genOptions{id: "full"}
+	accepted := 0
+	for ; accepted < 100; accepted++ {
+		code := h.post(t, testEventList(accepted*200, (accepted+1)*200, o))
+		if code == http.StatusServiceUnavailable {
+			break
+		}
+		require.Equal(t, http.StatusOK, code)
+	}
+	require.Positive(t, accepted, "the spool took batches")
+	require.Less(t, accepted, 100, "until it was full")
+	assert.LessOrEqual(t, h.spool.stats().Bytes, int64(96<<10), "the spool stays within its limit")
+	assert.Contains(t, h.logs.String(), "spool full")
+	assert.Equal(t, 1.0, gathered(t, reg, "gatehouse_enricher_spool_full_total"))
+	assert.Positive(t, gathered(t, reg, "gatehouse_enricher_spool_bytes"))
+	entries, err := os.ReadDir(h.spoolDir)
+	require.NoError(t, err)
+	for _, de := range entries {
+		assert.False(t, strings.HasSuffix(de.Name(), spoolPartSuffix), "the refused batch left nothing behind")
+	}
+
+	require.NoError(t, h.nats.Start())
+	require.Eventually(t, func() bool { return h.spool.stats().Batches == 0 }, 30*time.Second, 20*time.Millisecond)
+	// kube-apiserver's retry of the refused batch.
+	require.Equal(t, http.StatusOK, h.post(t, testEventList(accepted*200, (accepted+1)*200, o)))
+	h.waitRows(t, uint64((accepted+1)*200), 30*time.Second, "SELECT count() FROM {db}.audit_events FINAL")
+}
+
+// gathered returns the value of a counter or gauge in reg (the sum over its labels).
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	var v float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			v += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return v
 }

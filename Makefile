@@ -13,7 +13,7 @@ BENCH_COUNT ?= 5
 # script that knows them.
 TESTBED_ENV = eval "$$(scripts/testbed.sh env)" && export GATEHOUSE_BIN=$(BIN)
 
-.PHONY: help build test bench lint generate testbed clean
+.PHONY: help build test drills bench lint generate testbed clean
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,6 +26,13 @@ testbed: ## Build or fetch, and cache, the real components the tests run against
 
 test: testbed build ## Run every test: unit, integration and end-to-end, against the real components.
 	$(TESTBED_ENV) && $(GO) test $(RACE) -count=1 -timeout 30m ./...
+
+drills: testbed build ## Run the audit path's fault drills at full length; print lost / duplicated / unrecorded per drill.
+	@mkdir -p bin
+	@($(TESTBED_ENV) && GATEHOUSE_DRILLS=full $(GO) test -count=1 -timeout 60m -v -run '^TestDrill' ./test/drills/; \
+		echo $$? >bin/drills.rc) 2>&1 | tee bin/drills.log | grep --line-buffered -E '^(=== RUN|--- |DRILL|FAIL|ok|PASS)|_test.go'
+	@echo; echo "Drill results (full log: bin/drills.log):"; grep '^DRILL' bin/drills.log || true
+	@exit $$(cat bin/drills.rc)
 
 bench: testbed build ## Run the benchmarks and report each as a ratio to its baseline in the same run.
 	$(TESTBED_ENV) && $(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) -timeout 60m ./... \

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 
@@ -58,40 +59,65 @@ var (
 	wrapTail = []byte(`]}`)
 )
 
-// maskedBatch accumulates masked events and packs them into messages.
-type maskedBatch struct {
-	m      *masking.Masker
-	origin string
+// packer masks events one at a time and packs them into messages: envelopes of consecutive
+// events, S2-compressed, of at most maxBytes each, handed to emit as soon as one is full. It
+// holds one message's events at a time, so a batch of any size costs the same memory. The same
+// events always pack into the same messages, so a batch sent again gets the same message IDs.
+type packer struct {
+	m        *masking.Masker
+	origin   string
+	maxBytes int // compressed size limit of a message; 0: one uncompressed message (consumer)
+	target   int // uncompressed size at which the events so far become a message
+	emit     func(msg []byte) error
+	observe  func(raw []byte) // sees every event as read, before masking; a test seam
 
+	// The events of the message being built.
 	buf     []byte // masked events back to back
 	offsets []int  // event i is buf[offsets[i]:offsets[i+1]], unless replaced
 	stats   []eventStats
-	scratch []byte
 	short   map[int][]byte // events replaced by a shortened version
+
+	scratch, env, enc []byte
+
+	events, truncated, messages int // totals
 }
 
-// newMaskedBatch returns an empty batch; sizeHint is the expected size of the masked events.
-func newMaskedBatch(m *masking.Masker, origin string, sizeHint int) *maskedBatch {
-	return &maskedBatch{m: m, origin: origin, offsets: []int{0}, buf: make([]byte, 0, sizeHint)}
+// messageTarget is the uncompressed size at which the intake closes a message: audit JSON
+// compresses five- to tenfold, so a message stays well below NATS' default 1 MB payload.
+const messageTarget = 2 << 20
+
+func newPacker(m *masking.Masker, origin string, maxBytes int, emit func([]byte) error) *packer {
+	return &packer{m: m, origin: origin, maxBytes: maxBytes, target: messageTarget, emit: emit, offsets: []int{0}}
 }
 
-func (b *maskedBatch) len() int { return len(b.stats) }
+func (p *packer) pending() int { return len(p.stats) }
 
-func (b *maskedBatch) event(i int) []byte {
-	if ev, ok := b.short[i]; ok {
+func (p *packer) event(i int) []byte {
+	if ev, ok := p.short[i]; ok {
 		return ev
 	}
-	return b.buf[b.offsets[i]:b.offsets[i+1]]
+	return p.buf[p.offsets[i]:p.offsets[i+1]]
 }
 
-// add masks one raw event and appends it. An event the masker cannot handle whole (it exceeds
-// a masking limit) is reduced to its metadata and masked again; an event that is not valid
-// JSON fails with ErrMalformed. Events too large for one message lose their request and
-// response objects.
-func (b *maskedBatch) add(raw []byte) error {
-	b.scratch = append(append(append(b.scratch[:0], wrapHead...), raw...), wrapTail...)
-	start := len(b.buf)
-	out, st, err := b.m.JSON(b.buf, b.scratch, masking.Target{})
+// add masks one raw event and adds it to the current message, emitting the message when it is
+// full. cut is why the reader cut the event ("" when it is whole): such an event is marked
+// truncated, as kube-apiserver's truncating backend marks it. An event the masker cannot
+// handle whole (it exceeds a masking limit) is reduced to its metadata and masked again; an
+// event that is not valid JSON fails with ErrMalformed.
+func (p *packer) add(raw []byte, cut string) error {
+	if p.observe != nil {
+		p.observe(raw)
+	}
+	if cut != "" {
+		marked, err := markTruncated(raw, cut)
+		if err != nil {
+			return err
+		}
+		raw = marked
+	}
+	p.scratch = append(append(append(p.scratch[:0], wrapHead...), raw...), wrapTail...)
+	start := len(p.buf)
+	out, st, err := p.m.JSON(p.buf, p.scratch, masking.Target{})
 	var es eventStats
 	if err == nil {
 		if !bytes.HasPrefix(out[start:], wrapHead) || !bytes.HasSuffix(out, wrapTail) {
@@ -99,111 +125,136 @@ func (b *maskedBatch) add(raw []byte) error {
 		}
 		// Drop the envelope: move the event to the start of its slot.
 		n := copy(out[start:], out[start+len(wrapHead):len(out)-len(wrapTail)])
-		b.buf = out[:start+n]
-		es = eventStats{Fields: st.Fields, Detectors: st.Detectors}
+		p.buf = out[:start+n]
+		es = eventStats{Fields: st.Fields, Detectors: st.Detectors, Truncated: cut != ""}
 	} else {
 		var ev auditEvent
 		if json.Unmarshal(raw, &ev) != nil {
-			return fmt.Errorf("%w: event %d: %w", ErrMalformed, b.len(), err)
+			return fmt.Errorf("%w: event %d: %w", ErrMalformed, p.events, err)
 		}
 		// Valid JSON the masker refused (a limit): keep what identifies the request.
 		stub, err := json.Marshal(metadataOnly(&ev, "masking failed: "+err.Error()))
 		if err != nil {
 			return err
 		}
-		b.scratch = append(append(append(b.scratch[:0], wrapHead...), stub...), wrapTail...)
-		out, st, err := b.m.JSON(b.buf[:start], b.scratch, masking.Target{})
+		p.scratch = append(append(append(p.scratch[:0], wrapHead...), stub...), wrapTail...)
+		out, st, err := p.m.JSON(p.buf[:start], p.scratch, masking.Target{})
 		if err != nil {
-			return fmt.Errorf("enricher: mask the metadata of event %d: %w", b.len(), err)
+			return fmt.Errorf("enricher: mask the metadata of event %d: %w", p.events, err)
 		}
 		n := copy(out[start:], out[start+len(wrapHead):len(out)-len(wrapTail)])
-		b.buf = out[:start+n]
+		p.buf = out[:start+n]
 		es = eventStats{Fields: st.Fields, Detectors: st.Detectors, Truncated: true}
 	}
-	b.offsets = append(b.offsets, len(b.buf))
-	b.stats = append(b.stats, es)
+	if es.Truncated {
+		p.truncated++
+	}
+	p.events++
+	p.offsets = append(p.offsets, len(p.buf))
+	p.stats = append(p.stats, es)
+	if p.maxBytes > 0 && len(p.buf) >= p.target {
+		return p.flush()
+	}
 	return nil
 }
 
-// envelope returns events first..last-1 in the enricher's envelope, uncompressed.
-func (b *maskedBatch) envelope(first, last int) []byte {
-	size := len(messageHead) + 64
-	for i := first; i < last; i++ {
-		size += len(b.event(i)) + 16
+// flush emits the events added since the last flush as one or more messages.
+func (p *packer) flush() error {
+	if p.pending() == 0 {
+		return nil
 	}
-	msg := make([]byte, 0, size)
-	msg = append(msg, messageHead...)
+	var err error
+	if p.maxBytes == 0 {
+		err = p.send(p.envelope(0, p.pending()))
+	} else {
+		err = p.pack(0, p.pending())
+	}
+	clear(p.stats)
+	p.buf, p.offsets, p.stats, p.short = p.buf[:0], p.offsets[:1], p.stats[:0], nil
+	return err
+}
+
+func (p *packer) send(msg []byte) error {
+	p.messages++
+	return p.emit(msg)
+}
+
+// pack emits events first..last-1 as compressed messages of at most maxBytes each: halved
+// until they fit. An event that does not fit a message on its own is shortened (see shorten)
+// and marked truncated.
+func (p *packer) pack(first, last int) error {
+	env := p.envelope(first, last)
+	p.enc = s2.Encode(p.enc[:cap(p.enc)], env)
+	switch {
+	case len(p.enc) <= p.maxBytes:
+		return p.send(p.enc)
+	case last-first > 1:
+		mid := first + (last-first)/2
+		if err := p.pack(first, mid); err != nil {
+			return err
+		}
+		return p.pack(mid, last)
+	case p.stats[first].Truncated && p.short[first] != nil:
+		return fmt.Errorf("enricher: event %d does not fit a message even without its objects", first)
+	}
+	short, err := shorten(p.event(first), p.maxBytes/2)
+	if err != nil {
+		return err
+	}
+	if p.short == nil {
+		p.short = map[int][]byte{}
+	}
+	p.short[first] = short
+	if !p.stats[first].Truncated {
+		p.truncated++
+	}
+	p.stats[first].Truncated = true
+	return p.pack(first, last)
+}
+
+// envelope returns events first..last-1 in the enricher's envelope, uncompressed, in a buffer
+// reused by the next call.
+func (p *packer) envelope(first, last int) []byte {
+	msg := append(p.env[:0], messageHead...)
 	msg = append(msg, `"origin":`...)
-	msg = strconv.AppendQuote(msg, b.origin)
+	msg = strconv.AppendQuote(msg, p.origin)
 	msg = append(msg, `,"items":[`...)
 	for i := first; i < last; i++ {
 		if i > first {
 			msg = append(msg, ',')
 		}
-		msg = append(msg, b.event(i)...)
+		msg = append(msg, p.event(i)...)
 	}
 	msg = append(msg, `],"masking":[`...)
 	for i := first; i < last; i++ {
 		if i > first {
 			msg = append(msg, ',')
 		}
-		msg = append(msg, statsJSON(b.stats[i])...)
+		msg = append(msg, statsJSON(p.stats[i])...)
 	}
-	return append(msg, "]}"...)
+	p.env = append(msg, "]}"...)
+	return p.env
 }
 
-// packed returns the events as S2-compressed messages of at most maxBytes each: envelopes of
-// consecutive events, halved until they fit. An event that does not fit a message on its own
-// is shortened (see shorten) and marked truncated.
-func (b *maskedBatch) packed(maxBytes int) ([][]byte, error) {
-	var out [][]byte
-	var pack func(first, last int) error
-	pack = func(first, last int) error {
-		msg := s2.Encode(nil, b.envelope(first, last))
-		switch {
-		case len(msg) <= maxBytes:
-			out = append(out, msg)
-			return nil
-		case last-first > 1:
-			mid := first + (last-first)/2
-			if err := pack(first, mid); err != nil {
-				return err
-			}
-			return pack(mid, last)
-		case b.stats[first].Truncated && b.short[first] != nil:
-			return fmt.Errorf("enricher: event %d does not fit a message even without its objects", first)
-		}
-		short, err := shorten(b.event(first), maxBytes/2)
-		if err != nil {
-			return err
-		}
-		if b.short == nil {
-			b.short = map[int][]byte{}
-		}
-		b.short[first] = short
-		b.stats[first].Truncated = true
-		return pack(first, last)
+// markTruncated annotates an event its reader cut: audit.k8s.io/truncated, as kube-apiserver's
+// truncating backend sets it, and the reason.
+func markTruncated(event []byte, reason string) ([]byte, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(event, &fields); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	// Messages of up to eight times maxBytes uncompressed: JSON compresses that well, and a
-	// batch that does not is halved.
-	limit := 8 * maxBytes
-	for first := 0; first < b.len(); {
-		last, size := first+1, len(b.event(first))
-		for last < b.len() && size+len(b.event(last)) <= limit {
-			size += len(b.event(last))
-			last++
-		}
-		if err := pack(first, last); err != nil {
-			return nil, err
-		}
-		first = last
+	ann := map[string]string{}
+	if a, ok := fields["annotations"]; ok {
+		_ = json.Unmarshal(a, &ann)
 	}
-	return out, nil
-}
-
-// messages returns the events in one uncompressed envelope.
-func (b *maskedBatch) messages() [][]byte {
-	return [][]byte{b.envelope(0, b.len())}
+	ann[AnnotationTruncated] = "true"
+	ann[AnnotationTruncatedReason] = reason
+	a, err := json.Marshal(ann)
+	if err != nil {
+		return nil, err
+	}
+	fields["annotations"] = a
+	return json.Marshal(fields)
 }
 
 func statsJSON(s eventStats) []byte {
@@ -297,23 +348,39 @@ type wireBatch struct {
 	Masking    []eventStats `json:"masking"`
 }
 
-// maskRawList masks a plain audit.k8s.io/v1 EventList the way the intake does and returns it
-// in the enricher's envelope.
-func maskRawList(m *masking.Masker, body []byte, origin string) ([]byte, int, error) {
-	l, err := splitEventList(body)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	if l.Kind != "EventList" || l.APIVersion != auditAPIVersion {
-		return nil, 0, fmt.Errorf("%w: got kind %q, apiVersion %q, want EventList, %s", ErrMalformed, l.Kind, l.APIVersion, auditAPIVersion)
-	}
-	b := newMaskedBatch(m, origin, len(body)+len(body)/8)
-	for _, it := range l.Items {
-		if err := b.add(it); err != nil {
+// maskList masks a batch that did not come from an intake of this deployment (an EventList,
+// or an envelope whose MAC does not verify, published straight to NATS) event by event, as the
+// intake does, and returns the events in the enricher's envelope, uncompressed, with origin.
+func maskList(m *masking.Masker, data []byte, origin string, maxEvent int) ([]byte, int, error) {
+	r := newEventListReader(bytes.NewReader(data), maxEvent)
+	var msg []byte
+	p := newPacker(m, origin, 0, func(b []byte) error {
+		msg = bytes.Clone(b)
+		return nil
+	})
+	for {
+		ev, cut, err := r.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		if err := p.add(ev, cut); err != nil {
 			return nil, 0, err
 		}
 	}
-	return b.messages()[0], b.len(), nil
+	kind, apiVersion := r.typeMeta()
+	if !(kind == "EventList" && apiVersion == auditAPIVersion) && !(kind == messageKind && apiVersion == messageAPIVersion) {
+		return nil, 0, fmt.Errorf("%w: got kind %q, apiVersion %q, want EventList, %s", ErrMalformed, kind, apiVersion, auditAPIVersion)
+	}
+	if err := p.flush(); err != nil {
+		return nil, 0, err
+	}
+	if msg == nil {
+		msg = p.envelope(0, 0)
+	}
+	return msg, p.events, nil
 }
 
 // now is time.Now, rounded to the millisecond stored in ingested_at.

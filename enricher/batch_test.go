@@ -34,17 +34,31 @@ func decodeAll(t *testing.T, msgs [][]byte) ([]auditEvent, []eventStats) {
 	return evs, sts
 }
 
-func TestMaskedBatchMasksEveryEvent(t *testing.T) {
+// packAll packs events into messages of at most maxBytes (0: one uncompressed message).
+func packAll(t *testing.T, m *masking.Masker, items [][]byte, maxBytes int, tweak func(*packer)) [][]byte {
+	t.Helper()
+	var msgs [][]byte
+	p := newPacker(m, OriginWebhook, maxBytes, func(b []byte) error {
+		msgs = append(msgs, bytes.Clone(b))
+		return nil
+	})
+	if tweak != nil {
+		tweak(p)
+	}
+	for _, it := range items {
+		require.NoError(t, p.add(it, ""))
+	}
+	require.NoError(t, p.flush())
+	return msgs
+}
+
+func TestPackerMasksEveryEvent(t *testing.T) {
 	const secret = "s3cr3t-canary-value-8842"
 	m := newMasker(t)
 	body := testEventList(0, 20, genOptions{id: "mask", secret: secret, session: "s-1"})
 	l, err := splitEventList(body)
 	require.NoError(t, err)
-	b := newMaskedBatch(m, OriginWebhook, 0)
-	for _, it := range l.Items {
-		require.NoError(t, b.add(it))
-	}
-	msgs := b.messages()
+	msgs := packAll(t, m, l.Items, 0, nil)
 	require.Len(t, msgs, 1)
 	all := bytes.Join(msgs, nil)
 	assert.NotContains(t, string(all), secret)
@@ -78,19 +92,16 @@ func genEventID(prefix string, i int) string {
 	return ev.AuditID
 }
 
-func TestMaskedBatchSplitsIntoMessages(t *testing.T) {
+func TestPackerSplitsIntoMessages(t *testing.T) {
 	m := newMasker(t)
 	body := testEventList(0, 300, genOptions{id: "split"})
 	l, err := splitEventList(body)
 	require.NoError(t, err)
 	const limit = 16 << 10
-	b := newMaskedBatch(m, OriginWebhook, 0)
-	for _, it := range l.Items {
-		require.NoError(t, b.add(it))
-	}
-	msgs, err := b.packed(limit)
-	require.NoError(t, err)
+	msgs := packAll(t, m, l.Items, limit, nil)
 	require.Greater(t, len(msgs), 1, "a batch larger than a message is split")
+	again := packAll(t, m, l.Items, limit, nil)
+	assert.Equal(t, msgs, again, "the same events pack into the same messages: a retry gets the same message IDs")
 	for _, msg := range msgs {
 		assert.LessOrEqual(t, len(msg), limit)
 	}
@@ -102,7 +113,29 @@ func TestMaskedBatchSplitsIntoMessages(t *testing.T) {
 	}
 }
 
-func TestMaskedBatchTruncatesEventsLargerThanAMessage(t *testing.T) {
+// TestPackerEmitsAsItGoes checks that a batch is emitted in messages as its events arrive, so
+// that the packer holds one message's events, not the batch's.
+func TestPackerEmitsAsItGoes(t *testing.T) {
+	m := newMasker(t)
+	var emittedAt []int
+	added := 0
+	p := newPacker(m, OriginWebhook, 1<<20, func([]byte) error {
+		emittedAt = append(emittedAt, added)
+		return nil
+	})
+	p.target = 32 << 10
+	for i := range 500 {
+		require.NoError(t, p.add(genEvent(i, genOptions{id: "stream"}), ""))
+		added++
+		assert.LessOrEqual(t, len(p.buf), p.target+4<<10, "the packer holds about one message")
+	}
+	require.NoError(t, p.flush())
+	require.Greater(t, len(emittedAt), 5)
+	assert.Less(t, emittedAt[0], 100, "the first message leaves long before the batch ends")
+	assert.Equal(t, 500, p.events)
+}
+
+func TestPackerTruncatesEventsLargerThanAMessage(t *testing.T) {
 	m := newMasker(t)
 	random := make([]byte, 30<<10)
 	_, _ = rand.Read(random)
@@ -111,11 +144,7 @@ func TestMaskedBatchTruncatesEventsLargerThanAMessage(t *testing.T) {
 		`"user":{"username":"alice"},"objectRef":{"resource":"configmaps","namespace":"a","name":"big","apiVersion":"v1"},"responseStatus":{"code":201},` +
 		`"requestObject":{"kind":"ConfigMap","apiVersion":"v1","data":{"blob":"` + big + `"}},"responseObject":{"kind":"ConfigMap","apiVersion":"v1","data":{"blob":"` + big + `"}},` +
 		`"requestReceivedTimestamp":"2026-11-26T02:00:00.000001Z","stageTimestamp":"2026-11-26T02:00:00.000002Z","annotations":{"authorization.k8s.io/decision":"allow"}}`
-	b := newMaskedBatch(m, OriginWebhook, 0)
-	require.NoError(t, b.add([]byte(ev)))
-	require.NoError(t, b.add(genEvent(1, genOptions{id: "small"})))
-	msgs, err := b.packed(32 << 10)
-	require.NoError(t, err)
+	msgs := packAll(t, m, [][]byte{[]byte(ev), genEvent(1, genOptions{id: "small"})}, 32<<10, nil)
 	evs, sts := decodeAll(t, msgs)
 	require.Len(t, evs, 2)
 	assert.True(t, sts[0].Truncated)
@@ -128,25 +157,60 @@ func TestMaskedBatchTruncatesEventsLargerThanAMessage(t *testing.T) {
 	assert.False(t, sts[1].Truncated)
 }
 
-func TestMaskedBatchRefusesMalformedEvents(t *testing.T) {
+func TestPackerMarksCutEvents(t *testing.T) {
 	m := newMasker(t)
-	b := newMaskedBatch(m, OriginWebhook, 0)
-	err := b.add([]byte(`{"auditID":"x","stage":}`))
+	var msgs [][]byte
+	p := newPacker(m, OriginWebhook, 0, func(b []byte) error { msgs = append(msgs, bytes.Clone(b)); return nil })
+	require.NoError(t, p.add(genEvent(3, genOptions{id: "cut"}), "event larger than 4194304 bytes"))
+	require.NoError(t, p.flush())
+	evs, sts := decodeAll(t, msgs)
+	require.Len(t, evs, 1)
+	assert.True(t, sts[0].Truncated)
+	assert.Equal(t, "true", evs[0].Annotations[AnnotationTruncated])
+	assert.Equal(t, "event larger than 4194304 bytes", evs[0].Annotations[AnnotationTruncatedReason])
+	assert.Equal(t, "allow", evs[0].Annotations["authorization.k8s.io/decision"], "other annotations stay")
+	assert.Equal(t, 1, p.truncated)
+}
+
+func TestPackerRefusesMalformedEvents(t *testing.T) {
+	m := newMasker(t)
+	p := newPacker(m, OriginWebhook, 0, func([]byte) error { return nil })
+	err := p.add([]byte(`{"auditID":"x","stage":}`), "")
 	require.ErrorIs(t, err, ErrMalformed)
 }
 
-func TestMaskRawList(t *testing.T) {
+func TestMaskList(t *testing.T) {
 	const secret = "raw-list-canary-5521"
 	m := newMasker(t)
-	msg, n, err := maskRawList(m, testEventList(0, 10, genOptions{id: "raw", secret: secret}), OriginWebhook)
-	require.NoError(t, err)
-	assert.Equal(t, 10, n)
-	assert.NotContains(t, string(msg), secret)
-	evs, _ := decodeAll(t, [][]byte{msg})
-	assert.Len(t, evs, 10)
-
-	_, _, err = maskRawList(m, []byte(`{"kind":"PodList","apiVersion":"v1","items":[]}`), OriginWebhook)
-	require.ErrorIs(t, err, ErrMalformed)
+	tests := []struct {
+		name    string
+		data    []byte
+		want    int
+		wantErr bool
+	}{
+		{"EventList", testEventList(0, 10, genOptions{id: "raw", secret: secret}), 10, false},
+		{"forged envelope", []byte(messageHead + `"origin":"webhook","items":[` + string(genEvent(8, genOptions{id: "forged", secret: secret})) + `],"masking":[{}]}`), 1, false},
+		{"empty", []byte(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[]}`), 0, false},
+		{"not an EventList", []byte(`{"kind":"PodList","apiVersion":"v1","items":[]}`), 0, true},
+		{"malformed", []byte(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"a":}]}`), 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			msg, n, err := maskList(m, tc.data, OriginUnverified, DefaultMaxEventBytes)
+			if tc.wantErr {
+				require.ErrorIs(t, err, ErrMalformed)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, n)
+			assert.NotContains(t, string(msg), secret)
+			assert.NotContains(t, string(msg), base64.StdEncoding.EncodeToString([]byte(secret)))
+			var wb wireBatch
+			require.NoError(t, decodeBatch(msg, &wb))
+			assert.Len(t, wb.Items, tc.want)
+			assert.Equal(t, OriginUnverified, wb.Origin)
+		})
+	}
 }
 
 func TestEventKeyTellsRequestsApart(t *testing.T) {

@@ -22,11 +22,13 @@ func decodeSeed(t testing.TB) []byte {
 	m := newMasker(t)
 	l, err := splitEventList(testEventList(0, 20, genOptions{id: "dec", session: "s-1"}))
 	require.NoError(t, err)
-	b := newMaskedBatch(m, OriginWebhook, 0)
+	var msg []byte
+	p := newPacker(m, OriginWebhook, 0, func(b []byte) error { msg = append([]byte(nil), b...); return nil })
 	for _, it := range l.Items {
-		require.NoError(t, b.add(it))
+		require.NoError(t, p.add(it, ""))
 	}
-	return b.messages()[0]
+	require.NoError(t, p.flush())
+	return msg
 }
 
 func TestDecodeMatchesReference(t *testing.T) {

@@ -3,19 +3,12 @@ package enricher
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -64,24 +57,26 @@ func TestEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	since := time.Now().UTC().Add(-time.Minute)
 
-	// The enricher, with the TLS kube-apiserver's webhook kubeconfig asks for.
-	pki := newTestPKI(t)
+	// The enricher, with the mutual TLS kube-apiserver's webhook kubeconfig asks for.
 	tap := &intakeTap{}
 	h := newHarness(t, harnessOptions{
-		tlsCfg: &tls.Config{
-			Certificates: []tls.Certificate{pki.server},
-			ClientCAs:    pki.pool,
-			ClientAuth:   tls.RequireAndVerifyClientCert,
-			MinVersion:   tls.VersionTLS12,
-		},
 		tweak: func(o *Options) { o.GatewayUsers = []string{proxyUser} },
 		setup: func(e *Enricher) { e.observe = tap.observe },
 	})
-	t.Run("intake refuses clients without a certificate", func(t *testing.T) {
-		req, _ := http.NewRequest(http.MethodPost, h.url, strings.NewReader(string(testEventList(0, 1, genOptions{id: "anon"}))))
-		req.Header.Set("Content-Type", "application/json")
-		_, err := h.client.Do(req)
-		require.Error(t, err)
+	pki := h.pki
+	t.Run("intake refuses clients without a certificate of its CA", func(t *testing.T) {
+		other, err := testbed.NewPKI(t.TempDir())
+		require.NoError(t, err)
+		for name, certs := range map[string][]tls.Certificate{"none": nil, "another CA": {other.Client}} {
+			client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.Pool, Certificates: certs, MinVersion: tls.VersionTLS12}}}
+			req, _ := http.NewRequest(http.MethodPost, h.url, strings.NewReader(string(testEventList(0, 1, genOptions{id: "anon"}))))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			require.Error(t, err, name)
+		}
 	})
 
 	// kube-apiserver with the audit policy and webhook configuration of manifests/audit.
@@ -215,7 +210,8 @@ func TestEndToEnd(t *testing.T) {
 		}
 		out, err := exec.CommandContext(ctx, kube.Kubectl, "--kubeconfig", kube.Kubeconfig, "apply", "-f", filepath.Join(root, "manifests", "enricher")).CombinedOutput()
 		require.NoError(t, err, "%s", out)
-		assert.Contains(t, string(out), "deployment.apps/gatehouse-enricher created")
+		assert.Contains(t, string(out), "statefulset.apps/gatehouse-enricher created")
+		assert.Contains(t, string(out), "daemonset.apps/gatehouse-enricher-backstop created")
 	})
 }
 
@@ -504,10 +500,10 @@ type intakeTap struct {
 	seen     map[[32]byte]bool
 	byKey    map[string]int // audit ID + stage -> distinct events
 	refusals int
-	bytes    int // of accepted batches
+	bytes    int // of accepted events
 }
 
-func (t *intakeTap) observe(body []byte, code int) {
+func (t *intakeTap) observe(events [][]byte, code int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if code != http.StatusOK {
@@ -517,12 +513,8 @@ func (t *intakeTap) observe(body []byte, code int) {
 	if t.seen == nil {
 		t.seen, t.byKey = map[[32]byte]bool{}, map[string]int{}
 	}
-	t.bytes += len(body)
-	l, err := splitEventList(body)
-	if err != nil {
-		return
-	}
-	for _, it := range l.Items {
+	for _, it := range events {
+		t.bytes += len(it)
 		sum := sha256.Sum256(it)
 		if t.seen[sum] {
 			continue
@@ -676,63 +668,9 @@ func assertNotInStream(t *testing.T, js jetstream.JetStream, stream string, valu
 	}
 }
 
-// testPKI is a CA with a serving certificate for the intake and a client certificate for
-// kube-apiserver, as PEM files.
-type testPKI struct {
-	pool                  *x509.CertPool
-	server                tls.Certificate
-	caFile                string
-	clientCert, clientKey string
-}
-
-func newTestPKI(t *testing.T) *testPKI {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gatehouse-e2e-ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	require.NoError(t, err)
-	ca, err := x509.ParseCertificate(caDER)
-	require.NoError(t, err)
-	p := &testPKI{pool: x509.NewCertPool(), caFile: filepath.Join(dir, "ca.crt")}
-	p.pool.AddCert(ca)
-	writePEM(t, p.caFile, "CERTIFICATE", caDER)
-	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ips ...net.IP) ([]byte, *ecdsa.PrivateKey) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		require.NoError(t, err)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		require.NoError(t, err)
-		return der, key
-	}
-	der, key := issue(2, "gatehouse-enricher", x509.ExtKeyUsageServerAuth, net.ParseIP("127.0.0.1"))
-	p.server = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	der, key = issue(3, "kube-apiserver-audit", x509.ExtKeyUsageClientAuth)
-	p.clientCert, p.clientKey = filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
-	writePEM(t, p.clientCert, "CERTIFICATE", der)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	require.NoError(t, err)
-	writePEM(t, p.clientKey, "PRIVATE KEY", keyDER)
-	return p
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
-}
-
 // webhookKubeconfig fills the webhook kubeconfig of manifests/audit with the test's URL and
 // certificates and writes it to a file for kube-apiserver.
-func webhookKubeconfig(t *testing.T, manifest, url string, p *testPKI) string {
+func webhookKubeconfig(t *testing.T, manifest, url string, p *testbed.PKI) string {
 	t.Helper()
 	cfg, err := clientcmd.LoadFromFile(manifest)
 	require.NoError(t, err)
@@ -742,8 +680,8 @@ func webhookKubeconfig(t *testing.T, manifest, url string, p *testPKI) string {
 	require.NotNil(t, cluster)
 	require.NotNil(t, user)
 	require.True(t, strings.HasSuffix(cluster.Server, IntakePath), "the manifest's server URL ends with %s", IntakePath)
-	cluster.Server, cluster.CertificateAuthority = url, p.caFile
-	user.ClientCertificate, user.ClientKey = p.clientCert, p.clientKey
+	cluster.Server, cluster.CertificateAuthority = url, p.CAFile
+	user.ClientCertificate, user.ClientKey = p.ClientCertFile, p.ClientKeyFile
 	path := filepath.Join(t.TempDir(), "audit-webhook.kubeconfig")
 	require.NoError(t, clientcmd.WriteToFile(*cfg, path))
 	return path
@@ -758,7 +696,7 @@ type cannedParams struct {
 var (
 	cannedQuery = regexp.MustCompile("(?s)<!-- query: ([a-z0-9-]+) -->\\s*```sql\\n(.*?)```")
 	// Table and view names in the documentation's queries, qualified with the default database.
-	docTables = regexp.MustCompile(`\bgatehouse\.(trail|audit_events|gateway_requests|gateway_decisions|sessions|approvals|ingest_errors|decision_summary|approval_summary|session_summary)\b`)
+	docTables = regexp.MustCompile(`\bgatehouse\.(trail|audit_events|gateway_requests|gateway_decisions|sessions|approvals|ingest_errors|dead_letters|decision_summary|approval_summary|session_summary)\b`)
 )
 
 // runCannedQueries runs every query of the auditing documentation against the test's database
@@ -789,6 +727,7 @@ func runCannedQueries(t *testing.T, h *harness, doc string, p cannedParams) {
 		"masked-values":              {"secrets | " + p.ns + " | db-credentials | alice@example.com | gateway |"},
 		"unrecorded-gateway-traffic": nil, // must be empty
 		"ingest-errors":              nil, // must be empty
+		"dead-letters":               nil, // must be empty
 	}
 	seen := map[string]bool{}
 	for _, m := range found {

@@ -10,18 +10,18 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/gatehouse-dev/gatehouse/enricher/schema"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
-// ErrNotReady is returned (and answered with 503) while the enricher has not yet ensured its
-// JetStream streams.
+// ErrNotReady is returned (and answered with 503) while the enricher has not yet opened its
+// spool.
 var ErrNotReady = errors.New("enricher: not ready")
 
 // Enricher receives kube-apiserver audit events, stores them durably in JetStream, and writes
@@ -37,13 +37,16 @@ type Enricher struct {
 	trusted map[string]bool
 	metrics *metrics
 
-	ready    atomic.Bool   // streams ensured
-	migrated atomic.Bool   // schema applied
-	inFlight chan struct{} // intake request slots
+	spool         *spool
+	ready         atomic.Bool   // spool open: the intake accepts batches
+	streamsReady  chan struct{} // closed once the JetStream streams exist
+	migrated      atomic.Bool   // schema applied
+	inFlight      chan struct{} // intake request slots
+	inFlightBytes *semaphore.Weighted
 
 	// Test seams.
-	observe     func(body []byte, code int) // sees every intake request body and its answer
-	afterInsert func(table string) error    // runs after every successful INSERT; an error fails the batch
+	observe     func(events [][]byte, code int) // sees every intake request's events and its answer
+	afterInsert func(table string) error        // runs after every successful INSERT; an error fails the batch
 }
 
 // New returns an Enricher for opts. It does no I/O; Start does.
@@ -52,64 +55,60 @@ func New(opts Options) (*Enricher, error) {
 		return nil, err
 	}
 	opts.setDefaults()
-	js, err := jetstream.New(opts.NATS, jetstream.WithPublishAsyncMaxPending(4096))
-	if err != nil {
-		return nil, fmt.Errorf("enricher: %w", err)
-	}
 	so := opts.Schema
 	if so.Database == "" {
 		so.Database = schema.DefaultDatabase
 	}
 	e := &Enricher{
-		opts:     opts,
-		log:      opts.Logger,
-		nc:       opts.NATS,
-		js:       js,
-		ch:       opts.ClickHouse,
-		db:       so.Database,
-		trusted:  map[string]bool{},
-		metrics:  newMetrics(opts.Registerer),
-		inFlight: make(chan struct{}, opts.MaxInFlight),
+		opts:          opts,
+		log:           opts.Logger,
+		ch:            opts.ClickHouse,
+		db:            so.Database,
+		trusted:       map[string]bool{},
+		metrics:       newMetrics(opts.Registerer),
+		streamsReady:  make(chan struct{}),
+		inFlight:      make(chan struct{}, opts.MaxInFlight),
+		inFlightBytes: semaphore.NewWeighted(opts.MaxInFlightBytes),
 	}
+	registerSpool(opts.Registerer, func() spoolStats {
+		if !e.ready.Load() {
+			return spoolStats{MaxBytes: opts.SpoolMaxBytes}
+		}
+		return e.spool.stats()
+	})
 	for _, u := range opts.GatewayUsers {
 		e.trusted[u] = true
 	}
 	return e, nil
 }
 
-// Ready reports whether the intake accepts batches: the streams exist and NATS is connected.
-// ClickHouse is not needed to accept batches; they wait in JetStream.
+// Ready reports whether the intake accepts batches: the spool is open. Neither NATS nor
+// ClickHouse is needed to accept batches; they wait in the spool and in JetStream.
 func (e *Enricher) Ready(context.Context) error {
 	if !e.ready.Load() {
 		return ErrNotReady
 	}
-	if st := e.nc.Status(); st != nats.CONNECTED {
-		return fmt.Errorf("%w: NATS connection is %s", trail.ErrUnavailable, st)
-	}
 	return nil
 }
 
-// Start ensures the JetStream streams, migrates the ClickHouse schema and runs the consumers
-// until ctx ends. While ClickHouse is unreachable it keeps retrying; the intake accepts batches
-// all the while. It returns nil when ctx ends.
+// Start opens the spool (from then on the intake accepts batches), follows the audit log when
+// configured, publishes the spool to JetStream, migrates the ClickHouse schema and runs the
+// consumers, until ctx ends. While NATS or ClickHouse is unreachable it keeps retrying. It
+// returns an error only when the spool cannot be opened, and nil when ctx ends.
 func (e *Enricher) Start(ctx context.Context) error {
-	if err := retry(ctx, e.opts.RetryDelay, func() error {
-		return trail.EnsureStreams(ctx, e.js, e.opts.Streams)
-	}, e.log, "ensuring the JetStream streams failed, retrying"); err != nil {
-		return nil // ctx ended
+	sp, rep, err := openSpool(e.opts.SpoolDir, e.opts.SpoolMaxBytes)
+	if err != nil {
+		return err
+	}
+	defer sp.close()
+	e.spool = sp
+	e.metrics.spoolDiscarded.Add(float64(rep.Discarded))
+	if rep.Discarded > 0 {
+		e.log.Warn("deleted batches a previous run was still writing; their senders were not answered and send them again", "batches", rep.Discarded)
 	}
 	e.ready.Store(true)
-	e.log.Info("intake ready", "maxMessageBytes", e.opts.MaxMessageBytes)
-
-	if err := retry(ctx, e.opts.RetryDelay, func() error {
-		mctx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		return schema.Migrate(mctx, e.ch, e.opts.Schema)
-	}, e.log, "migrating the ClickHouse schema failed, retrying"); err != nil {
-		return nil
-	}
-	e.migrated.Store(true)
-	e.log.Info("ClickHouse schema up to date", "database", e.db)
+	e.log.Info("intake ready", "spool", e.opts.SpoolDir, "spooledBatches", rep.Batches, "spooledBytes", rep.Bytes,
+		"spoolMaxBytes", e.opts.SpoolMaxBytes, "maxMessageBytes", e.opts.MaxMessageBytes)
 
 	var wg sync.WaitGroup
 	run := func(name string, f func(context.Context) error) {
@@ -119,14 +118,68 @@ func (e *Enricher) Start(ctx context.Context) error {
 			}
 		})
 	}
-	for i := range e.opts.Workers {
-		run(fmt.Sprintf("audit-consumer-%d", i), e.consumeAudit)
-	}
-	run("trail-consumer", e.consumeTrail)
 	if e.opts.AuditLogPath != "" {
-		run("audit-log-tailer", e.tailAuditLog)
+		wg.Go(func() { e.tailAuditLog(ctx) })
 	}
+	wg.Go(func() {
+		if err := e.connect(ctx); err != nil {
+			return // ctx ended
+		}
+		if err := retry(ctx, e.opts.RetryDelay, func() error {
+			return trail.EnsureStreams(ctx, e.js, e.opts.Streams)
+		}, e.log, "ensuring the JetStream streams failed, retrying"); err != nil {
+			return // ctx ended
+		}
+		close(e.streamsReady)
+		e.drainSpool(ctx)
+	})
+	wg.Go(func() {
+		select {
+		case <-e.streamsReady:
+		case <-ctx.Done():
+			return
+		}
+		if err := retry(ctx, e.opts.RetryDelay, func() error {
+			mctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			return schema.Migrate(mctx, e.ch, e.opts.Schema)
+		}, e.log, "migrating the ClickHouse schema failed, retrying"); err != nil {
+			return
+		}
+		e.migrated.Store(true)
+		e.log.Info("ClickHouse schema up to date", "database", e.db)
+		for i := range e.opts.Workers {
+			run(fmt.Sprintf("audit-consumer-%d", i), e.consumeAudit)
+		}
+		run("trail-consumer", e.consumeTrail)
+	})
 	wg.Wait()
+	return nil
+}
+
+// connect sets up the NATS connection (Options.NATS, or Options.ConnectNATS, retried until it
+// succeeds) and the JetStream API on it. The intake does not wait for it: batches wait in the
+// spool.
+func (e *Enricher) connect(ctx context.Context) error {
+	nc := e.opts.NATS
+	if nc == nil {
+		if err := retry(ctx, e.opts.RetryDelay, func() error {
+			var err error
+			nc, err = e.opts.ConnectNATS(ctx)
+			return err
+		}, e.log, "connecting to NATS failed, retrying; the intake spools batches meanwhile"); err != nil {
+			return err
+		}
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return fmt.Errorf("enricher: %w", err)
+	}
+	if payload := int(nc.MaxPayload()); payload > 0 && e.opts.MaxMessageBytes > payload-4<<10 {
+		e.log.Error("the NATS server's max_payload is smaller than the messages the intake builds; raise it, or lower MaxMessageBytes: larger spooled messages cannot be published",
+			"maxPayload", payload, "maxMessageBytes", e.opts.MaxMessageBytes)
+	}
+	e.nc, e.js = nc, js
 	return nil
 }
 
@@ -161,7 +214,9 @@ func (e *Enricher) consumerConfig(stream string) jetstream.ConsumerConfig {
 // consumerOptions returns the options of a trail.Consumer reading for this enricher.
 func (e *Enricher) consumerOptions(batch int) trail.ConsumerOptions {
 	return trail.ConsumerOptions{
-		BatchSize:  batch,
+		BatchSize: batch,
+		// At least one message of the largest size NATS allows, or the consumer would stall.
+		MaxBytes:   max(e.opts.FetchBytes, int(e.nc.MaxPayload())+64<<10),
 		MaxWait:    e.opts.BatchMaxWait,
 		RetryDelay: e.opts.RetryDelay,
 		Logger:     e.log,
@@ -187,7 +242,11 @@ func (e *Enricher) consumeAudit(ctx context.Context) error {
 }
 
 // storeAudit decodes a batch of audit messages and inserts their events. It returns an error,
-// and nothing is acknowledged, unless every event was inserted.
+// and nothing is acknowledged, unless every event was inserted (or dead-lettered).
+//
+// A message whose MAC verifies was masked by an intake of this deployment. Any other (an
+// EventList or an envelope published straight to NATS, whatever it claims) is masked here,
+// event by event, before anything of it is stored.
 func (e *Enricher) storeAudit(ctx context.Context, msgs []jetstream.Msg, rows *eventRows, errs *errorRows, buf *[]byte) error {
 	rows.reset()
 	errs.reset()
@@ -201,8 +260,8 @@ func (e *Enricher) storeAudit(ctx context.Context, msgs []jetstream.Msg, rows *e
 		case "":
 		case encodingS2:
 			n, err := s2.DecodedLen(data)
-			if err == nil && n > maxDecodedBytes {
-				err = fmt.Errorf("decoded size %d exceeds %d bytes", n, maxDecodedBytes)
+			if err == nil && n > e.maxDecodedBytes() {
+				err = fmt.Errorf("decoded size %d exceeds %d bytes", n, e.maxDecodedBytes())
 			}
 			if err == nil {
 				*buf = slices.Grow((*buf)[:0], n)
@@ -217,14 +276,16 @@ func (e *Enricher) storeAudit(ctx context.Context, msgs []jetstream.Msg, rows *e
 			e.ingestError(m, errs, fmt.Errorf("%w: unknown encoding %q", ErrMalformed, enc), at)
 			continue
 		}
-		if len(data) < len(messageHead) || string(data[:len(messageHead)]) != messageHead {
-			// A plain EventList from another producer: mask it here.
-			masked, _, err := maskRawList(e.opts.Masker, data, OriginWebhook)
+		if !e.verified(m.Data(), m.Headers().Get(HeaderMAC)) {
+			// Not from an intake: mask it here, whatever it claims to be.
+			masked, _, err := maskList(e.opts.Masker, data, OriginUnverified, e.opts.MaxEventBytes)
 			e.metrics.stage(stageMask, time.Since(start))
 			if err != nil {
 				e.ingestError(m, errs, err, at)
 				continue
 			}
+			e.metrics.unverified.Inc()
+			e.log.Warn("audit batch without a valid intake MAC: masked by the consumer, stored with origin "+OriginUnverified, "subject", m.Subject(), "bytes", len(m.Data()))
 			data = masked
 			start = time.Now()
 		}
@@ -238,22 +299,26 @@ func (e *Enricher) storeAudit(ctx context.Context, msgs []jetstream.Msg, rows *e
 			e.ingestError(m, errs, err, at)
 			continue
 		}
+		src := sourceOf(m)
 		for i := range wb.Items {
 			var st eventStats
 			if i < len(wb.Masking) {
 				st = wb.Masking[i]
 			}
-			rows.add(&wb.Items[i], st, wb.Origin, e.trusted, at)
-		}
-		if rows.rows >= e.opts.InsertRows {
-			if inserted > 0 {
-				inProgress(msgs)
+			ev := &wb.Items[i]
+			rows.add(ev, st, wb.Origin, e.trusted, at)
+			rows.bytes += eventSize(ev)
+			rows.source(src)
+			if rows.rows >= e.opts.InsertRows || rows.bytes >= e.opts.InsertBytes {
+				if inserted > 0 {
+					inProgress(msgs)
+				}
+				if err := e.insert(ctx, &rows.columns); err != nil {
+					return err
+				}
+				inserted += rows.rows
+				rows.reset()
 			}
-			if err := e.insert(ctx, &rows.columns); err != nil {
-				return err
-			}
-			inserted += rows.rows
-			rows.reset()
 		}
 	}
 	if rows.rows > 0 {
@@ -272,9 +337,48 @@ func (e *Enricher) storeAudit(ctx context.Context, msgs []jetstream.Msg, rows *e
 	return nil
 }
 
-// maxDecodedBytes bounds a decompressed message, against compression bombs: far above any
-// batch the intake accepts.
-const maxDecodedBytes = 256 << 20
+// OriginUnverified is the origin of events from a batch without a valid intake MAC: published
+// to NATS by something else than an intake, and masked by the consumer.
+const OriginUnverified = "unverified"
+
+// maxDecodedBytes bounds a decompressed message, against compression bombs: above any message
+// an intake builds (a message closes at messageTarget, and one event is at most MaxEventBytes).
+func (e *Enricher) maxDecodedBytes() int {
+	return messageTarget + 2*e.opts.MaxEventBytes + 1<<20
+}
+
+// eventSize is about the memory an event's row takes: its strings, and the headers of its
+// columns' strings, slices and maps (about 1 KiB).
+func eventSize(ev *auditEvent) int {
+	n := 1024 + len(ev.AuditID) + len(ev.RequestURI) + len(ev.UserAgent) + len(ev.RequestObject) + len(ev.ResponseObject)
+	if ev.ResponseStatus != nil {
+		n += len(ev.ResponseStatus.Message)
+	}
+	for k, v := range ev.Annotations {
+		n += len(k) + len(v) + 64
+	}
+	for _, u := range []*userInfo{&ev.User, ev.ImpersonatedUser} {
+		if u == nil {
+			continue
+		}
+		for k, vs := range u.Extra {
+			n += len(k) + 64
+			for _, v := range vs {
+				n += len(v) + 16
+			}
+		}
+	}
+	return n
+}
+
+// sourceOf returns where a message comes from, for dead letters.
+func sourceOf(m jetstream.Msg) rowSource {
+	src := rowSource{subject: m.Subject()}
+	if md, err := m.Metadata(); err == nil {
+		src.stream, src.sequence = md.Stream, md.Sequence.Stream
+	}
+	return src
+}
 
 // inProgress resets the acknowledgement timer of messages still being worked on.
 func inProgress(msgs []jetstream.Msg) {
@@ -308,42 +412,6 @@ func (e *Enricher) ingestError(m jetstream.Msg, errs *errorRows, err error, at t
 	e.metrics.ingestErrors.WithLabelValues(stream).Inc()
 	e.log.Error("message cannot be stored; recorded in ingest_errors", "stream", stream, "sequence", seq, "bytes", len(m.Data()), "err", err)
 	errs.add(ts, stream, seq, m.Subject(), len(m.Data()), err, at)
-}
-
-// insert writes the rows of one table in one INSERT.
-func (e *Enricher) insert(ctx context.Context, c *columns) error {
-	start := time.Now()
-	err := e.send(ctx, c)
-	e.metrics.stage(stageInsert, time.Since(start))
-	if err != nil {
-		e.metrics.insertErrors.WithLabelValues(c.table).Inc()
-		return fmt.Errorf("enricher: insert %d rows into %s.%s: %w", c.rows, e.db, c.table, err)
-	}
-	e.metrics.rows.WithLabelValues(c.table).Add(float64(c.rows))
-	if e.afterInsert != nil {
-		return e.afterInsert(c.table)
-	}
-	return nil
-}
-
-func (e *Enricher) send(ctx context.Context, c *columns) error {
-	// An insert under way at shutdown completes (within InsertTimeout), so that its batch is
-	// acknowledged rather than delivered again.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.InsertTimeout)
-	defer cancel()
-	// optimize_on_insert=0: ReplacingMergeTree would otherwise deduplicate every inserted block
-	// on its own, which doubles ClickHouse's insert cost; duplicates collapse in merges and in
-	// every query with FINAL anyway.
-	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"optimize_on_insert": 0}))
-	batch, err := e.ch.PrepareBatch(ctx, c.insertQuery(e.db), driver.WithReleaseConnection())
-	if err != nil {
-		return err
-	}
-	defer func() { _ = batch.Close() }()
-	if err := c.appendTo(batch); err != nil {
-		return err
-	}
-	return batch.Send()
 }
 
 // consumeTrail reads the gateway's trail records and stores them until ctx ends.
@@ -409,6 +477,10 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 		// A new record kind: add its rows type (rows.go), table (a schema migration) and case.
 		default:
 			e.metrics.skipped.Inc()
+		}
+		src := sourceOf(m)
+		for _, c := range t.tables() {
+			c.source(src)
 		}
 	}
 	for _, c := range t.tables() {

@@ -3,15 +3,15 @@ package enricher
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,7 +19,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
 
@@ -49,10 +48,20 @@ func TestClickHouseOutage(t *testing.T) {
 	assert.Equal(t, uint64(total), h.count(t, "SELECT count() FROM {db}.audit_events"))
 }
 
-// TestEnricherKilled runs `gatehouse enricher` as a process, kills it with SIGKILL while it
-// inserts, and starts it again: nothing is lost, nothing is stored twice.
-func TestEnricherKilled(t *testing.T) {
-	bin, err := testbed.GatehouseBinary()
+// enricherProcess is `gatehouse enricher` run as a process, as deployed (mutual TLS, a spool
+// directory), against a NATS and a ClickHouse of the test's own.
+type enricherProcess struct {
+	*harness
+	args     []string
+	spoolDir string
+	health   string
+	cmd      *exec.Cmd
+	chServer *testbed.ClickHouse
+}
+
+func newEnricherProcess(t *testing.T, extra ...string) *enricherProcess {
+	t.Helper()
+	_, err := testbed.GatehouseBinary()
 	require.NoError(t, err)
 	natsSrv, _, _ := startNATS(t)
 	chSrv, err := testbed.StartClickHouse()
@@ -67,39 +76,60 @@ func TestEnricherKilled(t *testing.T) {
 		}
 	})
 	dir := t.TempDir()
-	certFile, keyFile := writeServingCert(t, dir)
+	pki, err := testbed.NewPKI(dir)
+	require.NoError(t, err)
 	keyPath := filepath.Join(dir, "masking.key")
 	require.NoError(t, os.WriteFile(keyPath, testKey, 0o600))
 	port, healthPort := freePort(t), freePort(t)
-	args := []string{"enricher", "--log-format", "text",
+	p := &enricherProcess{spoolDir: filepath.Join(dir, "spool"), health: "http://127.0.0.1:" + strconv.Itoa(healthPort), chServer: chSrv}
+	p.args = append([]string{"enricher", "--log-format", "text",
 		"--nats-url", natsSrv.URL(),
 		"--clickhouse-addr", chSrv.HTTPAddr, "--clickhouse-protocol", "http", "--clickhouse-database", db,
-		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile,
+		"--tls-cert-file", pki.ServerCertFile, "--tls-private-key-file", pki.ServerKeyFile, "--client-ca-file", pki.CAFile,
+		"--spool-dir", p.spoolDir,
 		"--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(port),
 		"--health-bind-address", "127.0.0.1:" + strconv.Itoa(healthPort),
 		"--masking-key-file", keyPath,
-		"--batch-max-messages", "2", "--batch-max-wait", "100ms", "--workers", "1", "--ack-wait", "3s",
-	}
-	var logs lockedBuffer
-	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, args...)
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		require.NoError(t, cmd.Start())
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		require.Eventually(t, func() bool {
-			resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(healthPort) + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		}, 30*time.Second, 50*time.Millisecond, "enricher not ready: %s", logs.tail(3000))
-		return cmd
-	}
-	cmd := start()
-	h := &harness{ch: conn, db: db, url: "https://127.0.0.1:" + strconv.Itoa(port) + IntakePath, logs: &logs,
-		client: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}} //nolint:gosec // self-signed test server
+	}, extra...)
+	p.harness = &harness{ch: conn, db: db, url: "https://127.0.0.1:" + strconv.Itoa(port) + IntakePath, logs: &lockedBuffer{},
+		client: &http.Client{Transport: &http.Transport{TLSClientConfig: pki.ClientTLS()}}}
+	return p
+}
+
+// start starts the process and waits until its intake is ready.
+func (p *enricherProcess) start(t *testing.T) {
+	t.Helper()
+	bin, err := testbed.GatehouseBinary()
+	require.NoError(t, err)
+	cmd := exec.Command(bin, p.args...)
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(p.health + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 60*time.Second, 50*time.Millisecond, "enricher not ready: %s", p.logs.tail(3000))
+	p.cmd = cmd
+}
+
+// kill ends the process with SIGKILL.
+func (p *enricherProcess) kill(t *testing.T) {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
+	_ = p.cmd.Wait()
+}
+
+// TestEnricherKilled runs `gatehouse enricher` as a process, kills it with SIGKILL while it
+// inserts, and starts it again: nothing is lost, nothing is stored twice.
+func TestEnricherKilled(t *testing.T) {
+	p := newEnricherProcess(t, "--batch-max-messages", "2", "--batch-max-wait", "100ms", "--workers", "1", "--ack-wait", "3s")
+	p.start(t)
+	h := p.harness
 	o := genOptions{id: "killed"}
 	const total = 12000
 	h.postBatches(t, 0, total, 400, o)
@@ -109,18 +139,88 @@ func TestEnricherKilled(t *testing.T) {
 	require.Eventually(t, func() bool {
 		atKill = countRowsIfExists(t, h, "SELECT count() FROM {db}.audit_events")
 		return atKill > 0
-	}, 30*time.Second, 5*time.Millisecond, "nothing inserted: %s", logs.tail(3000))
-	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-	_ = cmd.Wait()
+	}, 30*time.Second, 5*time.Millisecond, "nothing inserted: %s", h.logs.tail(3000))
+	p.kill(t)
 	require.Less(t, atKill, uint64(total), "killed while inserting")
 	t.Logf("killed with %d of %d rows inserted", atKill, total)
 
-	start()
+	p.start(t)
 	h.postBatches(t, 0, 800, 400, o) // kube-apiserver retrying what it sent before
 	h.waitRows(t, total, 60*time.Second, "SELECT count() FROM {db}.audit_events FINAL")
 	assert.Equal(t, uint64(total), h.count(t, "SELECT uniqExact(audit_id, stage) FROM {db}.audit_events"))
-	require.NoError(t, conn.Exec(t.Context(), "OPTIMIZE TABLE "+db+".audit_events FINAL"))
+	require.NoError(t, h.ch.Exec(t.Context(), "OPTIMIZE TABLE "+h.db+".audit_events FINAL"))
 	assert.Equal(t, uint64(total), h.count(t, "SELECT count() FROM {db}.audit_events"))
+}
+
+// TestEnricherKilledWhileSpooling kills the enricher with SIGKILL while it writes large
+// batches to its spool, before it answered them: the next start discards the torn batches, the
+// senders retry as kube-apiserver does, and every event is stored exactly once, including those
+// of batches that were answered 200 just before the kill.
+func TestEnricherKilledWhileSpooling(t *testing.T) {
+	p := newEnricherProcess(t)
+	p.start(t)
+	h := p.harness
+	const batches, size = 6, 20000
+	o := genOptions{id: "torn"}
+	bodies := make([][]byte, batches)
+	for i := range bodies {
+		bodies[i] = testEventList(i*size, (i+1)*size, o)
+	}
+	answered := make([]int, batches)
+	var wg sync.WaitGroup
+	for i, body := range bodies {
+		wg.Go(func() {
+			req, err := http.NewRequest(http.MethodPost, h.url, bytes.NewReader(body))
+			if err != nil {
+				return
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := h.client.Do(req)
+			if err != nil {
+				return // killed
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			answered[i] = resp.StatusCode
+		})
+	}
+	// Kill it while a batch is being written to the spool.
+	require.Eventually(t, func() bool {
+		parts, _ := filepath.Glob(filepath.Join(p.spoolDir, "*"+spoolPartSuffix))
+		for _, f := range parts {
+			if st, err := os.Stat(f); err == nil && st.Size() > 64<<10 {
+				return true
+			}
+		}
+		return false
+	}, 60*time.Second, time.Millisecond, "no batch was being spooled: %s", h.logs.tail(3000))
+	p.kill(t)
+	wg.Wait()
+	parts, _ := filepath.Glob(filepath.Join(p.spoolDir, "*"+spoolPartSuffix))
+	require.NotEmpty(t, parts, "killed in the middle of writing a batch")
+	var acked int
+	for _, code := range answered {
+		if code == http.StatusOK {
+			acked++
+		}
+	}
+	t.Logf("killed with %d torn batch files; %d of %d batches answered 200", len(parts), acked, batches)
+	require.Less(t, acked, batches, "killed before every batch was answered")
+
+	p.start(t)
+	assert.Contains(t, h.logs.String(), "deleted batches a previous run was still writing")
+	parts, _ = filepath.Glob(filepath.Join(p.spoolDir, "*"+spoolPartSuffix))
+	assert.Empty(t, parts, "torn batches are discarded at start")
+	// kube-apiserver sends again what was not answered 200, and maybe one that was.
+	for i, body := range bodies {
+		if answered[i] != http.StatusOK || i == 0 {
+			require.Equal(t, http.StatusOK, h.post(t, body))
+		}
+	}
+	h.waitRows(t, batches*size, 120*time.Second, "SELECT count() FROM {db}.audit_events FINAL")
+	assert.Equal(t, uint64(batches*size), h.count(t, "SELECT uniqExact(audit_id, stage) FROM {db}.audit_events"))
+	require.NoError(t, h.ch.Exec(t.Context(), "OPTIMIZE TABLE "+h.db+".audit_events FINAL"))
+	assert.Equal(t, uint64(batches*size), h.count(t, "SELECT count() FROM {db}.audit_events"))
 }
 
 // countRowsIfExists counts, treating a table that does not exist yet as empty.
@@ -147,17 +247,32 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// writeServingCert writes a self-signed certificate for 127.0.0.1 and its key as PEM files.
-func writeServingCert(t testing.TB, dir string) (string, string) {
+// auditLogLine returns event i as kube-apiserver's log backend writes it.
+func auditLogLine(i int, o genOptions) []byte {
+	ev := genEvent(i, o)
+	return append(append([]byte(`{"kind":"Event","apiVersion":"audit.k8s.io/v1",`), ev[1:]...), '\n')
+}
+
+// appendLines appends events from..to-1 to the log file path.
+func appendLines(t *testing.T, path string, from, to int, o genOptions) {
 	t.Helper()
-	cert, err := serving.SelfSignedCertificate("127.0.0.1")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	require.NoError(t, err)
-	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	require.NoError(t, err)
-	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600))
-	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600))
-	return certFile, keyFile
+	defer f.Close()
+	for i := from; i < to; i++ {
+		_, err := f.Write(auditLogLine(i, o))
+		require.NoError(t, err)
+	}
+}
+
+// rotate renames the log as kube-apiserver's log backend (lumberjack) does.
+func rotate(t *testing.T, path string, at time.Time) string {
+	t.Helper()
+	dir, base := filepath.Split(path)
+	ext := filepath.Ext(base)
+	rotated := filepath.Join(dir, strings.TrimSuffix(base, ext)+"-"+at.UTC().Format(backupTimeFormat)+ext)
+	require.NoError(t, os.Rename(path, rotated))
+	return rotated
 }
 
 // TestTailAuditLog follows an audit log through partial writes, a bad line and a rotation.
@@ -169,45 +284,75 @@ func TestTailAuditLog(t *testing.T) {
 		o.AuditLogPollInterval = 50 * time.Millisecond
 	}})
 	o := genOptions{id: "tail", secret: "tail-canary-77341"}
-	line := func(i int) []byte {
-		ev := genEvent(i, o)
-		return append(append([]byte(`{"kind":"Event","apiVersion":"audit.k8s.io/v1",`), ev[1:]...), '\n')
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	require.NoError(t, err)
-	for i := range 500 {
-		_, err := f.Write(line(i))
-		require.NoError(t, err)
-	}
+	appendLines(t, path, 0, 500, o)
 	h.waitRows(t, 500, 30*time.Second, "SELECT count() FROM {db}.audit_events FINAL")
 
 	// Half a line, then the rest.
-	l := line(500)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o600)
+	require.NoError(t, err)
+	l := auditLogLine(500, o)
 	_, err = f.Write(l[:40])
 	require.NoError(t, err)
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // several polls see the half line
 	_, err = f.Write(l[40:])
 	require.NoError(t, err)
 	_, err = f.Write([]byte("this is not an audit event\n"))
 	require.NoError(t, err)
-	for i := 501; i < 700; i++ {
-		_, err := f.Write(line(i))
-		require.NoError(t, err)
-	}
-	// Rotate as kube-apiserver's log backend does: rename, then write a new file.
 	require.NoError(t, f.Close())
-	require.NoError(t, os.Rename(path, path+".1"))
-	f, err = os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	require.NoError(t, err)
-	defer f.Close()
-	for i := 700; i < 1000; i++ {
-		_, err := f.Write(line(i))
-		require.NoError(t, err)
-	}
+	appendLines(t, path, 501, 700, o)
+	// Rotate as kube-apiserver's log backend does: rename, then write a new file.
+	rotate(t, path, time.Now())
+	appendLines(t, path, 700, 1000, o)
 	h.waitRows(t, 1000, 30*time.Second, "SELECT count() FROM {db}.audit_events FINAL")
 	assert.Equal(t, uint64(1000), h.count(t, "SELECT count() FROM {db}.audit_events FINAL WHERE origin = 'file'"))
 	assert.Contains(t, h.logs.String(), "audit log line is not an audit event, skipped")
 	assert.Contains(t, h.logs.String(), "audit log rotated")
 	assertNowhere(t, h.ch, h.db, o.secret)
 	assert.NotContains(t, h.logs.String(), "this is not an audit event", "bad lines are reported by offset, not content")
+}
+
+// TestTailAuditLogResumes stops the enricher, lets the log grow and rotate twice while it is
+// away, and starts it again: it resumes at its saved position in the rotated file, reads the
+// newer rotated files and the new log, and stores every event once. A rotated file compressed
+// before it was read is reported as a gap.
+func TestTailAuditLogResumes(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	spoolDir := t.TempDir()
+	conn := openClickHouse(t, sharedClickHouse(t), "native")
+	db := testDatabase(t, conn)
+	start := func() *harness {
+		return newHarness(t, harnessOptions{ch: conn, database: db, spoolDir: spoolDir, tweak: func(o *Options) {
+			o.AuditLogPath = path
+			o.AuditLogPollInterval = 50 * time.Millisecond
+		}})
+	}
+	o := genOptions{id: "resume"}
+	h := start()
+	appendLines(t, path, 0, 300, o)
+	h.waitRows(t, 300, 30*time.Second, "SELECT count() FROM {db}.audit_events FINAL")
+	h.stop()
+
+	t0 := time.Now()
+	appendLines(t, path, 300, 400, o)
+	rotate(t, path, t0)
+	appendLines(t, path, 400, 500, o)
+	rotate(t, path, t0.Add(time.Second))
+	appendLines(t, path, 500, 600, o)
+
+	h = start()
+	h.waitRows(t, 600, 30*time.Second, "SELECT count() FROM {db}.audit_events FINAL")
+	assert.Contains(t, h.logs.String(), "resuming in a rotated audit log")
+	require.NoError(t, h.ch.Exec(t.Context(), "OPTIMIZE TABLE "+db+".audit_events FINAL"))
+	assert.Equal(t, uint64(600), h.count(t, "SELECT count() FROM {db}.audit_events"), "each event stored once")
+	h.stop()
+
+	// While away again: the log rotates and the rotated file is compressed, unread.
+	appendLines(t, path, 600, 700, o)
+	gone := rotate(t, path, t0.Add(2*time.Second))
+	require.NoError(t, os.Rename(gone, gone+".gz"))
+	appendLines(t, path, 700, 800, o)
+	h = start()
+	h.waitRows(t, 700, 30*time.Second, "SELECT count() FROM {db}.audit_events FINAL")
+	assert.Contains(t, h.logs.String(), "the audit log file the enricher was reading is gone")
 }

@@ -8,175 +8,245 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
 // IntakePath is the path the intake serves; the audit webhook kubeconfig's server URL ends
 // with it.
 const IntakePath = "/audit"
 
+// ErrUnauthenticated is answered (401) to an intake request without a verified client
+// certificate.
+var ErrUnauthenticated = errors.New("enricher: a verified client certificate is required")
+
 var _ http.Handler = (*Enricher)(nil)
 
 // ServeHTTP is the audit webhook intake. It accepts an audit.k8s.io/v1 EventList (POST,
-// application/json), masks every event, publishes the batch to JetStream under a message ID
-// derived from the body, and answers 200 only after JetStream stored all of it. A retry of the
-// same batch by kube-apiserver is stored once. When the batch cannot be stored, the answer is
-// an error status that makes kube-apiserver retry: nothing is accepted partly.
+// application/json) from a client with a verified certificate, reads it event by event, masks
+// every event, and writes the batch to the spool, synced to disk, before it answers 200. NATS
+// need not be up: the spool is published to JetStream in order as soon as it is. A retry of the
+// same batch by kube-apiserver is stored once. When the batch cannot be stored (malformed, too
+// large, the spool full) the answer is an error status, and nothing of it is kept: a 5xx makes
+// kube-apiserver retry.
 func (e *Enricher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	var body []byte
-	code, err := e.intake(w, r, &body)
+	var seen [][]byte
+	var observe func([]byte)
 	if e.observe != nil {
-		e.observe(body, code)
+		observe = func(ev []byte) { seen = append(seen, bytes.Clone(ev)) }
 	}
-	e.metrics.requests.WithLabelValues(strconv.Itoa(code)).Inc()
-	if err != nil {
-		e.log.Error("audit batch refused", "status", code, "bytes", len(body), "remote", r.RemoteAddr, "err", err)
-		writeStatus(w, code, err.Error())
+	res := e.intake(w, r, observe)
+	if e.observe != nil {
+		e.observe(seen, res.code)
+	}
+	e.metrics.requests.WithLabelValues(strconv.Itoa(res.code)).Inc()
+	if res.err != nil {
+		level := slog.LevelError
+		if res.code == http.StatusServiceUnavailable {
+			level = slog.LevelWarn // kube-apiserver retries
+		}
+		e.log.Log(r.Context(), level, "audit batch refused", "status", res.code, "bytes", res.bytes, "events", res.events, "remote", r.RemoteAddr, "err", res.err)
+		writeStatus(w, res.code, res.message)
 		return
 	}
-	e.log.Debug("audit batch stored", "bytes", len(body), "took", time.Since(start))
+	e.log.Debug("audit batch stored", "bytes", res.bytes, "events", res.events, "duplicate", res.duplicate, "took", time.Since(start))
 	w.WriteHeader(http.StatusOK)
 }
 
-func (e *Enricher) intake(w http.ResponseWriter, r *http.Request, body *[]byte) (int, error) {
+// intakeResult is what the intake did with one request.
+type intakeResult struct {
+	code      int
+	err       error  // for the log
+	message   string // for the client
+	bytes     int64
+	events    int
+	duplicate bool
+}
+
+func refuse(code int, err error) intakeResult {
+	return intakeResult{code: code, err: err, message: err.Error()}
+}
+
+func (e *Enricher) intake(w http.ResponseWriter, r *http.Request, observe func([]byte)) intakeResult {
 	if r.Method != http.MethodPost {
-		return http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed, use POST", r.Method)
+		return refuse(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed, use POST", r.Method))
+	}
+	if err := e.opts.Authenticate(r); err != nil {
+		res := refuse(http.StatusUnauthorized, err)
+		res.message = ErrUnauthenticated.Error() // the reason goes to the log only
+		return res
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return http.StatusUnsupportedMediaType, errors.New("content type must be application/json")
+		return refuse(http.StatusUnsupportedMediaType, errors.New("content type must be application/json"))
 	}
 	if err := e.Ready(r.Context()); err != nil {
-		return http.StatusServiceUnavailable, err
+		return refuse(http.StatusServiceUnavailable, err)
 	}
+	tooLarge := refuse(http.StatusRequestEntityTooLarge, fmt.Errorf("batch larger than %d bytes; lower --audit-webhook-batch-max-size", e.opts.MaxRequestBytes))
+	if r.ContentLength > e.opts.MaxRequestBytes {
+		return tooLarge
+	}
+	// Bytes in flight: a body of unknown length counts as the largest allowed.
+	weight := r.ContentLength
+	if weight <= 0 {
+		weight = e.opts.MaxRequestBytes
+	}
+	weight = min(weight, e.opts.MaxInFlightBytes)
+	if err := e.inFlightBytes.Acquire(r.Context(), weight); err != nil {
+		return refuse(http.StatusServiceUnavailable, fmt.Errorf("no intake capacity free before the request ended: %w", err))
+	}
+	e.metrics.inFlightBytes.Add(float64(weight))
+	defer func() {
+		e.metrics.inFlightBytes.Sub(float64(weight))
+		e.inFlightBytes.Release(weight)
+	}()
 	select {
 	case e.inFlight <- struct{}{}:
 		defer func() { <-e.inFlight }()
 	case <-r.Context().Done():
-		return http.StatusServiceUnavailable, fmt.Errorf("no intake slot free before the request ended: %w", r.Context().Err())
+		return refuse(http.StatusServiceUnavailable, fmt.Errorf("no intake slot free before the request ended: %w", r.Context().Err()))
 	}
-	b, err := readBody(http.MaxBytesReader(w, r.Body, e.opts.MaxRequestBytes), r.ContentLength, e.opts.MaxRequestBytes)
-	*body = b
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return http.StatusRequestEntityTooLarge, fmt.Errorf("batch larger than %d bytes; lower --audit-webhook-batch-max-size", e.opts.MaxRequestBytes)
-		}
-		return http.StatusBadRequest, fmt.Errorf("read the batch: %w", err)
+
+	body := &countingReader{r: http.MaxBytesReader(w, r.Body, e.opts.MaxRequestBytes)}
+	sum := sha256.New()
+	src := newEventListReader(io.TeeReader(body, sum), e.opts.MaxEventBytes)
+	n, dup, err := e.ingest(src, OriginWebhook, func() string { return webhookBatchID(sum) }, nil, observe)
+	res := intakeResult{code: http.StatusOK, bytes: body.n, events: n, duplicate: dup}
+	var maxBytes *http.MaxBytesError
+	switch {
+	case err == nil:
+		return res
+	case errors.As(err, &maxBytes):
+		tooLarge.bytes = body.n
+		return tooLarge
+	case errors.Is(err, ErrSpoolFull):
+		e.metrics.spoolFull.Inc()
+		res = refuse(http.StatusServiceUnavailable, err)
+		res.message = "the spool is full; retry later"
+	case errors.Is(err, ErrMalformed), errors.Is(err, errRead):
+		res = refuse(http.StatusBadRequest, err)
+	default:
+		res = refuse(http.StatusInternalServerError, err)
 	}
-	msgs, n, err := e.prepare(b, OriginWebhook)
-	if err != nil {
-		if errors.Is(err, ErrMalformed) {
-			return http.StatusBadRequest, err
-		}
-		return http.StatusInternalServerError, err
-	}
-	if n == 0 {
-		return http.StatusOK, nil
-	}
-	sum := sha256.Sum256(b)
-	if err := e.publish(r.Context(), "webhook-"+hex.EncodeToString(sum[:16]), msgs); err != nil {
-		return http.StatusServiceUnavailable, err
-	}
-	e.metrics.events.WithLabelValues(OriginWebhook).Add(float64(n))
-	return http.StatusOK, nil
+	res.bytes = body.n
+	return res
 }
 
-// readBody reads a request body into a buffer sized by its Content-Length.
-func readBody(r io.Reader, length, limit int64) ([]byte, error) {
-	if length <= 0 || length > limit {
-		return io.ReadAll(r)
-	}
-	var buf bytes.Buffer
-	buf.Grow(int(length) + 1) // +1: ReadFrom needs room to see EOF without growing
-	_, err := buf.ReadFrom(r)
-	return buf.Bytes(), err
+// webhookBatchID names a webhook batch by its body, so that a retry gets the same ID.
+func webhookBatchID(sum hash.Hash) string {
+	return "webhook-" + hex.EncodeToString(sum.Sum(nil)[:16])
 }
 
-// prepare splits a raw EventList, masks its events and returns the messages to publish and the
-// number of events.
-func (e *Enricher) prepare(body []byte, origin string) ([][]byte, int, error) {
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ingest reads the events of src, masks and packs them into messages and commits them to the
+// spool as one batch under the ID id returns (called once src is read). It returns the number
+// of events and whether the batch was a duplicate of one still spooled. Nothing is spooled
+// unless all of src could be read; a batch without events is not spooled at all.
+//
+// In JSON-lines mode (the audit log) a line that is not an audit event is reported to badLine
+// and skipped.
+func (e *Enricher) ingest(src *eventReader, origin string, id func() string, badLine func(offset int64, err error), observe func([]byte)) (int, bool, error) {
 	start := time.Now()
-	l, err := splitEventList(body)
-	e.metrics.stage(stageSplit, time.Since(start))
+	sw, err := e.spool.create()
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return 0, false, err
 	}
-	if l.Kind != "EventList" || l.APIVersion != auditAPIVersion {
-		return nil, 0, fmt.Errorf("%w: got kind %q, apiVersion %q, want EventList, %s", ErrMalformed, l.Kind, l.APIVersion, auditAPIVersion)
-	}
-	if len(l.Items) == 0 {
-		return nil, 0, nil
-	}
-	start = time.Now()
-	b := newMaskedBatch(e.opts.Masker, origin, len(body)+len(body)/8)
-	for _, it := range l.Items {
-		if err := b.add(it); err != nil {
-			return nil, 0, err
+	defer sw.abort() // after commit, nothing
+	// masking includes the appends to the spool that packing makes; appending is spooling.
+	var appending, masking time.Duration
+	p := newPacker(e.opts.Masker, origin, e.opts.MaxMessageBytes, func(msg []byte) error {
+		t := time.Now()
+		defer func() { appending += time.Since(t) }()
+		return sw.append(msg)
+	})
+	p.observe = observe
+	for {
+		lineStart := src.offset()
+		ev, cut, err := src.next()
+		if errors.Is(err, io.EOF) {
+			break
 		}
-	}
-	msgs, err := b.packed(e.opts.MaxMessageBytes)
-	e.metrics.stage(stageMask, time.Since(start))
-	if err != nil {
-		return nil, 0, err
-	}
-	truncated := 0
-	for _, s := range b.stats {
-		if s.Truncated {
-			truncated++
-		}
-	}
-	if truncated > 0 {
-		e.metrics.truncated.Add(float64(truncated))
-		e.log.Warn("events stored without their request and response objects", "events", truncated)
-	}
-	return msgs, b.len(), nil
-}
-
-// publish stores messages in the audit stream and waits for every acknowledgement. Message i
-// of n gets the ID id, or id/i when n > 1, so a retry of the same batch is stored once.
-func (e *Enricher) publish(ctx context.Context, id string, msgs [][]byte) error {
-	start := time.Now()
-	defer func() { e.metrics.stage(stagePublish, time.Since(start)) }()
-	if st := e.nc.Status(); st != nats.CONNECTED {
-		return fmt.Errorf("%w: NATS connection is %s", trail.ErrUnavailable, st)
-	}
-	ctx, cancel := context.WithTimeout(ctx, e.opts.PublishTimeout)
-	defer cancel()
-	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
-	for i, data := range msgs {
-		m := nats.NewMsg(trail.SubjectAuditBatch)
-		m.Data = data
-		mid := id
-		if len(msgs) > 1 {
-			mid = id + "/" + strconv.Itoa(i)
-		}
-		m.Header.Set(jetstream.MsgIDHeader, mid)
-		m.Header.Set(HeaderEncoding, encodingS2)
-		f, err := e.js.PublishMsgAsync(m)
 		if err != nil {
-			return fmt.Errorf("%w: publish the audit batch: %w", trail.ErrUnavailable, err)
+			if badLine != nil && errors.Is(err, errSyntax) {
+				badLine(lineStart, err)
+				continue
+			}
+			if errors.Is(err, errSyntax) {
+				err = fmt.Errorf("%w: %w", ErrMalformed, err)
+			}
+			return 0, false, err
 		}
-		futures = append(futures, f)
+		t := time.Now()
+		err = p.add(ev, cut)
+		masking += time.Since(t)
+		if err != nil {
+			if badLine != nil && errors.Is(err, ErrMalformed) {
+				badLine(lineStart, err)
+				continue
+			}
+			return 0, false, err
+		}
 	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("%w: JetStream did not store the audit batch: %w", trail.ErrUnavailable, err)
-		case <-ctx.Done():
-			return fmt.Errorf("%w: JetStream did not acknowledge the audit batch: %w", trail.ErrUnavailable, ctx.Err())
+	if !src.lines {
+		if kind, apiVersion := src.typeMeta(); kind != "EventList" || apiVersion != auditAPIVersion {
+			return 0, false, fmt.Errorf("%w: got kind %q, apiVersion %q, want EventList, %s", ErrMalformed, kind, apiVersion, auditAPIVersion)
 		}
+	}
+	t := time.Now()
+	if err := p.flush(); err != nil {
+		return 0, false, err
+	}
+	masking += time.Since(t)
+	if p.events == 0 {
+		return 0, false, nil
+	}
+	t = time.Now()
+	dup, err := sw.commit(id())
+	spooling := appending + time.Since(t)
+	e.metrics.stage(stageMask, masking-appending)
+	e.metrics.stage(stageSpool, spooling)
+	e.metrics.stage(stageRead, time.Since(start)-(masking-appending)-spooling)
+	if err != nil {
+		return 0, false, err
+	}
+	if dup {
+		e.metrics.spoolDuplicates.Inc()
+		return p.events, true, nil
+	}
+	e.metrics.events.WithLabelValues(origin).Add(float64(p.events))
+	if p.truncated > 0 {
+		e.metrics.truncated.Add(float64(p.truncated))
+		e.log.Warn("events stored truncated: without their request and response objects, or reduced to metadata", "events", p.truncated, "origin", origin)
+	}
+	return p.events, false, nil
+}
+
+// authenticateClientCert is the default Options.Authenticate: the request came over TLS with a
+// client certificate the server verified.
+func authenticateClientCert(r *http.Request) error {
+	if r.TLS == nil {
+		return errors.New("not a TLS connection")
+	}
+	if len(r.TLS.VerifiedChains) == 0 {
+		return errors.New("no verified client certificate")
 	}
 	return nil
 }
@@ -193,4 +263,17 @@ func writeStatus(w http.ResponseWriter, code int, message string) {
 		"reason":     http.StatusText(code),
 		"message":    "gatehouse enricher: " + strings.TrimPrefix(message, "enricher: "),
 	})
+}
+
+// waitTimer waits d or until ctx ends; it reports whether ctx is still live.
+func waitTimer(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-wake:
+	case <-t.C:
+	}
+	return true
 }

@@ -2,7 +2,6 @@ package enricher
 
 import (
 	"context"
-	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -111,14 +110,16 @@ func newMasker(t testing.TB) *masking.Masker {
 // its own, storing into its own database.
 type harness struct {
 	*Enricher
-	nats   *testbed.NATS
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	ch     driver.Conn
-	db     string
-	url    string // intake URL
-	client *http.Client
-	logs   *lockedBuffer
+	nats     *testbed.NATS
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	ch       driver.Conn
+	db       string
+	url      string // intake URL
+	client   *http.Client
+	pki      *testbed.PKI
+	spoolDir string
+	logs     *lockedBuffer
 
 	stop func()
 }
@@ -126,9 +127,9 @@ type harness struct {
 type harnessOptions struct {
 	ch       driver.Conn // default: the shared ClickHouse over the native protocol
 	tweak    func(*Options)
-	tlsCfg   *tls.Config // default: a self-signed certificate
-	noStart  bool        // do not run Start (intake returns 503)
+	noStart  bool // do not run Start (intake returns 503)
 	database string
+	spoolDir string          // default: a fresh directory
 	setup    func(*Enricher) // sets test seams before anything runs
 }
 
@@ -144,10 +145,16 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	if h.db == "" {
 		h.db = testDatabase(t, h.ch)
 	}
+	h.spoolDir = ho.spoolDir
+	if h.spoolDir == "" {
+		h.spoolDir = t.TempDir()
+	}
 	opts := Options{
 		NATS:         h.nc,
 		ClickHouse:   h.ch,
 		Masker:       newMasker(t),
+		EnvelopeKey:  EnvelopeKey(testKey),
+		SpoolDir:     h.spoolDir,
 		Schema:       schema.Options{Database: h.db, GatewayGrace: 30 * time.Second},
 		BatchMaxWait: 200 * time.Millisecond,
 		RetryDelay:   300 * time.Millisecond,
@@ -163,16 +170,14 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 		ho.setup(e)
 	}
 
-	cfg := ho.tlsCfg
-	if cfg == nil {
-		cert, err := serving.SelfSignedCertificate("127.0.0.1")
-		require.NoError(t, err)
-		cfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	}
+	// Mutual TLS, as deployed: the intake requires a client certificate its CA signed.
+	h.pki, err = testbed.NewPKI(t.TempDir())
+	require.NoError(t, err)
+	cfg := h.pki.ServerTLS()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	h.url = "https://" + l.Addr().String() + IntakePath
-	h.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // test client of a self-signed server
+	h.client = &http.Client{Transport: &http.Transport{TLSClientConfig: h.pki.ClientTLS()}}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -188,7 +193,7 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	})
 	t.Cleanup(h.stop)
 	if !ho.noStart {
-		require.Eventually(t, func() bool { return e.Ready(ctx) == nil && e.migrated.Load() }, 30*time.Second, 20*time.Millisecond, "enricher not started")
+		require.Eventually(t, func() bool { return e.Ready(ctx) == nil && e.migrated.Load() }, 30*time.Second, 20*time.Millisecond, "enricher not started: %s", h.logs.tail(2000))
 	}
 	return h
 }

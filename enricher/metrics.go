@@ -9,14 +9,15 @@ import (
 
 // Pipeline stages whose time the enricher accounts for.
 const (
-	stageSplit   = "split"   // intake: find the events of a batch
+	stageRead    = "read"    // intake: read the events of a batch
 	stageMask    = "mask"    // intake: mask the events and build messages
-	stagePublish = "publish" // intake: store in JetStream
+	stageSpool   = "spool"   // intake: write the batch to the spool and sync it
+	stagePublish = "publish" // drainer: store spooled batches in JetStream
 	stageDecode  = "decode"  // consumer: decode messages into rows
 	stageInsert  = "insert"  // consumer: INSERT into ClickHouse
 )
 
-var stages = []string{stageSplit, stageMask, stagePublish, stageDecode, stageInsert}
+var stages = []string{stageRead, stageMask, stageSpool, stagePublish, stageDecode, stageInsert}
 
 type metrics struct {
 	requests     *prometheus.CounterVec
@@ -26,6 +27,17 @@ type metrics struct {
 	insertErrors *prometheus.CounterVec
 	ingestErrors *prometheus.CounterVec
 	skipped      prometheus.Counter
+	deadLetters  *prometheus.CounterVec
+	unverified   prometheus.Counter
+
+	inFlightBytes    prometheus.Gauge
+	spoolFull        prometheus.Counter
+	spoolDuplicates  prometheus.Counter
+	spoolCorrupt     prometheus.Counter
+	spoolDiscarded   prometheus.Counter
+	spooledPublished prometheus.Counter
+	auditLogBadLines prometheus.Counter
+	auditLogGaps     prometheus.Counter
 
 	stageNanos map[string]*atomic.Int64
 }
@@ -60,6 +72,46 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gatehouse_enricher_skipped_trail_records_total",
 			Help: "Trail records of a kind this enricher does not know, left for a newer one.",
 		}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_enricher_dead_letters_total",
+			Help: "Rows ClickHouse rejected for good, stored in the dead_letters table instead, by the table they were meant for.",
+		}, []string{"table"}),
+		unverified: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_enricher_unverified_batches_total",
+			Help: "Audit batches without a valid intake MAC (published to NATS by something else than an intake), masked by the consumer.",
+		}),
+		inFlightBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_enricher_intake_inflight_bytes",
+			Help: "Request bytes the intake is processing (a request of unknown length counts as --max-request-bytes).",
+		}),
+		spoolFull: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_enricher_spool_full_total",
+			Help: "Audit batches refused with 503 because the spool was full (kube-apiserver retries them).",
+		}),
+		spoolDuplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_enricher_spool_duplicates_total",
+			Help: "Audit batches received again while the first copy was still spooled; stored once.",
+		}),
+		spoolCorrupt: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_enricher_spool_corrupt_total",
+			Help: "Spooled batches found torn or damaged (or unpublishable) and moved aside as *.corrupt.",
+		}),
+		spoolDiscarded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_enricher_spool_incomplete_discarded_total",
+			Help: "Batches a previous run was still writing when it stopped (never acknowledged, so retried by their sender), deleted at start.",
+		}),
+		spooledPublished: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_enricher_spool_published_total",
+			Help: "Spooled batches published to JetStream and removed from the spool.",
+		}),
+		auditLogBadLines: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_enricher_audit_log_bad_lines_total",
+			Help: "Audit log lines that were not audit events, skipped.",
+		}),
+		auditLogGaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_enricher_audit_log_gaps_total",
+			Help: "Audit log files removed or compressed by rotation before the enricher had read them.",
+		}),
 		stageNanos: map[string]*atomic.Int64{},
 	}
 	for _, s := range stages {
@@ -67,7 +119,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		stageSeconds := prometheus.NewCounterFunc // one per stage
-		reg.MustRegister(m.requests, m.events, m.truncated, m.rows, m.insertErrors, m.ingestErrors, m.skipped)
+		reg.MustRegister(m.requests, m.events, m.truncated, m.rows, m.insertErrors, m.ingestErrors, m.skipped,
+			m.deadLetters, m.unverified, m.inFlightBytes, m.spoolFull, m.spoolDuplicates, m.spoolCorrupt,
+			m.spoolDiscarded, m.spooledPublished, m.auditLogBadLines, m.auditLogGaps)
 		for _, s := range stages {
 			n := m.stageNanos[s]
 			reg.MustRegister(stageSeconds(prometheus.CounterOpts{
@@ -80,14 +134,39 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// registerSpool adds the spool's gauges, read from stats at every scrape.
+func registerSpool(reg prometheus.Registerer, stats func() spoolStats) {
+	if reg == nil {
+		return
+	}
+	gauge := func(name, help string, f func(spoolStats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(stats()) })
+	}
+	reg.MustRegister(
+		gauge("gatehouse_enricher_spool_bytes", "Bytes in the spool: batches accepted and not yet in JetStream, and batches being written.",
+			func(s spoolStats) float64 { return float64(s.Bytes) }),
+		gauge("gatehouse_enricher_spool_max_bytes", "The spool's size limit (--spool-max-bytes).",
+			func(s spoolStats) float64 { return float64(s.MaxBytes) }),
+		gauge("gatehouse_enricher_spool_batches", "Batches in the spool, waiting for JetStream.",
+			func(s spoolStats) float64 { return float64(s.Batches) }),
+		gauge("gatehouse_enricher_spool_oldest_age_seconds", "Age of the oldest batch in the spool; 0 when it is empty.",
+			func(s spoolStats) float64 {
+				if s.Oldest.IsZero() {
+					return 0
+				}
+				return time.Since(s.Oldest).Seconds()
+			}),
+	)
+}
+
 func (m *metrics) stage(name string, d time.Duration) {
 	m.stageNanos[name].Add(int64(d))
 }
 
 // Stats are cumulative figures of an Enricher, for benchmarks and diagnostics.
 type Stats struct {
-	// Stages is the time spent in each stage (split, mask, publish, decode, insert), summed over
-	// concurrent requests and workers.
+	// Stages is the time spent in each stage (read, mask, spool, publish, decode, insert), summed
+	// over concurrent requests and workers.
 	Stages map[string]time.Duration
 }
 

@@ -2,6 +2,7 @@ package enricher
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -16,14 +17,24 @@ import (
 type columns struct {
 	table  string
 	names  []string
-	values []func() any // the column's slice
+	values []func(lo, hi int) any // rows lo..hi-1 of the column's slice
 	resets []func()
 	rows   int
+	// bytes is about the size of the rows' data, for bounding an INSERT.
+	bytes int
+	// srcs[i] is the message row i came from, when the consumer noted it.
+	srcs []rowSource
+}
+
+// rowSource is the JetStream message a row came from.
+type rowSource struct {
+	stream, subject string
+	sequence        uint64
 }
 
 func addColumn[T any](c *columns, name string, s *[]T) {
 	c.names = append(c.names, name)
-	c.values = append(c.values, func() any { return *s })
+	c.values = append(c.values, func(lo, hi int) any { return (*s)[lo:hi] })
 	c.resets = append(c.resets, func() {
 		clear(*s)
 		*s = (*s)[:0]
@@ -35,21 +46,38 @@ func (c *columns) insertQuery(db string) string {
 	return "INSERT INTO " + db + "." + c.table + " (" + strings.Join(c.names, ", ") + ")"
 }
 
-// appendTo appends every column to a prepared batch.
-func (c *columns) appendTo(b driver.Batch) error {
+// appendTo appends rows lo..hi-1 of every column to a prepared batch.
+func (c *columns) appendTo(b driver.Batch, lo, hi int) error {
 	for i, v := range c.values {
-		if err := b.Column(i).Append(v()); err != nil {
+		if err := b.Column(i).Append(v(lo, hi)); err != nil {
 			return fmt.Errorf("column %s.%s: %w", c.table, c.names[i], err)
 		}
 	}
 	return nil
 }
 
+// row returns row i as a map of column name to value.
+func (c *columns) row(i int) map[string]any {
+	out := make(map[string]any, len(c.names))
+	for j, v := range c.values {
+		out[c.names[j]] = reflect.ValueOf(v(i, i+1)).Index(0).Interface()
+	}
+	return out
+}
+
+// source notes the message the rows added since the last call came from.
+func (c *columns) source(src rowSource) {
+	for len(c.srcs) < c.rows {
+		c.srcs = append(c.srcs, src)
+	}
+}
+
 func (c *columns) reset() {
 	for _, r := range c.resets {
 		r()
 	}
-	c.rows = 0
+	c.rows, c.bytes = 0, 0
+	c.srcs = c.srcs[:0]
 }
 
 // metaColumns are the columns of a trail record's header, which every table of records starts
@@ -601,5 +629,48 @@ func (r *approvalRows) add(a *trail.Approval, now time.Time) {
 	r.path = append(r.path, a.Path)
 	r.expiresAt = append(r.expiresAt, a.Expires)
 	r.admissionUID = append(r.admissionUID, a.AdmissionUID)
+	r.ingestedAt = append(r.ingestedAt, now)
+}
+
+// deadLetterRows are rows of dead_letters: rows ClickHouse rejected for good.
+type deadLetterRows struct {
+	columns
+	time        []time.Time
+	targetTable []string
+	recordKey   []string
+	stream      []string
+	sequence    []uint64
+	subject     []string
+	errMsg      []string
+	row         []string
+	ingestedAt  []time.Time
+}
+
+func newDeadLetterRows() *deadLetterRows {
+	r := &deadLetterRows{}
+	c := &r.columns
+	c.table = schema.TableDeadLetters
+	addColumn(c, "time", &r.time)
+	addColumn(c, "target_table", &r.targetTable)
+	addColumn(c, "record_key", &r.recordKey)
+	addColumn(c, "stream", &r.stream)
+	addColumn(c, "stream_sequence", &r.sequence)
+	addColumn(c, "subject", &r.subject)
+	addColumn(c, "error", &r.errMsg)
+	addColumn(c, "row", &r.row)
+	addColumn(c, "ingested_at", &r.ingestedAt)
+	return r
+}
+
+func (r *deadLetterRows) add(at time.Time, table, key string, src rowSource, err error, row string, now time.Time) {
+	r.rows++
+	r.time = append(r.time, at)
+	r.targetTable = append(r.targetTable, table)
+	r.recordKey = append(r.recordKey, key)
+	r.stream = append(r.stream, src.stream)
+	r.sequence = append(r.sequence, src.sequence)
+	r.subject = append(r.subject, src.subject)
+	r.errMsg = append(r.errMsg, err.Error())
+	r.row = append(r.row, row)
 	r.ingestedAt = append(r.ingestedAt, now)
 }

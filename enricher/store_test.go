@@ -2,11 +2,14 @@ package enricher
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +19,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -103,28 +107,41 @@ func TestIntakeToClickHouse(t *testing.T) {
 func TestIntakeRefusals(t *testing.T) {
 	h := newHarness(t, harnessOptions{tweak: func(o *Options) { o.MaxRequestBytes = 64 << 10 }})
 	good := testEventList(0, 5, genOptions{id: "refusals"})
+	verified := &tls.ConnectionState{HandshakeComplete: true, VerifiedChains: [][]*x509.Certificate{{{}}}}
+	noTLS := &tls.ConnectionState{}
 	tests := []struct {
 		name        string
 		method      string
 		contentType string
 		body        string
 		want        int
+		tls         *tls.ConnectionState // the connection; default: a verified client certificate
 	}{
-		{"get", http.MethodGet, "application/json", string(good), http.StatusMethodNotAllowed},
-		{"yaml", http.MethodPost, "application/yaml", string(good), http.StatusUnsupportedMediaType},
-		{"no content type", http.MethodPost, "", string(good), http.StatusUnsupportedMediaType},
-		{"malformed", http.MethodPost, "application/json", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":`, http.StatusBadRequest},
-		{"not an EventList", http.MethodPost, "application/json", `{"kind":"PodList","apiVersion":"v1","items":[]}`, http.StatusBadRequest},
-		{"bad event", http.MethodPost, "application/json", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":tru}]}`, http.StatusBadRequest},
-		{"too large", http.MethodPost, "application/json", string(testEventList(0, 200, genOptions{id: "big"})), http.StatusRequestEntityTooLarge},
-		{"empty list", http.MethodPost, "application/json", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[]}`, http.StatusOK},
-		{"charset", http.MethodPost, "application/json; charset=utf-8", string(good), http.StatusOK},
+		{"no TLS", http.MethodPost, "application/json", string(good), http.StatusUnauthorized, noTLS},
+		{"TLS without a verified client certificate", http.MethodPost, "application/json", string(good), http.StatusUnauthorized, &tls.ConnectionState{HandshakeComplete: true}},
+		{"get", http.MethodGet, "application/json", string(good), http.StatusMethodNotAllowed, nil},
+		{"yaml", http.MethodPost, "application/yaml", string(good), http.StatusUnsupportedMediaType, nil},
+		{"no content type", http.MethodPost, "", string(good), http.StatusUnsupportedMediaType, nil},
+		{"malformed", http.MethodPost, "application/json", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":`, http.StatusBadRequest, nil},
+		{"not an EventList", http.MethodPost, "application/json", `{"kind":"PodList","apiVersion":"v1","items":[]}`, http.StatusBadRequest, nil},
+		{"bad event", http.MethodPost, "application/json", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":tru}]}`, http.StatusBadRequest, nil},
+		{"too large", http.MethodPost, "application/json", string(testEventList(0, 200, genOptions{id: "big"})), http.StatusRequestEntityTooLarge, nil},
+		{"empty list", http.MethodPost, "application/json", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[]}`, http.StatusOK, nil},
+		{"charset", http.MethodPost, "application/json; charset=utf-8", string(good), http.StatusOK, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			req := httptest.NewRequest(tc.method, IntakePath, strings.NewReader(tc.body))
 			if tc.contentType != "" {
 				req.Header.Set("Content-Type", tc.contentType)
+			}
+			switch tc.tls {
+			case nil:
+				req.TLS = verified
+			case noTLS:
+				req.TLS = nil
+			default:
+				req.TLS = tc.tls
 			}
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
@@ -135,18 +152,19 @@ func TestIntakeRefusals(t *testing.T) {
 			}
 		})
 	}
-	// Only the two good batches reached the stream.
+	// The two good batches are one body: stored once.
+	require.Eventually(t, func() bool { return h.spool.stats().Batches == 0 }, 10*time.Second, 10*time.Millisecond)
 	assert.Equal(t, uint64(1), streamMsgs(t, h.js, trail.StreamAudit), "the same body twice is stored once")
 
 	t.Run("NATS down", func(t *testing.T) {
 		h.nats.Shutdown()
 		require.Eventually(t, func() bool { return h.nc.Status() != nats.CONNECTED }, 5*time.Second, 10*time.Millisecond)
-		assert.Equal(t, http.StatusServiceUnavailable, h.post(t, testEventList(10, 20, genOptions{id: "refusals"})))
-		require.ErrorIs(t, h.Ready(t.Context()), trail.ErrUnavailable)
+		assert.Equal(t, http.StatusOK, h.post(t, testEventList(10, 20, genOptions{id: "refusals"})), "the spool takes batches while NATS is away")
+		require.NoError(t, h.Ready(t.Context()))
+		assert.Equal(t, 1, h.spool.stats().Batches, "the batch waits in the spool")
 		require.NoError(t, h.nats.Start())
-		require.Eventually(t, func() bool { return h.nc.Status() == nats.CONNECTED }, 10*time.Second, 20*time.Millisecond)
-		assert.Equal(t, http.StatusOK, h.post(t, testEventList(10, 20, genOptions{id: "refusals"})), "after NATS is back the retry is accepted")
 		h.waitRows(t, 15, 30*time.Second, "SELECT count() FROM {db}.audit_events FINAL")
+		assert.Zero(t, h.spool.stats().Batches, "the spool is drained")
 	})
 }
 
@@ -248,4 +266,91 @@ func TestTrailRecords(t *testing.T) {
 	require.NoError(t, h.ch.QueryRow(ctx, "SELECT error FROM "+h.db+".ingest_errors").Scan(&msg))
 	assert.Contains(t, msg, "decode Request record")
 	assert.NotContains(t, h.logs.String(), `"x"`, "the bad record's content is not logged")
+}
+
+// TestStartWhileNATSIsAway starts the enricher while NATS cannot be reached: the intake accepts
+// and spools batches at once, and publishes them once the connection succeeds.
+func TestStartWhileNATSIsAway(t *testing.T) {
+	var reachable atomic.Bool
+	h := newHarness(t, harnessOptions{noStart: true})
+	h.opts.NATS = nil
+	h.opts.ConnectNATS = func(context.Context) (*nats.Conn, error) {
+		if !reachable.Load() {
+			return nil, errors.New("connection refused (test)")
+		}
+		return h.nc, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = h.Start(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	require.Eventually(t, func() bool { return h.Ready(ctx) == nil }, 10*time.Second, 10*time.Millisecond, "the intake is ready without NATS")
+	require.Equal(t, http.StatusOK, h.post(t, testEventList(0, 50, genOptions{id: "early"})))
+	require.Eventually(t, func() bool { return strings.Contains(h.logs.String(), "connecting to NATS failed, retrying") }, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, 1, h.spool.stats().Batches)
+	reachable.Store(true)
+	require.Eventually(t, h.migrated.Load, 30*time.Second, 20*time.Millisecond)
+	h.waitRows(t, 50, 30*time.Second, "SELECT count() FROM {db}.audit_events FINAL")
+}
+
+// TestIntakeSpoolFull fills a small spool while NATS is away: the intake refuses the batch that
+// does not fit with 503, so that kube-apiserver keeps it and retries, and says so in its log and
+// metrics; once NATS is back and the spool drained, the retry is accepted and nothing is lost.
+func TestIntakeSpoolFull(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, harnessOptions{tweak: func(o *Options) {
+		o.SpoolMaxBytes = 96 << 10
+		o.Registerer = reg
+	}})
+	h.nats.Shutdown()
+	require.Eventually(t, func() bool { return h.nc.Status() != nats.CONNECTED }, 5*time.Second, 10*time.Millisecond)
+	o := genOptions{id: "full"}
+	accepted := 0
+	for ; accepted < 100; accepted++ {
+		code := h.post(t, testEventList(accepted*200, (accepted+1)*200, o))
+		if code == http.StatusServiceUnavailable {
+			break
+		}
+		require.Equal(t, http.StatusOK, code)
+	}
+	require.Positive(t, accepted, "the spool took batches")
+	require.Less(t, accepted, 100, "until it was full")
+	assert.LessOrEqual(t, h.spool.stats().Bytes, int64(96<<10), "the spool stays within its limit")
+	assert.Contains(t, h.logs.String(), "spool full")
+	assert.Equal(t, 1.0, gathered(t, reg, "gatehouse_enricher_spool_full_total"))
+	assert.Positive(t, gathered(t, reg, "gatehouse_enricher_spool_bytes"))
+	entries, err := os.ReadDir(h.spoolDir)
+	require.NoError(t, err)
+	for _, de := range entries {
+		assert.False(t, strings.HasSuffix(de.Name(), spoolPartSuffix), "the refused batch left nothing behind")
+	}
+
+	require.NoError(t, h.nats.Start())
+	require.Eventually(t, func() bool { return h.spool.stats().Batches == 0 }, 30*time.Second, 20*time.Millisecond)
+	// kube-apiserver's retry of the refused batch.
+	require.Equal(t, http.StatusOK, h.post(t, testEventList(accepted*200, (accepted+1)*200, o)))
+	h.waitRows(t, uint64((accepted+1)*200), 30*time.Second, "SELECT count() FROM {db}.audit_events FINAL")
+}
+
+// gathered returns the value of a counter or gauge in reg (the sum over its labels).
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	var v float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			v += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return v
 }

@@ -7,140 +7,202 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
-	"strconv"
+	"strings"
 	"syscall"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
-// PositionsBucket is the JetStream key-value bucket where the file tailer keeps how far it has
-// published each audit log, so that a restart resumes there.
-const PositionsBucket = "gatehouse-enricher-positions"
+// The audit log follower is the webhook's backstop. kube-apiserver writes every audit event to
+// its log backend (--audit-log-path) as well as to the webhook; the follower reads that file and
+// spools its events like the intake does, so an event the webhook gave up on (the enricher was
+// down longer than the webhook's retries) is stored from the log. Both paths store the same
+// event with the same key (audit ID, stage and request fingerprint), so ClickHouse keeps it once.
+//
+// The follower keeps its position (file inode and offset) in the spool directory, written after
+// each batch is spooled, so a restart resumes where it stopped. kube-apiserver rotates the log
+// by renaming it to <name>-<timestamp><ext> (lumberjack) and starting a new file: the follower
+// reads a renamed file to its end, then every newer rotated file, then the new one, also after a
+// restart that happened while the log rotated. Rotated files compressed by
+// --audit-log-compress cannot be read; what was not read before compression is reported as lost.
 
-// tailBatchLines is the most log lines published in one batch, like the webhook's default
-// batch size.
-const tailBatchLines = 400
+// tailBatchLines and tailBatchBytes bound a batch of log lines, like the webhook's batches.
+const (
+	tailBatchLines = 400
+	tailBatchBytes = 4 << 20
+)
 
-// position is how far an audit log file has been published.
-type position struct {
-	Inode  uint64 `json:"inode"`
-	Offset int64  `json:"offset"`
-}
-
-// tailAuditLog follows the audit log file AuditLogPath as kube-apiserver's log backend writes
-// it (one JSON event per line, rotated by renaming), publishing complete lines in batches like
-// the webhook intake. A rotated file is read to its end before the new one is opened. After a
-// restart it resumes at the stored position, or at the start of a file it has not seen;
-// anything read twice is stored once.
-func (e *Enricher) tailAuditLog(ctx context.Context) error {
-	path := e.opts.AuditLogPath
-	var kv jetstream.KeyValue
-	if err := retry(ctx, e.opts.RetryDelay, func() error {
-		var err error
-		kv, err = e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      PositionsBucket,
-			Description: "Gatehouse enricher: how far each audit log file has been read",
-			History:     1,
-		})
-		return err
-	}, e.log, "creating the audit log position bucket failed, retrying"); err != nil {
-		return nil
-	}
-	// One position per host and path: every control-plane node has its own log.
-	host, _ := os.Hostname()
-	sum := sha256.Sum256([]byte(host + "\x00" + path))
-	key := "file-" + hex.EncodeToString(sum[:16])
-	var pos position
-	if entry, err := kv.Get(ctx, key); err == nil {
-		_ = json.Unmarshal(entry.Value(), &pos)
-	}
-	t := &tailer{e: e, path: path, kv: kv, key: key, pos: pos}
-	e.log.Info("following the audit log", "path", path, "inode", pos.Inode, "offset", pos.Offset)
-	defer t.close()
-	for {
-		if err := t.poll(ctx); err != nil && ctx.Err() == nil {
-			e.log.Warn("reading the audit log failed, retrying", "path", path, "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(e.opts.AuditLogPollInterval):
-		}
-	}
+// tailPosition is how far an audit log has been spooled.
+type tailPosition struct {
+	Inode  uint64    `json:"inode"`
+	Offset int64     `json:"offset"`
+	File   string    `json:"file"`
+	Saved  time.Time `json:"saved"`
 }
 
 type tailer struct {
-	e    *Enricher
-	path string
-	kv   jetstream.KeyValue
-	key  string
+	e       *Enricher
+	path    string
+	posPath string
+	pos     tailPosition
 
-	f     *os.File
-	inode uint64
-	pos   position
-	buf   []byte // read but not yet published, starting at pos.Offset
-	skip  bool   // discarding an overlong line up to its end
+	f       *os.File
+	inode   uint64
+	rotated bool     // f is a rotated file: it does not grow any more
+	queue   []string // rotated files to read after f, oldest first
+	scan    []byte
+}
+
+// tailAuditLog follows Options.AuditLogPath until ctx ends.
+func (e *Enricher) tailAuditLog(ctx context.Context) {
+	path := e.opts.AuditLogPath
+	// One position per host and path: every control-plane node has its own log.
+	host, _ := os.Hostname()
+	sum := sha256.Sum256([]byte(host + "\x00" + path))
+	t := &tailer{e: e, path: path, posPath: filepath.Join(e.opts.SpoolDir, "tail-"+hex.EncodeToString(sum[:8])+".json"), scan: make([]byte, 1<<20)}
+	if b, err := os.ReadFile(t.posPath); err == nil {
+		if err := json.Unmarshal(b, &t.pos); err != nil {
+			e.log.Error("the audit log position is unreadable; reading the log from its start", "file", t.posPath, "err", err)
+			t.pos = tailPosition{}
+		}
+	}
+	e.log.Info("following the audit log", "path", path, "inode", t.pos.Inode, "offset", t.pos.Offset)
+	defer t.close()
+	failing := false
+	for {
+		err := t.poll(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			if !failing {
+				e.log.Warn("following the audit log failed, retrying", "path", path, "err", err)
+			}
+			failing = true
+		case err == nil && failing:
+			failing = false
+			e.log.Info("following the audit log again", "path", path)
+		}
+		if !waitTimer(ctx, e.opts.AuditLogPollInterval, nil) {
+			return
+		}
+	}
 }
 
 func (t *tailer) close() {
 	if t.f != nil {
 		_ = t.f.Close()
+		t.f = nil
 	}
 }
 
-// poll publishes what was appended since the last poll, following a rotation.
+// poll spools what was written since the last poll, following rotations.
 func (t *tailer) poll(ctx context.Context) error {
 	if t.f == nil {
-		if err := t.open(); err != nil {
+		if err := t.resume(); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return nil // not written yet
 			}
 			return err
 		}
 	}
-	for {
-		if err := t.readAvailable(ctx); err != nil {
+	for ctx.Err() == nil {
+		more, err := t.spoolLines(false)
+		if err != nil {
 			return err
 		}
-		// At the end of the file: has it been rotated or truncated?
-		st, err := os.Stat(t.path)
-		if err != nil {
+		if more {
+			continue
+		}
+		if !t.rotated {
+			st, err := os.Stat(t.path)
 			if errors.Is(err, os.ErrNotExist) {
 				return nil // rotated, the new file is not there yet
 			}
+			if err != nil {
+				return err
+			}
+			if inodeOf(st) == t.inode {
+				if size := st.Size(); size < t.pos.Offset {
+					t.e.log.Warn("audit log truncated; reading it from the start", "path", t.path)
+					t.setPos(0)
+					continue
+				}
+				return nil // at the end of the live file
+			}
+			// Renamed: what was written before the rename is read below, then the newer files.
+			t.rotated = true
+			t.queue = t.successors()
+			t.e.log.Info("audit log rotated", "path", t.path)
+			continue
+		}
+		// The end of a rotated file: a last line without newline is complete too.
+		if _, err := t.spoolLines(true); err != nil {
 			return err
 		}
-		switch {
-		case inodeOf(st) != t.inode:
-			if err := t.readAvailable(ctx); err != nil { // lines written before the rename
-				return err
-			}
-			t.e.log.Info("audit log rotated", "path", t.path)
-			t.close()
-			t.f = nil
-			t.pos = position{}
-			if err := t.open(); err != nil {
-				return err
-			}
-			continue
-		case st.Size() < t.pos.Offset+int64(len(t.buf)):
-			t.e.log.Warn("audit log truncated; reading it from the start", "path", t.path)
-			t.pos, t.buf = position{Inode: t.inode}, t.buf[:0]
-			if _, err := t.f.Seek(0, io.SeekStart); err != nil {
-				return err
-			}
-			continue
+		if err := t.advance(); err != nil {
+			return err
 		}
-		return nil
 	}
+	return nil
 }
 
-func (t *tailer) open() error {
-	f, err := os.Open(t.path)
+// resume opens the file the saved position is in, or the live file.
+func (t *tailer) resume() error {
+	st, err := os.Stat(t.path)
+	if err != nil {
+		return err
+	}
+	switch {
+	case t.pos.Inode == 0:
+		return t.open(t.path, false, 0)
+	case inodeOf(st) == t.pos.Inode:
+		return t.open(t.path, false, t.pos.Offset)
+	}
+	// The log rotated while the enricher was away.
+	rotated := t.rotatedFiles()
+	for i, f := range rotated {
+		if f.inode == t.pos.Inode {
+			t.queue = names(rotated[i+1:])
+			t.e.log.Info("resuming in a rotated audit log", "file", f.path, "offset", t.pos.Offset, "newerFiles", len(t.queue))
+			return t.open(f.path, true, t.pos.Offset)
+		}
+	}
+	var newer []rotatedFile
+	for _, f := range rotated {
+		if !f.rotatedAt.Before(t.pos.Saved) {
+			newer = append(newer, f)
+		}
+	}
+	t.e.metrics.auditLogGaps.Inc()
+	t.e.log.Error("the audit log file the enricher was reading is gone (deleted or compressed by rotation); events written to it after the saved position are lost unless the webhook delivered them",
+		"path", t.path, "inode", t.pos.Inode, "offset", t.pos.Offset, "saved", t.pos.Saved)
+	t.queue = names(newer)
+	return t.advance()
+}
+
+// advance moves to the next rotated file, or to the live file.
+func (t *tailer) advance() error {
+	t.close()
+	if len(t.queue) > 0 {
+		next := t.queue[0]
+		t.queue = t.queue[1:]
+		err := t.open(next, true, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			t.e.metrics.auditLogGaps.Inc()
+			t.e.log.Error("a rotated audit log file was removed before it was read", "file", next)
+			return t.advance()
+		}
+		return err
+	}
+	t.queue = nil
+	return t.open(t.path, false, 0)
+}
+
+func (t *tailer) open(path string, rotated bool, offset int64) error {
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
@@ -149,138 +211,149 @@ func (t *tailer) open() error {
 		_ = f.Close()
 		return err
 	}
-	t.f, t.inode, t.buf = f, inodeOf(st), t.buf[:0]
-	if t.pos.Inode != t.inode || t.pos.Offset > st.Size() {
-		t.pos = position{Inode: t.inode}
+	if offset > st.Size() {
+		offset = 0
 	}
-	_, err = f.Seek(t.pos.Offset, io.SeekStart)
-	return err
-}
-
-// readAvailable reads to the end of the file and publishes its complete lines.
-func (t *tailer) readAvailable(ctx context.Context) error {
-	limit := int(t.e.opts.MaxRequestBytes)
-	for {
-		if cap(t.buf)-len(t.buf) < 64<<10 {
-			t.buf = slices.Grow(t.buf, max(cap(t.buf), 256<<10))
-		}
-		n, err := t.f.Read(t.buf[len(t.buf):cap(t.buf)])
-		t.buf = t.buf[:len(t.buf)+n]
-		if err := t.publishLines(ctx); err != nil {
-			return err
-		}
-		if len(t.buf) > limit {
-			// A line longer than any batch may be: drop it, it cannot be stored.
-			t.e.log.Error("audit log line too long, skipped", "path", t.path, "offset", t.pos.Offset, "limit", limit)
-			t.advance(len(t.buf))
-			t.skip = true
-		}
-		if errors.Is(err, io.EOF) || n == 0 {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
-// publishLines publishes the complete lines in buf in batches and advances the position.
-func (t *tailer) publishLines(ctx context.Context) error {
-	for {
-		end := bytes.LastIndexByte(t.buf, '\n')
-		if end < 0 {
-			return nil
-		}
-		if t.skip { // the rest of an overlong line
-			i := bytes.IndexByte(t.buf, '\n')
-			t.advance(i + 1)
-			t.skip = false
-			continue
-		}
-		// Up to tailBatchLines lines and MaxRequestBytes bytes.
-		n, lines := 0, 0
-		for n <= end && lines < tailBatchLines {
-			i := bytes.IndexByte(t.buf[n:], '\n')
-			if n > 0 && n+i+1 > int(t.e.opts.MaxRequestBytes) {
-				break
-			}
-			n += i + 1
-			lines++
-		}
-		if err := t.publish(ctx, t.buf[:n]); err != nil {
-			return err
-		}
-		t.advance(n)
-	}
-}
-
-// advance drops n published bytes from buf and stores the new position.
-func (t *tailer) advance(n int) {
-	t.pos.Offset += int64(n)
-	t.buf = t.buf[:copy(t.buf, t.buf[n:])]
-	data, _ := json.Marshal(t.pos)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := t.kv.Put(ctx, t.key, data); err != nil {
-		// Not fatal: after a restart the lines since the last stored position are read again and
-		// stored once.
-		t.e.log.Warn("storing the audit log position failed", "err", err)
-	}
-}
-
-// publish publishes complete lines as one batch. A line that is not an audit event is logged
-// (by offset) and skipped; the other lines of its batch are published.
-func (t *tailer) publish(ctx context.Context, chunk []byte) error {
-	lines := bytes.SplitAfter(chunk, []byte("\n"))
-	body := eventListOf(lines)
-	msgs, n, err := t.e.prepare(body, OriginFile)
-	if errors.Is(err, ErrMalformed) {
-		var good [][]byte
-		off := t.pos.Offset
-		for _, l := range lines {
-			if len(bytes.TrimSpace(l)) > 0 {
-				if _, _, err := t.e.prepare(eventListOf([][]byte{l}), OriginFile); err != nil {
-					t.e.log.Error("audit log line is not an audit event, skipped", "path", t.path, "offset", off, "err", err)
-				} else {
-					good = append(good, l)
-				}
-			}
-			off += int64(len(l))
-		}
-		msgs, n, err = t.e.prepare(eventListOf(good), OriginFile)
-	}
-	if err != nil || n == 0 {
-		return err
-	}
-	id := "file-" + strconv.FormatUint(t.inode, 10) + "-" + strconv.FormatInt(t.pos.Offset, 10) + "-" + strconv.Itoa(len(chunk))
-	if err := t.e.publish(ctx, id, msgs); err != nil {
-		return err
-	}
-	t.e.metrics.events.WithLabelValues(OriginFile).Add(float64(n))
+	t.f, t.inode, t.rotated = f, inodeOf(st), rotated
+	t.pos = tailPosition{Inode: t.inode, Offset: offset, File: filepath.Base(path), Saved: t.pos.Saved}
 	return nil
 }
 
-// eventListOf wraps log lines, each an audit event, into an EventList.
-func eventListOf(lines [][]byte) []byte {
-	size := len(wrapHead) + len(wrapTail)
-	for _, l := range lines {
-		size += len(l) + 1
+func (t *tailer) setPos(offset int64) {
+	t.pos.Offset = offset
+}
+
+// spoolLines spools the next batch of complete lines of f from the position and saves the new
+// position. At the end of a rotated file (final), a last line without newline counts as
+// complete. It reports whether it spooled anything.
+func (t *tailer) spoolLines(final bool) (bool, error) {
+	start := t.pos.Offset
+	end, lines := start, 0
+	off := start
+	for lines < tailBatchLines && end-start < tailBatchBytes {
+		n, err := t.f.ReadAt(t.scan, off)
+		chunk := t.scan[:n]
+		for len(chunk) > 0 && lines < tailBatchLines && end-start < tailBatchBytes {
+			i := bytes.IndexByte(chunk, '\n')
+			if i < 0 {
+				off += int64(len(chunk))
+				break
+			}
+			off += int64(i + 1)
+			end = off
+			lines++
+			chunk = chunk[i+1:]
+		}
+		if errors.Is(err, io.EOF) || n == 0 {
+			if final && off > end {
+				end = off
+			}
+			break
+		}
+		if err != nil {
+			return false, err
+		}
 	}
-	b := make([]byte, 0, size)
-	b = append(b, wrapHead...)
-	first := true
-	for _, l := range lines {
-		l = bytes.TrimSpace(l)
-		if len(l) == 0 {
+	if end == start {
+		return false, nil
+	}
+	src := newEventLinesReader(io.NewSectionReader(t.f, start, end-start), t.e.opts.MaxEventBytes)
+	id := fmt.Sprintf("file-%d-%d-%d", t.inode, start, end-start)
+	file := t.pos.File
+	_, _, err := t.e.ingest(src, OriginFile, func() string { return id }, func(offset int64, err error) {
+		t.e.metrics.auditLogBadLines.Inc()
+		t.e.log.Error("audit log line is not an audit event, skipped", "file", file, "offset", start+offset, "err", err)
+	}, nil)
+	if err != nil {
+		return false, err
+	}
+	t.pos.Offset, t.pos.Saved = end, time.Now()
+	if err := t.save(); err != nil {
+		// Not fatal: after a restart the lines since the last saved position are read again,
+		// and stored once.
+		t.e.log.Warn("saving the audit log position failed", "file", t.posPath, "err", err)
+	}
+	return true, nil
+}
+
+func (t *tailer) save() error {
+	b, err := json.Marshal(t.pos)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(t.posPath, b)
+}
+
+// rotatedFile is a file kube-apiserver's log rotation renamed.
+type rotatedFile struct {
+	path      string
+	inode     uint64
+	rotatedAt time.Time
+}
+
+// backupTimeFormat is the timestamp lumberjack puts in rotated file names (UTC).
+const backupTimeFormat = "2006-01-02T15-04-05.000"
+
+// rotatedFiles lists the uncompressed rotated files of the log, oldest first: for audit.log,
+// audit-<timestamp>.log.
+func (t *tailer) rotatedFiles() []rotatedFile {
+	dir, base := filepath.Split(t.path)
+	ext := filepath.Ext(base)
+	prefix := strings.TrimSuffix(base, ext) + "-"
+	if dir == "" {
+		dir = "."
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []rotatedFile
+	for _, de := range entries {
+		name := de.Name()
+		if !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, ext) {
 			continue
 		}
-		if !first {
-			b = append(b, ',')
+		ts, err := time.Parse(backupTimeFormat, strings.TrimSuffix(strings.TrimPrefix(name, prefix), ext))
+		if err != nil {
+			continue
 		}
-		first = false
-		b = append(b, l...)
+		info, err := de.Info()
+		if err != nil {
+			continue
+		}
+		out = append(out, rotatedFile{path: filepath.Join(dir, name), inode: inodeOf(info), rotatedAt: ts})
 	}
-	return append(b, wrapTail...)
+	slices.SortFunc(out, func(a, b rotatedFile) int { return a.rotatedAt.Compare(b.rotatedAt) })
+	return out
+}
+
+// successors returns the rotated files newer than the one open, oldest first.
+func (t *tailer) successors() []string {
+	rotated := t.rotatedFiles()
+	for i, f := range rotated {
+		if f.inode == t.inode {
+			return names(rotated[i+1:])
+		}
+	}
+	// The open file is no longer among them (removed): every rotated file renamed after it was
+	// last written is newer.
+	var newer []rotatedFile
+	if st, err := t.f.Stat(); err == nil {
+		for _, f := range rotated {
+			if !f.rotatedAt.Before(st.ModTime().Truncate(time.Millisecond)) {
+				newer = append(newer, f)
+			}
+		}
+	}
+	return names(newer)
+}
+
+func names(fs []rotatedFile) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.path
+	}
+	return out
 }
 
 func inodeOf(fi os.FileInfo) uint64 {

@@ -20,6 +20,10 @@ type Handler func(ctx context.Context, batch []jetstream.Msg) error
 type ConsumerOptions struct {
 	// BatchSize is the most messages handed to the handler at once. Default 5000.
 	BatchSize int
+	// MaxBytes, when set, bounds the data of the messages handed to the handler at once; it
+	// must be at least the largest message (the server's max_payload), or a larger one stalls
+	// the consumer. Default: no bound but BatchSize.
+	MaxBytes int
 	// MaxWait is the longest a batch waits to fill up before it is handled as it is. Default 1s.
 	MaxWait time.Duration
 	// RetryDelay is how long a failed batch waits before it is delivered again. Default 2s.
@@ -109,7 +113,11 @@ func (c *Consumer) ack(ctx context.Context, batch []jetstream.Msg) {
 }
 
 func (c *Consumer) fetch(ctx context.Context) ([]jetstream.Msg, error) {
-	res, err := c.c.Fetch(c.opts.BatchSize, jetstream.FetchMaxWait(c.opts.MaxWait))
+	opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(c.opts.MaxWait)}
+	if c.opts.MaxBytes > 0 {
+		opts = append(opts, jetstream.FetchMaxBytes(c.opts.MaxBytes))
+	}
+	res, err := c.c.Fetch(c.opts.BatchSize, opts...)
 	if err != nil {
 		return nil, err
 	}

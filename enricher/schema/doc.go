@@ -13,6 +13,8 @@
 //     Decision, Session), keyed by record ID.
 //   - approvals: approval records (requested, approved, denied, ...), keyed by record ID.
 //   - ingest_errors: messages that could not be decoded, by stream sequence.
+//   - dead_letters: rows ClickHouse rejected for good, as JSON with the error, keyed by the
+//     table they were meant for and their record.
 //
 // The views join them at query time: trail (one row per audit event with its gateway record,
 // decision and approval, plus one row per gateway record without audit event), decision_summary,

@@ -35,6 +35,7 @@ const (
 	TableSessions         = "sessions"
 	TableApprovals        = "approvals"
 	TableIngestErrors     = "ingest_errors"
+	TableDeadLetters      = "dead_letters"
 	TableMigrations       = "schema_migrations"
 
 	ViewTrail           = "trail"
@@ -51,6 +52,7 @@ var timeColumns = map[string]string{
 	TableSessions:         "time",
 	TableApprovals:        "time",
 	TableIngestErrors:     "time",
+	TableDeadLetters:      "time",
 }
 
 // Defaults of Options.
@@ -140,6 +142,11 @@ func Migrations(o Options) ([]Migration, error) {
 		v, err := strconv.ParseUint(num, 10, 32)
 		if !ok || err != nil {
 			return nil, fmt.Errorf("schema: migration file %s does not start with a version number", base)
+		}
+		if len(out) > 0 && out[len(out)-1].Version == uint32(v) {
+			// schema_migrations records versions: a second migration with the same number
+			// would never be applied.
+			return nil, fmt.Errorf("schema: migrations %s and %s have the same version %d", out[len(out)-1].Name, base, v)
 		}
 		stmts, err := render(name, newParams(o))
 		if err != nil {

@@ -48,7 +48,11 @@ func TestRender(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, ms)
 	assert.Equal(t, uint32(1), ms[0].Version)
-	for _, m := range ms {
+	for i, m := range ms {
+		if i > 0 {
+			// schema_migrations records versions: a version given twice would be applied once.
+			assert.Greater(t, m.Version, ms[i-1].Version, "migration %s has a version of its own", m.Name)
+		}
 		for _, s := range m.Statements {
 			assert.NotContains(t, s, "{{")
 			assert.NotContains(t, s, "gatehouse.", "every statement uses the configured database")
@@ -116,7 +120,7 @@ func TestMigrate(t *testing.T) {
 			require.NoError(t, rows.Err())
 			assert.ElementsMatch(t, []string{
 				schema.TableAuditEvents, schema.TableGatewayRequests, schema.TableGatewayDecisions, schema.TableSessions,
-				schema.TableApprovals, schema.TableIngestErrors, schema.TableMigrations,
+				schema.TableApprovals, schema.TableIngestErrors, schema.TableDeadLetters, schema.TableMigrations,
 				schema.ViewTrail, schema.ViewDecisionSummary, schema.ViewApprovalSummary, schema.ViewSessionSummary,
 			}, tables)
 

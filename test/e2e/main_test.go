@@ -6,8 +6,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/base64"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -38,6 +36,9 @@ var bed struct {
 	webhook  *testbed.Process
 	proxy    *testbed.Process
 	enricher *testbed.Process
+	// enricherURL is the audit intake; enricherPKI its CA and kube-apiserver's client certificate.
+	enricherURL string
+	enricherPKI *testbed.PKI
 	// readyz are the readiness endpoints of the Gatehouse processes.
 	readyz []string
 	// proxyURL is where clients reach Gatehouse; proxyCA its certificate.
@@ -279,22 +280,27 @@ func maskingKeyFile() string {
 	return f
 }
 
-// startEnricher runs `gatehouse enricher` and returns the kube-apiserver flags that send audit
-// events to it with the shipped audit policy.
+// startEnricher runs `gatehouse enricher` as deployed (mutual TLS: kube-apiserver presents a
+// client certificate the intake requires; a spool directory) and returns the kube-apiserver
+// flags that send audit events to it with the shipped audit policy.
 func startEnricher() (map[string][]string, error) {
-	certPEM, keyPEM, err := serving.SelfSignedPEM("localhost", "127.0.0.1")
+	dir := filepath.Join(bed.dir, "enricher")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	pki, err := testbed.NewPKI(dir)
 	if err != nil {
 		return nil, err
 	}
-	certFile, keyFile := filepath.Join(bed.dir, "enricher.crt"), filepath.Join(bed.dir, "enricher.key")
-	if err := errors.Join(os.WriteFile(certFile, certPEM, 0o600), os.WriteFile(keyFile, keyPEM, 0o600)); err != nil {
-		return nil, err
-	}
+	bed.enricherPKI = pki
 	addr, health := freeAddr(), freeAddr()
+	bed.enricherURL = "https://" + addr + "/audit"
 	host, port, _ := net.SplitHostPort(addr)
 	if bed.enricher, err = testbed.StartGatehouse("enricher", "--log-format", "text",
 		"--bind-address", host, "--secure-port", port,
-		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile,
+		"--tls-cert-file", pki.ServerCertFile, "--tls-private-key-file", pki.ServerKeyFile,
+		"--client-ca-file", pki.CAFile,
+		"--spool-dir", filepath.Join(dir, "spool"),
 		"--nats-url", bed.nats.URL(),
 		"--clickhouse-addr", bed.clickhouse.NativeAddr,
 		"--masking-key-file", maskingKeyFile(),
@@ -308,20 +314,7 @@ func startEnricher() (map[string][]string, error) {
 	}
 	bed.readyz = append(bed.readyz, "http://"+health+"/readyz")
 	kubeconfig := filepath.Join(bed.dir, "audit-webhook.kubeconfig")
-	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: gatehouse-enricher
-  cluster:
-    server: https://%s/audit
-    certificate-authority-data: %s
-contexts:
-- name: default
-  context: {cluster: gatehouse-enricher, user: kube-apiserver}
-current-context: default
-users:
-- name: kube-apiserver
-`, addr, base64.StdEncoding.EncodeToString(certPEM))), 0o600); err != nil {
+	if err := pki.WriteAuditWebhookKubeconfig(kubeconfig, bed.enricherURL); err != nil {
 		return nil, err
 	}
 	return testbed.AuditWebhook(filepath.Join(bed.root, "manifests", "audit", "policy.yaml"), kubeconfig), nil

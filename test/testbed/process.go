@@ -5,7 +5,10 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -82,6 +85,34 @@ func (p *Process) signal(sig syscall.Signal) error {
 		<-p.exited
 		return fmt.Errorf("testbed: gatehouse ignored %s for 30s", sig)
 	}
+}
+
+// PeakRSS returns the process's peak resident set size (VmHWM), in bytes.
+func (p *Process) PeakRSS() (int64, error) {
+	return procStatus(p.cmd.Process.Pid, "VmHWM")
+}
+
+// RSS returns the process's resident set size (VmRSS), in bytes.
+func (p *Process) RSS() (int64, error) {
+	return procStatus(p.cmd.Process.Pid, "VmRSS")
+}
+
+// procStatus reads a size field (in kB) of /proc/<pid>/status.
+func procStatus(pid int, field string) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, fmt.Errorf("testbed: %w", err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("testbed: /proc/%d/status: %s: %w", pid, field, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("testbed: /proc/%d/status has no %s", pid, field)
 }
 
 // Output returns what the process wrote so far.

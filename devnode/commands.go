@@ -67,14 +67,20 @@ func init() {
 		"touch":    {"create empty files", cmdTouch},
 		"tar":      {"create (c) or extract (x) tar archives: what kubectl cp uses", cmdTar},
 		"sleep":    {"wait N seconds", cmdSleep},
-		"date":     {"print the time", func(o *cmdIO, _ []string) error { fmt.Fprintln(o.stdout, time.Now().UTC().Format(time.UnixDate)); return nil }},
+		"date": {"print the time", func(o *cmdIO, _ []string) error {
+			fmt.Fprintln(o.stdout, time.Now().UTC().Format(time.UnixDate))
+			return nil
+		}},
 		"hostname": {"print the pod's name", func(o *cmdIO, _ []string) error { fmt.Fprintln(o.stdout, o.c.hostname); return nil }},
 		"whoami":   {"print the user", func(o *cmdIO, _ []string) error { fmt.Fprintln(o.stdout, "nobody"); return nil }},
-		"id":       {"print the user and group IDs", func(o *cmdIO, _ []string) error { fmt.Fprintln(o.stdout, "uid=65534(nobody) gid=65534(nogroup)"); return nil }},
-		"uname":    {"print the system name", cmdUname},
-		"ps":       {"list the container's processes", cmdPs},
-		"clear":    {"clear the terminal", func(o *cmdIO, _ []string) error { fmt.Fprint(o.stdout, "\x1b[H\x1b[2J"); return nil }},
-		"help":     {"list the commands", cmdHelp},
+		"id": {"print the user and group IDs", func(o *cmdIO, _ []string) error {
+			fmt.Fprintln(o.stdout, "uid=65534(nobody) gid=65534(nogroup)")
+			return nil
+		}},
+		"uname": {"print the system name", cmdUname},
+		"ps":    {"list the container's processes", cmdPs},
+		"clear": {"clear the terminal", func(o *cmdIO, _ []string) error { fmt.Fprint(o.stdout, "\x1b[H\x1b[2J"); return nil }},
+		"help":  {"list the commands", cmdHelp},
 	}
 	// The shell itself, nested: sh -c '...'.
 	for _, sh := range []string{"sh", "bash"} {

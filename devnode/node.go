@@ -166,7 +166,7 @@ func (n *Node) register(ctx context.Context) error {
 			Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", Message: "Gatehouse dev node",
 			LastHeartbeatTime: now, LastTransitionTime: now,
 		}},
-		NodeInfo: corev1.NodeSystemInfo{OperatingSystem: "linux", Architecture: "amd64", KubeletVersion: "gatehouse-devnode", ContainerRuntimeVersion: "gatehouse://builtin-shell"},
+		NodeInfo:    corev1.NodeSystemInfo{OperatingSystem: "linux", Architecture: "amd64", KubeletVersion: "gatehouse-devnode", ContainerRuntimeVersion: "gatehouse://builtin-shell"},
 		Capacity:    corev1.ResourceList{corev1.ResourcePods: resourceQuantity("110")},
 		Allocatable: corev1.ResourceList{corev1.ResourcePods: resourceQuantity("110")},
 	}

@@ -37,6 +37,7 @@ func NewCommand(stdout, stderr io.Writer) *cobra.Command {
 		newWebhookCommand(g),
 		newApprovalsCommand(),
 	)
+	cmd.AddCommand(localCommands(g)...)
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w\nRun '%s --help' for usage", err, c.CommandPath())
 	})

@@ -7,5 +7,6 @@ import "github.com/spf13/cobra"
 func localCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newNATSCommand(g),
+		newDevCommand(),
 	}
 }

@@ -8,5 +8,7 @@ func localCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newNATSCommand(g),
 		newDevCommand(),
+		newLoginCommand(),
+		newCredentialCommand(),
 	}
 }

@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // The demo's objects.
@@ -135,16 +134,13 @@ func (e *Env) applyPolicies(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	u, err := e.kube.AddUser(envtest.User{Name: "policy-probe", Groups: []string{"dev"}}, nil)
-	if err != nil {
-		return "", err
-	}
-	direct, err := kubernetes.NewForConfig(u.Config())
+	// The administrator, directly: not a service account, so held at admission like anyone.
+	direct, err := kubernetes.NewForConfig(e.admin)
 	if err != nil {
 		return "", err
 	}
 	crb := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "gatehouse-dev-policy-probe"},
+		ObjectMeta: metav1.ObjectMeta{Name: "policy-probe"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
 		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "nobody"}},
 	}

@@ -470,10 +470,19 @@ func (e *Env) setupCluster(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// The aggregated roles (view, edit) stay empty without kube-controller-manager; readers
+	// get a role of their own.
+	reader := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "gatehouse-dev-reader", Labels: map[string]string{"app.kubernetes.io/part-of": "gatehouse-dev"}},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch"}}},
+	}
+	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, reader, metav1.CreateOptions{}); err != nil && !strings.Contains(err.Error(), "already exists") {
+		return "", err
+	}
 	bindings := []struct{ name, role, kind, subject string }{
 		{"gatehouse-dev-agents", "cluster-admin", rbacv1.GroupKind, "agents"},
-		{"gatehouse-dev-developers", "view", rbacv1.GroupKind, "developers"},
-		{"gatehouse-dev-approvers", "view", rbacv1.GroupKind, "gatehouse:approvers"},
+		{"gatehouse-dev-developers", reader.Name, rbacv1.GroupKind, "developers"},
+		{"gatehouse-dev-approvers", reader.Name, rbacv1.GroupKind, "gatehouse:approvers"},
 		{"gatehouse-dev-setup", "cluster-admin", rbacv1.UserKind, setupUser},
 	}
 	for _, b := range bindings {
@@ -497,7 +506,7 @@ func (e *Env) setupCluster(ctx context.Context) (string, error) {
 	if err := createDemoObjects(ctx, e.setup); err != nil {
 		return "", err
 	}
-	return "agents: cluster-admin; approvers, developers: view; namespaces demo and scratch", nil
+	return "agents: cluster-admin; approvers, developers: read-only; namespaces demo and scratch", nil
 }
 
 func (e *Env) startWebhook(ctx context.Context) (string, error) {

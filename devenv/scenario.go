@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -170,8 +171,8 @@ func (e *Env) held(ctx context.Context, kubeconfig string, approver *approvals.C
 			return fmt.Errorf("no approval request for %s %s after 60s", resource, name)
 		}
 	}
-	fmt.Fprintf(e.out, "   approver (oidc:approver) sees request %s: %s %s %s, rule %s/%s: %q\n",
-		req.ID, strings.ToLower(req.Operation.Verb), req.Operation.Resource, req.Operation.Name, req.Policy.Policy, req.Policy.Rule, req.Policy.Message)
+	fmt.Fprintf(e.out, "   approver (oidc:approver) sees request %s from %s: %s %s %s (rule %s/%s)\n",
+		req.ID, req.Requester.User, strings.ToLower(req.Operation.Verb), req.Operation.Resource, req.Operation.Name, req.Policy.Policy, req.Policy.Rule)
 	const pause = 3 * time.Second
 	fmt.Fprintf(e.out, "   … the approver reads it (%s)\n", pause)
 	select {
@@ -239,7 +240,8 @@ func (e *Env) approverClient() (*approvals.Client, error) {
 }
 
 // leakedKubeconfig writes the CI deployer's kubeconfig: a client certificate straight to
-// kube-apiserver, allowed to read the demo namespace.
+// kube-apiserver, allowed to read the demo namespace (created by the setup controller, which
+// the policies leave to RBAC).
 func (e *Env) leakedKubeconfig(ctx context.Context) (string, error) {
 	cs, err := kubernetes.NewForConfig(e.setup)
 	if err != nil {
@@ -247,7 +249,7 @@ func (e *Env) leakedKubeconfig(ctx context.Context) (string, error) {
 	}
 	rb := &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: bypassUser, Namespace: demoNamespace},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "edit"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "gatehouse-dev-reader"},
 		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: bypassUser}},
 	}
 	if _, err := cs.RbacV1().RoleBindings(demoNamespace).Create(ctx, rb, metav1.CreateOptions{}); err != nil && !strings.Contains(err.Error(), "already exists") {
@@ -271,7 +273,7 @@ func (e *Env) printTrail(ctx context.Context, res *ScenarioResult) error {
 	}
 	ready := `SELECT countIf(resource = 'clusterrolebindings' AND code = 201) > 0
 	  AND countIf(resource = 'namespaces' AND verb = 'delete') > 0
-	  AND countIf(route = 'bypass') > 0 AND countIf(route = 'pending') = 0
+	  AND countIf(route = 'bypass') > 0
 	FROM (` + TrailSQL + `) FORMAT TSV`
 	start := time.Now()
 	for {
@@ -301,7 +303,11 @@ func (e *Env) printTrail(ctx context.Context, res *ScenarioResult) error {
 	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
 		fmt.Fprintf(e.out, "   %s\n", l)
 	}
-	fmt.Fprintf(e.out, "\n   Run it yourself: curl -s 'http://%s/?%s' --data-binary @query.sql\n", e.chHTTP, params.Encode())
+	sqlFile := e.file("trail.sql")
+	if err := os.WriteFile(sqlFile, []byte(TrailSQL+"\nFORMAT PrettyCompactMonoBlock\n"), 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.out, "\n   Run it yourself: curl -s 'http://%s/?%s' --data-binary @%s\n", e.chHTTP, params.Encode(), sqlFile)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,6 +64,8 @@ func init() {
 		"tail":     {"last lines (-n N)", func(o *cmdIO, a []string) error { return cmdHeadTail(o, a, false) }},
 		"wc":       {"count lines, words and bytes (-l, -w, -c)", cmdWc},
 		"grep":     {"print lines matching a regular expression (-i, -v, -n, -q)", cmdGrep},
+		"sort":     {"sort lines (-r, -u)", cmdSort},
+		"base64":   {"encode, or decode (-d), base64", cmdBase64},
 		"mkdir":    {"make directories (-p)", cmdMkdir},
 		"rm":       {"remove files (-r, -f)", cmdRm},
 		"touch":    {"create empty files", cmdTouch},
@@ -534,6 +538,60 @@ func cmdGrep(o *cmdIO, args []string) error {
 		return interp.ExitStatus(1)
 	}
 	return nil
+}
+
+func cmdSort(o *cmdIO, args []string) error {
+	set, files, err := flags(args, "")
+	if err != nil {
+		return err
+	}
+	var lines []string
+	err = o.inputs(files, func(_ string, r io.Reader) error {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+		}
+		return sc.Err()
+	})
+	if err != nil {
+		return err
+	}
+	sort.Strings(lines)
+	if _, ok := set['r']; ok {
+		slices.Reverse(lines)
+	}
+	if _, ok := set['u']; ok {
+		lines = slices.Compact(lines)
+	}
+	for _, l := range lines {
+		fmt.Fprintln(o.stdout, l)
+	}
+	return nil
+}
+
+func cmdBase64(o *cmdIO, args []string) error {
+	set, files, err := flags(args, "")
+	if err != nil {
+		return err
+	}
+	_, decode := set['d']
+	return o.inputs(files, func(_ string, r io.Reader) error {
+		data, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		if decode {
+			out, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
+			if err != nil {
+				return errors.New("invalid input")
+			}
+			_, err = o.stdout.Write(out)
+			return err
+		}
+		fmt.Fprintln(o.stdout, base64.StdEncoding.EncodeToString(data))
+		return nil
+	})
 }
 
 func cmdMkdir(o *cmdIO, args []string) error {

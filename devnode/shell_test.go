@@ -61,6 +61,7 @@ func TestShell(t *testing.T) {
 		{name: "globs read the container's directories", argv: []string{"sh", "-c", "echo /etc/*"}, wantOut: "/etc/creds\n"},
 		{name: "wc and grep", stdin: "a\nb\nab\n", argv: []string{"sh", "-c", "grep a | wc -l"}, wantOut: "2\n"},
 		{name: "head", stdin: "1\n2\n3\n", argv: []string{"head", "-n", "2"}, wantOut: "1\n2\n"},
+		{name: "sort and base64", stdin: "b\na\nb\n", argv: []string{"sh", "-c", "sort -u | base64 | base64 -d"}, wantOut: "a\nb\n"},
 		{name: "hostname", argv: []string{"hostname"}, wantOut: "web-0\n"},
 		{name: "redirect to /dev/null", argv: []string{"sh", "-c", "echo gone > /dev/null; echo kept"}, wantOut: "kept\n"},
 	}

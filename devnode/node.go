@@ -231,8 +231,6 @@ func (n *Node) setRunning(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, er
 			Name: c.Name, Image: c.Image, ImageID: c.Image, Ready: true, Started: &started,
 			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
 		})
-		n.AppendLog(pod.Namespace, pod.Name, c.Name, fmt.Sprintf("%s container %q started on the Gatehouse dev node (image %s is not run; exec gets a built-in shell)\n",
-			now.UTC().Format(time.RFC3339), c.Name, c.Image))
 	}
 	running, err := n.o.Client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
 	if err != nil {

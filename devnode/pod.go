@@ -363,8 +363,14 @@ func (n *Node) reconcilePod(ctx context.Context, pod *corev1.Pod) error {
 			Target:     corev1.ObjectReference{Kind: "Node", Name: n.Name},
 		}, metav1.CreateOptions{})
 	case pod.Spec.NodeName == n.Name && (pod.Status.Phase == "" || pod.Status.Phase == corev1.PodPending):
-		_, err := n.setRunning(ctx, pod)
-		return err
+		if _, err := n.setRunning(ctx, pod); err != nil {
+			return err
+		}
+		for _, c := range pod.Spec.Containers {
+			n.AppendLog(pod.Namespace, pod.Name, c.Name, fmt.Sprintf("%s container %q started on the Gatehouse dev node (image %s is not run; exec gets a built-in shell)\n",
+				time.Now().UTC().Format(time.RFC3339), c.Name, c.Image))
+		}
+		return nil
 	}
 	return nil
 }

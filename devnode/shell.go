@@ -194,7 +194,9 @@ func (c *container) newRunner(stdin io.Reader, stdout, stderr io.Writer) (*inter
 		func(r *interp.Runner) error { r.Dir = workDir; return nil },
 		interp.StdIO(stdin, stdout, stderr),
 		interp.CallHandler(c.call),
-		interp.ExecHandler(c.exec),
+		// The middleware never calls next, the interpreter's default handler that runs host
+		// programs.
+		interp.ExecHandlers(func(interp.ExecHandlerFunc) interp.ExecHandlerFunc { return c.exec }),
 		interp.OpenHandler(func(ctx context.Context, p string, flag int, _ os.FileMode) (io.ReadWriteCloser, error) {
 			return c.fs.Open(abs(ctx, p), flag)
 		}),

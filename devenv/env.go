@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -78,6 +79,8 @@ type Env struct {
 	kubeletCA    *clientCA
 	// attachSteps are what the administrator of an attached cluster still has to do.
 	attachSteps []string
+	// stopping is set once Stop begins: children exiting then are expected.
+	stopping atomic.Bool
 }
 
 // Files of the state directory a person uses.
@@ -161,6 +164,23 @@ func (e *Env) step(ctx context.Context, what string, fn func(context.Context) (s
 
 func (e *Env) onStop(f func()) { e.stops = append(e.stops, f) }
 
+// startChild starts a component as a child process, to be stopped with grace at Stop, and
+// reports it if it ends before that.
+func (e *Env) startChild(name string, grace time.Duration, args ...string) (*child, error) {
+	c, err := startChild(name, e.logFile(name), e.o.Gatehouse, args...)
+	if err != nil {
+		return nil, err
+	}
+	e.onStop(func() { c.stop(grace) })
+	go func() {
+		<-c.exited
+		if !e.stopping.Load() {
+			fmt.Fprintf(e.out, "! %s exited unexpectedly (%v); the last lines of %s:\n%s\n", name, c.err, c.logPath, c.tail(10))
+		}
+	}()
+	return c, nil
+}
+
 func (e *Env) component(name string, pid int, addrs ...string) {
 	e.state.Components = append(e.state.Components, Component{Name: name, PID: pid, Addresses: addrs})
 }
@@ -169,6 +189,7 @@ func (e *Env) component(name string, pid int, addrs ...string) {
 // enricher after kube-apiserver has sent its last audit events) and cleans the state
 // directory, keeping the logs.
 func (e *Env) Stop() {
+	e.stopping.Store(true)
 	start := time.Now()
 	for i := len(e.stops) - 1; i >= 0; i-- {
 		e.stops[i]()
@@ -229,11 +250,10 @@ func (e *Env) startClickHouse(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	c, err := startChild("clickhouse", e.logFile("clickhouse"), e.o.Gatehouse, clickhouseArgs(e.o.LibCHDB, e.file("clickhouse"), tcp, httpPort)...)
+	c, err := e.startChild("clickhouse", 30*time.Second, clickhouseArgs(e.o.LibCHDB, e.file("clickhouse"), tcp, httpPort)...)
 	if err != nil {
 		return "", err
 	}
-	e.onStop(func() { c.stop(30 * time.Second) })
 	e.chHTTP = net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))
 	e.state.ClickHouseHTTP = e.chHTTP
 	native := net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp))
@@ -306,14 +326,13 @@ func (e *Env) startEnricher(ctx context.Context) (string, error) {
 			chNative = c.Addresses[0]
 		}
 	}
-	c, err := startChild("enricher", e.logFile("enricher"), e.o.Gatehouse, enricherArgs(enricherParams{
+	c, err := e.startChild("enricher", 30*time.Second, enricherArgs(enricherParams{
 		addr: addr, health: health, certFile: certFile, keyFile: keyFile,
 		natsURL: e.natsURL, clickhouseAddr: chNative, maskingKeyFile: key, gatewayUser: proxyUser,
 	})...)
 	if err != nil {
 		return "", err
 	}
-	e.onStop(func() { c.stop(30 * time.Second) })
 	e.component("enricher", c.pid(), addr, health)
 	e.enricherAddr, e.enricherCA = addr, certPEM
 	if err := c.waitHTTP(ctx, "http://"+health+"/readyz", 90*time.Second); err != nil {
@@ -534,14 +553,13 @@ func (e *Env) startWebhook(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	c, err := startChild("webhook", e.logFile("webhook"), e.o.Gatehouse, webhookArgs(webhookParams{
+	c, err := e.startChild("webhook", 15*time.Second, webhookArgs(webhookParams{
 		kubeconfig: kubeconfig, host: wio.LocalServingHost, port: wio.LocalServingPort, certDir: wio.LocalServingCertDir,
 		natsURL: e.natsURL, maskingKeyFile: key, health: health,
 	})...)
 	if err != nil {
 		return "", err
 	}
-	e.onStop(func() { c.stop(15 * time.Second) })
 	addr := net.JoinHostPort(wio.LocalServingHost, strconv.Itoa(wio.LocalServingPort))
 	e.component("webhook", c.pid(), addr, health)
 	if err := c.waitHTTP(ctx, "http://"+health+"/readyz", 90*time.Second); err != nil {
@@ -602,7 +620,7 @@ jwt:
 	if err != nil {
 		return "", err
 	}
-	c, err := startChild("proxy", e.logFile("proxy"), e.o.Gatehouse, proxyArgs(proxyParams{
+	c, err := e.startChild("proxy", 15*time.Second, proxyArgs(proxyParams{
 		kubeconfig: kubeconfig, authConfig: authConfig, addr: e.o.ProxyAddress, health: health,
 		certFile: certFile, keyFile: keyFile, natsURL: e.natsURL, maskingKeyFile: key,
 		approvalTimeout: e.o.ApprovalTimeout.String(),
@@ -610,7 +628,6 @@ jwt:
 	if err != nil {
 		return "", err
 	}
-	e.onStop(func() { c.stop(15 * time.Second) })
 	e.proxyURL = "https://" + e.o.ProxyAddress
 	e.state.ProxyURL = e.proxyURL
 	e.component("proxy", c.pid(), e.o.ProxyAddress, health)

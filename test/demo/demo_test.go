@@ -5,6 +5,8 @@ package demo
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -235,6 +237,46 @@ func TestDevScenario(t *testing.T) {
 		assert.Contains(t, agentOut.String(), "denied by oidc:approver: no new secrets today")
 	})
 
+	t.Run("a person logs in with gatehouse login and uses kubectl through the exec plugin", func(t *testing.T) {
+		a, err := testbed.FindAssets()
+		require.NoError(t, err)
+		kubeconfig := filepath.Join(t.TempDir(), "config")
+		cache := t.TempDir()
+		loginEnv := append(os.Environ(), "XDG_CACHE_HOME="+cache, "DISPLAY=", "WAYLAND_DISPLAY=")
+		login := exec.Command(bin, "login", "--server", st.ProxyURL, "--issuer", st.IssuerURL,
+			"--certificate-authority", filepath.Join(dir, "proxy-ca.crt"), "--issuer-certificate-authority", filepath.Join(dir, "issuer-ca.crt"),
+			"--kubeconfig", kubeconfig)
+		login.Env = loginEnv
+		prompt, stdout := newOutput(), newOutput()
+		login.Stdout, login.Stderr = stdout, prompt
+		require.NoError(t, login.Start())
+		loginDone := make(chan struct{})
+		var loginErr error
+		go func() { loginErr = login.Wait(); close(loginDone) }()
+		// No display: the device flow. The person enters the code on the issuer's page.
+		code := regexp.MustCompile(`[A-Z]{4}-[A-Z]{4}`)
+		prompt.waitForRe(t, code, loginDone, time.Minute)
+		issuer := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig(t, filepath.Join(dir, "issuer-ca.crt"))}}
+		resp, err := issuer.PostForm(st.IssuerURL+"/device", url.Values{"user_code": {code.FindString(prompt.String())}, "identity": {"developer"}})
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		<-loginDone
+		require.NoError(t, loginErr, prompt.String())
+		assert.Contains(t, stdout.String(), "Logged in as developer")
+
+		kubectl := exec.Command(a.Kubectl(), "--kubeconfig", kubeconfig, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+		kubectl.Env = loginEnv
+		who, err := kubectl.CombinedOutput()
+		require.NoError(t, err, string(who))
+		assert.Equal(t, "oidc:developer", string(who), "kubectl reached the proxy with the person's token from the plugin")
+		files, _ := filepath.Glob(filepath.Join(cache, "gatehouse", "credentials", "*.json"))
+		require.Len(t, files, 1)
+		fi, err := os.Stat(files[0])
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	})
+
 	// Ctrl-C: everything stops, nothing is left.
 	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
 	select {
@@ -266,6 +308,15 @@ func TestDevScenario(t *testing.T) {
 	for _, e := range entries {
 		assert.Contains(t, []string{"logs", ".lock", ".gatehouse-dev"}, e.Name(), "left in the state directory")
 	}
+}
+
+func tlsConfig(t *testing.T, caFile string) *tls.Config {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(pem))
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 }
 
 // query runs SQL over ClickHouse's HTTP interface and returns the rows.

@@ -179,10 +179,15 @@ func (e *Env) PrintTry() {
 	fmt.Fprintf(w, "\nWhat to try (state and logs in %s):\n\n", e.o.Dir)
 	fmt.Fprintf(w, "  As the agent, through Gatehouse (group agents, cluster-admin in RBAC):\n")
 	fmt.Fprintf(w, "    export KUBECONFIG=%s\n", rel(AgentKubeconfig))
-	fmt.Fprintf(w, "    kubectl get pods -n %s\n", demoNamespace)
-	fmt.Fprintf(w, "    kubectl get secret %s -n %s -o yaml              # values masked\n", demoSecret, demoNamespace)
-	fmt.Fprintf(w, "    kubectl exec -it web -n %s -- sh                          # the dev node's built-in shell\n", demoNamespace)
-	fmt.Fprintf(w, "    kubectl exec node-debugger -n %s -- sh                    # denied: a privileged pod\n", demoNamespace)
+	if e.kube != nil {
+		fmt.Fprintf(w, "    kubectl get pods -n %s\n", demoNamespace)
+		fmt.Fprintf(w, "    kubectl get secret %s -n %s -o yaml              # values masked\n", demoSecret, demoNamespace)
+		fmt.Fprintf(w, "    kubectl exec -it web -n %s -- sh                          # the dev node's built-in shell\n", demoNamespace)
+		fmt.Fprintf(w, "    kubectl exec node-debugger -n %s -- sh                    # denied: a privileged pod\n", demoNamespace)
+	} else {
+		fmt.Fprintf(w, "    kubectl get pods -A\n")
+		fmt.Fprintf(w, "    kubectl get secrets -A -o yaml                             # values masked\n")
+	}
 	fmt.Fprintf(w, "    kubectl create clusterrolebinding me --clusterrole=cluster-admin --user=oidc:agent   # held for approval\n")
 	fmt.Fprintf(w, "\n  As the approver, in another terminal:\n")
 	fmt.Fprintf(w, "    gatehouse approvals list --watch --kubeconfig %s\n", rel(ApproverKubeconfig))

@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/gatehouse-dev/gatehouse/devnode"
 	"github.com/gatehouse-dev/gatehouse/devoidc"
@@ -566,12 +567,30 @@ func (e *Env) startWebhook(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if e.kube == nil {
-		caFile := e.file("webhook-ca.crt")
-		if err := os.WriteFile(caFile, wio.LocalServingCAData, 0o600); err != nil {
+		// The shipped configurations, pointed at this webhook with its CA, ready to apply.
+		var docs []string
+		for _, obj := range wio.ValidatingWebhooks {
+			obj.APIVersion, obj.Kind = "admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"
+			b, err := yaml.Marshal(obj)
+			if err != nil {
+				return "", err
+			}
+			docs = append(docs, string(b))
+		}
+		for _, obj := range wio.MutatingWebhooks {
+			obj.APIVersion, obj.Kind = "admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"
+			b, err := yaml.Marshal(obj)
+			if err != nil {
+				return "", err
+			}
+			docs = append(docs, string(b))
+		}
+		file := e.file("webhook-configurations.yaml")
+		if err := os.WriteFile(file, []byte(strings.Join(docs, "---\n")), 0o600); err != nil {
 			return "", err
 		}
-		e.attachSteps = append(e.attachSteps, fmt.Sprintf("Register the admission webhooks: apply %s/{validating,mutating}.yaml with each clientConfig set to url: https://%s/validate (or /mutate) and caBundle: the base64 of %s. kube-apiserver must reach %s, so this works when it runs on this machine.",
-			filepath.Join(e.manifests, "webhook"), addr, caFile, addr))
+		e.attachSteps = append(e.attachSteps, fmt.Sprintf("Register the admission webhooks (kube-apiserver must reach %s, so this works when it runs on this machine): kubectl --kubeconfig %s apply -f %s",
+			addr, e.o.Kubeconfig, file))
 		return "https://" + addr + " (registration is the administrator's step, printed below)", nil
 	}
 	if err := wio.Install(e.admin); err != nil {

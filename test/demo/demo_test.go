@@ -237,6 +237,16 @@ func TestDevScenario(t *testing.T) {
 		assert.Contains(t, agentOut.String(), "denied by oidc:approver: no new secrets today")
 	})
 
+	t.Run("gatehouse dev token mints a demo identity's token", func(t *testing.T) {
+		tok, err := exec.Command(bin, "dev", "token", "approver", "--dir", dir).Output()
+		require.NoError(t, err)
+		a, err := testbed.FindAssets()
+		require.NoError(t, err)
+		who, err := exec.Command(a.Kubectl(), "--server", st.ProxyURL, "--certificate-authority", filepath.Join(dir, "proxy-ca.crt"),
+			"--token", strings.TrimSpace(string(tok)), "auth", "whoami", "-o", "jsonpath={.status.userInfo.groups}").CombinedOutput()
+		require.NoError(t, err, string(who))
+		assert.Contains(t, string(who), "gatehouse:approvers")
+	})
 	t.Run("a person logs in with gatehouse login and uses kubectl through the exec plugin", func(t *testing.T) {
 		a, err := testbed.FindAssets()
 		require.NoError(t, err)

@@ -110,7 +110,7 @@ func newDevTokenCommand() *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", ".gatehouse-dev", "State directory of the running `gatehouse dev`.")
+	cmd.Flags().StringVar(&dir, "dir", ".gatehouse-dev", "State directory of the running gatehouse dev.")
 	cmd.Flags().DurationVar(&ttl, "ttl", time.Hour, "How long the token is valid.")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "Output format: empty for the bare token, or exec-credential.")
 	return cmd

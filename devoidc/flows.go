@@ -31,6 +31,8 @@ const (
 	PathToken      = "/token"
 	PathDevice     = "/device"
 	PathDeviceCode = "/device/code"
+	// PathOtherDiscovery serves the discovery document too (Issuer.DiscoveryURL).
+	PathOtherDiscovery = "/other/discovery"
 )
 
 const (
@@ -66,6 +68,7 @@ type deviceGrant struct {
 func (i *Issuer) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+PathDiscovery, i.serveDiscovery)
+	mux.HandleFunc("GET "+PathOtherDiscovery, i.serveDiscovery)
 	mux.HandleFunc("GET "+PathKeys, i.serveJWKS)
 	mux.HandleFunc("GET "+PathAuth, i.serveLoginPage)
 	mux.HandleFunc("POST "+PathAuth, i.serveLogin)
@@ -89,17 +92,17 @@ func securityHeaders(h http.Handler) http.Handler {
 func (i *Issuer) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"issuer":                                i.URL,
-		"jwks_uri":                              i.URL + PathKeys,
-		"authorization_endpoint":                i.URL + PathAuth,
-		"token_endpoint":                        i.URL + PathToken,
-		"device_authorization_endpoint":         i.URL + PathDeviceCode,
+		"jwks_uri":                              i.ServerURL + PathKeys,
+		"authorization_endpoint":                i.ServerURL + PathAuth,
+		"token_endpoint":                        i.ServerURL + PathToken,
+		"device_authorization_endpoint":         i.ServerURL + PathDeviceCode,
 		"response_types_supported":              []string{"code"},
 		"grant_types_supported":                 []string{GrantAuthorizationCode, GrantRefreshToken, GrantDeviceCode},
 		"code_challenge_methods_supported":      []string{"S256"},
 		"scopes_supported":                      []string{"openid", "profile", "email", "groups", "offline_access"},
 		"claims_supported":                      []string{"sub", "name", "preferred_username", "email", "groups"},
 		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
+		"id_token_signing_alg_values_supported": SigningAlgorithms,
 		"token_endpoint_auth_methods_supported": []string{"none"},
 	})
 }
@@ -383,8 +386,8 @@ func (i *Issuer) serveDeviceCode(w http.ResponseWriter, r *http.Request) {
 	i.gc()
 	i.devices[device] = &deviceGrant{userCode: user, clientID: clientID, expires: i.clock.Now().Add(deviceTTL)}
 	i.mu.Unlock()
-	writeJSON(w, http.StatusOK, DeviceCodeResponse{DeviceCode: device, UserCode: user, VerificationURI: i.URL + PathDevice,
-		VerificationURIComplete: i.URL + PathDevice + "?user_code=" + url.QueryEscape(user), ExpiresIn: int64(deviceTTL.Seconds()), Interval: devicePolling})
+	writeJSON(w, http.StatusOK, DeviceCodeResponse{DeviceCode: device, UserCode: user, VerificationURI: i.ServerURL + PathDevice,
+		VerificationURIComplete: i.ServerURL + PathDevice + "?user_code=" + url.QueryEscape(user), ExpiresIn: int64(deviceTTL.Seconds()), Interval: devicePolling})
 }
 
 func (i *Issuer) serveDevicePage(w http.ResponseWriter, r *http.Request) {

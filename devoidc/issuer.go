@@ -3,6 +3,7 @@ package devoidc
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -76,6 +77,10 @@ const DefaultClientID = "gatehouse"
 type Options struct {
 	// Address is where it listens. Default: 127.0.0.1 on a free port.
 	Address string
+	// Identifier is the issuer identifier (iss, and "issuer" in discovery) when it is not the
+	// URL the issuer serves at, as for an issuer reached through a discoveryURL. Default: the
+	// serving URL.
+	Identifier string
 	// KeyFile holds the signing keys (PEM), created when missing, so that tokens minted from
 	// the same file (`gatehouse dev token`) verify. Default: fresh keys in memory.
 	KeyFile string
@@ -99,8 +104,14 @@ type Options struct {
 // RS256 and ES256 signing with key rotation, a login page with the authorization code flow
 // (PKCE) and the device flow, refresh tokens, and tokens minted for named demo identities.
 type Issuer struct {
-	// URL is the issuer identifier and base URL, e.g. https://127.0.0.1:41234.
+	// URL is the issuer identifier: the iss claim of its tokens and the "issuer" of its discovery
+	// document. It is ServerURL unless Options.Identifier says otherwise.
 	URL string
+	// ServerURL is where the issuer serves, e.g. https://127.0.0.1:41234.
+	ServerURL string
+	// DiscoveryURL serves the discovery document at a path other than the well-known one, as an
+	// AuthenticationConfiguration's issuer.discoveryURL may name.
+	DiscoveryURL string
 	// CAPEM is the PEM certificate the issuer serves with (self-signed); CAFile holds it when
 	// the issuer was started with a KeyFile (next to it), else it is empty.
 	CAPEM  []byte
@@ -174,7 +185,12 @@ func Start(o Options) (*Issuer, error) {
 		return nil, fmt.Errorf("devoidc: listen on %s: %w", o.Address, err)
 	}
 	i.lis = lis
-	i.URL = "https://" + lis.Addr().String()
+	i.ServerURL = "https://" + lis.Addr().String()
+	i.DiscoveryURL = i.ServerURL + PathOtherDiscovery
+	i.URL = i.ServerURL
+	if o.Identifier != "" {
+		i.URL = o.Identifier
+	}
 	certPEM, keyPEM, err := serving.SelfSignedPEM("localhost", "127.0.0.1")
 	if err != nil {
 		_ = lis.Close()
@@ -219,9 +235,18 @@ func (i *Issuer) JWKSRequests() int64 { return i.jwksRequests.Load() }
 // Identities returns the demo identities.
 func (i *Issuer) Identities() []Identity { return append([]Identity{}, i.o.Identities...) }
 
-// AddKey creates a key for alg (RS256 or ES256), publishes it and makes it the default signer:
-// a key rotation. It returns the key ID.
+// AddKey creates a key for alg (RS, PS or ES with 256, 384 or 512, or EdDSA), publishes it and
+// makes it the default signer: a key rotation. It returns the key ID.
 func (i *Issuer) AddKey(alg jose.SignatureAlgorithm) (string, error) {
+	return i.addKey(alg, true)
+}
+
+// PublishKey is AddKey without making the key the default signer: tokens name it with Sign's kid.
+func (i *Issuer) PublishKey(alg jose.SignatureAlgorithm) (string, error) {
+	return i.addKey(alg, false)
+}
+
+func (i *Issuer) addKey(alg jose.SignatureAlgorithm, signer bool) (string, error) {
 	key, err := newKey(alg)
 	if err != nil {
 		return "", err
@@ -230,16 +255,30 @@ func (i *Issuer) AddKey(alg jose.SignatureAlgorithm) (string, error) {
 	defer i.mu.Unlock()
 	i.seq++
 	k := &signingKey{id: fmt.Sprintf("%s-%d", strings.ToLower(string(alg)), i.seq), alg: alg, key: key}
-	i.keys = append([]*signingKey{k}, i.keys...)
+	if signer || len(i.keys) == 0 {
+		i.keys = append([]*signingKey{k}, i.keys...)
+	} else {
+		i.keys = append(i.keys, k)
+	}
 	return k.id, nil
 }
 
+// SigningAlgorithms are the algorithms AddKey supports.
+var SigningAlgorithms = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512, jose.ES256, jose.ES384, jose.ES512, jose.EdDSA}
+
 func newKey(alg jose.SignatureAlgorithm) (crypto.Signer, error) {
 	switch alg {
-	case jose.RS256:
+	case jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512:
 		return rsa.GenerateKey(rand.Reader, 2048)
 	case jose.ES256:
 		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case jose.ES384:
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case jose.ES512:
+		return ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	case jose.EdDSA:
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		return key, err
 	}
 	return nil, fmt.Errorf("devoidc: unsupported signing algorithm %s", alg)
 }

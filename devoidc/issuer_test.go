@@ -223,3 +223,31 @@ func TestMintAndKeyFile(t *testing.T) {
 	again := start(t, devoidc.Options{KeyFile: keyFile})
 	assert.Equal(t, i.PublicKeys()[0].KeyID, again.PublicKeys()[0].KeyID)
 }
+
+func TestEveryAlgorithmAndAnotherIdentifier(t *testing.T) {
+	i := start(t, devoidc.Options{Identifier: "https://login.example.com"})
+	assert.Equal(t, "https://login.example.com", i.URL)
+	assert.NotEqual(t, i.URL, i.ServerURL)
+	ctx := oidc.ClientContext(t.Context(), i.Client)
+	// Discovery at the other URL names the identifier; keys come from where it serves.
+	ctx = oidc.InsecureIssuerURLContext(ctx, i.URL)
+	provider, err := oidc.NewProvider(ctx, i.ServerURL)
+	require.NoError(t, err)
+	algs := make([]string, 0, len(devoidc.SigningAlgorithms))
+	for _, a := range devoidc.SigningAlgorithms {
+		algs = append(algs, string(a))
+	}
+	verifier := provider.Verifier(&oidc.Config{ClientID: "gatehouse", SupportedSigningAlgs: algs})
+	for _, alg := range devoidc.SigningAlgorithms {
+		t.Run(string(alg), func(t *testing.T) {
+			kid, err := i.PublishKey(alg)
+			require.NoError(t, err)
+			tok, err := i.Sign(i.Claims("someone"), kid)
+			require.NoError(t, err)
+			idTok, err := verifier.Verify(ctx, tok)
+			require.NoError(t, err)
+			assert.Equal(t, "https://login.example.com", idTok.Issuer)
+		})
+	}
+	assert.Equal(t, "rs256", strings.Split(i.PublicKeys()[0].KeyID, "-")[0], "published keys do not become the signer")
+}

@@ -38,9 +38,19 @@ var TestIdentities = []devoidc.Identity{
 	{Name: "approver", Groups: []string{"gatehouse:approvers"}},
 }
 
+// IssuerOptions configures StartIssuerWith.
+type IssuerOptions struct {
+	// Identifier is the issuer identifier when it is not the URL the issuer serves at, as for an
+	// issuer reached through a discoveryURL. Default: ServerURL.
+	Identifier string
+}
+
 // StartIssuer starts an issuer with an RS256 key (the default signer) and an ES256 key.
-func StartIssuer() (*Issuer, error) {
-	iss, err := devoidc.Start(devoidc.Options{Identities: TestIdentities})
+func StartIssuer() (*Issuer, error) { return StartIssuerWith(IssuerOptions{}) }
+
+// StartIssuerWith is StartIssuer with options.
+func StartIssuerWith(o IssuerOptions) (*Issuer, error) {
+	iss, err := devoidc.Start(devoidc.Options{Identities: TestIdentities, Identifier: o.Identifier})
 	if err != nil {
 		return nil, fmt.Errorf("testbed: %w", err)
 	}

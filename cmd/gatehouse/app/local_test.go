@@ -75,6 +75,8 @@ func TestLoginValidation(t *testing.T) {
 		{server: "https://s"},
 		{server: "http://s", issuer: "https://i"},
 		{server: "https://s", issuer: "https://i", session: "a/b"},
+		{server: "https://s", issuer: "https://i", session: "-leading-dash"},
+		{server: "https://s", issuer: "https://i", session: strings.Repeat("x", 65)},
 	} {
 		assert.Error(t, o.validate(), "%+v", o)
 	}

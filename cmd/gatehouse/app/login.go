@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 
@@ -20,6 +21,9 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/login"
 )
+
+// sessionLabel is what the proxy accepts as a session label.
+var sessionLabel = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 type loginOptions struct {
 	server, issuer, clientID string
@@ -78,8 +82,8 @@ func (o *loginOptions) validate() error {
 			errs = append(errs, fmt.Errorf("%s must be an https URL, not %q", f.name, f.v))
 		}
 	}
-	if o.session != "" && strings.ContainsAny(o.session, "/ ") {
-		errs = append(errs, errors.New("--session must not contain '/' or spaces"))
+	if o.session != "" && !sessionLabel.MatchString(o.session) {
+		errs = append(errs, errors.New("--session must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"))
 	}
 	return errors.Join(errs...)
 }

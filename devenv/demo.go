@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -130,12 +131,17 @@ func (e *Env) applyPolicies(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	viaProxy, err := kubernetes.NewForConfig(&rest.Config{Host: e.proxyURL, BearerToken: agentTok, TLSClientConfig: rest.TLSClientConfig{CAData: e.proxyCA}})
+	// A held dry run is refused, or (when admission lets dry runs through) answered with a
+	// warning that the operation itself will be held: either says the policies are enforced.
+	proxyWarnings, directWarnings := &warnings{}, &warnings{}
+	viaProxy, err := kubernetes.NewForConfig(&rest.Config{Host: e.proxyURL, BearerToken: agentTok, TLSClientConfig: rest.TLSClientConfig{CAData: e.proxyCA}, WarningHandler: proxyWarnings})
 	if err != nil {
 		return "", err
 	}
 	// The administrator, directly: not a service account, so held at admission like anyone.
-	direct, err := kubernetes.NewForConfig(e.admin)
+	adminCfg := rest.CopyConfig(e.admin)
+	adminCfg.WarningHandler = directWarnings
+	direct, err := kubernetes.NewForConfig(adminCfg)
 	if err != nil {
 		return "", err
 	}
@@ -149,7 +155,7 @@ func (e *Env) applyPolicies(ctx context.Context) (string, error) {
 	for {
 		_, errProxy := viaProxy.RbacV1().ClusterRoleBindings().Create(ctx, crb, dry)
 		_, errDirect := direct.RbacV1().ClusterRoleBindings().Create(ctx, crb, dry)
-		if errProxy != nil && strings.Contains(errProxy.Error(), "approval") && errDirect != nil && strings.Contains(errDirect.Error(), "approval") {
+		if held(errProxy, proxyWarnings) && held(errDirect, directWarnings) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -162,6 +168,40 @@ func (e *Env) applyPolicies(ctx context.Context) (string, error) {
 		}
 	}
 	return "manifests/policies/default.yaml, enforced by the proxy and at admission", nil
+}
+
+// warnings collects the warnings kube-apiserver (or the proxy) returns.
+type warnings struct {
+	mu   sync.Mutex
+	last []string
+}
+
+func (w *warnings) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.last = append(w.last, text)
+}
+
+// take returns and forgets the warnings so far.
+func (w *warnings) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.last
+	w.last = nil
+	return out
+}
+
+// held says whether a dry run was held for approval: refused saying so, or warned about it.
+func held(err error, w *warnings) bool {
+	if err != nil {
+		return strings.Contains(err.Error(), "approval")
+	}
+	for _, text := range w.take() {
+		if strings.Contains(text, "requires approval") {
+			return true
+		}
+	}
+	return false
 }
 
 // PrintTry prints what to try with the running system.

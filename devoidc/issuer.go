@@ -329,6 +329,9 @@ func (i *Issuer) identityClaims(id Identity, audience, nonce string) Claims {
 	c["email"] = id.email()
 	c["email_verified"] = true
 	c["groups"] = append([]string{}, id.Groups...)
+	// A token ID makes every token distinct: two tokens minted in the same second are two
+	// sessions at the proxy, which derives a session from the token.
+	c["jti"] = randomToken()
 	if nonce != "" {
 		c["nonce"] = nonce
 	}
@@ -486,7 +489,7 @@ func MintFromKeyFile(keyFile, issuerURL, audience string, id Identity, ttl time.
 		return "", err
 	}
 	now := time.Now()
-	c := Claims{"iss": issuerURL, "aud": audience, "sub": id.subject(), "iat": now.Unix(), "nbf": now.Add(-time.Minute).Unix(),
+	c := Claims{"iss": issuerURL, "aud": audience, "sub": id.subject(), "iat": now.Unix(), "nbf": now.Add(-time.Minute).Unix(), "jti": randomToken(),
 		"exp": now.Add(ttl).Unix(), "name": id.Name, "preferred_username": id.Name, "email": id.email(), "email_verified": true,
 		"groups": append([]string{}, id.Groups...)}
 	return SignWith(keys[0].alg, keys[0].key, keys[0].id, c)

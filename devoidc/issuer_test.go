@@ -209,6 +209,9 @@ func TestMintAndKeyFile(t *testing.T) {
 	require.NoError(t, err)
 	_, err = verifier.Verify(ctx, tok)
 	require.NoError(t, err)
+	again1, err := i.Mint("approver")
+	require.NoError(t, err)
+	assert.NotEqual(t, tok, again1, "every minted token is distinct (one token, one session)")
 	_, err = i.Mint("root")
 	require.ErrorIs(t, err, devoidc.ErrUnknownIdentity)
 

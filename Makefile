@@ -13,10 +13,18 @@ BENCH_COUNT ?= 5
 # script that knows them.
 TESTBED_ENV = eval "$$(scripts/testbed.sh env)" && export GATEHOUSE_BIN=$(BIN)
 
-.PHONY: help build test drills bench lint generate testbed clean
+.PHONY: help demo build test drills bench lint generate testbed clean
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# Extra flags for gatehouse dev, e.g. DEMO_ARGS="--dir /tmp/gh --proxy-address 127.0.0.1:9443".
+DEMO_ARGS ?=
+
+demo: ## The whole system on this machine, with a scripted agent session (gatehouse dev --scenario); Ctrl-C stops it.
+	scripts/install-deps.sh
+	@$(MAKE) --no-print-directory testbed build
+	$(TESTBED_ENV) && $(BIN) dev --scenario $(DEMO_ARGS)
 
 build: ## Build bin/gatehouse.
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/gatehouse

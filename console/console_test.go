@@ -49,10 +49,9 @@ func TestLoginSetsAStrictSessionCookie(t *testing.T) {
 	assert.True(t, loginC.HttpOnly && loginC.Secure)
 	assert.Equal(t, http.SameSiteLaxMode, loginC.SameSite, "the login cookie must come back with the issuer's cross-site redirect")
 
-	resp, err = c.Get(auth.String())
+	cb, err := env.issuer.Authorize(auth.String())
 	require.NoError(t, err)
-	resp.Body.Close()
-	resp, err = c.Get(resp.Header.Get("Location"))
+	resp, err = c.Get(cb.String())
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -82,18 +81,7 @@ func cookieNamed(cs []*http.Cookie, name string) *http.Cookie {
 // TestLoginRefused: every way of completing someone else's or a tampered login fails.
 func TestLoginRefused(t *testing.T) {
 	h := newHarness(t)
-	start := func(t *testing.T, c *http.Client) *url.URL {
-		resp, err := c.Get(h.ts.URL + "/login")
-		require.NoError(t, err)
-		resp.Body.Close()
-		resp, err = c.Get(resp.Header.Get("Location"))
-		require.NoError(t, err)
-		resp.Body.Close()
-		require.Equal(t, http.StatusFound, resp.StatusCode)
-		cb, err := url.Parse(resp.Header.Get("Location"))
-		require.NoError(t, err)
-		return cb
-	}
+	start := h.authorize
 	for _, tc := range []struct {
 		name   string
 		groups []string
@@ -302,9 +290,12 @@ func TestEventsResumeWithoutLossOrDuplicates(t *testing.T) {
 	assert.Equal(t, []string{second.ID, third.ID, first.ID}, got, "exactly the missed changes, in order")
 
 	// Too far behind: the log holds 6 changes; make more and resume from the start.
+	var flood *approvals.Request
 	for i := range 7 {
-		createRequest(t, "resume-flood-"+strconv.Itoa(i), time.Hour, 1)
+		flood = createRequest(t, "resume-flood-"+strconv.Itoa(i), time.Hour, 1)
 	}
+	require.Eventually(t, func() bool { it, _ := h.srv.hub.get(flood.ID); return it != nil }, 10*time.Second, 10*time.Millisecond,
+		"the console follows the flood")
 	s2 := h.events(t, approver, "", ev.ID)
 	reset := s2.nextRequest(t)
 	require.Equal(t, "reset", reset.Event, "starts over from the whole state")

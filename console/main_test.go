@@ -150,6 +150,23 @@ func newHarness(t *testing.T, change ...func(*Options)) *harness {
 	return h
 }
 
+// authorize starts a login in browser c, completes it on the issuer's login page and returns the
+// console's callback URL the issuer redirects to.
+func (h *harness) authorize(t *testing.T, c *http.Client) *url.URL {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, h.ts.URL+"/login", nil)
+	require.NoError(t, err)
+	noFollow := *c
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := noFollow.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusFound, resp.StatusCode, "the console sends the browser to the issuer")
+	cb, err := env.issuer.Authorize(resp.Header.Get("Location"))
+	require.NoError(t, err)
+	return cb
+}
+
 // browser returns an HTTP client with a cookie jar that trusts the console and the issuer, and
 // does not follow redirects unless follow is set.
 func (h *harness) browser(follow bool) *http.Client {
@@ -167,7 +184,8 @@ func (h *harness) login(t *testing.T, subject string, groups ...string) *http.Cl
 	t.Helper()
 	env.issuer.Login(subject, groups...)
 	c := h.browser(true)
-	resp, err := c.Get(h.ts.URL + "/login")
+	cb := h.authorize(t, c)
+	resp, err := c.Get(cb.String())
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()

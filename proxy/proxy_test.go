@@ -346,12 +346,14 @@ func TestKubectl(t *testing.T) {
 	runKubectlSuite(t, env.kube.Kubectl, kc, ns)
 
 	t.Run("cp", func(t *testing.T) {
-		// The stub kubelet's containers are this machine, so the copy lands in a local directory.
+		// Into the pod's filesystem (the dev node's, in memory) and back out.
 		src := filepath.Join(t.TempDir(), "notes.txt")
 		require.NoError(t, os.WriteFile(src, []byte("copied through the gateway\n"), 0o600))
-		dst := t.TempDir()
-		kubectl(t, kc, "cp", src, ns+"/work:"+dst+"/notes.txt")
-		got, err := os.ReadFile(filepath.Join(dst, "notes.txt"))
+		kubectl(t, kc, "cp", src, ns+"/work:/tmp/notes.txt")
+		assert.Equal(t, "copied through the gateway\n", kubectl(t, kc, "exec", "-n", ns, "work", "--", "cat", "/tmp/notes.txt"))
+		back := filepath.Join(t.TempDir(), "back.txt")
+		kubectl(t, kc, "cp", ns+"/work:/tmp/notes.txt", back)
+		got, err := os.ReadFile(back)
 		require.NoError(t, err)
 		assert.Equal(t, "copied through the gateway\n", string(got))
 	})

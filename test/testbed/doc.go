@@ -1,7 +1,8 @@
 // Package testbed starts the real components Gatehouse's integration and end-to-end tests run
-// against: kube-apiserver and etcd (through controller-runtime's envtest), a stub kubelet that
-// serves real exec, attach, logs and port-forward streams, an embedded NATS JetStream server, a
-// ClickHouse server and an OIDC issuer that signs real tokens.
+// against: kube-apiserver and etcd (through controller-runtime's envtest), the development node
+// (package devnode: real exec, attach, logs and port-forward streams, a built-in shell behind
+// exec), an embedded NATS JetStream server, a ClickHouse server and the development OIDC issuer
+// (package devoidc: real signed tokens, plus deliberately bad ones here).
 //
 // Nothing here is mocked: the binaries are built from the same Kubernetes release as the
 // client libraries (scripts/testbed.sh) and the ClickHouse engine is the real one. A component

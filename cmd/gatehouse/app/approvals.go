@@ -33,15 +33,18 @@ identity: you can decide requests if you are in one of their approver groups, an
 	o.kube.addFlags(cmd.PersistentFlags())
 	cmd.PersistentFlags().StringVarP(&o.output, "output", "o", "", "Output format: json or yaml. Default: human-readable.")
 
-	var all bool
+	var all, watch bool
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List pending approval requests (--all for every state)",
+		Short: "List pending approval requests (--all for every state, --watch to follow new ones)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := o.client()
 			if err != nil {
 				return err
+			}
+			if watch {
+				return o.watch(cmd.Context(), cmd.OutOrStdout(), c, all)
 			}
 			state := approvals.StatePending
 			if all {
@@ -58,6 +61,7 @@ identity: you can decide requests if you are in one of their approver groups, an
 		},
 	}
 	list.Flags().BoolVar(&all, "all", false, "List requests in every state, not only pending ones.")
+	list.Flags().BoolVarP(&watch, "watch", "w", false, "After listing, follow new requests and changes until interrupted.")
 
 	show := &cobra.Command{
 		Use:   "show ID",

@@ -84,6 +84,21 @@ func (s *Values) add(v, placeholder []byte) {
 	}
 }
 
+// Contains reports whether v is kept.
+func (s *Values) Contains(v []byte) bool {
+	if s == nil {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, x := range s.vals {
+		if bytes.Equal(x.raw, v) {
+			return true
+		}
+	}
+	return false
+}
+
 // Len returns the number of values kept.
 func (s *Values) Len() int {
 	if s == nil {

@@ -590,9 +590,6 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		switch {
 		case st.upgradeKind == upgradeWatchWS || st.upgradeKind == upgradeLogWS:
 			return p.maskWebSocket(resp, st)
-		case st.upgradeKind == upgradePortForward:
-			// Port-forward carries the pod's own traffic, counted, not read.
-			return nil
 		case st.mask:
 			// classifyUpgrade let nothing else through; never pass an unmasked stream.
 			return fmt.Errorf("%w: an upgraded connection", masking.ErrUnmaskable)

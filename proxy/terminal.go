@@ -565,7 +565,7 @@ func (p *Proxy) sessionExecutor(r *http.Request, st *requestState, up *upstreamS
 	cfg := rest.CopyConfig(p.opts.Upstream)
 	cfg.UserAgent = st.client
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return &sessionTransport{next: rt, p: p, up: up}
+		return &sessionTransport{next: rt, p: p, up: up, st: st}
 	})
 	u := *p.upstream
 	u.Path = strings.TrimSuffix(u.Path, "/") + r.URL.Path
@@ -592,14 +592,13 @@ type sessionTransport struct {
 	next http.RoundTripper
 	p    *Proxy
 	up   *upstreamState
+	st   *requestState
 }
 
 func (t *sessionTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	st := stateOf(req)
-	if st == nil {
-		return nil, errors.New("proxy: a session request without its state")
-	}
-	out := req.Clone(req.Context())
+	st := t.st
+	// Not every dialer passes a context on; the hold needs the request's state in it.
+	out := req.Clone(context.WithValue(req.Context(), stateKey{}, st))
 	for name := range out.Header {
 		if isImpersonation(name) {
 			delete(out.Header, name)
@@ -667,8 +666,3 @@ func (t *sessionTransport) attempt(r *http.Request, ws bool) (*http.Response, er
 type roundTripperFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// servePortForward serves a port-forward request.
-func (p *Proxy) servePortForward(r *http.Request, st *requestState) {
-	p.rp.ServeHTTP(st.w, r)
-}

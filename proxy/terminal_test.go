@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http/httptest"
@@ -118,7 +119,7 @@ func TestExecIsMaskedAndRecorded(t *testing.T) {
 	require.NoError(t, os.WriteFile(mounted, []byte(value), 0o600))
 
 	tok := token(t, "alice", nil)
-	const label = "exec-recorded"
+	label := "exec-recorded-" + trail.NewID()[28:]
 	kc := sessionKubeconfig(t, tok, label)
 	session := sessionID(t, tok, label)
 	secretYAML := kubectl(t, kc, "get", "secret", "app", "-n", ns, "-o", "jsonpath={.data.api-value}")
@@ -260,3 +261,50 @@ func TestExecRefusedUpstreamAnswersAsTheAPIServer(t *testing.T) {
 }
 
 func base64Decode(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
+
+// TestPortForwardIsRecordedAsConnections: a port-forward through the proxy, over SPDY and
+// tunnelled through WebSocket, is recorded as its connections with their ports and byte counts,
+// never what they carried.
+func TestPortForwardIsRecordedAsConnections(t *testing.T) {
+	ns := env.kube.Namespace(t, "pf-rec")
+	_, err := env.kubelet.RunPod(t.Context(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "nginx"}}}})
+	require.NoError(t, err)
+	tok := token(t, "alice", nil)
+	label := "pf-recorded-" + trail.NewID()[28:]
+	kc := sessionKubeconfig(t, tok, label)
+	for _, ws := range []bool{false, true} {
+		testbed.CheckPortForward(t, env.kube.Kubectl, kc, ns, "web", ws)
+	}
+	recs := recordings(t, sessionID(t, tok, label), 2)
+	for _, chunks := range recs {
+		_, err := trail.VerifyChain(chunks)
+		require.NoError(t, err)
+		assert.Equal(t, trail.FormatPortForward, chunks[0].Format)
+		var data strings.Builder
+		for _, c := range chunks {
+			data.WriteString(c.Data)
+		}
+		assert.NotContains(t, data.String(), "ping through port-forward", "the bytes forwarded are not recorded")
+		var opened, closed int
+		for line := range strings.SplitSeq(strings.TrimSpace(data.String()), "\n") {
+			var ev struct {
+				Event                    string
+				Port                     int32
+				BytesToPod, BytesFromPod int64
+			}
+			require.NoError(t, json.Unmarshal([]byte(line), &ev), line)
+			switch ev.Event {
+			case "open":
+				opened++
+				assert.Positive(t, ev.Port)
+			case "close":
+				closed++
+				assert.Equal(t, int64(len("ping through port-forward\n")), ev.BytesToPod)
+				assert.Equal(t, int64(len("ping through port-forward\n")), ev.BytesFromPod)
+			}
+		}
+		assert.Equal(t, 1, opened, data.String())
+		assert.Equal(t, 1, closed)
+	}
+}

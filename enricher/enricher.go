@@ -123,6 +123,7 @@ func (e *Enricher) Start(ctx context.Context) error {
 		run(fmt.Sprintf("audit-consumer-%d", i), e.consumeAudit)
 	}
 	run("trail-consumer", e.consumeTrail)
+	run("recordings-consumer", e.consumeRecordings)
 	if e.opts.AuditLogPath != "" {
 		run("audit-log-tailer", e.tailAuditLog)
 	}

@@ -300,6 +300,7 @@ type requestRows struct {
 	policy, rule, action, decisionMessage, approvalID []string
 	errMsg                                            []string
 	ingestedAt                                        []time.Time
+	streamColumns
 }
 
 func newRequestRows() *requestRows {
@@ -333,6 +334,7 @@ func newRequestRows() *requestRows {
 	addColumn(c, "approval_id", &r.approvalID)
 	addColumn(c, "error", &r.errMsg)
 	addColumn(c, "ingested_at", &r.ingestedAt)
+	r.streamColumns.register(c)
 	return r
 }
 
@@ -374,6 +376,7 @@ func (r *requestRows) add(rec *trail.Request, now time.Time) {
 	r.approvalID = append(r.approvalID, rec.ApprovalID)
 	r.errMsg = append(r.errMsg, rec.Error)
 	r.ingestedAt = append(r.ingestedAt, now)
+	r.streamColumns.add(rec)
 }
 
 // decisionRows are rows of gateway_decisions.

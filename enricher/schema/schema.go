@@ -35,12 +35,15 @@ const (
 	TableSessions         = "sessions"
 	TableApprovals        = "approvals"
 	TableIngestErrors     = "ingest_errors"
+	TableRecordings       = "session_recordings"
 	TableMigrations       = "schema_migrations"
 
 	ViewTrail           = "trail"
 	ViewDecisionSummary = "decision_summary"
 	ViewApprovalSummary = "approval_summary"
 	ViewSessionSummary  = "session_summary"
+	ViewOpenStreams     = "open_streams"
+	ViewRecordings      = "recording_summary"
 )
 
 // timeColumns names the column each data table's retention is computed from.
@@ -51,6 +54,7 @@ var timeColumns = map[string]string{
 	TableSessions:         "time",
 	TableApprovals:        "time",
 	TableIngestErrors:     "time",
+	TableRecordings:       "start",
 }
 
 // Defaults of Options.

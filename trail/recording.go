@@ -86,7 +86,8 @@ func ChunkID(recordingID string, seq uint32) string {
 
 // ChunkHash returns the hex SHA-256 of a chunk's content and the hash of the chunk before it:
 // the recording, session and Audit-ID, the sequence number, the final flag, the format, what ran
-// where, the start time and the data, each length-prefixed, after a domain tag. The chunk's own
+// where, the start time (to the microsecond) and the data, each length-prefixed, after a domain
+// tag. The chunk's own
 // Hash and its header (ID, time, source) are not covered.
 func ChunkHash(c *Recording, prev string) string {
 	h := sha256.New()
@@ -113,7 +114,8 @@ func ChunkHash(c *Recording, prev string) string {
 		field(a)
 	}
 	field(c.User)
-	field(strconv.FormatInt(c.Start.UnixNano(), 10))
+	// Microseconds: the precision the trail's stores keep (ClickHouse DateTime64(6)).
+	field(strconv.FormatInt(c.Start.UnixMicro(), 10))
 	field(c.Data)
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -36,6 +36,7 @@ func NewCommand(stdout, stderr io.Writer) *cobra.Command {
 		newEnricherCommand(g),
 		newWebhookCommand(g),
 		newApprovalsCommand(),
+		newSessionsCommand(g),
 	)
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w\nRun '%s --help' for usage", err, c.CommandPath())

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/masking"
 )
 
@@ -66,8 +67,8 @@ type Result struct {
 	RecordedSucceeded bool   `json:"recordedSucceeded"`
 	Message           string `json:"message,omitempty"`
 	// Diff lists how the replayed answer differs from the recorded one (when both succeeded),
-	// fields that change on every write (uid, resourceVersion, timestamps, managedFields) left
-	// out.
+	// fields that change on every write (uid, resourceVersion, timestamps, managedFields) and
+	// Gatehouse's provenance annotations (gatehouse.dev/...) left out.
 	Diff []Change `json:"diff,omitempty"`
 	// Error is set when the call could not be sent at all.
 	Error string `json:"error,omitempty"`
@@ -208,6 +209,10 @@ var volatile = []string{
 }
 
 func isVolatile(path string) bool {
+	// Gatehouse's own annotations say who wrote through the gateway, not what was written.
+	if key, ok := strings.CutPrefix(path, "metadata.annotations."); ok && identity.IsReserved(key) {
+		return true
+	}
 	for _, v := range volatile {
 		if path == v || strings.HasPrefix(path, v+".") || strings.HasPrefix(path, v+"[") {
 			return true

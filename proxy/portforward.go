@@ -39,6 +39,9 @@ import (
 // it opens and when it closes, with its port and byte counts; the bytes themselves are neither
 // read nor recorded.
 
+// errSessionUnrecorded ends what a session would forward once its recording broke.
+var errSessionUnrecorded = errors.New("the session can no longer be recorded: Gatehouse ends it")
+
 // portForwardEvent is one line of a port-forward recording (trail.FormatPortForward).
 type portForwardEvent struct {
 	Time       time.Time `json:"time"`
@@ -167,7 +170,7 @@ func (s *portForwardSession) finishRecording() {
 // client-go's port forwarder does, counting the bytes.
 func (s *portForwardSession) PortForward(_ context.Context, _, _ string, port int32, stream io.ReadWriteCloser) error {
 	if w := s.writer; w != nil && w.Err() != nil && s.p.opts.Unrecorded == RefuseUnrecorded {
-		return errors.New("Gatehouse can no longer record this session")
+		return errSessionUnrecorded
 	}
 	s.active.Add(1)
 	defer s.active.Done()

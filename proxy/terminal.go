@@ -42,9 +42,8 @@ import (
 type upgradeKind int
 
 const (
-	upgradeNone upgradeKind = iota
 	// upgradeTerminal: exec and attach, served by the proxy.
-	upgradeTerminal
+	upgradeTerminal upgradeKind = iota + 1
 	// upgradePortForward: port-forward, served by the proxy.
 	upgradePortForward
 	// upgradeWatchWS and upgradeLogWS: a watch or a pod log over WebSocket, forwarded with its
@@ -263,10 +262,14 @@ func (t *terminal) isAttached() bool {
 
 // emitter returns the function a LiveMasker passes masked output to: the recording, then the
 // client's stream.
-func (t *terminal) emitter(code string, dst *clientStream) func([]byte) error {
-	return func(b []byte) error {
+func (t *terminal) emitter(code string, dst *clientStream) func([]byte, bool) error {
+	return func(b []byte, whole bool) error {
 		if t.rec != nil {
-			t.rec.Output(code, b)
+			if whole {
+				t.rec.OutputMasked(code, b)
+			} else {
+				t.rec.Output(code, b)
+			}
 		}
 		if dst.w == nil {
 			return nil
@@ -483,7 +486,7 @@ func (t *terminal) run(in io.Reader, out, errw io.Writer, resize <-chan remoteco
 		return exitErr
 	}
 	if t.ctx.Err() != nil && t.st.errReason != "" {
-		err = errors.New("Gatehouse ended the session: " + t.st.errReason)
+		err = fmt.Errorf("gatehouse ended the session: %s", t.st.errReason)
 	}
 	if t.rec != nil {
 		t.rec.Marker("session failed: " + err.Error())

@@ -196,7 +196,7 @@ func (failingRecordings) Open(context.Context, recording.Info, []byte) (*recordi
 
 // newRealProxy serves a proxy in front of the test bed's API server, with options changed by
 // configure.
-func newRealProxy(t *testing.T, configure func(*proxy.Options)) *httptest.Server {
+func newRealProxy(t testing.TB, configure func(*proxy.Options)) *httptest.Server {
 	t.Helper()
 	authCfg, err := authn.ParseAuthenticationConfig([]byte(authenticationConfig()))
 	require.NoError(t, err)

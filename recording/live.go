@@ -125,11 +125,12 @@ type LiveOptions struct {
 //     paused in the middle of it for longer than Delay), the placeholder of the whole secret is
 //     passed on after it: the start cannot be taken back.
 //
-// What is passed on goes to emit, in order, one call at a time. Write returns emit's error (the
+// What is passed on goes to emit, in order, one call at a time, with whole set when it is whole
+// lines masked whole (from the start of a line to a newline). Write returns emit's error (the
 // client went away) and every Write after it fails.
 type LiveMasker struct {
 	m    *Masker
-	emit func([]byte) error
+	emit func(b []byte, whole bool) error
 	opts LiveOptions
 
 	mu      sync.Mutex
@@ -137,13 +138,14 @@ type LiveMasker struct {
 	emitted []byte // what was passed on for line
 	pending []byte // raw bytes not yet passed on
 	out     []byte
+	whole   bool // out holds whole lines masked whole
 	timer   clock.Timer
 	err     error
 	closed  bool
 }
 
 // NewLiveMasker returns a LiveMasker masking with m and passing what it masked to emit.
-func NewLiveMasker(m *Masker, emit func([]byte) error, opts LiveOptions) *LiveMasker {
+func NewLiveMasker(m *Masker, emit func(b []byte, whole bool) error, opts LiveOptions) *LiveMasker {
 	if opts.Delay <= 0 {
 		opts.Delay = 10 * time.Millisecond
 	}
@@ -171,6 +173,7 @@ func (l *LiveMasker) Write(p []byte) (int, error) {
 	}
 	l.pending = append(l.pending, p...)
 	l.out = l.out[:0]
+	l.whole = len(l.line) == 0
 	if i := bytes.LastIndexByte(l.pending, '\n'); i >= 0 {
 		l.maskInto(l.pending[:i+1])
 		l.line, l.emitted = l.line[:0], l.emitted[:0]
@@ -180,8 +183,10 @@ func (l *LiveMasker) Write(p []byte) (int, error) {
 	switch {
 	case len(l.pending) == 0:
 	case len(l.line)+len(l.pending) >= l.opts.MaxLine:
+		l.whole = false
 		l.flushPartial()
 	case l.opts.Echo.consume(l.pending):
+		l.whole = false
 		l.flushPartial()
 	case l.timer == nil:
 		l.timer = l.opts.Clock.AfterFunc(l.opts.Delay, l.timed)
@@ -217,7 +222,9 @@ func (l *LiveMasker) send() error {
 	if len(l.out) == 0 {
 		return nil
 	}
-	if err := l.emit(l.out); err != nil {
+	whole := l.whole && l.out[len(l.out)-1] == '\n'
+	l.whole = false
+	if err := l.emit(l.out, whole); err != nil {
 		l.err = err
 		return err
 	}

@@ -87,7 +87,7 @@ type collector struct {
 	n   int
 }
 
-func (c *collector) emit(p []byte) error {
+func (c *collector) emit(p []byte, _ bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.buf.Write(p)

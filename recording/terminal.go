@@ -86,6 +86,20 @@ func HeaderLine(h Header) []byte {
 // Output records what the command wrote to stdout (CodeOutput) or stderr (CodeStderr).
 func (t *Terminal) Output(code string, p []byte) { t.hold(code, p) }
 
+// OutputMasked records output that is whole lines a LiveMasker masked whole (its emit's whole):
+// unless a line of the same stream is held, it is recorded as it is, not masked again.
+func (t *Terminal) OutputMasked(code string, p []byte) {
+	t.mu.Lock()
+	if h := t.held[code]; !t.closed && (h == nil || len(h.events) == 0) && len(p) > 0 && p[len(p)-1] == '\n' {
+		t.pending = append(t.pending, &termEvent{t: t.opts.Clock.Now(), code: code, data: bytes.Clone(p), resolved: true})
+		t.drain()
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Unlock()
+	t.hold(code, p)
+}
+
 // Input records what was typed.
 func (t *Terminal) Input(p []byte) { t.hold(CodeInput, p) }
 

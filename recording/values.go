@@ -124,7 +124,7 @@ func (s *Values) Replace(dst, src []byte) ([]byte, int) {
 	var buf []byte
 	n := 0
 	for _, v := range s.vals {
-		if len(cur) < len(v.raw) || bytes.Index(cur, v.raw) < 0 {
+		if len(cur) < len(v.raw) || !bytes.Contains(cur, v.raw) {
 			continue
 		}
 		next := make([]byte, 0, len(cur))

@@ -47,7 +47,7 @@ type Info struct {
 type PublisherOptions struct {
 	// Source names this proxy instance in the chunks' headers.
 	Source string
-	// ChunkBytes is the size at which a chunk is sent. Default 64 KiB; at most
+	// ChunkBytes is the size at which a chunk is sent. Default 256 KiB; at most
 	// trail.MaxRecordingChunkBytes.
 	ChunkBytes int
 	// FlushInterval is the longest a chunk is filled before it is sent, which is also the most a
@@ -69,7 +69,7 @@ type PublisherOptions struct {
 
 func (o *PublisherOptions) setDefaults() {
 	if o.ChunkBytes <= 0 {
-		o.ChunkBytes = 64 << 10
+		o.ChunkBytes = 256 << 10
 	}
 	o.ChunkBytes = min(o.ChunkBytes, trail.MaxRecordingChunkBytes/2)
 	if o.FlushInterval <= 0 {

@@ -74,7 +74,7 @@ AuthenticationConfiguration file kube-apiserver reads.`,
 	fs.StringVar(&o.unrecorded, "unrecorded-requests", string(proxy.RefuseUnrecorded), "What to do when the trail cannot record a request, or an exec, attach or port-forward session: Refuse (answer 503, end the session) or Allow.")
 	fs.DurationVar(&o.writeRecordTimeout, "write-record-timeout", 10*time.Second, "How long the answer to a write waits for its trail record to be stored (a NATS blip is waited out) before the client gets an error instead of the answer.")
 	fs.DurationVar(&o.recordingFlush, "recording-flush-interval", time.Second, "Longest time a session recording's chunk is filled before it is published: what a proxy that stops loses of a session at most.")
-	fs.IntVar(&o.recordingChunkBytes, "recording-chunk-bytes", 64<<10, "Size at which a session recording's chunk is published.")
+	fs.IntVar(&o.recordingChunkBytes, "recording-chunk-bytes", 256<<10, "Size at which a session recording's chunk is published.")
 	fs.DurationVar(&o.terminalDelay, "terminal-output-delay", 10*time.Millisecond, "How long a partial line of exec or attach output is held back so that a secret cut by a frame boundary is masked whole.")
 	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 64<<10, "Largest request header block accepted; larger ones get 431.")
 	fs.StringVar(&o.policyFile, "policy-file", "", "Read AccessPolicies from this multi-document YAML file (reloaded when it changes) instead of the cluster (development mode).")

@@ -8,6 +8,8 @@
 //	    GATEHOUSE_AUDIT --(durable consumer)--> decode --> INSERT audit_events --> ack
 //	gateway --(trail records)--> JetStream GATEHOUSE_TRAIL --(durable consumer)--> INSERT
 //	    gateway_requests, gateway_decisions, sessions --> ack
+//	proxy --(recording chunks)--> JetStream GATEHOUSE_RECORDINGS --(durable consumer)--> INSERT
+//	    session_recordings --> ack
 //
 // The intake ([Enricher.ServeHTTP]) answers 200 only after JetStream stored the whole batch,
 // under a message ID derived from the request body: kube-apiserver retries a batch that failed,
@@ -26,6 +28,9 @@
 // schema package for the tables and the joined trail view.
 //
 // # Threat model
+//
+// Recording chunks are stored as the proxy published them: it masked them, and their hash chain
+// covers their data, so that `gatehouse sessions verify` checks what is stored.
 //
 // Audit events carry secrets: a Secret read at RequestResponse level has its data in the
 // response object, a token request its token, a command line its password. The enricher masks

@@ -308,3 +308,32 @@ func TestPortForwardIsRecordedAsConnections(t *testing.T) {
 		assert.Equal(t, 1, closed)
 	}
 }
+
+// TestAttachIsRecorded attaches (as kubectl attach and kubectl debug do) to a container through
+// the proxy, over SPDY and WebSocket: stdin reaches the container's process, its output comes
+// back, and the session is recorded.
+func TestAttachIsRecorded(t *testing.T) {
+	ctx := t.Context()
+	ns := env.kube.Namespace(t, "attach-rec")
+	_, err := env.kubelet.RunPod(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "busybox", Command: []string{"tr", "a-z", "A-Z"}, Stdin: true}}}})
+	require.NoError(t, err)
+	tok := token(t, "alice", nil)
+	label := "attach-" + trail.NewID()[28:]
+	kc := sessionKubeconfig(t, tok, label)
+	for _, ws := range []string{"false", "true"} {
+		cmd := exec.CommandContext(ctx, env.kube.Kubectl, "--kubeconfig", kc, "-n", ns, "attach", "-i", "app", "-c", "main")
+		cmd.Env = append(os.Environ(), "KUBECTL_REMOTE_COMMAND_WEBSOCKETS="+ws)
+		cmd.Stdin = strings.NewReader("attached through the gateway\n")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		require.NoError(t, cmd.Run(), "websockets=%s: %s", ws, stderr.String())
+		assert.Equal(t, "ATTACHED THROUGH THE GATEWAY\n", stdout.String(), "websockets=%s", ws)
+	}
+	for _, chunks := range recordings(t, sessionID(t, tok, label), 2) {
+		cast := castOf(t, chunks)
+		assert.Equal(t, "attach", chunks[0].Subresource)
+		assert.Equal(t, "ATTACHED THROUGH THE GATEWAY\n", cast.Output())
+		assert.Equal(t, "attached through the gateway\n", cast.Input())
+	}
+}

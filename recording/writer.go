@@ -311,7 +311,13 @@ func (w *Writer) Close(ctx context.Context) error {
 		if len(w.buf) == 0 {
 			w.bufStart = w.p.opts.Clock.Now()
 		}
-		w.send(true)
+		c := w.chunk(w.buf, w.bufStart, true)
+		w.buf = w.buf[:0]
+		select {
+		case w.queue <- c:
+		case <-ctx.Done():
+			w.fail(fmt.Errorf("%w: the final chunk of recording %s was not queued: %w", ErrFailed, w.info.RecordingID, ctx.Err()))
+		}
 		close(w.queue)
 	}
 	w.mu.Unlock()

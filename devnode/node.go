@@ -301,6 +301,11 @@ func (n *Node) serveLogs(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain")
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
+	if flusher != nil {
+		// The headers go out at once, as a kubelet's do: kube-apiserver answers a WebSocket log
+		// request only once the kubelet answered.
+		flusher.Flush()
+	}
 	var off int
 	for {
 		data, changed, closed := l.since(off)

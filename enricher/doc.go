@@ -10,6 +10,8 @@
 //	    --> INSERT audit_events --> ack
 //	gateway --(trail records)--> JetStream GATEHOUSE_TRAIL --(durable consumer)--> INSERT
 //	    gateway_requests, gateway_decisions, sessions, approvals --> ack
+//	proxy --(recording chunks)--> JetStream GATEHOUSE_RECORDINGS --(durable consumer)--> INSERT
+//	    session_recordings --> ack
 //
 // The intake ([Enricher.ServeHTTP]) reads a batch event by event, never holding the body,
 // masks each event and packs the events into S2-compressed messages, which it writes to the
@@ -35,6 +37,9 @@
 // joined trail view, and docs/audit-pipeline.md for what each outage costs.
 //
 // # Threat model
+//
+// Recording chunks are stored as the proxy published them: it masked them, and their hash chain
+// covers their data, so that `gatehouse sessions verify` checks what is stored.
 //
 // Audit events carry secrets: a Secret read at RequestResponse level has its data in the
 // response object, a token request its token, a command line its password. The enricher masks

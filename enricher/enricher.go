@@ -152,6 +152,7 @@ func (e *Enricher) Start(ctx context.Context) error {
 			run(fmt.Sprintf("audit-consumer-%d", i), e.consumeAudit)
 		}
 		run("trail-consumer", e.consumeTrail)
+		run("recordings-consumer", e.consumeRecordings)
 	})
 	wg.Wait()
 	return nil

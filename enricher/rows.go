@@ -328,6 +328,7 @@ type requestRows struct {
 	policy, rule, action, decisionMessage, approvalID []string
 	errMsg                                            []string
 	ingestedAt                                        []time.Time
+	streamColumns
 }
 
 func newRequestRows() *requestRows {
@@ -361,6 +362,7 @@ func newRequestRows() *requestRows {
 	addColumn(c, "approval_id", &r.approvalID)
 	addColumn(c, "error", &r.errMsg)
 	addColumn(c, "ingested_at", &r.ingestedAt)
+	r.streamColumns.register(c)
 	return r
 }
 
@@ -402,6 +404,7 @@ func (r *requestRows) add(rec *trail.Request, now time.Time) {
 	r.approvalID = append(r.approvalID, rec.ApprovalID)
 	r.errMsg = append(r.errMsg, rec.Error)
 	r.ingestedAt = append(r.ingestedAt, now)
+	r.streamColumns.add(rec)
 }
 
 // decisionRows are rows of gateway_decisions.

@@ -137,10 +137,10 @@
 //
 // # The proxy's side
 //
-// The proxy passes through the engine what the API server answers as an HTTP response:
-// objects, lists, Tables, watch streams and pod logs. It does not yet mask what flows after a
-// protocol upgrade (101 Switching Protocols): the output of exec and attach, port-forward
-// traffic, and watches or logs a client requests over WebSocket.
+// The proxy passes through the engine what the API server answers: objects, lists, Tables,
+// watch streams and pod logs, over HTTP and frame by frame over WebSocket, and the output of
+// exec and attach through the text detectors (package proxy). Port-forward traffic is the
+// application's own protocol and is not masked.
 //
 // Protobuf and CBOR responses cannot be masked structurally. The proxy therefore asks the API
 // server for JSON for every request whose response may carry secrets ([Masker.NeedsMasking]):

@@ -110,8 +110,9 @@ func BenchmarkProxyWatches(b *testing.B) {
 // dropRecorder takes records and drops them: for the cost breakdown only.
 type dropRecorder struct{}
 
-func (dropRecorder) Ready() error                                { return nil }
-func (dropRecorder) Publish(context.Context, trail.Record) error { return nil }
+func (dropRecorder) Ready() error                                    { return nil }
+func (dropRecorder) Publish(context.Context, trail.Record) error     { return nil }
+func (dropRecorder) PublishSync(context.Context, trail.Record) error { return nil }
 
 // passMasker says nothing needs masking: for the cost breakdown only.
 type passMasker struct{}

@@ -26,6 +26,38 @@
 // never held. A rule that judges an object the proxy cannot read (a patch, an apply, a CBOR body,
 // the stored object) decides nothing here; admission decides.
 //
+// # Streams and records
+//
+// A long request — a watch, followed logs, exec, attach, port-forward — gets an open
+// trail.Request record (PhaseOpen), stored before it is forwarded, and its usual record when it
+// ends: a proxy that stops mid-stream leaves an open record, never none. The record of a write
+// is stored (trail.Publisher.PublishSync) before its answer goes to the client; a NATS blip is
+// waited out, up to Options.WriteRecordTimeout, and after that the client is told that the write
+// took effect but was not recorded (500), unless unrecorded requests are allowed.
+//
+// Watches and followed logs are masked as they pass, over HTTP and over WebSocket: the frames
+// kube-apiserver sends are read, their messages masked (a watch event by event, a log line by
+// line across messages) and sent as new frames (websocket.go). Compressed frames are never
+// negotiated. An upgrade that would carry API data the proxy cannot mask (the proxy
+// subresources, SPDY for anything but exec, attach and port-forward) is refused.
+//
+// Exec, attach (and kubectl debug's attach) and port-forward are served by the proxy itself
+// (terminal.go, portforward.go): it answers the client with the kubelet's server-side streaming
+// code (k8s.io/cri-streaming for SPDY and the kubelet's WebSocket protocols, the channel
+// protocols of k8s.io/streaming for v5 WebSocket, and kube-apiserver's tunnelling handler for
+// SPDY over WebSocket), and opens its own stream to kube-apiserver with client-go's executors
+// and dialers (WebSocket first, SPDY as fallback) through a transport that impersonates the
+// client with setIdentityHeaders, sets the attempt's Audit-ID and holds the session for
+// approval with holdTransport, like every other request. The client's upgrade is answered only
+// once kube-apiserver upgraded, so a refusal (no such pod, forbidden, held for approval) reaches
+// the client as kube-apiserver's own Status. Between the two, a command's output is masked
+// (recording.LiveMasker: the text detectors and the values of the Secrets the session read,
+// collected while their responses were masked) and the session is recorded
+// (recording.Terminal, asciicast v3) and published in hash-chained chunks as it happens
+// (Options.Recordings); its first chunk is stored before anything is forwarded, so a session
+// that cannot be recorded is refused, and one whose recording breaks is ended (unless
+// unrecorded requests are allowed). Port-forward is recorded as connections and byte counts.
+//
 // # Threat model
 //
 // Impersonation fails open: a request that reaches kube-apiserver without the proxy's
@@ -52,7 +84,11 @@
 //   - refuses when it cannot evaluate its policies (reads included), with the reason; answers
 //     internal failures (NATS, upstream transport) with a summary and logs the details; never
 //     logs tokens or headers;
-//   - closes the client connection after a failed protocol upgrade (CVE-2018-1002105);
+//   - closes the client connection after a failed protocol upgrade (CVE-2018-1002105), and
+//     answers an exec, attach or port-forward only once its own upstream stream is upgraded;
+//   - masks exec and attach output and never passes an upgraded connection that carries API
+//     data it cannot mask; a user who may exec can still print a secret in a form no detector
+//     knows (encoded, a byte at a time), so exec remains a privilege the policies guard;
 //   - asks kube-apiserver for JSON whenever the response may carry a secret and fails closed
 //     (502) when it cannot mask what comes back, and masks a client's reason before it leaves.
 //

@@ -102,10 +102,11 @@ func isImpersonation(name string) bool {
 var forwardedHeaders = map[string]bool{
 	"Accept": true, "Accept-Encoding": true, "Content-Type": true, "Content-Encoding": true,
 	"User-Agent": true, "Kubectl-Command": true, "Kubectl-Session": true,
-	// Upgrades (exec, attach, port-forward): SPDY and WebSocket.
+	// Upgrades (exec, attach, port-forward): SPDY and WebSocket. kube-apiserver's WebSocket
+	// watches refuse a handshake without an Origin.
 	"Connection": true, "Upgrade": true, "Te": true, "X-Stream-Protocol-Version": true,
 	"Sec-Websocket-Key": true, "Sec-Websocket-Version": true, "Sec-Websocket-Protocol": true,
-	"Sec-Websocket-Extensions": true,
+	"Sec-Websocket-Extensions": true, "Origin": true,
 }
 
 // forwarded reports whether a client header (by its canonical name) is passed to kube-apiserver.

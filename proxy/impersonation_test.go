@@ -53,7 +53,7 @@ func TestClientImpersonation(t *testing.T) {
 	require.NoError(t, err)
 	cs, err := kubernetes.NewForConfig(env.proxyUser)
 	require.NoError(t, err)
-	p, err := proxy.NewProxy(proxy.Options{Upstream: env.proxyUser, Authenticator: a, Masker: m, Recorder: pub,
+	p, err := proxy.NewProxy(proxy.Options{Upstream: env.proxyUser, Authenticator: a, Masker: m, Recorder: pub, Recordings: env.recordings,
 		Impersonation: &authn.SubjectAccessReviewer{Client: cs}})
 	require.NoError(t, err)
 	srv := httptest.NewTLSServer(p)

@@ -24,6 +24,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/masking"
 	"github.com/gatehouse-dev/gatehouse/proxy"
+	"github.com/gatehouse-dev/gatehouse/recording"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
@@ -45,6 +46,10 @@ var env struct {
 	// proxyUser is the proxy's own credential: the service account of manifests/proxy/rbac.yaml.
 	proxyUser *rest.Config
 	metrics   *prometheus.Registry
+	// recordings stores the recordings of the proxy's sessions.
+	recordings *recording.Publisher
+	// masker is the proxy's masker.
+	masker *masking.Masker
 	// saIssuer is the cluster's service-account token issuer.
 	saIssuer string
 }
@@ -137,6 +142,9 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if env.recordings, err = recording.NewPublisher(env.nc, recording.PublisherOptions{Source: "proxy/test"}); err != nil {
+		return 0, err
+	}
 	if env.issuer, err = testbed.StartIssuer(); err != nil {
 		return 0, err
 	}
@@ -173,12 +181,14 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	env.masker = masker
 	env.metrics = prometheus.NewRegistry()
 	proxy, err := proxy.NewProxy(proxy.Options{
 		Upstream:      env.proxyUser,
 		Authenticator: authenticator,
 		Masker:        masker,
 		Recorder:      pub,
+		Recordings:    env.recordings,
 		Metrics:       env.metrics,
 	})
 	if err != nil {

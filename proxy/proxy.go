@@ -29,6 +29,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/masking"
 	"github.com/gatehouse-dev/gatehouse/policy"
+	"github.com/gatehouse-dev/gatehouse/recording"
 	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
@@ -56,12 +57,24 @@ type Recorder interface {
 	Ready() error
 	// Publish accepts a record for publishing.
 	Publish(ctx context.Context, r trail.Record) error
+	// PublishSync publishes a record and returns once JetStream stored it.
+	PublishSync(ctx context.Context, r trail.Record) error
+}
+
+// Recordings stores the recordings of exec, attach and port-forward sessions.
+// *recording.Publisher implements it.
+type Recordings interface {
+	// Ready reports whether a recording could start now.
+	Ready() error
+	// Open starts a recording, storing its first chunk before it returns.
+	Open(ctx context.Context, info recording.Info, first []byte) (*recording.Writer, error)
 }
 
 var (
 	_ TokenAuthenticator = (*authn.Authenticator)(nil)
 	_ Masker             = (*masking.Masker)(nil)
 	_ Recorder           = (*trail.Publisher)(nil)
+	_ Recordings         = (*recording.Publisher)(nil)
 )
 
 // UnrecordedPolicy says what the proxy does when the trail cannot take a record.
@@ -88,8 +101,22 @@ type Options struct {
 	// Recorder writes a trail.Request record for every request and trail.Session records.
 	// Required.
 	Recorder Recorder
-	// Unrecorded says what happens when Recorder cannot take a record. Default RefuseUnrecorded.
+	// Recordings records exec, attach and port-forward sessions: the proxy serves them itself
+	// (see terminal.go) and refuses those it cannot record, as it refuses unrecorded requests.
+	// Required.
+	Recordings Recordings
+	// Unrecorded says what happens when Recorder cannot take a record, or Recordings a
+	// recording. Default RefuseUnrecorded.
 	Unrecorded UnrecordedPolicy
+	// WriteRecordTimeout is how long the answer to a write waits for its trail record to be
+	// stored (NATS blips are waited out) before the client gets an error instead. Default 10s.
+	WriteRecordTimeout time.Duration
+	// StreamIdleTimeout ends an exec, attach or port-forward session after that long without
+	// traffic, as the kubelet does. Default 4 hours.
+	StreamIdleTimeout time.Duration
+	// TerminalDelay is how long a partial line of a terminal's output is held back, so that a
+	// secret cut by a frame boundary is masked whole (recording.LiveOptions.Delay). Default 10ms.
+	TerminalDelay time.Duration
 	// Source names this proxy instance in records. Default "proxy/<hostname>".
 	Source string
 	// MaxResponseBytes bounds a response body that must be read whole to be masked. Larger
@@ -147,6 +174,15 @@ func (o *Options) setDefaults() {
 	if o.SessionActivityInterval == 0 {
 		o.SessionActivityInterval = time.Minute
 	}
+	if o.WriteRecordTimeout == 0 {
+		o.WriteRecordTimeout = 10 * time.Second
+	}
+	if o.StreamIdleTimeout == 0 {
+		o.StreamIdleTimeout = 4 * time.Hour
+	}
+	if o.TerminalDelay == 0 {
+		o.TerminalDelay = 10 * time.Millisecond
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -166,6 +202,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Recorder == nil {
 		errs = append(errs, errors.New("option Recorder is required: the proxy does not act unrecorded"))
+	}
+	if o.Recordings == nil {
+		errs = append(errs, errors.New("option Recordings is required: the proxy does not pass exec, attach or port-forward sessions unrecorded"))
 	}
 	if o.MaxHold < 0 {
 		errs = append(errs, errors.New("option MaxHold must not be negative"))
@@ -187,9 +226,12 @@ type Proxy struct {
 	upstream *url.URL
 	rp       *httputil.ReverseProxy
 	info     *request.RequestInfoFactory
-	sessions *sessions
-	metrics  *metrics
-	log      *slog.Logger
+	// upgradeRT reaches kube-apiserver for the sessions the proxy serves itself.
+	upgradeRT http.RoundTripper
+	sessions  *sessions
+	values    *sessionValues
+	metrics   *metrics
+	log       *slog.Logger
 	// records counts the trail records being written off the request path.
 	records sync.WaitGroup
 }
@@ -219,6 +261,8 @@ func NewProxy(o Options) (*Proxy, error) {
 		log:     o.Logger,
 	}
 	p.sessions = newSessions(o.SessionActivityInterval, o.Source, o.Recorder, o.Logger)
+	p.values = newSessionValues(o.Masker)
+	p.upgradeRT = rt
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      &holdTransport{next: rt, p: p},
@@ -268,6 +312,36 @@ type requestState struct {
 	masking              masking.Stats
 	maskedRdr            *masking.Reader
 	errReason            string
+
+	start time.Time
+	// in is the client's request, as forwarded.
+	in *http.Request
+	// upgradeKind says what an upgrade request is for; terminal and port-forward sessions are
+	// served by the proxy itself.
+	upgradeKind upgradeKind
+	// opened is set once the open record of a long request is stored; recorded once the record
+	// of the finished request is (a write's, before its answer).
+	opened, recorded bool
+	// recordingID names the recording of a session served by the proxy.
+	recordingID string
+
+	// mu guards what stream goroutines add while the request runs.
+	mu          sync.Mutex
+	extraMasked masking.Stats
+}
+
+// addMasking adds what a stream goroutine masked.
+func (st *requestState) addMasking(s masking.Stats) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.extraMasked.Merge(s)
+}
+
+// setErrReason sets the request's error from a stream goroutine.
+func (st *requestState) setErrReason(reason string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.errReason = reason
 }
 
 type stateKey struct{}
@@ -289,7 +363,7 @@ func stateOf(r *http.Request) *requestState {
 // ServeHTTP authenticates, checks and forwards one request, and records it.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	st := &requestState{auditID: trail.NewID(), w: newRecordingWriter(w)}
+	st := &requestState{auditID: trail.NewID(), w: newRecordingWriter(w), start: start}
 	st.w.Header().Set("Audit-Id", st.auditID)
 	st.upgrade = isUpgrade(r)
 	st.client = r.UserAgent()
@@ -393,10 +467,33 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if st.upgrade {
+		st.upgradeKind = classifyUpgrade(r, info)
+		if st.upgradeKind == upgradeOther && st.mask {
+			st.errReason = "protocol upgrade that cannot be masked"
+			p.refuse(st, http.StatusBadRequest, metav1.StatusReasonBadRequest, "Gatehouse does not forward this protocol upgrade: it could not mask what the connection would carry. "+
+				"Exec, attach, port-forward, and watches and logs over WebSocket are supported.")
+			return
+		}
+	}
+	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	st.in = r
+	if isLong(r, info, st.upgrade) {
+		if err := p.recordOpen(r, st, start); err != nil {
+			return
+		}
+	}
+	if st.upgrade {
 		p.metrics.streams.Inc()
 		defer p.metrics.streams.Dec()
 	}
-	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	switch st.upgradeKind {
+	case upgradeTerminal:
+		p.serveTerminal(r, st)
+		return
+	case upgradePortForward:
+		p.servePortForward(r, st)
+		return
+	}
 	p.rp.ServeHTTP(st.w, r)
 }
 
@@ -416,6 +513,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	stripTokenProtocol(h)
+	if st.upgradeKind == upgradeWatchWS || st.upgradeKind == upgradeLogWS {
+		// Compressed frames could not be masked.
+		h.Del("Sec-Websocket-Extensions")
+	}
 	p.setIdentityHeaders(h, st)
 	setAttempt(h, st.auditID, "")
 	if st.mask {
@@ -485,12 +586,26 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	for _, warning := range st.warnings {
 		resp.Header.Add("Warning", warning)
 	}
-	if !st.mask || resp.StatusCode == http.StatusSwitchingProtocols {
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		switch {
+		case st.upgradeKind == upgradeWatchWS || st.upgradeKind == upgradeLogWS:
+			return p.maskWebSocket(resp, st)
+		case st.mask:
+			// classifyUpgrade let nothing else through; never pass an unmasked stream.
+			return fmt.Errorf("%w: an upgraded connection", masking.ErrUnmaskable)
+		}
 		return nil
+	}
+	if !st.mask {
+		return p.afterMasking(resp, st)
 	}
 	ct := resp.Header.Get("Content-Type")
 	if isStream(st.info, resp) {
-		rd, err := p.opts.Masker.Stream(ct, resp.Header.Get("Content-Encoding"), resp.Body, st.target)
+		body := resp.Body
+		if resp.Header.Get("Content-Encoding") == "" {
+			body = p.values.collectStream(st, body)
+		}
+		rd, err := p.opts.Masker.Stream(ct, resp.Header.Get("Content-Encoding"), body, st.target)
 		if err != nil {
 			return err
 		}
@@ -513,11 +628,23 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if err != nil {
 		return err
 	}
+	if stats.Fields > 0 && resp.Header.Get("Content-Encoding") == "" {
+		p.values.collect(st, body)
+	}
 	st.masking = stats
 	resp.Body = io.NopCloser(bytes.NewReader(masked))
 	resp.ContentLength = int64(len(masked))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(masked)))
 	resp.Header.Del("Content-Encoding")
+	return p.afterMasking(resp, st)
+}
+
+// afterMasking runs once a response that is not a stream is ready to go to the client: the
+// record of a write is stored first.
+func (p *Proxy) afterMasking(resp *http.Response, st *requestState) error {
+	if isWrite(st.info) && !st.upgrade && !isStream(st.info, resp) {
+		return p.recordWrite(resp, st)
+	}
 	return nil
 }
 
@@ -528,6 +655,12 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) {
 		st.errReason = "client went away"
 		w.WriteHeader(499)
+		return
+	}
+	if errors.Is(err, errUnrecorded) {
+		st.errReason = "the trail did not store the record of a write"
+		p.log.Error("answering a write that took effect with an error: its record was not stored", "auditID", st.auditID, "err", err)
+		p.refuse(st, http.StatusInternalServerError, metav1.StatusReasonInternalError, "The API server carried out this request, but Gatehouse could not record it (the trail is unavailable), so it does not pass on the result. Check the outcome with a read before you retry.")
 		return
 	}
 	var maskErr bool
@@ -558,8 +691,25 @@ func (p *Proxy) refuse(st *requestState, code int, reason metav1.StatusReason, m
 	serving.WriteStatus(st.w, serving.FailureStatus(code, reason, message, nil))
 }
 
-// record writes the trail record of a finished request.
+// record writes the trail record of a finished request, unless it is already stored (a write's).
 func (p *Proxy) record(r *http.Request, st *requestState, start, end time.Time) {
+	if st.recorded {
+		return
+	}
+	rec := p.newRecord(r, st, start)
+	rec.Duration = end.Sub(start)
+	if st.w.firstByte.IsZero() {
+		rec.Latency = rec.Duration
+	}
+	p.metrics.observe(rec)
+	if err := p.opts.Recorder.Publish(context.WithoutCancel(r.Context()), rec); err != nil {
+		p.metrics.unrecorded.Inc()
+		p.log.Error("trail record not written", "auditID", st.auditID, "err", err)
+	}
+}
+
+// newRecord builds the trail record of a request as it stands.
+func (p *Proxy) newRecord(r *http.Request, st *requestState, start time.Time) *trail.Request {
 	code := st.w.status
 	if code == 0 {
 		code = http.StatusOK
@@ -567,6 +717,12 @@ func (p *Proxy) record(r *http.Request, st *requestState, start, end time.Time) 
 	if st.maskedRdr != nil {
 		st.masking = st.maskedRdr.Stats()
 	}
+	st.mu.Lock()
+	masked := masking.Stats{}
+	masked.Merge(st.masking)
+	masked.Merge(st.extraMasked)
+	errReason := st.errReason
+	st.mu.Unlock()
 	info := st.info
 	rec := &trail.Request{
 		// The record's ID is the first attempt's Audit-ID: fixed before the call is forwarded.
@@ -579,13 +735,10 @@ func (p *Proxy) record(r *http.Request, st *requestState, start, end time.Time) 
 		Operation:   st.attrs.TrailOperation(),
 		Code:        code,
 		Latency:     st.w.firstByte.Sub(start),
-		Duration:    end.Sub(start),
 		BytesIn:     max(r.ContentLength, 0) + st.w.hijackedIn.Load(),
 		BytesOut:    st.w.bytes + st.w.hijackedOut.Load(),
-		Error:       st.errReason,
-	}
-	if st.w.firstByte.IsZero() {
-		rec.Latency = rec.Duration
+		Error:       errReason,
+		RecordingID: st.recordingID,
 	}
 	if !info.IsResourceRequest {
 		rec.Operation.Path = info.Path
@@ -595,14 +748,10 @@ func (p *Proxy) record(r *http.Request, st *requestState, start, end time.Time) 
 	}
 	rec.Decision = st.decision
 	rec.ApprovalID = st.approvalID
-	if st.masking.Fields > 0 {
-		rec.Masking = &trail.Masking{Fields: st.masking.Fields, Detectors: st.masking.Detectors}
+	if masked.Fields > 0 {
+		rec.Masking = &trail.Masking{Fields: masked.Fields, Detectors: masked.Detectors}
 	}
-	p.metrics.observe(rec)
-	if err := p.opts.Recorder.Publish(context.WithoutCancel(r.Context()), rec); err != nil {
-		p.metrics.unrecorded.Inc()
-		p.log.Error("trail record not written", "auditID", st.auditID, "err", err)
-	}
+	return rec
 }
 
 func sourceIP(r *http.Request) string {

@@ -119,7 +119,7 @@ func newStubProxy(t testing.TB, u *upstream, configure func(*proxy.Options)) *ht
 	pub, err := trail.NewPublisher(env.nc, trail.PublisherOptions{MaxPending: 1 << 16})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pub.Close(context.Background()) })
-	o := proxy.Options{Upstream: u.config(), Authenticator: a, Masker: m, Recorder: pub}
+	o := proxy.Options{Upstream: u.config(), Authenticator: a, Masker: m, Recorder: pub, Recordings: env.recordings}
 	if configure != nil {
 		configure(&o)
 	}

@@ -22,6 +22,12 @@
 // Records never carry secret values: tokens, passwords and Secret data are masked or left out by
 // the producer before a record is built.
 //
+// A long request (a watch, followed logs, exec, attach, port-forward) has two Request records:
+// the open one (Phase PhaseOpen, ID OpenID of the request's record ID), stored before the proxy
+// forwards it, and the finished one. The recordings of exec, attach and port-forward sessions
+// travel as [Recording] chunks, hash-chained ([VerifyChain]), on gatehouse.recording.v1.<session>.
+// <recording> in the stream StreamRecordings.
+//
 // # Subjects and streams
 //
 // Records are published on gatehouse.trail.v1.<kind>.<session>, where <kind> is the lower-case

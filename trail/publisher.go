@@ -222,12 +222,10 @@ func (p *Publisher) Close(ctx context.Context) error {
 }
 
 func (p *Publisher) encode(r Record) (*nats.Msg, error) {
-	if err := complete(r); err != nil {
-		return nil, err
-	}
-	if h := r.Header(); h.Source == "" {
-		h.Source = p.opts.Source
-	}
+	return EncodeMsg(r, p.opts.Source)
+}
+
+func encodeMsg(r Record) (*nats.Msg, error) {
 	subj, err := Subject(r)
 	if err != nil {
 		return nil, err

@@ -22,6 +22,9 @@ const (
 	KindSession  Kind = "Session"
 	KindDecision Kind = "Decision"
 	KindApproval Kind = "Approval"
+	// KindRecording is a chunk of a terminal or port-forward session's recording ([Recording]).
+	// Chunks travel on a subject tree and a stream of their own (see [RecordingSubject]).
+	KindRecording Kind = "Recording"
 )
 
 // ErrUnknownKind is returned by Decode for a record whose kind or version this package does not
@@ -182,7 +185,25 @@ type Request struct {
 	ApprovalID string `json:"approvalID,omitempty"`
 	// Error is the reason the proxy refused or failed the call, in words safe to store.
 	Error string `json:"error,omitempty"`
+	// Phase is PhaseOpen for the record the proxy writes, and JetStream stores, before it forwards
+	// a long request (a watch, followed logs, exec, attach, port-forward): its ID is OpenID of the
+	// request's record ID, and it has no outcome yet. The record of the finished request has the
+	// request's own ID and no phase. A request with an open record and no finished one is still
+	// streaming, or the proxy stopped while it was.
+	Phase RequestPhase `json:"phase,omitempty"`
+	// RecordingID names the recording of an exec, attach or port-forward session (its chunks'
+	// RecordingID): the request's record ID.
+	RecordingID string `json:"recordingID,omitempty"`
 }
+
+// RequestPhase tells the record of a long request that started from the record of its end.
+type RequestPhase string
+
+// PhaseOpen marks the record of a long request that was forwarded and has not ended.
+const PhaseOpen RequestPhase = "Open"
+
+// OpenID returns the ID of the open record of the request whose record ID is id.
+func OpenID(id string) string { return id + "/open" }
 
 // Session returns the request's session ID.
 func (r *Request) Session() string { return r.SessionID }
@@ -334,6 +355,8 @@ func Decode(data []byte) (Record, error) {
 		r = &Decision{}
 	case KindApproval:
 		r = &Approval{}
+	case KindRecording:
+		r = &Recording{}
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, m.Kind)
 	}
@@ -354,6 +377,8 @@ func kindOf(r Record) (Kind, error) {
 		return KindDecision, nil
 	case *Approval:
 		return KindApproval, nil
+	case *Recording:
+		return KindRecording, nil
 	}
 	return "", fmt.Errorf("%w: %T", ErrUnknownKind, r)
 }
@@ -363,6 +388,9 @@ func Subject(r Record) (string, error) {
 	k, err := kindOf(r)
 	if err != nil {
 		return "", err
+	}
+	if c, ok := r.(*Recording); ok {
+		return RecordingSubject(c.SessionID, c.RecordingID), nil
 	}
 	return subject(k, r.Session()), nil
 }

@@ -14,7 +14,23 @@ const (
 	subjectTrail = "gatehouse.trail.v1"
 	// SubjectAuditBatch carries kube-apiserver audit EventLists as the enricher received them.
 	SubjectAuditBatch = "gatehouse.audit.v1.batch"
+	// subjectRecording is the tree of recording chunks: gatehouse.recording.v1.<session>.<recording>.
+	subjectRecording = "gatehouse.recording.v1"
 )
+
+// RecordingSubject returns the subject the chunks of recording rec of session s are published on.
+func RecordingSubject(s, rec string) string {
+	return subjectRecording + "." + sessionToken(s) + "." + sessionToken(rec)
+}
+
+// SubjectRecordings returns the wildcard subject matching every recording chunk of session s, or
+// of every session when s is "".
+func SubjectRecordings(s string) string {
+	if s == "" {
+		return subjectRecording + ".>"
+	}
+	return subjectRecording + "." + sessionToken(s) + ".*"
+}
 
 // SubjectAll returns the wildcard subject matching every record of kind k; SubjectSession the
 // one matching every record of one session.
@@ -30,6 +46,10 @@ const (
 	// StreamAudit holds the raw audit batches received from kube-apiserver until the enricher has
 	// stored them.
 	StreamAudit = "GATEHOUSE_AUDIT"
+	// StreamRecordings holds the chunks of session recordings (exec, attach, port-forward) until
+	// the enricher has stored them. Its messages are larger than trail records (up to
+	// MaxRecordingChunkBytes), so it has a stream and consumers of its own.
+	StreamRecordings = "GATEHOUSE_RECORDINGS"
 )
 
 // StreamOptions tunes the streams Streams returns.
@@ -58,9 +78,9 @@ func (o *StreamOptions) setDefaults() {
 	}
 }
 
-// Streams returns the JetStream stream definitions for the trail and the audit batches. Both
-// refuse new messages rather than discard unconsumed ones when a limit is reached
-// (DiscardNew), so a full stream surfaces as a publish error instead of silent loss.
+// Streams returns the JetStream stream definitions for the trail, the audit batches and the
+// session recordings. All refuse new messages rather than discard unconsumed ones when a limit
+// is reached (DiscardNew), so a full stream surfaces as a publish error instead of silent loss.
 func Streams(o StreamOptions) []jetstream.StreamConfig {
 	o.setDefaults()
 	base := jetstream.StreamConfig{
@@ -80,7 +100,12 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 	audit.Name = StreamAudit
 	audit.Description = "kube-apiserver audit event batches received by the Gatehouse enricher"
 	audit.Subjects = []string{SubjectAuditBatch}
-	return []jetstream.StreamConfig{trail, audit}
+
+	rec := base
+	rec.Name = StreamRecordings
+	rec.Description = "Gatehouse session recordings (" + APIVersion + " Recording chunks)"
+	rec.Subjects = []string{subjectRecording + ".>"}
+	return []jetstream.StreamConfig{trail, audit, rec}
 }
 
 // EnsureStreams creates the streams Streams returns, or updates them to that definition.

@@ -36,12 +36,15 @@ const (
 	TableApprovals        = "approvals"
 	TableIngestErrors     = "ingest_errors"
 	TableDeadLetters      = "dead_letters"
+	TableRecordings       = "session_recordings"
 	TableMigrations       = "schema_migrations"
 
 	ViewTrail           = "trail"
 	ViewDecisionSummary = "decision_summary"
 	ViewApprovalSummary = "approval_summary"
 	ViewSessionSummary  = "session_summary"
+	ViewOpenStreams     = "open_streams"
+	ViewRecordings      = "recording_summary"
 )
 
 // timeColumns names the column each data table's retention is computed from.
@@ -53,6 +56,7 @@ var timeColumns = map[string]string{
 	TableApprovals:        "time",
 	TableIngestErrors:     "time",
 	TableDeadLetters:      "time",
+	TableRecordings:       "start",
 }
 
 // Defaults of Options.

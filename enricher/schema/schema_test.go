@@ -61,7 +61,7 @@ func TestRender(t *testing.T) {
 	}
 	views, err := schema.Views(schema.Options{Database: "audit_x", GatewayGrace: 90*time.Second + time.Millisecond})
 	require.NoError(t, err)
-	assert.Len(t, views, 4)
+	assert.Len(t, views, 6)
 	assert.Contains(t, strings.Join(views, "\n"), "toIntervalSecond(91)", "the grace period is rounded up to seconds")
 }
 
@@ -120,8 +120,9 @@ func TestMigrate(t *testing.T) {
 			require.NoError(t, rows.Err())
 			assert.ElementsMatch(t, []string{
 				schema.TableAuditEvents, schema.TableGatewayRequests, schema.TableGatewayDecisions, schema.TableSessions,
-				schema.TableApprovals, schema.TableIngestErrors, schema.TableDeadLetters, schema.TableMigrations,
+				schema.TableApprovals, schema.TableIngestErrors, schema.TableDeadLetters, schema.TableMigrations, schema.TableRecordings,
 				schema.ViewTrail, schema.ViewDecisionSummary, schema.ViewApprovalSummary, schema.ViewSessionSummary,
+				schema.ViewOpenStreams, schema.ViewRecordings,
 			}, tables)
 
 			var applied uint64
@@ -142,7 +143,7 @@ func TestMigrate(t *testing.T) {
 			assert.NotContains(t, engine(t, conn, db, schema.TableSessions), " TTL ")
 
 			// The views are queryable.
-			for _, v := range []string{schema.ViewTrail, schema.ViewDecisionSummary, schema.ViewApprovalSummary, schema.ViewSessionSummary} {
+			for _, v := range []string{schema.ViewTrail, schema.ViewDecisionSummary, schema.ViewApprovalSummary, schema.ViewSessionSummary, schema.ViewOpenStreams, schema.ViewRecordings} {
 				var n uint64
 				require.NoError(t, conn.QueryRow(ctx, "SELECT count() FROM "+db+"."+v).Scan(&n), v)
 				assert.Zero(t, n)

@@ -150,6 +150,8 @@ SELECT
     g.source_ip AS gateway_source_ip,
     g.masked_fields AS gateway_masked_fields,
     g.error AS gateway_error,
+    g.record_phase AS gateway_phase,
+    g.record_recording_id AS recording_id,
     e.origin AS origin
 FROM {{.DB}}.audit_events AS e FINAL
 LEFT JOIN
@@ -158,21 +160,23 @@ LEFT JOIN
         audit_id,
         session_id,
         true AS matched,
-        argMax(id, time) AS record_id,
-        argMax(issuer, time) AS issuer,
-        argMax(subject, time) AS subject,
-        argMax(client, time) AS client,
-        argMax(source_ip, time) AS source_ip,
-        argMax(code, time) AS code,
-        argMax(latency_ns, time) AS latency_ns,
-        argMax(duration_ns, time) AS duration_ns,
-        argMax(masked_fields, time) AS masked_fields,
-        argMax(policy, time) AS policy,
-        argMax(rule, time) AS rule,
-        argMax(action, time) AS action,
-        argMax(decision_message, time) AS decision_message,
-        argMax(approval_id, time) AS approval_id,
-        argMax(error, time) AS error
+        argMax(id, (time, phase != 'Open')) AS record_id,
+        argMax(issuer, (time, phase != 'Open')) AS issuer,
+        argMax(subject, (time, phase != 'Open')) AS subject,
+        argMax(client, (time, phase != 'Open')) AS client,
+        argMax(source_ip, (time, phase != 'Open')) AS source_ip,
+        argMax(code, (time, phase != 'Open')) AS code,
+        argMax(latency_ns, (time, phase != 'Open')) AS latency_ns,
+        argMax(duration_ns, (time, phase != 'Open')) AS duration_ns,
+        argMax(masked_fields, (time, phase != 'Open')) AS masked_fields,
+        argMax(policy, (time, phase != 'Open')) AS policy,
+        argMax(rule, (time, phase != 'Open')) AS rule,
+        argMax(action, (time, phase != 'Open')) AS action,
+        argMax(decision_message, (time, phase != 'Open')) AS decision_message,
+        argMax(approval_id, (time, phase != 'Open')) AS approval_id,
+        argMax(error, (time, phase != 'Open')) AS error,
+        argMax(phase, (time, phase != 'Open')) AS record_phase,
+        argMax(recording_id, (time, phase != 'Open')) AS record_recording_id
     FROM {{.DB}}.gateway_requests FINAL
     WHERE session_id != '' AND audit_id != ''
     GROUP BY audit_id, session_id
@@ -240,6 +244,8 @@ SELECT
     r.source_ip AS gateway_source_ip,
     r.masked_fields AS gateway_masked_fields,
     r.error AS gateway_error,
+    r.phase AS gateway_phase,
+    r.recording_id AS recording_id,
     'gateway' AS origin
 FROM {{.DB}}.gateway_requests AS r FINAL
 LEFT ANTI JOIN
@@ -247,4 +253,54 @@ LEFT ANTI JOIN
     SELECT DISTINCT audit_id, session_id FROM {{.DB}}.audit_events WHERE session_id != ''
 ) AS x ON x.audit_id = r.audit_id AND x.session_id = r.session_id
 LEFT JOIN {{.DB}}.decision_summary AS d ON d.audit_id = r.audit_id
-LEFT JOIN {{.DB}}.approval_summary AS a ON a.approval_id = r.approval_id;
+LEFT JOIN {{.DB}}.approval_summary AS a ON a.approval_id = r.approval_id
+-- The open record of a request that has finished adds nothing.
+WHERE r.phase != 'Open' OR r.id NOT IN
+    (SELECT concat(id, '/open') FROM {{.DB}}.gateway_requests FINAL WHERE phase = '');
+
+-- open_streams: the long requests (watches, followed logs, exec, attach, port-forward) whose
+-- start the gateway recorded and whose end it has not: still running, or cut off when their
+-- proxy stopped (source names the proxy instance).
+CREATE OR REPLACE VIEW {{.DB}}.open_streams AS
+SELECT
+    o.time AS started,
+    replaceOne(o.id, '/open', '') AS record_id,
+    o.audit_id AS audit_id,
+    o.session_id AS session_id,
+    o.source AS source,
+    o.user AS user,
+    o.client AS client,
+    o.source_ip AS source_ip,
+    o.verb AS verb,
+    o.resource AS resource,
+    o.subresource AS subresource,
+    o.namespace AS namespace,
+    o.name AS name,
+    o.path AS path,
+    o.recording_id AS recording_id
+FROM {{.DB}}.gateway_requests AS o FINAL
+WHERE o.phase = 'Open'
+  AND o.id NOT IN (SELECT concat(id, '/open') FROM {{.DB}}.gateway_requests FINAL WHERE phase = '');
+
+-- recording_summary: one row per session recording (exec, attach, port-forward): what ran where,
+-- as whom, when, how many chunks are stored, and whether the last one (final) is.
+CREATE OR REPLACE VIEW {{.DB}}.recording_summary AS
+SELECT
+    recording_id,
+    any(session_id) AS session_id,
+    argMax(audit_id, seq) AS audit_id,
+    any(format) AS format,
+    any(subresource) AS subresource,
+    any(namespace) AS namespace,
+    any(pod) AS pod,
+    any(container) AS container,
+    argMin(command, seq) AS command,
+    any(user) AS user,
+    min(start) AS started,
+    max(start) AS last_chunk_at,
+    count() AS chunks,
+    max(seq) AS last_seq,
+    max(final) AS complete,
+    sum(length(data)) AS bytes
+FROM {{.DB}}.session_recordings FINAL
+GROUP BY recording_id;

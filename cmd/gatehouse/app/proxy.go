@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/proxy"
+	"github.com/gatehouse-dev/gatehouse/recording"
 	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
@@ -37,6 +38,10 @@ type proxyOptions struct {
 	approvalTimeout     time.Duration
 	clientImpersonation bool
 	dev                 bool
+	writeRecordTimeout  time.Duration
+	recordingFlush      time.Duration
+	recordingChunkBytes int
+	terminalDelay       time.Duration
 }
 
 func newProxyCommand(g *globals) *cobra.Command {
@@ -66,7 +71,11 @@ AuthenticationConfiguration file kube-apiserver reads.`,
 	fs.StringVar(&o.authConfig, "authentication-config", "", "AuthenticationConfiguration file (apiserver.config.k8s.io) with the jwt issuers to trust. Required.")
 	fs.StringVar(&o.kubernetesIssuer, "kubernetes-issuer", "", "Issuer URL of the cluster's service-account tokens, when listed in --authentication-config: its discovery and keys are fetched through kube-apiserver with the proxy's credentials.")
 	fs.StringSliceVar(&o.systemPrefixes, "allowed-system-prefixes", nil, "system: user and group name prefixes tokens may map to, e.g. system:serviceaccount:,system:serviceaccounts. system:masters is always refused.")
-	fs.StringVar(&o.unrecorded, "unrecorded-requests", string(proxy.RefuseUnrecorded), "What to do when the trail cannot record a request: Refuse (answer 503) or Allow.")
+	fs.StringVar(&o.unrecorded, "unrecorded-requests", string(proxy.RefuseUnrecorded), "What to do when the trail cannot record a request, or an exec, attach or port-forward session: Refuse (answer 503, end the session) or Allow.")
+	fs.DurationVar(&o.writeRecordTimeout, "write-record-timeout", 10*time.Second, "How long the answer to a write waits for its trail record to be stored (a NATS blip is waited out) before the client gets an error instead of the answer.")
+	fs.DurationVar(&o.recordingFlush, "recording-flush-interval", time.Second, "Longest time a session recording's chunk is filled before it is published: what a proxy that stops loses of a session at most.")
+	fs.IntVar(&o.recordingChunkBytes, "recording-chunk-bytes", 256<<10, "Size at which a session recording's chunk is published.")
+	fs.DurationVar(&o.terminalDelay, "terminal-output-delay", 10*time.Millisecond, "How long a partial line of exec or attach output is held back so that a secret cut by a frame boundary is masked whole.")
 	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 64<<10, "Largest request header block accepted; larger ones get 431.")
 	fs.StringVar(&o.policyFile, "policy-file", "", "Read AccessPolicies from this multi-document YAML file (reloaded when it changes) instead of the cluster (development mode).")
 	fs.DurationVar(&o.approvalTimeout, "approval-timeout", 10*time.Minute, "The longest a request that admission holds for approval is kept open waiting for approvers; a client's own hold duration (Gatehouse-Hold) cannot exceed it. Clients may ask not to be held (hold=refuse).")
@@ -117,6 +126,12 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 		return err
 	}
 	pub := tc.pub
+	recordings, err := recording.NewPublisher(tc.conn.Conn, recording.PublisherOptions{
+		Source: tc.source("proxy"), ChunkBytes: o.recordingChunkBytes, FlushInterval: o.recordingFlush, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
 
 	aopts := authn.AuthenticatorOptions{Config: authCfg, AllowedSystemPrefixes: o.systemPrefixes, Logger: log}
 	if o.kubernetesIssuer != "" {
@@ -174,13 +189,17 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 		Authenticator: authenticator,
 		Masker:        masker,
 		Recorder:      pub,
+		Recordings:    recordings,
 		Unrecorded:    proxy.UnrecordedPolicy(o.unrecorded),
-		Policy:        engine,
-		Approvals:     broker,
-		MaxHold:       o.approvalTimeout,
-		ApprovalsAPI:  api,
-		Metrics:       reg,
-		Logger:        log,
+
+		WriteRecordTimeout: o.writeRecordTimeout,
+		TerminalDelay:      o.terminalDelay,
+		Policy:             engine,
+		Approvals:          broker,
+		MaxHold:            o.approvalTimeout,
+		ApprovalsAPI:       api,
+		Metrics:            reg,
+		Logger:             log,
 	})
 	if err != nil {
 		return err

@@ -38,6 +38,7 @@ func NewCommand(stdout, stderr io.Writer) *cobra.Command {
 		newWebhookCommand(g),
 		newApprovalsCommand(),
 		newConsoleCommand(g),
+		newSessionsCommand(g),
 	)
 	cmd.AddCommand(localCommands(g)...)
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {

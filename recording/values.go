@@ -1,0 +1,160 @@
+package recording
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+)
+
+// Limits of a Values set.
+const (
+	// MinValueBytes is the shortest value a Values set keeps: shorter ones ("true", "admin")
+	// would mask ordinary output everywhere.
+	MinValueBytes = 6
+	// MaxValueBytes is the longest single value (or line of a multi-line value) it keeps.
+	MaxValueBytes = 64 << 10
+	// MaxValues and MaxValuesBytes bound a set; past them the oldest values are forgotten.
+	MaxValues      = 256
+	MaxValuesBytes = 1 << 20
+)
+
+// Values is the set of secret values one session has read (the data of the Secrets whose
+// responses the proxy masked), each with the placeholder the masker gave it, so that the same
+// values are masked when the session's commands print them (cat of a mounted Secret, env).
+// Values of several lines are also kept line by line, as terminals show them.
+//
+// A Values set lives in memory only and is bounded (MaxValues, MaxValuesBytes: the oldest values
+// go first). It never prints its values: String, GoString, Format and LogValue are redacted. It is
+// safe for concurrent use.
+type Values struct {
+	mu    sync.RWMutex
+	vals  []value // by decreasing length, so a longer value wins over a value it contains
+	seq   int
+	bytes int
+}
+
+type value struct {
+	raw, placeholder []byte
+	seq              int
+}
+
+// Add keeps v (and each line of it) with its placeholder, unless it is too short, too long or
+// already kept.
+func (s *Values) Add(v, placeholder []byte) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.add(v, placeholder)
+	if bytes.IndexByte(v, '\n') >= 0 {
+		for line := range bytes.SplitSeq(v, []byte("\n")) {
+			s.add(bytes.TrimRight(line, "\r"), placeholder)
+		}
+	}
+}
+
+func (s *Values) add(v, placeholder []byte) {
+	if len(v) < MinValueBytes || len(v) > MaxValueBytes || len(bytes.TrimSpace(v)) < MinValueBytes {
+		return
+	}
+	for _, x := range s.vals {
+		if bytes.Equal(x.raw, v) {
+			return
+		}
+	}
+	s.seq++
+	nv := value{raw: bytes.Clone(v), placeholder: bytes.Clone(placeholder), seq: s.seq}
+	i := sort.Search(len(s.vals), func(i int) bool { return len(s.vals[i].raw) < len(v) })
+	s.vals = append(s.vals, value{})
+	copy(s.vals[i+1:], s.vals[i:])
+	s.vals[i] = nv
+	s.bytes += len(v)
+	for len(s.vals) > MaxValues || s.bytes > MaxValuesBytes {
+		oldest := 0
+		for j := range s.vals {
+			if s.vals[j].seq < s.vals[oldest].seq {
+				oldest = j
+			}
+		}
+		s.bytes -= len(s.vals[oldest].raw)
+		s.vals = append(s.vals[:oldest], s.vals[oldest+1:]...)
+	}
+}
+
+// Contains reports whether v is kept.
+func (s *Values) Contains(v []byte) bool {
+	if s == nil {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, x := range s.vals {
+		if bytes.Equal(x.raw, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// Len returns the number of values kept.
+func (s *Values) Len() int {
+	if s == nil {
+		return 0
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.vals)
+}
+
+// Replace appends src to dst with every kept value replaced by its placeholder, and reports how
+// many it replaced.
+func (s *Values) Replace(dst, src []byte) ([]byte, int) {
+	if s == nil {
+		return append(dst, src...), 0
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.vals) == 0 {
+		return append(dst, src...), 0
+	}
+	cur := src
+	var buf []byte
+	n := 0
+	for _, v := range s.vals {
+		if len(cur) < len(v.raw) || !bytes.Contains(cur, v.raw) {
+			continue
+		}
+		next := make([]byte, 0, len(cur))
+		for {
+			i := bytes.Index(cur, v.raw)
+			if i < 0 {
+				next = append(next, cur...)
+				break
+			}
+			next = append(next, cur[:i]...)
+			next = append(next, v.placeholder...)
+			cur = cur[i+len(v.raw):]
+			n++
+		}
+		buf, cur = next, next
+	}
+	if n == 0 {
+		return append(dst, src...), 0
+	}
+	return append(dst, buf...), n
+}
+
+// String is redacted: a Values set never prints its values.
+func (s *Values) String() string { return fmt.Sprintf("[%d redacted values]", s.Len()) }
+
+// GoString is redacted.
+func (s *Values) GoString() string { return s.String() }
+
+// Format is redacted, whatever the verb.
+func (s *Values) Format(f fmt.State, _ rune) { _, _ = fmt.Fprint(f, s.String()) }
+
+// LogValue is redacted.
+func (s *Values) LogValue() slog.Value { return slog.StringValue(s.String()) }

@@ -80,8 +80,7 @@ func (o *proxyOptions) validate() error {
 	if o.authConfig == "" {
 		errs = append(errs, errors.New("--authentication-config is required"))
 	}
-	o.endpoint.tls.SelfSigned = o.dev
-	if err := o.endpoint.tls.Validate(); err != nil {
+	if err := o.endpoint.validateTLS(o.dev); err != nil {
 		errs = append(errs, err)
 	}
 	if o.nats.URL == "" && !o.dev {
@@ -186,7 +185,7 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	tlsCfg, err := o.endpoint.tls.Config(ctx, log, "localhost", "127.0.0.1")
+	tlsCfg, err := o.endpoint.tlsConfig(ctx, log, o.kube.restConfig, "localhost", "127.0.0.1")
 	if err != nil {
 		return err
 	}

@@ -243,7 +243,7 @@ func (a *orderedAuthority) adopt(ctx context.Context) error {
 		if err := a.publish(ctx, ca); err != nil {
 			return err
 		}
-		a.trust(ca)
+		a.trust(false, ca)
 		return nil
 	}
 	if len(previous) == 0 {
@@ -251,7 +251,7 @@ func (a *orderedAuthority) adopt(ctx context.Context) error {
 		if err := a.publish(ctx, ca); err != nil {
 			return err
 		}
-		a.trust(ca)
+		a.trust(true, ca)
 		a.o.Logger.Info("serving certificates from the CA", "secret", a.o.SecretName, "notAfter", ca.NotAfter)
 		return nil
 	}
@@ -264,14 +264,14 @@ func (a *orderedAuthority) adopt(ctx context.Context) error {
 	if err := a.sleep(ctx); err != nil {
 		return err
 	}
-	a.trust(ca, old)
+	a.trust(true, ca, old)
 	if err := a.sleep(ctx); err != nil {
 		return err
 	}
 	if err := a.publish(ctx, ca); err != nil {
 		return err
 	}
-	a.trust(ca)
+	a.trust(false, ca)
 	a.o.Logger.Info("the previous CA is no longer published", "secret", a.o.SecretName)
 	return nil
 }
@@ -301,12 +301,16 @@ func (a *orderedAuthority) publish(ctx context.Context, cas ...*x509.Certificate
 	return nil
 }
 
-// trust lets cas sign serving certificates and tells the DynamicSource to renew its own.
-func (a *orderedAuthority) trust(cas ...*x509.Certificate) {
+// trust lets cas sign serving certificates; with renew, it tells the DynamicSource to renew its
+// certificate (from the newest CA).
+func (a *orderedAuthority) trust(renew bool, cas ...*x509.Certificate) {
 	a.mu.Lock()
 	a.trusted = cas
 	watches := slices.Clone(a.watches)
 	a.mu.Unlock()
+	if !renew {
+		return
+	}
 	for _, ch := range watches {
 		select {
 		case ch <- struct{}{}:

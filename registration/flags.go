@@ -16,16 +16,14 @@ type Flags struct {
 	Configurations string
 	URL            string
 	CABundleFile   string
-	Owner          string
 	Resync         time.Duration
 }
 
 // AddFlags registers the flags on fs.
 func (f *Flags) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&f.Configurations, "webhook-configurations", "", "File with the ValidatingWebhookConfiguration and MutatingWebhookConfiguration to register once this webhook answers, keeping their caBundle current (the chart mounts them from a ConfigMap). Empty: they are registered by other means.")
+	fs.StringVar(&f.Configurations, "webhook-configurations", "", "File with the ValidatingWebhookConfiguration and MutatingWebhookConfiguration to register once this webhook answers, keeping their caBundle current (the chart mounts them from a ConfigMap). They are written into the existing, empty configurations of the same names, never created. Empty: they are registered by other means.")
 	fs.StringVar(&f.URL, "webhook-url", "", "Register the webhooks with this base URL (https://host:port) followed by their service path instead of their Service: for a webhook running outside the cluster.")
 	fs.StringVar(&f.CABundleFile, "webhook-ca-bundle-file", "", "CA bundle (PEM) to register, e.g. the ca.crt of the cert-manager Secret mounted for --cert-dir; re-read at every resync. With --self-managed-ca-secret the self-managed CA is registered instead.")
-	fs.StringVar(&f.Owner, "webhook-configurations-owner", "", "ClusterRole that owns the registered configurations, so that deleting it (helm uninstall) deletes them.")
 	fs.DurationVar(&f.Resync, "webhook-configurations-resync", DefaultResync, "How often the registered configurations are applied again.")
 }
 
@@ -36,8 +34,8 @@ func (f *Flags) Enabled() bool { return f.Configurations != "" }
 // supplies the CA bundle.
 func (f *Flags) Validate(selfManaged bool) error {
 	if !f.Enabled() {
-		if f.URL != "" || f.CABundleFile != "" || f.Owner != "" {
-			return errors.New("--webhook-url, --webhook-ca-bundle-file and --webhook-configurations-owner need --webhook-configurations")
+		if f.URL != "" || f.CABundleFile != "" {
+			return errors.New("--webhook-url and --webhook-ca-bundle-file need --webhook-configurations")
 		}
 		return nil
 	}
@@ -58,7 +56,6 @@ func (f *Flags) New(cs kubernetes.Interface, log *slog.Logger, ready func(contex
 		Mutating:     m,
 		URL:          f.URL,
 		CABundleFile: f.CABundleFile,
-		Owner:        f.Owner,
 		Ready:        ready,
 		Resync:       f.Resync,
 		Logger:       log,

@@ -29,7 +29,7 @@ import (
 )
 
 // bed holds what the tests of this package share: kube-apiserver and etcd with Gatehouse's
-// namespace and the webhook's RBAC, CA Secret and configurations ConfigMap applied from the plain
+// namespace and the webhook's RBAC, CA Secret and (empty) configurations applied from the plain
 // manifests (rendered from the chart), and clients acting as the webhook's service account.
 var bed struct {
 	root string
@@ -43,7 +43,6 @@ var bed struct {
 const (
 	namespace     = "gatehouse"
 	caSecret      = "gatehouse-webhook-ca"
-	ownerRole     = "gatehouse-webhook"
 	validatingCfg = "gatehouse-validating"
 	mutatingCfg   = "gatehouse-mutating"
 )
@@ -71,7 +70,7 @@ func run(m *testing.M) int {
 	defer bed.kube.Stop()
 	m2 := func(p string) string { return filepath.Join(bed.root, "manifests", p) }
 	if _, err := bed.kube.KubectlApply(m2("namespace.yaml"), m2("webhook/rbac.yaml"), m2("webhook/certificates.yaml"),
-		m2("proxy/rbac.yaml"), m2("proxy/certificates.yaml")); err != nil {
+		m2("webhook/configurations.yaml"), m2("proxy/rbac.yaml"), m2("proxy/certificates.yaml")); err != nil {
 		return fail(err)
 	}
 	if bed.webhook, err = bed.kube.AddUser("system:serviceaccount:"+namespace+":gatehouse-webhook", "system:serviceaccounts", "system:serviceaccounts:"+namespace); err != nil {
@@ -84,7 +83,8 @@ func run(m *testing.M) int {
 }
 
 // webhookServer is a stand-in for `gatehouse webhook`: it answers every AdmissionReview with
-// allowed, counts them, and records which CA issued the certificate of each TLS handshake.
+// allowed, counts them, and records the certificate it served at each TLS handshake, one per
+// call.
 type webhookServer struct {
 	url      string
 	listener net.Listener
@@ -106,7 +106,10 @@ func newWebhookServer(t *testing.T, getCertificate func(*tls.ClientHelloInfo) (*
 	s.srv = &http.Server{
 		ReadHeaderTimeout: 5 * time.Second,
 		Handler:           http.HandlerFunc(s.serveReview),
-		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		// HTTP/1.1 only, and every response closes its connection (serveReview): each call is
+		// a new TLS handshake, checked against the CA bundle kube-apiserver holds at that moment.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}, GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			c, err := getCertificate(h)
 			if err == nil {
 				leaf, perr := x509.ParseCertificate(c.Certificate[0])
@@ -146,6 +149,7 @@ func (s *webhookServer) serveReview(w http.ResponseWriter, r *http.Request) {
 	review.Response = &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}
 	review.Request = nil
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Connection", "close")
 	_ = json.NewEncoder(w).Encode(review)
 }
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -42,6 +43,8 @@ var (
 	ErrInvalidOptions = errors.New("registration: invalid options")
 	// ErrNoBundle is returned by a probe or an apply before any CA bundle is known.
 	ErrNoBundle = errors.New("registration: no CA bundle yet")
+	// ErrDeleted is returned for a configuration that does not exist: it is never created.
+	ErrDeleted = errors.New("registration: the webhook configuration does not exist and is not created")
 )
 
 // Options configure a Registrar.
@@ -58,9 +61,6 @@ type Options struct {
 	// cert-manager Secret); it is read at start and at every resync. Otherwise the bundle
 	// comes from SetCABundle.
 	CABundleFile string
-	// Owner names the ClusterRole that owns the configurations, so that deleting it (helm
-	// uninstall) garbage-collects them. Empty: no owner.
-	Owner string
 	// Ready reports whether the webhook can decide; registration waits for it. Default: ready.
 	Ready func(context.Context) error
 	// Resync is how often the configurations are applied again. Default: DefaultResync.
@@ -340,51 +340,48 @@ func (r *Registrar) applyLocked(ctx context.Context) error {
 	if len(r.bundle) == 0 {
 		return ErrNoBundle
 	}
-	meta, err := r.objectMeta(ctx)
-	if err != nil {
-		return err
-	}
 	var errs []error
 	for _, c := range r.o.Validating {
 		obj := c.DeepCopy()
 		obj.TypeMeta = metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingWebhookConfiguration"}
-		obj.ObjectMeta = meta(obj.ObjectMeta)
+		obj.ObjectMeta = objectMeta(obj.ObjectMeta)
 		for i := range obj.Webhooks {
 			obj.Webhooks[i].ClientConfig = r.clientConfig(obj.Webhooks[i].ClientConfig)
 		}
-		errs = append(errs, apply(ctx, obj.Name, obj, r.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Patch))
+		client := r.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+		errs = append(errs, apply(ctx, obj.Name, obj, client.Get, client.Patch))
 	}
 	for _, c := range r.o.Mutating {
 		obj := c.DeepCopy()
 		obj.TypeMeta = metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "MutatingWebhookConfiguration"}
-		obj.ObjectMeta = meta(obj.ObjectMeta)
+		obj.ObjectMeta = objectMeta(obj.ObjectMeta)
 		for i := range obj.Webhooks {
 			obj.Webhooks[i].ClientConfig = r.clientConfig(obj.Webhooks[i].ClientConfig)
 		}
-		errs = append(errs, apply(ctx, obj.Name, obj, r.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Patch))
+		client := r.cs.AdmissionregistrationV1().MutatingWebhookConfigurations()
+		errs = append(errs, apply(ctx, obj.Name, obj, client.Get, client.Patch))
 	}
 	return errors.Join(errs...)
 }
 
-// objectMeta returns a function making the metadata a configuration is applied with: its
-// name, labels and annotations as rendered, and the owner reference.
-func (r *Registrar) objectMeta(ctx context.Context) (func(metav1.ObjectMeta) metav1.ObjectMeta, error) {
-	var owners []metav1.OwnerReference
-	if r.o.Owner != "" {
-		role, err := r.cs.RbacV1().ClusterRoles().Get(ctx, r.o.Owner, metav1.GetOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("read the owner ClusterRole %s: %w", r.o.Owner, err)
-		}
-		owners = []metav1.OwnerReference{{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole", Name: role.Name, UID: role.UID}}
-	}
-	return func(m metav1.ObjectMeta) metav1.ObjectMeta {
-		return metav1.ObjectMeta{Name: m.Name, Labels: m.Labels, Annotations: m.Annotations, OwnerReferences: owners}
-	}, nil
+// objectMeta is the metadata a configuration is applied with: its name, labels and annotations
+// as rendered.
+func objectMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: m.Name, Labels: m.Labels, Annotations: m.Annotations}
 }
 
-// apply applies obj, named name, with patch (a typed client's Patch).
+// apply applies obj, named name, with a typed client's Get and Patch. A configuration that does
+// not exist is not created: the chart creates them empty, and one an administrator deleted
+// stays deleted (break-glass) until it is restored.
 func apply[T any](ctx context.Context, name string, obj any,
+	get func(context.Context, string, metav1.GetOptions) (T, error),
 	patch func(context.Context, string, types.PatchType, []byte, metav1.PatchOptions, ...string) (T, error)) error {
+	if _, err := get(ctx, name, metav1.GetOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("%w: %s (restore it with helm upgrade, or kubectl apply -f manifests/webhook/configurations.yaml)", ErrDeleted, name)
+		}
+		return fmt.Errorf("read %s: %w", name, err)
+	}
 	data, err := json.Marshal(obj)
 	if err != nil {
 		return err

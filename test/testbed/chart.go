@@ -1,0 +1,116 @@
+package testbed
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/gatehouse-dev/gatehouse/registration"
+)
+
+var (
+	helmOnce sync.Once
+	helmPath string
+	helmErr  error
+)
+
+// Helm returns the path of the helm CLI built by scripts/testbed.sh ($GATEHOUSE_HELM, else the
+// cache), and checks that it exists.
+func Helm() (string, error) {
+	helmOnce.Do(func() {
+		helmPath = os.Getenv("GATEHOUSE_HELM")
+		if helmPath == "" {
+			env, err := testbedEnv()
+			if err != nil {
+				helmErr = err
+				return
+			}
+			helmPath = env["GATEHOUSE_HELM"]
+		}
+		if _, err := os.Stat(helmPath); err != nil {
+			helmErr = fmt.Errorf("%w: helm (%s) not found; run 'make testbed' (scripts/testbed.sh helm) to build and cache it", ErrMissing, helmPath)
+		}
+	})
+	return helmPath, helmErr
+}
+
+// ChartWebhookConfigurations returns the webhook configurations of charts/gatehouse as the plain
+// manifests render them (manifests/webhook/configurations.yaml: the ConfigMap the webhook
+// registers them from), for envtest's WebhookInstallOptions.
+func ChartWebhookConfigurations() ([]*admissionregistrationv1.ValidatingWebhookConfiguration, []*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	data, err := ChartWebhookConfigurationsYAML()
+	if err != nil {
+		return nil, nil, err
+	}
+	v, m, err := registration.Parse([]byte(data))
+	if err != nil {
+		return nil, nil, fmt.Errorf("testbed: manifests/webhook/configurations.yaml: %w", err)
+	}
+	var (
+		validating []*admissionregistrationv1.ValidatingWebhookConfiguration
+		mutating   []*admissionregistrationv1.MutatingWebhookConfiguration
+	)
+	for i := range v {
+		validating = append(validating, &v[i])
+	}
+	for i := range m {
+		mutating = append(mutating, &m[i])
+	}
+	return validating, mutating, nil
+}
+
+// ChartWebhookConfigurationsYAML returns the content of the webhook-configurations ConfigMap
+// in manifests/webhook/configurations.yaml: the file `gatehouse webhook
+// --webhook-configurations` reads in a pod.
+func ChartWebhookConfigurationsYAML() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(filepath.Join(root, "manifests", "webhook", "configurations.yaml"))
+	if err != nil {
+		return "", fmt.Errorf("testbed: %w", err)
+	}
+	rd := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for {
+		doc, err := rd.Read()
+		if errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("testbed: manifests/webhook/configurations.yaml has no ConfigMap with key configurations.yaml")
+		}
+		if err != nil {
+			return "", fmt.Errorf("testbed: manifests/webhook/configurations.yaml: %w", err)
+		}
+		var cm corev1.ConfigMap
+		if err := yaml.Unmarshal(doc, &cm); err != nil {
+			return "", fmt.Errorf("testbed: manifests/webhook/configurations.yaml: %w", err)
+		}
+		if out, ok := cm.Data["configurations.yaml"]; cm.Kind == "ConfigMap" && ok {
+			return out, nil
+		}
+	}
+}
+
+// KubectlApply applies files (or directories) with kubectl as the cluster administrator.
+func (k *Kube) KubectlApply(files ...string) (string, error) {
+	args := []string{"--kubeconfig", k.Kubeconfig, "apply"}
+	for _, f := range files {
+		args = append(args, "-f", f)
+	}
+	out, err := exec.Command(k.Kubectl, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args[2:], " "), err, out)
+	}
+	return string(out), nil
+}

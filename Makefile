@@ -13,13 +13,16 @@ BENCH_COUNT ?= 5
 # script that knows them.
 TESTBED_ENV = eval "$$(scripts/testbed.sh env)" && export GATEHOUSE_BIN=$(BIN)
 
-.PHONY: help build test bench lint generate testbed clean
+.PHONY: help build image test bench lint generate testbed clean
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## Build bin/gatehouse.
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/gatehouse
+build: ## Build bin/gatehouse (static, as it runs in the image).
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/gatehouse
+
+image: build ## Build the container image without a Docker engine: OCI layout bin/image, tarball bin/gatehouse-image.tar.
+	$(GO) run ./scripts/image -binary $(BIN) -version $(VERSION) -layout bin/image -tarball bin/gatehouse-image.tar
 
 testbed: ## Build or fetch, and cache, the real components the tests run against.
 	scripts/testbed.sh all
@@ -38,8 +41,10 @@ lint: ## gofmt, go vet and staticcheck.
 	$(GO) vet ./...
 	$(TOOLS) staticcheck ./...
 
-generate: ## Generate the API types' deepcopy code and CRD manifests (controller-gen).
-	$(TOOLS) controller-gen object paths=./policy/v1alpha1/... crd:crdVersions=v1 output:crd:dir=manifests/crd paths=./policy/v1alpha1/...
+generate: ## Generate the API types' deepcopy code and CRD (controller-gen), and render manifests/ from charts/gatehouse (helm).
+	$(TOOLS) controller-gen object paths=./policy/v1alpha1/... crd:crdVersions=v1 output:crd:dir=charts/gatehouse/crds paths=./policy/v1alpha1/...
+	scripts/testbed.sh helm
+	$(TESTBED_ENV) && $(GO) run ./charts/render
 
 clean: ## Remove build output (the component cache stays; see scripts/testbed.sh).
 	rm -rf bin

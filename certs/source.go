@@ -113,7 +113,7 @@ func (o *Options) Validate() error {
 		errs = append(errs, errors.New("durations must be positive"))
 	}
 	if o.Publish == nil {
-		errs = append(errs, errors.New("Publish is required: clients must learn the CA"))
+		errs = append(errs, errors.New("a Publish function is required: clients must learn the CA"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidOptions, err)

@@ -39,16 +39,23 @@ var epoch = time.Unix(0, 0).UTC()
 type Options struct {
 	// Binary is the gatehouse binary: static, for linux/amd64 or linux/arm64.
 	Binary string
-	// Repository and Version name the image.
+	// Repository and Version name the image. Defaults: DefaultRepository, "dev".
 	Repository, Version string
+}
+
+func (o *Options) setDefaults() {
+	if o.Repository == "" {
+		o.Repository = DefaultRepository
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
 }
 
 // Build returns the image: a base layer (users, CA certificates, writable-directory
 // placeholders) and the binary's layer, running the binary as a non-root user.
 func Build(o Options) (v1.Image, error) {
-	if o.Repository == "" {
-		o.Repository = DefaultRepository
-	}
+	o.setDefaults()
 	arch, err := checkBinary(o.Binary)
 	if err != nil {
 		return nil, err
@@ -98,6 +105,7 @@ func Build(o Options) (v1.Image, error) {
 
 // WriteLayout writes img as an OCI image layout in dir, replacing what is there.
 func WriteLayout(dir string, img v1.Image, o Options) error {
+	o.setDefaults()
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
@@ -113,6 +121,7 @@ func WriteLayout(dir string, img v1.Image, o Options) error {
 
 // WriteTarball writes img as a tarball for docker load, podman load or crane push.
 func WriteTarball(path string, img v1.Image, o Options) error {
+	o.setDefaults()
 	ref, err := name.NewTag(o.Repository + ":" + o.Version)
 	if err != nil {
 		return err

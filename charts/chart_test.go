@@ -37,9 +37,16 @@ func TestManifestsMatchChart(t *testing.T) {
 // "" is the defaults.
 var valuesSets = []string{"", "manifests-values.yaml", "cert-manager-values.yaml", "byo-values.yaml", "minimal-values.yaml"}
 
+func setName(values string) string {
+	if values == "" {
+		return "defaults"
+	}
+	return strings.TrimSuffix(values, "-values.yaml")
+}
+
 func TestLint(t *testing.T) {
 	for _, v := range valuesSets {
-		t.Run(strings.TrimSuffix(v, ".yaml")+"defaults", func(t *testing.T) {
+		t.Run(setName(v), func(t *testing.T) {
 			args := []string{"lint", "--strict", "--namespace", charts.Namespace, bed.root + "/" + charts.Chart}
 			if v != "" {
 				args = append(args, "--values", valuesFile(v))
@@ -96,7 +103,7 @@ func convert[T any](t *testing.T, u *unstructured.Unstructured) *T {
 // certificate from exactly one place.
 func TestTemplate(t *testing.T) {
 	for _, v := range valuesSets {
-		t.Run(strings.TrimSuffix(v, ".yaml")+"defaults", func(t *testing.T) {
+		t.Run(setName(v), func(t *testing.T) {
 			objs := rendered(t, v)
 			kinds := map[string]int{}
 			for _, o := range objs {

@@ -4,16 +4,19 @@ GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/gatehouse-dev/gatehouse/cmd/gatehouse/app.version=$(VERSION)
 BIN       := $(CURDIR)/bin/gatehouse
+# The image's binary leaves out `gatehouse clickhouse` (a development tool whose library loader
+# needs the C library): it is then static.
+IMAGE_TAGS := gatehouse_noclickhouse
 TOOLS     := $(GO) tool -modfile=$(CURDIR)/scripts/tools/go.mod
 # The race detector is on for the test suite; RACE= turns it off.
 RACE      ?= -race
 # Benchmark runs per case: the ratios are medians over them.
 BENCH_COUNT ?= 5
-# The test bed's paths (kube-apiserver, etcd, kubectl, the ClickHouse engine), from the one
+# The test bed's paths (kube-apiserver, etcd, kubectl, the ClickHouse engine, Dex, helm), from the one
 # script that knows them.
 TESTBED_ENV = eval "$$(scripts/testbed.sh env)" && export GATEHOUSE_BIN=$(BIN)
 
-.PHONY: help demo build test drills bench lint generate testbed clean
+.PHONY: help demo build image test drills bench lint generate testbed clean
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,8 +29,12 @@ demo: ## The whole system on this machine, with a scripted agent session (gateho
 	@$(MAKE) --no-print-directory testbed build
 	$(TESTBED_ENV) && $(BIN) dev --scenario $(DEMO_ARGS)
 
-build: ## Build bin/gatehouse.
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/gatehouse
+build: ## Build bin/gatehouse (without cgo, as the image's binary, which shares its build cache).
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/gatehouse
+
+image: ## Build the container image without a Docker engine: OCI layout bin/image, tarball bin/gatehouse-image.tar.
+	CGO_ENABLED=0 $(GO) build -trimpath -tags $(IMAGE_TAGS) -ldflags '-s -w $(LDFLAGS)' -o bin/image-gatehouse ./cmd/gatehouse
+	$(GO) run ./scripts/image -binary bin/image-gatehouse -version $(VERSION) -layout bin/image -tarball bin/gatehouse-image.tar
 
 testbed: ## Build or fetch, and cache, the real components the tests run against.
 	scripts/testbed.sh all
@@ -53,8 +60,10 @@ lint: ## gofmt, go vet and staticcheck.
 	$(GO) vet ./...
 	$(TOOLS) staticcheck ./...
 
-generate: ## Generate the API types' deepcopy code and CRD manifests (controller-gen).
-	$(TOOLS) controller-gen object paths=./policy/v1alpha1/... crd:crdVersions=v1 output:crd:dir=manifests/crd paths=./policy/v1alpha1/...
+generate: ## Generate the API types' deepcopy code and CRD (controller-gen), and render manifests/ from charts/gatehouse (helm).
+	$(TOOLS) controller-gen object paths=./policy/v1alpha1/... crd:crdVersions=v1 output:crd:dir=charts/gatehouse/crds paths=./policy/v1alpha1/...
+	scripts/testbed.sh helm
+	$(TESTBED_ENV) && $(GO) run ./charts/render
 
 clean: ## Remove build output (the component cache stays; see scripts/testbed.sh).
 	rm -rf bin

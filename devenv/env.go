@@ -32,6 +32,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/devoidc"
 	"github.com/gatehouse-dev/gatehouse/manifests"
 	"github.com/gatehouse-dev/gatehouse/natsbus"
+	"github.com/gatehouse-dev/gatehouse/registration"
 	"github.com/gatehouse-dev/gatehouse/serving"
 )
 
@@ -476,7 +477,7 @@ func (e *Env) setupCluster(ctx context.Context) (string, error) {
 		return "", err
 	}
 	admin := e.adminKubeconfig()
-	for _, f := range []string{"proxy/rbac.yaml", "webhook/rbac.yaml"} {
+	for _, f := range []string{"namespace.yaml", "proxy/rbac.yaml", "webhook/rbac.yaml"} {
 		if _, err := e.kubectl(ctx, admin, "", "apply", "-f", filepath.Join(e.manifests, f)); err != nil {
 			return "", err
 		}
@@ -545,7 +546,23 @@ func (e *Env) startWebhook(ctx context.Context) (string, error) {
 			return "", err
 		}
 	}
-	wio := &envtest.WebhookInstallOptions{Paths: []string{filepath.Join(e.manifests, "webhook")}, LocalServingHost: "127.0.0.1"}
+	// The configurations the webhook registers itself when deployed (the ConfigMap of
+	// webhook/configurations.yaml); envtest points them at this webhook with its CA.
+	configurations, err := manifests.WebhookConfigurations()
+	if err != nil {
+		return "", err
+	}
+	validating, mutating, err := registration.Parse(configurations)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", manifests.WebhookConfigurationsFile, err)
+	}
+	wio := &envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1"}
+	for i := range validating {
+		wio.ValidatingWebhooks = append(wio.ValidatingWebhooks, &validating[i])
+	}
+	for i := range mutating {
+		wio.MutatingWebhooks = append(wio.MutatingWebhooks, &mutating[i])
+	}
 	if err := wio.PrepWithoutInstalling(); err != nil {
 		return "", err
 	}

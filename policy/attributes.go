@@ -141,7 +141,9 @@ var admissionExempt = map[string]bool{
 
 // AdmissionSkipsNamespaces are the namespaces the shipped webhook configurations leave out
 // (namespaceSelector) for everything but CONNECT, so that the webhooks can never lock the cluster
-// out: the cluster's own and Gatehouse's.
+// out: the cluster's own and Gatehouse's. They are the chart's defaults (webhook.excludedNamespaces
+// and the release namespace gatehouse); a release configured otherwise gives the proxy its own
+// list (AdmissionSeesSkipping).
 var AdmissionSkipsNamespaces = []string{"kube-system", "gatehouse"}
 
 // AdmissionSees reports whether Gatehouse's validating webhook, as manifests/webhook configures
@@ -153,6 +155,17 @@ var AdmissionSkipsNamespaces = []string{"kube-system", "gatehouse"}
 // cannot see: nobody could approve it. It must agree with the rules of the webhook
 // configurations (webhook's manifests test checks it).
 func AdmissionSees(a Attributes) bool {
+	return admissionSees(a, AdmissionSkipsNamespaces)
+}
+
+// AdmissionSeesSkipping is AdmissionSees for webhook configurations whose namespaceSelector
+// leaves out the namespaces skipped instead of AdmissionSkipsNamespaces.
+func AdmissionSeesSkipping(skipped []string) func(Attributes) bool {
+	skipped = slices.Clone(skipped)
+	return func(a Attributes) bool { return admissionSees(a, skipped) }
+}
+
+func admissionSees(a Attributes, skipped []string) bool {
 	op := a.Op()
 	switch op {
 	case string(v1alpha1.OperationConnect):
@@ -179,9 +192,9 @@ func AdmissionSees(a Attributes) bool {
 	case a.Group == "" && a.Resource == "namespaces":
 		// A Namespace is judged by its own name, except its deletion, which the webhook for
 		// cluster-wide operations sees for every namespace.
-		return op == string(v1alpha1.OperationDelete) || !slices.Contains(AdmissionSkipsNamespaces, a.Name)
+		return op == string(v1alpha1.OperationDelete) || !slices.Contains(skipped, a.Name)
 	}
-	return !slices.Contains(AdmissionSkipsNamespaces, a.Namespace)
+	return !slices.Contains(skipped, a.Namespace)
 }
 
 // connectResources are the CONNECT subresources the connect webhook is called for.

@@ -101,6 +101,26 @@ func TestAdmissionSees(t *testing.T) {
 	}
 }
 
+// TestAdmissionSeesSkipping: a release in another namespace, or with other excluded namespaces,
+// skips those and no others.
+func TestAdmissionSeesSkipping(t *testing.T) {
+	sees := policy.AdmissionSeesSkipping([]string{"kube-system", "security"})
+	for _, tt := range []struct {
+		a    policy.Attributes
+		want bool
+	}{
+		{policy.Attributes{Verb: "create", Resource: "secrets", Namespace: "security"}, false},
+		{policy.Attributes{Verb: "create", Resource: "secrets", Namespace: "gatehouse"}, true},
+		{policy.Attributes{Verb: "create", Resource: "secrets", Namespace: "kube-system"}, false},
+		{policy.Attributes{Verb: "update", Resource: "namespaces", Name: "security"}, false},
+		{policy.Attributes{Verb: "delete", Resource: "namespaces", Name: "security"}, true},
+		{policy.Attributes{Verb: "create", Resource: "pods", Subresource: "exec", Namespace: "security"}, true},
+		{policy.Attributes{Verb: "create", Group: "gatehouse.dev", Resource: "accesspolicies", Namespace: "security"}, true},
+	} {
+		assert.Equal(t, tt.want, sees(tt.a), "%s", tt.a)
+	}
+}
+
 func TestTrailOperation(t *testing.T) {
 	for _, tt := range []struct {
 		a    policy.Attributes

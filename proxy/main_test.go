@@ -98,8 +98,9 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if out, err := exec.Command(env.kube.Kubectl, "--kubeconfig", env.kube.Kubeconfig, "apply", "-f",
-		filepath.Join(root, "manifests", "proxy", "rbac.yaml")).CombinedOutput(); err != nil {
+	if out, err := exec.Command(env.kube.Kubectl, "--kubeconfig", env.kube.Kubeconfig, "apply",
+		"-f", filepath.Join(root, "manifests", "namespace.yaml"),
+		"-f", filepath.Join(root, "manifests", "proxy", "rbac.yaml")).CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("apply manifests/proxy/rbac.yaml: %w: %s", err, out)
 	}
 	if env.proxyUser, err = env.kube.AddUser("system:serviceaccount:gatehouse:gatehouse-proxy"); err != nil {

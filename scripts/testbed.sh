@@ -3,7 +3,9 @@
 #   kube   kube-apiserver, kubectl and etcd, built from Go modules (no downloads besides modules)
 #   clickhouse  the ClickHouse engine (libchdb.so) from the npm registry, checksum-verified
 #   dex    Dex, a real OpenID Connect provider for the console's browser login tests, built from Go modules
-#   all    all three (default)
+#   helm   the helm CLI, built from its Go module (charts/gatehouse is linted, rendered and installed
+#          with it)
+#   all    all four (default)
 #   env    print the environment variables the tests read, for eval "$(scripts/testbed.sh env)"
 #
 # Everything lands under $GATEHOUSE_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/gatehouse), in folders
@@ -18,6 +20,7 @@ CHDB_VERSION="${CHDB_VERSION:-26.7.3-stable.1}"
 CHDB_SHA1="d2905fafd0e0ac0e231cccadd1f0f6d010977297"
 # Dex publishes no Go module versions its cmd/dex builds at; this pseudo-version is v2.45.1.
 DEX_VERSION="${DEX_VERSION:-v0.0.0-20260303133905-11d2eeb52b42}"
+HELM_VERSION="${HELM_VERSION:-v4.3.1}"
 # Bump when the build recipe changes so stale caches are rebuilt.
 RECIPE=r1
 
@@ -25,6 +28,7 @@ CACHE="${GATEHOUSE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gatehouse}"
 KUBE_DIR="$CACHE/kube/$KUBE_VERSION-etcd$ETCD_VERSION-$RECIPE"
 CHDB_DIR="$CACHE/clickhouse/$CHDB_VERSION"
 DEX_DIR="$CACHE/dex/$DEX_VERSION-$RECIPE"
+HELM_DIR="$CACHE/helm/$HELM_VERSION-$RECIPE"
 
 # The module proxy alone: direct VCS fetches hang where only the proxy is reachable.
 GOPROXY="$(go env GOPROXY)"
@@ -153,10 +157,38 @@ build_dex() {
 	mv "$DEX_DIR/bin/dex.partial" "$DEX_DIR/bin/dex"
 }
 
+build_helm() {
+	if [ -x "$HELM_DIR/bin/helm" ]; then
+		log "helm $HELM_VERSION cached in $HELM_DIR/bin"
+		return
+	fi
+	local work="$HELM_DIR/src"
+	rm -rf "$work" && mkdir -p "$work" "$HELM_DIR/bin"
+	# A scratch module with helm's command as a tool: go mod tidy resolves helm's own pinned
+	# dependencies, apart from the project's go.mod.
+	cat >"$work/go.mod" <<-MOD
+	module gatehouse.local/testbed/helm
+
+	go 1.26
+
+	require helm.sh/helm/v4 $HELM_VERSION
+
+	tool helm.sh/helm/v4/cmd/helm
+	MOD
+	with_progress "resolve helm modules" sh -c "cd '$work' && go mod tidy"
+	# Stamped as helm's own release build does, so `helm version` names the release.
+	local ld="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+	with_progress "build helm $HELM_VERSION (cold: ~4 min on 2 cores)" sh -c \
+		"cd '$work' && go build -trimpath -ldflags '$ld' -o '$HELM_DIR/bin/helm.partial' helm.sh/helm/v4/cmd/helm"
+	mv "$HELM_DIR/bin/helm.partial" "$HELM_DIR/bin/helm"
+	"$HELM_DIR/bin/helm" version >&2
+}
+
 print_env() {
 	echo "export KUBEBUILDER_ASSETS='$KUBE_DIR/bin'"
 	echo "export GATEHOUSE_LIBCHDB='$CHDB_DIR/libchdb.so'"
 	echo "export GATEHOUSE_DEX='$DEX_DIR/bin/dex'"
+	echo "export GATEHOUSE_HELM='$HELM_DIR/bin/helm'"
 }
 
 locked() {
@@ -170,7 +202,8 @@ case "${1:-all}" in
 kube) locked build_kube ;;
 clickhouse) locked fetch_clickhouse ;;
 dex) locked build_dex ;;
-all) locked build_kube; fetch_clickhouse; build_dex ;;
+helm) locked build_helm ;;
+all) locked build_kube; fetch_clickhouse; build_dex; build_helm ;;
 env) print_env ;;
-*) die "usage: $0 [all|kube|clickhouse|dex|env]" ;;
+*) die "usage: $0 [all|kube|clickhouse|dex|helm|env]" ;;
 esac

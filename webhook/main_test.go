@@ -34,7 +34,7 @@ import (
 )
 
 // bed holds what every test of this package shares: kube-apiserver and etcd with the CRD, the
-// webhook configurations from manifests/webhook and the default policies from
+// chart's webhook configurations (manifests/webhook/configurations.yaml) and the default policies from
 // manifests/policies installed; a stub kubelet; NATS JetStream; and the webhook itself, served
 // by controller-runtime's webhook server with a manager running the AccessPolicy controller.
 var bed struct {
@@ -102,11 +102,15 @@ func run(m *testing.M) int {
 	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1alpha1.AddToScheme(scheme)); err != nil {
 		return fail(err)
 	}
+	// The chart's configurations, as the webhook registers them; envtest points their service
+	// references at the local server and sets their CA bundle.
+	validating, mutating, err := testbed.ChartWebhookConfigurations()
+	if err != nil {
+		return fail(err)
+	}
 	if bed.kube, err = testbed.StartKube(testbed.KubeOptions{
 		CRDPaths: []string{filepath.Join(bed.root, "manifests", "crd")},
-		// The shipped configurations; envtest points their service references at the local
-		// server and sets their CA bundle.
-		Webhooks: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(bed.root, "manifests", "webhook")}},
+		Webhooks: envtest.WebhookInstallOptions{ValidatingWebhooks: validating, MutatingWebhooks: mutating},
 		Scheme:   scheme,
 	}); err != nil {
 		return fail(err)

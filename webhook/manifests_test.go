@@ -18,11 +18,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/gatehouse-dev/gatehouse/policy"
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
 
 // documents reads every YAML document of the files matching pattern under manifests/.
@@ -53,7 +55,9 @@ func documents(t *testing.T, pattern string) []*unstructured.Unstructured {
 }
 
 // TestManifestsApply applies every shipped manifest to the test cluster (server-side apply,
-// dry run), so a field the API does not know or a value it refuses fails here.
+// dry run), so a field the API does not know or a value it refuses fails here. The webhook
+// configurations, which the webhook registers itself from a ConfigMap, are applied the same way
+// under other names.
 func TestManifestsApply(t *testing.T) {
 	ctx := t.Context()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gatehouse"}}
@@ -64,28 +68,34 @@ func TestManifestsApply(t *testing.T) {
 	for _, pattern := range []string{"webhook/*.yaml", "policies/*.yaml", "crd/*.yaml"} {
 		docs = append(docs, documents(t, pattern)...)
 	}
+	validating, mutating, err := testbed.ChartWebhookConfigurations()
+	require.NoError(t, err)
+	for _, c := range validating {
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(c)
+		require.NoError(t, err)
+		docs = append(docs, &unstructured.Unstructured{Object: u})
+	}
+	for _, c := range mutating {
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(c)
+		require.NoError(t, err)
+		docs = append(docs, &unstructured.Unstructured{Object: u})
+	}
 	kinds := map[string]int{}
 	for _, u := range docs {
 		kinds[u.GetKind()]++
-		if u.GroupVersionKind().Group == "cert-manager.io" {
-			// cert-manager's CRDs are not part of the test cluster; the documents must at
-			// least name the kinds its v1 API has.
-			assert.Equal(t, "cert-manager.io/v1", u.GetAPIVersion())
-			assert.Contains(t, []string{"Issuer", "Certificate"}, u.GetKind())
-			continue
-		}
 		if strings.HasSuffix(u.GetKind(), "WebhookConfiguration") {
 			// The installed copies point at the local server (clientConfig.url); a dry run of
 			// the shipped ones under another name applies them as they are.
 			u.SetName(u.GetName() + "-as-shipped")
+			u.SetAPIVersion("admissionregistration.k8s.io/v1")
 		}
 		err := bed.kube.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
 			client.DryRunAll, client.FieldOwner("gatehouse-manifests-test"), client.ForceOwnership)
 		require.NoError(t, err, "%s %s", u.GetKind(), u.GetName())
 	}
 	for _, k := range []string{"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "ServiceAccount",
-		"ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "PodDisruptionBudget", "Certificate",
-		"AccessPolicy", "CustomResourceDefinition"} {
+		"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service", "PodDisruptionBudget",
+		"NetworkPolicy", "ConfigMap", "Secret", "AccessPolicy", "CustomResourceDefinition"} {
 		assert.NotZero(t, kinds[k], "no %s in manifests/", k)
 	}
 }
@@ -114,10 +124,10 @@ func covers(r admissionregistrationv1.RuleWithOperations, op, group, resource, s
 // TestFailurePolicySplit checks that the webhooks with failurePolicy Fail select exactly what
 // policy.Privileged calls privileged, and that the Ignore webhook leaves those to them.
 func TestFailurePolicySplit(t *testing.T) {
-	var cfg admissionregistrationv1.ValidatingWebhookConfiguration
-	data, err := os.ReadFile(filepath.Join(bed.root, "manifests", "webhook", "validating.yaml"))
+	configs, _, err := testbed.ChartWebhookConfigurations()
 	require.NoError(t, err)
-	require.NoError(t, yaml.UnmarshalStrict(data, &cfg))
+	require.Len(t, configs, 1)
+	cfg := configs[0]
 
 	type request struct{ op, group, resource, sub string }
 	requests := []request{
@@ -170,10 +180,22 @@ func TestFailurePolicySplit(t *testing.T) {
 // needs approval where admission cannot hold it, says exactly which requests the validating
 // webhooks are called for.
 func TestAdmissionSeesMatchesTheConfiguration(t *testing.T) {
-	var cfg admissionregistrationv1.ValidatingWebhookConfiguration
-	data, err := os.ReadFile(filepath.Join(bed.root, "manifests", "webhook", "validating.yaml"))
+	configs, _, err := testbed.ChartWebhookConfigurations()
 	require.NoError(t, err)
-	require.NoError(t, yaml.UnmarshalStrict(data, &cfg))
+	require.Len(t, configs, 1)
+	cfg := configs[0]
+	// Every namespaceSelector leaves out exactly policy.AdmissionSkipsNamespaces (the proxy's
+	// default --admission-skipped-namespaces).
+	for _, w := range cfg.Webhooks {
+		if w.NamespaceSelector == nil {
+			continue
+		}
+		require.Len(t, w.NamespaceSelector.MatchExpressions, 1, w.Name)
+		e := w.NamespaceSelector.MatchExpressions[0]
+		assert.Equal(t, "kubernetes.io/metadata.name", e.Key, w.Name)
+		assert.Equal(t, metav1.LabelSelectorOpNotIn, e.Operator, w.Name)
+		assert.ElementsMatch(t, policy.AdmissionSkipsNamespaces, e.Values, w.Name)
+	}
 	// kube-apiserver never sends these to webhooks, whatever the rules say.
 	exempt := []string{"validatingwebhookconfigurations", "mutatingwebhookconfigurations", "validatingadmissionpolicies",
 		"validatingadmissionpolicybindings", "mutatingadmissionpolicies", "mutatingadmissionpolicybindings"}

@@ -6,18 +6,18 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
@@ -143,7 +143,10 @@ func startGatehouse() error {
 		}
 		return nil
 	}
-	for _, f := range []string{"proxy/rbac.yaml", "webhook/rbac.yaml"} {
+	// As the chart deploys them (rendered in manifests/): the namespace, the webhook's objects
+	// (RBAC, its empty CA Secret, its empty webhook configurations and the ConfigMap of their
+	// webhooks) and the proxy's RBAC.
+	for _, f := range []string{"namespace.yaml", "webhook", "proxy/rbac.yaml"} {
 		if err := admin("apply", "-f", filepath.Join(bed.root, "manifests", f)); err != nil {
 			return err
 		}
@@ -179,17 +182,24 @@ func startGatehouse() error {
 	}
 	keyFile := maskingKeyFile()
 
-	// The webhook configurations go in once the webhook serves, as a deployment orders them:
-	// RBAC first, then the webhook, then the configurations that send requests to it.
-	wio := &envtest.WebhookInstallOptions{Paths: []string{filepath.Join(bed.root, "manifests", "webhook")}}
-	if err := wio.PrepWithoutInstalling(); err != nil {
+	// The webhook as the chart runs it: it issues its own serving certificate from a CA it keeps
+	// in its Secret, and registers the chart's webhook configurations, pointed at its address,
+	// with that CA once it answers. kube-apiserver then calls it over that certificate.
+	configurations, err := testbed.ChartWebhookConfigurationsYAML()
+	if err != nil {
 		return err
 	}
-	webhookHealth := freeAddr()
+	configurationsFile := filepath.Join(bed.dir, "webhook-configurations.yaml")
+	if err := os.WriteFile(configurationsFile, []byte(configurations), 0o600); err != nil {
+		return err
+	}
+	webhookAddr, webhookHealth := freeAddr(), freeAddr()
+	webhookHost, webhookPort, _ := net.SplitHostPort(webhookAddr)
 	if bed.webhook, err = testbed.StartGatehouse("webhook", "--log-format", "text",
 		"--kubeconfig", webhookKubeconfig,
-		"--bind-address", wio.LocalServingHost, "--secure-port", strconv.Itoa(wio.LocalServingPort),
-		"--cert-dir", wio.LocalServingCertDir,
+		"--bind-address", webhookHost, "--secure-port", webhookPort,
+		"--self-managed-ca-secret", "gatehouse/gatehouse-webhook-ca", "--self-managed-dns-names", "localhost",
+		"--webhook-configurations", configurationsFile, "--webhook-url", "https://localhost:"+webhookPort,
 		"--nats-url", bed.nats.URL(),
 		"--masking-key-file", keyFile,
 		"--approval-wait", "2s", "--approval-request-ttl", "2m",
@@ -200,8 +210,8 @@ func startGatehouse() error {
 	if err := bed.webhook.WaitReady("http://"+webhookHealth+"/readyz", 60*time.Second); err != nil {
 		return err
 	}
-	if err := wio.Install(bed.kube.Config); err != nil {
-		return fmt.Errorf("install webhook configurations: %w", err)
+	if err := waitForRegistration(); err != nil {
+		return err
 	}
 
 	certPEM, keyPEM, err := serving.SelfSignedPEM("localhost", "127.0.0.1")
@@ -318,6 +328,36 @@ func startEnricher() (map[string][]string, error) {
 		return nil, err
 	}
 	return testbed.AuditWebhook(filepath.Join(bed.root, "manifests", "audit", "policy.yaml"), kubeconfig), nil
+}
+
+// waitForRegistration waits until the webhook has registered its configurations, and checks
+// that they trust exactly the CA in its Secret.
+func waitForRegistration() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for {
+		vwc, err := bed.kube.Clientset.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "gatehouse-validating", metav1.GetOptions{})
+		if err == nil && len(vwc.Webhooks) == 0 {
+			err = errors.New("its webhooks are not registered yet")
+		}
+		if err == nil {
+			ca, err := bed.kube.Clientset.CoreV1().Secrets("gatehouse").Get(ctx, "gatehouse-webhook-ca", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, w := range vwc.Webhooks {
+				if string(w.ClientConfig.CABundle) != string(ca.Data["ca.crt"]) {
+					return fmt.Errorf("webhook %s: the registered CA bundle is not the webhook's CA", w.Name)
+				}
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the webhook did not register its configurations: %w", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func freeAddr() string {

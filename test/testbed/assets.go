@@ -136,6 +136,8 @@ func GatehouseBinary() (string, error) {
 		binPath = filepath.Join(dir, "gatehouse")
 		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/gatehouse")
 		cmd.Dir = root
+		// Static, as make build and the image build it.
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("testbed: go build ./cmd/gatehouse: %w\n%s", err, out)
 		}

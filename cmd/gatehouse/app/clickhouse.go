@@ -1,3 +1,5 @@
+//go:build !gatehouse_noclickhouse
+
 package app
 
 import (

@@ -106,8 +106,7 @@ func (o *consoleOptions) validate() error {
 	if o.sessionKeyFile == "" && !o.dev {
 		errs = append(errs, errors.New("--session-key-file is required"))
 	}
-	o.endpoint.tls.SelfSigned = o.dev
-	if err := o.endpoint.tls.Validate(); err != nil {
+	if err := o.endpoint.validateTLS(o.dev); err != nil {
 		errs = append(errs, err)
 	}
 	if o.nats.URL == "" && !o.dev {
@@ -223,7 +222,7 @@ func (o *consoleOptions) run(ctx context.Context, g *globals) error {
 	if notifier != nil {
 		notifier.RequestURL = srv.RequestURL
 	}
-	tlsCfg, err := o.endpoint.tls.Config(ctx, log, "localhost", "127.0.0.1")
+	tlsCfg, err := o.endpoint.tlsConfig(ctx, log, o.kube.restConfig, "localhost", "127.0.0.1")
 	if err != nil {
 		return errors.Join(err, tc.close(ctx))
 	}

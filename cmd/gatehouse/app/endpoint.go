@@ -13,10 +13,11 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gatehouse-dev/gatehouse/certs"
 	"github.com/gatehouse-dev/gatehouse/serving"
 )
 
-// endpointOptions are the flags of a component that serves HTTPS (the proxy, the enricher's
+// endpointOptions are the flags of a component that serves HTTPS (the proxy, the console, the enricher's
 // intake), with its /healthz, /readyz and /metrics on a separate plain-HTTP address.
 type endpointOptions struct {
 	tls           serving.TLSOptions
@@ -24,10 +25,15 @@ type endpointOptions struct {
 	securePort    int
 	healthAddress string
 	shutdownGrace time.Duration
+	// selfManaged is a serving certificate the component issues itself (certificates.go);
+	// source runs it, once tlsConfig made it.
+	selfManaged certs.Flags
+	source      *certs.Source
 }
 
 func (o *endpointOptions) addFlags(fs *pflag.FlagSet, what string) {
 	o.tls.AddFlags(fs)
+	o.selfManaged.AddFlags(fs)
 	fs.StringVar(&o.bindAddress, "bind-address", "0.0.0.0", "Address to serve "+what+" on.")
 	fs.IntVar(&o.securePort, "secure-port", 8443, "HTTPS port of "+what+".")
 	fs.StringVar(&o.healthAddress, "health-bind-address", ":8081", "Address of /healthz, /readyz and /metrics (plain HTTP). Empty disables them.")
@@ -41,6 +47,10 @@ func (o *endpointOptions) serve(ctx context.Context, grp *errgroup.Group, log *s
 	l, err := net.Listen("tcp", net.JoinHostPort(o.bindAddress, strconv.Itoa(o.securePort)))
 	if err != nil {
 		return err
+	}
+	if o.source != nil {
+		grp.Go(func() error { return o.source.Start(ctx) })
+		health.AddReadyCheck("serving-certificate", o.source.Ready)
 	}
 	grp.Go(func() error {
 		log.Info("serving "+what, "address", l.Addr().String())

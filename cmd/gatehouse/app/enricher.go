@@ -29,6 +29,8 @@ import (
 )
 
 type enricherOptions struct {
+	// kube reaches kube-apiserver, only for a self-managed serving certificate.
+	kube             kubeOptions
 	endpoint         endpointOptions
 	nats             natsbus.Options
 	clickhouse       enricher.ClickHouseOptions
@@ -78,6 +80,7 @@ and the auditors' queries, and manifests/audit for the audit policy and the webh
 	}
 	fs := cmd.Flags()
 	o.endpoint.addFlags(fs, "the audit intake")
+	o.kube.addFlags(fs)
 	o.nats.AddFlags(fs)
 	o.clickhouse.AddFlags(fs)
 	o.masking.addFlags(fs)
@@ -105,8 +108,7 @@ and the auditors' queries, and manifests/audit for the audit policy and the webh
 
 func (o *enricherOptions) validate() error {
 	var errs []error
-	o.endpoint.tls.SelfSigned = o.dev
-	if err := o.endpoint.tls.Validate(); err != nil {
+	if err := o.endpoint.validateTLS(o.dev); err != nil {
 		errs = append(errs, err)
 	}
 	if o.nats.URL == "" && !o.dev {
@@ -287,7 +289,7 @@ func (o *enricherOptions) run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	tlsCfg, err := o.endpoint.tls.Config(ctx, log, "localhost", "127.0.0.1")
+	tlsCfg, err := o.endpoint.tlsConfig(ctx, log, o.kube.restConfig, "localhost", "127.0.0.1")
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/natsbus"
+	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/recording"
 	"github.com/gatehouse-dev/gatehouse/serving"
@@ -37,6 +38,7 @@ type proxyOptions struct {
 	policyFile          string
 	approvalTimeout     time.Duration
 	clientImpersonation bool
+	admissionSkipped    []string
 	dev                 bool
 	writeRecordTimeout  time.Duration
 	recordingFlush      time.Duration
@@ -79,6 +81,7 @@ AuthenticationConfiguration file kube-apiserver reads.`,
 	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 64<<10, "Largest request header block accepted; larger ones get 431.")
 	fs.StringVar(&o.policyFile, "policy-file", "", "Read AccessPolicies from this multi-document YAML file (reloaded when it changes) instead of the cluster (development mode).")
 	fs.DurationVar(&o.approvalTimeout, "approval-timeout", 10*time.Minute, "The longest a request that admission holds for approval is kept open waiting for approvers; a client's own hold duration (Gatehouse-Hold) cannot exceed it. Clients may ask not to be held (hold=refuse).")
+	fs.StringSliceVar(&o.admissionSkipped, "admission-skipped-namespaces", policy.AdmissionSkipsNamespaces, "Namespaces the validating webhook configurations leave out (namespaceSelector): admission cannot hold writes there for approval, so the proxy refuses those a rule holds. Keep it equal to the configurations' list (the chart passes it).")
 	fs.BoolVar(&o.clientImpersonation, "allow-client-impersonation", false, "Let clients impersonate (kubectl --as) whom a SubjectAccessReview says their verified identity may impersonate; the verified user is kept in the extra gatehouse.dev/original-user. Default: every Impersonate-* header is refused.")
 	fs.BoolVar(&o.dev, "dev", false, "Development mode: a self-signed serving certificate, an embedded NATS server and a random masking key when none are configured. Never in production.")
 	return cmd
@@ -89,8 +92,7 @@ func (o *proxyOptions) validate() error {
 	if o.authConfig == "" {
 		errs = append(errs, errors.New("--authentication-config is required"))
 	}
-	o.endpoint.tls.SelfSigned = o.dev
-	if err := o.endpoint.tls.Validate(); err != nil {
+	if err := o.endpoint.validateTLS(o.dev); err != nil {
 		errs = append(errs, err)
 	}
 	if o.nats.URL == "" && !o.dev {
@@ -195,6 +197,7 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 		WriteRecordTimeout: o.writeRecordTimeout,
 		TerminalDelay:      o.terminalDelay,
 		Policy:             engine,
+		AdmissionSees:      policy.AdmissionSeesSkipping(o.admissionSkipped),
 		Approvals:          broker,
 		MaxHold:            o.approvalTimeout,
 		ApprovalsAPI:       api,
@@ -204,7 +207,7 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	tlsCfg, err := o.endpoint.tls.Config(ctx, log, "localhost", "127.0.0.1")
+	tlsCfg, err := o.endpoint.tlsConfig(ctx, log, o.kube.restConfig, "localhost", "127.0.0.1")
 	if err != nil {
 		return err
 	}

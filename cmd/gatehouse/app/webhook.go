@@ -21,7 +21,9 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/gatehouse-dev/gatehouse/approvals"
+	"github.com/gatehouse-dev/gatehouse/certs"
 	"github.com/gatehouse-dev/gatehouse/natsbus"
+	"github.com/gatehouse-dev/gatehouse/registration"
 	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/webhook"
 )
@@ -39,6 +41,10 @@ type webhookOptions struct {
 	healthAddr  string
 	nats        natsbus.Options
 	approvals   approvalGateOptions
+	// selfManaged and register: the serving certificate the webhook issues itself, and the
+	// registration of its configurations once it answers (charts/gatehouse).
+	selfManaged certs.Flags
+	register    registration.Flags
 }
 
 // approvalGateOptions configure how the webhook holds direct calls for approval.
@@ -62,6 +68,8 @@ func (o *webhookOptions) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.approvals.wait, "approval-wait", 3*time.Second, "How long a direct call that needs approval waits for a decision before it is denied with the approval request's ID. Keep it well under the webhook timeout (5s).")
 	fs.DurationVar(&o.approvals.requestTTL, "approval-request-ttl", time.Hour, "How long an approval request made at admission waits for approvers.")
 	fs.StringVar(&o.approvals.uiURL, "approvals-url", "", "URL of the approvers' web UI, linked in denials.")
+	o.selfManaged.AddFlags(fs)
+	o.register.AddFlags(fs)
 }
 
 func (o *webhookOptions) validate() error {
@@ -81,7 +89,7 @@ func (o *webhookOptions) validate() error {
 			return fmt.Errorf("--policy-file: %w", err)
 		}
 	}
-	if err := o.tls.Validate(); err != nil {
+	if err := o.validateCertificates(); err != nil {
 		return err
 	}
 	return o.nats.Validate()
@@ -122,9 +130,11 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 	if err != nil {
 		return err
 	}
-	tlsCfg, err := o.tls.Config(ctx, log, "localhost", "127.0.0.1")
-	if err != nil {
-		return err
+	var tlsCfg *tls.Config
+	if !o.selfManaged.Enabled() {
+		if tlsCfg, err = o.tls.Config(ctx, log, "localhost", "127.0.0.1"); err != nil {
+			return err
+		}
 	}
 	scheme, err := newScheme()
 	if err != nil {
@@ -144,9 +154,10 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress: o.healthAddr,
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
-			Host:    o.bindAddress,
-			Port:    o.securePort,
-			TLSOpts: []func(*tls.Config){useCertificate(tlsCfg)},
+			Host: o.bindAddress,
+			Port: o.securePort,
+			// Read when the server starts: a self-managed certificate's tlsCfg is set below.
+			TLSOpts: []func(*tls.Config){func(c *tls.Config) { useCertificate(tlsCfg)(c) }},
 		}),
 		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 	})
@@ -166,6 +177,12 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 	if err := webhook.Register(mgr.GetWebhookServer(), webhook.Options{Engine: engine, Approver: gate, Publisher: publisher, Logger: log}); err != nil {
 		return err
 	}
+	if err := setupWebhookCertificates(mgr, cfg, o, log, &tlsCfg, func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/readyz", nil)
+		return errors.Join(mgr.GetWebhookServer().StartedChecker()(req), engine.Ready(), publisher.Ready())
+	}); err != nil {
+		return err
+	}
 	if err := errors.Join(
 		mgr.AddHealthzCheck("ping", healthz.Ping),
 		mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()),
@@ -180,7 +197,7 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 }
 
 // useCertificate makes the webhook server present the certificate of cfg (reloaded from files,
-// or self-signed in development mode).
+// self-managed, or self-signed in development mode).
 func useCertificate(cfg *tls.Config) func(*tls.Config) {
 	return func(c *tls.Config) {
 		c.MinVersion = tls.VersionTLS12

@@ -1,0 +1,48 @@
+// Command render writes the plain manifests under manifests/ from charts/gatehouse with the
+// helm CLI (make generate). With -check it only reports files that differ.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/gatehouse-dev/gatehouse/charts"
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
+)
+
+func main() {
+	check := flag.Bool("check", false, "Report the manifests that differ from the chart's rendering and fail, writing nothing.")
+	flag.Parse()
+	if err := run(*check); err != nil {
+		fmt.Fprintln(os.Stderr, "render:", err)
+		os.Exit(1)
+	}
+}
+
+func run(check bool) error {
+	helm, err := testbed.Helm()
+	if err != nil {
+		return err
+	}
+	root, err := testbed.RepoRoot()
+	if err != nil {
+		return err
+	}
+	rendered, err := charts.Render(context.Background(), helm, root)
+	if err != nil {
+		return err
+	}
+	if !check {
+		return charts.Write(root, rendered)
+	}
+	changed, stale, err := charts.Diff(root, rendered)
+	if err != nil {
+		return err
+	}
+	if len(changed)+len(stale) > 0 {
+		return fmt.Errorf("manifests differ from the chart (run make generate): changed %v, stale %v", changed, stale)
+	}
+	return nil
+}

@@ -1,0 +1,98 @@
+package testbed
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+
+	"github.com/gatehouse-dev/gatehouse/manifests"
+	"github.com/gatehouse-dev/gatehouse/registration"
+)
+
+var (
+	helmOnce sync.Once
+	helmPath string
+	helmErr  error
+)
+
+// Helm returns the path of the helm CLI built by scripts/testbed.sh ($GATEHOUSE_HELM, else the
+// cache), and checks that it exists.
+func Helm() (string, error) {
+	helmOnce.Do(func() {
+		helmPath = os.Getenv("GATEHOUSE_HELM")
+		if helmPath == "" {
+			env, err := testbedEnv()
+			if err != nil {
+				helmErr = err
+				return
+			}
+			helmPath = env["GATEHOUSE_HELM"]
+		}
+		if _, err := os.Stat(helmPath); err != nil {
+			helmErr = fmt.Errorf("%w: helm (%s) not found; run 'make testbed' (scripts/testbed.sh helm) to build and cache it", ErrMissing, helmPath)
+		}
+	})
+	return helmPath, helmErr
+}
+
+// ChartWebhookConfigurations returns the webhook configurations of charts/gatehouse as the plain
+// manifests render them (manifests/webhook/configurations.yaml: the ConfigMap the webhook
+// registers them from), for envtest's WebhookInstallOptions.
+func ChartWebhookConfigurations() ([]*admissionregistrationv1.ValidatingWebhookConfiguration, []*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	data, err := ChartWebhookConfigurationsYAML()
+	if err != nil {
+		return nil, nil, err
+	}
+	v, m, err := registration.Parse([]byte(data))
+	if err != nil {
+		return nil, nil, fmt.Errorf("testbed: manifests/webhook/configurations.yaml: %w", err)
+	}
+	var (
+		validating []*admissionregistrationv1.ValidatingWebhookConfiguration
+		mutating   []*admissionregistrationv1.MutatingWebhookConfiguration
+	)
+	for i := range v {
+		validating = append(validating, &v[i])
+	}
+	for i := range m {
+		mutating = append(mutating, &m[i])
+	}
+	return validating, mutating, nil
+}
+
+// ChartWebhookConfigurationsYAML returns the content of the webhook-configurations ConfigMap
+// in manifests/webhook/configurations.yaml: the file `gatehouse webhook
+// --webhook-configurations` reads in a pod.
+func ChartWebhookConfigurationsYAML() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(filepath.Join(root, "manifests", filepath.FromSlash(manifests.WebhookConfigurationsFile)))
+	if err != nil {
+		return "", fmt.Errorf("testbed: %w", err)
+	}
+	out, err := manifests.ConfigurationsFromConfigMap(data)
+	if err != nil {
+		return "", fmt.Errorf("testbed: manifests/%s: %w", manifests.WebhookConfigurationsFile, err)
+	}
+	return string(out), nil
+}
+
+// KubectlApply applies files (or directories) with kubectl as the cluster administrator.
+func (k *Kube) KubectlApply(files ...string) (string, error) {
+	args := []string{"--kubeconfig", k.Kubeconfig, "apply"}
+	for _, f := range files {
+		args = append(args, "-f", f)
+	}
+	out, err := exec.Command(k.Kubectl, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args[2:], " "), err, out)
+	}
+	return string(out), nil
+}

@@ -23,6 +23,7 @@ func clickhouseArgs(library, dataDir string, tcpPort, httpPort int) []string {
 type enricherParams struct {
 	addr, health                string // host:port of the audit intake (HTTPS) and of /readyz
 	certFile, keyFile           string
+	clientCAFile, spoolDir      string
 	natsURL, clickhouseAddr     string
 	maskingKeyFile, gatewayUser string
 }
@@ -32,6 +33,8 @@ func enricherArgs(p enricherParams) []string {
 	return []string{"enricher", "--log-format", "text",
 		"--bind-address", host, "--secure-port", port,
 		"--tls-cert-file", p.certFile, "--tls-private-key-file", p.keyFile,
+		"--client-ca-file", p.clientCAFile,
+		"--spool-dir", p.spoolDir,
 		"--nats-url", p.natsURL,
 		"--clickhouse-addr", p.clickhouseAddr,
 		"--masking-key-file", p.maskingKeyFile,

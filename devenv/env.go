@@ -328,8 +328,18 @@ func (e *Env) startEnricher(ctx context.Context) (string, error) {
 			chNative = c.Addresses[0]
 		}
 	}
+	// The intake accepts audit events only from kube-apiserver's client certificate.
+	audit, err := newClientCA("kube-apiserver-audit-client")
+	if err != nil {
+		return "", err
+	}
+	clientCAFile := e.file("audit-client-ca.crt")
+	if err := os.WriteFile(clientCAFile, audit.caPEM, 0o600); err != nil {
+		return "", err
+	}
 	c, err := e.startChild("enricher", 30*time.Second, enricherArgs(enricherParams{
 		addr: addr, health: health, certFile: certFile, keyFile: keyFile,
+		clientCAFile: clientCAFile, spoolDir: e.file("enricher-spool"),
 		natsURL: e.natsURL, clickhouseAddr: chNative, maskingKeyFile: key, gatewayUser: proxyUser,
 	})...)
 	if err != nil {
@@ -354,7 +364,11 @@ contexts:
 current-context: default
 users:
 - name: kube-apiserver
-`, e.enricherAddr, base64.StdEncoding.EncodeToString(e.enricherCA))), 0o600); err != nil {
+  user:
+    client-certificate-data: %s
+    client-key-data: %s
+`, e.enricherAddr, base64.StdEncoding.EncodeToString(e.enricherCA),
+		base64.StdEncoding.EncodeToString(audit.certPEM), base64.StdEncoding.EncodeToString(audit.keyPEM))), 0o600); err != nil {
 		return "", err
 	}
 	if e.o.Kubeconfig != "" {

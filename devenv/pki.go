@@ -11,9 +11,10 @@ import (
 	"time"
 )
 
-// clientCA is a CA that signs one client certificate: kube-apiserver's certificate for the dev
-// node's kubelet API, which the node requires (as a real kubelet does), so that nothing on the
-// machine reaches a pod's shell around kube-apiserver and its admission webhooks.
+// clientCA is a CA that signs one client certificate for kube-apiserver: for the dev node's
+// kubelet API, which the node requires (as a real kubelet does), so that nothing on the machine
+// reaches a pod's shell around kube-apiserver and its admission webhooks; and for the enricher's
+// audit intake, which accepts audit events only from kube-apiserver, as deployed.
 type clientCA struct {
 	caPEM, certPEM, keyPEM []byte
 	pool                   *x509.CertPool
@@ -26,7 +27,7 @@ func newClientCA(commonName string) (*clientCA, error) {
 	}
 	now := time.Now()
 	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gatehouse-dev-kubelet-client-ca"},
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gatehouse-dev " + commonName + " CA"},
 		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(7 * 24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
 	}

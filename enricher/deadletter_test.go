@@ -114,7 +114,7 @@ func TestInsertColumnsMatchSchema(t *testing.T) {
 
 	tables := []*columns{
 		&newEventRows().columns, &newRequestRows().columns, &newDecisionRows().columns, &newSessionRows().columns,
-		&newApprovalRows().columns, &newErrorRows().columns, &newDeadLetterRows().columns,
+		&newApprovalRows().columns, &newErrorRows().columns, &newDeadLetterRows().columns, &newRecordingRows().columns,
 	}
 	covered := map[string]bool{}
 	for _, c := range tables {
@@ -151,7 +151,7 @@ func TestInsertColumnsMatchSchema(t *testing.T) {
 	for rows.Next() {
 		var name string
 		require.NoError(t, rows.Scan(&name))
-		assert.True(t, covered[name], "table %s has no INSERT in rows.go", name)
+		assert.True(t, covered[name], "table %s has no INSERT in the enricher", name)
 	}
 	require.NoError(t, rows.Err())
 }

@@ -232,7 +232,13 @@ func (c *client) codeFlow(ctx context.Context) (*oauth2.Token, string, error) {
 		}
 	})}
 	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
+	defer func() {
+		// Let the browser have its page: the handler has answered by the time a result arrives,
+		// but its response may not be on the wire yet.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
 
 	opened := false
 	if c.o.OpenBrowser != nil {

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -105,18 +104,21 @@ func castOf(t *testing.T, chunks []*trail.Recording) *recording.Cast {
 func TestExecIsMaskedAndRecorded(t *testing.T) {
 	ctx := t.Context()
 	ns := env.kube.Namespace(t, "exec-rec")
-	_, err := env.kubelet.RunPod(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "shell", Namespace: ns},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "busybox"}}}})
-	require.NoError(t, err)
 	// A value no detector recognises: only the Secret it came from makes it a secret.
 	const value = "plain-looking-value-4f1c"
 	const ghToken = "ghp_" + "Zy8xW7vU6tS5rQ4pO3nM2lK1jI0hG9fE8dC7" // made up, GitHub's shape
-	_, err = env.kube.Clientset.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "app"},
+	_, err := env.kube.Clientset.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "app"},
 		StringData: map[string]string{"api-value": value}}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	// The stub kubelet's container is this machine: the Secret "mounted" as a file.
-	mounted := filepath.Join(t.TempDir(), "api-value")
-	require.NoError(t, os.WriteFile(mounted, []byte(value), 0o600))
+	// The container has the Secret mounted as a file, as a kubelet mounts it.
+	const mounted = "/etc/app/api-value"
+	_, err = env.kubelet.RunPod(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "shell", Namespace: ns},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "main", Image: "busybox",
+				VolumeMounts: []corev1.VolumeMount{{Name: "app", MountPath: "/etc/app", ReadOnly: true}}}},
+			Volumes: []corev1.Volume{{Name: "app", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "app"}}}},
+		}})
+	require.NoError(t, err)
 
 	tok := token(t, "alice", nil)
 	label := "exec-recorded-" + trail.NewID()[28:]
@@ -223,9 +225,16 @@ func TestSessionsAreRefusedUnrecorded(t *testing.T) {
 	ctx := t.Context()
 	ns := env.kube.Namespace(t, "exec-unrec")
 	_, err := env.kubelet.RunPod(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "shell", Namespace: ns},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "busybox"}}}})
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "main", Image: "busybox",
+				VolumeMounts: []corev1.VolumeMount{{Name: "work", MountPath: "/work"}}}},
+			Volumes: []corev1.Volume{{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+		}})
 	require.NoError(t, err)
-	marker := filepath.Join(t.TempDir(), "ran")
+	const marker = "/work/ran"
+	ran := func() bool {
+		return strings.TrimSpace(kubectlExec(t, kubeconfig(t, token(t, "alice", nil)), ns, "ls", "/work")) == "ran"
+	}
 	srv := newRealProxy(t, func(o *proxy.Options) { o.Recordings = failingRecordings{} })
 	kc, err := testbed.WriteKubeconfig(t.TempDir(), &rest.Config{Host: srv.URL, BearerToken: token(t, "alice", nil),
 		TLSClientConfig: rest.TLSClientConfig{CAData: certPEM(srv)}})
@@ -236,7 +245,7 @@ func TestSessionsAreRefusedUnrecorded(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		require.Error(t, err)
 		assert.Contains(t, string(out), "cannot record this session", "websockets=%s", ws)
-		assert.NoFileExists(t, marker, "the command did not run")
+		assert.False(t, ran(), "the command did not run")
 	}
 	// With unrecorded sessions allowed, it runs.
 	srv = newRealProxy(t, func(o *proxy.Options) { o.Recordings, o.Unrecorded = failingRecordings{}, proxy.AllowUnrecorded })
@@ -244,7 +253,7 @@ func TestSessionsAreRefusedUnrecorded(t *testing.T) {
 		TLSClientConfig: rest.TLSClientConfig{CAData: certPEM(srv)}})
 	require.NoError(t, err)
 	kubectl(t, kc, "exec", "-n", ns, "shell", "--", "touch", marker)
-	assert.FileExists(t, marker)
+	assert.True(t, ran())
 }
 
 // TestExecRefusedUpstreamAnswersAsTheAPIServer: a session the API server refuses (no such pod)

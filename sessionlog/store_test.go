@@ -31,11 +31,12 @@ import (
 // env is a NATS server, a ClickHouse server and an enricher storing into a database of its own:
 // the store reads what the enricher wrote.
 var env struct {
-	nc     *nats.Conn
-	ch     driver.Conn
-	db     string
-	intake *httptest.Server
-	masker *masking.Masker
+	nc           *nats.Conn
+	ch           driver.Conn
+	db           string
+	intake       *httptest.Server
+	intakeClient *http.Client
+	masker       *masking.Masker
 }
 
 func TestMain(m *testing.M) {
@@ -71,8 +72,13 @@ func run(m *testing.M) (int, error) {
 	if env.masker, err = masking.New(masking.Config{Key: []byte("sessionlog-test-masking-key-0001")}); err != nil {
 		return 0, err
 	}
+	spool, err := os.MkdirTemp("", "sessionlog-spool-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(spool)
 	e, err := enricher.New(enricher.Options{
-		NATS: env.nc, ClickHouse: env.ch, Masker: env.masker,
+		NATS: env.nc, ClickHouse: env.ch, Masker: env.masker, SpoolDir: spool,
 		Schema:       schema.Options{Database: env.db},
 		BatchMaxWait: 200 * time.Millisecond, RetryDelay: 300 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler),
@@ -88,8 +94,17 @@ func run(m *testing.M) (int, error) {
 	for e.Ready(ctx) != nil {
 		time.Sleep(20 * time.Millisecond)
 	}
-	env.intake = httptest.NewServer(e)
+	// Mutual TLS, as deployed: the intake takes audit events only from kube-apiserver's
+	// certificate.
+	pki, err := testbed.NewPKI(spool)
+	if err != nil {
+		return 0, err
+	}
+	env.intake = httptest.NewUnstartedServer(e)
+	env.intake.TLS = pki.ServerTLS()
+	env.intake.StartTLS()
 	defer env.intake.Close()
+	env.intakeClient = &http.Client{Transport: &http.Transport{TLSClientConfig: pki.ClientTLS()}}
 	return m.Run(), nil
 }
 
@@ -143,7 +158,7 @@ func TestStore(t *testing.T) {
 	body := `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[` +
 		auditEvent("a-create", session, "create", "/api/v1/namespaces/ns/configmaps", "configmaps", "", "settings", 201, cm, cm) + "," +
 		auditEvent(execID, session, "create", "/api/v1/namespaces/ns/pods/shell/exec?command=sh&stdin=true&tty=true", "pods", "exec", "shell", 101, "", "") + "]}"
-	resp, err := http.Post(env.intake.URL+enricher.IntakePath, "application/json", strings.NewReader(body))
+	resp, err := env.intakeClient.Post(env.intake.URL+enricher.IntakePath, "application/json", strings.NewReader(body))
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)

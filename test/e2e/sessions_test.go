@@ -162,17 +162,20 @@ func timeline(t *testing.T, session string, want int) []sessionlog.Entry {
 func TestInteractiveExecIsRecorded(t *testing.T) {
 	ctx := t.Context()
 	ns := bed.kube.Namespace(t, "interactive")
-	_, err := bed.kubelet.RunPod(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "shell", Namespace: ns},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "busybox"}}}})
-	require.NoError(t, err)
 	// A value no detector recognises: only the Secret it came from makes it secret.
 	const value = "e2e-plain-value-7Hq2Lw"
-	_, err = setupClient(t).CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "api"},
-		StringData: map[string]string{"token": value}}, metav1.CreateOptions{})
+	_, err := setupClient(t).CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "api"},
+		StringData: map[string]string{"token": value + "\n"}}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	// The stub kubelet's container is this machine: the Secret mounted as a file.
-	mounted := filepath.Join(t.TempDir(), "token")
-	require.NoError(t, os.WriteFile(mounted, []byte(value+"\n"), 0o600))
+	// The container has the Secret mounted as a file, as a kubelet mounts it.
+	const mounted = "/var/run/api/token"
+	_, err = bed.kubelet.RunPod(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "shell", Namespace: ns},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "main", Image: "busybox",
+				VolumeMounts: []corev1.VolumeMount{{Name: "api", MountPath: "/var/run/api", ReadOnly: true}}}},
+			Volumes: []corev1.Volume{{Name: "api", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "api"}}}},
+		}})
+	require.NoError(t, err)
 
 	agent := newUser("agent-terminal", agentGroup)
 	label := "terminal-" + trail.NewID()[28:]
@@ -185,8 +188,8 @@ func TestInteractiveExecIsRecorded(t *testing.T) {
 	screens := map[string]string{}
 	for _, ws := range []string{"false", "true"} {
 		term := startTerminal(t, []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=" + ws}, bed.kube.Kubectl,
-			"--kubeconfig", inSession.kubeconfig, "-n", ns, "exec", "-it", "shell", "--", "env", "PS1=ps1> ", "sh")
-		term.expect("ps1> ")
+			"--kubeconfig", inSession.kubeconfig, "-n", ns, "exec", "-it", "shell", "--", "sh")
+		term.expect("$ ")
 		term.typeKeys("cat " + mounted + "\r")
 		term.expect("gatehouse:masked:")
 		term.typeKeys("echo done-$((40+2))\r")

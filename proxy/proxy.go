@@ -49,6 +49,10 @@ type Masker interface {
 	Stream(contentType, contentEncoding string, r io.Reader, t masking.Target) (*masking.Reader, error)
 	// Text masks what its text detectors find in free text (a client's reason).
 	Text(dst, src []byte) ([]byte, masking.Stats)
+	// JSON masks one JSON document (the stored object a patch is applied to).
+	JSON(dst, src []byte, t masking.Target) ([]byte, masking.Stats, error)
+	// Restore puts stored values back where a written object carries their placeholders.
+	Restore(written, stored []byte, t masking.Target) (*masking.Restored, error)
 }
 
 // Recorder writes trail records. *trail.Publisher implements it.
@@ -306,6 +310,7 @@ type requestState struct {
 	upgrade              bool
 	w                    *recordingWriter
 	body                 []byte        // the request body, read whole for the policy and a re-send
+	restored             bool          // body carries stored values put back in place of placeholders
 	decision             *trail.Policy // the policy rule that decided, if one matched
 	approvalID           string
 	warnings             []string // Warning headers to add to the response

@@ -218,6 +218,16 @@ type restorer struct {
 	n            int
 	byString     map[string]any
 	ambiguous    map[string]bool
+	// segs are the keys (and "#<index>" for elements) of the path being walked; rel is the
+	// Helm release being walked, if any.
+	segs []string
+	rel  *releaseRoot
+}
+
+// releaseRoot is a decoded Helm release: the stored one, masked, and where it starts in segs.
+type releaseRoot struct {
+	l, m  any
+	start int
 }
 
 func (r *restorer) value(w, l, m any, path string, depth int) (any, error) {
@@ -229,7 +239,9 @@ func (r *restorer) value(w, l, m any, path string, depth int) (any, error) {
 		mm, _ := m.(map[string]any)
 		out := make(map[string]any, len(wt))
 		for k, e := range wt {
+			r.segs = append(r.segs, k)
 			v, err := r.value(e, lm[k], mm[k], path+"."+k, depth)
+			r.segs = r.segs[:len(r.segs)-1]
 			if err != nil {
 				return nil, err
 			}
@@ -245,7 +257,9 @@ func (r *restorer) value(w, l, m any, path string, depth int) (any, error) {
 			if i < len(la) && i < len(ma) {
 				le, me = la[i], ma[i]
 			}
+			r.segs = append(r.segs, "#"+strconv.Itoa(i))
 			v, err := r.value(e, le, me, path+"["+strconv.Itoa(i)+"]", depth)
+			r.segs = r.segs[:len(r.segs)-1]
 			if err != nil {
 				return nil, err
 			}
@@ -288,10 +302,60 @@ func (r *restorer) str(w string, l, m any, path string, depth int) (any, error) 
 			}
 		}
 	}
+	if l, ok := r.releaseValue(w); ok {
+		r.note(w, l)
+		return l, nil
+	}
 	if nestedErr != nil {
 		return nil, nestedErr
 	}
 	return nil, fmt.Errorf("%w: at %s", ErrPlaceholderMoved, displayPath(path))
+}
+
+// releaseValue restores a value of a Helm release from where Helm copies it: the values a
+// release was installed with (config) become the chart's values of the next revision when an
+// upgrade reuses them, and the other way round. Both are masked by the same keyword rules.
+func (r *restorer) releaseValue(w string) (any, bool) {
+	if r.rel == nil || len(r.segs) <= r.rel.start {
+		return nil, false
+	}
+	rel := r.segs[r.rel.start:]
+	var alt []string
+	switch {
+	case len(rel) > 2 && rel[0] == "chart" && rel[1] == "values":
+		alt = append([]string{"config"}, rel[2:]...)
+	case len(rel) > 1 && rel[0] == "config":
+		alt = append([]string{"chart", "values"}, rel[1:]...)
+	default:
+		return nil, false
+	}
+	m, ok := lookup(r.rel.m, alt)
+	if ms, isStr := m.(string); !ok || !isStr || ms != w {
+		return nil, false
+	}
+	return lookup(r.rel.l, alt)
+}
+
+// lookup returns the value at segs (keys, and "#<index>" for elements) of a decoded document.
+func lookup(v any, segs []string) (any, bool) {
+	for _, s := range segs {
+		switch t := v.(type) {
+		case map[string]any:
+			var ok bool
+			if v, ok = t[s]; !ok {
+				return nil, false
+			}
+		case []any:
+			i, err := strconv.Atoi(strings.TrimPrefix(s, "#"))
+			if err != nil || !strings.HasPrefix(s, "#") || i < 0 || i >= len(t) {
+				return nil, false
+			}
+			v = t[i]
+		default:
+			return nil, false
+		}
+	}
+	return v, v != nil
 }
 
 func (r *restorer) note(w string, v any) {
@@ -346,6 +410,11 @@ func (r *restorer) nested(w, l, m, path string, depth int) (any, bool, error) {
 		ld, err3 := decodeTree([]byte(l))
 		if err1 != nil || err2 != nil || err3 != nil {
 			return nil, false, nil
+		}
+		if looksLikeRelease([]byte(w)) {
+			prev := r.rel
+			r.rel = &releaseRoot{l: ld, m: md, start: len(r.segs)}
+			defer func() { r.rel = prev }()
 		}
 		out, err := r.value(wd, ld, md, path, depth)
 		if err != nil {

@@ -241,6 +241,24 @@ func TestRestoreHelmRelease(t *testing.T) {
 		assert.False(t, HasPlaceholder(r.Object))
 	})
 
+	t.Run("an upgrade that reuses the values: the chart's values take the release's", func(t *testing.T) {
+		read := maskedJSON(t, m, stored, secretTarget)
+		read["metadata"].(map[string]any)["name"] = "sh.helm.release.v1.shop.v2"
+		helmRewrite(t, read, func(rel map[string]any) {
+			rel["version"] = 2
+			chart := rel["chart"].(map[string]any)
+			chart["values"] = rel["config"]
+			rel["config"] = map[string]any{"mode": "staging"}
+		})
+		r, err := m.Restore(mustJSON(t, read), stored, secretTarget)
+		require.NoError(t, err)
+		rel := restored(t, r.Object)
+		values := rel["chart"].(map[string]any)["values"].(map[string]any)
+		assert.Equal(t, "canary-config-password", values["db"].(map[string]any)["password"])
+		assert.Equal(t, "sk-canary0123456789abcdefghijklmnopqrstuvwx", values["apiKey"])
+		assert.Equal(t, map[string]any{"mode": "staging"}, rel["config"])
+	})
+
 	t.Run("a value moved inside the release", func(t *testing.T) {
 		read := maskedJSON(t, m, stored, secretTarget)
 		helmRewrite(t, read, func(rel map[string]any) {

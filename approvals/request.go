@@ -89,8 +89,8 @@ type Request struct {
 	// ScopeOffer is what approvers may grant instead of the one operation, when the rule offers
 	// a scope (scope.go).
 	ScopeOffer *ScopeOffer `json:"scopeOffer,omitempty"`
-	Path     string        `json:"path"`
-	Created  time.Time     `json:"created"`
+	Path       string      `json:"path"`
+	Created    time.Time   `json:"created"`
 	// Expires is the deadline of the pending request.
 	Expires   time.Time  `json:"expires"`
 	State     State      `json:"state"`

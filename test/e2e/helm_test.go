@@ -88,21 +88,22 @@ func writeChart(t *testing.T) string {
 }
 
 // autoApprover approves, as an approver, every pending request of one requester in one
-// namespace, and counts them.
+// namespace, and counts them. It grants the scope a request's rule offers, if any.
 type autoApprover struct {
 	client    *approvals.Client
 	requester string
 	namespace string
+	scoped    bool
 
 	mu       sync.Mutex
 	approved []*approvals.Request
 }
 
-func startAutoApprover(t *testing.T, approver user, requester, namespace string) *autoApprover {
+func startAutoApprover(t *testing.T, approver user, requester, namespace string, scoped bool) *autoApprover {
 	t.Helper()
 	hc, err := rest.HTTPClientFor(&rest.Config{Host: bed.proxyURL, BearerToken: approver.token, TLSClientConfig: rest.TLSClientConfig{CAData: bed.proxyCA}})
 	require.NoError(t, err)
-	a := &autoApprover{client: &approvals.Client{BaseURL: bed.proxyURL, HTTP: hc}, requester: requester, namespace: namespace}
+	a := &autoApprover{client: &approvals.Client{BaseURL: bed.proxyURL, HTTP: hc}, requester: requester, namespace: namespace, scoped: scoped}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
@@ -115,7 +116,11 @@ func startAutoApprover(t *testing.T, approver user, requester, namespace string)
 					if r.Requester.User != requester || r.Operation.Namespace != namespace {
 						continue
 					}
-					if got, err := a.client.Decide(ctx, r.ID, approvals.Approve, "e2e: helm"); err == nil {
+					var choice *approvals.ScopeChoice
+					if a.scoped && r.ScopeOffer != nil {
+						choice = &approvals.ScopeChoice{}
+					}
+					if got, err := a.client.DecideScoped(ctx, r.ID, approvals.Approve, "e2e: helm", choice); err == nil {
 						a.mu.Lock()
 						a.approved = append(a.approved, got)
 						a.mu.Unlock()
@@ -173,36 +178,46 @@ func helmRecords(t *testing.T, ns, release, driver string) []map[string]any {
 // TestHelmThroughTheGateway: Helm 3 and 4, with the Secret and the ConfigMap storage drivers,
 // install, list, inspect, upgrade, roll back and uninstall a release through Gatehouse as an
 // agent. What Helm reads is masked (values, manifests), what it writes back keeps the stored
-// secrets, and the secret writes are held for approval.
+// secrets, and the Secret writes are held for approval: with exact grants one approval per
+// write, with the scope the default pack offers one approval per command (each command runs in
+// a session of its own here).
 func TestHelmThroughTheGateway(t *testing.T) {
 	helm4, err := testbed.Helm()
 	require.NoError(t, err)
 	helm3, err := testbed.Helm3()
 	require.NoError(t, err)
 	chart := writeChart(t)
-	for _, tc := range []struct{ name, bin, driver string }{
-		{"helm4-secret", helm4, "secret"},
-		{"helm4-configmap", helm4, "configmap"},
-		{"helm3-secret", helm3, "secret"},
-		{"helm3-configmap", helm3, "configmap"},
+	var report []string
+	for _, tc := range []struct {
+		name, bin, driver string
+		scoped            bool
+	}{
+		{"helm4-secret", helm4, "secret", true},
+		{"helm4-configmap", helm4, "configmap", true},
+		{"helm3-secret", helm3, "secret", true},
+		{"helm3-configmap", helm3, "configmap", true},
+		{"helm4-secret-exact", helm4, "secret", false},
+		{"helm3-secret-exact", helm3, "secret", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
 			ns := bed.kube.Namespace(t, tc.name)
-			agent := newUser("agent-"+tc.name, agentGroup).withOptions("session=" + tc.name)
+			agent := newUser("agent-"+tc.name, agentGroup)
 			approver := newUser("approver-"+tc.name, approverGroup)
-			approved := startAutoApprover(t, approver, agent.user, ns)
-			h := newHelmCLI(t, tc.bin, agent.kubeconfig, ns, tc.driver)
+			approved := startAutoApprover(t, approver, agent.user, ns, tc.scoped)
 			steps := []string{}
 			step := func(name string, args ...string) string {
 				t.Helper()
+				// Each command in a session of its own: a scope granted for one does not carry over.
+				session := strings.NewReplacer(" ", "-", "(", "", ")", "").Replace(name)
+				h := newHelmCLI(t, tc.bin, agent.withOptions("session="+tc.name+"-"+session).kubeconfig, ns, tc.driver)
 				before := approved.count()
 				start := time.Now()
 				out, err := h.run(ctx, args...)
 				require.NoError(t, err, "helm %s: %s", strings.Join(args, " "), out)
 				assert.NotContains(t, out, helmCanary, "helm %s shows no secret", name)
 				assert.NotContains(t, out, base64.StdEncoding.EncodeToString([]byte(helmCanary)), "helm %s shows no secret", name)
-				steps = append(steps, fmt.Sprintf("%-22s %2d approvals  %5.1fs", name, approved.count()-before, time.Since(start).Seconds()))
+				steps = append(steps, fmt.Sprintf("%-22s %2d approval(s)  %5.1fs", name, approved.count()-before, time.Since(start).Seconds()))
 				return out
 			}
 			secretValue := func() string {
@@ -255,7 +270,62 @@ func TestHelmThroughTheGateway(t *testing.T) {
 			assert.Empty(t, helmRecords(t, ns, "shop", tc.driver))
 			_, err := bed.kube.Clientset.CoreV1().Secrets(ns).Get(ctx, "shop-db", metav1.GetOptions{})
 			assert.True(t, isNotFound(err), "uninstall removed the chart's objects")
-			t.Logf("%s through Gatehouse:\n  %s", tc.name, strings.Join(steps, "\n  "))
+			report = append(report, fmt.Sprintf("%s through Gatehouse:\n  %s", tc.name, strings.Join(steps, "\n  ")))
+		})
+	}
+	t.Log("\n" + strings.Join(report, "\n"))
+}
+
+// TestHelmDirectWithScopedApproval: a person using Helm directly, with their own credentials,
+// is stopped by the webhook (each of Helm's retries writes a record with new timestamps, so an
+// exact approval would never match); an approver grants their session a scope, and from then on
+// install, upgrade, rollback and uninstall pass without another approval.
+func TestHelmDirectWithScopedApproval(t *testing.T) {
+	helm4, err := testbed.Helm()
+	require.NoError(t, err)
+	helm3, err := testbed.Helm3()
+	require.NoError(t, err)
+	chart := writeChart(t)
+	kubeconfig, err := testbed.WriteKubeconfig(bed.dir, bed.direct)
+	require.NoError(t, err)
+	for _, tc := range []struct{ name, bin string }{{"direct-helm4", helm4}, {"direct-helm3", helm3}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			ns := bed.kube.Namespace(t, tc.name)
+			approver := newUser("approver-"+tc.name, approverGroup)
+			h := newHelmCLI(t, tc.bin, kubeconfig, ns, "secret")
+
+			out, err := h.run(ctx, "install", "shop", chart, "--set", "db.password="+helmCanary)
+			require.Error(t, err, "the first install is held by the webhook: %s", out)
+			id := approvalID(t, out)
+			assert.Contains(t, out, "gatehouse approvals approve "+id, "the denial says how to approve")
+			show, err := approver.approvals(t, "show", id)
+			require.NoError(t, err)
+			assert.Contains(t, show, "Scope offered:", "the rule offers a scope")
+			got, err := approver.approvals(t, "approve", id, "--scope", "--scope-duration", "10m", "--reason", "e2e: direct helm")
+			require.NoError(t, err)
+			assert.Contains(t, got, "Granted: create, update, patch, delete on secrets in namespace "+ns)
+
+			for _, args := range [][]string{
+				{"install", "shop", chart, "--set", "db.password=" + helmCanary},
+				{"upgrade", "shop", chart, "--reuse-values", "--set", "mode=staging"},
+				{"rollback", "shop", "1"},
+				{"uninstall", "shop"},
+			} {
+				out, err := h.run(ctx, args...)
+				require.NoError(t, err, "helm %s within the scope: %s", args[0], out)
+			}
+			list, err := approver.approvals(t, "list", "--all", "-o", "json")
+			require.NoError(t, err)
+			var all approvals.ListResponse
+			require.NoError(t, json.Unmarshal([]byte(list), &all))
+			n := 0
+			for _, r := range all.Items {
+				if r.Operation.Namespace == ns {
+					n++
+				}
+			}
+			assert.Equal(t, 1, n, "one approval for the whole session")
 		})
 	}
 }

@@ -88,6 +88,10 @@ func (p *Proxy) applyPolicy(r *http.Request, st *requestState) error {
 	}
 	p.log.Debug("policy decision", "auditID", st.auditID, "request", a.String(), "action", d.Action, "unknown", d.Unknown, "policy", d.Policy, "rule", d.Rule)
 	if d.Unknown {
+		// Admission decides, with the final object; a fail-closed webhook is called for it.
+		if !a.DryRun && p.opts.AdmissionSees(*a) {
+			st.hold = holdUndecided
+		}
 		return nil
 	}
 	if d.Rule != "" {
@@ -112,6 +116,9 @@ func (p *Proxy) applyPolicy(r *http.Request, st *requestState) error {
 				"webhook configurations and admission policies, subresources it is not configured for, and the namespaces it skips), "+
 				"so it cannot be held for approval and is refused. Ask a cluster administrator to perform it.")
 			return errRefused
+		default:
+			// Held at admission; the mark selects a fail-closed webhook for it.
+			st.hold = d.Policy + "/" + d.Rule
 		}
 	}
 	return nil

@@ -309,14 +309,17 @@ type requestState struct {
 	mask                 bool
 	upgrade              bool
 	w                    *recordingWriter
-	body                 []byte        // the request body, read whole for the policy and a re-send
-	restored             bool          // body carries stored values put back in place of placeholders
-	decision             *trail.Policy // the policy rule that decided, if one matched
-	approvalID           string
-	warnings             []string // Warning headers to add to the response
-	masking              masking.Stats
-	maskedRdr            *masking.Reader
-	errReason            string
+	body                 []byte // the request body, read whole for the policy and a re-send
+	restored             bool   // body carries stored values put back in place of placeholders
+	// hold marks a write the proxy's evaluation holds for approval ("policy/rule") or cannot
+	// decide (holdUndecided), in the extra identity.ExtraHold.
+	hold       string
+	decision   *trail.Policy // the policy rule that decided, if one matched
+	approvalID string
+	warnings   []string // Warning headers to add to the response
+	masking    masking.Stats
+	maskedRdr  *masking.Reader
+	errReason  string
 
 	start time.Time
 	// in is the client's request, as forwarded.
@@ -532,6 +535,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
+// holdUndecided is the hold mark of a write the proxy cannot decide without the final object.
+const holdUndecided = "undecided"
+
 // setAttempt marks one upstream attempt: its own Audit-ID and, for the re-sent call of a held
 // request, the approval it is sent under.
 func setAttempt(h http.Header, auditID, approvalID string) {
@@ -571,6 +577,9 @@ func (p *Proxy) gatehouseExtras(st *requestState) map[string]string {
 	}
 	if c := clientName(st.client); c != "" {
 		m[identity.ExtraClient] = c
+	}
+	if st.hold != "" {
+		m[identity.ExtraHold] = st.hold
 	}
 	if st.opts.reason != "" {
 		// The reason travels to admission, which stores it on an approval request, and into

@@ -53,7 +53,9 @@ spec:
 		return string(out)
 	}
 	admin("apply", "-f", file)
-	t.Cleanup(func() { _ = exec.Command(bed.kube.Kubectl, "--kubeconfig", bed.kube.Kubeconfig, "delete", "-f", file).Run() })
+	t.Cleanup(func() {
+		_ = exec.Command(bed.kube.Kubectl, "--kubeconfig", bed.kube.Kubeconfig, "delete", "-f", file).Run()
+	})
 
 	agent := newUser("agent-held-down", agentGroup).withOptions("hold=refuse")
 	require.Eventually(t, func() bool {

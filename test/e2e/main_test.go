@@ -33,12 +33,12 @@ var bed struct {
 	clickhouse *testbed.ClickHouse
 	issuer     *testbed.Issuer
 
-	webhook  *testbed.Process
-	proxy    *testbed.Process
+	webhook *testbed.Process
+	proxy   *testbed.Process
 	// webhookArgs start the webhook again (startWebhook) after a test stopped it.
 	webhookArgs   []string
 	webhookHealth string
-	enricher *testbed.Process
+	enricher      *testbed.Process
 	// enricherURL is the audit intake; enricherPKI its CA and kube-apiserver's client certificate.
 	enricherURL string
 	enricherPKI *testbed.PKI

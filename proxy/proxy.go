@@ -590,6 +590,9 @@ func (p *Proxy) gatehouseExtras(st *requestState) map[string]string {
 	return m
 }
 
+// secretsMaskedWarning tells a client reading Secrets that their values are placeholders.
+const secretsMaskedWarning = `299 - "Gatehouse masked the values of these Secrets: each shows as a placeholder, and sizes (kubectl describe) are the placeholder's, not the value's"`
+
 // modifyResponse masks what may carry secrets. It runs before the response headers are written.
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	st := stateOf(resp.Request)
@@ -599,6 +602,10 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	}
 	for _, warning := range st.warnings {
 		resp.Header.Add("Warning", warning)
+	}
+	if st.mask && isSecrets(st.target) && resp.StatusCode == http.StatusOK {
+		// kubectl describe shows each value's size: of the placeholder, which reveals nothing.
+		resp.Header.Add("Warning", secretsMaskedWarning)
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		switch {

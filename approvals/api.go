@@ -26,7 +26,7 @@ const APIPrefix = "/gatehouse/v1/approvals"
 //	GET  /gatehouse/v1/approvals[?state=Pending]    list (newest first)
 //	GET  /gatehouse/v1/approvals?watch=true         stream of changes, one JSON event per line
 //	GET  /gatehouse/v1/approvals/{id}               one request
-//	POST /gatehouse/v1/approvals/{id}/approve       {"reason": "..."}
+//	POST /gatehouse/v1/approvals/{id}/approve       {"reason": "...", "scope": {...}}
 //	POST /gatehouse/v1/approvals/{id}/deny          {"reason": "..."}
 //
 // Every call needs an identity from Authenticate. A caller sees only the requests it may see
@@ -52,9 +52,12 @@ type WatchEvent struct {
 	Object *Request `json:"object"`
 }
 
-// DecisionBody is the body of approve and deny calls.
+// DecisionBody is the body of approve and deny calls. Scope, on an approval of a request whose
+// rule offers one, grants that scope instead of the one operation (ScopeChoice; empty fields
+// take the whole offer).
 type DecisionBody struct {
-	Reason string `json:"reason,omitempty"`
+	Reason string       `json:"reason,omitempty"`
+	Scope  *ScopeChoice `json:"scope,omitempty"`
 }
 
 func (a *API) log() *slog.Logger {
@@ -113,7 +116,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if parts[1] == "deny" {
 			verdict = Deny
 		}
-		req, err := a.Broker.Decide(r.Context(), parts[0], who, verdict, body.Reason)
+		req, err := a.Broker.DecideScoped(r.Context(), parts[0], who, verdict, body.Reason, body.Scope)
 		if err != nil {
 			a.fail(w, err)
 			return

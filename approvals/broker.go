@@ -115,6 +115,8 @@ type Spec struct {
 	Path           string
 	// Timeout is how long the request may wait for a decision.
 	Timeout time.Duration
+	// ScopeOffer, when the rule offers a scope, is what approvers may grant instead (scope.go).
+	ScopeOffer *ScopeOffer
 }
 
 func (s Spec) validate() error {
@@ -160,6 +162,7 @@ func (b *Broker) Create(ctx context.Context, s Spec) (*Request, error) {
 		ApproverGroups: s.ApproverGroups,
 		Required:       s.Required,
 		GrantTTL:       s.GrantTTL,
+		ScopeOffer:     s.ScopeOffer,
 		Path:           s.Path,
 		Created:        now,
 		Expires:        now.Add(s.Timeout),
@@ -440,6 +443,9 @@ func (b *Broker) record(ctx context.Context, r *Request, event trail.ApprovalEve
 	}
 	if r.Grant != nil {
 		rec.AdmissionUID = r.Grant.AdmissionUID
+		if r.Grant.Scope != nil {
+			rec.Scope = r.Grant.Scope.String()
+		}
 	}
 	if err := b.opts.Recorder.PublishSync(ctx, rec); err != nil {
 		// The state is stored; the event is missing. Report it: approvals must be auditable.

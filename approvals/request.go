@@ -86,8 +86,11 @@ type Request struct {
 	Required       int      `json:"required"`
 	// GrantTTL is how long the grant is valid once approved.
 	GrantTTL time.Duration `json:"grantTTL"`
-	Path     string        `json:"path"`
-	Created  time.Time     `json:"created"`
+	// ScopeOffer is what approvers may grant instead of the one operation, when the rule offers
+	// a scope (scope.go).
+	ScopeOffer *ScopeOffer `json:"scopeOffer,omitempty"`
+	Path       string      `json:"path"`
+	Created    time.Time   `json:"created"`
 	// Expires is the deadline of the pending request.
 	Expires   time.Time  `json:"expires"`
 	State     State      `json:"state"`
@@ -102,6 +105,8 @@ type Decision struct {
 	Verdict  Verdict   `json:"verdict"`
 	Reason   string    `json:"reason,omitempty"`
 	Time     time.Time `json:"time"`
+	// Scope is what the approver granted instead of the one operation, if they chose a scope.
+	Scope *ScopeChoice `json:"scope,omitempty"`
 }
 
 // Grant is the permission an approval issues: the fingerprinted operation may run once before
@@ -111,6 +116,9 @@ type Grant struct {
 	// UsedAt and AdmissionUID are set when admission let the operation through.
 	UsedAt       *time.Time `json:"usedAt,omitempty"`
 	AdmissionUID string     `json:"admissionUID,omitempty"`
+	// Scope, when set, makes the grant a scoped one: it admits what the scope allows until
+	// Expires, and is not used up.
+	Scope *Scope `json:"scope,omitempty"`
 }
 
 // Approvers returns who approved so far.

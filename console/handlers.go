@@ -160,13 +160,29 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request, sess *sess
 		s.renderRequest(w, r, sess, http.StatusBadRequest, fmt.Sprintf("The reason is longer than %d characters.", maxReason))
 		return
 	}
+	var choice *approvals.ScopeChoice
+	if verdict == approvals.Approve && r.PostFormValue("grant") == "scope" {
+		choice = &approvals.ScopeChoice{Verbs: r.PostForm["scope-verb"], Resources: r.PostForm["scope-resource"]}
+		if d := strings.TrimSpace(r.PostFormValue("scope-duration")); d != "" {
+			dur, err := time.ParseDuration(d)
+			if err != nil || dur <= 0 {
+				s.renderRequest(w, r, sess, http.StatusBadRequest, "The scope's duration must be a duration such as 15m.")
+				return
+			}
+			choice.Duration.Duration = dur
+		}
+		if len(choice.Verbs) == 0 || len(choice.Resources) == 0 {
+			s.renderRequest(w, r, sess, http.StatusBadRequest, "A scope needs at least one verb and one resource.")
+			return
+		}
+	}
 	if s.opts.Masker != nil {
 		masked, _ := s.opts.Masker.Text(nil, []byte(reason))
 		reason = string(masked)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	decided, err := s.opts.Broker.Decide(ctx, id, sess.Identity, verdict, reason)
+	decided, err := s.opts.Broker.DecideScoped(ctx, id, sess.Identity, verdict, reason, choice)
 	switch {
 	case err == nil:
 		s.log.Info("approval decision", "approval", id, "approver", sess.Identity.User, "verdict", verdict, "state", decided.State)

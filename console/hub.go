@@ -20,6 +20,8 @@ type Broker interface {
 	Watch(ctx context.Context, opts ...approvals.WatchOption) (approvals.Watcher, error)
 	Get(ctx context.Context, id string) (*approvals.Request, error)
 	Decide(ctx context.Context, id string, approver trail.Identity, v approvals.Verdict, reason string) (*approvals.Request, error)
+	// DecideScoped approves granting a scope within the request's offer (nil: as Decide).
+	DecideScoped(ctx context.Context, id string, approver trail.Identity, v approvals.Verdict, reason string, choice *approvals.ScopeChoice) (*approvals.Request, error)
 }
 
 var _ Broker = (*approvals.Broker)(nil)

@@ -33,6 +33,11 @@ const (
 	// ExtraOriginalUser is the verified user when a client's own impersonation (kubectl --as)
 	// was allowed: the request then runs as the target and keeps the original here.
 	ExtraOriginalUser = "gatehouse.dev/original-user"
+	// ExtraHold says that the proxy's own evaluation holds a write for approval (its value names
+	// the rule, "policy/rule") or cannot decide it without the final object ("undecided"). A
+	// fail-closed webhook selects such writes, and admission treats them as privileged: they
+	// never pass unapproved because the webhook is down or cannot evaluate its policies.
+	ExtraHold = "gatehouse.dev/hold"
 )
 
 // Annotation keys the mutating webhook stamps on objects created or changed through the gateway.
@@ -46,7 +51,7 @@ const (
 
 // Extras are the gateway's attributes of a request, read back from impersonation extras.
 type Extras struct {
-	SessionID, Issuer, Subject, Client, ApprovalID, Reason, OriginalUser string
+	SessionID, Issuer, Subject, Client, ApprovalID, Reason, OriginalUser, Hold string
 }
 
 // ViaGateway reports whether the request came through the front proxy.
@@ -69,5 +74,6 @@ func FromExtra[V ~[]string](extra map[string]V) Extras {
 		ApprovalID:   first(ExtraApprovalID),
 		Reason:       first(ExtraReason),
 		OriginalUser: first(ExtraOriginalUser),
+		Hold:         first(ExtraHold),
 	}
 }

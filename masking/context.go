@@ -73,6 +73,9 @@ type vctx struct {
 type objState struct {
 	t     objType
 	check bool // compare kind and apiVersion members with t and start over on a mismatch
+	// start is the index of the object in the walker's input, for members read ahead (a
+	// Secret's type).
+	start int
 	// metadata, for exemptions
 	name, namespace []byte
 	// audit Event objectRef
@@ -98,6 +101,8 @@ func (w *walker) hintFor(c vctx) objType {
 		t = w.admissionType(&w.objs[c.obj])
 	case c.hint == hintSelf:
 		t = w.objs[c.obj].t
+	case c.hint == hintUnknown:
+		t = w.m.unknownType()
 	default:
 		t = w.target
 	}
@@ -172,6 +177,8 @@ func (w *walker) child(p vctx, key []byte) vctx {
 		case "resource":
 			c.role = roleAdmissionResource
 		}
+	default:
+		helmChild(p, key, &c)
 	}
 	// Every value of a registry's entry in a docker config is part of the credential:
 	// username, password, auth, identitytoken, registrytoken, email.
@@ -191,6 +198,10 @@ func (w *walker) child(p vctx, key []byte) vctx {
 // memberCtx sets the context of the member key of a Kubernetes object.
 func (w *walker) memberCtx(st *objState, key []byte, c *vctx) {
 	t := &st.t
+	if t.id == kHelmRelease {
+		helmMember(key, c)
+		return
+	}
 	open := !t.confirmed || t.id == kUnknown // the object may be a container of any kind
 	switch string(key) {
 	case "kind", "apiVersion":
@@ -198,6 +209,11 @@ func (w *walker) memberCtx(st *objState, key []byte, c *vctx) {
 	case "metadata":
 		c.role = roleMetadata
 	case "data":
+		if t.secret && w.helmSecretType(c.obj) {
+			// A Helm release record: its payload is masked inside (helm.go).
+			c.role = roleHelmSecretData
+			return
+		}
 		if t.secret || t.id == kUnknown {
 			c.hide, c.hmode = idSecretData, hideBase64
 			if t.id != kSecret {
@@ -279,6 +295,8 @@ func (w *walker) elem(p vctx, idx int) vctx {
 		c.role, c.key = rolePatchOp, nil
 	case roleKubeUsers:
 		c.role, c.key = roleKubeUser, nil
+	default:
+		helmElem(p, &c)
 	}
 	return c
 }

@@ -3,6 +3,7 @@ package masking
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -127,6 +128,10 @@ func (b *inbuf) read(src io.Reader, limit int) error {
 	switch {
 	case err == io.EOF:
 		b.eof = true
+	case errors.Is(err, context.Canceled):
+		// The client went away (a closed watch): pass the cause on as it is, as readers
+		// such as httputil.ReverseProxy expect it.
+		return context.Canceled
 	case err != nil:
 		return fmt.Errorf("masking: reading stream: %w", err)
 	case n == 0:

@@ -20,6 +20,9 @@ func (w *walker) str(i int, c vctx) (int, error) {
 		}
 		return end, nil
 	}
+	if c.role >= roleHelmSecretData && w.helmString(i, end, esc, c) {
+		return end, nil
+	}
 	switch c.role {
 	case roleTypeField:
 		if !w.objs[c.obj].check {
@@ -118,6 +121,11 @@ func (w *walker) maskText(i, end int, esc bool, c vctx) {
 		return
 	}
 	if w.m.hasExemptions && w.exempt(c, -1) {
+		return
+	}
+	if kc == keyPlain && bytes.HasPrefix(raw, gzipBase64Prefix) && w.gzipValue(i, end, esc, c) {
+		// Base64 of gzip data: a Helm release (the ConfigMap driver), masked inside, or
+		// anything else, masked whole when something in it would be (helm.go).
 		return
 	}
 	text := w.text(i, end, esc)

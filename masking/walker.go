@@ -181,7 +181,7 @@ func (w *walker) objectPos(i int, c vctx, depth int) (int, error) {
 		w.objs = append(w.objs, objState{})
 	}
 	if w.src[i] == '[' {
-		w.objs[idx] = objState{t: hint}
+		w.objs[idx] = objState{t: hint, start: i}
 		pc := vctx{role: rolePatchOps, obj: int32(idx), hide: noHide}
 		return w.array(i, pc, depth)
 	}
@@ -208,7 +208,7 @@ func (w *walker) objectPos(i int, c vctx, depth int) (int, error) {
 			}
 		}
 	}
-	w.objs[idx] = objState{t: t, check: check}
+	w.objs[idx] = objState{t: t, check: check, start: i}
 	sp := w.savepoint()
 	oc := w.objectCtx(idx)
 	end, err := w.object(i, oc, depth)
@@ -225,7 +225,7 @@ func (w *walker) objectPos(i int, c vctx, depth int) (int, error) {
 	if w.budget -= pend - i; w.budget < 0 {
 		return i, malformed(i, "too many objects name their kind after their data")
 	}
-	w.objs[idx] = objState{t: t}
+	w.objs[idx] = objState{t: t, start: i}
 	oc = w.objectCtx(idx)
 	return w.object(i, oc, depth)
 }

@@ -261,4 +261,7 @@ type Approval struct {
 	Approvals int
 	// GrantTTL is how long an approval grant stays usable.
 	GrantTTL time.Duration
+	// Scope is what approvers may grant beyond the one operation; nil when they may grant only
+	// that.
+	Scope *ApprovalScope
 }

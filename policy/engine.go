@@ -262,6 +262,13 @@ func (e *Engine) compileRule(r *v1alpha1.Rule) (*compiledRule, error) {
 			}
 			cr.approval.GrantTTL = r.Approval.GrantTTL.Duration
 		}
+		if r.Approval.Scope != nil {
+			sc, err := compileScope(r.Approval.Scope)
+			if err != nil {
+				return nil, fmt.Errorf("approval.scope: %w", err)
+			}
+			cr.approval.Scope = sc
+		}
 	default:
 		return nil, fmt.Errorf("unknown action %q: want allow, deny or requireApproval", r.Action)
 	}
@@ -368,6 +375,7 @@ func (r *compiledRule) decide(policy string, a *Attributes, condErr error) Decis
 			ApproverGroups: slices.Clone(r.approval.ApproverGroups),
 			Approvals:      r.approval.Approvals,
 			GrantTTL:       r.approval.GrantTTL,
+			Scope:          r.approval.Scope.clone(),
 		}
 		fmt.Fprintf(&b, " Approvers: members of %s; %d approval(s) needed; an approval is valid for %s.",
 			strings.Join(r.approval.ApproverGroups, ", "), r.approval.Approvals, r.approval.GrantTTL)

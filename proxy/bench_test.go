@@ -127,3 +127,9 @@ func (passMasker) Stream(_, _ string, r io.Reader, t masking.Target) (*masking.R
 func (passMasker) Text(dst, src []byte) ([]byte, masking.Stats) {
 	return append(dst, src...), masking.Stats{}
 }
+func (passMasker) JSON(dst, src []byte, _ masking.Target) ([]byte, masking.Stats, error) {
+	return append(dst, src...), masking.Stats{}, nil
+}
+func (passMasker) Restore(written, _ []byte, _ masking.Target) (*masking.Restored, error) {
+	return nil, masking.ErrPlaceholderMoved
+}

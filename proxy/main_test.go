@@ -52,6 +52,8 @@ var env struct {
 	masker *masking.Masker
 	// saIssuer is the cluster's service-account token issuer.
 	saIssuer string
+	// opts are the options env.proxy runs with, for tests that run another proxy like it.
+	opts proxy.Options
 }
 
 const auditPolicy = `apiVersion: audit.k8s.io/v1
@@ -184,14 +186,16 @@ func run(m *testing.M) (int, error) {
 	}
 	env.masker = masker
 	env.metrics = prometheus.NewRegistry()
-	proxy, err := proxy.NewProxy(proxy.Options{
+	env.opts = proxy.Options{
 		Upstream:      env.proxyUser,
 		Authenticator: authenticator,
 		Masker:        masker,
 		Recorder:      pub,
 		Recordings:    env.recordings,
-		Metrics:       env.metrics,
-	})
+	}
+	o := env.opts
+	o.Metrics = env.metrics
+	proxy, err := proxy.NewProxy(o)
 	if err != nil {
 		return 0, err
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -87,6 +88,10 @@ func (p *Proxy) applyPolicy(r *http.Request, st *requestState) error {
 	}
 	p.log.Debug("policy decision", "auditID", st.auditID, "request", a.String(), "action", d.Action, "unknown", d.Unknown, "policy", d.Policy, "rule", d.Rule)
 	if d.Unknown {
+		// Admission decides, with the final object; a fail-closed webhook is called for it.
+		if !a.DryRun && p.opts.AdmissionSees(*a) {
+			st.hold = holdUndecided
+		}
 		return nil
 	}
 	if d.Rule != "" {
@@ -111,6 +116,9 @@ func (p *Proxy) applyPolicy(r *http.Request, st *requestState) error {
 				"webhook configurations and admission policies, subresources it is not configured for, and the namespaces it skips), "+
 				"so it cannot be held for approval and is refused. Ask a cluster administrator to perform it.")
 			return errRefused
+		default:
+			// Held at admission; the mark selects a fail-closed webhook for it.
+			st.hold = d.Policy + "/" + d.Rule
 		}
 	}
 	return nil
@@ -172,14 +180,35 @@ func (p *Proxy) readBody(r *http.Request, st *requestState) error {
 		p.refuse(st, http.StatusRequestEntityTooLarge, metav1.StatusReasonRequestEntityTooLarge, "The request body is larger than 3 MiB.")
 		return errRefused
 	}
+	if r.Method != http.MethodDelete && carriesPlaceholder(r.Header.Get("Content-Type"), body) {
+		restored, contentType, err := p.restoreBody(r, st, body)
+		if err != nil {
+			st.errReason = "masked placeholder in request body"
+			p.log.Info("refusing a write whose placeholders cannot be restored", "auditID", st.auditID, "reason", restoreReason(err))
+			p.refuse(st, http.StatusUnprocessableEntity, metav1.StatusReasonInvalid, msgPlaceholder+restoreReason(err)+". Write the real values, or leave those fields out.")
+			return errRefused
+		}
+		body = restored
+		r.Header.Set("Content-Type", contentType)
+		r.ContentLength = int64(len(body))
+		st.restored = true
+	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	st.body = body
-	if r.Method != http.MethodDelete && masking.ContainsPlaceholder(body) {
-		st.errReason = "masked placeholder in request body"
-		p.refuse(st, http.StatusUnprocessableEntity, metav1.StatusReasonInvalid, "The request contains Gatehouse's masked placeholders (gatehouse:masked:...) where values belong: it was built from an object read through Gatehouse. Write the real values, or leave those fields out.")
-		return errRefused
-	}
 	return nil
+}
+
+// restoreReason says why a write's placeholders cannot be restored, in words for the client.
+func restoreReason(err error) string {
+	switch {
+	case errors.Is(err, masking.ErrPlaceholderMoved):
+		_, where, _ := strings.Cut(err.Error(), ": at ")
+		return "this one is not (at " + where + ")"
+	case errors.Is(err, errNotRestorable):
+		_, why, _ := strings.Cut(err.Error(), ": ")
+		return "it cannot here: " + why
+	}
+	return "it could not check this one"
 }
 
 // objectJSON returns a create's or update's body as JSON for the policy: as it is when it is

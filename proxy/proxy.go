@@ -49,6 +49,10 @@ type Masker interface {
 	Stream(contentType, contentEncoding string, r io.Reader, t masking.Target) (*masking.Reader, error)
 	// Text masks what its text detectors find in free text (a client's reason).
 	Text(dst, src []byte) ([]byte, masking.Stats)
+	// JSON masks one JSON document (the stored object a patch is applied to).
+	JSON(dst, src []byte, t masking.Target) ([]byte, masking.Stats, error)
+	// Restore puts stored values back where a written object carries their placeholders.
+	Restore(written, stored []byte, t masking.Target) (*masking.Restored, error)
 }
 
 // Recorder writes trail records. *trail.Publisher implements it.
@@ -305,13 +309,17 @@ type requestState struct {
 	mask                 bool
 	upgrade              bool
 	w                    *recordingWriter
-	body                 []byte        // the request body, read whole for the policy and a re-send
-	decision             *trail.Policy // the policy rule that decided, if one matched
-	approvalID           string
-	warnings             []string // Warning headers to add to the response
-	masking              masking.Stats
-	maskedRdr            *masking.Reader
-	errReason            string
+	body                 []byte // the request body, read whole for the policy and a re-send
+	restored             bool   // body carries stored values put back in place of placeholders
+	// hold marks a write the proxy's evaluation holds for approval ("policy/rule") or cannot
+	// decide (holdUndecided), in the extra identity.ExtraHold.
+	hold       string
+	decision   *trail.Policy // the policy rule that decided, if one matched
+	approvalID string
+	warnings   []string // Warning headers to add to the response
+	masking    masking.Stats
+	maskedRdr  *masking.Reader
+	errReason  string
 
 	start time.Time
 	// in is the client's request, as forwarded.
@@ -527,6 +535,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
+// holdUndecided is the hold mark of a write the proxy cannot decide without the final object.
+const holdUndecided = "undecided"
+
 // setAttempt marks one upstream attempt: its own Audit-ID and, for the re-sent call of a held
 // request, the approval it is sent under.
 func setAttempt(h http.Header, auditID, approvalID string) {
@@ -567,6 +578,9 @@ func (p *Proxy) gatehouseExtras(st *requestState) map[string]string {
 	if c := clientName(st.client); c != "" {
 		m[identity.ExtraClient] = c
 	}
+	if st.hold != "" {
+		m[identity.ExtraHold] = st.hold
+	}
 	if st.opts.reason != "" {
 		// The reason travels to admission, which stores it on an approval request, and into
 		// kube-apiserver's audit log: masked here, before it leaves the proxy.
@@ -575,6 +589,9 @@ func (p *Proxy) gatehouseExtras(st *requestState) map[string]string {
 	}
 	return m
 }
+
+// secretsMaskedWarning tells a client reading Secrets that their values are placeholders.
+const secretsMaskedWarning = `299 - "Gatehouse masked the values of these Secrets: each shows as a placeholder, and sizes (kubectl describe) are the placeholder's, not the value's"`
 
 // modifyResponse masks what may carry secrets. It runs before the response headers are written.
 func (p *Proxy) modifyResponse(resp *http.Response) error {
@@ -585,6 +602,10 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	}
 	for _, warning := range st.warnings {
 		resp.Header.Add("Warning", warning)
+	}
+	if st.mask && isSecrets(st.target) && resp.StatusCode == http.StatusOK {
+		// kubectl describe shows each value's size: of the placeholder, which reveals nothing.
+		resp.Header.Add("Warning", secretsMaskedWarning)
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		switch {

@@ -282,8 +282,15 @@ func TestSecretsAreMasked(t *testing.T) {
 		assert.Contains(t, resp.Header.Get("Content-Type"), "application/json", "the proxy asks for JSON where secrets may be")
 		assert.NotContains(t, string(body), canary)
 		assert.NotContains(t, string(body), base64.StdEncoding.EncodeToString([]byte(canary)))
+		assert.Contains(t, resp.Header.Get("Warning"), "sizes (kubectl describe) are the placeholder's", "the client is told its sizes are not the values'")
 	}
 	kc := kubeconfig(t, tok)
+	describe := exec.Command(env.kube.Kubectl, "--kubeconfig", kc, "describe", "secret", "db", "-n", ns)
+	out, err := describe.CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.Contains(t, string(out), "Warning: Gatehouse masked the values of these Secrets", "kubectl describe says its sizes are the placeholders'")
+	resp, _ := get(t, "/api/v1/namespaces/"+ns+"/configmaps", tok, nil)
+	assert.Empty(t, resp.Header.Values("Warning"), "no warning where no Secret was read")
 	for _, args := range [][]string{
 		{"get", "secret", "db", "-n", ns, "-o", "yaml"},
 		{"get", "secrets", "-n", ns},
@@ -299,13 +306,13 @@ func TestSecretsAreMasked(t *testing.T) {
 	require.NoError(t, err, "masked data stays valid base64")
 	assert.Contains(t, string(dec), "gatehouse:masked:")
 
-	// Writing back what was read would store placeholders over the secret: refused.
+	// Writing back what was read puts the stored values back where their placeholders are
+	// (restore_test.go): the secret stays intact.
 	yamlOut := kubectl(t, kc, "get", "secret", "db", "-n", ns, "-o", "yaml")
 	cmd := exec.Command(env.kube.Kubectl, "--kubeconfig", kc, "apply", "-f", "-")
 	cmd.Stdin = strings.NewReader(yamlOut)
-	out, err := cmd.CombinedOutput()
-	require.Error(t, err)
-	assert.Contains(t, string(out), "masked placeholders")
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
 	stored, err := env.kube.Clientset.CoreV1().Secrets(ns).Get(ctx, "db", metav1.GetOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, canary, string(stored.Data["password"]), "the secret is intact")
@@ -316,7 +323,7 @@ func TestSecretsAreMasked(t *testing.T) {
 	req, err := http.NewRequestWithContext(wctx, http.MethodGet, env.proxy.URL+"/api/v1/namespaces/"+ns+"/secrets?watch=true", nil)
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := proxyClient(t).Do(req)
+	resp, err = proxyClient(t).Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)

@@ -3,9 +3,10 @@
 #   kube   kube-apiserver, kubectl and etcd, built from Go modules (no downloads besides modules)
 #   clickhouse  the ClickHouse engine (libchdb.so) from the npm registry, checksum-verified
 #   dex    Dex, a real OpenID Connect provider for the console's browser login tests, built from Go modules
-#   helm   the helm CLI, built from its Go module (charts/gatehouse is linted, rendered and installed
-#          with it)
-#   all    all four (default)
+#   helm   the helm CLI (v4), built from its Go module (charts/gatehouse is linted, rendered and installed
+#          with it; the end-to-end tests drive Helm through the gateway with it)
+#   helm3  the helm CLI of the previous major version (v3), built the same way, for the end-to-end tests
+#   all    all of them (default)
 #   env    print the environment variables the tests read, for eval "$(scripts/testbed.sh env)"
 #
 # Everything lands under $GATEHOUSE_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/gatehouse), in folders
@@ -21,6 +22,7 @@ CHDB_SHA1="d2905fafd0e0ac0e231cccadd1f0f6d010977297"
 # Dex publishes no Go module versions its cmd/dex builds at; this pseudo-version is v2.45.1.
 DEX_VERSION="${DEX_VERSION:-v0.0.0-20260303133905-11d2eeb52b42}"
 HELM_VERSION="${HELM_VERSION:-v4.3.1}"
+HELM3_VERSION="${HELM3_VERSION:-v3.22.0}"
 # Bump when the build recipe changes so stale caches are rebuilt.
 RECIPE=r1
 
@@ -29,6 +31,7 @@ KUBE_DIR="$CACHE/kube/$KUBE_VERSION-etcd$ETCD_VERSION-$RECIPE"
 CHDB_DIR="$CACHE/clickhouse/$CHDB_VERSION"
 DEX_DIR="$CACHE/dex/$DEX_VERSION-$RECIPE"
 HELM_DIR="$CACHE/helm/$HELM_VERSION-$RECIPE"
+HELM3_DIR="$CACHE/helm/$HELM3_VERSION-$RECIPE"
 
 # The module proxy alone: direct VCS fetches hang where only the proxy is reachable.
 GOPROXY="$(go env GOPROXY)"
@@ -157,38 +160,44 @@ build_dex() {
 	mv "$DEX_DIR/bin/dex.partial" "$DEX_DIR/bin/dex"
 }
 
-build_helm() {
-	if [ -x "$HELM_DIR/bin/helm" ]; then
-		log "helm $HELM_VERSION cached in $HELM_DIR/bin"
+# build_helm_module builds the helm CLI of one major version (3 or 4) into dir/bin/helm.
+build_helm_module() {
+	local major=$1 version=$2 dir=$3
+	if [ -x "$dir/bin/helm" ]; then
+		log "helm $version cached in $dir/bin"
 		return
 	fi
-	local work="$HELM_DIR/src"
-	rm -rf "$work" && mkdir -p "$work" "$HELM_DIR/bin"
+	local work="$dir/src" mod="helm.sh/helm/v$major"
+	rm -rf "$work" && mkdir -p "$work" "$dir/bin"
 	# A scratch module with helm's command as a tool: go mod tidy resolves helm's own pinned
 	# dependencies, apart from the project's go.mod.
 	cat >"$work/go.mod" <<-MOD
-	module gatehouse.local/testbed/helm
+	module gatehouse.local/testbed/helm$major
 
 	go 1.26
 
-	require helm.sh/helm/v4 $HELM_VERSION
+	require $mod $version
 
-	tool helm.sh/helm/v4/cmd/helm
+	tool $mod/cmd/helm
 	MOD
-	with_progress "resolve helm modules" sh -c "cd '$work' && go mod tidy"
+	with_progress "resolve helm $version modules" sh -c "cd '$work' && go mod tidy"
 	# Stamped as helm's own release build does, so `helm version` names the release.
-	local ld="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
-	with_progress "build helm $HELM_VERSION (cold: ~4 min on 2 cores)" sh -c \
-		"cd '$work' && go build -trimpath -ldflags '$ld' -o '$HELM_DIR/bin/helm.partial' helm.sh/helm/v4/cmd/helm"
-	mv "$HELM_DIR/bin/helm.partial" "$HELM_DIR/bin/helm"
-	"$HELM_DIR/bin/helm" version >&2
+	local ld="-s -w -X $mod/internal/version.version=$version -X $mod/internal/version.gitTreeState=clean"
+	with_progress "build helm $version (cold: ~4 min on 2 cores)" sh -c \
+		"cd '$work' && go build -trimpath -ldflags '$ld' -o '$dir/bin/helm.partial' $mod/cmd/helm"
+	mv "$dir/bin/helm.partial" "$dir/bin/helm"
+	"$dir/bin/helm" version >&2
 }
+
+build_helm() { build_helm_module 4 "$HELM_VERSION" "$HELM_DIR"; }
+build_helm3() { build_helm_module 3 "$HELM3_VERSION" "$HELM3_DIR"; }
 
 print_env() {
 	echo "export KUBEBUILDER_ASSETS='$KUBE_DIR/bin'"
 	echo "export GATEHOUSE_LIBCHDB='$CHDB_DIR/libchdb.so'"
 	echo "export GATEHOUSE_DEX='$DEX_DIR/bin/dex'"
 	echo "export GATEHOUSE_HELM='$HELM_DIR/bin/helm'"
+	echo "export GATEHOUSE_HELM3='$HELM3_DIR/bin/helm'"
 }
 
 locked() {
@@ -203,7 +212,8 @@ kube) locked build_kube ;;
 clickhouse) locked fetch_clickhouse ;;
 dex) locked build_dex ;;
 helm) locked build_helm ;;
-all) locked build_kube; fetch_clickhouse; build_dex; build_helm ;;
+helm3) locked build_helm3 ;;
+all) locked build_kube; fetch_clickhouse; build_dex; build_helm; build_helm3 ;;
 env) print_env ;;
-*) die "usage: $0 [all|kube|clickhouse|dex|helm|env]" ;;
+*) die "usage: $0 [all|kube|clickhouse|dex|helm|helm3|env]" ;;
 esac

@@ -323,6 +323,10 @@ type Approval struct {
 	// AdmissionUID is the AdmissionReview UID of the call that used the grant (GrantUsed). The
 	// validating webhook also writes the approval ID into that call's audit event annotations.
 	AdmissionUID string `json:"admissionUID,omitempty"`
+	// Scope describes a scoped grant (verbs, resources, namespace, duration), on the approval
+	// that granted it and on each use. A scoped grant is not used up: it has a GrantUsed event,
+	// with the operation it admitted, for every use.
+	Scope string `json:"scope,omitempty"`
 }
 
 // Session returns the approval's session ID.

@@ -361,6 +361,16 @@ func TestEachRequestIsDecidedOnce(t *testing.T) {
 			return a.c.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 		}},
 		{"exec", func() error { _, err := connect(ctx, a, ns, "ordinary", "exec"); return err }},
+		{"configmap the proxy marked held", func() error {
+			held := newActor(t, "agent@example.com", []string{groupAgents}, map[string][]string{
+				identity.ExtraSessionID: {newSession()}, identity.ExtraHold: {"custom/configmaps"}})
+			return held.c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held"}})
+		}},
+		{"secret the proxy marked held", func() error {
+			held := newActor(t, "agent@example.com", []string{groupAgents}, map[string][]string{
+				identity.ExtraSessionID: {newSession()}, identity.ExtraHold: {"gatehouse-approvals/secret-changes"}})
+			return held.c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held"}})
+		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			before := bed.server.reviews.Load()

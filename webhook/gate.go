@@ -9,6 +9,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/gatehouse-dev/gatehouse/approvals"
@@ -54,6 +55,8 @@ type Gate struct {
 	Timeout time.Duration
 	// UIURL, when set, is the approvers' web UI; denials link to <UIURL>/approvals/<id>.
 	UIURL string
+	// Clock tells the time scoped grants are judged by. Default: the real clock.
+	Clock clock.Clock
 	// Logger receives failures of the broker, never objects. Default: discard.
 	Logger *slog.Logger
 }
@@ -76,6 +79,10 @@ func (g *Gate) Admit(ctx context.Context, req admission.Request, a policy.Attrib
 	fp, err := g.Fingerprints.Fingerprint(a.User.Username, op, object)
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
+	}
+	if resp, ok := g.admitScoped(ctx, req, a, d, op); ok {
+		// Within a scope an approver granted the caller's session (scope.go).
+		return resp
 	}
 	if extras.ViaGateway() && extras.ApprovalID != "" {
 		// The proxy's retry of a held call, under the grant it waited for.
@@ -109,7 +116,7 @@ func (g *Gate) Admit(ctx context.Context, req admission.Request, a policy.Attrib
 	if !extras.ViaGateway() {
 		wctx, cancel := context.WithTimeout(ctx, g.wait())
 		defer cancel()
-		if got, err := g.Broker.Wait(wctx, r.ID); err == nil || errors.Is(err, context.DeadlineExceeded) {
+		if got, err := g.Broker.Wait(wctx, r.ID); got != nil && (err == nil || errors.Is(err, context.DeadlineExceeded)) {
 			r = got
 		}
 		switch r.State {
@@ -147,13 +154,17 @@ func (g *Gate) create(ctx context.Context, a policy.Attributes, d policy.Decisio
 		ApproverGroups: d.Approval.ApproverGroups,
 		Required:       d.Approval.Approvals,
 		GrantTTL:       d.Approval.GrantTTL,
+		ScopeOffer:     scopeOffer(a, d, op),
 		Path:           approvals.PathAdmission,
 		Timeout:        g.timeout(),
 	})
 	if err != nil {
 		return nil, err
 	}
-	return r, g.Broker.Index(ctx, r)
+	if err := g.Broker.Index(ctx, r); err != nil {
+		return nil, err
+	}
+	return r, g.Broker.IndexScope(ctx, r)
 }
 
 // held denies a call with the approval request it waits for named in the Status details.

@@ -47,7 +47,10 @@ func NewValidator(opts Options) (*Validator, error) {
 // Handle implements admission.Handler.
 func (v *Validator) Handle(ctx context.Context, req admission.Request) (resp admission.Response) {
 	a := Attributes(req)
-	privileged := v.opts.Privileged(a)
+	// A write the proxy marked held (its own evaluation holds it for approval, or cannot decide
+	// it) fails closed like a privileged one: it never passes unapproved because the policies
+	// cannot be evaluated or the decision recorded here.
+	privileged := v.opts.Privileged(a) || (a.ViaGateway && identity.FromExtra(a.User.Extra).Hold != "")
 	var d policy.Decision
 	defer func() {
 		if r := recover(); r != nil {

@@ -204,6 +204,40 @@ type Approval struct {
 	// GrantTTL is how long an approval grant stays usable once given. Default 15m.
 	// +optional
 	GrantTTL *metav1.Duration `json:"grantTTL,omitempty"`
+
+	// Scope, when set, lets approvers grant more than the one operation that was held: the
+	// requester's session may then do the chosen verbs on the chosen resources in the held
+	// operation's namespace, for the chosen time, as long as this rule is what holds them. An
+	// approver chooses within what Scope offers, or grants the one operation (the default, and
+	// the only choice without Scope). Tools that write several objects for one task (Helm's
+	// release records, an operator's install) then need one approval.
+	// +optional
+	Scope *ApprovalScope `json:"scope,omitempty"`
+}
+
+// ApprovalScope is what a requireApproval rule lets approvers grant beyond the one operation.
+// A scoped grant is bound to the requester, their session (through the gateway: the Gatehouse
+// session; directly: the user and, when kube-apiserver names it, the credential) and the held
+// operation's namespace; it admits only operations this rule holds, expires by itself and is
+// recorded in the trail with every operation it admits.
+type ApprovalScope struct {
+	// Verbs approvers may include: create, update, patch, delete, deletecollection. A scope is
+	// offered only for a held operation it would cover (its verb and resource are offered), and
+	// always covers it.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:items:Enum=create;update;patch;delete;deletecollection
+	// +listType=set
+	Verbs []string `json:"verbs"`
+
+	// Resources approvers may include, as resource, resource.group or resource/subresource
+	// (secrets, deployments.apps, deployments.apps/scale). Default: the held operation's
+	// resource only.
+	// +optional
+	// +listType=set
+	Resources []string `json:"resources,omitempty"`
+
+	// MaxDuration is the longest an approver may grant, at most 24h.
+	MaxDuration metav1.Duration `json:"maxDuration"`
 }
 
 // AccessPolicyStatus reports whether the policy's rules are in force.

@@ -33,9 +33,12 @@ var bed struct {
 	clickhouse *testbed.ClickHouse
 	issuer     *testbed.Issuer
 
-	webhook  *testbed.Process
-	proxy    *testbed.Process
-	enricher *testbed.Process
+	webhook *testbed.Process
+	proxy   *testbed.Process
+	// webhookArgs start the webhook again (startWebhook) after a test stopped it.
+	webhookArgs   []string
+	webhookHealth string
+	enricher      *testbed.Process
 	// enricherURL is the audit intake; enricherPKI its CA and kube-apiserver's client certificate.
 	enricherURL string
 	enricherPKI *testbed.PKI
@@ -195,22 +198,18 @@ func startGatehouse() error {
 	}
 	webhookAddr, webhookHealth := freeAddr(), freeAddr()
 	webhookHost, webhookPort, _ := net.SplitHostPort(webhookAddr)
-	if bed.webhook, err = testbed.StartGatehouse("webhook", "--log-format", "text",
+	bed.webhookArgs = []string{"webhook", "--log-format", "text",
 		"--kubeconfig", webhookKubeconfig,
 		"--bind-address", webhookHost, "--secure-port", webhookPort,
 		"--self-managed-ca-secret", "gatehouse/gatehouse-webhook-ca", "--self-managed-dns-names", "localhost",
-		"--webhook-configurations", configurationsFile, "--webhook-url", "https://localhost:"+webhookPort,
+		"--webhook-configurations", configurationsFile, "--webhook-url", "https://localhost:" + webhookPort,
 		"--nats-url", bed.nats.URL(),
 		"--masking-key-file", keyFile,
 		"--approval-wait", "2s", "--approval-request-ttl", "2m",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", webhookHealth,
-	); err != nil {
-		return err
 	}
-	if err := bed.webhook.WaitReady("http://"+webhookHealth+"/readyz", 60*time.Second); err != nil {
-		return err
-	}
-	if err := waitForRegistration(); err != nil {
+	bed.webhookHealth = webhookHealth
+	if err := startWebhook(); err != nil {
 		return err
 	}
 
@@ -328,6 +327,21 @@ func startEnricher() (map[string][]string, error) {
 		return nil, err
 	}
 	return testbed.AuditWebhook(filepath.Join(bed.root, "manifests", "audit", "policy.yaml"), kubeconfig), nil
+}
+
+// startWebhook starts `gatehouse webhook` as the chart runs it: it issues its own serving
+// certificate from a CA it keeps in its Secret, and registers the chart's webhook
+// configurations, pointed at its address, with that CA once it answers. kube-apiserver then
+// calls it over that certificate.
+func startWebhook() error {
+	var err error
+	if bed.webhook, err = testbed.StartGatehouse(bed.webhookArgs...); err != nil {
+		return err
+	}
+	if err := bed.webhook.WaitReady("http://"+bed.webhookHealth+"/readyz", 60*time.Second); err != nil {
+		return err
+	}
+	return waitForRegistration()
 }
 
 // waitForRegistration waits until the webhook has registered its configurations, and checks

@@ -15,29 +15,41 @@ import (
 )
 
 var (
-	helmOnce sync.Once
-	helmPath string
-	helmErr  error
+	helmOnce  sync.Once
+	helmPath  string
+	helmErr   error
+	helm3Once sync.Once
+	helm3Path string
+	helm3Err  error
 )
 
-// Helm returns the path of the helm CLI built by scripts/testbed.sh ($GATEHOUSE_HELM, else the
-// cache), and checks that it exists.
+// Helm returns the path of the helm CLI (v4) built by scripts/testbed.sh ($GATEHOUSE_HELM, else
+// the cache), and checks that it exists.
 func Helm() (string, error) {
-	helmOnce.Do(func() {
-		helmPath = os.Getenv("GATEHOUSE_HELM")
-		if helmPath == "" {
-			env, err := testbedEnv()
-			if err != nil {
-				helmErr = err
-				return
-			}
-			helmPath = env["GATEHOUSE_HELM"]
-		}
-		if _, err := os.Stat(helmPath); err != nil {
-			helmErr = fmt.Errorf("%w: helm (%s) not found; run 'make testbed' (scripts/testbed.sh helm) to build and cache it", ErrMissing, helmPath)
-		}
-	})
+	helmOnce.Do(func() { helmPath, helmErr = helmBinary("GATEHOUSE_HELM", "helm") })
 	return helmPath, helmErr
+}
+
+// Helm3 returns the path of the helm CLI of the previous major version (v3) built by
+// scripts/testbed.sh ($GATEHOUSE_HELM3, else the cache), and checks that it exists.
+func Helm3() (string, error) {
+	helm3Once.Do(func() { helm3Path, helm3Err = helmBinary("GATEHOUSE_HELM3", "helm3") })
+	return helm3Path, helm3Err
+}
+
+func helmBinary(variable, target string) (string, error) {
+	path := os.Getenv(variable)
+	if path == "" {
+		env, err := testbedEnv()
+		if err != nil {
+			return "", err
+		}
+		path = env[variable]
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("%w: helm (%s) not found; run 'make testbed' (scripts/testbed.sh %s) to build and cache it", ErrMissing, path, target)
+	}
+	return path, nil
 }
 
 // ChartWebhookConfigurations returns the webhook configurations of charts/gatehouse as the plain

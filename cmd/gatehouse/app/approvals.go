@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -87,7 +88,13 @@ identity: you can decide requests if you are in one of their approver groups, an
 }
 
 func (o *approvalsOptions) decideCommand(v approvals.Verdict) *cobra.Command {
-	var reason string
+	var (
+		reason         string
+		scope          bool
+		scopeVerbs     []string
+		scopeResources []string
+		scopeDuration  time.Duration
+	)
 	name := strings.ToLower(string(v))
 	cmd := &cobra.Command{
 		Use:   name + " ID",
@@ -98,7 +105,12 @@ func (o *approvalsOptions) decideCommand(v approvals.Verdict) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := c.Decide(cmd.Context(), args[0], v, reason)
+			var choice *approvals.ScopeChoice
+			if scope || len(scopeVerbs) > 0 || len(scopeResources) > 0 || scopeDuration > 0 {
+				choice = &approvals.ScopeChoice{Verbs: scopeVerbs, Resources: scopeResources}
+				choice.Duration.Duration = scopeDuration
+			}
+			r, err := c.DecideScoped(cmd.Context(), args[0], v, reason, choice)
 			if err != nil {
 				return err
 			}
@@ -106,10 +118,20 @@ func (o *approvalsOptions) decideCommand(v approvals.Verdict) *cobra.Command {
 				return o.print(cmd.OutOrStdout(), r)
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: %s (%d of %d approvals)\n", r.ID, r.State, len(r.Approvers()), r.Required)
+			if err == nil && r.Grant != nil && r.Grant.Scope != nil {
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "Granted: %s, until %s.\n", r.Grant.Scope, r.Grant.Expires.Format(time.RFC3339))
+			}
 			return err
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "Why; recorded with the decision in the trail.")
+	if v == approvals.Approve {
+		cmd.Flags().BoolVar(&scope, "scope", false, "Grant the scope the rule offers (its verbs and resources in the operation's namespace, "+
+			"for the requester's session, for its longest duration) instead of the one operation. `gatehouse approvals show` prints the offer.")
+		cmd.Flags().StringSliceVar(&scopeVerbs, "scope-verbs", nil, "Grant a scope with these of the offered verbs (implies --scope).")
+		cmd.Flags().StringSliceVar(&scopeResources, "scope-resources", nil, "Grant a scope with these of the offered resources (implies --scope).")
+		cmd.Flags().DurationVar(&scopeDuration, "scope-duration", 0, "Grant a scope for this long, at most the offered duration (implies --scope).")
+	}
 	return cmd
 }
 
@@ -191,7 +213,14 @@ func printRequest(w io.Writer, r *approvals.Request) error {
 	fmt.Fprintf(tw, "Approvers:\tmembers of %s; %d approval(s) needed\n", strings.Join(r.ApproverGroups, ", "), r.Required)
 	fmt.Fprintf(tw, "Created:\t%s\n", r.Created.Format(time.RFC3339))
 	fmt.Fprintf(tw, "Expires:\t%s\n", r.Expires.Format(time.RFC3339))
+	if o := r.ScopeOffer; o != nil {
+		fmt.Fprintf(tw, "Scope offered:\t%s on %s in %s, for the requester's session, for up to %s (approve --scope)\n",
+			strings.Join(o.Verbs, ", "), strings.Join(o.Resources, ", "), cmp.Or(o.Namespace, "the cluster scope"), o.MaxDuration.Duration)
+	}
 	if r.Grant != nil {
+		if r.Grant.Scope != nil {
+			fmt.Fprintf(tw, "Scope granted:\t%s\n", r.Grant.Scope)
+		}
 		fmt.Fprintf(tw, "Grant:\tvalid until %s", r.Grant.Expires.Format(time.RFC3339))
 		if r.Grant.UsedAt != nil {
 			fmt.Fprintf(tw, ", used at %s (admission UID %s)", r.Grant.UsedAt.Format(time.RFC3339), r.Grant.AdmissionUID)

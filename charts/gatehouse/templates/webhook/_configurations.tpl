@@ -2,6 +2,20 @@
 The admission webhook configurations. They are not applied by Helm: the webhook registers them
 once it answers (package registration), from the ConfigMap in configurations.yaml.
 */}}
+{{/* What the privileged (Fail) webhooks select: the others leave it to them. */}}
+{{- define "gatehouse.notPrivileged" -}}
+- name: not-handled-by-a-privileged-webhook
+  expression: >-
+    !((request.resource.group == '' && request.resource.resource == 'secrets') ||
+      (request.resource.group == '' && request.resource.resource == 'pods' && request.subResource == 'ephemeralcontainers') ||
+      (request.resource.group == '' && request.resource.resource == 'namespaces' && request.operation == 'DELETE') ||
+      (request.resource.group == 'rbac.authorization.k8s.io' &&
+        request.resource.resource in ['rolebindings', 'clusterrolebindings', 'roles', 'clusterroles'] &&
+        request.operation != 'DELETE') ||
+      (request.resource.group == 'apiextensions.k8s.io' && request.resource.resource == 'customresourcedefinitions') ||
+      request.resource.group == 'gatehouse.dev')
+{{- end -}}
+
 {{- define "gatehouse.webhookConfigurations" -}}
 {{- $svc := include "gatehouse.name" (dict "root" . "component" "webhook") -}}
 {{- $ns := .Release.Namespace -}}
@@ -18,13 +32,19 @@ once it answers (package registration), from the ConfigMap in configurations.yam
 #               containers in ordinary namespaces. failurePolicy Fail.
 #   cluster     Namespace deletion, ClusterRole and ClusterRoleBinding creation/updates, CRD
 #               writes and every gatehouse.dev object. failurePolicy Fail.
+#   held        Every other write through the gateway that the proxy's own evaluation holds for
+#               approval, or cannot decide without the final object (the proxy marks it with the
+#               extra gatehouse.dev/hold): custom requireApproval rules on any resource.
+#               failurePolicy Fail: such a write never passes unapproved because the webhook is
+#               down.
 #   general     Every other write, including scale. failurePolicy Ignore: when the webhook is
 #               down these pass and kube-apiserver's audit log remains the record.
 #
 # The Fail set is what Gatehouse calls privileged (policy.Privileged): if the webhook cannot be
 # reached, cannot evaluate its policies or cannot record its decision, those requests are
-# refused; all others pass. The general webhook's matchCondition excludes the privileged set so
-# that no request is evaluated twice.
+# refused; all others pass, but those the proxy marked held. The held and general webhooks'
+# matchConditions exclude the privileged set, and each other, so that no request is evaluated
+# twice.
 #
 # Never deadlock the cluster:
 #   - the webhook registers these configurations itself, only once it answers, so they never
@@ -131,6 +151,31 @@ webhooks:
   sideEffects: NoneOnDryRun
   admissionReviewVersions: [v1]
   timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
+- name: held.validate.gatehouse.dev
+  clientConfig:
+    service: {name: {{ $svc }}, namespace: {{ $ns }}, path: /validate, port: 443}
+  rules:
+  - operations: [CREATE, UPDATE, DELETE]
+    apiGroups: ["*"]
+    apiVersions: ["*"]
+    resources: ["*", "*/scale"]
+    scope: "*"
+  namespaceSelector:
+    matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: NotIn
+      values: {{ include "gatehouse.excludedNamespaces" . }}
+  matchConditions:
+  {{- include "gatehouse.notASystemComponent" . | nindent 2 }}
+  {{- include "gatehouse.notPrivileged" . | nindent 2 }}
+  - name: held-by-the-gateway
+    expression: >-
+      has(request.userInfo.extra) && 'gatehouse.dev/hold' in request.userInfo.extra
+  failurePolicy: Fail
+  matchPolicy: Equivalent
+  sideEffects: NoneOnDryRun
+  admissionReviewVersions: [v1]
+  timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
 - name: general.validate.gatehouse.dev
   clientConfig:
     service: {name: {{ $svc }}, namespace: {{ $ns }}, path: /validate, port: 443}
@@ -147,16 +192,10 @@ webhooks:
       values: {{ include "gatehouse.excludedNamespaces" . }}
   matchConditions:
   {{- include "gatehouse.notASystemComponent" . | nindent 2 }}
-  - name: not-handled-by-a-privileged-webhook
+  {{- include "gatehouse.notPrivileged" . | nindent 2 }}
+  - name: not-held-by-the-gateway
     expression: >-
-      !((request.resource.group == '' && request.resource.resource == 'secrets') ||
-        (request.resource.group == '' && request.resource.resource == 'pods' && request.subResource == 'ephemeralcontainers') ||
-        (request.resource.group == '' && request.resource.resource == 'namespaces' && request.operation == 'DELETE') ||
-        (request.resource.group == 'rbac.authorization.k8s.io' &&
-          request.resource.resource in ['rolebindings', 'clusterrolebindings', 'roles', 'clusterroles'] &&
-          request.operation != 'DELETE') ||
-        (request.resource.group == 'apiextensions.k8s.io' && request.resource.resource == 'customresourcedefinitions') ||
-        request.resource.group == 'gatehouse.dev')
+      !has(request.userInfo.extra) || !('gatehouse.dev/hold' in request.userInfo.extra)
   failurePolicy: Ignore
   matchPolicy: Equivalent
   sideEffects: NoneOnDryRun

@@ -38,7 +38,9 @@ import (
 // manifests/policies installed; a stub kubelet; NATS JetStream; and the webhook itself, served
 // by controller-runtime's webhook server with a manager running the AccessPolicy controller.
 var bed struct {
-	root      string
+	root string
+	// auditLog is kube-apiserver's audit log (the shipped audit policy, JSON lines).
+	auditLog  string
 	kube      *testbed.Kube
 	kubelet   *testbed.Kubelet
 	nats      *testbed.NATS
@@ -102,7 +104,16 @@ func run(m *testing.M) int {
 	if err := errors.Join(clientgoscheme.AddToScheme(scheme), v1alpha1.AddToScheme(scheme)); err != nil {
 		return fail(err)
 	}
+	auditDir, err := os.MkdirTemp("", "gatehouse-webhook-audit-")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(auditDir)
+	bed.auditLog = filepath.Join(auditDir, "audit.log")
 	if bed.kube, err = testbed.StartKube(testbed.KubeOptions{
+		// kube-apiserver's audit log, with the shipped audit policy: what the enricher stores.
+		APIServerFlags: testbed.MergeFlags(testbed.AuditLog(bed.auditLog, 100),
+			map[string][]string{"audit-policy-file": {filepath.Join(bed.root, "manifests", "audit", "policy.yaml")}}),
 		CRDPaths: []string{filepath.Join(bed.root, "manifests", "crd")},
 		// The shipped configurations; envtest points their service references at the local
 		// server and sets their CA bundle.

@@ -277,11 +277,12 @@ func jsonValue(v any) any {
 	switch x := v.(type) {
 	case time.Time:
 		return x.UTC().Format(time.RFC3339Nano)
-	case *time.Time:
-		if x == nil {
+	}
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer {
+		if rv.IsNil() {
 			return nil
 		}
-		return x.UTC().Format(time.RFC3339Nano)
+		return jsonValue(rv.Elem().Interface())
 	}
 	return v
 }
@@ -289,6 +290,12 @@ func jsonValue(v any) any {
 // Text formats a value for a table cell or a CSV field: times in UTC with microseconds, arrays as
 // [a, b], maps as {k: v}.
 func Text(v any) string {
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer {
+		if rv.IsNil() {
+			return "" // NULL
+		}
+		return Text(rv.Elem().Interface())
+	}
 	switch x := v.(type) {
 	case nil:
 		return ""
@@ -303,11 +310,6 @@ func Text(v any) string {
 	}
 	rv := reflect.ValueOf(v)
 	switch rv.Kind() {
-	case reflect.Pointer:
-		if rv.IsNil() {
-			return ""
-		}
-		return Text(rv.Elem().Interface())
 	case reflect.Slice, reflect.Array:
 		parts := make([]string, rv.Len())
 		for i := range parts {

@@ -77,7 +77,7 @@ SELECT
     min(started) AS started,
     max(last_activity) AS last_activity,
     max(requests) AS requests,
-    countIf(event = 'Ended') > 0 AS ended
+    CAST(countIf(event = 'Ended') > 0 AS Bool) AS ended
 FROM {{.DB}}.sessions FINAL
 GROUP BY session_id;
 

@@ -8,7 +8,7 @@ SELECT user, actor_kind, issuer, subject,
        uniqExactIf(audit_id, outcome = 'dry-run') AS dry_runs,
        uniqExactIf(audit_id, outcome = 'denied' AND stage IN ('ResponseComplete', '')) AS denied,
        uniqExactIf(audit_id, resource = 'secrets') AS secret_accesses,
-       countIf(route = 'bypass') > 0 AS bypassed_gateway,
+       CAST(countIf(route = 'bypass') > 0 AS Bool) AS bypassed_gateway,
        min(time) AS first_seen, max(time) AS last_seen
 FROM gatehouse.trail_for(since = {since:DateTime64(6)}, session_id = '', audit_id = '')
 WHERE actor_kind != 'control-plane' AND outcome != 'held'

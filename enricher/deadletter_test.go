@@ -114,7 +114,7 @@ func TestInsertColumnsMatchSchema(t *testing.T) {
 
 	tables := []*columns{
 		&newEventRows().columns, &newRequestRows().columns, &newDecisionRows().columns, &newSessionRows().columns,
-		&newApprovalRows().columns, &newErrorRows().columns, &newDeadLetterRows().columns,
+		&newApprovalRows().columns, &newErrorRows().columns, &newDeadLetterRows().columns, &newRecordingRows().columns,
 	}
 	covered := map[string]bool{}
 	for _, c := range tables {

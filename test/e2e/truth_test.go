@@ -44,7 +44,7 @@ import (
 type truthCall struct {
 	step string
 	// user is who the call ran as; via is gateway (through the proxy) or direct.
-	user, via string
+	user, via                            string
 	verb, group, resource, sub, ns, name string
 	// auditID and code are what the client got: the Audit-Id header and the HTTP status.
 	auditID string

@@ -96,8 +96,10 @@ func EnricherGrants(o Options) []string {
 	return []string{
 		"GRANT CREATE DATABASE ON " + db + ".*",
 		"GRANT CREATE TABLE, CREATE VIEW, DROP VIEW ON " + db + ".*",
-		"GRANT ALTER ADD COLUMN, ALTER ADD INDEX, ALTER MODIFY TTL, ALTER REMOVE TTL, ALTER UPDATE ON " + db + ".*",
+		"GRANT ALTER ADD COLUMN, ALTER ADD INDEX, ALTER TTL, ALTER UPDATE ON " + db + ".*",
 		"GRANT INSERT, SELECT ON " + db + ".*",
+		// ClickHouse 25 and later grant the use of table engines too.
+		"GRANT TABLE ENGINE ON ReplacingMergeTree",
 	}
 }
 

@@ -320,11 +320,31 @@ func Migrate(ctx context.Context, conn driver.Conn, o Options) error {
 		return err
 	}
 	for _, stmt := range views {
-		if err := conn.Exec(ctx, stmt); err != nil {
+		if err := replaceView(ctx, conn, stmt); err != nil {
 			return fmt.Errorf("schema: replace view: %w", err)
 		}
 	}
 	return manageRoles(ctx, conn, o)
+}
+
+// replaceView runs a CREATE OR REPLACE VIEW statement. ClickHouse replaces a view atomically
+// through a temporary table, which takes the right to drop tables; an account that may only drop
+// views (the enricher's, which must not be able to drop the trail's tables: EnricherGrants)
+// drops the view and creates it again instead.
+func replaceView(ctx context.Context, conn driver.Conn, stmt string) error {
+	err := conn.Exec(ctx, stmt)
+	var ex *clickhouse.Exception
+	if err == nil || !errors.As(err, &ex) || ex.Code != codeAccessDenied {
+		return err
+	}
+	m := viewRE.FindStringSubmatch(stmt)
+	if m == nil {
+		return err
+	}
+	if err := conn.Exec(ctx, "DROP VIEW IF EXISTS "+m[1]+"."+m[2]); err != nil {
+		return err
+	}
+	return conn.Exec(ctx, strings.Replace(stmt, "CREATE OR REPLACE VIEW", "CREATE VIEW", 1))
 }
 
 func appliedVersions(ctx context.Context, conn driver.Conn, db string) (map[uint32]bool, error) {

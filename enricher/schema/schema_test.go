@@ -61,7 +61,7 @@ func TestRender(t *testing.T) {
 	}
 	views, err := schema.Views(schema.Options{Database: "audit_x", GatewayGrace: 90*time.Second + time.Millisecond})
 	require.NoError(t, err)
-	assert.Len(t, views, 10)
+	assert.Len(t, views, 9)
 	for _, v := range views {
 		assert.Contains(t, v, "SQL SECURITY DEFINER", "auditors read the views with the definer's rights")
 	}
@@ -165,7 +165,11 @@ func TestMigrate(t *testing.T) {
 			require.NoError(t, err)
 			for _, v := range views {
 				var n uint64
-				require.NoError(t, conn.QueryRow(ctx, "SELECT count() FROM "+db+"."+v).Scan(&n), v)
+				from := db + "." + v
+				if v == schema.ViewTrailFor {
+					from += "(since = '2020-01-01 00:00:00', session_id = '', audit_id = '')"
+				}
+				require.NoError(t, conn.QueryRow(ctx, "SELECT count() FROM "+from).Scan(&n), v)
 				assert.Zero(t, n)
 			}
 		})

@@ -116,7 +116,7 @@ var requestExprs = `
     via_gw AND approval = 'Approved' AS held,
     via_gw AND cityHash64(seed, r, 9) % 200 = 0 AS gw_only,
     vk IN ('watch', 'exec') AS stream,
-    stream AND via_gw AND r + intDiv(requests, 2000) >= requests AS still_open,
+    stream AND via_gw AND r + greatest(intDiv(requests, 2000), 1000) >= requests AS still_open,
     cityHash64(seed, r, 10) % 1000 AS cv,
     multiIf(gw_only, 403, action = 'deny', 403, approval IN ('Denied', 'Expired'), 403, cv < 10, 403,
         vk = 'exec', 101,

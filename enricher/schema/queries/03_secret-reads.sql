@@ -1,4 +1,4 @@
--- Who read which Secrets (successful reads only; the control plane left out).
+-- Who read which Secrets: the successful reads, the control plane's own left out.
 -- default since=24h
 SELECT user, actor_kind, route, session_id, namespace, name, verb,
        uniqExact(audit_id) AS reads,

@@ -1,5 +1,5 @@
--- Activity per identity (people, agents and automation): requests, sessions, changes that took
--- effect, dry runs, refusals, Secret accesses, and whether it ever bypassed the gateway.
+-- Activity per identity: for people, agents and automation, requests, sessions, changes that
+-- took effect, dry runs, refusals, Secret accesses, and whether it ever bypassed the gateway.
 -- default since=24h
 SELECT user, actor_kind, issuer, subject,
        uniqExact(audit_id) AS requests,

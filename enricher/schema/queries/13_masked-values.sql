@@ -1,4 +1,4 @@
--- What was masked, where. Counts only: the values themselves were never stored.
+-- What was masked, where: counts only; the values themselves were never stored.
 -- default since=24h
 SELECT resource, namespace, name, user, route,
        sum(masked_fields) AS masked_values, sumMap(masked_by) AS by_rule, count() AS events

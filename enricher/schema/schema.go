@@ -47,6 +47,9 @@ const (
 	ViewOpenStreams     = "open_streams"
 	ViewRecordings      = "recording_summary"
 	ViewTrailFor        = "trail_for"
+	ViewOpenStreamsFor  = "open_streams_for"
+	ViewApprovalsFor    = "approval_summary_for"
+	ViewSessionsFor     = "session_summary_for"
 	ViewIngestErrorLog  = "ingest_error_log"
 	ViewDeadLetterLog   = "dead_letter_log"
 )
@@ -68,6 +71,7 @@ const (
 	DefaultDatabase      = "gatehouse"
 	DefaultRetentionDays = 365
 	DefaultGatewayGrace  = 5 * time.Minute
+	DefaultHoldMargin    = time.Hour
 )
 
 // Options configures Migrate. The zero value is usable.
@@ -86,6 +90,13 @@ type Options struct {
 	// that carries the gateway's session extras before it calls the event a bypass. It is
 	// rounded up to whole seconds. Default DefaultGatewayGrace.
 	GatewayGrace time.Duration
+	// HoldMargin is how long before a window's start the trail_for view (and so every canned
+	// query) reads the gateway's records, decisions and approvals: at least the longest the
+	// proxy holds a call for approval (its --approval-timeout), plus the clocks' skew between
+	// the webhook and kube-apiserver. The answered attempt of a call held longer than that
+	// before the window's start would not join its record in trail_for (trail is not bounded).
+	// Default DefaultHoldMargin.
+	HoldMargin time.Duration
 	// Roles says whether Migrate creates the auditors' role (AuditorRole) and grants it SELECT on
 	// the views. Default RolesOff.
 	Roles RolesMode
@@ -107,6 +118,9 @@ func (o *Options) setDefaults() {
 	if o.GatewayGrace == 0 {
 		o.GatewayGrace = DefaultGatewayGrace
 	}
+	if o.HoldMargin == 0 {
+		o.HoldMargin = DefaultHoldMargin
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -119,6 +133,9 @@ func (o *Options) Validate() error {
 	}
 	if o.GatewayGrace < 0 {
 		return fmt.Errorf("%w: the gateway grace period must not be negative", ErrInvalidOptions)
+	}
+	if o.HoldMargin < 0 {
+		return fmt.Errorf("%w: the hold margin must not be negative", ErrInvalidOptions)
 	}
 	for table, days := range o.Retention {
 		if _, ok := timeColumns[table]; !ok {
@@ -171,10 +188,10 @@ type Migration struct {
 type params struct {
 	DB           string
 	GraceSeconds int64
-	// HoldDays is how long before a window's start the trail_for view reads the gateway's
+	// HoldSeconds is how long before a window's start the trail_for view reads the gateway's
 	// records: a held call's record carries the time the call arrived, its answered attempt
 	// the time it was re-sent, up to the proxy's hold limit later.
-	HoldDays int
+	HoldSeconds int64
 	// Window renders the parameterized trail_for view rather than trail.
 	Window bool
 }
@@ -183,7 +200,7 @@ func newParams(o Options) params {
 	return params{
 		DB:           o.Database,
 		GraceSeconds: int64((o.GatewayGrace + time.Second - 1) / time.Second),
-		HoldDays:     1,
+		HoldSeconds:  int64((o.HoldMargin + time.Second - 1) / time.Second),
 	}
 }
 

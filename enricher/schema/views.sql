@@ -1,8 +1,9 @@
 -- Views over the tables of the migrations. They hold no data and are replaced at every start,
 -- so their definitions follow the enricher's options (the gateway grace period).
 --
--- Every view reads its tables with FINAL: a record stored twice counts once even before
--- ClickHouse has merged the parts that hold it.
+-- Every view reads its tables with FINAL (or LIMIT 1 BY the record's key): a record stored twice
+-- counts once even before ClickHouse has merged the parts that hold it. Subqueries that only ask
+-- whether a record exists read without it.
 
 -- decision_summary: one row per policy decision Gatehouse recorded (gateway_decisions, without
 -- the copies a retried webhook call or a redelivery left). A decision made in admission is tied to
@@ -99,8 +100,8 @@ WITH
            AND ({session_id:String} = '' OR session_id = {session_id:String})
            AND ({audit_id:String} = '' OR audit_id = {audit_id:String} OR held_audit_id = {audit_id:String})
      )) AS trail_bounds,
-    trail_bounds.1 - toIntervalDay({{.HoldDays}}) AS trail_lo,
-    trail_bounds.2 + toIntervalDay({{.HoldDays}}) AS trail_hi
+    trail_bounds.1 - toIntervalSecond({{.HoldSeconds}}) AS trail_lo,
+    trail_bounds.2 + toIntervalSecond({{.HoldSeconds}}) AS trail_hi
 {{- end}}
 SELECT
     x.time AS time,
@@ -379,12 +380,12 @@ FROM
     -- of its own, adds nothing.
     WHERE (r.phase != 'Open'
            OR (if(r.held_audit_id != '', r.held_audit_id, r.audit_id) NOT IN
-                   (SELECT id FROM {{.DB}}.gateway_requests FINAL WHERE phase = ''
+                   (SELECT id FROM {{.DB}}.gateway_requests WHERE phase = ''
                     {{if .Window}}AND time BETWEEN trail_lo AND trail_hi
                     AND ({session_id:String} = '' OR session_id = {session_id:String})
                     AND ({audit_id:String} = '' OR audit_id = {audit_id:String} OR held_audit_id = {audit_id:String}){{end}})
                AND r.id NOT IN
-                   (SELECT concat(held_audit_id, '/open') FROM {{.DB}}.gateway_requests FINAL WHERE phase = 'Open' AND held_audit_id != ''
+                   (SELECT concat(held_audit_id, '/open') FROM {{.DB}}.gateway_requests WHERE phase = 'Open' AND held_audit_id != ''
                     {{if .Window}}AND time BETWEEN trail_lo AND trail_hi
                     AND ({session_id:String} = '' OR session_id = {session_id:String})
                     AND ({audit_id:String} = '' OR held_audit_id = {audit_id:String}){{end}})))
@@ -415,6 +416,13 @@ LEFT JOIN
                             AND ({session_id:String} = '' OR session_id = {session_id:String})
                             AND ({audit_id:String} = '' OR audit_id = {audit_id:String} OR held_audit_id = {audit_id:String}))
 ){{else}}{{.DB}}.approval_summary{{end}} AS a ON a.approval_id = x.approval_id
+{{- if .Window}}
+-- FINAL with a skip index (a session's or an Audit-ID's rows) reads only the granules the index
+-- selects: every copy of a record has the same key, so a copy never hides in a granule the index
+-- skipped, and the exact mode, which reads every granule that overlaps a selected one, is not
+-- needed.
+SETTINGS use_skip_indexes_if_final_exact_mode = 0
+{{- end}}
 {{end}}
 -- trail: the joined trail, the table an auditor queries first. One row per kube-apiserver
 -- audit event, joined with the gateway's record of the same request, plus one row per gateway
@@ -455,18 +463,13 @@ CREATE OR REPLACE VIEW {{.DB}}.trail SQL SECURITY DEFINER AS
 -- view: SELECT ... FROM trail_for(since = '2026-12-01 00:00:00', session_id = '', audit_id = '')
 -- holds the rows of trail with time >= since, of that session and that Audit-ID ('' for any).
 -- It gives the same rows as the trail view filtered so, and reads only what can join them (the
--- gateway's records and decisions from {{.HoldDays}} day(s) before since, the longest a call may be
+-- gateway's records and decisions from {{.HoldSeconds}} s before since, the longest a call may be
 -- held for approval): the canned queries read it, and answer in well under a second with tens of
 -- millions of audit events.
 CREATE OR REPLACE VIEW {{.DB}}.trail_for SQL SECURITY DEFINER AS
 {{template "trail" .Windowed}};
 
--- open_streams: the long requests (watches, followed logs, exec, attach, port-forward) whose
--- start the gateway recorded and whose end it has not: still running, or cut off when their
--- proxy stopped (source names the proxy instance). record_id is the request's record ID (the
--- first attempt's Audit-ID); audit_id the attempt the stream runs on (a re-sent one, for a
--- stream admission held for approval).
-CREATE OR REPLACE VIEW {{.DB}}.open_streams SQL SECURITY DEFINER AS
+{{define "open_streams"}}
 SELECT
     o.time AS started,
     if(o.held_audit_id != '', o.held_audit_id, o.audit_id) AS record_id,
@@ -485,10 +488,43 @@ SELECT
     o.path AS path,
     o.approval_id AS approval_id,
     o.recording_id AS recording_id
-FROM {{.DB}}.gateway_requests AS o FINAL
+FROM {{.DB}}.gateway_requests AS o
 WHERE o.phase = 'Open'
-  AND if(o.held_audit_id != '', o.held_audit_id, o.audit_id) NOT IN (SELECT id FROM {{.DB}}.gateway_requests FINAL WHERE phase = '')
-  AND o.id NOT IN (SELECT concat(held_audit_id, '/open') FROM {{.DB}}.gateway_requests FINAL WHERE phase = 'Open' AND held_audit_id != '');
+  {{- if .Window}}
+  AND o.time >= {since:DateTime64(6)}
+  {{- end}}
+  AND if(o.held_audit_id != '', o.held_audit_id, o.audit_id) NOT IN
+      (SELECT id FROM {{.DB}}.gateway_requests WHERE phase = ''{{if .Window}} AND time >= {since:DateTime64(6)}{{end}})
+  AND o.id NOT IN
+      (SELECT concat(held_audit_id, '/open') FROM {{.DB}}.gateway_requests
+       WHERE phase = 'Open' AND held_audit_id != ''{{if .Window}} AND time >= {since:DateTime64(6)}{{end}})
+-- A record stored twice is the same record: one row each (what FINAL gives, without merging the
+-- whole table).
+LIMIT 1 BY o.id
+{{end}}
+-- open_streams: the long requests (watches, followed logs, exec, attach, port-forward) whose
+-- start the gateway recorded and whose end it has not: still running, or cut off when their
+-- proxy stopped (source names the proxy instance). record_id is the request's record ID (the
+-- first attempt's Audit-ID); audit_id the attempt the stream runs on (a re-sent one, for a
+-- stream admission held for approval).
+CREATE OR REPLACE VIEW {{.DB}}.open_streams SQL SECURITY DEFINER AS
+{{template "open_streams" .}};
+
+-- open_streams_for(since): the open streams that started at or after since. A long request's
+-- records all carry the time it arrived, so only the records since then are read.
+CREATE OR REPLACE VIEW {{.DB}}.open_streams_for SQL SECURITY DEFINER AS
+{{template "open_streams" .Windowed}};
+
+-- approval_summary_for(since): the approvals requested at or after since.
+CREATE OR REPLACE VIEW {{.DB}}.approval_summary_for SQL SECURITY DEFINER AS
+SELECT * FROM {{.DB}}.approval_summary
+WHERE approval_id IN (SELECT approval_id FROM {{.DB}}.approvals WHERE event = 'Requested' AND time >= {since:DateTime64(6)});
+
+-- session_summary_for(since): the sessions that made a request at or after since.
+CREATE OR REPLACE VIEW {{.DB}}.session_summary_for SQL SECURITY DEFINER AS
+SELECT * FROM {{.DB}}.session_summary
+WHERE session_id IN (SELECT session_id FROM {{.DB}}.gateway_requests
+                     WHERE session_id != '' AND time >= {since:DateTime64(6)} - toIntervalSecond({{.HoldSeconds}}));
 
 -- recording_summary: one row per session recording (exec, attach, port-forward): what ran where,
 -- as whom, when, how many chunks are stored, and whether the last one (final) is.

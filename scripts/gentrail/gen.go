@@ -116,7 +116,6 @@ var requestExprs = `
     via_gw AND approval = 'Approved' AS held,
     via_gw AND cityHash64(seed, r, 9) % 200 = 0 AS gw_only,
     vk IN ('watch', 'exec') AS stream,
-    stream AND via_gw AND r + greatest(intDiv(requests, 2000), 1000) >= requests AS still_open,
     cityHash64(seed, r, 10) % 1000 AS cv,
     multiIf(gw_only, 403, action = 'deny', 403, approval IN ('Denied', 'Expired'), 403, cv < 10, 403,
         vk = 'exec', 101,
@@ -124,6 +123,8 @@ var requestExprs = `
         verb IN ('update', 'patch'), if(cv < 40, 409, 200),
         verb IN ('get', 'delete'), if(cv < 40, 404, 200),
         200) AS code,
+    stream AND code IN (101, 200) AS streaming,
+    streaming AND via_gw AND r + greatest(intDiv(requests, 2000), 1000) >= requests AS still_open,
     code IN (401, 403) AND action NOT IN ('deny') AND approval NOT IN ('Denied', 'Expired') AND NOT gw_only AS authz_denied,
     ` + uuidExpr("a") + ` AS audit_id,
     if(held, ` + uuidExpr("h") + `, '') AS held_id,
@@ -153,11 +154,10 @@ var auditInsert = `INSERT INTO {db}.audit_events (audit_id, stage, event_key, re
     admission_policy, admission_rule, admission_action, original_user, source_ips, user_agent, code, dry_run, status, reason, message,
     annotations, request_object, response_object, masked_fields, masked_by, truncated, origin, ingested_at)
 WITH ` + requestExprs + `,
-    multiIf(gw_only, [],
-        held, [('ResponseComplete', 'held'), ('ResponseComplete', 'answered')],
-        still_open, [('ResponseStarted', 'answered')],
-        stream, [('ResponseStarted', 'answered'), ('ResponseComplete', 'answered')],
-        [('ResponseComplete', 'answered')]) AS events
+    multiIf(still_open, [('ResponseStarted', 'answered')],
+        streaming, [('ResponseStarted', 'answered'), ('ResponseComplete', 'answered')],
+        [('ResponseComplete', 'answered')]) AS answered,
+    multiIf(gw_only, [], held, arrayConcat([('ResponseComplete', 'held')], answered), answered) AS events
 SELECT
     if(ev.2 = 'held', held_id, audit_id),
     ev.1,
@@ -222,20 +222,20 @@ var requestInsert = `INSERT INTO {db}.gateway_requests (id, time, source, audit_
 WITH ` + requestExprs + `,
     if(held, held_id, audit_id) AS record_id,
     if(held, addMilliseconds(t, 40000 + cityHash64(seed, r, 'wait') % 600000), t) AS answered_at,
-    multiIf(still_open, ['open'], stream, ['open', 'final'], ['final']) AS phases
+    arrayConcat(if(stream AND NOT gw_only, ['open'], []), if(stream AND held, ['reopen'], []), if(still_open, [], ['final'])) AS phases
 SELECT
-    if(ph = 'open', concat(record_id, '/open'), record_id),
+    multiIf(ph = 'open', concat(record_id, '/open'), ph = 'reopen', concat(audit_id, '/open'), record_id),
     t,
     concat('proxy/gatehouse-', toString(cityHash64(seed, usr) % 3)),
     if(ph = 'open', record_id, audit_id),
-    if(ph = 'open', '', if(held, held_id, if(approval != '', audit_id, ''))),
+    multiIf(ph = 'open', '', held, held_id, approval != '', audit_id, ''),
     session, usr, kind, '', grps, map(),
     'https://idp.example.com', substring(usr, 6), client, concat('192.168.7.', toString(cityHash64(seed, usr) % 200)),
     verb, api_group, 'v1', resource, subresource, ns, name, '',
-    if(ph = 'open', 0, code),
+    if(ph != 'final', 0, code),
     dry,
-    if(ph = 'open', 0, 5000000 + cityHash64(seed, r, 'lat') % 80000000),
-    if(ph = 'open', 0, if(stream, 2000000000 + cityHash64(seed, r, 'dur') % 900000000000, 6000000 + cityHash64(seed, r, 'lat') % 80000000)),
+    if(ph != 'final', 0, 5000000 + cityHash64(seed, r, 'lat') % 80000000),
+    if(ph != 'final', 0, if(stream, 2000000000 + cityHash64(seed, r, 'dur') % 900000000000, 6000000 + cityHash64(seed, r, 'lat') % 80000000)),
     if(is_write, 350, 0),
     if(code BETWEEN 200 AND 299, 1200 + h4 % 20000, 300),
     if(resource = 'secrets' AND code = 200 AND verb = 'get', 1, 0),
@@ -243,9 +243,9 @@ SELECT
     if(gw_only, 'gatehouse-defaults', ''), if(gw_only, 'protected-namespaces', ''), if(gw_only, 'deny', ''),
     if(gw_only, 'Agents may not change the gatehouse namespace.', ''),
     if(via_gw, approval_id, ''),
-    multiIf(ph = 'open', '', gw_only, 'denied by policy gatehouse-defaults/protected-namespaces', approval = 'Denied', 'approval Denied',
+    multiIf(ph != 'final', '', gw_only, 'denied by policy gatehouse-defaults/protected-namespaces', approval = 'Denied', 'approval Denied',
         approval = 'Expired', 'still pending at the hold limit', ''),
-    if(ph = 'open', 'Open', ''),
+    if(ph != 'final', 'Open', ''),
     if(vk = 'exec', record_id, ''),
     addSeconds(answered_at, 1)
 FROM numbers({lo:UInt64}, {n:UInt64})

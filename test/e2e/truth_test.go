@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"slices"
 	"sort"
 	"strconv"
@@ -32,6 +34,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/auditsql"
 	"github.com/gatehouse-dev/gatehouse/enricher/schema"
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
 
 // This file holds the ground-truth test of the audit trail: a scripted session through the real
@@ -879,6 +882,22 @@ func TestGroundTruth(t *testing.T) {
 			assert.Empty(t, run(t, name, sinceParams), "should be empty")
 		})
 	}
+
+	t.Run("gatehouse sql answers the same", func(t *testing.T) {
+		bin, err := testbed.GatehouseBinary()
+		require.NoError(t, err)
+		out, err := exec.CommandContext(ctx, bin, "sql", "--clickhouse-addr", bed.clickhouse.NativeAddr, "--query", "who-changed-what",
+			"--param", "since="+start.Format(time.RFC3339Nano), "--param", "namespace="+ns, "-o", "json").Output()
+		require.NoError(t, err)
+		var rows []map[string]any
+		require.NoError(t, json.Unmarshal(out, &rows))
+		want := run(t, "who-changed-what", map[string]string{"since": since, "namespace": ns})
+		require.Len(t, rows, len(want))
+		for i, r := range rows {
+			assert.Equal(t, want[i]["audit_id"], r["audit_id"])
+			assert.Equal(t, want[i]["user"], r["user"])
+		}
+	})
 
 	t.Run("every canned query is checked", func(t *testing.T) {
 		qs, err := schema.Queries()

@@ -43,6 +43,7 @@ type enricherOptions struct {
 	cpNamespaces     []string
 	webhookNames     []string
 	gatewayGrace     time.Duration
+	holdMargin       time.Duration
 	maxRequest       int64
 	maxEvent         int
 	maxInFlight      int
@@ -96,6 +97,7 @@ and the auditors' queries, and manifests/audit for the audit policy and the webh
 	fs.StringSliceVar(&o.agentGroups, "agent-groups", enricher.DefaultAgentGroups, "Groups whose members are agents (the trail's actor_kind).")
 	fs.StringSliceVar(&o.cpNamespaces, "control-plane-namespaces", enricher.DefaultControlPlaneNamespaces, "Namespaces whose service accounts belong to the control plane (the trail's actor_kind control-plane), beside kube-apiserver, the kube-* components, nodes and --gateway-users.")
 	fs.StringSliceVar(&o.webhookNames, "admission-webhooks", enricher.DefaultAdmissionWebhooks, "Names of Gatehouse's validating webhooks: only their audit annotations (decision, policy, rule, action, approval) are read.")
+	fs.DurationVar(&o.holdMargin, "trail-hold-margin", schema.DefaultHoldMargin, "How far before a window's start the trail_for view (the canned queries') reads the gateway's records: at least the proxy's --approval-timeout, the longest it holds a call for approval.")
 	fs.DurationVar(&o.gatewayGrace, "gateway-record-grace", 5*time.Minute, "How long an audit event carrying the gateway's session waits for the gateway's record before the trail view calls it a bypass.")
 	fs.Int64Var(&o.maxRequest, "max-request-bytes", enricher.DefaultMaxRequestBytes, "Largest audit batch accepted; larger ones get 413.")
 	fs.IntVar(&o.maxEvent, "max-event-bytes", enricher.DefaultMaxEventBytes, "Largest audit event stored whole; a larger one loses its request and response objects while it is read and is marked audit.k8s.io/truncated, as kube-apiserver's truncating backend does.")
@@ -285,7 +287,7 @@ func (o *enricherOptions) run(ctx context.Context, g *globals) error {
 		SpoolMaxBytes: o.spoolMaxBytes,
 		Authenticate:  authenticate,
 		Schema: schema.Options{Database: o.clickhouse.Database, RetentionDays: o.retentionDays, Retention: o.retention,
-			GatewayGrace: o.gatewayGrace, Roles: schema.RolesMode(o.roles), AuditorRole: o.auditorRole, Logger: log},
+			GatewayGrace: o.gatewayGrace, HoldMargin: o.holdMargin, Roles: schema.RolesMode(o.roles), AuditorRole: o.auditorRole, Logger: log},
 		GatewayUsers:           o.gatewayUsers,
 		AgentGroups:            o.agentGroups,
 		ControlPlaneNamespaces: o.cpNamespaces,

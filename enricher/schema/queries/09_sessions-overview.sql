@@ -10,7 +10,7 @@ SELECT t.session_id AS session_id, any(t.user) AS user, any(t.client) AS client,
        uniqExactIf(t.audit_id, t.subresource = 'exec' AND t.outcome != 'held') AS execs,
        arraySort(groupUniqArrayIf(t.approval_id, t.approval_id != '')) AS approvals
 FROM gatehouse.trail_for(since = {since:DateTime64(6)}, session_id = '', audit_id = '') AS t
-LEFT JOIN gatehouse.session_summary AS s ON s.session_id = t.session_id
+LEFT JOIN gatehouse.session_summary_for(since = {since:DateTime64(6)}) AS s ON s.session_id = t.session_id
 WHERE t.session_id != ''
 GROUP BY t.session_id
 ORDER BY first_request, session_id

@@ -9,14 +9,13 @@ SELECT a.approval_id AS approval_id, a.state AS state, a.requester AS requester,
        uniqExactIf(t.audit_id, t.changed OR t.outcome = 'succeeded') AS operations,
        arraySort(groupUniqArrayIf(concat(t.verb, ' ', t.resource, if(t.subresource != '', concat('/', t.subresource), ''), ' ',
            t.namespace, '/', t.name), t.changed OR t.outcome = 'succeeded')) AS done
-FROM gatehouse.approval_summary AS a
+FROM gatehouse.approval_summary_for(since = {since:DateTime64(6)}) AS a
 LEFT JOIN
 (
     SELECT approval_id, audit_id, verb, resource, subresource, namespace, name, changed, outcome
     FROM gatehouse.trail_for(since = {since:DateTime64(6)}, session_id = '', audit_id = '')
     WHERE approval_id != '' AND stage IN ('ResponseComplete', '')
 ) AS t ON t.approval_id = a.approval_id
-WHERE a.requested_at >= {since:DateTime64(6)}
 GROUP BY approval_id, state, requester, original_user, requester_reason, rule, why_needed, approvers, reasons, denied_by, path,
          requested_at, decided_at
 ORDER BY requested_at, approval_id

@@ -2,6 +2,5 @@
 -- has not seen end (still running, or cut off when their proxy stopped).
 -- default since=24h
 SELECT started, record_id, audit_id, session_id, source, user, verb, resource, subresource, namespace, name, recording_id
-FROM gatehouse.open_streams
-WHERE started >= {since:DateTime64(6)}
+FROM gatehouse.open_streams_for(since = {since:DateTime64(6)})
 ORDER BY started, record_id

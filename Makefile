@@ -16,7 +16,7 @@ BENCH_COUNT ?= 5
 # script that knows them.
 TESTBED_ENV = eval "$$(scripts/testbed.sh env)" && export GATEHOUSE_BIN=$(BIN)
 
-.PHONY: help demo build image test drills bench lint generate testbed clean
+.PHONY: help demo build image test drills scale bench lint generate testbed clean
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +48,12 @@ drills: testbed build ## Run the audit path's fault drills at full length; print
 		echo $$? >bin/drills.rc) 2>&1 | tee bin/drills.log | grep --line-buffered -E '^(=== RUN|--- |DRILL|FAIL|ok|PASS)|_test.go'
 	@echo; echo "Drill results (full log: bin/drills.log):"; grep '^DRILL' bin/drills.log || true
 	@exit $$(cat bin/drills.rc)
+
+# Audit events the scale check generates.
+SCALE_ROWS ?= 10000000
+
+scale: testbed build ## Generate SCALE_ROWS (10 million) audit events with scripts/gentrail and time every canned query: each must answer in under 1 s.
+	$(TESTBED_ENV) && GATEHOUSE_SCALE_ROWS=$(SCALE_ROWS) $(GO) test -count=1 -timeout 90m -v -run '^TestCannedQueriesAtScale$$' ./scripts/gentrail/
 
 bench: testbed build ## Run the benchmarks and report each as a ratio to its baseline in the same run.
 	$(TESTBED_ENV) && $(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) -timeout 60m ./... \

@@ -23,6 +23,11 @@ type Options struct {
 	TCPPort int
 	// HTTPPort is the HTTP interface port. Default 8123.
 	HTTPPort int
+	// ConfigFile, when set, is a ClickHouse configuration file (XML) the engine reads. Its
+	// users_config (users, their passwords and grants, and roles) is enforced on both
+	// protocols; the engine keeps no SQL-managed access storage, so CREATE USER and CREATE
+	// ROLE are refused whatever it says.
+	ConfigFile string
 }
 
 func (o *Options) setDefaults() {
@@ -47,6 +52,11 @@ func (o *Options) Validate() error {
 	}
 	if o.DataDir == "" {
 		return errors.New("chserver: a data directory is required")
+	}
+	if o.ConfigFile != "" {
+		if _, err := os.Stat(o.ConfigFile); err != nil {
+			return fmt.Errorf("chserver: %w", err)
+		}
 	}
 	if ip := net.ParseIP(o.ListenHost); ip == nil || !ip.IsLoopback() {
 		return fmt.Errorf("chserver: listen host %q is not a loopback address; the embedded engine has no authentication", o.ListenHost)
@@ -77,15 +87,18 @@ func Serve(o Options) error {
 	purego.RegisterLibFunc(&resultError, lib, "chdb_result_error")
 	purego.RegisterLibFunc(&destroyResult, lib, "chdb_destroy_query_result")
 
-	args := []string{
-		"clickhouse",
-		"--path=" + o.DataDir,
-		"--listen_host=" + o.ListenHost,
-		"--tcp_port=" + strconv.Itoa(o.TCPPort),
-		"--http_port=" + strconv.Itoa(o.HTTPPort),
-		"--multiquery",
-		"--query=SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP; " + blockForever,
+	args := []string{"clickhouse"}
+	if o.ConfigFile != "" {
+		args = append(args, "--config-file="+o.ConfigFile)
 	}
+	args = append(args,
+		"--path="+o.DataDir,
+		"--listen_host="+o.ListenHost,
+		"--tcp_port="+strconv.Itoa(o.TCPPort),
+		"--http_port="+strconv.Itoa(o.HTTPPort),
+		"--multiquery",
+		"--query=SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP; "+blockForever,
+	)
 	argv := make([]*byte, len(args)+1)
 	for i, a := range args {
 		b := append([]byte(a), 0)

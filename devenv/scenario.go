@@ -27,7 +27,7 @@ const bypassUser = "ci-deployer"
 
 // TrailSQL is the query the scenario prints the session's trail with: every call of the
 // session, and the calls of bypassUser that went around the gateway.
-const TrailSQL = `SELECT formatDateTime(time, '%H:%i:%S') AS at, route, user, verb,
+const TrailSQL = `SELECT formatDateTime(time, '%H:%i:%S') AS at, route, outcome, user, verb,
        resource || if(subresource != '', '/' || subresource, '') AS resource,
        if(namespace != '', namespace || '/', '') || name AS object, code,
        decision_action AS decision, decision_rule AS rule, approval_id, approval_state

@@ -34,7 +34,7 @@ type Enricher struct {
 	js      jetstream.JetStream
 	ch      driver.Conn
 	db      string
-	trusted map[string]bool
+	attr    *attribution
 	metrics *metrics
 
 	spool         *spool
@@ -64,7 +64,7 @@ func New(opts Options) (*Enricher, error) {
 		log:           opts.Logger,
 		ch:            opts.ClickHouse,
 		db:            so.Database,
-		trusted:       map[string]bool{},
+		attr:          newAttribution(&opts),
 		metrics:       newMetrics(opts.Registerer),
 		streamsReady:  make(chan struct{}),
 		inFlight:      make(chan struct{}, opts.MaxInFlight),
@@ -76,9 +76,6 @@ func New(opts Options) (*Enricher, error) {
 		}
 		return e.spool.stats()
 	})
-	for _, u := range opts.GatewayUsers {
-		e.trusted[u] = true
-	}
 	return e, nil
 }
 
@@ -307,7 +304,7 @@ func (e *Enricher) storeAudit(ctx context.Context, msgs []jetstream.Msg, rows *e
 				st = wb.Masking[i]
 			}
 			ev := &wb.Items[i]
-			rows.add(ev, st, wb.Origin, e.trusted, at)
+			rows.add(ev, st, wb.Origin, e.attr, at)
 			rows.bytes += eventSize(ev)
 			rows.source(src)
 			if rows.rows >= e.opts.InsertRows || rows.bytes >= e.opts.InsertBytes {
@@ -468,7 +465,7 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 		}
 		switch r := rec.(type) {
 		case *trail.Request:
-			t.requests.add(r, at)
+			t.requests.add(r, e.attr, at)
 		case *trail.Decision:
 			t.decisions.add(r, at)
 		case *trail.Session:

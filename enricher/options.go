@@ -88,6 +88,17 @@ type Options struct {
 	// events those users impersonated. Empty trusts every impersonator: kube-apiserver already
 	// lets only holders of the userextras impersonation right set them.
 	GatewayUsers []string
+	// AgentGroups are the groups whose members are agents (actor_kind agent). Default
+	// DefaultAgentGroups.
+	AgentGroups []string
+	// ControlPlaneNamespaces are the namespaces whose service accounts belong to the control
+	// plane (actor_kind control-plane), beside kube-apiserver, the kube-* components, nodes and
+	// the GatewayUsers. Default DefaultControlPlaneNamespaces.
+	ControlPlaneNamespaces []string
+	// AdmissionWebhooks are the names of Gatehouse's validating webhooks: only their audit
+	// annotations (decision ID, policy, rule, action, approval ID) are read. Default
+	// DefaultAdmissionWebhooks, the names of manifests/webhook.
+	AdmissionWebhooks []string
 
 	// MaxRequestBytes bounds an intake request body; larger ones get 413. Default
 	// DefaultMaxRequestBytes.
@@ -157,6 +168,15 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() {
+	if o.AgentGroups == nil {
+		o.AgentGroups = DefaultAgentGroups
+	}
+	if o.ControlPlaneNamespaces == nil {
+		o.ControlPlaneNamespaces = DefaultControlPlaneNamespaces
+	}
+	if o.AdmissionWebhooks == nil {
+		o.AdmissionWebhooks = DefaultAdmissionWebhooks
+	}
 	if o.MaxRequestBytes == 0 {
 		o.MaxRequestBytes = DefaultMaxRequestBytes
 	}

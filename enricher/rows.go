@@ -140,6 +140,9 @@ type eventRows struct {
 	authGroups                                              [][]string
 	impersonated                                            []bool
 	sessionID, issuer, subject, client, approvalID, origUsr []string
+	actorKind                                               []string
+	dryRun                                                  []bool
+	admDecision, admPolicy, admRule, admAction              []string
 	sourceIPs                                               [][]string
 	userAgent                                               []string
 	code                                                    []uint16
@@ -185,6 +188,12 @@ func newEventRows() *eventRows {
 	addColumn(c, "client", &r.client)
 	addColumn(c, "approval_id", &r.approvalID)
 	addColumn(c, "original_user", &r.origUsr)
+	addColumn(c, "actor_kind", &r.actorKind)
+	addColumn(c, "dry_run", &r.dryRun)
+	addColumn(c, "admission_decision_id", &r.admDecision)
+	addColumn(c, "admission_policy", &r.admPolicy)
+	addColumn(c, "admission_rule", &r.admRule)
+	addColumn(c, "admission_action", &r.admAction)
 	addColumn(c, "source_ips", &r.sourceIPs)
 	addColumn(c, "user_agent", &r.userAgent)
 	addColumn(c, "code", &r.code)
@@ -202,8 +211,8 @@ func newEventRows() *eventRows {
 	return r
 }
 
-// add appends one event. trusted are the users whose impersonation extras are the gateway's.
-func (r *eventRows) add(ev *auditEvent, st eventStats, origin string, trusted map[string]bool, now time.Time) {
+// add appends one event, attributed by attr.
+func (r *eventRows) add(ev *auditEvent, st eventStats, origin string, attr *attribution, now time.Time) {
 	r.rows++
 	r.auditID = append(r.auditID, ev.AuditID)
 	r.stage = append(r.stage, ev.Stage)
@@ -238,16 +247,26 @@ func (r *eventRows) add(ev *auditEvent, st eventStats, origin string, trusted ma
 	r.authGroups = append(r.authGroups, nonNil(ev.User.Groups))
 	r.impersonated = append(r.impersonated, impersonated)
 
-	x := gatewayExtras(ev, trusted)
+	// Session and approval come from the gateway's impersonation extras (which only the gateway's
+	// own users can set) and from the audit annotations of Gatehouse's validating webhook (which
+	// only that webhook can set), never from the annotations of the objects a request carries.
+	x := gatewayExtras(ev, attr.trusted)
+	adm := attr.admissionOf(ev.Annotations)
 	r.sessionID = append(r.sessionID, x.SessionID)
 	r.issuer = append(r.issuer, x.Issuer)
 	r.subject = append(r.subject, x.Subject)
 	r.client = append(r.client, x.Client)
 	if x.ApprovalID == "" {
-		x.ApprovalID = approvalAnnotation(ev.Annotations)
+		x.ApprovalID = adm.approvalID
 	}
 	r.approvalID = append(r.approvalID, x.ApprovalID)
 	r.origUsr = append(r.origUsr, x.OriginalUser)
+	r.actorKind = append(r.actorKind, attr.actorKind(effective.Username, effective.Groups))
+	r.dryRun = append(r.dryRun, isDryRun(ev))
+	r.admDecision = append(r.admDecision, adm.decisionID)
+	r.admPolicy = append(r.admPolicy, adm.policy)
+	r.admRule = append(r.admRule, adm.rule)
+	r.admAction = append(r.admAction, adm.action)
 
 	r.sourceIPs = append(r.sourceIPs, nonNil(ev.SourceIPs))
 	r.userAgent = append(r.userAgent, ev.UserAgent)
@@ -267,18 +286,6 @@ func (r *eventRows) add(ev *auditEvent, st eventStats, origin string, trusted ma
 	r.truncated = append(r.truncated, st.Truncated)
 	r.origin = append(r.origin, origin)
 	r.ingestedAt = append(r.ingestedAt, now)
-}
-
-// approvalAnnotation returns the approval a direct call was admitted under: the approval gate
-// adds an "approval-id" audit annotation, which kube-apiserver prefixes with the webhook's name.
-// Only admission plugins and webhooks set audit annotations; clients cannot.
-func approvalAnnotation(ann map[string]string) string {
-	for k, v := range ann {
-		if strings.HasSuffix(k, "/approval-id") {
-			return v
-		}
-	}
-	return ""
 }
 
 // rawObject returns an embedded object's JSON, "" for none.
@@ -316,7 +323,9 @@ type requestRows struct {
 	columns
 	metaColumns
 	operationColumns
-	auditID, sessionID, user, userUID                 []string
+	auditID, heldAuditID, sessionID, user, userUID    []string
+	actorKind                                         []string
+	dryRun                                            []bool
 	userGroups                                        [][]string
 	userExtra                                         []map[string][]string
 	issuer, subject, client, sourceIP                 []string
@@ -337,8 +346,10 @@ func newRequestRows() *requestRows {
 	c.table = schema.TableGatewayRequests
 	r.metaColumns.register(c)
 	addColumn(c, "audit_id", &r.auditID)
+	addColumn(c, "held_audit_id", &r.heldAuditID)
 	addColumn(c, "session_id", &r.sessionID)
 	addColumn(c, "user", &r.user)
+	addColumn(c, "actor_kind", &r.actorKind)
 	addColumn(c, "user_uid", &r.userUID)
 	addColumn(c, "user_groups", &r.userGroups)
 	addColumn(c, "user_extra", &r.userExtra)
@@ -349,6 +360,7 @@ func newRequestRows() *requestRows {
 	r.operationColumns.register(c)
 	addColumn(c, "path", &r.path)
 	addColumn(c, "code", &r.code)
+	addColumn(c, "dry_run", &r.dryRun)
 	addColumn(c, "latency_ns", &r.latency)
 	addColumn(c, "duration_ns", &r.duration)
 	addColumn(c, "bytes_in", &r.bytesIn)
@@ -366,12 +378,14 @@ func newRequestRows() *requestRows {
 	return r
 }
 
-func (r *requestRows) add(rec *trail.Request, now time.Time) {
+func (r *requestRows) add(rec *trail.Request, attr *attribution, now time.Time) {
 	r.rows++
 	r.metaColumns.add(rec.Meta)
 	r.auditID = append(r.auditID, rec.AuditID)
+	r.heldAuditID = append(r.heldAuditID, rec.HeldAuditID)
 	r.sessionID = append(r.sessionID, rec.SessionID)
 	r.user = append(r.user, rec.Identity.User)
+	r.actorKind = append(r.actorKind, attr.actorKind(rec.Identity.User, rec.Identity.Groups))
 	r.userUID = append(r.userUID, rec.Identity.UID)
 	r.userGroups = append(r.userGroups, nonNil(rec.Identity.Groups))
 	r.userExtra = append(r.userExtra, nonNilMap(rec.Identity.Extra))
@@ -383,6 +397,7 @@ func (r *requestRows) add(rec *trail.Request, now time.Time) {
 	r.operationColumns.add(op)
 	r.path = append(r.path, op.Path)
 	r.code = append(r.code, uint16(min(max(rec.Code, 0), 65535)))
+	r.dryRun = append(r.dryRun, rec.DryRun)
 	r.latency = append(r.latency, int64(rec.Latency))
 	r.duration = append(r.duration, int64(rec.Duration))
 	r.bytesIn = append(r.bytesIn, rec.BytesIn)
@@ -567,6 +582,7 @@ type approvalRows struct {
 	approvalID, event, sessionID, requester []string
 	requesterGroups                         [][]string
 	requesterIssuer, requesterSubject       []string
+	originalUser, requesterReason           []string
 	fingerprint                             []string
 	policy, rule, policyMessage             []string
 	approverGroups                          [][]string
@@ -591,6 +607,8 @@ func newApprovalRows() *approvalRows {
 	addColumn(c, "requester_groups", &r.requesterGroups)
 	addColumn(c, "requester_issuer", &r.requesterIssuer)
 	addColumn(c, "requester_subject", &r.requesterSubject)
+	addColumn(c, "original_user", &r.originalUser)
+	addColumn(c, "requester_reason", &r.requesterReason)
 	r.operationColumns.register(c)
 	addColumn(c, "fingerprint", &r.fingerprint)
 	addColumn(c, "policy", &r.policy)
@@ -618,6 +636,8 @@ func (r *approvalRows) add(a *trail.Approval, now time.Time) {
 	r.requesterGroups = append(r.requesterGroups, nonNil(a.Requester.Groups))
 	r.requesterIssuer = append(r.requesterIssuer, a.Requester.Issuer)
 	r.requesterSubject = append(r.requesterSubject, a.Requester.Subject)
+	r.originalUser = append(r.originalUser, a.OriginalUser)
+	r.requesterReason = append(r.requesterReason, a.RequesterReason)
 	op := a.Operation
 	r.operationColumns.add(op)
 	r.fingerprint = append(r.fingerprint, a.Fingerprint)

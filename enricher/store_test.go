@@ -258,10 +258,10 @@ func TestTrailRecords(t *testing.T) {
 	assert.Equal(t, uint64(1), h.count(t, "SELECT count() FROM {db}.gateway_decisions FINAL WHERE admission_uid = 'a-2' AND action = 'requireApproval'"))
 	assert.Equal(t, uint64(1), h.count(t, "SELECT count() FROM {db}.session_summary WHERE session_id = 's-1' AND requests = 42 AND label = 'refactor' AND client = 'coding-agent' AND NOT ended"))
 	assert.Equal(t, uint64(1), h.count(t, "SELECT count() FROM {db}.trail WHERE route = 'gateway-only' AND audit_id = 'a-1' AND decision_action = 'deny' AND decision_component = 'proxy'"))
-	assert.Equal(t, uint64(1), h.count(t, "SELECT count() FROM {db}.decision_summary WHERE audit_id = 'a-2' AND action = 'requireApproval'"))
+	assert.Equal(t, uint64(1), h.count(t, "SELECT count() FROM {db}.decision_summary WHERE decision_id = 'd-1' AND admission_uid = 'a-2' AND action = 'requireApproval'"))
 	h.waitRows(t, 4, 30*time.Second, "SELECT count() FROM {db}.approvals FINAL")
 	assert.Equal(t, [][]string{{"GrantUsed", "alice@example.com", "bob,carol", "bob: looked at the plan,carol: ok", "exec in prod needs two approvals", "a-3", "2"}},
-		queryRows(t, h.ch, "SELECT state, requester, approvers, reasons, policy_message, used_by_audit_id, toString(required) FROM "+h.db+".approval_summary WHERE approval_id = 'ap-1'"))
+		queryRows(t, h.ch, "SELECT state, requester, approvers, reasons, policy_message, used_by_admission_uid, toString(required) FROM "+h.db+".approval_summary WHERE approval_id = 'ap-1'"))
 	var msg string
 	require.NoError(t, h.ch.QueryRow(ctx, "SELECT error FROM "+h.db+".ingest_errors").Scan(&msg))
 	assert.Contains(t, msg, "decode Request record")

@@ -123,6 +123,7 @@ func (t *holdTransport) resend(out *http.Request, st *requestState, id string) (
 		retry.ContentLength = int64(len(body))
 	}
 	t.p.log.Info("re-sending an approved request", "auditID", st.auditID, "heldAuditID", st.heldAuditID, "approval", id)
+	t.p.recordResentOpen(st)
 	return t.next.RoundTrip(retry)
 }
 

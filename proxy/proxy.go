@@ -755,6 +755,7 @@ func (p *Proxy) newRecord(r *http.Request, st *requestState, start time.Time) *t
 		SourceIP:    sourceIP(r),
 		Operation:   st.attrs.TrailOperation(),
 		Code:        code,
+		DryRun:      st.attrs.DryRun,
 		Latency:     st.w.firstByte.Sub(start),
 		BytesIn:     max(r.ContentLength, 0) + st.w.hijackedIn.Load(),
 		BytesOut:    st.w.bytes + st.w.hijackedOut.Load(),

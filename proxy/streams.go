@@ -67,6 +67,24 @@ func (p *Proxy) recordOpen(r *http.Request, st *requestState, start time.Time) e
 	return nil
 }
 
+// recordResentOpen stores the open record of the attempt a long request held for approval was
+// re-sent as: it carries that attempt's Audit-ID (and the held attempt's as HeldAuditID), so that
+// the stream's audit events join it while it runs. Its ID is the OpenID of that Audit-ID; the
+// request's own record, when it ends, closes both open records.
+func (p *Proxy) recordResentOpen(st *requestState) {
+	if !st.opened {
+		return
+	}
+	rec := p.newRecord(st.in, st, st.start)
+	rec.ID = trail.OpenID(st.auditID)
+	rec.Phase = trail.PhaseOpen
+	rec.Code = 0
+	if err := p.opts.Recorder.PublishSync(st.in.Context(), rec); err != nil {
+		p.metrics.unrecorded.Inc()
+		p.log.Error("the open record of a re-sent stream was not stored", "auditID", st.auditID, "err", err)
+	}
+}
+
 // recordWrite stores the record of a write before its answer goes to the client: the API server
 // carried it out, and a client must never see it succeed without the gateway's record. A NATS
 // blip is waited out, with backoff, for up to Options.WriteRecordTimeout; after that the client

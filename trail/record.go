@@ -169,6 +169,9 @@ type Request struct {
 	Operation Operation `json:"operation"`
 	// Code is the HTTP status returned to the client; 101 for upgraded streams.
 	Code int `json:"code"`
+	// DryRun is set when the call was a dry run (dryRun in its query or DeleteOptions): whatever
+	// its Code, it changed nothing.
+	DryRun bool `json:"dryRun,omitempty"`
 	// Latency is the time until the response headers were sent, in nanoseconds.
 	Latency time.Duration `json:"latencyNs"`
 	// Duration is the time until the response body was complete, in nanoseconds; for watches and
@@ -245,9 +248,12 @@ type Decision struct {
 	Meta
 	// Component is "proxy", "validating-webhook" or "mutating-webhook".
 	Component string `json:"component"`
-	// AuditID is set when the decision concerns a proxied call; AdmissionUID (the
-	// AdmissionReview UID, which kube-apiserver generates per webhook call) when it was made in
-	// admission.
+	// AuditID is the Audit-ID of the call the decision concerns, when the deciding component
+	// knows it. Admission does not: an AdmissionReview carries no Audit-ID. AdmissionUID is the
+	// AdmissionReview's UID, which kube-apiserver generates for each webhook call (two webhooks
+	// deciding one request see two UIDs) and which appears nowhere in the audit event. A decision
+	// made in admission is tied to its request's audit event by the audit annotations the
+	// validating webhook returns (its decision-id names this record's ID).
 	AuditID      string    `json:"auditID,omitempty"`
 	AdmissionUID string    `json:"admissionUID,omitempty"`
 	SessionID    string    `json:"sessionID,omitempty"`
@@ -320,8 +326,10 @@ type Approval struct {
 	Path string `json:"path,omitempty"`
 	// Expires is when the pending request or, once approved, the grant expires.
 	Expires time.Time `json:"expires"`
-	// AdmissionUID is the AdmissionReview UID of the call that used the grant (GrantUsed). The
-	// validating webhook also writes the approval ID into that call's audit event annotations.
+	// AdmissionUID is the AdmissionReview UID of the webhook call that used the grant
+	// (GrantUsed): kube-apiserver's ID of that one webhook call, not the request's Audit-ID. The
+	// validating webhook writes the approval ID into that request's audit event annotations,
+	// which is how the trail finds the call.
 	AdmissionUID string `json:"admissionUID,omitempty"`
 	// Scope describes a scoped grant (verbs, resources, namespace, duration), on the approval
 	// that granted it and on each use. A scoped grant is not used up: it has a GrantUsed event,

@@ -242,7 +242,7 @@ func (g *Gate) log() *slog.Logger {
 
 // withApproval names the approval request in the call's audit event.
 func withApproval(r admission.Response, approvalID string) admission.Response {
-	r.AuditAnnotations = map[string]string{"approval-id": approvalID}
+	r.AuditAnnotations = map[string]string{AuditAnnotationApprovalID: approvalID}
 	return r
 }
 

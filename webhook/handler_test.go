@@ -36,6 +36,7 @@ import (
 type recorder struct {
 	mu       sync.Mutex
 	records  []*trail.Decision
+	tried    []*trail.Decision
 	err      error
 	notReady error
 }
@@ -43,6 +44,7 @@ type recorder struct {
 func (r *recorder) Publish(_ context.Context, rec trail.Record) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.tried = append(r.tried, rec.(*trail.Decision))
 	if r.err != nil {
 		return r.err
 	}
@@ -58,6 +60,15 @@ func (r *recorder) last(t *testing.T) *trail.Decision {
 	defer r.mu.Unlock()
 	require.NotEmpty(t, r.records)
 	return r.records[len(r.records)-1]
+}
+
+// lastTried returns the last record the validator tried to publish, stored or not.
+func (r *recorder) lastTried(t *testing.T) *trail.Decision {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	require.NotEmpty(t, r.tried)
+	return r.tried[len(r.tried)-1]
 }
 
 // approverFunc adapts a function to webhook.Approver.
@@ -288,6 +299,50 @@ func TestValidatorDecisions(t *testing.T) {
 		resp = v.Handle(t.Context(), secret)
 		assert.False(t, resp.Allowed)
 		assert.False(t, asked, "no grant is consumed for an operation that cannot be recorded")
+	})
+
+	t.Run("every answer names its decision in the request's audit event", func(t *testing.T) {
+		held := approverFunc(func(context.Context, admission.Request, policy.Attributes, policy.Decision) admission.Response {
+			r := admission.Denied("held for approval ap-7")
+			r.AuditAnnotations = map[string]string{webhook.AuditAnnotationApprovalID: "ap-7"}
+			return r
+		})
+		tests := []struct {
+			name    string
+			req     admission.Request
+			opts    webhook.Options
+			allowed bool
+			want    map[string]string
+		}{
+			{"allowed", devCM, webhook.Options{}, true, map[string]string{
+				"decision-id": "admission-uid-create-configmaps-validating", "action": "allow"}},
+			{"denied by a rule", prodCM, webhook.Options{}, false, map[string]string{
+				"decision-id": "admission-uid-create-configmaps-validating", "policy": "unit", "rule": "deny-prod-configmaps", "action": "deny"}},
+			{"held for approval", secret, webhook.Options{Approver: held}, false, map[string]string{
+				"decision-id": "admission-uid-create-secrets-validating", "policy": "unit", "rule": "approve-secrets", "action": "requireApproval",
+				"approval-id": "ap-7"}},
+			{"denied because the trail is down, still named", devCM, webhook.Options{Privileged: func(policy.Attributes) bool { return true }}, false, nil},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				rec := &recorder{}
+				o := tt.opts
+				o.Engine, o.Publisher = unitEngine(t, nil), rec
+				if tt.want == nil {
+					rec.err = trail.ErrUnavailable
+				}
+				v, err := webhook.NewValidator(o)
+				require.NoError(t, err)
+				resp := v.Handle(t.Context(), tt.req)
+				assert.Equal(t, tt.allowed, resp.Allowed)
+				if tt.want == nil {
+					assert.Equal(t, rec.lastTried(t).ID, resp.AuditAnnotations["decision-id"], "the event names the decision the trail could not take")
+					return
+				}
+				assert.Equal(t, tt.want, resp.AuditAnnotations)
+				assert.Equal(t, rec.last(t).ID, resp.AuditAnnotations["decision-id"], "the annotation names the decision's record")
+			})
+		}
 	})
 
 	t.Run("options", func(t *testing.T) {

@@ -38,7 +38,9 @@ import (
 // manifests/policies installed; a stub kubelet; NATS JetStream; and the webhook itself, served
 // by controller-runtime's webhook server with a manager running the AccessPolicy controller.
 var bed struct {
-	root      string
+	root string
+	// auditLog is kube-apiserver's audit log (the shipped audit policy, JSON lines).
+	auditLog  string
 	kube      *testbed.Kube
 	kubelet   *testbed.Kubelet
 	nats      *testbed.NATS
@@ -108,7 +110,16 @@ func run(m *testing.M) int {
 	if err != nil {
 		return fail(err)
 	}
+	auditDir, err := os.MkdirTemp("", "gatehouse-webhook-audit-")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(auditDir)
+	bed.auditLog = filepath.Join(auditDir, "audit.log")
 	if bed.kube, err = testbed.StartKube(testbed.KubeOptions{
+		// kube-apiserver's audit log, with the shipped audit policy: what the enricher stores.
+		APIServerFlags: testbed.MergeFlags(testbed.AuditLog(bed.auditLog, 100),
+			map[string][]string{"audit-policy-file": {filepath.Join(bed.root, "manifests", "audit", "policy.yaml")}}),
 		CRDPaths: []string{filepath.Join(bed.root, "manifests", "crd")},
 		Webhooks: envtest.WebhookInstallOptions{ValidatingWebhooks: validating, MutatingWebhooks: mutating},
 		Scheme:   scheme,

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -116,18 +117,56 @@ func (v *Validator) failed(a policy.Attributes, privileged bool, why string) (po
 func (v *Validator) record(ctx context.Context, req admission.Request, a policy.Attributes, privileged bool, d policy.Decision, resp admission.Response) admission.Response {
 	rec := decisionRecord(req, a, d)
 	rec.Admitted = resp.Allowed
-	if id := resp.AuditAnnotations["approval-id"]; id != "" {
+	if id := resp.AuditAnnotations[AuditAnnotationApprovalID]; id != "" {
 		rec.ApprovalID = id
 	}
 	err := v.opts.Publisher.Publish(ctx, rec)
-	if err == nil {
-		return resp
+	if err != nil {
+		v.opts.Logger.Error("decision not recorded in the trail", "id", recordID(req), "action", d.Action,
+			"policy", d.Policy, "rule", d.Rule, "allowed", resp.Allowed, "err", err)
+		if resp.Allowed && privileged && !a.DryRun {
+			resp = admission.Denied(msgTrailDown)
+		}
 	}
-	v.opts.Logger.Error("decision not recorded in the trail", "id", recordID(req), "action", d.Action,
-		"policy", d.Policy, "rule", d.Rule, "allowed", resp.Allowed, "err", err)
-	if resp.Allowed && privileged && !a.DryRun {
-		return admission.Denied(msgTrailDown)
+	return withDecision(resp, rec)
+}
+
+// Audit annotation keys of the validating webhook. kube-apiserver writes a webhook's audit
+// annotations into the audit event of the request it decided, each key prefixed with the
+// webhook's name (e.g. privileged.validate.gatehouse.dev/decision-id), whether the webhook
+// allowed or denied the request, and for dry runs too. The enricher joins decisions to audit
+// events on them: the AdmissionReview's UID is kube-apiserver's ID of one webhook call, not the
+// request's Audit-ID, and appears nowhere in the audit event.
+const (
+	// AuditAnnotationDecisionID is the ID of the decision's trail record (trail.Decision.ID).
+	AuditAnnotationDecisionID = "decision-id"
+	// AuditAnnotationPolicy, AuditAnnotationRule and AuditAnnotationAction say what decided.
+	AuditAnnotationPolicy = "policy"
+	AuditAnnotationRule   = "rule"
+	AuditAnnotationAction = "action"
+	// AuditAnnotationApprovalID names the approval request the call was held for, or the grant
+	// it was admitted under.
+	AuditAnnotationApprovalID = "approval-id"
+)
+
+// withDecision names the decision, and what decided, in the request's audit event, beside the
+// approval the gate named. The record ID is stamped even when the record could not be published:
+// the event then names a decision the trail lacks, which an auditor can see.
+func withDecision(resp admission.Response, rec *trail.Decision) admission.Response {
+	ann := make(map[string]string, len(resp.AuditAnnotations)+4)
+	maps.Copy(ann, resp.AuditAnnotations)
+	ann[AuditAnnotationDecisionID] = rec.ID
+	ann[AuditAnnotationAction] = rec.Policy.Action
+	if rec.Policy.Policy != "" {
+		ann[AuditAnnotationPolicy] = rec.Policy.Policy
 	}
+	if rec.Policy.Rule != "" {
+		ann[AuditAnnotationRule] = rec.Policy.Rule
+	}
+	// The approval ID is the one the gate put there: a grant it checked, or the request it
+	// holds the call for. An approval extra of the request itself is not echoed: only the
+	// gateway's own extras are trustworthy, and admission cannot tell who set them.
+	resp.AuditAnnotations = ann
 	return resp
 }
 

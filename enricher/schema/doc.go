@@ -17,14 +17,26 @@
 //     table they were meant for and their record.
 //
 // The views join them at query time: trail (one row per audit event with its gateway record,
-// decision and approval, plus one row per gateway record without audit event), decision_summary,
-// approval_summary and session_summary. Because the join happens when the view is read, a
-// record that arrives late still joins.
+// admission decision and approval, plus one row per gateway record without audit event, each
+// labelled with its route, attempt, outcome and actor kind), trail_for (the same, parameterized
+// by a start time, a session and an Audit-ID, reading only what can join its rows: the canned
+// queries use it), decision_summary, approval_summary, session_summary, open_streams,
+// recording_summary, ingest_error_log and dead_letter_log. Because the join happens when the view
+// is read, a record that arrives late still joins. Admission decisions join on the decision ID
+// the validating webhook writes into the request's audit annotations, never on an AdmissionReview
+// UID. The views run with their definer's rights (SQL SECURITY DEFINER): the auditors' role
+// needs SELECT on them only (AuditorGrants).
+//
+// # Canned queries
+//
+// queries/NN_name.sql are the auditors' queries of docs/auditing.md, which shows the same text
+// (a test compares them); gatehouse sql runs them by name (Queries, LookupQuery).
 //
 // # Migrations
 //
 // migrations/NNNN_name.sql are applied in order, once: schema_migrations records each applied
 // version. Every statement is idempotent (IF NOT EXISTS), so two enrichers starting at the same
-// time converge. A change to an applied migration is a new migration. Retention (TTL) and the
-// views follow the options and are re-applied at every start.
+// time converge, and none drops a row. A change to an applied migration is a new migration.
+// Retention (TTL, per table), the views and the auditors' role follow the options and are
+// re-applied at every start.
 package schema

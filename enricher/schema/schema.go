@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"path"
 	"regexp"
 	"sort"
@@ -45,6 +46,12 @@ const (
 	ViewSessionSummary  = "session_summary"
 	ViewOpenStreams     = "open_streams"
 	ViewRecordings      = "recording_summary"
+	ViewTrailFor        = "trail_for"
+	ViewOpenStreamsFor  = "open_streams_for"
+	ViewApprovalsFor    = "approval_summary_for"
+	ViewSessionsFor     = "session_summary_for"
+	ViewIngestErrorLog  = "ingest_error_log"
+	ViewDeadLetterLog   = "dead_letter_log"
 )
 
 // timeColumns names the column each data table's retention is computed from.
@@ -64,6 +71,7 @@ const (
 	DefaultDatabase      = "gatehouse"
 	DefaultRetentionDays = 365
 	DefaultGatewayGrace  = 5 * time.Minute
+	DefaultHoldMargin    = time.Hour
 )
 
 // Options configures Migrate. The zero value is usable.
@@ -74,10 +82,28 @@ type Options struct {
 	// older than that are dropped a whole daily partition at a time (TTL with
 	// ttl_only_drop_parts). Default DefaultRetentionDays; a negative value keeps rows forever.
 	RetentionDays int
+	// Retention overrides RetentionDays for single tables (audit_events, gateway_requests,
+	// gateway_decisions, sessions, approvals, session_recordings, ingest_errors, dead_letters):
+	// table name to days, a negative value keeping that table's rows forever.
+	Retention map[string]int
 	// GatewayGrace is how long the trail view waits for the gateway's record of an audit event
 	// that carries the gateway's session extras before it calls the event a bypass. It is
 	// rounded up to whole seconds. Default DefaultGatewayGrace.
 	GatewayGrace time.Duration
+	// HoldMargin is how long before a window's start the trail_for view (and so every canned
+	// query) reads the gateway's records, decisions and approvals: at least the longest the
+	// proxy holds a call for approval (its --approval-timeout), plus the clocks' skew between
+	// the webhook and kube-apiserver. The answered attempt of a call held longer than that
+	// before the window's start would not join its record in trail_for (trail is not bounded).
+	// Default DefaultHoldMargin.
+	HoldMargin time.Duration
+	// Roles says whether Migrate creates the auditors' role (AuditorRole) and grants it SELECT on
+	// the views. Default RolesOff.
+	Roles RolesMode
+	// AuditorRole names the auditors' role. Default "<Database>_auditor".
+	AuditorRole string
+	// Logger receives the warnings of RolesAuto. Default: discard.
+	Logger *slog.Logger
 }
 
 var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -92,6 +118,12 @@ func (o *Options) setDefaults() {
 	if o.GatewayGrace == 0 {
 		o.GatewayGrace = DefaultGatewayGrace
 	}
+	if o.HoldMargin == 0 {
+		o.HoldMargin = DefaultHoldMargin
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 }
 
 // Validate reports options Migrate cannot use.
@@ -102,7 +134,44 @@ func (o *Options) Validate() error {
 	if o.GatewayGrace < 0 {
 		return fmt.Errorf("%w: the gateway grace period must not be negative", ErrInvalidOptions)
 	}
+	if o.HoldMargin < 0 {
+		return fmt.Errorf("%w: the hold margin must not be negative", ErrInvalidOptions)
+	}
+	for table, days := range o.Retention {
+		if _, ok := timeColumns[table]; !ok {
+			return fmt.Errorf("%w: no table %q has a retention (tables: %s)", ErrInvalidOptions, table, strings.Join(retentionTables(), ", "))
+		}
+		if days == 0 {
+			return fmt.Errorf("%w: the retention of %s must be a number of days, or negative to keep its rows forever", ErrInvalidOptions, table)
+		}
+	}
+	switch o.Roles {
+	case "", RolesOff, RolesAuto, RolesOn:
+	default:
+		return fmt.Errorf("%w: roles must be %s, %s or %s, not %q", ErrInvalidOptions, RolesOff, RolesAuto, RolesOn, o.Roles)
+	}
+	if o.AuditorRole != "" && !identifier.MatchString(o.AuditorRole) {
+		return fmt.Errorf("%w: role name %q must match %s", ErrInvalidOptions, o.AuditorRole, identifier)
+	}
 	return nil
+}
+
+// retentionTables returns the tables that have a retention, sorted.
+func retentionTables() []string {
+	tables := make([]string, 0, len(timeColumns))
+	for t := range timeColumns {
+		tables = append(tables, t)
+	}
+	sort.Strings(tables)
+	return tables
+}
+
+// retentionDays returns the retention of table.
+func (o Options) retentionDays(table string) int {
+	if d, ok := o.Retention[table]; ok {
+		return d
+	}
+	return o.RetentionDays
 }
 
 // Migration is one versioned schema change.
@@ -119,13 +188,26 @@ type Migration struct {
 type params struct {
 	DB           string
 	GraceSeconds int64
+	// HoldSeconds is how long before a window's start the trail_for view reads the gateway's
+	// records: a held call's record carries the time the call arrived, its answered attempt
+	// the time it was re-sent, up to the proxy's hold limit later.
+	HoldSeconds int64
+	// Window renders the parameterized trail_for view rather than trail.
+	Window bool
 }
 
 func newParams(o Options) params {
 	return params{
 		DB:           o.Database,
 		GraceSeconds: int64((o.GatewayGrace + time.Second - 1) / time.Second),
+		HoldSeconds:  int64((o.HoldMargin + time.Second - 1) / time.Second),
 	}
+}
+
+// Windowed returns p for the parameterized trail_for view.
+func (p params) Windowed() params {
+	p.Window = true
+	return p
 }
 
 // Migrations returns the embedded migrations rendered for o, in order.
@@ -255,11 +337,31 @@ func Migrate(ctx context.Context, conn driver.Conn, o Options) error {
 		return err
 	}
 	for _, stmt := range views {
-		if err := conn.Exec(ctx, stmt); err != nil {
+		if err := replaceView(ctx, conn, stmt); err != nil {
 			return fmt.Errorf("schema: replace view: %w", err)
 		}
 	}
-	return nil
+	return manageRoles(ctx, conn, o)
+}
+
+// replaceView runs a CREATE OR REPLACE VIEW statement. ClickHouse replaces a view atomically
+// through a temporary table, which takes the right to drop tables; an account that may only drop
+// views (the enricher's, which must not be able to drop the trail's tables: EnricherGrants)
+// drops the view and creates it again instead.
+func replaceView(ctx context.Context, conn driver.Conn, stmt string) error {
+	err := conn.Exec(ctx, stmt)
+	var ex *clickhouse.Exception
+	if err == nil || !errors.As(err, &ex) || ex.Code != codeAccessDenied {
+		return err
+	}
+	m := viewRE.FindStringSubmatch(stmt)
+	if m == nil {
+		return err
+	}
+	if err := conn.Exec(ctx, "DROP VIEW IF EXISTS "+m[1]+"."+m[2]); err != nil {
+		return err
+	}
+	return conn.Exec(ctx, strings.Replace(stmt, "CREATE OR REPLACE VIEW", "CREATE VIEW", 1))
 }
 
 func appliedVersions(ctx context.Context, conn driver.Conn, db string) (map[uint32]bool, error) {
@@ -283,24 +385,20 @@ func appliedVersions(ctx context.Context, conn driver.Conn, db string) (map[uint
 // whose TTL differs. Changing a TTL does not rewrite existing parts
 // (materialize_ttl_after_modify=0): old partitions are dropped as they expire.
 func applyRetention(ctx context.Context, conn driver.Conn, o Options) error {
-	tables := make([]string, 0, len(timeColumns))
-	for t := range timeColumns {
-		tables = append(tables, t)
-	}
-	sort.Strings(tables)
-	for _, table := range tables {
+	for _, table := range retentionTables() {
+		days := o.retentionDays(table)
 		var engine string
 		if err := conn.QueryRow(ctx, "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {table:String}",
 			clickhouse.Named("db", o.Database), clickhouse.Named("table", table)).Scan(&engine); err != nil {
 			return fmt.Errorf("schema: read the definition of %s.%s: %w", o.Database, table, err)
 		}
 		hasTTL := strings.Contains(engine, " TTL ")
-		want := retentionExpr(timeColumns[table], o.RetentionDays)
+		want := retentionExpr(timeColumns[table], days)
 		var stmt string
 		switch {
-		case o.RetentionDays < 0 && hasTTL:
+		case days < 0 && hasTTL:
 			stmt = "ALTER TABLE " + o.Database + "." + table + " REMOVE TTL"
-		case o.RetentionDays > 0 && !strings.Contains(engine, " TTL "+want):
+		case days > 0 && !strings.Contains(engine, " TTL "+want):
 			stmt = "ALTER TABLE " + o.Database + "." + table + " MODIFY TTL " + want
 		default:
 			continue

@@ -61,7 +61,10 @@ func TestRender(t *testing.T) {
 	}
 	views, err := schema.Views(schema.Options{Database: "audit_x", GatewayGrace: 90*time.Second + time.Millisecond})
 	require.NoError(t, err)
-	assert.Len(t, views, 6)
+	assert.Equal(t, 12, len(views), "the views")
+	for _, v := range views {
+		assert.Contains(t, v, "SQL SECURITY DEFINER", "auditors read the views with the definer's rights")
+	}
 	assert.Contains(t, strings.Join(views, "\n"), "toIntervalSecond(91)", "the grace period is rounded up to seconds")
 }
 
@@ -76,6 +79,12 @@ func TestOptionsValidate(t *testing.T) {
 		{"injection", schema.Options{Database: "x; DROP TABLE y"}, false},
 		{"dots", schema.Options{Database: "a.b"}, false},
 		{"negative grace", schema.Options{GatewayGrace: -time.Second}, false},
+		{"retention of a table", schema.Options{Retention: map[string]int{"audit_events": 30, "session_recordings": -1}}, true},
+		{"retention of an unknown table", schema.Options{Retention: map[string]int{"trail": 30}}, false},
+		{"retention of zero days", schema.Options{Retention: map[string]int{"approvals": 0}}, false},
+		{"roles", schema.Options{Roles: schema.RolesAuto, AuditorRole: "audit_readers"}, true},
+		{"unknown roles mode", schema.Options{Roles: "maybe"}, false},
+		{"role injection", schema.Options{AuditorRole: "x; DROP USER y"}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -122,7 +131,8 @@ func TestMigrate(t *testing.T) {
 				schema.TableAuditEvents, schema.TableGatewayRequests, schema.TableGatewayDecisions, schema.TableSessions,
 				schema.TableApprovals, schema.TableIngestErrors, schema.TableDeadLetters, schema.TableMigrations, schema.TableRecordings,
 				schema.ViewTrail, schema.ViewDecisionSummary, schema.ViewApprovalSummary, schema.ViewSessionSummary,
-				schema.ViewOpenStreams, schema.ViewRecordings,
+				schema.ViewOpenStreams, schema.ViewRecordings, schema.ViewTrailFor, schema.ViewOpenStreamsFor, schema.ViewApprovalsFor, schema.ViewSessionsFor,
+				schema.ViewIngestErrorLog, schema.ViewDeadLetterLog,
 			}, tables)
 
 			var applied uint64
@@ -141,11 +151,28 @@ func TestMigrate(t *testing.T) {
 			o.RetentionDays = -1
 			require.NoError(t, schema.Migrate(ctx, conn, o))
 			assert.NotContains(t, engine(t, conn, db, schema.TableSessions), " TTL ")
+			// Per table.
+			o.RetentionDays = 400
+			o.Retention = map[string]int{schema.TableAuditEvents: 730, schema.TableRecordings: 90, schema.TableDeadLetters: -1}
+			require.NoError(t, schema.Migrate(ctx, conn, o))
+			assert.Contains(t, engine(t, conn, db, schema.TableAuditEvents), "TTL toDateTime(request_received_at) + toIntervalDay(730)")
+			assert.Contains(t, engine(t, conn, db, schema.TableRecordings), "TTL toDateTime(start) + toIntervalDay(90)")
+			assert.NotContains(t, engine(t, conn, db, schema.TableDeadLetters), " TTL ")
+			assert.Contains(t, engine(t, conn, db, schema.TableSessions), "TTL toDateTime(time) + toIntervalDay(400)")
 
 			// The views are queryable.
-			for _, v := range []string{schema.ViewTrail, schema.ViewDecisionSummary, schema.ViewApprovalSummary, schema.ViewSessionSummary, schema.ViewOpenStreams, schema.ViewRecordings} {
+			views, err := schema.ViewNames(o)
+			require.NoError(t, err)
+			for _, v := range views {
 				var n uint64
-				require.NoError(t, conn.QueryRow(ctx, "SELECT count() FROM "+db+"."+v).Scan(&n), v)
+				from := db + "." + v
+				switch v {
+				case schema.ViewTrailFor:
+					from += "(since = '2020-01-01 00:00:00', session_id = '', audit_id = '')"
+				case schema.ViewOpenStreamsFor, schema.ViewApprovalsFor, schema.ViewSessionsFor:
+					from += "(since = '2020-01-01 00:00:00')"
+				}
+				require.NoError(t, conn.QueryRow(ctx, "SELECT count() FROM "+from).Scan(&n), v)
 				assert.Zero(t, n)
 			}
 		})

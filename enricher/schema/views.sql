@@ -1,44 +1,50 @@
 -- Views over the tables of the migrations. They hold no data and are replaced at every start,
 -- so their definitions follow the enricher's options (the gateway grace period).
 --
--- Every view reads its tables with FINAL: a record stored twice counts once even before
--- ClickHouse has merged the parts that hold it.
+-- Every view reads its tables with FINAL (or LIMIT 1 BY the record's key): a record stored twice
+-- counts once even before ClickHouse has merged the parts that hold it. Subqueries that only ask
+-- whether a record exists read without it.
 
--- decision_summary: the policy decisions of one request (proxy and admission webhooks), by
--- audit ID. The most severe decision wins (deny, then requireApproval, then allow), the latest
--- among equals.
-CREATE OR REPLACE VIEW {{.DB}}.decision_summary AS
+-- decision_summary: one row per policy decision Gatehouse recorded (gateway_decisions, without
+-- the copies a retried webhook call or a redelivery left). A decision made in admission is tied to
+-- the request it decided by its ID: the validating webhook returns it as an audit annotation,
+-- which kube-apiserver writes into that request's audit event (audit_events.admission_decision_id).
+-- admission_uid is kube-apiserver's ID of the one webhook call; it is not the Audit-ID.
+CREATE OR REPLACE VIEW {{.DB}}.decision_summary SQL SECURITY DEFINER AS
 SELECT
-    key AS audit_id,
-    argMax(d_component, (severity, d_time)) AS component,
-    argMax(d_policy, (severity, d_time)) AS policy,
-    argMax(d_rule, (severity, d_time)) AS rule,
-    argMax(d_action, (severity, d_time)) AS action,
-    argMax(d_message, (severity, d_time)) AS message,
-    groupArray((d_component, d_policy, d_rule, d_action, d_message)) AS decisions
-FROM
-(
-    SELECT
-        if(audit_id != '', audit_id, admission_uid) AS key,
-        time AS d_time,
-        component AS d_component,
-        policy AS d_policy,
-        rule AS d_rule,
-        action AS d_action,
-        message AS d_message,
-        multiIf(action = 'deny', 3, action = 'requireApproval', 2, action = 'allow', 1, 0) AS severity
-    FROM {{.DB}}.gateway_decisions FINAL
-)
-GROUP BY key;
+    id AS decision_id,
+    time,
+    component,
+    audit_id,
+    admission_uid,
+    session_id,
+    user,
+    verb,
+    resource,
+    subresource,
+    namespace,
+    name,
+    via_gateway,
+    dry_run,
+    policy,
+    rule,
+    action,
+    message,
+    admitted,
+    approval_id
+FROM {{.DB}}.gateway_decisions FINAL;
 
--- approval_summary: the state of each approval: who asked for what, which rule required it,
--- who approved or denied it and what they said, and which call used the grant.
-CREATE OR REPLACE VIEW {{.DB}}.approval_summary AS
+-- approval_summary: the state of each approval: who asked for what (and, when they impersonated,
+-- who they really were), why they said they needed it, which rule required it, who approved or
+-- denied it and what they said.
+CREATE OR REPLACE VIEW {{.DB}}.approval_summary SQL SECURITY DEFINER AS
 SELECT
     approval_id,
-    argMax(event, time) AS state,
+    argMax(event, (time, event IN ('Approved', 'Denied', 'Expired', 'GrantUsed'))) AS state,
     min(time) AS requested_at,
     any(requester) AS requester,
+    anyIf(original_user, original_user != '') AS original_user,
+    anyIf(requester_reason, requester_reason != '') AS requester_reason,
     any(session_id) AS session_id,
     any(verb) AS verb,
     any(resource) AS resource,
@@ -52,15 +58,15 @@ SELECT
     max(required) AS required,
     argMax(approvers, time) AS approvers,
     groupUniqArrayIf(actor, event = 'Denied') AS denied_by,
-    groupArrayIf(concat(actor, ': ', reason), event IN ('Voted', 'Approved', 'Denied') AND reason != '') AS reasons,
+    arraySort(groupUniqArrayIf(concat(actor, ': ', reason), event IN ('Voted', 'Approved', 'Denied') AND reason != '')) AS reasons,
     maxIf(time, event IN ('Approved', 'Denied')) AS decided_at,
     max(expires_at) AS expires_at,
-    anyIf(admission_uid, event = 'GrantUsed') AS used_by_audit_id
+    anyIf(admission_uid, event = 'GrantUsed') AS used_by_admission_uid
 FROM {{.DB}}.approvals FINAL
 GROUP BY approval_id;
 
 -- session_summary: one row per session of the gateway, from its session records.
-CREATE OR REPLACE VIEW {{.DB}}.session_summary AS
+CREATE OR REPLACE VIEW {{.DB}}.session_summary SQL SECURITY DEFINER AS
 SELECT
     session_id,
     argMin(label, time) AS label,
@@ -72,10 +78,352 @@ SELECT
     min(started) AS started,
     max(last_activity) AS last_activity,
     max(requests) AS requests,
-    countIf(event = 'Ended') > 0 AS ended
+    CAST(countIf(event = 'Ended') > 0 AS Bool) AS ended
 FROM {{.DB}}.sessions FINAL
 GROUP BY session_id;
 
+{{define "trail"}}
+{{- if .Window}}
+WITH
+    -- The time the slice's rows cover (the earliest and latest of its audit events and gateway
+    -- records), widened by the longest a call may be held: the gateway's records, decisions and
+    -- approvals that can join its rows lie in it, and only they are read.
+    (SELECT (min(t), max(t)) FROM
+     (
+         SELECT request_received_at AS t FROM {{.DB}}.audit_events
+         WHERE request_received_at >= {since:DateTime64(6)}
+           AND ({session_id:String} = '' OR session_id = {session_id:String})
+           AND ({audit_id:String} = '' OR audit_id = {audit_id:String})
+         UNION ALL
+         SELECT time AS t FROM {{.DB}}.gateway_requests
+         WHERE time >= {since:DateTime64(6)}
+           AND ({session_id:String} = '' OR session_id = {session_id:String})
+           AND ({audit_id:String} = '' OR audit_id = {audit_id:String} OR held_audit_id = {audit_id:String})
+     )) AS trail_bounds,
+    trail_bounds.1 - toIntervalSecond({{.HoldSeconds}}) AS trail_lo,
+    trail_bounds.2 + toIntervalSecond({{.HoldSeconds}}) AS trail_hi
+{{- end}}
+SELECT
+    x.time AS time,
+    x.stage_time AS stage_time,
+    x.stage AS stage,
+    x.audit_id AS audit_id,
+    x.route AS route,
+    x.attempt AS attempt,
+    x.gateway_extras AS gateway_extras,
+    x.actor_kind AS actor_kind,
+    x.user AS user,
+    x.user_groups AS user_groups,
+    x.authenticated_user AS authenticated_user,
+    x.impersonated AS impersonated,
+    x.session_id AS session_id,
+    x.issuer AS issuer,
+    x.subject AS subject,
+    x.client AS client,
+    x.original_user AS original_user,
+    x.verb AS verb,
+    x.api_group AS api_group,
+    x.api_version AS api_version,
+    x.resource AS resource,
+    x.subresource AS subresource,
+    x.namespace AS namespace,
+    x.name AS name,
+    x.request_uri AS request_uri,
+    x.code AS code,
+    x.dry_run AS dry_run,
+    x.outcome AS outcome,
+    CAST(x.outcome = 'succeeded' AND x.verb IN ('create', 'update', 'patch', 'delete', 'deletecollection')
+         AND x.subresource NOT IN ('exec', 'attach', 'portforward', 'proxy') AS Bool) AS changed,
+    x.status AS status,
+    x.reason AS reason,
+    x.message AS message,
+    x.source_ips AS source_ips,
+    x.user_agent AS user_agent,
+    x.level AS level,
+    x.annotations AS annotations,
+    x.annotations['authorization.k8s.io/decision'] AS authorization_decision,
+    x.annotations['authorization.k8s.io/reason'] AS authorization_reason,
+    x.request_object AS request_object,
+    x.response_object AS response_object,
+    x.masked_fields AS masked_fields,
+    x.masked_by AS masked_by,
+    x.truncated AS truncated,
+    x.decision_id AS decision_id,
+    multiIf(x.admission_action != '', d.component, x.g_action != '', 'proxy', '') AS decision_component,
+    if(x.admission_action != '', x.admission_policy, x.g_policy) AS decision_policy,
+    if(x.admission_action != '', x.admission_rule, x.g_rule) AS decision_rule,
+    if(x.admission_action != '', x.admission_action, x.g_action) AS decision_action,
+    if(x.admission_action != '', d.message, x.g_decision_message) AS decision_message,
+    x.approval_id AS approval_id,
+    a.state AS approval_state,
+    a.requester AS approval_requester,
+    a.original_user AS approval_original_user,
+    a.requester_reason AS approval_requester_reason,
+    a.policy_message AS approval_policy_message,
+    a.reasons AS approval_reasons,
+    a.approvers AS approvers,
+    a.denied_by AS approval_denied_by,
+    x.gateway_record_id AS gateway_record_id,
+    x.held_audit_id AS held_audit_id,
+    x.gateway_code AS gateway_code,
+    x.gateway_latency_ns AS gateway_latency_ns,
+    x.gateway_duration_ns AS gateway_duration_ns,
+    x.gateway_source_ip AS gateway_source_ip,
+    x.gateway_masked_fields AS gateway_masked_fields,
+    x.gateway_error AS gateway_error,
+    x.gateway_phase AS gateway_phase,
+    x.recording_id AS recording_id,
+    x.origin AS origin
+FROM
+(
+    SELECT
+        e.request_received_at AS time,
+        e.stage_at AS stage_time,
+        e.stage AS stage,
+        e.audit_id AS audit_id,
+        multiIf(g.matched, 'gateway',
+                e.session_id != '' AND e.ingested_at > now64(3) - toIntervalSecond({{.GraceSeconds}}), 'pending',
+                'bypass') AS route,
+        g.attempt AS attempt,
+        CAST(e.session_id != '' AS Bool) AS gateway_extras,
+        e.actor_kind AS actor_kind,
+        e.user AS user,
+        e.user_groups AS user_groups,
+        e.authenticated_user AS authenticated_user,
+        e.impersonated AS impersonated,
+        e.session_id AS session_id,
+        if(e.issuer != '', e.issuer, g.issuer) AS issuer,
+        if(e.subject != '', e.subject, g.subject) AS subject,
+        if(e.client != '', e.client, g.client) AS client,
+        e.original_user AS original_user,
+        e.verb AS verb,
+        e.api_group AS api_group,
+        e.api_version AS api_version,
+        e.resource AS resource,
+        e.subresource AS subresource,
+        e.namespace AS namespace,
+        e.name AS name,
+        e.request_uri AS request_uri,
+        e.code AS code,
+        CAST(e.dry_run OR g.dry_run AS Bool) AS dry_run,
+        multiIf(
+            g.attempt = 'held', 'held',
+            e.stage = 'ResponseStarted', if(g.attempt = 'open', 'open', 'started'),
+            e.stage = 'RequestReceived', 'received',
+            e.stage = 'Panic', 'failed',
+            e.code = 101 OR e.code BETWEEN 200 AND 299, if(e.dry_run OR g.dry_run, 'dry-run', 'succeeded'),
+            e.code IN (401, 403), 'denied',
+            'failed') AS outcome,
+        e.status AS status,
+        e.reason AS reason,
+        e.message AS message,
+        e.source_ips AS source_ips,
+        e.user_agent AS user_agent,
+        e.level AS level,
+        e.annotations AS annotations,
+        e.request_object AS request_object,
+        e.response_object AS response_object,
+        e.masked_fields AS masked_fields,
+        e.masked_by AS masked_by,
+        e.truncated AS truncated,
+        e.admission_decision_id AS decision_id,
+        e.admission_policy AS admission_policy,
+        e.admission_rule AS admission_rule,
+        e.admission_action AS admission_action,
+        g.policy AS g_policy,
+        g.rule AS g_rule,
+        g.action AS g_action,
+        g.decision_message AS g_decision_message,
+        if(e.approval_id != '', e.approval_id, g.approval_id) AS approval_id,
+        g.record_id AS gateway_record_id,
+        g.held_audit_id AS held_audit_id,
+        g.code AS gateway_code,
+        g.latency_ns AS gateway_latency_ns,
+        g.duration_ns AS gateway_duration_ns,
+        g.source_ip AS gateway_source_ip,
+        g.masked_fields AS gateway_masked_fields,
+        g.error AS gateway_error,
+        g.phase AS gateway_phase,
+        g.recording_id AS recording_id,
+        e.origin AS origin
+    FROM {{.DB}}.audit_events AS e FINAL
+    LEFT JOIN
+    (
+        -- The gateway's records by the Audit-ID of each attempt they sent to kube-apiserver. A call
+        -- admission held and the gateway re-sent has two attempts: the held one (the record's
+        -- held_audit_id) and the answered one (its audit_id). A long request has an open record
+        -- until it ends; the finished record wins over it.
+        SELECT
+            attempt_audit_id,
+            session_id,
+            true AS matched,
+            argMax(role, rank) AS attempt,
+            argMax(id, rank) AS record_id,
+            argMax(held_audit_id, rank) AS held_audit_id,
+            argMax(issuer, rank) AS issuer,
+            argMax(subject, rank) AS subject,
+            argMax(client, rank) AS client,
+            argMax(source_ip, rank) AS source_ip,
+            argMax(code, rank) AS code,
+            argMax(dry_run, rank) AS dry_run,
+            argMax(latency_ns, rank) AS latency_ns,
+            argMax(duration_ns, rank) AS duration_ns,
+            argMax(masked_fields, rank) AS masked_fields,
+            argMax(policy, rank) AS policy,
+            argMax(rule, rank) AS rule,
+            argMax(action, rank) AS action,
+            argMax(decision_message, rank) AS decision_message,
+            argMax(approval_id, rank) AS approval_id,
+            argMax(error, rank) AS error,
+            argMax(phase, rank) AS phase,
+            argMax(recording_id, rank) AS recording_id
+        FROM
+        (
+            SELECT audit_id AS attempt_audit_id, if(phase = 'Open', 'open', 'answered') AS role,
+                   (if(phase = 'Open', 1, 3), phase != 'Open') AS rank, *
+            FROM {{.DB}}.gateway_requests FINAL
+            WHERE audit_id != '' AND session_id != ''
+              {{if .Window}}AND time BETWEEN trail_lo AND trail_hi
+              AND ({session_id:String} = '' OR session_id = {session_id:String})
+              AND ({audit_id:String} = '' OR audit_id = {audit_id:String}){{end}}
+            UNION ALL
+            SELECT held_audit_id AS attempt_audit_id, 'held' AS role, (2, phase != 'Open') AS rank, *
+            FROM {{.DB}}.gateway_requests FINAL
+            WHERE held_audit_id != '' AND held_audit_id != audit_id AND session_id != ''
+              {{if .Window}}AND time BETWEEN trail_lo AND trail_hi
+              AND ({session_id:String} = '' OR session_id = {session_id:String})
+              AND ({audit_id:String} = '' OR held_audit_id = {audit_id:String}){{end}}
+        )
+        GROUP BY attempt_audit_id, session_id
+    ) AS g ON g.attempt_audit_id = e.audit_id AND g.session_id = e.session_id
+    {{if .Window}}WHERE e.request_received_at >= {since:DateTime64(6)}
+      AND ({session_id:String} = '' OR e.session_id = {session_id:String})
+      AND ({audit_id:String} = '' OR e.audit_id = {audit_id:String}){{end}}
+
+    UNION ALL
+
+    SELECT
+        r.time AS time,
+        r.time AS stage_time,
+        '' AS stage,
+        r.audit_id AS audit_id,
+        'gateway-only' AS route,
+        if(r.phase = 'Open', 'open', 'answered') AS attempt,
+        CAST(r.session_id != '' AS Bool) AS gateway_extras,
+        r.actor_kind AS actor_kind,
+        r.user AS user,
+        r.user_groups AS user_groups,
+        '' AS authenticated_user,
+        false AS impersonated,
+        r.session_id AS session_id,
+        r.issuer AS issuer,
+        r.subject AS subject,
+        r.client AS client,
+        '' AS original_user,
+        r.verb AS verb,
+        r.api_group AS api_group,
+        r.api_version AS api_version,
+        r.resource AS resource,
+        r.subresource AS subresource,
+        r.namespace AS namespace,
+        r.name AS name,
+        r.path AS request_uri,
+        r.code AS code,
+        r.dry_run AS dry_run,
+        multiIf(
+            r.phase = 'Open', 'open',
+            r.code = 101 OR r.code BETWEEN 200 AND 299, if(r.dry_run, 'dry-run', 'succeeded'),
+            r.code IN (401, 403), 'denied',
+            'failed') AS outcome,
+        '' AS status,
+        '' AS reason,
+        r.error AS message,
+        [r.source_ip] AS source_ips,
+        '' AS user_agent,
+        '' AS level,
+        map() AS annotations,
+        '' AS request_object,
+        '' AS response_object,
+        r.masked_fields AS masked_fields,
+        r.masked_by AS masked_by,
+        false AS truncated,
+        '' AS decision_id,
+        '' AS admission_policy,
+        '' AS admission_rule,
+        '' AS admission_action,
+        r.policy AS g_policy,
+        r.rule AS g_rule,
+        r.action AS g_action,
+        r.decision_message AS g_decision_message,
+        r.approval_id AS approval_id,
+        r.id AS gateway_record_id,
+        r.held_audit_id AS held_audit_id,
+        r.code AS gateway_code,
+        r.latency_ns AS gateway_latency_ns,
+        r.duration_ns AS gateway_duration_ns,
+        r.source_ip AS gateway_source_ip,
+        r.masked_fields AS gateway_masked_fields,
+        r.error AS gateway_error,
+        r.phase AS gateway_phase,
+        r.recording_id AS recording_id,
+        'gateway' AS origin
+    FROM {{.DB}}.gateway_requests AS r FINAL
+    LEFT ANTI JOIN
+    (
+        SELECT DISTINCT audit_id, session_id FROM {{.DB}}.audit_events
+        WHERE session_id != ''
+          {{if .Window}}AND request_received_at BETWEEN trail_lo AND trail_hi
+          AND ({session_id:String} = '' OR session_id = {session_id:String})
+          AND ({audit_id:String} = '' OR audit_id = {audit_id:String}){{end}}
+    ) AS ge ON ge.audit_id = r.audit_id AND ge.session_id = r.session_id
+    -- The open record of a request that has finished, or whose re-sent attempt has an open record
+    -- of its own, adds nothing.
+    WHERE (r.phase != 'Open'
+           OR (if(r.held_audit_id != '', r.held_audit_id, r.audit_id) NOT IN
+                   (SELECT id FROM {{.DB}}.gateway_requests WHERE phase = ''
+                    {{if .Window}}AND time BETWEEN trail_lo AND trail_hi
+                    AND ({session_id:String} = '' OR session_id = {session_id:String})
+                    AND ({audit_id:String} = '' OR audit_id = {audit_id:String} OR held_audit_id = {audit_id:String}){{end}})
+               AND r.id NOT IN
+                   (SELECT concat(held_audit_id, '/open') FROM {{.DB}}.gateway_requests WHERE phase = 'Open' AND held_audit_id != ''
+                    {{if .Window}}AND time BETWEEN trail_lo AND trail_hi
+                    AND ({session_id:String} = '' OR session_id = {session_id:String})
+                    AND ({audit_id:String} = '' OR held_audit_id = {audit_id:String}){{end}})))
+      {{if .Window}}AND r.time >= {since:DateTime64(6)}
+      AND ({session_id:String} = '' OR r.session_id = {session_id:String})
+      AND ({audit_id:String} = '' OR r.audit_id = {audit_id:String}){{end}}
+) AS x
+LEFT JOIN
+(
+    SELECT id, component, message FROM {{.DB}}.gateway_decisions FINAL
+    {{if .Window}}WHERE time BETWEEN trail_lo AND trail_hi
+      AND ({session_id:String} = '' OR session_id = {session_id:String})
+      AND id IN (SELECT admission_decision_id FROM {{.DB}}.audit_events
+                 WHERE admission_decision_id != '' AND request_received_at >= {since:DateTime64(6)} AND request_received_at <= trail_hi
+                   AND ({session_id:String} = '' OR session_id = {session_id:String})
+                   AND ({audit_id:String} = '' OR audit_id = {audit_id:String})){{end}}
+) AS d ON d.id = x.decision_id
+LEFT JOIN
+{{if .Window}}(
+    SELECT * FROM {{.DB}}.approval_summary
+    WHERE approval_id IN (SELECT approval_id FROM {{.DB}}.audit_events
+                          WHERE approval_id != '' AND request_received_at >= {since:DateTime64(6)} AND request_received_at <= trail_hi
+                            AND ({session_id:String} = '' OR session_id = {session_id:String})
+                            AND ({audit_id:String} = '' OR audit_id = {audit_id:String})
+                          UNION ALL
+                          SELECT approval_id FROM {{.DB}}.gateway_requests
+                          WHERE approval_id != '' AND time BETWEEN trail_lo AND trail_hi
+                            AND ({session_id:String} = '' OR session_id = {session_id:String})
+                            AND ({audit_id:String} = '' OR audit_id = {audit_id:String} OR held_audit_id = {audit_id:String}))
+){{else}}{{.DB}}.approval_summary{{end}} AS a ON a.approval_id = x.approval_id
+{{- if .Window}}
+-- FINAL with a skip index (a session's or an Audit-ID's rows) reads only the granules the index
+-- selects: every copy of a record has the same key, so a copy never hides in a granule the index
+-- skipped, and the exact mode, which reads every granule that overlaps a selected one, is not
+-- needed.
+SETTINGS use_skip_indexes_if_final_exact_mode = 0
+{{- end}}
+{{end}}
 -- trail: the joined trail, the table an auditor queries first. One row per kube-apiserver
 -- audit event, joined with the gateway's record of the same request, plus one row per gateway
 -- record that has no audit event (a request the gateway refused, or one the audit policy does
@@ -88,184 +436,45 @@ GROUP BY session_id;
 --   bypass        no gateway record: a direct call (no gateway extras), or gateway extras but no
 --                 record within {{.GraceSeconds}} s of its arrival (gateway_extras tells them apart).
 --   gateway-only  a gateway record with no audit event.
+--
+-- attempt says which attempt of a gateway call an audit event is: answered (the attempt whose
+-- answer the client got), held (the first attempt of a call admission held for approval and the
+-- gateway re-sent once approved: the client never saw its 403) or open (a long request whose end
+-- the gateway has not recorded).
+--
+-- outcome says what the row's request did, from its own status, stage and the decision:
+--   succeeded  2xx (or 101 for a stream), and not a dry run: a write took effect
+--   dry-run    2xx for a dry run: nothing changed
+--   held       the held attempt of a call that was re-sent after approval
+--   denied     401 or 403: refused by the gateway, admission (policy, approval) or authorization
+--   failed     any other error (404, 409, 422, 5xx, a panic)
+--   open       a stream still running at the gateway (or cut off when its proxy stopped)
+--   started    ResponseStarted of a stream (its ResponseComplete row says how it ended)
+-- changed is true only for a write that succeeded (not a dry run, not exec, attach,
+-- port-forward or a proxy call).
+--
+-- Session and approval come only from the gateway's impersonation extras and from the audit
+-- annotations of Gatehouse's validating webhook, never from object annotations.
 -- A late partner always joins: the view is evaluated at query time.
-CREATE OR REPLACE VIEW {{.DB}}.trail AS
-SELECT
-    e.request_received_at AS time,
-    e.stage_at AS stage_time,
-    e.stage AS stage,
-    e.audit_id AS audit_id,
-    multiIf(g.matched, 'gateway',
-            e.session_id != '' AND e.ingested_at > now64(3) - toIntervalSecond({{.GraceSeconds}}), 'pending',
-            'bypass') AS route,
-    CAST(e.session_id != '' AS Bool) AS gateway_extras,
-    e.user AS user,
-    e.user_groups AS user_groups,
-    e.authenticated_user AS authenticated_user,
-    e.impersonated AS impersonated,
-    e.session_id AS session_id,
-    if(e.issuer != '', e.issuer, g.issuer) AS issuer,
-    if(e.subject != '', e.subject, g.subject) AS subject,
-    if(e.client != '', e.client, g.client) AS client,
-    e.original_user AS original_user,
-    e.verb AS verb,
-    e.api_group AS api_group,
-    e.api_version AS api_version,
-    e.resource AS resource,
-    e.subresource AS subresource,
-    e.namespace AS namespace,
-    e.name AS name,
-    e.request_uri AS request_uri,
-    e.code AS code,
-    e.status AS status,
-    e.reason AS reason,
-    e.message AS message,
-    e.source_ips AS source_ips,
-    e.user_agent AS user_agent,
-    e.level AS level,
-    e.annotations AS annotations,
-    e.annotations['authorization.k8s.io/decision'] AS authorization_decision,
-    e.annotations['authorization.k8s.io/reason'] AS authorization_reason,
-    e.request_object AS request_object,
-    e.response_object AS response_object,
-    e.masked_fields AS masked_fields,
-    e.masked_by AS masked_by,
-    e.truncated AS truncated,
-    if(d.audit_id != '', d.component, if(g.action != '', 'proxy', '')) AS decision_component,
-    if(d.audit_id != '', d.policy, g.policy) AS decision_policy,
-    if(d.audit_id != '', d.rule, g.rule) AS decision_rule,
-    if(d.audit_id != '', d.action, g.action) AS decision_action,
-    if(d.audit_id != '', d.message, g.decision_message) AS decision_message,
-    d.decisions AS decisions,
-    if(e.approval_id != '', e.approval_id, g.approval_id) AS approval_id,
-    a.state AS approval_state,
-    a.requester AS approval_requester,
-    a.policy_message AS approval_policy_message,
-    a.reasons AS approval_reasons,
-    a.approvers AS approvers,
-    g.record_id AS gateway_record_id,
-    g.code AS gateway_code,
-    g.latency_ns AS gateway_latency_ns,
-    g.duration_ns AS gateway_duration_ns,
-    g.source_ip AS gateway_source_ip,
-    g.masked_fields AS gateway_masked_fields,
-    g.error AS gateway_error,
-    g.record_phase AS gateway_phase,
-    g.record_recording_id AS recording_id,
-    e.origin AS origin
-FROM {{.DB}}.audit_events AS e FINAL
-LEFT JOIN
-(
-    SELECT
-        audit_id,
-        session_id,
-        true AS matched,
-        argMax(id, (time, phase != 'Open')) AS record_id,
-        argMax(issuer, (time, phase != 'Open')) AS issuer,
-        argMax(subject, (time, phase != 'Open')) AS subject,
-        argMax(client, (time, phase != 'Open')) AS client,
-        argMax(source_ip, (time, phase != 'Open')) AS source_ip,
-        argMax(code, (time, phase != 'Open')) AS code,
-        argMax(latency_ns, (time, phase != 'Open')) AS latency_ns,
-        argMax(duration_ns, (time, phase != 'Open')) AS duration_ns,
-        argMax(masked_fields, (time, phase != 'Open')) AS masked_fields,
-        argMax(policy, (time, phase != 'Open')) AS policy,
-        argMax(rule, (time, phase != 'Open')) AS rule,
-        argMax(action, (time, phase != 'Open')) AS action,
-        argMax(decision_message, (time, phase != 'Open')) AS decision_message,
-        argMax(approval_id, (time, phase != 'Open')) AS approval_id,
-        argMax(error, (time, phase != 'Open')) AS error,
-        argMax(phase, (time, phase != 'Open')) AS record_phase,
-        argMax(recording_id, (time, phase != 'Open')) AS record_recording_id
-    FROM {{.DB}}.gateway_requests FINAL
-    WHERE session_id != '' AND audit_id != ''
-    GROUP BY audit_id, session_id
-) AS g ON g.audit_id = e.audit_id AND g.session_id = e.session_id
-LEFT JOIN {{.DB}}.decision_summary AS d ON d.audit_id = e.audit_id
-LEFT JOIN {{.DB}}.approval_summary AS a ON a.approval_id = e.approval_id
+CREATE OR REPLACE VIEW {{.DB}}.trail SQL SECURITY DEFINER AS
+{{template "trail" .}};
 
-UNION ALL
+-- trail_for: the trail view for a window of time, one session or one Audit-ID, as a parameterized
+-- view: SELECT ... FROM trail_for(since = '2026-12-01 00:00:00', session_id = '', audit_id = '')
+-- holds the rows of trail with time >= since, of that session and that Audit-ID ('' for any).
+-- It gives the same rows as the trail view filtered so, and reads only what can join them (the
+-- gateway's records and decisions from {{.HoldSeconds}} s before since, the longest a call may be
+-- held for approval): the canned queries read it, and answer in well under a second with tens of
+-- millions of audit events.
+CREATE OR REPLACE VIEW {{.DB}}.trail_for SQL SECURITY DEFINER AS
+{{template "trail" .Windowed}};
 
-SELECT
-    r.time AS time,
-    r.time AS stage_time,
-    '' AS stage,
-    r.audit_id AS audit_id,
-    'gateway-only' AS route,
-    CAST(r.session_id != '' AS Bool) AS gateway_extras,
-    r.user AS user,
-    r.user_groups AS user_groups,
-    '' AS authenticated_user,
-    false AS impersonated,
-    r.session_id AS session_id,
-    r.issuer AS issuer,
-    r.subject AS subject,
-    r.client AS client,
-    '' AS original_user,
-    r.verb AS verb,
-    r.api_group AS api_group,
-    r.api_version AS api_version,
-    r.resource AS resource,
-    r.subresource AS subresource,
-    r.namespace AS namespace,
-    r.name AS name,
-    r.path AS request_uri,
-    r.code AS code,
-    '' AS status,
-    '' AS reason,
-    r.error AS message,
-    [r.source_ip] AS source_ips,
-    '' AS user_agent,
-    '' AS level,
-    map() AS annotations,
-    '' AS authorization_decision,
-    '' AS authorization_reason,
-    '' AS request_object,
-    '' AS response_object,
-    r.masked_fields AS masked_fields,
-    r.masked_by AS masked_by,
-    false AS truncated,
-    if(d.audit_id != '', d.component, if(r.action != '', 'proxy', '')) AS decision_component,
-    if(d.audit_id != '', d.policy, r.policy) AS decision_policy,
-    if(d.audit_id != '', d.rule, r.rule) AS decision_rule,
-    if(d.audit_id != '', d.action, r.action) AS decision_action,
-    if(d.audit_id != '', d.message, r.decision_message) AS decision_message,
-    d.decisions AS decisions,
-    r.approval_id AS approval_id,
-    a.state AS approval_state,
-    a.requester AS approval_requester,
-    a.policy_message AS approval_policy_message,
-    a.reasons AS approval_reasons,
-    a.approvers AS approvers,
-    r.id AS gateway_record_id,
-    r.code AS gateway_code,
-    r.latency_ns AS gateway_latency_ns,
-    r.duration_ns AS gateway_duration_ns,
-    r.source_ip AS gateway_source_ip,
-    r.masked_fields AS gateway_masked_fields,
-    r.error AS gateway_error,
-    r.phase AS gateway_phase,
-    r.recording_id AS recording_id,
-    'gateway' AS origin
-FROM {{.DB}}.gateway_requests AS r FINAL
-LEFT ANTI JOIN
-(
-    SELECT DISTINCT audit_id, session_id FROM {{.DB}}.audit_events WHERE session_id != ''
-) AS x ON x.audit_id = r.audit_id AND x.session_id = r.session_id
-LEFT JOIN {{.DB}}.decision_summary AS d ON d.audit_id = r.audit_id
-LEFT JOIN {{.DB}}.approval_summary AS a ON a.approval_id = r.approval_id
--- The open record of a request that has finished adds nothing.
-WHERE r.phase != 'Open' OR r.id NOT IN
-    (SELECT concat(id, '/open') FROM {{.DB}}.gateway_requests FINAL WHERE phase = '');
-
--- open_streams: the long requests (watches, followed logs, exec, attach, port-forward) whose
--- start the gateway recorded and whose end it has not: still running, or cut off when their
--- proxy stopped (source names the proxy instance).
-CREATE OR REPLACE VIEW {{.DB}}.open_streams AS
+{{define "open_streams"}}
 SELECT
     o.time AS started,
-    replaceOne(o.id, '/open', '') AS record_id,
+    if(o.held_audit_id != '', o.held_audit_id, o.audit_id) AS record_id,
     o.audit_id AS audit_id,
+    o.held_audit_id AS held_audit_id,
     o.session_id AS session_id,
     o.source AS source,
     o.user AS user,
@@ -277,14 +486,49 @@ SELECT
     o.namespace AS namespace,
     o.name AS name,
     o.path AS path,
+    o.approval_id AS approval_id,
     o.recording_id AS recording_id
-FROM {{.DB}}.gateway_requests AS o FINAL
+FROM {{.DB}}.gateway_requests AS o
 WHERE o.phase = 'Open'
-  AND o.id NOT IN (SELECT concat(id, '/open') FROM {{.DB}}.gateway_requests FINAL WHERE phase = '');
+  {{- if .Window}}
+  AND o.time >= {since:DateTime64(6)}
+  {{- end}}
+  AND if(o.held_audit_id != '', o.held_audit_id, o.audit_id) NOT IN
+      (SELECT id FROM {{.DB}}.gateway_requests WHERE phase = ''{{if .Window}} AND time >= {since:DateTime64(6)}{{end}})
+  AND o.id NOT IN
+      (SELECT concat(held_audit_id, '/open') FROM {{.DB}}.gateway_requests
+       WHERE phase = 'Open' AND held_audit_id != ''{{if .Window}} AND time >= {since:DateTime64(6)}{{end}})
+-- A record stored twice is the same record: one row each (what FINAL gives, without merging the
+-- whole table).
+LIMIT 1 BY o.id
+{{end}}
+-- open_streams: the long requests (watches, followed logs, exec, attach, port-forward) whose
+-- start the gateway recorded and whose end it has not: still running, or cut off when their
+-- proxy stopped (source names the proxy instance). record_id is the request's record ID (the
+-- first attempt's Audit-ID); audit_id the attempt the stream runs on (a re-sent one, for a
+-- stream admission held for approval).
+CREATE OR REPLACE VIEW {{.DB}}.open_streams SQL SECURITY DEFINER AS
+{{template "open_streams" .}};
+
+-- open_streams_for(since): the open streams that started at or after since. A long request's
+-- records all carry the time it arrived, so only the records since then are read.
+CREATE OR REPLACE VIEW {{.DB}}.open_streams_for SQL SECURITY DEFINER AS
+{{template "open_streams" .Windowed}};
+
+-- approval_summary_for(since): the approvals requested at or after since.
+CREATE OR REPLACE VIEW {{.DB}}.approval_summary_for SQL SECURITY DEFINER AS
+SELECT * FROM {{.DB}}.approval_summary
+WHERE approval_id IN (SELECT approval_id FROM {{.DB}}.approvals WHERE event = 'Requested' AND time >= {since:DateTime64(6)});
+
+-- session_summary_for(since): the sessions that made a request at or after since.
+CREATE OR REPLACE VIEW {{.DB}}.session_summary_for SQL SECURITY DEFINER AS
+SELECT * FROM {{.DB}}.session_summary
+WHERE session_id IN (SELECT session_id FROM {{.DB}}.gateway_requests
+                     WHERE session_id != '' AND time >= {since:DateTime64(6)} - toIntervalSecond({{.HoldSeconds}}));
 
 -- recording_summary: one row per session recording (exec, attach, port-forward): what ran where,
 -- as whom, when, how many chunks are stored, and whether the last one (final) is.
-CREATE OR REPLACE VIEW {{.DB}}.recording_summary AS
+CREATE OR REPLACE VIEW {{.DB}}.recording_summary SQL SECURITY DEFINER AS
 SELECT
     recording_id,
     any(session_id) AS session_id,
@@ -304,3 +548,11 @@ SELECT
     sum(length(data)) AS bytes
 FROM {{.DB}}.session_recordings FINAL
 GROUP BY recording_id;
+
+-- ingest_error_log and dead_letter_log: the enricher's own trouble, once each (FINAL), for
+-- auditors who read views only.
+CREATE OR REPLACE VIEW {{.DB}}.ingest_error_log SQL SECURITY DEFINER AS
+SELECT * FROM {{.DB}}.ingest_errors FINAL;
+
+CREATE OR REPLACE VIEW {{.DB}}.dead_letter_log SQL SECURITY DEFINER AS
+SELECT * FROM {{.DB}}.dead_letters FINAL;

@@ -25,6 +25,7 @@ type ClickHouse struct {
 	Dir string
 
 	bin, lib string
+	config   string // the configuration file, when users are configured
 	log      *syncBuffer
 	cmd      *exec.Cmd
 	exited   chan struct{}
@@ -32,6 +33,14 @@ type ClickHouse struct {
 
 // StartClickHouse starts a ClickHouse server on free loopback ports and waits until it answers.
 func StartClickHouse() (*ClickHouse, error) {
+	return StartClickHouseWithUsers("")
+}
+
+// StartClickHouseWithUsers starts a ClickHouse server whose users, passwords, grants and roles
+// are usersXML (a ClickHouse users configuration document; "" for the engine's default user
+// only), and waits until it answers. The default user must be able to connect without a
+// password from 127.0.0.1 for the server to be seen as ready.
+func StartClickHouseWithUsers(usersXML string) (*ClickHouse, error) {
 	a, err := FindAssets()
 	if err != nil {
 		return nil, err
@@ -59,6 +68,16 @@ func StartClickHouse() (*ClickHouse, error) {
 		bin:        bin,
 		lib:        a.LibCHDB,
 	}
+	if usersXML != "" {
+		users := filepath.Join(dir, "users.xml")
+		c.config = filepath.Join(dir, "config.xml")
+		if err := os.WriteFile(users, []byte(usersXML), 0o600); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(c.config, []byte("<clickhouse><users_config>"+users+"</users_config></clickhouse>\n"), 0o600); err != nil {
+			return nil, err
+		}
+	}
 	if err := c.Start(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -78,6 +97,9 @@ func (c *ClickHouse) Start() error {
 		"--http-port", http,
 		"--log-format", "text",
 	)
+	if c.config != "" {
+		c.cmd.Args = append(c.cmd.Args, "--config-file", c.config)
+	}
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	c.cmd.Dir = c.Dir
 	// The server must not outlive a test binary that crashes or is killed.

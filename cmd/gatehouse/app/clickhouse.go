@@ -49,5 +49,6 @@ scripts/testbed.sh clickhouse fetches and verifies the library.`,
 	fs.StringVar(&o.ListenHost, "listen-host", "127.0.0.1", "Loopback address to listen on.")
 	fs.IntVar(&o.TCPPort, "tcp-port", 9000, "Native protocol port.")
 	fs.IntVar(&o.HTTPPort, "http-port", 8123, "HTTP interface port.")
+	fs.StringVar(&o.ConfigFile, "config-file", "", "ClickHouse configuration file (XML) whose users_config defines users, passwords, grants and roles, which the engine then enforces.")
 	return cmd
 }

@@ -38,7 +38,14 @@ type enricherOptions struct {
 	clientCAFile     string
 	gatewayUsers     []string
 	retentionDays    int
+	retention        map[string]int
+	roles            string
+	auditorRole      string
+	agentGroups      []string
+	cpNamespaces     []string
+	webhookNames     []string
 	gatewayGrace     time.Duration
+	holdMargin       time.Duration
 	maxRequest       int64
 	maxEvent         int
 	maxInFlight      int
@@ -87,6 +94,13 @@ and the auditors' queries, and manifests/audit for the audit policy and the webh
 	fs.StringVar(&o.clientCAFile, "client-ca-file", "", "CA bundle that signed kube-apiserver's audit webhook client certificate; the intake requires a client certificate signed by it. Required, except with --dev.")
 	fs.StringSliceVar(&o.gatewayUsers, "gateway-users", []string{"system:serviceaccount:gatehouse:gatehouse-proxy"}, "Users the gateway authenticates to kube-apiserver as; only their impersonation extras are read as the gateway's session attributes. Empty trusts every impersonator.")
 	fs.IntVar(&o.retentionDays, "retention-days", 365, "Days audit rows are kept (ClickHouse TTL, whole daily partitions). -1 keeps them forever.")
+	fs.StringToIntVar(&o.retention, "retention", nil, "Retention of single tables in days, overriding --retention-days, e.g. audit_events=730,session_recordings=90 (-1: forever). Applied by the migrations at every start.")
+	fs.StringVar(&o.roles, "clickhouse-roles", string(schema.RolesAuto), "Whether the migrations create the auditors' role and grant it SELECT on the views: auto (when the server and this account allow it, else a warning), on (fail when they cannot) or off (an administrator runs 'gatehouse sql --print-grants').")
+	fs.StringVar(&o.auditorRole, "clickhouse-auditor-role", "", "Name of the auditors' ClickHouse role. Default: <database>_auditor.")
+	fs.StringSliceVar(&o.agentGroups, "agent-groups", enricher.DefaultAgentGroups, "Groups whose members are agents (the trail's actor_kind).")
+	fs.StringSliceVar(&o.cpNamespaces, "control-plane-namespaces", enricher.DefaultControlPlaneNamespaces, "Namespaces whose service accounts belong to the control plane (the trail's actor_kind control-plane), beside kube-apiserver, the kube-* components, nodes and --gateway-users.")
+	fs.StringSliceVar(&o.webhookNames, "admission-webhooks", enricher.DefaultAdmissionWebhooks, "Names of Gatehouse's validating webhooks: only their audit annotations (decision, policy, rule, action, approval) are read.")
+	fs.DurationVar(&o.holdMargin, "trail-hold-margin", schema.DefaultHoldMargin, "How far before a window's start the trail_for view (the canned queries') reads the gateway's records: at least the proxy's --approval-timeout, the longest it holds a call for approval.")
 	fs.DurationVar(&o.gatewayGrace, "gateway-record-grace", 5*time.Minute, "How long an audit event carrying the gateway's session waits for the gateway's record before the trail view calls it a bypass.")
 	fs.Int64Var(&o.maxRequest, "max-request-bytes", enricher.DefaultMaxRequestBytes, "Largest audit batch accepted; larger ones get 413.")
 	fs.IntVar(&o.maxEvent, "max-event-bytes", enricher.DefaultMaxEventBytes, "Largest audit event stored whole; a larger one loses its request and response objects while it is read and is marked audit.k8s.io/truncated, as kube-apiserver's truncating backend does.")
@@ -122,6 +136,10 @@ func (o *enricherOptions) validate() error {
 	}
 	if o.retentionDays == 0 {
 		errs = append(errs, errors.New("--retention-days must be positive, or -1 to keep rows forever"))
+	}
+	so := schema.Options{Database: o.clickhouse.Database, Retention: o.retention, Roles: schema.RolesMode(o.roles), AuditorRole: o.auditorRole}
+	if err := so.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("--retention, --clickhouse-roles or --clickhouse-auditor-role: %w", err))
 	}
 	if o.clientCAFile == "" && !o.dev {
 		errs = append(errs, errors.New("--client-ca-file is required: the intake accepts audit events only from kube-apiserver's client certificate (without it, only with --dev)"))
@@ -263,28 +281,32 @@ func (o *enricherOptions) run(ctx context.Context, g *globals) error {
 		authenticate = func(*http.Request) error { return nil }
 	}
 	e, err := enricher.New(enricher.Options{
-		ConnectNATS:      connectNATS,
-		ClickHouse:       ch,
-		Masker:           masker,
-		EnvelopeKey:      envelopeKey,
-		SpoolDir:         spoolDir,
-		SpoolMaxBytes:    o.spoolMaxBytes,
-		Authenticate:     authenticate,
-		Schema:           schema.Options{Database: o.clickhouse.Database, RetentionDays: o.retentionDays, GatewayGrace: o.gatewayGrace},
-		GatewayUsers:     o.gatewayUsers,
-		MaxRequestBytes:  o.maxRequest,
-		MaxEventBytes:    o.maxEvent,
-		MaxInFlight:      o.maxInFlight,
-		MaxInFlightBytes: o.maxInFlightBytes,
-		Workers:          o.workers,
-		BatchMessages:    o.batchMessages,
-		BatchMaxWait:     o.batchMaxWait,
-		InsertRows:       o.insertRows,
-		InsertBytes:      o.insertBytes,
-		AckWait:          o.ackWait,
-		AuditLogPath:     o.auditLogPath,
-		Logger:           log,
-		Registerer:       reg,
+		ConnectNATS:   connectNATS,
+		ClickHouse:    ch,
+		Masker:        masker,
+		EnvelopeKey:   envelopeKey,
+		SpoolDir:      spoolDir,
+		SpoolMaxBytes: o.spoolMaxBytes,
+		Authenticate:  authenticate,
+		Schema: schema.Options{Database: o.clickhouse.Database, RetentionDays: o.retentionDays, Retention: o.retention,
+			GatewayGrace: o.gatewayGrace, HoldMargin: o.holdMargin, Roles: schema.RolesMode(o.roles), AuditorRole: o.auditorRole, Logger: log},
+		GatewayUsers:           o.gatewayUsers,
+		AgentGroups:            o.agentGroups,
+		ControlPlaneNamespaces: o.cpNamespaces,
+		AdmissionWebhooks:      o.webhookNames,
+		MaxRequestBytes:        o.maxRequest,
+		MaxEventBytes:          o.maxEvent,
+		MaxInFlight:            o.maxInFlight,
+		MaxInFlightBytes:       o.maxInFlightBytes,
+		Workers:                o.workers,
+		BatchMessages:          o.batchMessages,
+		BatchMaxWait:           o.batchMaxWait,
+		InsertRows:             o.insertRows,
+		InsertBytes:            o.insertBytes,
+		AckWait:                o.ackWait,
+		AuditLogPath:           o.auditLogPath,
+		Logger:                 log,
+		Registerer:             reg,
 	})
 	if err != nil {
 		return err

@@ -26,6 +26,10 @@ func TestEnricherFlagsValidate(t *testing.T) {
 		{"memory limit off", append(base, "--client-ca-file", "ca.crt", "--spool-dir", "/s", "--memory-limit", "off"), ""},
 		{"memory limit garbage", append(base, "--client-ca-file", "ca.crt", "--spool-dir", "/s", "--memory-limit", "lots"), "--memory-limit must be"},
 		{"memory limit negative", append(base, "--client-ca-file", "ca.crt", "--spool-dir", "/s", "--memory-limit", "-1Gi"), "--memory-limit must be"},
+		{"retention per table", append(base, "--client-ca-file", "ca.crt", "--spool-dir", "/s", "--retention", "audit_events=730,session_recordings=-1"), ""},
+		{"retention of a view", append(base, "--client-ca-file", "ca.crt", "--spool-dir", "/s", "--retention", "trail=30"), `no table "trail" has a retention`},
+		{"roles", append(base, "--client-ca-file", "ca.crt", "--spool-dir", "/s", "--clickhouse-roles", "on", "--clickhouse-auditor-role", "readers"), ""},
+		{"roles garbage", append(base, "--client-ca-file", "ca.crt", "--spool-dir", "/s", "--clickhouse-roles", "yes"), "roles must be off, auto or on"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -39,6 +39,7 @@ func NewCommand(stdout, stderr io.Writer) *cobra.Command {
 		newApprovalsCommand(),
 		newConsoleCommand(g),
 		newSessionsCommand(g),
+		newSQLCommand(g),
 	)
 	cmd.AddCommand(localCommands(g)...)
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {

@@ -231,7 +231,8 @@ CREATE TABLE IF NOT EXISTS {{.DB}}.approvals
     -- path: proxy (held at the gateway) or admission (a direct call stopped by the webhook).
     path                  LowCardinality(String) CODEC(ZSTD(1)),
     expires_at            DateTime64(6, 'UTC') CODEC(Delta(8), ZSTD(1)),
-    -- The Audit-ID (admission UID) of the call that used the grant (GrantUsed).
+    -- The AdmissionReview UID of the webhook call that used the grant (GrantUsed): kube-apiserver's
+    -- ID of that one webhook call, not the request's Audit-ID (see migration 6).
     admission_uid         String CODEC(ZSTD(1)),
     ingested_at           DateTime64(3, 'UTC') CODEC(Delta(8), ZSTD(1)),
 

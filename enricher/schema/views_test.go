@@ -1,0 +1,111 @@
+package schema_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gatehouse-dev/gatehouse/enricher/schema"
+)
+
+// TestLongHeldStreams: a stream admission held and the proxy re-sent has two open records (the
+// request's, and the re-sent attempt's) while it runs; its attempts join them as held and open,
+// open_streams lists it once, and the finished record closes it. trail_for gives the rows trail
+// gives, whatever the window, session or Audit-ID.
+func TestLongHeldStreams(t *testing.T) {
+	ctx := t.Context()
+	conn := connect(t, clickhouse.Native)
+	db := "schema_test_streams"
+	require.NoError(t, conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db))
+	t.Cleanup(func() { _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) })
+	require.NoError(t, schema.Migrate(ctx, conn, schema.Options{Database: db}))
+	at := time.Now().UTC().Add(-time.Minute)
+	ts := func(d time.Duration) string { return at.Add(d).Format("2006-01-02 15:04:05.000000") }
+	exec := func(q string, args ...any) {
+		t.Helper()
+		require.NoError(t, conn.Exec(ctx, fmt.Sprintf(q, args...)))
+	}
+	event := func(id, stage string, code int, d time.Duration) {
+		exec(`INSERT INTO %s.audit_events (audit_id, stage, request_received_at, stage_at, verb, resource, subresource, namespace, name, user,
+			user_groups, session_id, code, impersonated) VALUES ('%s', '%s', '%s', '%s', 'get', 'pods', 'exec', 'shop', 'db-0', 'oidc:agent', ['agents'], 's-1', %d, true)`,
+			db, id, stage, ts(d), ts(d), code)
+	}
+	record := func(id, auditID, heldID, phase string, code int) {
+		exec(`INSERT INTO %s.gateway_requests (id, time, audit_id, held_audit_id, session_id, user, verb, resource, subresource, namespace, name,
+			code, approval_id, phase, recording_id) VALUES ('%s', '%s', '%s', '%s', 's-1', 'oidc:agent', 'create', 'pods', 'exec', 'shop', 'db-0', %d, 'ap-1', '%s', 'X')`,
+			db, id, ts(0), auditID, heldID, code, phase)
+	}
+	rows := func(q string) []string {
+		t.Helper()
+		r, err := conn.Query(ctx, q)
+		require.NoError(t, err, q)
+		defer r.Close()
+		var out []string
+		for r.Next() {
+			var a, b, c, d string
+			require.NoError(t, r.Scan(&a, &b, &c, &d))
+			out = append(out, strings.Join([]string{a, b, c, d}, " "))
+		}
+		require.NoError(t, r.Err())
+		sort.Strings(out)
+		return out
+	}
+	trail := func() []string {
+		return rows("SELECT audit_id, stage, attempt, outcome FROM " + db + ".trail")
+	}
+	sameInTrailFor := func() {
+		t.Helper()
+		for _, args := range []string{
+			"since = '2000-01-01 00:00:00', session_id = '', audit_id = ''",
+			"since = '2000-01-01 00:00:00', session_id = 's-1', audit_id = ''",
+			"since = '" + ts(-time.Hour) + "', session_id = '', audit_id = 'X'",
+			"since = '" + ts(-time.Hour) + "', session_id = '', audit_id = 'Y'",
+		} {
+			got := rows("SELECT audit_id, stage, attempt, outcome FROM " + db + ".trail_for(" + args + ")")
+			var want []string
+			for _, r := range trail() {
+				if strings.Contains(args, "audit_id = 'X'") && !strings.HasPrefix(r, "X ") ||
+					strings.Contains(args, "audit_id = 'Y'") && !strings.HasPrefix(r, "Y ") {
+					continue
+				}
+				want = append(want, r)
+			}
+			assert.Equal(t, want, got, "trail_for(%s)", args)
+		}
+		assert.Empty(t, rows("SELECT audit_id, stage, attempt, outcome FROM "+db+".trail_for(since = '"+ts(time.Hour)+"', session_id = '', audit_id = '')"),
+			"nothing after the window's start")
+	}
+
+	// The exec is held: its open record is stored, admission refuses the first attempt X.
+	record("X/open", "X", "", "Open", 0)
+	event("X", "ResponseComplete", 403, 0)
+	assert.Equal(t, []string{"X ResponseComplete open denied"}, trail(), "until it is re-sent, the 403 is all there is")
+	// Approved, re-sent as Y, which is streaming.
+	record("Y/open", "Y", "X", "Open", 0)
+	event("Y", "ResponseStarted", 101, 40*time.Second)
+	assert.Equal(t, []string{"X ResponseComplete held held", "Y ResponseStarted open open"}, trail())
+	assert.Equal(t, []string{"X Y X "}, rows("SELECT record_id, audit_id, held_audit_id, '' FROM "+db+".open_streams"), "listed once, on the attempt it runs on")
+	sameInTrailFor()
+
+	// The exec ends.
+	record("X", "Y", "X", "", 101)
+	event("Y", "ResponseComplete", 101, 40*time.Second)
+	assert.Equal(t, []string{"X ResponseComplete held held", "Y ResponseComplete answered succeeded", "Y ResponseStarted answered started"}, trail())
+	assert.Empty(t, rows("SELECT record_id, audit_id, held_audit_id, '' FROM "+db+".open_streams"))
+	var changed uint64
+	require.NoError(t, conn.QueryRow(ctx, "SELECT countIf(changed) FROM "+db+".trail").Scan(&changed))
+	assert.Zero(t, changed, "an exec changes no object")
+	sameInTrailFor()
+
+	// A stream whose events never came (its proxy stopped before kube-apiserver answered).
+	record("Z/open", "Z", "", "Open", 0)
+	assert.Contains(t, trail(), "Z  open open")
+	assert.Equal(t, []string{"Z Z  "}, rows("SELECT record_id, audit_id, held_audit_id, '' FROM "+db+".open_streams"))
+}

@@ -195,7 +195,7 @@ func TestTemplate(t *testing.T) {
 				assert.Equal(t, charts.Namespace, w.ClientConfig.Service.Namespace)
 				assert.Empty(t, w.ClientConfig.CABundle, "the webhook sets the CA bundle")
 			}
-			assert.Len(t, validating[0].Webhooks, 4)
+			assert.Len(t, validating[0].Webhooks, 5)
 			assert.Len(t, mutating[0].Webhooks, 2, "stamp and guard")
 			// The proxy refuses what a rule holds for approval where admission cannot see it:
 			// it must be told the namespaces every namespaceSelector leaves out.
@@ -215,7 +215,7 @@ func TestTemplate(t *testing.T) {
 					assert.ElementsMatch(t, skipped, w.NamespaceSelector.MatchExpressions[0].Values, w.Name)
 				}
 			}
-			assert.Equal(t, 2, selectors, "the privileged and general webhooks skip namespaces")
+			assert.Equal(t, 3, selectors, "the privileged, held and general webhooks skip namespaces")
 			inject := validating[0].Annotations["cert-manager.io/inject-ca-from"]
 			if certManager {
 				assert.Equal(t, "gatehouse/gatehouse-webhook", inject)

@@ -15,11 +15,13 @@ var (
 	// control plane (actor_kind control-plane): Kubernetes' own and Gatehouse's.
 	DefaultControlPlaneNamespaces = []string{"kube-system", "gatehouse"}
 	// DefaultAdmissionWebhooks are the names of Gatehouse's validating webhooks
-	// (manifests/webhook/validating.yaml), whose audit annotations name their decisions.
+	// (the configurations in manifests/webhook/configurations.yaml), whose audit annotations
+	// name their decisions.
 	DefaultAdmissionWebhooks = []string{
 		"connect.validate.gatehouse.dev",
 		"privileged.validate.gatehouse.dev",
 		"cluster.validate.gatehouse.dev",
+		"held.validate.gatehouse.dev",
 		"general.validate.gatehouse.dev",
 	}
 )

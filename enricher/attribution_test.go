@@ -2,15 +2,13 @@ package enricher
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
-	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gatehouse-dev/gatehouse/test/testbed"
+	"github.com/gatehouse-dev/gatehouse/manifests"
+	"github.com/gatehouse-dev/gatehouse/registration"
 )
 
 func TestActorKind(t *testing.T) {
@@ -89,15 +87,17 @@ func TestAdmissionAnnotations(t *testing.T) {
 }
 
 // TestDefaultAdmissionWebhooksAreTheShippedOnes: the enricher reads the audit annotations of
-// exactly the validating webhooks manifests/webhook configures.
+// exactly the validating webhooks the shipped configurations define.
 func TestDefaultAdmissionWebhooksAreTheShippedOnes(t *testing.T) {
-	root, err := testbed.RepoRoot()
+	data, err := manifests.WebhookConfigurations()
 	require.NoError(t, err)
-	b, err := os.ReadFile(filepath.Join(root, "manifests", "webhook", "validating.yaml"))
+	validating, _, err := registration.Parse(data)
 	require.NoError(t, err)
 	var names []string
-	for _, m := range regexp.MustCompile(`(?m)^- name: (\S+)$`).FindAllStringSubmatch(string(b), -1) {
-		names = append(names, m[1])
+	for _, c := range validating {
+		for _, w := range c.Webhooks {
+			names = append(names, w.Name)
+		}
 	}
 	assert.ElementsMatch(t, names, DefaultAdmissionWebhooks)
 }

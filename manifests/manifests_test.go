@@ -19,7 +19,7 @@ func TestWebhookConfigurations(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, validating, 1)
 	require.Len(t, mutating, 1)
-	assert.Len(t, validating[0].Webhooks, 4)
+	assert.Len(t, validating[0].Webhooks, 5)
 	assert.Len(t, mutating[0].Webhooks, 2)
 
 	_, err = manifests.ConfigurationsFromConfigMap([]byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\ndata: {other.yaml: x}\n"))

@@ -127,7 +127,7 @@ func TestSelfManagedWebhook(t *testing.T) {
 	require.NoError(t, err)
 	mwc, err := bed.kube.Clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, mutatingCfg, metav1.GetOptions{})
 	require.NoError(t, err)
-	require.Len(t, vwc.Webhooks, 4)
+	require.Len(t, vwc.Webhooks, 5)
 	require.Len(t, mwc.Webhooks, 2, "stamp and guard")
 	for _, w := range vwc.Webhooks {
 		assert.Nil(t, w.ClientConfig.Service, w.Name)
@@ -182,7 +182,7 @@ func TestSelfManagedWebhook(t *testing.T) {
 		}
 	}
 	resync()
-	require.NoError(t, waitFor(ctx, 30*time.Second, webhooks(4)))
+	require.NoError(t, waitFor(ctx, 30*time.Second, webhooks(5)))
 
 	// Deleted by an administrator (break-glass): not created again by the webhook, though it
 	// resyncs (it refills the emptied mutating configuration in the same pass); restored empty,
@@ -209,7 +209,7 @@ func TestSelfManagedWebhook(t *testing.T) {
 	_, err = bed.kube.KubectlApply(filepath.Join(bed.root, "manifests", "webhook", "configurations.yaml"))
 	require.NoError(t, err)
 	resync()
-	require.NoError(t, waitFor(ctx, 30*time.Second, webhooks(4)))
+	require.NoError(t, waitFor(ctx, 30*time.Second, webhooks(5)))
 
 	t.Run("a CA rotation drops no call", func(t *testing.T) {
 		before, err := parseBundle(src.Bundle())

@@ -772,11 +772,3 @@ func runCannedQueries(t *testing.T, h *harness, p cannedParams) {
 		assert.True(t, seen[name], "gatehouse sql has no query %s", name)
 	}
 }
-
-func flatten(m map[string]string) []string {
-	var out []string
-	for k, v := range m {
-		out = append(out, k, v)
-	}
-	return out
-}

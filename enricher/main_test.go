@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
@@ -239,15 +238,6 @@ func (h *harness) waitRows(t testing.TB, want uint64, timeout time.Duration, que
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s: got %d rows, want %d; enricher log:\n%s", query, got, want, h.logs.tail(4000))
-}
-
-// named returns query parameters for clickhouse.Context.
-func named(kv ...string) context.Context {
-	p := clickhouse.Parameters{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		p[kv[i]] = kv[i+1]
-	}
-	return clickhouse.Context(context.Background(), clickhouse.WithParameters(p))
 }
 
 // lockedBuffer collects log output from concurrent writers.

@@ -235,11 +235,13 @@ func (e *Env) PrintTry() {
 	fmt.Fprintf(w, "\n  Straight to kube-apiserver, around the proxy (the trail calls it a bypass):\n")
 	fmt.Fprintf(w, "    kubectl --kubeconfig %s get namespaces\n", rel(AdminKubeconfig))
 	fmt.Fprintf(w, "\n  Tokens of the demo identities: gatehouse dev token agent|approver|developer --dir %s\n", e.o.Dir)
-	fmt.Fprintf(w, "  Log in as a person (browser, or --device-code): gatehouse login --server %s --issuer %s --certificate-authority %s --issuer-certificate-authority %s\n",
+	fmt.Fprintf(w, "  Log in as a person (browser, or --device-code; --session NAME names a session): gatehouse login --server %s --issuer %s --certificate-authority %s --issuer-certificate-authority %s\n",
 		e.proxyURL, e.issuer.URL, rel("proxy-ca.crt"), rel("issuer-ca.crt"))
 	fmt.Fprintf(w, "  Approvers' console: %s/gatehouse/console/ (once the console is part of the proxy)\n", e.proxyURL)
-	fmt.Fprintf(w, "\n  The audit trail in ClickHouse (docs/auditing.md has the auditors' queries):\n")
-	fmt.Fprintf(w, "    curl -s http://%s/ --data-binary \"SELECT time, route, user, verb, resource, namespace, name, code, decision_rule FROM gatehouse.trail WHERE stage IN ('ResponseComplete', '') ORDER BY time DESC LIMIT 20 FORMAT PrettyCompact\"\n", e.chHTTP)
+	fmt.Fprintf(w, "\n  The audit trail in ClickHouse, as an auditor reads it (gatehouse sql --list names the canned queries of docs/auditing.md):\n")
+	fmt.Fprintf(w, "    gatehouse sql --clickhouse-addr %s --query who-changed-what --param since=1h\n", e.chNative)
+	fmt.Fprintf(w, "    gatehouse sql --clickhouse-addr %s --query denied-attempts --param since=1h\n", e.chNative)
+	fmt.Fprintf(w, "    gatehouse sql --clickhouse-addr %s \"SELECT time, route, user, verb, resource, namespace, name, code, decision_rule FROM gatehouse.trail ORDER BY time DESC LIMIT 20\"\n", e.chNative)
 	for _, s := range e.attachSteps {
 		fmt.Fprintf(w, "\n  Administrator's step: %s\n", s)
 	}

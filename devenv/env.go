@@ -74,6 +74,7 @@ type Env struct {
 	proxyURL     string
 	proxyCA      []byte
 	chHTTP       string
+	chNative     string
 	manifests    string
 	natsURL      string
 	enricherAddr string
@@ -259,6 +260,7 @@ func (e *Env) startClickHouse(ctx context.Context) (string, error) {
 	e.chHTTP = net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))
 	e.state.ClickHouseHTTP = e.chHTTP
 	native := net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp))
+	e.chNative = native
 	e.component("clickhouse", c.pid(), native, e.chHTTP)
 	if err := c.waitHTTP(ctx, "http://"+e.chHTTP+"/ping", 90*time.Second); err != nil {
 		return "", err

@@ -29,6 +29,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gatehouse-dev/gatehouse/devenv"
+	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
 
@@ -255,7 +256,7 @@ func TestDevScenario(t *testing.T) {
 		loginEnv := append(os.Environ(), "XDG_CACHE_HOME="+cache, "DISPLAY=", "WAYLAND_DISPLAY=")
 		login := exec.Command(bin, "login", "--server", st.ProxyURL, "--issuer", st.IssuerURL,
 			"--certificate-authority", filepath.Join(dir, "proxy-ca.crt"), "--issuer-certificate-authority", filepath.Join(dir, "issuer-ca.crt"),
-			"--kubeconfig", kubeconfig)
+			"--kubeconfig", kubeconfig, "--session", "incident-42")
 		login.Env = loginEnv
 		prompt, stdout := newOutput(), newOutput()
 		login.Stdout, login.Stderr = stdout, prompt
@@ -280,11 +281,41 @@ func TestDevScenario(t *testing.T) {
 		who, err := kubectl.CombinedOutput()
 		require.NoError(t, err, string(who))
 		assert.Equal(t, "oidc:developer", string(who), "kubectl reached the proxy with the person's token from the plugin")
+		// --session: kubectl's calls belong to the named session (an ID derived from the name and
+		// the identity, "s-..."), the same for every call, not to the token ("t-...").
+		sessionOf := func() string {
+			kubectl := exec.Command(a.Kubectl(), "--kubeconfig", kubeconfig, "auth", "whoami", "-o", "json")
+			kubectl.Env = loginEnv
+			out, err := kubectl.Output()
+			require.NoError(t, err)
+			var review struct {
+				Status struct {
+					UserInfo struct {
+						Extra map[string][]string `json:"extra"`
+					} `json:"userInfo"`
+				} `json:"status"`
+			}
+			require.NoError(t, json.Unmarshal(out, &review))
+			ids := review.Status.UserInfo.Extra[identity.ExtraSessionID]
+			require.Len(t, ids, 1, string(out))
+			return ids[0]
+		}
+		first := sessionOf()
+		assert.True(t, strings.HasPrefix(first, "s-"), "a named session, got %q", first)
+		assert.Equal(t, first, sessionOf())
 		files, _ := filepath.Glob(filepath.Join(cache, "gatehouse", "credentials", "*.json"))
 		require.Len(t, files, 1)
 		fi, err := os.Stat(files[0])
 		require.NoError(t, err)
 		assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	})
+
+	t.Run("the gatehouse sql command it prints answers an auditor's question", func(t *testing.T) {
+		m := regexp.MustCompile(`gatehouse sql --clickhouse-addr (\S+) --query denied-attempts`).FindStringSubmatch(text)
+		require.NotNil(t, m, "gatehouse dev prints the auditors' command")
+		out, err := exec.Command(bin, "sql", "--clickhouse-addr", m[1], "--query", "denied-attempts", "--param", "since=1h").CombinedOutput()
+		require.NoError(t, err, string(out))
+		assert.Contains(t, string(out), "node-debugger", "the blocked exec is among the denied attempts")
 	})
 
 	// Ctrl-C: everything stops, nothing is left.

@@ -58,8 +58,7 @@ func webhookArgs(p webhookParams) []string {
 		"--cert-dir", p.certDir,
 		"--nats-url", p.natsURL,
 		"--masking-key-file", p.maskingKeyFile,
-		"--metrics-bind-address", "0",
-		"--health-probe-bind-address", p.health,
+		"--health-bind-address", p.health,
 	}
 }
 

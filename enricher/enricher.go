@@ -47,6 +47,7 @@ type Enricher struct {
 	// Test seams.
 	observe     func(events [][]byte, code int) // sees every intake request's events and its answer
 	afterInsert func(table string) error        // runs after every successful INSERT; an error fails the batch
+	afterPoll   func()                          // runs after every poll of the audit log
 }
 
 // New returns an Enricher for opts. It does no I/O; Start does.

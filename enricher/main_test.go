@@ -2,6 +2,7 @@ package enricher
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,13 +19,16 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/util/wait"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/gatehouse-dev/gatehouse/enricher/schema"
 	"github.com/gatehouse-dev/gatehouse/masking"
 	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
+	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
 // bed holds the components the tests of this package share. Tests that need their own NATS
@@ -120,6 +124,8 @@ type harness struct {
 	pki      *testbed.PKI
 	spoolDir string
 	logs     *lockedBuffer
+	// spooled counts the batches in the spool. Default: the in-process Enricher's.
+	spooled func(testing.TB) int
 
 	stop func()
 }
@@ -230,15 +236,60 @@ func countRows(t testing.TB, conn driver.Conn, query string, args ...any) uint64
 func (h *harness) waitRows(t testing.TB, want uint64, timeout time.Duration, query string) {
 	t.Helper()
 	var got uint64
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
 		got = h.count(t, query)
-		if got == want {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+		return got == want, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: got %d rows, want %d; enricher log:\n%s", query, got, want, h.logs.tail(4000))
 	}
-	t.Fatalf("%s: got %d rows, want %d; enricher log:\n%s", query, got, want, h.logs.tail(4000))
+}
+
+// settle waits until the enricher has nothing left to store: no batch in its spool, no audit
+// batch in JetStream that its consumer has not been given or has not acknowledged. Until then
+// a batch inserted but not acknowledged (a crash, a lost acknowledgement) can be inserted again
+// at any moment, also after every event is stored once.
+func (h *harness) settle(t testing.TB) {
+	t.Helper()
+	spooled := h.spooled
+	if spooled == nil {
+		spooled = func(testing.TB) int { return h.spool.stats().Batches }
+	}
+	var last string
+	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		n := spooled(t)
+		cons, err := h.js.Consumer(ctx, trail.StreamAudit, trail.EnricherConsumer(trail.StreamAudit).Durable)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		last = fmt.Sprintf("%d batches spooled, %d messages pending, %d unacknowledged", n, info.NumPending, info.NumAckPending)
+		return n == 0 && info.NumPending == 0 && info.NumAckPending == 0, nil
+	})
+	require.NoError(t, err, "the enricher did not settle: %s; log:\n%s", last, h.logs.tail(3000))
+}
+
+// assertStoredOnce checks, once the enricher settled, that the audit events are want events
+// stored once each: every (audit ID, stage) is there, and merging the table's parts leaves one
+// row of each.
+func (h *harness) assertStoredOnce(t *testing.T, want uint64) {
+	t.Helper()
+	assert.Equal(t, want, h.count(t, "SELECT uniqExact(audit_id, stage) FROM {db}.audit_events"), "distinct (audit_id, stage)")
+	// An OPTIMIZE that cannot merge now (a background merge holds some parts) does nothing,
+	// silently unless optimize_throw_if_noop: try again until it merged.
+	optimize := clickhouse.Context(t.Context(), clickhouse.WithSettings(clickhouse.Settings{"optimize_throw_if_noop": 1}))
+	var err error
+	_ = wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		err = h.ch.Exec(optimize, "OPTIMIZE TABLE "+h.db+".audit_events FINAL")
+		return err == nil, nil
+	})
+	require.NoError(t, err, "OPTIMIZE TABLE %s.audit_events FINAL", h.db)
+	assert.Equal(t, want, h.count(t, "SELECT count() FROM {db}.audit_events"), "rows after merging")
 }
 
 // named returns query parameters for clickhouse.Context.
@@ -254,6 +305,8 @@ func named(kv ...string) context.Context {
 type lockedBuffer struct {
 	mu  sync.Mutex
 	buf strings.Builder
+	// live, when set, returns what a running process wrote so far: String adds it.
+	live func() string
 }
 
 func (b *lockedBuffer) Write(p []byte) (int, error) {
@@ -265,7 +318,17 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.live != nil {
+		return b.buf.String() + b.live()
+	}
 	return b.buf.String()
+}
+
+// add appends what a process that ended wrote.
+func (b *lockedBuffer) add(s string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.WriteString(s)
 }
 
 func (b *lockedBuffer) tail(n int) string {

@@ -423,21 +423,11 @@ func webhookDropped(t *testing.T, kube *testbed.Kube) int {
 // metric returns the value of an enricher metric (summed over its labels).
 func metric(t *testing.T, b *drillBed, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(b.health + "/metrics")
+	v, err := testbed.Metric(t.Context(), b.health+"/metrics", name)
 	if err != nil {
 		return -1
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var total float64
-	for line := range strings.SplitSeq(string(body), "\n") {
-		if strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
-			f := strings.Fields(line)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			total += v
-		}
-	}
-	return total
+	return v
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)

@@ -203,7 +203,7 @@ func startGatehouse() error {
 		"--nats-url", bed.nats.URL(),
 		"--masking-key-file", keyFile,
 		"--approval-wait", "2s", "--approval-request-ttl", "2m",
-		"--metrics-bind-address", "0", "--health-probe-bind-address", webhookHealth,
+		"--health-bind-address", webhookHealth,
 	); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package testbed
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,13 +12,15 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Process is a gatehouse subcommand running in a child process, as it runs in production.
 type Process struct {
 	cmd    *exec.Cmd
 	out    *syncBuffer
-	exited chan struct{}
+	exited chan struct{} // closed once the process exited and its output is complete
 }
 
 // StartGatehouse runs the gatehouse binary (GatehouseBinary) with args. The child dies with
@@ -42,23 +45,41 @@ func StartGatehouse(args ...string) (*Process, error) {
 // fails early when the process exits.
 func (p *Process) WaitReady(url string, timeout time.Duration) error {
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // readiness only
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	for {
+	defer client.CloseIdleConnections()
+	var exited bool
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if resp, err := client.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				return true, nil
 			}
 		}
 		select {
 		case <-p.exited:
-			return fmt.Errorf("testbed: gatehouse exited before %s was ready: %s", url, p.out.tail(4000))
-		case <-ctx.Done():
-			return fmt.Errorf("testbed: %s not ready after %s: %s", url, timeout, p.out.tail(4000))
-		case <-time.After(100 * time.Millisecond):
+			exited = true
+			return false, errors.New("exited")
+		default:
+			return false, nil
 		}
+	})
+	switch {
+	case exited:
+		return fmt.Errorf("testbed: gatehouse exited before %s was ready: %s", url, p.out.tail(4000))
+	case err != nil:
+		return fmt.Errorf("testbed: %s not ready after %s: %s", url, timeout, p.out.tail(4000))
+	}
+	return nil
+}
+
+// ExitCode returns the exit code of the process once it exited (Stop, Kill), and -1 before or
+// when a signal ended it.
+func (p *Process) ExitCode() int {
+	select {
+	case <-p.exited:
+		return p.cmd.ProcessState.ExitCode()
+	default:
+		return -1
 	}
 }
 

@@ -22,6 +22,8 @@ type natsOptions struct {
 	bindAddress string
 	port        int
 	allowRemote bool
+	// out is where the ready line goes (the command's standard output).
+	out func() io.Writer
 }
 
 func (o *natsOptions) addFlags(fs *pflag.FlagSet) {
@@ -31,7 +33,8 @@ func (o *natsOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.allowRemote, "allow-unauthenticated-remote-clients", false, "Serve on a --bind-address other than loopback although the server has no authentication. Never in production.")
 }
 
-func (o *natsOptions) validate() error {
+// Validate reports flags that cannot work, and defaults the store directory.
+func (o *natsOptions) Validate() error {
 	if o.port < 1 || o.port > 65535 {
 		return fmt.Errorf("--port must be between 1 and 65535, not %d", o.port)
 	}
@@ -52,9 +55,10 @@ func (o *natsOptions) validate() error {
 	return nil
 }
 
-func newNATSCommand(g *globals) *cobra.Command {
+// newNATSCommand returns `gatehouse nats`, which runs run with the validated options.
+func newNATSCommand(g *globals, run func(context.Context, *slog.Logger, *natsOptions) error) *cobra.Command {
 	o := &natsOptions{}
-	cmd := &cobra.Command{
+	cmd := serverCommand(g, o, run, &cobra.Command{
 		Use:   "nats",
 		Short: "Run a standalone NATS JetStream server (the embedded engine) for development",
 		Long: `Run a NATS server with JetStream: the engine Gatehouse embeds, as a process of its own, for
@@ -63,19 +67,14 @@ installation. Point them at it with --nats-url nats://127.0.0.1:4222.
 
 It has no authentication and listens on loopback unless told otherwise; production uses a NATS
 cluster with TLS and per-component credentials.`,
-		Args: cobra.NoArgs,
-		PreRunE: func(*cobra.Command, []string) error {
-			return o.validate()
-		},
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runNATS(cmd.Context(), g.logger, o, cmd.OutOrStdout())
-		},
-	}
+	})
+	o.out = cmd.OutOrStdout
 	o.addFlags(cmd.Flags())
 	return cmd
 }
 
-func runNATS(ctx context.Context, log *slog.Logger, o *natsOptions, out io.Writer) error {
+// runNATS serves NATS until ctx ends.
+func runNATS(ctx context.Context, log *slog.Logger, o *natsOptions) error {
 	addr := net.JoinHostPort(o.bindAddress, strconv.Itoa(o.port))
 	// nats-server reports a port in use only as "not ready"; say what it is.
 	l, err := net.Listen("tcp", addr)
@@ -86,14 +85,22 @@ func runNATS(ctx context.Context, log *slog.Logger, o *natsOptions, out io.Write
 	if err := os.MkdirAll(o.storeDir, 0o700); err != nil {
 		return fmt.Errorf("--store-dir: %w", err)
 	}
-	srv, err := natsbus.StartServer(natsbus.ServerOptions{StoreDir: o.storeDir, Host: o.bindAddress, Port: o.port, Logger: log.With("component", "nats-server")})
+	lc, err := newLifecycle(serverOptions{}, lifecycleOptions{}, log)
 	if err != nil {
 		return err
 	}
-	log.Info("serving NATS with JetStream", "url", srv.URL(), "storeDir", o.storeDir)
-	_, _ = fmt.Fprintf(out, "NATS JetStream ready at %s (store %s); Ctrl-C stops it\n", srv.URL(), o.storeDir)
-	<-ctx.Done()
-	log.Info("stopping NATS")
-	srv.Shutdown()
-	return nil
+	return lc.run(ctx, func() error {
+		srv, err := natsbus.StartServer(natsbus.ServerOptions{StoreDir: o.storeDir, Host: o.bindAddress, Port: o.port, Logger: log.With("component", "nats-server")})
+		if err != nil {
+			return err
+		}
+		lc.onStop(func(context.Context) error {
+			log.Info("stopping NATS")
+			srv.Shutdown()
+			return nil
+		})
+		log.Info("serving NATS with JetStream", "url", srv.URL(), "storeDir", o.storeDir)
+		_, _ = fmt.Fprintf(o.out(), "NATS JetStream ready at %s (store %s); Ctrl-C stops it\n", srv.URL(), o.storeDir)
+		return nil
+	})
 }

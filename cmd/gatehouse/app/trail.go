@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -22,8 +21,10 @@ type trailConn struct {
 }
 
 // openTrail connects to NATS as component (e.g. "proxy"), ensures the trail's streams and starts
-// a publisher whose records name component and this host as their source.
-func openTrail(ctx context.Context, o natsbus.Options, component string, log *slog.Logger) (*trailConn, error) {
+// a publisher whose records name component and this host as their source. The connection is
+// closed once lc's parts stopped.
+func openTrail(ctx context.Context, lc *lifecycle, o natsbus.Options, component string) (*trailConn, error) {
+	log := lc.log
 	o.Name, o.Logger = "gatehouse-"+component, log
 	conn, err := natsbus.Connect(ctx, o)
 	if err != nil {
@@ -42,7 +43,9 @@ func openTrail(ctx context.Context, o natsbus.Options, component string, log *sl
 		conn.Close()
 		return nil, err
 	}
-	return &trailConn{conn: conn, js: js, pub: pub, log: log}, nil
+	t := &trailConn{conn: conn, js: js, pub: pub, log: log}
+	lc.onStop(t.close)
+	return t, nil
 }
 
 // source names this process in records of other kinds (approval events).
@@ -51,11 +54,9 @@ func (t *trailConn) source(component string) string {
 	return component + "/" + host
 }
 
-// close waits up to 10s for the records still unacknowledged, then closes the connection.
+// close waits, until ctx ends, for the records still unacknowledged, then closes the connection.
 func (t *trailConn) close(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	err := t.pub.Close(cctx)
+	err := t.pub.Close(ctx)
 	if err != nil {
 		t.log.Error("trail records unacknowledged at shutdown", "err", err)
 	}

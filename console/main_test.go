@@ -99,10 +99,8 @@ jwt:
 		return fail(err)
 	}
 	go func() { _ = env.auth.Start(ctx) }()
-	for deadline := time.Now().Add(30 * time.Second); env.auth.Ready(ctx) != nil; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			return fail(env.auth.Ready(ctx))
-		}
+	if err := testbed.WaitFor(ctx, 30*time.Second, env.auth.Ready); err != nil {
+		return fail(err)
 	}
 	return m.Run()
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/serving"
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
@@ -180,11 +181,14 @@ func TestHoldOptions(t *testing.T) {
 		b.holdsUntilApproved(r.ID, false)
 		decided := make(chan error, 1)
 		go func() {
-			for deadline := time.Now().Add(10 * time.Second); len(b.u.seen()) < 1; time.Sleep(5 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					decided <- errors.New("the call never reached admission")
-					return
+			if err := testbed.WaitFor(t.Context(), 10*time.Second, func(context.Context) error {
+				if len(b.u.seen()) < 1 {
+					return errors.New("the call never reached admission")
 				}
+				return nil
+			}); err != nil {
+				decided <- err
+				return
 			}
 			// The decision outlives the held call: the broker records it after the proxy saw it.
 			_, err := b.broker.Decide(context.WithoutCancel(t.Context()), r.ID, trail.Identity{User: "oidc:approver", Groups: []string{"gatehouse:approvers"}}, approvals.Deny, "use the vault")

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -172,11 +173,8 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	go func() { _ = authenticator.Start(ctx) }()
-	for authenticator.Ready(ctx) != nil {
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testbed.WaitFor(ctx, time.Minute, authenticator.Ready); err != nil {
+		return 0, fmt.Errorf("the authenticator is not ready: %w", err)
 	}
 	masker, err := masking.New(masking.Config{Key: []byte("gatehouse-test-masking-key-0001")})
 	if err != nil {
@@ -333,9 +331,9 @@ func auditEvents(t testing.TB) []auditEvent {
 // all events with that ID.
 func eventsFor(t testing.TB, auditID string) []auditEvent {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var found []auditEvent
+	var found []auditEvent
+	_ = testbed.WaitFor(t.Context(), 10*time.Second, func(context.Context) error {
+		found = nil
 		complete := false
 		for _, e := range auditEvents(t) {
 			if e.AuditID == auditID {
@@ -343,9 +341,10 @@ func eventsFor(t testing.TB, auditID string) []auditEvent {
 				complete = complete || e.Stage == "ResponseComplete" || e.Stage == "Panic"
 			}
 		}
-		if complete || time.Now().After(deadline) {
-			return found
+		if !complete {
+			return errors.New("no ResponseComplete event yet")
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
+	return found
 }

@@ -166,19 +166,7 @@ func run(m *testing.M) int {
 
 // waitFor polls check until it returns nil or timeout passes.
 func waitFor(ctx context.Context, timeout time.Duration, check func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		err := check()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return testbed.WaitFor(ctx, timeout, func(context.Context) error { return check() })
 }
 
 func setupRBAC(ctx context.Context) error {

@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -278,6 +279,17 @@ func (l *load) end() {
 	l.done.Wait()
 }
 
+// waitAnswered waits until n requests were answered 2xx.
+func (l *load) waitAnswered(t *testing.T, n int) {
+	t.Helper()
+	require.NoError(t, testbed.WaitFor(t.Context(), 5*time.Minute, func(context.Context) error {
+		if got := len(l.answered()); got < n {
+			return fmt.Errorf("%d of %d requests answered (%d failed)", got, n, l.failed.Load())
+		}
+		return nil
+	}))
+}
+
 func (l *load) answered() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -392,14 +404,12 @@ func settle(t *testing.T, b *drillBed, l *load, timeout time.Duration) verdict {
 		}
 		return true
 	}, 30*time.Second, 200*time.Millisecond, "kube-apiserver's log holds every answered request")
-	deadline := time.Now().Add(timeout)
-	for {
-		v := judge(truth, stored(t, b.ch, b.db), answered)
-		if v.lost == 0 && v.unrecorded == 0 || time.Now().After(deadline) {
-			return v
-		}
-		time.Sleep(time.Second)
-	}
+	var v verdict
+	_ = wait.PollUntilContextTimeout(t.Context(), time.Second, timeout, true, func(context.Context) (bool, error) {
+		v = judge(truth, stored(t, b.ch, b.db), answered)
+		return v.lost == 0 && v.unrecorded == 0, nil
+	})
+	return v
 }
 
 // webhookDropped returns how many events kube-apiserver's audit webhook backend gave up on

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -68,17 +69,17 @@ func BenchmarkApprovalRelease(b *testing.B) {
 			}()
 			b.StopTimer()
 			var id string
-			for id == "" {
+			err := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 				items, err := approver.List(ctx, approvals.StatePending)
-				if err != nil {
-					b.Fatal(err)
-				}
 				for _, r := range items {
 					if r.Operation.Name == name {
 						id = r.ID
 					}
 				}
-				time.Sleep(5 * time.Millisecond)
+				return id != "", err
+			})
+			if err != nil {
+				b.Fatal(err)
 			}
 			b.StartTimer()
 			if _, err := approver.Decide(ctx, id, approvals.Approve, "bench"); err != nil {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
@@ -39,8 +40,9 @@ var bed struct {
 	// enricherURL is the audit intake; enricherPKI its CA and kube-apiserver's client certificate.
 	enricherURL string
 	enricherPKI *testbed.PKI
-	// readyz are the readiness endpoints of the Gatehouse processes.
-	readyz []string
+	// readyz are the readiness endpoints of the Gatehouse processes; natsReadyz those of the
+	// processes that are not ready without NATS (the webhook and the proxy).
+	readyz, natsReadyz []string
 	// proxyURL is where clients reach Gatehouse; proxyCA its certificate.
 	proxyURL string
 	proxyCA  []byte
@@ -266,7 +268,8 @@ jwt:
 	if err := admin("apply", "-f", filepath.Join(bed.root, "manifests", "policies", "default.yaml")); err != nil {
 		return err
 	}
-	bed.readyz = append(bed.readyz, "http://"+webhookHealth+"/readyz", "http://"+proxyHealth+"/readyz")
+	bed.natsReadyz = []string{"http://" + webhookHealth + "/readyz", "http://" + proxyHealth + "/readyz"}
+	bed.readyz = append(bed.readyz, bed.natsReadyz...)
 	for _, url := range []string{"http://" + webhookHealth + "/readyz", "http://" + proxyHealth + "/readyz"} {
 		p := bed.webhook
 		if strings.Contains(url, proxyHealth) {
@@ -333,31 +336,29 @@ func startEnricher() (map[string][]string, error) {
 // waitForRegistration waits until the webhook has registered its configurations, and checks
 // that they trust exactly the CA in its Secret.
 func waitForRegistration() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for {
-		vwc, err := bed.kube.Clientset.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "gatehouse-validating", metav1.GetOptions{})
+	ctx := context.Background()
+	var vwc *admissionregistrationv1.ValidatingWebhookConfiguration
+	err := testbed.WaitFor(ctx, 60*time.Second, func(ctx context.Context) error {
+		var err error
+		vwc, err = bed.kube.Clientset.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "gatehouse-validating", metav1.GetOptions{})
 		if err == nil && len(vwc.Webhooks) == 0 {
 			err = errors.New("its webhooks are not registered yet")
 		}
-		if err == nil {
-			ca, err := bed.kube.Clientset.CoreV1().Secrets("gatehouse").Get(ctx, "gatehouse-webhook-ca", metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			for _, w := range vwc.Webhooks {
-				if string(w.ClientConfig.CABundle) != string(ca.Data["ca.crt"]) {
-					return fmt.Errorf("webhook %s: the registered CA bundle is not the webhook's CA", w.Name)
-				}
-			}
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the webhook did not register its configurations: %w", err)
-		case <-time.After(200 * time.Millisecond):
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("the webhook did not register its configurations: %w", err)
+	}
+	ca, err := bed.kube.Clientset.CoreV1().Secrets("gatehouse").Get(ctx, "gatehouse-webhook-ca", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	for _, w := range vwc.Webhooks {
+		if string(w.ClientConfig.CABundle) != string(ca.Data["ca.crt"]) {
+			return fmt.Errorf("webhook %s: the registered CA bundle is not the webhook's CA", w.Name)
 		}
 	}
+	return nil
 }
 
 func freeAddr() string {

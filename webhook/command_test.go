@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -27,6 +28,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/gatehouse-dev/gatehouse/identity"
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
 
@@ -71,9 +73,10 @@ func TestCommand(t *testing.T) {
 	cmd := exec.Command(bin, "webhook", "--log-format", "text",
 		"--kubeconfig", bed.kube.Kubeconfig,
 		"--policy-file", filepath.Join(bed.root, "manifests", "policies", "default.yaml"),
-		"--nats-url", bed.nats.URL(),
+		"--approval-key-file", approvalKeyFile(t),
 		"--bind-address", "127.0.0.1", "--secure-port", port,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:"+health)
+	cmd.Args = append(cmd.Args, bed.nats.Args(natsbus.RoleWebhook)...)
 	cmd.Stdout, cmd.Stderr = out, out
 	require.NoError(t, cmd.Start())
 	var waitErr error
@@ -163,4 +166,12 @@ func TestCommand(t *testing.T) {
 	}
 	assert.NotContains(t, out.String(), "panic")
 	assert.True(t, strings.Contains(out.String(), "starting the admission webhooks"), fmt.Sprint("missing start log:\n", out))
+}
+
+// approvalKeyFile writes the tests' approval key to a file of t's own.
+func approvalKeyFile(t *testing.T) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "approval.key")
+	require.NoError(t, os.WriteFile(f, approvalKey, 0o600))
+	return f
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/coreos/go-oidc/v3/oidc"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -146,12 +145,11 @@ func TestSmokeLogsAndPortForward(t *testing.T) {
 
 func TestSmokeNATS(t *testing.T) {
 	ctx := t.Context()
-	nc, err := nats.Connect(bed.nats.URL())
+	nc, err := bed.nats.Connect()
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	require.NoError(t, trail.EnsureStreams(ctx, js, trail.StreamOptions{}))
 
 	pub, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: "smoke"})
 	require.NoError(t, err)

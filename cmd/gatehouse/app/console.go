@@ -44,11 +44,12 @@ type consoleOptions struct {
 	sessionLink      string
 	notifySlackFile  string
 	notifyJSONFile   string
+	approvalKey      approvalKeyOptions
 	dev              bool
 }
 
 func newConsoleCommand(g *globals) *cobra.Command {
-	o := &consoleOptions{}
+	o := &consoleOptions{nats: natsbus.Options{Role: natsbus.RoleConsole}}
 	cmd := &cobra.Command{
 		Use:   "console",
 		Short: "Run the approvers' web console and the approvals API",
@@ -59,8 +60,9 @@ with PKCE) at an issuer of --authentication-config, the same file the proxy read
 is the OAuth client --oidc-client-id there, and that issuer's audiences must include it.
 
 The approvals API (/gatehouse/v1/approvals, used by 'gatehouse approvals') is served on the same
-listener with bearer tokens verified like the proxy's. The console connects to NATS with its own
-credentials: it reads and decides approval requests and writes approval events to the trail.`,
+listener with bearer tokens verified like the proxy's; the proxy does not serve it. The console
+connects to NATS with its own credentials, the only ones that may write decisions, and holds the
+approval key (shared with the webhook) that authenticates what it shows and decides.`,
 		Args: cobra.NoArgs,
 		PreRunE: func(*cobra.Command, []string) error {
 			return o.validate()
@@ -74,6 +76,7 @@ credentials: it reads and decides approval requests and writes approval events t
 	o.endpoint.addFlags(fs, "the console")
 	o.nats.AddFlags(fs)
 	o.masking.addFlags(fs)
+	o.approvalKey.addFlags(fs)
 	fs.StringVar(&o.authConfig, "authentication-config", "", "AuthenticationConfiguration file (apiserver.config.k8s.io) with the jwt issuers to trust: the proxy's. Required.")
 	fs.StringVar(&o.kubernetesIssuer, "kubernetes-issuer", "", "Issuer URL of the cluster's service-account tokens, when listed in --authentication-config: its discovery and keys are fetched through kube-apiserver.")
 	fs.StringSliceVar(&o.systemPrefixes, "allowed-system-prefixes", nil, "system: user and group name prefixes tokens may map to. system:masters is always refused.")
@@ -88,7 +91,7 @@ credentials: it reads and decides approval requests and writes approval events t
 	fs.StringVar(&o.sessionLink, "session-link", "", "URL of a requester's session, {session} replaced by its ID (e.g. a dashboard of its API calls). Default: the console's history of that session.")
 	fs.StringVar(&o.notifySlackFile, "notify-slack-url-file", "", "File holding a Slack-compatible incoming-webhook URL told of new requests and decisions.")
 	fs.StringVar(&o.notifyJSONFile, "notify-webhook-url-file", "", "File holding a URL that receives a JSON body for each new request and decision.")
-	fs.BoolVar(&o.dev, "dev", false, "Development mode: a self-signed serving certificate, an embedded NATS server, and random session and masking keys when none are configured. Never in production.")
+	fs.BoolVar(&o.dev, "dev", false, "Development mode: a self-signed serving certificate, an embedded NATS server without --nats-url, and random session, masking and approval keys when none are configured. Never in production.")
 	return cmd
 }
 
@@ -109,10 +112,11 @@ func (o *consoleOptions) validate() error {
 	if err := o.endpoint.validateTLS(o.dev); err != nil {
 		errs = append(errs, err)
 	}
-	if o.nats.URL == "" && !o.dev {
-		errs = append(errs, errors.New("--nats-url is required (the embedded server is for --dev only)"))
-	}
+	o.nats.Dev = o.dev
 	if err := o.nats.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.approvalKey.validate(o.dev); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -191,11 +195,15 @@ func (o *consoleOptions) run(ctx context.Context, g *globals) error {
 		}
 	}
 
+	approvalKey, err := o.approvalKey.key(log)
+	if err != nil {
+		return err
+	}
 	tc, err := openTrail(ctx, o.nats, "console", log)
 	if err != nil {
 		return err
 	}
-	broker, err := approvals.New(ctx, tc.js, approvals.Options{Recorder: tc.pub, Source: tc.source("console"), Logger: log})
+	broker, err := approvals.New(tc.js, approvals.Options{Key: approvalKey, Recorder: tc.pub, Source: tc.source(), Logger: log})
 	if err != nil {
 		return errors.Join(err, tc.close(ctx))
 	}
@@ -230,6 +238,7 @@ func (o *consoleOptions) run(ctx context.Context, g *globals) error {
 	health.AddReadyCheck("oidc-issuers", authenticator.Ready)
 	health.AddReadyCheck("approvals", srv.Ready)
 	health.AddReadyCheck("trail", func(context.Context) error { return tc.pub.Ready() })
+	health.AddReadyCheck("nats", func(ctx context.Context) error { return errors.Join(tc.ready(ctx), broker.Ready(ctx)) })
 	grp, gctx := errgroup.WithContext(ctx)
 	grp.Go(func() error { return authenticator.Start(gctx) })
 	grp.Go(func() error { return srv.Start(gctx) })

@@ -5,14 +5,16 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 )
 
 func TestConsoleFlagsValidate(t *testing.T) {
 	valid := func() *consoleOptions {
 		o := &consoleOptions{authConfig: "authn.yaml", clientID: "gatehouse-console", externalURL: "https://gatehouse.example.com",
-			sessionKeyFile: "session.key"}
+			sessionKeyFile: "session.key", approvalKey: approvalKeyOptions{file: "approval.key"}}
 		o.endpoint.tls.CertFile, o.endpoint.tls.KeyFile = "tls.crt", "tls.key"
-		o.nats.URL = "nats://nats:4222"
+		o.nats = natsbus.Options{Role: natsbus.RoleConsole, URL: "tls://nats:4222", NKeyFile: "console.nkey"}
 		return o
 	}
 	for _, tc := range []struct {
@@ -26,8 +28,10 @@ func TestConsoleFlagsValidate(t *testing.T) {
 		{"plain http", func(o *consoleOptions) { o.externalURL = "http://gatehouse.example.com" }, "--external-url must be an https URL"},
 		{"no session key", func(o *consoleOptions) { o.sessionKeyFile = "" }, "--session-key-file is required"},
 		{"no NATS outside dev mode", func(o *consoleOptions) { o.nats.URL = "" }, "--nats-url is required"},
+		{"no approval key outside dev mode", func(o *consoleOptions) { o.approvalKey.file = "" }, "--approval-key-file is required"},
 		{"dev mode needs neither key nor NATS", func(o *consoleOptions) {
-			o.dev, o.sessionKeyFile, o.nats.URL, o.endpoint.tls.CertFile, o.endpoint.tls.KeyFile = true, "", "", "", ""
+			o.dev, o.sessionKeyFile, o.approvalKey.file, o.endpoint.tls.CertFile, o.endpoint.tls.KeyFile = true, "", "", "", ""
+			o.nats = natsbus.Options{Role: natsbus.RoleConsole}
 		}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -57,7 +57,7 @@ type enricherOptions struct {
 }
 
 func newEnricherCommand(g *globals) *cobra.Command {
-	o := &enricherOptions{}
+	o := &enricherOptions{nats: natsbus.Options{Role: natsbus.RoleEnricher}}
 	cmd := &cobra.Command{
 		Use:   "enricher",
 		Short: "Receive kube-apiserver audit events and store them, masked and joined with the trail, in ClickHouse",
@@ -111,9 +111,7 @@ func (o *enricherOptions) validate() error {
 	if err := o.endpoint.validateTLS(o.dev); err != nil {
 		errs = append(errs, err)
 	}
-	if o.nats.URL == "" && !o.dev {
-		errs = append(errs, errors.New("--nats-url is required (the embedded server is for --dev only)"))
-	}
+	o.nats.Dev = o.dev
 	if err := o.nats.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -229,7 +227,6 @@ func (o *enricherOptions) run(ctx context.Context, g *globals) error {
 	}
 	// The intake spools batches while NATS is away, also when the enricher starts then: connect
 	// in the background, retrying.
-	o.nats.Name = "gatehouse-enricher"
 	o.nats.Logger = log
 	var natsMu sync.Mutex
 	var natsConn *natsbus.Conn

@@ -12,7 +12,7 @@ import (
 )
 
 func TestEnricherFlagsValidate(t *testing.T) {
-	base := []string{"--nats-url", "nats://127.0.0.1:4222", "--tls-cert-file", "c.crt", "--tls-private-key-file", "c.key"}
+	base := []string{"--nats-url", "tls://nats:4222", "--nats-nkey-file", "enricher.nkey", "--tls-cert-file", "c.crt", "--tls-private-key-file", "c.key"}
 	tests := []struct {
 		name    string
 		args    []string

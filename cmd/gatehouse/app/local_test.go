@@ -12,17 +12,28 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
+// testNKey is a public user NKey.
+const testNKey = "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"
+
 func TestNATSOptions(t *testing.T) {
 	tests := []struct {
 		name string
 		o    natsOptions
 		err  string
 	}{
-		{"loopback", natsOptions{bindAddress: "127.0.0.1", port: 4222, storeDir: "/d"}, ""},
-		{"remote without authentication", natsOptions{bindAddress: "0.0.0.0", port: 4222, storeDir: "/d"}, "no authentication"},
-		{"remote, explicitly", natsOptions{bindAddress: "0.0.0.0", port: 4222, storeDir: "/d", allowRemote: true}, ""},
-		{"bad port", natsOptions{bindAddress: "127.0.0.1", port: 0}, "--port"},
-		{"not an IP", natsOptions{bindAddress: "localhost", port: 4222}, "--bind-address"},
+		{"as deployed", natsOptions{bindAddress: "0.0.0.0", port: 4222, storeDir: "/d", users: natsUsers{nkeys: []string{"proxy=" + testNKey}},
+			certFile: "tls.crt", keyFile: "tls.key"}, ""},
+		{"no identities", natsOptions{bindAddress: "0.0.0.0", port: 4222, storeDir: "/d", certFile: "tls.crt", keyFile: "tls.key"}, "identities are required"},
+		{"no TLS", natsOptions{bindAddress: "0.0.0.0", port: 4222, storeDir: "/d", users: natsUsers{nkeys: []string{"proxy=" + testNKey}}}, "--tls-cert-file"},
+		{"a seed instead of a public key", natsOptions{bindAddress: "127.0.0.1", port: 4222, storeDir: "/d", users: natsUsers{nkeys: []string{"proxy=SUAB"}},
+			certFile: "tls.crt", keyFile: "tls.key"}, "not the public key"},
+		{"an unknown role", natsOptions{bindAddress: "127.0.0.1", port: 4222, storeDir: "/d", users: natsUsers{nkeys: []string{"root=" + testNKey}},
+			certFile: "tls.crt", keyFile: "tls.key"}, "unknown role"},
+		{"dev, loopback, no authentication", natsOptions{dev: true, bindAddress: "127.0.0.1", port: 4222, storeDir: "/d"}, ""},
+		{"dev, remote without authentication", natsOptions{dev: true, bindAddress: "0.0.0.0", port: 4222, storeDir: "/d"}, "no authentication"},
+		{"dev, remote, explicitly", natsOptions{dev: true, bindAddress: "0.0.0.0", port: 4222, storeDir: "/d", allowRemote: true}, ""},
+		{"bad port", natsOptions{dev: true, bindAddress: "127.0.0.1", port: 0}, "--port"},
+		{"not an IP", natsOptions{dev: true, bindAddress: "localhost", port: 4222}, "--bind-address"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

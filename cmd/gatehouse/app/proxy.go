@@ -22,7 +22,6 @@ import (
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/recording"
 	"github.com/gatehouse-dev/gatehouse/serving"
-	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
 type proxyOptions struct {
@@ -44,10 +43,11 @@ type proxyOptions struct {
 	recordingFlush      time.Duration
 	recordingChunkBytes int
 	terminalDelay       time.Duration
+	consoleURL          string
 }
 
 func newProxyCommand(g *globals) *cobra.Command {
-	o := &proxyOptions{}
+	o := &proxyOptions{nats: natsbus.Options{Role: natsbus.RoleProxy}}
 	cmd := &cobra.Command{
 		Use:   "proxy",
 		Short: "Run the authenticating front proxy for kube-apiserver",
@@ -82,6 +82,7 @@ AuthenticationConfiguration file kube-apiserver reads.`,
 	fs.StringVar(&o.policyFile, "policy-file", "", "Read AccessPolicies from this multi-document YAML file (reloaded when it changes) instead of the cluster (development mode).")
 	fs.DurationVar(&o.approvalTimeout, "approval-timeout", 10*time.Minute, "The longest a request that admission holds for approval is kept open waiting for approvers; a client's own hold duration (Gatehouse-Hold) cannot exceed it. Clients may ask not to be held (hold=refuse).")
 	fs.StringSliceVar(&o.admissionSkipped, "admission-skipped-namespaces", policy.AdmissionSkipsNamespaces, "Namespaces the validating webhook configurations leave out (namespaceSelector): admission cannot hold writes there for approval, so the proxy refuses those a rule holds. Keep it equal to the configurations' list (the chart passes it).")
+	fs.StringVar(&o.consoleURL, "console-url", "", "URL of gatehouse console, which serves the approvals API and the approvers' web UI: the proxy answers calls of the approvals API with it (gatehouse approvals follows it), and says where to approve in held calls' answers.")
 	fs.BoolVar(&o.clientImpersonation, "allow-client-impersonation", false, "Let clients impersonate (kubectl --as) whom a SubjectAccessReview says their verified identity may impersonate; the verified user is kept in the extra gatehouse.dev/original-user. Default: every Impersonate-* header is refused.")
 	fs.BoolVar(&o.dev, "dev", false, "Development mode: a self-signed serving certificate, an embedded NATS server and a random masking key when none are configured. Never in production.")
 	return cmd
@@ -95,9 +96,7 @@ func (o *proxyOptions) validate() error {
 	if err := o.endpoint.validateTLS(o.dev); err != nil {
 		errs = append(errs, err)
 	}
-	if o.nats.URL == "" && !o.dev {
-		errs = append(errs, errors.New("--nats-url is required (the embedded server is for --dev only)"))
-	}
+	o.nats.Dev = o.dev
 	if err := o.nats.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -127,9 +126,10 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
+	defer func() { _ = tc.close(ctx) }()
 	pub := tc.pub
 	recordings, err := recording.NewPublisher(tc.conn.Conn, recording.PublisherOptions{
-		Source: tc.source("proxy"), ChunkBytes: o.recordingChunkBytes, FlushInterval: o.recordingFlush, Logger: log,
+		Source: tc.source(), ChunkBytes: o.recordingChunkBytes, FlushInterval: o.recordingFlush, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -165,17 +165,12 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
-	broker, err := approvals.New(ctx, tc.js, approvals.Options{Recorder: pub, Source: tc.source("proxy"), Logger: log})
+	// The proxy reads approval requests to hold its clients; it has no approval key and its
+	// NATS identity cannot write them.
+	broker, err := approvals.New(tc.js, approvals.Options{Source: tc.source(), Logger: log})
 	if err != nil {
 		return err
 	}
-	api := &approvals.API{Broker: broker, Logger: log, Authenticate: func(r *http.Request) (trail.Identity, error) {
-		id, ok := proxy.IdentityFrom(r.Context())
-		if !ok {
-			return trail.Identity{}, errors.New("unauthenticated")
-		}
-		return id.Identity, nil
-	}}
 	var impersonation authn.ImpersonationAuthorizer
 	if o.clientImpersonation {
 		cs, err := kubernetes.NewForConfig(upstream)
@@ -200,7 +195,7 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 		AdmissionSees:      policy.AdmissionSeesSkipping(o.admissionSkipped),
 		Approvals:          broker,
 		MaxHold:            o.approvalTimeout,
-		ApprovalsAPI:       api,
+		ConsoleURL:         o.consoleURL,
 		Metrics:            reg,
 		Logger:             log,
 	})
@@ -213,6 +208,7 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 	}
 	health := serving.NewHealth(log)
 	health.AddReadyCheck("oidc-issuers", authenticator.Ready)
+	health.AddReadyCheck("nats", func(ctx context.Context) error { return errors.Join(tc.ready(ctx), broker.Ready(ctx)) })
 	health.AddReadyCheck("trail", func(context.Context) error { return pub.Ready() })
 	health.AddReadyCheck("policies", func(context.Context) error { return engine.Ready() })
 	grp, ctx := errgroup.WithContext(ctx)
@@ -223,5 +219,5 @@ func (o *proxyOptions) run(ctx context.Context, g *globals) error {
 	}
 	err = grp.Wait()
 	px.Flush()
-	return errors.Join(err, tc.close(ctx))
+	return err
 }

@@ -41,6 +41,8 @@ type webhookOptions struct {
 	healthAddr  string
 	nats        natsbus.Options
 	approvals   approvalGateOptions
+	approvalKey approvalKeyOptions
+	dev         bool
 	// selfManaged and register: the serving certificate the webhook issues itself, and the
 	// registration of its configurations once it answers (charts/gatehouse).
 	selfManaged certs.Flags
@@ -65,6 +67,8 @@ func (o *webhookOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus /metrics endpoint listens on; 0 disables it.")
 	fs.StringVar(&o.healthAddr, "health-probe-bind-address", ":8081", "Address /healthz and /readyz listen on; 0 disables them.")
 	o.nats.AddFlags(fs)
+	o.approvalKey.addFlags(fs)
+	fs.BoolVar(&o.dev, "dev", false, "Development mode: an embedded NATS server without --nats-url, and a random approval key without --approval-key-file. Never in production.")
 	fs.DurationVar(&o.approvals.wait, "approval-wait", 3*time.Second, "How long a direct call that needs approval waits for a decision before it is denied with the approval request's ID. Keep it well under the webhook timeout (5s).")
 	fs.DurationVar(&o.approvals.requestTTL, "approval-request-ttl", time.Hour, "How long an approval request made at admission waits for approvers.")
 	fs.StringVar(&o.approvals.uiURL, "approvals-url", "", "URL of the approvers' web UI, linked in denials.")
@@ -92,11 +96,12 @@ func (o *webhookOptions) validate() error {
 	if err := o.validateCertificates(); err != nil {
 		return err
 	}
-	return o.nats.Validate()
+	o.nats.Dev = o.dev
+	return errors.Join(o.nats.Validate(), o.approvalKey.validate(o.dev))
 }
 
 func newWebhookCommand(g *globals) *cobra.Command {
-	o := &webhookOptions{}
+	o := &webhookOptions{nats: natsbus.Options{Role: natsbus.RoleWebhook}}
 	cmd := &cobra.Command{
 		Use:   "webhook",
 		Short: "Run the admission webhooks that enforce AccessPolicies on every path into the cluster",
@@ -127,6 +132,10 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 		return err
 	}
 	masker, fingerprints, err := o.masking.masker(o.policyFile != "", log)
+	if err != nil {
+		return err
+	}
+	approvalKey, err := o.approvalKey.key(log)
 	if err != nil {
 		return err
 	}
@@ -168,7 +177,7 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 	if err != nil {
 		return err
 	}
-	broker, err := approvals.New(ctx, tc.js, approvals.Options{Recorder: publisher, Source: tc.source("webhook"), Logger: log})
+	broker, err := approvals.New(tc.js, approvals.Options{Key: approvalKey, Recorder: publisher, Source: tc.source(), Logger: log})
 	if err != nil {
 		return err
 	}
@@ -179,7 +188,7 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 	}
 	if err := setupWebhookCertificates(mgr, cfg, o, log, &tlsCfg, func(ctx context.Context) error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/readyz", nil)
-		return errors.Join(mgr.GetWebhookServer().StartedChecker()(req), engine.Ready(), publisher.Ready())
+		return errors.Join(mgr.GetWebhookServer().StartedChecker()(req), engine.Ready(), publisher.Ready(), tc.ready(ctx), broker.Ready(ctx))
 	}); err != nil {
 		return err
 	}
@@ -188,6 +197,7 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 		mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()),
 		mgr.AddReadyzCheck("policies", func(*http.Request) error { return engine.Ready() }),
 		mgr.AddReadyzCheck("trail", func(*http.Request) error { return publisher.Ready() }),
+		mgr.AddReadyzCheck("nats", func(r *http.Request) error { return errors.Join(tc.ready(r.Context()), broker.Ready(r.Context())) }),
 	); err != nil {
 		return err
 	}

@@ -75,30 +75,48 @@ func connectAs(t *testing.T, role natsbus.Role) *roleConn {
 }
 
 // refused runs op, which must fail, and checks that the server reported a permission violation
-// naming subject.
+// naming subject. The operation is cancelled once the violation is seen.
 func (c *roleConn) refused(t *testing.T, subject string, op func(context.Context) error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 750*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	err := op(ctx)
-	assert.Error(t, err, "%s: the operation on %s must fail", c.role, subject)
-	deadline := time.After(5 * time.Second)
-	for {
+	c.mu.Lock()
+	c.violations = nil // only this operation's count
+	c.mu.Unlock()
+	result := make(chan error, 1)
+	go func() { result <- op(ctx) }()
+	violated := func() bool {
 		c.mu.Lock()
+		defer c.mu.Unlock()
 		for _, v := range c.violations {
-			if strings.Contains(v, subject) {
-				c.mu.Unlock()
-				return
+			if strings.Contains(v, `"`+subject) {
+				return true
 			}
 		}
-		c.mu.Unlock()
+		return false
+	}
+	var opErr error
+	opDone := false
+	for !violated() {
 		select {
 		case <-c.seen:
-		case <-deadline:
+		case opErr = <-result:
+			opDone = true
+			if opErr == nil {
+				t.Errorf("%s: the operation on %s succeeded", c.role, subject)
+				return
+			}
+			result = nil
+		case <-ctx.Done():
 			t.Errorf("%s: no permission violation for %s reported (saw %v)", c.role, subject, c.violations)
 			return
 		}
 	}
+	cancel()
+	if !opDone {
+		opErr = <-result
+	}
+	assert.Error(t, opErr, "%s: the operation on %s must fail", c.role, subject)
 }
 
 // refusedSubscription checks that subscribing to subject is refused.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,8 +27,9 @@ import (
 func TestStandaloneNATS(t *testing.T) {
 	dir := t.TempDir()
 	run := func(ctx context.Context, args ...string) (string, error) {
-		var out bytes.Buffer
-		cmd := NewCommand(&out, &out)
+		// NATS' callbacks log after a connection closes, while the output is read.
+		out := &lockedBuffer{}
+		cmd := NewCommand(out, out)
 		cmd.SetArgs(append([]string{"--log-format", "text", "--log-level", "error"}, args...))
 		err := cmd.ExecuteContext(ctx)
 		return out.String(), err
@@ -98,4 +100,21 @@ func TestStandaloneNATS(t *testing.T) {
 	out, err = run(t.Context(), "nats", "authorization", "--format", "json")
 	require.NoError(t, err, out)
 	assert.Contains(t, out, `"role": "console"`)
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

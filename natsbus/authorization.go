@@ -1,6 +1,7 @@
 package natsbus
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -43,24 +44,29 @@ func quoteAll(subjects []string) string {
 
 // RolePermissions is a role's permissions as JSON: for servers that authenticate with an
 // operator's JWTs, what each role's user JWT must carry (nsc add user --allow-pub ... --allow-sub
-// ...).
+// ...), and what the chart renders the authorization block of an external nats-server from.
 type RolePermissions struct {
-	Role      Role     `json:"role"`
 	Publish   []string `json:"publish"`
 	Subscribe []string `json:"subscribe"`
 }
 
-// PermissionsJSON returns the permissions of every role as JSON.
+// PermissionsJSON returns the permissions of every role as a JSON object keyed by role, ending
+// with a newline.
 func PermissionsJSON() ([]byte, error) {
-	var out []RolePermissions
+	out := map[Role]RolePermissions{}
 	for _, r := range Roles {
 		pub, err := Publish(r)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, RolePermissions{Role: r, Publish: pub, Subscribe: []string{r.InboxPrefix() + ".>"}})
+		out[r] = RolePermissions{Publish: pub, Subscribe: []string{r.InboxPrefix() + ".>"}}
 	}
-	return json.MarshalIndent(out, "", "  ")
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // subjects end in ">"
+	enc.SetIndent("", "  ")
+	err := enc.Encode(out)
+	return b.Bytes(), err
 }
 
 // dedup drops repeated users, keeping the order.

@@ -134,7 +134,8 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer env.nats.Stop()
-	if env.nc, err = env.nats.ConnectAs(natsbus.RoleProxy, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1)); err != nil {
+	// Reconnects without nats.go's TLS jitter (up to a second): the tests time NATS outages.
+	if env.nc, err = env.nats.ConnectAs(natsbus.RoleProxy, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectJitter(10*time.Millisecond, 10*time.Millisecond), nats.ReconnectBufSize(-1)); err != nil {
 		return 0, err
 	}
 	defer env.nc.Close()

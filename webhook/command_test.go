@@ -155,7 +155,8 @@ func TestCommand(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.False(t, review.Response.Allowed, "an empty request is refused, never decided")
 	assert.Equal(t, int32(http.StatusBadRequest), review.Response.Result.Code)
-	assert.Contains(t, out.String(), "malformed admission request refused", "and logged")
+	// The log line reaches the pipe after the answer: wait for it.
+	assert.Eventually(t, func() bool { return strings.Contains(out.String(), "malformed admission request refused") }, 10*time.Second, 10*time.Millisecond, "and logged")
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	select {

@@ -250,7 +250,7 @@ that authenticate with an operator's JWTs (nsc add user --allow-pub ... --allow-
 				if err != nil {
 					return err
 				}
-				_, err = fmt.Fprintln(cmd.OutOrStdout(), string(data))
+				_, err = cmd.OutOrStdout().Write(data)
 				return err
 			case "conf":
 				us, err := users.users()

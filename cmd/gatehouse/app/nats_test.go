@@ -99,7 +99,7 @@ func TestStandaloneNATS(t *testing.T) {
 	assert.Equal(t, len(natsbus.Roles), strings.Count(out, "nkey:"))
 	out, err = run(t.Context(), "nats", "authorization", "--format", "json")
 	require.NoError(t, err, out)
-	assert.Contains(t, out, `"role": "console"`)
+	assert.Contains(t, out, `"console": {`)
 }
 
 type lockedBuffer struct {

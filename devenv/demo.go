@@ -237,7 +237,7 @@ func (e *Env) PrintTry() {
 	fmt.Fprintf(w, "\n  Tokens of the demo identities: gatehouse dev token agent|approver|developer --dir %s\n", e.o.Dir)
 	fmt.Fprintf(w, "  Log in as a person (browser, or --device-code): gatehouse login --server %s --issuer %s --certificate-authority %s --issuer-certificate-authority %s\n",
 		e.proxyURL, e.issuer.URL, rel("proxy-ca.crt"), rel("issuer-ca.crt"))
-	fmt.Fprintf(w, "  Approvers' console: %s/gatehouse/console/ (once the console is part of the proxy)\n", e.proxyURL)
+	fmt.Fprintf(w, "  Approvers' console: %s (sign in as approver; the approvals API of gatehouse approvals is served there too)\n", e.consoleURL)
 	fmt.Fprintf(w, "\n  The audit trail in ClickHouse (docs/auditing.md has the auditors' queries):\n")
 	fmt.Fprintf(w, "    curl -s http://%s/ --data-binary \"SELECT time, route, user, verb, resource, namespace, name, code, decision_rule FROM gatehouse.trail WHERE stage IN ('ResponseComplete', '') ORDER BY time DESC LIMIT 20 FORMAT PrettyCompact\"\n", e.chHTTP)
 	for _, s := range e.attachSteps {

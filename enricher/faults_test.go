@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
 
@@ -81,14 +82,13 @@ func newEnricherProcess(t *testing.T, extra ...string) *enricherProcess {
 	port, healthPort := freePort(t), freePort(t)
 	p := &enricherProcess{spoolDir: filepath.Join(dir, "spool"), health: "http://127.0.0.1:" + strconv.Itoa(healthPort), chServer: chSrv}
 	p.args = append([]string{"enricher", "--log-format", "text",
-		"--nats-url", natsSrv.URL(),
 		"--clickhouse-addr", chSrv.HTTPAddr, "--clickhouse-protocol", "http", "--clickhouse-database", db,
 		"--tls-cert-file", pki.ServerCertFile, "--tls-private-key-file", pki.ServerKeyFile, "--client-ca-file", pki.CAFile,
 		"--spool-dir", p.spoolDir,
 		"--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(port),
 		"--health-bind-address", "127.0.0.1:" + strconv.Itoa(healthPort),
 		"--masking-key-file", keyPath,
-	}, extra...)
+	}, append(natsSrv.Args(natsbus.RoleEnricher), extra...)...)
 	p.harness = &harness{ch: conn, db: db, js: js, url: "https://127.0.0.1:" + strconv.Itoa(port) + IntakePath, logs: &lockedBuffer{},
 		client: &http.Client{Transport: &http.Transport{TLSClientConfig: pki.ClientTLS()}}, spooled: p.spooled}
 	return p

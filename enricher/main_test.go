@@ -26,6 +26,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/enricher/schema"
 	"github.com/gatehouse-dev/gatehouse/masking"
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 	"github.com/gatehouse-dev/gatehouse/trail"
@@ -89,13 +90,14 @@ func testDatabase(t testing.TB, conn driver.Conn) string {
 	return db
 }
 
-// startNATS starts a NATS server of t's own.
+// startNATS starts a NATS server of t's own and connects to it as the test's own identity, which
+// publishes what other components would and inspects the streams.
 func startNATS(t testing.TB) (*testbed.NATS, *nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	srv, err := testbed.StartNATS()
 	require.NoError(t, err)
 	t.Cleanup(srv.Stop)
-	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(-1))
+	nc, err := srv.Connect(nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(-1))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
@@ -114,9 +116,11 @@ func newMasker(t testing.TB) *masking.Masker {
 // its own, storing into its own database.
 type harness struct {
 	*Enricher
-	nats     *testbed.NATS
+	nats *testbed.NATS
+	// nc and js are the test's own connection; the enricher runs on enc, with its own identity.
 	nc       *nats.Conn
 	js       jetstream.JetStream
+	enc      *nats.Conn
 	ch       driver.Conn
 	db       string
 	url      string // intake URL
@@ -143,6 +147,10 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	t.Helper()
 	h := &harness{logs: &lockedBuffer{}}
 	h.nats, h.nc, h.js = startNATS(t)
+	var err error
+	h.enc, err = h.nats.ConnectAs(natsbus.RoleEnricher, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(-1))
+	require.NoError(t, err)
+	t.Cleanup(h.enc.Close)
 	h.ch = ho.ch
 	if h.ch == nil {
 		h.ch = openClickHouse(t, sharedClickHouse(t), "native")
@@ -156,7 +164,7 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 		h.spoolDir = t.TempDir()
 	}
 	opts := Options{
-		NATS:         h.nc,
+		NATS:         h.enc,
 		ClickHouse:   h.ch,
 		Masker:       newMasker(t),
 		EnvelopeKey:  EnvelopeKey(testKey),

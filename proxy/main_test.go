@@ -24,6 +24,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/masking"
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/recording"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
@@ -36,8 +37,12 @@ var env struct {
 	kube    *testbed.Kube
 	kubelet *testbed.Kubelet
 	nats    *testbed.NATS
-	nc      *nats.Conn
-	js      jetstream.JetStream
+	// nc and js are the proxy's: its NATS identity, as deployed.
+	nc *nats.Conn
+	js jetstream.JetStream
+	// inspect reads what the proxy recorded, and stands in for admission and the console, as
+	// the test's own identity.
+	inspect jetstream.JetStream
 	issuer  *testbed.Issuer
 	// rawIssuer's claims map to names without a prefix, so a token can claim system: names.
 	rawIssuer *testbed.Issuer
@@ -130,14 +135,20 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer env.nats.Stop()
-	if env.nc, err = nats.Connect(env.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1)); err != nil {
+	// Reconnects without nats.go's TLS jitter (up to a second): the tests time NATS outages.
+	if env.nc, err = env.nats.ConnectAs(natsbus.RoleProxy, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectJitter(10*time.Millisecond, 10*time.Millisecond), nats.ReconnectBufSize(-1)); err != nil {
 		return 0, err
 	}
 	defer env.nc.Close()
 	if env.js, err = jetstream.New(env.nc); err != nil {
 		return 0, err
 	}
-	if err := trail.EnsureStreams(ctx, env.js, trail.StreamOptions{}); err != nil {
+	inspect, err := env.nats.Connect(nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		return 0, err
+	}
+	defer inspect.Close()
+	if env.inspect, err = jetstream.New(inspect); err != nil {
 		return 0, err
 	}
 	pub, err := trail.NewPublisher(env.nc, trail.PublisherOptions{Source: "proxy/test"})

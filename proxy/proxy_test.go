@@ -479,7 +479,7 @@ func TestTrailRecordsEveryRequest(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, refused.StatusCode)
 	session := resp.Header.Get("Gatehouse-Session")
 
-	cons, err := env.js.OrderedConsumer(ctx, trail.StreamTrail, jetstreamFilter(trail.SubjectSession(session)))
+	cons, err := env.inspect.OrderedConsumer(ctx, trail.StreamTrail, jetstreamFilter(trail.SubjectSession(session)))
 	require.NoError(t, err)
 	records := map[string]trail.Record{}
 	var started int

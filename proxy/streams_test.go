@@ -211,7 +211,7 @@ func TestUnmaskableUpgradesAreRefused(t *testing.T) {
 // what it waits for.
 func trailRecords(t *testing.T, session string, stop func(map[string]*trail.Request) bool) map[string]*trail.Request {
 	t.Helper()
-	cons, err := env.js.OrderedConsumer(t.Context(), trail.StreamTrail, jetstream.OrderedConsumerConfig{FilterSubjects: []string{trail.SubjectSession(session)}})
+	cons, err := env.inspect.OrderedConsumer(t.Context(), trail.StreamTrail, jetstream.OrderedConsumerConfig{FilterSubjects: []string{trail.SubjectSession(session)}})
 	require.NoError(t, err)
 	recs := map[string]*trail.Request{}
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !stop(recs); {

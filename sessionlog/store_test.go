@@ -55,7 +55,7 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer n.Stop()
-	if env.nc, err = nats.Connect(n.URL()); err != nil {
+	if env.nc, err = n.Connect(); err != nil {
 		return 0, err
 	}
 	defer env.nc.Close()

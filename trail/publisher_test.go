@@ -24,17 +24,22 @@ func setup(t testing.TB) (*testbed.NATS, *nats.Conn, jetstream.JetStream) {
 	return srv, nc, js
 }
 
-// start is setup without the streams.
+// start is setup without the streams: the test bed's server is provisioned as deployed, and
+// start deletes what the administrator made. The test connects with the test bed's unrestricted
+// identity.
 func start(t testing.TB) (*testbed.NATS, *nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	srv, err := testbed.StartNATS()
 	require.NoError(t, err)
 	t.Cleanup(srv.Stop)
-	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := srv.Connect(nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
+	for _, name := range []string{trail.StreamTrail, trail.StreamAudit, trail.StreamRecordings} {
+		require.NoError(t, js.DeleteStream(t.Context(), name))
+	}
 	return srv, nc, js
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/gatehouse-dev/gatehouse/identity"
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
 
@@ -43,12 +45,15 @@ func TestCommand(t *testing.T) {
 	})
 
 	port, health := freePort(t), freePort(t)
-	p, err := testbed.StartGatehouse("webhook", "--dev", "--log-format", "text",
+	// Development mode for the self-signed serving certificate only: NATS is reached with the
+	// webhook's own identity, as deployed.
+	args := append([]string{"webhook", "--dev", "--log-format", "text",
 		"--kubeconfig", bed.kube.Kubeconfig,
 		"--policy-file", filepath.Join(bed.root, "manifests", "policies", "default.yaml"),
-		"--nats-url", bed.nats.URL(),
+		"--approval-key-file", approvalKeyFile(t),
 		"--bind-address", "127.0.0.1", "--secure-port", port,
-		"--health-bind-address", "127.0.0.1:"+health)
+		"--health-bind-address", "127.0.0.1:" + health}, bed.nats.Args(natsbus.RoleWebhook)...)
+	p, err := testbed.StartGatehouse(args...)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = p.Kill()
@@ -123,4 +128,12 @@ func TestCommand(t *testing.T) {
 	assert.Contains(t, out, "malformed admission request refused", "the empty request is logged")
 	assert.NotContains(t, out, "panic")
 	assert.Contains(t, out, "starting the admission webhooks")
+}
+
+// approvalKeyFile writes the tests' approval key to a file of t's own.
+func approvalKeyFile(t *testing.T) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "approval.key")
+	require.NoError(t, os.WriteFile(f, approvalKey, 0o600))
+	return f
 }

@@ -1,10 +1,13 @@
 package webhook_test
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -18,6 +21,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/masking"
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/policy/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/trail"
@@ -56,7 +60,7 @@ func newGateBed(t *testing.T) *gateBed {
 	require.NoError(t, yaml.UnmarshalStrict([]byte(gatePolicies), &p))
 	e := policy.NewEngine(policy.EngineOptions{})
 	require.Empty(t, e.SetPolicies([]v1alpha1.AccessPolicy{p}))
-	broker, err := approvals.New(t.Context(), bed.js, approvals.Options{Recorder: bed.publisher, Source: "gate-test"})
+	broker, err := approvals.New(bed.js, approvals.Options{Key: approvalKey, Recorder: bed.publisher, Source: "gate-test"})
 	require.NoError(t, err)
 	m, err := masking.New(masking.Config{Key: []byte("gatehouse-test-masking-key-0001")})
 	require.NoError(t, err)
@@ -123,9 +127,9 @@ func TestGateHoldsAndAdmitsOnce(t *testing.T) {
 	assert.Equal(t, id, heldID(t, b.admit(t, gatewayReview("u-2", admissionv1.Create, "secrets", "", "db", secret, "agent", nil))))
 
 	// dave, who sent it as agent, cannot approve it.
-	_, err = b.broker.Decide(ctx, id, trail.Identity{User: "dave", Groups: []string{"sre"}}, approvals.Approve, "")
+	_, err = bed.console.Decide(ctx, id, trail.Identity{User: "dave", Groups: []string{"sre"}}, approvals.Approve, "")
 	require.ErrorIs(t, err, approvals.ErrNotAllowed)
-	_, err = b.broker.Decide(ctx, id, sre, approvals.Approve, "")
+	_, err = bed.console.Decide(ctx, id, sre, approvals.Approve, "")
 	require.NoError(t, err)
 
 	withGrant := map[string]string{identity.ExtraApprovalID: id}
@@ -154,7 +158,7 @@ func TestApprovedStatusUpdateAdmitsOnlyItself(t *testing.T) {
 		return `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","annotations":{"gatehouse.dev/session-id":"s-gate"}},"spec":{"containers":[{"name":"c"}]},"status":{"phase":"` + phase + `"}}`
 	}
 	id := heldID(t, b.admit(t, gatewayReview("s-1", admissionv1.Update, "pods", "status", "web", status("Running"), "agent", nil)))
-	_, err := b.broker.Decide(ctx, id, sre, approvals.Approve, "")
+	_, err := bed.console.Decide(ctx, id, sre, approvals.Approve, "")
 	require.NoError(t, err)
 
 	// Another status: a request of its own, not the approved one.
@@ -165,5 +169,41 @@ func TestApprovedStatusUpdateAdmitsOnlyItself(t *testing.T) {
 
 	// The approved status, retried: admitted once.
 	resp = b.admit(t, gatewayReview("s-4", admissionv1.Update, "pods", "status", "web", status("Running"), "agent", nil))
+	assert.True(t, resp.Allowed, "%+v", resp.Result)
+}
+
+// TestGateRefusesForgedGrants: an approval written straight to NATS, by the console's own
+// credentials without the approval key or by anyone who can write the bucket, admits nothing:
+// neither the proxy's retry naming it nor a direct retry finding it by fingerprint.
+func TestGateRefusesForgedGrants(t *testing.T) {
+	b := newGateBed(t)
+	ctx := t.Context()
+	secret := `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"forged"},"data":{"password":"Zm9yZ2Vk"}}`
+	id := heldID(t, b.admit(t, gatewayReview("f-1", admissionv1.Create, "secrets", "", "forged", secret, "agent", nil)))
+
+	forged, _ := json.Marshal(map[string]any{"id": id, "state": "Approved", "seq": 1, "grantExpires": time.Now().Add(time.Hour),
+		"decisions": []approvals.Decision{{Approver: "sre-1", Verdict: approvals.Approve, Time: time.Now()}}})
+	value, _ := json.Marshal(map[string]any{"mac": base64.StdEncoding.EncodeToString(make([]byte, 32)), "data": json.RawMessage(forged)})
+	// The console's credentials may write decisions; without the key its forgery fails.
+	consoleConn, err := bed.nats.ConnectAs(natsbus.RoleConsole)
+	require.NoError(t, err)
+	defer consoleConn.Close()
+	js, err := jetstream.New(consoleConn)
+	require.NoError(t, err)
+	kv, err := js.KeyValue(ctx, approvals.Bucket)
+	require.NoError(t, err)
+	_, err = kv.Put(ctx, approvals.PrefixDecision+"."+id, value)
+	require.NoError(t, err)
+
+	resp := b.admit(t, gatewayReview("f-2", admissionv1.Create, "secrets", "", "forged", secret, "agent", map[string]string{identity.ExtraApprovalID: id}))
+	assert.False(t, resp.Allowed, "the proxy's retry under a forged grant is refused")
+	assert.Contains(t, resp.Result.Message, "integrity check")
+	again := heldID(t, b.admit(t, gatewayReview("f-3", admissionv1.Create, "secrets", "", "forged", secret, "agent", nil)))
+	assert.NotEqual(t, id, again, "a direct retry is not admitted: a new request is made")
+
+	// Approvers still decide the new request the ordinary way.
+	_, err = bed.console.Decide(ctx, again, sre, approvals.Approve, "")
+	require.NoError(t, err)
+	resp = b.admit(t, gatewayReview("f-4", admissionv1.Create, "secrets", "", "forged", secret, "agent", nil))
 	assert.True(t, resp.Allowed, "%+v", resp.Result)
 }

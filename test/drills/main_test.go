@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/rest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
 
@@ -145,12 +146,12 @@ func (b *drillBed) setUp(t *testing.T, backstop bool) {
 		"--tls-cert-file", b.pki.ServerCertFile, "--tls-private-key-file", b.pki.ServerKeyFile,
 		"--client-ca-file", b.pki.CAFile,
 		"--spool-dir", filepath.Join(b.dir, "spool"),
-		"--nats-url", b.nats.URL(),
 		"--clickhouse-addr", bed.clickhouse.NativeAddr, "--clickhouse-database", b.db,
 		"--masking-key-file", keyFile,
 		"--health-bind-address", health,
 		"--batch-max-wait", "500ms",
 	}
+	b.args = append(b.args, b.nats.Args(natsbus.RoleEnricher)...)
 	if backstop {
 		b.args = append(b.args, "--audit-log-path", b.logPath)
 	}

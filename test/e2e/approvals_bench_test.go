@@ -28,12 +28,12 @@ func BenchmarkApprovalRelease(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	approverCfg := &rest.Config{Host: bed.proxyURL, BearerToken: token("bench-approver", approverGroup), TLSClientConfig: rest.TLSClientConfig{CAData: bed.proxyCA}}
+	approverCfg := &rest.Config{Host: bed.consoleURL, BearerToken: token("bench-approver", approverGroup), TLSClientConfig: rest.TLSClientConfig{CAData: bed.proxyCA}}
 	hc, err := rest.HTTPClientFor(approverCfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	approver := &approvals.Client{BaseURL: bed.proxyURL, HTTP: hc}
+	approver := &approvals.Client{BaseURL: bed.consoleURL, HTTP: hc}
 
 	report := func(b *testing.B, lat []time.Duration) {
 		slices.Sort(lat)

@@ -1,7 +1,8 @@
-// Package e2e holds end-to-end tests that run Gatehouse as it is deployed: `gatehouse proxy` and
-// `gatehouse webhook` as processes, with the shipped manifests (CRD, webhook configurations,
+// Package e2e holds end-to-end tests that run Gatehouse as it is deployed: `gatehouse proxy`,
+// `gatehouse webhook`, `gatehouse enricher` and `gatehouse console` as processes, each with its
+// own NATS identity over mutual TLS, with the shipped manifests (CRD, webhook configurations,
 // RBAC, default policies), against the real components of the test bed: kube-apiserver and
-// etcd, a stub kubelet, NATS JetStream, ClickHouse and an OIDC issuer.
+// etcd, a stub kubelet, NATS JetStream (secured as deployed), ClickHouse and an OIDC issuer.
 package e2e
 
 import (
@@ -20,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
@@ -37,6 +39,10 @@ var bed struct {
 	webhook  *testbed.Process
 	proxy    *testbed.Process
 	enricher *testbed.Process
+	// console serves the approvals API (and the web UI) with the proxy's certificate; consoleURL
+	// is where, and what the proxy points `gatehouse approvals` to.
+	console    *testbed.Process
+	consoleURL string
 	// enricherURL is the audit intake; enricherPKI its CA and kube-apiserver's client certificate.
 	enricherURL string
 	enricherPKI *testbed.PKI
@@ -112,6 +118,7 @@ func run(m *testing.M) int {
 		return fail(err)
 	}
 	code := m.Run()
+	_ = bed.console.Stop()
 	_ = bed.proxy.Stop()
 	_ = bed.webhook.Stop()
 	if code != 0 || os.Getenv("GATEHOUSE_TESTBED_VERBOSE") != "" {
@@ -119,7 +126,7 @@ func run(m *testing.M) int {
 		for _, c := range []struct {
 			name string
 			p    *testbed.Process
-		}{{"webhook", bed.webhook}, {"proxy", bed.proxy}, {"enricher", bed.enricher}} {
+		}{{"webhook", bed.webhook}, {"proxy", bed.proxy}, {"enricher", bed.enricher}, {"console", bed.console}} {
 			fmt.Fprintf(os.Stderr, "--- gatehouse %s (last lines) ---\n%s\n", c.name, lastLines(c.p.Output(), 150))
 		}
 	}
@@ -195,18 +202,20 @@ func startGatehouse() error {
 	if err := os.WriteFile(configurationsFile, []byte(configurations), 0o600); err != nil {
 		return err
 	}
+	bed.consoleURL = "https://" + freeAddr()
 	webhookAddr, webhookHealth := freeAddr(), freeAddr()
 	webhookHost, webhookPort, _ := net.SplitHostPort(webhookAddr)
-	if bed.webhook, err = testbed.StartGatehouse("webhook", "--log-format", "text",
+	if bed.webhook, err = testbed.StartGatehouse(append([]string{"webhook", "--log-format", "text",
 		"--kubeconfig", webhookKubeconfig,
 		"--bind-address", webhookHost, "--secure-port", webhookPort,
 		"--self-managed-ca-secret", "gatehouse/gatehouse-webhook-ca", "--self-managed-dns-names", "localhost",
-		"--webhook-configurations", configurationsFile, "--webhook-url", "https://localhost:"+webhookPort,
-		"--nats-url", bed.nats.URL(),
+		"--webhook-configurations", configurationsFile, "--webhook-url", "https://localhost:" + webhookPort,
 		"--masking-key-file", keyFile,
+		"--approval-key-file", approvalKeyFile(),
+		"--approvals-url", bed.consoleURL,
 		"--approval-wait", "2s", "--approval-request-ttl", "2m",
 		"--health-bind-address", webhookHealth,
-	); err != nil {
+	}, bed.nats.Args(natsbus.RoleWebhook)...)...); err != nil {
 		return err
 	}
 	if err := bed.webhook.WaitReady("http://"+webhookHealth+"/readyz", 60*time.Second); err != nil {
@@ -246,22 +255,48 @@ jwt:
 	proxyAddr, proxyHealth := freeAddr(), freeAddr()
 	host, port, _ := net.SplitHostPort(proxyAddr)
 	bed.proxyURL = "https://" + proxyAddr
-	if bed.proxy, err = testbed.StartGatehouse("proxy", "--log-format", "text", "--log-level", "debug",
+	if bed.proxy, err = testbed.StartGatehouse(append([]string{"proxy", "--log-format", "text", "--log-level", "debug",
 		"--kubeconfig", proxyKubeconfig,
 		"--authentication-config", authConfig,
 		"--bind-address", host, "--secure-port", port,
 		"--tls-cert-file", certFile, "--tls-private-key-file", keyPEMFile,
-		"--nats-url", bed.nats.URL(),
 		"--masking-key-file", keyFile,
 		"--approval-timeout", "20s",
 		"--allow-client-impersonation",
+		"--console-url", bed.consoleURL,
 		"--health-bind-address", proxyHealth,
-	); err != nil {
+	}, bed.nats.Args(natsbus.RoleProxy)...)...); err != nil {
 		return err
 	}
 	if err := bed.proxy.WaitReady("http://"+proxyHealth+"/healthz", 60*time.Second); err != nil {
 		return err
 	}
+
+	// The console serves the approvals API: bearer tokens of the proxy's issuer, the proxy's
+	// certificate (the same loopback host), the console's NATS identity and the approval key.
+	consoleHost, consolePort, _ := net.SplitHostPort(strings.TrimPrefix(bed.consoleURL, "https://"))
+	sessionKey := filepath.Join(bed.dir, "api-console-session.key")
+	if err := os.WriteFile(sessionKey, []byte("e2e-api-console-session-key-0123456789abcdef"), 0o600); err != nil {
+		return err
+	}
+	consoleHealth := freeAddr()
+	if bed.console, err = testbed.StartGatehouse(append([]string{"console", "--log-format", "text",
+		"--authentication-config", authConfig,
+		"--oidc-client-id", "gatehouse",
+		"--external-url", bed.consoleURL,
+		"--bind-address", consoleHost, "--secure-port", consolePort,
+		"--tls-cert-file", certFile, "--tls-private-key-file", keyPEMFile,
+		"--session-key-file", sessionKey,
+		"--masking-key-file", keyFile,
+		"--approval-key-file", approvalKeyFile(),
+		"--health-bind-address", consoleHealth,
+	}, bed.nats.Args(natsbus.RoleConsole)...)...); err != nil {
+		return err
+	}
+	if err := bed.console.WaitReady("http://"+consoleHealth+"/readyz", 60*time.Second); err != nil {
+		return err
+	}
+	bed.readyz = append(bed.readyz, "http://"+consoleHealth+"/readyz")
 
 	// The default policies, applied as an administrator: Gatehouse's own rules let only
 	// administrators change them, and only directly.
@@ -293,6 +328,20 @@ func maskingKeyFile() string {
 	return f
 }
 
+// approvalKeyFile returns the approval key the webhook and the consoles share.
+func approvalKeyFile() string {
+	f := filepath.Join(bed.dir, "approval.key")
+	if _, err := os.Stat(f); err != nil {
+		if err := os.WriteFile(f, approvalKey, 0o600); err != nil {
+			panic(err)
+		}
+	}
+	return f
+}
+
+// approvalKey is the approval key of the test's webhook and consoles.
+var approvalKey = []byte("e2e-approval-key-0123456789abcdef0123")
+
 // startEnricher runs `gatehouse enricher` as deployed (mutual TLS: kube-apiserver presents a
 // client certificate the intake requires; a spool directory) and returns the kube-apiserver
 // flags that send audit events to it with the shipped audit policy.
@@ -309,17 +358,16 @@ func startEnricher() (map[string][]string, error) {
 	addr, health := freeAddr(), freeAddr()
 	bed.enricherURL = "https://" + addr + "/audit"
 	host, port, _ := net.SplitHostPort(addr)
-	if bed.enricher, err = testbed.StartGatehouse("enricher", "--log-format", "text",
+	if bed.enricher, err = testbed.StartGatehouse(append([]string{"enricher", "--log-format", "text",
 		"--bind-address", host, "--secure-port", port,
 		"--tls-cert-file", pki.ServerCertFile, "--tls-private-key-file", pki.ServerKeyFile,
 		"--client-ca-file", pki.CAFile,
 		"--spool-dir", filepath.Join(dir, "spool"),
-		"--nats-url", bed.nats.URL(),
 		"--clickhouse-addr", bed.clickhouse.NativeAddr,
 		"--masking-key-file", maskingKeyFile(),
 		"--gateway-record-grace", "30s",
 		"--health-bind-address", health,
-	); err != nil {
+	}, bed.nats.Args(natsbus.RoleEnricher)...)...); err != nil {
 		return nil, err
 	}
 	if err := bed.enricher.WaitReady("http://"+health+"/readyz", 60*time.Second); err != nil {

@@ -2,6 +2,7 @@ package testbed_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -149,13 +150,15 @@ func TestSmokeLogsAndPortForward(t *testing.T) {
 // message once through a durable pull consumer.
 func TestSmokeNATS(t *testing.T) {
 	ctx := t.Context()
-	nc, err := nats.Connect(bed.nats.URL())
+	nc, err := bed.nats.Connect()
 	require.NoError(t, err)
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
 	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "SMOKE", Subjects: []string{"smoke.>"}, Duplicates: time.Minute})
 	require.NoError(t, err)
+	// The server serves the whole package: the next run (-count) starts from an empty stream.
+	t.Cleanup(func() { require.NoError(t, js.DeleteStream(context.Background(), "SMOKE")) })
 
 	const n = 100
 	for i := range n {

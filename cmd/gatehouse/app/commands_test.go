@@ -42,11 +42,13 @@ func without(args []string, names ...string) []string {
 }
 
 // serverCommands are the long-running commands that use NATS, with the arguments of a valid
-// production command line and of a valid development one.
+// production command line and of a valid development one. approvalKey says whether the
+// command holds the approval key (--approval-key-file).
 var serverCommands = []struct {
-	name      string
-	parse     func(*testing.T, ...string) error
-	prod, dev []string
+	name        string
+	parse       func(*testing.T, ...string) error
+	prod, dev   []string
+	approvalKey bool
 }{
 	{
 		name: "proxy",
@@ -54,7 +56,7 @@ var serverCommands = []struct {
 			_, err := parse(t, newProxyCommand, args...)
 			return err
 		},
-		prod: []string{"--authentication-config=authn.yaml", "--nats-url=nats://nats:4222", "--tls-cert-file=tls.crt", "--tls-private-key-file=tls.key", "--masking-key-file=key"},
+		prod: []string{"--authentication-config=authn.yaml", "--nats-url=tls://nats:4222", "--nats-nkey-file=proxy.nkey", "--tls-cert-file=tls.crt", "--tls-private-key-file=tls.key", "--masking-key-file=key"},
 		dev:  []string{"--dev", "--authentication-config=authn.yaml"},
 	},
 	{
@@ -63,8 +65,10 @@ var serverCommands = []struct {
 			_, err := parse(t, newWebhookCommand, args...)
 			return err
 		},
-		prod: []string{"--nats-url=nats://nats:4222", "--tls-cert-file=tls.crt", "--tls-private-key-file=tls.key", "--masking-key-file=key"},
-		dev:  []string{"--dev"},
+		prod: []string{"--nats-url=tls://nats:4222", "--nats-nkey-file=webhook.nkey", "--tls-cert-file=tls.crt", "--tls-private-key-file=tls.key", "--masking-key-file=key",
+			"--approval-key-file=approval.key"},
+		dev:         []string{"--dev"},
+		approvalKey: true,
 	},
 	{
 		name: "enricher",
@@ -72,7 +76,7 @@ var serverCommands = []struct {
 			_, err := parse(t, newEnricherCommand, args...)
 			return err
 		},
-		prod: []string{"--nats-url=nats://nats:4222", "--tls-cert-file=tls.crt", "--tls-private-key-file=tls.key", "--client-ca-file=ca.crt", "--spool-dir=/var/lib/gatehouse/spool"},
+		prod: []string{"--nats-url=tls://nats:4222", "--nats-nkey-file=enricher.nkey", "--tls-cert-file=tls.crt", "--tls-private-key-file=tls.key", "--client-ca-file=ca.crt", "--spool-dir=/var/lib/gatehouse/spool"},
 		dev:  []string{"--dev"},
 	},
 	{
@@ -82,8 +86,10 @@ var serverCommands = []struct {
 			return err
 		},
 		prod: []string{"--authentication-config=authn.yaml", "--oidc-client-id=gatehouse-console", "--external-url=https://gatehouse.example.com",
-			"--session-key-file=session.key", "--nats-url=nats://nats:4222", "--tls-cert-file=tls.crt", "--tls-private-key-file=tls.key"},
-		dev: []string{"--dev", "--authentication-config=authn.yaml", "--oidc-client-id=gatehouse-console", "--external-url=https://localhost:8443"},
+			"--session-key-file=session.key", "--nats-url=tls://nats:4222", "--nats-nkey-file=console.nkey", "--tls-cert-file=tls.crt", "--tls-private-key-file=tls.key",
+			"--approval-key-file=approval.key"},
+		dev:         []string{"--dev", "--authentication-config=authn.yaml", "--oidc-client-id=gatehouse-console", "--external-url=https://localhost:8443"},
+		approvalKey: true,
 	},
 }
 
@@ -142,7 +148,7 @@ func TestProxyFlags(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
-			assert.Equal(t, "nats://nats:4222", o.nats.URL)
+			assert.Equal(t, "tls://nats:4222", o.nats.URL)
 			assert.Equal(t, ":8081", o.server.healthAddress, "health and metrics on one address")
 			assert.Equal(t, "0.0.0.0:8443", o.endpoint.address())
 		})
@@ -226,6 +232,7 @@ func TestConsoleFlags(t *testing.T) {
 		{"no client", without(prod, "oidc-client-id"), "--oidc-client-id is required"},
 		{"plain http", append(without(prod, "external-url"), "--external-url=http://gatehouse.example.com"), "--external-url must be an https URL"},
 		{"no session key", without(prod, "session-key-file"), "--session-key-file is required"},
+		{"no approval key", without(prod, "approval-key-file"), "--approval-key-file is required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parse(t, newConsoleCommand, tc.args...)
@@ -240,11 +247,17 @@ func TestNATSFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"loopback", []string{"--store-dir=/d"}, ""},
-		{"remote without authentication", []string{"--store-dir=/d", "--bind-address=0.0.0.0"}, "no authentication"},
-		{"remote, explicitly", []string{"--store-dir=/d", "--bind-address=0.0.0.0", "--allow-unauthenticated-remote-clients"}, ""},
-		{"bad port", []string{"--store-dir=/d", "--port=0"}, "--port"},
-		{"not an IP", []string{"--store-dir=/d", "--bind-address=localhost"}, "--bind-address"},
+		{"as deployed", []string{"--store-dir=/d", "--bind-address=0.0.0.0", "--nkey=proxy=" + testNKey, "--tls-cert-file=tls.crt", "--tls-private-key-file=tls.key"}, ""},
+		{"no identities", []string{"--store-dir=/d", "--bind-address=0.0.0.0", "--tls-cert-file=tls.crt", "--tls-private-key-file=tls.key"}, "identities are required"},
+		{"no TLS", []string{"--store-dir=/d", "--bind-address=0.0.0.0", "--nkey=proxy=" + testNKey}, "--tls-cert-file"},
+		{"a seed instead of a public key", []string{"--store-dir=/d", "--nkey=proxy=SUAB", "--tls-cert-file=tls.crt", "--tls-private-key-file=tls.key"}, "not the public key"},
+		{"an unknown role", []string{"--store-dir=/d", "--nkey=root=" + testNKey, "--tls-cert-file=tls.crt", "--tls-private-key-file=tls.key"}, "unknown role"},
+		{"development is not implied", []string{"--store-dir=/d"}, "identities are required"},
+		{"dev, loopback, no authentication", []string{"--dev", "--store-dir=/d"}, ""},
+		{"dev, remote without authentication", []string{"--dev", "--store-dir=/d", "--bind-address=0.0.0.0"}, "no authentication"},
+		{"dev, remote, explicitly", []string{"--dev", "--store-dir=/d", "--bind-address=0.0.0.0", "--allow-unauthenticated-remote-clients"}, ""},
+		{"bad port", []string{"--dev", "--store-dir=/d", "--port=0"}, "--port"},
+		{"not an IP", []string{"--dev", "--store-dir=/d", "--bind-address=localhost"}, "--bind-address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o, err := parse(t, newNATSCommand, tc.args...)
@@ -258,13 +271,16 @@ func TestNATSFlags(t *testing.T) {
 	}
 }
 
+// testNKey is a public user NKey.
+const testNKey = "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"
+
 func TestCommandsAreRegistered(t *testing.T) {
 	root := NewCommand(nil, nil)
 	for name, flags := range map[string][]string{
-		"proxy":    {"dev", "nats-url", "health-bind-address", "shutdown-grace-period", "tls-cert-file", "self-managed-ca-secret", "authentication-config"},
-		"webhook":  {"dev", "nats-url", "health-bind-address", "shutdown-grace-period", "cert-dir", "self-managed-ca-secret", "webhook-configurations"},
-		"enricher": {"dev", "nats-url", "health-bind-address", "shutdown-grace-period", "client-ca-file", "spool-dir"},
-		"console":  {"dev", "nats-url", "health-bind-address", "shutdown-grace-period", "oidc-client-id", "oidc-client-secret-file", "external-url", "session-key-file", "notify-slack-url-file", "notify-webhook-url-file", "viewer-groups"},
+		"proxy":    {"dev", "nats-url", "health-bind-address", "shutdown-grace-period", "tls-cert-file", "self-managed-ca-secret", "authentication-config", "nats-nkey-file", "console-url"},
+		"webhook":  {"dev", "nats-url", "health-bind-address", "shutdown-grace-period", "cert-dir", "self-managed-ca-secret", "webhook-configurations", "nats-nkey-file", "approval-key-file"},
+		"enricher": {"dev", "nats-url", "health-bind-address", "shutdown-grace-period", "client-ca-file", "spool-dir", "nats-nkey-file"},
+		"console":  {"dev", "nats-url", "health-bind-address", "shutdown-grace-period", "oidc-client-id", "oidc-client-secret-file", "external-url", "session-key-file", "notify-slack-url-file", "notify-webhook-url-file", "viewer-groups", "nats-nkey-file", "approval-key-file"},
 	} {
 		c, _, err := root.Find([]string{name})
 		require.NoError(t, err)

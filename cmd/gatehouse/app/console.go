@@ -45,11 +45,12 @@ type consoleOptions struct {
 	sessionLink      string
 	notifySlackFile  string
 	notifyJSONFile   string
+	approvalKey      approvalKeyOptions
 }
 
 // newConsoleCommand returns `gatehouse console`, which runs run with the validated options.
 func newConsoleCommand(g *globals, run func(context.Context, *slog.Logger, *consoleOptions) error) *cobra.Command {
-	o := &consoleOptions{}
+	o := &consoleOptions{nats: natsbus.Options{Role: natsbus.RoleConsole}}
 	cmd := serverCommand(g, o, run, &cobra.Command{
 		Use:   "console",
 		Short: "Run the approvers' web console and the approvals API",
@@ -60,15 +61,17 @@ with PKCE) at an issuer of --authentication-config, the same file the proxy read
 is the OAuth client --oidc-client-id there, and that issuer's audiences must include it.
 
 The approvals API (/gatehouse/v1/approvals, used by 'gatehouse approvals') is served on the same
-listener with bearer tokens verified like the proxy's. The console connects to NATS with its own
-credentials: it reads and decides approval requests and writes approval events to the trail.`,
+listener with bearer tokens verified like the proxy's; the proxy does not serve it. The console
+connects to NATS with its own credentials, the only ones that may write decisions, and holds the
+approval key (shared with the webhook) that authenticates what it shows and decides.`,
 	})
 	fs := cmd.Flags()
-	o.server.addFlags(fs, "a self-signed serving certificate, an embedded NATS server, and random session and masking keys when none are configured.")
+	o.server.addFlags(fs, "a self-signed serving certificate, an embedded NATS server without --nats-url, and random session, masking and approval keys when none are configured.")
 	o.kube.addFlags(fs)
 	o.endpoint.addFlags(fs, "the console", 8443)
 	o.nats.AddFlags(fs)
 	o.masking.addFlags(fs)
+	o.approvalKey.addFlags(fs)
 	fs.StringVar(&o.authConfig, "authentication-config", "", "AuthenticationConfiguration file (apiserver.config.k8s.io) with the jwt issuers to trust: the proxy's. Required.")
 	fs.StringVar(&o.kubernetesIssuer, "kubernetes-issuer", "", "Issuer URL of the cluster's service-account tokens, when listed in --authentication-config: its discovery and keys are fetched through kube-apiserver.")
 	fs.StringSliceVar(&o.systemPrefixes, "allowed-system-prefixes", nil, "system: user and group name prefixes tokens may map to. system:masters is always refused.")
@@ -101,7 +104,7 @@ func (o *consoleOptions) Validate() error {
 	if o.sessionKeyFile == "" && !o.server.dev {
 		errs = append(errs, errors.New("--session-key-file is required"))
 	}
-	errs = append(errs, o.endpoint.validate(o.server.dev, false), o.server.validateNATS(&o.nats))
+	errs = append(errs, o.endpoint.validate(o.server.dev, false), o.server.validateNATS(&o.nats), o.approvalKey.validate(o.server.dev))
 	return errors.Join(errs...)
 }
 
@@ -187,11 +190,15 @@ func runConsole(ctx context.Context, log *slog.Logger, o *consoleOptions) error 
 			}
 		}
 
+		approvalKey, err := o.approvalKey.key(log)
+		if err != nil {
+			return err
+		}
 		tc, err := openTrail(ctx, lc, o.nats, "console")
 		if err != nil {
 			return err
 		}
-		broker, err := approvals.New(ctx, tc.js, approvals.Options{Recorder: tc.pub, Source: tc.source("console"), Logger: log})
+		broker, err := approvals.New(tc.js, approvals.Options{Key: approvalKey, Recorder: tc.pub, Source: tc.source(), Logger: log})
 		if err != nil {
 			return err
 		}
@@ -225,6 +232,7 @@ func runConsole(ctx context.Context, log *slog.Logger, o *consoleOptions) error 
 		lc.ready("oidc-issuers", authenticator.Ready)
 		lc.ready("approvals", srv.Ready)
 		lc.ready("trail", func(context.Context) error { return tc.pub.Ready() })
+		lc.ready("nats", func(ctx context.Context) error { return errors.Join(tc.ready(ctx), broker.Ready(ctx)) })
 		return errors.Join(lc.add(authenticator.Start), lc.add(srv.Start),
 			lc.serve("the console", o.endpoint.address(), &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}, tlsCfg))
 	})

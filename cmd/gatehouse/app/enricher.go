@@ -57,7 +57,7 @@ type enricherOptions struct {
 
 // newEnricherCommand returns `gatehouse enricher`, which runs run with the validated options.
 func newEnricherCommand(g *globals, run func(context.Context, *slog.Logger, *enricherOptions) error) *cobra.Command {
-	o := &enricherOptions{}
+	o := &enricherOptions{nats: natsbus.Options{Role: natsbus.RoleEnricher}}
 	cmd := serverCommand(g, o, run, &cobra.Command{
 		Use:   "enricher",
 		Short: "Receive kube-apiserver audit events and store them, masked and joined with the trail, in ClickHouse",
@@ -227,7 +227,6 @@ func runEnricher(ctx context.Context, log *slog.Logger, o *enricherOptions) erro
 		}
 		// The intake spools batches while NATS is away, also when the enricher starts then: connect
 		// in the background, retrying.
-		o.nats.Name = "gatehouse-enricher"
 		o.nats.Logger = log
 		var natsMu sync.Mutex
 		var natsConn *natsbus.Conn

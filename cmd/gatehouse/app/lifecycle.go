@@ -41,14 +41,12 @@ func (o *serverOptions) addFlags(fs *pflag.FlagSet, dev string) {
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace-period", 30*time.Second, "How long requests in flight may finish at shutdown.")
 }
 
-// validateNATS is the rule of every command that uses NATS: outside development mode it needs
-// --nats-url; an empty one never silently means an embedded server.
+// validateNATS is the rule of every command that uses NATS (natsbus.Options.Validate, in the
+// command's development mode): outside --dev it needs --nats-url, credentials and TLS; an empty
+// --nats-url never silently means an embedded server.
 func (o *serverOptions) validateNATS(nats *natsbus.Options) error {
-	var errs []error
-	if nats.URL == "" && !o.dev {
-		errs = append(errs, errors.New("--nats-url is required (an embedded NATS server is for --dev only)"))
-	}
-	return errors.Join(append(errs, nats.Validate())...)
+	nats.Dev = o.dev
+	return nats.Validate()
 }
 
 // lifecycle runs a command: its long-running parts are Runnables of one controller-runtime

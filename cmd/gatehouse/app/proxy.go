@@ -17,7 +17,6 @@ import (
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/recording"
-	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
 type proxyOptions struct {
@@ -39,11 +38,12 @@ type proxyOptions struct {
 	recordingFlush      time.Duration
 	recordingChunkBytes int
 	terminalDelay       time.Duration
+	consoleURL          string
 }
 
 // newProxyCommand returns `gatehouse proxy`, which runs run with the validated options.
 func newProxyCommand(g *globals, run func(context.Context, *slog.Logger, *proxyOptions) error) *cobra.Command {
-	o := &proxyOptions{}
+	o := &proxyOptions{nats: natsbus.Options{Role: natsbus.RoleProxy}}
 	cmd := serverCommand(g, o, run, &cobra.Command{
 		Use:   "proxy",
 		Short: "Run the authenticating front proxy for kube-apiserver",
@@ -55,7 +55,7 @@ The token issuers and claim mappings come from --authentication-config, the same
 AuthenticationConfiguration file kube-apiserver reads.`,
 	})
 	fs := cmd.Flags()
-	o.server.addFlags(fs, "a self-signed serving certificate, an embedded NATS server and a random masking key when none are configured.")
+	o.server.addFlags(fs, "a self-signed serving certificate, an embedded NATS server without --nats-url and a random masking key when none are configured.")
 	o.kube.addFlags(fs)
 	o.endpoint.addFlags(fs, "the proxy", 8443)
 	o.nats.AddFlags(fs)
@@ -72,6 +72,7 @@ AuthenticationConfiguration file kube-apiserver reads.`,
 	fs.StringVar(&o.policyFile, "policy-file", "", "Read AccessPolicies from this multi-document YAML file (reloaded when it changes) instead of the cluster (development mode).")
 	fs.DurationVar(&o.approvalTimeout, "approval-timeout", 10*time.Minute, "The longest a request that admission holds for approval is kept open waiting for approvers; a client's own hold duration (Gatehouse-Hold) cannot exceed it. Clients may ask not to be held (hold=refuse).")
 	fs.StringSliceVar(&o.admissionSkipped, "admission-skipped-namespaces", policy.AdmissionSkipsNamespaces, "Namespaces the validating webhook configurations leave out (namespaceSelector): admission cannot hold writes there for approval, so the proxy refuses those a rule holds. Keep it equal to the configurations' list (the chart passes it).")
+	fs.StringVar(&o.consoleURL, "console-url", "", "URL of gatehouse console, which serves the approvals API and the approvers' web UI: the proxy answers calls of the approvals API with it (gatehouse approvals follows it), and says where to approve in held calls' answers.")
 	fs.BoolVar(&o.clientImpersonation, "allow-client-impersonation", false, "Let clients impersonate (kubectl --as) whom a SubjectAccessReview says their verified identity may impersonate; the verified user is kept in the extra gatehouse.dev/original-user. Default: every Impersonate-* header is refused.")
 	return cmd
 }
@@ -117,7 +118,7 @@ func runProxy(ctx context.Context, log *slog.Logger, o *proxyOptions) error {
 		}
 		pub := tc.pub
 		recordings, err := recording.NewPublisher(tc.conn.Conn, recording.PublisherOptions{
-			Source: tc.source("proxy"), ChunkBytes: o.recordingChunkBytes, FlushInterval: o.recordingFlush, Logger: log,
+			Source: tc.source(), ChunkBytes: o.recordingChunkBytes, FlushInterval: o.recordingFlush, Logger: log,
 		})
 		if err != nil {
 			return err
@@ -138,17 +139,12 @@ func runProxy(ctx context.Context, log *slog.Logger, o *proxyOptions) error {
 		if err != nil {
 			return err
 		}
-		broker, err := approvals.New(ctx, tc.js, approvals.Options{Recorder: pub, Source: tc.source("proxy"), Logger: log})
+		// The proxy reads approval requests to hold its clients; it has no approval key and its
+		// NATS identity cannot write them.
+		broker, err := approvals.New(tc.js, approvals.Options{Source: tc.source(), Logger: log})
 		if err != nil {
 			return err
 		}
-		api := &approvals.API{Broker: broker, Logger: log, Authenticate: func(r *http.Request) (trail.Identity, error) {
-			id, ok := proxy.IdentityFrom(r.Context())
-			if !ok {
-				return trail.Identity{}, errors.New("unauthenticated")
-			}
-			return id.Identity, nil
-		}}
 		var impersonation authn.ImpersonationAuthorizer
 		if o.clientImpersonation {
 			cs, err := kubernetes.NewForConfig(upstream)
@@ -172,7 +168,7 @@ func runProxy(ctx context.Context, log *slog.Logger, o *proxyOptions) error {
 			AdmissionSees:      policy.AdmissionSeesSkipping(o.admissionSkipped),
 			Approvals:          broker,
 			MaxHold:            o.approvalTimeout,
-			ApprovalsAPI:       api,
+			ConsoleURL:         o.consoleURL,
 			Metrics:            lc.metrics,
 			Logger:             log,
 		})
@@ -186,6 +182,7 @@ func runProxy(ctx context.Context, log *slog.Logger, o *proxyOptions) error {
 			return err
 		}
 		lc.ready("oidc-issuers", authenticator.Ready)
+		lc.ready("nats", func(ctx context.Context) error { return errors.Join(tc.ready(ctx), broker.Ready(ctx)) })
 		lc.ready("trail", func(context.Context) error { return pub.Ready() })
 		lc.ready("policies", func(context.Context) error { return engine.Ready() })
 		return errors.Join(lc.add(authenticator.Start),

@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -26,7 +27,9 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/gatehouse-dev/gatehouse/enricher"
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
+	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
 // The run functions' tests run the commands in this process against real components, started
@@ -195,7 +198,7 @@ func TestRunNATS(t *testing.T) {
 	var out syncBuffer
 	cmd := newNATSCommand(&globals{logger: slog.New(slog.DiscardHandler)}, runNATS)
 	cmd.SetOut(&out)
-	cmd.SetArgs([]string{"--bind-address", host, "--port", port, "--store-dir", t.TempDir()})
+	cmd.SetArgs([]string{"--dev", "--bind-address", host, "--port", port, "--store-dir", t.TempDir()})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
@@ -221,7 +224,7 @@ func TestRunNATS(t *testing.T) {
 	defer l.Close()
 	_, busy, _ := net.SplitHostPort(l.Addr().String())
 	cmd = newNATSCommand(&globals{logger: slog.New(slog.DiscardHandler)}, runNATS)
-	cmd.SetArgs([]string{"--port", busy, "--store-dir", t.TempDir()})
+	cmd.SetArgs([]string{"--dev", "--port", busy, "--store-dir", t.TempDir()})
 	require.ErrorContains(t, cmd.ExecuteContext(t.Context()), "choose another --port")
 }
 
@@ -260,7 +263,7 @@ jwt:
 	_, err := http.Get("http://" + health + "/readyz")
 	require.Error(t, err, "and leaves nothing listening")
 	assert.Contains(t, r.log.String(), "no --session-key-file: using a random session key (development only)")
-	assert.Contains(t, r.log.String(), "started an embedded NATS server (development only)")
+	assert.Contains(t, r.log.String(), "started an embedded NATS server without authentication (development only)")
 }
 
 func TestRunEnricher(t *testing.T) {
@@ -289,7 +292,10 @@ func TestRunEnricher(t *testing.T) {
 	require.NoError(t, r.stop(t), "it stops cleanly when its context ends")
 }
 
-func TestRunProxy(t *testing.T) {
+// proxyArgs returns the flags of a development proxy in front of the test cluster, trusting the
+// test issuer, with no policies, and the address it serves and its health address.
+func proxyArgs(t *testing.T) (args []string, addr, health string) {
+	t.Helper()
 	kube, issuer := testKube(t), testIssuer(t)
 	dir := t.TempDir()
 	kubeconfig, err := testbed.WriteKubeconfig(dir, kube.Config)
@@ -308,10 +314,15 @@ jwt:
 `, issuer.URL, strings.ReplaceAll(strings.TrimSpace(string(issuer.CAPEM)), "\n", "\n      "))), 0o600))
 	policies := filepath.Join(dir, "policies.yaml")
 	require.NoError(t, os.WriteFile(policies, nil, 0o600))
-	addr, health := freeAddr(t), freeAddr(t)
+	addr, health = freeAddr(t), freeAddr(t)
 	host, port, _ := net.SplitHostPort(addr)
-	args := []string{"--dev", "--kubeconfig=" + kubeconfig, "--authentication-config=" + authConfig, "--policy-file=" + policies,
-		"--bind-address=" + host, "--secure-port=" + port, "--health-bind-address=" + health, "--shutdown-grace-period=2s"}
+	return []string{"--dev", "--kubeconfig=" + kubeconfig, "--authentication-config=" + authConfig, "--policy-file=" + policies,
+		"--bind-address=" + host, "--secure-port=" + port, "--health-bind-address=" + health, "--shutdown-grace-period=2s"}, addr, health
+}
+
+func TestRunProxy(t *testing.T) {
+	issuer := testIssuer(t)
+	args, addr, health := proxyArgs(t)
 	r := start(t, newProxyCommand, runProxy, args...)
 	r.waitReady(t, "http://"+health+"/readyz")
 
@@ -334,6 +345,48 @@ jwt:
 	require.ErrorContains(t, err, "address already in use")
 
 	require.NoError(t, r.stop(t), "it stops cleanly when its context ends")
+}
+
+// TestRunProxyReadinessSaysWhy runs the proxy with its own NATS identity, over TLS, against a
+// NATS server whose streams the administrator has not made yet: the one health endpoint reports
+// the proxy not ready because of NATS and the log says which stream is missing; once provisioned
+// it is ready; when NATS goes away it is not ready again, and the log says it is not connected.
+func TestRunProxyReadinessSaysWhy(t *testing.T) {
+	srv, err := testbed.StartNATS()
+	require.NoError(t, err)
+	t.Cleanup(srv.Stop)
+	admin, err := srv.Connect()
+	require.NoError(t, err)
+	t.Cleanup(admin.Close)
+	js, err := jetstream.New(admin)
+	require.NoError(t, err)
+	for _, name := range []string{trail.StreamTrail, trail.StreamAudit, trail.StreamRecordings} {
+		require.NoError(t, js.DeleteStream(t.Context(), name))
+	}
+
+	args, _, health := proxyArgs(t)
+	r := start(t, newProxyCommand, runProxy, append(args, srv.Args(natsbus.RoleProxy)...)...)
+	notReady := func(why string) {
+		t.Helper()
+		require.Eventually(t, func() bool {
+			resp, err := http.Get("http://" + health + "/readyz")
+			if err != nil {
+				return false // not serving yet
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			return err == nil && resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), "nats") &&
+				strings.Contains(r.log.String(), why)
+		}, 60*time.Second, 50*time.Millisecond, "/readyz names the nats check and the log says %q", why)
+	}
+	notReady("the stream " + trail.StreamTrail + " does not exist")
+
+	require.NoError(t, natsbus.ProvisionConn(t.Context(), admin, natsbus.ProvisionOptions{}))
+	r.waitReady(t, "http://"+health+"/readyz")
+
+	srv.Shutdown()
+	notReady("not connected to NATS")
+	require.NoError(t, r.stop(t), "it stops cleanly while NATS is away")
 }
 
 func mustPort(t *testing.T, addr string) int {

@@ -32,6 +32,9 @@ type webhookOptions struct {
 	policyFile string
 	nats       natsbus.Options
 	approvals  approvalGateOptions
+	// approvalKey authenticates the approval requests the webhook makes and the decisions and
+	// grant uses it reads; shared with the console only.
+	approvalKey approvalKeyOptions
 	// register is the registration of the webhook configurations once the webhook answers
 	// (charts/gatehouse).
 	register registration.Flags
@@ -45,13 +48,14 @@ type approvalGateOptions struct {
 }
 
 func (o *webhookOptions) addFlags(fs *pflag.FlagSet) {
-	o.server.addFlags(fs, "a self-signed serving certificate, an embedded NATS server and a random masking key when none are configured.")
+	o.server.addFlags(fs, "a self-signed serving certificate, an embedded NATS server without --nats-url, and random masking and approval keys when none are configured.")
 	o.kube.addFlags(fs)
 	o.endpoint.addFlags(fs, "the admission webhooks", 9443)
 	o.masking.addFlags(fs)
 	fs.StringVar(&o.certDir, "cert-dir", "", "Directory holding tls.crt and tls.key (a mounted cert-manager Secret); instead of --tls-cert-file and --tls-private-key-file.")
 	fs.StringVar(&o.policyFile, "policy-file", "", "Read AccessPolicies from this multi-document YAML file (reloaded when it changes) instead of the cluster.")
 	o.nats.AddFlags(fs)
+	o.approvalKey.addFlags(fs)
 	fs.DurationVar(&o.approvals.wait, "approval-wait", 3*time.Second, "How long a direct call that needs approval waits for a decision before it is denied with the approval request's ID. Keep it well under the webhook timeout (5s).")
 	fs.DurationVar(&o.approvals.requestTTL, "approval-request-ttl", time.Hour, "How long an approval request made at admission waits for approvers.")
 	fs.StringVar(&o.approvals.uiURL, "approvals-url", "", "URL of the approvers' web UI, linked in denials.")
@@ -88,12 +92,12 @@ func (o *webhookOptions) Validate() error {
 			return errors.New("--self-managed-ca-secret needs --webhook-configurations or --self-managed-ca-configmap: kube-apiserver must learn the CA")
 		}
 	}
-	return errors.Join(o.endpoint.validate(o.server.dev, o.register.Enabled()), o.server.validateNATS(&o.nats))
+	return errors.Join(o.endpoint.validate(o.server.dev, o.register.Enabled()), o.server.validateNATS(&o.nats), o.approvalKey.validate(o.server.dev))
 }
 
 // newWebhookCommand returns `gatehouse webhook`, which runs run with the validated options.
 func newWebhookCommand(g *globals, run func(context.Context, *slog.Logger, *webhookOptions) error) *cobra.Command {
-	o := &webhookOptions{}
+	o := &webhookOptions{nats: natsbus.Options{Role: natsbus.RoleWebhook}}
 	cmd := serverCommand(g, o, run, &cobra.Command{
 		Use:   "webhook",
 		Short: "Run the admission webhooks that enforce AccessPolicies on every path into the cluster",
@@ -136,6 +140,10 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 		if err != nil {
 			return err
 		}
+		approvalKey, err := o.approvalKey.key(log)
+		if err != nil {
+			return err
+		}
 		tc, err := openTrail(ctx, lc, o.nats, webhook.ComponentValidating)
 		if err != nil {
 			return err
@@ -145,7 +153,7 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 		if err != nil {
 			return err
 		}
-		broker, err := approvals.New(ctx, tc.js, approvals.Options{Recorder: publisher, Source: tc.source("webhook"), Logger: log})
+		broker, err := approvals.New(tc.js, approvals.Options{Key: approvalKey, Recorder: publisher, Source: tc.source(), Logger: log})
 		if err != nil {
 			return err
 		}
@@ -166,7 +174,7 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 				return err
 			}
 			r, err := o.register.New(cs, log.With("part", "registration"), func(ctx context.Context) error {
-				return errors.Join(started(ctx), engine.Ready(), publisher.Ready())
+				return errors.Join(started(ctx), engine.Ready(), publisher.Ready(), tc.ready(ctx), broker.Ready(ctx))
 			})
 			if err != nil {
 				return err
@@ -182,6 +190,7 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 		lc.ready("webhook", started)
 		lc.ready("policies", func(context.Context) error { return engine.Ready() })
 		lc.ready("trail", func(context.Context) error { return publisher.Ready() })
+		lc.ready("nats", func(ctx context.Context) error { return errors.Join(tc.ready(ctx), broker.Ready(ctx)) })
 		log.Info("starting the admission webhooks", "address", o.endpoint.address(),
 			"validate", webhook.PathValidate, "mutate", webhook.PathMutate)
 		return nil

@@ -118,3 +118,40 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestStandaloneNATSNeedsIdentitiesAndTLS: outside --dev, `gatehouse nats` refuses to serve
+// without the components' identities or without TLS; with --dev and no identities it serves
+// loopback only, unless told otherwise.
+func TestStandaloneNATSNeedsIdentitiesAndTLS(t *testing.T) {
+	_, pub, err := natsbus.NewUser()
+	require.NoError(t, err)
+	store := []string{"--store-dir", t.TempDir()}
+	identities := []string{"--nkey", "proxy=" + pub}
+	tls := []string{"--tls-cert-file", "nats.crt", "--tls-private-key-file", "nats.key"}
+	tests := []struct {
+		name string
+		args []string
+		want string // "" when valid
+	}{
+		{"as deployed", cat(store, identities, tls), ""},
+		{"no identities", cat(store, tls), "only --dev serves without authentication"},
+		{"no TLS", cat(store, identities), "components reach NATS over TLS"},
+		{"neither", store, "only --dev serves without authentication"},
+		{"an identity of an unknown role", cat(store, tls, []string{"--nkey", "root=" + pub}), "unknown role"},
+		{"--dev: no identities, loopback", cat(store, []string{"--dev"}), ""},
+		{"--dev: no identities, another address", cat(store, []string{"--dev", "--bind-address", "0.0.0.0"}), "no authentication"},
+		{"--dev: no identities, another address, allowed", cat(store, []string{"--dev", "--bind-address", "0.0.0.0", "--allow-unauthenticated-remote-clients"}), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := newNATSCommand(&globals{})
+			require.NoError(t, cmd.ParseFlags(tc.args))
+			err := cmd.PreRunE(cmd, nil)
+			if tc.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}

@@ -1,12 +1,16 @@
 package webhook_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -172,9 +176,11 @@ func TestApprovedStatusUpdateAdmitsOnlyItself(t *testing.T) {
 	assert.True(t, resp.Allowed, "%+v", resp.Result)
 }
 
-// TestGateRefusesForgedGrants: an approval written straight to NATS, by the console's own
-// credentials without the approval key or by anyone who can write the bucket, admits nothing:
-// neither the proxy's retry naming it nor a direct retry finding it by fingerprint.
+// TestGateRefusesForgedGrants: an approval written straight to NATS admits nothing. Every
+// identity but the console's (the proxy's, the webhook's own, the enricher's, the administrator's)
+// is refused the write by the server; the console's credentials, or anyone else who can write the
+// bucket, without the approval key write a decision that fails its MAC: neither the proxy's retry
+// naming it nor a direct retry finding it by fingerprint is admitted.
 func TestGateRefusesForgedGrants(t *testing.T) {
 	b := newGateBed(t)
 	ctx := t.Context()
@@ -184,6 +190,40 @@ func TestGateRefusesForgedGrants(t *testing.T) {
 	forged, _ := json.Marshal(map[string]any{"id": id, "state": "Approved", "seq": 1, "grantExpires": time.Now().Add(time.Hour),
 		"decisions": []approvals.Decision{{Approver: "sre-1", Verdict: approvals.Approve, Time: time.Now()}}})
 	value, _ := json.Marshal(map[string]any{"mac": base64.StdEncoding.EncodeToString(make([]byte, 32)), "data": json.RawMessage(forged)})
+	decision := "$KV." + approvals.Bucket + "." + approvals.PrefixDecision + "." + id
+
+	// Every other identity is refused the write by the server: nothing is stored, and the
+	// proxy's retry naming the request is still held.
+	for _, role := range []natsbus.Role{natsbus.RoleProxy, natsbus.RoleWebhook, natsbus.RoleEnricher, natsbus.RoleAdmin} {
+		violations := make(chan string, 8)
+		nc, err := bed.nats.ConnectAs(role, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+				violations <- err.Error()
+			}
+		}))
+		require.NoError(t, err, role)
+		js, err := jetstream.New(nc)
+		require.NoError(t, err)
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		published := make(chan error, 1)
+		go func() { _, err := js.Publish(pctx, decision, value); published <- err }()
+		select {
+		case v := <-violations:
+			assert.Contains(t, v, decision, "%s: the server names the refused subject", role)
+		case <-pctx.Done():
+			t.Errorf("%s: no permission violation for %s", role, decision)
+		}
+		cancel()
+		assert.Error(t, <-published, "%s: the forged decision is not stored", role)
+		nc.Close()
+	}
+	kvInspect, err := bed.inspect.KeyValue(ctx, approvals.Bucket)
+	require.NoError(t, err)
+	_, err = kvInspect.Get(ctx, approvals.PrefixDecision+"."+id)
+	require.ErrorIs(t, err, jetstream.ErrKeyNotFound, "no identity but the console's wrote a decision")
+	resp := b.admit(t, gatewayReview("f-1b", admissionv1.Create, "secrets", "", "forged", secret, "agent", map[string]string{identity.ExtraApprovalID: id}))
+	assert.False(t, resp.Allowed, "the proxy's retry is refused while the request is pending")
+
 	// The console's credentials may write decisions; without the key its forgery fails.
 	consoleConn, err := bed.nats.ConnectAs(natsbus.RoleConsole)
 	require.NoError(t, err)
@@ -195,7 +235,7 @@ func TestGateRefusesForgedGrants(t *testing.T) {
 	_, err = kv.Put(ctx, approvals.PrefixDecision+"."+id, value)
 	require.NoError(t, err)
 
-	resp := b.admit(t, gatewayReview("f-2", admissionv1.Create, "secrets", "", "forged", secret, "agent", map[string]string{identity.ExtraApprovalID: id}))
+	resp = b.admit(t, gatewayReview("f-2", admissionv1.Create, "secrets", "", "forged", secret, "agent", map[string]string{identity.ExtraApprovalID: id}))
 	assert.False(t, resp.Allowed, "the proxy's retry under a forged grant is refused")
 	assert.Contains(t, resp.Result.Message, "integrity check")
 	again := heldID(t, b.admit(t, gatewayReview("f-3", admissionv1.Create, "secrets", "", "forged", secret, "agent", nil)))

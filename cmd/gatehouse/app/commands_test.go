@@ -241,6 +241,9 @@ func TestConsoleFlags(t *testing.T) {
 	}
 }
 
+// TestNATSFlags: outside --dev, `gatehouse nats` refuses to serve without the components'
+// identities or without TLS; with --dev and no identities it serves loopback only, unless told
+// otherwise.
 func TestNATSFlags(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -248,11 +251,11 @@ func TestNATSFlags(t *testing.T) {
 		want string
 	}{
 		{"as deployed", []string{"--store-dir=/d", "--bind-address=0.0.0.0", "--nkey=proxy=" + testNKey, "--tls-cert-file=tls.crt", "--tls-private-key-file=tls.key"}, ""},
-		{"no identities", []string{"--store-dir=/d", "--bind-address=0.0.0.0", "--tls-cert-file=tls.crt", "--tls-private-key-file=tls.key"}, "identities are required"},
-		{"no TLS", []string{"--store-dir=/d", "--bind-address=0.0.0.0", "--nkey=proxy=" + testNKey}, "--tls-cert-file"},
+		{"no identities", []string{"--store-dir=/d", "--bind-address=0.0.0.0", "--tls-cert-file=tls.crt", "--tls-private-key-file=tls.key"}, "only --dev serves without authentication"},
+		{"no TLS", []string{"--store-dir=/d", "--bind-address=0.0.0.0", "--nkey=proxy=" + testNKey}, "components reach NATS over TLS"},
 		{"a seed instead of a public key", []string{"--store-dir=/d", "--nkey=proxy=SUAB", "--tls-cert-file=tls.crt", "--tls-private-key-file=tls.key"}, "not the public key"},
 		{"an unknown role", []string{"--store-dir=/d", "--nkey=root=" + testNKey, "--tls-cert-file=tls.crt", "--tls-private-key-file=tls.key"}, "unknown role"},
-		{"development is not implied", []string{"--store-dir=/d"}, "identities are required"},
+		{"development is not implied", []string{"--store-dir=/d"}, "only --dev serves without authentication"},
 		{"dev, loopback, no authentication", []string{"--dev", "--store-dir=/d"}, ""},
 		{"dev, remote without authentication", []string{"--dev", "--store-dir=/d", "--bind-address=0.0.0.0"}, "no authentication"},
 		{"dev, remote, explicitly", []string{"--dev", "--store-dir=/d", "--bind-address=0.0.0.0", "--allow-unauthenticated-remote-clients"}, ""},

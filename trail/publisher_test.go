@@ -37,9 +37,7 @@ func start(t testing.TB) (*testbed.NATS, *nats.Conn, jetstream.JetStream) {
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	for _, name := range []string{trail.StreamTrail, trail.StreamAudit, trail.StreamRecordings} {
-		require.NoError(t, js.DeleteStream(t.Context(), name))
-	}
+	require.NoError(t, testbed.DeleteStreams(t.Context(), js))
 	return srv, nc, js
 }
 

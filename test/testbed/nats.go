@@ -1,15 +1,18 @@
 package testbed
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/gatehouse-dev/gatehouse/natsbus"
+	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
 // NATS is an embedded NATS server with JetStream, secured as deployed: TLS with client
@@ -146,4 +149,16 @@ func (n *NATS) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	}
 	return nats.Connect(n.URL(), append([]nats.Option{nats.Nkey(pub, n.unrestricted.Sign),
 		nats.RootCAs(n.PKI.CAFile), nats.ClientCert(n.PKI.ClientCertFile, n.PKI.ClientKeyFile)}, opts...)...)
+}
+
+// DeleteStreams deletes the trail's streams the administrator provisioned, through js (a
+// connection of the test's own identity, Connect): for tests of what a component does before
+// NATS is provisioned.
+func DeleteStreams(ctx context.Context, js jetstream.JetStream) error {
+	for _, name := range []string{trail.StreamTrail, trail.StreamAudit, trail.StreamRecordings} {
+		if err := js.DeleteStream(ctx, name); err != nil {
+			return fmt.Errorf("testbed: delete stream %s: %w", name, err)
+		}
+	}
+	return nil
 }

@@ -203,16 +203,14 @@ func TestRunNATS(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
 
-	var nc *nats.Conn
-	require.Eventually(t, func() bool {
-		var err error
-		nc, err = nats.Connect("nats://" + addr)
-		return err == nil
-	}, 30*time.Second, 20*time.Millisecond)
+	// The server accepts clients while it provisions; the ready line comes after that.
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "NATS JetStream ready at nats://"+addr) },
+		30*time.Second, 20*time.Millisecond, "the ready line: %s", &out)
+	nc, err := nats.Connect("nats://" + addr)
+	require.NoError(t, err, "ready means serving")
 	defer nc.Close()
 	require.NoError(t, nc.Publish("gatehouse.test", []byte("hello")))
 	require.NoError(t, nc.Flush())
-	assert.Contains(t, out.String(), "NATS JetStream ready at nats://"+addr)
 
 	cancel()
 	require.NoError(t, <-done, "it stops cleanly when its context ends")
@@ -360,9 +358,7 @@ func TestRunProxyReadinessSaysWhy(t *testing.T) {
 	t.Cleanup(admin.Close)
 	js, err := jetstream.New(admin)
 	require.NoError(t, err)
-	for _, name := range []string{trail.StreamTrail, trail.StreamAudit, trail.StreamRecordings} {
-		require.NoError(t, js.DeleteStream(t.Context(), name))
-	}
+	require.NoError(t, testbed.DeleteStreams(t.Context(), js))
 
 	args, _, health := proxyArgs(t)
 	r := start(t, newProxyCommand, runProxy, append(args, srv.Args(natsbus.RoleProxy)...)...)

@@ -110,7 +110,7 @@ jwt:
 		}
 	}
 	f := func(name string) string { return filepath.Join(bed.dir, name) }
-	if cons.process, err = testbed.StartGatehouse("console", "--log-format", "text",
+	if cons.process, err = testbed.StartGatehouse(append([]string{"console", "--log-format", "text",
 		"--authentication-config", f("console-authn.yaml"),
 		"--oidc-issuer-url", cons.dex.Issuer,
 		"--oidc-client-id", "gatehouse-console",
@@ -123,7 +123,7 @@ jwt:
 		"--approval-key-file", approvalKeyFile(),
 		"--viewer-groups", viewerGroup,
 		"--health-bind-address", health,
-	); err != nil {
+	}, bed.nats.Args(natsbus.RoleConsole)...)...); err != nil {
 		return err
 	}
 	if err := cons.process.WaitReady("http://"+health+"/readyz", 60*time.Second); err != nil {

@@ -10,15 +10,15 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/nats-io/nats.go/jetstream"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
-// APIPrefix is where the approvals API is served: by the front proxy, next to the Kubernetes
-// API, with the same authentication.
+// APIPrefix is where the approvals API is served: by `gatehouse console`, next to the web
+// console, with the same token verification as the proxy. The proxy answers it with the
+// console's address.
 const APIPrefix = "/gatehouse/v1/approvals"
 
 // API serves the approvals API:
@@ -129,7 +129,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) watch(w http.ResponseWriter, r *http.Request, who trail.Identity) {
-	watcher, err := a.Broker.kv.Watch(r.Context(), "req.>", jetstream.IgnoreDeletes())
+	watcher, err := a.Broker.Watch(r.Context())
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -144,25 +144,25 @@ func (a *API) watch(w http.ResponseWriter, r *http.Request, who trail.Identity) 
 		select {
 		case <-r.Context().Done():
 			return
-		case e, ok := <-watcher.Updates():
+		case c, ok := <-watcher.Changes():
 			if !ok {
 				return
 			}
-			if e == nil { // the initial values are done
+			if c == nil { // the initial values are done
 				initial = false
 				continue
 			}
-			var req Request
-			if err := json.Unmarshal(e.Value(), &req); err != nil || !req.VisibleTo(who) {
+			if c.Err != nil || !c.Request.VisibleTo(who) {
 				continue
 			}
+			req := c.Request
 			req.expire(a.Broker.clock.Now())
 			// A pending request without decisions has just been created.
 			typ := "MODIFIED"
 			if initial || req.State == StatePending && len(req.Decisions) == 0 {
 				typ = "ADDED"
 			}
-			if err := enc.Encode(WatchEvent{Type: typ, Object: &req}); err != nil {
+			if err := enc.Encode(WatchEvent{Type: typ, Object: req}); err != nil {
 				return
 			}
 			if flusher != nil {
@@ -182,6 +182,10 @@ func (a *API) fail(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusConflict, metav1.StatusReasonConflict, err.Error())
 	case errors.Is(err, ErrInvalidInput):
 		writeError(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, err.Error())
+	case errors.Is(err, ErrTampered):
+		a.log().Error("approval request refused: it failed its integrity check", "err", err)
+		writeError(w, http.StatusInternalServerError, metav1.StatusReasonInternalError,
+			"the approval request failed its integrity check (it was changed outside Gatehouse), so it cannot be shown or decided; tell a Gatehouse administrator")
 	case errors.Is(err, context.Canceled):
 	default:
 		a.log().Error("approvals API call failed", "err", err)

@@ -2,7 +2,9 @@ package approvals
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
 	"encoding/json"
 	"errors"
@@ -10,6 +12,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,8 +23,8 @@ import (
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
-// Bucket holds the approval requests ("req.<id>") and the fingerprint index
-// ("fp.<fingerprint>" -> id) that lets admission find the request of an operation again.
+// Bucket holds the approval requests, in parts written by different components (see the key
+// prefixes PrefixRequest, PrefixDecision, PrefixUse and PrefixIndex).
 const Bucket = "GATEHOUSE_APPROVALS"
 
 // Errors. Messages are written for the person who asked or decided.
@@ -32,17 +35,56 @@ var (
 	ErrNoGrant      = errors.New("no usable grant")
 	ErrUnavailable  = errors.New("the approval broker is unavailable")
 	ErrInvalidInput = errors.New("invalid approval input")
+	// ErrReadOnly is returned by the writing methods of a broker without an approval key.
+	ErrReadOnly = errors.New("approvals: this broker has no approval key: it reads requests but cannot change them")
 )
+
+// BucketOptions configures the approvals bucket (EnsureBucket).
+type BucketOptions struct {
+	// Replicas of the bucket in a NATS cluster. Default 1.
+	Replicas int
+	// Retention is how long a stored part of a request is kept. Default 90 days.
+	Retention time.Duration
+}
+
+// BucketConfig returns the key-value bucket the broker keeps requests in.
+func BucketConfig(o BucketOptions) jetstream.KeyValueConfig {
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.Retention == 0 {
+		o.Retention = 90 * 24 * time.Hour
+	}
+	return jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "Gatehouse approval requests",
+		History:     64,
+		TTL:         o.Retention,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+	}
+}
+
+// EnsureBucket creates the approvals bucket, or updates it to BucketConfig(o). Only the NATS
+// administrator may (natsbus.Provision); components open it with New.
+func EnsureBucket(ctx context.Context, js jetstream.JetStream, o BucketOptions) error {
+	if _, err := js.CreateOrUpdateKeyValue(ctx, BucketConfig(o)); err != nil {
+		return fmt.Errorf("approvals: ensure bucket %s: %w", Bucket, err)
+	}
+	return nil
+}
 
 // Options configures a Broker.
 type Options struct {
-	// Replicas of the buckets in a NATS cluster. Default 1.
-	Replicas int
-	// Retention is how long requests are kept after their last change. Default 90 days.
-	Retention time.Duration
+	// Key is the approval key: it authenticates what the broker stores (requests, decisions and
+	// the use of grants) and is checked on everything it reads. At least MinKeyBytes; the webhook
+	// and the console share it, and NATS never sees it. Without a key the broker only reads,
+	// trusting what it reads, and every writing method returns ErrReadOnly: the proxy, which
+	// waits for decisions and leaves it to admission to check them, has no key.
+	Key []byte
 	// Source names the process in trail records, e.g. "webhook/gatehouse-7d9c".
 	Source string
-	// Recorder receives a trail.Approval for every change. Required.
+	// Recorder receives a trail.Approval for every change. Required with a Key.
 	Recorder Recorder
 	// Clock tells the time of deadlines and decisions. Default: the real clock.
 	Clock clock.Clock
@@ -57,21 +99,26 @@ type Recorder interface {
 
 // Broker creates, decides and consumes approval requests in JetStream.
 type Broker struct {
-	kv    jetstream.KeyValue
-	opts  Options
-	clock clock.Clock
+	js     jetstream.JetStream
+	opts   Options
+	clock  clock.Clock
+	macKey []byte
+
+	mu sync.Mutex
+	kv jetstream.KeyValue // opened on first use
 }
 
-// New opens (creating when missing) the approval buckets.
-func New(ctx context.Context, js jetstream.JetStream, o Options) (*Broker, error) {
-	if o.Recorder == nil {
-		return nil, errors.New("approvals: Options.Recorder is required")
-	}
-	if o.Replicas == 0 {
-		o.Replicas = 1
-	}
-	if o.Retention == 0 {
-		o.Retention = 90 * 24 * time.Hour
+// New returns a broker on the approvals bucket, which the NATS administrator provisions
+// (EnsureBucket). It does no I/O: the bucket is opened on first use, so a component starts while
+// NATS is away and the broker answers ErrUnavailable meanwhile (Ready says why).
+func New(js jetstream.JetStream, o Options) (*Broker, error) {
+	if o.Key != nil {
+		if len(o.Key) < MinKeyBytes {
+			return nil, fmt.Errorf("approvals: the approval key must have at least %d bytes", MinKeyBytes)
+		}
+		if o.Recorder == nil {
+			return nil, errors.New("approvals: Options.Recorder is required with a Key")
+		}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -79,18 +126,45 @@ func New(ctx context.Context, js jetstream.JetStream, o Options) (*Broker, error
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      Bucket,
-		Description: "Gatehouse approval requests",
-		History:     64,
-		TTL:         o.Retention,
-		Storage:     jetstream.FileStorage,
-		Replicas:    o.Replicas,
-	})
-	if err != nil {
+	var macKey []byte
+	if o.Key != nil {
+		// A key of its own for the MACs, derived from the approval key.
+		h := hmac.New(sha256.New, o.Key)
+		h.Write([]byte("gatehouse.dev/approvals/mac-key/v1"))
+		macKey = h.Sum(nil)
+	}
+	return &Broker{js: js, opts: o, clock: o.Clock, macKey: macKey}, nil
+}
+
+// Ready reports whether the approvals bucket can be read: nil, or ErrUnavailable saying why.
+func (b *Broker) Ready(ctx context.Context) error {
+	_, err := b.bucket(ctx)
+	return err
+}
+
+// bucket returns the approvals bucket, opening it on first use.
+func (b *Broker) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.kv != nil {
+		return b.kv, nil
+	}
+	kv, err := b.js.KeyValue(ctx, Bucket)
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+		return nil, fmt.Errorf("%w: the bucket %s does not exist; the NATS administrator creates it (gatehouse nats provision)", ErrUnavailable, Bucket)
+	case err != nil:
 		return nil, fmt.Errorf("%w: bucket %s: %w", ErrUnavailable, Bucket, err)
 	}
-	return &Broker{kv: kv, opts: o, clock: o.Clock}, nil
+	b.kv = kv
+	return kv, nil
+}
+
+func (b *Broker) writable() error {
+	if b.macKey == nil {
+		return ErrReadOnly
+	}
+	return nil
 }
 
 // Spec is what an approval request is created from.
@@ -144,7 +218,14 @@ func (s Spec) validate() error {
 
 // Create stores a new pending request and records it.
 func (b *Broker) Create(ctx context.Context, s Spec) (*Request, error) {
+	if err := b.writable(); err != nil {
+		return nil, err
+	}
 	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	kv, err := b.bucket(ctx)
+	if err != nil {
 		return nil, err
 	}
 	now := b.clock.Now().UTC()
@@ -166,54 +247,54 @@ func (b *Broker) Create(ctx context.Context, s Spec) (*Request, error) {
 		Path:           s.Path,
 		Created:        now,
 		Expires:        now.Add(s.Timeout),
-		State:          StatePending,
 	}
 	data, err := json.Marshal(r)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := b.kv.Create(ctx, reqKey(r.ID), data); err != nil {
+	value, _ := seal(b.macKey, typeRequest, key(PrefixRequest, r.ID), nil, data)
+	if _, err := kv.Create(ctx, key(PrefixRequest, r.ID), value); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	r.State = StatePending
 	if err := b.record(ctx, r, trail.ApprovalRequested, "", ""); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-// Get returns a request, moved to Expired when its deadline passed.
+// Get returns a request as it stands now: a pending request past its deadline, and an unused
+// grant past its TTL, are Expired (stored so by the console, Expire).
 func (b *Broker) Get(ctx context.Context, id string) (*Request, error) {
 	r, _, err := b.load(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if r.expire(b.clock.Now()) {
-		// Store it, so the expiry is recorded once; losing the race to another writer is fine.
-		if r2, err := b.update(ctx, id, func(r *Request) (trail.ApprovalEvent, string, string, error) {
-			if r.expire(b.clock.Now()) {
-				return trail.ApprovalExpired, "", "", nil
-			}
-			return "", "", "", nil
-		}); err == nil {
-			return r2, nil
-		}
-	}
+	r.expire(b.clock.Now())
 	return r, nil
 }
 
-// List returns the requests in the given states (all when none), newest first.
+// List returns the requests in the given states (all when none), newest first. Requests that
+// fail their integrity check are left out, and logged.
 func (b *Broker) List(ctx context.Context, states ...State) ([]*Request, error) {
-	lister, err := b.kv.ListKeysFiltered(ctx, "req.>")
+	kv, err := b.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lister, err := kv.ListKeysFiltered(ctx, PrefixRequest+".>")
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	var out []*Request
-	for key := range lister.Keys() {
-		r, err := b.Get(ctx, strings.TrimPrefix(key, "req."))
-		if err != nil {
-			if errors.Is(err, ErrNotFound) {
-				continue
-			}
+	for k := range lister.Keys() {
+		r, err := b.Get(ctx, strings.TrimPrefix(k, PrefixRequest+"."))
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue
+		case errors.Is(err, ErrTampered):
+			b.opts.Logger.Error("approval request left out: it failed its integrity check", "key", k, "err", err)
+			continue
+		case err != nil:
 			return nil, err
 		}
 		if len(states) == 0 || slices.Contains(states, r.State) {
@@ -228,6 +309,9 @@ func (b *Broker) List(ctx context.Context, states ...State) ([]*Request, error) 
 // (own request, not in an approver group, already voted) and ErrFinal when the request is no
 // longer pending; in both cases the request is returned as it stands.
 func (b *Broker) Decide(ctx context.Context, id string, approver trail.Identity, v Verdict, reason string) (*Request, error) {
+	if err := b.writable(); err != nil {
+		return nil, err
+	}
 	if v != Approve && v != Deny {
 		return nil, fmt.Errorf("%w: verdict must be %s or %s", ErrInvalidInput, Approve, Deny)
 	}
@@ -235,32 +319,32 @@ func (b *Broker) Decide(ctx context.Context, id string, approver trail.Identity,
 		return nil, fmt.Errorf("%w: reason longer than %d bytes", ErrInvalidInput, MaxReasonLength)
 	}
 	var refusal error
-	r, err := b.update(ctx, id, func(r *Request) (trail.ApprovalEvent, string, string, error) {
+	r, err := b.decide(ctx, id, func(r *Request) (trail.ApprovalEvent, string, string) {
 		refusal = nil
 		if r.expire(b.clock.Now()) {
 			refusal = ErrFinal
-			return trail.ApprovalExpired, "", "", nil
+			return trail.ApprovalExpired, "", ""
 		}
 		if r.Final() {
 			refusal = ErrFinal
-			return "", "", "", nil
+			return "", "", ""
 		}
 		if why := r.MayDecide(approver); why != "" {
 			refusal = fmt.Errorf("%w: %s", ErrNotAllowed, why)
-			return "", "", "", nil
+			return "", "", ""
 		}
 		now := b.clock.Now().UTC()
 		r.Decisions = append(r.Decisions, Decision{Approver: approver.User, Verdict: v, Reason: reason, Time: now})
 		switch {
 		case v == Deny:
 			r.State = StateDenied
-			return trail.ApprovalDenied, approver.User, reason, nil
+			return trail.ApprovalDenied, approver.User, reason
 		case len(r.Approvers()) >= r.Required:
 			r.State = StateApproved
 			r.Grant = &Grant{Expires: now.Add(r.GrantTTL)}
-			return trail.ApprovalApproved, approver.User, reason, nil
+			return trail.ApprovalApproved, approver.User, reason
 		}
-		return trail.ApprovalVoted, approver.User, reason, nil
+		return trail.ApprovalVoted, approver.User, reason
 	})
 	if err != nil {
 		return nil, err
@@ -268,46 +352,83 @@ func (b *Broker) Decide(ctx context.Context, id string, approver trail.Identity,
 	return r, refusal
 }
 
-// Consume uses the grant of request id for one operation, admitted as admissionUID: it must
-// be approved, unexpired, unused, for the same requester and fingerprint. Exactly one concurrent
-// caller succeeds.
-func (b *Broker) Consume(ctx context.Context, id, requester, fingerprint, admissionUID string) (*Request, error) {
-	var refusal error
-	r, err := b.update(ctx, id, func(r *Request) (trail.ApprovalEvent, string, string, error) {
-		refusal = nil
+// Expire stores that request id expired, once its deadline (or its unused grant's TTL) passed,
+// and records the event; before that, and for a request already final, it changes nothing. The
+// console calls it as deadlines pass.
+func (b *Broker) Expire(ctx context.Context, id string) (*Request, error) {
+	if err := b.writable(); err != nil {
+		return nil, err
+	}
+	return b.decide(ctx, id, func(r *Request) (trail.ApprovalEvent, string, string) {
 		if r.expire(b.clock.Now()) {
-			refusal = fmt.Errorf("%w: approval %s expired", ErrNoGrant, id)
-			return trail.ApprovalExpired, "", "", nil
+			return trail.ApprovalExpired, "", ""
 		}
-		switch {
-		case r.State == StateUsed:
-			refusal = fmt.Errorf("%w: the grant of approval %s was already used", ErrNoGrant, id)
-		case r.State != StateApproved:
-			refusal = fmt.Errorf("%w: approval %s is %s", ErrNoGrant, id, r.State)
-		case r.Requester.User != requester:
-			refusal = fmt.Errorf("%w: approval %s was granted to another requester", ErrNoGrant, id)
-		case r.Fingerprint != fingerprint:
-			refusal = fmt.Errorf("%w: the operation differs from what approval %s approved", ErrNoGrant, id)
-		}
-		if refusal != nil {
-			return "", "", "", nil
-		}
-		now := b.clock.Now().UTC()
-		r.State = StateUsed
-		r.Grant.UsedAt = &now
-		r.Grant.AdmissionUID = admissionUID
-		return trail.ApprovalGrantUsed, r.Requester.User, "", nil
+		return "", "", ""
 	})
+}
+
+// Consume uses the grant of request id for one operation, admitted as admissionUID: it must
+// be approved, unexpired, unused, for the same requester and fingerprint, and every part of the
+// request must verify under the approval key. Exactly one concurrent caller succeeds.
+func (b *Broker) Consume(ctx context.Context, id, requester, fingerprint, admissionUID string) (*Request, error) {
+	if err := b.writable(); err != nil {
+		return nil, err
+	}
+	r, st, err := b.load(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	return r, refusal
+	var refusal error
+	switch {
+	case r.expire(b.clock.Now()):
+		refusal = fmt.Errorf("%w: approval %s expired", ErrNoGrant, id)
+	case r.State == StateUsed:
+		refusal = fmt.Errorf("%w: the grant of approval %s was already used", ErrNoGrant, id)
+	case r.State != StateApproved || r.Grant == nil:
+		refusal = fmt.Errorf("%w: approval %s is %s", ErrNoGrant, id, r.State)
+	case r.Requester.User != requester:
+		refusal = fmt.Errorf("%w: approval %s was granted to another requester", ErrNoGrant, id)
+	case r.Fingerprint != fingerprint:
+		refusal = fmt.Errorf("%w: the operation differs from what approval %s approved", ErrNoGrant, id)
+	}
+	if refusal != nil {
+		return r, refusal
+	}
+	kv, err := b.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := b.clock.Now().UTC()
+	data, err := json.Marshal(useRecord{ID: id, UsedAt: now, AdmissionUID: admissionUID})
+	if err != nil {
+		return nil, err
+	}
+	value, _ := seal(b.macKey, typeUse, key(PrefixUse, id), st.req.MAC, data)
+	if _, err := kv.Create(ctx, key(PrefixUse, id), value); err != nil {
+		if isConflict(err) {
+			return r, fmt.Errorf("%w: the grant of approval %s was already used", ErrNoGrant, id)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	r.State = StateUsed
+	r.Grant.UsedAt, r.Grant.AdmissionUID = &now, admissionUID
+	if err := b.record(ctx, r, trail.ApprovalGrantUsed, r.Requester.User, ""); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // Wait blocks until request id is no longer pending (or its deadline passed) or ctx ends, and
 // returns it as it then stands.
 func (b *Broker) Wait(ctx context.Context, id string) (*Request, error) {
-	w, err := b.kv.Watch(ctx, reqKey(id))
+	if !ValidID(id) {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	kv, err := b.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w, err := kv.WatchFiltered(ctx, []string{key(PrefixDecision, id), key(PrefixUse, id)}, jetstream.UpdatesOnly())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
@@ -335,7 +456,11 @@ func (b *Broker) Wait(ctx context.Context, id string) (*Request, error) {
 
 // FindByFingerprint returns the latest admission-path request with that fingerprint.
 func (b *Broker) FindByFingerprint(ctx context.Context, fingerprint string) (*Request, error) {
-	e, err := b.kv.Get(ctx, "fp."+fingerprint)
+	kv, err := b.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e, err := kv.Get(ctx, key(PrefixIndex, fingerprint))
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return nil, ErrNotFound
@@ -347,55 +472,93 @@ func (b *Broker) FindByFingerprint(ctx context.Context, fingerprint string) (*Re
 
 // Index makes r the request FindByFingerprint returns for its fingerprint.
 func (b *Broker) Index(ctx context.Context, r *Request) error {
-	if _, err := b.kv.Put(ctx, "fp."+r.Fingerprint, []byte(r.ID)); err != nil {
+	if err := b.writable(); err != nil {
+		return err
+	}
+	kv, err := b.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, key(PrefixIndex, r.Fingerprint), []byte(r.ID)); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil
 }
 
-func (b *Broker) load(ctx context.Context, id string) (*Request, uint64, error) {
+// load reads the parts of request id and assembles it, verifying them when the broker has a
+// key.
+func (b *Broker) load(ctx context.Context, id string) (*Request, *stored, error) {
 	if !ValidID(id) {
-		return nil, 0, fmt.Errorf("%w: %q", ErrNotFound, id)
+		return nil, nil, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
-	e, err := b.kv.Get(ctx, reqKey(id))
+	kv, err := b.bucket(ctx)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, id)
+		return nil, nil, err
+	}
+	st := &stored{id: id}
+	for _, p := range []string{PrefixRequest, PrefixDecision, PrefixUse} {
+		e, err := kv.Get(ctx, key(p, id))
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			if p == PrefixRequest {
+				return nil, nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+			}
+			continue
+		case err != nil:
+			return nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
-		return nil, 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		if err := st.set(p, e.Value(), e.Revision()); err != nil {
+			return nil, nil, fmt.Errorf("%w: %s %s: %w", ErrTampered, id, p, err)
+		}
 	}
-	var r Request
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		return nil, 0, fmt.Errorf("approvals: decode %s: %w", id, err)
+	r, err := st.assemble(b.macKey)
+	if err != nil {
+		return nil, nil, err
 	}
-	return &r, e.Revision(), nil
+	return r, st, nil
 }
 
 // conflictBackoff spaces the retries of a compare-and-swap that lost to another writer.
 var conflictBackoff = wait.Backoff{Duration: 5 * time.Millisecond, Factor: 1.5, Jitter: 0.5, Steps: 20, Cap: 500 * time.Millisecond}
 
-// update applies change to request id with compare-and-swap, retrying on conflicts. change
-// returns the event to record, with its actor and reason, or "" when it changed nothing.
-func (b *Broker) update(ctx context.Context, id string, change func(*Request) (trail.ApprovalEvent, string, string, error)) (*Request, error) {
+// decide applies change to the decision record of request id with compare-and-swap, retrying on
+// conflicts. change returns the event to record, with its actor and reason, or "" when it
+// changed nothing.
+func (b *Broker) decide(ctx context.Context, id string, change func(*Request) (trail.ApprovalEvent, string, string)) (*Request, error) {
 	var out *Request
 	err := retry.OnError(conflictBackoff, isConflict, func() error {
-		r, rev, err := b.load(ctx, id)
+		r, st, err := b.load(ctx, id)
 		if err != nil {
 			return err
 		}
-		event, actor, reason, err := change(r)
-		if err != nil {
-			return err
-		}
+		event, actor, reason := change(r)
 		if event == "" {
 			out = r
 			return nil
 		}
-		data, err := json.Marshal(r)
+		rec := decisionRecord{ID: id, State: r.State, Decisions: r.Decisions, Seq: 1}
+		if st.decData != nil {
+			rec.Seq = st.decData.Seq + 1
+		}
+		if r.Grant != nil {
+			exp := r.Grant.Expires
+			rec.GrantExpires = &exp
+		}
+		data, err := json.Marshal(rec)
 		if err != nil {
 			return err
 		}
-		if _, err := b.kv.Update(ctx, reqKey(id), data, rev); err != nil {
+		kv, err := b.bucket(ctx)
+		if err != nil {
+			return err
+		}
+		value, _ := seal(b.macKey, typeDecision, key(PrefixDecision, id), st.req.MAC, data)
+		if st.dec == nil {
+			_, err = kv.Create(ctx, key(PrefixDecision, id), value)
+		} else {
+			_, err = kv.Update(ctx, key(PrefixDecision, id), value, st.decRev)
+		}
+		if err != nil {
 			if isConflict(err) {
 				return err // retried
 			}
@@ -454,8 +617,6 @@ func (b *Broker) record(ctx context.Context, r *Request, event trail.ApprovalEve
 	}
 	return nil
 }
-
-func reqKey(id string) string { return "req." + id }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 

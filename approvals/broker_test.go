@@ -1,7 +1,6 @@
 package approvals_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"sync"
@@ -24,6 +23,9 @@ import (
 )
 
 var natsServer *testbed.NATS
+
+// testKey is the approval key of the tests.
+var testKey = []byte("approvals-test-approval-key-0123456789")
 
 var testFingerprints = func() *approvals.Fingerprinter {
 	f, err := approvals.NewFingerprinter([]byte("approvals-test-fingerprint-key"))
@@ -52,16 +54,14 @@ func newBroker(t testing.TB) (*approvals.Broker, jetstream.JetStream) {
 // newBrokerWithClock returns a broker whose deadlines follow clk.
 func newBrokerWithClock(t testing.TB, clk clock.Clock) (*approvals.Broker, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(natsServer.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
+	nc, err := natsServer.Connect(nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	ctx := context.Background()
-	require.NoError(t, trail.EnsureStreams(ctx, js, trail.StreamOptions{}))
 	pub, err := trail.NewPublisher(nc, trail.PublisherOptions{})
 	require.NoError(t, err)
-	b, err := approvals.New(ctx, js, approvals.Options{Recorder: pub, Source: "test", Clock: clk})
+	b, err := approvals.New(js, approvals.Options{Key: testKey, Recorder: pub, Source: "test", Clock: clk})
 	require.NoError(t, err)
 	return b, js
 }

@@ -11,12 +11,41 @@ import (
 	"strings"
 )
 
+// ConsoleHeader names, in the proxy's answer to a call of the approvals API (which it does not
+// serve), the URL of the console that serves it.
+const ConsoleHeader = "Gatehouse-Console"
+
+// DiscoverConsole asks the proxy at proxyURL, with hc (the caller's credentials), where the
+// console that serves the approvals API is: the proxy answers calls of the API with the
+// console's URL in ConsoleHeader.
+func DiscoverConsole(ctx context.Context, hc *http.Client, proxyURL string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(proxyURL, "/")+APIPrefix, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("asking the proxy at %s where the console is: %w", proxyURL, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	console := resp.Header.Get(ConsoleHeader)
+	if console == "" {
+		return "", fmt.Errorf("the proxy at %s does not say where gatehouse console serves the approvals API (it answered %s): give the console's URL with --console or GATEHOUSE_CONSOLE", proxyURL, resp.Status)
+	}
+	u, err := url.Parse(console)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return "", fmt.Errorf("the proxy at %s names %q as the console, which is not an https URL", proxyURL, console)
+	}
+	return console, nil
+}
+
 // Client calls the approvals API.
 type Client struct {
-	// BaseURL is the proxy's URL, e.g. https://gatehouse.example.com.
+	// BaseURL is the console's URL, e.g. https://gatehouse-console.example.com.
 	BaseURL string
-	// HTTP carries the caller's credentials (rest.HTTPClientFor of a kubeconfig that reaches the
-	// proxy does).
+	// HTTP carries the caller's bearer token: the console verifies it as the proxy does, so the
+	// credentials of a kubeconfig that reaches the proxy do.
 	HTTP *http.Client
 }
 

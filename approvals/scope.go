@@ -179,6 +179,9 @@ func (b *Broker) DecideScoped(ctx context.Context, id string, approver trail.Ide
 	if choice == nil {
 		return b.Decide(ctx, id, approver, v, reason)
 	}
+	if err := b.writable(); err != nil {
+		return nil, err
+	}
 	if v != Approve {
 		return nil, fmt.Errorf("%w: a scope is granted by approving, not denying", ErrInvalidInput)
 	}
@@ -186,29 +189,29 @@ func (b *Broker) DecideScoped(ctx context.Context, id string, approver trail.Ide
 		return nil, fmt.Errorf("%w: reason longer than %d bytes", ErrInvalidInput, MaxReasonLength)
 	}
 	var refusal error
-	r, err := b.update(ctx, id, func(r *Request) (trail.ApprovalEvent, string, string, error) {
+	r, err := b.decide(ctx, id, func(r *Request) (trail.ApprovalEvent, string, string) {
 		refusal = nil
 		if r.expire(b.clock.Now()) {
 			refusal = ErrFinal
-			return trail.ApprovalExpired, "", "", nil
+			return trail.ApprovalExpired, "", ""
 		}
 		if r.Final() {
 			refusal = ErrFinal
-			return "", "", "", nil
+			return "", "", ""
 		}
 		if why := r.MayDecide(approver); why != "" {
 			refusal = fmt.Errorf("%w: %s", ErrNotAllowed, why)
-			return "", "", "", nil
+			return "", "", ""
 		}
 		c, err := r.choose(*choice)
 		if err != nil {
 			refusal = err
-			return "", "", "", nil
+			return "", "", ""
 		}
 		now := b.clock.Now().UTC()
 		r.Decisions = append(r.Decisions, Decision{Approver: approver.User, Verdict: Approve, Reason: reason, Time: now, Scope: &c})
 		if len(r.Approvers()) < r.Required {
-			return trail.ApprovalVoted, approver.User, reason, nil
+			return trail.ApprovalVoted, approver.User, reason
 		}
 		r.State = StateApproved
 		r.Grant = &Grant{Expires: now.Add(r.GrantTTL)}
@@ -216,7 +219,7 @@ func (b *Broker) DecideScoped(ctx context.Context, id string, approver trail.Ide
 			r.Grant.Scope = s
 			r.Grant.Expires = now.Add(s.Duration.Duration)
 		}
-		return trail.ApprovalApproved, approver.User, reason, nil
+		return trail.ApprovalApproved, approver.User, reason
 	})
 	if err != nil {
 		return nil, err
@@ -227,7 +230,7 @@ func (b *Broker) DecideScoped(ctx context.Context, id string, approver trail.Ide
 // scopeIndexKey is the index key of the scoped requests of a session, namespace and rule.
 func scopeIndexKey(session, namespace string, p trail.Policy) string {
 	h := sha256.Sum256([]byte(strings.Join([]string{session, namespace, p.Policy, p.Rule}, "\x00")))
-	return "scope." + hex.EncodeToString(h[:16])
+	return key(PrefixScope, hex.EncodeToString(h[:16]))
 }
 
 // maxScopeIndex bounds the request IDs an index key keeps.
@@ -238,11 +241,15 @@ func (b *Broker) IndexScope(ctx context.Context, r *Request) error {
 	if r.ScopeOffer == nil {
 		return nil
 	}
+	kv, err := b.bucket(ctx)
+	if err != nil {
+		return err
+	}
 	key := scopeIndexKey(r.ScopeOffer.Session, r.ScopeOffer.Namespace, r.Policy)
-	err := retry.OnError(conflictBackoff, isConflict, func() error {
+	return retry.OnError(conflictBackoff, isConflict, func() error {
 		var ids []string
 		var rev uint64
-		e, err := b.kv.Get(ctx, key)
+		e, err := kv.Get(ctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:
@@ -257,22 +264,25 @@ func (b *Broker) IndexScope(ctx context.Context, r *Request) error {
 		}
 		data, _ := json.Marshal(ids)
 		if rev == 0 {
-			_, err = b.kv.Create(ctx, key, data)
+			_, err = kv.Create(ctx, key, data)
 		} else {
-			_, err = b.kv.Update(ctx, key, data, rev)
+			_, err = kv.Update(ctx, key, data, rev)
 		}
 		if err != nil && !isConflict(err) {
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		return err
 	})
-	return err
 }
 
 // ScopedGrants returns the approved, unexpired scoped grants of a session in a namespace that
 // rule p asked for.
 func (b *Broker) ScopedGrants(ctx context.Context, session, namespace string, p trail.Policy) ([]*Request, error) {
-	e, err := b.kv.Get(ctx, scopeIndexKey(session, namespace, p))
+	kv, err := b.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e, err := kv.Get(ctx, scopeIndexKey(session, namespace, p))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}

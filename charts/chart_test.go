@@ -1,21 +1,27 @@
 package charts_test
 
 import (
+	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
 	"github.com/gatehouse-dev/gatehouse/charts"
 	"github.com/gatehouse-dev/gatehouse/cmd/gatehouse/app"
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/registration"
 )
 
@@ -103,8 +109,14 @@ func convert[T any](t *testing.T, u *unstructured.Unstructured) *T {
 // TestTemplate renders every values set and checks what must hold in each: nothing registers
 // webhooks before the webhook answers, every pod runs locked down, every component gets its
 // certificate from exactly one place.
+// natsCredentials are the NATS credentials Secrets the values sets name.
+var natsCredentials = map[string]map[string]string{
+	"byo": {"proxy": "gatehouse-proxy-nats", "webhook": "gatehouse-webhook-nats", "enricher": "gatehouse-enricher-nats", "console": "gatehouse-console-nats"},
+}
+
 func TestTemplate(t *testing.T) {
 	for _, v := range valuesSets {
+		v0 := v
 		t.Run(setName(v), func(t *testing.T) {
 			objs := rendered(t, v)
 			kinds := map[string]int{}
@@ -152,6 +164,26 @@ func TestTemplate(t *testing.T) {
 				assert.NotNil(t, c.LivenessProbe, name)
 				assert.NotEmpty(t, c.Resources.Requests, name)
 				assert.Contains(t, c.Args, "--masking-key-file=/etc/gatehouse/masking/key", "%s: every component masks with the shared key", name)
+				// Every component reaches NATS with its own identity, and only the webhook and
+				// the console hold the approval key.
+				assert.Contains(t, c.Args, "--nats-nkey-file=/etc/gatehouse/nats-creds/nkey", name)
+				if c.Args[0] == "webhook" || c.Args[0] == "console" {
+					assert.Contains(t, c.Args, "--approval-key-file=/etc/gatehouse/approval-key/key", name)
+				} else {
+					assert.NotContains(t, strings.Join(c.Args, " "), "approval-key", "%s holds no approval key", name)
+				}
+				role := map[string]string{"gatehouse-webhook": "webhook", "gatehouse-proxy": "proxy", "gatehouse-enricher": "enricher",
+					"gatehouse-enricher-backstop": "enricher", "gatehouse-console": "console"}[name]
+				require.NotEmpty(t, role, name)
+				for _, v := range pod.Volumes {
+					if v.Name == "nats-creds" {
+						want := "gatehouse-" + role + "-nats"
+						if s, ok := natsCredentials[setName(v0)][role]; ok {
+							want = s
+						}
+						assert.Equal(t, want, v.Secret.SecretName, "%s: its own NATS credentials", name)
+					}
+				}
 				selfManaged := slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--self-managed-ca-secret=") })
 				files := slices.ContainsFunc(c.Args, func(a string) bool {
 					return strings.HasPrefix(a, "--tls-cert-file=") || strings.HasPrefix(a, "--cert-dir=")
@@ -227,7 +259,65 @@ func TestTemplate(t *testing.T) {
 	}
 }
 
-// workload is the pod template of a Deployment, StatefulSet or DaemonSet.
+// TestNATSAuthorization: the chart renders the authorization block of an external nats-server
+// from the permissions natsbus defines (files/nats-permissions.json, which make generate writes),
+// and nats-server reads it as natsbus.Permissions: each identity gets exactly its role's.
+func TestNATSAuthorization(t *testing.T) {
+	want, err := natsbus.PermissionsJSON()
+	require.NoError(t, err)
+	got, err := os.ReadFile(filepath.Join(bed.root, charts.PermissionsFile))
+	require.NoError(t, err)
+	require.Equal(t, string(want), string(got), "%s is not natsbus's permissions: run make generate", charts.PermissionsFile)
+
+	users, err := natsbus.WriteKeys(t.TempDir(), natsbus.Roles)
+	require.NoError(t, err)
+	var set []string
+	for _, u := range users {
+		set = append(set, fmt.Sprintf("nats.users.%s[0]=%s", u.Role, u.NKey))
+	}
+	cm := convert[corev1.ConfigMap](t, find(rendered(t, "", set...), "ConfigMap", "gatehouse-nats-authorization"))
+	dir := t.TempDir()
+	file := filepath.Join(dir, "nats.conf")
+	require.NoError(t, os.WriteFile(file, []byte("port: -1\njetstream: {store_dir: "+dir+"}\n"+cm.Data["authorization.conf"]), 0o600))
+	opts, err := server.ProcessConfigFile(file)
+	require.NoError(t, err)
+	require.Len(t, opts.Nkeys, len(users))
+	byKey := map[string]*server.NkeyUser{}
+	for _, u := range opts.Nkeys {
+		byKey[u.Nkey] = u
+	}
+	for _, u := range users {
+		perms, err := natsbus.Permissions(u.Role)
+		require.NoError(t, err)
+		got := byKey[u.NKey]
+		require.NotNil(t, got, u.Role)
+		require.NotNil(t, got.Permissions, u.Role)
+		assert.Equal(t, perms.Publish.Allow, got.Permissions.Publish.Allow, "%s publishes", u.Role)
+		assert.Equal(t, perms.Subscribe.Allow, got.Permissions.Subscribe.Allow, "%s subscribes", u.Role)
+	}
+	assert.Nil(t, find(rendered(t, ""), "ConfigMap", "gatehouse-nats-authorization"), "no users, no block")
+}
+
+// TestNATSProvisioning: with nats.provision, a Helm hook runs gatehouse nats provision before
+// install and upgrade, with the administrator's credentials; plain nats:// URLs without a CA are
+// refused when rendering.
+func TestNATSProvisioning(t *testing.T) {
+	job := find(rendered(t, "", "nats.provision.enabled=true"), "Job", "gatehouse-nats-provision")
+	require.NotNil(t, job)
+	assert.Equal(t, "pre-install,pre-upgrade", job.GetAnnotations()["helm.sh/hook"])
+	pod := convert[batchv1.Job](t, job).Spec.Template.Spec
+	assert.Equal(t, []string{"nats", "provision"}, pod.Containers[0].Args[:2])
+	assert.Contains(t, pod.Containers[0].Args, "--nats-nkey-file=/etc/gatehouse/nats-creds/nkey")
+	assert.Equal(t, "gatehouse-admin-nats", pod.Volumes[0].Secret.SecretName)
+	assert.Nil(t, find(rendered(t, ""), "Job", "gatehouse-nats-provision"), "off by default: gatehouse nats provisions itself")
+
+	_, err := charts.Template(t.Context(), bed.helm, bed.root, nil, "nats.url=nats://nats:4222")
+	require.ErrorContains(t, err, "TLS only")
+	_, err = charts.Template(t.Context(), bed.helm, bed.root, nil, "nats.url=nats://nats:4222", "nats.caSecret=nats-ca")
+	require.NoError(t, err, "a nats:// URL with a CA is TLS")
+}
+
+// workload is the pod template of a Deployment, StatefulSet, DaemonSet or Job.
 type workload struct {
 	kind, name string
 	pod        corev1.PodSpec
@@ -244,6 +334,8 @@ func workloads(t *testing.T, objs []*unstructured.Unstructured) []workload {
 			out = append(out, workload{o.GetKind(), o.GetName(), convert[appsv1.StatefulSet](t, o).Spec.Template.Spec})
 		case "DaemonSet":
 			out = append(out, workload{o.GetKind(), o.GetName(), convert[appsv1.DaemonSet](t, o).Spec.Template.Spec})
+		case "Job":
+			out = append(out, workload{o.GetKind(), o.GetName(), convert[batchv1.Job](t, o).Spec.Template.Spec})
 		}
 	}
 	return out
@@ -260,7 +352,8 @@ func TestArgsAreFlagsOfTheCommands(t *testing.T) {
 	sets := []set{{values: ""}, {values: "byo-values.yaml"}, {values: "cert-manager-values.yaml"}, {values: "minimal-values.yaml"}, {values: "manifests-values.yaml"},
 		{set: []string{"masking.config.kind=MaskingConfig", "webhook.approvals.url=https://console.example.com", "enricher.clickhouse.tls.enabled=true",
 			"enricher.clickhouse.tls.caSecret=ch-ca", "nats.caSecret=nats-ca", "nats.credentialsSecrets.enricher=e", "nats.credentialsSecrets.proxy=p",
-			"nats.credentialsSecrets.webhook=w", "proxy.allowClientImpersonation=true", "enricher.gatewayUsers={a,b}"}}}
+			"nats.credentialsSecrets.webhook=w", "proxy.allowClientImpersonation=true", "enricher.gatewayUsers={a,b}",
+			"nats.provision.enabled=true", "nats.clientCertificateSecrets.proxy=pc", "nats.credentialsType=creds"}}}
 	for _, s := range sets {
 		objs := rendered(t, s.values, s.set...)
 		ws := workloads(t, objs)
@@ -269,11 +362,10 @@ func TestArgsAreFlagsOfTheCommands(t *testing.T) {
 			for _, c := range w.pod.Containers {
 				require.NotEmpty(t, c.Args, w.name)
 				root := app.NewCommand(io.Discard, io.Discard)
-				cmd, rest, err := root.Find(c.Args[:1])
+				cmd, rest, err := root.Find(c.Args)
 				require.NoError(t, err, "%s: %v", w.name, c.Args)
-				require.Empty(t, rest, w.name)
 				require.NotEqual(t, root, cmd, "%s runs no gatehouse command: %v", w.name, c.Args)
-				assert.NoError(t, cmd.ParseFlags(c.Args[1:]), "%s (%s %v): gatehouse %s", w.name, s.values, s.set, c.Args[0])
+				assert.NoError(t, cmd.ParseFlags(rest), "%s (%s %v): gatehouse %s", w.name, s.values, s.set, c.Args[0])
 			}
 		}
 	}

@@ -28,6 +28,10 @@ const (
 	Chart = "charts/gatehouse"
 	// ManifestsValues are the values the plain manifests are rendered with.
 	ManifestsValues = Chart + "/ci/manifests-values.yaml"
+	// PermissionsFile holds the NATS permissions of every role (natsbus.PermissionsJSON), which
+	// the chart renders an external nats-server's authorization block from: written by `make
+	// generate`, so that the permissions are defined once, in Go.
+	PermissionsFile = Chart + "/files/nats-permissions.json"
 	// Release and Namespace are the release name and namespace of the plain manifests.
 	Release   = "gatehouse"
 	Namespace = "gatehouse"

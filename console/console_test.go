@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -328,7 +329,7 @@ func TestEventsAreFilteredByVisibility(t *testing.T) {
 	s := h.events(t, outsider, "since="+strconv.FormatUint(since, 10), "")
 	hidden := createRequest(t, "hidden", time.Hour, 1)
 	// The outsider's own request follows; it must be the first request event it gets.
-	own, err := env.broker.Create(t.Context(), approvals.Spec{
+	own, err := env.webhook.Create(t.Context(), approvals.Spec{
 		Requester: trailIdentityOf("oidc:dev-2", "dev"), Operation: operation("own"), Fingerprint: "fp-own",
 		ApproverGroups: []string{approverGroup}, Required: 1, GrantTTL: time.Minute, Timeout: time.Hour,
 	})
@@ -398,7 +399,7 @@ func TestSecurityHeaders(t *testing.T) {
 func TestEverythingIsEscaped(t *testing.T) {
 	h := newHarness(t)
 	c := h.login(t, "approver-1", approverGroup)
-	r, err := env.broker.Create(t.Context(), approvals.Spec{
+	r, err := env.webhook.Create(t.Context(), approvals.Spec{
 		Requester: trailIdentityOf(`oidc:<script>alert(1)</script>`, "agents"), Operation: operation(`"><img src=x onerror=alert(1)>`),
 		Object: []byte(`{"metadata":{"name":"</pre><script>x()</script>"}}`), Fingerprint: "fp-esc",
 		Policy: trailPolicy(`<b>bold</b>`), ApproverGroups: []string{approverGroup}, Required: 1, GrantTTL: time.Minute, Timeout: time.Hour,
@@ -455,7 +456,7 @@ func TestNotifications(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.Notifier = n })
 	n.RequestURL = h.srv.RequestURL
 
-	r, err := env.broker.Create(t.Context(), approvals.Spec{
+	r, err := env.webhook.Create(t.Context(), approvals.Spec{
 		Requester: trailIdentityOf("oidc:agent", "agents"), Operation: operation("notify"),
 		Object: []byte(`{"kind":"Secret","data":{"password":"gatehouse:masked:abc"}}`), Fingerprint: "fp-notify",
 		Policy: trailPolicy("Secrets are reviewed."), ApproverGroups: []string{approverGroup}, Required: 1, GrantTTL: time.Minute, Timeout: time.Hour,
@@ -505,7 +506,7 @@ func TestLineDiff(t *testing.T) {
 func TestRequestPageShowsTheDiffOfAnUpdate(t *testing.T) {
 	h := newHarness(t)
 	c := h.login(t, "approver-1", approverGroup)
-	r, err := env.broker.Create(t.Context(), approvals.Spec{
+	r, err := env.webhook.Create(t.Context(), approvals.Spec{
 		Requester: trailIdentityOf("oidc:agent", "agents"), Operation: operation("cm"),
 		OldObject:   []byte(`{"kind":"ConfigMap","metadata":{"name":"cm","managedFields":[{"manager":"kubectl"}]},"data":{"mode":"safe"}}`),
 		Object:      []byte(`{"kind":"ConfigMap","metadata":{"name":"cm"},"data":{"mode":"dangerous"}}`),
@@ -602,4 +603,52 @@ func TestHistoryFilters(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestForgedRequestsAreNotShown: a request changed straight in NATS (here its approver groups,
+// widened to the agents themselves) fails its integrity check: the console drops it from the
+// inbox, shows no detail, refuses decisions, and the approvals API refuses it too.
+func TestForgedRequestsAreNotShown(t *testing.T) {
+	h := newHarness(t)
+	approver := h.login(t, "approver-1", approverGroup)
+	token := h.csrf(t, approver)
+	r := createRequest(t, "forged", time.Hour, 1)
+	require.Eventually(t, func() bool { it, _ := h.srv.hub.get(r.ID); return it != nil }, 10*time.Second, 20*time.Millisecond)
+
+	nc, err := env.nats.Connect()
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	kv, err := js.KeyValue(t.Context(), approvals.Bucket)
+	require.NoError(t, err)
+	e, err := kv.Get(t.Context(), approvals.PrefixRequest+"."+r.ID)
+	require.NoError(t, err)
+	forged := strings.Replace(string(e.Value()), approverGroup, "agents", 1)
+	require.NotEqual(t, string(e.Value()), forged)
+	_, err = kv.Put(t.Context(), approvals.PrefixRequest+"."+r.ID, []byte(forged))
+	require.NoError(t, err)
+
+	require.Eventually(t, func() bool { it, _ := h.srv.hub.get(r.ID); return it == nil }, 10*time.Second, 20*time.Millisecond,
+		"the console drops the request from what it shows")
+	code, body := h.get(t, approver, "/approvals/"+r.ID)
+	assert.Equal(t, http.StatusConflict, code)
+	assert.Contains(t, body, "failed its integrity check")
+	code, body = h.post(t, approver, "/approvals/"+r.ID+"/decide", url.Values{"verdict": {"Approve"}, "reason": {"ok"}, "csrf": {token}}, nil)
+	assert.Equal(t, http.StatusConflict, code)
+	assert.Contains(t, body, "failed its integrity check")
+	_, body = h.get(t, approver, "/")
+	assert.NotContains(t, body, r.ID, "the inbox leaves it out")
+
+	c := env.issuer.Claims("approver-1")
+	c["aud"] = clientID
+	c["groups"] = []string{approverGroup}
+	client := &approvals.Client{BaseURL: h.ts.URL, HTTP: &http.Client{Transport: bearer{token: env.issuer.MustSign(t, c), rt: approver.Transport}}}
+	_, err = client.Get(t.Context(), r.ID)
+	var apiErr *approvals.APIError
+	require.ErrorAs(t, err, &apiErr)
+	assert.Contains(t, apiErr.Message, "integrity check")
+	_, err = client.Decide(t.Context(), r.ID, approvals.Approve, "ok")
+	require.ErrorAs(t, err, &apiErr)
+	assert.Contains(t, apiErr.Message, "integrity check")
 }

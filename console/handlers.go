@@ -104,26 +104,34 @@ func (s *Server) handleRequest(w http.ResponseWriter, r *http.Request, sess *ses
 
 // lookup returns a request from the hub or, when the hub has not seen it yet (a deep link
 // followed the moment the request was made), from the broker.
-func (s *Server) lookup(ctx context.Context, id string) (*item, uint64) {
+func (s *Server) lookup(ctx context.Context, id string) (*item, uint64, error) {
 	it, rev := s.hub.get(id)
 	if it != nil {
-		return it, rev
+		return it, rev, nil
 	}
 	r, err := s.opts.Broker.Get(ctx, id)
 	if err != nil {
-		return nil, rev
+		return nil, rev, err
 	}
 	raw, err := json.Marshal(r)
 	if err != nil {
-		return nil, rev
+		return nil, rev, err
 	}
 	it = decodeItem(&approvals.Change{Request: r, Raw: raw})
 	it.Revision = 0 // not from the hub's history
-	return it, rev
+	return it, rev, nil
 }
 
+// tamperedPage is what the console says of a request that failed its integrity check.
+const tamperedPage = "Approval request %s failed its integrity check: it was changed outside Gatehouse, so the console neither shows it nor lets anyone decide it. Tell a Gatehouse administrator."
+
 func (s *Server) renderRequest(w http.ResponseWriter, r *http.Request, sess *session, code int, problem string) {
-	it, rev := s.lookup(r.Context(), r.PathValue("id"))
+	it, rev, err := s.lookup(r.Context(), r.PathValue("id"))
+	if errors.Is(err, approvals.ErrTampered) {
+		s.log.Error("approval request refused: it failed its integrity check", "approval", truncate(r.PathValue("id"), 32), "err", err)
+		s.renderError(w, r, http.StatusConflict, fmt.Sprintf(tamperedPage, truncate(r.PathValue("id"), 32)))
+		return
+	}
 	if it == nil || !s.visible(sess, it) {
 		// Not found and not visible look the same: IDs are not a way to probe.
 		s.renderError(w, r, http.StatusNotFound, "There is no approval request "+truncate(r.PathValue("id"), 32)+" that you may see.")
@@ -136,7 +144,11 @@ func (s *Server) renderRequest(w http.ResponseWriter, r *http.Request, sess *ses
 
 func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request, sess *session) {
 	id := r.PathValue("id")
-	it, _ := s.lookup(r.Context(), id)
+	it, _, err := s.lookup(r.Context(), id)
+	if errors.Is(err, approvals.ErrTampered) {
+		s.renderError(w, r, http.StatusConflict, fmt.Sprintf(tamperedPage, truncate(id, 32)))
+		return
+	}
 	if it == nil || !s.visible(sess, it) {
 		s.renderError(w, r, http.StatusNotFound, "There is no approval request "+truncate(id, 32)+" that you may see.")
 		return
@@ -193,6 +205,9 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request, sess *sess
 		s.renderRequest(w, r, sess, http.StatusConflict, "Not recorded: "+err.Error()+".")
 	case errors.Is(err, approvals.ErrNotFound):
 		s.renderError(w, r, http.StatusNotFound, "There is no approval request "+truncate(id, 32)+".")
+	case errors.Is(err, approvals.ErrTampered):
+		s.log.Error("approval decision refused: the request failed its integrity check", "approval", id, "err", err)
+		s.renderError(w, r, http.StatusConflict, fmt.Sprintf(tamperedPage, truncate(id, 32)))
 	case errors.Is(err, approvals.ErrInvalidInput):
 		s.renderRequest(w, r, sess, http.StatusBadRequest, err.Error())
 	default:

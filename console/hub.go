@@ -22,6 +22,7 @@ type Broker interface {
 	Decide(ctx context.Context, id string, approver trail.Identity, v approvals.Verdict, reason string) (*approvals.Request, error)
 	// DecideScoped approves granting a scope within the request's offer (nil: as Decide).
 	DecideScoped(ctx context.Context, id string, approver trail.Identity, v approvals.Verdict, reason string, choice *approvals.ScopeChoice) (*approvals.Request, error)
+	Expire(ctx context.Context, id string) (*approvals.Request, error)
 }
 
 var _ Broker = (*approvals.Broker)(nil)
@@ -160,6 +161,10 @@ func (h *hub) follow(ctx context.Context, w approvals.Watcher) {
 				h.setLive(true)
 				continue
 			}
+			if c.Err != nil {
+				h.remove(c.ID, c.Revision)
+				continue
+			}
 			h.apply(decodeItem(c))
 		}
 	}
@@ -189,6 +194,23 @@ func (h *hub) apply(it *item) {
 	if ready && h.onChange != nil {
 		h.onChange(prev, it)
 	}
+}
+
+// remove drops a request that failed its integrity check at revision rev: the console no
+// longer shows it. Event streams behind rev start over from the snapshot, which leaves it out.
+func (h *hub) remove(id string, rev uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if rev <= h.last {
+		return
+	}
+	delete(h.items, id)
+	h.last = rev
+	if h.ready {
+		h.changes, h.floor = nil, rev
+	}
+	close(h.wake)
+	h.wake = make(chan struct{})
 }
 
 func (h *hub) setLive(live bool) {
@@ -246,8 +268,8 @@ func (h *hub) since(rev uint64) (changes []*item, reset bool, last uint64, wake 
 	return changes, reset, h.last, h.wake, h.live
 }
 
-// expireLoop records the expiry of pending requests whose deadline passed, so every console
-// (and the trail) sees them expire even when nobody asks for them.
+// expireLoop records the expiry of pending requests whose deadline passed (approvals.Broker's
+// Expire), so every console (and the trail) sees them expire even when nobody asks for them.
 func (h *hub) expireLoop(ctx context.Context) {
 	tick := h.clock.NewTicker(time.Second)
 	defer tick.Stop()
@@ -268,7 +290,7 @@ func (h *hub) expireLoop(ctx context.Context) {
 		}
 		h.mu.Unlock()
 		for _, id := range due {
-			if _, err := h.broker.Get(ctx, id); err != nil {
+			if _, err := h.broker.Expire(ctx, id); err != nil {
 				h.log.Warn("could not record the expiry of an approval request", "approval", id, "err", err)
 				h.mu.Lock()
 				delete(h.expiring, id)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/authn"
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
@@ -32,12 +33,18 @@ import (
 // approval broker, and an OIDC issuer that signs real tokens and runs the authorization code
 // flow with PKCE.
 var env struct {
-	nats   *testbed.NATS
+	nats *testbed.NATS
+	// conn and broker are the console's: its NATS identity and the approval key, as deployed.
 	conn   *nats.Conn
 	broker *approvals.Broker
-	issuer *testbed.Issuer
-	auth   *authn.Authenticator
+	// webhook creates approval requests, as admission does, with the webhook's identity.
+	webhook *approvals.Broker
+	issuer  *testbed.Issuer
+	auth    *authn.Authenticator
 }
+
+// approvalKey is the approval key of the tests' console and webhook.
+var approvalKey = []byte("console-test-approval-key-0123456789abcdef")
 
 const (
 	clientID      = "gatehouse"
@@ -62,24 +69,32 @@ func run(m *testing.M) int {
 	defer env.issuer.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if env.conn, err = nats.Connect(env.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond)); err != nil {
+	broker := func(role natsbus.Role) (*nats.Conn, *approvals.Broker, error) {
+		nc, err := env.nats.ConnectAs(role, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+		if err != nil {
+			return nil, nil, err
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return nil, nil, err
+		}
+		pub, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: string(role) + "-test"})
+		if err != nil {
+			return nil, nil, err
+		}
+		b, err := approvals.New(js, approvals.Options{Key: approvalKey, Recorder: pub, Source: string(role) + "-test"})
+		return nc, b, err
+	}
+	if env.conn, env.broker, err = broker(natsbus.RoleConsole); err != nil {
 		return fail(err)
 	}
 	defer env.conn.Close()
-	js, err := jetstream.New(env.conn)
+	webhookConn, webhookBroker, err := broker(natsbus.RoleWebhook)
 	if err != nil {
 		return fail(err)
 	}
-	if err := trail.EnsureStreams(ctx, js, trail.StreamOptions{}); err != nil {
-		return fail(err)
-	}
-	pub, err := trail.NewPublisher(env.conn, trail.PublisherOptions{Source: "console-test"})
-	if err != nil {
-		return fail(err)
-	}
-	if env.broker, err = approvals.New(ctx, js, approvals.Options{Recorder: pub, Source: "console-test"}); err != nil {
-		return fail(err)
-	}
+	defer webhookConn.Close()
+	env.webhook = webhookBroker
 	cfg, err := authn.ParseAuthenticationConfig([]byte(fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
 kind: AuthenticationConfiguration
 jwt:
@@ -99,10 +114,8 @@ jwt:
 		return fail(err)
 	}
 	go func() { _ = env.auth.Start(ctx) }()
-	for deadline := time.Now().Add(30 * time.Second); env.auth.Ready(ctx) != nil; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			return fail(env.auth.Ready(ctx))
-		}
+	if err := testbed.WaitFor(ctx, 30*time.Second, env.auth.Ready); err != nil {
+		return fail(err)
 	}
 	return m.Run()
 }
@@ -239,7 +252,7 @@ func (h *harness) post(t *testing.T, c *http.Client, path string, form url.Value
 // createRequest stores a pending approval request for an agent's operation.
 func createRequest(t *testing.T, name string, timeout time.Duration, required int) *approvals.Request {
 	t.Helper()
-	r, err := env.broker.Create(t.Context(), approvals.Spec{
+	r, err := env.webhook.Create(t.Context(), approvals.Spec{
 		Requester: trail.Identity{User: "oidc:agent", Groups: []string{"agents"},
 			Extra: map[string][]string{"gatehouse.dev/client": {"kubectl/v1.36.3"}}},
 		SessionID: "s-" + name,

@@ -237,7 +237,7 @@ func (e *Env) PrintTry() {
 	fmt.Fprintf(w, "\n  Tokens of the demo identities: gatehouse dev token agent|approver|developer --dir %s\n", e.o.Dir)
 	fmt.Fprintf(w, "  Log in as a person (browser, or --device-code; --session NAME names a session): gatehouse login --server %s --issuer %s --certificate-authority %s --issuer-certificate-authority %s\n",
 		e.proxyURL, e.issuer.URL, rel("proxy-ca.crt"), rel("issuer-ca.crt"))
-	fmt.Fprintf(w, "  Approvers' console: %s/gatehouse/console/ (once the console is part of the proxy)\n", e.proxyURL)
+	fmt.Fprintf(w, "  Approvers' console: %s (sign in as approver; the approvals API of gatehouse approvals is served there too)\n", e.consoleURL)
 	fmt.Fprintf(w, "\n  The audit trail in ClickHouse, as an auditor reads it (gatehouse sql --list names the canned queries of docs/auditing.md):\n")
 	fmt.Fprintf(w, "    gatehouse sql --clickhouse-addr %s --query who-changed-what --param since=1h\n", e.chNative)
 	fmt.Fprintf(w, "    gatehouse sql --clickhouse-addr %s --query denied-attempts --param since=1h\n", e.chNative)

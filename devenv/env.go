@@ -71,15 +71,17 @@ type Env struct {
 	admin  *rest.Config
 	setup  *rest.Config
 
-	proxyURL     string
-	proxyCA      []byte
-	chHTTP       string
-	chNative     string
-	manifests    string
-	natsURL      string
-	enricherAddr string
-	enricherCA   []byte
-	kubeletCA    *clientCA
+	proxyURL  string
+	proxyCA   []byte
+	chHTTP    string
+	chNative  string
+	manifests string
+	// nats is the development NATS: its URL, its certificate's CA and the components' seeds.
+	natsURL, natsCA, natsKeys string
+	consoleURL                string
+	enricherAddr              string
+	enricherCA                []byte
+	kubeletCA                 *clientCA
 	// attachSteps are what the administrator of an attached cluster still has to do.
 	attachSteps []string
 	// stopping is set once Stop begins: children exiting then are expected.
@@ -106,6 +108,9 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		return nil, err
 	}
 	if err := checkPort(o.IssuerAddress, "the OIDC issuer", "--issuer-address"); err != nil {
+		return nil, err
+	}
+	if err := checkPort(o.ConsoleAddress, "the console", "--console-address"); err != nil {
 		return nil, err
 	}
 	sd, err := openStateDir(o.Dir, o.Reset)
@@ -135,6 +140,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		{"RBAC and demo objects", e.setupCluster},
 		{"admission webhooks", e.startWebhook},
 		{"proxy", e.startProxy},
+		{"console", e.startConsole},
 		{"default policies", e.applyPolicies},
 		{"kubeconfigs", e.writeKubeconfigs},
 	} {
@@ -233,15 +239,32 @@ func (e *Env) extractManifests(context.Context) (string, error) {
 	return fmt.Sprintf("%d shipped files", n), err
 }
 
+// startNATS starts NATS as deployed: TLS, an NKey for each component with its role's
+// permissions, and the streams and the bucket provisioned by the administrator.
 func (e *Env) startNATS(context.Context) (string, error) {
-	srv, err := natsbus.StartServer(natsbus.ServerOptions{StoreDir: e.file("nats")})
+	e.natsKeys = e.file("nats-keys")
+	users, err := natsbus.WriteKeys(e.natsKeys, natsbus.Roles)
+	if err != nil {
+		return "", err
+	}
+	certFile, keyFile, _, err := e.selfSigned("nats")
+	if err != nil {
+		return "", err
+	}
+	srv, err := natsbus.StartServer(natsbus.ServerOptions{StoreDir: e.file("nats"), Users: users,
+		TLS: &natsbus.ServerTLS{CertFile: certFile, KeyFile: keyFile}, Provision: true})
 	if err != nil {
 		return "", err
 	}
 	e.onStop(srv.Shutdown)
-	e.state.Components = append(e.state.Components, Component{Name: "nats", PID: os.Getpid(), Addresses: []string{strings.TrimPrefix(srv.URL(), "nats://")}})
-	e.natsURL = srv.URL()
-	return srv.URL(), nil
+	e.state.Components = append(e.state.Components, Component{Name: "nats", PID: os.Getpid(), Addresses: []string{strings.TrimPrefix(srv.URL(), "tls://")}})
+	e.natsURL, e.natsCA = srv.URL(), certFile
+	return srv.URL() + " (TLS; an NKey per component, keys in " + e.natsKeys + ")", nil
+}
+
+// natsFor is how the component of role reaches NATS.
+func (e *Env) natsFor(role natsbus.Role) natsConn {
+	return natsConn{url: e.natsURL, caFile: e.natsCA, nkeyFile: filepath.Join(e.natsKeys, natsbus.SeedFile(role))}
 }
 
 func (e *Env) startClickHouse(ctx context.Context) (string, error) {
@@ -270,7 +293,10 @@ func (e *Env) startClickHouse(ctx context.Context) (string, error) {
 
 func (e *Env) startIssuer(context.Context) (string, error) {
 	iss, err := devoidc.Start(devoidc.Options{
-		Address:    e.o.IssuerAddress,
+		Address: e.o.IssuerAddress,
+		// gatehouse login's loopback redirects, and the console's (a local web app on https).
+		Clients: []devoidc.Client{{ID: devoidc.DefaultClientID, RedirectURIs: []string{
+			"http://127.0.0.1/callback", "http://localhost/callback", "https://127.0.0.1/callback"}}},
 		KeyFile:    e.file("issuer.key"),
 		Identities: Identities,
 		Audience:   audience,
@@ -287,8 +313,14 @@ func (e *Env) startIssuer(context.Context) (string, error) {
 }
 
 // maskingKey is the key every component masks with (random per run).
-func (e *Env) maskingKey() (string, error) {
-	f := e.file("masking.key")
+func (e *Env) maskingKey() (string, error) { return e.randomKey("masking.key") }
+
+// approvalKey is the key the webhook and the console authenticate approval requests with.
+func (e *Env) approvalKey() (string, error) { return e.randomKey("approval.key") }
+
+// randomKey returns the file of a random key of the run, made on first use.
+func (e *Env) randomKey(name string) (string, error) {
+	f := e.file(name)
 	if fileExists(f) {
 		return f, nil
 	}
@@ -342,7 +374,7 @@ func (e *Env) startEnricher(ctx context.Context) (string, error) {
 	c, err := e.startChild("enricher", 30*time.Second, enricherArgs(enricherParams{
 		addr: addr, health: health, certFile: certFile, keyFile: keyFile,
 		clientCAFile: clientCAFile, spoolDir: e.file("enricher-spool"),
-		natsURL: e.natsURL, clickhouseAddr: chNative, maskingKeyFile: key, gatewayUser: proxyUser,
+		nats: e.natsFor(natsbus.RoleEnricher), clickhouseAddr: chNative, maskingKeyFile: key, gatewayUser: proxyUser,
 	})...)
 	if err != nil {
 		return "", err
@@ -551,6 +583,10 @@ func (e *Env) startWebhook(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	approvalKey, err := e.approvalKey()
+	if err != nil {
+		return "", err
+	}
 	kubeconfig := e.adminKubeconfig()
 	if e.kube != nil {
 		u, err := e.kube.AddUser(envtest.User{Name: webhookUser}, nil)
@@ -589,7 +625,8 @@ func (e *Env) startWebhook(ctx context.Context) (string, error) {
 	}
 	c, err := e.startChild("webhook", 15*time.Second, webhookArgs(webhookParams{
 		kubeconfig: kubeconfig, host: wio.LocalServingHost, port: wio.LocalServingPort, certDir: wio.LocalServingCertDir,
-		natsURL: e.natsURL, maskingKeyFile: key, health: health,
+		nats: e.natsFor(natsbus.RoleWebhook), maskingKeyFile: key, approvalKeyFile: approvalKey, health: health,
+		consoleURL: "https://" + e.o.ConsoleAddress,
 	})...)
 	if err != nil {
 		return "", err
@@ -674,8 +711,8 @@ jwt:
 	}
 	c, err := e.startChild("proxy", 15*time.Second, proxyArgs(proxyParams{
 		kubeconfig: kubeconfig, authConfig: authConfig, addr: e.o.ProxyAddress, health: health,
-		certFile: certFile, keyFile: keyFile, natsURL: e.natsURL, maskingKeyFile: key,
-		approvalTimeout: e.o.ApprovalTimeout.String(),
+		certFile: certFile, keyFile: keyFile, nats: e.natsFor(natsbus.RoleProxy), maskingKeyFile: key,
+		approvalTimeout: e.o.ApprovalTimeout.String(), consoleURL: "https://" + e.o.ConsoleAddress,
 	})...)
 	if err != nil {
 		return "", err
@@ -687,6 +724,43 @@ jwt:
 		return "", err
 	}
 	return e.proxyURL + " (trusts the dev issuer; users are oidc:<name>)", nil
+}
+
+// startConsole runs gatehouse console: the approvers' web UI (sign-in at the dev issuer, as the
+// OAuth client the proxy's tokens are for) and the approvals API, with the proxy's certificate
+// (both on loopback), so the approver's kubeconfig trusts it too.
+func (e *Env) startConsole(ctx context.Context) (string, error) {
+	maskingKey, err := e.maskingKey()
+	if err != nil {
+		return "", err
+	}
+	approvalKey, err := e.approvalKey()
+	if err != nil {
+		return "", err
+	}
+	sessionKey, err := e.randomKey("console-session.key")
+	if err != nil {
+		return "", err
+	}
+	health, err := freeAddr()
+	if err != nil {
+		return "", err
+	}
+	e.consoleURL = "https://" + e.o.ConsoleAddress
+	c, err := e.startChild("console", 15*time.Second, consoleArgs(consoleParams{
+		authConfig: e.file("authentication-config.yaml"), clientID: devoidc.DefaultClientID, externalURL: e.consoleURL,
+		addr: e.o.ConsoleAddress, health: health, certFile: e.file("proxy.crt"), keyFile: e.file("proxy.key"),
+		nats: e.natsFor(natsbus.RoleConsole), maskingKeyFile: maskingKey, approvalKeyFile: approvalKey, sessionKeyFile: sessionKey,
+	})...)
+	if err != nil {
+		return "", err
+	}
+	e.state.ConsoleURL = e.consoleURL
+	e.component("console", c.pid(), e.o.ConsoleAddress, health)
+	if err := c.waitHTTP(ctx, "http://"+health+"/readyz", 90*time.Second); err != nil {
+		return "", err
+	}
+	return e.consoleURL + " (approvers sign in at the dev issuer; the approvals API of gatehouse approvals)", nil
 }
 
 func writeKubeconfig(path string, cfg *rest.Config, user string) error {

@@ -40,6 +40,9 @@ type Options struct {
 	ProxyAddress string
 	// IssuerAddress is where the dev OIDC issuer listens. Default: 127.0.0.1:8444.
 	IssuerAddress string
+	// ConsoleAddress is where gatehouse console (the approvers' web UI and the approvals API)
+	// listens. Default: 127.0.0.1:8445.
+	ConsoleAddress string
 	// Reset discards a state directory left by a run that did not stop cleanly.
 	Reset bool
 	// ApprovalTimeout is how long the proxy holds a request for approval. Default: 10m.
@@ -62,6 +65,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.IssuerAddress == "" {
 		o.IssuerAddress = "127.0.0.1:8444"
+	}
+	if o.ConsoleAddress == "" {
+		o.ConsoleAddress = "127.0.0.1:8445"
 	}
 	if o.ApprovalTimeout == 0 {
 		o.ApprovalTimeout = 10 * time.Minute

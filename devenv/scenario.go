@@ -232,11 +232,12 @@ func (e *Env) approverClient() (*approvals.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	hc, err := rest.HTTPClientFor(&rest.Config{Host: e.proxyURL, BearerToken: tok, TLSClientConfig: rest.TLSClientConfig{CAData: e.proxyCA}})
+	// The console serves the approvals API, with the proxy's certificate.
+	hc, err := rest.HTTPClientFor(&rest.Config{Host: e.consoleURL, BearerToken: tok, TLSClientConfig: rest.TLSClientConfig{CAData: e.proxyCA}})
 	if err != nil {
 		return nil, err
 	}
-	return &approvals.Client{BaseURL: e.proxyURL, HTTP: hc}, nil
+	return &approvals.Client{BaseURL: e.consoleURL, HTTP: hc}, nil
 }
 
 // leakedKubeconfig writes the CI deployer's kubeconfig: a client certificate straight to

@@ -26,9 +26,11 @@ const (
 // State is what a running `gatehouse dev` writes to state.json: where its parts listen and
 // which processes it runs. `gatehouse dev token` and the tests read it.
 type State struct {
-	PID        int                `json:"pid"`
-	Started    time.Time          `json:"started"`
-	ProxyURL   string             `json:"proxyURL"`
+	PID      int       `json:"pid"`
+	Started  time.Time `json:"started"`
+	ProxyURL string    `json:"proxyURL"`
+	// ConsoleURL is gatehouse console: the approvers' web UI and the approvals API.
+	ConsoleURL string             `json:"consoleURL,omitempty"`
 	IssuerURL  string             `json:"issuerURL"`
 	APIServer  string             `json:"apiServer,omitempty"`
 	Audience   string             `json:"audience"`

@@ -244,6 +244,21 @@ func (n *Node) AppendLog(namespace, pod, container, text string) {
 	n.log1(namespace, pod, container).append([]byte(text))
 }
 
+// LogSent returns how many bytes of a container's log every follower being served (kube-apiserver,
+// for `kubectl logs -f`) has been sent so far; 0 when none is.
+func (n *Node) LogSent(namespace, pod, container string) int {
+	l := n.log1(namespace, pod, container)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sent := -1
+	for off := range l.followers {
+		if sent < 0 || *off < sent {
+			sent = *off
+		}
+	}
+	return max(sent, 0)
+}
+
 func (n *Node) log1(ns, pod, container string) *containerLog {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -298,6 +313,9 @@ func (n *Node) servePortForward(w http.ResponseWriter, r *http.Request) {
 func (n *Node) serveLogs(w http.ResponseWriter, r *http.Request) {
 	l := n.log1(r.PathValue("ns"), r.PathValue("pod"), r.PathValue("container"))
 	follow, _ := strconv.ParseBool(r.URL.Query().Get("follow"))
+	off := new(int)
+	l.follow(off)
+	defer l.unfollow(off)
 	w.Header().Set("Content-Type", "text/plain")
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
@@ -306,17 +324,16 @@ func (n *Node) serveLogs(w http.ResponseWriter, r *http.Request) {
 		// request only once the kubelet answered.
 		flusher.Flush()
 	}
-	var off int
 	for {
-		data, changed, closed := l.since(off)
+		data, changed, closed := l.since(*off)
 		if len(data) > 0 {
 			if _, err := w.Write(data); err != nil {
 				return
 			}
-			off += len(data)
 			if flusher != nil {
 				flusher.Flush()
 			}
+			l.sent(off, len(data))
 		}
 		if !follow || closed {
 			return
@@ -335,6 +352,30 @@ type containerLog struct {
 	data    []byte
 	changed chan struct{}
 	closed  bool
+	// followers are the offsets up to which each follower being served was sent the log.
+	followers map[*int]struct{}
+}
+
+func (l *containerLog) follow(off *int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.followers == nil {
+		l.followers = map[*int]struct{}{}
+	}
+	l.followers[off] = struct{}{}
+}
+
+func (l *containerLog) unfollow(off *int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.followers, off)
+}
+
+// sent records that the follower at off was sent n more bytes.
+func (l *containerLog) sent(off *int, n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	*off += n
 }
 
 func (l *containerLog) append(p []byte) {

@@ -32,13 +32,8 @@ func (l *lockedBuffer) String() string {
 
 func (l *lockedBuffer) waitFor(t *testing.T, s string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(l.String(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in %q", s, l.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	require.Eventually(t, func() bool { return strings.Contains(l.String(), s) }, 10*time.Second, 10*time.Millisecond,
+		"no %q in %q", s, stringer(l.String))
 }
 
 // TestTerminal drives `kubectl exec -it ... -- sh` as the streaming code does: a prompt, echo,
@@ -71,3 +66,8 @@ func TestTerminal(t *testing.T) {
 	}
 	close(resize)
 }
+
+// stringer prints as what its function returns when a failure message is formatted.
+type stringer func() string
+
+func (s stringer) String() string { return s() }

@@ -51,6 +51,11 @@ const (
 // ErrMalformed is returned for a batch that is not a well-formed audit.k8s.io/v1 EventList.
 var ErrMalformed = errors.New("enricher: malformed audit event batch")
 
+// ErrMisplaced is returned for a trail record or a recording chunk that arrived on a subject its
+// kind is not published on: a forgery by another component's credentials, or a copy made by a
+// consumer's deliver subject. It is never stored.
+var ErrMisplaced = errors.New("enricher: record on a subject of another kind")
+
 var (
 	// wrapHead and wrapTail make a single event an EventList, the type the masker knows:
 	// EventList items are audit events, whose requestObject and responseObject it masks with

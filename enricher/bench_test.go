@@ -1,6 +1,7 @@
 package enricher
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sync"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // benchEvents is the number of events one benchmark operation ingests: enough for the
@@ -67,8 +69,10 @@ func BenchmarkIngest(b *testing.B) {
 			postConcurrently(b, h, bodies, 8)
 			posting += time.Since(start)
 			want := uint64(benchEvents * (run + 1))
-			for h.count(b, "SELECT count() FROM {db}.audit_events") < want {
-				time.Sleep(20 * time.Millisecond)
+			if err := wait.PollUntilContextTimeout(b.Context(), 20*time.Millisecond, 5*time.Minute, true, func(context.Context) (bool, error) {
+				return h.count(b, "SELECT count() FROM {db}.audit_events") >= want, nil
+			}); err != nil {
+				b.Fatal(err)
 			}
 			elapsed += time.Since(start)
 		}

@@ -30,6 +30,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -553,12 +554,11 @@ func (t *intakeTap) refused() int {
 func waitStored(t *testing.T, h *harness, tap *intakeTap, ids []string) map[string]int {
 	t.Helper()
 	var sent, stored map[string]int
-	deadline := time.Now().Add(45 * time.Second)
-	for time.Now().Before(deadline) {
+	var byStage map[string]int
+	_ = wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 45*time.Second, true, func(context.Context) (bool, error) {
 		sent = tap.snapshot()
 		if !sentAll(sent, ids) {
-			time.Sleep(200 * time.Millisecond)
-			continue
+			return false, nil
 		}
 		stored = map[string]int{}
 		for _, r := range queryRows(t, h.ch, "SELECT audit_id, stage, toString(count()) FROM "+h.db+".audit_events FINAL GROUP BY audit_id, stage") {
@@ -566,14 +566,17 @@ func waitStored(t *testing.T, h *harness, tap *intakeTap, ids []string) map[stri
 			_, _ = fmt.Sscan(r[2], &n)
 			stored[r[0]+"/"+r[1]] = n
 		}
-		if len(sent) > 0 && reflect.DeepEqual(sent, stored) && reflect.DeepEqual(sent, tap.snapshot()) {
-			byStage := map[string]int{}
-			for k, n := range sent {
-				byStage[k[strings.LastIndexByte(k, '/')+1:]] += n
-			}
-			return byStage
+		if len(sent) == 0 || !reflect.DeepEqual(sent, stored) || !reflect.DeepEqual(sent, tap.snapshot()) {
+			return false, nil
 		}
-		time.Sleep(200 * time.Millisecond)
+		byStage = map[string]int{}
+		for k, n := range sent {
+			byStage[k[strings.LastIndexByte(k, '/')+1:]] += n
+		}
+		return true, nil
+	})
+	if byStage != nil {
+		return byStage
 	}
 	var missing, extra []string
 	for k, n := range sent {

@@ -39,7 +39,7 @@ type Enricher struct {
 
 	spool         *spool
 	ready         atomic.Bool   // spool open: the intake accepts batches
-	streamsReady  chan struct{} // closed once the JetStream streams exist
+	streamsReady  chan struct{} // closed once the JetStream streams are known to exist
 	migrated      atomic.Bool   // schema applied
 	inFlight      chan struct{} // intake request slots
 	inFlightBytes *semaphore.Weighted
@@ -47,6 +47,7 @@ type Enricher struct {
 	// Test seams.
 	observe     func(events [][]byte, code int) // sees every intake request's events and its answer
 	afterInsert func(table string) error        // runs after every successful INSERT; an error fails the batch
+	afterPoll   func()                          // runs after every poll of the audit log
 }
 
 // New returns an Enricher for opts. It does no I/O; Start does.
@@ -123,8 +124,8 @@ func (e *Enricher) Start(ctx context.Context) error {
 			return // ctx ended
 		}
 		if err := retry(ctx, e.opts.RetryDelay, func() error {
-			return trail.EnsureStreams(ctx, e.js, e.opts.Streams)
-		}, e.log, "ensuring the JetStream streams failed, retrying"); err != nil {
+			return trail.CheckStreams(ctx, e.js, trail.StreamTrail, trail.StreamAudit, trail.StreamRecordings)
+		}, e.log, "the JetStream streams are not there yet, retrying; the intake spools batches meanwhile"); err != nil {
 			return // ctx ended
 		}
 		close(e.streamsReady)
@@ -461,6 +462,13 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 			continue
 		case err != nil:
 			e.ingestError(m, t.errs, err, at)
+			continue
+		}
+		if subj, err := trail.Subject(rec); err != nil || subj != m.Subject() {
+			// Each kind has its own subjects, and NATS lets only its producer publish on them
+			// (natsbus.Permissions): a record on another kind's subject is a forgery, or a copy
+			// a consumer's deliver subject made. Not stored; ingest_errors says where it is.
+			e.ingestError(m, t.errs, fmt.Errorf("%w: a %s record on subject %s", ErrMisplaced, rec.Header().Kind, m.Subject()), at)
 			continue
 		}
 		switch r := rec.(type) {

@@ -2,6 +2,7 @@ package enricher
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,17 +14,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/util/wait"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/gatehouse-dev/gatehouse/enricher/schema"
 	"github.com/gatehouse-dev/gatehouse/masking"
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
+	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
 // bed holds the components the tests of this package share. Tests that need their own NATS
@@ -84,13 +90,14 @@ func testDatabase(t testing.TB, conn driver.Conn) string {
 	return db
 }
 
-// startNATS starts a NATS server of t's own.
+// startNATS starts a NATS server of t's own and connects to it as the test's own identity, which
+// publishes what other components would and inspects the streams.
 func startNATS(t testing.TB) (*testbed.NATS, *nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	srv, err := testbed.StartNATS()
 	require.NoError(t, err)
 	t.Cleanup(srv.Stop)
-	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(-1))
+	nc, err := srv.Connect(nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(-1))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
@@ -109,9 +116,11 @@ func newMasker(t testing.TB) *masking.Masker {
 // its own, storing into its own database.
 type harness struct {
 	*Enricher
-	nats     *testbed.NATS
+	nats *testbed.NATS
+	// nc and js are the test's own connection; the enricher runs on enc, with its own identity.
 	nc       *nats.Conn
 	js       jetstream.JetStream
+	enc      *nats.Conn
 	ch       driver.Conn
 	db       string
 	url      string // intake URL
@@ -119,6 +128,8 @@ type harness struct {
 	pki      *testbed.PKI
 	spoolDir string
 	logs     *lockedBuffer
+	// spooled counts the batches in the spool. Default: the in-process Enricher's.
+	spooled func(testing.TB) int
 
 	stop func()
 }
@@ -136,6 +147,10 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	t.Helper()
 	h := &harness{logs: &lockedBuffer{}}
 	h.nats, h.nc, h.js = startNATS(t)
+	var err error
+	h.enc, err = h.nats.ConnectAs(natsbus.RoleEnricher, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(-1))
+	require.NoError(t, err)
+	t.Cleanup(h.enc.Close)
 	h.ch = ho.ch
 	if h.ch == nil {
 		h.ch = openClickHouse(t, sharedClickHouse(t), "native")
@@ -149,7 +164,7 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 		h.spoolDir = t.TempDir()
 	}
 	opts := Options{
-		NATS:         h.nc,
+		NATS:         h.enc,
 		ClickHouse:   h.ch,
 		Masker:       newMasker(t),
 		EnvelopeKey:  EnvelopeKey(testKey),
@@ -229,21 +244,68 @@ func countRows(t testing.TB, conn driver.Conn, query string, args ...any) uint64
 func (h *harness) waitRows(t testing.TB, want uint64, timeout time.Duration, query string) {
 	t.Helper()
 	var got uint64
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
 		got = h.count(t, query)
-		if got == want {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+		return got == want, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: got %d rows, want %d; enricher log:\n%s", query, got, want, h.logs.tail(4000))
 	}
-	t.Fatalf("%s: got %d rows, want %d; enricher log:\n%s", query, got, want, h.logs.tail(4000))
+}
+
+// settle waits until the enricher has nothing left to store: no batch in its spool, no audit
+// batch in JetStream that its consumer has not been given or has not acknowledged. Until then
+// a batch inserted but not acknowledged (a crash, a lost acknowledgement) can be inserted again
+// at any moment, also after every event is stored once.
+func (h *harness) settle(t testing.TB) {
+	t.Helper()
+	spooled := h.spooled
+	if spooled == nil {
+		spooled = func(testing.TB) int { return h.spool.stats().Batches }
+	}
+	var last string
+	err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		n := spooled(t)
+		cons, err := h.js.Consumer(ctx, trail.StreamAudit, trail.EnricherConsumer(trail.StreamAudit).Durable)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		last = fmt.Sprintf("%d batches spooled, %d messages pending, %d unacknowledged", n, info.NumPending, info.NumAckPending)
+		return n == 0 && info.NumPending == 0 && info.NumAckPending == 0, nil
+	})
+	require.NoError(t, err, "the enricher did not settle: %s; log:\n%s", last, h.logs.tail(3000))
+}
+
+// assertStoredOnce checks, once the enricher settled, that the audit events are want events
+// stored once each: every (audit ID, stage) is there, and merging the table's parts leaves one
+// row of each.
+func (h *harness) assertStoredOnce(t *testing.T, want uint64) {
+	t.Helper()
+	assert.Equal(t, want, h.count(t, "SELECT uniqExact(audit_id, stage) FROM {db}.audit_events"), "distinct (audit_id, stage)")
+	// An OPTIMIZE that cannot merge now (a background merge holds some parts) does nothing,
+	// silently unless optimize_throw_if_noop: try again until it merged.
+	optimize := clickhouse.Context(t.Context(), clickhouse.WithSettings(clickhouse.Settings{"optimize_throw_if_noop": 1}))
+	var err error
+	_ = wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		err = h.ch.Exec(optimize, "OPTIMIZE TABLE "+h.db+".audit_events FINAL")
+		return err == nil, nil
+	})
+	require.NoError(t, err, "OPTIMIZE TABLE %s.audit_events FINAL", h.db)
+	assert.Equal(t, want, h.count(t, "SELECT count() FROM {db}.audit_events"), "rows after merging")
 }
 
 // lockedBuffer collects log output from concurrent writers.
 type lockedBuffer struct {
 	mu  sync.Mutex
 	buf strings.Builder
+	// live, when set, returns what a running process wrote so far: String adds it.
+	live func() string
 }
 
 func (b *lockedBuffer) Write(p []byte) (int, error) {
@@ -255,7 +317,17 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.live != nil {
+		return b.buf.String() + b.live()
+	}
 	return b.buf.String()
+}
+
+// add appends what a process that ended wrote.
+func (b *lockedBuffer) add(s string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.WriteString(s)
 }
 
 func (b *lockedBuffer) tail(n int) string {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/enricher/schema"
 	"github.com/gatehouse-dev/gatehouse/masking"
-	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
 // ErrInvalidOptions is wrapped by the errors of Options.Validate.
@@ -79,8 +78,6 @@ type Options struct {
 	Authenticate func(*http.Request) error
 	// Schema names the database, the retention and the gateway grace period of the trail view.
 	Schema schema.Options
-	// Streams configures the JetStream streams the enricher ensures at start.
-	Streams trail.StreamOptions
 
 	// GatewayUsers are the users the gateway authenticates to kube-apiserver as (its service
 	// account, e.g. system:serviceaccount:gatehouse:gatehouse-proxy). The gateway's

@@ -60,6 +60,10 @@ func (e *Enricher) storeRecordings(ctx context.Context, msgs []jetstream.Msg, ro
 			e.ingestError(m, errs, fmt.Errorf("%w: a %T on the recordings stream", ErrMalformed, rec), at)
 			continue
 		}
+		if subj, err := trail.Subject(c); err != nil || subj != m.Subject() {
+			e.ingestError(m, errs, fmt.Errorf("%w: recording %s on subject %s", ErrMisplaced, c.RecordingID, m.Subject()), at)
+			continue
+		}
 		rows.add(c, at)
 	}
 	for _, cols := range []*columns{&rows.columns, &errs.columns} {

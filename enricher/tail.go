@@ -85,6 +85,9 @@ func (e *Enricher) tailAuditLog(ctx context.Context) {
 			failing = false
 			e.log.Info("following the audit log again", "path", path)
 		}
+		if e.afterPoll != nil {
+			e.afterPoll()
+		}
 		if !waitTimer(ctx, e.opts.AuditLogPollInterval, nil) {
 			return
 		}

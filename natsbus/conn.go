@@ -2,7 +2,8 @@ package natsbus
 
 import (
 	"context"
-	"errors"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,68 +13,65 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/spf13/pflag"
 )
 
-// Options says how a component reaches NATS.
-type Options struct {
-	// URL lists the NATS servers, comma separated. Empty starts an embedded server (dev mode).
-	URL string
-	// CredsFile is a NATS credentials file (JWT and NKey seed) for decentralised authentication.
-	CredsFile string
-	// CAFile, CertFile and KeyFile configure TLS: the CA that signed the servers' certificates and
-	// the client certificate for mutual TLS.
-	CAFile, CertFile, KeyFile string
-	// StoreDir is the embedded server's JetStream directory. Default: a "nats" folder in the user
-	// cache directory.
-	StoreDir string
-	// Name is the connection name shown in NATS monitoring, e.g. "gatehouse-proxy".
-	Name string
-	// Logger reports connection changes. Default: discard.
-	Logger *slog.Logger
-}
-
-// AddFlags registers the options as command-line flags.
-func (o *Options) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.URL, "nats-url", o.URL, "NATS server URLs, comma separated. Empty starts an embedded NATS server (development only).")
-	fs.StringVar(&o.CredsFile, "nats-creds-file", o.CredsFile, "NATS credentials file.")
-	fs.StringVar(&o.CAFile, "nats-ca-file", o.CAFile, "CA bundle that signed the NATS servers' certificates.")
-	fs.StringVar(&o.CertFile, "nats-cert-file", o.CertFile, "Client certificate for NATS mutual TLS.")
-	fs.StringVar(&o.KeyFile, "nats-key-file", o.KeyFile, "Client key for NATS mutual TLS.")
-	fs.StringVar(&o.StoreDir, "nats-store-dir", o.StoreDir, "JetStream directory of the embedded NATS server (with an empty --nats-url).")
-}
-
-// Validate reports inconsistent options.
-func (o *Options) Validate() error {
-	if (o.CertFile == "") != (o.KeyFile == "") {
-		return errors.New("natsbus: --nats-cert-file and --nats-key-file go together")
-	}
-	if o.URL == "" && (o.CredsFile != "" || o.CAFile != "" || o.CertFile != "") {
-		return errors.New("natsbus: credentials and TLS files need --nats-url")
-	}
-	return nil
-}
-
-// Conn is a NATS connection and, in dev mode, the embedded server behind it.
+// Conn is a NATS connection and, in development mode, the embedded server behind it.
 type Conn struct {
 	*nats.Conn
 	// Server is the embedded server, nil when connected to an external one.
 	Server *Server
+	url    string
 }
 
 // Close drains the connection and stops the embedded server, if any.
 func (c *Conn) Close() {
-	_ = c.Drain()
-	for !c.IsClosed() {
-		time.Sleep(10 * time.Millisecond)
+	if c.Drain() == nil {
+		deadline := time.Now().Add(10 * time.Second)
+		for !c.IsClosed() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
+	c.Conn.Close()
 	if c.Server != nil {
 		c.Server.Shutdown()
 	}
 }
 
-// Connect connects to NATS, starting an embedded server when o.URL is empty. The connection
-// reconnects forever: components keep running while NATS is away and fail closed meanwhile.
+// Ready reports whether the connection is up: nil, or why not (its state and the last error,
+// e.g. a refused credential or an untrusted certificate).
+func (c *Conn) Ready() error {
+	st := c.Status()
+	if st == nats.CONNECTED {
+		return nil
+	}
+	msg := fmt.Sprintf("not connected to NATS at %s (%s)", redact(c.url), st)
+	if err := c.LastError(); err != nil {
+		msg += ": " + err.Error()
+	}
+	return fmt.Errorf("natsbus: %s", msg)
+}
+
+// WaitReady waits until the connection is up, or ctx ends (then it returns why it is not up).
+func (c *Conn) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		err := c.Ready()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%w)", err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Connect returns a connection to NATS as o.Role, starting an embedded server in development
+// mode without a URL. It does not wait for the server: a server that is down (or refuses the
+// credentials) is retried in the background forever, so a component starts without NATS and
+// fails closed meanwhile, and Ready says why. Errors are about the options and files only.
 func Connect(ctx context.Context, o Options) (*Conn, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -82,9 +80,11 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Conn{}
-	url := o.URL
-	if url == "" {
+	if o.Name == "" {
+		o.Name = "gatehouse-" + string(o.Role)
+	}
+	c := &Conn{url: o.URL}
+	if o.embedded() {
 		dir := o.StoreDir
 		if dir == "" {
 			cache, err := os.UserCacheDir()
@@ -93,26 +93,37 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 			}
 			dir = filepath.Join(cache, "gatehouse", "nats")
 		}
-		srv, err := StartServer(ServerOptions{StoreDir: dir, Logger: log.With("component", "nats-server")})
+		srv, err := StartServer(ServerOptions{StoreDir: dir, Provision: true, Logger: log.With("component", "nats-server")})
 		if err != nil {
 			return nil, err
 		}
-		log.Warn("no --nats-url given: started an embedded NATS server (development only)", "url", srv.URL(), "storeDir", dir)
+		log.Warn("--dev without --nats-url: started an embedded NATS server without authentication (development only)", "url", srv.URL(), "storeDir", dir)
 		c.Server = srv
-		url = srv.URL()
+		c.url = srv.URL()
 	}
 	opts := []nats.Option{
 		nats.Name(o.Name),
+		nats.CustomInboxPrefix(o.Role.InboxPrefix()),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
+		// Start while the server is away, and keep trying when it refuses the credentials (they
+		// may be rotated on the server): Ready reports it meanwhile.
+		nats.RetryOnFailedConnect(true),
+		nats.IgnoreAuthErrorAbort(),
 		// No buffering while disconnected: a publish then fails at once, so the caller can
 		// refuse the action it wanted to record instead of losing the record with the buffer.
 		nats.ReconnectBufSize(-1),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted())
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("disconnected from NATS", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("cannot connect to NATS, retrying", "err", err)
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) {
 			if err := nc.LastError(); err != nil {
@@ -123,28 +134,75 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 			log.Warn("NATS error", "err", err)
 		}),
 	}
-	if o.CredsFile != "" {
+	switch {
+	case o.NKeyFile != "":
+		opt, err := nats.NkeyOptionFromSeed(o.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("natsbus: --nats-nkey-file: %w", err)
+		}
+		opts = append(opts, opt)
+	case o.CredsFile != "":
+		if _, err := os.Stat(o.CredsFile); err != nil {
+			return nil, fmt.Errorf("natsbus: --nats-creds-file: %w", err)
+		}
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
 	}
-	if o.CAFile != "" {
-		opts = append(opts, nats.RootCAs(o.CAFile))
+	if o.secure() {
+		cfg, err := o.tlsConfig()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.Secure(cfg))
 	}
-	if o.CertFile != "" {
-		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
-	}
-	// nats.Connect has no context; honour a cancelled one before and after.
+	// nats.Connect has no context; honour a cancelled one.
 	if err := ctx.Err(); err != nil {
+		c.shutdownServer()
 		return nil, err
 	}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(c.url, opts...)
 	if err != nil {
-		if c.Server != nil {
-			c.Server.Shutdown()
-		}
-		return nil, fmt.Errorf("natsbus: connect to %s: %w", redact(url), err)
+		c.shutdownServer()
+		return nil, fmt.Errorf("natsbus: connect to %s: %w", redact(c.url), err)
 	}
 	c.Conn = nc
 	return c, nil
+}
+
+func (c *Conn) shutdownServer() {
+	if c.Server != nil {
+		c.Server.Shutdown()
+	}
+}
+
+// tlsConfig is the client's TLS: the CA (system roots without one) and, for mutual TLS, the
+// client certificate, read at every handshake.
+func (o *Options) tlsConfig() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("natsbus: --nats-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("natsbus: --nats-ca-file: no PEM certificate in %s", o.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if o.CertFile != "" {
+		certFile, keyFile := o.CertFile, o.KeyFile
+		if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+			return nil, fmt.Errorf("natsbus: --nats-cert-file, --nats-key-file: %w", err)
+		}
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return nil, fmt.Errorf("natsbus: client certificate: %w", err)
+			}
+			return &cert, nil
+		}
+	}
+	return cfg, nil
 }
 
 // redact drops user information from a URL list for error messages.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -395,7 +396,8 @@ func TestFileWatcherReloadsOnChange(t *testing.T) {
 	}
 	write(conditionPolicy("p", "deny", "request.name == 'one'"))
 	e := policy.NewEngine(policy.EngineOptions{})
-	w := &policy.FileWatcher{Path: path, Engine: e, Interval: 10 * time.Millisecond}
+	var logs syncBuffer
+	w := &policy.FileWatcher{Path: path, Engine: e, Interval: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- w.Start(ctx) }()
@@ -419,7 +421,8 @@ func TestFileWatcherReloadsOnChange(t *testing.T) {
 	// A broken file leaves the policies in force.
 	gen := e.Generation()
 	write("apiVersion: gatehouse.dev/v1alpha1\nkind: AccessPolicy\nmetadata: {name: p}\nspec: {rules: [{name: r, action: deny, oops: 1}]}\n")
-	time.Sleep(100 * time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "reloading access policies failed") }, 5*time.Second, 10*time.Millisecond,
+		"the watcher read the broken file")
 	assert.Equal(t, gen, e.Generation())
 	assert.True(t, denied("two")())
 
@@ -460,4 +463,22 @@ func TestConcurrentReload(t *testing.T) {
 		require.Empty(t, e.SetPolicies(p))
 	}
 	wg.Wait()
+}
+
+// syncBuffer collects what a goroutine logs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

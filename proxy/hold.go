@@ -81,7 +81,7 @@ func (t *holdTransport) hold(out *http.Request, st *requestState, denial *http.R
 	closeBody(denial)
 	if st.opts.refuse {
 		st.errReason = "held for approval; refused at once (hold=refuse)"
-		return heldResponse(out, id, "Gatehouse did not hold this request, as asked (hold=refuse). "+approvals.PendingMessage(r, "")+
+		return heldResponse(out, id, "Gatehouse did not hold this request, as asked (hold=refuse). "+approvals.PendingMessage(r, p.opts.ConsoleURL)+
 			" To be held until approvers decide instead, send it with hold=wait (the "+HoldHeader+" header, or the server URL prefix "+ClientPathPrefix+"hold=wait/)."), nil
 	}
 
@@ -104,7 +104,7 @@ func (t *holdTransport) hold(out *http.Request, st *requestState, denial *http.R
 		return t.resend(out, st, id)
 	case approvals.StatePending:
 		st.errReason = "still pending at the hold limit"
-		return heldResponse(out, id, fmt.Sprintf("Gatehouse held this request for %s and nobody decided it. ", limit)+approvals.PendingMessage(decided, "")), nil
+		return heldResponse(out, id, fmt.Sprintf("Gatehouse held this request for %s and nobody decided it. ", limit)+approvals.PendingMessage(decided, p.opts.ConsoleURL)), nil
 	}
 	st.errReason = "approval " + string(decided.State)
 	return heldResponse(out, id, approvals.DenialMessage(decided)), nil

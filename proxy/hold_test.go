@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/serving"
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
@@ -35,12 +36,16 @@ type holdBed struct {
 
 func newHoldBed(t *testing.T) *holdBed {
 	t.Helper()
-	pub, err := trail.NewPublisher(env.nc, trail.PublisherOptions{})
+	// Admission and the console, with the approval key.
+	pub, err := trail.NewPublisher(env.inspect.Conn(), trail.PublisherOptions{})
 	require.NoError(t, err)
-	broker, err := approvals.New(t.Context(), env.js, approvals.Options{Recorder: pub, Source: "proxy-test"})
+	broker, err := approvals.New(env.inspect, approvals.Options{Key: []byte("proxy-test-approval-key-0123456789abcdef"), Recorder: pub, Source: "proxy-test"})
+	require.NoError(t, err)
+	// The proxy's own broker: no key, its own NATS identity; it only reads and waits.
+	reader, err := approvals.New(env.js, approvals.Options{Source: "proxy"})
 	require.NoError(t, err)
 	u := newUpstream(t)
-	srv := newStubProxy(t, u, func(o *proxy.Options) { o.Approvals = broker; o.MaxHold = 30 * time.Second })
+	srv := newStubProxy(t, u, func(o *proxy.Options) { o.Approvals = reader; o.MaxHold = 30 * time.Second })
 	return &holdBed{u: u, p: srv.URL, client: srv.Client(), broker: broker}
 }
 
@@ -180,11 +185,14 @@ func TestHoldOptions(t *testing.T) {
 		b.holdsUntilApproved(r.ID, false)
 		decided := make(chan error, 1)
 		go func() {
-			for deadline := time.Now().Add(10 * time.Second); len(b.u.seen()) < 1; time.Sleep(5 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					decided <- errors.New("the call never reached admission")
-					return
+			if err := testbed.WaitFor(t.Context(), 10*time.Second, func(context.Context) error {
+				if len(b.u.seen()) < 1 {
+					return errors.New("the call never reached admission")
 				}
+				return nil
+			}); err != nil {
+				decided <- err
+				return
 			}
 			// The decision outlives the held call: the broker records it after the proxy saw it.
 			_, err := b.broker.Decide(context.WithoutCancel(t.Context()), r.ID, trail.Identity{User: "oidc:approver", Groups: []string{"gatehouse:approvers"}}, approvals.Deny, "use the vault")
@@ -242,7 +250,7 @@ func TestNoProxyApprovalHoldWithoutAdmission(t *testing.T) {
 // requestRecord reads the trail.Request with auditID from the session's records.
 func requestRecord(t *testing.T, session, auditID string) *trail.Request {
 	t.Helper()
-	cons, err := env.js.OrderedConsumer(t.Context(), trail.StreamTrail, jetstreamFilter(trail.SubjectSession(session)))
+	cons, err := env.inspect.OrderedConsumer(t.Context(), trail.StreamTrail, jetstreamFilter(trail.SubjectSession(session)))
 	require.NoError(t, err)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -258,4 +266,42 @@ func requestRecord(t *testing.T, session, auditID string) *trail.Request {
 	}
 	t.Fatalf("no request record with Audit-ID %s in session %s", auditID, session)
 	return nil
+}
+
+// TestApprovalsAPIIsNotServed: the proxy cannot decide, so it does not serve the approvals API:
+// a call, even a decision, is answered 404 with the console's URL and reaches neither a broker
+// nor the API server.
+func TestApprovalsAPIIsNotServed(t *testing.T) {
+	tests := []struct {
+		name, console string
+		want          string
+	}{
+		{"with the console's URL", "https://console.example.com/", "served by gatehouse console at https://console.example.com/gatehouse/v1/approvals"},
+		{"without it", "", "ask a Gatehouse administrator for its URL"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			u := newUpstream(t)
+			var forwarded atomic.Int32
+			u.setRespond(func(http.ResponseWriter, *http.Request, []byte) bool { forwarded.Add(1); return false })
+			srv := newStubProxy(t, u, func(o *proxy.Options) { o.ConsoleURL = tc.console })
+			for _, call := range []struct{ method, path string }{
+				{http.MethodGet, approvals.APIPrefix},
+				{http.MethodGet, approvals.APIPrefix + "?watch=true"},
+				{http.MethodPost, approvals.APIPrefix + "/ap-aaaaaaaaaaaaaaaa/approve"},
+			} {
+				req, err := http.NewRequest(call.method, srv.URL+call.path, strings.NewReader(`{"reason":"x"}`))
+				require.NoError(t, err)
+				req.Header.Set("Authorization", "Bearer "+token(t, "approver", nil))
+				resp, err := srv.Client().Do(req)
+				require.NoError(t, err)
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				assert.Equal(t, http.StatusNotFound, resp.StatusCode, call.path)
+				assert.Contains(t, string(body), tc.want)
+				assert.Equal(t, strings.TrimSuffix(tc.console, "/"), resp.Header.Get(approvals.ConsoleHeader))
+			}
+			assert.Zero(t, forwarded.Load(), "nothing reaches the API server")
+		})
+	}
 }

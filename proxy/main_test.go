@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/masking"
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/recording"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
@@ -35,8 +37,12 @@ var env struct {
 	kube    *testbed.Kube
 	kubelet *testbed.Kubelet
 	nats    *testbed.NATS
-	nc      *nats.Conn
-	js      jetstream.JetStream
+	// nc and js are the proxy's: its NATS identity, as deployed.
+	nc *nats.Conn
+	js jetstream.JetStream
+	// inspect reads what the proxy recorded, and stands in for admission and the console, as
+	// the test's own identity.
+	inspect jetstream.JetStream
 	issuer  *testbed.Issuer
 	// rawIssuer's claims map to names without a prefix, so a token can claim system: names.
 	rawIssuer *testbed.Issuer
@@ -131,14 +137,20 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer env.nats.Stop()
-	if env.nc, err = nats.Connect(env.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1)); err != nil {
+	// Reconnects without nats.go's TLS jitter (up to a second): the tests time NATS outages.
+	if env.nc, err = env.nats.ConnectAs(natsbus.RoleProxy, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectJitter(10*time.Millisecond, 10*time.Millisecond), nats.ReconnectBufSize(-1)); err != nil {
 		return 0, err
 	}
 	defer env.nc.Close()
 	if env.js, err = jetstream.New(env.nc); err != nil {
 		return 0, err
 	}
-	if err := trail.EnsureStreams(ctx, env.js, trail.StreamOptions{}); err != nil {
+	inspect, err := env.nats.Connect(nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		return 0, err
+	}
+	defer inspect.Close()
+	if env.inspect, err = jetstream.New(inspect); err != nil {
 		return 0, err
 	}
 	pub, err := trail.NewPublisher(env.nc, trail.PublisherOptions{Source: "proxy/test"})
@@ -174,11 +186,8 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	go func() { _ = authenticator.Start(ctx) }()
-	for authenticator.Ready(ctx) != nil {
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testbed.WaitFor(ctx, time.Minute, authenticator.Ready); err != nil {
+		return 0, fmt.Errorf("the authenticator is not ready: %w", err)
 	}
 	masker, err := masking.New(masking.Config{Key: []byte("gatehouse-test-masking-key-0001")})
 	if err != nil {
@@ -337,9 +346,9 @@ func auditEvents(t testing.TB) []auditEvent {
 // all events with that ID.
 func eventsFor(t testing.TB, auditID string) []auditEvent {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var found []auditEvent
+	var found []auditEvent
+	_ = testbed.WaitFor(t.Context(), 10*time.Second, func(context.Context) error {
+		found = nil
 		complete := false
 		for _, e := range auditEvents(t) {
 			if e.AuditID == auditID {
@@ -347,9 +356,10 @@ func eventsFor(t testing.TB, auditID string) []auditEvent {
 				complete = complete || e.Stage == "ResponseComplete" || e.Stage == "Panic"
 			}
 		}
-		if complete || time.Now().After(deadline) {
-			return found
+		if !complete {
+			return errors.New("no ResponseComplete event yet")
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
+	return found
 }

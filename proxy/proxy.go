@@ -150,8 +150,12 @@ type Options struct {
 	// verified identity to impersonate; the verified user is kept in the extra
 	// gatehouse.dev/original-user. Default: nil, every Impersonate-* header is refused.
 	Impersonation authn.ImpersonationAuthorizer
-	// ApprovalsAPI, when set, is served under approvals.APIPrefix to authenticated callers.
-	ApprovalsAPI http.Handler
+	// ConsoleURL is where `gatehouse console` serves the approvals API and the approvers' web
+	// UI. The proxy does not serve the approvals API (it has no right to decide): a call to
+	// approvals.APIPrefix is answered 404 with this URL in the message and in the
+	// approvals.ConsoleHeader header, where `gatehouse approvals` finds it. Default: none, and the
+	// answer says to ask an administrator.
+	ConsoleURL string
 	// Metrics registers the proxy's metrics. Default: not registered.
 	Metrics prometheus.Registerer
 	// Logger receives request errors, never tokens or headers. Default: discard.
@@ -354,15 +358,6 @@ func (st *requestState) setErrReason(reason string) {
 
 type stateKey struct{}
 
-type identityKey struct{}
-
-// IdentityFrom returns the verified identity of a request served by the proxy itself (the
-// approvals API).
-func IdentityFrom(ctx context.Context) (*authn.Identity, bool) {
-	id, ok := ctx.Value(identityKey{}).(*authn.Identity)
-	return id, ok
-}
-
 func stateOf(r *http.Request) *requestState {
 	st, _ := r.Context().Value(stateKey{}).(*requestState)
 	return st
@@ -423,6 +418,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.w.Header().Set(SessionHeader, st.session)
 	p.sessions.touch(r.Context(), st.session, opts.session, id, st.client, sourceIP(r))
 
+	if strings.HasPrefix(r.URL.Path, approvals.APIPrefix+"/") || r.URL.Path == approvals.APIPrefix {
+		// Gatehouse's own API, served by the console; never forwarded.
+		p.consolePointer(st)
+		return
+	}
+
 	// Checked on the request as the client sent it: a header named in Connection is gone
 	// before Rewrite runs.
 	if name, ok := impersonationHeader(r.Header); ok {
@@ -440,16 +441,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.log.Error("forwarding a request the trail may not record", "auditID", st.auditID, "err", err)
-	}
-
-	if strings.HasPrefix(r.URL.Path, approvals.APIPrefix+"/") || r.URL.Path == approvals.APIPrefix {
-		// Gatehouse's own API; never forwarded.
-		if p.opts.ApprovalsAPI == nil {
-			p.refuse(st, http.StatusNotFound, metav1.StatusReasonNotFound, "Approvals are not configured on this Gatehouse.")
-			return
-		}
-		p.opts.ApprovalsAPI.ServeHTTP(st.w, r.WithContext(context.WithValue(r.Context(), identityKey{}, st.id)))
-		return
 	}
 
 	if info.IsResourceRequest {
@@ -789,4 +780,15 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// consolePointer answers a call of the approvals API, which the console serves.
+func (p *Proxy) consolePointer(st *requestState) {
+	st.errReason = "approvals API is served by the console"
+	msg := "The approvals API is served by gatehouse console, not by the proxy; ask a Gatehouse administrator for its URL and run: gatehouse approvals --console <URL> ..."
+	if u := strings.TrimSuffix(p.opts.ConsoleURL, "/"); u != "" {
+		st.w.Header().Set(approvals.ConsoleHeader, u)
+		msg = "The approvals API is served by gatehouse console at " + u + approvals.APIPrefix + ", not by the proxy: gatehouse approvals finds it there (or run gatehouse approvals --console " + u + " ...)."
+	}
+	p.refuse(st, http.StatusNotFound, metav1.StatusReasonNotFound, msg)
 }

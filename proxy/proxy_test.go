@@ -437,23 +437,30 @@ data:
 	t.Run("watch", func(t *testing.T) {
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
+		// kubectl lists, then watches from the list's resource version: an object created once
+		// the list is printed reaches the watch, however long opening it takes.
+		k(t, nil, "", "create", "configmap", "listed", "--from-literal=a=b")
 		cmd := exec.CommandContext(wctx, bin, "--kubeconfig", kc, "-n", ns, "get", "configmaps", "--watch", "-o", "name")
 		stdout, err := cmd.StdoutPipe()
 		require.NoError(t, err)
 		require.NoError(t, cmd.Start())
 		defer func() { cancel(); _ = cmd.Wait() }()
-		time.Sleep(time.Second)
-		k(t, nil, "", "create", "configmap", "watched", "--from-literal=a=b")
-		buf := make([]byte, 0, 4096)
-		deadline := time.Now().Add(20 * time.Second)
-		for !strings.Contains(string(buf), "configmap/watched") && time.Now().Before(deadline) {
-			chunk := make([]byte, 1024)
-			n, err := stdout.Read(chunk)
-			buf = append(buf, chunk[:n]...)
-			if err != nil {
-				break
+		var buf []byte
+		readUntil := func(s string) {
+			t.Helper()
+			for !strings.Contains(string(buf), s) {
+				chunk := make([]byte, 1024)
+				n, err := stdout.Read(chunk)
+				buf = append(buf, chunk[:n]...)
+				if err != nil {
+					break
+				}
 			}
 		}
+		readUntil("configmap/listed")
+		require.Contains(t, string(buf), "configmap/listed", "the watch lists first")
+		k(t, nil, "", "create", "configmap", "watched", "--from-literal=a=b")
+		readUntil("configmap/watched")
 		assert.Contains(t, string(buf), "configmap/watched", "the watch delivered the new object while the stream stays open")
 	})
 	for _, ws := range []string{"false", "true"} {
@@ -479,7 +486,7 @@ func TestTrailRecordsEveryRequest(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, refused.StatusCode)
 	session := resp.Header.Get("Gatehouse-Session")
 
-	cons, err := env.js.OrderedConsumer(ctx, trail.StreamTrail, jetstreamFilter(trail.SubjectSession(session)))
+	cons, err := env.inspect.OrderedConsumer(ctx, trail.StreamTrail, jetstreamFilter(trail.SubjectSession(session)))
 	require.NoError(t, err)
 	records := map[string]trail.Record{}
 	var started int

@@ -158,8 +158,12 @@ func TestWebSocketLogsAreMasked(t *testing.T) {
 			defer c.Close()
 			assert.Equal(t, protocol, resp.Header.Get("Sec-Websocket-Protocol"))
 			marker := fmt.Sprintf("end-%d", i)
-			env.kubelet.AppendLog(ns, "app", "main", "export GITHUB_TOKEN="+token1[:12])
-			time.Sleep(100 * time.Millisecond) // two reads of the log: the token is cut
+			// The token reaches kube-apiserver in two pieces: the second is appended once the
+			// kubelet sent the first.
+			first := "export GITHUB_TOKEN=" + token1[:12]
+			sent := env.kubelet.LogSent(ns, "app", "main")
+			env.kubelet.AppendLog(ns, "app", "main", first)
+			require.Eventually(t, func() bool { return env.kubelet.LogSent(ns, "app", "main") >= sent+len(first) }, 20*time.Second, time.Millisecond)
 			env.kubelet.AppendLog(ns, "app", "main", token1[12:]+"\n"+marker+"\n")
 			var all strings.Builder
 			require.NoError(t, c.SetReadDeadline(time.Now().Add(20*time.Second)))
@@ -207,7 +211,7 @@ func TestUnmaskableUpgradesAreRefused(t *testing.T) {
 // what it waits for.
 func trailRecords(t *testing.T, session string, stop func(map[string]*trail.Request) bool) map[string]*trail.Request {
 	t.Helper()
-	cons, err := env.js.OrderedConsumer(t.Context(), trail.StreamTrail, jetstream.OrderedConsumerConfig{FilterSubjects: []string{trail.SubjectSession(session)}})
+	cons, err := env.inspect.OrderedConsumer(t.Context(), trail.StreamTrail, jetstream.OrderedConsumerConfig{FilterSubjects: []string{trail.SubjectSession(session)}})
 	require.NoError(t, err)
 	recs := map[string]*trail.Request{}
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !stop(recs); {
@@ -269,15 +273,22 @@ func TestWritesAreRecordedBeforeTheyAreAnswered(t *testing.T) {
 		return true
 	})
 	for _, tc := range []struct {
-		name     string
-		outage   time.Duration
+		name string
+		// back says when NATS comes back: after the proxy failed to record the write (a blip),
+		// or after the client got its answer (an outage longer than WriteRecordTimeout).
+		back     string
 		wantCode int
 	}{
-		{"blip", 300 * time.Millisecond, http.StatusCreated},
-		{"outage", 3 * time.Second, http.StatusInternalServerError},
+		{"blip", "after a failed attempt", http.StatusCreated},
+		{"outage", "after the answer", http.StatusInternalServerError},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newStubProxy(t, u, func(o *proxy.Options) { o.WriteRecordTimeout = 1500 * time.Millisecond })
+			failed := &failingRecorder{}
+			srv := newStubProxy(t, u, func(o *proxy.Options) {
+				o.WriteRecordTimeout = 1500 * time.Millisecond
+				failed.Recorder = o.Recorder
+				o.Recorder = failed
+			})
 			arrived.Store(0)
 			type result struct {
 				code            int
@@ -309,11 +320,20 @@ func TestWritesAreRecordedBeforeTheyAreAnswered(t *testing.T) {
 			natsUp.Store(false)
 			require.Eventually(t, func() bool { return !env.nc.IsConnected() }, 5*time.Second, 5*time.Millisecond)
 			release <- struct{}{}
-			time.Sleep(tc.outage)
+			var r result
+			switch tc.back {
+			case "after a failed attempt":
+				require.Eventually(t, func() bool { return failed.syncFailures.Load() > 0 }, 10*time.Second, 5*time.Millisecond,
+					"the proxy tried to record the write while NATS was away")
+			case "after the answer":
+				r = <-res
+			}
 			natsUp.Store(true)
 			require.NoError(t, env.nats.Start())
 			require.Eventually(t, env.nc.IsConnected, 10*time.Second, 10*time.Millisecond)
-			r := <-res
+			if tc.back != "after the answer" {
+				r = <-res
+			}
 			require.Equal(t, tc.wantCode, r.code, r.body)
 			if tc.wantCode == http.StatusCreated {
 				assert.True(t, r.answeredWhileUp, "the client got its answer only after NATS was back")
@@ -323,7 +343,22 @@ func TestWritesAreRecordedBeforeTheyAreAnswered(t *testing.T) {
 				assert.Equal(t, "create", recs[r.auditID].Operation.Verb)
 				return
 			}
+			assert.False(t, r.answeredWhileUp, "the client got its error while NATS was away")
 			assert.Contains(t, r.body, "carried out this request")
 		})
 	}
+}
+
+// failingRecorder counts the synchronous publishes of its Recorder that failed.
+type failingRecorder struct {
+	proxy.Recorder
+	syncFailures atomic.Int32
+}
+
+func (f *failingRecorder) PublishSync(ctx context.Context, r trail.Record) error {
+	err := f.Recorder.PublishSync(ctx, r)
+	if err != nil {
+		f.syncFailures.Add(1)
+	}
+	return err
 }

@@ -53,7 +53,7 @@ func sessionID(t *testing.T, tok, label string) string {
 // them are final.
 func recordings(t *testing.T, session string, want int) map[string][]*trail.Recording {
 	t.Helper()
-	cons, err := env.js.OrderedConsumer(t.Context(), trail.StreamRecordings, jetstream.OrderedConsumerConfig{FilterSubjects: []string{trail.SubjectRecordings(session)}})
+	cons, err := env.inspect.OrderedConsumer(t.Context(), trail.StreamRecordings, jetstream.OrderedConsumerConfig{FilterSubjects: []string{trail.SubjectRecordings(session)}})
 	require.NoError(t, err)
 	out := map[string][]*trail.Recording{}
 	final := func() int {

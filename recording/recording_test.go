@@ -2,7 +2,6 @@ package recording
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"fmt"
 	"os"
@@ -43,14 +42,11 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer env.nats.Stop()
-	if env.nc, err = nats.Connect(env.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond)); err != nil {
+	if env.nc, err = env.nats.Connect(nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond)); err != nil {
 		return 0, err
 	}
 	defer env.nc.Close()
 	if env.js, err = jetstream.New(env.nc); err != nil {
-		return 0, err
-	}
-	if err := trail.EnsureStreams(context.Background(), env.js, trail.StreamOptions{}); err != nil {
 		return 0, err
 	}
 	return m.Run(), nil

@@ -171,19 +171,7 @@ func privilegedCall(ctx context.Context, ns string) error {
 
 // waitFor polls cond until it returns nil or the timeout passes.
 func waitFor(ctx context.Context, timeout time.Duration, cond func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		err := cond(ctx)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %w", ctx.Err(), err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return testbed.WaitFor(ctx, timeout, cond)
 }
 
 // parseBundle returns the certificates of a PEM bundle.

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 )
 
 // Run serves srv on l until ctx ends, then shuts it down gracefully, waiting up to grace for
@@ -43,6 +43,43 @@ func Run(ctx context.Context, srv *http.Server, l net.Listener, tlsCfg *tls.Conf
 	}
 	<-errc
 	return err
+}
+
+// Server is an HTTP server as a controller-runtime Runnable: from Start until its context ends it
+// serves on Listener (HTTPS with TLS), then shuts down as Run does. Every replica runs it: it
+// needs no leader election.
+type Server struct {
+	Server   *http.Server
+	Listener net.Listener
+	// TLS, when set, makes it serve HTTPS.
+	TLS *tls.Config
+	// ShutdownGrace is how long requests in flight may finish once its context ended.
+	ShutdownGrace time.Duration
+}
+
+// Start serves until ctx ends (Run).
+func (s *Server) Start(ctx context.Context) error {
+	return Run(ctx, s.Server, s.Listener, s.TLS, s.ShutdownGrace)
+}
+
+// NeedLeaderElection is false: every replica serves.
+func (s *Server) NeedLeaderElection() bool { return false }
+
+// Probes returns the Runnable that serves h's /healthz and /readyz and metrics' /metrics on l
+// (plain HTTP). It is a controller-runtime manager.Server, which a manager starts before its
+// caches and stops after every other part, as it does its own health probes: a slow start is
+// not taken for a dead process, and a stopping one still answers.
+func Probes(l net.Listener, h *Health, metrics prometheus.Gatherer) manager.Runnable {
+	mux := http.NewServeMux()
+	h.Install(mux)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
+	grace := time.Second
+	return &manager.Server{
+		Name:            "health and metrics",
+		Server:          &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		Listener:        l,
+		ShutdownTimeout: &grace,
+	}
 }
 
 // Health serves /healthz (the process is alive) and /readyz (every registered check passes), in
@@ -93,17 +130,4 @@ func (h *Health) serveReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("ok"))
-}
-
-// NewRegistry returns a Prometheus registry with the Go runtime and process collectors, for one
-// component's /metrics.
-func NewRegistry() *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return reg
-}
-
-// MetricsHandler serves reg in the Prometheus exposition format.
-func MetricsHandler(reg *prometheus.Registry) http.Handler {
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }

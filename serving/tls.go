@@ -1,7 +1,6 @@
 package serving
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 )
 
 // TLSOptions says where a server's certificate comes from.
@@ -47,33 +47,29 @@ func (o *TLSOptions) Validate() error {
 	return nil
 }
 
-// Config returns a TLS configuration for the options. With files, it starts watching them until
-// ctx ends. hosts are the names a self-signed certificate is valid for.
-func (o *TLSOptions) Config(ctx context.Context, log *slog.Logger, hosts ...string) (*tls.Config, error) {
+// Config returns a TLS configuration for the options. With files, it also returns the
+// certwatcher that reloads them: a controller-runtime Runnable, to be run for as long as the
+// configuration is used. hosts are the names a self-signed certificate is valid for.
+func (o *TLSOptions) Config(log *slog.Logger, hosts ...string) (*tls.Config, manager.Runnable, error) {
 	if err := o.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 	if o.CertFile != "" {
 		w, err := certwatcher.New(o.CertFile, o.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("load serving certificate: %w", err)
+			return nil, nil, fmt.Errorf("load serving certificate: %w", err)
 		}
-		go func() {
-			if err := w.Start(ctx); err != nil {
-				log.Error("watching the serving certificate failed; changes are no longer picked up", "err", err)
-			}
-		}()
 		cfg.GetCertificate = w.GetCertificate
-		return cfg, nil
+		return cfg, w, nil
 	}
 	cert, err := SelfSignedCertificate(hosts...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	log.Warn("serving with a self-signed certificate (development only)", "hosts", hosts)
 	cfg.Certificates = []tls.Certificate{cert}
-	return cfg, nil
+	return cfg, nil, nil
 }
 
 // SelfSignedCertificate returns a certificate for hosts (names or IP addresses), valid for a

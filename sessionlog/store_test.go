@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/util/wait"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/gatehouse-dev/gatehouse/enricher"
@@ -54,7 +55,7 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer n.Stop()
-	if env.nc, err = nats.Connect(n.URL()); err != nil {
+	if env.nc, err = n.Connect(); err != nil {
 		return 0, err
 	}
 	defer env.nc.Close()
@@ -91,8 +92,8 @@ func run(m *testing.M) (int, error) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = e.Start(ctx) }()
 	defer func() { cancel(); <-done }()
-	for e.Ready(ctx) != nil {
-		time.Sleep(20 * time.Millisecond)
+	if err := testbed.WaitFor(ctx, 60*time.Second, e.Ready); err != nil {
+		return 0, fmt.Errorf("the enricher is not ready: %w", err)
 	}
 	// Mutual TLS, as deployed: the intake takes audit events only from kube-apiserver's
 	// certificate.
@@ -243,20 +244,22 @@ func TestStore(t *testing.T) {
 			done <- recording.Play(ctx, &out, cast, recording.PlayOptions{Speed: 2, IdleLimit: time.Second, Clock: pclk})
 		}()
 		// The pauses are waited on the clock: the player ends only as time passes.
-		for range 100 {
+		steps := 0
+		err := wait.PollUntilContextTimeout(ctx, time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 			select {
 			case err := <-done:
-				require.NoError(t, err)
-				assert.Equal(t, cast.Output(), out.String())
-				return
+				return true, err
 			default:
 			}
 			if pclk.HasWaiters() {
 				pclk.Step(time.Second)
+				steps++
 			}
-			time.Sleep(time.Millisecond)
-		}
-		t.Fatal("the player did not finish")
+			return false, nil
+		})
+		require.NoError(t, err, "the player finishes as its clock advances")
+		assert.Equal(t, cast.Output(), out.String())
+		assert.Positive(t, steps, "it waited on its clock")
 	})
 
 	t.Run("a changed chunk is detected", func(t *testing.T) {

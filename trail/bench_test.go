@@ -15,7 +15,7 @@ import (
 // BenchmarkPublish compares the trail publisher with a bare JetStream asynchronous publish of
 // the same encoded record under a message ID: the baseline is what any publisher must pay.
 func BenchmarkPublish(b *testing.B) {
-	nc, js := setup(b)
+	_, nc, js := setup(b)
 	ctx := context.Background()
 	rec := func() *trail.Request {
 		return &trail.Request{

@@ -3,7 +3,6 @@ package trail_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -16,34 +15,30 @@ import (
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
-var natsServer *testbed.NATS
-
-func TestMain(m *testing.M) {
-	var err error
-	natsServer, err = testbed.StartNATS()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	natsServer.Stop()
-	os.Exit(code)
+// setup starts a NATS server of the test's own, with the trail's streams, and connects to it.
+// A server per test: no test sees another's streams, consumers or restarts.
+func setup(t testing.TB) (*testbed.NATS, *nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	srv, nc, js := start(t)
+	require.NoError(t, trail.EnsureStreams(t.Context(), js, trail.StreamOptions{}))
+	return srv, nc, js
 }
 
-// setup connects to the test server and gives the test fresh streams.
-func setup(t testing.TB) (*nats.Conn, jetstream.JetStream) {
+// start is setup without the streams: the test bed's server is provisioned as deployed, and
+// start deletes what the administrator made. The test connects with the test bed's unrestricted
+// identity.
+func start(t testing.TB) (*testbed.NATS, *nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(natsServer.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	srv, err := testbed.StartNATS()
+	require.NoError(t, err)
+	t.Cleanup(srv.Stop)
+	nc, err := srv.Connect(nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	ctx := context.Background()
-	for _, s := range []string{trail.StreamTrail, trail.StreamAudit} {
-		_ = js.DeleteStream(ctx, s)
-	}
-	require.NoError(t, trail.EnsureStreams(ctx, js, trail.StreamOptions{}))
-	return nc, js
+	require.NoError(t, testbed.DeleteStreams(t.Context(), js))
+	return srv, nc, js
 }
 
 func streamMsgs(t testing.TB, js jetstream.JetStream) uint64 {
@@ -56,7 +51,7 @@ func streamMsgs(t testing.TB, js jetstream.JetStream) uint64 {
 }
 
 func TestPublishStoresOncePerID(t *testing.T) {
-	nc, js := setup(t)
+	_, nc, js := setup(t)
 	ctx := t.Context()
 	p, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: "test"})
 	require.NoError(t, err)
@@ -77,7 +72,7 @@ func TestPublishStoresOncePerID(t *testing.T) {
 }
 
 func TestPublishFailsClosedWhileNATSIsDown(t *testing.T) {
-	nc, js := setup(t)
+	natsServer, nc, js := setup(t)
 	ctx := t.Context()
 	p, err := trail.NewPublisher(nc, trail.PublisherOptions{AckTimeout: 500 * time.Millisecond})
 	require.NoError(t, err)
@@ -105,25 +100,26 @@ func TestPublishFailsClosedWhileNATSIsDown(t *testing.T) {
 	assert.Equal(t, uint64(21), streamMsgs(t, js), "every accepted record is stored exactly once")
 }
 
+// TestPublishBacklogIsBounded holds a record unacknowledged (its stream does not exist yet, so
+// JetStream refuses it and the publisher retries it) and checks that a one-record budget then
+// refuses the next record, and that the held one is stored once its stream exists.
 func TestPublishBacklogIsBounded(t *testing.T) {
-	nc, _ := setup(t)
+	_, nc, js := start(t)
 	ctx := t.Context()
-	p, err := trail.NewPublisher(nc, trail.PublisherOptions{MaxPending: 1})
+	p, err := trail.NewPublisher(nc, trail.PublisherOptions{MaxPending: 1, MaxRetryDelay: 100 * time.Millisecond})
 	require.NoError(t, err)
-	// Publishing in a tight loop outruns the acknowledgements of a one-record budget.
-	require.NoError(t, p.Publish(ctx, &trail.Request{}))
-	var backlog error
-	for range 1000 {
-		if backlog = p.Publish(ctx, &trail.Request{}); backlog != nil {
-			break
-		}
-	}
-	require.ErrorIs(t, backlog, trail.ErrBacklog)
-	require.NoError(t, p.Close(ctx))
+	require.NoError(t, p.Publish(ctx, &trail.Request{Meta: trail.Meta{ID: "held"}}))
+	require.ErrorIs(t, p.Publish(ctx, &trail.Request{}), trail.ErrBacklog)
+	require.ErrorIs(t, p.Ready(), trail.ErrBacklog, "and Ready says so")
+	assert.Equal(t, 1, p.Pending())
+
+	require.NoError(t, trail.EnsureStreams(ctx, js, trail.StreamOptions{}))
+	require.NoError(t, p.Close(ctx), "the record is stored once NATS takes it")
+	assert.Equal(t, uint64(1), streamMsgs(t, js))
 }
 
 func TestConsumerRedeliversFailedBatches(t *testing.T) {
-	nc, js := setup(t)
+	_, nc, js := setup(t)
 	ctx := t.Context()
 	p, err := trail.NewPublisher(nc, trail.PublisherOptions{})
 	require.NoError(t, err)

@@ -2,6 +2,7 @@ package trail
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -108,11 +109,30 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 	return []jetstream.StreamConfig{trail, audit, rec}
 }
 
-// EnsureStreams creates the streams Streams returns, or updates them to that definition.
+// EnsureStreams creates the streams Streams returns, or updates them to that definition. It needs
+// the NATS administrator's permissions; components check that the streams exist (CheckStreams).
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
 	for _, cfg := range Streams(o) {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("trail: ensure stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// ErrNotProvisioned means a stream does not exist: the NATS administrator creates the streams
+// (EnsureStreams, which `gatehouse nats provision` runs); components may not.
+var ErrNotProvisioned = errors.New("trail: not provisioned")
+
+// CheckStreams reports whether the named streams exist: nil, ErrNotProvisioned naming the
+// first missing one, or the error that prevented the check.
+func CheckStreams(ctx context.Context, js jetstream.JetStream, names ...string) error {
+	for _, name := range names {
+		if _, err := js.Stream(ctx, name); err != nil {
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				return fmt.Errorf("%w: the stream %s does not exist; the NATS administrator creates it (gatehouse nats provision)", ErrNotProvisioned, name)
+			}
+			return fmt.Errorf("trail: stream %s: %w", name, err)
 		}
 	}
 	return nil

@@ -4,16 +4,12 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
+	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,26 +23,9 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/gatehouse-dev/gatehouse/identity"
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
-
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -56,58 +35,39 @@ func freePort(t *testing.T) string {
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
-// TestCommand runs `gatehouse webhook` in development mode (policies from the default pack's
-// file) against the test cluster and NATS, and sends it reviews as kube-apiserver would.
+// TestCommand runs `gatehouse webhook` in development mode with the default pack's policies
+// from their file against the test cluster and NATS, and sends it reviews as kube-apiserver
+// would.
 func TestCommand(t *testing.T) {
-	bin, err := testbed.GatehouseBinary()
-	require.NoError(t, err)
 	ns := bed.kube.Namespace(t, "command")
 	runPod(t, ns, "privileged", func(s *corev1.PodSpec) {
 		s.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
 	})
 
 	port, health := freePort(t), freePort(t)
-	out := &lockedBuffer{}
-	cmd := exec.Command(bin, "webhook", "--log-format", "text",
+	// Development mode for the self-signed serving certificate only: NATS is reached with the
+	// webhook's own identity, as deployed.
+	args := append([]string{"webhook", "--dev", "--log-format", "text",
 		"--kubeconfig", bed.kube.Kubeconfig,
 		"--policy-file", filepath.Join(bed.root, "manifests", "policies", "default.yaml"),
-		"--nats-url", bed.nats.URL(),
+		"--approval-key-file", approvalKeyFile(t),
 		"--bind-address", "127.0.0.1", "--secure-port", port,
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:"+health)
-	cmd.Stdout, cmd.Stderr = out, out
-	require.NoError(t, cmd.Start())
-	var waitErr error
-	exited := make(chan struct{})
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
+		"--health-bind-address", "127.0.0.1:" + health}, bed.nats.Args(natsbus.RoleWebhook)...)
+	p, err := testbed.StartGatehouse(args...)
+	require.NoError(t, err)
 	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
+		_ = p.Kill()
 		if t.Failed() {
-			t.Logf("gatehouse webhook output:\n%s", out)
+			t.Logf("gatehouse webhook output:\n%s", p.Output())
 		}
 	})
+	require.NoError(t, p.WaitReady("http://127.0.0.1:"+health+"/readyz", 60*time.Second))
 
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		// Development mode serves a self-signed certificate.
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12},
 	}}
 	t.Cleanup(hc.CloseIdleConnections)
-	require.Eventually(t, func() bool {
-		resp, err := hc.Get("http://127.0.0.1:" + health + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 60*time.Second, 100*time.Millisecond, "never ready:\n%s", out)
-
 	send := func(path string, req admissionv1.AdmissionRequest) (*http.Response, *admissionv1.AdmissionReview) {
 		t.Helper()
 		body, err := json.Marshal(admissionv1.AdmissionReview{
@@ -152,15 +112,28 @@ func TestCommand(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.False(t, review.Response.Allowed, "an empty request is refused, never decided")
 	assert.Equal(t, int32(http.StatusBadRequest), review.Response.Result.Code)
-	assert.Contains(t, out.String(), "malformed admission request refused", "and logged")
 
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case <-exited:
-		require.NoError(t, waitErr, "gatehouse webhook exits cleanly on SIGTERM")
-	case <-time.After(30 * time.Second):
-		t.Fatal("gatehouse webhook did not stop on SIGTERM")
-	}
-	assert.NotContains(t, out.String(), "panic")
-	assert.True(t, strings.Contains(out.String(), "starting the admission webhooks"), fmt.Sprint("missing start log:\n", out))
+	metrics, err := hc.Get("http://127.0.0.1:" + health + "/metrics")
+	require.NoError(t, err)
+	body, err := io.ReadAll(metrics.Body)
+	metrics.Body.Close()
+	require.NoError(t, err)
+	assert.Contains(t, string(body), `controller_runtime_webhook_requests_total{code="200",webhook="/validate"}`,
+		"controller-runtime's webhook metrics are served beside the health checks")
+
+	require.NoError(t, p.Stop(), "gatehouse webhook stops on SIGTERM")
+	assert.Zero(t, p.ExitCode(), "and exits cleanly")
+	// The process has exited: everything it logged is in its output.
+	out := p.Output()
+	assert.Contains(t, out, "malformed admission request refused", "the empty request is logged")
+	assert.NotContains(t, out, "panic")
+	assert.Contains(t, out, "starting the admission webhooks")
+}
+
+// approvalKeyFile writes the tests' approval key to a file of t's own.
+func approvalKeyFile(t *testing.T) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "approval.key")
+	require.NoError(t, os.WriteFile(f, approvalKey, 0o600))
+	return f
 }

@@ -100,7 +100,7 @@ func lastDecision(t *testing.T, session string) *trail.Decision {
 	t.Helper()
 	subj, err := trail.Subject(&trail.Decision{SessionID: session})
 	require.NoError(t, err)
-	stream, err := bed.js.Stream(t.Context(), trail.StreamTrail)
+	stream, err := bed.inspect.Stream(t.Context(), trail.StreamTrail)
 	require.NoError(t, err)
 	var d *trail.Decision
 	require.EventuallyWithT(t, func(c *assert.CollectT) {

@@ -96,6 +96,10 @@ func (g *Gate) Admit(ctx context.Context, req admission.Request, a policy.Attrib
 	switch {
 	case errors.Is(err, approvals.ErrNotFound):
 		r = nil
+	case errors.Is(err, approvals.ErrTampered):
+		// It can never admit anything: ask anew.
+		g.log().Error("the approval request indexed for this operation failed its integrity check; creating a new one", "err", err)
+		r = nil
 	case err != nil:
 		return g.unavailable(err)
 	}
@@ -183,6 +187,10 @@ func held(r *approvals.Request, msg string) admission.Response {
 // refusal denies a call whose grant cannot be used, naming the rule and the approvers of its
 // request when it has one.
 func (g *Gate) refusal(r *approvals.Request, err error) admission.Response {
+	if errors.Is(err, approvals.ErrTampered) {
+		g.log().Error("refusing a grant that failed its integrity check", "err", err)
+		return admission.Denied(tamperedMessage)
+	}
 	if errors.Is(err, approvals.ErrNoGrant) || errors.Is(err, approvals.ErrNotFound) {
 		msg := err.Error() + "."
 		if r != nil {
@@ -192,6 +200,9 @@ func (g *Gate) refusal(r *approvals.Request, err error) admission.Response {
 	}
 	return g.unavailable(err)
 }
+
+// tamperedMessage is the denial of a call whose approval request failed its integrity check.
+const tamperedMessage = "The approval request of this operation failed its integrity check (it was changed outside Gatehouse), so it admits nothing. Ask for approval again; tell a Gatehouse administrator."
 
 // unavailable fails closed: without the broker nothing held for approval passes. The broker's
 // error goes to the log only.

@@ -1,10 +1,17 @@
 package webhook_test
 
 import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -18,6 +25,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/masking"
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/policy/v1alpha1"
 	"github.com/gatehouse-dev/gatehouse/trail"
@@ -56,7 +64,7 @@ func newGateBed(t *testing.T) *gateBed {
 	require.NoError(t, yaml.UnmarshalStrict([]byte(gatePolicies), &p))
 	e := policy.NewEngine(policy.EngineOptions{})
 	require.Empty(t, e.SetPolicies([]v1alpha1.AccessPolicy{p}))
-	broker, err := approvals.New(t.Context(), bed.js, approvals.Options{Recorder: bed.publisher, Source: "gate-test"})
+	broker, err := approvals.New(bed.js, approvals.Options{Key: approvalKey, Recorder: bed.publisher, Source: "gate-test"})
 	require.NoError(t, err)
 	m, err := masking.New(masking.Config{Key: []byte("gatehouse-test-masking-key-0001")})
 	require.NoError(t, err)
@@ -123,9 +131,9 @@ func TestGateHoldsAndAdmitsOnce(t *testing.T) {
 	assert.Equal(t, id, heldID(t, b.admit(t, gatewayReview("u-2", admissionv1.Create, "secrets", "", "db", secret, "agent", nil))))
 
 	// dave, who sent it as agent, cannot approve it.
-	_, err = b.broker.Decide(ctx, id, trail.Identity{User: "dave", Groups: []string{"sre"}}, approvals.Approve, "")
+	_, err = bed.console.Decide(ctx, id, trail.Identity{User: "dave", Groups: []string{"sre"}}, approvals.Approve, "")
 	require.ErrorIs(t, err, approvals.ErrNotAllowed)
-	_, err = b.broker.Decide(ctx, id, sre, approvals.Approve, "")
+	_, err = bed.console.Decide(ctx, id, sre, approvals.Approve, "")
 	require.NoError(t, err)
 
 	withGrant := map[string]string{identity.ExtraApprovalID: id}
@@ -154,7 +162,7 @@ func TestApprovedStatusUpdateAdmitsOnlyItself(t *testing.T) {
 		return `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web","annotations":{"gatehouse.dev/session-id":"s-gate"}},"spec":{"containers":[{"name":"c"}]},"status":{"phase":"` + phase + `"}}`
 	}
 	id := heldID(t, b.admit(t, gatewayReview("s-1", admissionv1.Update, "pods", "status", "web", status("Running"), "agent", nil)))
-	_, err := b.broker.Decide(ctx, id, sre, approvals.Approve, "")
+	_, err := bed.console.Decide(ctx, id, sre, approvals.Approve, "")
 	require.NoError(t, err)
 
 	// Another status: a request of its own, not the approved one.
@@ -165,5 +173,77 @@ func TestApprovedStatusUpdateAdmitsOnlyItself(t *testing.T) {
 
 	// The approved status, retried: admitted once.
 	resp = b.admit(t, gatewayReview("s-4", admissionv1.Update, "pods", "status", "web", status("Running"), "agent", nil))
+	assert.True(t, resp.Allowed, "%+v", resp.Result)
+}
+
+// TestGateRefusesForgedGrants: an approval written straight to NATS admits nothing. Every
+// identity but the console's (the proxy's, the webhook's own, the enricher's, the administrator's)
+// is refused the write by the server; the console's credentials, or anyone else who can write the
+// bucket, without the approval key write a decision that fails its MAC: neither the proxy's retry
+// naming it nor a direct retry finding it by fingerprint is admitted.
+func TestGateRefusesForgedGrants(t *testing.T) {
+	b := newGateBed(t)
+	ctx := t.Context()
+	secret := `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"forged"},"data":{"password":"Zm9yZ2Vk"}}`
+	id := heldID(t, b.admit(t, gatewayReview("f-1", admissionv1.Create, "secrets", "", "forged", secret, "agent", nil)))
+
+	forged, _ := json.Marshal(map[string]any{"id": id, "state": "Approved", "seq": 1, "grantExpires": time.Now().Add(time.Hour),
+		"decisions": []approvals.Decision{{Approver: "sre-1", Verdict: approvals.Approve, Time: time.Now()}}})
+	value, _ := json.Marshal(map[string]any{"mac": base64.StdEncoding.EncodeToString(make([]byte, 32)), "data": json.RawMessage(forged)})
+	decision := "$KV." + approvals.Bucket + "." + approvals.PrefixDecision + "." + id
+
+	// Every other identity is refused the write by the server: nothing is stored, and the
+	// proxy's retry naming the request is still held.
+	for _, role := range []natsbus.Role{natsbus.RoleProxy, natsbus.RoleWebhook, natsbus.RoleEnricher, natsbus.RoleAdmin} {
+		violations := make(chan string, 8)
+		nc, err := bed.nats.ConnectAs(role, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+				violations <- err.Error()
+			}
+		}))
+		require.NoError(t, err, role)
+		js, err := jetstream.New(nc)
+		require.NoError(t, err)
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		published := make(chan error, 1)
+		go func() { _, err := js.Publish(pctx, decision, value); published <- err }()
+		select {
+		case v := <-violations:
+			assert.Contains(t, v, decision, "%s: the server names the refused subject", role)
+		case <-pctx.Done():
+			t.Errorf("%s: no permission violation for %s", role, decision)
+		}
+		cancel()
+		assert.Error(t, <-published, "%s: the forged decision is not stored", role)
+		nc.Close()
+	}
+	kvInspect, err := bed.inspect.KeyValue(ctx, approvals.Bucket)
+	require.NoError(t, err)
+	_, err = kvInspect.Get(ctx, approvals.PrefixDecision+"."+id)
+	require.ErrorIs(t, err, jetstream.ErrKeyNotFound, "no identity but the console's wrote a decision")
+	resp := b.admit(t, gatewayReview("f-1b", admissionv1.Create, "secrets", "", "forged", secret, "agent", map[string]string{identity.ExtraApprovalID: id}))
+	assert.False(t, resp.Allowed, "the proxy's retry is refused while the request is pending")
+
+	// The console's credentials may write decisions; without the key its forgery fails.
+	consoleConn, err := bed.nats.ConnectAs(natsbus.RoleConsole)
+	require.NoError(t, err)
+	defer consoleConn.Close()
+	js, err := jetstream.New(consoleConn)
+	require.NoError(t, err)
+	kv, err := js.KeyValue(ctx, approvals.Bucket)
+	require.NoError(t, err)
+	_, err = kv.Put(ctx, approvals.PrefixDecision+"."+id, value)
+	require.NoError(t, err)
+
+	resp = b.admit(t, gatewayReview("f-2", admissionv1.Create, "secrets", "", "forged", secret, "agent", map[string]string{identity.ExtraApprovalID: id}))
+	assert.False(t, resp.Allowed, "the proxy's retry under a forged grant is refused")
+	assert.Contains(t, resp.Result.Message, "integrity check")
+	again := heldID(t, b.admit(t, gatewayReview("f-3", admissionv1.Create, "secrets", "", "forged", secret, "agent", nil)))
+	assert.NotEqual(t, id, again, "a direct retry is not admitted: a new request is made")
+
+	// Approvers still decide the new request the ordinary way.
+	_, err = bed.console.Decide(ctx, again, sre, approvals.Approve, "")
+	require.NoError(t, err)
+	resp = b.admit(t, gatewayReview("f-4", admissionv1.Create, "secrets", "", "forged", secret, "agent", nil))
 	assert.True(t, resp.Allowed, "%+v", resp.Result)
 }

@@ -25,6 +25,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/policy/v1alpha1"
@@ -40,18 +41,26 @@ import (
 var bed struct {
 	root string
 	// auditLog is kube-apiserver's audit log (the shipped audit policy, JSON lines).
-	auditLog  string
-	kube      *testbed.Kube
-	kubelet   *testbed.Kubelet
-	nats      *testbed.NATS
-	conn      *natsbus.Conn
-	js        jetstream.JetStream
+	auditLog string
+	kube     *testbed.Kube
+	kubelet  *testbed.Kubelet
+	nats     *testbed.NATS
+	// conn and js are the webhook's: its NATS identity, as deployed.
+	conn *natsbus.Conn
+	js   jetstream.JetStream
+	// inspect reads what the webhook published, as the test's own identity.
+	inspect jetstream.JetStream
+	// console decides approval requests, with the console's identity.
+	console   *approvals.Broker
 	publisher *trail.Publisher
 	engine    *policy.Engine
 	client    client.Client
 	server    *server
 	log       *slog.Logger
 }
+
+// approvalKey is the approval key the tests' webhook and console share.
+var approvalKey = []byte("webhook-test-approval-key-0123456789abcdef")
 
 // Groups the test bed binds to roles. Agents and people have every permission, so that what
 // stops them is Gatehouse and not RBAC.
@@ -86,17 +95,43 @@ func run(m *testing.M) int {
 		return fail(err)
 	}
 	defer bed.nats.Stop()
-	if bed.conn, err = natsbus.Connect(ctx, natsbus.Options{URL: bed.nats.URL(), Name: "webhook-test"}); err != nil {
+	if bed.conn, err = natsbus.Connect(ctx, bed.nats.Options(natsbus.RoleWebhook)); err != nil {
 		return fail(err)
 	}
 	defer bed.conn.Close()
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if err := bed.conn.WaitReady(wctx); err != nil {
+		return fail(err)
+	}
 	if bed.js, err = jetstream.New(bed.conn.Conn); err != nil {
 		return fail(err)
 	}
-	if err := trail.EnsureStreams(ctx, bed.js, trail.StreamOptions{}); err != nil {
+	if bed.publisher, err = trail.NewPublisher(bed.conn.Conn, trail.PublisherOptions{Source: "webhook-test", AckTimeout: time.Second}); err != nil {
 		return fail(err)
 	}
-	if bed.publisher, err = trail.NewPublisher(bed.conn.Conn, trail.PublisherOptions{Source: "webhook-test", AckTimeout: time.Second}); err != nil {
+	inspect, err := bed.nats.Connect()
+	if err != nil {
+		return fail(err)
+	}
+	defer inspect.Close()
+	if bed.inspect, err = jetstream.New(inspect); err != nil {
+		return fail(err)
+	}
+	consoleConn, err := bed.nats.ConnectAs(natsbus.RoleConsole)
+	if err != nil {
+		return fail(err)
+	}
+	defer consoleConn.Close()
+	consoleJS, err := jetstream.New(consoleConn)
+	if err != nil {
+		return fail(err)
+	}
+	consolePub, err := trail.NewPublisher(consoleConn, trail.PublisherOptions{Source: "console-test"})
+	if err != nil {
+		return fail(err)
+	}
+	if bed.console, err = approvals.New(consoleJS, approvals.Options{Key: approvalKey, Recorder: consolePub, Source: "console-test"}); err != nil {
 		return fail(err)
 	}
 
@@ -177,19 +212,7 @@ func run(m *testing.M) int {
 
 // waitFor polls check until it returns nil or timeout passes.
 func waitFor(ctx context.Context, timeout time.Duration, check func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		err := check()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return testbed.WaitFor(ctx, timeout, func(context.Context) error { return check() })
 }
 
 func setupRBAC(ctx context.Context) error {

@@ -1,14 +1,18 @@
-// Command render writes the plain manifests under manifests/ from charts/gatehouse with the
-// helm CLI (make generate). With -check it only reports files that differ.
+// Command render writes the NATS permissions the chart reads (charts.PermissionsFile, from
+// natsbus) and the plain manifests under manifests/ from charts/gatehouse with the helm CLI
+// (make generate). With -check it only reports files that differ.
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/gatehouse-dev/gatehouse/charts"
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
 
@@ -28,6 +32,18 @@ func run(check bool) error {
 	}
 	root, err := testbed.RepoRoot()
 	if err != nil {
+		return err
+	}
+	permissions, err := natsbus.PermissionsJSON()
+	if err != nil {
+		return err
+	}
+	permissionsFile := filepath.Join(root, charts.PermissionsFile)
+	if check {
+		if old, err := os.ReadFile(permissionsFile); err != nil || !bytes.Equal(old, permissions) {
+			return fmt.Errorf("%s differs from natsbus's permissions (run make generate)", charts.PermissionsFile)
+		}
+	} else if err := os.WriteFile(permissionsFile, permissions, 0o644); err != nil {
 		return err
 	}
 	rendered, err := charts.Render(context.Background(), helm, root)

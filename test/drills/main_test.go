@@ -26,10 +26,12 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
 
@@ -144,12 +146,12 @@ func (b *drillBed) setUp(t *testing.T, backstop bool) {
 		"--tls-cert-file", b.pki.ServerCertFile, "--tls-private-key-file", b.pki.ServerKeyFile,
 		"--client-ca-file", b.pki.CAFile,
 		"--spool-dir", filepath.Join(b.dir, "spool"),
-		"--nats-url", b.nats.URL(),
 		"--clickhouse-addr", bed.clickhouse.NativeAddr, "--clickhouse-database", b.db,
 		"--masking-key-file", keyFile,
 		"--health-bind-address", health,
 		"--batch-max-wait", "500ms",
 	}
+	b.args = append(b.args, b.nats.Args(natsbus.RoleEnricher)...)
 	if backstop {
 		b.args = append(b.args, "--audit-log-path", b.logPath)
 	}
@@ -278,6 +280,17 @@ func (l *load) end() {
 	l.done.Wait()
 }
 
+// waitAnswered waits until n requests were answered 2xx.
+func (l *load) waitAnswered(t *testing.T, n int) {
+	t.Helper()
+	require.NoError(t, testbed.WaitFor(t.Context(), 5*time.Minute, func(context.Context) error {
+		if got := len(l.answered()); got < n {
+			return fmt.Errorf("%d of %d requests answered (%d failed)", got, n, l.failed.Load())
+		}
+		return nil
+	}))
+}
+
 func (l *load) answered() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -392,14 +405,12 @@ func settle(t *testing.T, b *drillBed, l *load, timeout time.Duration) verdict {
 		}
 		return true
 	}, 30*time.Second, 200*time.Millisecond, "kube-apiserver's log holds every answered request")
-	deadline := time.Now().Add(timeout)
-	for {
-		v := judge(truth, stored(t, b.ch, b.db), answered)
-		if v.lost == 0 && v.unrecorded == 0 || time.Now().After(deadline) {
-			return v
-		}
-		time.Sleep(time.Second)
-	}
+	var v verdict
+	_ = wait.PollUntilContextTimeout(t.Context(), time.Second, timeout, true, func(context.Context) (bool, error) {
+		v = judge(truth, stored(t, b.ch, b.db), answered)
+		return v.lost == 0 && v.unrecorded == 0, nil
+	})
+	return v
 }
 
 // webhookDropped returns how many events kube-apiserver's audit webhook backend gave up on
@@ -423,21 +434,11 @@ func webhookDropped(t *testing.T, kube *testbed.Kube) int {
 // metric returns the value of an enricher metric (summed over its labels).
 func metric(t *testing.T, b *drillBed, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(b.health + "/metrics")
+	v, err := testbed.Metric(t.Context(), b.health+"/metrics", name)
 	if err != nil {
 		return -1
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var total float64
-	for line := range strings.SplitSeq(string(body), "\n") {
-		if strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
-			f := strings.Fields(line)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			total += v
-		}
-	}
-	return total
+	return v
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -107,18 +108,16 @@ func post(t *testing.T, b *drillBed, url string, body io.Reader, length int64) i
 // waitCount waits until query counts want rows.
 func waitCount(t *testing.T, b *drillBed, want uint64, query string) {
 	t.Helper()
-	var got uint64
-	deadline := time.Now().Add(10 * time.Minute)
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		err := b.ch.QueryRow(ctx, query).Scan(&got)
-		cancel()
-		if err == nil && got == want {
-			return
+	require.NoError(t, testbed.WaitFor(t.Context(), 10*time.Minute, func(ctx context.Context) error {
+		var got uint64
+		if err := b.ch.QueryRow(ctx, query).Scan(&got); err != nil {
+			return err
 		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Fatalf("%s: %d rows, want %d", query, got, want)
+		if got != want {
+			return fmt.Errorf("%s: %d rows, want %d", query, got, want)
+		}
+		return nil
+	}))
 }
 
 // TestDrillMemory measures the enricher's peak RSS (VmHWM, a fresh process for each case) for

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -27,12 +28,12 @@ func BenchmarkApprovalRelease(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	approverCfg := &rest.Config{Host: bed.proxyURL, BearerToken: token("bench-approver", approverGroup), TLSClientConfig: rest.TLSClientConfig{CAData: bed.proxyCA}}
+	approverCfg := &rest.Config{Host: bed.consoleURL, BearerToken: token("bench-approver", approverGroup), TLSClientConfig: rest.TLSClientConfig{CAData: bed.proxyCA}}
 	hc, err := rest.HTTPClientFor(approverCfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	approver := &approvals.Client{BaseURL: bed.proxyURL, HTTP: hc}
+	approver := &approvals.Client{BaseURL: bed.consoleURL, HTTP: hc}
 
 	report := func(b *testing.B, lat []time.Duration) {
 		slices.Sort(lat)
@@ -68,17 +69,17 @@ func BenchmarkApprovalRelease(b *testing.B) {
 			}()
 			b.StopTimer()
 			var id string
-			for id == "" {
+			err := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 				items, err := approver.List(ctx, approvals.StatePending)
-				if err != nil {
-					b.Fatal(err)
-				}
 				for _, r := range items {
 					if r.Operation.Name == name {
 						id = r.ID
 					}
 				}
-				time.Sleep(5 * time.Millisecond)
+				return id != "", err
+			})
+			if err != nil {
+				b.Fatal(err)
 			}
 			b.StartTimer()
 			if _, err := approver.Decide(ctx, id, approvals.Approve, "bench"); err != nil {

@@ -216,7 +216,17 @@ func TestNATSDownFailsClosed(t *testing.T) {
 			require.NoError(t, bed.nats.Start())
 		}
 	}()
-	time.Sleep(500 * time.Millisecond)
+	// The webhook and the proxy notice: they are not ready.
+	for _, url := range bed.natsReadyz {
+		require.Eventually(t, func() bool {
+			resp, err := http.Get(url)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusServiceUnavailable
+		}, 30*time.Second, 20*time.Millisecond, "%s still ready without NATS", url)
+	}
 
 	_, err = direct.RbacV1().ClusterRoleBindings().Create(ctx, clusterAdminBinding("nats-down", "alice"), metav1.CreateOptions{})
 	require.Error(t, err)

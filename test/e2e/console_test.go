@@ -20,13 +20,13 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gatehouse-dev/gatehouse/approvals"
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 	"github.com/gatehouse-dev/gatehouse/trail"
@@ -110,7 +110,7 @@ jwt:
 		}
 	}
 	f := func(name string) string { return filepath.Join(bed.dir, name) }
-	if cons.process, err = testbed.StartGatehouse("console", "--log-format", "text",
+	if cons.process, err = testbed.StartGatehouse(append([]string{"console", "--log-format", "text",
 		"--authentication-config", f("console-authn.yaml"),
 		"--oidc-issuer-url", cons.dex.Issuer,
 		"--oidc-client-id", "gatehouse-console",
@@ -118,12 +118,12 @@ jwt:
 		"--external-url", cons.url,
 		"--bind-address", host, "--secure-port", port,
 		"--tls-cert-file", f("console.crt"), "--tls-private-key-file", f("console.key"),
-		"--nats-url", bed.nats.URL(),
 		"--session-key-file", f("session.key"),
 		"--masking-key-file", maskingKeyFile(),
+		"--approval-key-file", approvalKeyFile(),
 		"--viewer-groups", viewerGroup,
 		"--health-bind-address", health,
-	); err != nil {
+	}, bed.nats.Args(natsbus.RoleConsole)...)...); err != nil {
 		return err
 	}
 	if err := cons.process.WaitReady("http://"+health+"/readyz", 60*time.Second); err != nil {
@@ -730,17 +730,18 @@ func TestConsoleLatency(t *testing.T) {
 	assert.LessOrEqual(t, p99, time.Second, "requests appear within a second")
 }
 
-// testBroker is an approval broker of the test itself, on the test bed's NATS.
+// testBroker is an approval broker of the test itself, on the test bed's NATS: it creates
+// requests as admission does, with the webhook's identity and the approval key.
 func testBroker(t *testing.T) *approvals.Broker {
 	t.Helper()
-	nc, err := nats.Connect(bed.nats.URL())
+	nc, err := bed.nats.ConnectAs(natsbus.RoleWebhook)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
 	pub, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: "e2e-console"})
 	require.NoError(t, err)
-	b, err := approvals.New(t.Context(), js, approvals.Options{Recorder: pub, Source: "e2e-console"})
+	b, err := approvals.New(js, approvals.Options{Key: approvalKey, Recorder: pub, Source: "e2e-console"})
 	require.NoError(t, err)
 	return b
 }

@@ -32,20 +32,20 @@ func waitForPolicies() error {
 		return err
 	}
 	crb := clusterAdminBinding("e2e-policy-probe", "nobody")
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		_, errDirect := direct.RbacV1().ClusterRoleBindings().Create(context.Background(), crb, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		viaProxy := exec.Command(bed.kube.Kubectl, "--kubeconfig", writeProxyKubeconfig(token("policy-probe", agentGroup)),
+	err = testbed.WaitFor(context.Background(), 60*time.Second, func(ctx context.Context) error {
+		_, errDirect := direct.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		viaProxy := exec.CommandContext(ctx, bed.kube.Kubectl, "--kubeconfig", writeProxyKubeconfig(token("policy-probe", agentGroup)),
 			"create", "clusterrolebinding", "e2e-policy-probe", "--clusterrole=cluster-admin", "--user=nobody", "--dry-run=server")
 		out, errProxy := viaProxy.CombinedOutput()
 		if errDirect == nil && strings.Contains(warnings.String(), "requires approval") && errProxy == nil && strings.Contains(string(out), "requires approval") {
 			return nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the default policies are not enforced after 60s: direct: %v %s; proxy: %v %s", errDirect, warnings, errProxy, out)
-		}
-		time.Sleep(250 * time.Millisecond)
+		return fmt.Errorf("direct: %v %s; proxy: %v %s", errDirect, warnings, errProxy, out)
+	})
+	if err != nil {
+		return fmt.Errorf("the default policies are not enforced: %w", err)
 	}
+	return nil
 }
 
 func clusterAdminBinding(name, user string) *rbacv1.ClusterRoleBinding {
@@ -134,25 +134,26 @@ func (id user) approvals(t *testing.T, args ...string) (string, error) {
 // pending waits until a pending approval request matching match is listed for id.
 func (id user) pending(t *testing.T, match func(*approvals.Request) bool) *approvals.Request {
 	t.Helper()
-	var last string
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	var found *approvals.Request
+	err := testbed.WaitFor(t.Context(), 30*time.Second, func(context.Context) error {
 		out, err := id.approvals(t, "list", "-o", "json")
-		last = out
 		if err != nil {
-			continue
+			return fmt.Errorf("%w: %s", err, out)
 		}
 		var list approvals.ListResponse
 		if err := json.Unmarshal([]byte(out), &list); err != nil {
-			continue
+			return fmt.Errorf("%w: %s", err, out)
 		}
 		for _, r := range list.Items {
 			if match(r) {
-				return r
+				found = r
+				return nil
 			}
 		}
-	}
-	t.Fatalf("no pending approval request appeared; the last list said: %s", last)
-	return nil
+		return fmt.Errorf("not listed: %s", out)
+	})
+	require.NoError(t, err, "no pending approval request appeared")
+	return found
 }
 
 func forName(resource, name string) func(*approvals.Request) bool {

@@ -1,7 +1,8 @@
-// Package e2e holds end-to-end tests that run Gatehouse as it is deployed: `gatehouse proxy` and
-// `gatehouse webhook` as processes, with the shipped manifests (CRD, webhook configurations,
+// Package e2e holds end-to-end tests that run Gatehouse as it is deployed: `gatehouse proxy`,
+// `gatehouse webhook`, `gatehouse enricher` and `gatehouse console` as processes, each with its
+// own NATS identity over mutual TLS, with the shipped manifests (CRD, webhook configurations,
 // RBAC, default policies), against the real components of the test bed: kube-apiserver and
-// etcd, a stub kubelet, NATS JetStream, ClickHouse and an OIDC issuer.
+// etcd, a stub kubelet, NATS JetStream (secured as deployed), ClickHouse and an OIDC issuer.
 package e2e
 
 import (
@@ -16,9 +17,11 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/serving"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
@@ -39,11 +42,16 @@ var bed struct {
 	webhookArgs   []string
 	webhookHealth string
 	enricher      *testbed.Process
+	// console serves the approvals API (and the web UI) with the proxy's certificate; consoleURL
+	// is where, and what the proxy points `gatehouse approvals` to.
+	console    *testbed.Process
+	consoleURL string
 	// enricherURL is the audit intake; enricherPKI its CA and kube-apiserver's client certificate.
 	enricherURL string
 	enricherPKI *testbed.PKI
-	// readyz are the readiness endpoints of the Gatehouse processes.
-	readyz []string
+	// readyz are the readiness endpoints of the Gatehouse processes; natsReadyz those of the
+	// processes that are not ready without NATS (the webhook and the proxy).
+	readyz, natsReadyz []string
 	// proxyURL is where clients reach Gatehouse; proxyCA its certificate.
 	proxyURL string
 	proxyCA  []byte
@@ -113,6 +121,7 @@ func run(m *testing.M) int {
 		return fail(err)
 	}
 	code := m.Run()
+	_ = bed.console.Stop()
 	_ = bed.proxy.Stop()
 	_ = bed.webhook.Stop()
 	if code != 0 || os.Getenv("GATEHOUSE_TESTBED_VERBOSE") != "" {
@@ -120,7 +129,7 @@ func run(m *testing.M) int {
 		for _, c := range []struct {
 			name string
 			p    *testbed.Process
-		}{{"webhook", bed.webhook}, {"proxy", bed.proxy}, {"enricher", bed.enricher}} {
+		}{{"webhook", bed.webhook}, {"proxy", bed.proxy}, {"enricher", bed.enricher}, {"console", bed.console}} {
 			fmt.Fprintf(os.Stderr, "--- gatehouse %s (last lines) ---\n%s\n", c.name, lastLines(c.p.Output(), 150))
 		}
 	}
@@ -196,18 +205,20 @@ func startGatehouse() error {
 	if err := os.WriteFile(configurationsFile, []byte(configurations), 0o600); err != nil {
 		return err
 	}
+	bed.consoleURL = "https://" + freeAddr()
 	webhookAddr, webhookHealth := freeAddr(), freeAddr()
 	webhookHost, webhookPort, _ := net.SplitHostPort(webhookAddr)
-	bed.webhookArgs = []string{"webhook", "--log-format", "text",
+	bed.webhookArgs = append([]string{"webhook", "--log-format", "text",
 		"--kubeconfig", webhookKubeconfig,
 		"--bind-address", webhookHost, "--secure-port", webhookPort,
 		"--self-managed-ca-secret", "gatehouse/gatehouse-webhook-ca", "--self-managed-dns-names", "localhost",
 		"--webhook-configurations", configurationsFile, "--webhook-url", "https://localhost:" + webhookPort,
-		"--nats-url", bed.nats.URL(),
 		"--masking-key-file", keyFile,
+		"--approval-key-file", approvalKeyFile(),
+		"--approvals-url", bed.consoleURL,
 		"--approval-wait", "2s", "--approval-request-ttl", "2m",
-		"--metrics-bind-address", "0", "--health-probe-bind-address", webhookHealth,
-	}
+		"--health-bind-address", webhookHealth,
+	}, bed.nats.Args(natsbus.RoleWebhook)...)
 	bed.webhookHealth = webhookHealth
 	if err := startWebhook(); err != nil {
 		return err
@@ -243,29 +254,56 @@ jwt:
 	proxyAddr, proxyHealth := freeAddr(), freeAddr()
 	host, port, _ := net.SplitHostPort(proxyAddr)
 	bed.proxyURL = "https://" + proxyAddr
-	if bed.proxy, err = testbed.StartGatehouse("proxy", "--log-format", "text", "--log-level", "debug",
+	if bed.proxy, err = testbed.StartGatehouse(append([]string{"proxy", "--log-format", "text", "--log-level", "debug",
 		"--kubeconfig", proxyKubeconfig,
 		"--authentication-config", authConfig,
 		"--bind-address", host, "--secure-port", port,
 		"--tls-cert-file", certFile, "--tls-private-key-file", keyPEMFile,
-		"--nats-url", bed.nats.URL(),
 		"--masking-key-file", keyFile,
 		"--approval-timeout", "20s",
 		"--allow-client-impersonation",
+		"--console-url", bed.consoleURL,
 		"--health-bind-address", proxyHealth,
-	); err != nil {
+	}, bed.nats.Args(natsbus.RoleProxy)...)...); err != nil {
 		return err
 	}
 	if err := bed.proxy.WaitReady("http://"+proxyHealth+"/healthz", 60*time.Second); err != nil {
 		return err
 	}
 
+	// The console serves the approvals API: bearer tokens of the proxy's issuer, the proxy's
+	// certificate (the same loopback host), the console's NATS identity and the approval key.
+	consoleHost, consolePort, _ := net.SplitHostPort(strings.TrimPrefix(bed.consoleURL, "https://"))
+	sessionKey := filepath.Join(bed.dir, "api-console-session.key")
+	if err := os.WriteFile(sessionKey, []byte("e2e-api-console-session-key-0123456789abcdef"), 0o600); err != nil {
+		return err
+	}
+	consoleHealth := freeAddr()
+	if bed.console, err = testbed.StartGatehouse(append([]string{"console", "--log-format", "text",
+		"--authentication-config", authConfig,
+		"--oidc-client-id", "gatehouse",
+		"--external-url", bed.consoleURL,
+		"--bind-address", consoleHost, "--secure-port", consolePort,
+		"--tls-cert-file", certFile, "--tls-private-key-file", keyPEMFile,
+		"--session-key-file", sessionKey,
+		"--masking-key-file", keyFile,
+		"--approval-key-file", approvalKeyFile(),
+		"--health-bind-address", consoleHealth,
+	}, bed.nats.Args(natsbus.RoleConsole)...)...); err != nil {
+		return err
+	}
+	if err := bed.console.WaitReady("http://"+consoleHealth+"/readyz", 60*time.Second); err != nil {
+		return err
+	}
+	bed.readyz = append(bed.readyz, "http://"+consoleHealth+"/readyz")
+
 	// The default policies, applied as an administrator: Gatehouse's own rules let only
 	// administrators change them, and only directly.
 	if err := admin("apply", "-f", filepath.Join(bed.root, "manifests", "policies", "default.yaml")); err != nil {
 		return err
 	}
-	bed.readyz = append(bed.readyz, "http://"+webhookHealth+"/readyz", "http://"+proxyHealth+"/readyz")
+	bed.natsReadyz = []string{"http://" + webhookHealth + "/readyz", "http://" + proxyHealth + "/readyz"}
+	bed.readyz = append(bed.readyz, bed.natsReadyz...)
 	for _, url := range []string{"http://" + webhookHealth + "/readyz", "http://" + proxyHealth + "/readyz"} {
 		p := bed.webhook
 		if strings.Contains(url, proxyHealth) {
@@ -289,6 +327,20 @@ func maskingKeyFile() string {
 	return f
 }
 
+// approvalKeyFile returns the approval key the webhook and the consoles share.
+func approvalKeyFile() string {
+	f := filepath.Join(bed.dir, "approval.key")
+	if _, err := os.Stat(f); err != nil {
+		if err := os.WriteFile(f, approvalKey, 0o600); err != nil {
+			panic(err)
+		}
+	}
+	return f
+}
+
+// approvalKey is the approval key of the test's webhook and consoles.
+var approvalKey = []byte("e2e-approval-key-0123456789abcdef0123")
+
 // startEnricher runs `gatehouse enricher` as deployed (mutual TLS: kube-apiserver presents a
 // client certificate the intake requires; a spool directory) and returns the kube-apiserver
 // flags that send audit events to it with the shipped audit policy.
@@ -305,17 +357,16 @@ func startEnricher() (map[string][]string, error) {
 	addr, health := freeAddr(), freeAddr()
 	bed.enricherURL = "https://" + addr + "/audit"
 	host, port, _ := net.SplitHostPort(addr)
-	if bed.enricher, err = testbed.StartGatehouse("enricher", "--log-format", "text",
+	if bed.enricher, err = testbed.StartGatehouse(append([]string{"enricher", "--log-format", "text",
 		"--bind-address", host, "--secure-port", port,
 		"--tls-cert-file", pki.ServerCertFile, "--tls-private-key-file", pki.ServerKeyFile,
 		"--client-ca-file", pki.CAFile,
 		"--spool-dir", filepath.Join(dir, "spool"),
-		"--nats-url", bed.nats.URL(),
 		"--clickhouse-addr", bed.clickhouse.NativeAddr,
 		"--masking-key-file", maskingKeyFile(),
 		"--gateway-record-grace", "30s",
 		"--health-bind-address", health,
-	); err != nil {
+	}, bed.nats.Args(natsbus.RoleEnricher)...)...); err != nil {
 		return nil, err
 	}
 	if err := bed.enricher.WaitReady("http://"+health+"/readyz", 60*time.Second); err != nil {
@@ -347,31 +398,29 @@ func startWebhook() error {
 // waitForRegistration waits until the webhook has registered its configurations, and checks
 // that they trust exactly the CA in its Secret.
 func waitForRegistration() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for {
-		vwc, err := bed.kube.Clientset.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "gatehouse-validating", metav1.GetOptions{})
+	ctx := context.Background()
+	var vwc *admissionregistrationv1.ValidatingWebhookConfiguration
+	err := testbed.WaitFor(ctx, 60*time.Second, func(ctx context.Context) error {
+		var err error
+		vwc, err = bed.kube.Clientset.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "gatehouse-validating", metav1.GetOptions{})
 		if err == nil && len(vwc.Webhooks) == 0 {
 			err = errors.New("its webhooks are not registered yet")
 		}
-		if err == nil {
-			ca, err := bed.kube.Clientset.CoreV1().Secrets("gatehouse").Get(ctx, "gatehouse-webhook-ca", metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			for _, w := range vwc.Webhooks {
-				if string(w.ClientConfig.CABundle) != string(ca.Data["ca.crt"]) {
-					return fmt.Errorf("webhook %s: the registered CA bundle is not the webhook's CA", w.Name)
-				}
-			}
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the webhook did not register its configurations: %w", err)
-		case <-time.After(200 * time.Millisecond):
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("the webhook did not register its configurations: %w", err)
+	}
+	ca, err := bed.kube.Clientset.CoreV1().Secrets("gatehouse").Get(ctx, "gatehouse-webhook-ca", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	for _, w := range vwc.Webhooks {
+		if string(w.ClientConfig.CABundle) != string(ca.Data["ca.crt"]) {
+			return fmt.Errorf("webhook %s: the registered CA bundle is not the webhook's CA", w.Name)
 		}
 	}
+	return nil
 }
 
 func freeAddr() string {

@@ -91,13 +91,16 @@ func (term *terminal) expect(s string) {
 		"the terminal did not show %q; it shows %q", s, term.output())
 }
 
-// typeKeys types s key by key, as a person does.
+// typeKeys types s key by key, as a person does: each key once the terminal echoed the one
+// before.
 func (term *terminal) typeKeys(s string) {
 	term.t.Helper()
 	for _, k := range []byte(s) {
+		shown := len(term.output())
 		_, err := term.f.Write([]byte{k})
 		require.NoError(term.t, err)
-		time.Sleep(5 * time.Millisecond)
+		require.Eventually(term.t, func() bool { return len(term.output()) > shown }, 30*time.Second, time.Millisecond,
+			"the terminal did not echo %q; it shows %q", k, term.output())
 	}
 }
 

@@ -93,10 +93,10 @@ func TestTrailInClickHouse(t *testing.T) {
 	createID := ids.last()
 
 	// An approved operation through the gateway.
-	approverCfg := &rest.Config{Host: bed.proxyURL, BearerToken: token("approver-trail", approverGroup), TLSClientConfig: rest.TLSClientConfig{CAData: bed.proxyCA}}
+	approverCfg := &rest.Config{Host: bed.consoleURL, BearerToken: token("approver-trail", approverGroup), TLSClientConfig: rest.TLSClientConfig{CAData: bed.proxyCA}}
 	hc, err := rest.HTTPClientFor(approverCfg)
 	require.NoError(t, err)
-	approver := &approvals.Client{BaseURL: bed.proxyURL, HTTP: hc}
+	approver := &approvals.Client{BaseURL: bed.consoleURL, HTTP: hc}
 	done := make(chan error, 1)
 	go func() {
 		_, err := agent.RbacV1().ClusterRoleBindings().Create(context.Background(), clusterAdminBinding("trail-admin", "agent-trail"), metav1.CreateOptions{})

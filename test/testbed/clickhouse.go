@@ -2,18 +2,12 @@ package testbed
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -26,9 +20,7 @@ type ClickHouse struct {
 
 	bin, lib string
 	config   string // the configuration file, when users are configured
-	log      *syncBuffer
-	cmd      *exec.Cmd
-	exited   chan struct{}
+	p        *Process
 }
 
 // StartClickHouse starts a ClickHouse server on free loopback ports and waits until it answers.
@@ -89,89 +81,45 @@ func StartClickHouseWithUsers(usersXML string) (*ClickHouse, error) {
 func (c *ClickHouse) Start() error {
 	_, tcp, _ := net.SplitHostPort(c.NativeAddr)
 	_, http, _ := net.SplitHostPort(c.HTTPAddr)
-	c.log = &syncBuffer{}
-	c.cmd = exec.Command(c.bin, "clickhouse",
+	start := time.Now()
+	args := []string{"clickhouse",
 		"--library", c.lib,
 		"--data-dir", filepath.Join(c.Dir, "data"),
 		"--tcp-port", tcp,
 		"--http-port", http,
 		"--log-format", "text",
-	)
+	}
 	if c.config != "" {
-		c.cmd.Args = append(c.cmd.Args, "--config-file", c.config)
+		args = append(args, "--config-file", c.config)
 	}
-	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
-	c.cmd.Dir = c.Dir
-	// The server must not outlive a test binary that crashes or is killed.
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	start := time.Now()
-	if err := c.cmd.Start(); err != nil {
-		return fmt.Errorf("testbed: start ClickHouse: %w", err)
-	}
-	c.exited = make(chan struct{})
-	go func() { _ = c.cmd.Wait(); close(c.exited) }()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for {
-		if c.ping(ctx) == nil {
-			logf("ClickHouse ready at %s (native) and %s (HTTP) in %s", c.NativeAddr, c.HTTPAddr, time.Since(start).Round(time.Millisecond))
-			return nil
-		}
-		select {
-		case <-c.exited:
-			return fmt.Errorf("testbed: ClickHouse exited during start-up: %s", c.log.tail(2000))
-		case <-ctx.Done():
-			c.Kill()
-			return fmt.Errorf("testbed: ClickHouse not ready after 60s: %s", c.log.tail(2000))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func (c *ClickHouse) ping(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.HTTPAddr+"/ping", nil)
+	p, err := startProcess("ClickHouse", c.bin, c.Dir, args...)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	c.p = p
+	// The HTTP interface listens after the native one.
+	if err := p.WaitReady("http://"+c.HTTPAddr+"/ping", 60*time.Second); err != nil {
+		_ = p.Kill()
 		return err
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || !bytes.HasPrefix(body, []byte("Ok.")) {
-		return fmt.Errorf("ping: %s %q", resp.Status, body)
-	}
+	logf("ClickHouse ready at %s (native) and %s (HTTP) in %s", c.NativeAddr, c.HTTPAddr, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
 // Stop ends the server with SIGTERM and waits until it exited.
-func (c *ClickHouse) Stop() error { return c.signal(syscall.SIGTERM) }
-
-// Kill ends the server with SIGKILL and waits until it exited.
-func (c *ClickHouse) Kill() error { return c.signal(syscall.SIGKILL) }
-
-func (c *ClickHouse) signal(sig syscall.Signal) error {
-	if c.cmd == nil || c.cmd.Process == nil {
+func (c *ClickHouse) Stop() error {
+	if c.p == nil {
 		return errors.New("testbed: ClickHouse not started")
 	}
-	select {
-	case <-c.exited:
-		return nil
-	default:
+	return c.p.Stop()
+}
+
+// Kill ends the server with SIGKILL and waits until it exited.
+func (c *ClickHouse) Kill() error {
+	if c.p == nil {
+		return errors.New("testbed: ClickHouse not started")
 	}
-	if err := c.cmd.Process.Signal(sig); err != nil {
-		return err
-	}
-	select {
-	case <-c.exited:
-		return nil
-	case <-time.After(30 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.exited
-		return fmt.Errorf("testbed: ClickHouse ignored %s for 30s", sig)
-	}
+	return c.p.Kill()
 }
 
 // Close stops the server and removes its data.
@@ -180,8 +128,13 @@ func (c *ClickHouse) Close() {
 	_ = os.RemoveAll(c.Dir)
 }
 
-// Log returns the server's output so far.
-func (c *ClickHouse) Log() string { return c.log.String() }
+// Log returns the output of the server's last start so far.
+func (c *ClickHouse) Log() string {
+	if c.p == nil {
+		return ""
+	}
+	return c.p.Output()
+}
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

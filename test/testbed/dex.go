@@ -1,17 +1,14 @@
 package testbed
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -43,10 +40,8 @@ type Dex struct {
 	// Client trusts Dex's certificate.
 	Client *http.Client
 
-	cmd    *exec.Cmd
-	out    *syncBuffer
-	exited chan struct{}
-	dir    string
+	p   *Process
+	dir string
 }
 
 // DexBinary returns the path of the dex binary: $GATEHOUSE_DEX, else what scripts/testbed.sh
@@ -77,7 +72,7 @@ func StartDex(users []DexUser, clients []DexClient) (*Dex, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Dex{dir: dir, out: &syncBuffer{}, exited: make(chan struct{})}
+	d := &Dex{dir: dir}
 	fail := func(err error) (*Dex, error) {
 		d.Stop()
 		return nil, fmt.Errorf("testbed: dex: %w", err)
@@ -150,49 +145,30 @@ func StartDex(users []DexUser, clients []DexClient) (*Dex, error) {
 	if err := os.WriteFile(cfgFile, cfg, 0o600); err != nil {
 		return fail(err)
 	}
-	d.cmd = exec.Command(bin, "serve", cfgFile)
-	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
+	if d.p, err = startProcess("dex", bin, "", "serve", cfgFile); err != nil {
 		return fail(err)
 	}
-	go func() { _ = d.cmd.Wait(); close(d.exited) }()
-
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(certPEM)
 	d.Client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.Issuer+"/.well-known/openid-configuration", nil)
-		if resp, err := d.Client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return d, nil
-			}
-		}
-		select {
-		case <-d.exited:
-			return fail(fmt.Errorf("exited: %s", d.out.tail(4000)))
-		case <-ctx.Done():
-			return fail(fmt.Errorf("not serving after 30s: %s", d.out.tail(4000)))
-		case <-time.After(100 * time.Millisecond):
-		}
+	if err := d.p.WaitReady(d.Issuer+"/.well-known/openid-configuration", 30*time.Second); err != nil {
+		return fail(err)
 	}
+	return d, nil
 }
 
 // Output returns what Dex logged.
-func (d *Dex) Output() string { return d.out.String() }
+func (d *Dex) Output() string {
+	if d.p == nil {
+		return ""
+	}
+	return d.p.Output()
+}
 
 // Stop ends Dex and removes its files.
 func (d *Dex) Stop() {
-	if d.cmd != nil && d.cmd.Process != nil {
-		select {
-		case <-d.exited:
-		default:
-			_ = d.cmd.Process.Kill()
-			<-d.exited
-		}
+	if d.p != nil {
+		_ = d.p.Kill()
 	}
 	_ = os.RemoveAll(d.dir)
 }

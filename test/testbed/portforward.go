@@ -34,13 +34,11 @@ func CheckPortForward(t testing.TB, kubectl, kubeconfig, namespace, pod string, 
 	defer func() { cancel(); _ = cmd.Wait() }()
 
 	var conn net.Conn
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if conn, err = net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(local))); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kubectl port-forward did not listen: %s", out.String())
-		}
+	if err := WaitFor(ctx, 20*time.Second, func(context.Context) error {
+		conn, err = net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(local)))
+		return err
+	}); err != nil {
+		t.Fatalf("kubectl port-forward did not listen: %v: %s", err, out.String())
 	}
 	defer conn.Close()
 	msg := []byte("ping through port-forward\n")

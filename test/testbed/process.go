@@ -3,6 +3,7 @@ package testbed
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,13 +12,17 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
-// Process is a gatehouse subcommand running in a child process, as it runs in production.
+// Process is a component running in a child process: a gatehouse subcommand as it runs in
+// production (StartGatehouse), the ClickHouse server, Dex.
 type Process struct {
+	what   string
 	cmd    *exec.Cmd
 	out    *syncBuffer
-	exited chan struct{}
+	exited chan struct{} // closed once the process exited and its output is complete
 }
 
 // StartGatehouse runs the gatehouse binary (GatehouseBinary) with args. The child dies with
@@ -27,12 +32,19 @@ func StartGatehouse(args ...string) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Process{out: &syncBuffer{}, exited: make(chan struct{})}
+	return startProcess("gatehouse", bin, "", args...)
+}
+
+// startProcess runs bin with args in dir (the current directory when empty). The child dies
+// with the test binary.
+func startProcess(what, bin, dir string, args ...string) (*Process, error) {
+	p := &Process{what: what, out: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
+	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("testbed: start gatehouse %v: %w", args, err)
+		return nil, fmt.Errorf("testbed: start %s %v: %w", what, args, err)
 	}
 	go func() { _ = p.cmd.Wait(); close(p.exited) }()
 	return p, nil
@@ -42,23 +54,41 @@ func StartGatehouse(args ...string) (*Process, error) {
 // fails early when the process exits.
 func (p *Process) WaitReady(url string, timeout time.Duration) error {
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // readiness only
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	for {
+	defer client.CloseIdleConnections()
+	var exited bool
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if resp, err := client.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				return true, nil
 			}
 		}
 		select {
 		case <-p.exited:
-			return fmt.Errorf("testbed: gatehouse exited before %s was ready: %s", url, p.out.tail(4000))
-		case <-ctx.Done():
-			return fmt.Errorf("testbed: %s not ready after %s: %s", url, timeout, p.out.tail(4000))
-		case <-time.After(100 * time.Millisecond):
+			exited = true
+			return false, errors.New("exited")
+		default:
+			return false, nil
 		}
+	})
+	switch {
+	case exited:
+		return fmt.Errorf("testbed: %s exited before %s was ready: %s", p.what, url, p.out.tail(4000))
+	case err != nil:
+		return fmt.Errorf("testbed: %s not ready after %s: %s", url, timeout, p.out.tail(4000))
+	}
+	return nil
+}
+
+// ExitCode returns the exit code of the process once it exited (Stop, Kill), and -1 before or
+// when a signal ended it.
+func (p *Process) ExitCode() int {
+	select {
+	case <-p.exited:
+		return p.cmd.ProcessState.ExitCode()
+	default:
+		return -1
 	}
 }
 
@@ -83,7 +113,7 @@ func (p *Process) signal(sig syscall.Signal) error {
 	case <-time.After(30 * time.Second):
 		_ = p.cmd.Process.Kill()
 		<-p.exited
-		return fmt.Errorf("testbed: gatehouse ignored %s for 30s", sig)
+		return fmt.Errorf("testbed: %s ignored %s for 30s", p.what, sig)
 	}
 }
 

@@ -137,16 +137,32 @@ the self-managed CA in <name>-ca (published in the ConfigMap <name>-ca unless no
 
 {{/*
 NATS arguments, volume mounts and volumes of a component (.component: proxy, webhook, enricher,
-console): the URL, the CA, and the component's own credentials when given.
+console, admin): the URL, the CA, the component's own credentials and, for mutual TLS, its client
+certificate.
 */}}
+{{- define "gatehouse.natsCredentialsSecret" -}}
+{{- default (printf "%s-%s-nats" (include "gatehouse.fullname" .root) .component) (index .root.Values.nats.credentialsSecrets .component) -}}
+{{- end -}}
+
 {{- define "gatehouse.natsArgs" -}}
 {{- $n := .root.Values.nats -}}
+{{- range $u := splitList "," $n.url }}
+{{- if and (not (hasPrefix "tls://" (trim $u))) (not $n.caSecret) }}
+{{- fail (printf "nats.url %s is not a tls:// URL and nats.caSecret is empty: Gatehouse reaches NATS over TLS only" $u) }}
+{{- end }}
+{{- end -}}
 - --nats-url={{ $n.url }}
 {{- if $n.caSecret }}
 - --nats-ca-file=/etc/gatehouse/nats-ca/ca.crt
 {{- end }}
-{{- if hasKey $n.credentialsSecrets .component }}
+{{- if eq $n.credentialsType "creds" }}
 - --nats-creds-file=/etc/gatehouse/nats-creds/creds
+{{- else }}
+- --nats-nkey-file=/etc/gatehouse/nats-creds/nkey
+{{- end }}
+{{- if hasKey $n.clientCertificateSecrets .component }}
+- --nats-cert-file=/etc/gatehouse/nats-client/tls.crt
+- --nats-key-file=/etc/gatehouse/nats-client/tls.key
 {{- end -}}
 {{- end -}}
 
@@ -155,8 +171,9 @@ console): the URL, the CA, and the component's own credentials when given.
 {{- if $n.caSecret }}
 - {name: nats-ca, mountPath: /etc/gatehouse/nats-ca, readOnly: true}
 {{- end }}
-{{- if hasKey $n.credentialsSecrets .component }}
 - {name: nats-creds, mountPath: /etc/gatehouse/nats-creds, readOnly: true}
+{{- if hasKey $n.clientCertificateSecrets .component }}
+- {name: nats-client, mountPath: /etc/gatehouse/nats-client, readOnly: true}
 {{- end -}}
 {{- end -}}
 
@@ -166,9 +183,42 @@ console): the URL, the CA, and the component's own credentials when given.
 - name: nats-ca
   secret: {secretName: {{ $n.caSecret }}}
 {{- end }}
-{{- if hasKey $n.credentialsSecrets .component }}
 - name: nats-creds
-  secret: {secretName: {{ index $n.credentialsSecrets .component }}}
+  secret:
+    secretName: {{ include "gatehouse.natsCredentialsSecret" . }}
+    items: [{key: {{ $n.credentialsType }}, path: {{ $n.credentialsType }}}]
+{{- if hasKey $n.clientCertificateSecrets .component }}
+- name: nats-client
+  secret: {secretName: {{ index $n.clientCertificateSecrets .component }}}
+{{- end -}}
+{{- end -}}
+
+{{/* The approval key Secret, and its argument, volume mount and volume (webhook, console). */}}
+{{- define "gatehouse.approvalKeySecret" -}}
+{{- default (printf "%s-approval-key" (include "gatehouse.fullname" .)) .Values.approvalKey.existingSecret -}}
+{{- end -}}
+
+{{- define "gatehouse.approvalKeyArgs" -}}
+- --approval-key-file=/etc/gatehouse/approval-key/key
+{{- end -}}
+
+{{- define "gatehouse.approvalKeyVolumeMounts" -}}
+- {name: approval-key, mountPath: /etc/gatehouse/approval-key, readOnly: true}
+{{- end -}}
+
+{{- define "gatehouse.approvalKeyVolumes" -}}
+- name: approval-key
+  secret:
+    secretName: {{ include "gatehouse.approvalKeySecret" . }}
+    items: [{key: key, path: key}]
+{{- end -}}
+
+{{/* The URL of the approvers' console: webhook.approvals.url, or console.externalURL. */}}
+{{- define "gatehouse.consoleURL" -}}
+{{- if .Values.webhook.approvals.url -}}
+{{- .Values.webhook.approvals.url -}}
+{{- else if .Values.console.enabled -}}
+{{- .Values.console.externalURL -}}
 {{- end -}}
 {{- end -}}
 

@@ -2,9 +2,15 @@ package app
 
 import (
 	"cmp"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,8 +23,10 @@ import (
 )
 
 type approvalsOptions struct {
-	kube   kubeOptions
-	output string
+	kube          kubeOptions
+	output        string
+	console       string
+	consoleCAFile string
 }
 
 func newApprovalsCommand() *cobra.Command {
@@ -27,11 +35,18 @@ func newApprovalsCommand() *cobra.Command {
 		Use:   "approvals",
 		Short: "List, show, approve and deny operations held for approval",
 		Long: `Work with the approval requests of operations that Gatehouse policies hold for a human's
-approval. The commands call the approvals API of the Gatehouse proxy with the server, CA and
-credentials of your kubeconfig (the one that points at Gatehouse), so you act as your own verified
-identity: you can decide requests if you are in one of their approver groups, and never your own.`,
+approval. The commands call the approvals API of gatehouse console with the credentials of your
+kubeconfig (the one that points at the Gatehouse proxy; the console verifies the same tokens), so
+you act as your own verified identity: you can decide requests if you are in one of their
+approver groups, and never your own.
+
+The console is found by asking the proxy of your kubeconfig (it answers calls of the approvals
+API with the console's URL), or given with --console or GATEHOUSE_CONSOLE. Its certificate is
+verified against the system's roots, your kubeconfig's CA and --console-ca-file.`,
 	}
 	o.kube.addFlags(cmd.PersistentFlags())
+	cmd.PersistentFlags().StringVar(&o.console, "console", "", "URL of gatehouse console, e.g. https://gatehouse-console.example.com. Default: $GATEHOUSE_CONSOLE, then the URL the proxy of your kubeconfig names.")
+	cmd.PersistentFlags().StringVar(&o.consoleCAFile, "console-ca-file", "", "CA bundle of the console's serving certificate, when neither the system nor your kubeconfig's CA trusts it.")
 	cmd.PersistentFlags().StringVarP(&o.output, "output", "o", "", "Output format: json or yaml. Default: human-readable.")
 
 	var all, watch bool
@@ -40,7 +55,7 @@ identity: you can decide requests if you are in one of their approver groups, an
 		Short: "List pending approval requests (--all for every state, --watch to follow new ones)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.client()
+			c, err := o.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -69,7 +84,7 @@ identity: you can decide requests if you are in one of their approver groups, an
 		Short: "Show an approval request with its object and decisions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := o.client()
+			c, err := o.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -101,7 +116,7 @@ func (o *approvalsOptions) decideCommand(v approvals.Verdict) *cobra.Command {
 		Short: strings.ToUpper(name[:1]) + name[1:] + " an approval request",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := o.client()
+			c, err := o.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -135,16 +150,71 @@ func (o *approvalsOptions) decideCommand(v approvals.Verdict) *cobra.Command {
 	return cmd
 }
 
-func (o *approvalsOptions) client() (*approvals.Client, error) {
+// client returns a client of the console's approvals API with the kubeconfig's credentials.
+func (o *approvalsOptions) client(ctx context.Context) (*approvals.Client, error) {
 	cfg, err := o.kube.restConfig()
 	if err != nil {
 		return nil, err
 	}
-	hc, err := rest.HTTPClientFor(cfg)
+	base := o.console
+	if base == "" {
+		base = os.Getenv("GATEHOUSE_CONSOLE")
+	}
+	if base == "" {
+		proxyClient, err := rest.HTTPClientFor(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if base, err = approvals.DiscoverConsole(ctx, proxyClient, cfg.Host); err != nil {
+			return nil, err
+		}
+	}
+	if u, err := url.Parse(base); err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("the console's URL must be an https URL, not %q", base)
+	}
+	hc, err := consoleHTTPClient(cfg, o.consoleCAFile)
 	if err != nil {
 		return nil, err
 	}
-	return &approvals.Client{BaseURL: cfg.Host, HTTP: hc}, nil
+	return &approvals.Client{BaseURL: base, HTTP: hc}, nil
+}
+
+// consoleHTTPClient returns an HTTP client with the kubeconfig's credentials (its token, or its
+// exec credential plugin) that trusts the system's roots, the kubeconfig's CA and caFile.
+func consoleHTTPClient(cfg *rest.Config, caFile string) (*http.Client, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	pems := [][]byte{cfg.CAData}
+	for _, f := range []string{cfg.CAFile, caFile} {
+		if f == "" {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		pems = append(pems, data)
+	}
+	if caFile != "" && !x509.NewCertPool().AppendCertsFromPEM(pems[len(pems)-1]) {
+		return nil, fmt.Errorf("--console-ca-file: no PEM certificate in %s", caFile)
+	}
+	for _, p := range pems {
+		pool.AppendCertsFromPEM(p)
+	}
+	base := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout: 10 * time.Second,
+	}
+	auth := rest.CopyConfig(cfg)
+	auth.TLSClientConfig = rest.TLSClientConfig{}
+	rt, err := rest.HTTPWrappersForConfig(auth, base)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: rt, Timeout: 0}, nil
 }
 
 func (o *approvalsOptions) print(w io.Writer, v any) error {

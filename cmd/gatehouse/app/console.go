@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,18 +15,18 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 	"k8s.io/apiserver/pkg/apis/apiserver"
+	"k8s.io/client-go/rest"
 
 	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/console"
 	"github.com/gatehouse-dev/gatehouse/natsbus"
-	"github.com/gatehouse-dev/gatehouse/serving"
 )
 
 // consoleOptions are the flags of `gatehouse console`.
 type consoleOptions struct {
+	server           serverOptions
 	kube             kubeOptions
 	endpoint         endpointOptions
 	nats             natsbus.Options
@@ -44,12 +45,13 @@ type consoleOptions struct {
 	sessionLink      string
 	notifySlackFile  string
 	notifyJSONFile   string
-	dev              bool
+	approvalKey      approvalKeyOptions
 }
 
-func newConsoleCommand(g *globals) *cobra.Command {
-	o := &consoleOptions{}
-	cmd := &cobra.Command{
+// newConsoleCommand returns `gatehouse console`, which runs run with the validated options.
+func newConsoleCommand(g *globals, run func(context.Context, *slog.Logger, *consoleOptions) error) *cobra.Command {
+	o := &consoleOptions{nats: natsbus.Options{Role: natsbus.RoleConsole}}
+	cmd := serverCommand(g, o, run, &cobra.Command{
 		Use:   "console",
 		Short: "Run the approvers' web console and the approvals API",
 		Long: `Run the approvers' console: a live inbox of the operations Gatehouse policies hold for
@@ -59,21 +61,17 @@ with PKCE) at an issuer of --authentication-config, the same file the proxy read
 is the OAuth client --oidc-client-id there, and that issuer's audiences must include it.
 
 The approvals API (/gatehouse/v1/approvals, used by 'gatehouse approvals') is served on the same
-listener with bearer tokens verified like the proxy's. The console connects to NATS with its own
-credentials: it reads and decides approval requests and writes approval events to the trail.`,
-		Args: cobra.NoArgs,
-		PreRunE: func(*cobra.Command, []string) error {
-			return o.validate()
-		},
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.run(cmd.Context(), g)
-		},
-	}
+listener with bearer tokens verified like the proxy's; the proxy does not serve it. The console
+connects to NATS with its own credentials, the only ones that may write decisions, and holds the
+approval key (shared with the webhook) that authenticates what it shows and decides.`,
+	})
 	fs := cmd.Flags()
+	o.server.addFlags(fs, "a self-signed serving certificate, an embedded NATS server without --nats-url, and random session, masking and approval keys when none are configured.")
 	o.kube.addFlags(fs)
-	o.endpoint.addFlags(fs, "the console")
+	o.endpoint.addFlags(fs, "the console", 8443)
 	o.nats.AddFlags(fs)
 	o.masking.addFlags(fs)
+	o.approvalKey.addFlags(fs)
 	fs.StringVar(&o.authConfig, "authentication-config", "", "AuthenticationConfiguration file (apiserver.config.k8s.io) with the jwt issuers to trust: the proxy's. Required.")
 	fs.StringVar(&o.kubernetesIssuer, "kubernetes-issuer", "", "Issuer URL of the cluster's service-account tokens, when listed in --authentication-config: its discovery and keys are fetched through kube-apiserver.")
 	fs.StringSliceVar(&o.systemPrefixes, "allowed-system-prefixes", nil, "system: user and group name prefixes tokens may map to. system:masters is always refused.")
@@ -88,11 +86,11 @@ credentials: it reads and decides approval requests and writes approval events t
 	fs.StringVar(&o.sessionLink, "session-link", "", "URL of a requester's session, {session} replaced by its ID (e.g. a dashboard of its API calls). Default: the console's history of that session.")
 	fs.StringVar(&o.notifySlackFile, "notify-slack-url-file", "", "File holding a Slack-compatible incoming-webhook URL told of new requests and decisions.")
 	fs.StringVar(&o.notifyJSONFile, "notify-webhook-url-file", "", "File holding a URL that receives a JSON body for each new request and decision.")
-	fs.BoolVar(&o.dev, "dev", false, "Development mode: a self-signed serving certificate, an embedded NATS server, and random session and masking keys when none are configured. Never in production.")
 	return cmd
 }
 
-func (o *consoleOptions) validate() error {
+// Validate reports flags that cannot work together.
+func (o *consoleOptions) Validate() error {
 	var errs []error
 	if o.authConfig == "" {
 		errs = append(errs, errors.New("--authentication-config is required"))
@@ -103,18 +101,10 @@ func (o *consoleOptions) validate() error {
 	if u, err := url.Parse(o.externalURL); err != nil || u.Scheme != "https" || u.Host == "" {
 		errs = append(errs, errors.New("--external-url must be an https URL (session cookies are Secure)"))
 	}
-	if o.sessionKeyFile == "" && !o.dev {
+	if o.sessionKeyFile == "" && !o.server.dev {
 		errs = append(errs, errors.New("--session-key-file is required"))
 	}
-	if err := o.endpoint.validateTLS(o.dev); err != nil {
-		errs = append(errs, err)
-	}
-	if o.nats.URL == "" && !o.dev {
-		errs = append(errs, errors.New("--nats-url is required (the embedded server is for --dev only)"))
-	}
-	if err := o.nats.Validate(); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, o.endpoint.validate(o.server.dev, false), o.server.validateNATS(&o.nats), o.approvalKey.validate(o.server.dev))
 	return errors.Join(errs...)
 }
 
@@ -127,117 +117,125 @@ func readSecretFile(flag, path string) (string, error) {
 	return strings.TrimSpace(string(data)), nil
 }
 
-func (o *consoleOptions) run(ctx context.Context, g *globals) error {
-	log := g.logger.With("component", "console")
-	authCfg, err := authn.LoadAuthenticationConfig(o.authConfig)
+// runConsole runs the console until ctx ends.
+func runConsole(ctx context.Context, log *slog.Logger, o *consoleOptions) error {
+	log = log.With("component", "console")
+	var kube *rest.Config // for the cluster's token issuer and a self-managed serving certificate
+	if o.kubernetesIssuer != "" || o.endpoint.selfManaged.Enabled() {
+		var err error
+		if kube, err = o.kube.restConfig(); err != nil {
+			return err
+		}
+	}
+	lc, err := newLifecycle(o.server, lifecycleOptions{kube: kube}, log)
 	if err != nil {
 		return err
 	}
-	provider, err := o.provider(authCfg)
-	if err != nil {
-		return err
-	}
-	aopts := authn.AuthenticatorOptions{Config: authCfg, AllowedSystemPrefixes: o.systemPrefixes, Logger: log}
-	if o.kubernetesIssuer != "" {
-		upstream, err := o.kube.restConfig()
+	return lc.run(ctx, func() error {
+		authCfg, err := authn.LoadAuthenticationConfig(o.authConfig)
 		if err != nil {
 			return err
 		}
-		hc, err := authn.ClusterIssuerClient(upstream, o.kubernetesIssuer)
+		provider, err := o.provider(authCfg)
 		if err != nil {
 			return err
 		}
-		aopts.IssuerClients = map[string]*http.Client{o.kubernetesIssuer: hc}
-	}
-	authenticator, err := authn.NewAuthenticator(aopts)
-	if err != nil {
-		return err
-	}
-	var sessionKey []byte
-	if o.sessionKeyFile != "" {
-		k, err := readSecretFile("--session-key-file", o.sessionKeyFile)
+		aopts := authn.AuthenticatorOptions{Config: authCfg, AllowedSystemPrefixes: o.systemPrefixes, Logger: log}
+		if o.kubernetesIssuer != "" {
+			hc, err := authn.ClusterIssuerClient(kube, o.kubernetesIssuer)
+			if err != nil {
+				return err
+			}
+			aopts.IssuerClients = map[string]*http.Client{o.kubernetesIssuer: hc}
+		}
+		authenticator, err := authn.NewAuthenticator(aopts)
 		if err != nil {
 			return err
 		}
-		sessionKey = []byte(k)
-	} else {
-		sessionKey = make([]byte, 32)
-		_, _ = rand.Read(sessionKey)
-		log.Warn("no --session-key-file: using a random session key (development only); sessions end at every restart")
-	}
-	// The console masks only what approvers type; without a configured key a random one does.
-	masker, _, err := o.masking.masker(true, log)
-	if err != nil {
-		return err
-	}
-	var hooks []console.Webhook
-	for _, h := range []struct{ file, format, flag string }{
-		{o.notifySlackFile, console.FormatSlack, "--notify-slack-url-file"},
-		{o.notifyJSONFile, console.FormatJSON, "--notify-webhook-url-file"},
-	} {
-		if h.file == "" {
-			continue
+		var sessionKey []byte
+		if o.sessionKeyFile != "" {
+			k, err := readSecretFile("--session-key-file", o.sessionKeyFile)
+			if err != nil {
+				return err
+			}
+			sessionKey = []byte(k)
+		} else {
+			sessionKey = make([]byte, 32)
+			_, _ = rand.Read(sessionKey)
+			log.Warn("no --session-key-file: using a random session key (development only); sessions end at every restart")
 		}
-		u, err := readSecretFile(h.flag, h.file)
+		// The console masks only what approvers type; without a configured key a random one does.
+		masker, _, err := o.masking.masker(true, log)
 		if err != nil {
 			return err
 		}
-		hooks = append(hooks, console.Webhook{URL: u, Format: h.format})
-	}
-	var notifier *console.Notifier
-	if len(hooks) > 0 {
-		if notifier, err = console.NewNotifier(hooks, log); err != nil {
-			return err
+		var hooks []console.Webhook
+		for _, h := range []struct{ file, format, flag string }{
+			{o.notifySlackFile, console.FormatSlack, "--notify-slack-url-file"},
+			{o.notifyJSONFile, console.FormatJSON, "--notify-webhook-url-file"},
+		} {
+			if h.file == "" {
+				continue
+			}
+			u, err := readSecretFile(h.flag, h.file)
+			if err != nil {
+				return err
+			}
+			hooks = append(hooks, console.Webhook{URL: u, Format: h.format})
 		}
-	}
+		var notifier *console.Notifier
+		if len(hooks) > 0 {
+			if notifier, err = console.NewNotifier(hooks, log); err != nil {
+				return err
+			}
+		}
 
-	tc, err := openTrail(ctx, o.nats, "console", log)
-	if err != nil {
-		return err
-	}
-	broker, err := approvals.New(ctx, tc.js, approvals.Options{Recorder: tc.pub, Source: tc.source("console"), Logger: log})
-	if err != nil {
-		return errors.Join(err, tc.close(ctx))
-	}
-	api := &approvals.API{Broker: broker, Logger: log, Authenticate: console.BearerAuthenticator(authenticator)}
-	external, _ := url.Parse(o.externalURL)
-	srv, err := console.New(console.Options{
-		Broker:        broker,
-		Authenticator: authenticator,
-		API:           api,
-		Providers:     []*console.Provider{provider},
-		ExternalURL:   external,
-		SessionKey:    sessionKey,
-		SessionMaxAge: o.sessionMaxAge,
-		ViewerGroups:  o.viewerGroups,
-		SessionLink:   o.sessionLink,
-		Masker:        masker,
-		Notifier:      notifier,
-		Connected:     tc.conn.IsConnected,
-		Logger:        log,
+		approvalKey, err := o.approvalKey.key(log)
+		if err != nil {
+			return err
+		}
+		tc, err := openTrail(ctx, lc, o.nats, "console")
+		if err != nil {
+			return err
+		}
+		broker, err := approvals.New(tc.js, approvals.Options{Key: approvalKey, Recorder: tc.pub, Source: tc.source(), Logger: log})
+		if err != nil {
+			return err
+		}
+		api := &approvals.API{Broker: broker, Logger: log, Authenticate: console.BearerAuthenticator(authenticator)}
+		external, _ := url.Parse(o.externalURL)
+		srv, err := console.New(console.Options{
+			Broker:        broker,
+			Authenticator: authenticator,
+			API:           api,
+			Providers:     []*console.Provider{provider},
+			ExternalURL:   external,
+			SessionKey:    sessionKey,
+			SessionMaxAge: o.sessionMaxAge,
+			ViewerGroups:  o.viewerGroups,
+			SessionLink:   o.sessionLink,
+			Masker:        masker,
+			Notifier:      notifier,
+			Connected:     tc.conn.IsConnected,
+			Logger:        log,
+		})
+		if err != nil {
+			return err
+		}
+		if notifier != nil {
+			notifier.RequestURL = srv.RequestURL
+		}
+		tlsCfg, err := o.endpoint.tlsConfig(lc)
+		if err != nil {
+			return err
+		}
+		lc.ready("oidc-issuers", authenticator.Ready)
+		lc.ready("approvals", srv.Ready)
+		lc.ready("trail", func(context.Context) error { return tc.pub.Ready() })
+		lc.ready("nats", func(ctx context.Context) error { return errors.Join(tc.ready(ctx), broker.Ready(ctx)) })
+		return errors.Join(lc.add(authenticator.Start), lc.add(srv.Start),
+			lc.serve("the console", o.endpoint.address(), &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}, tlsCfg))
 	})
-	if err != nil {
-		return errors.Join(err, tc.close(ctx))
-	}
-	if notifier != nil {
-		notifier.RequestURL = srv.RequestURL
-	}
-	tlsCfg, err := o.endpoint.tlsConfig(ctx, log, o.kube.restConfig, "localhost", "127.0.0.1")
-	if err != nil {
-		return errors.Join(err, tc.close(ctx))
-	}
-	health := serving.NewHealth(log)
-	health.AddReadyCheck("oidc-issuers", authenticator.Ready)
-	health.AddReadyCheck("approvals", srv.Ready)
-	health.AddReadyCheck("trail", func(context.Context) error { return tc.pub.Ready() })
-	grp, gctx := errgroup.WithContext(ctx)
-	grp.Go(func() error { return authenticator.Start(gctx) })
-	grp.Go(func() error { return srv.Start(gctx) })
-	if err := o.endpoint.serve(gctx, grp, log, "the console", &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}, tlsCfg, health, serving.NewRegistry()); err != nil {
-		return errors.Join(err, tc.close(ctx))
-	}
-	err = grp.Wait()
-	return errors.Join(err, tc.close(ctx))
 }
 
 // provider is the login provider: the chosen issuer of the authentication configuration, with

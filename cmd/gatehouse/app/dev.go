@@ -23,8 +23,9 @@ kube-apiserver and etcd (from the build scripts/testbed.sh caches) with the audi
 at the enricher and the shipped audit policy; a development node (pods run a built-in shell, see
 package devnode); NATS JetStream; ClickHouse; a development OIDC issuer with demo identities
 (agent, approver, developer); and the proxy, the admission webhooks (registered with the shipped
-configurations and the default policy pack) and the enricher, each a child process of this
-binary started with its own command-line flags, as in production.
+configurations and the default policy pack), the enricher and the console, each a child process
+of this binary started with its own command-line flags and its own NATS identity (an NKey, over
+TLS), as in production.
 
 It writes agent.kubeconfig, approver.kubeconfig and admin.kubeconfig into --dir, prints what to
 try, and runs until Ctrl-C, then stops every part and leaves no process behind. With --scenario
@@ -59,6 +60,7 @@ node, and prints the administrator's steps for the webhooks and the audit backen
 	fs.StringVar(&o.LibCHDB, "libchdb", "", "The ClickHouse engine library (libchdb.so). Default: $GATEHOUSE_LIBCHDB, then the cache of scripts/testbed.sh.")
 	fs.StringVar(&o.ProxyAddress, "proxy-address", "127.0.0.1:8443", "Address the proxy listens on.")
 	fs.StringVar(&o.IssuerAddress, "issuer-address", "127.0.0.1:8444", "Address the development OIDC issuer listens on.")
+	fs.StringVar(&o.ConsoleAddress, "console-address", "127.0.0.1:8445", "Address gatehouse console (the approvers' web UI and the approvals API) listens on.")
 	fs.DurationVar(&o.ApprovalTimeout, "approval-timeout", 10*time.Minute, "How long the proxy holds a request that needs approval.")
 	fs.BoolVar(&o.Reset, "reset", false, "Discard a state directory left by a run that did not stop cleanly, stopping the processes it left.")
 	fs.BoolVar(&scenario, "scenario", false, "Play a scripted agent session through the proxy and print its audit trail, then keep running.")

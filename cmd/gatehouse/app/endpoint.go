@@ -3,69 +3,80 @@ package app
 import (
 	"context"
 	"crypto/tls"
-	"log/slog"
+	"errors"
 	"net"
-	"net/http"
 	"strconv"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
-	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/gatehouse-dev/gatehouse/certs"
 	"github.com/gatehouse-dev/gatehouse/serving"
 )
 
-// endpointOptions are the flags of a component that serves HTTPS (the proxy, the console, the enricher's
-// intake), with its /healthz, /readyz and /metrics on a separate plain-HTTP address.
+// endpointOptions are the flags of the HTTPS endpoint a component serves (the proxy, the console,
+// the enricher's intake, the admission webhooks) and of its serving certificate: files that are
+// reloaded when they change, one the component issues itself from a CA it keeps in a Secret
+// (package certs, as charts/gatehouse deploys it), or a self-signed one in development mode.
 type endpointOptions struct {
-	tls           serving.TLSOptions
-	bindAddress   string
-	securePort    int
-	healthAddress string
-	shutdownGrace time.Duration
-	// selfManaged is a serving certificate the component issues itself (certificates.go);
-	// source runs it, once tlsConfig made it.
+	tls         serving.TLSOptions
+	bindAddress string
+	securePort  int
 	selfManaged certs.Flags
-	source      *certs.Source
 }
 
-func (o *endpointOptions) addFlags(fs *pflag.FlagSet, what string) {
+func (o *endpointOptions) addFlags(fs *pflag.FlagSet, what string, port int) {
 	o.tls.AddFlags(fs)
 	o.selfManaged.AddFlags(fs)
 	fs.StringVar(&o.bindAddress, "bind-address", "0.0.0.0", "Address to serve "+what+" on.")
-	fs.IntVar(&o.securePort, "secure-port", 8443, "HTTPS port of "+what+".")
-	fs.StringVar(&o.healthAddress, "health-bind-address", ":8081", "Address of /healthz, /readyz and /metrics (plain HTTP). Empty disables them.")
-	fs.DurationVar(&o.shutdownGrace, "shutdown-grace-period", 30*time.Second, "How long requests in flight may finish at shutdown.")
+	fs.IntVar(&o.securePort, "secure-port", port, "HTTPS port of "+what+".")
 }
 
-// serve runs srv on the HTTPS address and, unless disabled, health and metrics on the health
-// address, in grp until ctx ends. The listeners are opened before serve returns, so an address in
-// use is reported at once.
-func (o *endpointOptions) serve(ctx context.Context, grp *errgroup.Group, log *slog.Logger, what string, srv *http.Server, tlsCfg *tls.Config, health *serving.Health, reg *prometheus.Registry) error {
-	l, err := net.Listen("tcp", net.JoinHostPort(o.bindAddress, strconv.Itoa(o.securePort)))
+func (o *endpointOptions) address() string {
+	return net.JoinHostPort(o.bindAddress, strconv.Itoa(o.securePort))
+}
+
+// validate checks where the serving certificate comes from: files, self-managed, or
+// self-signed in development mode. published says whether something besides a ConfigMap
+// (--self-managed-ca-configmap) tells clients a self-managed CA.
+func (o *endpointOptions) validate(dev, published bool) error {
+	if !o.selfManaged.Enabled() {
+		o.tls.SelfSigned = dev
+		return o.tls.Validate()
+	}
+	if o.tls.CertFile != "" {
+		return errors.New("--self-managed-ca-secret and --tls-cert-file are alternatives; set one")
+	}
+	if !published && o.selfManaged.CAConfigMap == "" {
+		return errors.New("--self-managed-ca-secret needs --self-managed-ca-configmap: clients must learn the CA")
+	}
+	return o.selfManaged.Validate()
+}
+
+// tlsConfig returns the endpoint's TLS configuration and adds to lc what keeps it current: the
+// watcher of the certificate files, or the self-managed CA (which reaches kube-apiserver with
+// lc's configuration, and publishes its bundle to its ConfigMap and to publish).
+func (o *endpointOptions) tlsConfig(lc *lifecycle, publish ...func(context.Context, []byte) error) (*tls.Config, error) {
+	if !o.selfManaged.Enabled() {
+		cfg, watcher, err := o.tls.Config(lc.log, "localhost", "127.0.0.1")
+		if err == nil && watcher != nil {
+			err = lc.mgr.Add(watcher)
+		}
+		return cfg, err
+	}
+	kube := lc.mgr.GetConfig()
+	cs, err := kubernetes.NewForConfig(kube)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if o.source != nil {
-		grp.Go(func() error { return o.source.Start(ctx) })
-		health.AddReadyCheck("serving-certificate", o.source.Ready)
-	}
-	grp.Go(func() error {
-		log.Info("serving "+what, "address", l.Addr().String())
-		return serving.Run(ctx, srv, l, tlsCfg, o.shutdownGrace)
-	})
-	if o.healthAddress == "" {
-		return nil
-	}
-	mux := http.NewServeMux()
-	health.Install(mux)
-	mux.Handle("GET /metrics", serving.MetricsHandler(reg))
-	hl, err := net.Listen("tcp", o.healthAddress)
+	co, err := o.selfManaged.Options(cs, lc.log.With("part", "certificates"), publish...)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	grp.Go(func() error { return serving.Run(ctx, &http.Server{Handler: mux}, hl, nil, time.Second) })
-	return nil
+	src, err := certs.New(kube, co)
+	if err != nil {
+		return nil, err
+	}
+	lc.ready("serving-certificate", src.Ready)
+	return &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}, GetCertificate: src.GetCertificate}, lc.mgr.Add(src)
 }

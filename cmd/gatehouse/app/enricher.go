@@ -18,17 +18,17 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/client-go/rest"
 
 	"github.com/gatehouse-dev/gatehouse/enricher"
 	"github.com/gatehouse-dev/gatehouse/enricher/schema"
 	"github.com/gatehouse-dev/gatehouse/masking"
 	"github.com/gatehouse-dev/gatehouse/natsbus"
-	"github.com/gatehouse-dev/gatehouse/serving"
 )
 
 type enricherOptions struct {
+	server serverOptions
 	// kube reaches kube-apiserver, only for a self-managed serving certificate.
 	kube             kubeOptions
 	endpoint         endpointOptions
@@ -60,12 +60,12 @@ type enricherOptions struct {
 	ackWait          time.Duration
 	auditLogPath     string
 	memoryLimit      string
-	dev              bool
 }
 
-func newEnricherCommand(g *globals) *cobra.Command {
-	o := &enricherOptions{}
-	cmd := &cobra.Command{
+// newEnricherCommand returns `gatehouse enricher`, which runs run with the validated options.
+func newEnricherCommand(g *globals, run func(context.Context, *slog.Logger, *enricherOptions) error) *cobra.Command {
+	o := &enricherOptions{nats: natsbus.Options{Role: natsbus.RoleEnricher}}
+	cmd := serverCommand(g, o, run, &cobra.Command{
 		Use:   "enricher",
 		Short: "Receive kube-apiserver audit events and store them, masked and joined with the trail, in ClickHouse",
 		Long: `Run the audit enricher. kube-apiserver's audit webhook backend posts audit event batches
@@ -77,16 +77,10 @@ decisions, sessions). With --audit-log-path it also follows kube-apiserver's aud
 backstop for batches the webhook gave up on. The schema is created and migrated at start. See
 docs/audit-pipeline.md for the pipeline and its failure modes, docs/auditing.md for the tables
 and the auditors' queries, and manifests/audit for the audit policy and the webhook kubeconfig.`,
-		Args: cobra.NoArgs,
-		PreRunE: func(*cobra.Command, []string) error {
-			return o.validate()
-		},
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.run(cmd.Context(), g)
-		},
-	}
+	})
 	fs := cmd.Flags()
-	o.endpoint.addFlags(fs, "the audit intake")
+	o.server.addFlags(fs, "a self-signed serving certificate, an embedded NATS server, a random masking key, a spool in the user cache directory and an intake without client certificates, when none are configured.")
+	o.endpoint.addFlags(fs, "the audit intake", 8443)
 	o.kube.addFlags(fs)
 	o.nats.AddFlags(fs)
 	o.clickhouse.AddFlags(fs)
@@ -116,21 +110,12 @@ and the auditors' queries, and manifests/audit for the audit policy and the webh
 	fs.IntVar(&o.insertBytes, "insert-max-bytes", enricher.DefaultInsertBytes, "About the most data in one INSERT; with --workers it bounds the consumers' memory.")
 	fs.DurationVar(&o.ackWait, "ack-wait", enricher.DefaultAckWait, "How long a batch may stay unacknowledged before NATS delivers it again; after a crash, the batches in flight are stored that much later. INSERTs time out after half of it.")
 	fs.StringVar(&o.auditLogPath, "audit-log-path", "", "kube-apiserver's audit log file (its log backend, --audit-log-format=json) to follow as the backstop of the webhook: events the webhook gave up on are stored from it, each once. Its position is kept in --spool-dir.")
-	fs.BoolVar(&o.dev, "dev", false, "Development mode: a self-signed serving certificate, an embedded NATS server, a random masking key, a spool in the user cache directory and an intake without client certificates, when none are configured. Never in production.")
 	return cmd
 }
 
-func (o *enricherOptions) validate() error {
-	var errs []error
-	if err := o.endpoint.validateTLS(o.dev); err != nil {
-		errs = append(errs, err)
-	}
-	if o.nats.URL == "" && !o.dev {
-		errs = append(errs, errors.New("--nats-url is required (the embedded server is for --dev only)"))
-	}
-	if err := o.nats.Validate(); err != nil {
-		errs = append(errs, err)
-	}
+// Validate reports flags that cannot work together.
+func (o *enricherOptions) Validate() error {
+	errs := []error{o.endpoint.validate(o.server.dev, false), o.server.validateNATS(&o.nats)}
 	if err := o.clickhouse.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -141,10 +126,10 @@ func (o *enricherOptions) validate() error {
 	if err := so.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("--retention, --clickhouse-roles or --clickhouse-auditor-role: %w", err))
 	}
-	if o.clientCAFile == "" && !o.dev {
+	if o.clientCAFile == "" && !o.server.dev {
 		errs = append(errs, errors.New("--client-ca-file is required: the intake accepts audit events only from kube-apiserver's client certificate (without it, only with --dev)"))
 	}
-	if o.spoolDir == "" && !o.dev {
+	if o.spoolDir == "" && !o.server.dev {
 		errs = append(errs, errors.New("--spool-dir is required: the intake stores every batch there before it answers (a persistent volume)"))
 	}
 	if _, err := parseMemoryLimit(o.memoryLimit); err != nil {
@@ -223,118 +208,126 @@ func (o *enricherOptions) envelopeKey() ([]byte, error) {
 	return enricher.EnvelopeKey(key), nil
 }
 
-func (o *enricherOptions) run(ctx context.Context, g *globals) error {
-	log := g.logger.With("component", "enricher")
+// runEnricher runs the enricher until ctx ends.
+func runEnricher(ctx context.Context, log *slog.Logger, o *enricherOptions) error {
+	log = log.With("component", "enricher")
 	if err := o.setMemoryLimit(log); err != nil {
 		return err
 	}
-	masker, _, err := o.masking.masker(o.dev, log)
+	var kube *rest.Config // only a self-managed serving certificate reaches kube-apiserver
+	if o.endpoint.selfManaged.Enabled() {
+		var err error
+		if kube, err = o.kube.restConfig(); err != nil {
+			return err
+		}
+	}
+	lc, err := newLifecycle(o.server, lifecycleOptions{kube: kube}, log)
 	if err != nil {
 		return err
 	}
-	envelopeKey, err := o.envelopeKey()
-	if err != nil {
-		return err
-	}
-	spoolDir := o.spoolDir
-	if spoolDir == "" { // --dev
-		cache, err := os.UserCacheDir()
+	return lc.run(ctx, func() error {
+		masker, _, err := o.masking.masker(o.server.dev, log)
 		if err != nil {
-			return fmt.Errorf("no --spool-dir and no cache directory: %w", err)
+			return err
 		}
-		spoolDir = filepath.Join(cache, "gatehouse", "spool")
-		log.Warn("no --spool-dir given: spooling in the user cache directory (development only)", "dir", spoolDir)
-	}
-	// The intake spools batches while NATS is away, also when the enricher starts then: connect
-	// in the background, retrying.
-	o.nats.Name = "gatehouse-enricher"
-	o.nats.Logger = log
-	var natsMu sync.Mutex
-	var natsConn *natsbus.Conn
-	defer func() {
-		natsMu.Lock()
-		defer natsMu.Unlock()
-		if natsConn != nil {
-			natsConn.Close()
-		}
-	}()
-	connectNATS := func(ctx context.Context) (*nats.Conn, error) {
-		c, err := natsbus.Connect(ctx, o.nats)
+		envelopeKey, err := o.envelopeKey()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		natsMu.Lock()
-		defer natsMu.Unlock()
-		natsConn = c
-		return c.Conn, nil
-	}
-	ch, err := o.clickhouse.Open(ctx)
-	if err != nil {
-		return err
-	}
-	defer ch.Close()
+		spoolDir := o.spoolDir
+		if spoolDir == "" { // --dev
+			cache, err := os.UserCacheDir()
+			if err != nil {
+				return fmt.Errorf("no --spool-dir and no cache directory: %w", err)
+			}
+			spoolDir = filepath.Join(cache, "gatehouse", "spool")
+			log.Warn("no --spool-dir given: spooling in the user cache directory (development only)", "dir", spoolDir)
+		}
+		// The intake spools batches while NATS is away, also when the enricher starts then: connect
+		// in the background, retrying.
+		o.nats.Logger = log
+		var natsMu sync.Mutex
+		var natsConn *natsbus.Conn
+		lc.onStop(func(context.Context) error {
+			natsMu.Lock()
+			defer natsMu.Unlock()
+			if natsConn != nil {
+				natsConn.Close()
+			}
+			return nil
+		})
+		connectNATS := func(ctx context.Context) (*nats.Conn, error) {
+			c, err := natsbus.Connect(ctx, o.nats)
+			if err != nil {
+				return nil, err
+			}
+			natsMu.Lock()
+			defer natsMu.Unlock()
+			natsConn = c
+			return c.Conn, nil
+		}
+		ch, err := o.clickhouse.Open(ctx)
+		if err != nil {
+			return err
+		}
+		lc.onStop(func(context.Context) error { return ch.Close() })
 
-	reg := serving.NewRegistry()
-	var authenticate func(*http.Request) error // default: a verified client certificate
-	if o.clientCAFile == "" {
-		log.Warn("no --client-ca-file: the audit intake accepts events from any client that reaches it (development only)")
-		authenticate = func(*http.Request) error { return nil }
-	}
-	e, err := enricher.New(enricher.Options{
-		ConnectNATS:   connectNATS,
-		ClickHouse:    ch,
-		Masker:        masker,
-		EnvelopeKey:   envelopeKey,
-		SpoolDir:      spoolDir,
-		SpoolMaxBytes: o.spoolMaxBytes,
-		Authenticate:  authenticate,
-		Schema: schema.Options{Database: o.clickhouse.Database, RetentionDays: o.retentionDays, Retention: o.retention,
-			GatewayGrace: o.gatewayGrace, HoldMargin: o.holdMargin, Roles: schema.RolesMode(o.roles), AuditorRole: o.auditorRole, Logger: log},
-		GatewayUsers:           o.gatewayUsers,
-		AgentGroups:            o.agentGroups,
-		ControlPlaneNamespaces: o.cpNamespaces,
-		AdmissionWebhooks:      o.webhookNames,
-		MaxRequestBytes:        o.maxRequest,
-		MaxEventBytes:          o.maxEvent,
-		MaxInFlight:            o.maxInFlight,
-		MaxInFlightBytes:       o.maxInFlightBytes,
-		Workers:                o.workers,
-		BatchMessages:          o.batchMessages,
-		BatchMaxWait:           o.batchMaxWait,
-		InsertRows:             o.insertRows,
-		InsertBytes:            o.insertBytes,
-		AckWait:                o.ackWait,
-		AuditLogPath:           o.auditLogPath,
-		Logger:                 log,
-		Registerer:             reg,
-	})
-	if err != nil {
-		return err
-	}
-	tlsCfg, err := o.endpoint.tlsConfig(ctx, log, o.kube.restConfig, "localhost", "127.0.0.1")
-	if err != nil {
-		return err
-	}
-	if o.clientCAFile != "" {
-		pem, err := os.ReadFile(o.clientCAFile)
+		var authenticate func(*http.Request) error // default: a verified client certificate
+		if o.clientCAFile == "" {
+			log.Warn("no --client-ca-file: the audit intake accepts events from any client that reaches it (development only)")
+			authenticate = func(*http.Request) error { return nil }
+		}
+		e, err := enricher.New(enricher.Options{
+			ConnectNATS:   connectNATS,
+			ClickHouse:    ch,
+			Masker:        masker,
+			EnvelopeKey:   envelopeKey,
+			SpoolDir:      spoolDir,
+			SpoolMaxBytes: o.spoolMaxBytes,
+			Authenticate:  authenticate,
+			Schema: schema.Options{Database: o.clickhouse.Database, RetentionDays: o.retentionDays, Retention: o.retention,
+				GatewayGrace: o.gatewayGrace, HoldMargin: o.holdMargin, Roles: schema.RolesMode(o.roles), AuditorRole: o.auditorRole, Logger: log},
+			GatewayUsers:           o.gatewayUsers,
+			AgentGroups:            o.agentGroups,
+			ControlPlaneNamespaces: o.cpNamespaces,
+			AdmissionWebhooks:      o.webhookNames,
+			MaxRequestBytes:        o.maxRequest,
+			MaxEventBytes:          o.maxEvent,
+			MaxInFlight:            o.maxInFlight,
+			MaxInFlightBytes:       o.maxInFlightBytes,
+			Workers:                o.workers,
+			BatchMessages:          o.batchMessages,
+			BatchMaxWait:           o.batchMaxWait,
+			InsertRows:             o.insertRows,
+			InsertBytes:            o.insertBytes,
+			AckWait:                o.ackWait,
+			AuditLogPath:           o.auditLogPath,
+			Logger:                 log,
+			Registerer:             lc.metrics,
+		})
 		if err != nil {
-			return fmt.Errorf("--client-ca-file: %w", err)
+			return err
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--client-ca-file: no PEM certificate in %s", o.clientCAFile)
+		tlsCfg, err := o.endpoint.tlsConfig(lc)
+		if err != nil {
+			return err
 		}
-		tlsCfg.ClientCAs = pool
-		tlsCfg.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	mux := http.NewServeMux()
-	mux.Handle("POST "+enricher.IntakePath, e)
-	health := serving.NewHealth(log)
-	health.AddReadyCheck("intake", e.Ready)
-	grp, ctx := errgroup.WithContext(ctx)
-	grp.Go(func() error { return e.Start(ctx) })
-	if err := o.endpoint.serve(ctx, grp, log, "the audit intake on "+enricher.IntakePath, &http.Server{Handler: mux}, tlsCfg, health, reg); err != nil {
-		return err
-	}
-	return grp.Wait()
+		if o.clientCAFile != "" {
+			pem, err := os.ReadFile(o.clientCAFile)
+			if err != nil {
+				return fmt.Errorf("--client-ca-file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("--client-ca-file: no PEM certificate in %s", o.clientCAFile)
+			}
+			tlsCfg.ClientCAs = pool
+			tlsCfg.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+		mux := http.NewServeMux()
+		mux.Handle("POST "+enricher.IntakePath, e)
+		lc.ready("intake", e.Ready)
+		return errors.Join(lc.add(e.Start),
+			lc.serve("the audit intake on "+enricher.IntakePath, o.endpoint.address(), &http.Server{Handler: mux}, tlsCfg))
+	})
 }

@@ -11,40 +11,6 @@ import (
 	"github.com/gatehouse-dev/gatehouse/enricher"
 )
 
-func TestEnricherFlagsValidate(t *testing.T) {
-	base := []string{"--nats-url", "nats://127.0.0.1:4222", "--tls-cert-file", "c.crt", "--tls-private-key-file", "c.key"}
-	tests := []struct {
-		name    string
-		args    []string
-		wantErr string
-	}{
-		{"as deployed", append(base, "--client-ca-file", "ca.crt", "--spool-dir", "/var/lib/gatehouse/spool"), ""},
-		{"no client CA", append(base, "--spool-dir", "/s"), "--client-ca-file is required"},
-		{"no spool", append(base, "--client-ca-file", "ca.crt"), "--spool-dir is required"},
-		{"dev needs neither", []string{"--dev"}, ""},
-		{"memory limit size", append(base, "--client-ca-file", "ca.crt", "--spool-dir", "/s", "--memory-limit", "900Mi"), ""},
-		{"memory limit off", append(base, "--client-ca-file", "ca.crt", "--spool-dir", "/s", "--memory-limit", "off"), ""},
-		{"memory limit garbage", append(base, "--client-ca-file", "ca.crt", "--spool-dir", "/s", "--memory-limit", "lots"), "--memory-limit must be"},
-		{"memory limit negative", append(base, "--client-ca-file", "ca.crt", "--spool-dir", "/s", "--memory-limit", "-1Gi"), "--memory-limit must be"},
-		{"retention per table", append(base, "--client-ca-file", "ca.crt", "--spool-dir", "/s", "--retention", "audit_events=730,session_recordings=-1"), ""},
-		{"retention of a view", append(base, "--client-ca-file", "ca.crt", "--spool-dir", "/s", "--retention", "trail=30"), `no table "trail" has a retention`},
-		{"roles", append(base, "--client-ca-file", "ca.crt", "--spool-dir", "/s", "--clickhouse-roles", "on", "--clickhouse-auditor-role", "readers"), ""},
-		{"roles garbage", append(base, "--client-ca-file", "ca.crt", "--spool-dir", "/s", "--clickhouse-roles", "yes"), "roles must be off, auto or on"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			cmd := newEnricherCommand(&globals{})
-			require.NoError(t, cmd.ParseFlags(tc.args))
-			err := cmd.PreRunE(cmd, nil)
-			if tc.wantErr == "" {
-				require.NoError(t, err)
-				return
-			}
-			require.ErrorContains(t, err, tc.wantErr)
-		})
-	}
-}
-
 func TestParseMemoryLimit(t *testing.T) {
 	tests := []struct {
 		in   string

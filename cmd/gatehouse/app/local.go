@@ -6,7 +6,7 @@ import "github.com/spf13/cobra"
 // the whole system for development (gatehouse dev), and logging in to a Gatehouse proxy.
 func localCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
-		newNATSCommand(g),
+		newNATSCommand(g, runNATS),
 		newDevCommand(),
 		newLoginCommand(),
 		newCredentialCommand(),

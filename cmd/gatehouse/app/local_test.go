@@ -12,30 +12,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-func TestNATSOptions(t *testing.T) {
-	tests := []struct {
-		name string
-		o    natsOptions
-		err  string
-	}{
-		{"loopback", natsOptions{bindAddress: "127.0.0.1", port: 4222, storeDir: "/d"}, ""},
-		{"remote without authentication", natsOptions{bindAddress: "0.0.0.0", port: 4222, storeDir: "/d"}, "no authentication"},
-		{"remote, explicitly", natsOptions{bindAddress: "0.0.0.0", port: 4222, storeDir: "/d", allowRemote: true}, ""},
-		{"bad port", natsOptions{bindAddress: "127.0.0.1", port: 0}, "--port"},
-		{"not an IP", natsOptions{bindAddress: "localhost", port: 4222}, "--bind-address"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := tt.o.validate()
-			if tt.err == "" {
-				assert.NoError(t, err)
-			} else {
-				assert.ErrorContains(t, err, tt.err)
-			}
-		})
-	}
-}
-
 // TestLoginKubeconfig checks the kubeconfig `gatehouse login` writes: the exec credential
 // plugin, and with --session the server URL with the client-options prefix of the proxy.
 func TestLoginKubeconfig(t *testing.T) {

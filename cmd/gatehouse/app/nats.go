@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,12 +10,56 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/natsbus"
+	"github.com/gatehouse-dev/gatehouse/trail"
 )
+
+// natsUsers are the identities of a NATS server: a users file and --nkey flags.
+type natsUsers struct {
+	usersFile string
+	nkeys     []string
+}
+
+func (u *natsUsers) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&u.usersFile, "users-file", "", "YAML file of the identities the server accepts: for each role (admin, proxy, webhook, enricher, console) a list of public NKeys; `gatehouse nats keys` writes one.")
+	fs.StringArrayVar(&u.nkeys, "nkey", nil, "An identity the server accepts, ROLE=PUBLIC_NKEY (e.g. proxy=UD...); repeatable, added to --users-file's.")
+}
+
+// users returns the identities given.
+func (u *natsUsers) users() ([]natsbus.User, error) {
+	var users []natsbus.User
+	if u.usersFile != "" {
+		data, err := os.ReadFile(u.usersFile)
+		if err != nil {
+			return nil, fmt.Errorf("--users-file: %w", err)
+		}
+		if users, err = natsbus.ParseUsers(data); err != nil {
+			return nil, fmt.Errorf("--users-file: %w", err)
+		}
+	}
+	for _, kv := range u.nkeys {
+		role, key, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("--nkey must be ROLE=PUBLIC_NKEY, not %q", kv)
+		}
+		r, err := natsbus.ParseRole(strings.TrimSpace(role))
+		if err != nil {
+			return nil, fmt.Errorf("--nkey: %w", err)
+		}
+		users = append(users, natsbus.User{Role: r, NKey: strings.TrimSpace(key)})
+	}
+	if err := natsbus.ValidateUsers(users); err != nil {
+		return nil, err
+	}
+	return users, nil
+}
 
 // natsOptions are the flags of `gatehouse nats`.
 type natsOptions struct {
@@ -22,60 +67,95 @@ type natsOptions struct {
 	bindAddress string
 	port        int
 	allowRemote bool
+	users       natsUsers
+	certFile    string
+	keyFile     string
+	clientCA    string
+	provision   bool
+	dev         bool
+	// out is where the ready line goes (the command's standard output).
+	out func() io.Writer
 }
 
 func (o *natsOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.storeDir, "store-dir", "", "Directory where JetStream keeps its streams and key-value buckets; they survive restarts. Default: gatehouse/nats-server in the user cache directory.")
 	fs.StringVar(&o.bindAddress, "bind-address", "127.0.0.1", "IP address to serve NATS clients on.")
 	fs.IntVar(&o.port, "port", 4222, "Port to serve NATS clients on.")
-	fs.BoolVar(&o.allowRemote, "allow-unauthenticated-remote-clients", false, "Serve on a --bind-address other than loopback although the server has no authentication. Never in production.")
+	o.users.addFlags(fs)
+	fs.StringVar(&o.certFile, "tls-cert-file", "", "The server's TLS certificate. Required, except with --dev.")
+	fs.StringVar(&o.keyFile, "tls-private-key-file", "", "The server's TLS key.")
+	fs.StringVar(&o.clientCA, "client-ca-file", "", "CA bundle that signs the components' client certificates: the server then requires one (mutual TLS) besides the NKey.")
+	fs.BoolVar(&o.provision, "provision", true, "Create or update the streams and the approvals bucket at start, as the administrator would (gatehouse nats provision).")
+	fs.BoolVar(&o.dev, "dev", false, "Development mode: identities and TLS are optional; without identities the server has no authentication and serves loopback only.")
+	fs.BoolVar(&o.allowRemote, "allow-unauthenticated-remote-clients", false, "With --dev and no identities, serve on a --bind-address other than loopback. Never in production.")
 }
 
-func (o *natsOptions) validate() error {
+// Validate reports flags that cannot work, and defaults the store directory.
+func (o *natsOptions) Validate() error {
+	var errs []error
 	if o.port < 1 || o.port > 65535 {
-		return fmt.Errorf("--port must be between 1 and 65535, not %d", o.port)
+		errs = append(errs, fmt.Errorf("--port must be between 1 and 65535, not %d", o.port))
 	}
 	ip := net.ParseIP(o.bindAddress)
 	if ip == nil {
-		return fmt.Errorf("--bind-address must be an IP address, not %q", o.bindAddress)
+		errs = append(errs, fmt.Errorf("--bind-address must be an IP address, not %q", o.bindAddress))
 	}
-	if !ip.IsLoopback() && !o.allowRemote {
-		return fmt.Errorf("--bind-address %s is not loopback and this server has no authentication: anyone who reaches it could read and write the trail and the approvals; use a NATS cluster with credentials, or pass --allow-unauthenticated-remote-clients for a throw-away setup", o.bindAddress)
+	users, err := o.users.users()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if (o.certFile == "") != (o.keyFile == "") {
+		errs = append(errs, errors.New("--tls-cert-file and --tls-private-key-file go together"))
+	}
+	if o.clientCA != "" && o.certFile == "" {
+		errs = append(errs, errors.New("--client-ca-file needs --tls-cert-file"))
+	}
+	if !o.dev {
+		if len(users) == 0 && err == nil {
+			errs = append(errs, errors.New("the components' identities are required (--users-file or --nkey; gatehouse nats keys makes them); only --dev serves without authentication"))
+		}
+		if o.certFile == "" {
+			errs = append(errs, errors.New("--tls-cert-file and --tls-private-key-file are required: components reach NATS over TLS; only --dev serves without"))
+		}
+	}
+	if o.dev && len(users) == 0 && ip != nil && !ip.IsLoopback() && !o.allowRemote {
+		errs = append(errs, fmt.Errorf("--bind-address %s is not loopback and this server has no authentication: anyone who reaches it could read and write the trail and the approvals; give it the components' identities, or pass --allow-unauthenticated-remote-clients for a throw-away setup", o.bindAddress))
 	}
 	if o.storeDir == "" {
 		cache, err := os.UserCacheDir()
 		if err != nil {
-			return fmt.Errorf("--store-dir is required (no user cache directory: %w)", err)
+			errs = append(errs, fmt.Errorf("--store-dir is required (no user cache directory: %w)", err))
 		}
 		o.storeDir = filepath.Join(cache, "gatehouse", "nats-server")
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
-func newNATSCommand(g *globals) *cobra.Command {
+// newNATSCommand returns `gatehouse nats`, which runs run with the validated options.
+func newNATSCommand(g *globals, run func(context.Context, *slog.Logger, *natsOptions) error) *cobra.Command {
 	o := &natsOptions{}
-	cmd := &cobra.Command{
+	cmd := serverCommand(g, o, run, &cobra.Command{
 		Use:   "nats",
-		Short: "Run a standalone NATS JetStream server (the embedded engine) for development",
+		Short: "Run a standalone NATS JetStream server (the embedded engine) for Gatehouse",
 		Long: `Run a NATS server with JetStream: the engine Gatehouse embeds, as a process of its own, for
-people who want the components (proxy, webhook, enricher) to share one NATS without a NATS
-installation. Point them at it with --nats-url nats://127.0.0.1:4222.
+people who want the components (proxy, webhook, enricher, console) to share one NATS without a
+NATS installation.
 
-It has no authentication and listens on loopback unless told otherwise; production uses a NATS
-cluster with TLS and per-component credentials.`,
-		Args: cobra.NoArgs,
-		PreRunE: func(*cobra.Command, []string) error {
-			return o.validate()
-		},
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runNATS(cmd.Context(), g.logger, o, cmd.OutOrStdout())
-		},
-	}
+Each component connects with its own NKey (gatehouse nats keys makes one per component and the
+users file of their public keys) and may do only what its role needs: the server gives every
+identity its role's permissions (gatehouse nats authorization prints them for an external
+nats-server). Components reach it over TLS (--tls-cert-file; with --client-ca-file they also
+present client certificates). At start it creates the streams and the approvals bucket, which no
+component may. With --dev and no identities it serves loopback without authentication.`,
+	})
+	o.out = cmd.OutOrStdout
 	o.addFlags(cmd.Flags())
+	cmd.AddCommand(newNATSKeysCommand(), newNATSAuthorizationCommand(), newNATSProvisionCommand(g))
 	return cmd
 }
 
-func runNATS(ctx context.Context, log *slog.Logger, o *natsOptions, out io.Writer) error {
+// runNATS serves NATS until ctx ends.
+func runNATS(ctx context.Context, log *slog.Logger, o *natsOptions) error {
 	addr := net.JoinHostPort(o.bindAddress, strconv.Itoa(o.port))
 	// nats-server reports a port in use only as "not ready"; say what it is.
 	l, err := net.Listen("tcp", addr)
@@ -86,14 +166,164 @@ func runNATS(ctx context.Context, log *slog.Logger, o *natsOptions, out io.Write
 	if err := os.MkdirAll(o.storeDir, 0o700); err != nil {
 		return fmt.Errorf("--store-dir: %w", err)
 	}
-	srv, err := natsbus.StartServer(natsbus.ServerOptions{StoreDir: o.storeDir, Host: o.bindAddress, Port: o.port, Logger: log.With("component", "nats-server")})
+	users, err := o.users.users()
 	if err != nil {
 		return err
 	}
-	log.Info("serving NATS with JetStream", "url", srv.URL(), "storeDir", o.storeDir)
-	_, _ = fmt.Fprintf(out, "NATS JetStream ready at %s (store %s); Ctrl-C stops it\n", srv.URL(), o.storeDir)
-	<-ctx.Done()
-	log.Info("stopping NATS")
-	srv.Shutdown()
-	return nil
+	so := natsbus.ServerOptions{StoreDir: o.storeDir, Host: o.bindAddress, Port: o.port, Users: users, Provision: o.provision,
+		Logger: log.With("component", "nats-server")}
+	if o.certFile != "" {
+		so.TLS = &natsbus.ServerTLS{CertFile: o.certFile, KeyFile: o.keyFile, ClientCAFile: o.clientCA}
+	}
+	lc, err := newLifecycle(serverOptions{}, lifecycleOptions{}, log)
+	if err != nil {
+		return err
+	}
+	return lc.run(ctx, func() error {
+		srv, err := natsbus.StartServer(so)
+		if err != nil {
+			return err
+		}
+		lc.onStop(func(context.Context) error {
+			log.Info("stopping NATS")
+			srv.Shutdown()
+			return nil
+		})
+		auth := fmt.Sprintf("%d identities", len(users))
+		if len(users) == 0 {
+			auth = "no authentication (development only)"
+		}
+		log.Info("serving NATS with JetStream", "url", srv.URL(), "storeDir", o.storeDir, "identities", len(users), "tls", o.certFile != "", "provisioned", o.provision)
+		_, _ = fmt.Fprintf(o.out(), "NATS JetStream ready at %s (store %s, %s); Ctrl-C stops it\n", srv.URL(), o.storeDir, auth)
+		return nil
+	})
+}
+
+func newNATSKeysCommand() *cobra.Command {
+	var dir string
+	var roles []string
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "Make an NKey for each Gatehouse component and the users file of their public keys",
+		Long: `Write, into --dir, an NKey seed file per role (<role>.nkey, mode 0600: the component's
+--nats-nkey-file, a secret) and users.yaml with their public keys (the server's --users-file, not
+secret). Seeds that exist are kept: run it again to add a role or to rewrite users.yaml.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var rs []natsbus.Role
+			for _, r := range roles {
+				role, err := natsbus.ParseRole(r)
+				if err != nil {
+					return err
+				}
+				rs = append(rs, role)
+			}
+			users, err := natsbus.WriteKeys(dir, rs)
+			if err != nil {
+				return err
+			}
+			for _, u := range users {
+				fmt.Fprintf(cmd.OutOrStdout(), "%-9s %s  (seed: %s)\n", u.Role, u.NKey, filepath.Join(dir, natsbus.SeedFile(u.Role)))
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "Public keys: %s\n", filepath.Join(dir, natsbus.UsersFile))
+			return err
+		},
+	}
+	all := make([]string, len(natsbus.Roles))
+	for i, r := range natsbus.Roles {
+		all[i] = string(r)
+	}
+	cmd.Flags().StringVar(&dir, "dir", "gatehouse-nats-keys", "Directory to write the seeds and users.yaml into.")
+	cmd.Flags().StringSliceVar(&roles, "roles", all, "Roles to make keys for.")
+	return cmd
+}
+
+func newNATSAuthorizationCommand() *cobra.Command {
+	var users natsUsers
+	var format string
+	cmd := &cobra.Command{
+		Use:   "authorization",
+		Short: "Print the authorization block for an external nats-server: each identity with its role's permissions",
+		Long: `Print what an external nats-server needs to serve Gatehouse as gatehouse nats does: with the
+default --format conf, an authorization block with every identity of --users-file and --nkey and
+its role's publish and subscribe permissions (include it in the server's configuration, next to
+its TLS and JetStream settings); with --format json, the permissions of every role, for servers
+that authenticate with an operator's JWTs (nsc add user --allow-pub ... --allow-sub ...).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch format {
+			case "json":
+				data, err := natsbus.PermissionsJSON()
+				if err != nil {
+					return err
+				}
+				_, err = cmd.OutOrStdout().Write(data)
+				return err
+			case "conf":
+				us, err := users.users()
+				if err != nil {
+					return err
+				}
+				if len(us) == 0 {
+					return errors.New("--users-file or --nkey is required with --format conf")
+				}
+				conf, err := natsbus.AuthorizationConfig(us)
+				if err != nil {
+					return err
+				}
+				_, err = io.WriteString(cmd.OutOrStdout(), conf)
+				return err
+			}
+			return fmt.Errorf("--format must be conf or json, not %q", format)
+		},
+	}
+	users.addFlags(cmd.Flags())
+	cmd.Flags().StringVar(&format, "format", "conf", "conf (nats-server configuration) or json (permissions by role).")
+	return cmd
+}
+
+func newNATSProvisionCommand(g *globals) *cobra.Command {
+	o := natsbus.Options{Role: natsbus.RoleAdmin}
+	var po natsbus.ProvisionOptions
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "provision",
+		Short: "Create or update Gatehouse's streams and approvals bucket, as the NATS administrator",
+		Long: `Create the JetStream streams (` + strings.Join([]string{trail.StreamTrail, trail.StreamAudit, trail.StreamRecordings}, ", ") + `) and
+the key-value bucket ` + approvals.Bucket + `, or update them to their current definitions. Components may
+not create, change or delete them; they wait, not ready, until they exist. Connects with the
+administrator's identity (--nats-nkey-file with the admin seed). gatehouse nats does it itself at
+start; run this for an external NATS, at install and after every upgrade (the chart's hook does).`,
+		Args: cobra.NoArgs,
+		PreRunE: func(*cobra.Command, []string) error {
+			po.Bucket.Replicas = po.Streams.Replicas
+			return o.Validate()
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			o.Logger = g.logger
+			conn, err := natsbus.Connect(ctx, o)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			if err := conn.WaitReady(ctx); err != nil {
+				return err
+			}
+			if err := natsbus.ProvisionConn(ctx, conn.Conn, po); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "Provisioned %s, %s, %s and %s.\n", trail.StreamTrail, trail.StreamAudit, trail.StreamRecordings, approvals.Bucket)
+			return err
+		},
+	}
+	fs := cmd.Flags()
+	o.AddFlags(fs)
+	fs.IntVar(&po.Streams.Replicas, "replicas", 1, "Replicas of every stream and of the bucket, in a NATS cluster.")
+	fs.DurationVar(&po.Streams.MaxAge, "trail-max-age", 7*24*time.Hour, "How long the trail, the audit batches and the recordings are kept in NATS (the enricher stores them in ClickHouse within seconds).")
+	fs.DurationVar(&po.Bucket.Retention, "approvals-retention", 90*24*time.Hour, "How long approval requests are kept.")
+	fs.DurationVar(&timeout, "timeout", 2*time.Minute, "How long to wait for NATS.")
+	fs.BoolVar(&o.Dev, "dev", false, "Development mode: credentials and TLS are optional.")
+	return cmd
 }

@@ -4,16 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/authn"
@@ -21,11 +17,10 @@ import (
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/recording"
-	"github.com/gatehouse-dev/gatehouse/serving"
-	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
 type proxyOptions struct {
+	server              serverOptions
 	kube                kubeOptions
 	endpoint            endpointOptions
 	nats                natsbus.Options
@@ -39,16 +34,17 @@ type proxyOptions struct {
 	approvalTimeout     time.Duration
 	clientImpersonation bool
 	admissionSkipped    []string
-	dev                 bool
 	writeRecordTimeout  time.Duration
 	recordingFlush      time.Duration
 	recordingChunkBytes int
 	terminalDelay       time.Duration
+	consoleURL          string
 }
 
-func newProxyCommand(g *globals) *cobra.Command {
-	o := &proxyOptions{}
-	cmd := &cobra.Command{
+// newProxyCommand returns `gatehouse proxy`, which runs run with the validated options.
+func newProxyCommand(g *globals, run func(context.Context, *slog.Logger, *proxyOptions) error) *cobra.Command {
+	o := &proxyOptions{nats: natsbus.Options{Role: natsbus.RoleProxy}}
+	cmd := serverCommand(g, o, run, &cobra.Command{
 		Use:   "proxy",
 		Short: "Run the authenticating front proxy for kube-apiserver",
 		Long: `Run the front proxy. Clients send Kubernetes API requests with an OIDC bearer token;
@@ -57,17 +53,11 @@ identity, masks secrets in responses and records every request to the trail (NAT
 
 The token issuers and claim mappings come from --authentication-config, the same
 AuthenticationConfiguration file kube-apiserver reads.`,
-		Args: cobra.NoArgs,
-		PreRunE: func(*cobra.Command, []string) error {
-			return o.validate()
-		},
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.run(cmd.Context(), g)
-		},
-	}
+	})
 	fs := cmd.Flags()
+	o.server.addFlags(fs, "a self-signed serving certificate, an embedded NATS server without --nats-url and a random masking key when none are configured.")
 	o.kube.addFlags(fs)
-	o.endpoint.addFlags(fs, "the proxy")
+	o.endpoint.addFlags(fs, "the proxy", 8443)
 	o.nats.AddFlags(fs)
 	o.masking.addFlags(fs)
 	fs.StringVar(&o.authConfig, "authentication-config", "", "AuthenticationConfiguration file (apiserver.config.k8s.io) with the jwt issuers to trust. Required.")
@@ -82,25 +72,18 @@ AuthenticationConfiguration file kube-apiserver reads.`,
 	fs.StringVar(&o.policyFile, "policy-file", "", "Read AccessPolicies from this multi-document YAML file (reloaded when it changes) instead of the cluster (development mode).")
 	fs.DurationVar(&o.approvalTimeout, "approval-timeout", 10*time.Minute, "The longest a request that admission holds for approval is kept open waiting for approvers; a client's own hold duration (Gatehouse-Hold) cannot exceed it. Clients may ask not to be held (hold=refuse).")
 	fs.StringSliceVar(&o.admissionSkipped, "admission-skipped-namespaces", policy.AdmissionSkipsNamespaces, "Namespaces the validating webhook configurations leave out (namespaceSelector): admission cannot hold writes there for approval, so the proxy refuses those a rule holds. Keep it equal to the configurations' list (the chart passes it).")
+	fs.StringVar(&o.consoleURL, "console-url", "", "URL of gatehouse console, which serves the approvals API and the approvers' web UI: the proxy answers calls of the approvals API with it (gatehouse approvals follows it), and says where to approve in held calls' answers.")
 	fs.BoolVar(&o.clientImpersonation, "allow-client-impersonation", false, "Let clients impersonate (kubectl --as) whom a SubjectAccessReview says their verified identity may impersonate; the verified user is kept in the extra gatehouse.dev/original-user. Default: every Impersonate-* header is refused.")
-	fs.BoolVar(&o.dev, "dev", false, "Development mode: a self-signed serving certificate, an embedded NATS server and a random masking key when none are configured. Never in production.")
 	return cmd
 }
 
-func (o *proxyOptions) validate() error {
+// Validate reports flags that cannot work together.
+func (o *proxyOptions) Validate() error {
 	var errs []error
 	if o.authConfig == "" {
 		errs = append(errs, errors.New("--authentication-config is required"))
 	}
-	if err := o.endpoint.validateTLS(o.dev); err != nil {
-		errs = append(errs, err)
-	}
-	if o.nats.URL == "" && !o.dev {
-		errs = append(errs, errors.New("--nats-url is required (the embedded server is for --dev only)"))
-	}
-	if err := o.nats.Validate(); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, o.endpoint.validate(o.server.dev, false), o.server.validateNATS(&o.nats))
 	switch proxy.UnrecordedPolicy(o.unrecorded) {
 	case proxy.RefuseUnrecorded, proxy.AllowUnrecorded:
 	default:
@@ -109,119 +92,100 @@ func (o *proxyOptions) validate() error {
 	return errors.Join(errs...)
 }
 
-func (o *proxyOptions) run(ctx context.Context, g *globals) error {
-	log := g.logger.With("component", "proxy")
+// runProxy runs the proxy until ctx ends.
+func runProxy(ctx context.Context, log *slog.Logger, o *proxyOptions) error {
+	log = log.With("component", "proxy")
 	upstream, err := o.kube.restConfig()
 	if err != nil {
 		return err
 	}
-	authCfg, err := authn.LoadAuthenticationConfig(o.authConfig)
+	lc, err := newLifecycle(o.server, lifecycleOptions{kube: upstream}, log)
 	if err != nil {
 		return err
 	}
-	masker, _, err := o.masking.masker(o.dev, log)
-	if err != nil {
-		return err
-	}
-	tc, err := openTrail(ctx, o.nats, "proxy", log)
-	if err != nil {
-		return err
-	}
-	pub := tc.pub
-	recordings, err := recording.NewPublisher(tc.conn.Conn, recording.PublisherOptions{
-		Source: tc.source("proxy"), ChunkBytes: o.recordingChunkBytes, FlushInterval: o.recordingFlush, Logger: log,
-	})
-	if err != nil {
-		return err
-	}
-
-	aopts := authn.AuthenticatorOptions{Config: authCfg, AllowedSystemPrefixes: o.systemPrefixes, Logger: log}
-	if o.kubernetesIssuer != "" {
-		hc, err := authn.ClusterIssuerClient(upstream, o.kubernetesIssuer)
+	return lc.run(ctx, func() error {
+		authCfg, err := authn.LoadAuthenticationConfig(o.authConfig)
 		if err != nil {
 			return err
 		}
-		aopts.IssuerClients = map[string]*http.Client{o.kubernetesIssuer: hc}
-	}
-	authenticator, err := authn.NewAuthenticator(aopts)
-	if err != nil {
-		return err
-	}
-	scheme, err := newScheme()
-	if err != nil {
-		return err
-	}
-	mgr, err := ctrl.NewManager(upstream, ctrl.Options{
-		Scheme:                 scheme,
-		Logger:                 logr.FromSlogHandler(log.Handler()),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
-	})
-	if err != nil {
-		return fmt.Errorf("controller manager: %w", err)
-	}
-	engine, err := setupPolicies(ctx, mgr, o.policyFile, true, log)
-	if err != nil {
-		return err
-	}
-	broker, err := approvals.New(ctx, tc.js, approvals.Options{Recorder: pub, Source: tc.source("proxy"), Logger: log})
-	if err != nil {
-		return err
-	}
-	api := &approvals.API{Broker: broker, Logger: log, Authenticate: func(r *http.Request) (trail.Identity, error) {
-		id, ok := proxy.IdentityFrom(r.Context())
-		if !ok {
-			return trail.Identity{}, errors.New("unauthenticated")
-		}
-		return id.Identity, nil
-	}}
-	var impersonation authn.ImpersonationAuthorizer
-	if o.clientImpersonation {
-		cs, err := kubernetes.NewForConfig(upstream)
+		masker, _, err := o.masking.masker(o.server.dev, log)
 		if err != nil {
 			return err
 		}
-		impersonation = &authn.SubjectAccessReviewer{Client: cs}
-	}
-	reg := serving.NewRegistry()
-	px, err := proxy.NewProxy(proxy.Options{
-		Impersonation: impersonation,
-		Upstream:      upstream,
-		Authenticator: authenticator,
-		Masker:        masker,
-		Recorder:      pub,
-		Recordings:    recordings,
-		Unrecorded:    proxy.UnrecordedPolicy(o.unrecorded),
+		tc, err := openTrail(ctx, lc, o.nats, "proxy")
+		if err != nil {
+			return err
+		}
+		pub := tc.pub
+		recordings, err := recording.NewPublisher(tc.conn.Conn, recording.PublisherOptions{
+			Source: tc.source(), ChunkBytes: o.recordingChunkBytes, FlushInterval: o.recordingFlush, Logger: log,
+		})
+		if err != nil {
+			return err
+		}
+		aopts := authn.AuthenticatorOptions{Config: authCfg, AllowedSystemPrefixes: o.systemPrefixes, Logger: log}
+		if o.kubernetesIssuer != "" {
+			hc, err := authn.ClusterIssuerClient(upstream, o.kubernetesIssuer)
+			if err != nil {
+				return err
+			}
+			aopts.IssuerClients = map[string]*http.Client{o.kubernetesIssuer: hc}
+		}
+		authenticator, err := authn.NewAuthenticator(aopts)
+		if err != nil {
+			return err
+		}
+		engine, err := setupPolicies(ctx, lc.mgr, o.policyFile, true, log)
+		if err != nil {
+			return err
+		}
+		// The proxy reads approval requests to hold its clients; it has no approval key and its
+		// NATS identity cannot write them.
+		broker, err := approvals.New(tc.js, approvals.Options{Source: tc.source(), Logger: log})
+		if err != nil {
+			return err
+		}
+		var impersonation authn.ImpersonationAuthorizer
+		if o.clientImpersonation {
+			cs, err := kubernetes.NewForConfig(upstream)
+			if err != nil {
+				return err
+			}
+			impersonation = &authn.SubjectAccessReviewer{Client: cs}
+		}
+		px, err := proxy.NewProxy(proxy.Options{
+			Impersonation: impersonation,
+			Upstream:      upstream,
+			Authenticator: authenticator,
+			Masker:        masker,
+			Recorder:      pub,
+			Recordings:    recordings,
+			Unrecorded:    proxy.UnrecordedPolicy(o.unrecorded),
 
-		WriteRecordTimeout: o.writeRecordTimeout,
-		TerminalDelay:      o.terminalDelay,
-		Policy:             engine,
-		AdmissionSees:      policy.AdmissionSeesSkipping(o.admissionSkipped),
-		Approvals:          broker,
-		MaxHold:            o.approvalTimeout,
-		ApprovalsAPI:       api,
-		Metrics:            reg,
-		Logger:             log,
+			WriteRecordTimeout: o.writeRecordTimeout,
+			TerminalDelay:      o.terminalDelay,
+			Policy:             engine,
+			AdmissionSees:      policy.AdmissionSeesSkipping(o.admissionSkipped),
+			Approvals:          broker,
+			MaxHold:            o.approvalTimeout,
+			ConsoleURL:         o.consoleURL,
+			Metrics:            lc.metrics,
+			Logger:             log,
+		})
+		if err != nil {
+			return err
+		}
+		// The proxy's records are flushed once it stopped, before the trail's connection closes.
+		lc.onStop(func(context.Context) error { px.Flush(); return nil })
+		tlsCfg, err := o.endpoint.tlsConfig(lc)
+		if err != nil {
+			return err
+		}
+		lc.ready("oidc-issuers", authenticator.Ready)
+		lc.ready("nats", func(ctx context.Context) error { return errors.Join(tc.ready(ctx), broker.Ready(ctx)) })
+		lc.ready("trail", func(context.Context) error { return pub.Ready() })
+		lc.ready("policies", func(context.Context) error { return engine.Ready() })
+		return errors.Join(lc.add(authenticator.Start),
+			lc.serve("the proxy", o.endpoint.address(), &http.Server{Handler: px, MaxHeaderBytes: o.maxHeaderBytes}, tlsCfg))
 	})
-	if err != nil {
-		return err
-	}
-	tlsCfg, err := o.endpoint.tlsConfig(ctx, log, o.kube.restConfig, "localhost", "127.0.0.1")
-	if err != nil {
-		return err
-	}
-	health := serving.NewHealth(log)
-	health.AddReadyCheck("oidc-issuers", authenticator.Ready)
-	health.AddReadyCheck("trail", func(context.Context) error { return pub.Ready() })
-	health.AddReadyCheck("policies", func(context.Context) error { return engine.Ready() })
-	grp, ctx := errgroup.WithContext(ctx)
-	grp.Go(func() error { return authenticator.Start(ctx) })
-	grp.Go(func() error { return mgr.Start(ctx) })
-	if err := o.endpoint.serve(ctx, grp, log, "the proxy", &http.Server{Handler: px, MaxHeaderBytes: o.maxHeaderBytes}, tlsCfg, health, reg); err != nil {
-		return err
-	}
-	err = grp.Wait()
-	px.Flush()
-	return errors.Join(err, tc.close(ctx))
 }

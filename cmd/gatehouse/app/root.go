@@ -3,6 +3,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,11 +34,11 @@ func NewCommand(stdout, stderr io.Writer) *cobra.Command {
 	cmd.AddCommand(
 		newVersionCommand(),
 		newClickHouseCommand(g),
-		newProxyCommand(g),
-		newEnricherCommand(g),
-		newWebhookCommand(g),
+		newProxyCommand(g, runProxy),
+		newEnricherCommand(g, runEnricher),
+		newWebhookCommand(g, runWebhook),
 		newApprovalsCommand(),
-		newConsoleCommand(g),
+		newConsoleCommand(g, runConsole),
 		newSessionsCommand(g),
 		newSQLCommand(g),
 	)
@@ -45,6 +46,17 @@ func NewCommand(stdout, stderr io.Writer) *cobra.Command {
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w\nRun '%s --help' for usage", err, c.CommandPath())
 	})
+	return cmd
+}
+
+// serverCommand completes cmd, a command without arguments whose flags fill o, in the manner
+// of cert-manager's NewServerCommand/newServerCommand: o is validated before run gets it, and
+// run is a parameter, so that tests can see what the flags parse into and can call the real run
+// with options of their own.
+func serverCommand[O interface{ Validate() error }](g *globals, o O, run func(context.Context, *slog.Logger, O) error, cmd *cobra.Command) *cobra.Command {
+	cmd.Args = cobra.NoArgs
+	cmd.PreRunE = func(*cobra.Command, []string) error { return o.Validate() }
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return run(cmd.Context(), g.logger, o) }
 	return cmd
 }
 

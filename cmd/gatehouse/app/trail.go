@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -12,27 +13,29 @@ import (
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
-// trailConn is a component's connection to NATS with the trail's streams in place and a
-// publisher of trail records.
+// trailConn is a component's connection to NATS and a publisher of trail records.
 type trailConn struct {
 	conn *natsbus.Conn
 	js   jetstream.JetStream
 	pub  *trail.Publisher
 	log  *slog.Logger
+	role natsbus.Role
+	// provisioned is set once the streams the role needs were found.
+	provisioned atomic.Bool
 }
 
-// openTrail connects to NATS as component (e.g. "proxy"), ensures the trail's streams and starts
-// a publisher whose records name component and this host as their source.
-func openTrail(ctx context.Context, o natsbus.Options, component string, log *slog.Logger) (*trailConn, error) {
-	o.Name, o.Logger = "gatehouse-"+component, log
+// openTrail connects to NATS with o (its Role says as whom) and starts a publisher whose
+// records name component and this host as their source. It does not wait for NATS: the
+// component starts while NATS is away, and ready says why it cannot record yet. The connection
+// is closed once lc's parts stopped.
+func openTrail(ctx context.Context, lc *lifecycle, o natsbus.Options, component string) (*trailConn, error) {
+	log := lc.log
+	o.Logger = log
 	conn, err := natsbus.Connect(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	js, err := conn.JetStream()
-	if err == nil {
-		err = trail.EnsureStreams(ctx, js, trail.StreamOptions{})
-	}
 	var pub *trail.Publisher
 	if err == nil {
 		host, _ := os.Hostname()
@@ -42,20 +45,38 @@ func openTrail(ctx context.Context, o natsbus.Options, component string, log *sl
 		conn.Close()
 		return nil, err
 	}
-	return &trailConn{conn: conn, js: js, pub: pub, log: log}, nil
+	t := &trailConn{conn: conn, js: js, pub: pub, log: log, role: o.Role}
+	lc.onStop(t.close)
+	return t, nil
+}
+
+// ready reports whether the component can use NATS: connected, and the streams its role needs
+// provisioned. The error says which is missing.
+func (t *trailConn) ready(ctx context.Context) error {
+	if err := t.conn.Ready(); err != nil {
+		return err
+	}
+	if t.provisioned.Load() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := natsbus.CheckStreams(ctx, t.js, t.role); err != nil {
+		return err
+	}
+	t.provisioned.Store(true)
+	return nil
 }
 
 // source names this process in records of other kinds (approval events).
-func (t *trailConn) source(component string) string {
+func (t *trailConn) source() string {
 	host, _ := os.Hostname()
-	return component + "/" + host
+	return string(t.role) + "/" + host
 }
 
-// close waits up to 10s for the records still unacknowledged, then closes the connection.
+// close waits, until ctx ends, for the records still unacknowledged, then closes the connection.
 func (t *trailConn) close(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	err := t.pub.Close(cctx)
+	err := t.pub.Close(ctx)
 	if err != nil {
 		t.log.Error("trail records unacknowledged at shutdown", "err", err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/console"
+	"github.com/gatehouse-dev/gatehouse/enricher"
 	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/serving"
 )
@@ -45,6 +46,9 @@ type consoleOptions struct {
 	notifySlackFile  string
 	notifyJSONFile   string
 	dev              bool
+	// clickhouse is the session log the session pages read: the flags of gatehouse sessions.
+	clickhouse    enricher.ClickHouseOptions
+	clickhouseSet func() bool
 }
 
 func newConsoleCommand(g *globals) *cobra.Command {
@@ -60,7 +64,12 @@ is the OAuth client --oidc-client-id there, and that issuer's audiences must inc
 
 The approvals API (/gatehouse/v1/approvals, used by 'gatehouse approvals') is served on the same
 listener with bearer tokens verified like the proxy's. The console connects to NATS with its own
-credentials: it reads and decides approval requests and writes approval events to the trail.`,
+credentials: it reads and decides approval requests and writes approval events to the trail.
+
+With --clickhouse-addr (and the other --clickhouse-* flags, those of 'gatehouse sessions') it also
+shows sessions: each session's timeline of API calls and its terminal recordings, played in the
+browser, to the viewer groups (every session), to a session's own user, and to those who may see an
+approval request made in it. Without it the session pages say that the console has no session log.`,
 		Args: cobra.NoArgs,
 		PreRunE: func(*cobra.Command, []string) error {
 			return o.validate()
@@ -88,6 +97,8 @@ credentials: it reads and decides approval requests and writes approval events t
 	fs.StringVar(&o.sessionLink, "session-link", "", "URL of a requester's session, {session} replaced by its ID (e.g. a dashboard of its API calls). Default: the console's history of that session.")
 	fs.StringVar(&o.notifySlackFile, "notify-slack-url-file", "", "File holding a Slack-compatible incoming-webhook URL told of new requests and decisions.")
 	fs.StringVar(&o.notifyJSONFile, "notify-webhook-url-file", "", "File holding a URL that receives a JSON body for each new request and decision.")
+	o.clickhouse.AddFlags(fs)
+	o.clickhouseSet = func() bool { return fs.Changed("clickhouse-addr") }
 	fs.BoolVar(&o.dev, "dev", false, "Development mode: a self-signed serving certificate, an embedded NATS server, and random session and masking keys when none are configured. Never in production.")
 	return cmd
 }
@@ -113,6 +124,9 @@ func (o *consoleOptions) validate() error {
 		errs = append(errs, errors.New("--nats-url is required (the embedded server is for --dev only)"))
 	}
 	if err := o.nats.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.clickhouse.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -199,6 +213,11 @@ func (o *consoleOptions) run(ctx context.Context, g *globals) error {
 	if err != nil {
 		return errors.Join(err, tc.close(ctx))
 	}
+	sessions, closeSessions, err := o.sessionLog(ctx, log)
+	if err != nil {
+		return errors.Join(err, tc.close(ctx))
+	}
+	defer closeSessions()
 	api := &approvals.API{Broker: broker, Logger: log, Authenticate: console.BearerAuthenticator(authenticator)}
 	external, _ := url.Parse(o.externalURL)
 	srv, err := console.New(console.Options{
@@ -211,6 +230,7 @@ func (o *consoleOptions) run(ctx context.Context, g *globals) error {
 		SessionMaxAge: o.sessionMaxAge,
 		ViewerGroups:  o.viewerGroups,
 		SessionLink:   o.sessionLink,
+		Sessions:      sessions,
 		Masker:        masker,
 		Notifier:      notifier,
 		Connected:     tc.conn.IsConnected,

@@ -207,12 +207,12 @@ func TestWhoSeesWhichSession(t *testing.T) {
 		groups  []string
 	}
 	for _, tc := range []struct {
-		name      string
-		who       login
-		agent     bool
-		other     bool
-		listed    []string
-		unlisted  []string
+		name     string
+		who      login
+		agent    bool
+		other    bool
+		listed   []string
+		unlisted []string
 	}{
 		{"a viewer sees every session", login{"auditor", []string{"gatehouse:viewers"}}, true, true, []string{f.agent, f.other}, nil},
 		{"an approver sees the session of a request", login{"approver-1", []string{approverGroup}}, true, false, []string{f.agent}, []string{f.other}},

@@ -122,6 +122,8 @@ jwt:
 		"--session-key-file", f("session.key"),
 		"--masking-key-file", maskingKeyFile(),
 		"--viewer-groups", viewerGroup,
+		// The session pages read the enricher's ClickHouse database.
+		"--clickhouse-addr", bed.clickhouse.NativeAddr,
 		"--health-bind-address", health,
 	); err != nil {
 		return err

@@ -147,6 +147,7 @@ func TestConsoleSessions(t *testing.T) {
 		chromedp.Poll[chromedp.Void](state+` === "ended"`, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(40*time.Second)),
 	)
 	states := value(t, viewer, "read the player's states", chromedp.Evaluate[[]string](`window.__states`))
+	require.NotEmpty(t, states, "the player changed state")
 	assert.True(t, slices.Contains(states, "playing"), "the player played: %v", states)
 	assert.Equal(t, "ended", states[len(states)-1], "the player ended: %v", states)
 	screen := value(t, viewer, "read the terminal", chromedp.Text(chromedp.CSS("#player .ap-term-text")))

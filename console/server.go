@@ -60,8 +60,13 @@ type Options struct {
 	// visible to its requester and its approver groups. Default: none.
 	ViewerGroups []string
 	// SessionLink is the URL of a requester's session, with {session} replaced by its ID (e.g.
-	// a dashboard of its API calls). Default: the console's history of that session.
+	// a dashboard of its API calls). Default: the console's page of that session when Sessions
+	// is set, else the console's history of that session's approval requests.
 	SessionLink string
+	// Sessions is the session log the session pages (/sessions) read: each session's timeline
+	// and its terminal recordings. Default: none; those pages then say that the console has no
+	// session log, and the rest of the console works as before.
+	Sessions SessionLog
 	// Masker masks the reasons approvers type before they are stored and shown. Default: none.
 	Masker TextMasker
 	// Notifier is told of new requests and decisions. Default: none.
@@ -185,6 +190,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /logout", s.withSession(s.checkCSRF(func(w http.ResponseWriter, r *http.Request, _ *session) {
 		s.handleLogout(w, r)
 	})))
+	s.sessionRoutes(m)
 	m.Handle("GET /static/", http.StripPrefix("/static/", s.views.static()))
 	api := s.opts.API
 	if api == nil {
@@ -198,10 +204,7 @@ func (s *Server) routes() {
 // ServeHTTP serves the console and the approvals API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	// No script but our own files, no inline script or style, nothing from other origins, no
-	// framing; forms post only here.
-	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "+
-		"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Content-Security-Policy", contentSecurityPolicy)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
@@ -211,6 +214,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Strict-Transport-Security", "max-age=31536000")
 	s.mux.ServeHTTP(w, r)
 }
+
+// contentSecurityPolicy: no script but our own files, no inline script or style, nothing from
+// other origins, no framing; forms post only here. (The recording page adds only
+// 'wasm-unsafe-eval' for its player: playerCSP.)
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
+	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 type sessionHandler func(http.ResponseWriter, *http.Request, *session)
 
@@ -281,6 +290,9 @@ func (s *Server) sessionURL(sessionID string) string {
 	}
 	if s.opts.SessionLink != "" {
 		return strings.ReplaceAll(s.opts.SessionLink, "{session}", url.QueryEscape(sessionID))
+	}
+	if s.opts.Sessions != nil {
+		return "/sessions/" + url.PathEscape(sessionID)
 	}
 	return "/approvals?session=" + url.QueryEscape(sessionID)
 }

@@ -64,6 +64,7 @@ func newViews() (*views, error) {
 		"sri":   func(name string) string { return v.integrity[name] },
 		"ts":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"human": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+		"clock": func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
 		"lower": func(s any) string { return strings.ToLower(fmt.Sprint(s)) },
 		"join":  strings.Join,
 	}
@@ -96,6 +97,8 @@ type page struct {
 	Since uint64
 	Live  bool
 	Data  any
+	// Styles and Scripts are static files a page loads besides the console's own.
+	Styles, Scripts []string
 }
 
 type loginPage struct {

@@ -105,6 +105,8 @@ type consoleParams struct {
 	nats                              natsConn
 	maskingKeyFile, approvalKeyFile   string
 	sessionKeyFile                    string
+	// clickhouseAddr is the session log of the session pages (native protocol).
+	clickhouseAddr string
 }
 
 func consoleArgs(p consoleParams) []string {
@@ -118,6 +120,7 @@ func consoleArgs(p consoleParams) []string {
 		"--masking-key-file", p.maskingKeyFile,
 		"--approval-key-file", p.approvalKeyFile,
 		"--session-key-file", p.sessionKeyFile,
+		"--clickhouse-addr", p.clickhouseAddr,
 		"--health-bind-address", p.health,
 	}, p.nats.args()...)
 }

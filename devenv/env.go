@@ -751,6 +751,7 @@ func (e *Env) startConsole(ctx context.Context) (string, error) {
 		authConfig: e.file("authentication-config.yaml"), clientID: devoidc.DefaultClientID, externalURL: e.consoleURL,
 		addr: e.o.ConsoleAddress, health: health, certFile: e.file("proxy.crt"), keyFile: e.file("proxy.key"),
 		nats: e.natsFor(natsbus.RoleConsole), maskingKeyFile: maskingKey, approvalKeyFile: approvalKey, sessionKeyFile: sessionKey,
+		clickhouseAddr: e.chNative,
 	})...)
 	if err != nil {
 		return "", err

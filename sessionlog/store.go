@@ -55,20 +55,34 @@ type Session struct {
 	Recordings   int       `json:"recordings"`
 }
 
-// Filter selects sessions.
+// Filter selects sessions: those that match every field set.
 type Filter struct {
 	// User, when set, selects that user's sessions.
 	User string
+	// IDs, when set, selects only these sessions.
+	IDs []string
 	// Since, when set, selects sessions active since then.
 	Since time.Time
+	// Until, when set, selects sessions started before then.
+	Until time.Time
+	// WithRecordings selects only sessions with at least one recording (exec, attach or
+	// port-forward).
+	WithRecordings bool
 	// Limit bounds the number of sessions, the most recently active first. Default 100.
 	Limit int
 }
+
+// maxTime is the latest time a DateTime64 holds: the default end of a Filter.
+var maxTime = time.Date(2299, 12, 31, 0, 0, 0, 0, time.UTC)
 
 // List returns the sessions the filter selects, the most recently active first.
 func (s *Store) List(ctx context.Context, f Filter) ([]Session, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
+	}
+	until := f.Until
+	if until.IsZero() || until.After(maxTime) {
+		until = maxTime
 	}
 	rows, err := s.conn.Query(ctx, s.q(`
 		SELECT session_id, label, user, issuer, client, source_ip, started, last_activity, requests,
@@ -77,9 +91,14 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Session, error) {
 		LEFT JOIN (SELECT session_id, toUInt64(count()) AS n FROM {db}.recording_summary GROUP BY session_id) AS r
 		       ON r.session_id = ss.session_id
 		WHERE ({user:String} = '' OR user = {user:String}) AND last_activity >= {since:DateTime64(6)}
+		  AND started < {until:DateTime64(6)}
+		  AND (empty({ids:Array(String)}) OR has({ids:Array(String)}, ss.session_id))
+		  AND (NOT {recorded:Bool} OR ifNull(r.n, 0) > 0)
 		ORDER BY last_activity DESC
 		LIMIT {limit:UInt32}`),
 		clickhouse.Named("user", f.User), clickhouse.Named("since", f.Since.UTC().Format("2006-01-02 15:04:05.000000")),
+		clickhouse.Named("until", until.UTC().Format("2006-01-02 15:04:05.000000")),
+		clickhouse.Named("ids", f.IDs), clickhouse.Named("recorded", fmt.Sprint(f.WithRecordings)),
 		clickhouse.Named("limit", fmt.Sprint(f.Limit)))
 	if err != nil {
 		return nil, fmt.Errorf("sessionlog: list sessions: %w", err)
@@ -97,6 +116,18 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Session, error) {
 		out = append(out, x)
 	}
 	return out, rows.Err()
+}
+
+// Session returns the summary of one session.
+func (s *Store) Session(ctx context.Context, id string) (*Session, error) {
+	list, err := s.List(ctx, Filter{IDs: []string{id}, Limit: 1})
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, fmt.Errorf("%w: session %s", ErrNotFound, id)
+	}
+	return &list[0], nil
 }
 
 // Entry is one event of a session's timeline: an API call (with what decided it, its approval,

@@ -209,6 +209,49 @@ func TestStore(t *testing.T) {
 	assert.Equal(t, "fix-build", found.Label)
 	assert.Equal(t, 1, found.Recordings)
 
+	t.Run("filters", func(t *testing.T) {
+		// Another session of another user, without recordings.
+		other := "s-" + trail.NewID()[24:]
+		require.NoError(t, pub.PublishSync(ctx, &trail.Session{Meta: trail.Meta{Time: at}, SessionID: other, Event: trail.SessionStarted,
+			Identity: trail.Identity{User: "oidc:other"}, Started: at, LastActivity: at, Requests: 1}))
+		waitFor(t, 1, "SELECT count() FROM {db}.sessions FINAL WHERE session_id = {s:String}", clickhouse.Named("s", other))
+		ids := func(f sessionlog.Filter) []string {
+			f.IDs = append(f.IDs, session, other)
+			list, err := store.List(ctx, f)
+			require.NoError(t, err)
+			var out []string
+			for _, x := range list {
+				out = append(out, x.ID)
+			}
+			return out
+		}
+		for _, tc := range []struct {
+			name string
+			f    sessionlog.Filter
+			want []string
+		}{
+			{"both", sessionlog.Filter{}, []string{session, other}},
+			{"a user", sessionlog.Filter{User: "oidc:other"}, []string{other}},
+			{"with recordings", sessionlog.Filter{WithRecordings: true}, []string{session}},
+			{"started before", sessionlog.Filter{Until: at.Add(-time.Minute)}, nil},
+			{"started before, later", sessionlog.Filter{Until: at.Add(time.Minute)}, []string{session, other}},
+			{"active since", sessionlog.Filter{Since: at.Add(time.Minute)}, nil},
+		} {
+			t.Run(tc.name, func(t *testing.T) { assert.ElementsMatch(t, tc.want, ids(tc.f)) })
+		}
+		one, err := store.List(ctx, sessionlog.Filter{IDs: []string{other}})
+		require.NoError(t, err)
+		require.Len(t, one, 1)
+		assert.Equal(t, other, one[0].ID)
+
+		got, err := store.Session(ctx, session)
+		require.NoError(t, err)
+		assert.Equal(t, "oidc:agent", got.User)
+		assert.Equal(t, 1, got.Recordings)
+		_, err = store.Session(ctx, "s-no-such-session")
+		require.ErrorIs(t, err, sessionlog.ErrNotFound)
+	})
+
 	timeline, err := store.Timeline(ctx, session)
 	require.NoError(t, err)
 	require.Len(t, timeline, 3, "%+v", timeline)

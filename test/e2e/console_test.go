@@ -122,6 +122,8 @@ jwt:
 		"--masking-key-file", maskingKeyFile(),
 		"--approval-key-file", approvalKeyFile(),
 		"--viewer-groups", viewerGroup,
+		// The session pages read the enricher's ClickHouse database.
+		"--clickhouse-addr", bed.clickhouse.NativeAddr,
 		"--health-bind-address", health,
 	}, bed.nats.Args(natsbus.RoleConsole)...)...); err != nil {
 		return err

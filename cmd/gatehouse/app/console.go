@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/console"
+	"github.com/gatehouse-dev/gatehouse/enricher"
 	"github.com/gatehouse-dev/gatehouse/natsbus"
 )
 
@@ -46,6 +47,9 @@ type consoleOptions struct {
 	notifySlackFile  string
 	notifyJSONFile   string
 	approvalKey      approvalKeyOptions
+	// clickhouse is the session log the session pages read: the flags of gatehouse sessions.
+	clickhouse    enricher.ClickHouseOptions
+	clickhouseSet func() bool
 }
 
 // newConsoleCommand returns `gatehouse console`, which runs run with the validated options.
@@ -63,7 +67,12 @@ is the OAuth client --oidc-client-id there, and that issuer's audiences must inc
 The approvals API (/gatehouse/v1/approvals, used by 'gatehouse approvals') is served on the same
 listener with bearer tokens verified like the proxy's; the proxy does not serve it. The console
 connects to NATS with its own credentials, the only ones that may write decisions, and holds the
-approval key (shared with the webhook) that authenticates what it shows and decides.`,
+approval key (shared with the webhook) that authenticates what it shows and decides.
+
+With --clickhouse-addr (and the other --clickhouse-* flags, those of 'gatehouse sessions') it also
+shows sessions: each session's timeline of API calls and its terminal recordings, played in the
+browser, to the viewer groups (every session), to a session's own user, and to those who may see an
+approval request made in it. Without it the session pages say that the console has no session log.`,
 	})
 	fs := cmd.Flags()
 	o.server.addFlags(fs, "a self-signed serving certificate, an embedded NATS server without --nats-url, and random session, masking and approval keys when none are configured.")
@@ -86,6 +95,8 @@ approval key (shared with the webhook) that authenticates what it shows and deci
 	fs.StringVar(&o.sessionLink, "session-link", "", "URL of a requester's session, {session} replaced by its ID (e.g. a dashboard of its API calls). Default: the console's history of that session.")
 	fs.StringVar(&o.notifySlackFile, "notify-slack-url-file", "", "File holding a Slack-compatible incoming-webhook URL told of new requests and decisions.")
 	fs.StringVar(&o.notifyJSONFile, "notify-webhook-url-file", "", "File holding a URL that receives a JSON body for each new request and decision.")
+	o.clickhouse.AddFlags(fs)
+	o.clickhouseSet = func() bool { return fs.Changed("clickhouse-addr") }
 	return cmd
 }
 
@@ -104,7 +115,7 @@ func (o *consoleOptions) Validate() error {
 	if o.sessionKeyFile == "" && !o.server.dev {
 		errs = append(errs, errors.New("--session-key-file is required"))
 	}
-	errs = append(errs, o.endpoint.validate(o.server.dev, false), o.server.validateNATS(&o.nats), o.approvalKey.validate(o.server.dev))
+	errs = append(errs, o.endpoint.validate(o.server.dev, false), o.server.validateNATS(&o.nats), o.approvalKey.validate(o.server.dev), o.clickhouse.Validate())
 	return errors.Join(errs...)
 }
 
@@ -202,6 +213,11 @@ func runConsole(ctx context.Context, log *slog.Logger, o *consoleOptions) error 
 		if err != nil {
 			return err
 		}
+		sessions, closeSessions, err := o.sessionLog(ctx, log)
+		if err != nil {
+			return err
+		}
+		lc.onStop(func(context.Context) error { closeSessions(); return nil })
 		api := &approvals.API{Broker: broker, Logger: log, Authenticate: console.BearerAuthenticator(authenticator)}
 		external, _ := url.Parse(o.externalURL)
 		srv, err := console.New(console.Options{
@@ -214,6 +230,7 @@ func runConsole(ctx context.Context, log *slog.Logger, o *consoleOptions) error 
 			SessionMaxAge: o.sessionMaxAge,
 			ViewerGroups:  o.viewerGroups,
 			SessionLink:   o.sessionLink,
+			Sessions:      sessions,
 			Masker:        masker,
 			Notifier:      notifier,
 			Connected:     tc.conn.IsConnected,

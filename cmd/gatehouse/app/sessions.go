@@ -308,8 +308,7 @@ func (o *sessionsOptions) exportCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				cast, err := rec.Cast()
-				if err != nil {
+				if _, err := rec.Cast(); err != nil {
 					return err
 				}
 				w := cmd.OutOrStdout()
@@ -321,7 +320,7 @@ func (o *sessionsOptions) exportCommand() *cobra.Command {
 					defer f.Close()
 					w = f
 				}
-				return recording.Encode(w, recording.ToStandard(cast))
+				return rec.Export(w)
 			})
 		},
 	}

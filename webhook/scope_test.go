@@ -74,7 +74,7 @@ func TestScopedGrants(t *testing.T) {
 	// Another write of the session: held too, until the approval.
 	heldID(t, b.admit(t, gatewayReview("u-2", admissionv1.Update, "secrets", "", "other", secret("other"), "agent", nil)))
 
-	_, err = b.broker.DecideScoped(ctx, id, sre, approvals.Approve, "helm install", &approvals.ScopeChoice{Duration: metav1.Duration{Duration: 10 * time.Minute}})
+	_, err = bed.console.DecideScoped(ctx, id, sre, approvals.Approve, "helm install", &approvals.ScopeChoice{Duration: metav1.Duration{Duration: 10 * time.Minute}})
 	require.NoError(t, err)
 
 	for i, rv := range []admission.Request{
@@ -134,7 +134,7 @@ func TestScopedGrantDirect(t *testing.T) {
 	r, err := b.broker.Get(ctx, id)
 	require.NoError(t, err)
 	assert.Equal(t, "direct:dev", r.ScopeOffer.Session)
-	_, err = b.broker.DecideScoped(ctx, id, sre, approvals.Approve, "", &approvals.ScopeChoice{})
+	_, err = bed.console.DecideScoped(ctx, id, sre, approvals.Approve, "", &approvals.ScopeChoice{})
 	require.NoError(t, err)
 	// Helm's retry writes a record with new timestamps: another object, within the scope.
 	retry := `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"rec"},"data":{"release":"SDRzSUFBQQ=="}}`

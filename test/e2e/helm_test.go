@@ -103,7 +103,7 @@ func startAutoApprover(t *testing.T, approver user, requester, namespace string,
 	t.Helper()
 	hc, err := rest.HTTPClientFor(&rest.Config{Host: bed.proxyURL, BearerToken: approver.token, TLSClientConfig: rest.TLSClientConfig{CAData: bed.proxyCA}})
 	require.NoError(t, err)
-	a := &autoApprover{client: &approvals.Client{BaseURL: bed.proxyURL, HTTP: hc}, requester: requester, namespace: namespace, scoped: scoped}
+	a := &autoApprover{client: &approvals.Client{BaseURL: bed.consoleURL, HTTP: hc}, requester: requester, namespace: namespace, scoped: scoped}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })

@@ -267,7 +267,7 @@ func TestGroundTruth(t *testing.T) {
 		"exec", "denied", "gateway-only", []string{""}, "proxy", "deny", "gatehouse-exec", "no-exec-into-privileged-pods"
 
 	// Held for approval: approved, denied, and held until the client's hold ran out.
-	approver := &approvals.Client{BaseURL: bed.proxyURL, HTTP: approverHTTP(t, approverName)}
+	approver := &approvals.Client{BaseURL: bed.consoleURL, HTTP: approverHTTP(t, approverName)}
 	pendingFor := func(resource, name string) *approvals.Request {
 		var found *approvals.Request
 		require.Eventually(t, func() bool {
@@ -924,7 +924,7 @@ func boolPtr(b bool) *bool { return &b }
 
 func approverHTTP(t *testing.T, name string) *http.Client {
 	t.Helper()
-	hc, err := rest.HTTPClientFor(&rest.Config{Host: bed.proxyURL, BearerToken: token(name, approverGroup), TLSClientConfig: rest.TLSClientConfig{CAData: bed.proxyCA}})
+	hc, err := rest.HTTPClientFor(&rest.Config{Host: bed.consoleURL, BearerToken: token(name, approverGroup), TLSClientConfig: rest.TLSClientConfig{CAData: bed.proxyCA}})
 	require.NoError(t, err)
 	return hc
 }

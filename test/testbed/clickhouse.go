@@ -31,7 +31,12 @@ type ClickHouse struct {
 }
 
 // StartClickHouse starts a ClickHouse server on free loopback ports and waits until it answers.
-func StartClickHouse() (*ClickHouse, error) {
+func StartClickHouse() (*ClickHouse, error) { return StartClickHouseWithConfig(nil) }
+
+// StartClickHouseWithConfig starts a ClickHouse server whose configuration file (config.xml in
+// its working directory, which the engine reads at start) is config(native port), e.g. macros
+// and remote_servers.
+func StartClickHouseWithConfig(config func(nativePort int) string) (*ClickHouse, error) {
 	a, err := FindAssets()
 	if err != nil {
 		return nil, err
@@ -58,6 +63,11 @@ func StartClickHouse() (*ClickHouse, error) {
 		Dir:        dir,
 		bin:        bin,
 		lib:        a.LibCHDB,
+	}
+	if config != nil {
+		if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(config(tcp)), 0o600); err != nil {
+			return nil, err
+		}
 	}
 	if err := c.Start(); err != nil {
 		_ = os.RemoveAll(dir)

@@ -267,7 +267,7 @@ func (o *enricherOptions) run(ctx context.Context, g *globals) error {
 		SpoolDir:         spoolDir,
 		SpoolMaxBytes:    o.spoolMaxBytes,
 		Authenticate:     authenticate,
-		Schema:           schema.Options{Database: o.clickhouse.Database, RetentionDays: o.retentionDays, GatewayGrace: o.gatewayGrace},
+		Schema:           schema.Options{Database: o.clickhouse.Database, Cluster: o.clickhouse.Cluster, RetentionDays: o.retentionDays, GatewayGrace: o.gatewayGrace},
 		GatewayUsers:     o.gatewayUsers,
 		MaxRequestBytes:  o.maxRequest,
 		MaxEventBytes:    o.maxEvent,

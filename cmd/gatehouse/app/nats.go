@@ -185,7 +185,12 @@ users file of their public keys) and may do only what its role needs: the server
 identity its role's permissions (gatehouse nats authorization prints them for an external
 nats-server). Components reach it over TLS (--tls-cert-file; with --client-ca-file they also
 present client certificates). At start it creates the streams and the approvals bucket, which no
-component may. With --dev and no identities it serves loopback without authentication.`,
+component may. With --dev and no identities it serves loopback without authentication.
+
+With --cluster-name it is one server of a JetStream cluster (--routes lists the others; the
+servers authenticate each other with mutual TLS, --cluster-ca-file). It then provisions nothing at
+start: once the servers are up, run gatehouse nats provision --replicas 3, so that every stream
+and the bucket survive the loss of a server.`,
 		Args: cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
 			if o.cluster.name != "" {

@@ -288,14 +288,6 @@ func keys(m map[string]int) []string {
 	return out
 }
 
-func sum(xs []int) int {
-	s := 0
-	for _, x := range xs {
-		s += x
-	}
-	return s
-}
-
 func configMap(i int) *corev1.ConfigMap {
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("event-%04d", i)}, Data: map[string]string{"i": strconv.Itoa(i)}}
 }

@@ -159,6 +159,11 @@ func TestNATSServerLoss(t *testing.T) {
 	require.NoError(t, err)
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	for _, stream := range []string{trail.StreamAudit, trail.StreamTrail, trail.StreamRecordings, "KV_" + approvals.Bucket} {
+		s, err := js.Stream(lctx, stream)
+		require.NoError(t, err)
+		assert.Equal(t, 3, s.CachedInfo().Config.Replicas, "%s is provisioned with three replicas", stream)
+	}
 	victim, err := testbed.Leader(lctx, js, trail.StreamAudit)
 	require.NoError(t, err)
 	// One server leads everything that matters here when it dies.

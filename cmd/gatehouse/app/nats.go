@@ -135,6 +135,9 @@ func (o *natsOptions) validate() error {
 	if o.dev && len(users) == 0 && ip != nil && !ip.IsLoopback() && !o.allowRemote {
 		errs = append(errs, fmt.Errorf("--bind-address %s is not loopback and this server has no authentication: anyone who reaches it could read and write the trail and the approvals; give it the components' identities, or pass --allow-unauthenticated-remote-clients for a throw-away setup", o.bindAddress))
 	}
+	if o.replicas == 0 { // not set: a single copy, as provisioning defaults to
+		o.replicas = 1
+	}
 	if o.replicas < 1 || o.replicas > 5 {
 		errs = append(errs, fmt.Errorf("--replicas must be between 1 and 5, not %d", o.replicas))
 	}

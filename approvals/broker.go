@@ -307,7 +307,9 @@ func (b *Broker) List(ctx context.Context, states ...State) ([]*Request, error) 
 
 // Decide records approver's verdict. It returns ErrNotAllowed when the approver may not decide
 // (own request, not in an approver group, already voted) and ErrFinal when the request is no
-// longer pending; in both cases the request is returned as it stands.
+// longer pending; in both cases the request is returned as it stands. The approver whose decision
+// made the request final may send it again (a retry after a lost answer): it succeeds without
+// another decision, and the event is recorded again, stored once.
 func (b *Broker) Decide(ctx context.Context, id string, approver trail.Identity, v Verdict, reason string) (*Request, error) {
 	if err := b.writable(); err != nil {
 		return nil, err
@@ -319,14 +321,18 @@ func (b *Broker) Decide(ctx context.Context, id string, approver trail.Identity,
 		return nil, fmt.Errorf("%w: reason longer than %d bytes", ErrInvalidInput, MaxReasonLength)
 	}
 	var refusal error
+	var again *Decision
 	r, err := b.decide(ctx, id, func(r *Request) (trail.ApprovalEvent, string, string) {
-		refusal = nil
+		refusal, again = nil, nil
 		if r.expire(b.clock.Now()) {
 			refusal = ErrFinal
 			return trail.ApprovalExpired, "", ""
 		}
 		if r.Final() {
-			refusal = ErrFinal
+			again = r.finalDecisionBy(approver.User, v)
+			if again == nil {
+				refusal = ErrFinal
+			}
 			return "", "", ""
 		}
 		if why := r.MayDecide(approver); why != "" {
@@ -348,6 +354,19 @@ func (b *Broker) Decide(ctx context.Context, id string, approver trail.Identity,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if again != nil {
+		// The same approver's decision again, the one that made the request final: a retry
+		// whose first answer was lost (say, while NATS elected a new leader), which may have
+		// stored the decision and failed to record it. It answers as the first time would have,
+		// and records the event again; the record's ID makes a second copy one message.
+		event := trail.ApprovalApproved
+		if again.Verdict == Deny {
+			event = trail.ApprovalDenied
+		}
+		if err := b.record(ctx, r, event, again.Approver, again.Reason); err != nil {
+			return nil, err
+		}
 	}
 	return r, refusal
 }

@@ -145,6 +145,23 @@ func (r *Request) DeniedBy() *Decision {
 // Final reports whether the request can no longer change by decision.
 func (r *Request) Final() bool { return r.State != StatePending }
 
+// finalDecisionBy returns the decision that made r final when approver made it with verdict v,
+// and r is still approved (or its grant used) or denied by it; nil otherwise.
+func (r *Request) finalDecisionBy(approver string, v Verdict) *Decision {
+	if len(r.Decisions) == 0 {
+		return nil
+	}
+	d := &r.Decisions[len(r.Decisions)-1]
+	if d.Approver != approver || d.Verdict != v {
+		return nil
+	}
+	switch {
+	case v == Deny && r.State == StateDenied, v == Approve && (r.State == StateApproved || r.State == StateUsed):
+		return d
+	}
+	return nil
+}
+
 // expire moves a request past its deadline to Expired and reports whether it did.
 func (r *Request) expire(now time.Time) bool {
 	switch {

@@ -353,7 +353,7 @@ func TestArgsAreFlagsOfTheCommands(t *testing.T) {
 		{set: []string{"masking.config.kind=MaskingConfig", "webhook.approvals.url=https://console.example.com", "enricher.clickhouse.tls.enabled=true",
 			"enricher.clickhouse.tls.caSecret=ch-ca", "nats.caSecret=nats-ca", "nats.credentialsSecrets.enricher=e", "nats.credentialsSecrets.proxy=p",
 			"nats.credentialsSecrets.webhook=w", "proxy.allowClientImpersonation=true", "enricher.gatewayUsers={a,b}",
-			"nats.provision.enabled=true", "nats.clientCertificateSecrets.proxy=pc", "nats.credentialsType=creds"}}}
+			"nats.provision.enabled=true", "nats.clientCertificateSecrets.proxy=pc", "nats.credentialsType=creds", "enricher.clickhouse.cluster=gatehouse"}}}
 	for _, s := range sets {
 		objs := rendered(t, s.values, s.set...)
 		ws := workloads(t, objs)

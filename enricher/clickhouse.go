@@ -48,6 +48,12 @@ type ClickHouseOptions struct {
 	InsecureSkipVerify bool
 	// DialTimeout bounds connecting. Default 10s.
 	DialTimeout time.Duration
+	// Cluster is the ClickHouse cluster the schema is created on (schema.Options.Cluster):
+	// replicated local tables behind Distributed tables. Every statement then waits until the
+	// Distributed tables forwarded its rows to their shards (distributed_foreground_insert), so
+	// a batch is acknowledged to NATS only once its rows are in a replicated table. Default "":
+	// a single server.
+	Cluster string
 
 	// getenv reads the environment; a test seam.
 	getenv func(string) string
@@ -67,6 +73,7 @@ func (o *ClickHouseOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ServerName, "clickhouse-tls-server-name", "", "Name the ClickHouse server certificate is checked against. Default: the host of --clickhouse-addr.")
 	fs.BoolVar(&o.InsecureSkipVerify, "clickhouse-insecure-skip-tls-verify", false, "Do not verify the ClickHouse server certificate. Never in production.")
 	fs.DurationVar(&o.DialTimeout, "clickhouse-dial-timeout", 10*time.Second, "Timeout for connecting to ClickHouse.")
+	fs.StringVar(&o.Cluster, "clickhouse-cluster", "", "ClickHouse cluster (remote_servers) to create the schema on: ON CLUSTER, Replicated*MergeTree local tables (the servers need the {shard} and {replica} macros and ClickHouse Keeper) and Distributed tables over them. Empty: one server.")
 }
 
 func (o *ClickHouseOptions) setDefaults() {
@@ -101,7 +108,7 @@ func (o *ClickHouseOptions) Validate() error {
 	if (o.CertFile == "") != (o.KeyFile == "") {
 		errs = append(errs, errors.New("--clickhouse-cert-file and --clickhouse-key-file go together"))
 	}
-	so := schema.Options{Database: o.Database}
+	so := schema.Options{Database: o.Database, Cluster: o.Cluster}
 	if err := so.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -136,6 +143,9 @@ func (o *ClickHouseOptions) Options() (*clickhouse.Options, error) {
 	}
 	if strings.EqualFold(o.Protocol, "http") {
 		opts.Protocol = clickhouse.HTTP
+	}
+	if o.Cluster != "" {
+		opts.Settings = clickhouse.Settings{"distributed_foreground_insert": 1}
 	}
 	if o.TLS || o.CAFile != "" || o.CertFile != "" || o.ServerName != "" || o.InsecureSkipVerify {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.ServerName, InsecureSkipVerify: o.InsecureSkipVerify} //nolint:gosec // documented, off by default

@@ -23,6 +23,15 @@
 //   - only the administrator creates, changes or deletes streams and buckets; components check
 //     that what they need exists (CheckStreams) and say so in their readiness.
 //
+// # Clusters
+//
+// The embedded server can be one server of a JetStream cluster (ServerOptions.Cluster), its
+// routes secured with mutual TLS; the streams and the approvals bucket are then provisioned with
+// three replicas to survive the loss of one server, five for two (ProvisionOptions), and
+// components list every server in their URL. A component rides
+// through the loss of a server: the client reconnects to another, and while JetStream elects new
+// leaders its calls fail closed and are retried.
+//
 // # Connecting
 //
 // Outside development mode a component needs a URL, its credentials and TLS (Options.Validate).

@@ -19,6 +19,8 @@ type ServerOptions struct {
 	// StoreDir is where JetStream keeps its data. Required: an embedded server must survive its
 	// own restart with its streams and key-value buckets intact.
 	StoreDir string
+	// Name is the server's name, unique within a cluster. Default "gatehouse".
+	Name string
 	// Host is the address to listen on. Default 127.0.0.1.
 	Host string
 	// Port is the client port. Default: a free port chosen by the system.
@@ -32,6 +34,10 @@ type ServerOptions struct {
 	Unrestricted []string
 	// TLS, when set, makes the server accept TLS connections only.
 	TLS *ServerTLS
+	// Cluster, when set, makes the server one of a NATS cluster: JetStream then keeps each
+	// stream and bucket on as many servers as its replicas (ProvisionOptions), and the
+	// components list every server in their URL. Nil: a single server.
+	Cluster *ServerCluster
 	// Provision creates (or updates) the streams and the approvals bucket once the server is
 	// up, as the administrator would (Provision): connected in-process with a key made for that
 	// and never written anywhere.
@@ -49,6 +55,37 @@ type ServerTLS struct {
 	// ClientCAFile, when set, makes the server require a client certificate signed by it
 	// (mutual TLS), in addition to the user's NKey.
 	ClientCAFile string
+}
+
+// ServerCluster is how a server joins a NATS cluster.
+type ServerCluster struct {
+	// Name is the cluster's name, the same on every server. Required.
+	Name string
+	// Host is the address to listen on for the other servers (routes). Default: the server's
+	// Host.
+	Host string
+	// Port is the route port. Default: a free port chosen by the system.
+	Port int
+	// Routes are the other servers' route URLs (nats-route://host:6222). A server may list
+	// itself; it is ignored.
+	Routes []string
+	// TLS secures the routes with mutual TLS: the server presents CertFile (which must allow
+	// both server and client authentication) and accepts only peers whose certificates
+	// ClientCAFile signed, since a route is trusted with every message and every stream. Nil:
+	// plaintext routes, for development on one machine only.
+	TLS *ServerTLS
+}
+
+// validate reports a cluster configuration the server could not use.
+func (c *ServerCluster) validate() error {
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, errors.New("natsbus: ServerCluster.Name is required"))
+	}
+	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "" || c.TLS.ClientCAFile == "") {
+		errs = append(errs, errors.New("natsbus: the routes' TLS needs a certificate, its key and the CA that signed the other servers' certificates"))
+	}
+	return errors.Join(errs...)
 }
 
 // User is an identity the server accepts: the public key of an NKey ("U...") and its role.
@@ -85,8 +122,11 @@ func (o ServerOptions) serverOptions() (*server.Options, error) {
 	if o.Port == 0 {
 		o.Port = server.RANDOM_PORT
 	}
+	if o.Name == "" {
+		o.Name = "gatehouse"
+	}
 	opts := &server.Options{
-		ServerName: "gatehouse",
+		ServerName: o.Name,
 		Host:       o.Host,
 		Port:       o.Port,
 		JetStream:  true,
@@ -121,6 +161,33 @@ func (o ServerOptions) serverOptions() (*server.Options, error) {
 			return nil, fmt.Errorf("natsbus: server TLS: %w", err)
 		}
 		opts.TLSConfig, opts.TLS, opts.TLSVerify, opts.TLSTimeout = cfg, true, o.TLS.ClientCAFile != "", 2
+	}
+	if c := o.Cluster; c != nil {
+		if err := c.validate(); err != nil {
+			return nil, err
+		}
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: c.Host, Port: c.Port}
+		if opts.Cluster.Host == "" {
+			opts.Cluster.Host = o.Host
+		}
+		if opts.Cluster.Port == 0 {
+			opts.Cluster.Port = server.RANDOM_PORT
+		}
+		if len(c.Routes) > 0 {
+			opts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
+		}
+		if c.TLS != nil {
+			cfg, err := server.GenTLSConfig(&server.TLSConfigOpts{
+				CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile, CaFile: c.TLS.ClientCAFile, Verify: true, Timeout: 2,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("natsbus: route TLS: %w", err)
+			}
+			// As nats-server does for a cluster's tls block: every route both dials and
+			// accepts, and verifies the other side against the same CA.
+			cfg.RootCAs = cfg.ClientCAs
+			opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = cfg, 2
+		}
 	}
 	return opts, nil
 }
@@ -194,6 +261,17 @@ func (s *Server) URL() string {
 
 // Port returns the client port, so a restarted server can listen where the old one did.
 func (s *Server) Port() int { return s.srv.Addr().(*net.TCPAddr).Port }
+
+// ClusterAddr returns the route listener's address (host:port), "" without a cluster.
+func (s *Server) ClusterAddr() string {
+	if a := s.srv.ClusterAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// Name returns the server's name.
+func (s *Server) Name() string { return s.srv.Name() }
 
 // Shutdown stops the server and waits until it is down.
 func (s *Server) Shutdown() {

@@ -104,9 +104,26 @@ type Options struct {
 	AuditorRole string
 	// Logger receives the warnings of RolesAuto. Default: discard.
 	Logger *slog.Logger
+	// Cluster is the ClickHouse cluster (remote_servers) to create the schema on. Every
+	// statement then runs ON CLUSTER; each table becomes <table>_local with the Replicated
+	// form of its engine (ReplicatedReplacingMergeTree, in ClickHouse Keeper at
+	// /clickhouse/tables/{shard}/<database>/<table>_local, replica {replica}: the servers need
+	// the shard and replica macros), and <table> is a Distributed table over the local tables,
+	// sharded by the record's identity, so inserts and the views use the same names as on a
+	// single server. Inserts must be forwarded before they return (distributed_foreground_insert,
+	// which the enricher sets with a cluster). Default "": a single server, plain tables.
+	Cluster string
+
+	// singleServer renders Cluster's schema for one server without ClickHouse Keeper: no ON
+	// CLUSTER, plain engines; the local and Distributed tables stay. A test seam: it tests on one
+	// server what a cluster runs.
+	singleServer bool
 }
 
-var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var (
+	identifier  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	clusterName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+)
 
 func (o *Options) setDefaults() {
 	if o.Database == "" {
@@ -130,6 +147,9 @@ func (o *Options) setDefaults() {
 func (o *Options) Validate() error {
 	if o.Database != "" && !identifier.MatchString(o.Database) {
 		return fmt.Errorf("%w: database name %q must match %s", ErrInvalidOptions, o.Database, identifier)
+	}
+	if o.Cluster != "" && !clusterName.MatchString(o.Cluster) {
+		return fmt.Errorf("%w: cluster name %q must match %s", ErrInvalidOptions, o.Cluster, clusterName)
 	}
 	if o.GatewayGrace < 0 {
 		return fmt.Errorf("%w: the gateway grace period must not be negative", ErrInvalidOptions)
@@ -238,6 +258,9 @@ func Migrations(o Options) ([]Migration, error) {
 		if err != nil {
 			return nil, err
 		}
+		if stmts, err = o.forCluster(base, stmts); err != nil {
+			return nil, err
+		}
 		out = append(out, Migration{Version: uint32(v), Name: base, Statements: stmts})
 	}
 	return out, nil
@@ -249,7 +272,35 @@ func Views(o Options) ([]string, error) {
 		return nil, err
 	}
 	o.setDefaults()
-	return render("views.sql", newParams(o))
+	stmts, err := render("views.sql", newParams(o))
+	if err != nil {
+		return nil, err
+	}
+	return o.forCluster("views.sql", stmts)
+}
+
+// forCluster returns the statements of one file for o's cluster: unchanged for a single server.
+func (o Options) forCluster(name string, stmts []string) ([]string, error) {
+	if o.Cluster == "" {
+		return stmts, nil
+	}
+	stmts, err := clusterStatements(o, name, stmts)
+	if err != nil || !o.singleServer {
+		return stmts, err
+	}
+	for i, s := range stmts {
+		s = strings.ReplaceAll(s, o.onCluster(), "")
+		stmts[i] = replicatedEngine.ReplaceAllString(s, "ENGINE = $1")
+	}
+	return stmts, nil
+}
+
+// local returns the name of the table that holds table's rows on this server.
+func (o Options) local(table string) string {
+	if o.Cluster == "" {
+		return table
+	}
+	return table + LocalSuffix
 }
 
 // render executes a template file and splits it into statements. A statement ends with a line
@@ -300,15 +351,24 @@ func Migrate(ctx context.Context, conn driver.Conn, o Options) error {
 		return err
 	}
 	db := o.Database
-	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
+	on := o.onCluster()
+	if o.singleServer {
+		on = ""
+	}
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db+on); err != nil {
 		return fmt.Errorf("schema: create database %s: %w", db, err)
 	}
-	if err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+db+`.`+TableMigrations+` (
+	// With a cluster, every server of every shard holds the one list of applied migrations.
+	migrationsEngine := "ReplacingMergeTree"
+	if o.Cluster != "" && !o.singleServer {
+		migrationsEngine = "ReplicatedReplacingMergeTree(" + quoteString("/clickhouse/tables/all/"+db+"/"+TableMigrations) + ", '{replica}')"
+	}
+	if err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+db+`.`+TableMigrations+on+` (
     version    UInt32,
     name       String,
     checksum   String,
     applied_at DateTime64(3, 'UTC')
-) ENGINE = ReplacingMergeTree ORDER BY version`); err != nil {
+) ENGINE = `+migrationsEngine+` ORDER BY version`); err != nil {
 		return fmt.Errorf("schema: create %s.%s: %w", db, TableMigrations, err)
 	}
 	applied, err := appliedVersions(ctx, conn, db)
@@ -388,18 +448,24 @@ func applyRetention(ctx context.Context, conn driver.Conn, o Options) error {
 	for _, table := range retentionTables() {
 		days := o.retentionDays(table)
 		var engine string
+		timeColumn := timeColumns[table]
+		table = o.local(table)
 		if err := conn.QueryRow(ctx, "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {table:String}",
 			clickhouse.Named("db", o.Database), clickhouse.Named("table", table)).Scan(&engine); err != nil {
 			return fmt.Errorf("schema: read the definition of %s.%s: %w", o.Database, table, err)
 		}
+		on := o.onCluster()
+		if o.singleServer {
+			on = ""
+		}
 		hasTTL := strings.Contains(engine, " TTL ")
-		want := retentionExpr(timeColumns[table], days)
+		want := retentionExpr(timeColumn, days)
 		var stmt string
 		switch {
 		case days < 0 && hasTTL:
-			stmt = "ALTER TABLE " + o.Database + "." + table + " REMOVE TTL"
+			stmt = "ALTER TABLE " + o.Database + "." + table + on + " REMOVE TTL"
 		case days > 0 && !strings.Contains(engine, " TTL "+want):
-			stmt = "ALTER TABLE " + o.Database + "." + table + " MODIFY TTL " + want
+			stmt = "ALTER TABLE " + o.Database + "." + table + on + " MODIFY TTL " + want
 		default:
 			continue
 		}

@@ -19,20 +19,28 @@ type ClickHouse struct {
 	Dir string
 
 	bin, lib string
-	config   string // the configuration file, when users are configured
+	config   string // the configuration file, when users or a configuration are given
 	p        *Process
 }
 
 // StartClickHouse starts a ClickHouse server on free loopback ports and waits until it answers.
-func StartClickHouse() (*ClickHouse, error) {
-	return StartClickHouseWithUsers("")
-}
+func StartClickHouse() (*ClickHouse, error) { return startClickHouse(nil, "") }
 
 // StartClickHouseWithUsers starts a ClickHouse server whose users, passwords, grants and roles
 // are usersXML (a ClickHouse users configuration document; "" for the engine's default user
 // only), and waits until it answers. The default user must be able to connect without a
 // password from 127.0.0.1 for the server to be seen as ready.
 func StartClickHouseWithUsers(usersXML string) (*ClickHouse, error) {
+	return startClickHouse(nil, usersXML)
+}
+
+// StartClickHouseWithConfig starts a ClickHouse server whose configuration file is
+// config(native port), e.g. macros and remote_servers.
+func StartClickHouseWithConfig(config func(nativePort int) string) (*ClickHouse, error) {
+	return startClickHouse(config, "")
+}
+
+func startClickHouse(config func(nativePort int) string, usersXML string) (*ClickHouse, error) {
 	a, err := FindAssets()
 	if err != nil {
 		return nil, err
@@ -60,13 +68,19 @@ func StartClickHouseWithUsers(usersXML string) (*ClickHouse, error) {
 		bin:        bin,
 		lib:        a.LibCHDB,
 	}
-	if usersXML != "" {
+	switch {
+	case usersXML != "":
 		users := filepath.Join(dir, "users.xml")
 		c.config = filepath.Join(dir, "config.xml")
 		if err := os.WriteFile(users, []byte(usersXML), 0o600); err != nil {
 			return nil, err
 		}
 		if err := os.WriteFile(c.config, []byte("<clickhouse><users_config>"+users+"</users_config></clickhouse>\n"), 0o600); err != nil {
+			return nil, err
+		}
+	case config != nil:
+		c.config = filepath.Join(dir, "config.xml")
+		if err := os.WriteFile(c.config, []byte(config(tcp)), 0o600); err != nil {
 			return nil, err
 		}
 	}

@@ -27,7 +27,8 @@ type PKI struct {
 	// trusts the server's.
 	CAFile string
 	// ServerCertFile and ServerKeyFile are the serving certificate (for 127.0.0.1 and
-	// localhost) and its key.
+	// localhost) and its key. It also allows client authentication, as the servers of a NATS
+	// cluster need: each dials the others with it.
 	ServerCertFile, ServerKeyFile string
 	// ClientCertFile and ClientKeyFile are the client certificate (CN kube-apiserver-audit) and
 	// its key.
@@ -64,7 +65,7 @@ func NewPKI(dir string) (*PKI, error) {
 	if err := writePEM(p.CAFile, "CERTIFICATE", caDER); err != nil {
 		return nil, err
 	}
-	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, certFile, keyFile string, ips []net.IP, names []string) (tls.Certificate, error) {
+	issue := func(serial int64, cn string, usage []x509.ExtKeyUsage, certFile, keyFile string, ips []net.IP, names []string) (tls.Certificate, error) {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			return tls.Certificate{}, err
@@ -72,7 +73,7 @@ func NewPKI(dir string) (*PKI, error) {
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
 			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
 			IPAddresses: ips, DNSNames: names,
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
@@ -92,12 +93,12 @@ func NewPKI(dir string) (*PKI, error) {
 		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 	}
 	p.ServerCertFile, p.ServerKeyFile = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
-	if p.Server, err = issue(2, "gatehouse-enricher", x509.ExtKeyUsageServerAuth, p.ServerCertFile, p.ServerKeyFile,
+	if p.Server, err = issue(2, "gatehouse-enricher", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, p.ServerCertFile, p.ServerKeyFile,
 		[]net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"}); err != nil {
 		return nil, err
 	}
 	p.ClientCertFile, p.ClientKeyFile = filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
-	if p.Client, err = issue(3, "kube-apiserver-audit", x509.ExtKeyUsageClientAuth, p.ClientCertFile, p.ClientKeyFile, nil, nil); err != nil {
+	if p.Client, err = issue(3, "kube-apiserver-audit", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, p.ClientCertFile, p.ClientKeyFile, nil, nil); err != nil {
 		return nil, err
 	}
 	return p, nil

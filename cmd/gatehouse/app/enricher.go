@@ -285,7 +285,7 @@ func runEnricher(ctx context.Context, log *slog.Logger, o *enricherOptions) erro
 			SpoolDir:      spoolDir,
 			SpoolMaxBytes: o.spoolMaxBytes,
 			Authenticate:  authenticate,
-			Schema: schema.Options{Database: o.clickhouse.Database, RetentionDays: o.retentionDays, Retention: o.retention,
+			Schema: schema.Options{Database: o.clickhouse.Database, Cluster: o.clickhouse.Cluster, RetentionDays: o.retentionDays, Retention: o.retention,
 				GatewayGrace: o.gatewayGrace, HoldMargin: o.holdMargin, Roles: schema.RolesMode(o.roles), AuditorRole: o.auditorRole, Logger: log},
 			GatewayUsers:           o.gatewayUsers,
 			AgentGroups:            o.agentGroups,

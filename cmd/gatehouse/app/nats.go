@@ -72,9 +72,22 @@ type natsOptions struct {
 	keyFile     string
 	clientCA    string
 	provision   bool
+	replicas    int
 	dev         bool
 	// out is where the ready line goes (the command's standard output).
 	out func() io.Writer
+	// provisionSet reports whether --provision was given.
+	provisionSet func() bool
+	cluster      natsClusterOptions
+}
+
+// natsClusterOptions are the flags that make `gatehouse nats` one server of a cluster.
+type natsClusterOptions struct {
+	serverName string
+	name       string
+	port       int
+	routes     []string
+	caFile     string
 }
 
 func (o *natsOptions) addFlags(fs *pflag.FlagSet) {
@@ -85,7 +98,13 @@ func (o *natsOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.certFile, "tls-cert-file", "", "The server's TLS certificate. Required, except with --dev.")
 	fs.StringVar(&o.keyFile, "tls-private-key-file", "", "The server's TLS key.")
 	fs.StringVar(&o.clientCA, "client-ca-file", "", "CA bundle that signs the components' client certificates: the server then requires one (mutual TLS) besides the NKey.")
-	fs.BoolVar(&o.provision, "provision", true, "Create or update the streams and the approvals bucket at start, as the administrator would (gatehouse nats provision).")
+	fs.BoolVar(&o.provision, "provision", true, "Create or update the streams and the approvals bucket at start, as the administrator would (gatehouse nats provision). Off by default with --cluster-name: the replicated streams need the cluster, so run gatehouse nats provision --replicas N once its servers are up.")
+	fs.IntVar(&o.replicas, "replicas", 1, "Replicas of every stream and of the bucket that --provision creates.")
+	fs.StringVar(&o.cluster.serverName, "server-name", "", "The server's name, unique in a cluster. Default: the host name with --cluster-name, else gatehouse.")
+	fs.StringVar(&o.cluster.name, "cluster-name", "", "Run as one server of this NATS cluster (JetStream clustering: replicated streams and key-value buckets). The same on every server.")
+	fs.IntVar(&o.cluster.port, "cluster-port", 6222, "Port the cluster's servers connect to each other on (routes), with --cluster-name.")
+	fs.StringSliceVar(&o.cluster.routes, "routes", nil, "The cluster's servers as route URLs (nats-route://gatehouse-nats-0.gatehouse-nats:6222,...), with --cluster-name; listing this server too is fine.")
+	fs.StringVar(&o.cluster.caFile, "cluster-ca-file", "", "CA bundle that signed the cluster's server certificates: routes use mutual TLS with --tls-cert-file (which then needs both server and client authentication). Required with --cluster-name, except with --dev.")
 	fs.BoolVar(&o.dev, "dev", false, "Development mode: identities and TLS are optional; without identities the server has no authentication and serves loopback only.")
 	fs.BoolVar(&o.allowRemote, "allow-unauthenticated-remote-clients", false, "With --dev and no identities, serve on a --bind-address other than loopback. Never in production.")
 }
@@ -121,6 +140,39 @@ func (o *natsOptions) Validate() error {
 	if o.dev && len(users) == 0 && ip != nil && !ip.IsLoopback() && !o.allowRemote {
 		errs = append(errs, fmt.Errorf("--bind-address %s is not loopback and this server has no authentication: anyone who reaches it could read and write the trail and the approvals; give it the components' identities, or pass --allow-unauthenticated-remote-clients for a throw-away setup", o.bindAddress))
 	}
+	if o.replicas == 0 { // not set: a single copy, as provisioning defaults to
+		o.replicas = 1
+	}
+	if o.replicas < 1 || o.replicas > 5 {
+		errs = append(errs, fmt.Errorf("--replicas must be between 1 and 5, not %d", o.replicas))
+	}
+	if c := &o.cluster; c.name != "" {
+		if o.provision && o.provisionSet != nil && o.provisionSet() {
+			errs = append(errs, errors.New("--provision cannot run at start with --cluster-name: the replicated streams need the whole cluster; run gatehouse nats provision --replicas N once its servers are up"))
+		}
+		o.provision = false
+		if c.port < 1 || c.port > 65535 || c.port == o.port {
+			errs = append(errs, fmt.Errorf("--cluster-port must be between 1 and 65535 and differ from --port, not %d", c.port))
+		}
+		if len(c.routes) == 0 {
+			errs = append(errs, errors.New("--routes is required with --cluster-name: the other servers of the cluster"))
+		}
+		if c.caFile != "" && o.certFile == "" {
+			errs = append(errs, errors.New("--cluster-ca-file needs --tls-cert-file: the routes' mutual TLS uses the server's certificate"))
+		}
+		if c.caFile == "" && !o.dev {
+			errs = append(errs, errors.New("--cluster-ca-file is required with --cluster-name: a route is trusted with every message, so the servers authenticate each other with mutual TLS; only --dev clusters without"))
+		}
+		if c.serverName == "" {
+			host, err := os.Hostname()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("--server-name is required (no host name: %w)", err))
+			}
+			c.serverName = host
+		}
+	} else if c.caFile != "" || len(c.routes) > 0 {
+		errs = append(errs, errors.New("--routes and --cluster-ca-file need --cluster-name"))
+	}
 	if o.storeDir == "" {
 		cache, err := os.UserCacheDir()
 		if err != nil {
@@ -146,9 +198,15 @@ users file of their public keys) and may do only what its role needs: the server
 identity its role's permissions (gatehouse nats authorization prints them for an external
 nats-server). Components reach it over TLS (--tls-cert-file; with --client-ca-file they also
 present client certificates). At start it creates the streams and the approvals bucket, which no
-component may. With --dev and no identities it serves loopback without authentication.`,
+component may. With --dev and no identities it serves loopback without authentication.
+
+With --cluster-name it is one server of a JetStream cluster (--routes lists the others; the
+servers authenticate each other with mutual TLS, --cluster-ca-file). It then provisions nothing at
+start: once the servers are up, run gatehouse nats provision --replicas 3, so that every stream
+and the bucket survive the loss of a server.`,
 	})
 	o.out = cmd.OutOrStdout
+	o.provisionSet = func() bool { return cmd.Flags().Changed("provision") }
 	o.addFlags(cmd.Flags())
 	cmd.AddCommand(newNATSKeysCommand(), newNATSAuthorizationCommand(), newNATSProvisionCommand(g))
 	return cmd
@@ -170,8 +228,9 @@ func runNATS(ctx context.Context, log *slog.Logger, o *natsOptions) error {
 	if err != nil {
 		return err
 	}
-	so := natsbus.ServerOptions{StoreDir: o.storeDir, Host: o.bindAddress, Port: o.port, Users: users, Provision: o.provision,
+	so := natsbus.ServerOptions{StoreDir: o.storeDir, Name: o.cluster.serverName, Host: o.bindAddress, Port: o.port, Users: users, Provision: o.provision,
 		Logger: log.With("component", "nats-server")}
+	so.ProvisionOptions.Streams.Replicas, so.ProvisionOptions.Bucket.Replicas = o.replicas, o.replicas
 	if o.certFile != "" {
 		so.TLS = &natsbus.ServerTLS{CertFile: o.certFile, KeyFile: o.keyFile, ClientCAFile: o.clientCA}
 	}
@@ -180,6 +239,12 @@ func runNATS(ctx context.Context, log *slog.Logger, o *natsOptions) error {
 		return err
 	}
 	return lc.run(ctx, func() error {
+		if c := o.cluster; c.name != "" {
+			so.Cluster = &natsbus.ServerCluster{Name: c.name, Host: o.bindAddress, Port: c.port, Routes: c.routes}
+			if c.caFile != "" {
+				so.Cluster.TLS = &natsbus.ServerTLS{CertFile: o.certFile, KeyFile: o.keyFile, ClientCAFile: c.caFile}
+			}
+		}
 		srv, err := natsbus.StartServer(so)
 		if err != nil {
 			return err
@@ -193,7 +258,8 @@ func runNATS(ctx context.Context, log *slog.Logger, o *natsOptions) error {
 		if len(users) == 0 {
 			auth = "no authentication (development only)"
 		}
-		log.Info("serving NATS with JetStream", "url", srv.URL(), "storeDir", o.storeDir, "identities", len(users), "tls", o.certFile != "", "provisioned", o.provision)
+		log.Info("serving NATS with JetStream", "url", srv.URL(), "storeDir", o.storeDir, "identities", len(users), "tls", o.certFile != "", "provisioned", o.provision,
+			"server", o.cluster.serverName, "cluster", o.cluster.name, "routes", srv.ClusterAddr())
 		_, _ = fmt.Fprintf(o.out(), "NATS JetStream ready at %s (store %s, %s); Ctrl-C stops it\n", srv.URL(), o.storeDir, auth)
 		return nil
 	})

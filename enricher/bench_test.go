@@ -53,42 +53,51 @@ func BenchmarkIngest(b *testing.B) {
 		}
 		b.ReportMetric(float64(benchEvents*b.N)/time.Since(start).Seconds(), "events/s")
 	})
-	b.Run("end-to-end", func(b *testing.B) {
-		h := newHarness(b, harnessOptions{tweak: func(o *Options) {
-			o.BatchMaxWait = 250 * time.Millisecond
-		}})
-		before := h.Stats()
-		var elapsed, posting time.Duration
-		for run := range b.N {
-			b.StopTimer()
-			bodies := benchBodies(run + 1)
-			b.StartTimer()
-			start := time.Now()
-			postConcurrently(b, h, bodies, 8)
-			posting += time.Since(start)
-			want := uint64(benchEvents * (run + 1))
-			for h.count(b, "SELECT count() FROM {db}.audit_events") < want {
-				time.Sleep(20 * time.Millisecond)
-			}
-			elapsed += time.Since(start)
-		}
+	// The pipeline with one audit batch consumer, and with two (the default): the scaling of one
+	// enricher with its workers.
+	for _, workers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("end-to-end/workers=%d", workers), func(b *testing.B) { benchEndToEnd(b, workers) })
+	}
+}
+
+// benchEndToEnd posts the benchmark's events to the intake of an enricher with that many
+// workers and waits until ClickHouse holds them all.
+func benchEndToEnd(b *testing.B, workers int) {
+	h := newHarness(b, harnessOptions{tweak: func(o *Options) {
+		o.BatchMaxWait = 250 * time.Millisecond
+		o.Workers = workers
+	}})
+	before := h.Stats()
+	var elapsed, posting time.Duration
+	for run := range b.N {
 		b.StopTimer()
-		b.ReportMetric(float64(benchEvents*b.N)/elapsed.Seconds(), "events/s")
-		b.ReportMetric(float64(benchEvents*b.N)/posting.Seconds(), "intake-events/s")
-		after := h.Stats()
-		var total time.Duration
-		d := map[string]time.Duration{}
-		for _, s := range stages {
-			d[s] = after.Stages[s] - before.Stages[s]
-			total += d[s]
+		bodies := benchBodies(run + 1)
+		b.StartTimer()
+		start := time.Now()
+		postConcurrently(b, h, bodies, 8)
+		posting += time.Since(start)
+		want := uint64(benchEvents * (run + 1))
+		for h.count(b, "SELECT count() FROM {db}.audit_events") < want {
+			time.Sleep(20 * time.Millisecond)
 		}
-		b.ReportMetric(float64(d[stageDecode])/float64(total), "decode-share")
-		b.ReportMetric(float64(d[stageRead]+d[stageMask])/float64(total), "mask-share")
-		b.ReportMetric(float64(d[stageSpool])/float64(total), "spool-share")
-		b.ReportMetric(float64(d[stagePublish])/float64(total), "publish-share")
-		b.ReportMetric(float64(d[stageInsert])/float64(total), "insert-share")
-		b.ReportMetric(float64(total)/float64(benchEvents*b.N), "stage-ns/event")
-	})
+		elapsed += time.Since(start)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(benchEvents*b.N)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(benchEvents*b.N)/posting.Seconds(), "intake-events/s")
+	after := h.Stats()
+	var total time.Duration
+	d := map[string]time.Duration{}
+	for _, s := range stages {
+		d[s] = after.Stages[s] - before.Stages[s]
+		total += d[s]
+	}
+	b.ReportMetric(float64(d[stageDecode])/float64(total), "decode-share")
+	b.ReportMetric(float64(d[stageRead]+d[stageMask])/float64(total), "mask-share")
+	b.ReportMetric(float64(d[stageSpool])/float64(total), "spool-share")
+	b.ReportMetric(float64(d[stagePublish])/float64(total), "publish-share")
+	b.ReportMetric(float64(d[stageInsert])/float64(total), "insert-share")
+	b.ReportMetric(float64(total)/float64(benchEvents*b.N), "stage-ns/event")
 }
 
 // postConcurrently posts bodies to the intake from n clients, as kube-apiserver's batching

@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -290,6 +291,47 @@ func BenchmarkTextStream(b *testing.B) {
 					}
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkMaskPerMB masks SecretLists of 1, 10 and 100 MB against json.Valid over the same
+// bytes, and reports the cost per MB: the same ns/MB at every size is linear cost (make bench
+// shows it relative to the 1 MB point).
+func BenchmarkMaskPerMB(b *testing.B) {
+	m, err := New(Config{Key: benchKey})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const secretBytes = 5200 // about one genSecret
+	for _, mb := range []int{1, 10, 100} {
+		list := genSecretList(mb << 20 / secretBytes)
+		perMB := func(b *testing.B, start time.Time) {
+			b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N)/(float64(len(list))/(1<<20)), "ns/MB")
+		}
+		b.Run(fmt.Sprintf("size=%dMB/baseline=json.Valid", mb), func(b *testing.B) {
+			b.SetBytes(int64(len(list)))
+			start := time.Now()
+			for b.Loop() {
+				if !json.Valid(list) {
+					b.Fatal("invalid")
+				}
+			}
+			perMB(b, start)
+		})
+		b.Run(fmt.Sprintf("size=%dMB/mask", mb), func(b *testing.B) {
+			b.SetBytes(int64(len(list)))
+			b.ReportAllocs()
+			dst := make([]byte, 0, len(list))
+			start := time.Now()
+			for b.Loop() {
+				out, _, err := m.JSON(dst[:0], list, Target{Resource: "secrets"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				dst = out
+			}
+			perMB(b, start)
 		})
 	}
 }

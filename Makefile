@@ -11,7 +11,8 @@ TOOLS     := $(GO) tool -modfile=$(CURDIR)/scripts/tools/go.mod
 # The race detector is on for the test suite; RACE= turns it off.
 RACE      ?= -race
 # Benchmark runs per case: the ratios are medians over them. BENCH selects benchmarks (go test
-# -bench regexp, e.g. BENCH='ProxyGet|Admission'), BENCH_PKGS packages, BENCH_TIME each run's length.
+# -bench regexp, taken literally, e.g. BENCH='ProxyGet$$|Admission'), BENCH_PKGS packages,
+# BENCH_TIME each run's length.
 BENCH_COUNT ?= 3
 BENCH       ?= .
 BENCH_PKGS  ?= ./...
@@ -60,7 +61,7 @@ drills: testbed build ## Run the audit path's fault drills at full length; print
 bench: SHELL := /bin/bash
 bench: testbed build ## Run the benchmarks (BENCH=regexp) and report each as a ratio to its baseline in the same run.
 	@mkdir -p $(dir $(BENCH_REPORT)) $(dir $(BENCH_RAW))
-	$(TESTBED_ENV) && set -o pipefail && $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCH_TIME) -benchmem \
+	$(TESTBED_ENV) && set -o pipefail && $(GO) test -run '^$$' -bench '$(value BENCH)' -benchtime $(BENCH_TIME) -benchmem \
 		-count $(BENCH_COUNT) -timeout 90m $(BENCH_PKGS) \
 		| $(GO) run ./scripts/benchratio -json $(BENCH_REPORT) -raw $(BENCH_RAW)
 

@@ -22,6 +22,7 @@ import (
 // the cost down: without the trail (records dropped), and without masking as well.
 func BenchmarkProxyGet(b *testing.B) {
 	u := newUpstream(b)
+	u.discardRequests()
 	tok := token(b, "alice", nil)
 	for _, tc := range []struct {
 		name string
@@ -70,6 +71,7 @@ func BenchmarkProxyGet(b *testing.B) {
 // (masked event by event) and through a plain reverse proxy.
 func BenchmarkProxyWatches(b *testing.B) {
 	u := newUpstream(b)
+	u.discardRequests()
 	tok := token(b, "alice", nil)
 	const watches, events = 50, 200
 	for _, tc := range []struct {

@@ -122,3 +122,37 @@ func postConcurrently(b *testing.B, h *harness, bodies [][]byte, n int) {
 	wg.Wait()
 	require.False(b, b.Failed())
 }
+
+// BenchmarkDecodeBatch decodes one consumer message of 400 masked events with the enricher's
+// own decoder (decode.go) against encoding/json with Kubernetes' semantics (sigs.k8s.io/json,
+// what FuzzDecodeBatch compares it with): what the hand-written decoder earns.
+func BenchmarkDecodeBatch(b *testing.B) {
+	m := newMasker(b)
+	l, err := splitEventList(testEventList(0, benchBatch, genOptions{id: "bench-decode", session: "s-1"}))
+	require.NoError(b, err)
+	var msg []byte
+	p := newPacker(m, OriginWebhook, 0, func(data []byte) error { msg = append([]byte(nil), data...); return nil })
+	for _, it := range l.Items {
+		require.NoError(b, p.add(it, ""))
+	}
+	require.NoError(b, p.flush())
+	for _, tc := range []struct {
+		name   string
+		decode func([]byte) error
+	}{
+		{"baseline=encoding-json", func(data []byte) error { _, err := referenceDecode(data); return err }},
+		{"decoder", func(data []byte) error { var wb wireBatch; return jsonUnmarshal(data, &wb) }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			start := time.Now()
+			for b.Loop() {
+				if err := tc.decode(msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(benchBatch*b.N)/time.Since(start).Seconds(), "events/s")
+		})
+	}
+}

@@ -11,7 +11,7 @@ TOOLS     := $(GO) tool -modfile=$(CURDIR)/scripts/tools/go.mod
 # The race detector is on for the test suite; RACE= turns it off.
 RACE      ?= -race
 # Benchmark runs per case: the ratios are medians over them. BENCH selects benchmarks (go test
-# -bench regexp, taken literally, e.g. BENCH='ProxyGet$$|Admission'), BENCH_PKGS packages,
+# -bench regexp, taken literally, e.g. BENCH='ProxyGet$|Admission'), BENCH_PKGS packages,
 # BENCH_TIME each run's length.
 BENCH_COUNT ?= 3
 BENCH       ?= .

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -57,7 +58,7 @@ func BenchmarkProxyConcurrency(b *testing.B) {
 				var wg sync.WaitGroup
 				b.ReportAllocs()
 				b.ResetTimer()
-				start := time.Now()
+				start, cpu0 := time.Now(), processCPU(b)
 				for i := range clients {
 					wg.Go(func() {
 						for range work {
@@ -77,6 +78,7 @@ func BenchmarkProxyConcurrency(b *testing.B) {
 				wg.Wait()
 				elapsed := time.Since(start)
 				b.StopTimer()
+				reportCPU(b, cpu0)
 				lat := slices.Concat(lats...)
 				if len(lat) == 0 {
 					return
@@ -166,12 +168,14 @@ func BenchmarkProxyList(b *testing.B) {
 				b.SetBytes(int64(len(l.list)))
 				b.ReportAllocs()
 				b.ResetTimer()
+				cpu0 := processCPU(b)
 				for b.Loop() {
 					t0 := time.Now()
 					do()
 					lat = append(lat, time.Since(t0))
 				}
 				b.StopTimer()
+				reportCPU(b, cpu0)
 				reportLatency(b, lat)
 			})
 		}
@@ -243,6 +247,22 @@ func BenchmarkProxyWatchMemory(b *testing.B) {
 			b.ReportMetric(goroutines/float64(b.N), "goroutines/watch")
 		})
 	}
+}
+
+// processCPU returns the CPU time (user and system) the process has used: the clients', the
+// proxies', the upstream's and the embedded NATS server's. Unlike wall time it hardly grows when
+// other processes share the machine.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the process's CPU time per operation since cpu0.
+func reportCPU(b *testing.B, cpu0 time.Duration) {
+	b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
 
 // heapInUse returns the bytes of the heap in use, and of goroutine stacks, after a collection.

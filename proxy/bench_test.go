@@ -54,12 +54,14 @@ func BenchmarkProxyGet(b *testing.B) {
 			lat := make([]time.Duration, 0, b.N)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0 := processCPU(b)
 			for b.Loop() {
 				start := time.Now()
 				do()
 				lat = append(lat, time.Since(start))
 			}
 			b.StopTimer()
+			reportCPU(b, cpu0)
 			slices.Sort(lat)
 			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
@@ -83,7 +85,7 @@ func BenchmarkProxyWatches(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			client := tc.srv.Client()
-			start := time.Now()
+			start, cpu0 := time.Now(), processCPU(b)
 			for b.Loop() {
 				var wg sync.WaitGroup
 				for range watches {
@@ -105,6 +107,7 @@ func BenchmarkProxyWatches(b *testing.B) {
 				wg.Wait()
 			}
 			b.ReportMetric(float64(b.N*watches*events)/time.Since(start).Seconds(), "events/s")
+			reportCPU(b, cpu0)
 		})
 	}
 }

@@ -117,6 +117,9 @@ type detector struct {
 	// multi marks a detector that reports under other IDs too; it runs even when its own ID is
 	// turned off, and its findings are filtered by their IDs.
 	multi bool
+	// requires is a byte every match of re contains: a text without it is not searched (RE2
+	// runs expressions with large counted repetitions on its slowest engine).
+	requires byte
 }
 
 // span is a part of a text to mask and the detector that found it.
@@ -132,6 +135,8 @@ func (d *detector) run(w *walker, text []byte, spans []span) []span {
 		return d.findW(w, text, spans)
 	case d.find != nil:
 		return d.find(text, spans)
+	case d.requires != 0 && bytes.IndexByte(text, d.requires) < 0:
+		return spans
 	}
 	for _, m := range d.re.FindAllSubmatchIndex(text, -1) {
 		s, e := m[0], m[1]
@@ -256,6 +261,7 @@ var builtinDetectors = []*detector{
 		id:       idURLPassword,
 		keywords: []string{"://"},
 		re:       regexp.MustCompile(`\b[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s:/?#@"'<>]{0,256}:([^\s/?#"'<>]{1,256})@[^\s/?#@"'<>]`),
+		requires: '@',
 		group:    1,
 		check:    notReference,
 	},

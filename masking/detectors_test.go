@@ -2,6 +2,8 @@ package masking
 
 import (
 	"encoding/base64"
+	"regexp/syntax"
+	"slices"
 	"strings"
 	"testing"
 
@@ -214,4 +216,44 @@ func TestNoFalsePositives(t *testing.T) {
 		out, st := m.Text(nil, []byte(s))
 		assert.Zero(t, st.Fields, "%q became %q", s, out)
 	}
+}
+
+// TestDetectorRequires proves, from each expression's syntax, that every match of a detector
+// contains the byte it requires: skipping texts without it never misses a secret.
+func TestDetectorRequires(t *testing.T) {
+	var contains func(re *syntax.Regexp, b rune) bool
+	contains = func(re *syntax.Regexp, b rune) bool {
+		switch re.Op {
+		case syntax.OpLiteral:
+			return slices.Contains(re.Rune, b) && re.Flags&syntax.FoldCase == 0
+		case syntax.OpCapture, syntax.OpPlus:
+			return contains(re.Sub[0], b)
+		case syntax.OpRepeat:
+			return re.Min > 0 && contains(re.Sub[0], b)
+		case syntax.OpConcat:
+			return slices.ContainsFunc(re.Sub, func(s *syntax.Regexp) bool { return contains(s, b) })
+		case syntax.OpAlternate:
+			return !slices.ContainsFunc(re.Sub, func(s *syntax.Regexp) bool { return !contains(s, b) })
+		}
+		return false
+	}
+	n := 0
+	for _, d := range builtinDetectors {
+		if d.requires == 0 {
+			continue
+		}
+		n++
+		re, err := syntax.Parse(d.re.String(), syntax.Perl)
+		require.NoError(t, err)
+		assert.True(t, contains(re, rune(d.requires)), "detector %d: every match contains %q", d.id, d.requires)
+	}
+	assert.NotZero(t, n)
+	assert.False(t, contains(mustParse(t, `a(?:@)?b`), '@'), "an optional @ is not required")
+	assert.False(t, contains(mustParse(t, `a(?:@|c)b`), '@'), "an alternative without @ is not required")
+}
+
+func mustParse(t *testing.T, expr string) *syntax.Regexp {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	require.NoError(t, err)
+	return re
 }

@@ -173,15 +173,25 @@ func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int) *Read
 			}
 			if len(avail) > 0 {
 				if end := split.scan(avail); end > 0 {
-					out, err := w.event(rd.out[:0], avail[:end], root)
+					n := len(rd.out)
+					out, err := w.event(rd.out, avail[:end], root)
 					if err != nil {
 						w.log = w.log[:0]
+						rd.out = rd.out[:n] // the events before it go out first, then the error
 						return err
 					}
 					rd.out = append(out, '\n')
 					in.start += end
+					if len(rd.out) < batchBytes {
+						// Events that arrived together leave together (one write and one flush
+						// downstream instead of one per event); none waits for more input.
+						continue
+					}
 					return nil
 				}
+			}
+			if len(rd.out) > 0 {
+				return nil // what is left is incomplete: hand out what is masked
 			}
 			if in.eof {
 				if len(avail) > 0 {
@@ -198,6 +208,10 @@ func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int) *Read
 		}
 	}}
 }
+
+// batchBytes is how much masked output a stream gathers from input it already has before it
+// hands it out.
+const batchBytes = 32 << 10
 
 // splitter finds where a JSON object ends in a stream, resumably across reads: it tracks
 // nesting and strings, nothing more. The walker validates the object it delimits.

@@ -75,6 +75,28 @@ func TestWatchStreamIsNotBuffered(t *testing.T) {
 	assert.Equal(t, 2, s.Stats().Fields)
 }
 
+// TestWatchStreamBatches checks that events read together are handed out together, so that a
+// proxy writes (and flushes) them once, while an event that arrives alone is not held back
+// (TestWatchStreamIsNotBuffered).
+func TestWatchStreamBatches(t *testing.T) {
+	m := newMasker(t, Config{})
+	event := func(k string) string {
+		return `{"type":"ADDED","object":{"kind":"Secret","apiVersion":"v1","data":{"k":"` + k + `"}}}` + "\n"
+	}
+	in := event("YQ==") + event("Yg==") + event("Yw==")
+	s := m.WatchStream(strings.NewReader(in), Target{Resource: "secrets"})
+	buf := make([]byte, 64<<10)
+	n, err := s.Read(buf)
+	require.NoError(t, err)
+	want := expand(`{"type":"ADDED","object":{"kind":"Secret","apiVersion":"v1","data":{"k":"<<B:a>>"}}}`+"\n") +
+		expand(`{"type":"ADDED","object":{"kind":"Secret","apiVersion":"v1","data":{"k":"<<B:b>>"}}}`+"\n") +
+		expand(`{"type":"ADDED","object":{"kind":"Secret","apiVersion":"v1","data":{"k":"<<B:c>>"}}}`+"\n")
+	assert.Equal(t, want, string(buf[:n]), "the three events in one read")
+	_, err = s.Read(buf)
+	assert.Equal(t, io.EOF, err)
+	assert.Equal(t, 3, s.Stats().Fields)
+}
+
 func TestWatchStreamShapes(t *testing.T) {
 	m := newMasker(t, Config{})
 	pretty := "{\n  \"type\": \"ADDED\",\n  \"object\": {\n    \"kind\": \"Secret\",\n    \"apiVersion\": \"v1\",\n    \"data\": {\"k\": \"YQ==\"}\n  }\n}\n"

@@ -82,6 +82,10 @@ type Engine struct {
 type generation struct {
 	number   int64
 	policies []*compiledPolicy
+	// rules are the policies' rules in evaluation order, and index narrows them to the rules
+	// that can match a request's group and resource.
+	rules []ruleRef
+	index ruleIndex
 }
 
 type compiledPolicy struct {
@@ -200,6 +204,12 @@ func (e *Engine) SetPolicies(policies []v1alpha1.AccessPolicy) map[string]error 
 	slices.SortFunc(g.policies, func(a, b *compiledPolicy) int {
 		return cmp.Or(cmp.Compare(a.priority, b.priority), strings.Compare(a.name, b.name))
 	})
+	for _, p := range g.policies {
+		for _, r := range p.rules {
+			g.rules = append(g.rules, ruleRef{policy: p, rule: r})
+		}
+	}
+	g.index = newRuleIndex(g.rules)
 	e.number++
 	g.number = e.number
 	e.current.Store(g)
@@ -307,28 +317,29 @@ func (e *Engine) Evaluate(ctx context.Context, a Attributes) (Decision, error) {
 		return Decision{}, ErrNotReady
 	}
 	ev := &evaluation{ctx: ctx, attrs: a, op: a.Op(), lookup: e.opts.Lookup, adapter: e.envs.adapter()}
-	for _, p := range g.policies {
-		for _, r := range p.rules {
-			ok, condErr, err := r.matches(ev)
-			if err != nil {
-				return Decision{}, fmt.Errorf("policy %q rule %q: %w", p.name, r.name, err)
+	// Only the rules that can match the request's group and resource, still in order: the
+	// others' match would fail before anything else about them is looked at.
+	for _, i := range g.index.candidates(a.Group, a.Resource) {
+		p, r := g.rules[i].policy, g.rules[i].rule
+		ok, condErr, err := r.matches(ev)
+		if err != nil {
+			return Decision{}, fmt.Errorf("policy %q rule %q: %w", p.name, r.name, err)
+		}
+		if ev.unknown {
+			// The rule judged a value the caller does not know: whether it matches, and so
+			// what decides, is unknown here.
+			return Decision{Unknown: true, Policy: p.name, Rule: r.name,
+				Message: fmt.Sprintf("Gatehouse cannot decide %s here: rule %q of AccessPolicy %q judges the object, which admission decides.", a.String(), r.name, p.name)}, nil
+		}
+		if condErr != nil {
+			e.opts.Logger.Warn("access policy condition could not be evaluated",
+				"policy", p.name, "rule", r.name, "action", r.action, "err", condErr)
+			if r.action == ActionAllow {
+				continue
 			}
-			if ev.unknown {
-				// The rule judged a value the caller does not know: whether it matches, and so
-				// what decides, is unknown here.
-				return Decision{Unknown: true, Policy: p.name, Rule: r.name,
-					Message: fmt.Sprintf("Gatehouse cannot decide %s here: rule %q of AccessPolicy %q judges the object, which admission decides.", a.String(), r.name, p.name)}, nil
-			}
-			if condErr != nil {
-				e.opts.Logger.Warn("access policy condition could not be evaluated",
-					"policy", p.name, "rule", r.name, "action", r.action, "err", condErr)
-				if r.action == ActionAllow {
-					continue
-				}
-			}
-			if ok || condErr != nil {
-				return r.decide(p.name, &ev.attrs, condErr), nil
-			}
+		}
+		if ok || condErr != nil {
+			return r.decide(p.name, &ev.attrs, condErr), nil
 		}
 	}
 	return Decision{Action: ActionAllow, Message: "Gatehouse allowed " + a.String() + ": no AccessPolicy rule matched"}, nil

@@ -567,3 +567,38 @@ func TestEvaluationOrder(t *testing.T) {
 		assert.Equal(t, tt.rule, d.Rule, tt.resource)
 	}
 }
+
+// TestEvaluationOrderAcrossResources checks that rules about specific groups and resources and
+// rules about any of them keep their order, whichever resource a request is for.
+func TestEvaluationOrderAcrossResources(t *testing.T) {
+	e := newEngine(t, nil, `
+apiVersion: gatehouse.dev/v1alpha1
+kind: AccessPolicy
+metadata: {name: p}
+spec:
+  rules:
+  - {name: alice-deployments, match: {apiGroups: [apps], resources: [deployments], users: [alice]}, action: allow}
+  - {name: alice-anything, match: {resources: ["*"], users: [alice]}, action: deny}
+  - {name: deployments-any-group, match: {apiGroups: ["*"], resources: [deployments]}, action: deny}
+  - {name: core, match: {apiGroups: [""]}, action: allow}
+  - {name: pods, match: {resources: [pods]}, action: deny}
+`)
+	for _, tt := range []struct {
+		user, group, resource, rule string
+		action                      policy.Action
+	}{
+		{"alice", "apps", "deployments", "alice-deployments", policy.ActionAllow},
+		{"bob", "apps", "deployments", "deployments-any-group", policy.ActionDeny},
+		{"bob", "example.dev", "deployments", "deployments-any-group", policy.ActionDeny},
+		{"alice", "", "pods", "alice-anything", policy.ActionDeny},
+		{"bob", "", "pods", "core", policy.ActionAllow},
+		{"bob", "batch", "pods", "pods", policy.ActionDeny},
+		{"alice", "example.dev", "widgets", "alice-anything", policy.ActionDeny},
+		{"bob", "example.dev", "widgets", "", policy.ActionAllow},
+	} {
+		d, err := e.Evaluate(t.Context(), policy.Attributes{Operation: "CREATE", Group: tt.group, Resource: tt.resource, Namespace: "n", User: user(tt.user)})
+		require.NoError(t, err)
+		assert.Equal(t, tt.rule, d.Rule, "%s %s/%s", tt.user, tt.group, tt.resource)
+		assert.Equal(t, tt.action, d.Action, "%s %s/%s", tt.user, tt.group, tt.resource)
+	}
+}

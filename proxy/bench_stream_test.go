@@ -34,6 +34,7 @@ func BenchmarkProxyWrite(b *testing.B) {
 		_, _ = w.Write(body)
 		return true
 	})
+	u.discardRequests()
 	tok := token(b, "alice", nil)
 	for _, tc := range []struct {
 		name string

@@ -22,6 +22,7 @@ import (
 // the cost down: without the trail (records dropped), and without masking as well.
 func BenchmarkProxyGet(b *testing.B) {
 	u := newUpstream(b)
+	u.discardRequests()
 	tok := token(b, "alice", nil)
 	for _, tc := range []struct {
 		name string
@@ -53,12 +54,14 @@ func BenchmarkProxyGet(b *testing.B) {
 			lat := make([]time.Duration, 0, b.N)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0 := processCPU(b)
 			for b.Loop() {
 				start := time.Now()
 				do()
 				lat = append(lat, time.Since(start))
 			}
 			b.StopTimer()
+			reportCPU(b, cpu0)
 			slices.Sort(lat)
 			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
@@ -70,6 +73,7 @@ func BenchmarkProxyGet(b *testing.B) {
 // (masked event by event) and through a plain reverse proxy.
 func BenchmarkProxyWatches(b *testing.B) {
 	u := newUpstream(b)
+	u.discardRequests()
 	tok := token(b, "alice", nil)
 	const watches, events = 50, 200
 	for _, tc := range []struct {
@@ -81,7 +85,7 @@ func BenchmarkProxyWatches(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			client := tc.srv.Client()
-			start := time.Now()
+			start, cpu0 := time.Now(), processCPU(b)
 			for b.Loop() {
 				var wg sync.WaitGroup
 				for range watches {
@@ -103,6 +107,7 @@ func BenchmarkProxyWatches(b *testing.B) {
 				wg.Wait()
 			}
 			b.ReportMetric(float64(b.N*watches*events)/time.Since(start).Seconds(), "events/s")
+			reportCPU(b, cpu0)
 		})
 	}
 }

@@ -7,8 +7,11 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"k8s.io/apiserver/pkg/endpoints/request"
+
+	"github.com/gatehouse-dev/gatehouse/identity"
 )
 
 // bearerToken returns the client's bearer token: from the Authorization header or, for
@@ -89,8 +92,31 @@ func impersonationHeader(h http.Header) (string, bool) {
 }
 
 func isImpersonation(name string) bool {
-	n := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
-	return strings.HasPrefix(n, "impersonate-")
+	// strings.HasPrefix(strings.ToLower(strings.ReplaceAll(name, "_", "-")), prefix), without
+	// allocating for ASCII names: it runs for every header of every request. Outside ASCII some
+	// characters lower to ASCII letters (U+0130 to i): such names take the long way.
+	const prefix = "impersonate-"
+	for i := range len(name) {
+		if name[i] >= utf8.RuneSelf {
+			return strings.HasPrefix(strings.ToLower(strings.ReplaceAll(name, "_", "-")), prefix)
+		}
+	}
+	if len(name) < len(prefix) {
+		return false
+	}
+	for i := range len(prefix) {
+		c := name[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // forwardedHeaders are the client headers the proxy passes to kube-apiserver: content
@@ -114,6 +140,17 @@ func forwarded(name string) bool { return forwardedHeaders[name] }
 
 // extraHeader returns the Impersonate-Extra header name for key, escaped as client-go does.
 func extraHeader(key string) string {
+	// The extras the proxy sets on every request, escaped (TestExtraHeader checks them).
+	switch key {
+	case identity.ExtraSessionID:
+		return "Impersonate-Extra-gatehouse.dev%2Fsession-id"
+	case identity.ExtraIssuer:
+		return "Impersonate-Extra-gatehouse.dev%2Fissuer"
+	case identity.ExtraSubject:
+		return "Impersonate-Extra-gatehouse.dev%2Fsubject"
+	case identity.ExtraClient:
+		return "Impersonate-Extra-gatehouse.dev%2Fclient"
+	}
 	return "Impersonate-Extra-" + url.PathEscape(key)
 }
 

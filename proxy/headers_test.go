@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gatehouse-dev/gatehouse/authn"
+	"github.com/gatehouse-dev/gatehouse/identity"
 )
 
 func TestJSONOnly(t *testing.T) {
@@ -171,4 +174,24 @@ func FuzzRequestParsing(f *testing.F) {
 		r.Header.Set(HoldHeader, proto)
 		_, _ = readClientOptions(r)
 	})
+}
+
+func TestExtraHeader(t *testing.T) {
+	for _, key := range []string{identity.ExtraSessionID, identity.ExtraIssuer, identity.ExtraSubject, identity.ExtraClient,
+		identity.ExtraApprovalID, identity.ExtraReason, identity.ExtraOriginalUser, "example.com/team", "plain"} {
+		assert.Equal(t, "Impersonate-Extra-"+url.PathEscape(key), extraHeader(key), key)
+	}
+}
+
+// TestIsImpersonation compares isImpersonation with the plain definition, on names in any case,
+// with underscores, short, and with bytes outside ASCII.
+func TestIsImpersonation(t *testing.T) {
+	plain := func(name string) bool {
+		return strings.HasPrefix(strings.ToLower(strings.ReplaceAll(name, "_", "-")), "impersonate-")
+	}
+	for _, name := range []string{"", "Impersonate", "Impersonate-", "impersonate_", "IMPERSONATE_USER", "Impersonate-Extra-a",
+		"Impersonatex-User", "xImpersonate-User", "İmpersonate-User", "Impersonate\u2010User", "impersonate-\xff", "\xffmpersonate-User",
+		"Impersonation-User", "Accept", "impersonate-uid", "x\u0130mpersonate-User", "\u0130MPERSONATE_USER"} {
+		assert.Equal(t, plain(name), isImpersonation(name), "%q", name)
+	}
 }

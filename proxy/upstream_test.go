@@ -33,6 +33,8 @@ type upstream struct {
 	mu       sync.Mutex
 	requests []seen
 	respond  func(w http.ResponseWriter, r *http.Request, body []byte) bool
+	// discard keeps no requests: for benchmarks, whose memory would grow with them.
+	discard bool
 }
 
 // seen is a request as it reached the upstream.
@@ -47,7 +49,9 @@ func newUpstream(t testing.TB) *upstream {
 	u.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		u.mu.Lock()
-		u.requests = append(u.requests, seen{method: r.Method, path: r.URL.Path, header: r.Header.Clone(), body: body})
+		if !u.discard {
+			u.requests = append(u.requests, seen{method: r.Method, path: r.URL.Path, header: r.Header.Clone(), body: body})
+		}
 		respond := u.respond
 		u.mu.Unlock()
 		if respond != nil && respond(w, r, body) {
@@ -90,6 +94,13 @@ func (u *upstream) setRespond(f func(w http.ResponseWriter, r *http.Request, bod
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.respond, u.requests = f, nil
+}
+
+// discardRequests makes u keep no requests from now on.
+func (u *upstream) discardRequests() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.discard, u.requests = true, nil
 }
 
 func (u *upstream) config() *rest.Config {

@@ -82,7 +82,7 @@ func (s *sessionValues) collect(st *requestState, body []byte) {
 			return
 		}
 		doc.each(func(v []byte) {
-			if values.Contains(v) {
+			if !keepable(v) || values.Contains(v) {
 				return
 			}
 			if ph, ok := s.placeholder(v); ok {
@@ -90,6 +90,12 @@ func (s *sessionValues) collect(st *requestState, body []byte) {
 			}
 		})
 	}
+}
+
+// keepable reports whether a Values set could keep v or a line of it: no placeholder is worth
+// computing for a value shorter than recording.MinValueBytes without spaces.
+func keepable(v []byte) bool {
+	return len(bytes.TrimSpace(v)) >= recording.MinValueBytes
 }
 
 // collectStream returns a reader of r that keeps the values of the Secrets in the watch events
@@ -111,7 +117,7 @@ func (s *sessionValues) collectStream(st *requestState, r io.ReadCloser) io.Read
 				return
 			}
 			doc.each(func(v []byte) {
-				if !values.Contains(v) {
+				if keepable(v) && !values.Contains(v) {
 					if ph, ok := s.placeholder(v); ok {
 						values.Add(v, ph)
 					}
@@ -152,12 +158,14 @@ func (s *sessionValues) placeholder(v []byte) ([]byte, bool) {
 		return nil, false
 	}
 	var masked struct {
-		Data map[string]string `json:"data"`
+		Data struct {
+			V string `json:"v"`
+		} `json:"data"`
 	}
 	if json.Unmarshal(out, &masked) != nil {
 		return nil, false
 	}
-	ph, err := base64.StdEncoding.DecodeString(masked.Data["v"])
+	ph, err := base64.StdEncoding.DecodeString(masked.Data.V)
 	if err != nil || !masking.ContainsPlaceholder(ph) {
 		return nil, false
 	}

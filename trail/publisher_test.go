@@ -71,6 +71,34 @@ func TestPublishStoresOncePerID(t *testing.T) {
 	assert.ErrorIs(t, p.Publish(ctx, &trail.Request{}), trail.ErrClosed)
 }
 
+// TestPublishBatches checks that records held for BatchDelay count as pending and are not sent
+// before it, that Close (Flush) sends them at once and waits for them, and that a negative
+// BatchDelay hands each record over at once.
+func TestPublishBatches(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration
+	}{{"held", time.Hour}, {"at once", -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, nc, js := setup(t)
+			ctx := t.Context()
+			p, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: "test", BatchDelay: tc.delay})
+			require.NoError(t, err)
+			before := streamMsgs(t, js)
+			for i := range 30 {
+				require.NoError(t, p.Publish(ctx, &trail.Request{Meta: trail.Meta{ID: fmt.Sprintf("%s-%d", t.Name(), i)}}))
+			}
+			if tc.delay > 0 {
+				assert.Equal(t, 30, p.Pending(), "held records are pending")
+				assert.Equal(t, before, streamMsgs(t, js), "nothing is sent before the delay")
+			}
+			require.NoError(t, p.Close(ctx))
+			assert.Equal(t, before+30, streamMsgs(t, js), "Close sends the held records and waits for them")
+			assert.Equal(t, 0, p.Pending())
+		})
+	}
+}
+
 func TestPublishFailsClosedWhileNATSIsDown(t *testing.T) {
 	natsServer, nc, js := setup(t)
 	ctx := t.Context()

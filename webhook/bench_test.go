@@ -144,53 +144,115 @@ func BenchmarkAdmission(b *testing.B) {
 		name    string
 		handler admission.Handler
 	}{
-		{"baseline=noop", admission.HandlerFunc(func(context.Context, admission.Request) admission.Response { return admission.Allowed("") })},
+		{"baseline=noop", noopHandler()},
 		{"policy-50-rules", validator},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
-			h := webhook.NewHandler(bc.handler, nil)
-			var mu sync.Mutex
-			var latencies []time.Duration
-			refused := publisher.refused.Load()
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu0 := cpuTime(b)
-			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
-				var own []time.Duration
-				for pb.Next() {
-					req := benchRequest(prefix, []byte(trail.NewID()), suffix)
-					w := httptest.NewRecorder()
-					t0 := time.Now()
-					h.ServeHTTP(w, req)
-					own = append(own, time.Since(t0))
-					if w.Code != http.StatusOK {
-						b.Errorf("status %d: %s", w.Code, w.Body)
-						return
-					}
-				}
-				mu.Lock()
-				latencies = append(latencies, own...)
-				mu.Unlock()
-			})
-			elapsed := time.Since(start)
-			cpu := cpuTime(b) - cpu0
-			b.StopTimer()
-			slices.Sort(latencies)
-			if len(latencies) > 0 {
-				b.ReportMetric(float64(len(latencies))/elapsed.Seconds(), "reviews/s")
-				b.ReportMetric(float64(latencies[len(latencies)/2].Nanoseconds()), "p50-ns")
-				b.ReportMetric(float64(latencies[len(latencies)*99/100].Nanoseconds()), "p99-ns")
-				// CPU time per review, of the whole process (the embedded NATS server included):
-				// unlike wall time it does not grow when other processes share the machine.
-				b.ReportMetric(float64(cpu.Nanoseconds())/float64(len(latencies)), "cpu-ns/op")
-			}
-			b.ReportMetric(float64(publisher.refused.Load()-refused), "unrecorded")
-		})
+		b.Run(bc.name, func(b *testing.B) { benchReviews(b, bc.handler, publisher, prefix, suffix) })
 	}
 	flush, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	require.NoError(b, bed.publisher.Flush(flush))
+}
+
+// scalePolicies returns n rules of which the same few can match the benchmark's request (a pod
+// create): five on pods with a CEL condition on the object and two on any resource, by subject;
+// the others name other resources and groups, with and without conditions, as a cluster's
+// policies for its other workloads would.
+func scalePolicies(b *testing.B, n int) []v1alpha1.AccessPolicy {
+	b.Helper()
+	var rules strings.Builder
+	for i := range n {
+		fmt.Fprintf(&rules, "  - name: scale-%d\n    action: deny\n", i)
+		switch {
+		case i < 5:
+			fmt.Fprintf(&rules, "    match: {operations: [CREATE, UPDATE], resources: [pods]}\n"+
+				"    condition: object.metadata.?labels[?'team'].orValue('') == 'team-%d' || object.spec.containers.exists(c, c.image.startsWith('forbidden.example/%d'))\n", i, i)
+		case i < 7:
+			fmt.Fprintf(&rules, "    match: {resources: [\"*\"], users: [intruder-%d]}\n", i)
+		case i%3 == 0:
+			fmt.Fprintf(&rules, "    match: {apiGroups: [apps], resources: [deployments, statefulsets], namespaces: [team-%d]}\n", i)
+		case i%3 == 1:
+			fmt.Fprintf(&rules, "    match: {operations: [CREATE, UPDATE], apiGroups: [example-%d.dev], resources: [widgets]}\n"+
+				"    condition: object.spec.?size.orValue(0) > %d\n", i, i)
+		default:
+			fmt.Fprintf(&rules, "    match: {resources: [configmaps, services/status], namespaces: [restricted-%d]}\n", i)
+		}
+	}
+	var p v1alpha1.AccessPolicy
+	require.NoError(b, yaml.UnmarshalStrict([]byte("apiVersion: gatehouse.dev/v1alpha1\nkind: AccessPolicy\n"+
+		"metadata: {name: bench-scale}\nspec:\n  rules:\n"+rules.String()), &p))
+	return []v1alpha1.AccessPolicy{p}
+}
+
+// BenchmarkAdmissionRules measures the validating webhook with 10, 50 and 200 rules of which
+// the same seven can match the request (see scalePolicies), each against the no-op handler: the
+// cost should grow with the rules that can match the request's resource, not with all rules.
+func BenchmarkAdmissionRules(b *testing.B) {
+	prefix, suffix := reviewBody(b)
+	publisher := &countingPublisher{Publisher: bed.publisher}
+	for _, n := range []int{10, 50, 200} {
+		engine := policy.NewEngine(policy.EngineOptions{})
+		require.Empty(b, engine.SetPolicies(scalePolicies(b, n)))
+		validator, err := webhook.NewValidator(webhook.Options{Engine: engine, Publisher: publisher})
+		require.NoError(b, err)
+		check := httptest.NewRecorder()
+		webhook.NewHandler(validator, nil).ServeHTTP(check, benchRequest(prefix, []byte(trail.NewID()), suffix))
+		require.Contains(b, check.Body.String(), `"allowed":true`)
+		b.Run(fmt.Sprintf("rules=%d/baseline=noop", n), func(b *testing.B) { benchReviews(b, noopHandler(), publisher, prefix, suffix) })
+		b.Run(fmt.Sprintf("rules=%d/policy", n), func(b *testing.B) { benchReviews(b, validator, publisher, prefix, suffix) })
+	}
+	flush, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(b, bed.publisher.Flush(flush))
+}
+
+// noopHandler allows every request: the baseline of the admission benchmarks.
+func noopHandler() admission.Handler {
+	return admission.HandlerFunc(func(context.Context, admission.Request) admission.Response { return admission.Allowed("") })
+}
+
+// benchReviews runs reviews through the webhook's HTTP handler around handler, in parallel on
+// every CPU, and reports reviews per second, the median and 99th-percentile latency, the CPU time
+// per review and the records the trail refused.
+func benchReviews(b *testing.B, handler admission.Handler, publisher *countingPublisher, prefix, suffix []byte) {
+	h := webhook.NewHandler(handler, nil)
+	var mu sync.Mutex
+	var latencies []time.Duration
+	refused := publisher.refused.Load()
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime(b)
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		var own []time.Duration
+		for pb.Next() {
+			req := benchRequest(prefix, []byte(trail.NewID()), suffix)
+			w := httptest.NewRecorder()
+			t0 := time.Now()
+			h.ServeHTTP(w, req)
+			own = append(own, time.Since(t0))
+			if w.Code != http.StatusOK {
+				b.Errorf("status %d: %s", w.Code, w.Body)
+				return
+			}
+		}
+		mu.Lock()
+		latencies = append(latencies, own...)
+		mu.Unlock()
+	})
+	elapsed := time.Since(start)
+	cpu := cpuTime(b) - cpu0
+	b.StopTimer()
+	slices.Sort(latencies)
+	if len(latencies) > 0 {
+		b.ReportMetric(float64(len(latencies))/elapsed.Seconds(), "reviews/s")
+		b.ReportMetric(float64(latencies[len(latencies)/2].Nanoseconds()), "p50-ns")
+		b.ReportMetric(float64(latencies[len(latencies)*99/100].Nanoseconds()), "p99-ns")
+		// CPU time per review, of the whole process (the embedded NATS server included):
+		// unlike wall time it does not grow when other processes share the machine.
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(len(latencies)), "cpu-ns/op")
+	}
+	b.ReportMetric(float64(publisher.refused.Load()-refused), "unrecorded")
 }
 
 // cpuTime returns the CPU time (user and system) the process has used.

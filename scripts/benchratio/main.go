@@ -3,15 +3,27 @@
 //
 // A baseline is a sub-benchmark whose name starts with "baseline=": for BenchmarkX/baseline=Y,
 // every sibling BenchmarkX/Z is reported as Z/Y on the median ns/op over -count runs, plus any
-// custom metrics (p99-ns, events/s, ...) the benchmark reported, side by side.
+// custom metrics (p99-ns, events/s, ...) the benchmark reported, side by side. Metrics the
+// baseline lacks are shown as they are.
 //
-//	go test -run '^$' -bench . -count 5 ./... | go run ./scripts/benchratio
+// Cases that differ only in one numeric parameter of their name (clients=1, clients=50, ...;
+// size=1MB, size=100MB) form a scaling curve: the report shows their ratios side by side, and
+// their per-unit metrics (ns/MB, B/watch, ...) relative to the smallest parameter, so that
+// linear cost reads as 1.00x all along.
+//
+// benchratio passes the raw output through to standard output as it comes (the run's progress),
+// writes it unchanged to -raw (benchstat's input format) and the report as JSON to -json.
+//
+//	go test -run '^$' -bench . -count 5 ./... | go run ./scripts/benchratio -json bench.json -raw bench.txt
 package main
 
 import (
 	"bufio"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -20,32 +32,129 @@ import (
 	"strings"
 )
 
-// result holds every run of one benchmark.
-type result struct {
-	metrics map[string][]float64 // unit -> values
-}
-
-var line = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
-
 func main() {
-	if err := run(os.Stdin, os.Stdout); err != nil {
+	jsonPath := flag.String("json", "", "write the report as JSON to this file")
+	rawPath := flag.String("raw", "", "write the raw benchmark output (benchstat's input) to this file")
+	flag.Parse()
+	if err := main1(*jsonPath, *rawPath); err != nil {
 		fmt.Fprintln(os.Stderr, "benchratio:", err)
 		os.Exit(1)
 	}
 }
 
-func run(in io.Reader, out io.Writer) error {
+func main1(jsonPath, rawPath string) error {
+	var raw io.Writer = io.Discard
+	if rawPath != "" {
+		f, err := os.Create(rawPath)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		raw = f
+	}
+	rep, err := run(os.Stdin, io.MultiWriter(os.Stdout, raw), os.Stdout)
+	if err != nil {
+		return err
+	}
+	if jsonPath == "" {
+		return nil
+	}
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(jsonPath, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stdout, "\nReport written to %s", jsonPath)
+	if rawPath != "" {
+		fmt.Fprintf(os.Stdout, ", raw output (for benchstat) to %s", rawPath)
+	}
+	fmt.Fprintln(os.Stdout)
+	return nil
+}
+
+// result holds every run of one benchmark.
+type result struct {
+	metrics map[string][]float64 // unit -> values
+}
+
+// Report is the JSON form of the report.
+type Report struct {
+	// Groups has one entry per baseline, in the order the benchmarks ran.
+	Groups []Group `json:"groups"`
+	// Scaling has one entry per family of cases that differ in one numeric parameter.
+	Scaling []Curve `json:"scaling,omitempty"`
+	// Failures lists the lines of failed benchmarks and packages.
+	Failures []string `json:"failures,omitempty"`
+}
+
+// Group is a baseline and the cases measured against it.
+type Group struct {
+	Package   string `json:"package"`
+	Benchmark string `json:"benchmark"`
+	Baseline  string `json:"baseline"`
+	// BaselineMetrics are the baseline's medians, by unit, for reference only.
+	BaselineMetrics map[string]float64 `json:"baselineMetrics"`
+	Cases           []Case             `json:"cases"`
+}
+
+// Case is one benchmark against its baseline.
+type Case struct {
+	Name string `json:"name"`
+	Runs int    `json:"runs"`
+	// Ratios are case/baseline of the medians, for every unit both reported (ns/op, p99-ns, ...).
+	Ratios map[string]float64 `json:"ratios"`
+	// Metrics are the case's medians of the units its baseline does not report.
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+	// AllocsPerOp is the case's median allocations per operation, when reported.
+	AllocsPerOp *float64 `json:"allocsPerOp,omitempty"`
+}
+
+// Curve is a family of cases that differ only in one numeric parameter.
+type Curve struct {
+	// Name is the case's name with the parameter's value replaced by "*".
+	Name      string  `json:"name"`
+	Parameter string  `json:"parameter"`
+	Points    []Point `json:"points"`
+}
+
+// Point is one case of a curve.
+type Point struct {
+	Value string `json:"value"`
+	// TimeRatio is the case's ns/op ratio to its baseline.
+	TimeRatio float64 `json:"timeRatio"`
+	// Relative are the case's per-unit metrics (units with a "/", such as ns/MB or B/watch,
+	// and events/s) divided by the first point's: 1.00 all along is linear cost.
+	Relative map[string]float64 `json:"relative,omitempty"`
+}
+
+var (
+	line    = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+	param   = regexp.MustCompile(`^([A-Za-z][\w-]*)=(\d+(?:\.\d+)?)([A-Za-z]*)$`)
+	failure = regexp.MustCompile(`^(--- FAIL|FAIL|panic:)`)
+)
+
+// standard are go test's own units: shown as ratios, never as scaling metrics.
+var standard = map[string]bool{"ns/op": true, "B/op": true, "allocs/op": true, "MB/s": true}
+
+func run(in io.Reader, raw, out io.Writer) (*Report, error) {
 	results := map[string]*result{}
+	pkgOf := map[string]string{}
 	pkg := ""
 	names := []string{}
+	rep := &Report{}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		text := sc.Text()
-		fmt.Fprintln(out, text) // pass the raw output through
+		fmt.Fprintln(raw, text)
 		if p, ok := strings.CutPrefix(text, "pkg: "); ok {
 			pkg = p
 			continue
+		}
+		if failure.MatchString(text) {
+			rep.Failures = append(rep.Failures, text)
 		}
 		m := line.FindStringSubmatch(text)
 		if m == nil {
@@ -57,6 +166,7 @@ func run(in io.Reader, out io.Writer) error {
 			r = &result{metrics: map[string][]float64{}}
 			results[name] = r
 			names = append(names, name)
+			pkgOf[name] = pkg
 		}
 		f := strings.Fields(m[2])
 		for i := 0; i+1 < len(f); i += 2 {
@@ -68,50 +178,168 @@ func run(in io.Reader, out io.Writer) error {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return err
+		return nil, err
 	}
 
-	fmt.Fprintln(out, "\nRatios to the baseline of the same run (median of runs; < 1 is faster):")
-	found := false
+	// caseOf finds each case's baseline, for the scaling curves.
+	type found struct {
+		r, base *result
+	}
+	caseOf := map[string]found{}
 	for _, base := range names {
 		parent, sub, ok := strings.Cut(base, "/baseline=")
 		if !ok || strings.Contains(sub, "/") {
 			continue
 		}
-		found = true
 		b := results[base]
-		fmt.Fprintf(out, "\n%s (baseline %s: %s)\n", parent, sub, describe(b))
+		g := Group{
+			Package:         pkgOf[base],
+			Benchmark:       strings.TrimPrefix(parent, pkgOf[base]+" "),
+			Baseline:        sub,
+			BaselineMetrics: medians(b),
+		}
 		for _, name := range names {
 			rest, ok := strings.CutPrefix(name, parent+"/")
-			if !ok || name == base || strings.HasPrefix(rest, "baseline=") {
+			if !ok || name == base || strings.HasPrefix(rest, "baseline=") || isNestedGroup(rest, names, parent) {
 				continue
 			}
 			r := results[name]
-			fmt.Fprintf(out, "  %-40s %6.2fx time", rest, ratio(r, b, "ns/op"))
+			c := Case{Name: rest, Runs: len(r.metrics["ns/op"]), Ratios: map[string]float64{}, Metrics: map[string]float64{}}
 			for _, unit := range sortedUnits(r) {
-				if unit == "ns/op" || unit == "B/op" || unit == "allocs/op" || unit == "MB/s" {
+				if unit == "B/op" || unit == "allocs/op" || unit == "MB/s" {
 					continue
 				}
 				if _, ok := b.metrics[unit]; ok {
-					fmt.Fprintf(out, "  %6.2fx %s", ratio(r, b, unit), unit)
+					c.Ratios[unit] = ratio(r, b, unit)
 				} else {
-					fmt.Fprintf(out, "  %s=%.4g", unit, median(r.metrics[unit]))
+					c.Metrics[unit] = median(r.metrics[unit])
 				}
 			}
 			if a, ok := r.metrics["allocs/op"]; ok {
-				fmt.Fprintf(out, "  allocs/op=%.0f", median(a))
+				v := median(a)
+				c.AllocsPerOp = &v
+			}
+			g.Cases = append(g.Cases, c)
+			caseOf[name] = found{r, b}
+		}
+		rep.Groups = append(rep.Groups, g)
+	}
+	if len(rep.Groups) == 0 {
+		return nil, fmt.Errorf("no baseline=... sub-benchmarks in the input")
+	}
+
+	// Scaling curves: cases whose names differ in one name=<number> element.
+	curves := map[string]*Curve{}
+	var order []string
+	for _, name := range names {
+		fc, ok := caseOf[name]
+		if !ok {
+			continue
+		}
+		elems := strings.Split(name, "/")
+		for i, e := range elems {
+			m := param.FindStringSubmatch(e)
+			if m == nil {
+				continue
+			}
+			key := strings.Join(slices.Concat(elems[:i], []string{m[1] + "=*"}, elems[i+1:]), "/")
+			c, ok := curves[key]
+			if !ok {
+				c = &Curve{Name: key, Parameter: m[1]}
+				curves[key] = c
+				order = append(order, key)
+			}
+			p := Point{Value: m[2] + m[3], TimeRatio: ratio(fc.r, fc.base, "ns/op"), Relative: map[string]float64{}}
+			for _, unit := range sortedUnits(fc.r) {
+				if !standard[unit] && strings.Contains(unit, "/") && !strings.HasPrefix(unit, "cpu-ns") {
+					p.Relative[unit] = median(fc.r.metrics[unit])
+				}
+			}
+			c.Points = append(c.Points, p)
+		}
+	}
+	for _, key := range order {
+		c := curves[key]
+		if len(c.Points) < 2 {
+			continue
+		}
+		first := maps.Clone(c.Points[0].Relative)
+		for i := range c.Points {
+			for unit, v := range c.Points[i].Relative {
+				if first[unit] == 0 {
+					delete(c.Points[i].Relative, unit)
+					continue
+				}
+				c.Points[i].Relative[unit] = v / first[unit]
+			}
+		}
+		rep.Scaling = append(rep.Scaling, *c)
+	}
+	printReport(out, rep)
+	return rep, nil
+}
+
+// isNestedGroup reports whether rest lies under a deeper baseline of its own (parent/X/baseline=...),
+// where it is reported instead.
+func isNestedGroup(rest string, names []string, parent string) bool {
+	for i := strings.LastIndex(rest, "/"); i > 0; i = strings.LastIndex(rest[:i], "/") {
+		prefix := parent + "/" + rest[:i] + "/baseline="
+		for _, n := range names {
+			if strings.HasPrefix(n, prefix) && !strings.Contains(n[len(prefix):], "/") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func printReport(out io.Writer, rep *Report) {
+	fmt.Fprintln(out, "\nRatios to the baseline of the same run (median of runs; time < 1 is faster):")
+	for _, g := range rep.Groups {
+		fmt.Fprintf(out, "\n%s %s (baseline %s: %.0f ns/op)\n", g.Package, g.Benchmark, g.Baseline, g.BaselineMetrics["ns/op"])
+		for _, c := range g.Cases {
+			fmt.Fprintf(out, "  %-40s %6.2fx time", c.Name, c.Ratios["ns/op"])
+			for _, unit := range sortedKeys(c.Ratios) {
+				if unit != "ns/op" {
+					fmt.Fprintf(out, "  %6.2fx %s", c.Ratios[unit], unit)
+				}
+			}
+			for _, unit := range sortedKeys(c.Metrics) {
+				fmt.Fprintf(out, "  %s=%.4g", unit, c.Metrics[unit])
+			}
+			if c.AllocsPerOp != nil {
+				fmt.Fprintf(out, "  allocs/op=%.0f", *c.AllocsPerOp)
 			}
 			fmt.Fprintln(out)
 		}
 	}
-	if !found {
-		return fmt.Errorf("no baseline=... sub-benchmarks in the input")
+	if len(rep.Scaling) > 0 {
+		fmt.Fprintln(out, "\nScaling (time ratio to the baseline at each point; per-unit metrics relative to the first point):")
+		for _, c := range rep.Scaling {
+			fmt.Fprintf(out, "\n%s\n", c.Name)
+			for _, p := range c.Points {
+				fmt.Fprintf(out, "  %s=%-10s %6.2fx time", c.Parameter, p.Value, p.TimeRatio)
+				for _, unit := range sortedKeys(p.Relative) {
+					fmt.Fprintf(out, "  %6.2fx %s", p.Relative[unit], unit)
+				}
+				fmt.Fprintln(out)
+			}
+		}
 	}
-	return nil
+	if len(rep.Failures) > 0 {
+		fmt.Fprintln(out, "\nFailures:")
+		for _, f := range rep.Failures {
+			fmt.Fprintln(out, "  "+f)
+		}
+	}
 }
 
-func describe(r *result) string {
-	return fmt.Sprintf("%.0f ns/op", median(r.metrics["ns/op"]))
+func medians(r *result) map[string]float64 {
+	m := map[string]float64{}
+	for unit, v := range r.metrics {
+		m[unit] = median(v)
+	}
+	return m
 }
 
 func ratio(r, base *result, unit string) float64 {
@@ -137,6 +365,15 @@ func median(v []float64) float64 {
 func sortedUnits(r *result) []string {
 	var u []string
 	for k := range r.metrics {
+		u = append(u, k)
+	}
+	sort.Strings(u)
+	return u
+}
+
+func sortedKeys(m map[string]float64) []string {
+	var u []string
+	for k := range m {
 		u = append(u, k)
 	}
 	sort.Strings(u)

@@ -18,18 +18,64 @@ BenchmarkY/baseline=a/b-2     	100	 1000 ns/op
 BenchmarkZ/events=10/baseline=valid-2	100	 100 ns/op
 BenchmarkZ/events=10/mask-2           	100	 150 ns/op	 7 events/s
 `
-	var out strings.Builder
-	require.NoError(t, run(strings.NewReader(in), &out))
+	var raw, out strings.Builder
+	rep, err := run(strings.NewReader(in), &raw, &out)
+	require.NoError(t, err)
+	assert.Equal(t, in, raw.String(), "the raw output passes through unchanged")
 	s := out.String()
-	assert.Contains(t, s, in[:20], "the raw output passes through")
 	assert.Regexp(t, `fancy\s+2\.00x time\s+2\.00x p99-ns\s+allocs/op=20`, s, "medians of the runs, metric by metric")
 	assert.Regexp(t, `mask\s+1\.50x time\s+events/s=7`, s, "nested baselines; metrics the baseline lacks are shown as they are")
 	assert.NotContains(t, s, "BenchmarkY (baseline", "a baseline= with a deeper path is not a baseline")
+
+	require.Len(t, rep.Groups, 2)
+	x := rep.Groups[0]
+	assert.Equal(t, "example.com/p", x.Package)
+	assert.Equal(t, "BenchmarkX", x.Benchmark)
+	assert.Equal(t, "plain", x.Baseline)
+	require.Len(t, x.Cases, 1)
+	assert.Equal(t, Case{Name: "fancy", Runs: 2, Ratios: map[string]float64{"ns/op": 2, "p99-ns": 2}, Metrics: map[string]float64{}, AllocsPerOp: ptr(20.0)}, x.Cases[0])
+	assert.Equal(t, map[string]float64{"events/s": 7}, rep.Groups[1].Cases[0].Metrics)
+}
+
+func TestScaling(t *testing.T) {
+	in := `pkg: example.com/p
+BenchmarkS/size=1MB/baseline=valid-2	100	 1000 ns/op	 1000 ns/MB
+BenchmarkS/size=1MB/mask-2           	100	 2000 ns/op	 2000 ns/MB
+BenchmarkS/size=10MB/baseline=valid-2	100	 10000 ns/op	 1000 ns/MB
+BenchmarkS/size=10MB/mask-2          	100	 22000 ns/op	 2200 ns/MB
+BenchmarkC/clients=1/baseline=rp-2   	100	 100 ns/op
+BenchmarkC/clients=1/gatehouse-2     	100	 110 ns/op
+BenchmarkC/clients=50/baseline=rp-2  	100	 100 ns/op
+BenchmarkC/clients=50/gatehouse-2    	100	 150 ns/op
+`
+	var out strings.Builder
+	rep, err := run(strings.NewReader(in), &strings.Builder{}, &out)
+	require.NoError(t, err)
+	require.Len(t, rep.Scaling, 2)
+	s := rep.Scaling[0]
+	assert.Equal(t, "example.com/p BenchmarkS/size=*/mask", s.Name)
+	assert.Equal(t, "size", s.Parameter)
+	require.Len(t, s.Points, 2)
+	assert.Equal(t, "1MB", s.Points[0].Value)
+	assert.InDelta(t, 2.0, s.Points[0].TimeRatio, 1e-9)
+	assert.InDelta(t, 1.0, s.Points[0].Relative["ns/MB"], 1e-9)
+	assert.InDelta(t, 2.2, s.Points[1].TimeRatio, 1e-9)
+	assert.InDelta(t, 1.1, s.Points[1].Relative["ns/MB"], 1e-9, "per-MB cost relative to the smallest size")
+	c := rep.Scaling[1]
+	assert.Equal(t, "clients", c.Parameter)
+	assert.InDelta(t, 1.5, c.Points[1].TimeRatio, 1e-9)
+	assert.Contains(t, out.String(), "Scaling")
+}
+
+func TestFailuresReported(t *testing.T) {
+	in := "pkg: example.com/p\nBenchmarkX/baseline=a-2 1 10 ns/op\n--- FAIL: BenchmarkX/b\nFAIL\texample.com/p\t1.0s\n"
+	rep, err := run(strings.NewReader(in), &strings.Builder{}, &strings.Builder{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"--- FAIL: BenchmarkX/b", "FAIL\texample.com/p\t1.0s"}, rep.Failures)
 }
 
 func TestNoBaseline(t *testing.T) {
-	var out strings.Builder
-	err := run(strings.NewReader("BenchmarkX-2 100 10 ns/op\n"), &out)
+	_, err := run(strings.NewReader("BenchmarkX-2 100 10 ns/op\n"), &strings.Builder{}, &strings.Builder{})
 	require.Error(t, err)
 }
 
@@ -41,3 +87,5 @@ func TestMedian(t *testing.T) {
 		assert.Equal(t, tc.want, median(tc.in))
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

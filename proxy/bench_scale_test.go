@@ -1,0 +1,274 @@
+package proxy_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The scaling curves of the proxy: each point is Gatehouse (authentication with a cached token,
+// masking and the trail on) against a plain httputil.ReverseProxy to the same upstream, in the
+// same run. make bench shows each curve's ratios side by side.
+
+// BenchmarkProxyConcurrency sends small GETs from 1, 50 and 500 concurrent clients. It reports
+// the median and 99th-percentile latency of a request and the requests per second.
+func BenchmarkProxyConcurrency(b *testing.B) {
+	u := newUpstream(b)
+	u.discardRequests()
+	tok := token(b, "alice", nil)
+	servers := []struct {
+		name string
+		srv  *httptest.Server
+	}{{"baseline=reverseproxy", newBaselineProxy(b, u)}, {"gatehouse", newStubProxy(b, u, nil)}}
+	for _, clients := range []int{1, 50, 500} {
+		for _, s := range servers {
+			b.Run(fmt.Sprintf("clients=%d/%s", clients, s.name), func(b *testing.B) {
+				client := s.srv.Client()
+				url := s.srv.URL + "/api/v1/namespaces/default/configmaps/settings"
+				do := func() error {
+					req, _ := http.NewRequest(http.MethodGet, url, nil)
+					req.Header.Set("Authorization", "Bearer "+tok)
+					resp, err := client.Do(req)
+					if err != nil {
+						return err
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						return fmt.Errorf("status %d", resp.StatusCode)
+					}
+					return nil
+				}
+				for range 100 { // warm connections and the token cache
+					if err := do(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				work := make(chan struct{}, clients)
+				lats := make([][]time.Duration, clients)
+				var wg sync.WaitGroup
+				b.ReportAllocs()
+				b.ResetTimer()
+				start, cpu0 := time.Now(), processCPU(b)
+				for i := range clients {
+					wg.Go(func() {
+						for range work {
+							t0 := time.Now()
+							if err := do(); err != nil {
+								b.Error(err)
+								return
+							}
+							lats[i] = append(lats[i], time.Since(t0))
+						}
+					})
+				}
+				for range b.N {
+					work <- struct{}{}
+				}
+				close(work)
+				wg.Wait()
+				elapsed := time.Since(start)
+				b.StopTimer()
+				reportCPU(b, cpu0)
+				lat := slices.Concat(lats...)
+				if len(lat) == 0 {
+					return
+				}
+				reportLatency(b, lat)
+				b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "requests/s")
+			})
+		}
+	}
+}
+
+// secretListJSON returns a SecretList of about size bytes, as kube-apiserver would send it:
+// every Secret carries base64 data that masking replaces.
+func secretListJSON(size int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":"250000"},"items":[`)
+	raw := make([]byte, 600)
+	for i := 0; b.Len() < size; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		for k := range raw {
+			raw[k] = byte((k*131 + i*7919 + k*k) % 251)
+		}
+		val := base64.StdEncoding.EncodeToString(raw)
+		fmt.Fprintf(&b, `{"metadata":{"name":"app-%05d-credentials","namespace":"default","uid":"%08x-6b1e-4c8e-9a41-2f5e8c7d9b10","resourceVersion":"%d","creationTimestamp":"2026-03-14T09:26:53Z","labels":{"app.kubernetes.io/name":"app-%05d"}},"data":{"ca.crt":"%s","password":"%s","username":"YXBw"},"type":"Opaque"}`,
+			i, i, 100000+i, i, val, val[:32])
+	}
+	b.WriteString("]}\n")
+	return b.Bytes()
+}
+
+// configMapListJSON returns a ConfigMapList of about size bytes whose data hold configuration
+// files, some with credentials in them.
+func configMapListJSON(size int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"250000"},"items":[`)
+	for i := 0; b.Len() < size; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"metadata":{"name":"app-%05d-config","namespace":"default","uid":"%08x-6b1e-4c8e-9a41-2f5e8c7d9b10","resourceVersion":"%d","creationTimestamp":"2026-03-14T09:26:53Z","labels":{"app.kubernetes.io/name":"app-%05d"}},"data":{"application.yaml":"server:\n  port: 8080\n  threads: %d\nlogging:\n  level: info\nfeatures:\n  search: true\n  export: false\n","database.properties":"url=jdbc:postgresql://db-%d.internal:5432/app\nuser=app\npassword=pw-%08x-Qx7f\npool.size=20\n","mode":"production"}}`,
+			i, i, 100000+i, i, i%64, i%8, i*7919)
+	}
+	b.WriteString("]}\n")
+	return b.Bytes()
+}
+
+// BenchmarkProxyList reads a 1 MB list, which Gatehouse reads whole and masks: Secrets (whose
+// values the session also keeps, for its exec sessions) and ConfigMaps.
+func BenchmarkProxyList(b *testing.B) {
+	tok := token(b, "alice", nil)
+	for _, l := range []struct {
+		resource string
+		list     []byte
+	}{{"secrets", secretListJSON(1 << 20)}, {"configmaps", configMapListJSON(1 << 20)}} {
+		u := newUpstream(b)
+		u.setRespond(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(l.list)
+			return true
+		})
+		u.discardRequests()
+		for _, s := range []struct {
+			name string
+			srv  *httptest.Server
+		}{{"baseline=reverseproxy", newBaselineProxy(b, u)}, {"gatehouse", newStubProxy(b, u, nil)}} {
+			b.Run(l.resource+"/size=1MB/"+s.name, func(b *testing.B) {
+				client := s.srv.Client()
+				do := func() {
+					req, _ := http.NewRequest(http.MethodGet, s.srv.URL+"/api/v1/namespaces/default/"+l.resource, nil)
+					req.Header.Set("Authorization", "Bearer "+tok)
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					n, _ := io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK || n < int64(len(l.list))/8 { // masked values are shorter
+						b.Fatalf("status %d, %d bytes", resp.StatusCode, n)
+					}
+				}
+				for range 5 {
+					do()
+				}
+				lat := make([]time.Duration, 0, b.N)
+				b.SetBytes(int64(len(l.list)))
+				b.ReportAllocs()
+				b.ResetTimer()
+				cpu0 := processCPU(b)
+				for b.Loop() {
+					t0 := time.Now()
+					do()
+					lat = append(lat, time.Since(t0))
+				}
+				b.StopTimer()
+				reportCPU(b, cpu0)
+				reportLatency(b, lat)
+			})
+		}
+	}
+}
+
+// BenchmarkProxyWatchMemory opens 1,000 concurrent watches, each of which has received its first
+// event, and reports the heap and the goroutines each open watch holds in the whole process
+// (clients, proxy and upstream): the clients' and upstream's share is the same in both cases.
+func BenchmarkProxyWatchMemory(b *testing.B) {
+	const watches = 1000
+	u := newUpstream(b)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	b.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	u.setRespond(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"cm","namespace":"default","resourceVersion":"1"},"data":{"mode":"safe"}}}`+"\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+		return true
+	})
+	u.discardRequests()
+	tok := token(b, "alice", nil)
+	for _, s := range []struct {
+		name string
+		srv  *httptest.Server
+	}{{"baseline=reverseproxy", newBaselineProxy(b, u)}, {"gatehouse", newStubProxy(b, u, nil)}} {
+		b.Run(fmt.Sprintf("watches=%d/%s", watches, s.name), func(b *testing.B) {
+			client := s.srv.Client()
+			var heap, goroutines float64
+			for b.Loop() {
+				b.StopTimer()
+				h0, g0 := heapInUse(), runtime.NumGoroutine()
+				b.StartTimer()
+				bodies := make([]io.ReadCloser, watches)
+				var wg sync.WaitGroup
+				for i := range watches {
+					wg.Go(func() {
+						req, _ := http.NewRequest(http.MethodGet, s.srv.URL+"/api/v1/namespaces/default/configmaps?watch=true", nil)
+						req.Header.Set("Authorization", "Bearer "+tok)
+						resp, err := client.Do(req)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						bodies[i] = resp.Body
+						line, err := bufioReader(resp.Body).ReadString('\n')
+						if err != nil || len(line) < 10 {
+							b.Errorf("first event: %q, %v", line, err)
+						}
+					})
+				}
+				wg.Wait()
+				b.StopTimer()
+				heap += float64(heapInUse()-h0) / watches
+				goroutines += float64(runtime.NumGoroutine()-g0) / watches
+				for _, body := range bodies {
+					if body != nil {
+						body.Close()
+					}
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(heap/float64(b.N), "heap-B/watch")
+			b.ReportMetric(goroutines/float64(b.N), "goroutines/watch")
+		})
+	}
+}
+
+// processCPU returns the CPU time (user and system) the process has used: the clients', the
+// proxies', the upstream's and the embedded NATS server's. Unlike wall time it hardly grows when
+// other processes share the machine.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the process's CPU time per operation since cpu0.
+func reportCPU(b *testing.B, cpu0 time.Duration) {
+	b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
+
+// heapInUse returns the bytes of the heap in use, and of goroutine stacks, after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse + m.StackInuse)
+}

@@ -32,7 +32,9 @@ const (
 	envRows       = "GATEHOUSE_SCALE_ROWS"
 	envClickHouse = "GATEHOUSE_SCALE_CLICKHOUSE"
 	envReuse      = "GATEHOUSE_SCALE_REUSE"
-	// scaleLimit is the longest a canned query may take at scale.
+	// scaleLimit is the most ClickHouse CPU time a canned query may take at scale. CPU time, not
+	// wall time: on a machine shared with other work the wall time also counts waiting for a
+	// core (both are reported).
 	scaleLimit = time.Second
 )
 
@@ -178,7 +180,7 @@ func TestCannedQueriesAtScale(t *testing.T) {
 		fmt.Fprintf(&b, "| %s | %d | %d ms | %d ms | %d ms | %d |\n", tm.name, tm.rows, tm.median.Milliseconds(), tm.cpu.Milliseconds(),
 			tm.slowest.Milliseconds(), tm.read)
 		if rows >= 1_000_000 {
-			assert.Less(t, tm.median, scaleLimit, "%s answers in under %s with %d audit events", tm.name, scaleLimit, rows)
+			assert.Less(t, tm.cpu, scaleLimit, "%s takes ClickHouse under %s of CPU with %d audit events", tm.name, scaleLimit, rows)
 		}
 	}
 	t.Log(b.String())

@@ -151,6 +151,9 @@ func (r *Request) choose(c ScopeChoice) (ScopeChoice, error) {
 // grantScope is the scope the approvals of r grant: what every approver chose (the
 // intersection), or nil when one of them approved the operation alone.
 func (r *Request) grantScope() *Scope {
+	if r.ScopeOffer == nil {
+		return nil // nothing to grant beyond the one operation, whatever a decision says
+	}
 	var s *Scope
 	for _, d := range r.Decisions {
 		if d.Verdict != Approve {

@@ -67,3 +67,40 @@ func TestAssembleRefusesContradictions(t *testing.T) {
 		})
 	}
 }
+
+// TestAssembledScope: a scoped grant's scope comes from the approvers' choices within the
+// request's offer; a decision that names a scope on a request that offered none grants the one
+// operation only.
+func TestAssembledScope(t *testing.T) {
+	id := "ap-cccccccccccccccc"
+	exp := time.Now().Add(time.Hour)
+	choice := &ScopeChoice{Verbs: []string{"create"}, Resources: []string{"secrets"}}
+	offer := &ScopeOffer{Namespace: "shop", Session: "s-1"}
+	tests := []struct {
+		name  string
+		offer *ScopeOffer
+		want  *Scope
+	}{
+		{"offered and chosen", offer, &Scope{Verbs: []string{"create"}, Resources: []string{"secrets"}, Namespace: "shop", Session: "s-1"}},
+		{"chosen without an offer", nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := json.Marshal(Request{ID: id, Fingerprint: "fp", ApproverGroups: []string{"a"}, Required: 1, ScopeOffer: tc.offer})
+			require.NoError(t, err)
+			dec, err := json.Marshal(decisionRecord{ID: id, State: StateApproved, GrantExpires: &exp, Seq: 1,
+				Decisions: []Decision{{Approver: "ann", Verdict: Approve, Scope: choice}}})
+			require.NoError(t, err)
+			macKey := []byte("0123456789abcdef0123456789abcdef")
+			st := &stored{id: id}
+			value, _ := seal(macKey, typeRequest, key(PrefixRequest, id), nil, req)
+			require.NoError(t, st.set(PrefixRequest, value, 1))
+			value, _ = seal(macKey, typeDecision, key(PrefixDecision, id), st.req.MAC, dec)
+			require.NoError(t, st.set(PrefixDecision, value, 2))
+			r, err := st.assemble(macKey)
+			require.NoError(t, err)
+			require.NotNil(t, r.Grant)
+			assert.Equal(t, tc.want, r.Grant.Scope)
+		})
+	}
+}

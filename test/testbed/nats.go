@@ -108,27 +108,39 @@ func (n *NATS) Stop() {
 
 // Options returns the options a component of role connects with, as deployed.
 func (n *NATS) Options(role natsbus.Role) natsbus.Options {
-	return natsbus.Options{
-		URL:      n.URL(),
-		Role:     role,
-		NKeyFile: filepath.Join(n.KeysDir, natsbus.SeedFile(role)),
-		CAFile:   n.PKI.CAFile,
-		CertFile: n.PKI.ClientCertFile,
-		KeyFile:  n.PKI.ClientKeyFile,
-	}
+	return roleOptions(n.URL(), n.KeysDir, n.PKI, role)
 }
 
 // Args returns the NATS flags of a `gatehouse` command running as role.
-func (n *NATS) Args(role natsbus.Role) []string {
-	o := n.Options(role)
-	return []string{"--nats-url", o.URL, "--nats-nkey-file", o.NKeyFile, "--nats-ca-file", o.CAFile,
-		"--nats-cert-file", o.CertFile, "--nats-key-file", o.KeyFile}
-}
+func (n *NATS) Args(role natsbus.Role) []string { return roleArgs(n.Options(role)) }
 
 // ConnectAs connects with role's credentials, as the component does (its inbox, TLS, client
 // certificate), with opts after Gatehouse's own.
 func (n *NATS) ConnectAs(role natsbus.Role, opts ...nats.Option) (*nats.Conn, error) {
-	o := n.Options(role)
+	return connectAs(role, n.Options(role), opts...)
+}
+
+// roleOptions are the options of role's identity in keysDir, over TLS with pki's client
+// certificate: what a component of role connects to the server at url with, as deployed.
+func roleOptions(url, keysDir string, pki *PKI, role natsbus.Role) natsbus.Options {
+	return natsbus.Options{
+		URL:      url,
+		Role:     role,
+		NKeyFile: filepath.Join(keysDir, natsbus.SeedFile(role)),
+		CAFile:   pki.CAFile,
+		CertFile: pki.ClientCertFile,
+		KeyFile:  pki.ClientKeyFile,
+	}
+}
+
+// roleArgs are the NATS flags of a `gatehouse` command connecting with o.
+func roleArgs(o natsbus.Options) []string {
+	return []string{"--nats-url", o.URL, "--nats-nkey-file", o.NKeyFile, "--nats-ca-file", o.CAFile,
+		"--nats-cert-file", o.CertFile, "--nats-key-file", o.KeyFile}
+}
+
+// connectAs connects with o as role's component does, with opts after Gatehouse's own.
+func connectAs(role natsbus.Role, o natsbus.Options, opts ...nats.Option) (*nats.Conn, error) {
 	seed, err := nats.NkeyOptionFromSeed(o.NKeyFile)
 	if err != nil {
 		return nil, err

@@ -207,33 +207,17 @@ func (c *NATSCluster) Stop() {
 
 // Options returns the options a component of role connects with, as deployed.
 func (c *NATSCluster) Options(role natsbus.Role) natsbus.Options {
-	return natsbus.Options{
-		URL:      c.URL(),
-		Role:     role,
-		NKeyFile: filepath.Join(c.KeysDir, natsbus.SeedFile(role)),
-		CAFile:   c.PKI.CAFile,
-		CertFile: c.PKI.ClientCertFile,
-		KeyFile:  c.PKI.ClientKeyFile,
-	}
+	return roleOptions(c.URL(), c.KeysDir, c.PKI, role)
 }
 
 // Args returns the NATS flags of a `gatehouse` command running as role.
-func (c *NATSCluster) Args(role natsbus.Role) []string {
-	o := c.Options(role)
-	return []string{"--nats-url", o.URL, "--nats-nkey-file", o.NKeyFile, "--nats-ca-file", o.CAFile,
-		"--nats-cert-file", o.CertFile, "--nats-key-file", o.KeyFile}
-}
+func (c *NATSCluster) Args(role natsbus.Role) []string { return roleArgs(c.Options(role)) }
 
-// ConnectAs connects with role's credentials, as the component does, with opts after
-// Gatehouse's own. The administrator's connection inspects streams and consumers.
+// ConnectAs connects with role's credentials, as the component does, reconnecting to the other
+// servers without end, with opts after Gatehouse's own. The administrator's connection inspects
+// streams and consumers.
 func (c *NATSCluster) ConnectAs(role natsbus.Role, opts ...nats.Option) (*nats.Conn, error) {
-	o := c.Options(role)
-	seed, err := nats.NkeyOptionFromSeed(o.NKeyFile)
-	if err != nil {
-		return nil, err
-	}
-	return nats.Connect(o.URL, append([]nats.Option{seed, nats.CustomInboxPrefix(role.InboxPrefix()),
-		nats.RootCAs(o.CAFile), nats.ClientCert(o.CertFile, o.KeyFile), nats.MaxReconnects(-1)}, opts...)...)
+	return connectAs(role, c.Options(role), append([]nats.Option{nats.MaxReconnects(-1)}, opts...)...)
 }
 
 // Leader returns the name of the server leading stream's replica group, waiting for one to be

@@ -289,18 +289,7 @@ func startGatehouse() error {
 		return err
 	}
 	authConfig := filepath.Join(bed.dir, "authentication-config.yaml")
-	if err := os.WriteFile(authConfig, []byte(fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
-kind: AuthenticationConfiguration
-jwt:
-- issuer:
-    url: %s
-    audiences: ["gatehouse"]
-    certificateAuthority: |
-      %s
-  claimMappings:
-    username: {claim: sub, prefix: "oidc:"}
-    groups: {claim: groups, prefix: ""}
-`, bed.issuer.URL, strings.ReplaceAll(strings.TrimSpace(string(bed.issuer.CAPEM)), "\n", "\n      "))), 0o600); err != nil {
+	if err := os.WriteFile(authConfig, []byte(bed.issuer.AuthenticationConfig("gatehouse")), 0o600); err != nil {
 		return err
 	}
 

@@ -145,3 +145,22 @@ func compact(header map[string]any, claims Claims, sig []byte) string {
 	return base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(p) + "." +
 		base64.RawURLEncoding.EncodeToString(sig)
 }
+
+// AuthenticationConfig returns an AuthenticationConfiguration (apiserver.config.k8s.io/v1, the
+// file of kube-apiserver's and Gatehouse's --authentication-config) that trusts the issuer's
+// tokens for audience, as Gatehouse's tests configure the proxy and the console: the subject
+// prefixed "oidc:" is the user name, the groups claim the groups.
+func (i *Issuer) AuthenticationConfig(audience string) string {
+	return fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
+kind: AuthenticationConfiguration
+jwt:
+- issuer:
+    url: %s
+    audiences: [%q]
+    certificateAuthority: |
+      %s
+  claimMappings:
+    username: {claim: sub, prefix: "oidc:"}
+    groups: {claim: groups, prefix: ""}
+`, i.URL, audience, strings.ReplaceAll(strings.TrimSpace(string(i.CAPEM)), "\n", "\n      "))
+}

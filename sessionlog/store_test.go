@@ -326,3 +326,27 @@ func TestStore(t *testing.T) {
 	_, err = store.Recording(ctx, "no-such-recording")
 	require.ErrorIs(t, err, sessionlog.ErrNotFound)
 }
+
+// TestRecordingCompleteOnlyWithEveryChunk: the chunks of one recording may be inserted out of
+// order (the enricher's workers insert batches in parallel); a recording whose final chunk is
+// stored before an earlier one is not complete until that one is.
+func TestRecordingCompleteOnlyWithEveryChunk(t *testing.T) {
+	ctx := t.Context()
+	id := trail.NewID()
+	insert := func(seq uint32, final bool) {
+		t.Helper()
+		now := time.Now().UTC()
+		require.NoError(t, env.ch.Exec(ctx, "INSERT INTO "+env.db+".session_recordings (recording_id, seq, session_id, start, time, final, format, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+			id, seq, "s-out-of-order", now, now, final, trail.FormatAsciicast, "x"))
+	}
+	complete := func() bool {
+		t.Helper()
+		var c bool
+		require.NoError(t, env.ch.QueryRow(ctx, "SELECT toBool(complete) FROM "+env.db+".recording_summary WHERE recording_id = ?", id).Scan(&c))
+		return c
+	}
+	insert(1, true)
+	assert.False(t, complete(), "the final chunk without the one before it")
+	insert(0, false)
+	assert.True(t, complete(), "every chunk up to the final one")
+}

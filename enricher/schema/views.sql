@@ -527,7 +527,8 @@ WHERE session_id IN (SELECT session_id FROM {{.DB}}.gateway_requests
                      WHERE session_id != '' AND time >= {since:DateTime64(6)} - toIntervalSecond({{.HoldSeconds}}));
 
 -- recording_summary: one row per session recording (exec, attach, port-forward): what ran where,
--- as whom, when, how many chunks are stored, and whether the last one (final) is.
+-- as whom, when, how many chunks are stored, and whether it is complete: its last chunk (final)
+-- and every chunk before it are stored (chunks of one recording may be inserted out of order).
 CREATE OR REPLACE VIEW {{.DB}}.recording_summary SQL SECURITY DEFINER AS
 SELECT
     recording_id,
@@ -544,7 +545,7 @@ SELECT
     max(start) AS last_chunk_at,
     count() AS chunks,
     max(seq) AS last_seq,
-    max(final) AS complete,
+    max(final) AND count() = toUInt64(max(seq)) + 1 AS complete,
     sum(length(data)) AS bytes
 FROM {{.DB}}.session_recordings FINAL
 GROUP BY recording_id;

@@ -200,7 +200,7 @@ type RecordingSummary struct {
 	User        string    `json:"user,omitempty"`
 	Started     time.Time `json:"started"`
 	Chunks      int       `json:"chunks"`
-	// Complete is set once the final chunk is stored.
+	// Complete is set once the final chunk and every chunk before it are stored.
 	Complete bool `json:"complete"`
 	// Typed are the lines typed in a terminal session (masked), in order, at most maxTyped.
 	Typed []string `json:"typed,omitempty"`

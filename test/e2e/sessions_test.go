@@ -135,7 +135,7 @@ func sessionOf(t *testing.T, id user, label string) string {
 }
 
 // timeline returns a session's timeline as `gatehouse sessions show -o json` prints it, once
-// want terminal recordings are complete in it.
+// want terminal recordings are complete in it and none is still being stored.
 func timeline(t *testing.T, session string, want int) []sessionlog.Entry {
 	t.Helper()
 	var entries []sessionlog.Entry
@@ -146,13 +146,17 @@ func timeline(t *testing.T, session string, want int) []sessionlog.Entry {
 		if err != nil || json.Unmarshal([]byte(out), &entries) != nil {
 			return false
 		}
-		n := 0
+		complete, incomplete := map[string]bool{}, map[string]bool{}
 		for _, e := range entries {
-			if e.Recording != nil && e.Recording.Complete && e.Recording.Format == trail.FormatAsciicast {
-				n++
+			if r := e.Recording; r != nil && r.Format == trail.FormatAsciicast {
+				if r.Complete {
+					complete[r.ID] = true
+				} else {
+					incomplete[r.ID] = true
+				}
 			}
 		}
-		return n == want
+		return len(complete) == want && len(incomplete) == 0
 	}, 90*time.Second, 500*time.Millisecond, "the session's recordings did not reach ClickHouse: %s", last)
 	return entries
 }
@@ -210,6 +214,10 @@ func TestInteractiveExecIsRecorded(t *testing.T) {
 		r := e.Recording
 		if r == nil || r.Format != trail.FormatAsciicast {
 			continue
+		}
+		if len(r.Typed) == 0 {
+			played, _ := sessions(t, "export", r.ID)
+			t.Logf("recording %s (%d chunks, complete %v) has no typed lines; its data:\n%s", r.ID, r.Chunks, r.Complete, played)
 		}
 		assert.Contains(t, r.Typed, "cat "+mounted, "the typed commands are in the timeline")
 		assert.Contains(t, r.Typed, "exit 3")

@@ -151,15 +151,7 @@ func runConsole(ctx context.Context, log *slog.Logger, o *consoleOptions) error 
 		if err != nil {
 			return err
 		}
-		aopts := authn.AuthenticatorOptions{Config: authCfg, AllowedSystemPrefixes: o.systemPrefixes, Logger: log}
-		if o.kubernetesIssuer != "" {
-			hc, err := authn.ClusterIssuerClient(kube, o.kubernetesIssuer)
-			if err != nil {
-				return err
-			}
-			aopts.IssuerClients = map[string]*http.Client{o.kubernetesIssuer: hc}
-		}
-		authenticator, err := authn.NewAuthenticator(aopts)
+		authenticator, err := newAuthenticator(authCfg, kube, o.kubernetesIssuer, o.systemPrefixes, log)
 		if err != nil {
 			return err
 		}

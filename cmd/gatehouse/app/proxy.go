@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apiserver/pkg/apis/apiserver"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/authn"
@@ -123,15 +125,7 @@ func runProxy(ctx context.Context, log *slog.Logger, o *proxyOptions) error {
 		if err != nil {
 			return err
 		}
-		aopts := authn.AuthenticatorOptions{Config: authCfg, AllowedSystemPrefixes: o.systemPrefixes, Logger: log}
-		if o.kubernetesIssuer != "" {
-			hc, err := authn.ClusterIssuerClient(upstream, o.kubernetesIssuer)
-			if err != nil {
-				return err
-			}
-			aopts.IssuerClients = map[string]*http.Client{o.kubernetesIssuer: hc}
-		}
-		authenticator, err := authn.NewAuthenticator(aopts)
+		authenticator, err := newAuthenticator(authCfg, upstream, o.kubernetesIssuer, o.systemPrefixes, log)
 		if err != nil {
 			return err
 		}
@@ -188,4 +182,19 @@ func runProxy(ctx context.Context, log *slog.Logger, o *proxyOptions) error {
 		return errors.Join(lc.add(authenticator.Start),
 			lc.serve("the proxy", o.endpoint.address(), &http.Server{Handler: px, MaxHeaderBytes: o.maxHeaderBytes}, tlsCfg))
 	})
+}
+
+// newAuthenticator verifies the tokens of the issuers of cfg, as the proxy and the console do.
+// The cluster's own service-account issuer (kubernetesIssuer, when set) is reached through
+// kube-apiserver with kube's credentials.
+func newAuthenticator(cfg *apiserver.AuthenticationConfiguration, kube *rest.Config, kubernetesIssuer string, systemPrefixes []string, log *slog.Logger) (*authn.Authenticator, error) {
+	o := authn.AuthenticatorOptions{Config: cfg, AllowedSystemPrefixes: systemPrefixes, Logger: log}
+	if kubernetesIssuer != "" {
+		hc, err := authn.ClusterIssuerClient(kube, kubernetesIssuer)
+		if err != nil {
+			return nil, err
+		}
+		o.IssuerClients = map[string]*http.Client{kubernetesIssuer: hc}
+	}
+	return authn.NewAuthenticator(o)
 }

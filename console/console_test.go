@@ -576,9 +576,11 @@ func TestHistoryFilters(t *testing.T) {
 	_, err := env.broker.Decide(t.Context(), denied.ID, identityOf(t, h, approver), approvals.Deny, "no")
 	require.NoError(t, err)
 	pending := createRequest(t, "history-pending", time.Hour, 1)
+	// The hub learns of both requests from the broker's watch, in their own time.
 	require.Eventually(t, func() bool {
-		it, _ := h.srv.hub.get(denied.ID)
-		return it != nil && it.State == approvals.StateDenied
+		d, _ := h.srv.hub.get(denied.ID)
+		p, _ := h.srv.hub.get(pending.ID)
+		return d != nil && d.State == approvals.StateDenied && p != nil
 	}, 10*time.Second, 10*time.Millisecond)
 	for _, tc := range []struct {
 		query      string

@@ -126,14 +126,26 @@ func AccessStatements(o Options) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := []string{"CREATE ROLE IF NOT EXISTS " + role}
-	for _, g := range grants {
-		out = append(out, g+" TO "+role)
-	}
+	out := o.roleStatements(role, grants)
 	for _, g := range append(EnricherGrants(o), RoleManagerGrants(o)...) {
 		out = append(out, g+" TO <enricher>")
 	}
 	return out, nil
+}
+
+// roleStatements returns the statements that create role and grant it grants. With a cluster
+// they run ON CLUSTER, so that every server's access storage has the role, as every server has
+// the views.
+func (o Options) roleStatements(role string, grants []string) []string {
+	on := ""
+	if o.Cluster != "" && !o.singleServer {
+		on = o.onCluster()
+	}
+	out := []string{"CREATE ROLE IF NOT EXISTS " + role + on}
+	for _, g := range grants {
+		out = append(out, "GRANT"+on+strings.TrimPrefix(g, "GRANT")+" TO "+role)
+	}
+	return out
 }
 
 // manageRoles creates the auditors' role and grants it the views, as o.Roles says.
@@ -146,11 +158,7 @@ func manageRoles(ctx context.Context, conn driver.Conn, o Options) error {
 	if err != nil {
 		return err
 	}
-	stmts := []string{"CREATE ROLE IF NOT EXISTS " + role}
-	for _, g := range grants {
-		stmts = append(stmts, g+" TO "+role)
-	}
-	for _, s := range stmts {
+	for _, s := range o.roleStatements(role, grants) {
 		err := conn.Exec(ctx, s)
 		if err == nil {
 			continue

@@ -191,4 +191,12 @@ func TestAccessStatements(t *testing.T) {
 	stmts, err = schema.AccessStatements(schema.Options{Database: "audit", AuditorRole: "readers"})
 	require.NoError(t, err)
 	assert.Equal(t, "CREATE ROLE IF NOT EXISTS readers", stmts[0])
+
+	// On a cluster the role and its grants exist on every server, as the views do.
+	stmts, err = schema.AccessStatements(schema.Options{Database: "audit", Cluster: "audit_cluster"})
+	require.NoError(t, err)
+	assert.Equal(t, "CREATE ROLE IF NOT EXISTS audit_auditor ON CLUSTER `audit_cluster`", stmts[0])
+	for _, v := range views {
+		assert.Contains(t, stmts, "GRANT ON CLUSTER `audit_cluster` SELECT ON audit."+v+" TO audit_auditor")
+	}
 }

@@ -75,7 +75,7 @@ func (o *sqlOptions) run(cmd *cobra.Command, args []string) error {
 	case o.list:
 		return listQueries(out)
 	case o.printGrants:
-		stmts, err := schema.AccessStatements(schema.Options{Database: db})
+		stmts, err := schema.AccessStatements(schema.Options{Database: db, Cluster: o.clickhouse.Cluster})
 		if err != nil {
 			return err
 		}

@@ -584,6 +584,11 @@ func (p *Proxy) gatehouseExtras(st *requestState) map[string]string {
 // secretsMaskedWarning tells a client reading Secrets that their values are placeholders.
 const secretsMaskedWarning = `299 - "Gatehouse masked the values of these Secrets: each shows as a placeholder, and sizes (kubectl describe) are the placeholder's, not the value's"`
 
+// isHelm reports whether r comes from Helm, which names itself "Helm/<version>".
+func isHelm(r *http.Request) bool {
+	return strings.HasPrefix(r.UserAgent(), "Helm/")
+}
+
 // modifyResponse masks what may carry secrets. It runs before the response headers are written.
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	st := stateOf(resp.Request)
@@ -594,8 +599,10 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	for _, warning := range st.warnings {
 		resp.Header.Add("Warning", warning)
 	}
-	if st.mask && isSecrets(st.target) && resp.StatusCode == http.StatusOK {
+	if st.mask && isSecrets(st.target) && resp.StatusCode == http.StatusOK && !isHelm(resp.Request) {
 		// kubectl describe shows each value's size: of the placeholder, which reveals nothing.
+		// Helm reads its release records on every command and has no sizes to show: it is
+		// spared a warning it would print each time.
 		resp.Header.Add("Warning", secretsMaskedWarning)
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {

@@ -291,6 +291,10 @@ func TestSecretsAreMasked(t *testing.T) {
 	assert.Contains(t, string(out), "Warning: Gatehouse masked the values of these Secrets", "kubectl describe says its sizes are the placeholders'")
 	resp, _ := get(t, "/api/v1/namespaces/"+ns+"/configmaps", tok, nil)
 	assert.Empty(t, resp.Header.Values("Warning"), "no warning where no Secret was read")
+	resp, body := get(t, "/api/v1/namespaces/"+ns+"/secrets", tok, map[string]string{"User-Agent": "Helm/3.22.0"})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.NotContains(t, string(body), canary, "Helm gets masked Secrets too")
+	assert.Empty(t, resp.Header.Values("Warning"), "Helm, which reads its release records on every command, is spared the warning")
 	for _, args := range [][]string{
 		{"get", "secret", "db", "-n", ns, "-o", "yaml"},
 		{"get", "secrets", "-n", ns},

@@ -217,6 +217,7 @@ func TestHelmThroughTheGateway(t *testing.T) {
 				require.NoError(t, err, "helm %s: %s", strings.Join(args, " "), out)
 				assert.NotContains(t, out, helmCanary, "helm %s shows no secret", name)
 				assert.NotContains(t, out, base64.StdEncoding.EncodeToString([]byte(helmCanary)), "helm %s shows no secret", name)
+				assert.NotContains(t, out, "Gatehouse masked the values", "helm %s is spared the warning meant for kubectl describe", name)
 				steps = append(steps, fmt.Sprintf("%-22s %2d approval(s)  %5.1fs", name, approved.count()-before, time.Since(start).Seconds()))
 				return out
 			}

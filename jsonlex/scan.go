@@ -157,15 +157,9 @@ func ScanNumber(src []byte, i int) (int, error) {
 		return i, syntaxError(start, "invalid number")
 	}
 	if i < len(src) && src[i] == '.' {
-		i++
-		if i >= len(src) {
-			return i, ErrEOF
-		}
-		if !IsDigit(src[i]) {
-			return i, syntaxError(start, "invalid number")
-		}
-		for i < len(src) && IsDigit(src[i]) {
-			i++
+		var err error
+		if i, err = scanDigits(src, i+1, start); err != nil {
+			return i, err
 		}
 	}
 	if i < len(src) && (src[i] == 'e' || src[i] == 'E') {
@@ -173,15 +167,22 @@ func ScanNumber(src []byte, i int) (int, error) {
 		if i < len(src) && (src[i] == '+' || src[i] == '-') {
 			i++
 		}
-		if i >= len(src) {
-			return i, ErrEOF
-		}
-		if !IsDigit(src[i]) {
-			return i, syntaxError(start, "invalid number")
-		}
-		for i < len(src) && IsDigit(src[i]) {
-			i++
-		}
+		return scanDigits(src, i, start)
+	}
+	return i, nil
+}
+
+// scanDigits scans the digits, one at least, of a fraction or an exponent at src[i] of the
+// number that starts at src[start].
+func scanDigits(src []byte, i, start int) (int, error) {
+	if i >= len(src) {
+		return i, ErrEOF
+	}
+	if !IsDigit(src[i]) {
+		return i, syntaxError(start, "invalid number")
+	}
+	for i < len(src) && IsDigit(src[i]) {
+		i++
 	}
 	return i, nil
 }

@@ -62,7 +62,6 @@ type eventReader struct {
 
 var (
 	bComma = []byte{','}
-	bQuote = []byte{'"'}
 	bColon = []byte{':'}
 )
 

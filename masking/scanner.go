@@ -1,8 +1,6 @@
 package masking
 
 import (
-	"errors"
-
 	"github.com/gatehouse-dev/gatehouse/jsonlex"
 )
 
@@ -13,17 +11,22 @@ import (
 // maxDepth bounds the nesting of arrays and objects, as encoding/json does.
 const maxDepth = jsonlex.MaxDepth
 
-// lexError turns an error of package jsonlex into the engine's.
-func lexError(err error) error {
-	if err == jsonlex.ErrEOF {
-		return errEOF
+// lexError is an error of package jsonlex as the engine reports it: an ErrMalformed with the
+// same message. A value, so that the wrappers below stay small enough to be inlined.
+type lexError struct{ err error }
+
+func (e lexError) Error() string {
+	if e.err == jsonlex.ErrEOF {
+		return errEOF.Error()
 	}
-	var se *jsonlex.SyntaxError
-	if errors.As(err, &se) {
-		return malformed(se.Offset, se.Msg)
-	}
-	return err
+	return ErrMalformed.Error() + ": " + e.err.Error()
 }
+
+// Is reports that the error is an ErrMalformed.
+func (e lexError) Is(target error) bool { return target == ErrMalformed }
+
+// Unwrap returns the jsonlex error.
+func (e lexError) Unwrap() error { return e.err }
 
 func isSpace(c byte) bool { return jsonlex.IsSpace(c) }
 
@@ -36,42 +39,45 @@ func skipSpace(src []byte, i int) int { return jsonlex.SkipSpace(src, i) }
 func scanString(src []byte, i int) (end int, esc bool, err error) {
 	end, esc, err = jsonlex.Strict.ScanString(src, i)
 	if err != nil {
-		err = lexError(err)
+		err = lexError{err}
 	}
 	return end, esc, err
 }
 
 // scanNumber scans the number starting at src[i].
-func scanNumber(src []byte, i int) (int, error) {
-	end, err := jsonlex.ScanNumber(src, i)
+func scanNumber(src []byte, i int) (end int, err error) {
+	end, err = jsonlex.ScanNumber(src, i)
 	if err != nil {
-		err = lexError(err)
+		err = lexError{err}
 	}
 	return end, err
 }
 
 // scanLiteral scans true, false or null starting at src[i].
-func scanLiteral(src []byte, i int) (int, error) {
-	end, err := jsonlex.ScanLiteral(src, i)
+func scanLiteral(src []byte, i int) (end int, err error) {
+	end, err = jsonlex.ScanLiteral(src, i)
 	if err != nil {
-		err = lexError(err)
+		err = lexError{err}
 	}
 	return end, err
 }
 
 // skipValue validates and skips the value starting at src[i] (no leading whitespace).
-func skipValue(src []byte, i, depth int) (int, error) {
-	end, err := jsonlex.Strict.SkipValue(src, i, depth)
+func skipValue(src []byte, i, depth int) (end int, err error) {
+	end, err = jsonlex.Strict.SkipValue(src, i, depth)
 	if err != nil {
-		err = lexError(err)
+		err = lexError{err}
 	}
 	return end, err
 }
 
 // skipKey scans an object key and its colon, returning the index of the value.
-func skipKey(src []byte, i int) (int, error) {
-	_, vi, err := scanKey(src, i)
-	return vi, err
+func skipKey(src []byte, i int) (value int, err error) {
+	_, value, err = jsonlex.Strict.ScanKey(src, i)
+	if err != nil {
+		err = lexError{err}
+	}
+	return value, err
 }
 
 // scanKey scans the object key at src[i] and the colon after it. It returns the index just
@@ -79,20 +85,20 @@ func skipKey(src []byte, i int) (int, error) {
 func scanKey(src []byte, i int) (keyEnd, value int, err error) {
 	keyEnd, value, err = jsonlex.Strict.ScanKey(src, i)
 	if err != nil {
-		err = lexError(err)
+		err = lexError{err}
 	}
 	return keyEnd, value, err
 }
 
 // next consumes the separator after a member or element. It returns the index of the next
 // member, or the negated index just after the closing byte when the container ends.
-func next(src []byte, i int, closing byte) (int, error) {
-	j, more, err := jsonlex.Next(src, i, closing)
-	if err != nil {
-		return j, lexError(err)
-	}
-	if !more {
-		return -j, nil
+func next(src []byte, i int, closing byte) (j int, err error) {
+	var more bool
+	if j, more, err = jsonlex.Next(src, i, closing); !more {
+		if err != nil {
+			return j, lexError{err}
+		}
+		j = -j
 	}
 	return j, nil
 }

@@ -71,15 +71,6 @@ func skipValue(src []byte, i, depth int) (end int, err error) {
 	return end, err
 }
 
-// skipKey scans an object key and its colon, returning the index of the value.
-func skipKey(src []byte, i int) (value int, err error) {
-	_, value, err = jsonlex.Strict.ScanKey(src, i)
-	if err != nil {
-		err = lexError{err}
-	}
-	return value, err
-}
-
 // scanKey scans the object key at src[i] and the colon after it. It returns the index just
 // after the key's closing quote and the index of the value.
 func scanKey(src []byte, i int) (keyEnd, value int, err error) {

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-	"unicode/utf16"
-	"unicode/utf8"
+
+	"github.com/gatehouse-dev/gatehouse/jsonlex"
 )
 
 // This file decodes the consumer's messages. encoding/json costs about 15 µs per audit event,
 // the largest share of the pipeline; this decoder, written for exactly the types the consumer
-// needs, costs a fraction of that. It accepts what encoding/json accepts for these types
+// needs and built on package jsonlex's lexer, costs a fraction of that. It accepts what encoding/json accepts for these types
 // (FuzzDecodeBatch compares the two) and fails on anything else, without panicking.
 
 // jsonUnmarshal decodes a message into v, which must be a *wireBatch; the benchmarks' baseline
@@ -40,11 +40,16 @@ func (d *decoder) fail(what string) error {
 	return fmt.Errorf("%w: %s at offset %d", errDecode, what, d.i)
 }
 
-func (d *decoder) ws() {
-	for d.i < len(d.b) && isSpace(d.b[d.i]) {
-		d.i++
+// lexFail turns an error of the lexer into the decoder's.
+func (d *decoder) lexFail(err error) error {
+	var se *jsonlex.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("%w: %s at offset %d", errDecode, se.Msg, se.Offset)
 	}
+	return fmt.Errorf("%w: %w", errDecode, err)
 }
+
+func (d *decoder) ws() { d.i = jsonlex.SkipSpace(d.b, d.i) }
 
 // document decodes one value with f and checks that nothing follows.
 func (d *decoder) document(f func(*wireBatch) error, wb *wireBatch) error {
@@ -68,26 +73,47 @@ func (d *decoder) null() bool {
 	return false
 }
 
+// open consumes the opening byte of an object or array, and the white space after it.
+func (d *decoder) open(c byte, what string) error {
+	if d.i >= len(d.b) || d.b[d.i] != c {
+		return d.fail(what)
+	}
+	if d.depth >= jsonlex.MaxDepth {
+		return d.fail("nesting too deep")
+	}
+	d.depth++
+	d.i = jsonlex.SkipSpace(d.b, d.i+1)
+	return nil
+}
+
+// next consumes the separator after a member or element and reports whether another follows;
+// at the end of the container it consumes the closing byte.
+func (d *decoder) next(closing byte) (bool, error) {
+	j, more, err := jsonlex.Next(d.b, d.i, closing)
+	if err != nil {
+		return false, d.lexFail(err)
+	}
+	d.i = j
+	if !more {
+		d.depth--
+	}
+	return more, nil
+}
+
 // object calls member for every member of an object; member must consume the value.
 func (d *decoder) object(member func(key []byte) error) error {
 	d.ws()
-	if d.i >= len(d.b) || d.b[d.i] != '{' {
-		return d.fail("expected an object")
+	if err := d.open('{', "expected an object"); err != nil {
+		return err
 	}
-	if d.depth++; d.depth > maxDepth {
-		return d.fail("nesting too deep")
-	}
-	defer func() { d.depth-- }()
-	d.i++
-	d.ws()
 	if d.i < len(d.b) && d.b[d.i] == '}' {
 		d.i++
+		d.depth--
 		return nil
 	}
 	for {
-		d.ws()
 		// A sub-slice of the input when the key has no escapes; never written to.
-		key, err := d.stringBytes(nil)
+		key, err := d.stringBytes()
 		if err != nil {
 			return err
 		}
@@ -99,16 +125,9 @@ func (d *decoder) object(member func(key []byte) error) error {
 		if err := member(key); err != nil {
 			return err
 		}
-		d.ws()
-		if d.i < len(d.b) && d.b[d.i] == ',' {
-			d.i++
-			continue
+		if more, err := d.next('}'); err != nil || !more {
+			return err
 		}
-		if d.i < len(d.b) && d.b[d.i] == '}' {
-			d.i++
-			return nil
-		}
-		return d.fail("expected a comma or the end of an object")
 	}
 }
 
@@ -117,67 +136,32 @@ func (d *decoder) array(elem func() error) error {
 	if d.null() {
 		return nil
 	}
-	if d.i >= len(d.b) || d.b[d.i] != '[' {
-		return d.fail("expected an array")
+	if err := d.open('[', "expected an array"); err != nil {
+		return err
 	}
-	if d.depth++; d.depth > maxDepth {
-		return d.fail("nesting too deep")
-	}
-	defer func() { d.depth-- }()
-	d.i++
-	d.ws()
 	if d.i < len(d.b) && d.b[d.i] == ']' {
 		d.i++
+		d.depth--
 		return nil
 	}
 	for {
 		if err := elem(); err != nil {
 			return err
 		}
-		d.ws()
-		if d.i < len(d.b) && d.b[d.i] == ',' {
-			d.i++
-			continue
+		if more, err := d.next(']'); err != nil || !more {
+			return err
 		}
-		if d.i < len(d.b) && d.b[d.i] == ']' {
-			d.i++
-			return nil
-		}
-		return d.fail("expected a comma or the end of an array")
 	}
 }
 
 // skip consumes any value, checking it fully.
 func (d *decoder) skip() error {
 	d.ws()
-	if d.i >= len(d.b) {
-		return d.fail("expected a value")
+	end, err := jsonlex.Lenient.SkipValue(d.b, d.i, d.depth)
+	if err != nil {
+		return d.lexFail(err)
 	}
-	switch c := d.b[d.i]; {
-	case c == '{':
-		return d.object(func([]byte) error { return d.skip() })
-	case c == '[':
-		return d.array(d.skip)
-	case c == '"':
-		_, err := d.stringBytes(nil)
-		return err
-	case c == 't':
-		return d.literal("true")
-	case c == 'f':
-		return d.literal("false")
-	case c == 'n':
-		return d.literal("null")
-	default:
-		_, err := d.number()
-		return err
-	}
-}
-
-func (d *decoder) literal(s string) error {
-	if d.i+len(s) > len(d.b) || string(d.b[d.i:d.i+len(s)]) != s {
-		return d.fail("invalid literal")
-	}
-	d.i += len(s)
+	d.i = end
 	return nil
 }
 
@@ -185,44 +169,13 @@ func (d *decoder) literal(s string) error {
 func (d *decoder) number() ([]byte, error) {
 	d.ws()
 	start := d.i
-	if d.i < len(d.b) && d.b[d.i] == '-' {
-		d.i++
+	end, err := jsonlex.ScanNumber(d.b, d.i)
+	if err != nil {
+		return nil, d.lexFail(err)
 	}
-	switch {
-	case d.i < len(d.b) && d.b[d.i] == '0':
-		d.i++
-	case d.i < len(d.b) && d.b[d.i] >= '1' && d.b[d.i] <= '9':
-		for d.i < len(d.b) && isDigit(d.b[d.i]) {
-			d.i++
-		}
-	default:
-		return nil, d.fail("expected a value")
-	}
-	if d.i < len(d.b) && d.b[d.i] == '.' {
-		d.i++
-		if d.i >= len(d.b) || !isDigit(d.b[d.i]) {
-			return nil, d.fail("invalid number")
-		}
-		for d.i < len(d.b) && isDigit(d.b[d.i]) {
-			d.i++
-		}
-	}
-	if d.i < len(d.b) && (d.b[d.i] == 'e' || d.b[d.i] == 'E') {
-		d.i++
-		if d.i < len(d.b) && (d.b[d.i] == '+' || d.b[d.i] == '-') {
-			d.i++
-		}
-		if d.i >= len(d.b) || !isDigit(d.b[d.i]) {
-			return nil, d.fail("invalid number")
-		}
-		for d.i < len(d.b) && isDigit(d.b[d.i]) {
-			d.i++
-		}
-	}
-	return d.b[start:d.i], nil
+	d.i = end
+	return d.b[start:end], nil
 }
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // int decodes a JSON number into an integer of bits bits, as encoding/json does (no fraction,
 // no exponent, in range); null leaves it zero.
@@ -230,7 +183,6 @@ func (d *decoder) int(bits int) (int64, error) {
 	if d.null() {
 		return 0, nil
 	}
-	d.ws()
 	if d.i < len(d.b) && d.b[d.i] == '"' {
 		return 0, d.fail("expected a number")
 	}
@@ -250,146 +202,34 @@ func (d *decoder) bool() (bool, error) {
 	if d.null() {
 		return false, nil
 	}
-	switch {
-	case d.i < len(d.b) && d.b[d.i] == 't':
-		return true, d.literal("true")
-	case d.i < len(d.b) && d.b[d.i] == 'f':
-		return false, d.literal("false")
+	if d.i >= len(d.b) || (d.b[d.i] != 't' && d.b[d.i] != 'f') {
+		return false, d.fail("expected a boolean")
 	}
-	return false, d.fail("expected a boolean")
+	end, err := jsonlex.ScanLiteral(d.b, d.i)
+	if err != nil {
+		return false, d.lexFail(err)
+	}
+	v := d.b[d.i] == 't'
+	d.i = end
+	return v, nil
 }
 
-// stringBytes decodes a JSON string, appending it to dst; with dst nil and no escapes it
-// returns a sub-slice of the input, which callers must not modify.
-func (d *decoder) stringBytes(dst []byte) ([]byte, error) {
+// stringBytes decodes a JSON string. Without escapes (or invalid UTF-8, which encoding/json
+// replaces) it returns a sub-slice of the input, which callers must not modify.
+func (d *decoder) stringBytes() ([]byte, error) {
 	if d.i >= len(d.b) || d.b[d.i] != '"' {
 		return nil, d.fail("expected a string")
 	}
-	d.i++
-	start := d.i
-	for d.i < len(d.b) {
-		c := d.b[d.i]
-		switch {
-		case c == '"':
-			s := d.b[start:d.i]
-			d.i++
-			if dst == nil {
-				return s, nil
-			}
-			return append(dst, s...), nil
-		case c == '\\':
-			return d.escapedString(append(dst, d.b[start:d.i]...))
-		case c < 0x20:
-			return nil, d.fail("control character in string")
-		case c >= utf8.RuneSelf:
-			r, n := utf8.DecodeRune(d.b[d.i:])
-			if r == utf8.RuneError && n == 1 {
-				// encoding/json replaces invalid UTF-8; do the same on the slow path.
-				return d.escapedString(append(dst, d.b[start:d.i]...))
-			}
-			d.i += n
-		default:
-			d.i++
-		}
+	end, esc, err := jsonlex.Lenient.ScanString(d.b, d.i)
+	if err != nil {
+		return nil, d.lexFail(err)
 	}
-	return nil, d.fail("unterminated string")
-}
-
-// escapedString continues a string with escapes or invalid UTF-8 at d.i, appending to dst.
-func (d *decoder) escapedString(dst []byte) ([]byte, error) {
-	for d.i < len(d.b) {
-		c := d.b[d.i]
-		switch {
-		case c == '"':
-			d.i++
-			if dst == nil {
-				dst = []byte{}
-			}
-			return dst, nil
-		case c < 0x20:
-			return nil, d.fail("control character in string")
-		case c == '\\':
-			if d.i+1 >= len(d.b) {
-				return nil, d.fail("unterminated escape")
-			}
-			e := d.b[d.i+1]
-			d.i += 2
-			switch e {
-			case '"', '\\', '/':
-				dst = append(dst, e)
-			case 'b':
-				dst = append(dst, '\b')
-			case 'f':
-				dst = append(dst, '\f')
-			case 'n':
-				dst = append(dst, '\n')
-			case 'r':
-				dst = append(dst, '\r')
-			case 't':
-				dst = append(dst, '\t')
-			case 'u':
-				r, ok := d.hex4()
-				if !ok {
-					return nil, d.fail("invalid unicode escape")
-				}
-				if utf16.IsSurrogate(r) {
-					r2 := rune(-1)
-					if d.i+1 < len(d.b) && d.b[d.i] == '\\' && d.b[d.i+1] == 'u' {
-						save := d.i
-						d.i += 2
-						var ok2 bool
-						if r2, ok2 = d.hex4(); !ok2 {
-							return nil, d.fail("invalid unicode escape")
-						}
-						if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-							dst = utf8.AppendRune(dst, dec)
-							continue
-						}
-						d.i = save
-					}
-					dst = utf8.AppendRune(dst, utf8.RuneError)
-					continue
-				}
-				dst = utf8.AppendRune(dst, r)
-			default:
-				return nil, d.fail("invalid escape")
-			}
-		case c < utf8.RuneSelf:
-			dst = append(dst, c)
-			d.i++
-		default:
-			r, n := utf8.DecodeRune(d.b[d.i:])
-			if r == utf8.RuneError && n == 1 {
-				dst = utf8.AppendRune(dst, utf8.RuneError)
-			} else {
-				dst = append(dst, d.b[d.i:d.i+n]...)
-			}
-			d.i += n
-		}
+	body := d.b[d.i+1 : end-1]
+	d.i = end
+	if esc {
+		return jsonlex.Unescape(nil, body), nil
 	}
-	return nil, d.fail("unterminated string")
-}
-
-func (d *decoder) hex4() (rune, bool) {
-	if d.i+4 > len(d.b) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range d.b[d.i : d.i+4] {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c = c - 'a' + 10
-		case c >= 'A' && c <= 'F':
-			c = c - 'A' + 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	d.i += 4
-	return r, true
+	return body, nil
 }
 
 // str decodes a string (null gives "").
@@ -397,7 +237,7 @@ func (d *decoder) str() (string, error) {
 	if d.null() {
 		return "", nil
 	}
-	b, err := d.stringBytes(nil)
+	b, err := d.stringBytes()
 	if err != nil {
 		return "", err
 	}
@@ -409,7 +249,7 @@ func (d *decoder) istr() (string, error) {
 	if d.null() {
 		return "", nil
 	}
-	b, err := d.stringBytes(nil)
+	b, err := d.stringBytes()
 	if err != nil {
 		return "", err
 	}
@@ -456,7 +296,7 @@ func (d *decoder) time() (time.Time, error) {
 		return time.Time{}, nil
 	}
 	start := d.i
-	if _, err := d.stringBytes(nil); err != nil {
+	if _, err := d.stringBytes(); err != nil {
 		return time.Time{}, err
 	}
 	var t time.Time

@@ -2,6 +2,7 @@ package enricher
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -89,4 +90,16 @@ func FuzzDecodeBatch(f *testing.F) {
 			require.JSONEq(t, string(wj), string(gj))
 		}
 	})
+}
+
+// TestDecodeDepthMatchesReference checks the nesting limit at its edge: three levels (the
+// batch, items and the event) plus n arrays.
+func TestDecodeDepthMatchesReference(t *testing.T) {
+	for _, n := range []int{9996, 9997, 9998, 10000} {
+		data := `{"items":[{"x":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `}]}`
+		var wb wireBatch
+		gerr := jsonUnmarshal([]byte(data), &wb)
+		_, rerr := referenceDecode([]byte(data))
+		assert.Equal(t, rerr == nil, gerr == nil, "depth %d: %v, reference %v", n, gerr, rerr)
+	}
 }

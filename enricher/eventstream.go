@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+
+	"github.com/gatehouse-dev/gatehouse/jsonlex"
 )
 
 // This file reads audit events one at a time from a stream: the items of an audit.k8s.io/v1
@@ -24,9 +26,6 @@ var (
 	errSyntax = errors.New("malformed JSON")
 	errRead   = errors.New("reading the batch failed")
 )
-
-// maxDepth bounds the nesting the reader follows, as encoding/json does.
-const maxDepth = 10000
 
 // Members of an audit event that the truncating backend drops first.
 var (
@@ -51,6 +50,7 @@ type eventReader struct {
 
 	// The current event.
 	inEvent   bool                // reading an event: in JSON-lines mode a newline ends it too early
+	split     jsonlex.Splitter    // finds where a string, object or array ends
 	buf       []byte              // captured members, each preceded by a comma, after a '{'
 	objects   [][2]int            // captured requestObject and responseObject members of buf
 	member    int                 // start of the member being captured
@@ -62,7 +62,6 @@ type eventReader struct {
 
 var (
 	bComma = []byte{','}
-	bQuote = []byte{'"'}
 	bColon = []byte{':'}
 )
 
@@ -119,7 +118,7 @@ func (e *eventReader) peek() (byte, error) {
 			return 0, err
 		}
 		i := 0
-		for i < len(b) && isSpace(b[i]) && (b[i] != '\n' || !e.lines || !e.inEvent) {
+		for i < len(b) && jsonlex.IsSpace(b[i]) && (b[i] != '\n' || !e.lines || !e.inEvent) {
 			i++
 		}
 		e.discard(i)
@@ -161,43 +160,12 @@ func (e *eventReader) value() error {
 		return e.readErr(err)
 	}
 	switch c {
-	case '{', '[':
-		return e.container()
-	case '"':
-		return e.str()
+	case '{', '[', '"':
+		return e.delimited()
 	case ',', ':', '}', ']':
 		return e.fail("expected a value")
 	default:
 		return e.scalar()
-	}
-}
-
-// str consumes a string (the next byte is its opening quote).
-func (e *eventReader) str() error {
-	e.capture(bQuote)
-	e.discard(1)
-	esc := false
-	for {
-		b, err := e.chunk()
-		if err != nil {
-			return e.readErr(err)
-		}
-		for i, c := range b {
-			switch {
-			case esc:
-				esc = false
-			case c == '\\':
-				esc = true
-			case c == '"':
-				e.capture(b[:i+1])
-				e.discard(i + 1)
-				return nil
-			case c < 0x20:
-				return e.fail("control character in string")
-			}
-		}
-		e.capture(b)
-		e.discard(len(b))
 	}
 }
 
@@ -213,7 +181,7 @@ func (e *eventReader) scalar() error {
 			return e.readErr(err)
 		}
 		for i, c := range b {
-			if isSpace(c) || c == ',' || c == '}' || c == ']' || c == ':' {
+			if jsonlex.IsSpace(c) || c == ',' || c == '}' || c == ']' || c == ':' {
 				e.capture(b[:i])
 				e.discard(i)
 				if n+i == 0 {
@@ -231,58 +199,41 @@ func (e *eventReader) scalar() error {
 	}
 }
 
-// container consumes an object or array, following strings so that brackets inside them do not
-// count. It checks that brackets match, not the grammar in between: captured values are
-// validated by the masker, and skipped ones are dropped.
-func (e *eventReader) container() error {
-	var stack []byte
-	inStr, esc := false, false
+// delimited consumes a string, object or array (the next byte opens it) with the lexer's
+// Splitter: it follows strings so that brackets inside them do not count, and checks that
+// brackets match, not the grammar in between: captured values are validated by the masker,
+// and skipped ones are dropped. In JSON-lines mode a newline outside a string ends the line
+// inside the event, an error.
+func (e *eventReader) delimited() error {
 	for {
 		b, err := e.chunk()
 		if err != nil {
+			e.split.Reset()
 			return e.readErr(err)
 		}
-		for i, c := range b {
-			if inStr {
-				switch {
-				case esc:
-					esc = false
-				case c == '\\':
-					esc = true
-				case c == '"':
-					inStr = false
-				case c < 0x20:
-					e.discard(i)
-					return e.fail("control character in string")
-				}
-				continue
+		lim, nl := len(b), false
+		if e.lines {
+			if k := bytes.IndexByte(b, '\n'); k >= 0 {
+				lim, nl = k+1, true
 			}
-			switch c {
-			case '"':
-				inStr = true
-			case '\n':
-				if e.lines {
-					e.discard(i)
-					return e.fail("line ends inside an event")
-				}
-			case '{', '[':
-				if len(stack) >= maxDepth {
-					e.discard(i)
-					return e.fail("nesting too deep")
-				}
-				stack = append(stack, c)
-			case '}', ']':
-				if len(stack) == 0 || (c == '}') != (stack[len(stack)-1] == '{') {
-					e.discard(i)
-					return e.fail("mismatched bracket")
-				}
-				stack = stack[:len(stack)-1]
-				if len(stack) == 0 {
-					e.capture(b[:i+1])
-					e.discard(i + 1)
-					return nil
-				}
-			}
+		}
+		n, done, err := e.split.Scan(b[:lim])
+		var se *jsonlex.SyntaxError
+		switch {
+		case errors.As(err, &se):
+			e.discard(se.Offset)
+			return e.fail(se.Msg)
+		case err != nil:
+			return e.fail(err.Error())
+		case done:
+			e.capture(b[:n])
+			e.discard(n)
+			return nil
+		case nl:
+			e.split.Reset()
+			e.capture(b[:lim-1])
+			e.discard(lim - 1)
+			return e.fail("line ends inside an event")
 		}
 		e.capture(b)
 		e.discard(len(b))
@@ -300,7 +251,7 @@ func (e *eventReader) key() ([]byte, error) {
 		return nil, e.fail("expected a string")
 	}
 	start := len(e.buf)
-	if err := e.str(); err != nil {
+	if err := e.delimited(); err != nil {
 		return nil, err
 	}
 	var k []byte
@@ -326,7 +277,7 @@ func (e *eventReader) shortString() (string, error) {
 	saved, savedCapturing, savedMax := e.buf, e.capturing, e.maxEvent
 	e.buf, e.capturing, e.maxEvent = nil, true, 1<<10
 	e.overflows = func(int) bool { return false }
-	err = e.str()
+	err = e.delimited()
 	raw := e.buf
 	e.buf, e.capturing, e.maxEvent = saved, savedCapturing, savedMax
 	if err != nil {
@@ -528,7 +479,7 @@ func (e *eventReader) nextLine() ([]byte, string, error) {
 					return ev, why, nil
 				}
 				i := 0
-				for i < len(b) && isSpace(b[i]) && b[i] != '\n' {
+				for i < len(b) && jsonlex.IsSpace(b[i]) && b[i] != '\n' {
 					i++
 				}
 				e.discard(i)
@@ -675,5 +626,3 @@ func joinKeys(keys []string) string {
 	}
 	return b.String()
 }
-
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }

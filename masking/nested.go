@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"unicode/utf8"
+
+	"github.com/gatehouse-dev/gatehouse/jsonlex"
 )
 
 // This file holds the masking of documents nested in strings and text: JSON held in a string
@@ -209,7 +211,7 @@ func rawOffsets(raw []byte, offs []int) {
 	for k < len(offs) && r < len(raw) {
 		rawLen, outLen := 1, 1
 		if raw[r] == '\\' {
-			rawLen, outLen = escapeLens(raw, r)
+			rawLen, outLen = jsonlex.EscapeLen(raw, r)
 		}
 		for k < len(offs) && offs[k] < u+outLen {
 			if offs[k] == u || k%2 == 0 {
@@ -225,27 +227,6 @@ func rawOffsets(raw []byte, offs []int) {
 	for ; k < len(offs); k++ {
 		offs[k] = len(raw)
 	}
-}
-
-// escapeLens returns the length of the escape sequence at raw[r] and of its unescaped text,
-// as unescape decodes it.
-func escapeLens(raw []byte, r int) (rawLen, outLen int) {
-	if raw[r+1] != 'u' {
-		return 2, 1
-	}
-	c := rune(hex4(raw[r+2:]))
-	switch {
-	case 0xD800 <= c && c < 0xDC00:
-		if r+12 <= len(raw) && raw[r+6] == '\\' && raw[r+7] == 'u' {
-			if c2 := rune(hex4(raw[r+8:])); 0xDC00 <= c2 && c2 < 0xE000 {
-				return 12, 4
-			}
-		}
-		return 6, utf8.RuneLen(utf8.RuneError)
-	case 0xDC00 <= c && c < 0xE000:
-		return 6, utf8.RuneLen(utf8.RuneError)
-	}
-	return 6, utf8.RuneLen(c)
 }
 
 // Credential documents: a JSON object whose members identify it as a credential file is

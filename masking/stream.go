@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"sync"
+
+	"github.com/gatehouse-dev/gatehouse/jsonlex"
 )
 
 // Reader reads a masked stream: a watch stream masked event by event, or a text stream masked
@@ -163,7 +164,7 @@ func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int) *Read
 	return &Reader{src: r, w: w, fill: func(rd *Reader) error {
 		for {
 			avail := in.avail()
-			if !split.started {
+			if !split.Started() {
 				lead := skipSpace(avail, 0)
 				in.start += lead
 				avail = avail[lead:]
@@ -172,7 +173,11 @@ func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int) *Read
 				}
 			}
 			if len(avail) > 0 {
-				if end := split.scan(avail); end > 0 {
+				end, err := split.scan(avail)
+				if err != nil {
+					return err
+				}
+				if end > 0 {
 					n := len(rd.out)
 					out, err := w.event(rd.out, avail[:end], root)
 					if err != nil {
@@ -213,59 +218,32 @@ func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int) *Read
 // hands it out.
 const batchBytes = 32 << 10
 
-// splitter finds where a JSON object ends in a stream, resumably across reads: it tracks
-// nesting and strings, nothing more. The walker validates the object it delimits.
+// splitter finds where a JSON document ends in a stream, resumably across reads, with the
+// lexer's Splitter. The walker validates the document it delimits.
 type splitter struct {
-	started bool // inside an object
-	inStr   bool
-	esc     bool // the last byte scanned was a backslash in a string
-	depth   int
-	pos     int // bytes of the current object scanned so far
+	jsonlex.Splitter
+	pos int // bytes of the current document scanned so far
 }
 
-// scan continues over b, which starts with the current object, and returns the length of the
-// object once it is complete, or 0.
-func (s *splitter) scan(b []byte) int {
-	i := s.pos
-	s.started = true
-	for i < len(b) {
-		if s.inStr {
-			if s.esc {
-				s.esc = false
-				i++
-				continue
-			}
-			for i+8 <= len(b) && plainWord(binary.LittleEndian.Uint64(b[i:])) {
-				i += 8
-			}
-			if i >= len(b) {
-				break
-			}
-			switch b[i] {
-			case '\\':
-				s.esc = true
-			case '"':
-				s.inStr = false
-			}
-			i++
-			continue
+// scan continues over b, which starts with the current document, and returns the length of
+// the document once it is complete, or 0.
+func (s *splitter) scan(b []byte) (int, error) {
+	n, done, err := s.Scan(b[s.pos:])
+	if err != nil {
+		var se *jsonlex.SyntaxError
+		if errors.As(err, &se) {
+			err = malformed(s.pos+se.Offset, se.Msg)
 		}
-		switch b[i] {
-		case '"':
-			s.inStr = true
-		case '{', '[':
-			s.depth++
-		case '}', ']':
-			s.depth--
-			if s.depth <= 0 {
-				*s = splitter{}
-				return i + 1
-			}
-		}
-		i++
+		s.pos = 0
+		return 0, err
 	}
-	s.pos = i
-	return 0
+	if !done {
+		s.pos = len(b)
+		return 0, nil
+	}
+	end := s.pos + n
+	s.pos = 0
+	return end, nil
 }
 
 // event masks the document src, whose type hint is root, into dst.

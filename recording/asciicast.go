@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/gatehouse-dev/gatehouse/jsonlex"
 )
 
 // Event codes of asciicast v3, and Gatehouse's own code for stderr.
@@ -207,63 +209,11 @@ func appendEvent(dst []byte, interval time.Duration, code string, data []byte) [
 	dst = append(dst, '[')
 	dst = strconv.AppendFloat(dst, interval.Seconds(), 'f', 6, 64)
 	dst = append(dst, ", "...)
-	dst = appendJSONString(dst, []byte(code))
+	// Invalid UTF-8 in the data becomes U+FFFD, as asciinema itself records it.
+	dst = jsonlex.AppendQuotedText(dst, []byte(code))
 	dst = append(dst, ", "...)
-	dst = appendJSONString(dst, data)
+	dst = jsonlex.AppendQuotedText(dst, data)
 	return append(dst, "]\n"...)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as asciinema
-// itself records it.
-func appendJSONString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\u202`...)
-			dst = append(dst, hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // incompleteUTF8 returns how many bytes at the end of b are the start of a UTF-8 sequence that

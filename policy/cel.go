@@ -8,6 +8,7 @@ import (
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
 	"github.com/google/cel-go/interpreter"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -295,20 +296,21 @@ func (ev *evaluation) value(v any) ref.Val {
 	return ev.adapter.NativeToValue(v)
 }
 
-func (ev *evaluation) decode(raw []byte, what string) any {
+func (ev *evaluation) decode(raw []byte, what string) ref.Val {
 	if len(raw) == 0 {
 		return types.NullValue
 	}
-	var m map[string]any
-	// utiljson keeps integers as int64, as CEL and Kubernetes expect.
-	if err := utiljson.Unmarshal(raw, &m); err != nil {
+	v, err := decodeJSONValue(ev.adapter, raw)
+	if err == nil && v != types.NullValue {
+		if _, ok := v.(traits.Mapper); !ok {
+			err = fmt.Errorf("a JSON %s", v.Type().TypeName())
+		}
+	}
+	if err != nil {
 		ev.fail(fmt.Errorf("%w: %s is not a JSON object: %w", ErrBadRequest, what, err))
 		return types.NullValue
 	}
-	if m == nil {
-		return types.NullValue
-	}
-	return m
+	return v
 }
 
 // lookupPod returns the target pod of a CONNECT to a pod subresource, or null.

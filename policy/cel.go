@@ -495,7 +495,18 @@ func userInfoValue(a *Attributes) any {
 // evalCondition runs a compiled condition. A lookup failure is returned as err; a condition
 // that fails or returns no bool is returned as condErr.
 func (ev *evaluation) evalCondition(c *condition) (matched bool, condErr, err error) {
-	val, _, evalErr := c.program(ev.sizeBound()).ContextEval(ev.ctx, ev)
+	var (
+		val     ref.Val
+		evalErr error
+	)
+	if prog, tracked := c.program(ev.sizeBound()); tracked {
+		val, _, evalErr = prog.ContextEval(ev.ctx, ev)
+	} else {
+		// Its cost is bounded by the per-call limit before it starts: no interrupt checks,
+		// whose per-evaluation context costs more than such a condition. A cancelled request
+		// stops before the next condition.
+		val, _, evalErr = prog.Eval(ev)
+	}
 	if ev.err != nil {
 		return false, nil, ev.err
 	}

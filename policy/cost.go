@@ -43,12 +43,12 @@ type condition struct {
 }
 
 // program returns the program to evaluate the condition with, for a request whose size bound
-// (evaluation.sizeBound) is size.
-func (c *condition) program(size int) cel.Program {
+// (evaluation.sizeBound) is size, and whether it is the tracked one.
+func (c *condition) program(size int) (prog cel.Program, tracked bool) {
 	if c.untracked != nil && size <= c.untrackedUpTo {
-		return c.untracked
+		return c.untracked, false
 	}
-	return c.tracked
+	return c.tracked, true
 }
 
 // maxSizeBound is the largest size bound conditions are estimated for: beyond kube-apiserver's

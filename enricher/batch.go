@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -76,15 +77,55 @@ type packer struct {
 	emit     func(msg []byte) error
 	observe  func(raw []byte) // sees every event as read, before masking; a test seam
 
-	// The events of the message being built.
+	*packerBuffers
+	short map[int][]byte // events replaced by a shortened version
+
+	events, truncated, messages int // totals
+}
+
+// packerBuffers are the buffers a packer grows to a message's size: the masked events, their
+// offsets and stats (those of the message being built), the event in its EventList wrapping, the
+// envelope and its compressed form. An intake batch grows them to a few MiB, so the intake keeps
+// them between batches (packerPool) instead of growing new ones for every POST.
+type packerBuffers struct {
 	buf     []byte // masked events back to back
 	offsets []int  // event i is buf[offsets[i]:offsets[i+1]], unless replaced
 	stats   []eventStats
-	short   map[int][]byte // events replaced by a shortened version
 
 	scratch, env, enc []byte
+}
 
-	events, truncated, messages int // totals
+// packerPool keeps packerBuffers between batches. The zero value is ready to use.
+type packerPool struct{ pool sync.Pool }
+
+// maxPooledBuffer is the largest buffer a packerPool keeps: a few messages' worth. A batch with
+// an event far larger than a message leaves its buffers to the garbage collector instead of
+// holding on to them.
+const maxPooledBuffer = 4 * messageTarget
+
+// reusable reports whether b is small enough to keep.
+func (b *packerBuffers) reusable() bool {
+	return max(cap(b.buf), cap(b.scratch), cap(b.env), cap(b.enc)) <= maxPooledBuffer
+}
+
+// get returns buffers for a new packer: kept ones, emptied, or new.
+func (pp *packerPool) get() *packerBuffers {
+	if b, ok := pp.pool.Get().(*packerBuffers); ok {
+		return b
+	}
+	return &packerBuffers{offsets: []int{0}}
+}
+
+// put keeps b for a later get; the packer that used it must not be used any more. The buffers
+// hold masked events only, never a raw one: scratch, which held raw events, is cleared.
+func (pp *packerPool) put(b *packerBuffers) {
+	if !b.reusable() {
+		return
+	}
+	clear(b.scratch[:cap(b.scratch)])
+	clear(b.stats[:cap(b.stats)])
+	b.buf, b.offsets, b.stats, b.scratch, b.env, b.enc = b.buf[:0], b.offsets[:1], b.stats[:0], b.scratch[:0], b.env[:0], b.enc[:0]
+	pp.pool.Put(b)
 }
 
 // messageTarget is the uncompressed size at which the intake closes a message: audit JSON
@@ -92,7 +133,12 @@ type packer struct {
 const messageTarget = 2 << 20
 
 func newPacker(m *masking.Masker, origin string, maxBytes int, emit func([]byte) error) *packer {
-	return &packer{m: m, origin: origin, maxBytes: maxBytes, target: messageTarget, emit: emit, offsets: []int{0}}
+	return newPackerWith(&packerBuffers{offsets: []int{0}}, m, origin, maxBytes, emit)
+}
+
+// newPackerWith returns a packer that uses bufs (from packerPool.get).
+func newPackerWith(bufs *packerBuffers, m *masking.Masker, origin string, maxBytes int, emit func([]byte) error) *packer {
+	return &packer{packerBuffers: bufs, m: m, origin: origin, maxBytes: maxBytes, target: messageTarget, emit: emit}
 }
 
 func (p *packer) pending() int { return len(p.stats) }

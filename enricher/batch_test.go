@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/klauspost/compress/s2"
@@ -111,6 +113,51 @@ func TestPackerSplitsIntoMessages(t *testing.T) {
 	for i, ev := range evs {
 		assert.Equal(t, genEventID("split", i), ev.AuditID)
 	}
+}
+
+// TestPackerPoolReusesBuffers checks that packers on kept buffers pack exactly as fresh ones
+// do, across batches of different sizes and a batch that failed halfway, that buffers are kept,
+// and that buffers grown far beyond a message are not.
+func TestPackerPoolReusesBuffers(t *testing.T) {
+	m := newMasker(t)
+	const limit = 16 << 10
+	var pool packerPool
+	packPooled := func(items [][]byte) [][]byte {
+		t.Helper()
+		var msgs [][]byte
+		p := newPackerWith(pool.get(), m, OriginWebhook, limit, func(b []byte) error {
+			msgs = append(msgs, bytes.Clone(b))
+			return nil
+		})
+		defer pool.put(p.packerBuffers)
+		for _, it := range items {
+			require.NoError(t, p.add(it, ""))
+		}
+		require.NoError(t, p.flush())
+		return msgs
+	}
+	for i, n := range []int{300, 7, 120, 1} {
+		l, err := splitEventList(testEventList(0, n, genOptions{id: fmt.Sprintf("pool-%d", i), secret: "s3cr3t-pool-canary"}))
+		require.NoError(t, err)
+		assert.Equal(t, packAll(t, m, l.Items, limit, nil), packPooled(l.Items), "batch %d of %d events", i, n)
+	}
+
+	// A batch abandoned halfway (the spool failed) leaves nothing behind for the next one.
+	l, err := splitEventList(testEventList(0, 50, genOptions{id: "pool-abandoned"}))
+	require.NoError(t, err)
+	p := newPackerWith(pool.get(), m, OriginWebhook, limit, func([]byte) error { return errors.New("spool full") })
+	for _, it := range l.Items[:20] {
+		require.NoError(t, p.add(it, ""))
+	}
+	pool.put(p.packerBuffers)
+	l, err = splitEventList(testEventList(0, 40, genOptions{id: "pool-next"}))
+	require.NoError(t, err)
+	assert.Equal(t, packAll(t, m, l.Items, limit, nil), packPooled(l.Items))
+
+	small := &packerBuffers{offsets: []int{0}, buf: make([]byte, 0, messageTarget)}
+	assert.True(t, small.reusable(), "buffers of a message's size are kept")
+	big := &packerBuffers{offsets: []int{0}, env: make([]byte, 0, maxPooledBuffer+1)}
+	assert.False(t, big.reusable(), "a buffer grown beyond maxPooledBuffer is not kept")
 }
 
 // TestPackerEmitsAsItGoes checks that a batch is emitted in messages as its events arrive, so

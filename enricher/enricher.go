@@ -43,6 +43,7 @@ type Enricher struct {
 	migrated      atomic.Bool   // schema applied
 	inFlight      chan struct{} // intake request slots
 	inFlightBytes *semaphore.Weighted
+	packers       packerPool // the intake's packer buffers, kept between batches
 
 	// Test seams.
 	observe     func(events [][]byte, code int) // sees every intake request's events and its answer

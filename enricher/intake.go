@@ -172,11 +172,12 @@ func (e *Enricher) ingest(src *eventReader, origin string, id func() string, bad
 	defer sw.abort() // after commit, nothing
 	// masking includes the appends to the spool that packing makes; appending is spooling.
 	var appending, masking time.Duration
-	p := newPacker(e.opts.Masker, origin, e.opts.MaxMessageBytes, func(msg []byte) error {
+	p := newPackerWith(e.packers.get(), e.opts.Masker, origin, e.opts.MaxMessageBytes, func(msg []byte) error {
 		t := time.Now()
 		defer func() { appending += time.Since(t) }()
 		return sw.append(msg)
 	})
+	defer e.packers.put(p.packerBuffers)
 	p.observe = observe
 	for {
 		lineStart := src.offset()

@@ -99,6 +99,19 @@ type spool struct {
 	queue   []spoolEntry
 	queued  map[string]bool // batch IDs in the queue
 	notify  chan struct{}   // closed and replaced when a batch is committed
+
+	// Buffers of finished writers (*bufio.Writer) and readers (*spoolReadBuffers), kept for
+	// the next: every batch is written once and read twice.
+	writeBufs, readBufs sync.Pool
+}
+
+// spoolBufferSize is the size of a spool file's write and read buffers.
+const spoolBufferSize = 256 << 10
+
+// spoolReadBuffers are a reader's buffers: the file's and the current record's.
+type spoolReadBuffers struct {
+	r   *bufio.Reader
+	buf []byte
 }
 
 // spoolOpenReport says what opening the spool found.
@@ -232,7 +245,13 @@ func (s *spool) create() (*spoolWriter, error) {
 		s.release(int64(len(spoolMagic)))
 		return nil, fmt.Errorf("enricher: spool: %w", err)
 	}
-	w := &spoolWriter{s: s, f: f, w: bufio.NewWriterSize(f, 256<<10), path: f.Name(), size: int64(len(spoolMagic))}
+	bw, ok := s.writeBufs.Get().(*bufio.Writer)
+	if ok {
+		bw.Reset(f)
+	} else {
+		bw = bufio.NewWriterSize(f, spoolBufferSize)
+	}
+	w := &spoolWriter{s: s, f: f, w: bw, path: f.Name(), size: int64(len(spoolMagic))}
 	if _, err := w.w.WriteString(spoolMagic); err != nil {
 		w.abort()
 		return nil, fmt.Errorf("enricher: spool: %w", err)
@@ -294,6 +313,7 @@ func (w *spoolWriter) commit(id string) (duplicate bool, err error) {
 		w.abort()
 		return false, fmt.Errorf("enricher: spool: %w", err)
 	}
+	w.releaseBuffer()
 	if err := w.f.Sync(); err != nil {
 		w.abort()
 		return false, fmt.Errorf("enricher: spool: sync: %w", err)
@@ -346,11 +366,23 @@ func (w *spoolWriter) abort() {
 		return
 	}
 	w.done = true
+	w.releaseBuffer()
 	if w.f != nil {
 		_ = w.f.Close()
 	}
 	_ = os.Remove(w.path)
 	w.s.release(w.size)
+}
+
+// releaseBuffer hands the write buffer back to the spool, its contents discarded; w writes no
+// more.
+func (w *spoolWriter) releaseBuffer() {
+	if w.w == nil {
+		return
+	}
+	w.w.Reset(nil)
+	w.s.writeBufs.Put(w.w)
+	w.w = nil
 }
 
 // head returns the oldest queued batch and a channel closed when another is queued.
@@ -395,6 +427,7 @@ func (s *spool) dequeue(e spoolEntry) {
 
 // spoolReader reads a committed batch's messages.
 type spoolReader struct {
+	s        *spool
 	f        *os.File
 	r        *bufio.Reader
 	messages int
@@ -408,10 +441,16 @@ func (s *spool) open(e spoolEntry) (*spoolReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("enricher: spool: %w", err)
 	}
-	r := &spoolReader{f: f, r: bufio.NewReaderSize(f, 256<<10)}
-	magic := make([]byte, len(spoolMagic))
-	if _, err := io.ReadFull(r.r, magic); err != nil || string(magic) != spoolMagic {
-		_ = f.Close()
+	r := &spoolReader{s: s, f: f}
+	if b, ok := s.readBufs.Get().(*spoolReadBuffers); ok {
+		b.r.Reset(f)
+		r.r, r.buf = b.r, b.buf
+	} else {
+		r.r = bufio.NewReaderSize(f, spoolBufferSize)
+	}
+	var magic [len(spoolMagic)]byte
+	if _, err := io.ReadFull(r.r, magic[:]); err != nil || string(magic[:]) != spoolMagic {
+		r.close()
 		return nil, fmt.Errorf("%w: %s: no spool header", errSpoolCorrupt, e.name())
 	}
 	return r, nil
@@ -454,7 +493,20 @@ func (r *spoolReader) next(id string) ([]byte, error) {
 	return nil, fmt.Errorf("%w: record %d: unknown type %d", errSpoolCorrupt, r.messages, typ)
 }
 
-func (r *spoolReader) close() { _ = r.f.Close() }
+// close closes the file and hands the buffers back to the spool: a message next returned is
+// not valid any more.
+func (r *spoolReader) close() {
+	_ = r.f.Close()
+	if r.r == nil {
+		return
+	}
+	r.r.Reset(nil)
+	if cap(r.buf) > maxPooledBuffer {
+		r.buf = nil
+	}
+	r.s.readBufs.Put(&spoolReadBuffers{r: r.r, buf: r.buf[:0]})
+	r.r, r.buf = nil, nil
+}
 
 // syncDir makes the directory's entries (a rename, a new file) durable.
 func syncDir(dir string) error {

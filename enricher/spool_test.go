@@ -2,6 +2,7 @@ package enricher
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -196,4 +197,36 @@ func TestSpoolRefusesBadIDs(t *testing.T) {
 		require.Error(t, err, "%q", id)
 	}
 	assert.Zero(t, s.stats().Bytes)
+}
+
+// TestSpoolReusesBuffers checks that writers and readers on kept buffers write and read each
+// batch exactly: nothing of an earlier batch, written whole, abandoned halfway or read, leaks
+// into a later one.
+func TestSpoolReusesBuffers(t *testing.T) {
+	s, _, err := openSpool(t.TempDir(), 64<<20)
+	require.NoError(t, err)
+	defer s.close()
+	big := strings.Repeat("x", 300<<10) // beyond one buffer
+	batches := [][]string{{big, "a2"}, {"b1"}, {"c1", big[:5000], "c3"}, {"d1"}}
+	for i, msgs := range batches {
+		if i == 2 {
+			// A batch abandoned with data still in the write buffer.
+			w, err := s.create()
+			require.NoError(t, err)
+			require.NoError(t, w.append([]byte("abandoned")))
+			w.abort()
+		}
+		spoolBatch(t, s, fmt.Sprintf("webhook-%d", i), msgs...)
+	}
+	for _, msgs := range batches {
+		e, ok, _ := s.head()
+		require.True(t, ok)
+		got, err := readBatch(t, s, e)
+		require.NoError(t, err)
+		assert.Equal(t, msgs, got, e.id)
+		again, err := readBatch(t, s, e)
+		require.NoError(t, err)
+		assert.Equal(t, msgs, again, "%s read again", e.id)
+		require.NoError(t, s.remove(e))
+	}
 }

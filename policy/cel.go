@@ -8,6 +8,7 @@ import (
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
 	"github.com/google/cel-go/interpreter"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -47,6 +48,22 @@ const (
 // limit.
 type celEnvs struct {
 	fast, full *cel.Env
+	// untracked is fast without runtime cost tracking, for the requests a condition's static
+	// cost bound covers (see condition).
+	untracked *cel.Env
+}
+
+// conditionVars declares the variables of a rule condition.
+func conditionVars(userInfo, request *apiservercel.DeclType) []cel.EnvOption {
+	return []cel.EnvOption{
+		cel.Variable(varObject, cel.DynType),
+		cel.Variable(varOldObject, cel.DynType),
+		cel.Variable(varPod, cel.DynType),
+		cel.Variable(varNamespaceObject, cel.DynType),
+		cel.Variable(varRoleObject, cel.DynType),
+		cel.Variable(varRequest, request.CelType()),
+		cel.Variable(varUserInfo, userInfo.CelType()),
+	}
 }
 
 func newCELEnvs(lib *library) (celEnvs, error) {
@@ -54,16 +71,8 @@ func newCELEnvs(lib *library) (celEnvs, error) {
 	request := requestType(userInfo)
 	vars := environment.VersionedOptions{
 		IntroducedVersion: version.MajorMinor(1, 0),
-		EnvOptions: []cel.EnvOption{
-			cel.Variable(varObject, cel.DynType),
-			cel.Variable(varOldObject, cel.DynType),
-			cel.Variable(varPod, cel.DynType),
-			cel.Variable(varNamespaceObject, cel.DynType),
-			cel.Variable(varRoleObject, cel.DynType),
-			cel.Variable(varRequest, request.CelType()),
-			cel.Variable(varUserInfo, userInfo.CelType()),
-		},
-		DeclTypes: []*apiservercel.DeclType{request, userInfo},
+		EnvOptions:        conditionVars(userInfo, request),
+		DeclTypes:         []*apiservercel.DeclType{request, userInfo},
 	}
 	vars.EnvOptions = append(vars.EnvOptions, lib.functions()...)
 	var envs celEnvs
@@ -80,6 +89,9 @@ func newCELEnvs(lib *library) (celEnvs, error) {
 	}
 	if envs.fast, err = fast.Env(environment.NewExpressions); err != nil {
 		return envs, fmt.Errorf("policy: build CEL environment: %w", err)
+	}
+	if envs.untracked, err = untrackedEnv(lib, userInfo, request); err != nil {
+		return envs, err
 	}
 	return envs, nil
 }
@@ -135,27 +147,46 @@ func (envs celEnvs) adapter() types.Adapter {
 }
 
 // compile compiles a rule condition, which must return a bool: in the fast environment when it
-// can, else in the full one, whose error is reported when both fail.
-func (envs celEnvs) compile(expr string) (cel.Program, error) {
-	if prog, err := compileIn(envs.fast, expr); err == nil {
-		return prog, nil
+// can, else in the full one, whose error is reported when both fail. A condition compiled in the
+// fast environment also gets its untracked program when its cost has a static bound.
+func (envs celEnvs) compile(expr string) (*condition, error) {
+	ast, prog, err := compileIn(envs.fast, expr)
+	if err != nil {
+		if _, prog, err = compileIn(envs.full, expr); err != nil {
+			return nil, err
+		}
+		return &condition{tracked: prog}, nil
 	}
-	return compileIn(envs.full, expr)
+	c := &condition{tracked: prog}
+	if envs.untracked == nil {
+		return c, nil
+	}
+	upTo, ok := untrackedUpTo(envs.fast, ast)
+	if !ok {
+		return c, nil
+	}
+	if _, c.untracked, err = compileIn(envs.untracked, expr); err != nil {
+		// The untracked environment declares what the fast one does: this is a bug, and the
+		// tracked program still evaluates the condition.
+		return c, nil
+	}
+	c.untrackedUpTo = upTo
+	return c, nil
 }
 
-func compileIn(env *cel.Env, expr string) (cel.Program, error) {
+func compileIn(env *cel.Env, expr string) (*cel.Ast, cel.Program, error) {
 	ast, issues := env.Compile(expr)
 	if issues != nil && issues.Err() != nil {
-		return nil, fmt.Errorf("condition: %s", issues.String())
+		return nil, nil, fmt.Errorf("condition: %s", issues.String())
 	}
 	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) && !t.IsExactType(cel.DynType) {
-		return nil, fmt.Errorf("condition must evaluate to bool, not %s", t)
+		return nil, nil, fmt.Errorf("condition must evaluate to bool, not %s", t)
 	}
 	prog, err := env.Program(ast, cel.InterruptCheckFrequency(celconfig.CheckFrequency))
 	if err != nil {
-		return nil, fmt.Errorf("condition: %w", err)
+		return nil, nil, fmt.Errorf("condition: %w", err)
 	}
-	return prog, nil
+	return ast, prog, nil
 }
 
 // evaluation holds one request's evaluation state: the attributes and the values rules need,
@@ -172,6 +203,8 @@ type evaluation struct {
 	nsLabels                                                   map[string]string
 	nsFound                                                    bool
 	done                                                       uint8 // bits of the computed values
+	// size is the request's size bound (sizeBound), -1 until computed.
+	size int
 	// err is the first lookup failure. It fails the whole evaluation: a rule's match cannot be
 	// known without the value.
 	err error
@@ -263,20 +296,21 @@ func (ev *evaluation) value(v any) ref.Val {
 	return ev.adapter.NativeToValue(v)
 }
 
-func (ev *evaluation) decode(raw []byte, what string) any {
+func (ev *evaluation) decode(raw []byte, what string) ref.Val {
 	if len(raw) == 0 {
 		return types.NullValue
 	}
-	var m map[string]any
-	// utiljson keeps integers as int64, as CEL and Kubernetes expect.
-	if err := utiljson.Unmarshal(raw, &m); err != nil {
+	v, err := decodeJSONValue(ev.adapter, raw)
+	if err == nil && v != types.NullValue {
+		if _, ok := v.(traits.Mapper); !ok {
+			err = fmt.Errorf("a JSON %s", v.Type().TypeName())
+		}
+	}
+	if err != nil {
 		ev.fail(fmt.Errorf("%w: %s is not a JSON object: %w", ErrBadRequest, what, err))
 		return types.NullValue
 	}
-	if m == nil {
-		return types.NullValue
-	}
-	return m
+	return v
 }
 
 // lookupPod returns the target pod of a CONNECT to a pod subresource, or null.
@@ -460,8 +494,19 @@ func userInfoValue(a *Attributes) any {
 
 // evalCondition runs a compiled condition. A lookup failure is returned as err; a condition
 // that fails or returns no bool is returned as condErr.
-func (ev *evaluation) evalCondition(prog cel.Program) (matched bool, condErr, err error) {
-	val, _, evalErr := prog.ContextEval(ev.ctx, ev)
+func (ev *evaluation) evalCondition(c *condition) (matched bool, condErr, err error) {
+	var (
+		val     ref.Val
+		evalErr error
+	)
+	if prog, tracked := c.program(ev.sizeBound()); tracked {
+		val, _, evalErr = prog.ContextEval(ev.ctx, ev)
+	} else {
+		// Its cost is bounded by the per-call limit before it starts: no interrupt checks,
+		// whose per-evaluation context costs more than such a condition. A cancelled request
+		// stops before the next condition.
+		val, _, evalErr = prog.Eval(ev)
+	}
 	if ev.err != nil {
 		return false, nil, ev.err
 	}

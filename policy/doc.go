@@ -59,7 +59,11 @@
 // Variables are computed on first use only: a request no condition looks at is never decoded
 // and no pod is fetched for it. A condition that needs nothing newer than Kubernetes 1.33's
 // libraries runs in that version of the environment, whose per-evaluation cost tracking is
-// several times cheaper; one that uses the newest list functions runs in the full one.
+// several times cheaper; one that uses the newest list functions runs in the full one. The cost
+// limit is also enforced before evaluating: a condition whose static cost estimate, for values
+// as large as the request's object and strings, is within the limit runs without tracking, and
+// every other request is tracked (see cost.go). Objects are decoded once per request straight
+// into CEL values.
 //
 // A condition that fails at run time (a missing field, the cost limit) makes a deny or
 // requireApproval rule match, with a message saying so, and an allow rule not match.

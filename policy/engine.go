@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/cel-go/cel"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -100,7 +99,7 @@ type compiledRule struct {
 	name      string
 	match     *matcher
 	exclude   *matcher
-	condition cel.Program
+	condition *condition
 	action    Action
 	message   string
 	approval  *Approval
@@ -316,7 +315,7 @@ func (e *Engine) Evaluate(ctx context.Context, a Attributes) (Decision, error) {
 	if g == nil {
 		return Decision{}, ErrNotReady
 	}
-	ev := &evaluation{ctx: ctx, attrs: a, op: a.Op(), lookup: e.opts.Lookup, adapter: e.envs.adapter()}
+	ev := &evaluation{ctx: ctx, attrs: a, op: a.Op(), lookup: e.opts.Lookup, adapter: e.envs.adapter(), size: -1}
 	// Only the rules that can match the request's group and resource, still in order: the
 	// others' match would fail before anything else about them is looked at.
 	for _, i := range g.index.candidates(a.Group, a.Resource) {

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"reflect"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
@@ -78,7 +77,7 @@ func (l *library) roleEscalations(rules, clusterWide ref.Val) ref.Val {
 	var role struct {
 		Rules []rbacv1.PolicyRule `json:"rules"`
 	}
-	native, err := lister.ConvertToNative(reflect.TypeFor[[]any]())
+	native, err := nativeJSON(lister)
 	if err != nil {
 		return types.NewErr("roleEscalations: %v", err)
 	}
@@ -92,11 +91,13 @@ func (l *library) roleEscalations(rules, clusterWide ref.Val) ref.Val {
 func fromCEL(v ref.Val, into any) error {
 	m, ok := v.Value().(map[string]any)
 	if !ok {
-		native, err := v.ConvertToNative(reflect.TypeFor[map[string]any]())
+		native, err := nativeJSON(v)
 		if err != nil {
 			return fmt.Errorf("not an object: %w", err)
 		}
-		m = native.(map[string]any)
+		if m, ok = native.(map[string]any); !ok {
+			return fmt.Errorf("not an object: a %s", v.Type().TypeName())
+		}
 	}
 	return runtime.DefaultUnstructuredConverter.FromUnstructured(m, into)
 }

@@ -65,6 +65,10 @@ type walker struct {
 	b64        []byte     // scratch: a decoded base64 document
 	arena      []byte     // scratch: replacement bytes of text edits
 	offs       []int      // scratch: offsets mapped from text to raw string
+
+	// onSecret is the Target's SecretValue hook, passed on to the walkers of embedded and
+	// nested documents when they start.
+	onSecret func(value, placeholder []byte)
 }
 
 func newWalker(m *Masker) *walker {
@@ -153,6 +157,9 @@ func (w *walker) value(i int, c vctx, depth int) (int, error) {
 			return i, errConflict
 		}
 		if c.hide != noHide {
+			if w.onSecret != nil && isSecretValueRule(int(c.hide)) {
+				w.onSecret(src[i:end], w.h.plain(src[i:end]))
+			}
 			d0 := w.open(i)
 			w.dst = append(w.dst, '"')
 			w.dst = w.h.appendPlain(w.dst, src[i:end])

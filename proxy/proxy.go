@@ -269,7 +269,7 @@ func NewProxy(o Options) (*Proxy, error) {
 		log:     o.Logger,
 	}
 	p.sessions = newSessions(o.SessionActivityInterval, o.Source, o.Recorder, o.Logger)
-	p.values = newSessionValues(o.Masker)
+	p.values = newSessionValues()
 	p.upgradeRT = rt
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
@@ -612,12 +612,11 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		return p.afterMasking(resp, st)
 	}
 	ct := resp.Header.Get("Content-Type")
+	// The masker hands over the values of the Secrets it masks, for the session's exec output.
+	target := st.target
+	target.SecretValue = p.values.hook(st)
 	if isStream(st.info, resp) {
-		body := resp.Body
-		if resp.Header.Get("Content-Encoding") == "" {
-			body = p.values.collectStream(st, body)
-		}
-		rd, err := p.opts.Masker.Stream(ct, resp.Header.Get("Content-Encoding"), body, st.target)
+		rd, err := p.opts.Masker.Stream(ct, resp.Header.Get("Content-Encoding"), resp.Body, target)
 		if err != nil {
 			return err
 		}
@@ -636,12 +635,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if int64(len(body)) > p.opts.MaxResponseBytes {
 		return fmt.Errorf("%w: response larger than %d bytes", masking.ErrTooLarge, p.opts.MaxResponseBytes)
 	}
-	masked, stats, err := p.opts.Masker.Body(ct, resp.Header.Get("Content-Encoding"), body, st.target)
+	masked, stats, err := p.opts.Masker.Body(ct, resp.Header.Get("Content-Encoding"), body, target)
 	if err != nil {
 		return err
-	}
-	if stats.Fields > 0 && resp.Header.Get("Content-Encoding") == "" {
-		p.values.collect(st, body)
 	}
 	st.masking = stats
 	resp.Body = io.NopCloser(bytes.NewReader(masked))

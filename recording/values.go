@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
-	"sort"
+	"slices"
 	"sync"
 )
 
@@ -30,14 +30,19 @@ const (
 // safe for concurrent use.
 type Values struct {
 	mu    sync.RWMutex
-	vals  []value // by decreasing length, so a longer value wins over a value it contains
-	seq   int
+	fifo  []*value          // the values kept, oldest first: the order they are forgotten in
+	byRaw map[string]*value // the same, by value
 	bytes int
+
+	// sorted holds the same by decreasing length, so that a longer value wins over a value it
+	// contains; Replace builds it when Add changed the set (nil). Adding values (a session that
+	// reads a list of Secrets adds hundreds) is thus cheap, and only Replace sorts.
+	sortMu sync.Mutex
+	sorted []*value
 }
 
 type value struct {
 	raw, placeholder []byte
-	seq              int
 }
 
 // Add keeps v (and each line of it) with its placeholder, unless it is too short, too long or
@@ -60,28 +65,39 @@ func (s *Values) add(v, placeholder []byte) {
 	if len(v) < MinValueBytes || len(v) > MaxValueBytes || len(bytes.TrimSpace(v)) < MinValueBytes {
 		return
 	}
-	for _, x := range s.vals {
-		if bytes.Equal(x.raw, v) {
-			return
-		}
+	if _, ok := s.byRaw[string(v)]; ok {
+		return
 	}
-	s.seq++
-	nv := value{raw: bytes.Clone(v), placeholder: bytes.Clone(placeholder), seq: s.seq}
-	i := sort.Search(len(s.vals), func(i int) bool { return len(s.vals[i].raw) < len(v) })
-	s.vals = append(s.vals, value{})
-	copy(s.vals[i+1:], s.vals[i:])
-	s.vals[i] = nv
+	if s.byRaw == nil {
+		s.byRaw = map[string]*value{}
+	}
+	// One allocation for the value and its placeholder.
+	buf := make([]byte, len(v)+len(placeholder))
+	copy(buf, v)
+	copy(buf[len(v):], placeholder)
+	nv := &value{raw: buf[:len(v):len(v)], placeholder: buf[len(v):]}
+	s.byRaw[string(nv.raw)] = nv
+	s.fifo = append(s.fifo, nv)
 	s.bytes += len(v)
-	for len(s.vals) > MaxValues || s.bytes > MaxValuesBytes {
-		oldest := 0
-		for j := range s.vals {
-			if s.vals[j].seq < s.vals[oldest].seq {
-				oldest = j
-			}
-		}
-		s.bytes -= len(s.vals[oldest].raw)
-		s.vals = append(s.vals[:oldest], s.vals[oldest+1:]...)
+	for len(s.fifo) > MaxValues || s.bytes > MaxValuesBytes {
+		old := s.fifo[0]
+		s.fifo[0] = nil
+		s.fifo = s.fifo[1:]
+		delete(s.byRaw, string(old.raw))
+		s.bytes -= len(old.raw)
 	}
+	s.sorted = nil
+}
+
+// byLength returns the values kept by decreasing length. The caller holds s.mu for reading.
+func (s *Values) byLength() []*value {
+	s.sortMu.Lock()
+	defer s.sortMu.Unlock()
+	if s.sorted == nil {
+		s.sorted = slices.Clone(s.fifo)
+		slices.SortStableFunc(s.sorted, func(a, b *value) int { return len(b.raw) - len(a.raw) })
+	}
+	return s.sorted
 }
 
 // Contains reports whether v is kept.
@@ -91,12 +107,8 @@ func (s *Values) Contains(v []byte) bool {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, x := range s.vals {
-		if bytes.Equal(x.raw, v) {
-			return true
-		}
-	}
-	return false
+	_, ok := s.byRaw[string(v)]
+	return ok
 }
 
 // Len returns the number of values kept.
@@ -106,7 +118,7 @@ func (s *Values) Len() int {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.vals)
+	return len(s.fifo)
 }
 
 // Replace appends src to dst with every kept value replaced by its placeholder, and reports how
@@ -117,13 +129,13 @@ func (s *Values) Replace(dst, src []byte) ([]byte, int) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if len(s.vals) == 0 {
+	if len(s.fifo) == 0 {
 		return append(dst, src...), 0
 	}
 	cur := src
 	var buf []byte
 	n := 0
-	for _, v := range s.vals {
+	for _, v := range s.byLength() {
 		if len(cur) < len(v.raw) || !bytes.Contains(cur, v.raw) {
 			continue
 		}

@@ -351,6 +351,28 @@ func (m *Masker) JSON(dst, src []byte, t Target) ([]byte, Stats, error) {
 	return w.finish(), m.stats(w.log), nil
 }
 
+// jsonBody masks one JSON document like JSON, but returns src itself when nothing in it was
+// replaced, and sizes the output for src when something was, so that a large body is neither
+// copied whole for nothing nor grown step by step.
+func (m *Masker) jsonBody(src []byte, t Target) ([]byte, Stats, error) {
+	w := m.getWalker(t)
+	defer m.putWalker(w)
+	hint := m.targetType(t)
+	w.reset(nil, src, hint)
+	w.sizeHint = len(src) + len(src)/8
+	end, err := w.document(0, hint)
+	if err == nil && skipSpace(src, end) != len(src) {
+		err = malformed(end, "data after the document")
+	}
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	if len(w.log) == 0 {
+		return src, Stats{}, nil
+	}
+	return w.finish(), m.stats(w.log), nil
+}
+
 // watchDocs masks a body of concatenated JSON documents (a watch stream read whole).
 func (m *Masker) watchDocs(src []byte, t Target) ([]byte, Stats, error) {
 	w := m.getWalker(t)
@@ -452,14 +474,7 @@ func (m *Masker) Body(contentType, contentEncoding string, body []byte, t Target
 		if watch || t.Watch {
 			return m.watchDocs(body, t)
 		}
-		out, st, err := m.JSON(nil, body, t)
-		if err != nil {
-			return nil, Stats{}, err
-		}
-		if st.Fields == 0 {
-			return body, st, nil
-		}
-		return out, st, nil
+		return m.jsonBody(body, t)
 	case mediaText:
 		out, st := m.Text(nil, body)
 		return out, st, nil

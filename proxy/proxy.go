@@ -627,13 +627,10 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		resp.Header.Del("Content-Encoding")
 		return nil
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, p.opts.MaxResponseBytes+1))
+	body, err := readBody(resp.Body, resp.ContentLength, p.opts.MaxResponseBytes)
 	_ = resp.Body.Close()
 	if err != nil {
-		return fmt.Errorf("read response: %w", err)
-	}
-	if int64(len(body)) > p.opts.MaxResponseBytes {
-		return fmt.Errorf("%w: response larger than %d bytes", masking.ErrTooLarge, p.opts.MaxResponseBytes)
+		return err
 	}
 	masked, stats, err := p.opts.Masker.Body(ct, resp.Header.Get("Content-Encoding"), body, target)
 	if err != nil {
@@ -645,6 +642,26 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	resp.Header.Set("Content-Length", strconv.Itoa(len(masked)))
 	resp.Header.Del("Content-Encoding")
 	return p.afterMasking(resp, st)
+}
+
+// readBody reads a response body whole, failing with masking.ErrTooLarge past limit bytes. The
+// buffer is sized from the Content-Length when there is one, and doubles otherwise, so that a
+// large body is copied few times as it grows.
+func readBody(r io.Reader, contentLength, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	switch {
+	case contentLength >= 0 && contentLength <= limit:
+		buf.Grow(int(contentLength) + bytes.MinRead)
+	default:
+		buf.Grow(32 << 10)
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(r, limit+1)); err != nil {
+		return nil, fmt.Errorf("read response: %w", err)
+	}
+	if int64(buf.Len()) > limit {
+		return nil, fmt.Errorf("%w: response larger than %d bytes", masking.ErrTooLarge, limit)
+	}
+	return buf.Bytes(), nil
 }
 
 // afterMasking runs once a response that is not a stream is ready to go to the client: the

@@ -2,8 +2,10 @@ package proxy_test
 
 import (
 	"encoding/base64"
+	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
@@ -101,4 +104,66 @@ func TestExecMasksTheSecretsTheSessionRead(t *testing.T) {
 			assert.Contains(t, out, v, "the values are the session's own: the test can fail")
 		}
 	})
+}
+
+// TestLargeResponsesFailClosed answers with bodies around MaxResponseBytes, with and without a
+// Content-Length (which the proxy sizes its buffer by, and which an upstream could understate):
+// a body over the limit is never passed on, masked or not; one at the limit is.
+func TestLargeResponsesFailClosed(t *testing.T) {
+	const limit = 64 << 10
+	secret := func(size int) []byte {
+		pad := strings.Repeat("a", size-len(`{"kind":"Secret","apiVersion":"v1","metadata":{"name":"big"},"data":{"password":"c2VjcmV0LXZhbHVlLTk5"},"pad":""}`))
+		return []byte(`{"kind":"Secret","apiVersion":"v1","metadata":{"name":"big"},"data":{"password":"c2VjcmV0LXZhbHVlLTk5"},"pad":"` + pad + `"}`)
+	}
+	tests := []struct {
+		name          string
+		size          int
+		contentLength string // "" for none (streamed), "actual" or a number
+		wantOK        bool
+	}{
+		{"at the limit, no length", limit, "", true},
+		{"at the limit, with length", limit, "actual", true},
+		{"over the limit, no length", limit + 1, "", false},
+		{"over the limit, with length", limit + 1, "actual", false},
+		{"far over the limit, no length", 4 * limit, "", false},
+		{"over the limit, length understated", 4 * limit, "100", false},
+	}
+	tok := token(t, "alice", nil)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body := secret(tc.size)
+			require.Len(t, body, tc.size)
+			u := newUpstream(t)
+			u.discardRequests()
+			u.setRespond(func(w http.ResponseWriter, _ *http.Request, _ []byte) bool {
+				w.Header().Set("Content-Type", "application/json")
+				switch tc.contentLength {
+				case "actual":
+					w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+				case "":
+				default:
+					// A length shorter than the body: the HTTP/2 server refuses to send more.
+					w.Header().Set("Content-Length", tc.contentLength)
+				}
+				_, _ = w.Write(body)
+				return true
+			})
+			srv := newStubProxy(t, u, func(o *proxy.Options) { o.MaxResponseBytes = limit })
+			req, err := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/namespaces/default/secrets/big", nil)
+			require.NoError(t, err)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := srv.Client().Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			got, _ := io.ReadAll(resp.Body)
+			assert.NotContains(t, string(got), "c2VjcmV0LXZhbHVlLTk5", "the value never passes")
+			if tc.wantOK {
+				assert.Equal(t, http.StatusOK, resp.StatusCode, string(got))
+				assert.Contains(t, string(got), `"pad":"aaaa`)
+				return
+			}
+			assert.NotEqual(t, http.StatusOK, resp.StatusCode)
+			assert.NotContains(t, string(got), `"pad":"aaaa`, "nothing of the body passes")
+		})
+	}
 }

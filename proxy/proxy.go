@@ -280,8 +280,34 @@ func NewProxy(o Options) (*Proxy, error) {
 		// is buffered by the server as usual.
 		FlushInterval: 0,
 		ErrorLog:      slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn),
+		// The buffer that copies a response to the client is reused, instead of 32 KiB
+		// allocated and cleared per response. It only ever holds what the client is sent.
+		BufferPool: &copyBuffers{},
 	}
 	return p, nil
+}
+
+// copyBuffers is the ReverseProxy's httputil.BufferPool.
+type copyBuffers struct{ pool sync.Pool }
+
+var _ httputil.BufferPool = (*copyBuffers)(nil)
+
+// copyBufferSize is the size of ReverseProxy's own copy buffers.
+const copyBufferSize = 32 << 10
+
+func (c *copyBuffers) Get() []byte {
+	if b, ok := c.pool.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, copyBufferSize)
+}
+
+func (c *copyBuffers) Put(b []byte) {
+	if cap(b) != copyBufferSize {
+		return
+	}
+	b = b[:copyBufferSize]
+	c.pool.Put(&b)
 }
 
 func upstreamURL(cfg *rest.Config) (*url.URL, error) {
@@ -645,15 +671,12 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 }
 
 // readBody reads a response body whole, failing with masking.ErrTooLarge past limit bytes. The
-// buffer is sized from the Content-Length when there is one, and doubles otherwise, so that a
-// large body is copied few times as it grows.
+// buffer is sized from the Content-Length when there is one, and doubles otherwise (from
+// bytes.MinRead), so that a large body is copied few times as it grows.
 func readBody(r io.Reader, contentLength, limit int64) ([]byte, error) {
 	var buf bytes.Buffer
-	switch {
-	case contentLength >= 0 && contentLength <= limit:
+	if contentLength >= 0 && contentLength <= limit {
 		buf.Grow(int(contentLength) + bytes.MinRead)
-	default:
-		buf.Grow(32 << 10)
 	}
 	if _, err := buf.ReadFrom(io.LimitReader(r, limit+1)); err != nil {
 		return nil, fmt.Errorf("read response: %w", err)

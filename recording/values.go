@@ -3,6 +3,7 @@ package recording
 import (
 	"bytes"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"sync"
@@ -29,10 +30,14 @@ const (
 // go first). It never prints its values: String, GoString, Format and LogValue are redacted. It is
 // safe for concurrent use.
 type Values struct {
-	mu    sync.RWMutex
-	fifo  []*value          // the values kept, oldest first: the order they are forgotten in
-	byRaw map[string]*value // the same, by value
-	bytes int
+	mu     sync.RWMutex
+	fifo   []*value          // the values kept, oldest first: the order they are forgotten in
+	byHash map[uint64]*value // the same, by the hash of the value, chained through next
+	seed   maphash.Seed
+	bytes  int
+	// hash hashes a value; nil means maphash under seed. A test seam: tests make every value
+	// collide.
+	hash func([]byte) uint64
 
 	// sorted holds the same by decreasing length, so that a longer value wins over a value it
 	// contains; Replace builds it when Add changed the set (nil). Adding values (a session that
@@ -43,6 +48,8 @@ type Values struct {
 
 type value struct {
 	raw, placeholder []byte
+	hash             uint64
+	next             *value // the next value with the same hash
 }
 
 // Add keeps v (and each line of it) with its placeholder, unless it is too short, too long or
@@ -65,28 +72,66 @@ func (s *Values) add(v, placeholder []byte) {
 	if len(v) < MinValueBytes || len(v) > MaxValueBytes || len(bytes.TrimSpace(v)) < MinValueBytes {
 		return
 	}
-	if _, ok := s.byRaw[string(v)]; ok {
-		return
+	if s.byHash == nil {
+		s.byHash = map[uint64]*value{}
+		s.seed = maphash.MakeSeed()
 	}
-	if s.byRaw == nil {
-		s.byRaw = map[string]*value{}
+	h := s.hashOf(v)
+	if s.lookup(v, h) != nil {
+		return
 	}
 	// One allocation for the value and its placeholder.
 	buf := make([]byte, len(v)+len(placeholder))
 	copy(buf, v)
 	copy(buf[len(v):], placeholder)
-	nv := &value{raw: buf[:len(v):len(v)], placeholder: buf[len(v):]}
-	s.byRaw[string(nv.raw)] = nv
+	nv := &value{raw: buf[:len(v):len(v)], placeholder: buf[len(v):], hash: h, next: s.byHash[h]}
+	s.byHash[h] = nv
 	s.fifo = append(s.fifo, nv)
 	s.bytes += len(v)
 	for len(s.fifo) > MaxValues || s.bytes > MaxValuesBytes {
 		old := s.fifo[0]
 		s.fifo[0] = nil
 		s.fifo = s.fifo[1:]
-		delete(s.byRaw, string(old.raw))
+		s.unlink(old)
 		s.bytes -= len(old.raw)
 	}
 	s.sorted = nil
+}
+
+func (s *Values) hashOf(v []byte) uint64 {
+	if s.hash != nil {
+		return s.hash(v)
+	}
+	return maphash.Bytes(s.seed, v)
+}
+
+// lookup returns the kept value equal to v, whose hash is h, or nil.
+func (s *Values) lookup(v []byte, h uint64) *value {
+	for x := s.byHash[h]; x != nil; x = x.next {
+		if bytes.Equal(x.raw, v) {
+			return x
+		}
+	}
+	return nil
+}
+
+// unlink removes old from byHash.
+func (s *Values) unlink(old *value) {
+	head := s.byHash[old.hash]
+	if head == old {
+		if old.next == nil {
+			delete(s.byHash, old.hash)
+		} else {
+			s.byHash[old.hash] = old.next
+		}
+		return
+	}
+	for x := head; x != nil; x = x.next {
+		if x.next == old {
+			x.next = old.next
+			return
+		}
+	}
 }
 
 // byLength returns the values kept by decreasing length. The caller holds s.mu for reading.
@@ -107,8 +152,10 @@ func (s *Values) Contains(v []byte) bool {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	_, ok := s.byRaw[string(v)]
-	return ok
+	if s.byHash == nil {
+		return false
+	}
+	return s.lookup(v, s.hashOf(v)) != nil
 }
 
 // Len returns the number of values kept.

@@ -64,8 +64,9 @@ func isSecrets(t masking.Target) bool {
 // hook returns the masker's SecretValue hook for a response to st: it keeps the values of the
 // Secrets in the response (a Secret, a list, a watch event, a Table with objects) for the
 // request's session, as the masker replaces them, with the placeholders the client sees. It
-// returns nil when the request is not for Secrets or has no session. The hook is called by one
-// masking call at a time.
+// returns nil when the request is not for Secrets or has no session. The hook looks up the
+// session's set at its first value and keeps it: one hook serves one response (or one
+// WebSocket message), called by one masking call at a time.
 func (s *sessionValues) hook(st *requestState) func(value, placeholder []byte) {
 	if st.session == "" || !isSecrets(st.target) {
 		return nil

@@ -140,7 +140,10 @@
 // The proxy passes through the engine what the API server answers: objects, lists, Tables,
 // watch streams and pod logs, over HTTP and frame by frame over WebSocket, and the output of
 // exec and attach through the text detectors (package proxy). Port-forward traffic is the
-// application's own protocol and is not masked.
+// application's own protocol and is not masked. While it masks a response for Secrets, the
+// engine hands each Secret value it replaces, with its placeholder, to [Target].SecretValue,
+// in the same pass; the proxy keeps them for the session, whose exec and attach output is then
+// masked with them too.
 //
 // Protobuf and CBOR responses cannot be masked structurally. The proxy therefore asks the API
 // server for JSON for every request whose response may carry secrets ([Masker.NeedsMasking]):

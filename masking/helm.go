@@ -174,6 +174,9 @@ func (w *walker) helmSecretPayload(i, end int, esc bool) bool {
 	if !ok {
 		return false
 	}
+	// The payload holds the release's values: the session knows it whole, as it knows the
+	// values of other Secrets.
+	w.reportSecret(outer)
 	if inner != nil {
 		w.replace(i, end, base64.StdEncoding.AppendEncode(nil, inner))
 	}
@@ -323,6 +326,7 @@ func (w *walker) maskRelease(payload []byte) ([]byte, bool) {
 	}
 	s := newWalker(w.m)
 	s.level = w.level + 1
+	s.onSecret = w.onSecret
 	s.reset(nil, doc, helmReleaseType)
 	e, err := s.document(0, helmReleaseType)
 	if err != nil || skipSpace(doc, e) != len(doc) {

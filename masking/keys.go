@@ -96,6 +96,16 @@ var (
 	}
 )
 
+// wordEnds holds the last bytes of the suffixes and words classifyWord recognises.
+var wordEnds = func() (ends [256]bool) {
+	for _, list := range [][]string{passwordSuffixes, passwordWords, secretSuffixes, {"sig", "key"}} {
+		for _, s := range list {
+			ends[s[len(s)-1]] = true
+		}
+	}
+	return ends
+}()
+
 // checksumWords name a checksum or digest of something: checksum/secret (a Helm chart's
 // annotation that restarts pods when a Secret changes) holds a hash, not the secret.
 var checksumWords = []string{"checksum", "hash", "digest", "fingerprint", "sha1", "sha256", "sha512", "md5"}
@@ -153,6 +163,11 @@ func classifyLast(last, prev []byte) keyClass {
 }
 
 func classifyWord(w, prev []byte) keyClass {
+	if len(w) == 0 || !wordEnds[w[len(w)-1]] {
+		// No suffix or word of the tables ends with this byte: the loops below would find
+		// nothing.
+		return keyPlain
+	}
 	for _, s := range passwordSuffixes {
 		if bytes.HasSuffix(w, []byte(s)) {
 			return keyPassword

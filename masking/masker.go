@@ -195,6 +195,17 @@ type Target struct {
 	// Path is the URL path of a request that is not for a resource (Resource is empty), such
 	// as /version. NeedsMasking uses it; it is not a hint.
 	Path string
+	// SecretValue, when set, is called during the masking call (JSON, Body, or the Reads of
+	// Stream) for every value of a Secret's data (decoded from base64 when it decodes) and
+	// stringData, wherever the Secret appears (single objects, lists, Table rows, watch events,
+	// last-applied and nested documents), including values an exemption keeps, and for the
+	// payload of a Helm release Secret (decoded once), which is masked inside rather than
+	// replaced. placeholder is the plain placeholder of value: what the client sees for it
+	// (base64-decoded, for data). A value that already is a placeholder is not reported. Both
+	// slices are valid only during the call; it may be called for a document that then fails
+	// to mask. The proxy uses it to learn the values a session has read, so that the session's
+	// exec output is masked with them. Default: nil, nothing is reported.
+	SecretValue func(value, placeholder []byte)
 }
 
 // NeedsMasking reports whether a response to a request for t can carry a secret and must go
@@ -254,12 +265,15 @@ func (m *Masker) targetType(t Target) objType {
 // object of the request's resource.
 var watchEventType = objType{id: kWatchEvent}
 
-func (m *Masker) getWalker() *walker {
-	if w, ok := m.walkers.Get().(*walker); ok {
+func (m *Masker) getWalker(t Target) *walker {
+	w, ok := m.walkers.Get().(*walker)
+	if ok {
 		w.log = w.log[:0]
-		return w
+	} else {
+		w = newWalker(m)
 	}
-	return newWalker(m)
+	w.onSecret = t.SecretValue
+	return w
 }
 
 // maxPooledBuffer is the largest scratch buffer a pooled walker keeps.
@@ -267,6 +281,7 @@ const maxPooledBuffer = 1 << 20
 
 func (m *Masker) putWalker(w *walker) {
 	w.src, w.dst = nil, nil
+	w.dropSecretHook()
 	if w.sub != nil {
 		w.sub.src, w.sub.dst = nil, nil
 		if cap(w.sub.in) > maxPooledBuffer || cap(w.sub.dst) > maxPooledBuffer {
@@ -286,6 +301,17 @@ func (m *Masker) putWalker(w *walker) {
 		return
 	}
 	m.walkers.Put(w)
+}
+
+// dropSecretHook forgets the Target's SecretValue hook in w and the walkers it works with, so
+// that a pooled walker keeps no reference to a caller's state.
+func (w *walker) dropSecretHook() {
+	if w == nil {
+		return
+	}
+	w.onSecret = nil
+	w.sub.dropSecretHook()
+	w.nest.dropSecretHook()
 }
 
 // bigBuffers reports whether a scratch buffer of w grew beyond what a pooled walker keeps.
@@ -310,7 +336,7 @@ func (m *Masker) stats(log []int32) Stats {
 // the request; see Target. dst must not overlap src. On error dst is returned unchanged and
 // the error wraps ErrMalformed; nothing of src must then be passed on.
 func (m *Masker) JSON(dst, src []byte, t Target) ([]byte, Stats, error) {
-	w := m.getWalker()
+	w := m.getWalker(t)
 	defer m.putWalker(w)
 	n := len(dst)
 	hint := m.targetType(t)
@@ -325,9 +351,31 @@ func (m *Masker) JSON(dst, src []byte, t Target) ([]byte, Stats, error) {
 	return w.finish(), m.stats(w.log), nil
 }
 
+// jsonBody masks one JSON document like JSON, but returns src itself when nothing in it was
+// replaced, and sizes the output for src when something was, so that a large body is neither
+// copied whole for nothing nor grown step by step.
+func (m *Masker) jsonBody(src []byte, t Target) ([]byte, Stats, error) {
+	w := m.getWalker(t)
+	defer m.putWalker(w)
+	hint := m.targetType(t)
+	w.reset(nil, src, hint)
+	w.sizeHint = len(src) + len(src)/8
+	end, err := w.document(0, hint)
+	if err == nil && skipSpace(src, end) != len(src) {
+		err = malformed(end, "data after the document")
+	}
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	if len(w.log) == 0 {
+		return src, Stats{}, nil
+	}
+	return w.finish(), m.stats(w.log), nil
+}
+
 // watchDocs masks a body of concatenated JSON documents (a watch stream read whole).
 func (m *Masker) watchDocs(src []byte, t Target) ([]byte, Stats, error) {
-	w := m.getWalker()
+	w := m.getWalker(t)
 	defer m.putWalker(w)
 	w.reset(nil, src, m.targetType(t))
 	for i := skipSpace(src, 0); i < len(src); i = skipSpace(src, i) {
@@ -346,7 +394,7 @@ func (m *Masker) watchDocs(src []byte, t Target) ([]byte, Stats, error) {
 // with every byte that is not masked kept. Exemptions that select objects or keys do not apply
 // to text.
 func (m *Masker) Text(dst, src []byte) ([]byte, Stats) {
-	w := m.getWalker()
+	w := m.getWalker(Target{})
 	defer m.putWalker(w)
 	dst = w.maskTextBytes(dst, src)
 	return dst, m.stats(w.log)
@@ -426,14 +474,7 @@ func (m *Masker) Body(contentType, contentEncoding string, body []byte, t Target
 		if watch || t.Watch {
 			return m.watchDocs(body, t)
 		}
-		out, st, err := m.JSON(nil, body, t)
-		if err != nil {
-			return nil, Stats{}, err
-		}
-		if st.Fields == 0 {
-			return body, st, nil
-		}
-		return out, st, nil
+		return m.jsonBody(body, t)
 	case mediaText:
 		out, st := m.Text(nil, body)
 		return out, st, nil

@@ -55,6 +55,7 @@ func (w *walker) nestWalker() *walker {
 		w.nest.level = w.level + 1
 		w.nest.trackEdits = true
 	}
+	w.nest.onSecret = w.onSecret
 	return w.nest
 }
 

@@ -64,11 +64,6 @@ func (h *hasher) appendPlain(dst, value []byte) []byte {
 	return append(dst, h.plain(value)...)
 }
 
-// appendBase64 appends the base64 encoding of the placeholder for value to dst.
-func (h *hasher) appendBase64(dst, value []byte) []byte {
-	return base64.StdEncoding.AppendEncode(dst, h.plain(value))
-}
-
 // isPlaceholder reports whether v is exactly a plain placeholder.
 func isPlaceholder(v []byte) bool {
 	if len(v) != placeholderLen || !bytes.HasPrefix(v, placeholderPrefix) {

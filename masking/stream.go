@@ -159,6 +159,7 @@ func (m *Masker) WatchStream(r io.Reader, t Target) *Reader {
 func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int) *Reader {
 	w := newWalker(m)
 	w.target = m.targetType(t)
+	w.onSecret = t.SecretValue
 	var in inbuf
 	var split splitter
 	return &Reader{src: r, w: w, fill: func(rd *Reader) error {

@@ -15,8 +15,11 @@ func (w *walker) str(i int, c vctx) (int, error) {
 		return end, err
 	}
 	if c.hide != noHide {
-		if !w.m.hasExemptions || !w.exempt(c, int(c.hide)) {
+		switch {
+		case !w.m.hasExemptions || !w.exempt(c, int(c.hide)):
 			w.hide(i, end, esc, int(c.hide), c.hmode)
+		case w.onSecret != nil && isSecretValueRule(int(c.hide)):
+			w.reportExempt(i, end, esc, c.hmode)
 		}
 		return end, nil
 	}
@@ -74,31 +77,65 @@ func (w *walker) replace(i, end int, s []byte) {
 // hide replaces the string src[i:end] by a placeholder. A value that already is a placeholder
 // is kept, so that masking twice changes nothing.
 func (w *walker) hide(i, end int, esc bool, id int, mode hideMode) {
+	v, mode, ok := w.hiddenValue(i, end, esc, mode)
+	if !ok {
+		return
+	}
+	ph := w.h.plain(v)
+	if w.onSecret != nil && isSecretValueRule(id) {
+		w.onSecret(v, ph)
+	}
+	d0 := w.open(i)
+	w.dst = append(w.dst, '"')
+	if mode == hidePlain {
+		w.dst = append(w.dst, ph...)
+	} else {
+		w.dst = base64.StdEncoding.AppendEncode(w.dst, ph)
+	}
+	w.dst = append(w.dst, '"')
+	w.close(i, end, d0)
+	w.record(id)
+}
+
+// hiddenValue returns the value the placeholder of the string src[i:end] is computed from (its
+// text, or in the base64 modes the bytes the text decodes to) and the mode the placeholder is
+// written in. It reports false when the string already is a placeholder.
+func (w *walker) hiddenValue(i, end int, esc bool, mode hideMode) ([]byte, hideMode, bool) {
 	v := w.text(i, end, esc)
 	if isPlaceholder(v) {
-		return
+		return nil, mode, false
 	}
 	if mode != hidePlain {
 		dec, err := w.decodeBase64(v)
 		switch {
 		case err == nil && isPlaceholder(dec):
-			return
+			return nil, mode, false
 		case err == nil:
 			v = dec
 		case mode == hideBase64IfValid:
 			mode = hidePlain
 		}
 	}
-	d0 := w.open(i)
-	w.dst = append(w.dst, '"')
-	if mode == hidePlain {
-		w.dst = w.h.appendPlain(w.dst, v)
-	} else {
-		w.dst = w.h.appendBase64(w.dst, v)
+	return v, mode, true
+}
+
+// isSecretValueRule reports the rules whose values the SecretValue hook receives.
+func isSecretValueRule(id int) bool { return id == idSecretData || id == idSecretStringData }
+
+// reportExempt passes a Secret's value that an exemption keeps to the SecretValue hook: the
+// client sees it as it is, and a session that read it knows it like the masked ones.
+func (w *walker) reportExempt(i, end int, esc bool, mode hideMode) {
+	if v, _, ok := w.hiddenValue(i, end, esc, mode); ok {
+		w.onSecret(v, w.h.plain(v))
 	}
-	w.dst = append(w.dst, '"')
-	w.close(i, end, d0)
-	w.record(id)
+}
+
+// reportSecret passes a Secret's value that is masked inside rather than replaced (a Helm
+// release payload) to the SecretValue hook, with its placeholder.
+func (w *walker) reportSecret(v []byte) {
+	if w.onSecret != nil {
+		w.onSecret(v, w.h.plain(v))
+	}
 }
 
 func (w *walker) decodeBase64(v []byte) ([]byte, error) {
@@ -213,6 +250,7 @@ func (w *walker) lastApplied(i, end int, esc bool, c vctx) {
 		w.sub.level = w.level + 1
 	}
 	s := w.sub
+	s.onSecret = w.onSecret
 	s.in = append(s.in[:0], text...)
 	hint := w.target
 	if c.obj >= 0 {

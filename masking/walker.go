@@ -65,6 +65,12 @@ type walker struct {
 	b64        []byte     // scratch: a decoded base64 document
 	arena      []byte     // scratch: replacement bytes of text edits
 	offs       []int      // scratch: offsets mapped from text to raw string
+
+	// onSecret is the Target's SecretValue hook, passed on to the walkers of embedded and
+	// nested documents when they start.
+	onSecret func(value, placeholder []byte)
+	// sizeHint is the capacity the output gets at the first replacement, when it has none.
+	sizeHint int
 }
 
 func newWalker(m *Masker) *walker {
@@ -74,6 +80,7 @@ func newWalker(m *Masker) *walker {
 // reset prepares w for a document.
 func (w *walker) reset(dst, src []byte, target objType) {
 	w.src, w.dst, w.mark, w.target = src, dst, 0, target
+	w.sizeHint = 0
 	w.budget = len(src) + restartSlack
 	w.posDep = 0
 	w.keys = w.keys[:0]
@@ -89,6 +96,9 @@ func (w *walker) flush(to int) {
 // open starts the replacement of the input at src[i]: it copies the input before it and
 // returns where the replacement starts in the output.
 func (w *walker) open(i int) int {
+	if w.dst == nil && w.sizeHint > 0 {
+		w.dst = make([]byte, 0, w.sizeHint)
+	}
 	w.flush(i)
 	return len(w.dst)
 }
@@ -153,6 +163,9 @@ func (w *walker) value(i int, c vctx, depth int) (int, error) {
 			return i, errConflict
 		}
 		if c.hide != noHide {
+			if w.onSecret != nil && isSecretValueRule(int(c.hide)) {
+				w.onSecret(src[i:end], w.h.plain(src[i:end]))
+			}
 			d0 := w.open(i)
 			w.dst = append(w.dst, '"')
 			w.dst = w.h.appendPlain(w.dst, src[i:end])

@@ -269,7 +269,7 @@ func NewProxy(o Options) (*Proxy, error) {
 		log:     o.Logger,
 	}
 	p.sessions = newSessions(o.SessionActivityInterval, o.Source, o.Recorder, o.Logger)
-	p.values = newSessionValues(o.Masker)
+	p.values = newSessionValues()
 	p.upgradeRT = rt
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
@@ -280,8 +280,34 @@ func NewProxy(o Options) (*Proxy, error) {
 		// is buffered by the server as usual.
 		FlushInterval: 0,
 		ErrorLog:      slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn),
+		// The buffer that copies a response to the client is reused, instead of 32 KiB
+		// allocated and cleared per response. It only ever holds what the client is sent.
+		BufferPool: &copyBuffers{},
 	}
 	return p, nil
+}
+
+// copyBuffers is the ReverseProxy's httputil.BufferPool.
+type copyBuffers struct{ pool sync.Pool }
+
+var _ httputil.BufferPool = (*copyBuffers)(nil)
+
+// copyBufferSize is the size of ReverseProxy's own copy buffers.
+const copyBufferSize = 32 << 10
+
+func (c *copyBuffers) Get() []byte {
+	if b, ok := c.pool.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, copyBufferSize)
+}
+
+func (c *copyBuffers) Put(b []byte) {
+	if cap(b) != copyBufferSize {
+		return
+	}
+	b = b[:copyBufferSize]
+	c.pool.Put(&b)
 }
 
 func upstreamURL(cfg *rest.Config) (*url.URL, error) {
@@ -619,12 +645,11 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		return p.afterMasking(resp, st)
 	}
 	ct := resp.Header.Get("Content-Type")
+	// The masker hands over the values of the Secrets it masks, for the session's exec output.
+	target := st.target
+	target.SecretValue = p.values.hook(st)
 	if isStream(st.info, resp) {
-		body := resp.Body
-		if resp.Header.Get("Content-Encoding") == "" {
-			body = p.values.collectStream(st, body)
-		}
-		rd, err := p.opts.Masker.Stream(ct, resp.Header.Get("Content-Encoding"), body, st.target)
+		rd, err := p.opts.Masker.Stream(ct, resp.Header.Get("Content-Encoding"), resp.Body, target)
 		if err != nil {
 			return err
 		}
@@ -635,20 +660,14 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		resp.Header.Del("Content-Encoding")
 		return nil
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, p.opts.MaxResponseBytes+1))
+	body, err := readBody(resp.Body, resp.ContentLength, p.opts.MaxResponseBytes)
 	_ = resp.Body.Close()
-	if err != nil {
-		return fmt.Errorf("read response: %w", err)
-	}
-	if int64(len(body)) > p.opts.MaxResponseBytes {
-		return fmt.Errorf("%w: response larger than %d bytes", masking.ErrTooLarge, p.opts.MaxResponseBytes)
-	}
-	masked, stats, err := p.opts.Masker.Body(ct, resp.Header.Get("Content-Encoding"), body, st.target)
 	if err != nil {
 		return err
 	}
-	if stats.Fields > 0 && resp.Header.Get("Content-Encoding") == "" {
-		p.values.collect(st, body)
+	masked, stats, err := p.opts.Masker.Body(ct, resp.Header.Get("Content-Encoding"), body, target)
+	if err != nil {
+		return err
 	}
 	st.masking = stats
 	resp.Body = io.NopCloser(bytes.NewReader(masked))
@@ -656,6 +675,45 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	resp.Header.Set("Content-Length", strconv.Itoa(len(masked)))
 	resp.Header.Del("Content-Encoding")
 	return p.afterMasking(resp, st)
+}
+
+// readBody reads a response body whole, failing with masking.ErrTooLarge past limit bytes. It
+// reads into chunks (the first sized by the Content-Length, when there is one and it is not
+// large) and joins them once at the end: a large body is allocated about twice and copied once,
+// where a buffer that doubles as it grows allocates four times its size and copies it twice.
+func readBody(r io.Reader, contentLength, limit int64) ([]byte, error) {
+	const chunkSize = 64 << 10
+	size := 4 << 10
+	if contentLength >= 0 && contentLength < min(limit, 1<<20) {
+		size = int(contentLength) + 1 // one byte more, to see the end
+	}
+	lr := io.LimitReader(r, limit+1)
+	var chunks [][]byte
+	total := 0
+	for {
+		c := make([]byte, size)
+		n, err := io.ReadFull(lr, c)
+		total += n
+		chunks = append(chunks, c[:n])
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read response: %w", err)
+		}
+		size = chunkSize
+	}
+	if int64(total) > limit {
+		return nil, fmt.Errorf("%w: response larger than %d bytes", masking.ErrTooLarge, limit)
+	}
+	if len(chunks) == 1 {
+		return chunks[0], nil
+	}
+	body := make([]byte, 0, total)
+	for _, c := range chunks {
+		body = append(body, c...)
+	}
+	return body, nil
 }
 
 // afterMasking runs once a response that is not a stream is ready to go to the client: the

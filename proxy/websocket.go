@@ -218,7 +218,9 @@ func (p *Proxy) maskWatchFrames(br *bufio.Reader, w *wsWriter, st *requestState)
 			if op == wsBinary && !isJSON(msg) {
 				return fmt.Errorf("%w: a binary watch event that is not JSON", masking.ErrUnmaskable)
 			}
-			p.values.collect(st, msg)
+			// A hook per message, as the session's set of values may be replaced while the
+			// connection lasts.
+			target.SecretValue = p.values.hook(st)
 			masked, stats, err := p.opts.Masker.Body("application/json", "", msg, target)
 			if err != nil {
 				return err

@@ -199,6 +199,65 @@ func TestValuesBounded(t *testing.T) {
 	assert.NotContains(t, fmt.Sprintf("%v %+v %#v %s", v, v, v, v), "value-number")
 }
 
+// TestValuesForgetOldestFirst fills a set past both bounds with values of many lengths, each
+// added twice: it keeps exactly the newest that fit, each with its first placeholder, and forgets
+// the rest. With collisions, every value has one of two hashes, so that the chains of values
+// with the same hash are long and are unlinked from the middle.
+func TestValuesForgetOldestFirst(t *testing.T) {
+	tests := []struct {
+		name  string
+		n     int
+		size  func(i int) int
+		multi bool
+	}{
+		{"by count", MaxValues * 3, func(i int) int { return 6 + i%50 }, false},
+		{"by bytes", 64, func(i int) int { return 20<<10 + (i%7)*1000 }, false},
+		{"lines", MaxValues, func(i int) int { return 30 + i%5 }, true},
+	}
+	for _, tc := range tests {
+		for _, collide := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/collisions=%v", tc.name, collide), func(t *testing.T) {
+				v := &Values{}
+				if collide {
+					v.hash = func(b []byte) uint64 { return uint64(len(b) % 2) }
+				}
+				val := func(i int) []byte {
+					b := []byte(strings.Repeat("x", tc.size(i)))
+					copy(b, fmt.Sprintf("v%05d-", i))
+					if tc.multi {
+						copy(b[len(b)-9:], fmt.Sprintf("\nl%05d-", i))
+					}
+					return b
+				}
+				for i := range tc.n {
+					v.Add(val(i), fmt.Appendf(nil, "P%d", i))
+					v.Add(val(i), []byte("again")) // already kept: changes nothing
+				}
+				require.LessOrEqual(t, v.Len(), MaxValues)
+				kept, total := 0, 0
+				for i := tc.n - 1; i >= 0; i-- {
+					if !v.Contains(val(i)) {
+						break
+					}
+					kept++
+					total += len(val(i))
+					out, n := v.Replace(nil, val(i))
+					assert.Equal(t, 1, n)
+					assert.Equal(t, fmt.Sprintf("P%d", i), string(out))
+				}
+				require.Positive(t, kept)
+				assert.LessOrEqual(t, total, MaxValuesBytes)
+				for i := range tc.n - kept {
+					assert.False(t, v.Contains(val(i)), "value %d was forgotten", i)
+				}
+				if !tc.multi {
+					assert.Equal(t, kept, v.Len(), "the newest are kept, in one run")
+				}
+			})
+		}
+	}
+}
+
 // readRecording reads the stored chunks of a recording.
 func readRecording(t *testing.T, session, id string, want int) []*trail.Recording {
 	t.Helper()

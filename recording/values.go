@@ -3,8 +3,9 @@ package recording
 import (
 	"bytes"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
-	"sort"
+	"slices"
 	"sync"
 )
 
@@ -29,15 +30,26 @@ const (
 // go first). It never prints its values: String, GoString, Format and LogValue are redacted. It is
 // safe for concurrent use.
 type Values struct {
-	mu    sync.RWMutex
-	vals  []value // by decreasing length, so a longer value wins over a value it contains
-	seq   int
-	bytes int
+	mu     sync.RWMutex
+	fifo   []*value          // the values kept, oldest first: the order they are forgotten in
+	byHash map[uint64]*value // the same, by the hash of the value, chained through next
+	seed   maphash.Seed
+	bytes  int
+	// hash hashes a value; nil means maphash under seed. A test seam: tests make every value
+	// collide.
+	hash func([]byte) uint64
+
+	// sorted holds the same by decreasing length, so that a longer value wins over a value it
+	// contains; Replace builds it when Add changed the set (nil). Adding values (a session that
+	// reads a list of Secrets adds hundreds) is thus cheap, and only Replace sorts.
+	sortMu sync.Mutex
+	sorted []*value
 }
 
 type value struct {
 	raw, placeholder []byte
-	seq              int
+	hash             uint64
+	next             *value // the next value with the same hash
 }
 
 // Add keeps v (and each line of it) with its placeholder, unless it is too short, too long or
@@ -60,28 +72,77 @@ func (s *Values) add(v, placeholder []byte) {
 	if len(v) < MinValueBytes || len(v) > MaxValueBytes || len(bytes.TrimSpace(v)) < MinValueBytes {
 		return
 	}
-	for _, x := range s.vals {
+	if s.byHash == nil {
+		s.byHash = map[uint64]*value{}
+		s.seed = maphash.MakeSeed()
+	}
+	h := s.hashOf(v)
+	if s.lookup(v, h) != nil {
+		return
+	}
+	// One allocation for the value and its placeholder.
+	buf := make([]byte, len(v)+len(placeholder))
+	copy(buf, v)
+	copy(buf[len(v):], placeholder)
+	nv := &value{raw: buf[:len(v):len(v)], placeholder: buf[len(v):], hash: h, next: s.byHash[h]}
+	s.byHash[h] = nv
+	s.fifo = append(s.fifo, nv)
+	s.bytes += len(v)
+	for len(s.fifo) > MaxValues || s.bytes > MaxValuesBytes {
+		old := s.fifo[0]
+		s.fifo[0] = nil
+		s.fifo = s.fifo[1:]
+		s.unlink(old)
+		s.bytes -= len(old.raw)
+	}
+	s.sorted = nil
+}
+
+func (s *Values) hashOf(v []byte) uint64 {
+	if s.hash != nil {
+		return s.hash(v)
+	}
+	return maphash.Bytes(s.seed, v)
+}
+
+// lookup returns the kept value equal to v, whose hash is h, or nil.
+func (s *Values) lookup(v []byte, h uint64) *value {
+	for x := s.byHash[h]; x != nil; x = x.next {
 		if bytes.Equal(x.raw, v) {
+			return x
+		}
+	}
+	return nil
+}
+
+// unlink removes old from byHash.
+func (s *Values) unlink(old *value) {
+	head := s.byHash[old.hash]
+	if head == old {
+		if old.next == nil {
+			delete(s.byHash, old.hash)
+		} else {
+			s.byHash[old.hash] = old.next
+		}
+		return
+	}
+	for x := head; x != nil; x = x.next {
+		if x.next == old {
+			x.next = old.next
 			return
 		}
 	}
-	s.seq++
-	nv := value{raw: bytes.Clone(v), placeholder: bytes.Clone(placeholder), seq: s.seq}
-	i := sort.Search(len(s.vals), func(i int) bool { return len(s.vals[i].raw) < len(v) })
-	s.vals = append(s.vals, value{})
-	copy(s.vals[i+1:], s.vals[i:])
-	s.vals[i] = nv
-	s.bytes += len(v)
-	for len(s.vals) > MaxValues || s.bytes > MaxValuesBytes {
-		oldest := 0
-		for j := range s.vals {
-			if s.vals[j].seq < s.vals[oldest].seq {
-				oldest = j
-			}
-		}
-		s.bytes -= len(s.vals[oldest].raw)
-		s.vals = append(s.vals[:oldest], s.vals[oldest+1:]...)
+}
+
+// byLength returns the values kept by decreasing length. The caller holds s.mu for reading.
+func (s *Values) byLength() []*value {
+	s.sortMu.Lock()
+	defer s.sortMu.Unlock()
+	if s.sorted == nil {
+		s.sorted = slices.Clone(s.fifo)
+		slices.SortStableFunc(s.sorted, func(a, b *value) int { return len(b.raw) - len(a.raw) })
 	}
+	return s.sorted
 }
 
 // Contains reports whether v is kept.
@@ -91,12 +152,10 @@ func (s *Values) Contains(v []byte) bool {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, x := range s.vals {
-		if bytes.Equal(x.raw, v) {
-			return true
-		}
+	if s.byHash == nil {
+		return false
 	}
-	return false
+	return s.lookup(v, s.hashOf(v)) != nil
 }
 
 // Len returns the number of values kept.
@@ -106,7 +165,7 @@ func (s *Values) Len() int {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.vals)
+	return len(s.fifo)
 }
 
 // Replace appends src to dst with every kept value replaced by its placeholder, and reports how
@@ -117,13 +176,13 @@ func (s *Values) Replace(dst, src []byte) ([]byte, int) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if len(s.vals) == 0 {
+	if len(s.fifo) == 0 {
 		return append(dst, src...), 0
 	}
 	cur := src
 	var buf []byte
 	n := 0
-	for _, v := range s.vals {
+	for _, v := range s.byLength() {
 		if len(cur) < len(v.raw) || !bytes.Contains(cur, v.raw) {
 			continue
 		}

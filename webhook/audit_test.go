@@ -143,7 +143,7 @@ func TestKubeAPIServerAuditFacts(t *testing.T) {
 	allowedDecision := lastDecision(t, a.session)
 	_, err = cs.CoreV1().Secrets(ns).Create(withAuditID(ctx, ids["held"]), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db"}}, metav1.CreateOptions{})
 	require.Error(t, err, "the default pack holds Secret changes for approval; without an approver they are denied")
-	heldDecision := lastDecision(t, a.session)
+	heldDecision := decisionAfter(t, a.session, allowedDecision)
 	_, err = cs.CoreV1().ConfigMaps(ns).Create(withAuditID(ctx, ids["dry-configmap"]), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "dry"}},
 		metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	require.NoError(t, err)

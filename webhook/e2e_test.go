@@ -98,6 +98,14 @@ func person(t *testing.T) *actor {
 // lastDecision returns the trail record of the session's latest validation.
 func lastDecision(t *testing.T, session string) *trail.Decision {
 	t.Helper()
+	return decisionAfter(t, session, nil)
+}
+
+// decisionAfter returns the trail record of the session's latest validation once it is not
+// prev: the webhook publishes its records asynchronously, so right after a second request the
+// session's last record may still be the first one's.
+func decisionAfter(t *testing.T, session string, prev *trail.Decision) *trail.Decision {
+	t.Helper()
 	subj, err := trail.Subject(&trail.Decision{SessionID: session})
 	require.NoError(t, err)
 	stream, err := bed.inspect.Stream(t.Context(), trail.StreamTrail)
@@ -111,6 +119,7 @@ func lastDecision(t *testing.T, session string) *trail.Decision {
 		var ok bool
 		d, ok = r.(*trail.Decision)
 		require.True(c, ok)
+		require.True(c, prev == nil || d.ID != prev.ID, "the session's last decision is still %s", d.ID)
 	}, 10*time.Second, 50*time.Millisecond, "no decision recorded for session %s", session)
 	return d
 }

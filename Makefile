@@ -20,8 +20,8 @@ BENCH_TIME  ?= 1s
 # Where make bench writes its report as JSON, and the raw output (benchstat's input format).
 BENCH_REPORT ?= $(CURDIR)/bin/bench-report.json
 BENCH_RAW    ?= $(CURDIR)/bin/bench-raw.txt
-# The test bed's paths (kube-apiserver, etcd, kubectl, the ClickHouse engine, Dex, helm), from the one
-# script that knows them.
+# The test bed's paths (kube-apiserver, etcd, kubectl and older kubectl releases, the ClickHouse
+# engine, Dex, helm), from the one script that knows them.
 TESTBED_ENV = eval "$$(scripts/testbed.sh env)" && export GATEHOUSE_BIN=$(BIN)
 
 .PHONY: help demo build image test drills scale bench lint generate testbed clean

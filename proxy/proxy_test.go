@@ -387,20 +387,17 @@ func TestKubectl(t *testing.T) {
 	})
 }
 
-// TestKubectlVersions runs the same suite with the older kubectl releases this machine has
-// (the Google Cloud CLI's kubectl package ships 1.27 to 1.33 side by side).
+// TestKubectlVersions runs the same suite with older kubectl releases: those scripts/testbed.sh
+// builds (1.27, SPDY only; 1.30, the first on WebSocket by default) and those the machine carries.
 func TestKubectlVersions(t *testing.T) {
-	matches, _ := filepath.Glob("/usr/lib/google-cloud-sdk/bin/kubectl.1.*")
-	if len(matches) == 0 {
-		t.Log("no additional kubectl releases on this machine; the release-matched kubectl ran in TestKubectl")
-		return
-	}
+	releases, err := testbed.KubectlReleases(t.Context())
+	require.NoError(t, err)
 	tok := token(t, "alice", nil)
 	kc := kubeconfig(t, tok)
-	for _, bin := range matches {
-		t.Run(filepath.Base(bin), func(t *testing.T) {
-			ns := env.kube.Namespace(t, "kubectl-"+strings.ReplaceAll(filepath.Ext(bin)[1:], ".", "-"))
-			runKubectlSuite(t, bin, kc, ns)
+	for _, r := range releases {
+		t.Run(r.Version, func(t *testing.T) {
+			ns := env.kube.Namespace(t, "kubectl-"+r.Name())
+			runKubectlSuite(t, r.Path, kc, ns)
 		})
 	}
 }

@@ -6,6 +6,7 @@
 #   helm   the helm CLI (v4), built from its Go module (charts/gatehouse is linted, rendered and installed
 #          with it; the end-to-end tests drive Helm through the gateway with it)
 #   helm3  the helm CLI of the previous major version (v3), built the same way, for the end-to-end tests
+#   kubectls  older kubectl releases (KUBECTL_RELEASES) for the client version matrix, built like kubectl
 #   all    all of them (default)
 #   env    print the environment variables the tests read, for eval "$(scripts/testbed.sh env)"
 #
@@ -23,6 +24,13 @@ CHDB_SHA1="d2905fafd0e0ac0e231cccadd1f0f6d010977297"
 DEX_VERSION="${DEX_VERSION:-v0.0.0-20260303133905-11d2eeb52b42}"
 HELM_VERSION="${HELM_VERSION:-v4.3.1}"
 HELM3_VERSION="${HELM3_VERSION:-v3.22.0}"
+# Older kubectl releases the proxy and the end-to-end tests drive through the gateway, chosen for
+# the streaming protocols: 1.27 speaks only SPDY for exec, attach and port-forward; 1.30 is the
+# first whose exec and attach use WebSocket by default. Each is the last patch of its minor.
+KUBECTL_RELEASES="${KUBECTL_RELEASES:-v1.27.16 v1.30.14}"
+# kubectl packages some machines carry side by side (the Google Cloud CLI's), named kubectl.1.<minor>:
+# they add minors to the matrix for free and stand in for a built release of the same minor.
+MACHINE_KUBECTLS=/usr/lib/google-cloud-sdk/bin
 # Bump when the build recipe changes so stale caches are rebuilt.
 RECIPE=r1
 
@@ -32,6 +40,7 @@ CHDB_DIR="$CACHE/clickhouse/$CHDB_VERSION"
 DEX_DIR="$CACHE/dex/$DEX_VERSION-$RECIPE"
 HELM_DIR="$CACHE/helm/$HELM_VERSION-$RECIPE"
 HELM3_DIR="$CACHE/helm/$HELM3_VERSION-$RECIPE"
+kubectl_dir() { echo "$CACHE/kubectl/$1-$RECIPE"; }
 
 # The module proxy alone: direct VCS fetches hang where only the proxy is reachable.
 GOPROXY="$(go env GOPROXY)"
@@ -56,6 +65,44 @@ with_progress() {
 	log "$what done in $((SECONDS - start))s"
 }
 
+# kube_module writes, into dir, a module that builds the tools (commands of k8s.io/kubernetes) of a
+# Kubernetes release. kubernetes' go.mod replaces its staging modules with ./staging paths, which a
+# module dependency cannot use; each is pinned to the published module of the same minor instead.
+kube_module() {
+	local version=$1 dir=$2; shift 2
+	local gomod minor staging m
+	gomod=$(go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')
+	[ -f "$gomod" ] || die "could not download k8s.io/kubernetes@$version"
+	minor=$(echo "$version" | cut -d. -f2)
+	staging=$(sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) => ./staging/.*#\1#p' "$gomod")
+	[ -n "$staging" ] || die "no staging replaces found in $gomod"
+	{
+		echo "module gatehouse.local/testbed/kube"
+		echo
+		echo "go 1.26"
+		echo
+		echo "require k8s.io/kubernetes $version"
+		echo
+		echo "tool ("
+		for m in "$@"; do echo "	$m"; done
+		echo ")"
+		echo
+		for m in $staging; do echo "replace $m => $m v0.$minor.${version##*.}"; done
+	} >"$dir/go.mod"
+}
+
+# kube_ldflags stamps the version the way kubernetes' hack/lib/version.sh does, or /version (and
+# kubectl version) reports a placeholder.
+kube_ldflags() {
+	local version=$1 minor ld="-s -w" pkg
+	minor=$(echo "$version" | cut -d. -f2)
+	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		ld="$ld -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+		ld="$ld -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+	done
+	echo "$ld"
+}
+
 build_kube() {
 	if [ -x "$KUBE_DIR/bin/kube-apiserver" ] && [ -x "$KUBE_DIR/bin/etcd" ] && [ -x "$KUBE_DIR/bin/kubectl" ]; then
 		log "kube $KUBE_VERSION + etcd $ETCD_VERSION cached in $KUBE_DIR/bin"
@@ -64,28 +111,7 @@ build_kube() {
 	local work="$KUBE_DIR/src"
 	rm -rf "$work" && mkdir -p "$work/kube" "$work/etcd" "$KUBE_DIR/bin"
 
-	# kubernetes' go.mod replaces its staging modules with ./staging paths, which a module
-	# dependency cannot use; pin each to the published module of the same minor instead.
-	local gomod minor staging
-	gomod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')
-	[ -f "$gomod" ] || die "could not download k8s.io/kubernetes@$KUBE_VERSION"
-	minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
-	staging=$(sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) => ./staging/.*#\1#p' "$gomod")
-	[ -n "$staging" ] || die "no staging replaces found in $gomod"
-	{
-		echo "module gatehouse.local/testbed/kube"
-		echo
-		echo "go 1.26"
-		echo
-		echo "require k8s.io/kubernetes $KUBE_VERSION"
-		echo
-		echo "tool ("
-		echo "	k8s.io/kubernetes/cmd/kube-apiserver"
-		echo "	k8s.io/kubernetes/cmd/kubectl"
-		echo ")"
-		echo
-		for m in $staging; do echo "replace $m => $m v0.$minor.${KUBE_VERSION##*.}"; done
-	} >"$work/kube/go.mod"
+	kube_module "$KUBE_VERSION" "$work/kube" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
 	cat >"$work/etcd/go.mod" <<-MOD
 	module gatehouse.local/testbed/etcd
 
@@ -99,12 +125,8 @@ build_kube() {
 	with_progress "resolve kube-apiserver modules" sh -c "cd '$work/kube' && go mod tidy"
 	with_progress "resolve etcd modules" sh -c "cd '$work/etcd' && go mod tidy"
 
-	# Stamp the version the way kubernetes' hack/lib/version.sh does, or /version reports a placeholder.
-	local ld="-s -w" pkg
-	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-		ld="$ld -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-		ld="$ld -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-	done
+	local ld
+	ld=$(kube_ldflags "$KUBE_VERSION")
 	local tags=selinux,notest,grpcnotrace
 	with_progress "build kube-apiserver $KUBE_VERSION (cold: ~9 min on 2 cores)" sh -c \
 		"cd '$work/kube' && go build -trimpath -tags $tags -ldflags '$ld' -o '$KUBE_DIR/bin/kube-apiserver' k8s.io/kubernetes/cmd/kube-apiserver"
@@ -189,6 +211,51 @@ build_helm_module() {
 	"$dir/bin/helm" version >&2
 }
 
+# build_kubectl builds one older kubectl release (only kubectl: its API server is never run).
+build_kubectl() {
+	local version=$1 dir
+	dir=$(kubectl_dir "$version")
+	if [ -x "$dir/bin/kubectl" ]; then
+		log "kubectl $version cached in $dir/bin"
+		return
+	fi
+	local work="$dir/src" ld
+	rm -rf "$work" && mkdir -p "$work" "$dir/bin"
+	kube_module "$version" "$work" k8s.io/kubernetes/cmd/kubectl
+	with_progress "resolve kubectl $version modules" sh -c "cd '$work' && go mod tidy"
+	ld=$(kube_ldflags "$version")
+	with_progress "build kubectl $version (cold: ~3 min on 2 cores, 2.5 CPU-min)" sh -c \
+		"cd '$work' && go build -trimpath -tags selinux,notest,grpcnotrace -ldflags '$ld' -o '$dir/bin/kubectl.partial' k8s.io/kubernetes/cmd/kubectl"
+	mv "$dir/bin/kubectl.partial" "$dir/bin/kubectl"
+	"$dir/bin/kubectl" version --client --output=yaml >&2
+}
+
+build_kubectls() {
+	local v
+	for v in $KUBECTL_RELEASES; do build_kubectl "$v"; done
+}
+
+# kubectl_releases prints the older kubectl releases the tests drive, colon-separated: the built
+# ones and the machine's, one per minor, the machine's where both have a minor.
+kubectl_releases() {
+	local -A by_minor=()
+	local v f minor list=""
+	for v in $KUBECTL_RELEASES; do
+		minor=$(echo "$v" | cut -d. -f2)
+		by_minor[$minor]="$(kubectl_dir "$v")/bin/kubectl"
+	done
+	for f in "$MACHINE_KUBECTLS"/kubectl.1.*; do
+		[ -x "$f" ] || continue
+		minor=${f##*/kubectl.1.}
+		minor=${minor%%.*}
+		by_minor[$minor]=$f
+	done
+	for minor in $(printf '%s\n' "${!by_minor[@]}" | sort -n); do
+		list="$list${list:+:}${by_minor[$minor]}"
+	done
+	echo "$list"
+}
+
 build_helm() { build_helm_module 4 "$HELM_VERSION" "$HELM_DIR"; }
 build_helm3() { build_helm_module 3 "$HELM3_VERSION" "$HELM3_DIR"; }
 
@@ -198,6 +265,7 @@ print_env() {
 	echo "export GATEHOUSE_DEX='$DEX_DIR/bin/dex'"
 	echo "export GATEHOUSE_HELM='$HELM_DIR/bin/helm'"
 	echo "export GATEHOUSE_HELM3='$HELM3_DIR/bin/helm'"
+	echo "export GATEHOUSE_KUBECTL_RELEASES='$(kubectl_releases)'"
 }
 
 locked() {
@@ -213,7 +281,8 @@ clickhouse) locked fetch_clickhouse ;;
 dex) locked build_dex ;;
 helm) locked build_helm ;;
 helm3) locked build_helm3 ;;
-all) locked build_kube; fetch_clickhouse; build_dex; build_helm; build_helm3 ;;
+kubectls) locked build_kubectls ;;
+all) locked build_kube; fetch_clickhouse; build_dex; build_helm; build_helm3; build_kubectls ;;
 env) print_env ;;
-*) die "usage: $0 [all|kube|clickhouse|dex|helm|helm3|env]" ;;
+*) die "usage: $0 [all|kube|clickhouse|dex|helm|helm3|kubectls|env]" ;;
 esac

@@ -276,24 +276,22 @@ func TestInteractiveExecIsRecorded(t *testing.T) {
 	require.NoError(t, err, verifiedAll)
 }
 
-// TestOldKubectlExecThroughGatehouse: the kubectl releases 1.27 to 1.33 (when the machine has
-// them) exec through Gatehouse's terminal handling, over what each negotiates.
+// TestOldKubectlExecThroughGatehouse: older kubectl releases (those scripts/testbed.sh builds,
+// 1.27 and 1.30, and those the machine carries) exec through Gatehouse's terminal handling, over
+// what each negotiates.
 func TestOldKubectlExecThroughGatehouse(t *testing.T) {
-	matches, _ := filepath.Glob("/usr/lib/google-cloud-sdk/bin/kubectl.1.*")
-	if len(matches) == 0 {
-		t.Log("no additional kubectl releases on this machine; the release-matched kubectl ran in the other tests")
-		return
-	}
+	releases, err := testbed.KubectlReleases(t.Context())
+	require.NoError(t, err)
 	ctx := t.Context()
 	ns := bed.kube.Namespace(t, "old-kubectl")
-	_, err := bed.kubelet.RunPod(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "shell", Namespace: ns},
+	_, err = bed.kubelet.RunPod(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "shell", Namespace: ns},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "busybox"}}}})
 	require.NoError(t, err)
 	agent := newUser("agent-old-kubectl", agentGroup)
-	for _, bin := range matches {
+	for _, r := range releases {
 		for _, ws := range []string{"false", "true"} {
-			t.Run(filepath.Base(bin)+"/websockets="+ws, func(t *testing.T) {
-				cmd := exec.CommandContext(ctx, bin, "--kubeconfig", agent.kubeconfig, "-n", ns, "exec", "-i", "shell", "--", "sh", "-c", "tr a-z A-Z; exit 4")
+			t.Run(r.Version+"/websockets="+ws, func(t *testing.T) {
+				cmd := exec.CommandContext(ctx, r.Path, "--kubeconfig", agent.kubeconfig, "-n", ns, "exec", "-i", "shell", "--", "sh", "-c", "tr a-z A-Z; exit 4")
 				cmd.Env = append(os.Environ(), "KUBECTL_REMOTE_COMMAND_WEBSOCKETS="+ws)
 				cmd.Stdin = strings.NewReader("old kubectl\n")
 				var stdout, stderr bytes.Buffer

@@ -2,17 +2,21 @@ package enricher
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -36,10 +40,17 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/remotecommand"
+	"sigs.k8s.io/yaml"
 
 	"github.com/gatehouse-dev/gatehouse/auditsql"
+	"github.com/gatehouse-dev/gatehouse/authn"
 	"github.com/gatehouse-dev/gatehouse/enricher/schema"
 	"github.com/gatehouse-dev/gatehouse/identity"
+	"github.com/gatehouse-dev/gatehouse/natsbus"
+	"github.com/gatehouse-dev/gatehouse/policy"
+	"github.com/gatehouse-dev/gatehouse/policy/v1alpha1"
+	"github.com/gatehouse-dev/gatehouse/proxy"
+	"github.com/gatehouse-dev/gatehouse/recording"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
@@ -48,10 +59,11 @@ import (
 const proxyUser = "system:serviceaccount:gatehouse:gatehouse-proxy"
 
 // TestEndToEnd runs a real kube-apiserver whose audit webhook posts to the enricher (with mutual
-// TLS), drives a session through the gateway and some direct calls, and checks what lands in
-// ClickHouse: one row per event the API server sent, per stage; gateway rows joined with their
-// identity, session and Audit-ID; direct calls marked as bypass; no canary secret anywhere;
-// and every canned query of docs/auditing.md answering from this data.
+// TLS), drives a session through the gateway (the real proxy, in process) and some direct
+// calls, and checks what lands in ClickHouse: one row per event the API server sent, per
+// stage; gateway rows joined with their identity, session and Audit-ID; direct calls marked as
+// bypass; no canary secret anywhere; and every canned query of docs/auditing.md answering from
+// this data.
 func TestEndToEnd(t *testing.T) {
 	ctx := t.Context()
 	root, err := testbed.RepoRoot()
@@ -94,46 +106,67 @@ func TestEndToEnd(t *testing.T) {
 	canaries := newCanaries()
 	ns := setUpCluster(t, kube, kubelet, canaries)
 
-	// A session through the gateway.
-	pub, err := trail.NewPublisher(h.nc, trail.PublisherOptions{Source: "proxy/e2e"})
-	require.NoError(t, err)
-	gw := newStandInGateway(t, kube, pub, "sess-e2e-1")
-	gw.session(ctx, trail.SessionStarted, 0)
-	alice := gw.clientset(t, "")
+	// A session through the real proxy (package proxy, in process), publishing its records to
+	// the enricher's NATS as the proxy does.
+	gw := startGateway(t, kube, h)
+	alice := gw.clientset(t)
 	_, err = alice.CoreV1().Secrets(ns).Get(ctx, "db-credentials", metav1.GetOptions{})
 	require.NoError(t, err)
-	secretRead := gw.lastAuditID()
+	secretRead := gw.auditID(t, "get", "secrets", "db-credentials")
 	_, err = alice.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 	require.NoError(t, err)
 	_, err = alice.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: "agent-notes"}, Data: map[string]string{"note": "refactoring the billing service"},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	gw.decision(ctx, gw.lastAuditID(), "validating-webhook", trail.Policy{Policy: "default", Rule: "configmaps", Action: "allow"}, "")
+	// The webhook's and the broker's records, which the proxy's NATS identity may not publish,
+	// go with the test's own.
+	standInPub, err := trail.NewPublisher(h.nc, trail.PublisherOptions{Source: "proxy/e2e"})
+	require.NoError(t, err)
+	standIn := newStandInGateway(t, kube, standInPub, gw.sessionID(t), gw.ident)
+	standIn.decision(ctx, gw.auditID(t, "create", "configmaps", "agent-notes"), "validating-webhook", trail.Policy{Policy: "default", Rule: "configmaps", Action: "allow"}, "")
 	_, err = alice.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "agent-token"}, StringData: map[string]string{"token": canaries.stringData},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	_, err = alice.CoreV1().Secrets("kube-system").Get(ctx, "anything", metav1.GetOptions{})
 	require.True(t, apierrors.IsForbidden(err), "RBAC denies: %v", err)
-	forbidden := gw.lastAuditID()
-	gw.refuse(ctx, "delete", "secrets", ns, "db-credentials", trail.Policy{Policy: "default", Rule: "no-secret-deletes", Action: "deny", Message: "deleting Secrets is not allowed for agents"})
+	forbidden := gw.auditID(t, "get", "secrets", "anything")
+	// The proxy's policy refuses the delete: it never reaches kube-apiserver.
+	err = alice.CoreV1().Secrets(ns).Delete(ctx, "db-credentials", metav1.DeleteOptions{})
+	require.True(t, apierrors.IsForbidden(err), "the policy refuses: %v", err)
+	refused := gw.auditID(t, "delete", "secrets", "db-credentials")
 
-	// An exec under an approval: requested by alice, approved by bob.
+	// An exec through the proxy, which records it.
+	runExec := func(config *rest.Config, command string) {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		cs, err := kubernetes.NewForConfig(config)
+		require.NoError(t, err)
+		execURL := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("shell").SubResource("exec").
+			VersionedParams(&corev1.PodExecOptions{Container: "main", Command: []string{"sh", "-c", command}, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+		executor, err := remotecommand.NewSPDYExecutor(config, http.MethodPost, execURL.URL())
+		require.NoError(t, err)
+		require.NoError(t, executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr}), stderr.String())
+		assert.Contains(t, stdout.String(), "migrated")
+	}
+	runExec(gw.config, "echo migrated")
+	gatewayExecID := gw.auditID(t, "create", "pods", "shell")
+
+	// An exec under an approval: requested by alice, approved by bob. The stand-in makes this
+	// call and publishes its records: the proxy attaches an approval ID only to a call that
+	// admission held and the broker approved, and this test runs neither the admission webhook
+	// nor the broker (test/e2e TestGroundTruth runs them all). Decisions and approval events
+	// are likewise the webhook's and the broker's records, not the proxy's.
 	approvalID := "apr-e2e-1"
-	gw.approval(ctx, approvalID, ns, trail.ApprovalRequested, "", "")
-	gw.approval(ctx, approvalID, ns, trail.ApprovalApproved, "bob@example.com", "migration window agreed")
-	var stdout, stderr bytes.Buffer
-	execURL := alice.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name("shell").SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Container: "main", Command: []string{"sh", "-c", "echo migrated # --password " + canaries.command}, Stdout: true, Stderr: true}, scheme.ParameterCodec)
-	executor, err := remotecommand.NewSPDYExecutor(gw.config(approvalID), http.MethodPost, execURL.URL())
-	require.NoError(t, err)
-	require.NoError(t, executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr}), stderr.String())
-	assert.Contains(t, stdout.String(), "migrated")
-	execID := gw.lastAuditID()
-	gw.decision(ctx, execID, "validating-webhook", trail.Policy{Policy: "default", Rule: "exec-needs-approval", Action: "allow", Message: "approved"}, approvalID)
-	gw.session(ctx, trail.SessionActive, len(gw.auditIDs()))
-	require.NoError(t, pub.Close(ctx))
+	standIn.approval(ctx, approvalID, ns, trail.ApprovalRequested, "", "")
+	standIn.approval(ctx, approvalID, ns, trail.ApprovalApproved, "bob@example.com", "migration window agreed")
+	runExec(standIn.config(approvalID), "echo migrated # --password "+canaries.command)
+	execID := standIn.lastAuditID()
+	standIn.decision(ctx, execID, "validating-webhook", trail.Policy{Policy: "default", Rule: "exec-needs-approval", Action: "allow", Message: "approved"}, approvalID)
+	gatewayIDs := append(gw.auditIDs(t, refused), standIn.auditIDs()...)
+	require.NoError(t, gw.pub.Close(ctx))
+	require.NoError(t, standInPub.Close(ctx))
 
 	// Direct calls, bypassing the gateway. Direct clients may send Audit-IDs too; these do, so
 	// that the test knows when kube-apiserver has sent their events.
@@ -149,7 +182,7 @@ func TestEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 
 	// Everything kube-apiserver sent is stored, once, per stage.
-	byStage := waitStored(t, h, tap, append(gw.auditIDs(), malloryID, adminID))
+	byStage := waitStored(t, h, tap, append(gatewayIDs, malloryID, adminID))
 	t.Logf("stored = sent, by stage: %v", byStage)
 	if info, err := h.js.Stream(ctx, trail.StreamAudit); err == nil {
 		if si, err := info.Info(ctx); err == nil {
@@ -161,19 +194,22 @@ func TestEndToEnd(t *testing.T) {
 	assert.Positive(t, byStage["ResponseComplete"])
 	assert.Positive(t, byStage["ResponseStarted"], "the exec stream has a ResponseStarted stage")
 	assert.Zero(t, tap.refused(), "the intake refused no batch")
-	h.waitRows(t, uint64(len(gw.auditIDs())+1), 30*time.Second, "SELECT count() FROM {db}.gateway_requests FINAL")
+	h.waitRows(t, uint64(gw.recordCount()+len(standIn.auditIDs())), 30*time.Second, "SELECT count() FROM {db}.gateway_requests FINAL")
 
 	t.Run("gateway calls join their gateway record, identity and session", func(t *testing.T) {
-		for _, id := range gw.auditIDs() {
+		for _, id := range gatewayIDs {
 			rows := queryRows(t, h.ch, "SELECT route, user, session_id, issuer, subject, client, authenticated_user, gateway_record_id FROM "+h.db+".trail WHERE audit_id = {id:String}",
 				clickhouse.Named("id", id))
 			require.NotEmpty(t, rows, "audit ID %s", id)
 			for _, r := range rows {
-				assert.Equal(t, []string{"gateway", "alice@example.com", gw.sessionID, testIssuer, "alice", "e2e-agent/1.0", proxyUser, id}, r, "audit ID %s", id)
+				assert.Equal(t, []string{"gateway", "alice@example.com", gw.sessionID(t), gw.ident.Issuer, "alice", "e2e-agent/1.0", proxyUser, id}, r, "audit ID %s", id)
 			}
 		}
-		rows := queryRows(t, h.ch, "SELECT route, decision_action, toString(code) FROM "+h.db+".trail WHERE route = 'gateway-only'")
-		assert.Equal(t, [][]string{{"gateway-only", "deny", "403"}}, rows, "the refused request is in the trail too")
+		rows := queryRows(t, h.ch, "SELECT route, decision_action, toString(code), gateway_record_id FROM "+h.db+".trail WHERE route = 'gateway-only'")
+		assert.Equal(t, [][]string{{"gateway-only", "deny", "403", refused}}, rows, "the refused request is in the trail too")
+		rows = queryRows(t, h.ch, "SELECT DISTINCT toString(recording_id != '') FROM "+h.db+".trail WHERE audit_id = {id:String}",
+			clickhouse.Named("id", gatewayExecID))
+		assert.Equal(t, [][]string{{"1"}}, rows, "the proxy's exec has its recording")
 		rows = queryRows(t, h.ch, "SELECT decision_rule, approval_id, arrayStringConcat(approvers, ','), arrayStringConcat(approval_reasons, ',') FROM "+h.db+".trail WHERE audit_id = {id:String} AND stage = 'ResponseComplete'",
 			clickhouse.Named("id", execID))
 		// The stand-in published its decision under the exec's Audit-ID as admission UID: admission
@@ -206,7 +242,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 	t.Run("canned queries", func(t *testing.T) {
 		runCannedQueries(t, h, cannedParams{
-			since: since, session: gw.sessionID, auditID: forbidden, ns: ns, approval: approvalID, execID: execID,
+			since: since, session: gw.sessionID(t), issuer: gw.ident.Issuer, auditID: forbidden, ns: ns, approval: approvalID, execID: execID,
 		})
 	})
 	t.Run("manifests apply", func(t *testing.T) {
@@ -221,12 +257,200 @@ func TestEndToEnd(t *testing.T) {
 	})
 }
 
-const testIssuer = "https://idp.example.com"
+// gateway is the real proxy (package proxy) in front of kube-apiserver, as deployed: it runs
+// as the proxy's service account with the shipped RBAC, verifies signed OIDC tokens, refuses
+// what its policy denies and publishes its trail records and recordings to the enricher's NATS
+// with the proxy's NATS identity. Its records are tapped on their way to the publisher so that
+// the test knows their Audit-IDs.
+type gateway struct {
+	pub    *trail.Publisher
+	ident  trail.Identity
+	config *rest.Config
 
-// standInGateway does what the front proxy does, for the test: it reaches kube-apiserver as the
-// proxy's user, impersonating the session's identity with the gateway's extras, sends a fresh
-// Audit-ID with every request, and publishes the trail.Request the proxy publishes. Replace it
-// with clients of the real proxy (authn) to test the two together.
+	mu      sync.Mutex
+	records []*trail.Request
+	session string
+}
+
+// gatewayPolicy refuses what the proxy itself answers: a policy denial never reaches
+// kube-apiserver.
+const gatewayPolicy = `
+apiVersion: gatehouse.dev/v1alpha1
+kind: AccessPolicy
+metadata: {name: default}
+spec:
+  rules:
+  - name: no-secret-deletes
+    match: {resources: [secrets], operations: [DELETE]}
+    action: deny
+    message: deleting Secrets is not allowed for agents
+`
+
+func startGateway(t *testing.T, kube *testbed.Kube, h *harness) *gateway {
+	t.Helper()
+	ctx := t.Context()
+	root, err := testbed.RepoRoot()
+	require.NoError(t, err)
+	_, err = kube.KubectlApply(filepath.Join(root, "manifests", "namespace.yaml"), filepath.Join(root, "manifests", "proxy", "rbac.yaml"))
+	require.NoError(t, err)
+	upstream, err := kube.AddUser(proxyUser)
+	require.NoError(t, err)
+
+	issuer, err := testbed.StartIssuer()
+	require.NoError(t, err)
+	t.Cleanup(issuer.Close)
+	authCfg, err := authn.ParseAuthenticationConfig([]byte(fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
+kind: AuthenticationConfiguration
+jwt:
+- issuer:
+    url: %s
+    audiences: ["gatehouse"]
+    certificateAuthority: |
+      %s
+  claimMappings:
+    username: {claim: email, prefix: ""}
+    groups: {claim: groups, prefix: ""}
+`, issuer.URL, strings.ReplaceAll(strings.TrimSpace(string(issuer.CAPEM)), "\n", "\n      "))))
+	require.NoError(t, err)
+	authenticator, err := authn.NewAuthenticator(authn.AuthenticatorOptions{Config: authCfg})
+	require.NoError(t, err)
+	authCtx, stopAuth := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = authenticator.Start(authCtx) }()
+	t.Cleanup(func() { stopAuth(); <-done })
+	require.NoError(t, testbed.WaitFor(ctx, time.Minute, authenticator.Ready))
+
+	var p v1alpha1.AccessPolicy
+	require.NoError(t, yaml.UnmarshalStrict([]byte(gatewayPolicy), &p))
+	engine := policy.NewEngine(policy.EngineOptions{})
+	require.Empty(t, engine.SetPolicies([]v1alpha1.AccessPolicy{p}))
+
+	nc, err := h.nats.ConnectAs(natsbus.RoleProxy)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	g := &gateway{ident: trail.Identity{User: "alice@example.com", Groups: []string{"developers"}, Issuer: issuer.URL, Subject: "alice"}}
+	g.pub, err = trail.NewPublisher(nc, trail.PublisherOptions{Source: "proxy/e2e"})
+	require.NoError(t, err)
+	recordings, err := recording.NewPublisher(nc, recording.PublisherOptions{Source: "proxy/e2e"})
+	require.NoError(t, err)
+	px, err := proxy.NewProxy(proxy.Options{
+		Upstream:      upstream,
+		Authenticator: authenticator,
+		Masker:        newMasker(t),
+		Recorder:      &tappedRecorder{Recorder: g.pub, g: g},
+		Recordings:    recordings,
+		Policy:        engine,
+		Source:        "proxy/e2e",
+	})
+	require.NoError(t, err)
+	srv := httptest.NewUnstartedServer(px)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	claims := issuer.Claims(g.ident.Subject)
+	claims["email"], claims["email_verified"], claims["groups"] = g.ident.User, true, g.ident.Groups
+	// The session's label, in the server URL's client options as a kubeconfig carries it.
+	g.config = &rest.Config{
+		Host:            srv.URL + "/gatehouse/client/session=billing-refactor",
+		BearerToken:     issuer.MustSign(t, claims),
+		UserAgent:       "e2e-agent/1.0",
+		TLSClientConfig: rest.TLSClientConfig{CAData: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})},
+	}
+	return g
+}
+
+// tappedRecorder passes the proxy's records to the publisher and keeps its request records.
+type tappedRecorder struct {
+	proxy.Recorder
+	g *gateway
+}
+
+func (r *tappedRecorder) Publish(ctx context.Context, rec trail.Record) error {
+	r.g.tap(rec)
+	return r.Recorder.Publish(ctx, rec)
+}
+
+func (r *tappedRecorder) PublishSync(ctx context.Context, rec trail.Record) error {
+	r.g.tap(rec)
+	return r.Recorder.PublishSync(ctx, rec)
+}
+
+func (g *gateway) tap(rec trail.Record) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch r := rec.(type) {
+	case *trail.Request:
+		g.records = append(g.records, r)
+	case *trail.Session:
+		g.session = r.SessionID
+	}
+}
+
+func (g *gateway) clientset(t *testing.T) *kubernetes.Clientset {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(g.config)
+	require.NoError(t, err)
+	return cs
+}
+
+// auditID waits for the proxy's record of the finished request verb resource/name and returns
+// its Audit-ID (its record ID when kube-apiserver never saw it).
+func (g *gateway) auditID(t *testing.T, verb, resource, name string) string {
+	t.Helper()
+	var id string
+	require.NoError(t, testbed.WaitFor(t.Context(), 30*time.Second, func(context.Context) error {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for _, r := range g.records {
+			if r.Phase == "" && r.Operation.Verb == verb && r.Operation.Resource == resource && r.Operation.Name == name {
+				id = cmp.Or(r.AuditID, r.ID)
+				return nil
+			}
+		}
+		return fmt.Errorf("no record of %s %s %q among %d", verb, resource, name, len(g.records))
+	}))
+	return id
+}
+
+// auditIDs returns the Audit-IDs of the finished requests the proxy forwarded, but for those
+// named in except.
+func (g *gateway) auditIDs(t *testing.T, except ...string) []string {
+	t.Helper()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var ids []string
+	for _, r := range g.records {
+		if r.Phase == "" && !slices.Contains(except, cmp.Or(r.AuditID, r.ID)) {
+			ids = append(ids, r.AuditID)
+		}
+	}
+	require.NotEmpty(t, ids)
+	return ids
+}
+
+// recordCount is how many request records (open and finished) the proxy published.
+func (g *gateway) recordCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.records)
+}
+
+// sessionID is the ID the proxy gave the session, from its Session records.
+func (g *gateway) sessionID(t *testing.T) string {
+	t.Helper()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	require.NotEmpty(t, g.session, "the proxy published no Session record")
+	return g.session
+}
+
+// standInGateway publishes what the real proxy cannot in this test: the records of an exec
+// under an approval (the proxy attaches an approval ID only to a call admission held and the
+// broker approved), and the records of the admission webhook (decisions) and the broker
+// (approval events), which this test does not run. Like the proxy, it reaches kube-apiserver as
+// the proxy's user, impersonating the session's identity with the gateway's extras, sends a
+// fresh Audit-ID with every request and publishes a trail.Request.
 type standInGateway struct {
 	base      *rest.Config
 	pub       *trail.Publisher
@@ -237,12 +461,11 @@ type standInGateway struct {
 	ids []string
 }
 
-func newStandInGateway(t *testing.T, kube *testbed.Kube, pub *trail.Publisher, session string) *standInGateway {
+func newStandInGateway(t *testing.T, kube *testbed.Kube, pub *trail.Publisher, session string, ident trail.Identity) *standInGateway {
 	t.Helper()
 	cfg, err := kube.AddUser(proxyUser)
 	require.NoError(t, err)
-	return &standInGateway{base: cfg, pub: pub, sessionID: session,
-		ident: trail.Identity{User: "alice@example.com", Groups: []string{"developers"}, Issuer: testIssuer, Subject: "alice"}}
+	return &standInGateway{base: cfg, pub: pub, sessionID: session, ident: ident}
 }
 
 // config returns a client configuration for the session; approvalID, when set, is forwarded as
@@ -290,13 +513,6 @@ func (g *standInGateway) config(approvalID string) *rest.Config {
 	return cfg
 }
 
-func (g *standInGateway) clientset(t *testing.T, approvalID string) *kubernetes.Clientset {
-	t.Helper()
-	cs, err := kubernetes.NewForConfig(g.config(approvalID))
-	require.NoError(t, err)
-	return cs
-}
-
 func (g *standInGateway) auditIDs() []string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -306,14 +522,6 @@ func (g *standInGateway) auditIDs() []string {
 func (g *standInGateway) lastAuditID() string {
 	ids := g.auditIDs()
 	return ids[len(ids)-1]
-}
-
-// refuse records a request the gateway's policy refused: it never reaches kube-apiserver.
-func (g *standInGateway) refuse(ctx context.Context, verb, resource, ns, name string, p trail.Policy) {
-	id := trail.NewID()
-	_ = g.pub.Publish(ctx, &trail.Request{Meta: trail.Meta{ID: id}, AuditID: id, SessionID: g.sessionID, Identity: g.ident,
-		Client: "e2e-agent/1.0", Operation: trail.Operation{Verb: verb, APIVersion: "v1", Resource: resource, Namespace: ns, Name: name},
-		Code: http.StatusForbidden, Decision: &p, Error: p.Message})
 }
 
 // decision records an admission webhook's decision on a request.
@@ -332,12 +540,6 @@ func (g *standInGateway) approval(ctx context.Context, id, ns string, ev trail.A
 		a.Approvers = []string{actor}
 	}
 	_ = g.pub.Publish(ctx, a)
-}
-
-func (g *standInGateway) session(ctx context.Context, ev trail.SessionEvent, requests int) {
-	now := time.Now()
-	_ = g.pub.Publish(ctx, &trail.Session{SessionID: g.sessionID, Label: "billing-refactor", Event: ev, Identity: g.ident,
-		Client: "e2e-agent/1.0", SourceIP: "127.0.0.1", Started: now, LastActivity: now, Requests: int64(requests)})
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
@@ -697,8 +899,8 @@ func webhookKubeconfig(t *testing.T, manifest, url string, p *testbed.PKI) strin
 
 // cannedParams are the values the canned queries' parameters take.
 type cannedParams struct {
-	since                                  time.Time
-	session, auditID, ns, approval, execID string
+	since                                          time.Time
+	session, issuer, auditID, ns, approval, execID string
 }
 
 // runCannedQueries runs every canned query of docs/auditing.md (gatehouse sql's) against the
@@ -724,7 +926,7 @@ func runCannedQueries(t *testing.T, h *harness, p cannedParams) {
 		"denied-attempts":            {"| gateway-only | " + p.session + " | delete | secrets |", "| gateway | " + p.session + " | get | secrets |  | kube-system | anything | 403 | authorization"},
 		"exec-sessions":              {p.execID + " | alice@example.com | " + p.session + " | gateway | " + p.ns + " | shell | exec | sh -c echo migrated # --password gatehouse:masked:"},
 		"bypass-traffic":             {"mallory | human | mallory | false | get | secrets | " + p.ns + " | 1"},
-		"per-identity-activity":      {"alice@example.com | human | " + testIssuer + " | alice |", "mallory | human |  |  | 1 | 0 | 0 | 0 | 0 | 1 | true"},
+		"per-identity-activity":      {"alice@example.com | human | " + p.issuer + " | alice |", "mallory | human |  |  | 1 | 0 | 0 | 0 | 0 | 1 | true"},
 		"sessions-overview":          {p.session + " | alice@example.com | e2e-agent/1.0 | billing-refactor |"},
 		"audit-id":                   {p.auditID},
 		"rbac-changes":               nil, // the administrator's are the only ones, and the control plane's own are left out

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/identity"
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
 
 // heldCall runs a kubectl command through Gatehouse in the background.
@@ -158,7 +159,7 @@ func TestDirectPathBackstop(t *testing.T) {
 	direct, err := kubernetes.NewForConfig(bed.direct)
 	require.NoError(t, err)
 	approver := newUser("approver-5", approverGroup)
-	crb := clusterAdminBinding("direct-admin", "alice")
+	crb := testbed.ClusterAdminBinding("direct-admin", "alice")
 
 	_, err = direct.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{})
 	require.Error(t, err)
@@ -169,7 +170,7 @@ func TestDirectPathBackstop(t *testing.T) {
 	// Approving "bind alice" does not admit "bind agent": the grant is bound to the content.
 	_, err = approver.approvals(t, "approve", id, "--reason", "alice is on call")
 	require.NoError(t, err)
-	swapped := clusterAdminBinding("direct-admin", "agent")
+	swapped := testbed.ClusterAdminBinding("direct-admin", "agent")
 	_, err = direct.RbacV1().ClusterRoleBindings().Create(ctx, swapped, metav1.CreateOptions{})
 	require.Error(t, err, "a content swap after approval is denied")
 	assert.NotContains(t, err.Error(), id)
@@ -181,7 +182,7 @@ func TestDirectPathBackstop(t *testing.T) {
 	assert.Equal(t, "alice", got.Subjects[0].Name)
 
 	// The grant is used up: the same call again needs a new approval.
-	again := clusterAdminBinding("direct-admin-2", "alice")
+	again := testbed.ClusterAdminBinding("direct-admin-2", "alice")
 	_, err = direct.RbacV1().ClusterRoleBindings().Create(ctx, again, metav1.CreateOptions{})
 	require.Error(t, err)
 	first := approvalID(t, err.Error())
@@ -228,7 +229,7 @@ func TestNATSDownFailsClosed(t *testing.T) {
 		}, 30*time.Second, 20*time.Millisecond, "%s still ready without NATS", url)
 	}
 
-	_, err = direct.RbacV1().ClusterRoleBindings().Create(ctx, clusterAdminBinding("nats-down", "alice"), metav1.CreateOptions{})
+	_, err = direct.RbacV1().ClusterRoleBindings().Create(ctx, testbed.ClusterAdminBinding("nats-down", "alice"), metav1.CreateOptions{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "NATS", "the denial gives the reason")
 

@@ -211,7 +211,7 @@ func (b *approverBrowser) fail(t *testing.T, what string, err error) {
 	loc, _ := chromedp.Run(ctx, chromedp.Location())
 	b.screenshot(t, "failed-"+strings.ReplaceAll(what, " ", "-"))
 	t.Fatalf("%s (%s, at %s): %v\nconsole log:\n%s\ndex log:\n%s", what, b.email, loc, err,
-		lastLines(cons.process.Output(), 40), lastLines(cons.dex.Output(), 20))
+		testbed.LastLines(cons.process.Output(), 40), testbed.LastLines(cons.dex.Output(), 20))
 }
 
 // value runs an action that returns a value.
@@ -743,7 +743,7 @@ func testBroker(t *testing.T) *approvals.Broker {
 	require.NoError(t, err)
 	pub, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: "e2e-console"})
 	require.NoError(t, err)
-	b, err := approvals.New(js, approvals.Options{Key: approvalKey, Recorder: pub, Source: "e2e-console"})
+	b, err := approvals.New(js, approvals.Options{Key: bed.gatehouse.ApprovalKey, Recorder: pub, Source: "e2e-console"})
 	require.NoError(t, err)
 	return b
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -11,9 +12,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/gatehouse-dev/gatehouse/approvals"
@@ -23,37 +21,19 @@ import (
 // waitForPolicies waits until kube-apiserver calls the webhook and both the webhook and the
 // proxy enforce the default policies: a dry run of a cluster-admin binding (never held) is
 // allowed with the warning that the binding itself needs approval, on both paths.
-func waitForPolicies() error {
-	warnings := &testbed.WarningCollector{}
-	cfg := rest.CopyConfig(bed.direct)
-	cfg.WarningHandler = warnings
-	direct, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	crb := clusterAdminBinding("e2e-policy-probe", "nobody")
-	err = testbed.WaitFor(context.Background(), 60*time.Second, func(ctx context.Context) error {
-		_, errDirect := direct.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		viaProxy := exec.CommandContext(ctx, bed.kube.Kubectl, "--kubeconfig", writeProxyKubeconfig(token("policy-probe", agentGroup)),
-			"create", "clusterrolebinding", "e2e-policy-probe", "--clusterrole=cluster-admin", "--user=nobody", "--dry-run=server")
-		out, errProxy := viaProxy.CombinedOutput()
-		if errDirect == nil && strings.Contains(warnings.String(), "requires approval") && errProxy == nil && strings.Contains(string(out), "requires approval") {
-			return nil
+func waitForPolicies(ctx context.Context) error {
+	kubeconfig := writeProxyKubeconfig(token("policy-probe", agentGroup))
+	return bed.gatehouse.WaitForPolicies(ctx, bed.direct, func(ctx context.Context) error {
+		out, err := exec.CommandContext(ctx, bed.kube.Kubectl, "--kubeconfig", kubeconfig,
+			"create", "clusterrolebinding", "e2e-policy-probe", "--clusterrole=cluster-admin", "--user=nobody", "--dry-run=server").CombinedOutput()
+		if err == nil && !strings.Contains(string(out), "requires approval") {
+			err = errors.New("no approval warning")
 		}
-		return fmt.Errorf("direct: %v %s; proxy: %v %s", errDirect, warnings, errProxy, out)
+		if err != nil {
+			return fmt.Errorf("proxy: %w: %s", err, out)
+		}
+		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("the default policies are not enforced: %w", err)
-	}
-	return nil
-}
-
-func clusterAdminBinding(name, user string) *rbacv1.ClusterRoleBinding {
-	return &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
-	}
 }
 
 // token signs a token for subject in groups.

@@ -72,7 +72,7 @@ spec:
 	require.NoError(t, err)
 	require.NoError(t, bed.webhook.Stop())
 	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + bed.webhookHealth + "/readyz")
+		resp, err := http.Get(bed.webhook.Readyz())
 		if err == nil {
 			resp.Body.Close()
 		}
@@ -89,7 +89,7 @@ spec:
 		// Also from t.Cleanup, when the test's context is already done.
 		_, err := bed.kube.Clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(context.Background(), mutating, metav1.CreateOptions{})
 		require.NoError(t, err)
-		require.NoError(t, startWebhook())
+		require.NoError(t, bed.webhook.Start(context.Background()))
 	}
 	t.Cleanup(restart)
 

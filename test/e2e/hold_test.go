@@ -98,7 +98,7 @@ func TestHeldWritesOfEveryKind(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, clusterAdminBinding("e2e-held-protobuf", "nobody"), metav1.CreateOptions{})
+			_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, testbed.ClusterAdminBinding("e2e-held-protobuf", "nobody"), metav1.CreateOptions{})
 			return err
 		}},
 	}
@@ -407,7 +407,7 @@ func TestAgentsSeeOnlyTheirOwnRequests(t *testing.T) {
 func TestWebhookStatusDetailsReachTheClient(t *testing.T) {
 	direct, err := kubernetes.NewForConfig(bed.direct)
 	require.NoError(t, err)
-	_, err = direct.RbacV1().ClusterRoleBindings().Create(t.Context(), clusterAdminBinding("e2e-details", "alice"), metav1.CreateOptions{})
+	_, err = direct.RbacV1().ClusterRoleBindings().Create(t.Context(), testbed.ClusterAdminBinding("e2e-details", "alice"), metav1.CreateOptions{})
 	require.Error(t, err)
 	var status apierrors.APIStatus
 	require.True(t, errors.As(err, &status), "%v", err)

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/gatehouse-dev/gatehouse/approvals"
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
 
 // auditIDs remembers the Audit-ID and session Gatehouse returned for each call of a client.
@@ -99,7 +100,7 @@ func TestTrailInClickHouse(t *testing.T) {
 	approver := &approvals.Client{BaseURL: bed.consoleURL, HTTP: hc}
 	done := make(chan error, 1)
 	go func() {
-		_, err := agent.RbacV1().ClusterRoleBindings().Create(context.Background(), clusterAdminBinding("trail-admin", "agent-trail"), metav1.CreateOptions{})
+		_, err := agent.RbacV1().ClusterRoleBindings().Create(context.Background(), testbed.ClusterAdminBinding("trail-admin", "agent-trail"), metav1.CreateOptions{})
 		done <- err
 	}()
 	var approvalID string

@@ -98,13 +98,24 @@ func ChartWebhookConfigurationsYAML() (string, error) {
 
 // KubectlApply applies files (or directories) with kubectl as the cluster administrator.
 func (k *Kube) KubectlApply(files ...string) (string, error) {
-	args := []string{"--kubeconfig", k.Kubeconfig, "apply"}
+	args := []string{"apply"}
 	for _, f := range files {
 		args = append(args, "-f", f)
 	}
-	out, err := exec.Command(k.Kubectl, args...).CombinedOutput()
+	return k.RunKubectl(args...)
+}
+
+// KubectlCreate runs `kubectl create args...` as the cluster administrator.
+func (k *Kube) KubectlCreate(args ...string) error {
+	_, err := k.RunKubectl(append([]string{"create"}, args...)...)
+	return err
+}
+
+// RunKubectl runs kubectl with args as the cluster administrator and returns what it wrote.
+func (k *Kube) RunKubectl(args ...string) (string, error) {
+	out, err := exec.Command(k.Kubectl, append([]string{"--kubeconfig", k.Kubeconfig}, args...)...).CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args[2:], " "), err, out)
+		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, out)
 	}
 	return string(out), nil
 }

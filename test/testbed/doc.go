@@ -9,6 +9,10 @@
 // that is missing fails the test with the command that provides it; tests never skip because
 // of it.
 //
+// Deployment runs Gatehouse itself on top of them as the chart deploys it (the enricher, the
+// webhook, the console and the proxy as processes, with the chart's flags), for the end-to-end
+// and scale tests.
+//
 // Start each component once per test package, in TestMain, and share it:
 //
 //	func TestMain(m *testing.M) {

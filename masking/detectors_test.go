@@ -1,7 +1,6 @@
 package masking
 
 import (
-	"bytes"
 	"encoding/base64"
 	"regexp/syntax"
 	"slices"
@@ -263,38 +262,6 @@ func mustParse(t *testing.T, expr string) *syntax.Regexp {
 // against the tables read in full, over every word of the tables, their prefixes, and each of
 // them with every byte appended and with a word before it.
 func TestClassifyWordPrefilter(t *testing.T) {
-	reference := func(w, prev []byte) keyClass {
-		for _, s := range passwordSuffixes {
-			if bytes.HasSuffix(w, []byte(s)) {
-				return keyPassword
-			}
-		}
-		for _, s := range passwordWords {
-			if string(w) == s {
-				return keyPassword
-			}
-		}
-		for _, s := range secretSuffixes {
-			if bytes.HasSuffix(w, []byte(s)) {
-				return keySecret
-			}
-		}
-		switch string(w) {
-		case "sig":
-			return keySecret
-		case "key":
-			if len(prev) == 0 {
-				return keyPlain
-			}
-			for _, s := range notSecretKeys {
-				if string(prev) == s {
-					return keyPlain
-				}
-			}
-			return keySecret
-		}
-		return keyPlain
-	}
 	var words []string
 	for _, list := range [][]string{passwordSuffixes, passwordWords, secretSuffixes, notSecretKeys, {"sig", "key", "", "x"}} {
 		for _, s := range list {
@@ -309,7 +276,7 @@ func TestClassifyWordPrefilter(t *testing.T) {
 	nonPlain := 0
 	for _, w := range words {
 		for _, prev := range []string{"", "api", "public", "db"} {
-			want := reference([]byte(w), []byte(prev))
+			want := classifyTables([]byte(w), []byte(prev))
 			require.Equal(t, want, classifyWord([]byte(w), []byte(prev)), "word %q after %q", w, prev)
 			if want != keyPlain {
 				nonPlain++

@@ -168,6 +168,11 @@ func classifyWord(w, prev []byte) keyClass {
 		// nothing.
 		return keyPlain
 	}
+	return classifyTables(w, prev)
+}
+
+// classifyTables classifies w, after the word prev, by reading the tables in full.
+func classifyTables(w, prev []byte) keyClass {
 	for _, s := range passwordSuffixes {
 		if bytes.HasSuffix(w, []byte(s)) {
 			return keyPassword

@@ -4,12 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"unicode/utf16"
-	"unicode/utf8"
+	"strings"
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
+
+	"github.com/gatehouse-dev/gatehouse/jsonlex"
 )
 
 // decodeJSONValue decodes a JSON document into CEL values: objects into maps with string keys,
@@ -37,8 +38,9 @@ func decodeJSONValue(a types.Adapter, data []byte) (ref.Val, error) {
 }
 
 // maxJSONDepth is encoding/json's nesting limit.
-const maxJSONDepth = 10000
+const maxJSONDepth = jsonlex.MaxDepth
 
+// jsonDecoder builds CEL values from JSON text; the lexing is jsonlex's.
 type jsonDecoder struct {
 	data    []byte
 	pos     int
@@ -51,15 +53,13 @@ func (d *jsonDecoder) errorf(format string, args ...any) error {
 	return fmt.Errorf("%w at offset %d: %s", errJSONSyntax, d.pos, fmt.Sprintf(format, args...))
 }
 
+// lexError wraps an error of the lexer.
+func (d *jsonDecoder) lexError(err error) error {
+	return fmt.Errorf("%w: %w", errJSONSyntax, err)
+}
+
 func (d *jsonDecoder) space() {
-	for d.pos < len(d.data) {
-		switch d.data[d.pos] {
-		case ' ', '\t', '\n', '\r':
-			d.pos++
-		default:
-			return
-		}
-	}
+	d.pos = jsonlex.SkipSpace(d.data, d.pos)
 }
 
 func (d *jsonDecoder) value(depth int) (ref.Val, error) {
@@ -83,19 +83,21 @@ func (d *jsonDecoder) value(depth int) (ref.Val, error) {
 			return nil, err
 		}
 		return types.String(s), nil
-	case c == '-' || (c >= '0' && c <= '9'):
+	case c == '-' || jsonlex.IsDigit(c):
 		return d.number()
 	default:
-		for _, lit := range []struct {
-			text string
-			val  ref.Val
-		}{{"true", types.True}, {"false", types.False}, {"null", types.NullValue}} {
-			if len(d.data)-d.pos >= len(lit.text) && string(d.data[d.pos:d.pos+len(lit.text)]) == lit.text {
-				d.pos += len(lit.text)
-				return lit.val, nil
-			}
+		end, err := jsonlex.ScanLiteral(d.data, d.pos)
+		if err != nil {
+			return nil, d.lexError(err)
 		}
-		return nil, d.errorf("unexpected character %q", c)
+		d.pos = end
+		switch c {
+		case 't':
+			return types.True, nil
+		case 'f':
+			return types.False, nil
+		}
+		return types.NullValue, nil
 	}
 }
 
@@ -177,42 +179,13 @@ func (d *jsonDecoder) array(depth int) (ref.Val, error) {
 // number reads a JSON number: an int when it is an integer literal that fits int64, else a
 // double, as util/json converts json.Number.
 func (d *jsonDecoder) number() (ref.Val, error) {
-	start := d.pos
-	if d.data[d.pos] == '-' {
-		d.pos++
+	end, err := jsonlex.ScanNumber(d.data, d.pos)
+	if err != nil {
+		return nil, d.lexError(err)
 	}
-	digits := func() int {
-		n := 0
-		for d.pos < len(d.data) && d.data[d.pos] >= '0' && d.data[d.pos] <= '9' {
-			d.pos++
-			n++
-		}
-		return n
-	}
-	intStart := d.pos
-	if n := digits(); n == 0 || (n > 1 && d.data[intStart] == '0') {
-		return nil, d.errorf("invalid number")
-	}
-	integer := true
-	if d.pos < len(d.data) && d.data[d.pos] == '.' {
-		integer = false
-		d.pos++
-		if digits() == 0 {
-			return nil, d.errorf("invalid number")
-		}
-	}
-	if d.pos < len(d.data) && (d.data[d.pos] == 'e' || d.data[d.pos] == 'E') {
-		integer = false
-		d.pos++
-		if d.pos < len(d.data) && (d.data[d.pos] == '+' || d.data[d.pos] == '-') {
-			d.pos++
-		}
-		if digits() == 0 {
-			return nil, d.errorf("invalid number")
-		}
-	}
-	text := string(d.data[start:d.pos])
-	if integer {
+	text := string(d.data[d.pos:end])
+	d.pos = end
+	if !strings.ContainsAny(text, ".eE") {
 		if i, err := strconv.ParseInt(text, 10, 64); err == nil {
 			return types.Int(i), nil
 		}
@@ -225,134 +198,19 @@ func (d *jsonDecoder) number() (ref.Val, error) {
 	return types.Double(f), nil
 }
 
-// string reads a JSON string, as encoding/json unquotes it.
+// string reads a JSON string, as encoding/json unquotes it: invalid UTF-8 and lone surrogates
+// become U+FFFD.
 func (d *jsonDecoder) string() (string, error) {
-	d.pos++ // "
-	start := d.pos
-	// Fast path: no escapes, ASCII or valid UTF-8.
-	for d.pos < len(d.data) {
-		c := d.data[d.pos]
-		if c == '"' {
-			s := d.data[start:d.pos]
-			d.pos++
-			if utf8.Valid(s) {
-				return string(s), nil
-			}
-			return string(fixUTF8(nil, s)), nil
-		}
-		if c == '\\' {
-			break
-		}
-		if c < 0x20 {
-			return "", d.errorf("control character in string")
-		}
-		d.pos++
+	end, esc, err := jsonlex.Lenient.ScanString(d.data, d.pos)
+	if err != nil {
+		return "", d.lexError(err)
 	}
-	buf := fixUTF8(make([]byte, 0, d.pos-start+16), d.data[start:d.pos])
-	for d.pos < len(d.data) {
-		c := d.data[d.pos]
-		switch {
-		case c == '"':
-			d.pos++
-			return string(buf), nil
-		case c < 0x20:
-			return "", d.errorf("control character in string")
-		case c != '\\':
-			// A run of plain bytes.
-			runStart := d.pos
-			for d.pos < len(d.data) && d.data[d.pos] != '"' && d.data[d.pos] != '\\' && d.data[d.pos] >= 0x20 {
-				d.pos++
-			}
-			buf = fixUTF8(buf, d.data[runStart:d.pos])
-			continue
-		}
-		d.pos++ // backslash
-		if d.pos >= len(d.data) {
-			break
-		}
-		e := d.data[d.pos]
-		d.pos++
-		switch e {
-		case '"', '\\', '/':
-			buf = append(buf, e)
-		case 'b':
-			buf = append(buf, '\b')
-		case 'f':
-			buf = append(buf, '\f')
-		case 'n':
-			buf = append(buf, '\n')
-		case 'r':
-			buf = append(buf, '\r')
-		case 't':
-			buf = append(buf, '\t')
-		case 'u':
-			r, ok := d.hex4()
-			if !ok {
-				return "", d.errorf("invalid \\u escape")
-			}
-			if utf16.IsSurrogate(r) {
-				// A pair when a low surrogate escape follows; a lone one is U+FFFD.
-				save := d.pos
-				if d.pos+1 < len(d.data) && d.data[d.pos] == '\\' && d.data[d.pos+1] == 'u' {
-					d.pos += 2
-					if r2, ok := d.hex4(); ok {
-						if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-							buf = utf8.AppendRune(buf, dec)
-							continue
-						}
-					}
-				}
-				d.pos = save
-				r = utf8.RuneError
-			}
-			buf = utf8.AppendRune(buf, r)
-		default:
-			return "", d.errorf("invalid escape \\%c", e)
-		}
+	body := d.data[d.pos+1 : end-1]
+	d.pos = end
+	if !esc {
+		return string(body), nil
 	}
-	return "", d.errorf("unterminated string")
-}
-
-func (d *jsonDecoder) hex4() (rune, bool) {
-	if len(d.data)-d.pos < 4 {
-		return 0, false
-	}
-	var r rune
-	for _, c := range d.data[d.pos : d.pos+4] {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c = c - 'a' + 10
-		case c >= 'A' && c <= 'F':
-			c = c - 'A' + 10
-		default:
-			return 0, false
-		}
-		r = r*16 + rune(c)
-	}
-	d.pos += 4
-	return r, true
-}
-
-// fixUTF8 appends s to buf with each invalid UTF-8 sequence replaced by U+FFFD, as encoding/json
-// does.
-func fixUTF8(buf, s []byte) []byte {
-	for len(s) > 0 {
-		if s[0] < utf8.RuneSelf {
-			buf = append(buf, s[0])
-			s = s[1:]
-			continue
-		}
-		r, size := utf8.DecodeRune(s)
-		if r == utf8.RuneError && size == 1 {
-			buf = utf8.AppendRune(buf, utf8.RuneError)
-		} else {
-			buf = append(buf, s[:size]...)
-		}
-		s = s[size:]
-	}
-	return buf
+	return string(jsonlex.Unescape(make([]byte, 0, len(body)), body)), nil
 }
 
 // nativeJSON converts a CEL value holding JSON data back into what JSON decodes to:

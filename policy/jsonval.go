@@ -58,6 +58,15 @@ func (d *jsonDecoder) lexError(err error) error {
 	return fmt.Errorf("%w: %w", errJSONSyntax, err)
 }
 
+// next consumes the separator after a member or element of the object or array that closing
+// ends, and reports whether another follows.
+func (d *jsonDecoder) next(closing byte) (more bool, err error) {
+	if d.pos, more, err = jsonlex.Next(d.data, d.pos, closing); err != nil {
+		return false, d.lexError(err)
+	}
+	return more, nil
+}
+
 func (d *jsonDecoder) space() {
 	d.pos = jsonlex.SkipSpace(d.data, d.pos)
 }
@@ -129,18 +138,12 @@ func (d *jsonDecoder) object(depth int) (ref.Val, error) {
 			return nil, err
 		}
 		m[types.String(k)] = v
-		d.space()
-		if d.pos >= len(d.data) {
-			return nil, d.errorf("unexpected end")
+		more, err := d.next('}')
+		if err != nil {
+			return nil, err
 		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-		case '}':
-			d.pos++
+		if !more {
 			return types.NewRefValMap(d.adapter, m), nil
-		default:
-			return nil, d.errorf("expected ',' or '}'")
 		}
 	}
 }
@@ -160,18 +163,12 @@ func (d *jsonDecoder) array(depth int) (ref.Val, error) {
 			return nil, err
 		}
 		items = append(items, v)
-		d.space()
-		if d.pos >= len(d.data) {
-			return nil, d.errorf("unexpected end")
+		more, err := d.next(']')
+		if err != nil {
+			return nil, err
 		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-		case ']':
-			d.pos++
+		if !more {
 			return types.NewRefValList(d.adapter, items), nil
-		default:
-			return nil, d.errorf("expected ',' or ']'")
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
@@ -15,31 +14,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gatehouse-dev/gatehouse/proxy"
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
 )
-
-// syncBuffer is a bytes.Buffer that a logger and a test may use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestClientClosingAWatchIsNotAWarning closes watches from the client, as every kubectl get -w
 // and controller does, over HTTP/2 and HTTP/1.1, ConfigMaps and Secrets: the proxy logs
 // nothing at warning level or above for it.
 func TestClientClosingAWatchIsNotAWarning(t *testing.T) {
-	var logs syncBuffer
+	var logs testbed.SyncBuffer
 	o := env.opts
 	o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	p, err := proxy.NewProxy(o)

@@ -159,25 +159,26 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// syncBuffer is a bytes.Buffer safe for a child process and a reader at once.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer that writers (a child process, a logger's goroutines) and a
+// reader may use at once.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
 
-func (b *syncBuffer) tail(n int) string {
+func (b *SyncBuffer) tail(n int) string {
 	s := b.String()
 	if len(s) > n {
 		s = "…" + s[len(s)-n:]

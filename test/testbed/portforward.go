@@ -26,7 +26,7 @@ func CheckPortForward(t testing.TB, kubectl, kubeconfig, namespace, pod string, 
 	cmd := exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfig, "-n", namespace, "port-forward", "pod/"+pod,
 		fmt.Sprintf("%d:%d", local, 8080))
 	cmd.Env = append(os.Environ(), "KUBECTL_PORT_FORWARD_WEBSOCKETS="+strconv.FormatBool(websockets))
-	var out syncBuffer
+	var out SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -21,7 +21,7 @@ import (
 type Process struct {
 	what   string
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *SyncBuffer
 	exited chan struct{} // closed once the process exited and its output is complete
 }
 
@@ -38,7 +38,7 @@ func StartGatehouse(args ...string) (*Process, error) {
 // startProcess runs bin with args in dir (the current directory when empty). The child dies
 // with the test binary.
 func startProcess(what, bin, dir string, args ...string) (*Process, error) {
-	p := &Process{what: what, out: &syncBuffer{}, exited: make(chan struct{})}
+	p := &Process{what: what, out: &SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/serving"
+	"github.com/gatehouse-dev/gatehouse/test/testbed"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
@@ -26,7 +27,7 @@ func TestStandaloneNATS(t *testing.T) {
 	dir := t.TempDir()
 	run := func(ctx context.Context, args ...string) (string, error) {
 		// NATS' callbacks log after a connection closes, while the output is read.
-		out := &syncBuffer{}
+		out := &testbed.SyncBuffer{}
 		cmd := NewCommand(out, out)
 		cmd.SetArgs(append([]string{"--log-format", "text", "--log-level", "error"}, args...))
 		err := cmd.ExecuteContext(ctx)

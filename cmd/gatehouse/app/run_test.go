@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -93,29 +92,11 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// syncBuffer is a log destination written by a command's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // running is a command's run function running in this process.
 type running struct {
 	cancel context.CancelFunc
 	done   chan error
-	log    *syncBuffer
+	log    *testbed.SyncBuffer
 }
 
 // start parses args as the command's flags, then runs the command's real run function with the
@@ -127,7 +108,7 @@ func start[O any](t *testing.T, newCmd func(*globals, func(context.Context, *slo
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	o, err := parse(t, newCmd, args...)
 	require.NoError(t, err)
-	r := &running{done: make(chan error, 1), log: &syncBuffer{}}
+	r := &running{done: make(chan error, 1), log: &testbed.SyncBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	log := slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -195,7 +176,7 @@ var insecure = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transpor
 func TestRunNATS(t *testing.T) {
 	addr := freeAddr(t)
 	host, port, _ := net.SplitHostPort(addr)
-	var out syncBuffer
+	var out testbed.SyncBuffer
 	cmd := newNATSCommand(&globals{logger: slog.New(slog.DiscardHandler)}, runNATS)
 	cmd.SetOut(&out)
 	cmd.SetArgs([]string{"--dev", "--bind-address", host, "--port", port, "--store-dir", t.TempDir()})

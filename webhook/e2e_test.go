@@ -502,7 +502,8 @@ func TestPolicyStatusAndReload(t *testing.T) {
 		}}},
 	}
 	require.NoError(t, admin.Create(ctx, p))
-	t.Cleanup(func() { _ = admin.Delete(context.Background(), p) })
+	reload := p // p names the policy under test, which changes below
+	t.Cleanup(func() { _ = admin.Delete(context.Background(), reload) })
 
 	ready := func(status metav1.ConditionStatus, reason string, generation int64, contains ...string) *v1alpha1.AccessPolicy {
 		t.Helper()

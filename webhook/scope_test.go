@@ -1,6 +1,8 @@
 package webhook_test
 
 import (
+	"crypto/rand"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,6 +51,18 @@ func newScopeBed(t *testing.T, doc string) *gateBed {
 	return b
 }
 
+// ownNamespace returns a namespace of the test's own and a function that moves a review into
+// it: grants are stored in the shared approvals bucket, so a grant an earlier run of the test
+// gave must not apply to this one (go test -count=N).
+func ownNamespace(t *testing.T) (string, func(admission.Request) admission.Request) {
+	ns := "shop-" + strings.ToLower(rand.Text()[:8])
+	t.Logf("reviews in namespace %s", ns)
+	return ns, func(r admission.Request) admission.Request {
+		r.Namespace = ns
+		return r
+	}
+}
+
 // directReview is a review of a direct call (no gateway session) by user.
 func directReview(uid string, op admissionv1.Operation, resource, name, object, user string) admission.Request {
 	r := gatewayReview(uid, op, resource, "", name, object, user, nil)
@@ -61,27 +75,28 @@ func directReview(uid string, op admissionv1.Operation, resource, name, object, 
 func TestScopedGrants(t *testing.T) {
 	b := newScopeBed(t, scopePolicies)
 	ctx := t.Context()
+	namespace, in := ownNamespace(t)
 	secret := func(name string) string {
 		return `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"` + name + `"},"data":{"a":"Yg=="}}`
 	}
-	id := heldID(t, b.admit(t, gatewayReview("u-1", admissionv1.Create, "secrets", "", "sh.helm.release.v1.shop.v1", secret("sh.helm.release.v1.shop.v1"), "agent", nil)))
+	id := heldID(t, b.admit(t, in(gatewayReview("u-1", admissionv1.Create, "secrets", "", "sh.helm.release.v1.shop.v1", secret("sh.helm.release.v1.shop.v1"), "agent", nil))))
 	r, err := b.broker.Get(ctx, id)
 	require.NoError(t, err)
 	require.NotNil(t, r.ScopeOffer, "the rule offers a scope")
 	assert.Equal(t, []string{"secrets"}, r.ScopeOffer.Resources, "for the held resource")
-	assert.Equal(t, "shop", r.ScopeOffer.Namespace)
+	assert.Equal(t, namespace, r.ScopeOffer.Namespace)
 
 	// Another write of the session: held too, until the approval.
-	heldID(t, b.admit(t, gatewayReview("u-2", admissionv1.Update, "secrets", "", "other", secret("other"), "agent", nil)))
+	heldID(t, b.admit(t, in(gatewayReview("u-2", admissionv1.Update, "secrets", "", "other", secret("other"), "agent", nil))))
 
 	_, err = bed.console.DecideScoped(ctx, id, sre, approvals.Approve, "helm install", &approvals.ScopeChoice{Duration: metav1.Duration{Duration: 10 * time.Minute}})
 	require.NoError(t, err)
 
 	for i, rv := range []admission.Request{
-		gatewayReview("u-3", admissionv1.Create, "secrets", "", "sh.helm.release.v1.shop.v1", secret("sh.helm.release.v1.shop.v1"), "agent", nil),
-		gatewayReview("u-4", admissionv1.Update, "secrets", "", "sh.helm.release.v1.shop.v1", secret("sh.helm.release.v1.shop.v1"), "agent", nil),
-		gatewayReview("u-5", admissionv1.Create, "secrets", "", "shop-db", secret("shop-db"), "agent", nil),
-		gatewayReview("u-6", admissionv1.Delete, "secrets", "", "shop-db", "", "agent", nil),
+		in(gatewayReview("u-3", admissionv1.Create, "secrets", "", "sh.helm.release.v1.shop.v1", secret("sh.helm.release.v1.shop.v1"), "agent", nil)),
+		in(gatewayReview("u-4", admissionv1.Update, "secrets", "", "sh.helm.release.v1.shop.v1", secret("sh.helm.release.v1.shop.v1"), "agent", nil)),
+		in(gatewayReview("u-5", admissionv1.Create, "secrets", "", "shop-db", secret("shop-db"), "agent", nil)),
+		in(gatewayReview("u-6", admissionv1.Delete, "secrets", "", "shop-db", "", "agent", nil)),
 	} {
 		resp := b.admit(t, rv)
 		assert.True(t, resp.Allowed, "write %d within the scope: %+v", i, resp.Result)
@@ -89,13 +104,13 @@ func TestScopedGrants(t *testing.T) {
 	}
 
 	outside := map[string]admission.Request{
-		"another session": gatewayReview("x-1", admissionv1.Create, "secrets", "", "y", secret("y"), "agent", nil),
-		"another user":    gatewayReview("x-2", admissionv1.Create, "secrets", "", "y", secret("y"), "agent-2", nil),
-		"direct":          directReview("x-3", admissionv1.Create, "secrets", "y", secret("y"), "agent"),
-		"another rule":    gatewayReview("x-4", admissionv1.Create, "configmaps", "", "y", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"y"}}`, "agent", nil),
+		"another session": in(gatewayReview("x-1", admissionv1.Create, "secrets", "", "y", secret("y"), "agent", nil)),
+		"another user":    in(gatewayReview("x-2", admissionv1.Create, "secrets", "", "y", secret("y"), "agent-2", nil)),
+		"direct":          in(directReview("x-3", admissionv1.Create, "secrets", "y", secret("y"), "agent")),
+		"another rule":    in(gatewayReview("x-4", admissionv1.Create, "configmaps", "", "y", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"y"}}`, "agent", nil)),
 	}
 	outside["another session"].UserInfo.Extra["gatehouse.dev/session-id"] = authenticationv1.ExtraValue{"s-other"}
-	ns := gatewayReview("x-5", admissionv1.Create, "secrets", "", "y", secret("y"), "agent", nil)
+	ns := in(gatewayReview("x-5", admissionv1.Create, "secrets", "", "y", secret("y"), "agent", nil))
 	ns.Namespace = "other"
 	outside["another namespace"] = ns
 	for name, rv := range outside {
@@ -118,8 +133,8 @@ spec:
 `)
 		narrowed.broker = b.broker
 		narrowed.gate = b.gate
-		heldID(t, narrowed.admit(t, gatewayReview("n-1", admissionv1.Update, "secrets", "", "shop-db", secret("shop-db"), "agent", nil)))
-		resp := narrowed.admit(t, gatewayReview("n-2", admissionv1.Create, "secrets", "", "z", secret("z"), "agent", nil))
+		heldID(t, narrowed.admit(t, in(gatewayReview("n-1", admissionv1.Update, "secrets", "", "shop-db", secret("shop-db"), "agent", nil))))
+		resp := narrowed.admit(t, in(gatewayReview("n-2", admissionv1.Create, "secrets", "", "z", secret("z"), "agent", nil)))
 		assert.True(t, resp.Allowed, "what it still offers passes: %+v", resp.Result)
 	})
 }
@@ -129,8 +144,9 @@ spec:
 func TestScopedGrantDirect(t *testing.T) {
 	b := newScopeBed(t, scopePolicies)
 	ctx := t.Context()
+	_, in := ownNamespace(t)
 	obj := `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"rec"},"data":{"release":"SDRzSQ=="}}`
-	id := heldID(t, b.admit(t, directReview("d-1", admissionv1.Create, "secrets", "rec", obj, "dev")))
+	id := heldID(t, b.admit(t, in(directReview("d-1", admissionv1.Create, "secrets", "rec", obj, "dev"))))
 	r, err := b.broker.Get(ctx, id)
 	require.NoError(t, err)
 	assert.Equal(t, "direct:dev", r.ScopeOffer.Session)
@@ -138,7 +154,7 @@ func TestScopedGrantDirect(t *testing.T) {
 	require.NoError(t, err)
 	// Helm's retry writes a record with new timestamps: another object, within the scope.
 	retry := `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"rec"},"data":{"release":"SDRzSUFBQQ=="}}`
-	assert.True(t, b.admit(t, directReview("d-2", admissionv1.Create, "secrets", "rec", retry, "dev")).Allowed)
-	assert.True(t, b.admit(t, directReview("d-3", admissionv1.Update, "secrets", "rec", retry, "dev")).Allowed)
-	heldID(t, b.admit(t, directReview("d-4", admissionv1.Create, "secrets", "rec2", retry, "dev-2")))
+	assert.True(t, b.admit(t, in(directReview("d-2", admissionv1.Create, "secrets", "rec", retry, "dev"))).Allowed)
+	assert.True(t, b.admit(t, in(directReview("d-3", admissionv1.Update, "secrets", "rec", retry, "dev"))).Allowed)
+	heldID(t, b.admit(t, in(directReview("d-4", admissionv1.Create, "secrets", "rec2", retry, "dev-2"))))
 }

@@ -115,8 +115,8 @@ type Options struct {
 	// Default: that, for NATS' default max_payload of 1 MiB, or for the server of
 	// Options.NATS when it is connected.
 	MaxMessageBytes int
-	// PublishTimeout bounds publishing one spooled batch to JetStream. Default
-	// DefaultPublishTimeout.
+	// PublishTimeout bounds publishing one spooled batch to JetStream, until its last
+	// acknowledgement. Default DefaultPublishTimeout.
 	PublishTimeout time.Duration
 	// MaxInFlight bounds the intake requests processed at once; further requests wait for a
 	// slot. Default DefaultMaxInFlight.

@@ -54,13 +54,21 @@ func (e *Enricher) verified(data []byte, header string) bool {
 // server's max_payload, lowered after it was spooled).
 var errUnpublishable = errors.New("batch cannot be published")
 
-// drainWindow bounds the message data published and not yet acknowledged.
+// drainWindow bounds the message data published and not yet acknowledged, across batches.
 const drainWindow = 8 << 20
 
 // drainSpool publishes the spool to JetStream, oldest batch first, deleting each batch once
-// JetStream acknowledged all its messages. While NATS is away it waits. When ctx ends it goes on
-// while NATS takes batches, for up to ShutdownDrain, so that a planned restart leaves little
-// behind (what remains is published after the next start).
+// JetStream acknowledged all its messages. Batches are published one after the other without
+// waiting for the acknowledgements of the batches before them (up to drainWindow bytes not yet
+// acknowledged), so that a drainer is not held up by the round trip to JetStream; a batch is
+// deleted only once it and every batch before it were acknowledged, so the spool stays a queue
+// whose head is the oldest batch JetStream may not have. After a failure it starts again from
+// the head: a batch JetStream took but whose deletion waited on an earlier one is published
+// again under the same message IDs, and JetStream stores it once.
+//
+// While NATS is away it waits. When ctx ends it goes on while NATS takes batches, for up to
+// ShutdownDrain, so that a planned restart leaves little behind (what remains is published after
+// the next start).
 func (e *Enricher) drainSpool(ctx context.Context) {
 	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
@@ -78,10 +86,43 @@ func (e *Enricher) drainSpool(ctx context.Context) {
 		case <-dctx.Done():
 		}
 	}()
+	d := &drainer{e: e}
+	stopping := func() {
+		st := e.spool.stats()
+		e.log.Warn("stopping with batches in the spool; they are published after the next start", "batches", st.Batches, "bytes", st.Bytes)
+	}
 	failing := false
 	for {
-		entry, ok, wake := e.spool.head()
-		if !ok {
+		var err error
+		var wake <-chan struct{}
+		next, ok := spoolEntry{}, false
+		if d.bytes < drainWindow {
+			next, ok, wake = e.spool.after(d.last())
+		}
+		switch {
+		case ok:
+			if ctx.Err() != nil && e.nc.Status() != nats.CONNECTED {
+				stopping()
+				return
+			}
+			err = d.publish(dctx, next)
+			if errors.Is(err, errSpoolCorrupt) || errors.Is(err, errUnpublishable) {
+				// Settle the batches before it, so that it is not moved aside while they
+				// may still fail, then move it aside.
+				if serr := d.settle(dctx, next.seq); serr != nil {
+					err = serr
+				} else {
+					qerr := e.spool.quarantine(next)
+					e.metrics.spoolCorrupt.Inc()
+					e.log.Error("spooled batch cannot be published; moved aside", "batch", next.id, "file", next.name()+spoolBadSuffix, "err", err, "moveErr", qerr)
+					continue
+				}
+			}
+		case len(d.inflight) > 0:
+			// Wait for the oldest acknowledgement, or for a new batch while the window has
+			// room.
+			err = d.waitOldest(dctx, wake)
+		default:
 			if failing {
 				failing = false
 				e.log.Info("spool drained: every batch is in JetStream")
@@ -95,28 +136,14 @@ func (e *Enricher) drainSpool(ctx context.Context) {
 			}
 			continue
 		}
-		if ctx.Err() != nil && e.nc.Status() != nats.CONNECTED {
-			st := e.spool.stats()
-			e.log.Warn("stopping with batches in the spool; they are published after the next start", "batches", st.Batches, "bytes", st.Bytes)
-			return
-		}
-		err := e.publishSpooled(dctx, entry)
-		switch {
-		case err == nil:
-			if err := e.spool.remove(entry); err != nil {
-				e.log.Error("removing a published batch from the spool failed; it will be published again", "batch", entry.id, "err", err)
-			}
-			e.metrics.spooledPublished.Inc()
-			continue
-		case errors.Is(err, errSpoolCorrupt), errors.Is(err, errUnpublishable):
-			qerr := e.spool.quarantine(entry)
-			e.metrics.spoolCorrupt.Inc()
-			e.log.Error("spooled batch cannot be published; moved aside", "batch", entry.id, "file", entry.name()+spoolBadSuffix, "err", err, "moveErr", qerr)
+		if err == nil {
 			continue
 		}
+		// Start again from the head of the spool after a pause: nothing in flight is deleted
+		// from the spool any more.
+		d.reset()
 		if dctx.Err() != nil {
-			st := e.spool.stats()
-			e.log.Warn("stopping with batches in the spool; they are published after the next start", "batches", st.Batches, "bytes", st.Bytes)
+			stopping()
 			return
 		}
 		if !failing {
@@ -128,9 +155,49 @@ func (e *Enricher) drainSpool(ctx context.Context) {
 	}
 }
 
-// publishSpooled publishes one spooled batch and waits until JetStream stored all of it. The
-// file is checked whole first, so a torn or damaged batch is never published in part.
-func (e *Enricher) publishSpooled(ctx context.Context, entry spoolEntry) error {
+// drainer holds the spooled batches published to JetStream and not yet deleted from the spool,
+// oldest first.
+type drainer struct {
+	e        *Enricher
+	inflight []*inflightBatch
+	bytes    int // message data published and not acknowledged
+}
+
+// inflightBatch is a spooled batch being published: its messages' acknowledgements, awaited in
+// order.
+type inflightBatch struct {
+	entry    spoolEntry
+	pending  []pendingMsg
+	acked    int  // pending[:acked] are acknowledged
+	complete bool // every message of the batch is published
+	deadline time.Time
+}
+
+type pendingMsg struct {
+	f    jetstream.PubAckFuture
+	size int
+}
+
+// last returns the sequence of the newest batch in flight, 0 when none is.
+func (d *drainer) last() uint64 {
+	if len(d.inflight) == 0 {
+		return 0
+	}
+	return d.inflight[len(d.inflight)-1].entry.seq
+}
+
+// reset forgets the batches in flight: they stay in the spool and are published again.
+// Acknowledgements still to come are dropped (they time out in the client).
+func (d *drainer) reset() {
+	clear(d.inflight)
+	d.inflight, d.bytes = d.inflight[:0], 0
+}
+
+// publish publishes one spooled batch without waiting for its acknowledgements (except for room
+// in the window). The file is checked whole first, so a torn or damaged batch is never published
+// in part.
+func (d *drainer) publish(ctx context.Context, entry spoolEntry) error {
+	e := d.e
 	if st := e.nc.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("%w: NATS connection is %s", trail.ErrUnavailable, st)
 	}
@@ -139,31 +206,15 @@ func (e *Enricher) publishSpooled(ctx context.Context, entry spoolEntry) error {
 		return err
 	}
 	start := time.Now()
-	defer func() { e.metrics.stage(stagePublish, time.Since(start)) }()
+	var waited time.Duration // in waitOldest, which accounts for it
+	defer func() { e.metrics.stage(stagePublish, time.Since(start)-waited) }()
 	r, err := e.spool.open(entry)
 	if err != nil {
 		return err
 	}
 	defer r.close()
-	ctx, cancel := context.WithTimeout(ctx, e.opts.PublishTimeout)
-	defer cancel()
-	type pending struct {
-		f    jetstream.PubAckFuture
-		size int
-	}
-	var window []pending
-	inWindow := 0
-	wait := func(p pending) error {
-		select {
-		case <-p.f.Ok():
-			inWindow -= p.size
-			return nil
-		case err := <-p.f.Err():
-			return fmt.Errorf("%w: JetStream did not store spooled batch %s: %w", trail.ErrUnavailable, entry.id, err)
-		case <-ctx.Done():
-			return fmt.Errorf("%w: JetStream did not acknowledge spooled batch %s: %w", trail.ErrUnavailable, entry.id, ctx.Err())
-		}
-	}
+	b := &inflightBatch{entry: entry, deadline: start.Add(e.opts.PublishTimeout)}
+	d.inflight = append(d.inflight, b)
 	for i := 0; ; i++ {
 		data, err := r.next(entry.id)
 		if errors.Is(err, io.EOF) {
@@ -171,6 +222,14 @@ func (e *Enricher) publishSpooled(ctx context.Context, entry spoolEntry) error {
 		}
 		if err != nil {
 			return err
+		}
+		for d.bytes > drainWindow {
+			t := time.Now()
+			err := d.waitOldest(ctx, nil)
+			waited += time.Since(t)
+			if err != nil {
+				return err
+			}
 		}
 		m := nats.NewMsg(trail.SubjectAuditBatch)
 		m.Data = append([]byte(nil), data...)
@@ -188,19 +247,75 @@ func (e *Enricher) publishSpooled(ctx context.Context, entry spoolEntry) error {
 		if err != nil {
 			return fmt.Errorf("%w: publish spooled batch %s: %w", trail.ErrUnavailable, entry.id, err)
 		}
-		window = append(window, pending{f, len(m.Data)})
-		inWindow += len(m.Data)
-		for inWindow > drainWindow {
-			if err := wait(window[0]); err != nil {
-				return err
-			}
-			window = window[1:]
-		}
+		b.pending = append(b.pending, pendingMsg{f, len(m.Data)})
+		d.bytes += len(m.Data)
 	}
-	for _, p := range window {
-		if err := wait(p); err != nil {
+	b.complete = true
+	return d.reap()
+}
+
+// waitOldest waits for the acknowledgement of the oldest message in flight, or until wake is
+// closed, and deletes the batches acknowledged whole from the spool.
+func (d *drainer) waitOldest(ctx context.Context, wake <-chan struct{}) error {
+	b := d.inflight[0]
+	if b.acked == len(b.pending) {
+		// Only a batch being published can have nothing to wait for; publish reaps it.
+		return nil
+	}
+	start := time.Now()
+	p := b.pending[b.acked]
+	t := time.NewTimer(time.Until(b.deadline))
+	defer t.Stop()
+	var err error
+	select {
+	case <-wake:
+		return nil // waiting for a new batch is not publishing
+	case <-p.f.Ok():
+		b.acked++
+		d.bytes -= p.size
+		err = d.reap()
+	case perr := <-p.f.Err():
+		err = fmt.Errorf("%w: JetStream did not store spooled batch %s: %w", trail.ErrUnavailable, b.entry.id, perr)
+	case <-ctx.Done():
+		err = fmt.Errorf("%w: JetStream did not acknowledge spooled batch %s: %w", trail.ErrUnavailable, b.entry.id, ctx.Err())
+	case <-t.C:
+		err = fmt.Errorf("%w: JetStream did not acknowledge spooled batch %s within %s", trail.ErrUnavailable, b.entry.id, d.e.opts.PublishTimeout)
+	}
+	d.e.metrics.stage(stagePublish, time.Since(start))
+	return err
+}
+
+// reap deletes the oldest batches from the spool while JetStream acknowledged all of them.
+func (d *drainer) reap() error {
+	for len(d.inflight) > 0 {
+		b := d.inflight[0]
+		if !b.complete || b.acked < len(b.pending) {
+			return nil
+		}
+		if err := d.e.spool.remove(b.entry); err != nil {
+			d.e.log.Error("removing a published batch from the spool failed; it will be published again", "batch", b.entry.id, "err", err)
+		}
+		d.e.metrics.spooledPublished.Inc()
+		d.inflight[0] = nil
+		d.inflight = d.inflight[1:]
+	}
+	return nil
+}
+
+// settle waits until every batch in flight older than seq is acknowledged and deleted from the
+// spool, and forgets the batch seq itself.
+func (d *drainer) settle(ctx context.Context, seq uint64) error {
+	for len(d.inflight) > 0 && d.inflight[0].entry.seq < seq {
+		if err := d.waitOldest(ctx, nil); err != nil {
 			return err
 		}
+	}
+	if len(d.inflight) > 0 && d.inflight[0].entry.seq == seq {
+		for _, p := range d.inflight[0].pending[d.inflight[0].acked:] {
+			d.bytes -= p.size
+		}
+		d.inflight[0] = nil
+		d.inflight = d.inflight[1:]
 	}
 	return nil
 }

@@ -171,7 +171,7 @@ func (e *Enricher) connect(ctx context.Context) error {
 			return err
 		}
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(e.opts.PublishTimeout))
 	if err != nil {
 		return fmt.Errorf("enricher: %w", err)
 	}

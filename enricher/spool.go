@@ -386,13 +386,18 @@ func (w *spoolWriter) releaseBuffer() {
 }
 
 // head returns the oldest queued batch and a channel closed when another is queued.
-func (s *spool) head() (spoolEntry, bool, <-chan struct{}) {
+func (s *spool) head() (spoolEntry, bool, <-chan struct{}) { return s.after(0) }
+
+// after returns the oldest queued batch whose sequence is above seq (the oldest of all for 0)
+// and a channel closed when another is queued.
+func (s *spool) after(seq uint64) (spoolEntry, bool, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.queue) == 0 {
+	i, _ := slices.BinarySearchFunc(s.queue, seq+1, func(e spoolEntry, seq uint64) int { return cmpUint(e.seq, seq) })
+	if i == len(s.queue) {
 		return spoolEntry{}, false, s.notify
 	}
-	return s.queue[0], true, s.notify
+	return s.queue[i], true, s.notify
 }
 
 // remove deletes a published batch (the oldest) and releases its space. A deletion lost in a

@@ -136,6 +136,15 @@ func (c *ClickHouse) Kill() error {
 	return c.p.Kill()
 }
 
+// CPUTime returns the CPU time the server process used since its last start: inserts, merges
+// and queries.
+func (c *ClickHouse) CPUTime() (time.Duration, error) {
+	if c.p == nil {
+		return 0, errors.New("testbed: ClickHouse not started")
+	}
+	return c.p.CPUTime()
+}
+
 // Close stops the server and removes its data.
 func (c *ClickHouse) Close() {
 	_ = c.Stop()

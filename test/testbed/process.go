@@ -127,6 +127,30 @@ func (p *Process) RSS() (int64, error) {
 	return procStatus(p.cmd.Process.Pid, "VmRSS")
 }
 
+// CPUTime returns the CPU time (user and system) the process used so far.
+func (p *Process) CPUTime() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("testbed: %w", err)
+	}
+	// The fields after the command (in parentheses, which may hold spaces): utime and stime
+	// are the 12th and 13th, in clock ticks, which /proc counts at 100 per second.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("testbed: /proc/%d/stat: unexpected format", p.cmd.Process.Pid)
+	}
+	var ticks int64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("testbed: /proc/%d/stat: %w", p.cmd.Process.Pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
 // procStatus reads a size field (in kB) of /proc/<pid>/status.
 func procStatus(pid int, field string) (int64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")

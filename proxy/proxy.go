@@ -647,8 +647,8 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	ct := resp.Header.Get("Content-Type")
 	// The masker hands over the values of the Secrets it masks, for the session's exec output.
 	target := st.target
-	target.SecretValue = p.values.hook(st)
 	if isStream(st.info, resp) {
+		target.SecretValue = p.values.hook(st)
 		rd, err := p.opts.Masker.Stream(ct, resp.Header.Get("Content-Encoding"), resp.Body, target)
 		if err != nil {
 			return err
@@ -665,7 +665,13 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if err != nil {
 		return err
 	}
+	// A response read whole hands its values over to the session's set in one step.
+	var flush func()
+	target.SecretValue, flush = p.values.batchHook(st)
 	masked, stats, err := p.opts.Masker.Body(ct, resp.Header.Get("Content-Encoding"), body, target)
+	if flush != nil {
+		flush()
+	}
 	if err != nil {
 		return err
 	}

@@ -258,7 +258,7 @@ func mustParse(t *testing.T, expr string) *syntax.Regexp {
 	return re
 }
 
-// TestClassifyWordPrefilter checks classifyWord, which rejects a word by its last byte first,
+// TestClassifyWordPrefilter checks classifyWord, which reads only the words ending with its last byte,
 // against the tables read in full, over every word of the tables, their prefixes, and each of
 // them with every byte appended and with a word before it.
 func TestClassifyWordPrefilter(t *testing.T) {

@@ -148,6 +148,31 @@ func namesChecksum(k []byte) bool {
 	return false
 }
 
+// keyCache remembers the classes of the keys classified last: the members of a list's items,
+// the fields of watch events, repeat their names. Keys are names, never masked values.
+type keyCache [64]struct {
+	n     uint8 // length of the key; 0: empty
+	key   [31]byte
+	class keyClass
+}
+
+// classify returns classifyKey(k).
+func (kc *keyCache) classify(k []byte) keyClass {
+	e := &kc[0]
+	if len(k) == 0 || len(k) > len(e.key) {
+		return classifyKey(k)
+	}
+	h := (uint(len(k))*131 + uint(k[0])*31 + uint(k[len(k)/2])*7 + uint(k[len(k)-1])) % uint(len(kc))
+	e = &kc[h]
+	if int(e.n) == len(k) && string(e.key[:e.n]) == string(k) {
+		return e.class
+	}
+	c := classifyKey(k)
+	e.n, e.class = uint8(len(k)), c
+	copy(e.key[:], k)
+	return c
+}
+
 // classifyKey classifies the name of a value by its last word.
 func classifyKey(k []byte) keyClass {
 	if len(k) == 0 || len(k) > 256 {

@@ -73,6 +73,8 @@ type walker struct {
 	sizeHint int
 	// helmTypes and escapes find the next helm.sh/release.v1 and the next backslash in src.
 	helmTypes, escapes nextIndex
+	// keys classifies the names of values, remembering the last classes (keyCache).
+	keyClasses keyCache
 }
 
 func newWalker(m *Masker) *walker {

@@ -391,7 +391,9 @@ func stateOf(r *http.Request) *requestState {
 
 // ServeHTTP authenticates, checks and forwards one request, and records it.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	growStack()
+	if !mayStayOpen(r) {
+		growStack()
+	}
 	start := time.Now()
 	st := &requestState{auditID: trail.NewID(), w: newRecordingWriter(w), start: start}
 	st.w.Header().Set("Audit-Id", st.auditID)
@@ -521,6 +523,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.rp.ServeHTTP(st.w, r)
+}
+
+// mayStayOpen reports requests that may be watches or followed logs, by their URL as sent: they
+// live long, and their stacks are not grown ahead (growStack), which would make thousands of
+// open watches hold more memory for a cost they pay once.
+func mayStayOpen(r *http.Request) bool {
+	return strings.Contains(r.URL.RawQuery, "watch") || strings.Contains(r.URL.RawQuery, "follow") ||
+		strings.Contains(r.URL.Path, "/watch/")
 }
 
 // growStackBytes is how much stack growStack asks for: more than a request's handler uses

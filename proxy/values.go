@@ -94,7 +94,7 @@ const (
 	maxPooledBatch = 2 * maxBatchBytes
 )
 
-// batchHook is hook for a response masked whole (a Secret, a list, a Table): the hook collects
+// batchHook is the hook for a response masked whole (a Secret, a list, a Table): the hook collects
 // the values in a recording.Batch, and flush adds them to the session's set in one step, which
 // leaves the set exactly as adding them one by one would (a list of thousands of Secrets keeps
 // only the newest values). The caller calls flush after the masking call, whether it succeeded

@@ -158,12 +158,11 @@ type keyCache [64]struct {
 
 // classify returns classifyKey(k).
 func (kc *keyCache) classify(k []byte) keyClass {
-	e := &kc[0]
-	if len(k) == 0 || len(k) > len(e.key) {
+	if len(k) == 0 || len(k) > len(kc[0].key) {
 		return classifyKey(k)
 	}
 	h := (uint(len(k))*131 + uint(k[0])*31 + uint(k[len(k)/2])*7 + uint(k[len(k)-1])) % uint(len(kc))
-	e = &kc[h]
+	e := &kc[h]
 	if int(e.n) == len(k) && string(e.key[:e.n]) == string(k) {
 		return e.class
 	}

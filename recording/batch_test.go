@@ -155,3 +155,43 @@ func TestBatchCopies(t *testing.T) {
 	assert.Zero(t, b.Len(), "nothing a set would keep")
 	assert.Zero(t, b.Bytes(), "and nothing copied")
 }
+
+// FuzzAddBatch adds the values a fuzzer makes up (split at 0xff; a 0xfe byte starts a new
+// batch) to one set by Add and to another by AddBatch, both starting from the same values, and
+// requires the same set. Values repeat often: they are drawn by their first byte from the ones
+// made up so far.
+func FuzzAddBatch(f *testing.F) {
+	f.Add([]byte("password-1\xffpassword-1\xfftoken-abc\ndef\xfe\xfftoken-abc\ndef\xff   x  \xff"), uint8(3), false)
+	f.Add([]byte(strings.Repeat("value-0123456789\xff", 300)), uint8(0), true)
+	f.Fuzz(func(t *testing.T, data []byte, initial uint8, collide bool) {
+		one, batched := &Values{}, &Values{}
+		if collide {
+			h := func(b []byte) uint64 { return uint64(len(b) % 2) }
+			one.hash, batched.hash = h, h
+		}
+		var seen [][]byte
+		var b Batch
+		for i, part := range bytes.Split(data, []byte{0xff}) {
+			newBatch := len(part) > 0 && part[0] == 0xfe
+			if newBatch {
+				batched.AddBatch(&b)
+				b.Reset()
+				part = part[1:]
+			}
+			v := part
+			if len(part) == 1 && len(seen) > 0 {
+				v = seen[int(part[0])%len(seen)] // a value made up before
+			}
+			seen = append(seen, v)
+			ph := fmt.Appendf(nil, "P%d", i)
+			one.Add(v, ph)
+			if i < int(initial) {
+				batched.Add(v, ph)
+			} else {
+				b.Add(v, ph)
+			}
+		}
+		batched.AddBatch(&b)
+		requireSameSet(t, one, batched)
+	})
+}

@@ -258,7 +258,7 @@ func mustParse(t *testing.T, expr string) *syntax.Regexp {
 	return re
 }
 
-// TestClassifyWordPrefilter checks classifyWord, which rejects a word by its last byte first,
+// TestClassifyWordPrefilter checks classifyWord, which reads only the words ending with its last byte,
 // against the tables read in full, over every word of the tables, their prefixes, and each of
 // them with every byte appended and with a word before it.
 func TestClassifyWordPrefilter(t *testing.T) {
@@ -284,4 +284,26 @@ func TestClassifyWordPrefilter(t *testing.T) {
 		}
 	}
 	require.Greater(t, nonPlain, 300, "the words include secret ones: the test can fail")
+}
+
+// TestKeyCache classifies keys through a cache, in an order that brings each back after others
+// took its slot (keys that hash alike differ only in bytes the hash does not read), and keys too
+// long to be cached: every answer is classifyKey's.
+func TestKeyCache(t *testing.T) {
+	keys := []string{"", "name", "mode", "password", "passxord", "db_password", "db_passwOrd", "api_key", "public_key",
+		"apiToken", "apiTokan", "tls.key", "tls.kex", "x", "checksum/secret", "data", strings.Repeat("a", 31) + "token",
+		strings.Repeat("b", 40) + "_password", "AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEX"}
+	var kc keyCache
+	secret := 0
+	for round := range 5 {
+		for i := range keys {
+			k := []byte(keys[(i*7+round)%len(keys)])
+			want := classifyKey(k)
+			require.Equal(t, want, kc.classify(k), "key %q", k)
+			if want != keyPlain {
+				secret++
+			}
+		}
+	}
+	require.Positive(t, secret, "secret keys are among them: the test can fail")
 }

@@ -77,7 +77,54 @@ func (w *walker) helmSecretType(idx int32) bool {
 	if st.start < 0 || st.start >= len(w.src) || w.src[st.start] != '{' {
 		return false
 	}
+	if w.helmTypes.next(w.src, st.start, indexHelmReleaseType) < 0 && w.escapes.next(w.src, st.start, indexBackslash) < 0 {
+		// No string after the object's start reads helm.sh/release.v1: the document holds
+		// that string nowhere after it, and no escape that could spell it.
+		return false
+	}
 	return string(memberString(w.src, st.start, "type")) == HelmReleaseType
+}
+
+// indexHelmReleaseType returns the index of the first "helm.sh/release.v1" (quotes included) in
+// b, or -1. It looks for the tail from the dot on, whose first byte is rare in JSON and absent
+// from base64, so that it reads long values fast.
+func indexHelmReleaseType(b []byte) int {
+	const head, tail = `"helm`, `.sh/release.v1"`
+	for off := 0; ; {
+		i := bytes.Index(b[off:], []byte(tail))
+		if i < 0 {
+			return -1
+		}
+		if i += off; i >= len(head) && string(b[i-len(head):i]) == head {
+			return i - len(head)
+		}
+		off = i + 1
+	}
+}
+
+func indexBackslash(b []byte) int { return bytes.IndexByte(b, '\\') }
+
+// nextIndex finds the next occurrence of a byte string in the document a walker works on,
+// remembering its last answer, so that asking for each of many objects in turn reads the
+// document about once.
+type nextIndex struct {
+	valid    bool
+	from, at int // the first occurrence at or after from is at at (-1: none)
+}
+
+// next returns the index of the first occurrence in src at or after from of what index finds, or
+// -1.
+func (x *nextIndex) next(src []byte, from int, index func([]byte) int) int {
+	if x.valid && from >= x.from && (x.at < 0 || from <= x.at) {
+		return x.at
+	}
+	x.valid, x.from, x.at = true, from, -1
+	if from < len(src) {
+		if i := index(src[from:]); i >= 0 {
+			x.at = from + i
+		}
+	}
+	return x.at
 }
 
 // helmChild sets the context of the member key of a Helm release value in context p, and

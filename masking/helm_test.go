@@ -288,3 +288,79 @@ func TestHelmReleaseNotARelease(t *testing.T) {
 		})
 	}
 }
+
+// TestHelmReleaseSecretTypeAnywhere lists release Secrets among other Secrets, in every order,
+// with the type escaped as JSON allows, and with the type's name elsewhere in an ordinary
+// Secret: the release Secrets, and only they, keep a payload Helm decodes, masked inside; every
+// other Secret's data.release is a placeholder.
+func TestHelmReleaseSecretTypeAnywhere(t *testing.T) {
+	m := newMasker(t, Config{})
+	payload := base64.StdEncoding.EncodeToString(EncodeHelmRelease(helmRelease(t)))
+	secret := func(name, typ, annotation string) string {
+		return fmt.Sprintf(`{"metadata":{"name":%q,"annotations":{"note":%q}},"data":{"release":%q,"other":"Y2FuYXJ5LXZhbHVl"},"type":"%s"}`,
+			name, annotation, payload, typ)
+	}
+	const helmType = "helm.sh/release.v1"
+	tests := []struct {
+		name  string
+		items []string
+		helm  []bool
+	}{
+		{"release last", []string{secret("a", "Opaque", ""), secret("b", "Opaque", ""), secret("c", helmType, "")}, []bool{false, false, true}},
+		{"release first", []string{secret("a", helmType, ""), secret("b", "Opaque", ""), secret("c", "Opaque", "")}, []bool{true, false, false}},
+		{"releases between", []string{secret("a", "Opaque", ""), secret("b", helmType, ""), secret("c", "Opaque", ""), secret("d", helmType, ""), secret("e", "Opaque", "")},
+			[]bool{false, true, false, true, false}},
+		{"escaped slash", []string{secret("a", "Opaque", ""), secret("b", `helm.sh\/release.v1`, "")}, []bool{false, true}},
+		{"escaped letter", []string{secret("a", `\u0068elm.sh/release.v1`, ""), secret("b", "Opaque", "")}, []bool{true, false}},
+		{"name elsewhere", []string{secret("a", "Opaque", helmType), secret("b", "Opaque", "")}, []bool{false, false}},
+		{"name elsewhere before a release", []string{secret("a", "Opaque", helmType), secret("b", helmType, "")}, []bool{false, true}},
+		{"escape elsewhere", []string{secret("a", "Opaque", `say \"hi\"`), secret("b", "Opaque", "")}, []bool{false, false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := `{"kind":"SecretList","apiVersion":"v1","metadata":{},"items":[` + strings.Join(tt.items, ",") + `]}`
+			out, _, err := m.Body("application/json", "", []byte(doc), Target{Version: "v1", Resource: "secrets"})
+			require.NoError(t, err)
+			requireValidJSON(t, out)
+			requireNoCanary(t, out)
+			var list struct {
+				Items []struct {
+					Data map[string]string `json:"data"`
+				} `json:"items"`
+			}
+			require.NoError(t, json.Unmarshal(out, &list))
+			require.Len(t, list.Items, len(tt.helm))
+			for i, item := range list.Items {
+				release, err := base64.StdEncoding.DecodeString(item.Data["release"])
+				require.NoError(t, err)
+				if tt.helm[i] {
+					checkMaskedRelease(t, decodeRelease(t, string(release)))
+				} else {
+					assert.Regexp(t, placeholderRE, string(release), "item %d: masked whole", i)
+				}
+				other, err := base64.StdEncoding.DecodeString(item.Data["other"])
+				require.NoError(t, err)
+				assert.Regexp(t, placeholderRE, string(other), "item %d: other data is masked", i)
+			}
+		})
+	}
+}
+
+func TestIndexHelmReleaseType(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+	}{
+		{``, -1},
+		{`"helm.sh/release.v1"`, 0},
+		{`{"type":"helm.sh/release.v1"}`, 8},
+		{`"xhelm.sh/release.v1" "helm.sh/release.v1"`, 22},
+		{`.sh/release.v1" "helm.sh/release.v1`, -1},
+		{`helm.sh/release.v1"`, -1},
+		{`"Helm.sh/release.v1"`, -1},
+		{`"app.kubernetes.io/name":"helm.sh/release.v1"`, 25},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, indexHelmReleaseType([]byte(tt.in)), tt.in)
+	}
+}

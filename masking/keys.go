@@ -96,11 +96,24 @@ var (
 	}
 )
 
-// wordEnds holds the last bytes of the suffixes and words classifyWord recognises.
-var wordEnds = func() (ends [256]bool) {
-	for _, list := range [][]string{passwordSuffixes, passwordWords, secretSuffixes, {"sig", "key"}} {
-		for _, s := range list {
-			ends[s[len(s)-1]] = true
+// tableWord is a suffix or word of the tables, with the class it gives.
+type tableWord struct {
+	s     string
+	whole bool // the word must be s, not end with it
+	class keyClass
+}
+
+// wordsByEnd holds, by last byte, the suffixes and words of passwordSuffixes, passwordWords and
+// secretSuffixes that end with it, in the order classifyTables reads them: a word can only match
+// those that end with its own last byte.
+var wordsByEnd = func() (ends [256][]tableWord) {
+	for _, list := range []struct {
+		words []string
+		whole bool
+		class keyClass
+	}{{passwordSuffixes, false, keyPassword}, {passwordWords, true, keyPassword}, {secretSuffixes, false, keySecret}} {
+		for _, s := range list.words {
+			ends[s[len(s)-1]] = append(ends[s[len(s)-1]], tableWord{s: s, whole: list.whole, class: list.class})
 		}
 	}
 	return ends
@@ -135,6 +148,30 @@ func namesChecksum(k []byte) bool {
 	return false
 }
 
+// keyCache remembers the classes of the keys classified last: the members of a list's items,
+// the fields of watch events, repeat their names. Keys are names, never masked values.
+type keyCache [64]struct {
+	n     uint8 // length of the key; 0: empty
+	key   [31]byte
+	class keyClass
+}
+
+// classify returns classifyKey(k).
+func (kc *keyCache) classify(k []byte) keyClass {
+	if len(k) == 0 || len(k) > len(kc[0].key) {
+		return classifyKey(k)
+	}
+	h := (uint(len(k))*131 + uint(k[0])*31 + uint(k[len(k)/2])*7 + uint(k[len(k)-1])) % uint(len(kc))
+	e := &kc[h]
+	if int(e.n) == len(k) && string(e.key[:e.n]) == string(k) {
+		return e.class
+	}
+	c := classifyKey(k)
+	e.n, e.class = uint8(len(k)), c
+	copy(e.key[:], k)
+	return c
+}
+
 // classifyKey classifies the name of a value by its last word.
 func classifyKey(k []byte) keyClass {
 	if len(k) == 0 || len(k) > 256 {
@@ -162,13 +199,18 @@ func classifyLast(last, prev []byte) keyClass {
 	return keyPlain
 }
 
+// classifyWord classifies w, after the word prev, as classifyTables does, reading only the
+// suffixes and words of the tables that end with w's last byte.
 func classifyWord(w, prev []byte) keyClass {
-	if len(w) == 0 || !wordEnds[w[len(w)-1]] {
-		// No suffix or word of the tables ends with this byte: the loops below would find
-		// nothing.
+	if len(w) == 0 {
 		return keyPlain
 	}
-	return classifyTables(w, prev)
+	for _, t := range wordsByEnd[w[len(w)-1]] {
+		if t.whole && string(w) == t.s || !t.whole && len(w) >= len(t.s) && string(w[len(w)-len(t.s):]) == t.s {
+			return t.class
+		}
+	}
+	return classifySigKey(w, prev)
 }
 
 // classifyTables classifies w, after the word prev, by reading the tables in full.
@@ -188,6 +230,11 @@ func classifyTables(w, prev []byte) keyClass {
 			return keySecret
 		}
 	}
+	return classifySigKey(w, prev)
+}
+
+// classifySigKey classifies the words sig and key, the last of classifyTables' checks.
+func classifySigKey(w, prev []byte) keyClass {
 	switch string(w) {
 	case "sig":
 		return keySecret

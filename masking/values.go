@@ -152,7 +152,7 @@ func (w *walker) maskText(i, end int, esc bool, c vctx) {
 	raw := w.src[i+1 : end-1]
 	kc := keyPlain
 	if c.key != nil {
-		kc = classifyKey(c.key)
+		kc = w.keyClasses.classify(c.key)
 	}
 	if kc == keyPlain && len(raw) < minDetectLen {
 		return

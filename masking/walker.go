@@ -71,6 +71,10 @@ type walker struct {
 	onSecret func(value, placeholder []byte)
 	// sizeHint is the capacity the output gets at the first replacement, when it has none.
 	sizeHint int
+	// helmTypes and escapes find the next helm.sh/release.v1 and the next backslash in src.
+	helmTypes, escapes nextIndex
+	// keys classifies the names of values, remembering the last classes (keyCache).
+	keyClasses keyCache
 }
 
 func newWalker(m *Masker) *walker {
@@ -80,6 +84,7 @@ func newWalker(m *Masker) *walker {
 // reset prepares w for a document.
 func (w *walker) reset(dst, src []byte, target objType) {
 	w.src, w.dst, w.mark, w.target = src, dst, 0, target
+	w.helmTypes, w.escapes = nextIndex{}, nextIndex{}
 	w.sizeHint = 0
 	w.budget = len(src) + restartSlack
 	w.posDep = 0

@@ -391,6 +391,9 @@ func stateOf(r *http.Request) *requestState {
 
 // ServeHTTP authenticates, checks and forwards one request, and records it.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !mayStayOpen(r) {
+		growStack()
+	}
 	start := time.Now()
 	st := &requestState{auditID: trail.NewID(), w: newRecordingWriter(w), start: start}
 	st.w.Header().Set("Audit-Id", st.auditID)
@@ -522,6 +525,32 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.rp.ServeHTTP(st.w, r)
 }
 
+// mayStayOpen reports requests that may be watches or followed logs, by their URL as sent: they
+// live long, and their stacks are not grown ahead (growStack), which would make thousands of
+// open watches hold more memory for a cost they pay once.
+func mayStayOpen(r *http.Request) bool {
+	return strings.Contains(r.URL.RawQuery, "watch") || strings.Contains(r.URL.RawQuery, "follow") ||
+		strings.Contains(r.URL.Path, "/watch/")
+}
+
+// growStackBytes is how much stack growStack asks for: more than a request's handler uses
+// below ServeHTTP (net/http, httputil.ReverseProxy and the masker) with a small response.
+const growStackBytes = 12 << 10
+
+// growStack grows the goroutine's stack, a new one per request, while it is shallow. The
+// handler needs more than a goroutine starts with; grown where it first runs out (deep in
+// ReverseProxy, at the masker), the stack is copied with every frame above adjusted, which cost
+// a small GET several microseconds. Grown here, it is copied with two frames.
+//
+//go:noinline
+func growStack() byte {
+	var pad [growStackBytes]byte
+	return touchStack(&pad)
+}
+
+//go:noinline
+func touchStack(pad *[growStackBytes]byte) byte { return pad[len(pad)-1] }
+
 // Flush waits until the records of the requests served so far are handed to the Recorder. Call
 // it after the server stopped and before the Recorder is closed.
 func (p *Proxy) Flush() { p.records.Wait() }
@@ -647,8 +676,8 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	ct := resp.Header.Get("Content-Type")
 	// The masker hands over the values of the Secrets it masks, for the session's exec output.
 	target := st.target
-	target.SecretValue = p.values.hook(st)
 	if isStream(st.info, resp) {
+		target.SecretValue = p.values.hook(st)
 		rd, err := p.opts.Masker.Stream(ct, resp.Header.Get("Content-Encoding"), resp.Body, target)
 		if err != nil {
 			return err
@@ -665,7 +694,13 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if err != nil {
 		return err
 	}
+	// A response read whole hands its values over to the session's set in one step.
+	var flush func()
+	target.SecretValue, flush = p.values.batchHook(st)
 	masked, stats, err := p.opts.Masker.Body(ct, resp.Header.Get("Content-Encoding"), body, target)
+	if flush != nil {
+		flush()
+	}
 	if err != nil {
 		return err
 	}

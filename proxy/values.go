@@ -16,6 +16,8 @@ import (
 type sessionValues struct {
 	mu sync.Mutex
 	m  map[string]*valueSession
+	// batches holds *recording.Batch for responses masked whole.
+	batches sync.Pool
 }
 
 type valueSession struct {
@@ -81,6 +83,59 @@ func (s *sessionValues) hook(st *requestState) func(value, placeholder []byte) {
 		}
 		values.Add(v, placeholder)
 	}
+}
+
+// Bounds of the batches of values collected from a response masked whole.
+const (
+	// maxBatchBytes is how much a batch collects before its values go to the session's set;
+	// the rest of the response's values go into the emptied batch.
+	maxBatchBytes = 4 << 20
+	// maxPooledBatch is the largest batch buffer kept for the next response.
+	maxPooledBatch = 2 * maxBatchBytes
+)
+
+// batchHook is the hook for a response masked whole (a Secret, a list, a Table): the hook collects
+// the values in a recording.Batch, and flush adds them to the session's set in one step, which
+// leaves the set exactly as adding them one by one would (a list of thousands of Secrets keeps
+// only the newest values). The caller calls flush after the masking call, whether it succeeded
+// or not, and before the response goes out. Both are nil when hook would be.
+func (s *sessionValues) batchHook(st *requestState) (hook func(value, placeholder []byte), flush func()) {
+	if st.session == "" || !isSecrets(st.target) {
+		return nil, nil
+	}
+	var b *recording.Batch
+	addBatch := func() {
+		if b.Len() > 0 {
+			s.of(st.session).AddBatch(b)
+		}
+		b.Reset()
+	}
+	hook = func(v, placeholder []byte) {
+		if !keepable(v) {
+			return
+		}
+		if b == nil {
+			b, _ = s.batches.Get().(*recording.Batch)
+			if b == nil {
+				b = &recording.Batch{}
+			}
+		}
+		b.Add(v, placeholder)
+		if b.Bytes() >= maxBatchBytes {
+			addBatch()
+		}
+	}
+	flush = func() {
+		if b == nil {
+			return
+		}
+		addBatch()
+		if b.Cap() <= maxPooledBatch {
+			s.batches.Put(b)
+		}
+		b = nil
+	}
+	return hook, flush
 }
 
 // keepable reports whether a Values set could keep v or a line of it: no value shorter than

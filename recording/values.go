@@ -68,8 +68,13 @@ func (s *Values) Add(v, placeholder []byte) {
 	}
 }
 
+// keeps reports whether Add keeps v itself (not counting its lines), unless it is already kept.
+func keeps(v []byte) bool {
+	return len(v) >= MinValueBytes && len(v) <= MaxValueBytes && len(bytes.TrimSpace(v)) >= MinValueBytes
+}
+
 func (s *Values) add(v, placeholder []byte) {
-	if len(v) < MinValueBytes || len(v) > MaxValueBytes || len(bytes.TrimSpace(v)) < MinValueBytes {
+	if !keeps(v) {
 		return
 	}
 	if s.byHash == nil {

@@ -1,0 +1,356 @@
+package policy
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"strconv"
+
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
+
+	"github.com/gatehouse-dev/gatehouse/jsonlex"
+)
+
+// lazyJSONValue returns the CEL value of a JSON document as decodeJSONValue does, except that a
+// top-level object is decoded as the condition reads it: the document is validated at once (the
+// same errors as decodeJSONValue), and each object's members are located on the first lookup,
+// each value decoded on its first use. A condition reads a few fields of an object whose most
+// members (status, managedFields, the other containers' settings) it never touches; building
+// every one of them cost more than evaluating the conditions. Any operation on an object other
+// than a lookup by string key (size, iteration, equality, conversion) decodes its members into a
+// map as decodeJSONValue does and answers from it, so the values behave exactly as
+// decodeJSONValue's. Arrays are decoded into lists of such values when first used.
+//
+// The values are for one evaluation: they are not safe for concurrent use.
+func lazyJSONValue(a types.Adapter, data []byte) (ref.Val, error) {
+	d := jsonDecoder{data: data, adapter: a}
+	d.space()
+	if err := d.check(0); err != nil {
+		return nil, err
+	}
+	d.space()
+	if d.pos != len(d.data) {
+		return nil, d.errorf("data after the top-level value")
+	}
+	start := jsonlex.SkipSpace(data, 0)
+	if data[start] != '{' || len(data) > math.MaxUint32 {
+		return decodeJSONValue(a, data)
+	}
+	return &jsonObject{doc: &jsonDoc{data: data, adapter: a}, start: start}, nil
+}
+
+// check validates the value at d.pos and moves past it, as value would, building nothing.
+func (d *jsonDecoder) check(depth int) error {
+	if d.pos >= len(d.data) {
+		return d.errorf("unexpected end")
+	}
+	switch c := d.data[d.pos]; {
+	case c == '{', c == '[':
+		if depth >= maxJSONDepth {
+			return d.errorf("nested too deeply")
+		}
+		return d.checkContainer(depth+1, c)
+	case c == '"':
+		end, _, err := jsonlex.Lenient.ScanString(d.data, d.pos)
+		if err != nil {
+			return d.lexError(err)
+		}
+		d.pos = end
+		return nil
+	case c == '-' || jsonlex.IsDigit(c):
+		end, err := jsonlex.ScanNumber(d.data, d.pos)
+		if err != nil {
+			return d.lexError(err)
+		}
+		text := d.data[d.pos:end]
+		d.pos = end
+		if mayOverflow(text) {
+			if _, err := strconv.ParseFloat(string(text), 64); err != nil {
+				return d.errorf("number %s: %v", text, err)
+			}
+		}
+		return nil
+	default:
+		end, err := jsonlex.ScanLiteral(d.data, d.pos)
+		if err != nil {
+			return d.lexError(err)
+		}
+		d.pos = end
+		return nil
+	}
+}
+
+// checkContainer validates the object or array at d.pos, as object and array would.
+func (d *jsonDecoder) checkContainer(depth int, open byte) error {
+	closing := byte(']')
+	if open == '{' {
+		closing = '}'
+	}
+	d.pos++
+	d.space()
+	if d.pos < len(d.data) && d.data[d.pos] == closing {
+		d.pos++
+		return nil
+	}
+	for {
+		d.space()
+		if open == '{' {
+			if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+				return d.errorf("expected a key")
+			}
+			end, _, err := jsonlex.Lenient.ScanString(d.data, d.pos)
+			if err != nil {
+				return d.lexError(err)
+			}
+			d.pos = end
+			d.space()
+			if d.pos >= len(d.data) || d.data[d.pos] != ':' {
+				return d.errorf("expected ':'")
+			}
+			d.pos++
+			d.space()
+		}
+		if err := d.check(depth); err != nil {
+			return err
+		}
+		more, err := d.next(closing)
+		if err != nil {
+			return err
+		}
+		if !more {
+			return nil
+		}
+	}
+}
+
+// mayOverflow reports whether a JSON number may be outside float64's range, which
+// strconv.ParseFloat refuses: only one with an exponent or with more integer digits than
+// the largest float64 (about 1.8e308) has.
+func mayOverflow(num []byte) bool {
+	digits, fraction := 0, false
+	for _, c := range num {
+		switch {
+		case c == 'e' || c == 'E':
+			return true
+		case c == '.':
+			fraction = true
+		case jsonlex.IsDigit(c) && !fraction:
+			digits++
+		}
+	}
+	return digits > 300
+}
+
+// jsonDoc is the document lazy values are decoded from. It has been validated.
+type jsonDoc struct {
+	data    []byte
+	adapter types.Adapter
+}
+
+// value decodes the value at data[start:], which is valid JSON: objects lazily, arrays into
+// lists of lazily decoded values, scalars at once.
+func (doc *jsonDoc) value(start int) ref.Val {
+	switch doc.data[start] {
+	case '{':
+		return &jsonObject{doc: doc, start: start}
+	case '[':
+		return &jsonArray{doc: doc, start: start}
+	}
+	d := jsonDecoder{data: doc.data, pos: start, adapter: doc.adapter}
+	v, err := d.value(0)
+	if err != nil {
+		// The document was validated: this cannot happen.
+		return types.NewErr("invalid JSON: %v", err)
+	}
+	return v
+}
+
+// jsonMember is one member of a lazily decoded object: offsets in the document, which
+// lazyJSONValue only decodes lazily when they fit in 32 bits.
+type jsonMember struct {
+	// keyStart and keyEnd delimit the key's body; when escaped, it goes through
+	// jsonlex.Unescape to give the key (jsonObject.keyOf).
+	keyStart, keyEnd uint32
+	escaped          bool
+	// start is where the value begins; val is the value once decoded.
+	start uint32
+	val   ref.Val
+}
+
+// jsonObject is a JSON object as a CEL map (see lazyJSONValue).
+type jsonObject struct {
+	doc     *jsonDoc
+	start   int // the opening brace
+	members []jsonMember
+	indexed bool
+	// full is the object as decodeJSONValue's map, built on first use.
+	full traits.Mapper
+}
+
+var (
+	_ traits.Mapper   = (*jsonObject)(nil)
+	_ traits.Foldable = (*jsonObject)(nil)
+	_ traits.Zeroer   = (*jsonObject)(nil)
+	_ traits.Lister   = (*jsonArray)(nil)
+	_ traits.Foldable = (*jsonArray)(nil)
+	_ traits.Zeroer   = (*jsonArray)(nil)
+)
+
+// index locates the members.
+func (o *jsonObject) index() {
+	if o.indexed {
+		return
+	}
+	o.indexed = true
+	data := o.doc.data
+	pos := jsonlex.SkipSpace(data, o.start+1)
+	if data[pos] == '}' {
+		return
+	}
+	// Most objects have few members: collect them here and keep one slice of the right size.
+	var buf [16]jsonMember
+	members := buf[:0]
+	for {
+		pos = jsonlex.SkipSpace(data, pos)
+		keyEnd, esc, _ := jsonlex.Lenient.ScanString(data, pos)
+		m := jsonMember{keyStart: uint32(pos + 1), keyEnd: uint32(keyEnd - 1), escaped: esc}
+		pos = jsonlex.SkipSpace(data, keyEnd) + 1 // the colon
+		pos = jsonlex.SkipSpace(data, pos)
+		m.start = uint32(pos)
+		end, _ := jsonlex.Lenient.SkipValue(data, pos, 0)
+		members = append(members, m)
+		var more bool
+		if pos, more, _ = jsonlex.Next(data, end, '}'); !more {
+			break
+		}
+	}
+	o.members = slices.Clone(members)
+}
+
+// member returns the value of member i.
+func (o *jsonObject) member(i int) ref.Val {
+	m := &o.members[i]
+	if m.val == nil {
+		m.val = o.doc.value(int(m.start))
+	}
+	return m.val
+}
+
+// keyOf returns member i's key.
+func (o *jsonObject) keyOf(i int) string {
+	m := &o.members[i]
+	body := o.doc.data[m.keyStart:m.keyEnd]
+	if m.escaped {
+		return string(jsonlex.Unescape(make([]byte, 0, len(body)), body))
+	}
+	return string(body)
+}
+
+// Find implements traits.Mapper. Of duplicate keys the last wins, as in decodeJSONValue.
+func (o *jsonObject) Find(key ref.Val) (ref.Val, bool) {
+	k, ok := key.(types.String)
+	if !ok {
+		return o.materialize().Find(key)
+	}
+	o.index()
+	for i := len(o.members) - 1; i >= 0; i-- {
+		m := &o.members[i]
+		if m.escaped && o.keyOf(i) == string(k) || !m.escaped && string(o.doc.data[m.keyStart:m.keyEnd]) == string(k) {
+			return o.member(i), true
+		}
+	}
+	return nil, false
+}
+
+// Get implements traits.Indexer, as baseMap does.
+func (o *jsonObject) Get(key ref.Val) ref.Val {
+	v, found := o.Find(key)
+	if !found {
+		return types.ValOrErr(v, "no such key: %v", key)
+	}
+	return v
+}
+
+// Contains implements traits.Container.
+func (o *jsonObject) Contains(key ref.Val) ref.Val {
+	_, found := o.Find(key)
+	return types.Bool(found)
+}
+
+// materialize returns the object as decodeJSONValue's map of the same (lazy) values.
+func (o *jsonObject) materialize() traits.Mapper {
+	if o.full != nil {
+		return o.full
+	}
+	o.index()
+	m := make(map[ref.Val]ref.Val, len(o.members))
+	for i := range o.members {
+		m[types.String(o.keyOf(i))] = o.member(i)
+	}
+	o.full = types.NewRefValMap(o.doc.adapter, m).(traits.Mapper)
+	return o.full
+}
+
+func (o *jsonObject) Iterator() traits.Iterator { return o.materialize().Iterator() }
+func (o *jsonObject) Size() ref.Val             { return o.materialize().Size() }
+func (o *jsonObject) Type() ref.Type            { return types.MapType }
+func (o *jsonObject) Value() any                { return o.materialize().Value() }
+func (o *jsonObject) Equal(other ref.Val) ref.Val {
+	return o.materialize().Equal(other)
+}
+func (o *jsonObject) ConvertToNative(t reflect.Type) (any, error) {
+	return o.materialize().ConvertToNative(t)
+}
+func (o *jsonObject) ConvertToType(t ref.Type) ref.Val { return o.materialize().ConvertToType(t) }
+func (o *jsonObject) IsZeroValue() bool                { return o.materialize().(traits.Zeroer).IsZeroValue() }
+func (o *jsonObject) Fold(f traits.Folder)             { o.materialize().(traits.Foldable).Fold(f) }
+func (o *jsonObject) String() string                   { return fmt.Sprint(o.materialize()) }
+
+// jsonArray is a JSON array as a CEL list, decoded on first use into a list of lazily decoded
+// values.
+type jsonArray struct {
+	doc   *jsonDoc
+	start int // the opening bracket
+	full  traits.Lister
+}
+
+func (l *jsonArray) materialize() traits.Lister {
+	if l.full != nil {
+		return l.full
+	}
+	data := l.doc.data
+	items := []ref.Val{}
+	pos := jsonlex.SkipSpace(data, l.start+1)
+	if data[pos] != ']' {
+		for {
+			pos = jsonlex.SkipSpace(data, pos)
+			items = append(items, l.doc.value(pos))
+			end, _ := jsonlex.Lenient.SkipValue(data, pos, 0)
+			var more bool
+			if pos, more, _ = jsonlex.Next(data, end, ']'); !more {
+				break
+			}
+		}
+	}
+	l.full = types.NewRefValList(l.doc.adapter, items).(traits.Lister)
+	return l.full
+}
+
+func (l *jsonArray) Add(other ref.Val) ref.Val        { return l.materialize().Add(other) }
+func (l *jsonArray) Contains(v ref.Val) ref.Val       { return l.materialize().Contains(v) }
+func (l *jsonArray) Get(i ref.Val) ref.Val            { return l.materialize().Get(i) }
+func (l *jsonArray) Iterator() traits.Iterator        { return l.materialize().Iterator() }
+func (l *jsonArray) Size() ref.Val                    { return l.materialize().Size() }
+func (l *jsonArray) Type() ref.Type                   { return types.ListType }
+func (l *jsonArray) Value() any                       { return l.materialize().Value() }
+func (l *jsonArray) Equal(other ref.Val) ref.Val      { return l.materialize().Equal(other) }
+func (l *jsonArray) ConvertToType(t ref.Type) ref.Val { return l.materialize().ConvertToType(t) }
+func (l *jsonArray) IsZeroValue() bool                { return l.materialize().(traits.Zeroer).IsZeroValue() }
+func (l *jsonArray) Fold(f traits.Folder)             { l.materialize().(traits.Foldable).Fold(f) }
+func (l *jsonArray) String() string                   { return fmt.Sprint(l.materialize()) }
+func (l *jsonArray) ConvertToNative(t reflect.Type) (any, error) {
+	return l.materialize().ConvertToNative(t)
+}

@@ -32,6 +32,7 @@ func decisionCorpus() []*Decision {
 		{Meta: Meta{Time: at}, Identity: Identity{Groups: []string{}, Extra: map[string][]string{}}},
 		{Meta: Meta{Time: at}, Policy: Policy{Rule: "only-rule", Action: "deny"}},
 		{Meta: Meta{Time: at}, Policy: Policy{Policy: "only-policy"}},
+		{Meta: Meta{Time: at}, Policy: Policy{Action: "deny", Message: "a\"b\\c<d>e&f\x01\x1f\b\f\n\r\t\x7f/ \"web\" in \"ns\""}},
 		{Meta: Meta{Time: at, ID: "\x00\x1f\b\f\t\n\r\"\\/<>&\u2028\u2029\u00e9\U0001F600", Source: "\xff\xfe bad \xc3"},
 			Identity: Identity{User: "\xed\xa0\x80", Groups: []string{"", "<g>"}, Extra: map[string][]string{"\xff": {"\x7f"}}}},
 		{Meta: Meta{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600))}},

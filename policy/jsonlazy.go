@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"bytes"
+	"cmp"
 	"fmt"
 	"math"
 	"reflect"
@@ -26,24 +28,39 @@ import (
 //
 // The values are for one evaluation: they are not safe for concurrent use.
 func lazyJSONValue(a types.Adapter, data []byte) (ref.Val, error) {
-	d := jsonDecoder{data: data, adapter: a}
-	d.space()
-	if err := d.check(0); err != nil {
+	c := jsonChecker{jsonDecoder: jsonDecoder{data: data, adapter: a}}
+	if len(data) <= math.MaxUint32 {
+		// Where each object and array ends, so that locating members skips them at once.
+		c.spans = make([]jsonSpan, 0, bytes.Count(data, []byte{'{'})+bytes.Count(data, []byte{'['}))
+	}
+	c.space()
+	if err := c.check(0); err != nil {
 		return nil, err
 	}
-	d.space()
-	if d.pos != len(d.data) {
-		return nil, d.errorf("data after the top-level value")
+	c.space()
+	if c.pos != len(c.data) {
+		return nil, c.errorf("data after the top-level value")
 	}
 	start := jsonlex.SkipSpace(data, 0)
 	if data[start] != '{' || len(data) > math.MaxUint32 {
 		return decodeJSONValue(a, data)
 	}
-	return &jsonObject{doc: &jsonDoc{data: data, adapter: a}, start: start}, nil
+	doc := &jsonDoc{data: data, adapter: a, spans: c.spans}
+	return doc.object(start), nil
 }
 
+// jsonChecker validates a JSON document, as jsonDecoder decodes it, and records where its
+// objects and arrays end (when spans is not nil).
+type jsonChecker struct {
+	jsonDecoder
+	spans []jsonSpan
+}
+
+// jsonSpan is where an object or array starts and ends (just after its closing byte).
+type jsonSpan struct{ start, end uint32 }
+
 // check validates the value at d.pos and moves past it, as value would, building nothing.
-func (d *jsonDecoder) check(depth int) error {
+func (d *jsonChecker) check(depth int) error {
 	if d.pos >= len(d.data) {
 		return d.errorf("unexpected end")
 	}
@@ -84,15 +101,23 @@ func (d *jsonDecoder) check(depth int) error {
 }
 
 // checkContainer validates the object or array at d.pos, as object and array would.
-func (d *jsonDecoder) checkContainer(depth int, open byte) error {
+func (d *jsonChecker) checkContainer(depth int, open byte) error {
 	closing := byte(']')
 	if open == '{' {
 		closing = '}'
+	}
+	span := -1
+	if d.spans != nil {
+		span = len(d.spans)
+		d.spans = append(d.spans, jsonSpan{start: uint32(d.pos)})
 	}
 	d.pos++
 	d.space()
 	if d.pos < len(d.data) && d.data[d.pos] == closing {
 		d.pos++
+		if span >= 0 {
+			d.spans[span].end = uint32(d.pos)
+		}
 		return nil
 	}
 	for {
@@ -121,6 +146,9 @@ func (d *jsonDecoder) checkContainer(depth int, open byte) error {
 			return err
 		}
 		if !more {
+			if span >= 0 {
+				d.spans[span].end = uint32(d.pos)
+			}
 			return nil
 		}
 	}
@@ -148,6 +176,20 @@ func mayOverflow(num []byte) bool {
 type jsonDoc struct {
 	data    []byte
 	adapter types.Adapter
+	// spans are the document's objects and arrays, in the order they start.
+	spans []jsonSpan
+	// objects and members are allocated from here: one evaluation reads a few of each.
+	objects []jsonObject
+	members []jsonMember
+}
+
+// object returns the lazy object at data[start].
+func (doc *jsonDoc) object(start int) *jsonObject {
+	if len(doc.objects) == cap(doc.objects) {
+		doc.objects = make([]jsonObject, 0, 16)
+	}
+	doc.objects = append(doc.objects, jsonObject{doc: doc, start: start})
+	return &doc.objects[len(doc.objects)-1]
 }
 
 // value decodes the value at data[start:], which is valid JSON: objects lazily, arrays into
@@ -155,7 +197,7 @@ type jsonDoc struct {
 func (doc *jsonDoc) value(start int) ref.Val {
 	switch doc.data[start] {
 	case '{':
-		return &jsonObject{doc: doc, start: start}
+		return doc.object(start)
 	case '[':
 		return &jsonArray{doc: doc, start: start}
 	}
@@ -166,6 +208,33 @@ func (doc *jsonDoc) value(start int) ref.Val {
 		return types.NewErr("invalid JSON: %v", err)
 	}
 	return v
+}
+
+// skip returns the index just after the value at data[start].
+func (doc *jsonDoc) skip(start int) int {
+	switch doc.data[start] {
+	case '{', '[':
+		if i, ok := slices.BinarySearchFunc(doc.spans, uint32(start), func(s jsonSpan, start uint32) int {
+			return cmp.Compare(s.start, start)
+		}); ok {
+			return int(doc.spans[i].end)
+		}
+	case '"':
+		end, _, _ := jsonlex.Lenient.ScanString(doc.data, start)
+		return end
+	}
+	end, _ := jsonlex.Lenient.SkipValue(doc.data, start, 0)
+	return end
+}
+
+// newMembers returns a slice of n members.
+func (doc *jsonDoc) newMembers(n int) []jsonMember {
+	if cap(doc.members)-len(doc.members) < n {
+		doc.members = make([]jsonMember, 0, max(n, 64))
+	}
+	m := doc.members[len(doc.members) : len(doc.members)+n : len(doc.members)+n]
+	doc.members = doc.members[:len(doc.members)+n]
+	return m
 }
 
 // jsonMember is one member of a lazily decoded object: offsets in the document, which
@@ -210,7 +279,8 @@ func (o *jsonObject) index() {
 	if data[pos] == '}' {
 		return
 	}
-	// Most objects have few members: collect them here and keep one slice of the right size.
+	// Most objects have few members: collect them here, then take what they need from the
+	// document's members.
 	var buf [16]jsonMember
 	members := buf[:0]
 	for {
@@ -220,14 +290,14 @@ func (o *jsonObject) index() {
 		pos = jsonlex.SkipSpace(data, keyEnd) + 1 // the colon
 		pos = jsonlex.SkipSpace(data, pos)
 		m.start = uint32(pos)
-		end, _ := jsonlex.Lenient.SkipValue(data, pos, 0)
 		members = append(members, m)
 		var more bool
-		if pos, more, _ = jsonlex.Next(data, end, '}'); !more {
+		if pos, more, _ = jsonlex.Next(data, o.doc.skip(pos), '}'); !more {
 			break
 		}
 	}
-	o.members = slices.Clone(members)
+	o.members = o.doc.newMembers(len(members))
+	copy(o.members, members)
 }
 
 // member returns the value of member i.
@@ -328,9 +398,8 @@ func (l *jsonArray) materialize() traits.Lister {
 		for {
 			pos = jsonlex.SkipSpace(data, pos)
 			items = append(items, l.doc.value(pos))
-			end, _ := jsonlex.Lenient.SkipValue(data, pos, 0)
 			var more bool
-			if pos, more, _ = jsonlex.Next(data, end, ']'); !more {
+			if pos, more, _ = jsonlex.Next(data, l.doc.skip(pos), ']'); !more {
 				break
 			}
 		}

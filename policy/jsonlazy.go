@@ -186,7 +186,7 @@ type jsonDoc struct {
 // object returns the lazy object at data[start].
 func (doc *jsonDoc) object(start int) *jsonObject {
 	if len(doc.objects) == cap(doc.objects) {
-		doc.objects = make([]jsonObject, 0, 16)
+		doc.objects = make([]jsonObject, 0, 8)
 	}
 	doc.objects = append(doc.objects, jsonObject{doc: doc, start: start})
 	return &doc.objects[len(doc.objects)-1]
@@ -230,7 +230,7 @@ func (doc *jsonDoc) skip(start int) int {
 // newMembers returns a slice of n members.
 func (doc *jsonDoc) newMembers(n int) []jsonMember {
 	if cap(doc.members)-len(doc.members) < n {
-		doc.members = make([]jsonMember, 0, max(n, 64))
+		doc.members = make([]jsonMember, 0, max(n, 24))
 	}
 	m := doc.members[len(doc.members) : len(doc.members)+n : len(doc.members)+n]
 	doc.members = doc.members[:len(doc.members)+n]

@@ -17,7 +17,7 @@ import (
 // marshal encodes a record as json.Marshal does.
 func marshal(r Record) ([]byte, error) {
 	if d, ok := r.(*Decision); ok {
-		if data, ok := d.appendJSON(make([]byte, 0, 512)); ok {
+		if data, ok := d.appendJSON(make([]byte, 0, 1024)); ok {
 			return data, nil
 		}
 	}

@@ -360,7 +360,7 @@ func (o *jsonObject) materialize() traits.Mapper {
 	for i := range o.members {
 		m[types.String(o.keyOf(i))] = o.member(i)
 	}
-	o.full = types.NewRefValMap(o.doc.adapter, m).(traits.Mapper)
+	o.full = types.NewRefValMap(o.doc.adapter, m)
 	return o.full
 }
 
@@ -404,7 +404,7 @@ func (l *jsonArray) materialize() traits.Lister {
 			}
 		}
 	}
-	l.full = types.NewRefValList(l.doc.adapter, items).(traits.Lister)
+	l.full = types.NewRefValList(l.doc.adapter, items)
 	return l.full
 }
 

@@ -181,6 +181,8 @@ type jsonDoc struct {
 	// objects and members are allocated from here: one evaluation reads a few of each.
 	objects []jsonObject
 	members []jsonMember
+	// scratch holds an escaped key unescaped, for comparing it.
+	scratch []byte
 }
 
 // object returns the lazy object at data[start].
@@ -319,6 +321,10 @@ func (o *jsonObject) keyOf(i int) string {
 	return string(body)
 }
 
+// maxScannedMembers is the most members Find compares keys with; it looks a key up in the map
+// of a larger object.
+const maxScannedMembers = 32
+
 // Find implements traits.Mapper. Of duplicate keys the last wins, as in decodeJSONValue.
 func (o *jsonObject) Find(key ref.Val) (ref.Val, bool) {
 	k, ok := key.(types.String)
@@ -326,9 +332,20 @@ func (o *jsonObject) Find(key ref.Val) (ref.Val, bool) {
 		return o.materialize().Find(key)
 	}
 	o.index()
+	if o.full != nil || len(o.members) > maxScannedMembers {
+		// A lookup in a large object, or in one a condition iterates over, must not cost as
+		// much as the object is large.
+		return o.materialize().Find(key)
+	}
 	for i := len(o.members) - 1; i >= 0; i-- {
 		m := &o.members[i]
-		if m.escaped && o.keyOf(i) == string(k) || !m.escaped && string(o.doc.data[m.keyStart:m.keyEnd]) == string(k) {
+		body := o.doc.data[m.keyStart:m.keyEnd]
+		if m.escaped {
+			// Unescaped into the document's scratch buffer: no allocation per key compared.
+			o.doc.scratch = jsonlex.Unescape(o.doc.scratch[:0], body)
+			body = o.doc.scratch
+		}
+		if string(body) == string(k) {
 			return o.member(i), true
 		}
 	}

@@ -3,8 +3,8 @@ package policy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -72,24 +72,27 @@ func (a Attributes) TrailOperation() trail.Operation {
 
 // String describes the request for messages: `CONNECT pods/exec "web-0" in namespace "shop"`.
 func (a Attributes) String() string {
-	var b strings.Builder
-	b.WriteString(a.Op())
-	b.WriteByte(' ')
+	return string(a.appendString(make([]byte, 0, 64+len(a.Resource)+len(a.Group)+len(a.Subresource)+len(a.Name)+len(a.Namespace))))
+}
+
+// appendString appends what String returns to b.
+func (a Attributes) appendString(b []byte) []byte {
+	b = append(b, a.Op()...)
+	b = append(b, ' ')
+	b = append(b, a.Resource...)
 	if a.Group != "" {
-		b.WriteString(a.Resource + "." + a.Group)
-	} else {
-		b.WriteString(a.Resource)
+		b = append(append(b, '.'), a.Group...)
 	}
 	if a.Subresource != "" {
-		b.WriteString("/" + a.Subresource)
+		b = append(append(b, '/'), a.Subresource...)
 	}
 	if a.Name != "" {
-		fmt.Fprintf(&b, " %q", a.Name)
+		b = strconv.AppendQuote(append(b, ' '), a.Name)
 	}
 	if a.Namespace != "" && !(a.Group == "" && a.Resource == "namespaces") {
-		fmt.Fprintf(&b, " in namespace %q", a.Namespace)
+		b = strconv.AppendQuote(append(b, " in namespace "...), a.Namespace)
 	}
-	return b.String()
+	return b
 }
 
 // Privileged reports whether a request is one Gatehouse treats as privileged: when it cannot

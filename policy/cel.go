@@ -300,7 +300,7 @@ func (ev *evaluation) decode(raw []byte, what string) ref.Val {
 	if len(raw) == 0 {
 		return types.NullValue
 	}
-	v, err := decodeJSONValue(ev.adapter, raw)
+	v, err := lazyJSONValue(ev.adapter, raw)
 	if err == nil && v != types.NullValue {
 		if _, ok := v.(traits.Mapper); !ok {
 			err = fmt.Errorf("a JSON %s", v.Type().TypeName())

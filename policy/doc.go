@@ -62,8 +62,8 @@
 // several times cheaper; one that uses the newest list functions runs in the full one. The cost
 // limit is also enforced before evaluating: a condition whose static cost estimate, for values
 // as large as the request's object and strings, is within the limit runs without tracking, and
-// every other request is tracked (see cost.go). Objects are decoded once per request straight
-// into CEL values.
+// every other request is tracked (see cost.go). Objects are validated once per request and
+// decoded into CEL values as far as the conditions read them (see jsonlazy.go).
 //
 // A condition that fails at run time (a missing field, the cost limit) makes a deny or
 // requireApproval rule match, with a message saying so, and an allow rule not match.

@@ -341,7 +341,9 @@ func (e *Engine) Evaluate(ctx context.Context, a Attributes) (Decision, error) {
 			return r.decide(p.name, &ev.attrs, condErr), nil
 		}
 	}
-	return Decision{Action: ActionAllow, Message: "Gatehouse allowed " + a.String() + ": no AccessPolicy rule matched"}, nil
+	msg := append(make([]byte, 0, 160), "Gatehouse allowed "...)
+	msg = append(a.appendString(msg), ": no AccessPolicy rule matched"...)
+	return Decision{Action: ActionAllow, Message: string(msg)}, nil
 }
 
 // matches reports whether r matches; condErr is a condition that could not be evaluated.

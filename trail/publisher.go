@@ -2,7 +2,6 @@ package trail
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -274,7 +273,7 @@ func encodeMsg(r Record) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := json.Marshal(r)
+	data, err := marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("trail: encode %s record: %w", r.Header().Kind, err)
 	}

@@ -93,7 +93,7 @@ var htmlSafe = func() (t [utf8.RuneSelf]bool) {
 
 // AppendQuoted appends s as a JSON string, escaped as encoding/json's Marshal does it: HTML-safe
 // (<, > and & escaped), with U+2028 and U+2029 escaped and invalid UTF-8 replaced by U+FFFD.
-func AppendQuoted(dst, s []byte) []byte {
+func AppendQuoted[S ~[]byte | ~string](dst []byte, s S) []byte {
 	dst = append(dst, '"')
 	dst = appendEscaped(dst, s, &htmlSafe)
 	return append(dst, '"')
@@ -114,7 +114,7 @@ func AppendQuotedText(dst, s []byte) []byte {
 
 // appendEscaped appends s escaped as the body of a JSON string, writing the ASCII bytes that
 // safe marks as they are.
-func appendEscaped(dst, s []byte, safe *[utf8.RuneSelf]bool) []byte {
+func appendEscaped[S ~[]byte | ~string](dst []byte, s S, safe *[utf8.RuneSelf]bool) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -127,6 +127,10 @@ func appendEscaped(dst, s []byte, safe *[utf8.RuneSelf]bool) []byte {
 			switch c {
 			case '"', '\\':
 				dst = append(dst, '\\', c)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
 			case '\n':
 				dst = append(dst, '\\', 'n')
 			case '\r':
@@ -140,7 +144,7 @@ func appendEscaped(dst, s []byte, safe *[utf8.RuneSelf]bool) []byte {
 			start = i
 			continue
 		}
-		r, size := utf8.DecodeRune(s[i:])
+		r, size := decodeRune(s[i:])
 		if r == utf8.RuneError && size == 1 {
 			dst = append(dst, s[start:i]...)
 			dst = append(dst, `\ufffd`...)
@@ -158,6 +162,14 @@ func appendEscaped(dst, s []byte, safe *[utf8.RuneSelf]bool) []byte {
 		i += size
 	}
 	return append(dst, s[start:]...)
+}
+
+// decodeRune is utf8.DecodeRune for a string or a byte slice.
+func decodeRune[S ~[]byte | ~string](s S) (rune, int) {
+	if b, ok := any(s).([]byte); ok {
+		return utf8.DecodeRune(b)
+	}
+	return utf8.DecodeRuneInString(string(s))
 }
 
 // EscapeLen returns the length of the escape sequence at raw[r] ('\\') of a string body that

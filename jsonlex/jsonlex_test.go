@@ -203,10 +203,11 @@ func TestNext(t *testing.T) {
 }
 
 func TestAppendQuoted(t *testing.T) {
-	for _, s := range []string{"", "plain", `<a href="x">&</a>`, "tab\tnl\ncr\rdel\x7f\x00\x1f", "bad\xff\xc3utf8", "\u2028\u2029", "é😀", `back\slash`} {
+	for _, s := range []string{"", "plain", `<a href="x">&</a>`, "tab\tnl\ncr\rdel\x7f\x00\x1f", "backspace\bform\ffeed", "bad\xff\xc3utf8", "\u2028\u2029", "é😀", `back\slash`} {
 		want, err := json.Marshal(s)
 		require.NoError(t, err)
 		assert.Equal(t, string(want), string(AppendQuoted(nil, []byte(s))), "%q", s)
+		assert.Equal(t, string(want), string(AppendQuoted(nil, s)), "%q as a string", s)
 
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
@@ -320,6 +321,8 @@ func FuzzLexer(f *testing.F) {
 			require.NoError(t, err)
 			require.Equal(t, end-i, got)
 		}
-		_ = AppendQuoted(nil, data)
+		want, err := json.Marshal(string(data))
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(AppendQuoted(nil, data)))
 	})
 }

@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"slices"
 	"time"
-	"unicode/utf8"
+
+	"github.com/gatehouse-dev/gatehouse/jsonlex"
 )
 
 // Encoding the records admission publishes for every review.
@@ -161,44 +162,5 @@ func appendStrings(b []byte, ss []string) []byte {
 	return append(b, ']')
 }
 
-// appendString appends s as a JSON string, escaped as json.Marshal escapes it: quotes,
-// backslashes and control characters, and <, > and & for HTML. A string with bytes beyond ASCII
-// (rare in a decision: UTF-8 to validate, U+2028 and U+2029 to escape) is left to json.Marshal.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			q, _ := json.Marshal(s) // a string always encodes
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\b':
-			b = append(b, '\\', 'b')
-		case '\f':
-			b = append(b, '\\', 'f')
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		start = i + 1
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
-const hexDigits = "0123456789abcdef"
+// appendString appends s as a JSON string, escaped as json.Marshal escapes it.
+func appendString(b []byte, s string) []byte { return jsonlex.AppendQuoted(b, s) }

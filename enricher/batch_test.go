@@ -29,7 +29,7 @@ func decodeAll(t *testing.T, msgs [][]byte) ([]auditEvent, []eventStats) {
 			require.NoError(t, err)
 		}
 		var wb wireBatch
-		require.NoError(t, decodeBatch(m, &wb))
+		require.NoError(t, decodeBatch(&decoderMem{}, m, &wb))
 		evs = append(evs, wb.Items...)
 		sts = append(sts, wb.Masking...)
 	}
@@ -253,7 +253,7 @@ func TestMaskList(t *testing.T) {
 			assert.NotContains(t, string(msg), secret)
 			assert.NotContains(t, string(msg), base64.StdEncoding.EncodeToString([]byte(secret)))
 			var wb wireBatch
-			require.NoError(t, decodeBatch(msg, &wb))
+			require.NoError(t, decodeBatch(&decoderMem{}, msg, &wb))
 			assert.Len(t, wb.Items, tc.want)
 			assert.Equal(t, OriginUnverified, wb.Origin)
 		})

@@ -252,6 +252,7 @@ func (e *Enricher) storeAudit(ctx context.Context, msgs []jetstream.Msg, rows *e
 	errs.reset()
 	at := now()
 	var wb wireBatch
+	var mem decoderMem
 	inserted := 0
 	for _, m := range msgs {
 		start := time.Now()
@@ -293,7 +294,7 @@ func (e *Enricher) storeAudit(ctx context.Context, msgs []jetstream.Msg, rows *e
 		clear(wb.Items[:cap(wb.Items)])
 		clear(wb.Masking[:cap(wb.Masking)])
 		wb = wireBatch{Items: wb.Items[:0], Masking: wb.Masking[:0]}
-		err := decodeBatch(data, &wb)
+		err := decodeBatch(&mem, data, &wb)
 		e.metrics.stage(stageDecode, time.Since(start))
 		if err != nil {
 			e.ingestError(m, errs, err, at)
@@ -387,9 +388,10 @@ func inProgress(msgs []jetstream.Msg) {
 	}
 }
 
-// decodeBatch decodes a message in the enricher's envelope.
-func decodeBatch(data []byte, wb *wireBatch) error {
-	if err := jsonUnmarshal(data, wb); err != nil {
+// decodeBatch decodes a message in the enricher's envelope, with the memory mem keeps between
+// the messages of a batch.
+func decodeBatch(mem *decoderMem, data []byte, wb *wireBatch) error {
+	if err := decodeWith(mem, data, wb); err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if wb.APIVersion != messageAPIVersion || wb.Kind != messageKind {

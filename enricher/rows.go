@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/gatehouse-dev/gatehouse/enricher/schema"
@@ -18,8 +19,10 @@ type columns struct {
 	table  string
 	names  []string
 	values []func(lo, hi int) any // rows lo..hi-1 of the column's slice
-	resets []func()
-	rows   int
+	// appends append rows lo..hi-1 of the column's slice to a batch's column.
+	appends []func(col driver.BatchColumn, lo, hi int) error
+	resets  []func()
+	rows    int
 	// bytes is about the size of the rows' data, for bounding an INSERT.
 	bytes int
 	// srcs[i] is the message row i came from, when the consumer noted it.
@@ -35,6 +38,7 @@ type rowSource struct {
 func addColumn[T any](c *columns, name string, s *[]T) {
 	c.names = append(c.names, name)
 	c.values = append(c.values, func(lo, hi int) any { return (*s)[lo:hi] })
+	c.appends = append(c.appends, appenderOf(s))
 	c.resets = append(c.resets, func() {
 		clear(*s)
 		*s = (*s)[:0]
@@ -46,10 +50,86 @@ func (c *columns) insertQuery(db string) string {
 	return "INSERT INTO " + db + "." + c.table + " (" + strings.Join(c.names, ", ") + ")"
 }
 
+// appenderOf returns how rows of *s go into a batch's column. clickhouse-go appends a slice of
+// scalars without reflection, but takes a slice of arrays or maps apart with reflection, value
+// by value, boxing each; those columns are appended row by row instead, arrays as []string
+// (which it appends without reflection) and maps through mapRow.
+func appenderOf[T any](s *[]T) func(driver.BatchColumn, int, int) error {
+	switch p := any(s).(type) {
+	case *[][]string:
+		return func(col driver.BatchColumn, lo, hi int) error {
+			for _, v := range (*p)[lo:hi] {
+				if err := col.AppendRow(v); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	case *[]map[string][]string:
+		return mapAppender(p)
+	case *[]map[string]string:
+		return mapAppender(p)
+	case *[]map[string]uint32:
+		return mapAppender(p)
+	}
+	return func(col driver.BatchColumn, lo, hi int) error { return col.Append((*s)[lo:hi]) }
+}
+
+// mapAppender appends the rows of a column of maps one by one, each through the same mapRow.
+func mapAppender[V any](s *[]map[string]V) func(driver.BatchColumn, int, int) error {
+	var r mapRow[V]
+	return func(col driver.BatchColumn, lo, hi int) error {
+		defer r.reset()
+		for _, m := range (*s)[lo:hi] {
+			if err := col.AppendRow(r.set(m)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// mapRow hands one row's map to a Map column as clickhouse-go's IterableOrderedMap, which it
+// iterates without reflection.
+type mapRow[V any] struct {
+	keys []string
+	vals []V
+	i    int
+}
+
+var _ column.IterableOrderedMap = (*mapRow[string])(nil)
+
+func (r *mapRow[V]) set(m map[string]V) *mapRow[V] {
+	r.keys, r.vals, r.i = r.keys[:0], r.vals[:0], -1
+	for k, v := range m {
+		r.keys = append(r.keys, k)
+		r.vals = append(r.vals, v)
+	}
+	return r
+}
+
+// reset drops the references to the last row's keys and values.
+func (r *mapRow[V]) reset() {
+	clear(r.keys)
+	clear(r.vals)
+	r.keys, r.vals = r.keys[:0], r.vals[:0]
+}
+
+// Put is part of IterableOrderedMap, for reading rows; appending never calls it.
+func (r *mapRow[V]) Put(k, v any) {
+	r.keys = append(r.keys, k.(string))
+	r.vals = append(r.vals, v.(V))
+}
+
+func (r *mapRow[V]) Iterator() column.MapIterator { r.i = -1; return r }
+func (r *mapRow[V]) Next() bool                   { r.i++; return r.i < len(r.keys) }
+func (r *mapRow[V]) Key() any                     { return r.keys[r.i] }
+func (r *mapRow[V]) Value() any                   { return r.vals[r.i] }
+
 // appendTo appends rows lo..hi-1 of every column to a prepared batch.
 func (c *columns) appendTo(b driver.Batch, lo, hi int) error {
-	for i, v := range c.values {
-		if err := b.Column(i).Append(v(lo, hi)); err != nil {
+	for i, appendRows := range c.appends {
+		if err := appendRows(b.Column(i), lo, hi); err != nil {
 			return fmt.Errorf("column %s.%s: %w", c.table, c.names[i], err)
 		}
 	}
@@ -310,7 +390,13 @@ func nonNilMap[K comparable, V any](m map[K]V) map[K]V {
 	return m
 }
 
+// noCounts is the masked_by of the events in which nothing was masked (most); never written.
+var noCounts = map[string]uint32{}
+
 func counts(m map[string]int) map[string]uint32 {
+	if len(m) == 0 {
+		return noCounts
+	}
 	out := make(map[string]uint32, len(m))
 	for k, v := range m {
 		out[k] = uint32(v)

@@ -21,8 +21,12 @@ type columns struct {
 	values []func(lo, hi int) any // rows lo..hi-1 of the column's slice
 	// appends append rows lo..hi-1 of the column's slice to a batch's column.
 	appends []func(col driver.BatchColumn, lo, hi int) error
-	resets  []func()
-	rows    int
+	// strs holds the slices of the columns of strings (nil for the others), boxes the values
+	// already boxed for those that are LowCardinality columns.
+	strs   []*[]string
+	boxes  []map[string]any
+	resets []func()
+	rows   int
 	// bytes is about the size of the rows' data, for bounding an INSERT.
 	bytes int
 	// srcs[i] is the message row i came from, when the consumer noted it.
@@ -39,6 +43,9 @@ func addColumn[T any](c *columns, name string, s *[]T) {
 	c.names = append(c.names, name)
 	c.values = append(c.values, func(lo, hi int) any { return (*s)[lo:hi] })
 	c.appends = append(c.appends, appenderOf(s))
+	strs, _ := any(s).(*[]string)
+	c.strs = append(c.strs, strs)
+	c.boxes = append(c.boxes, nil)
 	c.resets = append(c.resets, func() {
 		clear(*s)
 		*s = (*s)[:0]
@@ -73,6 +80,40 @@ func appenderOf[T any](s *[]T) func(driver.BatchColumn, int, int) error {
 		return mapAppender(p)
 	}
 	return func(col driver.BatchColumn, lo, hi int) error { return col.Append((*s)[lo:hi]) }
+}
+
+// maxBoxes bounds the boxed values kept for a LowCardinality column, and maxBoxedLen their
+// length.
+const (
+	maxBoxes    = 1024
+	maxBoxedLen = 256
+)
+
+// appendBoxed appends rows lo..hi-1 of column i, a LowCardinality column of strings, row by
+// row. clickhouse-go boxes every value of a slice it is given in an interface, through
+// reflection; the values of such a column repeat, so each is boxed once and kept.
+func (c *columns) appendBoxed(col driver.BatchColumn, i, lo, hi int) error {
+	boxes := c.boxes[i]
+	if boxes == nil {
+		boxes = make(map[string]any, 64)
+		c.boxes[i] = boxes
+	}
+	for _, v := range (*c.strs[i])[lo:hi] {
+		x, ok := boxes[v]
+		if !ok {
+			x = v
+			if len(v) <= maxBoxedLen {
+				if len(boxes) >= maxBoxes {
+					clear(boxes)
+				}
+				boxes[v] = x
+			}
+		}
+		if err := col.AppendRow(x); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // mapAppender appends the rows of a column of maps one by one, each through the same mapRow.
@@ -128,7 +169,11 @@ func (r *mapRow[V]) Value() any                   { return r.vals[r.i] }
 
 // appendTo appends rows lo..hi-1 of every column to a prepared batch.
 func (c *columns) appendTo(b driver.Batch, lo, hi int) error {
+	types := b.Columns()
 	for i, appendRows := range c.appends {
+		if c.strs[i] != nil && i < len(types) && strings.HasPrefix(string(types[i].Type()), "LowCardinality(") {
+			appendRows = func(col driver.BatchColumn, lo, hi int) error { return c.appendBoxed(col, i, lo, hi) }
+		}
 		if err := appendRows(b.Column(i), lo, hi); err != nil {
 			return fmt.Errorf("column %s.%s: %w", c.table, c.names[i], err)
 		}

@@ -315,3 +315,25 @@ func TestEventKeyIsFNV(t *testing.T) {
 		assert.Equal(t, reference(&wb.Items[i]), eventKey(&wb.Items[i]), "event %d", i)
 	}
 }
+
+// TestAppendStatsIsJSON holds appendStats to what encoding/json makes of the same stats.
+func TestAppendStatsIsJSON(t *testing.T) {
+	for _, s := range []eventStats{
+		{},
+		{Detectors: map[string]int{"jwt": 1}}, // nothing counted: "{}" as before
+		{Fields: 1, Detectors: map[string]int{"secret-data": 1}},
+		{Fields: 3, Detectors: map[string]int{"jwt": 1, "aws-access-key-id": 2, "b": 0}, Truncated: true},
+		{Truncated: true},
+		{Fields: -2, Truncated: true},
+		{Fields: 2, Detectors: map[string]int{}},
+		{Fields: 4, Detectors: map[string]int{"<a&b>": 1, "q\"uote": 1, "ü\u2028": 1, "bad\xff": 1}},
+	} {
+		want := []byte("{}")
+		if s.Fields != 0 || s.Truncated {
+			var err error
+			want, err = json.Marshal(s)
+			require.NoError(t, err)
+		}
+		assert.Equal(t, string(want), string(appendStats([]byte("x"), s)[1:]), "%+v", s)
+	}
+}

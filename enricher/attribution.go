@@ -144,7 +144,9 @@ func severity(action string) int {
 // update, patch, and delete too), or in the DeleteOptions body of a delete. Such a request
 // changed nothing, whatever its status.
 func isDryRun(ev *auditEvent) bool {
-	if _, q, ok := strings.Cut(ev.RequestURI, "?"); ok {
+	// A key can only unescape to dryRun when the query holds dryRun or a percent escape: the
+	// query of most requests is not parsed at all.
+	if _, q, ok := strings.Cut(ev.RequestURI, "?"); ok && (strings.Contains(q, "dryRun") || strings.Contains(q, "%")) {
 		// ParseQuery returns the pairs it could parse along with the first error.
 		if v, _ := url.ParseQuery(q); len(v["dryRun"]) > 0 {
 			return true

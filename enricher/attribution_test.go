@@ -115,6 +115,10 @@ func TestIsDryRun(t *testing.T) {
 		{"a create whose object has a dryRun field", auditEvent{Verb: "create", RequestURI: "/api/v1/namespaces/a/configmaps", RequestObject: json.RawMessage(`{"dryRun":["All"]}`)}, false},
 		{"a name that says dryRun", auditEvent{Verb: "get", RequestURI: "/api/v1/namespaces/a/configmaps/dryRun=All"}, false},
 		{"create", auditEvent{Verb: "create", RequestURI: "/api/v1/namespaces/a/secrets"}, false},
+		{"an escaped key", auditEvent{Verb: "create", RequestURI: "/api/v1/namespaces/a/secrets?dry%52un=All"}, true},
+		{"an escaped key, in other parameters", auditEvent{Verb: "create", RequestURI: "/api/v1/namespaces/a/secrets?a=b&%64ryRun=&c=d"}, true},
+		{"a pair that does not parse", auditEvent{Verb: "create", RequestURI: "/api/v1/namespaces/a/secrets?dryRun=%zz"}, false},
+		{"another parameter", auditEvent{Verb: "create", RequestURI: "/api/v1/namespaces/a/secrets?fieldManager=kubectl"}, false},
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, isDryRun(&tt.ev), tt.name)

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/klauspost/compress/s2"
 
+	"github.com/gatehouse-dev/gatehouse/jsonlex"
 	"github.com/gatehouse-dev/gatehouse/masking"
 )
 
@@ -281,7 +284,7 @@ func (p *packer) envelope(first, last int) []byte {
 		if i > first {
 			msg = append(msg, ',')
 		}
-		msg = append(msg, statsJSON(p.stats[i])...)
+		msg = appendStats(msg, p.stats[i])
 	}
 	p.env = append(msg, "]}"...)
 	return p.env
@@ -308,12 +311,38 @@ func markTruncated(event []byte, reason string) ([]byte, error) {
 	return json.Marshal(fields)
 }
 
-func statsJSON(s eventStats) []byte {
+// appendStats appends s as encoding/json marshals it (detectors sorted by name), but "{}" when
+// nothing was masked and nothing truncated.
+func appendStats(dst []byte, s eventStats) []byte {
 	if s.Fields == 0 && !s.Truncated {
-		return []byte("{}")
+		return append(dst, "{}"...)
 	}
-	b, _ := json.Marshal(s) // a struct of ints, strings and bools cannot fail
-	return b
+	dst = append(dst, '{')
+	n := len(dst)
+	if s.Fields != 0 {
+		dst = strconv.AppendInt(append(dst, `"fields":`...), int64(s.Fields), 10)
+	}
+	if len(s.Detectors) > 0 {
+		if len(dst) > n {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"detectors":{`...)
+		for i, k := range slices.Sorted(maps.Keys(s.Detectors)) {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(jsonlex.AppendQuoted(dst, []byte(k)), ':')
+			dst = strconv.AppendInt(dst, int64(s.Detectors[k]), 10)
+		}
+		dst = append(dst, '}')
+	}
+	if s.Truncated {
+		if len(dst) > n {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"truncated":true`...)
+	}
+	return append(dst, '}')
 }
 
 // shorten drops the request and response objects of a masked event, as kube-apiserver's

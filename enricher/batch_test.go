@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/stretchr/testify/assert"
@@ -29,7 +32,7 @@ func decodeAll(t *testing.T, msgs [][]byte) ([]auditEvent, []eventStats) {
 			require.NoError(t, err)
 		}
 		var wb wireBatch
-		require.NoError(t, decodeBatch(m, &wb))
+		require.NoError(t, decodeBatch(&decoderMem{}, m, &wb))
 		evs = append(evs, wb.Items...)
 		sts = append(sts, wb.Masking...)
 	}
@@ -253,7 +256,7 @@ func TestMaskList(t *testing.T) {
 			assert.NotContains(t, string(msg), secret)
 			assert.NotContains(t, string(msg), base64.StdEncoding.EncodeToString([]byte(secret)))
 			var wb wireBatch
-			require.NoError(t, decodeBatch(msg, &wb))
+			require.NoError(t, decodeBatch(&decoderMem{}, msg, &wb))
 			assert.Len(t, wb.Items, tc.want)
 			assert.Equal(t, OriginUnverified, wb.Origin)
 		})
@@ -277,4 +280,60 @@ func TestGatewayExtrasTrust(t *testing.T) {
 	assert.Empty(t, gatewayExtras(&ev, map[string]bool{"someone-else": true}).SessionID, "extras set by another impersonator are not the gateway's")
 	ev.ImpersonatedUser = nil
 	assert.Empty(t, gatewayExtras(&ev, nil).SessionID)
+}
+
+// TestEventKeyIsFNV checks eventKey against hash/fnv over the same bytes: rows stored before and
+// after a change of its implementation must get the same key, or a batch delivered again would be
+// stored twice.
+func TestEventKeyIsFNV(t *testing.T) {
+	reference := func(ev *auditEvent) uint64 {
+		h := fnv.New64a()
+		var ts [16]byte
+		binary.LittleEndian.PutUint64(ts[:8], uint64(ev.RequestReceivedTimestamp.UnixNano()))
+		binary.LittleEndian.PutUint64(ts[8:], uint64(ev.StageTimestamp.UnixNano()))
+		h.Write(ts[:])
+		for _, s := range append([]string{ev.Verb, ev.RequestURI, ev.User.Username}, func() []string {
+			var out []string
+			if ev.ImpersonatedUser != nil {
+				out = append(out, ev.ImpersonatedUser.Username)
+			}
+			return append(append(out, ev.SourceIPs...), ev.UserAgent)
+		}()...) {
+			h.Write([]byte(s))
+			h.Write([]byte{0})
+		}
+		return h.Sum64()
+	}
+	var wb wireBatch
+	require.NoError(t, jsonUnmarshal([]byte(`{"items":`+string(func() []byte {
+		l, err := splitEventList(testEventList(0, 30, genOptions{id: "key", session: "s-1"}))
+		require.NoError(t, err)
+		return append(append([]byte("["), bytes.Join(l.Items, []byte(","))...), ']')
+	}())+`}`), &wb))
+	wb.Items = append(wb.Items, auditEvent{}, auditEvent{Verb: "get", SourceIPs: []string{"", "ü"}, StageTimestamp: time.Unix(-5, 3)})
+	for i := range wb.Items {
+		assert.Equal(t, reference(&wb.Items[i]), eventKey(&wb.Items[i]), "event %d", i)
+	}
+}
+
+// TestAppendStatsIsJSON holds appendStats to what encoding/json makes of the same stats.
+func TestAppendStatsIsJSON(t *testing.T) {
+	for _, s := range []eventStats{
+		{},
+		{Detectors: map[string]int{"jwt": 1}}, // nothing counted: "{}" as before
+		{Fields: 1, Detectors: map[string]int{"secret-data": 1}},
+		{Fields: 3, Detectors: map[string]int{"jwt": 1, "aws-access-key-id": 2, "b": 0}, Truncated: true},
+		{Truncated: true},
+		{Fields: -2, Truncated: true},
+		{Fields: 2, Detectors: map[string]int{}},
+		{Fields: 4, Detectors: map[string]int{"<a&b>": 1, "q\"uote": 1, "ü\u2028": 1, "bad\xff": 1}},
+	} {
+		want := []byte("{}")
+		if s.Fields != 0 || s.Truncated {
+			var err error
+			want, err = json.Marshal(s)
+			require.NoError(t, err)
+		}
+		assert.Equal(t, string(want), string(appendStats([]byte("x"), s)[1:]), "%+v", s)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/gatehouse-dev/gatehouse/jsonlex"
 )
@@ -20,18 +21,63 @@ import (
 func jsonUnmarshal(data []byte, v any) error {
 	switch x := v.(type) {
 	case *wireBatch:
-		d := decoder{b: data}
-		return d.document(d.batch, x)
+		return decodeWith(&decoderMem{}, data, x)
 	default:
 		return json.Unmarshal(data, v)
 	}
 }
 
+// decodeWith decodes a message into wb with the memory mem keeps between messages.
+func decodeWith(mem *decoderMem, data []byte, wb *wireBatch) error {
+	d := decoder{b: data, decoderMem: mem}
+	return d.document(d.batch, wb)
+}
+
 type decoder struct {
-	b      []byte
-	i      int
-	depth  int
-	intern map[string]string // repeated short values: verbs, resources, users, groups
+	b     []byte
+	i     int
+	depth int
+	*decoderMem
+}
+
+// decoderMem is what a decoder keeps between the messages it decodes, so that decoding a message
+// allocates little more than the strings of its events: the interned values, and blocks from
+// which the string slices and the structs the events point to are cut. A block is never written
+// again where it was cut (the rows keep the slices until their INSERT): a full block is replaced,
+// not reused.
+type decoderMem struct {
+	// inPlace is set when the messages are never written again: strings then refer to their
+	// bytes instead of copying them (but interned ones, which outlive the message).
+	inPlace  bool
+	intern   map[string]string // repeated short values: verbs, resources, users, groups
+	unesc    []byte            // scratch: an unescaped string value
+	vals     []string          // scratch: the elements of the array being decoded
+	strs     []string          // block of string slices
+	refs     []objectRef
+	users    []userInfo
+	statuses []responseStatus
+}
+
+// memBlock is the number of elements of a decoderMem block.
+const memBlock = 512
+
+// cut returns a copy of vals in a slice cut from the block of string slices.
+func (m *decoderMem) cut(vals []string) []string {
+	if len(m.strs)+len(vals) > cap(m.strs) {
+		m.strs = make([]string, 0, max(memBlock, len(vals)))
+	}
+	n := len(m.strs)
+	m.strs = append(m.strs, vals...)
+	return m.strs[n:len(m.strs):len(m.strs)]
+}
+
+// block returns a pointer to a new zero T from *b, a block of Ts.
+func block[T any](b *[]T) *T {
+	if len(*b) == cap(*b) {
+		*b = make([]T, 0, memBlock)
+	}
+	*b = (*b)[:len(*b)+1]
+	return &(*b)[len(*b)-1]
 }
 
 var errDecode = errors.New("invalid JSON")
@@ -237,11 +283,33 @@ func (d *decoder) str() (string, error) {
 	if d.null() {
 		return "", nil
 	}
-	b, err := d.stringBytes()
+	b, inInput, err := d.valueBytes()
 	if err != nil {
 		return "", err
 	}
+	if d.inPlace && inInput && len(b) > 0 {
+		return unsafe.String(&b[0], len(b)), nil
+	}
 	return string(b), nil
+}
+
+// valueBytes is stringBytes for a string value: an escaped one is unescaped into scratch
+// space, valid until the next call. inInput reports a sub-slice of the input.
+func (d *decoder) valueBytes() (b []byte, inInput bool, err error) {
+	if d.i >= len(d.b) || d.b[d.i] != '"' {
+		return nil, false, d.fail("expected a string")
+	}
+	end, esc, err := jsonlex.Lenient.ScanString(d.b, d.i)
+	if err != nil {
+		return nil, false, d.lexFail(err)
+	}
+	body := d.b[d.i+1 : end-1]
+	d.i = end
+	if esc {
+		d.unesc = jsonlex.Unescape(d.unesc[:0], body)
+		return d.unesc, false, nil
+	}
+	return body, true, nil
 }
 
 // istr decodes a string that is likely to repeat, sharing one copy per distinct value.
@@ -249,7 +317,7 @@ func (d *decoder) istr() (string, error) {
 	if d.null() {
 		return "", nil
 	}
-	b, err := d.stringBytes()
+	b, _, err := d.valueBytes()
 	if err != nil {
 		return "", err
 	}
@@ -267,17 +335,24 @@ func (d *decoder) istr() (string, error) {
 	return s, nil
 }
 
-func (d *decoder) strings(dst []string) ([]string, error) {
-	dst = dst[:0]
+// strings decodes an array of strings (null and [] give nil).
+func (d *decoder) strings() ([]string, error) {
 	if d.null() {
 		return nil, nil
 	}
+	start := len(d.vals)
 	err := d.array(func() error {
 		s, err := d.istr()
-		dst = append(dst, s)
+		d.vals = append(d.vals, s)
 		return err
 	})
-	return dst, err
+	var out []string
+	if vals := d.vals[start:]; err == nil && len(vals) > 0 {
+		out = d.cut(vals)
+	}
+	clear(d.vals[start:])
+	d.vals = d.vals[:start]
+	return out, err
 }
 
 // raw returns an embedded value's JSON text, as json.RawMessage does (null included).
@@ -360,11 +435,11 @@ func (d *decoder) event(ev *auditEvent) error {
 				return nil
 			}
 			if ev.ImpersonatedUser == nil {
-				ev.ImpersonatedUser = &userInfo{}
+				ev.ImpersonatedUser = block(&d.users)
 			}
 			err = d.user(ev.ImpersonatedUser)
 		case "sourceIPs":
-			ev.SourceIPs, err = d.strings(ev.SourceIPs)
+			ev.SourceIPs, err = d.strings()
 		case "userAgent":
 			ev.UserAgent, err = d.istr()
 		case "objectRef":
@@ -373,7 +448,7 @@ func (d *decoder) event(ev *auditEvent) error {
 				return nil
 			}
 			if ev.ObjectRef == nil {
-				ev.ObjectRef = &objectRef{}
+				ev.ObjectRef = block(&d.refs)
 			}
 			err = d.objectRef(ev.ObjectRef)
 		case "responseStatus":
@@ -382,7 +457,7 @@ func (d *decoder) event(ev *auditEvent) error {
 				return nil
 			}
 			if ev.ResponseStatus == nil {
-				ev.ResponseStatus = &responseStatus{}
+				ev.ResponseStatus = block(&d.statuses)
 			}
 			err = d.status(ev.ResponseStatus)
 		case "requestObject":
@@ -414,7 +489,7 @@ func (d *decoder) user(u *userInfo) error {
 		case "uid":
 			u.UID, err = d.istr()
 		case "groups":
-			u.Groups, err = d.strings(u.Groups)
+			u.Groups, err = d.strings()
 		case "extra":
 			if d.null() {
 				return nil
@@ -423,7 +498,7 @@ func (d *decoder) user(u *userInfo) error {
 				u.Extra = map[string][]string{}
 			}
 			err = d.object(func(k []byte) error {
-				vs, err := d.strings(nil)
+				vs, err := d.strings()
 				if err != nil {
 					return err
 				}
@@ -441,7 +516,10 @@ func (d *decoder) key(k []byte) string {
 	if s, ok := d.intern[string(k)]; ok {
 		return s
 	}
-	if d.intern == nil {
+	if len(k) > 128 {
+		return string(k)
+	}
+	if d.intern == nil || len(d.intern) > 4096 {
 		d.intern = make(map[string]string, 64)
 	}
 	s := string(k)

@@ -1,7 +1,9 @@
 package enricher
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -101,5 +103,54 @@ func TestDecodeDepthMatchesReference(t *testing.T) {
 		gerr := jsonUnmarshal([]byte(data), &wb)
 		_, rerr := referenceDecode([]byte(data))
 		assert.Equal(t, rerr == nil, gerr == nil, "depth %d: %v, reference %v", n, gerr, rerr)
+	}
+}
+
+// TestDecodeSharedMemoryKeepsEarlierMessages decodes messages one after the other with the memory
+// the consumer keeps between them, while the events of the earlier ones are still held (as rows
+// hold them until their INSERT): nothing of theirs may change.
+func TestDecodeSharedMemoryKeepsEarlierMessages(t *testing.T) {
+	var msgs [][]byte
+	m := newMasker(t)
+	for batch := range 6 {
+		l, err := splitEventList(testEventList(batch*300, batch*300+300, genOptions{id: "mem", session: "s-1"}))
+		require.NoError(t, err)
+		p := newPacker(m, OriginWebhook, 0, func(b []byte) error { msgs = append(msgs, bytes.Clone(b)); return nil })
+		for _, it := range l.Items {
+			require.NoError(t, p.add(it, ""))
+		}
+		require.NoError(t, p.flush())
+	}
+	// A message with escapes and many strings in one array, larger than a block.
+	many := make([]string, memBlock+3)
+	for i := range many {
+		many[i] = fmt.Sprintf(`"g\"%d"`, i)
+	}
+	msgs = append(msgs, []byte(`{"apiVersion":"enricher.gatehouse.dev/v1","kind":"MaskedEventList","items":[{"user":{"groups":[`+strings.Join(many, ",")+`]},"annotations":{"a\u0062":"c\"d"}}],"masking":[{}]}`))
+	var want []auditEvent
+	for _, msg := range msgs {
+		wb, err := referenceDecode(msg)
+		require.NoError(t, err)
+		want = append(want, wb.Items...)
+	}
+	for _, inPlace := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inPlace=%v", inPlace), func(t *testing.T) {
+			mem := decoderMem{inPlace: inPlace}
+			var held []auditEvent
+			for _, msg := range msgs {
+				var wb wireBatch
+				// A buffer of its own, as the consumer decodes each message from.
+				require.NoError(t, decodeBatch(&mem, bytes.Clone(msg), &wb))
+				held = append(held, wb.Items...)
+			}
+			require.Equal(t, want, held)
+			last := held[len(held)-1]
+			require.Len(t, last.User.Groups, memBlock+3)
+			assert.Equal(t, `g"0`, last.User.Groups[0])
+			assert.Equal(t, "c\"d", last.Annotations["ab"])
+			// A slice cut from a block has no room to grow into its neighbours.
+			g := held[0].User.Groups
+			assert.Equal(t, len(g), cap(g))
+		})
 	}
 }

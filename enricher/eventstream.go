@@ -51,6 +51,7 @@ type eventReader struct {
 	// The current event.
 	inEvent   bool                // reading an event: in JSON-lines mode a newline ends it too early
 	split     jsonlex.Splitter    // finds where a string, object or array ends
+	whole     jsonlex.Splitter    // finds where an event ends that is buffered whole
 	buf       []byte              // captured members, each preceded by a comma, after a '{'
 	objects   [][2]int            // captured requestObject and responseObject members of buf
 	member    int                 // start of the member being captured
@@ -513,6 +514,9 @@ func (e *eventReader) nextLine() ([]byte, string, error) {
 func (e *eventReader) event() ([]byte, string, error) {
 	e.inEvent = true
 	defer func() { e.inEvent = false }()
+	if ev, ok := e.wholeEvent(); ok {
+		return ev, "", nil
+	}
 	e.buf = append(e.buf[:0], '{')
 	e.objects = e.objects[:0]
 	e.truncated, e.dropped = false, e.dropped[:0]
@@ -593,6 +597,30 @@ func (e *eventReader) event() ([]byte, string, error) {
 		why += "; dropped too large " + joinKeys(e.dropped)
 	}
 	return ev, why, nil
+}
+
+// wholeEvent returns the event that starts at the reader's position (its '{') when the buffered
+// input holds all of it and it is within maxEvent: found with one scan of the lexer's Splitter
+// and copied as it is, which is what reading it member by member would return but for white
+// space between its tokens. Otherwise (an event larger than the buffer or the limit, a syntax
+// error, JSON-lines mode) it consumes nothing and reports false: the event is then read member
+// by member, which cuts it or reports the error.
+func (e *eventReader) wholeEvent() ([]byte, bool) {
+	if e.lines {
+		return nil, false
+	}
+	b, _ := e.r.Peek(e.r.Buffered())
+	if len(b) > e.maxEvent {
+		b = b[:e.maxEvent]
+	}
+	n, done, err := e.whole.Scan(b)
+	if err != nil || !done {
+		e.whole.Reset()
+		return nil, false
+	}
+	e.buf = append(e.buf[:0], b[:n]...)
+	e.discard(n)
+	return e.buf, true
 }
 
 // dropObjects removes the captured requestObject and responseObject members from buf.

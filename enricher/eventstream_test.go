@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -273,4 +274,82 @@ func splitEventList(b []byte) (eventList, error) {
 	}
 	l.Kind, l.APIVersion = r.typeMeta()
 	return l, nil
+}
+
+// TestEventReaderWholeEvents checks that an event the reader finds whole in its buffer (one
+// scan) is the event reading it member by member gives (a source that yields one byte at a
+// time never has an event buffered whole), and that what the one scan lets through without
+// checking the grammar between its tokens is refused all the same: the packer masks every
+// event before anything of it is kept, and the masker refuses invalid JSON.
+func TestEventReaderWholeEvents(t *testing.T) {
+	read := func(t *testing.T, src io.Reader, maxEvent int) ([][]byte, error) {
+		t.Helper()
+		r := newEventListReader(src, maxEvent)
+		var out [][]byte
+		for {
+			ev, _, err := r.next()
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			if err != nil {
+				return out, err
+			}
+			out = append(out, bytes.Clone(ev))
+		}
+	}
+	t.Run("same events", func(t *testing.T) {
+		for _, body := range [][]byte{
+			testEventList(0, 40, genOptions{id: "whole", session: "s-1"}),
+			[]byte(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"a":"}]{["},{},{"b":[{"c":"\"}"}]}]}`),
+		} {
+			whole, err := read(t, bytes.NewReader(body), DefaultMaxEventBytes)
+			require.NoError(t, err)
+			members, err := read(t, iotest.OneByteReader(bytes.NewReader(body)), DefaultMaxEventBytes)
+			require.NoError(t, err)
+			require.Equal(t, members, whole)
+		}
+	})
+	t.Run("white space inside an event", func(t *testing.T) {
+		body := []byte("{\"items\":[{ \"a\" :\t[ 1 , 2 ] ,\n\"b\" : \"x y\" }]}")
+		whole, err := read(t, bytes.NewReader(body), DefaultMaxEventBytes)
+		require.NoError(t, err)
+		members, err := read(t, iotest.OneByteReader(bytes.NewReader(body)), DefaultMaxEventBytes)
+		require.NoError(t, err)
+		require.Len(t, whole, 1)
+		require.Len(t, members, 1)
+		assert.JSONEq(t, string(members[0]), string(whole[0]))
+	})
+	t.Run("larger than the limit: cut as before", func(t *testing.T) {
+		body := []byte(`{"items":[` + bigEvent(3000, 10) + `]}`)
+		r := newEventListReader(bytes.NewReader(body), 4096)
+		ev, why, err := r.next()
+		require.NoError(t, err)
+		assert.NotEmpty(t, why)
+		assert.NotContains(t, string(ev), "requestObject")
+	})
+	t.Run("grammar errors are refused", func(t *testing.T) {
+		m := newMasker(t)
+		for _, item := range []string{
+			`{"auditID" "x"}`, `{"auditID":"x",}`, `{"auditID":"x" "stage":"y"}`, `{,"auditID":"x"}`,
+			`{"auditID":}`, `{"a":[1,]}`, `{"a":{"b" 1}}`, `{"auditID":"x","requestObject":{"kind":"Secret","data":{"p":"aHVudGVyMg=="},}}`,
+			`{1:"x"}`, `{"auditID":tru}`,
+		} {
+			body := []byte(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[` + item + `]}`)
+			r := newEventListReader(bytes.NewReader(body), DefaultMaxEventBytes)
+			p := newPacker(m, OriginWebhook, 0, func([]byte) error { return nil })
+			var err error
+			for err == nil {
+				var ev []byte
+				var cut string
+				if ev, cut, err = r.next(); err == nil {
+					err = p.add(ev, cut)
+				}
+			}
+			if errors.Is(err, io.EOF) {
+				t.Errorf("item %s was accepted", item)
+				continue
+			}
+			assert.True(t, errors.Is(err, ErrMalformed) || errors.Is(err, errSyntax), "item %s: %v", item, err)
+		}
+	})
 }

@@ -5,7 +5,9 @@ import (
 	"reflect"
 	"strings"
 	"time"
+	"unsafe"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/gatehouse-dev/gatehouse/enricher/schema"
@@ -18,6 +20,12 @@ type columns struct {
 	table  string
 	names  []string
 	values []func(lo, hi int) any // rows lo..hi-1 of the column's slice
+	// appends append rows lo..hi-1 of the column's slice to a batch's column.
+	appends []func(col driver.BatchColumn, lo, hi int) error
+	// strs holds the slices of the columns of strings (nil for the others), boxes the values
+	// already boxed for those that are LowCardinality columns.
+	strs   []*[]string
+	boxes  []map[string]any
 	resets []func()
 	rows   int
 	// bytes is about the size of the rows' data, for bounding an INSERT.
@@ -35,6 +43,10 @@ type rowSource struct {
 func addColumn[T any](c *columns, name string, s *[]T) {
 	c.names = append(c.names, name)
 	c.values = append(c.values, func(lo, hi int) any { return (*s)[lo:hi] })
+	c.appends = append(c.appends, appenderOf(s))
+	strs, _ := any(s).(*[]string)
+	c.strs = append(c.strs, strs)
+	c.boxes = append(c.boxes, nil)
 	c.resets = append(c.resets, func() {
 		clear(*s)
 		*s = (*s)[:0]
@@ -46,10 +58,124 @@ func (c *columns) insertQuery(db string) string {
 	return "INSERT INTO " + db + "." + c.table + " (" + strings.Join(c.names, ", ") + ")"
 }
 
+// appenderOf returns how rows of *s go into a batch's column. clickhouse-go appends a slice of
+// scalars without reflection, but takes a slice of arrays or maps apart with reflection, value
+// by value, boxing each; those columns are appended row by row instead, arrays as []string
+// (which it appends without reflection) and maps through mapRow.
+func appenderOf[T any](s *[]T) func(driver.BatchColumn, int, int) error {
+	switch p := any(s).(type) {
+	case *[][]string:
+		return func(col driver.BatchColumn, lo, hi int) error {
+			for _, v := range (*p)[lo:hi] {
+				if err := col.AppendRow(v); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	case *[]map[string][]string:
+		return mapAppender(p)
+	case *[]map[string]string:
+		return mapAppender(p)
+	case *[]map[string]uint32:
+		return mapAppender(p)
+	}
+	return func(col driver.BatchColumn, lo, hi int) error { return col.Append((*s)[lo:hi]) }
+}
+
+// maxBoxes bounds the boxed values kept for a LowCardinality column, and maxBoxedLen their
+// length.
+const (
+	maxBoxes    = 1024
+	maxBoxedLen = 256
+)
+
+// appendBoxed appends rows lo..hi-1 of column i, a LowCardinality column of strings, row by
+// row. clickhouse-go boxes every value of a slice it is given in an interface, through
+// reflection; the values of such a column repeat, so each is boxed once and kept.
+func (c *columns) appendBoxed(col driver.BatchColumn, i, lo, hi int) error {
+	boxes := c.boxes[i]
+	if boxes == nil {
+		boxes = make(map[string]any, 64)
+		c.boxes[i] = boxes
+	}
+	for _, v := range (*c.strs[i])[lo:hi] {
+		x, ok := boxes[v]
+		if !ok {
+			x = v
+			if len(v) <= maxBoxedLen {
+				if len(boxes) >= maxBoxes {
+					clear(boxes)
+				}
+				boxes[v] = x
+			}
+		}
+		if err := col.AppendRow(x); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mapAppender appends the rows of a column of maps one by one, each through the same mapRow.
+func mapAppender[V any](s *[]map[string]V) func(driver.BatchColumn, int, int) error {
+	var r mapRow[V]
+	return func(col driver.BatchColumn, lo, hi int) error {
+		defer r.reset()
+		for _, m := range (*s)[lo:hi] {
+			if err := col.AppendRow(r.set(m)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// mapRow hands one row's map to a Map column as clickhouse-go's IterableOrderedMap, which it
+// iterates without reflection.
+type mapRow[V any] struct {
+	keys []string
+	vals []V
+	i    int
+}
+
+var _ column.IterableOrderedMap = (*mapRow[string])(nil)
+
+func (r *mapRow[V]) set(m map[string]V) *mapRow[V] {
+	r.keys, r.vals, r.i = r.keys[:0], r.vals[:0], -1
+	for k, v := range m {
+		r.keys = append(r.keys, k)
+		r.vals = append(r.vals, v)
+	}
+	return r
+}
+
+// reset drops the references to the last row's keys and values.
+func (r *mapRow[V]) reset() {
+	clear(r.keys)
+	clear(r.vals)
+	r.keys, r.vals = r.keys[:0], r.vals[:0]
+}
+
+// Put is part of IterableOrderedMap, for reading rows; appending never calls it.
+func (r *mapRow[V]) Put(k, v any) {
+	r.keys = append(r.keys, k.(string))
+	r.vals = append(r.vals, v.(V))
+}
+
+func (r *mapRow[V]) Iterator() column.MapIterator { r.i = -1; return r }
+func (r *mapRow[V]) Next() bool                   { r.i++; return r.i < len(r.keys) }
+func (r *mapRow[V]) Key() any                     { return r.keys[r.i] }
+func (r *mapRow[V]) Value() any                   { return r.vals[r.i] }
+
 // appendTo appends rows lo..hi-1 of every column to a prepared batch.
 func (c *columns) appendTo(b driver.Batch, lo, hi int) error {
-	for i, v := range c.values {
-		if err := b.Column(i).Append(v(lo, hi)); err != nil {
+	types := b.Columns()
+	for i, appendRows := range c.appends {
+		if c.strs[i] != nil && i < len(types) && strings.HasPrefix(string(types[i].Type()), "LowCardinality(") {
+			appendRows = func(col driver.BatchColumn, lo, hi int) error { return c.appendBoxed(col, i, lo, hi) }
+		}
+		if err := appendRows(b.Column(i), lo, hi); err != nil {
 			return fmt.Errorf("column %s.%s: %w", c.table, c.names[i], err)
 		}
 	}
@@ -128,6 +254,9 @@ func (o *operationColumns) add(op trail.Operation) {
 // eventRows are rows of audit_events.
 type eventRows struct {
 	columns
+	// inPlace is set when the events' bytes are never written again: the request and response
+	// objects then refer to them instead of being copied.
+	inPlace                                                 bool
 	auditID, stage                                          []string
 	eventKey                                                []uint64
 	received, stageAt                                       []time.Time
@@ -279,8 +408,8 @@ func (r *eventRows) add(ev *auditEvent, st eventStats, origin string, attr *attr
 	r.reason = append(r.reason, rs.Reason)
 	r.message = append(r.message, rs.Message)
 	r.annotations = append(r.annotations, nonNilMap(ev.Annotations))
-	r.requestObject = append(r.requestObject, rawObject(ev.RequestObject))
-	r.responseObject = append(r.responseObject, rawObject(ev.ResponseObject))
+	r.requestObject = append(r.requestObject, rawObject(ev.RequestObject, r.inPlace))
+	r.responseObject = append(r.responseObject, rawObject(ev.ResponseObject, r.inPlace))
 	r.maskedFields = append(r.maskedFields, uint32(st.Fields))
 	r.maskedBy = append(r.maskedBy, counts(st.Detectors))
 	r.truncated = append(r.truncated, st.Truncated)
@@ -288,10 +417,13 @@ func (r *eventRows) add(ev *auditEvent, st eventStats, origin string, attr *attr
 	r.ingestedAt = append(r.ingestedAt, now)
 }
 
-// rawObject returns an embedded object's JSON, "" for none.
-func rawObject(b []byte) string {
+// rawObject returns an embedded object's JSON, "" for none; with inPlace, in b's bytes.
+func rawObject(b []byte, inPlace bool) string {
 	if len(b) == 0 || string(b) == "null" {
 		return ""
+	}
+	if inPlace {
+		return unsafe.String(&b[0], len(b))
 	}
 	return string(b)
 }
@@ -310,7 +442,13 @@ func nonNilMap[K comparable, V any](m map[K]V) map[K]V {
 	return m
 }
 
+// noCounts is the masked_by of the events in which nothing was masked (most); never written.
+var noCounts = map[string]uint32{}
+
 func counts(m map[string]int) map[string]uint32 {
+	if len(m) == 0 {
+		return noCounts
+	}
 	out := make(map[string]uint32, len(m))
 	for k, v := range m {
 		out[k] = uint32(v)

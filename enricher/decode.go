@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-	"unsafe"
 
 	"github.com/gatehouse-dev/gatehouse/jsonlex"
 )
@@ -46,9 +45,6 @@ type decoder struct {
 // again where it was cut (the rows keep the slices until their INSERT): a full block is replaced,
 // not reused.
 type decoderMem struct {
-	// inPlace is set when the messages are never written again: strings then refer to their
-	// bytes instead of copying them (but interned ones, which outlive the message).
-	inPlace  bool
 	intern   map[string]string // repeated short values: verbs, resources, users, groups
 	unesc    []byte            // scratch: an unescaped string value
 	vals     []string          // scratch: the elements of the array being decoded
@@ -283,33 +279,30 @@ func (d *decoder) str() (string, error) {
 	if d.null() {
 		return "", nil
 	}
-	b, inInput, err := d.valueBytes()
+	b, err := d.valueBytes()
 	if err != nil {
 		return "", err
-	}
-	if d.inPlace && inInput && len(b) > 0 {
-		return unsafe.String(&b[0], len(b)), nil
 	}
 	return string(b), nil
 }
 
 // valueBytes is stringBytes for a string value: an escaped one is unescaped into scratch
-// space, valid until the next call. inInput reports a sub-slice of the input.
-func (d *decoder) valueBytes() (b []byte, inInput bool, err error) {
+// space, valid until the next call.
+func (d *decoder) valueBytes() ([]byte, error) {
 	if d.i >= len(d.b) || d.b[d.i] != '"' {
-		return nil, false, d.fail("expected a string")
+		return nil, d.fail("expected a string")
 	}
 	end, esc, err := jsonlex.Lenient.ScanString(d.b, d.i)
 	if err != nil {
-		return nil, false, d.lexFail(err)
+		return nil, d.lexFail(err)
 	}
 	body := d.b[d.i+1 : end-1]
 	d.i = end
 	if esc {
 		d.unesc = jsonlex.Unescape(d.unesc[:0], body)
-		return d.unesc, false, nil
+		return d.unesc, nil
 	}
-	return body, true, nil
+	return body, nil
 }
 
 // istr decodes a string that is likely to repeat, sharing one copy per distinct value.
@@ -317,7 +310,7 @@ func (d *decoder) istr() (string, error) {
 	if d.null() {
 		return "", nil
 	}
-	b, _, err := d.valueBytes()
+	b, err := d.valueBytes()
 	if err != nil {
 		return "", err
 	}

@@ -1,11 +1,11 @@
 package enricher
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -234,10 +234,10 @@ func (e *Enricher) consumeAudit(ctx context.Context) error {
 		return nil
 	}
 	rows := newEventRows()
-	rows.inPlace = true // storeAudit decodes messages that nothing writes again
 	errs := newErrorRows()
+	var buf []byte // decompressed messages
 	return c.Run(ctx, func(ctx context.Context, msgs []jetstream.Msg) error {
-		return e.storeAudit(ctx, msgs, rows, errs)
+		return e.storeAudit(ctx, msgs, rows, errs, &buf)
 	})
 }
 
@@ -247,35 +247,32 @@ func (e *Enricher) consumeAudit(ctx context.Context) error {
 // A message whose MAC verifies was masked by an intake of this deployment. Any other (an
 // EventList or an envelope published straight to NATS, whatever it claims) is masked here,
 // event by event, before anything of it is stored.
-//
-// Every message is decoded from a buffer of its own, which nothing writes again once it is
-// decoded: the rows refer to its bytes rather than copy them (decoderMem.inPlace,
-// eventRows.inPlace), and the garbage collector frees it with the rows that refer to it.
-func (e *Enricher) storeAudit(ctx context.Context, msgs []jetstream.Msg, rows *eventRows, errs *errorRows) error {
+func (e *Enricher) storeAudit(ctx context.Context, msgs []jetstream.Msg, rows *eventRows, errs *errorRows, buf *[]byte) error {
 	rows.reset()
 	errs.reset()
 	at := now()
 	var wb wireBatch
-	mem := decoderMem{inPlace: rows.inPlace}
+	var mem decoderMem
 	inserted := 0
 	for _, m := range msgs {
 		start := time.Now()
 		data := m.Data()
 		switch enc := m.Headers().Get(HeaderEncoding); enc {
 		case "":
-			data = bytes.Clone(data) // a buffer of its own, whoever holds the message's
 		case encodingS2:
 			n, err := s2.DecodedLen(data)
 			if err == nil && n > e.maxDecodedBytes() {
 				err = fmt.Errorf("decoded size %d exceeds %d bytes", n, e.maxDecodedBytes())
 			}
 			if err == nil {
-				data, err = s2.Decode(make([]byte, n), data)
+				*buf = slices.Grow((*buf)[:0], n)
+				data, err = s2.Decode((*buf)[:n], data)
 			}
 			if err != nil {
 				e.ingestError(m, errs, fmt.Errorf("%w: %w", ErrMalformed, err), at)
 				continue
 			}
+			*buf = data // reused for the next message: rows copy what they keep
 		default:
 			e.ingestError(m, errs, fmt.Errorf("%w: unknown encoding %q", ErrMalformed, enc), at)
 			continue

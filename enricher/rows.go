@@ -5,7 +5,6 @@ import (
 	"reflect"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -254,9 +253,6 @@ func (o *operationColumns) add(op trail.Operation) {
 // eventRows are rows of audit_events.
 type eventRows struct {
 	columns
-	// inPlace is set when the events' bytes are never written again: the request and response
-	// objects then refer to them instead of being copied.
-	inPlace                                                 bool
 	auditID, stage                                          []string
 	eventKey                                                []uint64
 	received, stageAt                                       []time.Time
@@ -408,8 +404,8 @@ func (r *eventRows) add(ev *auditEvent, st eventStats, origin string, attr *attr
 	r.reason = append(r.reason, rs.Reason)
 	r.message = append(r.message, rs.Message)
 	r.annotations = append(r.annotations, nonNilMap(ev.Annotations))
-	r.requestObject = append(r.requestObject, rawObject(ev.RequestObject, r.inPlace))
-	r.responseObject = append(r.responseObject, rawObject(ev.ResponseObject, r.inPlace))
+	r.requestObject = append(r.requestObject, rawObject(ev.RequestObject))
+	r.responseObject = append(r.responseObject, rawObject(ev.ResponseObject))
 	r.maskedFields = append(r.maskedFields, uint32(st.Fields))
 	r.maskedBy = append(r.maskedBy, counts(st.Detectors))
 	r.truncated = append(r.truncated, st.Truncated)
@@ -417,13 +413,10 @@ func (r *eventRows) add(ev *auditEvent, st eventStats, origin string, attr *attr
 	r.ingestedAt = append(r.ingestedAt, now)
 }
 
-// rawObject returns an embedded object's JSON, "" for none; with inPlace, in b's bytes.
-func rawObject(b []byte, inPlace bool) string {
+// rawObject returns an embedded object's JSON, "" for none.
+func rawObject(b []byte) string {
 	if len(b) == 0 || string(b) == "null" {
 		return ""
-	}
-	if inPlace {
-		return unsafe.String(&b[0], len(b))
 	}
 	return string(b)
 }

@@ -259,19 +259,11 @@ func (d *decoder) bool() (bool, error) {
 // stringBytes decodes a JSON string. Without escapes (or invalid UTF-8, which encoding/json
 // replaces) it returns a sub-slice of the input, which callers must not modify.
 func (d *decoder) stringBytes() ([]byte, error) {
-	if d.i >= len(d.b) || d.b[d.i] != '"' {
-		return nil, d.fail("expected a string")
-	}
-	end, esc, err := jsonlex.Lenient.ScanString(d.b, d.i)
-	if err != nil {
-		return nil, d.lexFail(err)
-	}
-	body := d.b[d.i+1 : end-1]
-	d.i = end
+	body, esc, err := d.scanString()
 	if esc {
 		return jsonlex.Unescape(nil, body), nil
 	}
-	return body, nil
+	return body, err
 }
 
 // str decodes a string (null gives "").
@@ -289,20 +281,27 @@ func (d *decoder) str() (string, error) {
 // valueBytes is stringBytes for a string value: an escaped one is unescaped into scratch
 // space, valid until the next call.
 func (d *decoder) valueBytes() ([]byte, error) {
-	if d.i >= len(d.b) || d.b[d.i] != '"' {
-		return nil, d.fail("expected a string")
-	}
-	end, esc, err := jsonlex.Lenient.ScanString(d.b, d.i)
-	if err != nil {
-		return nil, d.lexFail(err)
-	}
-	body := d.b[d.i+1 : end-1]
-	d.i = end
+	body, esc, err := d.scanString()
 	if esc {
 		d.unesc = jsonlex.Unescape(d.unesc[:0], body)
 		return d.unesc, nil
 	}
-	return body, nil
+	return body, err
+}
+
+// scanString reads a JSON string and returns its body as it is in the input, and whether it
+// has escapes.
+func (d *decoder) scanString() (body []byte, esc bool, err error) {
+	if d.i >= len(d.b) || d.b[d.i] != '"' {
+		return nil, false, d.fail("expected a string")
+	}
+	end, esc, err := jsonlex.Lenient.ScanString(d.b, d.i)
+	if err != nil {
+		return nil, false, d.lexFail(err)
+	}
+	body = d.b[d.i+1 : end-1]
+	d.i = end
+	return body, esc, nil
 }
 
 // istr decodes a string that is likely to repeat, sharing one copy per distinct value.

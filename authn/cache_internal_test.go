@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -59,17 +58,7 @@ func TestReservedExtrasAtAuthentication(t *testing.T) {
 	idp, err := testbed.StartIssuer()
 	require.NoError(t, err)
 	t.Cleanup(idp.Close)
-	cfg, err := ParseAuthenticationConfig([]byte(fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
-kind: AuthenticationConfiguration
-jwt:
-- issuer:
-    url: %s
-    audiences: ["gatehouse"]
-    certificateAuthority: |
-      %s
-  claimMappings:
-    username: {claim: sub, prefix: "oidc:"}
-`, idp.URL, strings.ReplaceAll(strings.TrimSpace(string(idp.CAPEM)), "\n", "\n      "))))
+	cfg, err := ParseAuthenticationConfig([]byte(idp.AuthenticationConfig("gatehouse")))
 	require.NoError(t, err)
 	cfg.JWT[0].ClaimMappings.Extra = []apiserver.ExtraMapping{{Key: "gatehouse.dev/approval-id", ValueExpression: "'forged-approval'"}}
 	require.Error(t, validateConfig(cfg))

@@ -95,18 +95,7 @@ func run(m *testing.M) int {
 	}
 	defer webhookConn.Close()
 	env.webhook = webhookBroker
-	cfg, err := authn.ParseAuthenticationConfig([]byte(fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
-kind: AuthenticationConfiguration
-jwt:
-- issuer:
-    url: %s
-    audiences: [%q]
-    certificateAuthority: |
-      %s
-  claimMappings:
-    username: {claim: sub, prefix: "oidc:"}
-    groups: {claim: groups, prefix: ""}
-`, env.issuer.URL, clientID, strings.ReplaceAll(strings.TrimSpace(string(env.issuer.CAPEM)), "\n", "\n      "))))
+	cfg, err := authn.ParseAuthenticationConfig([]byte(env.issuer.AuthenticationConfig(clientID)))
 	if err != nil {
 		return fail(err)
 	}

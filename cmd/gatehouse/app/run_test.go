@@ -280,17 +280,7 @@ func proxyArgs(t *testing.T) (args []string, addr, health string) {
 	kubeconfig, err := testbed.WriteKubeconfig(dir, kube.Config)
 	require.NoError(t, err)
 	authConfig := filepath.Join(dir, "authn.yaml")
-	require.NoError(t, os.WriteFile(authConfig, []byte(fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
-kind: AuthenticationConfiguration
-jwt:
-- issuer:
-    url: %s
-    audiences: ["gatehouse"]
-    certificateAuthority: |
-      %s
-  claimMappings:
-    username: {claim: sub, prefix: "oidc:"}
-`, issuer.URL, strings.ReplaceAll(strings.TrimSpace(string(issuer.CAPEM)), "\n", "\n      "))), 0o600))
+	require.NoError(t, os.WriteFile(authConfig, []byte(issuer.AuthenticationConfig("gatehouse")), 0o600))
 	policies := filepath.Join(dir, "policies.yaml")
 	require.NoError(t, os.WriteFile(policies, nil, 0o600))
 	addr, health = freeAddr(t), freeAddr(t)

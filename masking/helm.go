@@ -77,7 +77,7 @@ func (w *walker) helmSecretType(idx int32) bool {
 	if st.start < 0 || st.start >= len(w.src) || w.src[st.start] != '{' {
 		return false
 	}
-	if w.helmTypes.next(w.src, st.start, indexHelmReleaseType) < 0 && w.escapes.next(w.src, st.start, indexBackslash) < 0 {
+	if w.helmTypes.next(w.src, st.start, indexHelmReleaseType) < 0 && w.escapes.next(w.src, st.start, indexTypeEscape) < 0 {
 		// No string after the object's start reads helm.sh/release.v1: the document holds
 		// that string nowhere after it, and no escape that could spell it.
 		return false
@@ -102,7 +102,25 @@ func indexHelmReleaseType(b []byte) int {
 	}
 }
 
-func indexBackslash(b []byte) int { return bytes.IndexByte(b, '\\') }
+// indexTypeEscape returns the index of the first \u or \/ in b, or -1: the only escapes that
+// decode to a character of "type" or "helm.sh/release.v1". The others (\" \\ \b \f \n \r
+// \t) decode to quotes, backslashes and control characters, which neither contains, so a
+// document whose strings use only those (a last-applied annotation is full of \") cannot spell
+// the type member with escapes. A \\ followed by u or / counts too: a false alarm only costs
+// the look-ahead.
+func indexTypeEscape(b []byte) int {
+	for off := 0; ; {
+		i := bytes.IndexByte(b[off:], '\\')
+		if i < 0 {
+			return -1
+		}
+		i += off
+		if i+1 < len(b) && (b[i+1] == 'u' || b[i+1] == '/') {
+			return i
+		}
+		off = i + 1
+	}
+}
 
 // nextIndex finds the next occurrence of a byte string in the document a walker works on,
 // remembering its last answer, so that asking for each of many objects in turn reads the

@@ -71,7 +71,8 @@ type walker struct {
 	onSecret func(value, placeholder []byte)
 	// sizeHint is the capacity the output gets at the first replacement, when it has none.
 	sizeHint int
-	// helmTypes and escapes find the next helm.sh/release.v1 and the next backslash in src.
+	// helmTypes and escapes find the next helm.sh/release.v1 and the next escape that could
+	// spell it (indexTypeEscape) in src.
 	helmTypes, escapes nextIndex
 	// keys classifies the names of values, remembering the last classes (keyCache).
 	keyClasses keyCache

@@ -139,11 +139,11 @@ func (w *walker) reportSecret(v []byte) {
 }
 
 func (w *walker) decodeBase64(v []byte) ([]byte, error) {
-	n := base64.StdEncoding.DecodedLen(len(v))
+	n := base64.StdEncoding.DecodedLen(len(v)) + 2 // decodeBase64Std's slack
 	if cap(w.dec) < n {
 		w.dec = make([]byte, n)
 	}
-	n, err := base64.StdEncoding.Decode(w.dec[:n], v)
+	n, err := decodeBase64Std(w.dec[:n], v)
 	return w.dec[:n], err
 }
 

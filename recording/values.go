@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"unicode/utf8"
 )
 
 // Limits of a Values set.
@@ -70,7 +71,20 @@ func (s *Values) Add(v, placeholder []byte) {
 
 // keeps reports whether Add keeps v itself (not counting its lines), unless it is already kept.
 func keeps(v []byte) bool {
-	return len(v) >= MinValueBytes && len(v) <= MaxValueBytes && len(bytes.TrimSpace(v)) >= MinValueBytes
+	return len(v) <= MaxValueBytes && trimmedAtLeast(v, MinValueBytes)
+}
+
+// trimmedAtLeast reports whether bytes.TrimSpace(v) is at least n bytes long. A value that starts
+// and ends with printable ASCII other than the space (most are) has nothing to trim, and is not
+// read through.
+func trimmedAtLeast(v []byte, n int) bool {
+	if len(v) < n || len(v) == 0 {
+		return len(v) >= n
+	}
+	if c, d := v[0], v[len(v)-1]; c > ' ' && c < utf8.RuneSelf && d > ' ' && d < utf8.RuneSelf {
+		return true
+	}
+	return len(bytes.TrimSpace(v)) >= n
 }
 
 func (s *Values) add(v, placeholder []byte) {

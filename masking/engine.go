@@ -193,6 +193,9 @@ type engine struct {
 	always   []int  // detectors without keywords
 	disabled []bool // by ID: disabled everywhere by the configuration
 	words    int    // length of a trigger bitset in words
+	// clean is set for the fixed syntaxes no keyword can occur in (syntax.go); never for
+	// synNone.
+	clean [numSyntaxes]bool
 }
 
 // maxKeywordLen is the length to which keywords are cut: it keeps the automaton's table small
@@ -224,6 +227,17 @@ func newEngine(dets []*detector, nids int, disabled []bool) *engine {
 		}
 	}
 	e.ac = newAutomaton(keywords)
+	words := make([]string, 0, len(keywords))
+	for k := range keywords {
+		words = append(words, k)
+	}
+	e.clean = syntaxClean(words)
+	for _, id := range e.always {
+		if e.dets[id].findW != nil {
+			// It works with the walker's state; noFindings does not run it twice.
+			e.clean = [numSyntaxes]bool{}
+		}
+	}
 	return e
 }
 

@@ -154,7 +154,9 @@ func (w *walker) maskText(i, end int, esc bool, c vctx) {
 	if c.key != nil {
 		kc = w.keyClasses.classify(c.key)
 	}
-	if kc == keyPlain && len(raw) < minDetectLen {
+	if kc == keyPlain && (len(raw) < minDetectLen || w.m.eng.noFindings(w, raw)) {
+		// Too short, or of a syntax no detector's keyword occurs in (a resourceVersion, uid
+		// or timestamp): the detectors would find nothing (syntax.go).
 		return
 	}
 	if w.m.hasExemptions && w.exempt(c, -1) {

@@ -87,3 +87,135 @@ func TestHelmReleaseTypeAfterOtherEscapes(t *testing.T) {
 		})
 	}
 }
+
+func TestSyntaxOf(t *testing.T) {
+	tests := []struct {
+		in   string
+		want fixedSyntax
+	}{
+		{"", synNone},
+		{"0", synDecimal},
+		{"250000", synDecimal},
+		{"12345678901234567890", synDecimal},
+		{"123456789012345678901", synNone}, // longer than any resourceVersion
+		{"12a45", synNone},
+		{"-1", synNone},
+		{"7d0f3a52-6b1e-4c8e-9a41-2f5e8c7d9b10", synUUID},
+		{"7D0F3A52-6B1E-4C8E-9A41-2F5E8C7D9B10", synNone}, // the API server writes lower case
+		{"7d0f3a52-6b1e-4c8e-9a41-2f5e8c7d9b1g", synNone},
+		{"7d0f3a526-b1e-4c8e-9a41-2f5e8c7d9b10", synNone},
+		{"7d0f3a52-6b1e-4c8e-9a41-2f5e8c7d9b10x", synNone},
+		{"2026-03-14T09:26:53Z", synTime},
+		{"2026-03-14T09:26:53.123456Z", synTime},
+		{"2026-03-14T09:26:53.123456789Z", synTime},
+		{"2026-03-14T09:26:53.1234567890Z", synNone},
+		{"2026-03-14T09:26:53.Z", synNone},
+		{"2026-03-14T09:26:53+01:00", synNone},
+		{"2026-03-14t09:26:53z", synNone},
+		{"2026-03-14T09:26:53", synNone},
+		{"2026-03-14T09:26:53ZZ", synNone},
+		{"2026-03-14T09:26:5xZ", synNone},
+		{"2026-03-14 09:26:53Z", synNone},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, syntaxOf([]byte(tt.in)), tt.in)
+	}
+}
+
+// TestSyntaxCleanFollowsKeywords checks that the built-in detectors leave decimal numbers and
+// timestamps to the skip (uids hold keywords such as "acca"), and that an operator's detector
+// whose keyword fits a syntax turns the skip off for it, so that it finds its secret there.
+func TestSyntaxCleanFollowsKeywords(t *testing.T) {
+	m := newMasker(t, Config{})
+	assert.Equal(t, [numSyntaxes]bool{synDecimal: true, synTime: true}, m.eng.clean)
+
+	custom := newMasker(t, Config{Detectors: []DetectorSpec{
+		{Name: "pin", Regex: `\b(31415\d{5})\b`, Keywords: []string{"31415"}},
+		{Name: "epoch-secret", Regex: `T(09:26:53)Z`, Keywords: []string{"t09:2"}},
+	}})
+	assert.Equal(t, [numSyntaxes]bool{}, custom.eng.clean)
+	doc := `{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"a","resourceVersion":"3141592653","creationTimestamp":"2026-03-14T09:26:53Z"}}`
+	out, st, err := custom.JSON(nil, []byte(doc), Target{})
+	require.NoError(t, err)
+	assert.NotContains(t, string(out), "3141592653")
+	assert.NotContains(t, string(out), "09:26:53")
+	assert.Equal(t, 2, st.Fields)
+
+	// A detector without keywords runs on every string, those of a clean syntax included.
+	always := newMasker(t, Config{Detectors: []DetectorSpec{{Name: "clock", Regex: `T(09:26:53)Z`}}})
+	assert.Equal(t, [numSyntaxes]bool{synDecimal: true, synTime: true}, always.eng.clean)
+	out, st, err = always.JSON(nil, []byte(doc), Target{})
+	require.NoError(t, err)
+	assert.NotContains(t, string(out), "09:26:53")
+	assert.Equal(t, 1, st.Fields)
+}
+
+// TestSyntaxSkipAsDetectors compares the walker with a walker that runs the detectors on every
+// string, on documents whose strings are of the skipped syntaxes, near misses of them, and
+// credentials: the outputs are identical.
+func TestSyntaxSkipAsDetectors(t *testing.T) {
+	fast := newMasker(t, Config{})
+	slow := newMasker(t, Config{})
+	slow.eng.clean = [numSyntaxes]bool{}
+	values := []string{
+		"250000", "0", "12345678901234567890", "2026-03-14T09:26:53Z", "2026-03-14T09:26:53.123456789Z",
+		"7d0f3a52-6b1e-4c8e-9a41-2f5e8c7d9b10", "abcdef.0123456789abcdef", "2026-03-14T09:26:53.acca4b1dZ",
+		ghToken("ghp_", "R7kQ2mZx9LpV4nT8wB3cY6dF1hJ5sA"), "AKIAQ3EGRJ7XW5LN2TBV", "s.ABCDEFGHijklmnop12345678",
+	}
+	for range 200 {
+		values = append(values, fmt.Sprintf("%d", randUint()), fmt.Sprintf("20%02d-%02d-%02dT%02d:%02d:%02d.%dZ",
+			randUint()%100, randUint()%13, randUint()%32, randUint()%24, randUint()%60, randUint()%60, randUint()%1000000))
+	}
+	for _, v := range values {
+		doc := fmt.Sprintf(`{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"a","uid":%[1]q,"resourceVersion":%[1]q,"creationTimestamp":%[1]q,"labels":{"l":%[1]q}},"data":{"k":%[1]q}}`, v)
+		want, wst, werr := slow.JSON(nil, []byte(doc), Target{})
+		got, gst, gerr := fast.JSON(nil, []byte(doc), Target{})
+		require.Equal(t, werr, gerr, v)
+		require.Equal(t, string(want), string(got), v)
+		require.Equal(t, wst, gst, v)
+	}
+}
+
+var randState uint64 = 88172645463325252
+
+// randUint is a xorshift generator: the differential tests need varied digits, not quality.
+func randUint() uint64 {
+	randState ^= randState << 13
+	randState ^= randState >> 7
+	randState ^= randState << 17
+	return randState
+}
+
+// TestCredentialInSystemFields smuggles credentials into the metadata fields kube-apiserver sets
+// (an audit event's requestObject holds what the client sent, whatever it was): uid,
+// resourceVersion, creationTimestamp, deletionTimestamp, generation and managedFields times.
+// None of them has the syntax the detectors are skipped for, and each is masked.
+func TestCredentialInSystemFields(t *testing.T) {
+	m := newMasker(t, Config{})
+	tok := func(r string) string { return ghToken("ghp_", r) }
+	creds := []struct{ value, secret string }{
+		{tok("R7kQ2mZx9LpV4nT8wB3cY6dF1hJ5sA"), tok("R7kQ2mZx9LpV4nT8wB3cY6dF1hJ5sA")},
+		{"AKIAQ3EGRJ7XW5LN2TBV", "AKIAQ3EGRJ7XW5LN2TBV"},
+		{testJWT(), testJWT()},
+		{"abcdef.0123456789abcdef", "0123456789abcdef"}, // a bootstrap token: a detector without keywords
+		{"2026-03-14T09:26:53Z " + tok("Z7kQ2mZx9LpV4nT8wB3cY6dF1hJ5sB"), tok("Z7kQ2mZx9LpV4nT8wB3cY6dF1hJ5sB")},
+		{"250000 " + tok("Y7kQ2mZx9LpV4nT8wB3cY6dF1hJ5sC"), tok("Y7kQ2mZx9LpV4nT8wB3cY6dF1hJ5sC")},
+		{"7d0f3a52-6b1e-4c8e-9a41-2f5e8c7d9b10 " + tok("X7kQ2mZx9LpV4nT8wB3cY6dF1hJ5sD"), tok("X7kQ2mZx9LpV4nT8wB3cY6dF1hJ5sD")},
+	}
+	fields := []string{"uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "generation"}
+	for _, cred := range creds {
+		for _, f := range fields {
+			obj := fmt.Sprintf(`{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"a","%s":%q,"managedFields":[{"manager":"kubectl","time":%q}]}}`, f, cred.value, cred.value)
+			docs := map[string]string{
+				"object": obj,
+				"audit":  `{"kind":"Event","apiVersion":"audit.k8s.io/v1","objectRef":{"resource":"configmaps","apiVersion":"v1"},"requestObject":` + obj + `}`,
+				"watch":  `{"type":"ADDED","object":` + obj + `}`,
+			}
+			for name, doc := range docs {
+				out, _, err := m.JSON(nil, []byte(doc), Target{Resource: "configmaps"})
+				require.NoError(t, err)
+				assert.NotContains(t, string(out), cred.secret, "%s in %s of %s", cred.value, f, name)
+			}
+		}
+	}
+}

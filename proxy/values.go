@@ -1,10 +1,8 @@
 package proxy
 
 import (
-	"bytes"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gatehouse-dev/gatehouse/masking"
 	"github.com/gatehouse-dev/gatehouse/recording"
@@ -142,11 +140,5 @@ func (s *sessionValues) batchHook(st *requestState) (hook func(value, placeholde
 // keepable reports whether a Values set could keep v or a line of it: no value shorter than
 // recording.MinValueBytes without spaces is worth keeping.
 func keepable(v []byte) bool {
-	if len(v) < recording.MinValueBytes {
-		return false
-	}
-	if c, d := v[0], v[len(v)-1]; c > ' ' && c < utf8.RuneSelf && d > ' ' && d < utf8.RuneSelf {
-		return true // nothing to trim: printable ASCII at both ends
-	}
-	return len(bytes.TrimSpace(v)) >= recording.MinValueBytes
+	return recording.TrimmedAtLeast(v, recording.MinValueBytes)
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
-	"unicode/utf8"
 )
 
 // Limits of a Values set.
@@ -71,20 +70,43 @@ func (s *Values) Add(v, placeholder []byte) {
 
 // keeps reports whether Add keeps v itself (not counting its lines), unless it is already kept.
 func keeps(v []byte) bool {
-	return len(v) <= MaxValueBytes && trimmedAtLeast(v, MinValueBytes)
+	return len(v) <= MaxValueBytes && TrimmedAtLeast(v, MinValueBytes)
 }
 
-// trimmedAtLeast reports whether bytes.TrimSpace(v) is at least n bytes long. A value that starts
-// and ends with printable ASCII other than the space (most are) has nothing to trim, and is not
-// read through.
-func trimmedAtLeast(v []byte, n int) bool {
+// TrimmedAtLeast reports whether bytes.TrimSpace(v) is at least n bytes long. Most values (text,
+// and binary data) neither start nor end with a byte that can begin or end a white space
+// character, and are not read through.
+func TrimmedAtLeast(v []byte, n int) bool {
 	if len(v) < n || len(v) == 0 {
 		return len(v) >= n
 	}
-	if c, d := v[0], v[len(v)-1]; c > ' ' && c < utf8.RuneSelf && d > ' ' && d < utf8.RuneSelf {
+	if !canStartSpace(v[0]) && !canEndSpace(v[len(v)-1]) {
 		return true
 	}
 	return len(bytes.TrimSpace(v)) >= n
+}
+
+// canStartSpace reports whether a white space character (unicode.IsSpace) can start with c: the
+// ASCII spaces, and the lead bytes of U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029,
+// U+202F, U+205F and U+3000.
+func canStartSpace(c byte) bool {
+	switch c {
+	case '\t', '\n', '\v', '\f', '\r', ' ', 0xc2, 0xe1, 0xe2, 0xe3:
+		return true
+	}
+	return false
+}
+
+// canEndSpace reports whether a white space character can end with c: the ASCII spaces, and the
+// last bytes of the others.
+func canEndSpace(c byte) bool {
+	switch {
+	case c == '\t', c == '\n', c == '\v', c == '\f', c == '\r', c == ' ':
+		return true
+	case c >= 0x80 && c <= 0x8a, c == 0x9f, c == 0xa0, c == 0xa8, c == 0xa9, c == 0xaf:
+		return true
+	}
+	return false
 }
 
 func (s *Values) add(v, placeholder []byte) {

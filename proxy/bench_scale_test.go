@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -247,22 +246,6 @@ func BenchmarkProxyWatchMemory(b *testing.B) {
 			b.ReportMetric(goroutines/float64(b.N), "goroutines/watch")
 		})
 	}
-}
-
-// processCPU returns the CPU time (user and system) the process has used: the clients', the
-// proxies', the upstream's and the embedded NATS server's. Unlike wall time it hardly grows when
-// other processes share the machine.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// reportCPU reports the process's CPU time per operation since cpu0.
-func reportCPU(b *testing.B, cpu0 time.Duration) {
-	b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
 
 // heapInUse returns the bytes of the heap in use, and of goroutine stacks, after a collection.

@@ -111,7 +111,8 @@ func (u *upstream) config() *rest.Config {
 	}
 }
 
-// newStubProxy serves a proxy in front of u with the real authenticator, masker and trail;
+// newStubProxy serves a proxy in front of u with the real authenticator, masker and trail (in a
+// benchmark, on the benchmarks' NATS server: benchRecorder);
 // configure, when set, changes its options first (to break the proxy's cost down, or to give it
 // policies and approvals).
 func newStubProxy(t testing.TB, u *upstream, configure func(*proxy.Options)) *httptest.Server {
@@ -127,10 +128,17 @@ func newStubProxy(t testing.TB, u *upstream, configure func(*proxy.Options)) *ht
 	require.Eventually(t, func() bool { return a.Ready(ctx) == nil }, 10*time.Second, 20*time.Millisecond)
 	m, err := masking.New(masking.Config{Key: []byte("gatehouse-test-masking-key-0001")})
 	require.NoError(t, err)
-	pub, err := trail.NewPublisher(env.nc, trail.PublisherOptions{MaxPending: 1 << 16})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = pub.Close(context.Background()) })
-	o := proxy.Options{Upstream: u.config(), Authenticator: a, Masker: m, Recorder: pub, Recordings: env.recordings}
+	var rec proxy.Recorder
+	if b, ok := t.(*testing.B); ok {
+		// A benchmark's NATS runs in a process of its own, as deployed.
+		rec = benchRecorder(b)
+	} else {
+		pub, err := trail.NewPublisher(env.nc, trail.PublisherOptions{MaxPending: 1 << 16})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = pub.Close(context.Background()) })
+		rec = pub
+	}
+	o := proxy.Options{Upstream: u.config(), Authenticator: a, Masker: m, Recorder: rec, Recordings: env.recordings}
 	if configure != nil {
 		configure(&o)
 	}

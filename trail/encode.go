@@ -3,45 +3,125 @@ package trail
 import (
 	"encoding/json"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/jsonlex"
 )
 
-// Encoding the records admission publishes for every review.
+// Encoding the records admission and the proxy publish for every review and every request.
 //
 // encoding/json spends most of its time on reflection and on the escaping of every string; a
-// Decision is published for every admission review. appendJSON writes exactly the bytes
-// json.Marshal writes for the record (TestDecisionJSON and FuzzDecisionJSON compare them), and
+// Decision is published for every admission review, a Request for every request through the
+// proxy. appendJSON writes exactly the bytes json.Marshal writes for the record
+// (TestDecisionJSON, FuzzDecisionJSON, TestRequestJSON and FuzzRequestJSON compare them), and
 // falls back to json.Marshal for what it does not write itself.
 
 // marshal encodes a record as json.Marshal does.
 func marshal(r Record) ([]byte, error) {
-	if d, ok := r.(*Decision); ok {
-		if data, ok := d.appendJSON(make([]byte, 0, 1024)); ok {
+	switch r := r.(type) {
+	case *Decision:
+		if data, ok := r.appendJSON(make([]byte, 0, 1024)); ok {
+			return data, nil
+		}
+	case *Request:
+		// The proxy publishes one for every request.
+		if data, ok := r.appendJSON(make([]byte, 0, 1024)); ok {
 			return data, nil
 		}
 	}
 	return json.Marshal(r)
 }
 
+// appendJSON appends the request record as json.Marshal encodes it, under the conditions of
+// Decision.appendJSON.
+func (r *Request) appendJSON(b []byte) ([]byte, bool) {
+	b, ok := r.Meta.appendJSON(b)
+	if !ok {
+		return nil, false
+	}
+	b = append(b, `,"auditID":`...)
+	b = appendString(b, r.AuditID)
+	b = appendOmitEmpty(b, `,"heldAuditID":`, r.HeldAuditID)
+	b = appendOmitEmpty(b, `,"sessionID":`, r.SessionID)
+	b = append(b, `,"identity":`...)
+	b = r.Identity.appendJSON(b)
+	b = appendOmitEmpty(b, `,"client":`, r.Client)
+	b = appendOmitEmpty(b, `,"sourceIP":`, r.SourceIP)
+	b = append(b, `,"operation":`...)
+	b = r.Operation.appendJSON(b)
+	b = append(b, `,"code":`...)
+	b = strconv.AppendInt(b, int64(r.Code), 10)
+	if r.DryRun {
+		b = append(b, `,"dryRun":true`...)
+	}
+	b = append(b, `,"latencyNs":`...)
+	b = strconv.AppendInt(b, int64(r.Latency), 10)
+	b = append(b, `,"durationNs":`...)
+	b = strconv.AppendInt(b, int64(r.Duration), 10)
+	b = append(b, `,"bytesIn":`...)
+	b = strconv.AppendInt(b, r.BytesIn, 10)
+	b = append(b, `,"bytesOut":`...)
+	b = strconv.AppendInt(b, r.BytesOut, 10)
+	if r.Masking != nil {
+		b = append(b, `,"masking":{"fields":`...)
+		b = strconv.AppendInt(b, int64(r.Masking.Fields), 10)
+		if len(r.Masking.Detectors) > 0 {
+			b = append(b, `,"detectors":{`...)
+			keys := make([]string, 0, len(r.Masking.Detectors))
+			for k := range r.Masking.Detectors {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for i, k := range keys {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendString(b, k)
+				b = append(b, ':')
+				b = strconv.AppendInt(b, int64(r.Masking.Detectors[k]), 10)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	if r.Decision != nil {
+		b = append(b, `,"decision":`...)
+		b = r.Decision.appendJSON(b)
+	}
+	b = appendOmitEmpty(b, `,"approvalID":`, r.ApprovalID)
+	b = appendOmitEmpty(b, `,"error":`, r.Error)
+	b = appendOmitEmpty(b, `,"phase":`, string(r.Phase))
+	b = appendOmitEmpty(b, `,"recordingID":`, r.RecordingID)
+	return append(b, '}'), true
+}
+
+// appendJSON appends the opening brace and the header's members. It reports false unless the
+// time is in UTC and within the years json.Marshal accepts (0-9999).
+func (m *Meta) appendJSON(b []byte) ([]byte, bool) {
+	if y := m.Time.Year(); y < 0 || y > 9999 || m.Time.Location() != time.UTC {
+		return nil, false
+	}
+	b = append(b, `{"apiVersion":`...)
+	b = appendString(b, m.APIVersion)
+	b = append(b, `,"kind":`...)
+	b = appendString(b, string(m.Kind))
+	b = append(b, `,"id":`...)
+	b = appendString(b, m.ID)
+	b = append(b, `,"time":"`...)
+	b = m.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	return appendOmitEmpty(b, `,"source":`, m.Source), true
+}
+
 // appendJSON appends the decision as json.Marshal encodes it. It reports false, leaving the
 // encoding to json.Marshal, unless the time is in UTC (as Publish makes it) and within the
 // years json.Marshal accepts (0-9999).
 func (d *Decision) appendJSON(b []byte) ([]byte, bool) {
-	if y := d.Time.Year(); y < 0 || y > 9999 || d.Time.Location() != time.UTC {
+	b, ok := d.Meta.appendJSON(b)
+	if !ok {
 		return nil, false
 	}
-	b = append(b, `{"apiVersion":`...)
-	b = appendString(b, d.APIVersion)
-	b = append(b, `,"kind":`...)
-	b = appendString(b, string(d.Kind))
-	b = append(b, `,"id":`...)
-	b = appendString(b, d.ID)
-	b = append(b, `,"time":"`...)
-	b = d.Time.AppendFormat(b, time.RFC3339Nano)
-	b = append(b, '"')
-	b = appendOmitEmpty(b, `,"source":`, d.Source)
 	b = append(b, `,"component":`...)
 	b = appendString(b, d.Component)
 	b = appendOmitEmpty(b, `,"auditID":`, d.AuditID)

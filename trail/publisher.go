@@ -41,7 +41,12 @@ type PublisherOptions struct {
 	// BatchDelay is how long Publish holds a record so that the records published meanwhile go
 	// to NATS together: one write, and one wake-up of the server and of the acknowledgement
 	// handling, for all of them, instead of one per record on the publisher's request path.
-	// PublishSync never waits for it. Default 1ms; negative: every record is handed to
+	// Those wake-ups, not the records' bytes, are most of what a record costs the publisher and
+	// the server: a proxy serving small GETs one after another (about 4,000 a second) spent 11%
+	// less CPU per request, and its NATS server half, with 10ms than with 1ms. A held record counts
+	// against MaxPending and is retried like any other once handed over; it is lost only if the
+	// process dies before it is handed over, as a handed-over record not yet stored is.
+	// PublishSync never waits for it. Default 10ms; negative: every record is handed to
 	// JetStream at once.
 	BatchDelay time.Duration
 	// Logger receives retry and loss reports, which name record IDs only. Default: discard.
@@ -49,7 +54,7 @@ type PublisherOptions struct {
 }
 
 // DefaultBatchDelay is PublisherOptions.BatchDelay's default.
-const DefaultBatchDelay = time.Millisecond
+const DefaultBatchDelay = 10 * time.Millisecond
 
 func (o *PublisherOptions) setDefaults() {
 	if o.MaxPending == 0 {
@@ -286,9 +291,9 @@ func encodeMsg(r Record) (*nats.Msg, error) {
 // acked runs on nats.go's acknowledgement goroutine and must not block.
 func (p *Publisher) acked(_ jetstream.JetStream, msg *nats.Msg, _ *jetstream.PubAck) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	delete(p.attempts, msg)
-	p.mu.Unlock()
-	p.done()
+	p.doneLocked()
 }
 
 // failed schedules the record for republishing with exponential delay.
@@ -331,6 +336,10 @@ func (p *Publisher) republish(msg *nats.Msg) {
 func (p *Publisher) done() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.doneLocked()
+}
+
+func (p *Publisher) doneLocked() {
 	p.pending--
 	if p.pending == 0 && p.idle != nil {
 		close(p.idle)

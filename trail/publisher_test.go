@@ -99,6 +99,26 @@ func TestPublishBatches(t *testing.T) {
 	}
 }
 
+// TestPublishSendsAfterDelay checks that a record held for the default BatchDelay is sent
+// without a Flush, with the records published meanwhile, and that records published after the
+// hand-over start a batch of their own.
+func TestPublishSendsAfterDelay(t *testing.T) {
+	_, nc, js := setup(t)
+	ctx := t.Context()
+	p, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: "test"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	before := streamMsgs(t, js)
+	for round := range 2 {
+		for i := range 5 {
+			require.NoError(t, p.Publish(ctx, &trail.Request{Meta: trail.Meta{ID: fmt.Sprintf("delay-%d-%d", round, i)}}))
+		}
+		want := before + uint64(5*(round+1))
+		require.Eventually(t, func() bool { return streamMsgs(t, js) == want && p.Pending() == 0 }, 10*time.Second, 5*time.Millisecond,
+			"round %d: held records are sent after the delay, without Flush", round)
+	}
+}
+
 func TestPublishFailsClosedWhileNATSIsDown(t *testing.T) {
 	natsServer, nc, js := setup(t)
 	ctx := t.Context()

@@ -11,6 +11,11 @@
 // their per-unit metrics (ns/MB, B/watch, ...) relative to the smallest parameter, so that
 // linear cost reads as 1.00x all along.
 //
+// A benchmark that reports an "unrecorded" metric counts the trail records it could not write
+// (the trail refused them: backlog, NATS unavailable). A run with any did less work than a
+// deployment must, so its ratios flatter it: the report says so in a warning, on the case's line
+// and at its end, and in the JSON (warnings, and each case's unrecorded).
+//
 // benchratio passes the raw output through to standard output as it comes (the run's progress),
 // writes it unchanged to -raw (benchstat's input format) and the report as JSON to -json.
 //
@@ -87,6 +92,9 @@ type Report struct {
 	Scaling []Curve `json:"scaling,omitempty"`
 	// Failures lists the lines of failed benchmarks and packages.
 	Failures []string `json:"failures,omitempty"`
+	// Warnings names the benchmarks whose runs the trail refused records in: their ratios
+	// flatter them.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Group is a baseline and the cases measured against it.
@@ -109,6 +117,10 @@ type Case struct {
 	Metrics map[string]float64 `json:"metrics,omitempty"`
 	// AllocsPerOp is the case's median allocations per operation, when reported.
 	AllocsPerOp *float64 `json:"allocsPerOp,omitempty"`
+	// Unrecorded, when the case reports it, counts the trail records refused in all its runs,
+	// and UnrecordedRuns the runs with any: not zero means its ratios flatter it.
+	Unrecorded     *float64 `json:"unrecorded,omitempty"`
+	UnrecordedRuns int      `json:"unrecordedRuns,omitempty"`
 }
 
 // Curve is a family of cases that differ only in one numeric parameter.
@@ -134,6 +146,9 @@ var (
 	param   = regexp.MustCompile(`^([A-Za-z][\w-]*)=(\d+(?:\.\d+)?)([A-Za-z]*)$`)
 	failure = regexp.MustCompile(`^(--- FAIL|FAIL|panic:)`)
 )
+
+// unrecordedUnit is the metric of the trail records a benchmark run could not write.
+const unrecordedUnit = "unrecorded"
 
 // standard are go test's own units: shown as ratios, never as scaling metrics.
 var standard = map[string]bool{"ns/op": true, "B/op": true, "allocs/op": true, "MB/s": true}
@@ -206,7 +221,7 @@ func run(in io.Reader, raw, out io.Writer) (*Report, error) {
 			r := results[name]
 			c := Case{Name: rest, Runs: len(r.metrics["ns/op"]), Ratios: map[string]float64{}, Metrics: map[string]float64{}}
 			for _, unit := range sortedUnits(r) {
-				if unit == "B/op" || unit == "allocs/op" || unit == "MB/s" {
+				if unit == "B/op" || unit == "allocs/op" || unit == "MB/s" || unit == unrecordedUnit {
 					continue
 				}
 				if _, ok := b.metrics[unit]; ok {
@@ -219,6 +234,10 @@ func run(in io.Reader, raw, out io.Writer) (*Report, error) {
 				v := median(a)
 				c.AllocsPerOp = &v
 			}
+			if u, ok := r.metrics[unrecordedUnit]; ok {
+				total, runs := unrecorded(u)
+				c.Unrecorded, c.UnrecordedRuns = &total, runs
+			}
 			g.Cases = append(g.Cases, c)
 			caseOf[name] = found{r, b}
 		}
@@ -226,6 +245,12 @@ func run(in io.Reader, raw, out io.Writer) (*Report, error) {
 	}
 	if len(rep.Groups) == 0 {
 		return nil, fmt.Errorf("no baseline=... sub-benchmarks in the input")
+	}
+	for _, name := range names {
+		if total, runs := unrecorded(results[name].metrics[unrecordedUnit]); runs > 0 {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: the trail refused %.0f records in %d of %d runs: those runs did less work than a deployment must, so their ratios flatter them",
+				name, total, runs, len(results[name].metrics[unrecordedUnit])))
+		}
 	}
 
 	// Scaling curves: cases whose names differ in one name=<number> element.
@@ -293,7 +318,19 @@ func isNestedGroup(rest string, names []string, parent string) bool {
 	return false
 }
 
+// unrecorded returns the records refused over runs, and the runs with any.
+func unrecorded(runs []float64) (total float64, with int) {
+	for _, v := range runs {
+		if v > 0 {
+			total += v
+			with++
+		}
+	}
+	return total, with
+}
+
 func printReport(out io.Writer, rep *Report) {
+	printWarnings(out, rep)
 	fmt.Fprintln(out, "\nRatios to the baseline of the same run (median of runs; time < 1 is faster):")
 	for _, g := range rep.Groups {
 		fmt.Fprintf(out, "\n%s %s (baseline %s: %.0f ns/op)\n", g.Package, g.Benchmark, g.Baseline, g.BaselineMetrics["ns/op"])
@@ -309,6 +346,9 @@ func printReport(out io.Writer, rep *Report) {
 			}
 			if c.AllocsPerOp != nil {
 				fmt.Fprintf(out, "  allocs/op=%.0f", *c.AllocsPerOp)
+			}
+			if c.UnrecordedRuns > 0 {
+				fmt.Fprintf(out, "  UNRECORDED=%.0f in %d of %d runs: FLATTERED", *c.Unrecorded, c.UnrecordedRuns, c.Runs)
 			}
 			fmt.Fprintln(out)
 		}
@@ -331,6 +371,15 @@ func printReport(out io.Writer, rep *Report) {
 		for _, f := range rep.Failures {
 			fmt.Fprintln(out, "  "+f)
 		}
+	}
+	printWarnings(out, rep)
+}
+
+// printWarnings shows the warnings before the ratios and again after them, where a reader of a
+// long run's output looks.
+func printWarnings(out io.Writer, rep *Report) {
+	for _, w := range rep.Warnings {
+		fmt.Fprintln(out, "\nWARNING: "+w)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -26,6 +27,8 @@ BenchmarkZ/events=10/mask-2           	100	 150 ns/op	 7 events/s
 	assert.Regexp(t, `fancy\s+2\.00x time\s+2\.00x p99-ns\s+allocs/op=20`, s, "medians of the runs, metric by metric")
 	assert.Regexp(t, `mask\s+1\.50x time\s+events/s=7`, s, "nested baselines; metrics the baseline lacks are shown as they are")
 	assert.NotContains(t, s, "BenchmarkY (baseline", "a baseline= with a deeper path is not a baseline")
+	assert.NotContains(t, s, "WARNING")
+	assert.Empty(t, rep.Warnings)
 
 	require.Len(t, rep.Groups, 2)
 	x := rep.Groups[0]
@@ -89,3 +92,54 @@ func TestMedian(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestUnrecordedWarns: runs in which the trail refused records did less work than a deployment
+// must. The report says so on the case's line, in a warning before and after the ratios, and in
+// the JSON; clean runs raise no warning.
+func TestUnrecordedWarns(t *testing.T) {
+	in := `pkg: example.com/w
+BenchmarkA/rules=10/baseline=noop-2	100	 1000 ns/op	 0 unrecorded
+BenchmarkA/rules=10/baseline=noop-2	100	 1000 ns/op	 0 unrecorded
+BenchmarkA/rules=10/baseline=noop-2	100	 1000 ns/op	 0 unrecorded
+BenchmarkA/rules=10/policy-2       	100	 2000 ns/op	 0 unrecorded
+BenchmarkA/rules=10/policy-2       	100	 1500 ns/op	 120 unrecorded
+BenchmarkA/rules=10/policy-2       	100	 1600 ns/op	 30 unrecorded
+BenchmarkA/rules=50/baseline=noop-2	100	 1000 ns/op	 0 unrecorded
+BenchmarkA/rules=50/policy-2       	100	 2000 ns/op	 0 unrecorded
+`
+	var out strings.Builder
+	rep, err := run(strings.NewReader(in), &strings.Builder{}, &out)
+	require.NoError(t, err)
+	s := out.String()
+
+	require.Len(t, rep.Warnings, 1, "one warning, for the case that lost records")
+	assert.Contains(t, rep.Warnings[0], "example.com/w BenchmarkA/rules=10/policy")
+	assert.Contains(t, rep.Warnings[0], "refused 150 records in 2 of 3 runs")
+	assert.Equal(t, 2, strings.Count(s, "WARNING: example.com/w BenchmarkA/rules=10/policy"), "before and after the ratios")
+	assert.Regexp(t, `policy\s+1\.60x time.*UNRECORDED=150 in 2 of 3 runs: FLATTERED`, s)
+
+	require.Len(t, rep.Groups, 2)
+	flattered, clean := rep.Groups[0].Cases[0], rep.Groups[1].Cases[0]
+	assert.Equal(t, ptr(150.0), flattered.Unrecorded)
+	assert.Equal(t, 2, flattered.UnrecordedRuns)
+	assert.NotContains(t, flattered.Ratios, "unrecorded", "a count of refusals is no ratio")
+	assert.NotContains(t, flattered.Metrics, "unrecorded")
+	assert.Equal(t, ptr(0.0), clean.Unrecorded, "a clean case says it recorded everything")
+	assert.Zero(t, clean.UnrecordedRuns)
+	assert.NotContains(t, s, "FLATTERED\n  policy", "only the flattered case is marked")
+	assert.Equal(t, 1, strings.Count(s, "UNRECORDED="))
+
+	data, err := json.Marshal(rep)
+	require.NoError(t, err)
+	assert.Contains(t, string(data), `"warnings":["example.com/w BenchmarkA/rules=10/policy: the trail refused 150 records in 2 of 3 runs`)
+	assert.Contains(t, string(data), `"unrecorded":150,"unrecordedRuns":2`)
+}
+
+// TestUnrecordedBaselineWarns: a baseline that lost records is warned about too.
+func TestUnrecordedBaselineWarns(t *testing.T) {
+	in := "pkg: example.com/w\nBenchmarkB/baseline=a-2 1 10 ns/op 3 unrecorded\nBenchmarkB/c-2 1 20 ns/op 0 unrecorded\n"
+	rep, err := run(strings.NewReader(in), &strings.Builder{}, &strings.Builder{})
+	require.NoError(t, err)
+	require.Len(t, rep.Warnings, 1)
+	assert.Contains(t, rep.Warnings[0], "BenchmarkB/baseline=a: the trail refused 3 records in 1 of 1 runs")
+}

@@ -22,6 +22,7 @@ import (
 // and the streams and the approvals bucket provisioned by the administrator with `gatehouse
 // nats provision --replicas`. A server can be killed (SIGKILL) and started again on its ports
 // with its data.
+// StartNATSProcess runs one such server, not clustered.
 type NATSCluster struct {
 	// Dir holds the servers' stores, the keys and the PKI.
 	Dir string
@@ -34,6 +35,9 @@ type NATSCluster struct {
 	Replicas int
 
 	servers []*clusterServer
+	// standalone: one server, not clustered, that provisions the streams and the bucket itself
+	// (StartNATSProcess).
+	standalone bool
 }
 
 type clusterServer struct {
@@ -53,6 +57,23 @@ func StartNATSCluster(size int) (*NATSCluster, error) {
 	if err := c.start(size); err != nil {
 		c.Stop()
 		return nil, fmt.Errorf("testbed: start a NATS cluster: %w", err)
+	}
+	return c, nil
+}
+
+// StartNATSProcess starts one `gatehouse nats` server in a process of its own, as a deployment
+// runs it: not clustered, with the streams and the bucket provisioned by the server at its
+// start, secured as StartNATS's. Its CPU is not the test process's: benchmarks use it to count a
+// component's own cost, and ServerCPUTime to report the server's apart.
+func StartNATSProcess() (*NATSCluster, error) {
+	dir, err := os.MkdirTemp("", "gatehouse-nats-process-")
+	if err != nil {
+		return nil, err
+	}
+	c := &NATSCluster{Dir: dir, KeysDir: filepath.Join(dir, "keys"), Replicas: 1, standalone: true}
+	if err := c.start(1); err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("testbed: start a NATS server process: %w", err)
 	}
 	return c, nil
 }
@@ -92,24 +113,30 @@ func (c *NATSCluster) start(size int) error {
 			return err
 		}
 	}
+	if c.standalone {
+		return nil // the server provisioned itself before it said it serves
+	}
 	return c.provision(2 * time.Minute)
 }
 
 // StartServer starts server i (again, after KillServer), on its ports and with its data.
 func (c *NATSCluster) StartServer(i int) error {
 	s := c.servers[i]
-	var routes []string
-	for _, o := range c.servers {
-		routes = append(routes, "nats-route://127.0.0.1:"+strconv.Itoa(o.clusterPort))
-	}
-	p, err := StartGatehouse("nats", "--log-format", "text",
-		"--server-name", s.name, "--cluster-name", "gatehouse-test",
-		"--bind-address", "127.0.0.1", "--port", strconv.Itoa(s.port), "--cluster-port", strconv.Itoa(s.clusterPort),
-		"--routes", strings.Join(routes, ","),
+	args := []string{"nats", "--log-format", "text", "--server-name", s.name,
+		"--bind-address", "127.0.0.1", "--port", strconv.Itoa(s.port),
 		"--store-dir", filepath.Join(c.Dir, s.name),
 		"--users-file", filepath.Join(c.KeysDir, natsbus.UsersFile),
 		"--tls-cert-file", c.PKI.ServerCertFile, "--tls-private-key-file", c.PKI.ServerKeyFile,
-		"--client-ca-file", c.PKI.CAFile, "--cluster-ca-file", c.PKI.CAFile)
+		"--client-ca-file", c.PKI.CAFile}
+	if !c.standalone {
+		var routes []string
+		for _, o := range c.servers {
+			routes = append(routes, "nats-route://127.0.0.1:"+strconv.Itoa(o.clusterPort))
+		}
+		args = append(args, "--cluster-name", "gatehouse-test", "--cluster-port", strconv.Itoa(s.clusterPort),
+			"--routes", strings.Join(routes, ","), "--cluster-ca-file", c.PKI.CAFile)
+	}
+	p, err := StartGatehouse(args...)
 	if err != nil {
 		return err
 	}
@@ -168,6 +195,11 @@ func (c *NATSCluster) RestartServer(i int) error {
 		return err
 	}
 	return c.waitServing(i, time.Minute)
+}
+
+// ServerCPUTime returns the CPU time (user and system) server i used so far.
+func (c *NATSCluster) ServerCPUTime(i int) (time.Duration, error) {
+	return c.servers[i].proc.CPUTime()
 }
 
 // ServerName returns the name of server i, as JetStream reports leaders and peers.

@@ -28,7 +28,9 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 	utilexec "k8s.io/client-go/util/exec"
 
+	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/test/testbed"
+	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
 // The test bed's own tests: each component answers as the real one does, so that a test that
@@ -193,6 +195,43 @@ func TestSmokeNATS(t *testing.T) {
 	for subject, c := range seen {
 		assert.Equal(t, 1, c, "message %s delivered once", subject)
 	}
+}
+
+// TestSmokeNATSProcess: the standalone `gatehouse nats` process serves the components'
+// identities over mutual TLS with the streams provisioned, refuses a client without a
+// certificate, and reports its own CPU time.
+func TestSmokeNATSProcess(t *testing.T) {
+	ctx := t.Context()
+	srv, err := testbed.StartNATSProcess()
+	require.NoError(t, err)
+	t.Cleanup(srv.Stop)
+
+	nc, err := srv.ConnectAs(natsbus.RoleProxy)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	pub, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: "smoke"})
+	require.NoError(t, err)
+	require.NoError(t, pub.PublishSync(ctx, &trail.Request{AuditID: "smoke-1", SessionID: "s-smoke", Code: 200}),
+		"the proxy's identity stores a record: the streams are provisioned")
+
+	admin, err := srv.ConnectAs(natsbus.RoleAdmin)
+	require.NoError(t, err)
+	t.Cleanup(admin.Close)
+	js, err := jetstream.New(admin)
+	require.NoError(t, err)
+	stream, err := js.Stream(ctx, trail.StreamTrail)
+	require.NoError(t, err)
+	info, err := stream.Info(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), info.State.Msgs)
+	assert.Equal(t, 1, info.Config.Replicas, "one server, not clustered")
+
+	_, err = nats.Connect(srv.URL(), nats.RootCAs(srv.PKI.CAFile), nats.MaxReconnects(0))
+	require.Error(t, err, "a client without a certificate and an NKey is refused")
+
+	cpu, err := srv.ServerCPUTime(0)
+	require.NoError(t, err)
+	assert.Positive(t, cpu, "the server's start alone takes CPU")
 }
 
 func TestSmokeClickHouse(t *testing.T) {

@@ -29,8 +29,13 @@ func endsValue(c byte) bool {
 
 // findAssignments appends the values of secret-sounding assignments in text to spans, as
 // password-assignment (password keys, any value) or keyword-entropy (other secret keys,
-// high-entropy values).
-func findAssignments(text []byte, spans []span) []span {
+// high-entropy values). Keys are classified through w's cache of key classes when w is not nil:
+// the keys of configuration files repeat from one value to the next.
+func findAssignments(w *walker, text []byte, spans []span) []span {
+	var kc *keyCache
+	if w != nil {
+		kc = &w.keyClasses
+	}
 	for i := 0; i < len(text); i++ {
 		var vs int // where the value may start
 		flag := false
@@ -63,7 +68,12 @@ func findAssignments(text []byte, spans []span) []span {
 		if !ok {
 			continue
 		}
-		c := classifyKey(key)
+		var c keyClass
+		if kc != nil {
+			c = kc.classify(key)
+		} else {
+			c = classifyKey(key)
+		}
 		if c == keyPlain {
 			continue
 		}

@@ -150,7 +150,7 @@ func mergeIDs(a, b []int) []int {
 // there was any.
 func (a *automaton) scan(text []byte, trig []uint64) bool {
 	if a.next16 != nil {
-		return a.scan16(text, trig)
+		return a.scanPair(text, trig)
 	}
 	next, class, outFrom := a.next, &a.class, a.outFrom
 	s := int32(0)

@@ -149,8 +149,14 @@ func namesChecksum(k []byte) bool {
 }
 
 // keyCache remembers the classes of the keys classified last: the members of a list's items,
-// the fields of watch events, repeat their names. Keys are names, never masked values.
-type keyCache [64]struct {
+// the fields of watch events, the keys of configuration files, repeat their names. It is set
+// associative, two keys to a set, so that two names that hash alike (namespace and uid) do
+// not take each other's place. Keys are names, never masked values.
+type keyCache [keyCacheSets][2]keyCacheEntry
+
+const keyCacheSets = 32
+
+type keyCacheEntry struct {
 	n     uint8 // length of the key; 0: empty
 	key   [31]byte
 	class keyClass
@@ -158,17 +164,21 @@ type keyCache [64]struct {
 
 // classify returns classifyKey(k).
 func (kc *keyCache) classify(k []byte) keyClass {
-	if len(k) == 0 || len(k) > len(kc[0].key) {
+	if len(k) == 0 || len(k) > len(kc[0][0].key) {
 		return classifyKey(k)
 	}
-	h := (uint(len(k))*131 + uint(k[0])*31 + uint(k[len(k)/2])*7 + uint(k[len(k)-1])) % uint(len(kc))
-	e := &kc[h]
-	if int(e.n) == len(k) && string(e.key[:e.n]) == string(k) {
-		return e.class
+	x := uint32(len(k))<<24 | uint32(k[0])<<16 | uint32(k[len(k)/2])<<8 | uint32(k[len(k)-1])
+	set := &kc[(x*0x9e3779b1)>>27%keyCacheSets]
+	for i := range set {
+		if e := &set[i]; int(e.n) == len(k) && string(e.key[:e.n]) == string(k) {
+			return e.class
+		}
 	}
 	c := classifyKey(k)
-	e.n, e.class = uint8(len(k)), c
-	copy(e.key[:], k)
+	// The newest key goes first; the one it displaces takes the place of the older.
+	set[1] = set[0]
+	set[0].n, set[0].class = uint8(len(k)), c
+	copy(set[0].key[:], k)
 	return c
 }
 

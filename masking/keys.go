@@ -2,7 +2,9 @@ package masking
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
+	"math/bits"
 )
 
 // keyClass says how secret-sounding the name of a value is: an object key, an environment
@@ -154,7 +156,10 @@ func namesChecksum(k []byte) bool {
 // not take each other's place. Keys are names, never masked values.
 type keyCache [keyCacheSets][2]keyCacheEntry
 
-const keyCacheSets = 32
+const (
+	keyCacheBits = 5
+	keyCacheSets = 1 << keyCacheBits
+)
 
 type keyCacheEntry struct {
 	n     uint8 // length of the key; 0: empty
@@ -167,8 +172,7 @@ func (kc *keyCache) classify(k []byte) keyClass {
 	if len(k) == 0 || len(k) > len(kc[0][0].key) {
 		return classifyKey(k)
 	}
-	x := uint32(len(k))<<24 | uint32(k[0])<<16 | uint32(k[len(k)/2])<<8 | uint32(k[len(k)-1])
-	set := &kc[(x*0x9e3779b1)>>27%keyCacheSets]
+	set := &kc[keySet(k)]
 	for i := range set {
 		if e := &set[i]; int(e.n) == len(k) && string(e.key[:e.n]) == string(k) {
 			return e.class
@@ -180,6 +184,24 @@ func (kc *keyCache) classify(k []byte) keyClass {
 	set[0].n, set[0].class = uint8(len(k)), c
 	copy(set[0].key[:], k)
 	return c
+}
+
+// keySet returns the set of a key cache for a key of 1 to 31 bytes, hashed from its first and
+// last eight bytes and its length: keys of one pattern (db-0.internal, db-1.internal) differ
+// in bytes near one end.
+func keySet(k []byte) int {
+	var a, b uint64
+	if len(k) >= 8 {
+		a = binary.LittleEndian.Uint64(k)
+		b = binary.LittleEndian.Uint64(k[len(k)-8:])
+	} else {
+		for i, c := range k {
+			a |= uint64(c) << (8 * i)
+		}
+		b = a
+	}
+	h := (a ^ bits.RotateLeft64(b, 29) ^ uint64(len(k))) * 0x9e3779b97f4a7c15
+	return int(h >> (64 - keyCacheBits))
 }
 
 // classifyKey classifies the name of a value by its last word.

@@ -103,8 +103,8 @@ func runeBoundary(text []byte, i int) bool { return i >= len(text) || utf8.RuneS
 func FuzzRawOffsets(f *testing.F) {
 	f.Add([]byte(`a\nb\u00e9c\ud83d\ude00d`), uint64(7))
 	f.Fuzz(func(t *testing.T, raw []byte, seed uint64) {
-		if _, _, err := scanString(append(append([]byte{'"'}, raw...), '"'), 0); err != nil {
-			return
+		if end, _, err := scanString(append(append([]byte{'"'}, raw...), '"'), 0); err != nil || end != len(raw)+2 {
+			return // not the body of one JSON string
 		}
 		text := unescape(nil, raw)
 		r := rand.New(rand.NewPCG(seed, 0))

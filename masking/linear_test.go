@@ -318,3 +318,51 @@ func FuzzLinearFinders(f *testing.F) {
 		sameSpans(t, findSecretManifestsPerKind(text, nil), findSecretManifests(text, nil), text)
 	})
 }
+
+// insertionSorted is the insertion sort mergeSpans used: the reference for the stable sort.
+func insertionSorted(spans []span) []span {
+	spans = slices.Clone(spans)
+	for i := 1; i < len(spans); i++ {
+		for j := i; j > 0 && spans[j].start < spans[j-1].start; j-- {
+			spans[j], spans[j-1] = spans[j-1], spans[j]
+		}
+	}
+	return spans
+}
+
+// TestMergeSpansAsInsertionSort merges random spans, several of each start, after sorting
+// them stably and with the insertion sort mergeSpans used: the same spans, named alike.
+func TestMergeSpansAsInsertionSort(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 6))
+	for range 20000 {
+		spans := make([]span, r.IntN(30))
+		for i := range spans {
+			s := r.IntN(40)
+			spans[i] = span{s, s + 1 + r.IntN(8), []int{idPasswordAssignment, idKeywordEntropy, idJWT, idAWSAccessKeyID, idFirstFormat}[r.IntN(5)]}
+		}
+		want := mergeSpans(slices.Clone(spans)) // sorted again by the stable sort: the same order
+		require.Equal(t, mergeSpansSorted(insertionSorted(spans)), want, "spans %v", spans)
+	}
+}
+
+// mergeSpansSorted is the merging half of mergeSpans, for spans already sorted.
+func mergeSpansSorted(spans []span) []span {
+	if len(spans) < 2 {
+		return spans
+	}
+	n := 0
+	for _, s := range spans[1:] {
+		if s.start < spans[n].end {
+			if s.end > spans[n].end {
+				spans[n].end = s.end
+			}
+			if isKeywordRule(spans[n].id) {
+				spans[n].id = s.id
+			}
+			continue
+		}
+		n++
+		spans[n] = s
+	}
+	return spans[:n+1]
+}

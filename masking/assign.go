@@ -27,11 +27,23 @@ func endsValue(c byte) bool {
 	return false
 }
 
+// assignmentSeps are the bytes findAssignments looks at: those that separate a key and its value.
+var assignmentSeps = [256]bool{'=': true, ':': true, ' ': true, '\t': true}
+
 // findAssignments appends the values of secret-sounding assignments in text to spans, as
 // password-assignment (password keys, any value) or keyword-entropy (other secret keys,
-// high-entropy values).
-func findAssignments(text []byte, spans []span) []span {
+// high-entropy values). Keys are classified through w's cache of key classes when w is not nil:
+// the keys of configuration files repeat from one value to the next.
+func findAssignments(w *walker, text []byte, spans []span) []span {
+	var kc *keyCache
+	if w != nil {
+		kc = &w.keyClasses
+	}
+	lines := lineReader{notIndent: -1}
 	for i := 0; i < len(text); i++ {
+		if !assignmentSeps[text[i]] {
+			continue
+		}
 		var vs int // where the value may start
 		flag := false
 		switch text[i] {
@@ -63,11 +75,16 @@ func findAssignments(text []byte, spans []span) []span {
 		if !ok {
 			continue
 		}
-		c := classifyKey(key)
+		var c keyClass
+		if kc != nil {
+			c = kc.classify(key)
+		} else {
+			c = classifyKey(key)
+		}
 		if c == keyPlain {
 			continue
 		}
-		v1, v2 := valueAfter(text, vs, flag, flag || !startsLine(text, i))
+		v1, v2 := valueAfter(text, vs, flag, flag || !lines.startsLine(text, i))
 		if v1 == v2 || hasPrefixFold(text[v1:], "invalid value: ") {
 			// An API server field error; findFieldErrors handles those.
 			continue
@@ -91,21 +108,36 @@ func findAssignments(text []byte, spans []span) []span {
 	return spans
 }
 
-// startsLine reports whether the key before text[sep] is the first thing on its line (after
+// lineReader reports whether the key before a separator is the first thing on its line (after
 // indentation, a list dash or a quote), as in YAML and properties files, whose values may have
-// several words. In prose, only one word is taken.
-func startsLine(text []byte, sep int) bool {
-	i := sep
-	for i > 0 && text[i-1] != '\n' && !isSpace(text[i-1]) {
-		i--
-	}
-	for i > 0 && text[i-1] != '\n' {
-		if c := text[i-1]; c != ' ' && c != '\t' && c != '-' && c != '"' && c != '\'' {
-			return false
+// several words; in prose, only one word is taken. It answers for separators in ascending
+// order and reads each byte of the text once: a line of a megabyte with a separator every few
+// bytes is not read back to its start for each.
+type lineReader struct {
+	pos       int // the bytes before pos have been read
+	word      int // where the word that ends at pos starts: after the last blank or newline
+	notIndent int // the first byte of pos's line that is not indentation, or -1
+}
+
+// isIndent reports the bytes startsLine accepts before a key on its line.
+func isIndent(c byte) bool { return c == ' ' || c == '\t' || c == '-' || c == '"' || c == '\'' }
+
+// startsLine reports whether the key before text[sep] starts its line; sep is not before the
+// separator asked about last.
+func (r *lineReader) startsLine(text []byte, sep int) bool {
+	for ; r.pos < sep; r.pos++ {
+		c := text[r.pos]
+		if isSpace(c) {
+			r.word = r.pos + 1
 		}
-		i--
+		if c == '\n' {
+			r.notIndent = -1
+		} else if r.notIndent < 0 && !isIndent(c) {
+			r.notIndent = r.pos
+		}
 	}
-	return true
+	// The word before the separator is preceded on its line by indentation only.
+	return r.notIndent < 0 || r.notIndent >= r.word
 }
 
 // keyBefore returns the key that ends before the separator at text[sep]. For flags (a blank

@@ -111,8 +111,9 @@ type detector struct {
 	bound bool
 	// find replaces the regular expression for detectors that need more than one.
 	find func(text []byte, spans []span) []span
-	// findW is find for detectors that mask what they find with the walker's help: documents
-	// embedded in base64.
+	// findW is find for detectors that use the walker (nil outside one): documents embedded
+	// in base64, masked with its help, and assignments, whose keys it classifies through its
+	// cache.
 	findW func(w *walker, text []byte, spans []span) []span
 	// multi marks a detector that reports under other IDs too; it runs even when its own ID is
 	// turned off, and its findings are filtered by their IDs.
@@ -317,7 +318,7 @@ var builtinDetectors = []*detector{
 		// keyword-entropy.
 		id:       idPasswordAssignment,
 		keywords: []string{"pass", "pwd", "pw", "secret", "token", "key", "auth", "cred", "sig", "cookie"},
-		find:     findAssignments,
+		findW:    findAssignments,
 		multi:    true,
 	},
 }

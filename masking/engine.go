@@ -1,7 +1,9 @@
 package masking
 
 import (
+	"cmp"
 	"math/bits"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -150,7 +152,7 @@ func mergeIDs(a, b []int) []int {
 // there was any.
 func (a *automaton) scan(text []byte, trig []uint64) bool {
 	if a.next16 != nil {
-		return a.scan16(text, trig)
+		return a.scanPair(text, trig)
 	}
 	next, class, outFrom := a.next, &a.class, a.outFrom
 	s := int32(0)
@@ -281,12 +283,9 @@ func mergeSpans(spans []span) []span {
 	if len(spans) < 2 {
 		return spans
 	}
-	// Insertion sort: there are few spans.
-	for i := 1; i < len(spans); i++ {
-		for j := i; j > 0 && spans[j].start < spans[j-1].start; j-- {
-			spans[j], spans[j-1] = spans[j-1], spans[j]
-		}
-	}
+	// A stable sort, as the insertion sort was: each detector's spans come in order, but a
+	// text can hold many of several detectors, which an insertion sort orders in quadratic time.
+	slices.SortStableFunc(spans, func(a, b span) int { return cmp.Compare(a.start, b.start) })
 	n := 0
 	for _, s := range spans[1:] {
 		if s.start < spans[n].end {

@@ -555,78 +555,141 @@ var secretKind = regexp.MustCompile(`(?m)^([ \t]*)kind:[ \t]*["']?Secret["']?[ \
 
 // findSecretManifests masks the values of the data and stringData of Kubernetes Secret
 // manifests held as YAML text (a ConfigMap holding rendered manifests, a log of kubectl
-// output): each value of an entry, and each block scalar whole.
+// output): each value of an entry, and each block scalar whole. The YAML document of a kind
+// line is read once for all the kind lines in it, and each line of it once, so that a text of
+// many kind lines is not read once per kind line.
 func findSecretManifests(text []byte, spans []span) []span {
-	id := formatIDSecretManifest
-	for _, m := range secretKind.FindAllSubmatchIndex(text, -1) {
-		indent := m[3] - m[2]
-		// The YAML document the kind is in.
-		docStart := bytes.LastIndex(text[:m[0]], []byte("\n---"))
-		docStart++ // 0 when there is none
-		docEnd := bytes.Index(text[m[1]:], []byte("\n---"))
+	matches := secretKind.FindAllSubmatchIndex(text, -1)
+	var indents []int // the indentations of the kind lines of one document
+	var kindAt []bool // by indentation: one of indents
+	docEnd := 0       // where the document of the last kind line ends: a "\n---" or the end
+	for k := 0; k < len(matches); {
+		m := matches[k]
+		// The YAML document m is in. The last one ended at a "\n---" before m, so the
+		// search for the start of this one need not go back further.
+		docStart := bytes.LastIndex(text[docEnd:m[0]], []byte("\n---"))
+		if docStart >= 0 {
+			docStart += docEnd + 1
+		} else {
+			docStart = 0 // only for the first document
+		}
+		docEnd = bytes.Index(text[m[1]:], []byte("\n---"))
 		if docEnd < 0 {
 			docEnd = len(text)
 		} else {
 			docEnd += m[1]
 		}
-		doc := text[docStart:docEnd]
-		in := false // inside data or stringData
-		block := -1 // indentation of the entry whose block scalar the lines belong to
-		for ls := 0; ls < len(doc); {
-			le := bytes.IndexByte(doc[ls:], '\n')
-			if le < 0 {
-				le = len(doc)
-			} else {
-				le += ls
+		for _, i := range indents {
+			kindAt[i] = false
+		}
+		indents = indents[:0]
+		for ; k < len(matches) && matches[k][0] < docEnd; k++ {
+			indent := matches[k][3] - matches[k][2]
+			if indent >= len(kindAt) {
+				kindAt = append(kindAt, make([]bool, indent+1-len(kindAt))...)
 			}
-			line := bytes.TrimRight(doc[ls:le], " \t\r")
-			ind := len(line) - len(bytes.TrimLeft(line, " "))
-			body := line[ind:]
+			if !kindAt[indent] {
+				kindAt[indent] = true
+				indents = append(indents, indent)
+			}
+		}
+		spans = secretManifestValues(text, docStart, docEnd, kindAt, spans)
+	}
+	return spans
+}
+
+// secretManifestValues appends the values of the data and stringData of the Secret manifest
+// text[docStart:docEnd] whose kind lines have the indentations set in kindAt: the entries of
+// data: and stringData: lines at one of them. Each indentation is followed as if it were the
+// only one; one reading of the lines serves all.
+func secretManifestValues(text []byte, docStart, docEnd int, kindAt []bool, spans []span) []span {
+	id := formatIDSecretManifest
+	doc := text[docStart:docEnd]
+	// The indentations inside data or stringData, ascending, each with the indentation of the
+	// entry whose block scalar the lines belong to (-1 for none).
+	type open struct{ indent, block int }
+	var in []open
+	for ls := 0; ls < len(doc); {
+		le := bytes.IndexByte(doc[ls:], '\n')
+		if le < 0 {
+			le = len(doc)
+		} else {
+			le += ls
+		}
+		line := bytes.TrimRight(doc[ls:le], " \t\r")
+		ind := len(line) - len(bytes.TrimLeft(line, " "))
+		body := line[ind:]
+		next := le + 1
+		if len(body) == 0 || body[0] == '#' {
+			ls = next
+			continue
+		}
+		// A line at or left of an indentation ends its data; a data: or stringData: line at
+		// one of the kind lines' indentations starts it (below).
+		for len(in) > 0 && in[len(in)-1].indent >= ind {
+			in = in[:len(in)-1]
+		}
+		// The entry on the line, if any: where its value starts, and whether it is a block
+		// scalar.
+		k := bytes.Index(body, []byte(": "))
+		blockScalar := false
+		vs := -1
+		if k >= 0 {
+			v := bytes.TrimSpace(body[k+2:])
+			blockScalar = len(v) > 0 && (v[0] == '|' || v[0] == '>')
+			vs = ls + ind + k + 2
+			for vs < ls+len(line) && doc[vs] == ' ' {
+				vs++
+			}
+		}
+		for i := range in {
+			o := &in[i]
 			switch {
-			case len(body) == 0 || body[0] == '#':
-			case block >= 0 && ind > block:
+			case o.block >= 0 && ind > o.block:
 				spans = append(spans, span{docStart + ls + ind, docStart + ls + len(line), id})
-			case ind == indent && (bytes.Equal(body, []byte("data:")) || bytes.Equal(body, []byte("stringData:"))):
-				in, block = true, -1
-			case ind <= indent:
-				in, block = false, -1
-			case in:
-				block = -1
-				k := bytes.Index(body, []byte(": "))
-				if k < 0 {
-					break
-				}
-				v := bytes.TrimSpace(body[k+2:])
-				if len(v) > 0 && (v[0] == '|' || v[0] == '>') {
-					block = ind
-					break
-				}
-				vs := ls + ind + k + 2
-				for vs < ls+len(line) && doc[vs] == ' ' {
-					vs++
-				}
+			case k < 0:
+				o.block = -1
+			case blockScalar:
+				o.block = ind
+			default:
+				o.block = -1
 				if vs < ls+len(line) {
 					spans = append(spans, span{docStart + vs, docStart + ls + len(line), id})
 				}
 			}
-			ls = le + 1
 		}
+		if (bytes.Equal(body, []byte("data:")) || bytes.Equal(body, []byte("stringData:"))) && ind < len(kindAt) && kindAt[ind] {
+			in = append(in, open{indent: ind, block: -1})
+		}
+		ls = next
 	}
 	return spans
 }
 
 // findAppTokens finds Facebook app access tokens: the app's 15 or 16 digit ID, a bar (or
-// %7C) and the secret.
+// %7C) and the secret. The next bar and the next %7C are each searched for again only when
+// passed, so that a text of many bars and no %7C (or the reverse) is read once, not once per
+// bar.
 func findAppTokens(text []byte, spans []span) []span {
+	// The first '|' and the first "%7C" at or after off; -1 when there is none.
+	bar, pct := bytes.IndexByte(text, '|'), bytes.Index(text, []byte("%7C"))
 	for off := 0; ; {
-		i := bytes.IndexByte(text[off:], '|')
-		j := bytes.Index(text[off:], []byte("%7C"))
-		if i < 0 && j < 0 {
+		if bar >= 0 && bar < off {
+			if bar = bytes.IndexByte(text[off:], '|'); bar >= 0 {
+				bar += off
+			}
+		}
+		if pct >= 0 && pct < off {
+			if pct = bytes.Index(text[off:], []byte("%7C")); pct >= 0 {
+				pct += off
+			}
+		}
+		if bar < 0 && pct < 0 {
 			return spans
 		}
-		p, sep := off+i, 1
-		if i < 0 || (j >= 0 && j < i) {
-			p, sep = off+j, 3
+		p, sep := bar, 1
+		if bar < 0 || (pct >= 0 && pct < bar) {
+			p, sep = pct, 3
 		}
 		off = p + sep
 		s := p

@@ -2,7 +2,9 @@ package masking
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
+	"math/bits"
 )
 
 // keyClass says how secret-sounding the name of a value is: an object key, an environment
@@ -149,8 +151,19 @@ func namesChecksum(k []byte) bool {
 }
 
 // keyCache remembers the classes of the keys classified last: the members of a list's items,
-// the fields of watch events, repeat their names. Keys are names, never masked values.
-type keyCache [64]struct {
+// the fields of watch events, the keys of configuration files, repeat their names. It is set
+// associative, two keys to a set, so that two names that hash alike (namespace and uid) do
+// not take each other's place. Keys are names, never the values masked, though what text
+// shows as a key can be part of a value (abc in password=abc:def): the cache then holds a
+// part of what the walker's scratch space held whole.
+type keyCache [keyCacheSets][2]keyCacheEntry
+
+const (
+	keyCacheBits = 5
+	keyCacheSets = 1 << keyCacheBits
+)
+
+type keyCacheEntry struct {
 	n     uint8 // length of the key; 0: empty
 	key   [31]byte
 	class keyClass
@@ -158,18 +171,39 @@ type keyCache [64]struct {
 
 // classify returns classifyKey(k).
 func (kc *keyCache) classify(k []byte) keyClass {
-	if len(k) == 0 || len(k) > len(kc[0].key) {
+	if len(k) == 0 || len(k) > len(kc[0][0].key) {
 		return classifyKey(k)
 	}
-	h := (uint(len(k))*131 + uint(k[0])*31 + uint(k[len(k)/2])*7 + uint(k[len(k)-1])) % uint(len(kc))
-	e := &kc[h]
-	if int(e.n) == len(k) && string(e.key[:e.n]) == string(k) {
-		return e.class
+	set := &kc[keySet(k)]
+	for i := range set {
+		if e := &set[i]; int(e.n) == len(k) && string(e.key[:e.n]) == string(k) {
+			return e.class
+		}
 	}
 	c := classifyKey(k)
-	e.n, e.class = uint8(len(k)), c
-	copy(e.key[:], k)
+	// The newest key goes first; the one it displaces takes the place of the older.
+	set[1] = set[0]
+	set[0].n, set[0].class = uint8(len(k)), c
+	copy(set[0].key[:], k)
 	return c
+}
+
+// keySet returns the set of a key cache for a key of 1 to 31 bytes, hashed from its first and
+// last eight bytes and its length: keys of one pattern (db-0.internal, db-1.internal) differ
+// in bytes near one end.
+func keySet(k []byte) int {
+	var a, b uint64
+	if len(k) >= 8 {
+		a = binary.LittleEndian.Uint64(k)
+		b = binary.LittleEndian.Uint64(k[len(k)-8:])
+	} else {
+		for i, c := range k {
+			a |= uint64(c) << (8 * i)
+		}
+		b = a
+	}
+	h := (a ^ bits.RotateLeft64(b, 29) ^ uint64(len(k))) * 0x9e3779b97f4a7c15
+	return int(h >> (64 - keyCacheBits))
 }
 
 // classifyKey classifies the name of a value by its last word.

@@ -206,14 +206,25 @@ func (w *walker) spliceEdits(i, end int, esc bool, text []byte, edits []textEdit
 // rawOffsets maps offsets into the unescaped text of the JSON string body raw to offsets into
 // raw, in place. offs holds pairs of start and end offsets in ascending order; an offset inside
 // the bytes of one escape sequence is moved to the start of the sequence for a start and to
-// its end for an end.
+// its end for an end. Between escape sequences raw and its text are the same bytes (raw was
+// validated as UTF-8), so a run of them is passed in one step.
 func rawOffsets(raw []byte, offs []int) {
 	r, u, k := 0, 0, 0
 	for k < len(offs) && r < len(raw) {
-		rawLen, outLen := 1, 1
-		if raw[r] == '\\' {
-			rawLen, outLen = jsonlex.EscapeLen(raw, r)
+		if raw[r] != '\\' {
+			n := bytes.IndexByte(raw[r:], '\\')
+			if n < 0 {
+				n = len(raw) - r
+			}
+			for k < len(offs) && offs[k] < u+n {
+				offs[k] = r + offs[k] - u
+				k++
+			}
+			r += n
+			u += n
+			continue
 		}
+		rawLen, outLen := jsonlex.EscapeLen(raw, r)
 		for k < len(offs) && offs[k] < u+outLen {
 			if offs[k] == u || k%2 == 0 {
 				offs[k] = r

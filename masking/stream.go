@@ -100,9 +100,6 @@ var streamBuffers sync.Pool
 // first input buffer of a stream.
 const streamBufferSize = 32 << 10
 
-// maxPooledStreamBuffer is the largest stream buffer kept for reuse.
-const maxPooledStreamBuffer = 2 * streamBufferSize
-
 func getStreamBuffer() []byte {
 	if b, ok := streamBuffers.Get().(*[]byte); ok {
 		return (*b)[:0]
@@ -110,8 +107,10 @@ func getStreamBuffer() []byte {
 	return make([]byte, 0, streamBufferSize)
 }
 
+// putStreamBuffer keeps b for reuse if it has the size of a new one (an output buffer that
+// grew is left to the collector): an idle watch's input buffer is never larger than before.
 func putStreamBuffer(b []byte) {
-	if c := cap(b); c < streamBufferSize || c > maxPooledStreamBuffer {
+	if cap(b) != streamBufferSize {
 		return
 	}
 	b = b[:0]

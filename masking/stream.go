@@ -27,6 +27,11 @@ type Reader struct {
 	off  int
 	err  error
 	w    *walker
+	// pooledOut: out comes from streamBuffers when fill has output for it, and goes back
+	// as soon as it is read, so that a stream waiting for input holds no output buffer.
+	pooledOut bool
+	// release, when set, hands the stream's input buffer back once it ended.
+	release func()
 
 	mu     sync.Mutex
 	fields int
@@ -39,6 +44,7 @@ var _ io.ReadCloser = (*Reader)(nil)
 func (r *Reader) Read(p []byte) (int, error) {
 	for r.off == len(r.out) {
 		if r.err != nil {
+			r.end()
 			return 0, r.err
 		}
 		r.out, r.off = r.out[:0], 0
@@ -50,6 +56,12 @@ func (r *Reader) Read(p []byte) (int, error) {
 	}
 	n := copy(p, r.out[r.off:])
 	r.off += n
+	if r.off == len(r.out) && r.pooledOut {
+		// Everything masked so far is read: the output buffer goes back until there is
+		// more, so that a watch waiting for its next event holds none.
+		putStreamBuffer(r.out)
+		r.out, r.off = nil, 0
+	}
 	return n, nil
 }
 
@@ -58,10 +70,51 @@ func (r *Reader) Close() error {
 	if r.err == nil {
 		r.err = errors.New("masking: read from closed stream")
 	}
+	r.end()
 	if c, ok := r.src.(io.Closer); ok {
 		return c.Close()
 	}
 	return nil
+}
+
+// end hands back what the stream no longer needs once it ended (r.err is set, so fill is not
+// called again).
+func (r *Reader) end() {
+	if r.out != nil && r.pooledOut {
+		putStreamBuffer(r.out)
+	}
+	r.out, r.off = nil, 0
+	if r.release != nil {
+		r.release()
+		r.release = nil
+	}
+}
+
+// streamBuffers holds the buffers of stream output and input that no stream uses, for the next
+// streams: a watch would otherwise allocate both afresh, and a busy stream its output buffer
+// for every batch. Only what a stream no longer refers to is put back; nothing reads past the
+// length of what it wrote into one, so nothing of an earlier stream can reach a later one.
+var streamBuffers sync.Pool
+
+// streamBufferSize is the size of a new stream buffer: an output batch (batchBytes) or the
+// first input buffer of a stream.
+const streamBufferSize = 32 << 10
+
+func getStreamBuffer() []byte {
+	if b, ok := streamBuffers.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, streamBufferSize)
+}
+
+// putStreamBuffer keeps b for reuse if it has the size of a new one (an output buffer that
+// grew is left to the collector): an idle watch's input buffer is never larger than before.
+func putStreamBuffer(b []byte) {
+	if cap(b) != streamBufferSize {
+		return
+	}
+	b = b[:0]
+	streamBuffers.Put(&b)
 }
 
 // Stats returns what was masked so far.
@@ -100,7 +153,16 @@ type inbuf struct {
 	buf        []byte
 	start, end int
 	eof        bool
-	empty      int // consecutive reads that returned nothing
+	empty      int  // consecutive reads that returned nothing
+	pooled     bool // the first buffer comes from streamBuffers, and goes back with release
+}
+
+// release hands the buffer back to streamBuffers; b is not used again.
+func (b *inbuf) release() {
+	if b.pooled {
+		putStreamBuffer(b.buf)
+	}
+	b.buf, b.start, b.end = nil, 0, 0
 }
 
 // maxEmptyReads is how many reads without data or error a source may return in a row, as in
@@ -119,8 +181,13 @@ func (b *inbuf) read(src io.Reader, limit int) error {
 		if len(b.buf) >= limit {
 			return fmt.Errorf("%w: more than %d bytes without an end", ErrTooLarge, limit)
 		}
-		size := min(limit, max(2*len(b.buf), 32<<10))
-		nb := make([]byte, size)
+		size := min(limit, max(2*len(b.buf), streamBufferSize))
+		var nb []byte
+		if len(b.buf) == 0 && size == streamBufferSize && b.pooled {
+			nb = getStreamBuffer()[:streamBufferSize]
+		} else {
+			nb = make([]byte, size)
+		}
 		copy(nb, b.buf[b.start:b.end])
 		b.buf, b.end, b.start = nb, b.end-b.start, 0
 	}
@@ -160,9 +227,11 @@ func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int) *Read
 	w := newWalker(m)
 	w.target = m.targetType(t)
 	w.onSecret = t.SecretValue
-	var in inbuf
+	in := inbuf{pooled: true}
 	var split splitter
-	return &Reader{src: r, w: w, fill: func(rd *Reader) error {
+	rd := &Reader{src: r, w: w, pooledOut: true}
+	rd.release = in.release
+	rd.fill = func(rd *Reader) error {
 		for {
 			avail := in.avail()
 			if !split.Started() {
@@ -179,6 +248,9 @@ func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int) *Read
 					return err
 				}
 				if end > 0 {
+					if rd.out == nil {
+						rd.out = getStreamBuffer()
+					}
 					n := len(rd.out)
 					out, err := w.event(rd.out, avail[:end], root)
 					if err != nil {
@@ -212,7 +284,8 @@ func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int) *Read
 				return err
 			}
 		}
-	}}
+	}
+	return rd
 }
 
 // batchBytes is how much masked output a stream gathers from input it already has before it

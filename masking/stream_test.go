@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -309,4 +310,102 @@ func TestConcurrentUse(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		require.NoError(t, <-done)
 	}
+}
+
+// TestStreamBuffersCarryNothingOver tries to get what one stream read into a later stream, now
+// that streams hand their buffers and walkers back for reuse: streams that end (read to the
+// end, closed with a partial event in hand, failed on a malformed event) are full of a secret,
+// and the streams after them, which read in small pieces into the same buffers, must give
+// exactly what masking their events on their own gives, with no byte of the secret.
+func TestStreamBuffersCarryNothingOver(t *testing.T) {
+	m := newMasker(t, Config{})
+	secret := strings.Repeat("canary-secret-value-", 2500) // 50 KB: the buffers fill with it
+	big := `{"type":"ADDED","object":{"kind":"Secret","apiVersion":"v1","metadata":{"name":"big"},"stringData":{"password":"` + secret + `"}}}` + "\n"
+	small := func(i int) string {
+		return fmt.Sprintf(`{"type":"MODIFIED","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"cm-%d"},"data":{"mode":"safe"}}}`, i) + "\n"
+	}
+	var later strings.Builder
+	for i := range 40 {
+		later.WriteString(small(i))
+	}
+	want, _, err := m.Body("application/json;stream=watch", "", []byte(later.String()), Target{Resource: "configmaps"})
+	require.NoError(t, err)
+
+	ends := map[string]func(t *testing.T){
+		"read to the end": func(t *testing.T) {
+			s := m.WatchStream(strings.NewReader(big+big), Target{Resource: "secrets"})
+			out, err := io.ReadAll(s)
+			require.NoError(t, err)
+			requireNoCanary(t, out)
+			require.NoError(t, s.Close())
+		},
+		"closed mid-event": func(t *testing.T) {
+			s := m.WatchStream(strings.NewReader(big+big[:len(big)-100]), Target{Resource: "secrets"})
+			_, err := s.Read(make([]byte, 10))
+			require.NoError(t, err)
+			require.NoError(t, s.Close())
+			n, err := s.Read(make([]byte, 100))
+			assert.Zero(t, n, "nothing after Close")
+			assert.Error(t, err)
+		},
+		"malformed event": func(t *testing.T) {
+			s := m.WatchStream(strings.NewReader(big+`{"type":"ADDED","object":{"stringData":{"password":"`+secret+`"}`+"]\n"), Target{Resource: "secrets"})
+			out, err := io.ReadAll(s)
+			require.ErrorIs(t, err, ErrMalformed)
+			requireNoCanary(t, out)
+			n, err := s.Read(make([]byte, 100))
+			assert.Zero(t, n)
+			assert.ErrorIs(t, err, ErrMalformed, "the error stays")
+		},
+	}
+	readers := map[string]func(io.Reader) io.Reader{
+		"one byte": iotest.OneByteReader,
+		"half":     iotest.HalfReader,
+		"whole":    func(r io.Reader) io.Reader { return r },
+	}
+	for name, end := range ends {
+		for rname, wrap := range readers {
+			t.Run(name+"/"+rname, func(t *testing.T) {
+				for range 20 {
+					end(t)
+					s := m.WatchStream(wrap(strings.NewReader(later.String())), Target{Resource: "configmaps"})
+					var out []byte
+					buf := make([]byte, 97) // reads that end mid-batch
+					for {
+						n, err := s.Read(buf)
+						out = append(out, buf[:n]...)
+						if err == io.EOF {
+							break
+						}
+						require.NoError(t, err)
+					}
+					requireNoCanary(t, out)
+					require.Equal(t, string(want), string(out))
+					require.NoError(t, s.Close())
+				}
+			})
+		}
+	}
+}
+
+// TestWatchStreamIdleHoldsNoOutput checks that a watch whose events were all read holds no
+// output buffer while it waits for the next one (a proxy holds many such watches), and that
+// it gets one again for the next event.
+func TestWatchStreamIdleHoldsNoOutput(t *testing.T) {
+	m := newMasker(t, Config{})
+	pr, pw := io.Pipe()
+	s := m.WatchStream(pr, Target{Resource: "configmaps"})
+	event := `{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1","data":{"k":"v"}}}` + "\n"
+	for range 3 {
+		go func() { _, _ = pw.Write([]byte(event)) }()
+		buf := make([]byte, 4<<10)
+		n, err := s.Read(buf)
+		require.NoError(t, err)
+		assert.Equal(t, event, string(buf[:n]))
+		assert.Nil(t, s.out, "no output buffer held between events")
+	}
+	require.NoError(t, pw.Close())
+	_, err := s.Read(make([]byte, 10))
+	assert.Equal(t, io.EOF, err)
+	assert.Nil(t, s.out)
 }

@@ -26,7 +26,8 @@ type Masker struct {
 	rulesByResource map[string]map[string]*typeRules // group -> resource -> rules
 	rulesUnion      *typeRules                       // all rules, for objects of unknown type
 
-	walkers sync.Pool
+	walkers    sync.Pool
+	streamBufs bufferPool // watch streams' buffers (stream.go)
 }
 
 // New returns a Masker for cfg. It fails with ErrInvalidConfig when the key is shorter than

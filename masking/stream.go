@@ -27,9 +27,9 @@ type Reader struct {
 	off  int
 	err  error
 	w    *walker
-	// pooledOut: out comes from streamBuffers when fill has output for it, and goes back
-	// as soon as it is read, so that a stream waiting for input holds no output buffer.
-	pooledOut bool
+	// bufs, when set, is where out comes from when fill has output for it, and where it goes
+	// back as soon as it is read, so that a stream waiting for input holds no output buffer.
+	bufs *bufferPool
 	// release, when set, hands the stream's input buffer back once it ended.
 	release func()
 
@@ -56,10 +56,10 @@ func (r *Reader) Read(p []byte) (int, error) {
 	}
 	n := copy(p, r.out[r.off:])
 	r.off += n
-	if r.off == len(r.out) && r.pooledOut {
+	if r.off == len(r.out) && r.bufs != nil {
 		// Everything masked so far is read: the output buffer goes back until there is
 		// more, so that a watch waiting for its next event holds none.
-		putStreamBuffer(r.out)
+		r.bufs.put(r.out)
 		r.out, r.off = nil, 0
 	}
 	return n, nil
@@ -80,8 +80,8 @@ func (r *Reader) Close() error {
 // end hands back what the stream no longer needs once it ended (r.err is set, so fill is not
 // called again).
 func (r *Reader) end() {
-	if r.out != nil && r.pooledOut {
-		putStreamBuffer(r.out)
+	if r.out != nil && r.bufs != nil {
+		r.bufs.put(r.out)
 	}
 	r.out, r.off = nil, 0
 	if r.release != nil {
@@ -90,31 +90,31 @@ func (r *Reader) end() {
 	}
 }
 
-// streamBuffers holds the buffers of stream output and input that no stream uses, for the next
-// streams: a watch would otherwise allocate both afresh, and a busy stream its output buffer
-// for every batch. Only what a stream no longer refers to is put back; nothing reads past the
-// length of what it wrote into one, so nothing of an earlier stream can reach a later one.
-var streamBuffers sync.Pool
+// bufferPool holds a Masker's buffers of stream output and input that no stream uses, for the
+// next streams: a watch would otherwise allocate both afresh, and a busy stream its output
+// buffer for every batch. Only what a stream no longer refers to is put back; nothing reads past
+// the length of what it wrote into one, so nothing of an earlier stream can reach a later one.
+type bufferPool struct{ pool sync.Pool }
 
 // streamBufferSize is the size of a new stream buffer: an output batch (batchBytes) or the
 // first input buffer of a stream.
 const streamBufferSize = 32 << 10
 
-func getStreamBuffer() []byte {
-	if b, ok := streamBuffers.Get().(*[]byte); ok {
+func (p *bufferPool) get() []byte {
+	if b, ok := p.pool.Get().(*[]byte); ok {
 		return (*b)[:0]
 	}
 	return make([]byte, 0, streamBufferSize)
 }
 
-// putStreamBuffer keeps b for reuse if it has the size of a new one (an output buffer that
-// grew is left to the collector): an idle watch's input buffer is never larger than before.
-func putStreamBuffer(b []byte) {
+// put keeps b for reuse if it has the size of a new one (an output buffer that grew is left to
+// the collector): an idle watch's input buffer is never larger than before.
+func (p *bufferPool) put(b []byte) {
 	if cap(b) != streamBufferSize {
 		return
 	}
 	b = b[:0]
-	streamBuffers.Put(&b)
+	p.pool.Put(&b)
 }
 
 // Stats returns what was masked so far.
@@ -153,14 +153,14 @@ type inbuf struct {
 	buf        []byte
 	start, end int
 	eof        bool
-	empty      int  // consecutive reads that returned nothing
-	pooled     bool // the first buffer comes from streamBuffers, and goes back with release
+	empty      int         // consecutive reads that returned nothing
+	bufs       *bufferPool // if set, the first buffer comes from it, and goes back with release
 }
 
-// release hands the buffer back to streamBuffers; b is not used again.
+// release hands the buffer back to its pool; b is not used again.
 func (b *inbuf) release() {
-	if b.pooled {
-		putStreamBuffer(b.buf)
+	if b.bufs != nil {
+		b.bufs.put(b.buf)
 	}
 	b.buf, b.start, b.end = nil, 0, 0
 }
@@ -183,8 +183,8 @@ func (b *inbuf) read(src io.Reader, limit int) error {
 		}
 		size := min(limit, max(2*len(b.buf), streamBufferSize))
 		var nb []byte
-		if len(b.buf) == 0 && size == streamBufferSize && b.pooled {
-			nb = getStreamBuffer()[:streamBufferSize]
+		if len(b.buf) == 0 && size == streamBufferSize && b.bufs != nil {
+			nb = b.bufs.get()[:streamBufferSize]
 		} else {
 			nb = make([]byte, size)
 		}
@@ -227,9 +227,9 @@ func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int) *Read
 	w := newWalker(m)
 	w.target = m.targetType(t)
 	w.onSecret = t.SecretValue
-	in := inbuf{pooled: true}
+	in := inbuf{bufs: &m.streamBufs}
 	var split splitter
-	rd := &Reader{src: r, w: w, pooledOut: true}
+	rd := &Reader{src: r, w: w, bufs: &m.streamBufs}
 	rd.release = in.release
 	rd.fill = func(rd *Reader) error {
 		for {
@@ -249,7 +249,7 @@ func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int) *Read
 				}
 				if end > 0 {
 					if rd.out == nil {
-						rd.out = getStreamBuffer()
+						rd.out = m.streamBufs.get()
 					}
 					n := len(rd.out)
 					out, err := w.event(rd.out, avail[:end], root)

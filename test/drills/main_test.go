@@ -72,6 +72,7 @@ func report(format string, args ...any) {
 type drillBed struct {
 	dir      string
 	db       string
+	server   *testbed.ClickHouse // where the enricher writes
 	ch       driver.Conn
 	nats     *testbed.NATS
 	pki      *testbed.PKI
@@ -85,10 +86,14 @@ type drillBed struct {
 
 func (b *drillBed) intakeURL() string { return b.intake }
 
-// newMemoryBed starts NATS and the enricher, without kube-apiserver.
-func newMemoryBed(t *testing.T) *drillBed {
+// newMemoryBed starts NATS and the enricher, without kube-apiserver, on the shared ClickHouse
+// server.
+func newMemoryBed(t *testing.T) *drillBed { return newMemoryBedOn(t, bed.clickhouse) }
+
+// newMemoryBedOn is newMemoryBed on the ClickHouse server ch.
+func newMemoryBedOn(t *testing.T, ch *testbed.ClickHouse) *drillBed {
 	t.Helper()
-	b := &drillBed{dir: t.TempDir(), db: "drill_memory"}
+	b := &drillBed{dir: t.TempDir(), db: "drill_memory", server: ch}
 	b.setUp(t, false)
 	return b
 }
@@ -105,7 +110,7 @@ func (b *drillBed) restartEnricher(t *testing.T) {
 // truth, rotated at every megabyte.
 func newDrillBed(t *testing.T, name string, backstop bool) *drillBed {
 	t.Helper()
-	b := &drillBed{dir: t.TempDir(), db: "drill_" + strings.ReplaceAll(name, "-", "_")}
+	b := &drillBed{dir: t.TempDir(), db: "drill_" + strings.ReplaceAll(name, "-", "_"), server: bed.clickhouse}
 	b.setUp(t, backstop)
 	kubeconfig := filepath.Join(b.dir, "audit-webhook.kubeconfig")
 	require.NoError(t, b.pki.WriteAuditWebhookKubeconfig(kubeconfig, b.intake))
@@ -124,7 +129,7 @@ func newDrillBed(t *testing.T, name string, backstop bool) *drillBed {
 func (b *drillBed) setUp(t *testing.T, backstop bool) {
 	t.Helper()
 	var err error
-	b.ch, err = clickhouse.Open(&clickhouse.Options{Addr: []string{bed.clickhouse.NativeAddr}})
+	b.ch, err = clickhouse.Open(&clickhouse.Options{Addr: []string{b.server.NativeAddr}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.ch.Close() })
 	require.NoError(t, b.ch.Exec(t.Context(), "DROP DATABASE IF EXISTS "+b.db))
@@ -146,7 +151,7 @@ func (b *drillBed) setUp(t *testing.T, backstop bool) {
 		"--tls-cert-file", b.pki.ServerCertFile, "--tls-private-key-file", b.pki.ServerKeyFile,
 		"--client-ca-file", b.pki.CAFile,
 		"--spool-dir", filepath.Join(b.dir, "spool"),
-		"--clickhouse-addr", bed.clickhouse.NativeAddr, "--clickhouse-database", b.db,
+		"--clickhouse-addr", b.server.NativeAddr, "--clickhouse-database", b.db,
 		"--masking-key-file", keyFile,
 		"--health-bind-address", health,
 		"--batch-max-wait", "500ms",

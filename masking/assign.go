@@ -32,12 +32,12 @@ var assignmentSeps = [256]bool{'=': true, ':': true, ' ': true, '\t': true}
 
 // findAssignments appends the values of secret-sounding assignments in text to spans, as
 // password-assignment (password keys, any value) or keyword-entropy (other secret keys,
-// high-entropy values). Keys are classified through w's cache of key classes when w is not nil:
+// high-entropy values). Keys are classified through w's cache of text keys when w is not nil:
 // the keys of configuration files repeat from one value to the next.
 func findAssignments(w *walker, text []byte, spans []span) []span {
 	var kc *keyCache
 	if w != nil {
-		kc = &w.keyClasses
+		kc, w.textKeysUsed = &w.textKeys, true
 	}
 	lines := lineReader{notIndent: -1}
 	for i := 0; i < len(text); i++ {

@@ -283,6 +283,7 @@ const maxPooledBuffer = 1 << 20
 func (m *Masker) putWalker(w *walker) {
 	w.src, w.dst = nil, nil
 	w.dropSecretHook()
+	w.forgetText()
 	if w.sub != nil {
 		w.sub.src, w.sub.dst = nil, nil
 		if cap(w.sub.in) > maxPooledBuffer || cap(w.sub.dst) > maxPooledBuffer {
@@ -313,6 +314,19 @@ func (w *walker) dropSecretHook() {
 	w.onSecret = nil
 	w.sub.dropSecretHook()
 	w.nest.dropSecretHook()
+}
+
+// forgetText clears the cache of text keys in w and the walkers it works with, so that no
+// part of a value outlives the document it came from, nor can a later client time a hit on it.
+func (w *walker) forgetText() {
+	if w == nil {
+		return
+	}
+	if w.textKeysUsed {
+		w.textKeys, w.textKeysUsed = keyCache{}, false
+	}
+	w.sub.forgetText()
+	w.nest.forgetText()
 }
 
 // bigBuffers reports whether a scratch buffer of w grew beyond what a pooled walker keeps.

@@ -74,8 +74,14 @@ type walker struct {
 	// helmTypes and escapes find the next helm.sh/release.v1 and the next escape that could
 	// spell it (indexTypeEscape) in src.
 	helmTypes, escapes nextIndex
-	// keys classifies the names of values, remembering the last classes (keyCache).
+	// keyClasses classifies the names of JSON members, remembering the last classes
+	// (keyCache). Member names reach the client as they are, so the cache outlives a document.
 	keyClasses keyCache
+	// textKeys classifies the keys of assignments found in text. What text shows as a key can
+	// be part of a value (abc in password=abc:def), so it is forgotten when the walker goes back
+	// to the pool (forgetText); textKeysUsed says whether there is anything to forget.
+	textKeys     keyCache
+	textKeysUsed bool
 }
 
 func newWalker(m *Masker) *walker {

@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -19,10 +21,11 @@ import (
 // Process is a component running in a child process: a gatehouse subcommand as it runs in
 // production (StartGatehouse), the ClickHouse server, Dex.
 type Process struct {
-	what   string
-	cmd    *exec.Cmd
-	out    *SyncBuffer
-	exited chan struct{} // closed once the process exited and its output is complete
+	what     string
+	cmd      *exec.Cmd
+	out      *SyncBuffer
+	exited   chan struct{} // closed once the process exited and its output is complete
+	stopping atomic.Bool   // Stop or Kill was called: the exit is the test's doing
 }
 
 // StartGatehouse runs the gatehouse binary (GatehouseBinary) with args. The child dies with
@@ -36,8 +39,15 @@ func StartGatehouse(args ...string) (*Process, error) {
 }
 
 // startProcess runs bin with args in dir (the current directory when empty). The child dies
-// with the test binary.
+// with the test binary. When it exits by itself, how it ended and its last output go to
+// stderr.
 func startProcess(what, bin, dir string, args ...string) (*Process, error) {
+	return startProcessReporting(os.Stderr, what, bin, dir, args...)
+}
+
+// startProcessReporting is startProcess writing the report of an exit nobody asked for to
+// report.
+func startProcessReporting(report io.Writer, what, bin, dir string, args ...string) (*Process, error) {
 	p := &Process{what: what, out: &SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Dir = dir
@@ -46,7 +56,24 @@ func startProcess(what, bin, dir string, args ...string) (*Process, error) {
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("testbed: start %s %v: %w", what, args, err)
 	}
-	go func() { _ = p.cmd.Wait(); close(p.exited) }()
+	go func() {
+		err := p.cmd.Wait()
+		if !p.stopping.Load() {
+			// A component that dies under a test is the cause of whatever fails next (a
+			// refused connection): say how it ended and what it said last. Only the
+			// subcommand is named: the other arguments can hold credentials.
+			if err == nil {
+				err = errors.New("exit status 0")
+			}
+			sub := ""
+			if len(args) > 0 {
+				sub = " " + args[0]
+			}
+			fmt.Fprintf(report, "testbed: %s%s (pid %d) exited by itself: %v; its last output:\n%s\n",
+				what, sub, p.cmd.Process.Pid, err, p.out.tail(8000))
+		}
+		close(p.exited)
+	}()
 	return p, nil
 }
 
@@ -99,6 +126,7 @@ func (p *Process) Stop() error { return p.signal(syscall.SIGTERM) }
 func (p *Process) Kill() error { return p.signal(syscall.SIGKILL) }
 
 func (p *Process) signal(sig syscall.Signal) error {
+	p.stopping.Store(true)
 	select {
 	case <-p.exited:
 		return nil

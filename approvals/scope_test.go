@@ -1,6 +1,7 @@
 package approvals_test
 
 import (
+	"crypto/rand"
 	"testing"
 	"time"
 
@@ -38,7 +39,9 @@ func TestScopedApprovals(t *testing.T) {
 	clk := testingclock.NewFakeClock(time.Now())
 	b, js := newBrokerWithClock(t, clk)
 	ctx := t.Context()
-	const session = "gateway:s-1"
+	// A session of its own, so that grants of an earlier run against the same NATS server
+	// are not found.
+	session := "gateway:" + rand.Text()
 
 	create := func(t *testing.T, required int) *approvals.Request {
 		t.Helper()

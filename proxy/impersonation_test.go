@@ -36,6 +36,11 @@ func TestClientImpersonation(t *testing.T) {
 	} {
 		out, err := exec.Command(env.kube.Kubectl, append([]string{"--kubeconfig", env.kube.Kubeconfig}, args...)...).CombinedOutput()
 		require.NoError(t, err, string(out))
+		t.Cleanup(func() {
+			// Delete what was created, so that the test can run again against the same cluster.
+			out, err := exec.Command(env.kube.Kubectl, "--kubeconfig", env.kube.Kubeconfig, "delete", args[1], args[2]).CombinedOutput()
+			assert.NoError(t, err, string(out))
+		})
 	}
 
 	authCfg, err := authn.ParseAuthenticationConfig([]byte(authenticationConfig()))

@@ -1,8 +1,6 @@
 package proxy_test
 
 import (
-	"bytes"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/masking/maskingtest"
 )
 
 // The scaling curves of the proxy: each point is Gatehouse (authentication with a cached token,
@@ -89,43 +89,6 @@ func BenchmarkProxyConcurrency(b *testing.B) {
 	}
 }
 
-// secretListJSON returns a SecretList of about size bytes, as kube-apiserver would send it:
-// every Secret carries base64 data that masking replaces.
-func secretListJSON(size int) []byte {
-	var b bytes.Buffer
-	b.WriteString(`{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":"250000"},"items":[`)
-	raw := make([]byte, 600)
-	for i := 0; b.Len() < size; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		for k := range raw {
-			raw[k] = byte((k*131 + i*7919 + k*k) % 251)
-		}
-		val := base64.StdEncoding.EncodeToString(raw)
-		fmt.Fprintf(&b, `{"metadata":{"name":"app-%05d-credentials","namespace":"default","uid":"%08x-6b1e-4c8e-9a41-2f5e8c7d9b10","resourceVersion":"%d","creationTimestamp":"2026-03-14T09:26:53Z","labels":{"app.kubernetes.io/name":"app-%05d"}},"data":{"ca.crt":"%s","password":"%s","username":"YXBw"},"type":"Opaque"}`,
-			i, i, 100000+i, i, val, val[:32])
-	}
-	b.WriteString("]}\n")
-	return b.Bytes()
-}
-
-// configMapListJSON returns a ConfigMapList of about size bytes whose data hold configuration
-// files, some with credentials in them.
-func configMapListJSON(size int) []byte {
-	var b bytes.Buffer
-	b.WriteString(`{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"250000"},"items":[`)
-	for i := 0; b.Len() < size; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"metadata":{"name":"app-%05d-config","namespace":"default","uid":"%08x-6b1e-4c8e-9a41-2f5e8c7d9b10","resourceVersion":"%d","creationTimestamp":"2026-03-14T09:26:53Z","labels":{"app.kubernetes.io/name":"app-%05d"}},"data":{"application.yaml":"server:\n  port: 8080\n  threads: %d\nlogging:\n  level: info\nfeatures:\n  search: true\n  export: false\n","database.properties":"url=jdbc:postgresql://db-%d.internal:5432/app\nuser=app\npassword=pw-%08x-Qx7f\npool.size=20\n","mode":"production"}}`,
-			i, i, 100000+i, i, i%64, i%8, i*7919)
-	}
-	b.WriteString("]}\n")
-	return b.Bytes()
-}
-
 // BenchmarkProxyList reads a 1 MB list, which Gatehouse reads whole and masks: Secrets (whose
 // values the session also keeps, for its exec sessions) and ConfigMaps.
 func BenchmarkProxyList(b *testing.B) {
@@ -133,7 +96,7 @@ func BenchmarkProxyList(b *testing.B) {
 	for _, l := range []struct {
 		resource string
 		list     []byte
-	}{{"secrets", secretListJSON(1 << 20)}, {"configmaps", configMapListJSON(1 << 20)}} {
+	}{{"secrets", maskingtest.SecretList(1 << 20)}, {"configmaps", maskingtest.ConfigMapList(1 << 20)}} {
 		u := newUpstream(b)
 		u.setRespond(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
 			w.Header().Set("Content-Type", "application/json")

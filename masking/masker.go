@@ -368,13 +368,18 @@ func (m *Masker) JSON(dst, src []byte, t Target) ([]byte, Stats, error) {
 
 // jsonBody masks one JSON document like JSON, but returns src itself when nothing in it was
 // replaced, and sizes the output for src when something was, so that a large body is neither
-// copied whole for nothing nor grown step by step.
-func (m *Masker) jsonBody(src []byte, t Target) ([]byte, Stats, error) {
+// copied whole for nothing nor grown step by step. The output goes to buf when buf's capacity
+// is that size.
+func (m *Masker) jsonBody(buf, src []byte, t Target) ([]byte, Stats, error) {
 	w := m.getWalker(t)
 	defer m.putWalker(w)
 	hint := m.targetType(t)
-	w.reset(nil, src, hint)
-	w.sizeHint = len(src) + len(src)/8
+	size := len(src) + len(src)/8
+	if cap(buf) < size {
+		buf = nil
+	}
+	w.reset(buf[:0], src, hint)
+	w.sizeHint = size
 	end, err := w.document(0, hint)
 	if err == nil && skipSpace(src, end) != len(src) {
 		err = malformed(end, "data after the document")
@@ -470,6 +475,15 @@ func parseContentType(ct string) (mediaType, bool) {
 // ErrUnmaskable. The result is never compressed: the caller drops Content-Encoding and sets
 // Content-Length. When nothing was masked the result may be body itself.
 func (m *Masker) Body(contentType, contentEncoding string, body []byte, t Target) ([]byte, Stats, error) {
+	return m.BodyInto(nil, contentType, contentEncoding, body, t)
+}
+
+// BodyInto is Body writing the masked body into buf when buf's capacity is large enough for
+// it (a little more than body's length), so that a caller masking one large body after another
+// can reuse one buffer instead of having a new one allocated and cleared each time. The result
+// is buf[:n] (buf's length is ignored), a slice of its own, or body itself; buf must not
+// overlap body.
+func (m *Masker) BodyInto(buf []byte, contentType, contentEncoding string, body []byte, t Target) ([]byte, Stats, error) {
 	switch enc := strings.ToLower(strings.TrimSpace(contentEncoding)); enc {
 	case "", "identity":
 	case "gzip", "x-gzip":
@@ -489,9 +503,12 @@ func (m *Masker) Body(contentType, contentEncoding string, body []byte, t Target
 		if watch || t.Watch {
 			return m.watchDocs(body, t)
 		}
-		return m.jsonBody(body, t)
+		return m.jsonBody(buf, body, t)
 	case mediaText:
-		out, st := m.Text(nil, body)
+		if cap(buf) < len(body) {
+			buf = nil
+		}
+		out, st := m.Text(buf[:0], body)
 		return out, st, nil
 	case mediaUnknown:
 		if !m.NeedsMasking(t) {

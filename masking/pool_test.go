@@ -1,9 +1,14 @@
 package masking
 
 import (
+	"bytes"
+	"fmt"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gatehouse-dev/gatehouse/masking/maskingtest"
 )
 
 // TestPooledWalkerForgetsTextKeys checks that what text showed as keys does not outlive the
@@ -40,4 +45,37 @@ func anyTextKeys(w *walker) bool {
 		return false
 	}
 	return w.textKeys != keyCache{} || anyTextKeys(w.sub) || anyTextKeys(w.nest)
+}
+
+// TestBodyInto masks bodies into buffers that held other bytes, large enough or not: the
+// result is Body's, and it is written into the buffer when the buffer is large enough.
+func TestBodyInto(t *testing.T) {
+	m := newMasker(t, Config{})
+	secrets := Target{Resource: "secrets"}
+	list := maskingtest.SecretList(64 << 10)
+	tests := []struct {
+		name, contentType string
+		body              []byte
+		t                 Target
+	}{
+		{"secret list", "application/json", list, secrets},
+		{"nothing to mask", "application/json", []byte(`{"kind":"ConfigMap","apiVersion":"v1","data":{"mode":"safe"}}`), Target{Resource: "configmaps"}},
+		{"text", "text/plain", []byte("connecting with password=hunter2hunter2 to the db\n"), Target{}},
+	}
+	for _, tt := range tests {
+		want, wantStats, err := m.Body(tt.contentType, "", tt.body, tt.t)
+		require.NoError(t, err)
+		for _, size := range []int{0, 10, 2 * len(tt.body), 4 * len(list)} {
+			t.Run(fmt.Sprintf("%s/buffer %d", tt.name, size), func(t *testing.T) {
+				buf := bytes.Repeat([]byte{'x'}, size)[:size/2]
+				got, stats, err := m.BodyInto(buf, tt.contentType, "", tt.body, tt.t)
+				require.NoError(t, err)
+				assert.Equal(t, string(want), string(got))
+				assert.Equal(t, wantStats, stats)
+				if stats.Fields > 0 && size >= 2*len(tt.body) {
+					assert.Same(t, &buf[:1][0], &got[0], "a buffer large enough is used")
+				}
+			})
+		}
+	}
 }

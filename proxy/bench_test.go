@@ -126,6 +126,9 @@ func (passMasker) NeedsMasking(masking.Target) bool { return false }
 func (passMasker) Body(_, _ string, b []byte, _ masking.Target) ([]byte, masking.Stats, error) {
 	return b, masking.Stats{}, nil
 }
+func (passMasker) BodyInto(_ []byte, _, _ string, b []byte, _ masking.Target) ([]byte, masking.Stats, error) {
+	return b, masking.Stats{}, nil
+}
 func (passMasker) Stream(_, _ string, r io.Reader, t masking.Target) (*masking.Reader, error) {
 	return nil, errors.New("passMasker does not stream")
 }

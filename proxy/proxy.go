@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -46,6 +45,8 @@ type TokenAuthenticator interface {
 type Masker interface {
 	NeedsMasking(t masking.Target) bool
 	Body(contentType, contentEncoding string, body []byte, t masking.Target) ([]byte, masking.Stats, error)
+	// BodyInto is Body writing the masked body into buf's capacity when it is large enough.
+	BodyInto(buf []byte, contentType, contentEncoding string, body []byte, t masking.Target) ([]byte, masking.Stats, error)
 	Stream(contentType, contentEncoding string, r io.Reader, t masking.Target) (*masking.Reader, error)
 	// Text masks what its text detectors find in free text (a client's reason).
 	Text(dst, src []byte) ([]byte, masking.Stats)
@@ -238,6 +239,7 @@ type Proxy struct {
 	upgradeRT http.RoundTripper
 	sessions  *sessions
 	values    *sessionValues
+	bodies    *bodyBuffers
 	metrics   *metrics
 	log       *slog.Logger
 	// records counts the trail records being written off the request path.
@@ -270,6 +272,7 @@ func NewProxy(o Options) (*Proxy, error) {
 	}
 	p.sessions = newSessions(o.SessionActivityInterval, o.Source, o.Recorder, o.Logger)
 	p.values = newSessionValues()
+	p.bodies = &bodyBuffers{}
 	p.upgradeRT = rt
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
@@ -689,7 +692,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		resp.Header.Del("Content-Encoding")
 		return nil
 	}
-	body, err := readBody(resp.Body, resp.ContentLength, p.opts.MaxResponseBytes)
+	body, err := readBody(p.bodies.get(), resp.Body, resp.ContentLength, p.opts.MaxResponseBytes)
 	_ = resp.Body.Close()
 	if err != nil {
 		return err
@@ -697,58 +700,22 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	// A response read whole hands its values over to the session's set in one step.
 	var flush func()
 	target.SecretValue, flush = p.values.batchHook(st)
-	masked, stats, err := p.opts.Masker.Body(ct, resp.Header.Get("Content-Encoding"), body, target)
+	out := p.bodies.get()
+	masked, stats, err := p.opts.Masker.BodyInto(out, ct, resp.Header.Get("Content-Encoding"), body, target)
 	if flush != nil {
 		flush()
 	}
 	if err != nil {
+		p.bodies.putRead(body)
+		p.bodies.put(out)
 		return err
 	}
 	st.masking = stats
-	resp.Body = io.NopCloser(bytes.NewReader(masked))
+	resp.Body = p.bodies.reader(body, out, masked)
 	resp.ContentLength = int64(len(masked))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(masked)))
 	resp.Header.Del("Content-Encoding")
 	return p.afterMasking(resp, st)
-}
-
-// readBody reads a response body whole, failing with masking.ErrTooLarge past limit bytes. It
-// reads into chunks (the first sized by the Content-Length, when there is one and it is not
-// large) and joins them once at the end: a large body is allocated about twice and copied once,
-// where a buffer that doubles as it grows allocates four times its size and copies it twice.
-func readBody(r io.Reader, contentLength, limit int64) ([]byte, error) {
-	const chunkSize = 64 << 10
-	size := 4 << 10
-	if contentLength >= 0 && contentLength < min(limit, 1<<20) {
-		size = int(contentLength) + 1 // one byte more, to see the end
-	}
-	lr := io.LimitReader(r, limit+1)
-	var chunks [][]byte
-	total := 0
-	for {
-		c := make([]byte, size)
-		n, err := io.ReadFull(lr, c)
-		total += n
-		chunks = append(chunks, c[:n])
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read response: %w", err)
-		}
-		size = chunkSize
-	}
-	if int64(total) > limit {
-		return nil, fmt.Errorf("%w: response larger than %d bytes", masking.ErrTooLarge, limit)
-	}
-	if len(chunks) == 1 {
-		return chunks[0], nil
-	}
-	body := make([]byte, 0, total)
-	for _, c := range chunks {
-		body = append(body, c...)
-	}
-	return body, nil
 }
 
 // afterMasking runs once a response that is not a stream is ready to go to the client: the

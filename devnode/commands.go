@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"mvdan.cc/sh/v3/expand"
@@ -60,9 +61,10 @@ func init() {
 		"env":      {"print the environment", cmdEnv},
 		"printenv": {"print the environment, or one variable", cmdPrintenv},
 		"tr":       {"translate or delete characters (tr a-z A-Z, tr -d CHARS)", cmdTr},
-		"head":     {"first lines (-n N)", func(o *cmdIO, a []string) error { return cmdHeadTail(o, a, true) }},
+		"head":     {"first lines (-n N), or bytes (-c N)", func(o *cmdIO, a []string) error { return cmdHeadTail(o, a, true) }},
 		"tail":     {"last lines (-n N)", func(o *cmdIO, a []string) error { return cmdHeadTail(o, a, false) }},
 		"wc":       {"count lines, words and bytes (-l, -w, -c)", cmdWc},
+		"yes":      {"print a line (y, or the arguments) again and again until the output is closed", cmdYes},
 		"grep":     {"print lines matching a regular expression (-i, -v, -n, -q)", cmdGrep},
 		"sort":     {"sort lines (-r, -u)", cmdSort},
 		"base64":   {"encode, or decode (-d), base64", cmdBase64},
@@ -424,9 +426,22 @@ func cmdTr(o *cmdIO, args []string) error {
 }
 
 func cmdHeadTail(o *cmdIO, args []string, head bool) error {
-	set, files, err := flags(args, "n")
+	set, files, err := flags(args, "nc")
 	if err != nil {
 		return err
+	}
+	if v, ok := set['c']; ok && head {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("invalid number of bytes: %q", v)
+		}
+		return o.inputs(files, func(_ string, r io.Reader) error {
+			_, err := io.CopyN(o.stdout, r, n)
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		})
 	}
 	n := 10
 	if v, ok := set['n']; ok {
@@ -456,6 +471,26 @@ func cmdHeadTail(o *cmdIO, args []string, head bool) error {
 		}
 		return nil
 	})
+}
+
+// cmdYes writes its line until writing fails (the reader of a pipe is gone) or the command is
+// interrupted.
+func cmdYes(o *cmdIO, args []string) error {
+	line := "y\n"
+	if len(args) > 0 {
+		line = strings.Join(args, " ") + "\n"
+	}
+	buf := []byte(strings.Repeat(line, max(1, (32<<10)/len(line))))
+	for o.ctx.Err() == nil {
+		if _, err := o.stdout.Write(buf); err != nil {
+			if errors.Is(err, io.ErrClosedPipe) || errors.Is(err, syscall.EPIPE) {
+				// What a shell reports for a program SIGPIPE ended, without a message.
+				return interp.ExitStatus(128 + 13)
+			}
+			return err
+		}
+	}
+	return o.ctx.Err()
 }
 
 func cmdWc(o *cmdIO, args []string) error {

@@ -61,6 +61,10 @@ func TestShell(t *testing.T) {
 		{name: "globs read the container's directories", argv: []string{"sh", "-c", "echo /etc/*"}, wantOut: "/etc/creds\n"},
 		{name: "wc and grep", stdin: "a\nb\nab\n", argv: []string{"sh", "-c", "grep a | wc -l"}, wantOut: "2\n"},
 		{name: "head", stdin: "1\n2\n3\n", argv: []string{"head", "-n", "2"}, wantOut: "1\n2\n"},
+		{name: "head -c", stdin: "1\n2\n3\n", argv: []string{"head", "-c", "3"}, wantOut: "1\n2"},
+		{name: "head -c past the end", stdin: "1\n", argv: []string{"head", "-c3"}, wantOut: "1\n"},
+		{name: "yes ends with the pipe's reader", argv: []string{"sh", "-c", "yes an ordinary line | head -c 100000 | wc -c"}, wantOut: "100000\n"},
+		{name: "yes says y", argv: []string{"sh", "-c", "yes | head -n 2"}, wantOut: "y\ny\n"},
 		{name: "sort and base64", stdin: "b\na\nb\n", argv: []string{"sh", "-c", "sort -u | base64 | base64 -d"}, wantOut: "a\nb\n"},
 		{name: "hostname", argv: []string{"hostname"}, wantOut: "web-0\n"},
 		{name: "redirect to /dev/null", argv: []string{"sh", "-c", "echo gone > /dev/null; echo kept"}, wantOut: "kept\n"},
@@ -90,6 +94,15 @@ func TestShell(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestYesEndsQuietly checks that yes ends without a message when its reader is gone, as a
+// program that SIGPIPE ends does.
+func TestYesEndsQuietly(t *testing.T) {
+	out, errOut, err := run(t, testContainer(t), "", "sh", "-c", "yes | head -n 1")
+	require.NoError(t, err)
+	assert.Equal(t, "y\n", out)
+	assert.Empty(t, errOut)
 }
 
 // TestShellNeverTouchesTheHost runs commands that would change or reveal the machine in an

@@ -91,11 +91,17 @@ func ChunkID(recordingID string, seq uint32) string {
 // Hash and its header (ID, time, source) are not covered.
 func ChunkHash(c *Recording, prev string) string {
 	h := sha256.New()
-	var n [8]byte
+	var buf [512]byte
 	field := func(s string) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
+		binary.BigEndian.PutUint64(buf[:8], uint64(len(s)))
+		h.Write(buf[:8])
+		// Through a buffer on the stack: a conversion to []byte would copy the chunk's data
+		// to the heap for every chunk.
+		for len(s) > 0 {
+			n := copy(buf[:], s)
+			h.Write(buf[:n])
+			s = s[n:]
+		}
 	}
 	field("gatehouse.dev/recording-chunk/v1")
 	field(prev)

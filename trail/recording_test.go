@@ -1,8 +1,13 @@
 package trail
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,4 +103,21 @@ func TestRequestPhase(t *testing.T) {
 	data, err = json.Marshal(done)
 	require.NoError(t, err)
 	assert.NotContains(t, string(data), "phase", "a finished request has no phase")
+}
+
+// TestChunkHashFormat pins what ChunkHash covers, byte for byte, against an encoding written
+// out here: stored chains must verify with every later version. The data is longer than the
+// hasher's buffer.
+func TestChunkHashFormat(t *testing.T) {
+	c := chain(1)[0]
+	c.Data = strings.Repeat("[0.5, \"o\", \"a line of output\"]\n", 300)
+	var b []byte
+	for _, f := range []string{"gatehouse.dev/recording-chunk/v1", "prev-hash", c.RecordingID, c.SessionID, c.AuditID,
+		"0", "true", c.Format, c.Subresource, c.Namespace, c.Pod, c.Container, "3", "sh", "-c", "echo hi", c.User,
+		strconv.FormatInt(c.Start.UnixMicro(), 10), c.Data} {
+		b = binary.BigEndian.AppendUint64(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	sum := sha256.Sum256(b)
+	assert.Equal(t, hex.EncodeToString(sum[:]), ChunkHash(c, "prev-hash"))
 }

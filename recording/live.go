@@ -38,9 +38,9 @@ func NewMasker(text TextMasker, values *Values) *Masker {
 	return &Masker{text: text, values: values}
 }
 
-// Mask appends src, masked, to dst.
+// Mask appends src, masked, to dst, which must not overlap src.
 func (m *Masker) Mask(dst, src []byte) []byte {
-	tmp, n := m.values.Replace(nil, src)
+	tmp, n := m.values.replaced(src)
 	out, st := m.text.Text(dst, tmp)
 	if n > 0 || st.Fields > 0 {
 		m.mu.Lock()

@@ -212,16 +212,22 @@ func (s *Values) Len() int {
 // Replace appends src to dst with every kept value replaced by its placeholder, and reports how
 // many it replaced.
 func (s *Values) Replace(dst, src []byte) ([]byte, int) {
+	out, n := s.replaced(src)
+	return append(dst, out...), n
+}
+
+// replaced returns src with every kept value replaced by its placeholder, and how many it
+// replaced: src itself when it replaced none.
+func (s *Values) replaced(src []byte) ([]byte, int) {
 	if s == nil {
-		return append(dst, src...), 0
+		return src, 0
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if len(s.fifo) == 0 {
-		return append(dst, src...), 0
+		return src, 0
 	}
 	cur := src
-	var buf []byte
 	n := 0
 	for _, v := range s.byLength() {
 		if len(cur) < len(v.raw) || !bytes.Contains(cur, v.raw) {
@@ -239,12 +245,9 @@ func (s *Values) Replace(dst, src []byte) ([]byte, int) {
 			cur = cur[i+len(v.raw):]
 			n++
 		}
-		buf, cur = next, next
+		cur = next
 	}
-	if n == 0 {
-		return append(dst, src...), 0
-	}
-	return append(dst, buf...), n
+	return cur, n
 }
 
 // String is redacted: a Values set never prints its values.

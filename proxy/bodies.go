@@ -15,9 +15,12 @@ import (
 // buffers of its size allocated, and cleared page by page, for every read, which costs more
 // than masking the list's Secrets.
 //
-// A buffer that held a body as it was read (which holds the Secrets' values) is cleared
-// before it goes back, so that no value outlives its response; a masked body holds only what
-// its client was sent.
+// Every body is written into a buffer from its start and read back only to its length, so no
+// response sees what an earlier one left in a buffer. Beyond that, a buffer that held a body as
+// it was read (the Secrets' values) is cleared before it goes back, so that those values do not
+// stay in memory for as long as the buffer is pooled. Masked output is not cleared: it is what a
+// client was sent, but for bytes past its end that a masker starting an object over wrote and
+// dropped, as the masker's own pooled scratch space holds values it worked on.
 type bodyBuffers struct{ pool sync.Pool }
 
 // maxPooledBody is the largest buffer kept: larger bodies are rare, and the pool must not keep
@@ -32,7 +35,7 @@ func (b *bodyBuffers) get() []byte {
 	return nil
 }
 
-// put keeps buf, which holds only what a client was sent, for a later body.
+// put keeps buf, a buffer of masked output, for a later body.
 func (b *bodyBuffers) put(buf []byte) {
 	if cap(buf) == 0 || cap(buf) > maxPooledBody {
 		return

@@ -138,7 +138,8 @@ type LiveMasker struct {
 	emitted []byte // what was passed on for line
 	pending []byte // raw bytes not yet passed on
 	out     []byte
-	whole   bool // out holds whole lines masked whole
+	masked  []byte // scratch: the current line, masked
+	whole   bool   // out holds whole lines masked whole
 	timer   clock.Timer
 	err     error
 	closed  bool
@@ -197,14 +198,15 @@ func (l *LiveMasker) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// maskInto masks the current line continued by text and appends what is new to l.out.
+// maskInto masks the current line continued by text and appends what is new to l.out. It
+// returns the masked line, valid until the next call.
 func (l *LiveMasker) maskInto(text []byte) []byte {
 	full := append(l.line, text...)
 	l.line = full
-	masked := l.m.Mask(nil, full)
-	common := commonPrefix(l.emitted, masked)
-	l.out = append(l.out, masked[common:]...)
-	return masked
+	l.masked = l.m.Mask(l.masked[:0], full)
+	common := commonPrefix(l.emitted, l.masked)
+	l.out = append(l.out, l.masked[common:]...)
+	return l.masked
 }
 
 // flushPartial passes the pending partial line on.

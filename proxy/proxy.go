@@ -650,6 +650,10 @@ func isHelm(r *http.Request) bool {
 // modifyResponse masks what may carry secrets. It runs before the response headers are written.
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	st := stateOf(resp.Request)
+	// kube-apiserver answers with the Audit-ID it was sent: the attempt's, which the client's
+	// answer already carries (ServeHTTP and resend set it). ReverseProxy adds the upstream's
+	// headers to the answer's, so it would go out twice.
+	resp.Header.Del("Audit-Id")
 	if st.upgrade && resp.StatusCode != http.StatusSwitchingProtocols {
 		// A failed upgrade must not leave a connection the client could go on using.
 		st.w.Header().Set("Connection", "close")

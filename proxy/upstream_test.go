@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 	"k8s.io/client-go/rest"
 
@@ -26,7 +27,9 @@ const configMapJSON = `{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":
 
 // upstream is an in-process stand-in for kube-apiserver that records what reaches it. By default
 // it answers every request with a ConfigMap (or a stream of watch events); respond, when set,
-// answers instead when it returns true.
+// answers instead when it returns true. Like kube-apiserver (its audit filter), it answers every
+// request with an Audit-Id: the request's, or a new one; a benchmark's plain reverse proxy passes
+// it on, as it would in front of kube-apiserver.
 type upstream struct {
 	srv *httptest.Server
 
@@ -47,6 +50,11 @@ type seen struct {
 func newUpstream(t testing.TB) *upstream {
 	u := &upstream{}
 	u.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auditID := r.Header.Get("Audit-Id")
+		if auditID == "" {
+			auditID = uuid.NewString()
+		}
+		w.Header().Set("Audit-Id", auditID)
 		body, _ := io.ReadAll(r.Body)
 		u.mu.Lock()
 		if !u.discard {

@@ -288,6 +288,9 @@ func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int, walkF
 				// splitter takes over for this document.
 				w.log = w.log[:logged]
 				rd.out = rd.out[:n]
+				if n == 0 {
+					rd.putOut() // a watch waiting for the rest of an event holds no output buffer
+				}
 			}
 			if len(avail) > 0 {
 				end, err := split.scan(avail)

@@ -583,3 +583,41 @@ func FuzzWatchStreamWalkFirst(f *testing.F) {
 		g.requireNoPlanted(t, out, string(doc))
 	})
 }
+
+// probeReader hands out its parts one per Read, calling probe before each part but the first:
+// while the stream waits for more input.
+type probeReader struct {
+	parts []string
+	probe func()
+	n     int
+}
+
+func (p *probeReader) Read(b []byte) (int, error) {
+	if p.n == len(p.parts) {
+		return 0, io.EOF
+	}
+	if p.n > 0 {
+		p.probe()
+	}
+	n := copy(b, p.parts[p.n])
+	p.n++
+	return n, nil
+}
+
+// TestWatchStreamPartialEventHoldsNoOutput checks that a watch waiting for the rest of an
+// event, whose start the walker tried to mask, holds no output buffer meanwhile.
+func TestWatchStreamPartialEventHoldsNoOutput(t *testing.T) {
+	m := newMasker(t, Config{})
+	event := `{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1","data":{"k":"v"}}}` + "\n"
+	var s *Reader
+	waits := 0
+	src := &probeReader{parts: []string{event[:30], event[30:60], event[60:]}, probe: func() {
+		waits++
+		assert.Nil(t, s.out, "no output buffer while the event is incomplete")
+	}}
+	s = m.WatchStream(src, Target{Resource: "configmaps"})
+	out, err := io.ReadAll(s)
+	require.NoError(t, err)
+	assert.Equal(t, event, string(out))
+	assert.Equal(t, 2, waits)
+}

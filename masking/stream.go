@@ -174,6 +174,7 @@ type inbuf struct {
 	start, end int
 	eof        bool
 	empty      int         // consecutive reads that returned nothing
+	reads      uint64      // calls of read: buf[:end] may have changed when it changed
 	bufs       *bufferPool // if set, the first buffer comes from it, and goes back with release
 	box        *[]byte     // the pool's box of buf, while buf is the buffer from the pool
 }
@@ -196,6 +197,7 @@ func (b *inbuf) avail() []byte { return b.buf[b.start:b.end] }
 
 // read reads more input, growing the buffer up to limit bytes of unconsumed input.
 func (b *inbuf) read(src io.Reader, limit int) error {
+	b.reads++
 	if b.start > 0 && (b.end == len(b.buf) || b.start > len(b.buf)/2) {
 		n := copy(b.buf, b.buf[b.start:b.end])
 		b.start, b.end = 0, n
@@ -257,6 +259,7 @@ func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int, walkF
 	w.onSecret = t.SecretValue
 	in := inbuf{bufs: &m.streamBufs}
 	var split splitter
+	var ahead lookAhead
 	rd := &Reader{src: r, w: w, bufs: &m.streamBufs}
 	rd.release = in.release
 	rd.fill = func(rd *Reader) error {
@@ -275,9 +278,12 @@ func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int, walkF
 					rd.takeOut()
 				}
 				n, logged := len(rd.out), len(w.log)
-				if out, end, ok := w.leadingDocument(rd.out, avail, root); ok {
+				if ahead.reads != in.reads {
+					ahead = lookAhead{reads: in.reads}
+				}
+				if out, end, ok := w.leadingDocument(rd.out, in.buf[:in.end], in.start, root, &ahead); ok {
 					rd.out = append(out, '\n')
-					in.start += end
+					in.start = end
 					if len(rd.out) < batchBytes {
 						continue
 					}
@@ -370,23 +376,36 @@ func (s *splitter) scan(b []byte) (int, error) {
 	return end, nil
 }
 
-// leadingDocument masks the JSON document at the start of src, whose type hint is root, into
-// dst, if it ends in src: it returns the output and the document's length, and ok. Anything
-// else (the document does not end in src, or is malformed, or would exceed the restart
-// budget of the document alone) returns !ok, and dst as it was; the caller then delimits the
-// document with the splitter and masks it with event, which gives what masking it alone
-// gives, errors included.
+// lookAhead keeps a walker's answers to where the next Helm release type and the next escape
+// are in a stream's input buffer from one document to the next, while the buffer does not
+// change (reads is the inbuf's count of reads when they were found): each search reads to the
+// end of the input at hand, and the buffer can hold many documents.
+type lookAhead struct {
+	reads              uint64
+	helmTypes, escapes nextIndex
+}
+
+// leadingDocument masks the JSON document at src[start:], whose type hint is root, into dst, if
+// it ends in src: it returns the output, the index after the document, and ok. Anything else
+// (the document does not end in src, or is malformed, or would exceed the restart budget of the
+// document alone) returns !ok, and dst as it was; the caller then delimits the document with
+// the splitter and masks it with event, which gives what masking it alone gives, errors
+// included. ahead holds the walker's searches in src from the documents before this one (src
+// the same bytes), and takes this one's.
 //
-// The result is what event gives for src[:end]: the walker delimits what it walks by its
+// The result is what event gives for src[start:end]: the walker delimits what it walks by its
 // structure (a value ends at its closing bracket or quote), and its only reading beyond a
 // value, the search for a Helm release type (helmSecretType), is a pre-filter after which the
-// object's own members decide, so input after the document changes nothing but the restart
-// budget, which is checked against the document's own.
-func (w *walker) leadingDocument(dst, src []byte, root objType) (out []byte, end int, ok bool) {
+// object's own members decide, so input before and after the document changes nothing but the
+// restart budget, which is checked against the document's own.
+func (w *walker) leadingDocument(dst, src []byte, start int, root objType, ahead *lookAhead) (out []byte, end int, ok bool) {
 	w.reset(dst, src, w.target)
-	end, err := w.document(0, root)
-	// The budget of src[:end] alone is len(src)-end less than that of src.
-	if err != nil || w.budget < len(src)-end {
+	w.mark = start
+	w.helmTypes, w.escapes = ahead.helmTypes, ahead.escapes
+	end, err := w.document(start, root)
+	ahead.helmTypes, ahead.escapes = w.helmTypes, w.escapes
+	// The budget of src[start:end] alone is len(src)-(end-start) less than that of src.
+	if err != nil || w.budget < len(src)-(end-start) {
 		w.src, w.dst = nil, nil
 		return dst, 0, false
 	}

@@ -29,7 +29,10 @@ type Reader struct {
 	w    *walker
 	// bufs, when set, is where out comes from when fill has output for it, and where it goes
 	// back as soon as it is read, so that a stream waiting for input holds no output buffer.
-	bufs *bufferPool
+	// outBox is what out came from the pool in (a pooled buffer goes back in the same box, so
+	// handing one back allocates nothing).
+	bufs   *bufferPool
+	outBox *[]byte
 	// release, when set, hands the stream's input buffer back once it ended.
 	release func()
 
@@ -59,10 +62,25 @@ func (r *Reader) Read(p []byte) (int, error) {
 	if r.off == len(r.out) && r.bufs != nil {
 		// Everything masked so far is read: the output buffer goes back until there is
 		// more, so that a watch waiting for its next event holds none.
-		r.bufs.put(r.out)
-		r.out, r.off = nil, 0
+		r.putOut()
 	}
 	return n, nil
+}
+
+// takeOut gives r an output buffer from its pool.
+func (r *Reader) takeOut() {
+	r.outBox = r.bufs.get()
+	r.out = *r.outBox
+}
+
+// putOut hands r's output buffer back to its pool; r.out is empty afterwards.
+func (r *Reader) putOut() {
+	if r.outBox != nil {
+		*r.outBox = r.out
+		r.bufs.put(r.outBox)
+		r.outBox = nil
+	}
+	r.out, r.off = nil, 0
 }
 
 // Close closes the source if it is an io.Closer.
@@ -80,10 +98,7 @@ func (r *Reader) Close() error {
 // end hands back what the stream no longer needs once it ended (r.err is set, so fill is not
 // called again).
 func (r *Reader) end() {
-	if r.out != nil && r.bufs != nil {
-		r.bufs.put(r.out)
-	}
-	r.out, r.off = nil, 0
+	r.putOut()
 	if r.release != nil {
 		r.release()
 		r.release = nil
@@ -100,21 +115,26 @@ type bufferPool struct{ pool sync.Pool }
 // first input buffer of a stream.
 const streamBufferSize = 32 << 10
 
-func (p *bufferPool) get() []byte {
+// get returns an empty buffer of streamBufferSize bytes' capacity, in a box that put takes
+// back.
+func (p *bufferPool) get() *[]byte {
 	if b, ok := p.pool.Get().(*[]byte); ok {
-		return (*b)[:0]
+		*b = (*b)[:0]
+		return b
 	}
-	return make([]byte, 0, streamBufferSize)
+	b := make([]byte, 0, streamBufferSize)
+	return &b
 }
 
-// put keeps b for reuse if it has the size of a new one (an output buffer that grew is left to
-// the collector): an idle watch's input buffer is never larger than before.
-func (p *bufferPool) put(b []byte) {
-	if cap(b) != streamBufferSize {
+// put keeps the buffer in box b for reuse if it has the size of a new one (an output buffer
+// that grew is left to the collector): an idle watch's input buffer is never larger than
+// before. The caller must not use b or its buffer again.
+func (p *bufferPool) put(b *[]byte) {
+	if cap(*b) != streamBufferSize {
 		return
 	}
-	b = b[:0]
-	p.pool.Put(&b)
+	*b = (*b)[:0]
+	p.pool.Put(b)
 }
 
 // Stats returns what was masked so far.
@@ -154,13 +174,17 @@ type inbuf struct {
 	start, end int
 	eof        bool
 	empty      int         // consecutive reads that returned nothing
+	reads      uint64      // calls of read: buf[:end] may have changed when it changed
 	bufs       *bufferPool // if set, the first buffer comes from it, and goes back with release
+	box        *[]byte     // the pool's box of buf, while buf is the buffer from the pool
 }
 
 // release hands the buffer back to its pool; b is not used again.
 func (b *inbuf) release() {
-	if b.bufs != nil {
-		b.bufs.put(b.buf)
+	if b.box != nil {
+		*b.box = b.buf
+		b.bufs.put(b.box)
+		b.box = nil
 	}
 	b.buf, b.start, b.end = nil, 0, 0
 }
@@ -173,6 +197,7 @@ func (b *inbuf) avail() []byte { return b.buf[b.start:b.end] }
 
 // read reads more input, growing the buffer up to limit bytes of unconsumed input.
 func (b *inbuf) read(src io.Reader, limit int) error {
+	b.reads++
 	if b.start > 0 && (b.end == len(b.buf) || b.start > len(b.buf)/2) {
 		n := copy(b.buf, b.buf[b.start:b.end])
 		b.start, b.end = 0, n
@@ -184,9 +209,11 @@ func (b *inbuf) read(src io.Reader, limit int) error {
 		size := min(limit, max(2*len(b.buf), streamBufferSize))
 		var nb []byte
 		if len(b.buf) == 0 && size == streamBufferSize && b.bufs != nil {
-			nb = b.bufs.get()[:streamBufferSize]
+			b.box = b.bufs.get()
+			nb = (*b.box)[:streamBufferSize]
 		} else {
 			nb = make([]byte, size)
+			b.box = nil // the pool's buffer, if it was one, is left to the collector
 		}
 		copy(nb, b.buf[b.start:b.end])
 		b.buf, b.end, b.start = nb, b.end-b.start, 0
@@ -218,17 +245,21 @@ func (b *inbuf) read(src io.Reader, limit int) error {
 // for the events' objects. The source must not be compressed (wrap it in a gzip.Reader, or use
 // Stream).
 func (m *Masker) WatchStream(r io.Reader, t Target) *Reader {
-	return m.docStream(r, t, watchEventType, m.limits.MaxEventBytes)
+	return m.docStream(r, t, watchEventType, m.limits.MaxEventBytes, true)
 }
 
 // docStream masks a stream of JSON documents (objects or arrays) one by one, each with the type
-// hint root, each at most limit bytes.
-func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int) *Reader {
+// hint root, each at most limit bytes. With walkFirst, a document that starts in the input at
+// hand is masked straight away, the walker finding where it ends (leadingDocument); when it
+// does not end there (or does not mask) the splitter finds its end as without walkFirst, which
+// the tests use to compare the two.
+func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int, walkFirst bool) *Reader {
 	w := newWalker(m)
 	w.target = m.targetType(t)
 	w.onSecret = t.SecretValue
 	in := inbuf{bufs: &m.streamBufs}
 	var split splitter
+	var ahead lookAhead
 	rd := &Reader{src: r, w: w, bufs: &m.streamBufs}
 	rd.release = in.release
 	rd.fill = func(rd *Reader) error {
@@ -242,6 +273,31 @@ func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int) *Read
 					return malformed(in.start, "document is not an object or array")
 				}
 			}
+			if len(avail) > 0 && walkFirst && !split.Started() {
+				if rd.out == nil {
+					rd.takeOut()
+				}
+				n, logged := len(rd.out), len(w.log)
+				if ahead.reads != in.reads {
+					ahead = lookAhead{reads: in.reads}
+				}
+				if out, end, ok := w.leadingDocument(rd.out, in.buf[:in.end], in.start, root, &ahead); ok {
+					rd.out = append(out, '\n')
+					in.start = end
+					if len(rd.out) < batchBytes {
+						continue
+					}
+					return nil
+				}
+				// Incomplete, or it does not mask: nothing of this attempt counts (the output
+				// buffer may hold its bytes past len(rd.out), which nothing reads), and the
+				// splitter takes over for this document.
+				w.log = w.log[:logged]
+				rd.out = rd.out[:n]
+				if n == 0 {
+					rd.putOut() // a watch waiting for the rest of an event holds no output buffer
+				}
+			}
 			if len(avail) > 0 {
 				end, err := split.scan(avail)
 				if err != nil {
@@ -249,7 +305,7 @@ func (m *Masker) docStream(r io.Reader, t Target, root objType, limit int) *Read
 				}
 				if end > 0 {
 					if rd.out == nil {
-						rd.out = m.streamBufs.get()
+						rd.takeOut()
 					}
 					n := len(rd.out)
 					out, err := w.event(rd.out, avail[:end], root)
@@ -318,6 +374,45 @@ func (s *splitter) scan(b []byte) (int, error) {
 	end := s.pos + n
 	s.pos = 0
 	return end, nil
+}
+
+// lookAhead keeps a walker's answers to where the next Helm release type and the next escape
+// are in a stream's input buffer from one document to the next, while the buffer does not
+// change (reads is the inbuf's count of reads when they were found): each search reads to the
+// end of the input at hand, and the buffer can hold many documents.
+type lookAhead struct {
+	reads              uint64
+	helmTypes, escapes nextIndex
+}
+
+// leadingDocument masks the JSON document at src[start:], whose type hint is root, into dst, if
+// it ends in src: it returns the output, the index after the document, and ok. Anything else
+// (the document does not end in src, or is malformed, or would exceed the restart budget of the
+// document alone) returns !ok, and dst as it was; the caller then delimits the document with
+// the splitter and masks it with event, which gives what masking it alone gives, errors
+// included. ahead holds the walker's searches in src from the documents before this one (src
+// the same bytes), and takes this one's.
+//
+// The result is what event gives for src[start:end]: the walker delimits what it walks by its
+// structure (a value ends at its closing bracket or quote), and its only reading beyond a
+// value, the search for a Helm release type (helmSecretType), is a pre-filter after which the
+// object's own members decide, so input before and after the document changes nothing but the
+// restart budget, which is checked against the document's own.
+func (w *walker) leadingDocument(dst, src []byte, start int, root objType, ahead *lookAhead) (out []byte, end int, ok bool) {
+	w.reset(dst, src, w.target)
+	w.mark = start
+	w.helmTypes, w.escapes = ahead.helmTypes, ahead.escapes
+	end, err := w.document(start, root)
+	ahead.helmTypes, ahead.escapes = w.helmTypes, w.escapes
+	// The budget of src[start:end] alone is len(src)-(end-start) less than that of src.
+	if err != nil || w.budget < len(src)-(end-start) {
+		w.src, w.dst = nil, nil
+		return dst, 0, false
+	}
+	w.flush(end)
+	out = w.dst
+	w.src, w.dst = nil, nil
+	return out, end, true
 }
 
 // event masks the document src, whose type hint is root, into dst.
@@ -593,7 +688,7 @@ func (m *Masker) Stream(contentType, contentEncoding string, r io.Reader, t Targ
 	case mt == mediaJSON && (watch || t.Watch):
 		return m.WatchStream(r, t), nil
 	case mt == mediaJSON:
-		return m.docStream(r, t, m.targetType(t), int(min(m.limits.MaxBodyBytes, maxInt))), nil
+		return m.docStream(r, t, m.targetType(t), int(min(m.limits.MaxBodyBytes, maxInt)), true), nil
 	case mt == mediaText:
 		return m.TextStream(r), nil
 	case mt == mediaUnknown && !m.NeedsMasking(t):

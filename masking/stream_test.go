@@ -3,6 +3,7 @@ package masking
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -408,4 +409,253 @@ func TestWatchStreamIdleHoldsNoOutput(t *testing.T) {
 	_, err := s.Read(make([]byte, 10))
 	assert.Equal(t, io.EOF, err)
 	assert.Nil(t, s.out)
+}
+
+// readStream reads s to its end in reads of n bytes, returning what came out and the error
+// that ended it (nil for io.EOF).
+func readStream(s *Reader, n int) ([]byte, error) {
+	var out []byte
+	buf := make([]byte, n)
+	for {
+		k, err := s.Read(buf)
+		out = append(out, buf[:k]...)
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+	}
+}
+
+// splitReader returns its data in the pieces given by cuts (offsets into data), then the rest.
+type splitReader struct {
+	data []byte
+	cuts []int
+	off  int
+}
+
+func (s *splitReader) Read(p []byte) (int, error) {
+	if s.off == len(s.data) {
+		return 0, io.EOF
+	}
+	end := len(s.data)
+	for _, c := range s.cuts {
+		if c > s.off {
+			end = min(end, c)
+			break
+		}
+	}
+	n := copy(p, s.data[s.off:end])
+	s.off += n
+	return n, nil
+}
+
+// requireWalkFirstSame checks that a watch stream masked with the walker finding where each
+// event ends gives exactly what the splitter-first stream gives: the same output, error and
+// counts, for input arriving as newReader hands it out.
+func requireWalkFirstSame(t *testing.T, m *Masker, target Target, newReader func() io.Reader) ([]byte, error) {
+	t.Helper()
+	fast := m.docStream(newReader(), target, watchEventType, m.limits.MaxEventBytes, true)
+	slow := m.docStream(newReader(), target, watchEventType, m.limits.MaxEventBytes, false)
+	out, err := readStream(fast, 97)
+	want, wantErr := readStream(slow, 97)
+	require.Equal(t, string(want), string(out))
+	if wantErr == nil {
+		require.NoError(t, err)
+	} else {
+		require.EqualError(t, err, wantErr.Error())
+	}
+	require.Equal(t, slow.Stats(), fast.Stats())
+	require.NoError(t, fast.Close())
+	require.NoError(t, slow.Close())
+	return out, err
+}
+
+// TestWatchStreamWalkerFindsEventEnd tries to make the walker, which masks an event straight
+// from the input buffer and finds its end itself, read something of the next event (or of a
+// later read) into its decision about this one: each stream must mask exactly as the stream
+// that first delimits every event does, whole, read at every boundary, and in small reads.
+func TestWatchStreamWalkerFindsEventEnd(t *testing.T) {
+	m := newMasker(t, Config{})
+	release := base64.StdEncoding.EncodeToString([]byte("canary-helm-release-payload"))
+	helmEvent := func(typ string) string {
+		return `{"type":"ADDED","object":{"kind":"Secret","apiVersion":"v1","metadata":{"name":"sh.helm.release.v1.x.v1"},"data":{"release":"` + release + `"},"type":"` + typ + `"}}` + "\n"
+	}
+	// A Secret without a type, whose data must be replaced whole, before events that name
+	// the Helm type: the walker must not take their type for its own.
+	plain := `{"type":"ADDED","object":{"kind":"Secret","apiVersion":"v1","metadata":{"name":"sh.helm.release.v1.x.v1"},"data":{"release":"` + release + `"}}}`
+	// Nested objects that name their kind after their data start over again and again: alone,
+	// the event exceeds its restart budget; a large event after it in the same read must not
+	// lend it budget.
+	nested := `{"data":{"k":"Y2FuYXJ5"},"p":"` + strings.Repeat("x", 5000) + `","kind":"Secret"}`
+	for range 3 {
+		nested = `{"items":[` + nested + `],"data":{"k":"Y2FuYXJ5"},"kind":"Secret"}`
+	}
+	large := `{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1","data":{"k":"` + strings.Repeat("safe ", 60000) + `"}}}` + "\n"
+	tests := []struct {
+		name    string
+		stream  string
+		target  Target
+		wantErr error
+		check   func(t *testing.T, out []byte)
+	}{
+		{name: "helm type in the next event", stream: plain + helmEvent("helm.sh/release.v1"), target: Target{Resource: "secrets"},
+			check: func(t *testing.T, out []byte) {
+				first, _, _ := strings.Cut(string(out), "\n")
+				assert.NotContains(t, first, release)
+				assert.Contains(t, first, b64ph("canary-helm-release-payload"))
+			}},
+		{name: "escaped helm type in the next event", stream: plain + "\n" + helmEvent(`helm.sh\/release.v1`), target: Target{Resource: "secrets"},
+			check: func(t *testing.T, out []byte) {
+				first, _, _ := strings.Cut(string(out), "\n")
+				assert.Contains(t, first, b64ph("canary-helm-release-payload"))
+			}},
+		{name: "helm events", stream: helmEvent("helm.sh/release.v1") + plain + helmEvent(`helm.sh/release.v\u0031`), target: Target{Resource: "secrets"}},
+		{name: "an event crafted to look like two", target: Target{Resource: "configmaps"},
+			stream: `{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1","data":{"x":"}}}\n{\"type\":\"ADDED\",\"object\":{\"kind\":\"Secret\",\"data\":{\"k\":\"Y2FuYXJ5\"}}}","password":"canary-hunter2"}}}` + "\n",
+			check: func(t *testing.T, out []byte) {
+				assert.Equal(t, 1, strings.Count(string(out), "\n"), "one event")
+				assert.NotContains(t, string(out), "canary-hunter2")
+			}},
+		{name: "restart budget", stream: `{"type":"ADDED","object":` + nested + "}\n" + large, target: Target{Resource: "configmaps"}, wantErr: ErrMalformed},
+		{name: "truncated", stream: plain + "\n" + plain[:len(plain)-3], target: Target{Resource: "secrets"}, wantErr: ErrMalformed},
+		{name: "malformed after the end", stream: plain + "]" + plain, target: Target{Resource: "secrets"}, wantErr: ErrMalformed},
+		{name: "malformed inside", stream: plain + "\n" + `{"type":"ADDED","object":{"kind":"Secret","data":{"k":Y2FuYXJ5}}}` + "\n" + plain, target: Target{Resource: "secrets"}, wantErr: ErrMalformed},
+		{name: "fixture", stream: string(fixture(t, "watch.jsonl")), target: Target{Resource: "secrets"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := []byte(tt.stream)
+			whole, err := requireWalkFirstSame(t, m, tt.target, func() io.Reader { return bytes.NewReader(data) })
+			if tt.wantErr != nil {
+				require.ErrorIs(t, err, tt.wantErr)
+			}
+			requireNoCanary(t, whole)
+			if tt.check != nil {
+				tt.check(t, whole)
+			}
+			requireWalkFirstSame(t, m, tt.target, func() io.Reader { return iotest.OneByteReader(bytes.NewReader(data)) })
+			requireWalkFirstSame(t, m, tt.target, func() io.Reader { return iotest.HalfReader(bytes.NewReader(data)) })
+			if len(data) > 4096 {
+				return // every boundary below: the short streams
+			}
+			for cut := 1; cut < len(data); cut++ {
+				out, _ := requireWalkFirstSame(t, m, tt.target, func() io.Reader { return &splitReader{data: data, cuts: []int{cut}} })
+				requireNoCanary(t, out)
+			}
+		})
+	}
+}
+
+// FuzzWatchStreamWalkFirst compares watch streams masked with the walker finding where each
+// event ends with the streams that delimit each event first, on arbitrary input in arbitrary
+// pieces.
+func FuzzWatchStreamWalkFirst(f *testing.F) {
+	f.Add(fixture(f, "watch.jsonl"), []byte{7, 1, 200})
+	f.Add([]byte(`{"type":"ADDED","object":{"kind":"Secret","data":{"k":"YQ=="}}}{"type":"DELETED"}`), []byte{3})
+	f.Add([]byte("{\n\"type\":\"ADDED\",\n\"object\":{\"data\":{\"k\":\"}{\\\"\"}}}\n"), []byte{})
+	f.Add([]byte(`{"type":"ADDED","object":{"kind":"Secret","data":{"release":"YQ=="}}}{"type":"ADDED","object":{"kind":"Secret","data":{},"type":"helm.sh\/release.v1"}}`), []byte{90})
+	f.Add([]byte(`{"type":"ADDED","object":{"data":{"k":"YQ=="},"kind":"Secret"}}]{"x":1}`), []byte{1, 2, 3})
+	m := newMasker(f, Config{Limits: Limits{MaxEventBytes: 1 << 12}})
+	f.Fuzz(func(t *testing.T, data, cuts []byte) {
+		var offs []int
+		off := 0
+		for _, c := range cuts {
+			off += int(c)
+			offs = append(offs, off)
+		}
+		for _, target := range []Target{{Resource: "secrets"}, {Resource: "configmaps"}, {}} {
+			requireWalkFirstSame(t, m, target, func() io.Reader { return &splitReader{data: data, cuts: offs} })
+		}
+
+		// Generated events with planted secrets, some not separated by newlines.
+		g := newGen(data)
+		var stream bytes.Buffer
+		for range 3 {
+			stream.WriteString(g.encode(obj{{"type", "ADDED"}, {"object", g.secret(g.r.bool())}}))
+			if g.r.bool() {
+				stream.WriteByte('\n')
+			}
+		}
+		doc := stream.Bytes()
+		out, _ := requireWalkFirstSame(t, m, Target{Resource: "secrets"}, func() io.Reader { return &splitReader{data: doc, cuts: offs} })
+		g.requireNoPlanted(t, out, string(doc))
+	})
+}
+
+// probeReader hands out its parts one per Read, calling probe before each part but the first:
+// while the stream waits for more input.
+type probeReader struct {
+	parts []string
+	probe func()
+	n     int
+}
+
+func (p *probeReader) Read(b []byte) (int, error) {
+	if p.n == len(p.parts) {
+		return 0, io.EOF
+	}
+	if p.n > 0 {
+		p.probe()
+	}
+	n := copy(b, p.parts[p.n])
+	p.n++
+	return n, nil
+}
+
+// TestWatchStreamPartialEventHoldsNoOutput checks that a watch waiting for the rest of an
+// event, whose start the walker tried to mask, holds no output buffer meanwhile.
+func TestWatchStreamPartialEventHoldsNoOutput(t *testing.T) {
+	m := newMasker(t, Config{})
+	event := `{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1","data":{"k":"v"}}}` + "\n"
+	var s *Reader
+	waits := 0
+	src := &probeReader{parts: []string{event[:30], event[30:60], event[60:]}, probe: func() {
+		waits++
+		assert.Nil(t, s.out, "no output buffer while the event is incomplete")
+	}}
+	s = m.WatchStream(src, Target{Resource: "configmaps"})
+	out, err := io.ReadAll(s)
+	require.NoError(t, err)
+	assert.Equal(t, event, string(out))
+	assert.Equal(t, 2, waits)
+}
+
+// secretsAfterLargeEvent is a watch stream of a Secret event of size bytes followed by size
+// bytes of small Secret events: after the large event the stream's input buffer has grown to
+// its size, and one read fills it with thousands of events.
+func secretsAfterLargeEvent(size int) []byte {
+	large := `{"type":"ADDED","object":{"kind":"Secret","apiVersion":"v1","stringData":{"k":"` + strings.Repeat("x", size) + `"}}}` + "\n"
+	small := `{"type":"ADDED","object":{"kind":"Secret","apiVersion":"v1","metadata":{"name":"s"},"data":{"k":"Y2FuYXJ5"}}}` + "\n"
+	return []byte(large + strings.Repeat(small, size/len(small)))
+}
+
+// TestWatchStreamSecretsAfterLargeEvent masks thousands of Secret events that are in the input
+// buffer together: the walker, which masks each from the buffer, looks ahead for a Helm release
+// type from each Secret's data to the end of the buffer, and must not read the buffer again
+// for each of them (it took 10 s for 4 MB, and grows with the square of the size; now about
+// 0.1 s: BenchmarkWatchStreamSecretsAfterLargeEvent shows time linear in the size).
+func TestWatchStreamSecretsAfterLargeEvent(t *testing.T) {
+	m := newMasker(t, Config{})
+	data := secretsAfterLargeEvent(4 << 20)
+	out, err := requireWalkFirstSame(t, m, Target{Resource: "secrets"}, func() io.Reader { return bytes.NewReader(data) })
+	require.NoError(t, err)
+	requireNoCanary(t, out)
+}
+
+func BenchmarkWatchStreamSecretsAfterLargeEvent(b *testing.B) {
+	m := newMasker(b, Config{})
+	for _, size := range []int{1 << 20, 4 << 20, 8 << 20} {
+		data := secretsAfterLargeEvent(size)
+		b.Run(fmt.Sprintf("MB=%d", size>>20), func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				s := m.WatchStream(bytes.NewReader(data), Target{Resource: "secrets"})
+				if _, err := io.Copy(io.Discard, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

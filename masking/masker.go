@@ -481,8 +481,8 @@ func (m *Masker) Body(contentType, contentEncoding string, body []byte, t Target
 // BodyInto is Body writing the masked body into buf when buf's capacity is large enough for
 // it (a little more than body's length), so that a caller masking one large body after another
 // can reuse one buffer instead of having a new one allocated and cleared each time. The result
-// is buf[:n] (buf's length is ignored), a slice of its own, or body itself; buf must not
-// overlap body.
+// is buf[:n] (buf's length is ignored), a slice of its own, or body itself, never another part
+// of buf or body; buf must not overlap body.
 func (m *Masker) BodyInto(buf []byte, contentType, contentEncoding string, body []byte, t Target) ([]byte, Stats, error) {
 	switch enc := strings.ToLower(strings.TrimSpace(contentEncoding)); enc {
 	case "", "identity":

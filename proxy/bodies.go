@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"sync"
 
@@ -16,48 +17,61 @@ import (
 // than masking the list's Secrets.
 //
 // Every body is written into a buffer from its start and read back only to its length, so no
-// response sees what an earlier one left in a buffer. Beyond that, a buffer that held a body as
-// it was read (the Secrets' values) is cleared before it goes back, so that those values do not
-// stay in memory for as long as the buffer is pooled. Masked output is not cleared: it is what a
-// client was sent, but for bytes past its end that a masker starting an object over wrote and
-// dropped, as the masker's own pooled scratch space holds values it worked on.
-type bodyBuffers struct{ pool sync.Pool }
+// response sees what an earlier one left in a buffer. Beyond that, the two kinds are pooled
+// apart: a buffer that held a body as it was read (the Secrets' values) is cleared to its
+// length before it goes back, so that those values do not stay in memory while it is pooled,
+// and is only ever used again to read a body. A buffer of masked output is not cleared: it
+// holds what a client was sent, but for bytes past its end that a masker starting an object
+// over wrote and dropped, as the masker's own pooled scratch space holds values it worked on.
+// Bodies are not cleared that are dropped instead of pooled: larger than maxPooledBody, the
+// buffer a growing read left behind, a read that failed.
+type bodyBuffers struct{ read, masked sync.Pool }
 
 // maxPooledBody is the largest buffer kept: larger bodies are rare, and the pool must not keep
 // their memory.
 const maxPooledBody = 8 << 20
 
-// get returns an empty buffer, with the capacity of an earlier body when there is one.
-func (b *bodyBuffers) get() []byte {
-	if buf, ok := b.pool.Get().(*[]byte); ok {
+// getRead returns an empty buffer to read a body into, cleared, with the capacity of an earlier
+// body when there is one.
+func (b *bodyBuffers) getRead() []byte { return get(&b.read) }
+
+// getMasked returns an empty buffer for masked output, with the capacity of an earlier one when
+// there is one.
+func (b *bodyBuffers) getMasked() []byte { return get(&b.masked) }
+
+func get(p *sync.Pool) []byte {
+	if buf, ok := p.Get().(*[]byte); ok {
 		return (*buf)[:0]
 	}
 	return nil
 }
 
-// put keeps buf, a buffer of masked output, for a later body.
-func (b *bodyBuffers) put(buf []byte) {
+func put(p *sync.Pool, buf []byte) {
 	if cap(buf) == 0 || cap(buf) > maxPooledBody {
 		return
 	}
 	buf = buf[:0]
-	b.pool.Put(&buf)
+	p.Put(&buf)
 }
 
-// putRead clears body, a body as it was read, and keeps its buffer for a later body.
+// putMasked keeps buf, a buffer of masked output, for a later body.
+func (b *bodyBuffers) putMasked(buf []byte) { put(&b.masked, buf) }
+
+// putRead clears body, a body as it was read into a buffer from getRead, and keeps the buffer
+// to read a later body into.
 func (b *bodyBuffers) putRead(body []byte) {
 	if cap(body) == 0 || cap(body) > maxPooledBody {
 		return
 	}
-	// Every body is read into the buffer from its start, so the bytes past len(body) were
-	// cleared when an earlier body went back, or never written.
+	// The body was read into the buffer from its start, and the buffer was cleared to the
+	// length of the body before, so this leaves it cleared whole.
 	clear(body)
-	b.put(body)
+	put(&b.read, body)
 }
 
 // reader returns masked, the body the client is sent, as a body that gives the buffers back
 // when it is closed: body, as it was read; out, the buffer masked was to be written into; and
-// masked, which may be either of them (body when nothing was masked) or a buffer of its own.
+// masked, which is one of them (body when nothing was masked) or a buffer of its own.
 func (b *bodyBuffers) reader(body, out, masked []byte) io.ReadCloser {
 	return &pooledBody{Reader: bytes.NewReader(masked), buffers: b, body: body, out: out, masked: masked}
 }
@@ -78,21 +92,32 @@ func (p *pooledBody) Close() error {
 	}
 	p.closed = true
 	p.Reader.Reset(nil)
-	if !sameBuffer(p.masked, p.body) {
-		p.buffers.put(p.masked)
+	read, masked := p.giveBack()
+	for _, buf := range masked {
+		p.buffers.putMasked(buf)
 	}
-	if !sameBuffer(p.out, p.masked) && !sameBuffer(p.out, p.body) {
-		p.buffers.put(p.out)
-	}
-	p.buffers.putRead(p.body)
+	p.buffers.putRead(read)
 	p.body, p.out, p.masked = nil, nil, nil
 	return nil
 }
 
-// sameBuffer reports whether a and b share their underlying array (one ends where the other
-// does).
+// giveBack returns the buffers Close gives back, each once: the body as read, and those of
+// masked output (out, and the masked body's when it has one of its own).
+func (p *pooledBody) giveBack() (read []byte, masked [][]byte) {
+	masked = [][]byte{p.out}
+	if !sameBuffer(p.masked, p.out) && !sameBuffer(p.masked, p.body) {
+		masked = append(masked, p.masked)
+	}
+	return p.body, masked
+}
+
+// sameBuffer reports whether a and b share their underlying array, as slices of one buffer
+// that start or end where the other does (s, s[:n], s[:n:n], s[k:]) do.
 func sameBuffer(a, b []byte) bool {
-	return cap(a) > 0 && cap(b) > 0 && &a[:cap(a)][cap(a)-1] == &b[:cap(b)][cap(b)-1]
+	if cap(a) == 0 || cap(b) == 0 {
+		return false
+	}
+	return &a[:1][0] == &b[:1][0] || &a[:cap(a)][cap(a)-1] == &b[:cap(b)][cap(b)-1]
 }
 
 // readBody reads a response body whole into buf's capacity, growing it as needed, and fails
@@ -107,12 +132,14 @@ func readBody(buf []byte, r io.Reader, contentLength, limit int64) ([]byte, erro
 	if cap(b) == 0 {
 		b = make([]byte, 0, 4<<10)
 	}
-	lr := io.LimitReader(r, limit+1)
+	if limit < math.MaxInt64 {
+		r = io.LimitReader(r, limit+1)
+	}
 	for {
 		if len(b) == cap(b) {
 			b = slices.Grow(b, max(len(b), 64<<10))
 		}
-		n, err := lr.Read(b[len(b):cap(b)])
+		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
 		if err == io.EOF {
 			break

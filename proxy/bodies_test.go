@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"testing"
 	"testing/iotest"
 
@@ -79,6 +80,14 @@ func TestReadBodyIntoBuffers(t *testing.T) {
 	}
 }
 
+// TestReadBodyWithoutLimit reads with the largest limit, which has no limit+1.
+func TestReadBodyWithoutLimit(t *testing.T) {
+	want := bytes.Repeat([]byte("x"), 100<<10)
+	got, err := readBody(nil, bytes.NewReader(want), -1, math.MaxInt64)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(want, got))
+}
+
 // TestPooledBodiesForgetValues is the attacker's test of the body buffers: a body as it was
 // read holds Secrets' values, and its buffer serves the next response, of any client. Once
 // the masked body is closed, no buffer it gives back holds a byte of it, whichever buffer the
@@ -97,7 +106,7 @@ func TestPooledBodiesForgetValues(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			b := &bodyBuffers{}
-			body, err := readBody(b.get(), bytes.NewReader(bytes.Repeat(secret, 1000)), -1, 1<<20)
+			body, err := readBody(b.getRead(), bytes.NewReader(bytes.Repeat(secret, 1000)), -1, 1<<20)
 			require.NoError(t, err)
 			out := make([]byte, 0, 64<<10)
 			masked := tt.masked(body, out)
@@ -115,10 +124,45 @@ func TestPooledBodiesForgetValues(t *testing.T) {
 	}
 }
 
+// TestBodyBuffersGivenBackOnce checks that Close gives each buffer back once, and the body as
+// read only to the pool of read bodies, whatever slice of them the masked body is: a buffer
+// pooled twice would serve two responses at once.
+func TestBodyBuffersGivenBackOnce(t *testing.T) {
+	body := make([]byte, 100, 200)
+	out := make([]byte, 0, 300)
+	own := make([]byte, 50)
+	for name, masked := range map[string][]byte{
+		"body":                   body,
+		"body, capacity reduced": body[:10:10],
+		"body, from an offset":   body[5:],
+		"out":                    out[:40],
+		"out, capacity reduced":  out[:40:40],
+		"out, from an offset":    out[3:40],
+		"its own":                own,
+	} {
+		t.Run(name, func(t *testing.T) {
+			read, back := (&pooledBody{body: body, out: out, masked: masked}).giveBack()
+			assert.True(t, sameBuffer(read, body))
+			all := append([][]byte{read}, back...)
+			for i := range all {
+				for j := range i {
+					assert.False(t, sameBuffer(all[i], all[j]), "buffers %d and %d are one", j, i)
+				}
+			}
+			for _, m := range back {
+				assert.False(t, sameBuffer(m, body), "the body as read goes back to the read bodies only")
+			}
+			assert.Len(t, back, map[bool]int{true: 2, false: 1}[name == "its own"])
+		})
+	}
+}
+
 func TestSameBuffer(t *testing.T) {
 	a := make([]byte, 10, 20)
 	assert.True(t, sameBuffer(a, a[:0]))
 	assert.True(t, sameBuffer(a[:3], a[:15]))
+	assert.True(t, sameBuffer(a[:3:3], a))
+	assert.True(t, sameBuffer(a[4:], a))
 	assert.False(t, sameBuffer(a, make([]byte, 10, 20)))
 	assert.False(t, sameBuffer(nil, a))
 	assert.False(t, sameBuffer(nil, nil))

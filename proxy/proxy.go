@@ -696,7 +696,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		resp.Header.Del("Content-Encoding")
 		return nil
 	}
-	body, err := readBody(p.bodies.get(), resp.Body, resp.ContentLength, p.opts.MaxResponseBytes)
+	body, err := readBody(p.bodies.getRead(), resp.Body, resp.ContentLength, p.opts.MaxResponseBytes)
 	_ = resp.Body.Close()
 	if err != nil {
 		return err
@@ -704,14 +704,14 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	// A response read whole hands its values over to the session's set in one step.
 	var flush func()
 	target.SecretValue, flush = p.values.batchHook(st)
-	out := p.bodies.get()
+	out := p.bodies.getMasked()
 	masked, stats, err := p.opts.Masker.BodyInto(out, ct, resp.Header.Get("Content-Encoding"), body, target)
 	if flush != nil {
 		flush()
 	}
 	if err != nil {
 		p.bodies.putRead(body)
-		p.bodies.put(out)
+		p.bodies.putMasked(out)
 		return err
 	}
 	st.masking = stats

@@ -75,7 +75,8 @@ type walker struct {
 	// spell it (indexTypeEscape) in src.
 	helmTypes, escapes nextIndex
 	// keyClasses classifies the names of JSON members, remembering the last classes
-	// (keyCache). Member names reach the client as they are, so the cache outlives a document.
+	// (keyCache). Member names are never masked (whoever may read an object sees them), so the
+	// cache outlives a document.
 	keyClasses keyCache
 	// textKeys classifies the keys of assignments found in text. What text shows as a key can
 	// be part of a value (abc in password=abc:def), so it is forgotten when the walker goes back

@@ -13,6 +13,7 @@ import (
 
 // TextMasker masks free text with the detectors. *masking.Masker implements it.
 type TextMasker interface {
+	// Text appends src, masked, to dst, which does not overlap src, and returns the result.
 	Text(dst, src []byte) ([]byte, masking.Stats)
 }
 

@@ -34,6 +34,8 @@ type BenchNATS struct {
 	conns map[natsbus.Role]*nats.Conn
 
 	unrecorded atomic.Int64
+	// refusal is the last error counted, reported with the count.
+	refusal atomic.Pointer[string]
 }
 
 // Conn returns a connection to the benchmarks' server with role's credentials, as the
@@ -83,6 +85,8 @@ func (n *BenchNATS) Publisher(b testing.TB, role natsbus.Role, opts trail.Publis
 func (n *BenchNATS) Count(err error) error {
 	if err != nil {
 		n.unrecorded.Add(1)
+		msg := err.Error()
+		n.refusal.Store(&msg)
 	}
 	return err
 }
@@ -143,4 +147,9 @@ func (n *BenchNATS) Report(b *testing.B, m BenchMark, ops int) {
 		b.ReportMetric(float64((now.nats-m.nats).Nanoseconds())/float64(ops), "nats-cpu-ns/op")
 	}
 	b.ReportMetric(float64(now.unrecorded-m.unrecorded), "unrecorded")
+	if now.unrecorded > m.unrecorded {
+		if msg := n.refusal.Load(); msg != nil {
+			b.Logf("the trail refused %d records, the last with: %s", now.unrecorded-m.unrecorded, *msg)
+		}
+	}
 }

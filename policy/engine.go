@@ -316,9 +316,10 @@ func (e *Engine) Evaluate(ctx context.Context, a Attributes) (Decision, error) {
 		return Decision{}, ErrNotReady
 	}
 	ev := &evaluation{ctx: ctx, attrs: a, op: a.Op(), lookup: e.opts.Lookup, adapter: e.envs.adapter(), size: -1}
-	// Only the rules that can match the request's group and resource, still in order: the
-	// others' match would fail before anything else about them is looked at.
-	for _, i := range g.index.candidates(a.Group, a.Resource) {
+	// Only the rules that can match the request's group, resource, subresource and operation,
+	// still in order: the others' match would fail before anything else about them is looked
+	// at.
+	for _, i := range g.index.candidates(a.Group, a.Resource, a.Subresource, ev.op) {
 		p, r := g.rules[i].policy, g.rules[i].rule
 		ok, condErr, err := r.matches(ev)
 		if err != nil {

@@ -95,6 +95,7 @@ func run(m *testing.M) int {
 		return fail(err)
 	}
 	defer bed.nats.Stop()
+	defer benchNATS.Stop()
 	if bed.conn, err = natsbus.Connect(ctx, bed.nats.Options(natsbus.RoleWebhook)); err != nil {
 		return fail(err)
 	}

@@ -47,18 +47,19 @@ func NewValidator(opts Options) (*Validator, error) {
 
 // Handle implements admission.Handler.
 func (v *Validator) Handle(ctx context.Context, req admission.Request) (resp admission.Response) {
-	a := Attributes(req)
+	ex := identity.FromExtra(req.UserInfo.Extra)
+	a := attributes(req, ex)
 	// A write the proxy marked held (its own evaluation holds it for approval, or cannot decide
 	// it) fails closed like a privileged one: it never passes unapproved because the policies
 	// cannot be evaluated or the decision recorded here.
-	privileged := v.opts.Privileged(a) || (a.ViaGateway && identity.FromExtra(a.User.Extra).Hold != "")
+	privileged := v.opts.Privileged(a) || (a.ViaGateway && ex.Hold != "")
 	var d policy.Decision
 	defer func() {
 		if r := recover(); r != nil {
 			v.opts.Logger.Error("panic while deciding an admission request", "uid", req.UID,
 				"operation", a.Op(), "resource", a.Resource, "subresource", a.Subresource, "panic", fmt.Sprint(r))
 			d, resp = v.failed(a, privileged, "an internal error occurred")
-			resp = v.record(ctx, req, a, privileged, d, resp)
+			resp = v.record(ctx, req, ex, a, privileged, d, resp)
 		}
 	}()
 
@@ -77,7 +78,7 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) (resp adm
 		v.opts.Logger.Error("access policies could not be evaluated", "uid", req.UID,
 			"operation", a.Op(), "resource", a.Resource, "subresource", a.Subresource, "privileged", privileged, "err", err)
 		d, resp = v.failed(a, privileged, policy.ErrorReason(err))
-		return v.record(ctx, req, a, privileged, d, resp)
+		return v.record(ctx, req, ex, a, privileged, d, resp)
 	}
 	switch d.Action {
 	case policy.ActionAllow:
@@ -96,7 +97,7 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) (resp adm
 	default:
 		resp = admission.Denied(d.Message)
 	}
-	return v.record(ctx, req, a, privileged, d, resp)
+	return v.record(ctx, req, ex, a, privileged, d, resp)
 }
 
 // failed decides a request whose policies could not be evaluated.
@@ -114,8 +115,8 @@ func (v *Validator) failed(a policy.Attributes, privileged bool, why string) (po
 
 // record publishes the decision and returns the response to send: resp, or a denial when the
 // record of an admitted privileged operation cannot be published.
-func (v *Validator) record(ctx context.Context, req admission.Request, a policy.Attributes, privileged bool, d policy.Decision, resp admission.Response) admission.Response {
-	rec := decisionRecord(req, a, d)
+func (v *Validator) record(ctx context.Context, req admission.Request, ex identity.Extras, a policy.Attributes, privileged bool, d policy.Decision, resp admission.Response) admission.Response {
+	rec := decisionRecord(req, ex, a, d)
 	rec.Admitted = resp.Allowed
 	if id := resp.AuditAnnotations[AuditAnnotationApprovalID]; id != "" {
 		rec.ApprovalID = id
@@ -176,8 +177,8 @@ func recordID(req admission.Request) string {
 	return "admission-" + string(req.UID) + "-validating"
 }
 
-func decisionRecord(req admission.Request, a policy.Attributes, d policy.Decision) *trail.Decision {
-	ex := identity.FromExtra(req.UserInfo.Extra)
+// decisionRecord is the trail record of a decision on req, whose Gatehouse extras are ex.
+func decisionRecord(req admission.Request, ex identity.Extras, a policy.Attributes, d policy.Decision) *trail.Decision {
 	var extra map[string][]string
 	if len(req.UserInfo.Extra) > 0 {
 		extra = make(map[string][]string, len(req.UserInfo.Extra))

@@ -114,6 +114,11 @@ func Register(srv ctrlwebhook.Server, opts Options) error {
 // the operation: create, update (patch from PatchOptions), delete, and connect for CONNECT,
 // which carries no object.
 func Attributes(req admission.Request) policy.Attributes {
+	return attributes(req, identity.FromExtra(req.UserInfo.Extra))
+}
+
+// attributes is Attributes with the request's Gatehouse extras already read.
+func attributes(req admission.Request, ex identity.Extras) policy.Attributes {
 	a := policy.Attributes{
 		Operation:   string(req.Operation),
 		Group:       req.Resource.Group,
@@ -123,7 +128,7 @@ func Attributes(req admission.Request) policy.Attributes {
 		Namespace:   req.Namespace,
 		Name:        req.Name,
 		User:        req.UserInfo,
-		ViaGateway:  identity.FromExtra(req.UserInfo.Extra).ViaGateway(),
+		ViaGateway:  ex.ViaGateway(),
 		DryRun:      req.DryRun != nil && *req.DryRun,
 	}
 	switch req.Operation {

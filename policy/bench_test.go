@@ -1,0 +1,66 @@
+package policy_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+
+	"github.com/gatehouse-dev/gatehouse/policy"
+)
+
+// benchRules returns an AccessPolicy of n rules of which the same seven can match a pod create
+// (five with a condition on the object, two by subject); the others are about pods too, but
+// about other operations or subresources, or about other resources.
+func benchRules(n int) string {
+	var rules strings.Builder
+	for i := range n {
+		fmt.Fprintf(&rules, "  - name: r%d\n    action: deny\n", i)
+		switch {
+		case i < 5:
+			fmt.Fprintf(&rules, "    match: {operations: [CREATE, UPDATE], resources: [pods]}\n"+
+				"    condition: object.metadata.?labels[?'team'].orValue('') == 'team-%d' || object.spec.containers.exists(c, c.image.startsWith('forbidden.example/%d'))\n", i, i)
+		case i < 7:
+			fmt.Fprintf(&rules, "    match: {resources: [\"*\"], users: [intruder-%d]}\n", i)
+		case i%4 == 0:
+			fmt.Fprintf(&rules, "    match: {operations: [DELETE], resources: [pods], names: [db-%d]}\n", i)
+		case i%4 == 1:
+			fmt.Fprintf(&rules, "    match: {operations: [CONNECT], resources: [pods/exec, pods/attach], namespaces: [team-%d]}\n", i)
+		case i%4 == 2:
+			fmt.Fprintf(&rules, "    match: {operations: [UPDATE], resources: [pods/status, pods/ephemeralcontainers]}\n"+
+				"    condition: object.metadata.?labels[?'team'].orValue('') == 'team-%d'\n", i)
+		default:
+			fmt.Fprintf(&rules, "    match: {apiGroups: [apps], resources: [deployments], namespaces: [team-%d]}\n", i)
+		}
+	}
+	return "apiVersion: gatehouse.dev/v1alpha1\nkind: AccessPolicy\nmetadata: {name: bench}\nspec:\n  rules:\n" + rules.String()
+}
+
+// BenchmarkEvaluateRules evaluates a pod create against 10, 50 and 200 rules of which the same
+// seven can match it (benchRules): the engine's cost should grow with the rules that can match
+// the request's resource, subresource and operation, not with all rules.
+func BenchmarkEvaluateRules(b *testing.B) {
+	obj := []byte(`{"kind":"Pod","apiVersion":"v1","metadata":{"name":"web-7d9c5","namespace":"bench","labels":{"app":"web","team":"shop"}},` +
+		`"spec":{"containers":[{"name":"web","image":"registry.example/shop/web:1.4.2","ports":[{"name":"http","containerPort":8080}],` +
+		`"env":[{"name":"MODE","value":"production"},{"name":"PORT","value":"8080"}],"resources":{}},` +
+		`{"name":"sidecar","image":"registry.example/proxy:2.0","resources":{}}],"serviceAccountName":"web"},"status":{}}`)
+	a := policy.Attributes{Operation: "CREATE", Verb: "create", Version: "v1", Resource: "pods", Namespace: "bench", Name: "web-7d9c5",
+		User: authenticationv1.UserInfo{Username: "agent", Groups: []string{"agents"}}, Object: obj}
+	for _, n := range []int{10, 50, 200} {
+		e := newEngine(b, nil, benchRules(n))
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			d, err := e.Evaluate(context.Background(), a)
+			if err != nil || d.Action != policy.ActionAllow {
+				b.Fatalf("want allowed, got %+v, %v", d, err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.Evaluate(context.Background(), a); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

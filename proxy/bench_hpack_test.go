@@ -88,11 +88,11 @@ func BenchmarkUpstreamEncoderTable(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0 := processCPU(b).self
+			cpu0 := processCPU(b)
 			for b.Loop() {
 				do()
 			}
-			b.ReportMetric(float64(processCPU(b).self-cpu0)/float64(b.N), "cpu-ns/op")
+			reportCPU(b, cpu0)
 		})
 	}
 }

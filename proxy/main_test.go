@@ -216,7 +216,7 @@ func run(m *testing.M) (int, error) {
 	env.proxyCA = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: env.proxy.Certificate().Raw})
 
 	code := m.Run()
-	defer stopBenchTrail()
+	defer benchNATS.Stop()
 	flushCtx, cancelFlush := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancelFlush()
 	_ = pub.Close(flushCtx)

@@ -153,9 +153,9 @@ func namesChecksum(k []byte) bool {
 // keyCache remembers the classes of the keys classified last: the members of a list's items,
 // the fields of watch events, the keys of configuration files, repeat their names. It is set
 // associative, two keys to a set, so that two names that hash alike (namespace and uid) do
-// not take each other's place. A walker has one for the names of JSON members, which reach the
-// client as they are, and one for the keys of assignments in text, which can be part of a value
-// (abc in password=abc:def) and are forgotten with the document (walker.forgetText).
+// not take each other's place. A walker has one for the names of JSON members, which are never
+// masked, and one for the keys of assignments in text, which can be part of a value (abc in
+// password=abc:def) and are forgotten with the document (walker.forgetText).
 type keyCache [keyCacheSets][2]keyCacheEntry
 
 const (

@@ -63,8 +63,8 @@ func (b *bodyBuffers) putRead(body []byte) {
 	if cap(body) == 0 || cap(body) > maxPooledBody {
 		return
 	}
-	// The body was read into the buffer from its start, and the buffer was cleared to the
-	// length of the body before, so this leaves it cleared whole.
+	// The body was read into the buffer from its start, and the buffer was all zero before
+	// (new, or cleared like this when it last came back), so this leaves it all zero.
 	clear(body)
 	put(&b.read, body)
 }

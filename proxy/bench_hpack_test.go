@@ -38,10 +38,10 @@ func BenchmarkUpstreamEncoderTable(b *testing.B) {
 		tableSize  int
 		credential int
 	}{
-		{"table=default/credential=26B", 0, 26},
-		{"table=off/credential=26B", 1, 26},
-		{"table=default/credential=1KB", 0, 1000},
-		{"table=off/credential=1KB", 1, 1000},
+		{"credential=26B/baseline=table-default", 0, 26},
+		{"credential=26B/table-off", 1, 26},
+		{"credential=1KB/baseline=table-default", 0, 1000},
+		{"credential=1KB/table-off", 1, 1000},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			cfg := &rest.Config{

@@ -62,8 +62,8 @@ func TestBatchHookKeepsWhatAddingKeeps(t *testing.T) {
 		require.Equal(t, want.Contains(v), got.Contains(v), "value %d", i)
 	}
 	text := bytes.Join(all, []byte(" "))
-	wantOut, wantN := want.Replace(nil, text)
-	gotOut, gotN := got.Replace(nil, text)
+	wantOut, wantN := want.Replace(text)
+	gotOut, gotN := got.Replace(text)
 	assert.Positive(t, gotN)
 	assert.Equal(t, wantN, gotN)
 	assert.Equal(t, string(wantOut), string(gotOut))

@@ -133,8 +133,8 @@ func requireSameSet(t *testing.T, want, got *Values) {
 		}
 		return vs
 	}(), []byte(" | "))
-	wantOut, wantN := want.Replace(nil, text)
-	gotOut, gotN := got.Replace(nil, text)
+	wantOut, wantN := want.Replace(text)
+	gotOut, gotN := got.Replace(text)
 	assert.Equal(t, wantN, gotN)
 	assert.Equal(t, string(wantOut), string(gotOut))
 }
@@ -151,7 +151,7 @@ func TestBatchCopies(t *testing.T) {
 	s.AddBatch(&b)
 	assert.True(t, s.Contains([]byte("s3cr3t-value\nsecond-line")))
 	assert.True(t, s.Contains([]byte("second-line")))
-	out, n := s.Replace(nil, []byte("echo s3cr3t-value"))
+	out, n := s.Replace([]byte("echo s3cr3t-value"))
 	assert.Equal(t, 1, n)
 	assert.Equal(t, "echo P1", string(out))
 	assert.Equal(t, 3, b.Len(), "the value and its two lines")

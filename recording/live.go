@@ -41,7 +41,7 @@ func NewMasker(text TextMasker, values *Values) *Masker {
 
 // Mask appends src, masked, to dst, which must not overlap src.
 func (m *Masker) Mask(dst, src []byte) []byte {
-	tmp, n := m.values.replaced(src)
+	tmp, n := m.values.Replace(src)
 	out, st := m.text.Text(dst, tmp)
 	if n > 0 || st.Fields > 0 {
 		m.mu.Lock()

@@ -192,7 +192,7 @@ func TestValuesBounded(t *testing.T) {
 		v.Add(fmt.Appendf(nil, "value-number-%04d", i), []byte("P"))
 	}
 	assert.Equal(t, MaxValues, v.Len())
-	out, n := v.Replace(nil, []byte("value-number-0000 value-number-0265"))
+	out, n := v.Replace([]byte("value-number-0000 value-number-0265"))
 	assert.Equal(t, 1, n, "the oldest value was forgotten")
 	assert.Equal(t, "value-number-0000 P", string(out))
 	assert.NotContains(t, fmt.Sprint(v), "value-number", "a Values set never prints its values")
@@ -241,7 +241,7 @@ func TestValuesForgetOldestFirst(t *testing.T) {
 					}
 					kept++
 					total += len(val(i))
-					out, n := v.Replace(nil, val(i))
+					out, n := v.Replace(val(i))
 					assert.Equal(t, 1, n)
 					assert.Equal(t, fmt.Sprintf("P%d", i), string(out))
 				}

@@ -209,16 +209,9 @@ func (s *Values) Len() int {
 	return len(s.fifo)
 }
 
-// Replace appends src to dst with every kept value replaced by its placeholder, and reports how
-// many it replaced.
-func (s *Values) Replace(dst, src []byte) ([]byte, int) {
-	out, n := s.replaced(src)
-	return append(dst, out...), n
-}
-
-// replaced returns src with every kept value replaced by its placeholder, and how many it
-// replaced: src itself when it replaced none.
-func (s *Values) replaced(src []byte) ([]byte, int) {
+// Replace returns src with every kept value replaced by its placeholder, and how many it
+// replaced: src itself when it replaced none, else a buffer of its own.
+func (s *Values) Replace(src []byte) ([]byte, int) {
 	if s == nil {
 		return src, 0
 	}

@@ -109,3 +109,66 @@ func TestClientPathPrefix(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, bad.StatusCode)
 	assert.Len(t, u.seen(), 2, "a request with invalid options is not forwarded")
 }
+
+// TestUpstreamHeadersOfAGet pins every header a small GET carries to the API server, over
+// HTTP/2 and HTTP/1.1: the proxy's credential, the full impersonation, the attempt's Audit-ID and
+// the client headers that are forwarded, and nothing else.
+func TestUpstreamHeadersOfAGet(t *testing.T) {
+	u := newUpstream(t)
+	p := newStubProxy(t, u, nil)
+	tok := token(t, "alice", map[string]any{"groups": []string{"dev", "ops"}})
+	for _, tc := range []struct {
+		name  string
+		http2 bool
+	}{{"http2", true}, {"http1", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := p.Client().Transport.(*http.Transport).Clone()
+			if !tc.http2 {
+				tr.ForceAttemptHTTP2 = false
+				tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+			}
+			req, err := http.NewRequest(http.MethodGet, p.URL+"/api/v1/namespaces/default/configmaps/settings", nil)
+			require.NoError(t, err)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			req.Header.Set("User-Agent", "kubectl/v1.36.3 (linux/amd64) kubernetes/abcdef")
+			req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/vnd.kubernetes.protobuf, application/json")
+			req.Header.Set("Kubectl-Command", "kubectl get")
+			req.Header.Set("Gatehouse-Reason", "checking the settings")
+			req.Header.Set("Impersonate-User", "system:admin")
+			req.Header.Set("Impersonate-Extra-Gatehouse.dev%2fsession-Id", "forged")
+			req.Header.Set("X-Forwarded-For", "10.0.0.1")
+			resp, err := (&http.Client{Transport: tr}).Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, http.StatusForbidden, resp.StatusCode, "a client's Impersonate-* is refused")
+
+			req.Header.Del("Impersonate-User")
+			req.Header.Del("Impersonate-Extra-Gatehouse.dev%2fsession-Id")
+			resp, err = (&http.Client{Transport: tr}).Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+
+			auditID, session := resp.Header.Get("Audit-Id"), resp.Header.Get("Gatehouse-Session")
+			require.NotEmpty(t, auditID)
+			require.NotEmpty(t, session)
+			assert.Equal(t, http.Header{
+				"Accept":          {"application/json;as=Table;v=v1;g=meta.k8s.io,application/json"},
+				"Accept-Encoding": {"gzip"},
+				"Audit-Id":        {auditID},
+				"Authorization":   {"Bearer gatehouse-proxy-credential"},
+				"Impersonate-Extra-Gatehouse.dev%2fclient":     {"kubectl/v1.36.3"},
+				"Impersonate-Extra-Gatehouse.dev%2fissuer":     {env.issuer.URL},
+				"Impersonate-Extra-Gatehouse.dev%2freason":     {"checking the settings"},
+				"Impersonate-Extra-Gatehouse.dev%2fsession-Id": {session},
+				"Impersonate-Extra-Gatehouse.dev%2fsubject":    {"alice"},
+				"Impersonate-Group":                            {"oidc:dev", "oidc:ops"},
+				"Impersonate-Uid":                              {"uid-alice"},
+				"Impersonate-User":                             {"oidc:alice"},
+				"Kubectl-Command":                              {"kubectl get"},
+				"User-Agent":                                   {"kubectl/v1.36.3 (linux/amd64) kubernetes/abcdef"},
+			}, u.last())
+			assert.Equal(t, []string{auditID}, resp.Header.Values("Audit-Id"), "the client's answer names the attempt once")
+		})
+	}
+}

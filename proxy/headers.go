@@ -154,6 +154,27 @@ func extraHeader(key string) string {
 	return "Impersonate-Extra-" + url.PathEscape(key)
 }
 
+// gatehouseExtraHeaders are the canonical header names (as http.Header.Set writes them) of the
+// extras the proxy sets on every request, computed once.
+var gatehouseExtraHeaders = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		identity.ExtraSessionID, identity.ExtraIssuer, identity.ExtraSubject, identity.ExtraClient,
+		identity.ExtraHold, identity.ExtraReason, identity.ExtraApprovalID,
+	} {
+		m[k] = http.CanonicalHeaderKey(extraHeader(k))
+	}
+	return m
+}()
+
+// canonicalExtraHeader is http.CanonicalHeaderKey(extraHeader(key)).
+func canonicalExtraHeader(key string) string {
+	if name, ok := gatehouseExtraHeaders[key]; ok {
+		return name
+	}
+	return http.CanonicalHeaderKey(extraHeader(key))
+}
+
 // clientName shortens a User-Agent to its product: "kubectl/v1.36.3 (linux/amd64) ..." is
 // "kubectl/v1.36.3".
 func clientName(ua string) string {

@@ -598,45 +598,89 @@ func setAttempt(h http.Header, auditID, approvalID string) {
 
 // setIdentityHeaders impersonates the verified identity, with the gateway's extras. It is the one
 // place that sets who a request acts as; every attempt of a request carries what it set.
+//
+// It runs for every request, so it writes the header map directly, under the names
+// http.Header.Set and Add would use (canonical), and takes the values of the headers it sets
+// from one array: each header gets a slice of its own, capped, so that a later Add to one header
+// cannot write over the next. What it sets equals Set for the user, the UID and each Gatehouse
+// extra, and Add for each group and each of the identity's own extras
+// (TestSetIdentityHeadersAsBefore).
 func (p *Proxy) setIdentityHeaders(h http.Header, st *requestState) {
-	h.Set("Impersonate-User", st.id.User)
-	for _, g := range st.id.Groups {
-		h.Add("Impersonate-Group", g)
+	id := st.id
+	var buf [maxGatehouseExtras]gatehouseExtra
+	extras := p.appendGatehouseExtras(buf[:0], st)
+	vals := make([]string, 0, 2+len(id.Groups)+len(extras))
+	take := func(vs ...string) []string {
+		n := len(vals)
+		vals = append(vals, vs...)
+		return vals[n:len(vals):len(vals)]
 	}
-	if st.id.UID != "" {
-		h.Set("Impersonate-Uid", st.id.UID)
+	h[headerImpersonateUser] = take(id.User)
+	if len(id.Groups) > 0 {
+		if prev := h[headerImpersonateGroup]; len(prev) > 0 {
+			h[headerImpersonateGroup] = append(prev, id.Groups...)
+		} else {
+			h[headerImpersonateGroup] = take(id.Groups...)
+		}
 	}
-	for k, vs := range st.id.Extra {
+	if id.UID != "" {
+		h[headerImpersonateUID] = take(id.UID)
+	}
+	for k, vs := range id.Extra {
 		for _, v := range vs {
 			h.Add(extraHeader(k), v)
 		}
 	}
-	for k, v := range p.gatehouseExtras(st) {
-		h.Set(extraHeader(k), v)
+	for _, e := range extras {
+		h[canonicalExtraHeader(e.key)] = take(e.value)
 	}
 }
+
+// The canonical names of the impersonation headers the proxy sets.
+const (
+	headerImpersonateUser  = "Impersonate-User"
+	headerImpersonateGroup = "Impersonate-Group"
+	headerImpersonateUID   = "Impersonate-Uid"
+)
+
+// gatehouseExtra is one extra the proxy adds to a client's identity.
+type gatehouseExtra struct{ key, value string }
+
+// maxGatehouseExtras is how many extras appendGatehouseExtras appends at most.
+const maxGatehouseExtras = 6
 
 // gatehouseExtras are the extras that tell kube-apiserver, the webhooks and the audit log
 // where a request came from.
 func (p *Proxy) gatehouseExtras(st *requestState) map[string]string {
-	m := map[string]string{
-		identity.ExtraSessionID: st.session,
-		identity.ExtraIssuer:    st.id.Issuer,
-		identity.ExtraSubject:   st.id.Subject,
+	var buf [maxGatehouseExtras]gatehouseExtra
+	extras := p.appendGatehouseExtras(buf[:0], st)
+	m := make(map[string]string, len(extras))
+	for _, e := range extras {
+		m[e.key] = e.value
 	}
+	return m
+}
+
+// appendGatehouseExtras appends the gatehouseExtras to dst, each key once.
+func (p *Proxy) appendGatehouseExtras(dst []gatehouseExtra, st *requestState) []gatehouseExtra {
+	dst = append(dst,
+		gatehouseExtra{identity.ExtraSessionID, st.session},
+		gatehouseExtra{identity.ExtraIssuer, st.id.Issuer},
+		gatehouseExtra{identity.ExtraSubject, st.id.Subject},
+	)
 	if c := clientName(st.client); c != "" {
-		m[identity.ExtraClient] = c
+		dst = append(dst, gatehouseExtra{identity.ExtraClient, c})
 	}
 	if st.hold != "" {
-		m[identity.ExtraHold] = st.hold
+		dst = append(dst, gatehouseExtra{identity.ExtraHold, st.hold})
 	}
 	if st.opts.reason != "" {
 		// The reason travels to admission, which stores it on an approval request, and into
 		// kube-apiserver's audit log: masked here, before it leaves the proxy.
 		masked, _ := p.opts.Masker.Text(nil, []byte(st.opts.reason))
-		m[identity.ExtraReason] = string(masked)
+		dst = append(dst, gatehouseExtra{identity.ExtraReason, string(masked)})
 	}
-	return m
+	return dst
 }
 
 // secretsMaskedWarning tells a client reading Secrets that their values are placeholders.

@@ -185,6 +185,10 @@ func clientName(ua string) string {
 // jsonOnly keeps the JSON media types of an Accept header (tables included) and drops protobuf
 // and CBOR, which cannot be masked structurally.
 func jsonOnly(accept string) string {
+	if accept == "" {
+		// What the loop below makes of it, without splitting: most clients send no Accept.
+		return "application/json"
+	}
 	var keep []string
 	for _, part := range strings.Split(accept, ",") {
 		part = strings.TrimSpace(part)
@@ -226,12 +230,15 @@ func isStream(info *request.RequestInfo, resp *http.Response) bool {
 	if info.Verb == "watch" {
 		return true
 	}
-	q := resp.Request.URL.Query()
-	if info.Subresource == "log" && q.Get("follow") == "true" {
-		return true
-	}
-	if q.Get("watch") == "true" || q.Get("watch") == "1" {
-		return true
+	// A URL without a query needs no parsing (Query would return an empty map).
+	if resp.Request.URL.RawQuery != "" {
+		q := resp.Request.URL.Query()
+		if info.Subresource == "log" && q.Get("follow") == "true" {
+			return true
+		}
+		if q.Get("watch") == "true" || q.Get("watch") == "1" {
+			return true
+		}
 	}
 	return strings.Contains(resp.Header.Get("Content-Type"), "stream=watch")
 }

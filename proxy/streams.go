@@ -24,6 +24,10 @@ func isLong(r *http.Request, info *request.RequestInfo, upgrade bool) bool {
 	if upgrade || info.Verb == "watch" {
 		return true
 	}
+	if r.URL.RawQuery == "" {
+		// Nothing to parse: Query would return an empty map.
+		return false
+	}
 	q := r.URL.Query()
 	if info.Subresource == "log" && q.Get("follow") == "true" {
 		return true

@@ -563,12 +563,16 @@ func (p *Proxy) Flush() { p.records.Wait() }
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	st := stateOf(pr.In)
 	pr.SetURL(p.upstream)
-	h := pr.Out.Header
-	for name := range h {
-		if !forwarded(name) {
-			delete(h, name)
+	// The forwarded client headers go into a new map sized for what is added below: the
+	// client's map, cloned at its own size, would grow on the way (a new table and a copy per
+	// request). The value slices are ReverseProxy's copies, not the client's.
+	h := make(http.Header, outboundHeaders)
+	for name, vs := range pr.Out.Header {
+		if forwarded(name) {
+			h[name] = vs
 		}
 	}
+	pr.Out.Header = h
 	stripTokenProtocol(h)
 	if st.upgradeKind == upgradeWatchWS || st.upgradeKind == upgradeLogWS {
 		// Compressed frames could not be masked.
@@ -583,6 +587,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		h.Del("Accept-Encoding")
 	}
 }
+
+// outboundHeaders is the size of an outbound request's header map: the forwarded client headers
+// and the proxy's own (credential, impersonation, extras, Audit-ID) of a typical request.
+const outboundHeaders = 24
 
 // holdUndecided is the hold mark of a write the proxy cannot decide without the final object.
 const holdUndecided = "undecided"

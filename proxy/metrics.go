@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"strconv"
+	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -19,7 +21,28 @@ type metrics struct {
 	unrecorded     prometheus.Counter
 	streams        prometheus.Gauge
 	held           prometheus.Gauge
+
+	// byVerbCode caches the requests counter and latency histogram of each verb and code seen
+	// (verbCode to *requestObservers), which WithLabelValues looks up per request: formatting
+	// the code, hashing the labels and taking the vector's lock. It holds the vectors' own
+	// children, so what is exported is the same; it stops growing at maxCachedObservers (a
+	// client can invent verbs) and the rest are looked up as before.
+	byVerbCode sync.Map
+	cached     atomic.Int32
 }
+
+type verbCode struct {
+	verb string
+	code int
+}
+
+type requestObservers struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
+}
+
+// maxCachedObservers bounds metrics.byVerbCode.
+const maxCachedObservers = 256
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
@@ -60,9 +83,28 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) observe(r *trail.Request) {
-	m.requests.WithLabelValues(r.Operation.Verb, strconv.Itoa(r.Code)).Inc()
-	m.latency.WithLabelValues(r.Operation.Verb).Observe(r.Latency.Seconds())
+	o := m.observers(r.Operation.Verb, r.Code)
+	o.requests.Inc()
+	o.latency.Observe(r.Latency.Seconds())
 	if r.Masking != nil {
 		m.masked.Add(float64(r.Masking.Fields))
 	}
+}
+
+// observers returns the requests counter and latency histogram for verb and code.
+func (m *metrics) observers(verb string, code int) *requestObservers {
+	key := verbCode{verb, code}
+	if o, ok := m.byVerbCode.Load(key); ok {
+		return o.(*requestObservers)
+	}
+	o := &requestObservers{
+		requests: m.requests.WithLabelValues(verb, strconv.Itoa(code)),
+		latency:  m.latency.WithLabelValues(verb),
+	}
+	if m.cached.Load() < maxCachedObservers {
+		if _, loaded := m.byVerbCode.LoadOrStore(key, o); !loaded {
+			m.cached.Add(1)
+		}
+	}
+	return o
 }

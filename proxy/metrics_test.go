@@ -1,0 +1,83 @@
+package proxy
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gatehouse-dev/gatehouse/trail"
+)
+
+// TestObserveCountsEveryRequest: requests are counted and timed by verb and code as
+// WithLabelValues counts them, the cached observers and those looked up past the cache's bound
+// alike, concurrently.
+func TestObserveCountsEveryRequest(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg)
+	verbs := []string{"get", "list", "watch", "create"}
+	codes := []int{200, 404, 500}
+	want := map[verbCode]int{}
+	var recs []*trail.Request
+	for i := range 3000 {
+		vc := verbCode{verbs[i%len(verbs)], codes[i%len(codes)]}
+		if i%5 == 0 {
+			// More verbs than the cache holds.
+			vc.verb = fmt.Sprintf("verb-%d", i%(2*maxCachedObservers))
+		}
+		want[vc]++
+		recs = append(recs, &trail.Request{Operation: trail.Operation{Verb: vc.verb}, Code: vc.code, Latency: time.Millisecond})
+	}
+	done := make(chan struct{})
+	for part := range 2 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for _, r := range recs[part*len(recs)/2 : (part+1)*len(recs)/2] {
+				m.observe(r)
+			}
+		}()
+	}
+	<-done
+	<-done
+	assert.LessOrEqual(t, int(m.cached.Load()), maxCachedObservers)
+	perVerb := map[string]int{}
+	for vc, n := range want {
+		perVerb[vc.verb] += n
+	}
+	labels := func(metric interface{ GetLabel() []*dto.LabelPair }) map[string]string {
+		out := map[string]string{}
+		for _, l := range metric.GetLabel() {
+			out[l.GetName()] = l.GetValue()
+		}
+		return out
+	}
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	var seen int
+	for _, f := range families {
+		switch f.GetName() {
+		case "gatehouse_proxy_requests_total":
+			seen++
+			require.Len(t, f.GetMetric(), len(want))
+			for _, metric := range f.GetMetric() {
+				l := labels(metric)
+				code, err := strconv.Atoi(l["code"])
+				require.NoError(t, err)
+				assert.Equal(t, float64(want[verbCode{l["verb"], code}]), metric.GetCounter().GetValue(), "%v", l)
+			}
+		case "gatehouse_proxy_request_duration_seconds":
+			seen++
+			require.Len(t, f.GetMetric(), len(perVerb))
+			for _, metric := range f.GetMetric() {
+				verb := labels(metric)["verb"]
+				assert.Equal(t, uint64(perVerb[verb]), metric.GetHistogram().GetSampleCount(), verb)
+			}
+		}
+	}
+	assert.Equal(t, 2, seen)
+}

@@ -196,7 +196,22 @@ func (a *Authenticator) Ready(context.Context) error {
 // costs a map lookup until its identity expires from the cache (CacheTTL, or the token's own
 // expiry if sooner).
 func (a *Authenticator) AuthenticateToken(ctx context.Context, token string) (*Identity, error) {
+	id, _, err := a.AuthenticateTokenDigest(ctx, token)
+	return id, err
+}
+
+// AuthenticateTokenDigest is AuthenticateToken, returning as well the SHA-256 digest of the token,
+// which it computes to look the token up, for a caller that derives something from the token
+// (the proxy's session ID) and need not hash it a second time. The digest is returned whether or
+// not the token is valid.
+func (a *Authenticator) AuthenticateTokenDigest(ctx context.Context, token string) (*Identity, [sha256.Size]byte, error) {
 	key := sha256.Sum256([]byte(token))
+	id, err := a.authenticate(ctx, token, key)
+	return id, key, err
+}
+
+// authenticate verifies token, whose SHA-256 digest is key.
+func (a *Authenticator) authenticate(ctx context.Context, token string, key [sha256.Size]byte) (*Identity, error) {
 	now := a.opts.Clock.Now()
 	if id, ok := a.cache.get(key, now); ok {
 		return id, nil

@@ -2,6 +2,7 @@ package authn_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -338,6 +339,22 @@ func TestKeysRotateAndWithdraw(t *testing.T) {
 		return reasonOf(last) == authn.ReasonSignature
 	}, 10*time.Second, 50*time.Millisecond, "a token of a withdrawn key is refused once the key set is refetched") {
 		t.Logf("the last answer for the withdrawn key's token: %v", last)
+	}
+}
+
+// TestAuthenticateTokenDigest: the digest is the token's SHA-256, valid or not, and the identity
+// and error are AuthenticateToken's, from the cache or verified.
+func TestAuthenticateTokenDigest(t *testing.T) {
+	idp := startIssuer(t, testbed.IssuerOptions{})
+	a := startAuthenticator(t, authConfig(standardJWT(idp)), authn.AuthenticatorOptions{})
+	tok := idp.MustSign(t, claims(idp, "alice", nil))
+	for _, token := range []string{tok, tok, "not-a-token", tok + "x"} {
+		id, digest, err := a.AuthenticateTokenDigest(t.Context(), token)
+		assert.Equal(t, sha256.Sum256([]byte(token)), digest)
+		want, wantErr := a.AuthenticateToken(t.Context(), token)
+		assert.Equal(t, want, id)
+		assert.Equal(t, reasonOf(wantErr), reasonOf(err))
+		assert.Equal(t, wantErr == nil, err == nil)
 	}
 }
 

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -89,12 +91,21 @@ func TestSessionID(t *testing.T) {
 	alice.Issuer, alice.Subject, alice.User = "https://idp", "1", "alice"
 	bob := &authn.Identity{}
 	bob.Issuer, bob.Subject, bob.User = "https://idp", "2", "bob"
-	a1 := sessionID("run-1", "tok-a", alice)
-	assert.Equal(t, a1, sessionID("run-1", "tok-a2", alice), "the same label of the same identity is the same session, whatever the token")
-	assert.NotEqual(t, a1, sessionID("run-1", "tok-b", bob), "a label is bound to its identity")
-	t1 := sessionID("", "tok-a", alice)
-	assert.Equal(t, t1, sessionID("", "tok-a", alice))
+	digest := func(tok string) [sha256.Size]byte { return sha256.Sum256([]byte(tok)) }
+	a1 := sessionID("run-1", digest("tok-a"), alice)
+	assert.Equal(t, a1, sessionID("run-1", digest("tok-a2"), alice), "the same label of the same identity is the same session, whatever the token")
+	assert.NotEqual(t, a1, sessionID("run-1", digest("tok-b"), bob), "a label is bound to its identity")
+	t1 := sessionID("", digest("tok-a"), alice)
+	assert.Equal(t, t1, sessionID("", digest("tok-a"), alice))
+	assert.NotEqual(t, t1, sessionID("", digest("tok-b"), alice))
 	assert.NotContains(t, t1, "tok-a")
+
+	// The IDs as they were written (records and rows carry them): the first 10 bytes of the
+	// SHA-256 of the token, or of the identity and label, in hex.
+	tokenSum := sha256.Sum256([]byte("tok-a"))
+	assert.Equal(t, "t-"+hex.EncodeToString(tokenSum[:10]), t1)
+	labelSum := sha256.Sum256([]byte("https://idp\x001\x00alice\x00run-1"))
+	assert.Equal(t, "s-"+hex.EncodeToString(labelSum[:10]), a1)
 }
 
 // TestClientOptions: the headers and the server-URL path prefix are one set of options, read by

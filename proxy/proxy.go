@@ -3,6 +3,7 @@ package proxy
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -35,7 +36,9 @@ import (
 
 // TokenAuthenticator verifies a bearer token. *authn.Authenticator implements it.
 type TokenAuthenticator interface {
-	AuthenticateToken(ctx context.Context, token string) (*authn.Identity, error)
+	// AuthenticateTokenDigest also returns the token's SHA-256 digest, from which the proxy
+	// derives the session ID of a request without a session label.
+	AuthenticateTokenDigest(ctx context.Context, token string) (*authn.Identity, [sha256.Size]byte, error)
 	// CheckIdentity refuses identities no request may act as, whether they come from a token
 	// or from a client's impersonation.
 	CheckIdentity(id *authn.Identity) error
@@ -432,7 +435,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(st, http.StatusUnauthorized, metav1.StatusReasonUnauthorized, "Gatehouse requires a bearer token from a trusted OIDC issuer (Authorization: Bearer <token>).")
 		return
 	}
-	id, err := p.opts.Authenticator.AuthenticateToken(r.Context(), token)
+	id, digest, err := p.opts.Authenticator.AuthenticateTokenDigest(r.Context(), token)
 	if err != nil {
 		reason := authn.Reason(err)
 		st.errReason = "authentication: " + reason
@@ -446,7 +449,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.id = id
-	st.session = sessionID(opts.session, token, id)
+	st.session = sessionID(opts.session, digest, id)
 	st.w.Header().Set(SessionHeader, st.session)
 	p.sessions.touch(r.Context(), st.session, opts.session, id, st.client, sourceIP(r))
 

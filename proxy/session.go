@@ -15,15 +15,22 @@ import (
 // sessionID returns the request's session ID for the client's session label. A session groups
 // one client run. With a label (the session client option) the ID is derived from the label and
 // the verified identity, so a label is bound to its identity and another identity using the same
-// label gets a different session. Without one, the ID is derived from the token: one token, one
-// session.
-func sessionID(label, token string, id *authn.Identity) string {
+// label gets a different session. Without one, the ID is derived from the token (digest is its
+// SHA-256 digest): one token, one session.
+func sessionID(label string, digest [sha256.Size]byte, id *authn.Identity) string {
 	if label == "" {
-		sum := sha256.Sum256([]byte(token))
-		return "t-" + hex.EncodeToString(sum[:10])
+		return idOf("t-", &digest)
 	}
 	sum := sha256.Sum256([]byte(id.Issuer + "\x00" + id.Subject + "\x00" + id.User + "\x00" + label))
-	return "s-" + hex.EncodeToString(sum[:10])
+	return idOf("s-", &sum)
+}
+
+// idOf is prefix followed by the first 10 bytes of sum in hex.
+func idOf(prefix string, sum *[sha256.Size]byte) string {
+	var b [32]byte
+	n := copy(b[:], prefix)
+	n += hex.Encode(b[n:], sum[:10])
+	return string(b[:n])
 }
 
 // sessions tracks the sessions this proxy instance has seen and writes Session records: one when

@@ -172,3 +172,40 @@ func TestUpstreamHeadersOfAGet(t *testing.T) {
 		})
 	}
 }
+
+// TestOnlyTheProxyCredentialReachesTheAPIServer: whatever a client does with its own credential
+// headers (names it in Connection, sends it twice, in another case, as Proxy-Authorization),
+// the API server gets one Authorization, the proxy's, as the transport adds it.
+func TestOnlyTheProxyCredentialReachesTheAPIServer(t *testing.T) {
+	u := newUpstream(t)
+	p := newStubProxy(t, u, nil)
+	tok := token(t, "alice", nil)
+	tr := p.Client().Transport.(*http.Transport).Clone()
+	tr.ForceAttemptHTTP2 = false
+	tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+	}{
+		{"named in Connection", http.Header{"Connection": {"Authorization"}}},
+		{"twice", http.Header{"Authorization": {"Bearer " + tok, "Bearer other"}}},
+		{"lower case", http.Header{"authorization": {"Bearer " + tok}}},
+		{"as Proxy-Authorization", http.Header{"Proxy-Authorization": {"Bearer " + tok}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodGet, p.URL+"/api/v1/namespaces/default/configmaps/settings", nil)
+			require.NoError(t, err)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			for k, vs := range tc.header {
+				req.Header[k] = vs
+			}
+			resp, err := (&http.Client{Transport: tr}).Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			got := u.last()
+			assert.Equal(t, []string{"Bearer gatehouse-proxy-credential"}, got.Values("Authorization"))
+			assert.Empty(t, got.Values("Proxy-Authorization"))
+		})
+	}
+}

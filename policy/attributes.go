@@ -87,12 +87,23 @@ func (a Attributes) appendString(b []byte) []byte {
 		b = append(append(b, '/'), a.Subresource...)
 	}
 	if a.Name != "" {
-		b = strconv.AppendQuote(append(b, ' '), a.Name)
+		b = appendQuoted(append(b, ' '), a.Name)
 	}
 	if a.Namespace != "" && !(a.Group == "" && a.Resource == "namespaces") {
-		b = strconv.AppendQuote(append(b, " in namespace "...), a.Namespace)
+		b = appendQuoted(append(b, " in namespace "...), a.Namespace)
 	}
 	return b
+}
+
+// appendQuoted appends s quoted as strconv.AppendQuote does, without its rune-by-rune work for
+// the names requests carry: printable ASCII other than a quote or a backslash stands for itself.
+func appendQuoted(b []byte, s string) []byte {
+	for i := range len(s) {
+		if c := s[i]; c < ' ' || c > '~' || c == '"' || c == '\\' {
+			return strconv.AppendQuote(b, s)
+		}
+	}
+	return append(append(append(b, '"'), s...), '"')
 }
 
 // Privileged reports whether a request is one Gatehouse treats as privileged: when it cannot

@@ -342,9 +342,14 @@ func (e *Engine) Evaluate(ctx context.Context, a Attributes) (Decision, error) {
 			return r.decide(p.name, &ev.attrs, condErr), nil
 		}
 	}
-	msg := append(make([]byte, 0, 160), "Gatehouse allowed "...)
-	msg = append(a.appendString(msg), ": no AccessPolicy rule matched"...)
-	return Decision{Action: ActionAllow, Message: string(msg)}, nil
+	var scratch [160]byte
+	what := a.appendString(scratch[:0])
+	var msg strings.Builder
+	msg.Grow(len("Gatehouse allowed ") + len(what) + len(": no AccessPolicy rule matched"))
+	msg.WriteString("Gatehouse allowed ")
+	msg.Write(what)
+	msg.WriteString(": no AccessPolicy rule matched")
+	return Decision{Action: ActionAllow, Message: msg.String()}, nil
 }
 
 // matches reports whether r matches; condErr is a condition that could not be evaluated.

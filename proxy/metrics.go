@@ -25,8 +25,8 @@ type metrics struct {
 	// byVerbCode caches the requests counter and latency histogram of each verb and code seen
 	// (verbCode to *requestObservers), which WithLabelValues looks up per request: formatting
 	// the code, hashing the labels and taking the vector's lock. It holds the vectors' own
-	// children, so what is exported is the same; it stops growing at maxCachedObservers (a
-	// client can invent verbs) and the rest are looked up as before.
+	// children, so what is exported is the same; it stops growing at maxCachedObservers (an
+	// upstream can answer with any code) and the rest are looked up as before.
 	byVerbCode sync.Map
 	cached     atomic.Int32
 }
@@ -93,18 +93,39 @@ func (m *metrics) observe(r *trail.Request) {
 
 // observers returns the requests counter and latency histogram for verb and code.
 func (m *metrics) observers(verb string, code int) *requestObservers {
-	key := verbCode{verb, code}
+	key := verbCode{metricVerb(verb), code}
 	if o, ok := m.byVerbCode.Load(key); ok {
 		return o.(*requestObservers)
 	}
 	o := &requestObservers{
-		requests: m.requests.WithLabelValues(verb, strconv.Itoa(code)),
-		latency:  m.latency.WithLabelValues(verb),
+		requests: m.requests.WithLabelValues(key.verb, strconv.Itoa(code)),
+		latency:  m.latency.WithLabelValues(key.verb),
 	}
-	if m.cached.Load() < maxCachedObservers {
-		if _, loaded := m.byVerbCode.LoadOrStore(key, o); !loaded {
-			m.cached.Add(1)
+	// A slot is taken before the observers are stored, so the cache never holds more than
+	// maxCachedObservers, and given back if another request stored them first.
+	for {
+		n := m.cached.Load()
+		if n >= maxCachedObservers {
+			return o
+		}
+		if m.cached.CompareAndSwap(n, n+1) {
+			break
 		}
 	}
+	if _, loaded := m.byVerbCode.LoadOrStore(key, o); loaded {
+		m.cached.Add(-1)
+	}
 	return o
+}
+
+// metricVerb is the verb label of a request's metrics: the verb of a resource request, the
+// lower-case method of a non-resource one, and "other" for any other method, which a client,
+// authenticated or not, could otherwise invent without end, each a new series.
+func metricVerb(verb string) string {
+	switch verb {
+	case "get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "proxy",
+		"post", "put", "head", "options":
+		return verb
+	}
+	return "other"
 }

@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,8 +37,10 @@ import (
 
 // TokenAuthenticator verifies a bearer token. *authn.Authenticator implements it.
 type TokenAuthenticator interface {
-	// AuthenticateTokenDigest also returns the token's SHA-256 digest, from which the proxy
-	// derives the session ID of a request without a session label.
+	// AuthenticateTokenDigest verifies token and returns as well its SHA-256 digest,
+	// sha256.Sum256([]byte(token)), whether or not the token is valid: the proxy derives the
+	// session ID of a request without a session label from it, so any other value would put
+	// the clients of different tokens into one session.
 	AuthenticateTokenDigest(ctx context.Context, token string) (*authn.Identity, [sha256.Size]byte, error)
 	// CheckIdentity refuses identities no request may act as, whether they come from a token
 	// or from a client's impersonation.
@@ -629,7 +632,8 @@ func (p *Proxy) setIdentityHeaders(h http.Header, st *requestState) {
 	h[headerImpersonateUser] = take(id.User)
 	if len(id.Groups) > 0 {
 		if prev := h[headerImpersonateGroup]; len(prev) > 0 {
-			h[headerImpersonateGroup] = append(prev, id.Groups...)
+			// Add's result, in a new array: prev's may be another header map's.
+			h[headerImpersonateGroup] = slices.Concat(prev, id.Groups)
 		} else {
 			h[headerImpersonateGroup] = take(id.Groups...)
 		}

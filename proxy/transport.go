@@ -110,6 +110,10 @@ func (b *bearerAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 	return b.next.RoundTrip(&out)
 }
 
+// WrappedRoundTripper returns the round tripper bearerAuth adds the token for, as client-go's
+// wrappers do, for the helpers that look through them (utilnet.CloseIdleConnectionsFor).
+func (b *bearerAuth) WrappedRoundTripper() http.RoundTripper { return b.next }
+
 type upgradeAware struct{ normal, upgrade http.RoundTripper }
 
 func (t upgradeAware) RoundTrip(r *http.Request) (*http.Response, error) {

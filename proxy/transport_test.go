@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"k8s.io/client-go/rest"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // TestBearerAuthAsClientGo: the upstream transport's bearer token reaches the API server as
@@ -77,16 +78,72 @@ func TestBearerAuthAsClientGo(t *testing.T) {
 	}
 }
 
-// TestTransportForLeavesOtherCredentialsToClientGo: basic auth and exec plugins keep client-go's
-// own wrappers.
-func TestTransportForLeavesOtherCredentialsToClientGo(t *testing.T) {
-	for _, cfg := range []*rest.Config{
-		{Host: "https://127.0.0.1:1", Username: "u", Password: "p"},
-		{Host: "https://127.0.0.1:1"},
-	} {
-		rt, err := transportFor(cfg)
+// TestBearerAuthFollowsTheTokenFile: a token file's new token (a rotated service-account token)
+// is sent from the next request on, and the last one read while the file cannot be read, as
+// client-go does.
+func TestBearerAuthFollowsTheTokenFile(t *testing.T) {
+	var sent []string
+	next := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		sent = append(sent, r.Header.Get("Authorization"))
+		return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody, Request: r}, nil
+	})
+	file := []struct {
+		token string
+		err   error
+	}{{"tok-1", nil}, {"tok-1", nil}, {"tok-2", nil}, {"", os.ErrNotExist}, {"tok-3", nil}}
+	var read int
+	b := &bearerAuth{bearer: "tok-0", next: next, source: func() (string, error) {
+		f := file[read]
+		read++
+		return f.token, f.err
+	}}
+	b.value.Store(&bearerValue{})
+	for range file {
+		req, err := http.NewRequest(http.MethodGet, "https://kube-apiserver/api", nil)
 		require.NoError(t, err)
-		_, ours := rt.(*bearerAuth)
-		assert.False(t, ours)
+		resp, err := b.RoundTrip(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+	// client-go falls back to the token configured when the file cannot be read.
+	assert.Equal(t, []string{"Bearer tok-1", "Bearer tok-1", "Bearer tok-2", "Bearer tok-0", "Bearer tok-3"}, sent)
+	// The wrapped round tripper is the one below: it adds no token.
+	req, err := http.NewRequest(http.MethodGet, "https://kube-apiserver/api", nil)
+	require.NoError(t, err)
+	resp, err := b.WrappedRoundTripper().RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, "", sent[len(sent)-1])
+}
+
+// TestTransportForLeavesOtherCredentialsToClientGo: basic auth, exec plugins and auth providers,
+// with or without a token beside them, keep client-go's own wrappers (and its errors).
+func TestTransportForLeavesOtherCredentialsToClientGo(t *testing.T) {
+	exec := &clientcmdapi.ExecConfig{APIVersion: "client.authentication.k8s.io/v1", Command: "true", InteractiveMode: clientcmdapi.NeverExecInteractiveMode}
+	provider := &clientcmdapi.AuthProviderConfig{Name: "not-registered"}
+	for _, tc := range []struct {
+		name string
+		cfg  *rest.Config
+	}{
+		{"basic", &rest.Config{Host: "https://127.0.0.1:1", Username: "u", Password: "p"}},
+		{"none", &rest.Config{Host: "https://127.0.0.1:1"}},
+		{"token and basic", &rest.Config{Host: "https://127.0.0.1:1", BearerToken: "t", Username: "u", Password: "p"}},
+		{"token and exec", &rest.Config{Host: "https://127.0.0.1:1", BearerToken: "t", ExecProvider: exec}},
+		{"token and auth provider", &rest.Config{Host: "https://127.0.0.1:1", BearerToken: "t", AuthProvider: provider}},
+		{"exec", &rest.Config{Host: "https://127.0.0.1:1", ExecProvider: exec}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt, wantErr := rest.TransportFor(tc.cfg)
+			ours, err := transportFor(tc.cfg)
+			if wantErr != nil {
+				require.Error(t, err)
+				assert.Equal(t, wantErr.Error(), err.Error())
+				return
+			}
+			require.NoError(t, err)
+			assert.IsType(t, rt, ours)
+			_, isOurs := ours.(*bearerAuth)
+			assert.False(t, isOurs)
+		})
 	}
 }

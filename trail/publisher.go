@@ -200,14 +200,14 @@ func (p *Publisher) Publish(ctx context.Context, r Record) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	_, held := p.batchIDs[h.ID]
 	switch {
 	case p.closed:
 		return ErrClosed
+	case held:
+		return nil // held already: stored once, as first published, as JetStream would
 	case p.pending >= p.opts.MaxPending:
 		return fmt.Errorf("%w (%d)", ErrBacklog, p.opts.MaxPending)
-	}
-	if _, ok := p.batchIDs[h.ID]; ok {
-		return nil // held already: stored once, the first as published
 	}
 	p.batchIDs[h.ID] = struct{}{}
 	p.pending++

@@ -131,16 +131,16 @@ type Publisher struct {
 	// batch holds the records accepted and not yet handed to JetStream (BatchDelay); a timer
 	// is armed while it is not empty. batchIDs holds their IDs: a record published again with
 	// the ID of one held is that record again, and stored once, as JetStream would.
-	batch    []heldRecord
+	batch    []encodedRecord
 	batchIDs map[string]struct{}
 	// sending serializes the hand-over of batches, so that records go in the order accepted.
 	sending sync.Mutex
 	// bySubject is sendBatch's grouping of a batch by subject (under sending).
-	bySubject map[string][]heldRecord
+	bySubject map[string][]encodedRecord
 }
 
-// heldRecord is a record encoded and held for BatchDelay.
-type heldRecord struct {
+// encodedRecord is a record encoded for a message: its subject, ID and JSON.
+type encodedRecord struct {
 	subject, id string
 	data        []byte
 }
@@ -152,7 +152,7 @@ func NewPublisher(nc *nats.Conn, opts PublisherOptions) (*Publisher, error) {
 	}
 	opts.setDefaults()
 	p := &Publisher{nc: nc, opts: opts, attempts: map[*nats.Msg]int{}, records: map[*nats.Msg]int{},
-		batchIDs: map[string]struct{}{}, bySubject: map[string][]heldRecord{}}
+		batchIDs: map[string]struct{}{}, bySubject: map[string][]encodedRecord{}}
 	js, err := jetstream.New(nc,
 		// JetStream's own bound is only a backstop: Publish enforces MaxPending first, and
 		// retries must never stall on it.
@@ -177,20 +177,9 @@ func (p *Publisher) Publish(ctx context.Context, r Record) error {
 	if p.opts.BatchDelay < 0 {
 		return p.publishNow(ctx, r)
 	}
-	if err := complete(r); err != nil {
-		return err
-	}
-	h := r.Header()
-	if h.Source == "" {
-		h.Source = p.opts.Source
-	}
-	subj, err := Subject(r)
+	rec, err := encodeRecord(r, p.opts.Source)
 	if err != nil {
 		return err
-	}
-	data, err := marshal(r)
-	if err != nil {
-		return fmt.Errorf("trail: encode %s record: %w", h.Kind, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -200,7 +189,7 @@ func (p *Publisher) Publish(ctx context.Context, r Record) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_, held := p.batchIDs[h.ID]
+	_, held := p.batchIDs[rec.id]
 	switch {
 	case p.closed:
 		return ErrClosed
@@ -209,12 +198,12 @@ func (p *Publisher) Publish(ctx context.Context, r Record) error {
 	case p.pending >= p.opts.MaxPending:
 		return fmt.Errorf("%w (%d)", ErrBacklog, p.opts.MaxPending)
 	}
-	p.batchIDs[h.ID] = struct{}{}
+	p.batchIDs[rec.id] = struct{}{}
 	p.pending++
 	if p.idle == nil {
 		p.idle = make(chan struct{})
 	}
-	p.batch = append(p.batch, heldRecord{subject: subj, id: h.ID, data: data})
+	p.batch = append(p.batch, rec)
 	if len(p.batch) == 1 {
 		time.AfterFunc(p.opts.BatchDelay, p.sendBatch)
 	}
@@ -307,7 +296,7 @@ func (p *Publisher) sendBatch() {
 // packed returns how many of the records (at least one) go in the next message, and its size:
 // at most maxRecords, and at most maxBytes unless the first record alone is larger. A record
 // with a raw newline (none that this package encodes) or of a recording goes alone.
-func packed(recs []heldRecord, maxRecords, maxBytes int) (n, size int) {
+func packed(recs []encodedRecord, maxRecords, maxBytes int) (n, size int) {
 	size = len(recs[0].data)
 	if alone(recs[0]) {
 		return 1, size
@@ -324,14 +313,14 @@ func packed(recs []heldRecord, maxRecords, maxBytes int) (n, size int) {
 	return n, size
 }
 
-func alone(r heldRecord) bool {
+func alone(r encodedRecord) bool {
 	return strings.HasPrefix(r.subject, subjectRecording+".") || bytes.IndexByte(r.data, '\n') >= 0
 }
 
 // buildMsg returns the message carrying recs (see DecodeAll): one record is its JSON, under its
 // ID, exactly as PublishSync publishes it; several are their JSON documents a line each, under
 // batchMsgID.
-func buildMsg(subject string, recs []heldRecord, size int) *nats.Msg {
+func buildMsg(subject string, recs []encodedRecord, size int) *nats.Msg {
 	msg := nats.NewMsg(subject)
 	if len(recs) == 1 {
 		msg.Data = recs[0].data
@@ -435,19 +424,24 @@ func (p *Publisher) encode(r Record) (*nats.Msg, error) {
 	return EncodeMsg(r, p.opts.Source)
 }
 
-func encodeMsg(r Record) (*nats.Msg, error) {
+// encodeRecord completes a record's header, with source when it names none, and encodes it.
+func encodeRecord(r Record, source string) (encodedRecord, error) {
+	if err := complete(r); err != nil {
+		return encodedRecord{}, err
+	}
+	h := r.Header()
+	if h.Source == "" {
+		h.Source = source
+	}
 	subj, err := Subject(r)
 	if err != nil {
-		return nil, err
+		return encodedRecord{}, err
 	}
 	data, err := marshal(r)
 	if err != nil {
-		return nil, fmt.Errorf("trail: encode %s record: %w", r.Header().Kind, err)
+		return encodedRecord{}, fmt.Errorf("trail: encode %s record: %w", h.Kind, err)
 	}
-	msg := nats.NewMsg(subj)
-	msg.Data = data
-	msg.Header.Set(jetstream.MsgIDHeader, r.Header().ID)
-	return msg, nil
+	return encodedRecord{subject: subj, id: h.ID, data: data}, nil
 }
 
 // acked runs on nats.go's acknowledgement goroutine and must not block.

@@ -463,6 +463,7 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 	var refused []error
 	for _, m := range msgs {
 		refused = refused[:0]
+		more := 0                                       // refused records not named
 		several := bytes.IndexByte(m.Data(), '\n') >= 0 // errors name the record
 		i := 0
 		for rec, err := range trail.DecodeAll(m.Data()) {
@@ -474,7 +475,7 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 				e.log.Debug("skipping a trail record of unknown kind", "subject", m.Subject(), "err", err)
 				continue
 			case err != nil:
-				refused = append(refused, err)
+				refused, more = appendRefused(refused, more, err)
 				continue
 			}
 			if subj, err := trail.Subject(rec); err != nil || subj != m.Subject() {
@@ -486,7 +487,7 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 				if several {
 					err = fmt.Errorf("record %d (%s): %w", i, truncate(rec.Header().ID, 128), err)
 				}
-				refused = append(refused, err)
+				refused, more = appendRefused(refused, more, err)
 				continue
 			}
 			switch r := rec.(type) {
@@ -505,6 +506,9 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 		}
 		if len(refused) > 0 {
 			// One row per message: ingest_errors is keyed by stream sequence.
+			if more > 0 {
+				refused = append(refused, fmt.Errorf("%d more records refused", more))
+			}
 			e.ingestError(m, t.errs, joinErrors(refused), at)
 		}
 		src := sourceOf(m)
@@ -521,6 +525,19 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 		}
 	}
 	return nil
+}
+
+// maxRefusedNamed bounds the refused records an ingest_errors row names one by one: a message
+// of a million malformed lines is one short row.
+const maxRefusedNamed = 16
+
+// appendRefused adds err to the refused records of a message, or counts it in more once
+// maxRefusedNamed are named.
+func appendRefused(refused []error, more int, err error) ([]error, int) {
+	if len(refused) < maxRefusedNamed {
+		return append(refused, err), more
+	}
+	return refused, more + 1
 }
 
 // joinErrors returns the one error of errs, or an error naming each of them, separated by

@@ -3,6 +3,7 @@ package enricher
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -141,6 +142,8 @@ func TestTrailBatchForgeries(t *testing.T) {
 		{"only newlines", []byte("\n\n"), nil, []string{trail.ErrNoRecord.Error()}},
 		{"a message larger than a publisher makes", joinLines(large...), []string{"large-0", "large-1499"}, nil},
 		{"one record, as published so far", req("g1", "s-a"), []string{"g1"}, nil},
+		{"many malformed lines, named up to a bound", joinLines(append(slices.Repeat([][]byte{[]byte("x")}, 1000), req("j1001", "s-a"))...), []string{"j1001"},
+			append(slices.Repeat([]string{"record "}, 16), "984 more records refused")},
 		{"a long forged ID, cut", joinLines(req("i1", "s-a"), req(strings.Repeat("z", 5000), "s-b")), []string{"i1"},
 			[]string{"record 2 (" + strings.Repeat("z", 128) + "): " + ErrMisplaced.Error()}},
 		{"one misplaced record, as published so far", req("forged-h1", "s-b"), nil,
@@ -153,7 +156,7 @@ func TestTrailBatchForgeries(t *testing.T) {
 		seqs[tc.name] = ack.Sequence
 	}
 	h.waitRows(t, 1500, 60*time.Second, "SELECT count() FROM {db}.gateway_requests FINAL WHERE id LIKE 'large-%'")
-	h.waitRows(t, 8, 30*time.Second, "SELECT count() FROM {db}.ingest_errors FINAL")
+	h.waitRows(t, 9, 30*time.Second, "SELECT count() FROM {db}.ingest_errors FINAL")
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, id := range tc.stored {
@@ -177,5 +180,5 @@ func TestTrailBatchForgeries(t *testing.T) {
 	assert.Zero(t, h.count(t, "SELECT count() FROM {db}.gateway_requests FINAL WHERE id LIKE 'forged-%' OR session_id != 's-a'"))
 	assert.Zero(t, h.count(t, "SELECT count() FROM {db}.gateway_decisions FINAL"))
 	assert.Zero(t, h.count(t, "SELECT count() FROM {db}.approvals FINAL"))
-	assert.Equal(t, uint64(1500+13), h.count(t, "SELECT count() FROM {db}.gateway_requests FINAL"))
+	assert.Equal(t, uint64(1500+14), h.count(t, "SELECT count() FROM {db}.gateway_requests FINAL"))
 }

@@ -24,8 +24,9 @@ var ErrNoRecord = errors.New("trail: no record in the message")
 // returns for it: a malformed record or one of an unknown kind is reported where it stands and
 // does not hide the records around it. The errors of a message with several records name the
 // record's position (1 for the first). Blank lines are skipped; a message of blank lines only
-// yields ErrNoRecord, and a message without a newline Decode's result. A message that is one JSON document across several lines (a record not
-// published by this package, indented) is decoded as that one record, as Decode would.
+// yields ErrNoRecord. A message without a newline yields Decode's result, unchanged. A message
+// that is one JSON document across several lines (a record not published by this package,
+// indented) is decoded as that one record, as Decode would.
 //
 // DecodeAll checks no subject: a consumer compares Subject of every record with the message's
 // subject, as it does for a message of one record.

@@ -1,11 +1,13 @@
 package enricher
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -449,43 +451,65 @@ func (t *trailRows) tables() []*columns {
 	return []*columns{&t.requests.columns, &t.decisions.columns, &t.sessions.columns, &t.approvals.columns, &t.errs.columns}
 }
 
-// storeTrail decodes trail records and inserts them, one INSERT per table.
+// storeTrail decodes trail records and inserts them, one INSERT per table. A message may carry
+// several records of its subject (trail.DecodeAll); each is decided on its own: stored, skipped
+// (a kind this enricher does not know) or refused (malformed, or not of the message's subject).
+// A message with refused records has one ingest_errors row, which names each of them.
 func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trailRows) error {
 	for _, c := range t.tables() {
 		c.reset()
 	}
 	at := now()
+	var refused []error
 	for _, m := range msgs {
-		rec, err := trail.Decode(m.Data())
-		switch {
-		case errors.Is(err, trail.ErrUnknownKind):
-			// A newer producer's record: skip it, it stays in the stream for a newer enricher.
-			e.metrics.skipped.Inc()
-			e.log.Debug("skipping a trail record of unknown kind", "subject", m.Subject(), "err", err)
-			continue
-		case err != nil:
-			e.ingestError(m, t.errs, err, at)
-			continue
+		refused = refused[:0]
+		more := 0                                       // refused records not named
+		several := bytes.IndexByte(m.Data(), '\n') >= 0 // errors name the record
+		i := 0
+		for rec, err := range trail.DecodeAll(m.Data()) {
+			i++
+			switch {
+			case errors.Is(err, trail.ErrUnknownKind):
+				// A newer producer's record: skip it, it stays in the stream for a newer enricher.
+				e.metrics.skipped.Inc()
+				e.log.Debug("skipping a trail record of unknown kind", "subject", m.Subject(), "err", err)
+				continue
+			case err != nil:
+				refused, more = appendRefused(refused, more, err)
+				continue
+			}
+			if subj, err := trail.Subject(rec); err != nil || subj != m.Subject() {
+				// Each kind has its own subjects, and NATS lets only its producer publish on them
+				// (natsbus.Permissions): a record on another kind's subject is a forgery, or a copy
+				// a consumer's deliver subject made, wherever it stands in its message. Not
+				// stored; ingest_errors says where it is.
+				err := fmt.Errorf("%w: a %s record on subject %s", ErrMisplaced, rec.Header().Kind, m.Subject())
+				if several {
+					err = fmt.Errorf("record %d (%s): %w", i, truncate(rec.Header().ID, 128), err)
+				}
+				refused, more = appendRefused(refused, more, err)
+				continue
+			}
+			switch r := rec.(type) {
+			case *trail.Request:
+				t.requests.add(r, e.attr, at)
+			case *trail.Decision:
+				t.decisions.add(r, at)
+			case *trail.Session:
+				t.sessions.add(r, at)
+			case *trail.Approval:
+				t.approvals.add(r, at)
+			// A new record kind: add its rows type (rows.go), table (a schema migration) and case.
+			default:
+				e.metrics.skipped.Inc()
+			}
 		}
-		if subj, err := trail.Subject(rec); err != nil || subj != m.Subject() {
-			// Each kind has its own subjects, and NATS lets only its producer publish on them
-			// (natsbus.Permissions): a record on another kind's subject is a forgery, or a copy
-			// a consumer's deliver subject made. Not stored; ingest_errors says where it is.
-			e.ingestError(m, t.errs, fmt.Errorf("%w: a %s record on subject %s", ErrMisplaced, rec.Header().Kind, m.Subject()), at)
-			continue
-		}
-		switch r := rec.(type) {
-		case *trail.Request:
-			t.requests.add(r, e.attr, at)
-		case *trail.Decision:
-			t.decisions.add(r, at)
-		case *trail.Session:
-			t.sessions.add(r, at)
-		case *trail.Approval:
-			t.approvals.add(r, at)
-		// A new record kind: add its rows type (rows.go), table (a schema migration) and case.
-		default:
-			e.metrics.skipped.Inc()
+		if len(refused) > 0 {
+			// One row per message: ingest_errors is keyed by stream sequence.
+			if more > 0 {
+				refused = append(refused, fmt.Errorf("%d more records refused", more))
+			}
+			e.ingestError(m, t.errs, joinErrors(refused), at)
 		}
 		src := sourceOf(m)
 		for _, c := range t.tables() {
@@ -501,4 +525,50 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 		}
 	}
 	return nil
+}
+
+// maxRefusedNamed bounds the refused records an ingest_errors row names one by one: a message
+// of a million malformed lines is one short row.
+const maxRefusedNamed = 16
+
+// appendRefused adds err to the refused records of a message, or counts it in more once
+// maxRefusedNamed are named.
+func appendRefused(refused []error, more int, err error) ([]error, int) {
+	if len(refused) < maxRefusedNamed {
+		return append(refused, err), more
+	}
+	return refused, more + 1
+}
+
+// joinErrors returns the one error of errs, or an error naming each of them, separated by
+// "; ", which errors.Is matches against any of them.
+func joinErrors(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return recordErrors(slices.Clone(errs))
+}
+
+// recordErrors are the errors of the records of one message.
+type recordErrors []error
+
+func (es recordErrors) Error() string {
+	var b strings.Builder
+	for i, err := range es {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+func (es recordErrors) Unwrap() []error { return es }
+
+// truncate returns s, cut to at most n bytes.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }

@@ -257,10 +257,11 @@ func requestRecord(t *testing.T, session, auditID string) *trail.Request {
 		msgs, err := cons.Fetch(20, jetstreamWait(time.Second))
 		require.NoError(t, err)
 		for m := range msgs.Messages() {
-			rec, err := trail.Decode(m.Data())
-			require.NoError(t, err)
-			if r, ok := rec.(*trail.Request); ok && r.AuditID == auditID {
-				return r
+			for rec, err := range trail.DecodeAll(m.Data()) {
+				require.NoError(t, err)
+				if r, ok := rec.(*trail.Request); ok && r.AuditID == auditID {
+					return r
+				}
 			}
 		}
 	}

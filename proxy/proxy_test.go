@@ -496,16 +496,17 @@ func TestTrailRecordsEveryRequest(t *testing.T) {
 		msgs, err := cons.Fetch(10, jetstreamWait(time.Second))
 		require.NoError(t, err)
 		for m := range msgs.Messages() {
-			r, err := trail.Decode(m.Data())
-			require.NoError(t, err)
-			switch r := r.(type) {
-			case *trail.Request:
-				records[r.AuditID] = r
-			case *trail.Session:
-				if r.Event == trail.SessionStarted {
-					started++
-					assert.Equal(t, "trail-test", r.Label)
-					assert.Equal(t, "oidc:carol", r.Identity.User)
+			for r, err := range trail.DecodeAll(m.Data()) {
+				require.NoError(t, err)
+				switch r := r.(type) {
+				case *trail.Request:
+					records[r.AuditID] = r
+				case *trail.Session:
+					if r.Event == trail.SessionStarted {
+						started++
+						assert.Equal(t, "trail-test", r.Label)
+						assert.Equal(t, "oidc:carol", r.Identity.User)
+					}
 				}
 			}
 		}

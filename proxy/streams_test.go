@@ -218,8 +218,8 @@ func trailRecords(t *testing.T, session string, stop func(map[string]*trail.Requ
 		msgs, err := cons.Fetch(100, jetstream.FetchMaxWait(200*time.Millisecond))
 		require.NoError(t, err)
 		for m := range msgs.Messages() {
-			if r, err := trail.Decode(m.Data()); err == nil {
-				if req, ok := r.(*trail.Request); ok {
+			for r, err := range trail.DecodeAll(m.Data()) {
+				if req, ok := r.(*trail.Request); ok && err == nil {
 					recs[req.ID] = req
 				}
 			}

@@ -37,10 +37,27 @@
 // subject trees and [EnsureStreams] creates or updates them; [EnricherConsumer] is the durable
 // pull consumer the enricher reads with.
 //
+// # Messages
+//
+// A message on a trail subject carries the records of that subject only (one kind, one
+// session), so NATS permissions on subjects and the consumer's check of every record's subject
+// ([Subject]) mean the same for every record of a message. A message of one record is that
+// record's JSON, under the record ID as JetStream message ID. A message of several is their
+// JSON documents separated by a newline ('\n'; encoded JSON holds no raw newline), under a
+// message ID derived from every record's ID (the first ID, "+", the number of the others, ".",
+// and a hash of them all), so a message published again is stored once:
+//
+//	{"apiVersion":"trail.gatehouse.dev/v1","kind":"Request","id":"a",…}\n{"apiVersion":…,"id":"b",…}
+//
+// [DecodeAll] decodes either, deciding every record on its own. A consumer that knows only
+// [Decode] reads messages of one record; a message of several is malformed to it, so consumers
+// are upgraded before producers. Recording chunks are always one per message.
+//
 // # Publishing and consuming
 //
-// A [Publisher] publishes asynchronously with the record ID as JetStream message ID, so a retry
-// never stores a record twice. It holds a bounded number of unacknowledged records, republishes
+// A [Publisher] publishes asynchronously and packs the records of one subject published within
+// a short delay into as few messages as its bounds allow; a message is retried whole under its
+// message ID, so a retry never stores a record twice. It holds a bounded number of unacknowledged records, republishes
 // those whose acknowledgement failed, and refuses new records with [ErrUnavailable] when NATS
 // cannot take them, so callers can fail closed. A [Consumer] reads batches from a durable pull
 // consumer and acknowledges a batch only after its handler succeeded.

@@ -1,10 +1,12 @@
 package trail
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,14 +49,29 @@ type PublisherOptions struct {
 	// against MaxPending and is retried like any other once handed over; it is lost only if the
 	// process dies before it is handed over, as a handed-over record not yet stored is.
 	// PublishSync never waits for it. Default 10ms; negative: every record is handed to
-	// JetStream at once.
+	// JetStream at once, in a message of its own.
+	//
+	// The records of one subject (one kind, one session) handed over together travel in as
+	// few messages as MaxBatchRecords and MaxBatchBytes allow (see DecodeAll): JetStream stores
+	// and acknowledges a message, not a record, so that is most of what a record costs the
+	// server. A message is acknowledged, retried and lost whole.
 	BatchDelay time.Duration
+	// MaxBatchRecords bounds the records of one message. Default 256.
+	MaxBatchRecords int
+	// MaxBatchBytes bounds the data of a message of several records, well under the NATS
+	// server's max_payload (which bounds it too); a record larger than that is a message of its
+	// own. Default 64 KiB.
+	MaxBatchBytes int
 	// Logger receives retry and loss reports, which name record IDs only. Default: discard.
 	Logger *slog.Logger
 }
 
-// DefaultBatchDelay is PublisherOptions.BatchDelay's default.
-const DefaultBatchDelay = 10 * time.Millisecond
+// Defaults of PublisherOptions.
+const (
+	DefaultBatchDelay      = 10 * time.Millisecond
+	DefaultMaxBatchRecords = 256
+	DefaultMaxBatchBytes   = 64 << 10
+)
 
 func (o *PublisherOptions) setDefaults() {
 	if o.MaxPending == 0 {
@@ -69,6 +86,12 @@ func (o *PublisherOptions) setDefaults() {
 	if o.BatchDelay == 0 {
 		o.BatchDelay = DefaultBatchDelay
 	}
+	if o.MaxBatchRecords == 0 {
+		o.MaxBatchRecords = DefaultMaxBatchRecords
+	}
+	if o.MaxBatchBytes == 0 {
+		o.MaxBatchBytes = DefaultMaxBatchBytes
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -81,6 +104,9 @@ func (o *PublisherOptions) Validate() error {
 	}
 	if o.AckTimeout < 0 || o.MaxRetryDelay < 0 {
 		return errors.New("trail: AckTimeout and MaxRetryDelay must not be negative")
+	}
+	if o.MaxBatchRecords < 0 || o.MaxBatchBytes < 0 {
+		return errors.New("trail: MaxBatchRecords and MaxBatchBytes must not be negative")
 	}
 	return nil
 }
@@ -95,15 +121,28 @@ type Publisher struct {
 
 	mu       sync.Mutex
 	pending  int               // records accepted and not yet acknowledged
-	attempts map[*nats.Msg]int // failed attempts of records being retried
-	idle     chan struct{}     // closed when pending drops to zero; nil while zero
-	closed   bool              // Publish refuses new records
-	stopped  bool              // Close gave up waiting: retries end
+	attempts map[*nats.Msg]int // failed attempts of messages being retried
+	// records counts the records of the messages carrying more than one, until they are
+	// acknowledged or lost; a message not in it carries one.
+	records map[*nats.Msg]int
+	idle    chan struct{} // closed when pending drops to zero; nil while zero
+	closed  bool          // Publish refuses new records
+	stopped bool          // Close gave up waiting: retries end
 	// batch holds the records accepted and not yet handed to JetStream (BatchDelay); a timer
-	// is armed while it is not empty.
-	batch []*nats.Msg
+	// is armed while it is not empty. batchIDs holds their IDs: a record published again with
+	// the ID of one held is that record again, and stored once, as JetStream would.
+	batch    []encodedRecord
+	batchIDs map[string]struct{}
 	// sending serializes the hand-over of batches, so that records go in the order accepted.
 	sending sync.Mutex
+	// bySubject is sendBatch's grouping of a batch by subject (under sending).
+	bySubject map[string][]encodedRecord
+}
+
+// encodedRecord is a record encoded for a message: its subject, ID and JSON.
+type encodedRecord struct {
+	subject, id string
+	data        []byte
 }
 
 // NewPublisher returns a Publisher on nc. The streams must exist (EnsureStreams).
@@ -112,7 +151,8 @@ func NewPublisher(nc *nats.Conn, opts PublisherOptions) (*Publisher, error) {
 		return nil, err
 	}
 	opts.setDefaults()
-	p := &Publisher{nc: nc, opts: opts, attempts: map[*nats.Msg]int{}}
+	p := &Publisher{nc: nc, opts: opts, attempts: map[*nats.Msg]int{}, records: map[*nats.Msg]int{},
+		batchIDs: map[string]struct{}{}, bySubject: map[string][]encodedRecord{}}
 	js, err := jetstream.New(nc,
 		// JetStream's own bound is only a backstop: Publish enforces MaxPending first, and
 		// retries must never stall on it.
@@ -129,10 +169,49 @@ func NewPublisher(nc *nats.Conn, opts PublisherOptions) (*Publisher, error) {
 }
 
 // Publish completes the record's header, encodes it and hands it to JetStream, with the other
-// records of the next BatchDelay, without waiting for the acknowledgement. It returns ErrUnavailable when NATS is disconnected and ErrBacklog
-// when MaxPending records are unacknowledged; once it returns nil the publisher keeps
-// republishing the record until JetStream stores it.
+// records of the next BatchDelay, without waiting for the acknowledgement. It returns
+// ErrUnavailable when NATS is disconnected and ErrBacklog when MaxPending records are
+// unacknowledged; once it returns nil the publisher keeps republishing the record until
+// JetStream stores it.
 func (p *Publisher) Publish(ctx context.Context, r Record) error {
+	if p.opts.BatchDelay < 0 {
+		return p.publishNow(ctx, r)
+	}
+	rec, err := encodeRecord(r, p.opts.Source)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if p.nc.Status() != nats.CONNECTED {
+		return fmt.Errorf("%w: connection is %s", ErrUnavailable, p.nc.Status())
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, held := p.batchIDs[rec.id]
+	switch {
+	case p.closed:
+		return ErrClosed
+	case held:
+		return nil // held already: stored once, as first published, as JetStream would
+	case p.pending >= p.opts.MaxPending:
+		return fmt.Errorf("%w (%d)", ErrBacklog, p.opts.MaxPending)
+	}
+	p.batchIDs[rec.id] = struct{}{}
+	p.pending++
+	if p.idle == nil {
+		p.idle = make(chan struct{})
+	}
+	p.batch = append(p.batch, rec)
+	if len(p.batch) == 1 {
+		time.AfterFunc(p.opts.BatchDelay, p.sendBatch)
+	}
+	return nil
+}
+
+// publishNow is Publish without BatchDelay: the record is a message of its own.
+func (p *Publisher) publishNow(ctx context.Context, r Record) error {
 	msg, err := p.encode(r)
 	if err != nil {
 		return err
@@ -156,38 +235,110 @@ func (p *Publisher) Publish(ctx context.Context, r Record) error {
 	if p.idle == nil {
 		p.idle = make(chan struct{})
 	}
-	if p.opts.BatchDelay > 0 {
-		p.batch = append(p.batch, msg)
-		if len(p.batch) == 1 {
-			time.AfterFunc(p.opts.BatchDelay, p.sendBatch)
-		}
-		p.mu.Unlock()
-		return nil
-	}
 	p.mu.Unlock()
 
 	if _, err := p.js.PublishMsgAsync(msg); err != nil {
-		p.done()
+		p.done(1)
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil
 }
 
-// sendBatch hands the records Publish accepted meanwhile to JetStream. A record JetStream does
-// not take now (the connection went down since) is republished like one whose acknowledgement
-// failed: it was accepted, so it is not dropped.
+// sendBatch hands the records Publish accepted meanwhile to JetStream, those of one subject
+// together in as few messages as the bounds allow. A message JetStream does not take now (the
+// connection went down since) is republished like one whose acknowledgement failed: its records
+// were accepted, so they are not dropped.
 func (p *Publisher) sendBatch() {
 	p.sending.Lock()
 	defer p.sending.Unlock()
 	p.mu.Lock()
 	batch := p.batch
 	p.batch = nil
+	clear(p.batchIDs)
 	p.mu.Unlock()
-	for _, msg := range batch {
-		if _, err := p.js.PublishMsgAsync(msg); err != nil {
-			p.failed(p.js, msg, err)
+	if len(batch) == 0 {
+		return
+	}
+	// Group by subject, each group in the order accepted; the subjects in the order of their
+	// first record.
+	var subjects []string
+	for _, r := range batch {
+		g, ok := p.bySubject[r.subject]
+		if !ok {
+			subjects = append(subjects, r.subject)
+		}
+		p.bySubject[r.subject] = append(g, r)
+	}
+	maxBytes := p.opts.MaxBatchBytes
+	if mp := int(p.nc.MaxPayload()); mp > 0 {
+		// Room for the headers, whose size the server counts with the data.
+		maxBytes = min(maxBytes, mp-4<<10)
+	}
+	for _, subj := range subjects {
+		group := p.bySubject[subj]
+		delete(p.bySubject, subj)
+		for len(group) > 0 {
+			n, size := packed(group, p.opts.MaxBatchRecords, maxBytes)
+			msg := buildMsg(subj, group[:n], size)
+			if n > 1 {
+				p.mu.Lock()
+				p.records[msg] = n
+				p.mu.Unlock()
+			}
+			if _, err := p.js.PublishMsgAsync(msg); err != nil {
+				p.failed(p.js, msg, err)
+			}
+			group = group[n:]
 		}
 	}
+}
+
+// packed returns how many of the records (at least one) go in the next message, and its size:
+// at most maxRecords, and at most maxBytes unless the first record alone is larger. A record
+// with a raw newline (none that this package encodes) or of a recording goes alone.
+func packed(recs []encodedRecord, maxRecords, maxBytes int) (n, size int) {
+	size = len(recs[0].data)
+	if alone(recs[0]) {
+		return 1, size
+	}
+	n = 1
+	for n < len(recs) && n < maxRecords {
+		r := recs[n]
+		if size+1+len(r.data) > maxBytes || alone(r) {
+			break
+		}
+		size += 1 + len(r.data)
+		n++
+	}
+	return n, size
+}
+
+func alone(r encodedRecord) bool {
+	return strings.HasPrefix(r.subject, subjectRecording+".") || bytes.IndexByte(r.data, '\n') >= 0
+}
+
+// buildMsg returns the message carrying recs (see DecodeAll): one record is its JSON, under its
+// ID, exactly as PublishSync publishes it; several are their JSON documents a line each, under
+// batchMsgID.
+func buildMsg(subject string, recs []encodedRecord, size int) *nats.Msg {
+	msg := nats.NewMsg(subject)
+	if len(recs) == 1 {
+		msg.Data = recs[0].data
+		msg.Header.Set(jetstream.MsgIDHeader, recs[0].id)
+		return msg
+	}
+	data := make([]byte, 0, size)
+	ids := make([]string, len(recs))
+	for i, r := range recs {
+		if i > 0 {
+			data = append(data, '\n')
+		}
+		data = append(data, r.data...)
+		ids[i] = r.id
+	}
+	msg.Data = data
+	msg.Header.Set(jetstream.MsgIDHeader, batchMsgID(ids))
+	return msg
 }
 
 // PublishSync publishes the record and waits until JetStream has stored it. Use it where the
@@ -273,19 +424,24 @@ func (p *Publisher) encode(r Record) (*nats.Msg, error) {
 	return EncodeMsg(r, p.opts.Source)
 }
 
-func encodeMsg(r Record) (*nats.Msg, error) {
+// encodeRecord completes a record's header, with source when it names none, and encodes it.
+func encodeRecord(r Record, source string) (encodedRecord, error) {
+	if err := complete(r); err != nil {
+		return encodedRecord{}, err
+	}
+	h := r.Header()
+	if h.Source == "" {
+		h.Source = source
+	}
 	subj, err := Subject(r)
 	if err != nil {
-		return nil, err
+		return encodedRecord{}, err
 	}
 	data, err := marshal(r)
 	if err != nil {
-		return nil, fmt.Errorf("trail: encode %s record: %w", r.Header().Kind, err)
+		return encodedRecord{}, fmt.Errorf("trail: encode %s record: %w", h.Kind, err)
 	}
-	msg := nats.NewMsg(subj)
-	msg.Data = data
-	msg.Header.Set(jetstream.MsgIDHeader, r.Header().ID)
-	return msg, nil
+	return encodedRecord{subject: subj, id: h.ID, data: data}, nil
 }
 
 // acked runs on nats.go's acknowledgement goroutine and must not block.
@@ -293,19 +449,36 @@ func (p *Publisher) acked(_ jetstream.JetStream, msg *nats.Msg, _ *jetstream.Pub
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.attempts, msg)
-	p.doneLocked()
+	p.doneLocked(p.takeRecordsLocked(msg))
 }
 
-// failed schedules the record for republishing with exponential delay.
+// takeRecordsLocked returns the number of records msg carries and forgets it.
+func (p *Publisher) takeRecordsLocked(msg *nats.Msg) int {
+	n, ok := p.records[msg]
+	if !ok {
+		return 1
+	}
+	delete(p.records, msg)
+	return n
+}
+
+// failed schedules the message for republishing, whole and under the same message ID, with
+// exponential delay.
 func (p *Publisher) failed(_ jetstream.JetStream, msg *nats.Msg, err error) {
 	p.mu.Lock()
 	p.attempts[msg]++
 	n := p.attempts[msg]
+	records := p.records[msg]
 	p.mu.Unlock()
 	delay := 100 * time.Millisecond << min(n-1, 10)
 	delay = min(delay, p.opts.MaxRetryDelay)
-	p.opts.Logger.Warn("trail record not acknowledged, retrying",
-		"id", msg.Header.Get(jetstream.MsgIDHeader), "attempt", n, "retryIn", delay, "err", err)
+	if records > 1 {
+		p.opts.Logger.Warn("trail records not acknowledged, retrying",
+			"id", msg.Header.Get(jetstream.MsgIDHeader), "records", records, "attempt", n, "retryIn", delay, "err", err)
+	} else {
+		p.opts.Logger.Warn("trail record not acknowledged, retrying",
+			"id", msg.Header.Get(jetstream.MsgIDHeader), "attempt", n, "retryIn", delay, "err", err)
+	}
 	time.AfterFunc(delay, func() { p.republish(msg) })
 }
 
@@ -318,14 +491,28 @@ func (p *Publisher) republish(msg *nats.Msg) {
 	stopped := p.stopped
 	p.attempts[out] = p.attempts[msg]
 	delete(p.attempts, msg)
+	records, several := p.records[msg]
+	delete(p.records, msg)
+	if several {
+		p.records[out] = records
+	}
 	if stopped {
 		delete(p.attempts, out)
+		delete(p.records, out)
 	}
 	p.mu.Unlock()
 	if stopped {
-		p.opts.Logger.Error("trail record lost: publisher closed before NATS acknowledged it",
-			"id", msg.Header.Get(jetstream.MsgIDHeader))
-		p.done()
+		id := msg.Header.Get(jetstream.MsgIDHeader)
+		if several {
+			for _, rid := range recordIDs(msg.Data) {
+				p.opts.Logger.Error("trail record lost: publisher closed before NATS acknowledged it",
+					"id", rid, "message", id)
+			}
+			p.done(records)
+		} else {
+			p.opts.Logger.Error("trail record lost: publisher closed before NATS acknowledged it", "id", id)
+			p.done(1)
+		}
 		return
 	}
 	if _, err := p.js.PublishMsgAsync(out); err != nil {
@@ -333,14 +520,14 @@ func (p *Publisher) republish(msg *nats.Msg) {
 	}
 }
 
-func (p *Publisher) done() {
+func (p *Publisher) done(n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.doneLocked()
+	p.doneLocked(n)
 }
 
-func (p *Publisher) doneLocked() {
-	p.pending--
+func (p *Publisher) doneLocked(n int) {
+	p.pending -= n
 	if p.pending == 0 && p.idle != nil {
 		close(p.idle)
 		p.idle = nil

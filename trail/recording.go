@@ -177,13 +177,11 @@ func VerifyChain(chunks []*Recording) (string, error) {
 // publish: its subject, JSON data and the record ID as JetStream message ID. Producers that
 // track their own acknowledgements (recordings) publish it themselves.
 func EncodeMsg(r Record, source string) (*nats.Msg, error) {
-	if err := complete(r); err != nil {
+	rec, err := encodeRecord(r, source)
+	if err != nil {
 		return nil, err
 	}
-	if h := r.Header(); h.Source == "" {
-		h.Source = source
-	}
-	return encodeMsg(r)
+	return buildMsg(rec.subject, []encodedRecord{rec}, len(rec.data)), nil
 }
 
 // RecordingsConsumer returns the durable pull consumer definition the enricher reads the

@@ -294,13 +294,14 @@ func sessionDecision(t *testing.T, session, id string) *trail.Decision {
 		msgs, err := cons.Fetch(100, jetstream.FetchMaxWait(200*time.Millisecond))
 		require.NoError(t, err)
 		for m := range msgs.Messages() {
-			r, err := trail.Decode(m.Data())
-			require.NoError(t, err)
-			if d, ok := r.(*trail.Decision); ok {
-				if d.ID == id {
-					return d
+			for r, err := range trail.DecodeAll(m.Data()) {
+				require.NoError(t, err)
+				if d, ok := r.(*trail.Decision); ok {
+					if d.ID == id {
+						return d
+					}
+					ids = append(ids, d.ID)
 				}
-				ids = append(ids, d.ID)
 			}
 		}
 	}

@@ -106,8 +106,12 @@ func lastDecision(t *testing.T, session string) *trail.Decision {
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		msg, err := stream.GetLastMsgForSubject(t.Context(), subj)
 		require.NoError(c, err)
-		r, err := trail.Decode(msg.Data)
-		require.NoError(c, err)
+		// The last record of the last message: a message may carry several.
+		var r trail.Record
+		for rec, err := range trail.DecodeAll(msg.Data) {
+			require.NoError(c, err)
+			r = rec
+		}
 		var ok bool
 		d, ok = r.(*trail.Decision)
 		require.True(c, ok)

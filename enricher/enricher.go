@@ -485,7 +485,7 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 				// stored; ingest_errors says where it is.
 				err := fmt.Errorf("%w: a %s record on subject %s", ErrMisplaced, rec.Header().Kind, m.Subject())
 				if several {
-					err = fmt.Errorf("record %d (%s): %w", i, truncate(rec.Header().ID, 128), err)
+					err = fmt.Errorf("record %d (%s): %w", i, trail.ShortID(rec.Header().ID), err)
 				}
 				refused, more = appendRefused(refused, more, err)
 				continue
@@ -564,11 +564,3 @@ func (es recordErrors) Error() string {
 }
 
 func (es recordErrors) Unwrap() []error { return es }
-
-// truncate returns s, cut to at most n bytes.
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
-}

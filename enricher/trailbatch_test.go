@@ -37,7 +37,7 @@ func idList(ids []string) string {
 func TestTrailBatchesStored(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	ctx := t.Context()
-	pub, err := trail.NewPublisher(h.nc, trail.PublisherOptions{Source: "proxy/test", BatchDelay: time.Hour})
+	pub, err := trail.NewPublisher(h.nc, trail.PublisherOptions{Source: "proxy/test", BatchDelay: time.Hour, MaxBatchRecords: trail.PackedRecords})
 	require.NoError(t, err)
 	ids := map[string][]string{}
 	at := time.Now().UTC()

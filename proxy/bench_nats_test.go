@@ -21,7 +21,7 @@ var benchNATS testbed.BenchNATS
 // than a deployment must; it reports them (unrecorded), and make bench says so.
 func benchRecorder(b *testing.B) proxy.Recorder {
 	b.Helper()
-	return countingRecorder{benchNATS.Publisher(b, natsbus.RoleProxy, trail.PublisherOptions{Source: "proxy/bench", MaxPending: 1 << 16})}
+	return countingRecorder{benchNATS.Publisher(b, natsbus.RoleProxy, trail.PublisherOptions{Source: "proxy/bench", MaxPending: 1 << 16, MaxBatchRecords: trail.PackedRecords})}
 }
 
 type countingRecorder struct{ proxy.Recorder }

@@ -51,13 +51,22 @@
 //
 // [DecodeAll] decodes either, deciding every record on its own. A consumer that knows only
 // [Decode] reads messages of one record; a message of several is malformed to it, so consumers
-// are upgraded before producers. Recording chunks are always one per message.
+// are upgraded before producers pack records. Recording chunks are always one per message.
+//
+// JetStream deduplicates messages, not records: a record published again under its ID in
+// another message is stored again. A [Publisher] therefore packs records only when told to
+// (PublisherOptions.MaxBatchRecords), which suits records whose IDs are new for every record
+// published (the proxy's); records whose ID a caller derives so that its retries are stored
+// once (the webhook's decisions, from the review's UID) go one per message. Within a subject,
+// records go in the order published; records of different subjects handed over together may
+// be stored in another order.
 //
 // # Publishing and consuming
 //
-// A [Publisher] publishes asynchronously and packs the records of one subject published within
-// a short delay into as few messages as its bounds allow; a message is retried whole under its
-// message ID, so a retry never stores a record twice. It holds a bounded number of unacknowledged records, republishes
+// A [Publisher] publishes asynchronously and, when told to, packs the records of one subject
+// published within a short delay into as few messages as its bounds allow; a message is retried
+// whole under its message ID, so a retry never stores a record twice. It holds a bounded number
+// of unacknowledged records, republishes
 // those whose acknowledgement failed, and refuses new records with [ErrUnavailable] when NATS
 // cannot take them, so callers can fail closed. A [Consumer] reads batches from a durable pull
 // consumer and acknowledges a batch only after its handler succeeded.

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -164,4 +165,26 @@ func TestBatchMsgID(t *testing.T) {
 // TestRecordIDs checks the IDs a loss report names.
 func TestRecordIDs(t *testing.T) {
 	assert.Equal(t, []string{"a", "#2", "c"}, recordIDs([]byte("{\"id\":\"a\"}\n{\n\n{\"id\":\"c\"}\n")))
+}
+
+// TestShortID: an ID is cut to 128 bytes at a character boundary, and a malformed record's
+// decoding error names it so cut.
+func TestShortID(t *testing.T) {
+	long := strings.Repeat("x", 127) + "é" + strings.Repeat("Q", 5000)
+	tests := []struct{ id, want string }{
+		{"", ""},
+		{"admission-u1-validating", "admission-u1-validating"},
+		{strings.Repeat("a", 128), strings.Repeat("a", 128)},
+		{strings.Repeat("a", 129), strings.Repeat("a", 128)},
+		{long, strings.Repeat("x", 127)},
+	}
+	for _, tc := range tests {
+		got := ShortID(tc.id)
+		assert.Equal(t, tc.want, got)
+		assert.True(t, utf8.ValidString(got))
+	}
+	_, err := Decode([]byte(`{"apiVersion":"trail.gatehouse.dev/v1","kind":"Request","id":"` + long + `","code":"not a number"}`))
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "Q")
+	assert.Contains(t, err.Error(), strings.Repeat("x", 127))
 }

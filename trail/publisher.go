@@ -56,7 +56,13 @@ type PublisherOptions struct {
 	// and acknowledges a message, not a record, so that is most of what a record costs the
 	// server. A message is acknowledged, retried and lost whole.
 	BatchDelay time.Duration
-	// MaxBatchRecords bounds the records of one message. Default 256.
+	// MaxBatchRecords bounds the records of one message. Default 1: every record is a message
+	// of its own, under its ID as JetStream message ID, so that a record published again under
+	// the same ID in a later message (a caller's retry, from this process or another, within
+	// the stream's duplicate window) is stored once. JetStream deduplicates messages, not
+	// records: set it above 1 (PackedRecords) only for records whose IDs are new for every
+	// record published, as the proxy's are, and once every enricher reads messages of several
+	// records (DecodeAll).
 	MaxBatchRecords int
 	// MaxBatchBytes bounds the data of a message of several records, well under the NATS
 	// server's max_payload (which bounds it too); a record larger than that is a message of its
@@ -68,10 +74,13 @@ type PublisherOptions struct {
 
 // Defaults of PublisherOptions.
 const (
-	DefaultBatchDelay      = 10 * time.Millisecond
-	DefaultMaxBatchRecords = 256
-	DefaultMaxBatchBytes   = 64 << 10
+	DefaultBatchDelay    = 10 * time.Millisecond
+	DefaultMaxBatchBytes = 64 << 10
 )
+
+// PackedRecords is PublisherOptions.MaxBatchRecords for a publisher whose records may share a
+// message (the proxy's): up to 256 records per message.
+const PackedRecords = 256
 
 func (o *PublisherOptions) setDefaults() {
 	if o.MaxPending == 0 {
@@ -87,7 +96,7 @@ func (o *PublisherOptions) setDefaults() {
 		o.BatchDelay = DefaultBatchDelay
 	}
 	if o.MaxBatchRecords == 0 {
-		o.MaxBatchRecords = DefaultMaxBatchRecords
+		o.MaxBatchRecords = 1
 	}
 	if o.MaxBatchBytes == 0 {
 		o.MaxBatchBytes = DefaultMaxBatchBytes
@@ -129,8 +138,9 @@ type Publisher struct {
 	closed  bool          // Publish refuses new records
 	stopped bool          // Close gave up waiting: retries end
 	// batch holds the records accepted and not yet handed to JetStream (BatchDelay); a timer
-	// is armed while it is not empty. batchIDs holds their IDs: a record published again with
-	// the ID of one held is that record again, and stored once, as JetStream would.
+	// is armed while it is not empty. batchIDs holds their subjects and IDs: a record published
+	// again with the subject and ID of one held is that record again, and stored once, as
+	// JetStream would.
 	batch    []encodedRecord
 	batchIDs map[string]struct{}
 	// sending serializes the hand-over of batches, so that records go in the order accepted.
@@ -189,7 +199,8 @@ func (p *Publisher) Publish(ctx context.Context, r Record) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_, held := p.batchIDs[rec.id]
+	heldID := rec.subject + "\x00" + rec.id
+	_, held := p.batchIDs[heldID]
 	switch {
 	case p.closed:
 		return ErrClosed
@@ -198,7 +209,7 @@ func (p *Publisher) Publish(ctx context.Context, r Record) error {
 	case p.pending >= p.opts.MaxPending:
 		return fmt.Errorf("%w (%d)", ErrBacklog, p.opts.MaxPending)
 	}
-	p.batchIDs[rec.id] = struct{}{}
+	p.batchIDs[heldID] = struct{}{}
 	p.pending++
 	if p.idle == nil {
 		p.idle = make(chan struct{})

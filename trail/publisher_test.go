@@ -103,10 +103,32 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-func TestPublishStoresOncePerID(t *testing.T) {
+// TestPublishRetriedIDStoredOnceByDefault: by default every record is a message under its own
+// ID, so a record its caller publishes again under the same ID in a later window (a retried
+// admission review's decision, derived from the review's UID) is stored once, as JetStream
+// deduplicates it.
+func TestPublishRetriedIDStoredOnceByDefault(t *testing.T) {
 	_, nc, js := setup(t)
 	ctx := t.Context()
 	p, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: "test"})
+	require.NoError(t, err)
+	publish := func(ids ...string) {
+		for _, id := range ids {
+			require.NoError(t, p.Publish(ctx, &trail.Decision{Meta: trail.Meta{ID: id}, Component: "validating", AdmissionUID: id}))
+		}
+		require.NoError(t, p.Flush(ctx))
+	}
+	publish("admission-u1-validating", "admission-u2-validating")
+	publish("admission-u1-validating", "admission-u3-validating")
+	assertStoredOnce(t, js, []string{"admission-u1-validating", "admission-u2-validating", "admission-u3-validating"})
+	assert.Equal(t, uint64(3), streamMsgs(t, js), "one record per message")
+	require.NoError(t, p.Close(ctx))
+}
+
+func TestPublishStoresOncePerID(t *testing.T) {
+	_, nc, js := setup(t)
+	ctx := t.Context()
+	p, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: "test", MaxBatchRecords: trail.PackedRecords})
 	require.NoError(t, err)
 	var ids []string
 	for i := range 50 {
@@ -302,7 +324,7 @@ func (s stringer) String() string { return s() }
 func TestPublishGroupsBySubject(t *testing.T) {
 	_, nc, js := setup(t)
 	ctx := t.Context()
-	p, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: "test", BatchDelay: time.Hour})
+	p, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: "test", BatchDelay: time.Hour, MaxBatchRecords: trail.PackedRecords})
 	require.NoError(t, err)
 	var ids []string
 	bySubject := map[string][]string{}
@@ -436,7 +458,7 @@ func TestPublishRetriesBatchWhole(t *testing.T) {
 		}
 	})
 	require.NoError(t, err)
-	p, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: "test", AckTimeout: 200 * time.Millisecond, MaxRetryDelay: 50 * time.Millisecond})
+	p, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: "test", AckTimeout: 200 * time.Millisecond, MaxRetryDelay: 50 * time.Millisecond, MaxBatchRecords: trail.PackedRecords})
 	require.NoError(t, err)
 	var ids []string
 	for i := range 5 {

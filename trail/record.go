@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -373,9 +374,25 @@ func Decode(data []byte) (Record, error) {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, m.Kind)
 	}
 	if err := json.Unmarshal(data, r); err != nil {
-		return nil, fmt.Errorf("trail: decode %s record %s: %w", m.Kind, m.ID, err)
+		return nil, fmt.Errorf("trail: decode %s record %s: %w", m.Kind, ShortID(m.ID), err)
 	}
 	return r, nil
+}
+
+// maxShortID is the most bytes of a record ID ShortID keeps.
+const maxShortID = 128
+
+// ShortID returns a record ID as errors and logs name it: cut to at most 128 bytes, at a
+// character boundary, so a forged record's ID cannot make an error row as large as itself.
+func ShortID(id string) string {
+	if len(id) <= maxShortID {
+		return id
+	}
+	n := maxShortID
+	for n > 0 && !utf8.RuneStart(id[n]) {
+		n--
+	}
+	return id[:n]
 }
 
 // kindOf returns the kind of a record of this package.

@@ -197,7 +197,7 @@ func runConsole(ctx context.Context, log *slog.Logger, o *consoleOptions) error 
 		if err != nil {
 			return err
 		}
-		tc, err := openTrail(ctx, lc, o.nats, "console")
+		tc, err := openTrail(ctx, lc, o.nats, "console", 0)
 		if err != nil {
 			return err
 		}

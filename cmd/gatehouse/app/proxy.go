@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/recording"
+	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
 type proxyOptions struct {
@@ -39,6 +40,7 @@ type proxyOptions struct {
 	writeRecordTimeout  time.Duration
 	recordingFlush      time.Duration
 	recordingChunkBytes int
+	recordsPerMessage   int
 	terminalDelay       time.Duration
 	consoleURL          string
 }
@@ -69,6 +71,7 @@ AuthenticationConfiguration file kube-apiserver reads.`,
 	fs.DurationVar(&o.writeRecordTimeout, "write-record-timeout", 10*time.Second, "How long the answer to a write waits for its trail record to be stored (a NATS blip is waited out) before the client gets an error instead of the answer.")
 	fs.DurationVar(&o.recordingFlush, "recording-flush-interval", time.Second, "Longest time a session recording's chunk is filled before it is published: what a proxy that stops loses of a session at most.")
 	fs.IntVar(&o.recordingChunkBytes, "recording-chunk-bytes", 256<<10, "Size at which a session recording's chunk is published.")
+	fs.IntVar(&o.recordsPerMessage, "trail-records-per-message", trail.PackedRecords, "Most trail records of one session published together that share a NATS message, which JetStream stores and acknowledges at the cost of one. Set 1 while an enricher older than this proxy reads the trail: it cannot read a message of several records.")
 	fs.DurationVar(&o.terminalDelay, "terminal-output-delay", 10*time.Millisecond, "How long a partial line of exec or attach output is held back so that a secret cut by a frame boundary is masked whole.")
 	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 64<<10, "Largest request header block accepted; larger ones get 431.")
 	fs.StringVar(&o.policyFile, "policy-file", "", "Read AccessPolicies from this multi-document YAML file (reloaded when it changes) instead of the cluster (development mode).")
@@ -86,6 +89,9 @@ func (o *proxyOptions) Validate() error {
 		errs = append(errs, errors.New("--authentication-config is required"))
 	}
 	errs = append(errs, o.endpoint.validate(o.server.dev, false), o.server.validateNATS(&o.nats))
+	if o.recordsPerMessage < 1 {
+		errs = append(errs, fmt.Errorf("--trail-records-per-message must be at least 1, not %d", o.recordsPerMessage))
+	}
 	switch proxy.UnrecordedPolicy(o.unrecorded) {
 	case proxy.RefuseUnrecorded, proxy.AllowUnrecorded:
 	default:
@@ -114,7 +120,7 @@ func runProxy(ctx context.Context, log *slog.Logger, o *proxyOptions) error {
 		if err != nil {
 			return err
 		}
-		tc, err := openTrail(ctx, lc, o.nats, "proxy")
+		tc, err := openTrail(ctx, lc, o.nats, "proxy", o.recordsPerMessage)
 		if err != nil {
 			return err
 		}

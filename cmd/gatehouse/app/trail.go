@@ -25,10 +25,11 @@ type trailConn struct {
 }
 
 // openTrail connects to NATS with o (its Role says as whom) and starts a publisher whose
-// records name component and this host as their source. It does not wait for NATS: the
-// component starts while NATS is away, and ready says why it cannot record yet. The connection
-// is closed once lc's parts stopped.
-func openTrail(ctx context.Context, lc *lifecycle, o natsbus.Options, component string) (*trailConn, error) {
+// records name component and this host as their source, packing up to recordsPerMessage records
+// of one subject per message (trail.PublisherOptions.MaxBatchRecords; 0 for one each). It does
+// not wait for NATS: the component starts while NATS is away, and ready says why it cannot
+// record yet. The connection is closed once lc's parts stopped.
+func openTrail(ctx context.Context, lc *lifecycle, o natsbus.Options, component string, recordsPerMessage int) (*trailConn, error) {
 	log := lc.log
 	o.Logger = log
 	conn, err := natsbus.Connect(ctx, o)
@@ -39,7 +40,7 @@ func openTrail(ctx context.Context, lc *lifecycle, o natsbus.Options, component 
 	var pub *trail.Publisher
 	if err == nil {
 		host, _ := os.Hostname()
-		pub, err = trail.NewPublisher(conn.Conn, trail.PublisherOptions{Source: component + "/" + host, Logger: log})
+		pub, err = trail.NewPublisher(conn.Conn, trail.PublisherOptions{Source: component + "/" + host, MaxBatchRecords: recordsPerMessage, Logger: log})
 	}
 	if err != nil {
 		conn.Close()

@@ -144,7 +144,7 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 		if err != nil {
 			return err
 		}
-		tc, err := openTrail(ctx, lc, o.nats, webhook.ComponentValidating)
+		tc, err := openTrail(ctx, lc, o.nats, webhook.ComponentValidating, 0) // decisions' IDs come from review UIDs: one per message
 		if err != nil {
 			return err
 		}

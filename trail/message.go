@@ -38,12 +38,7 @@ func DecodeAll(data []byte) iter.Seq2[Record, error] {
 			return
 		}
 		n := 0
-		for rest := data; len(rest) > 0; {
-			var line []byte
-			line, rest, _ = bytes.Cut(rest, newline)
-			if len(bytes.TrimSpace(line)) == 0 {
-				continue
-			}
+		for line := range lines(data) {
 			n++
 			r, err := Decode(line)
 			if err != nil && n == 1 && json.Valid(data) {
@@ -60,6 +55,17 @@ func DecodeAll(data []byte) iter.Seq2[Record, error] {
 		}
 		if n == 0 {
 			yield(nil, ErrNoRecord)
+		}
+	}
+}
+
+// lines returns the lines of data that are not blank.
+func lines(data []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for line := range bytes.Lines(data) {
+			if len(bytes.TrimSpace(line)) > 0 && !yield(bytes.TrimSuffix(line, newline)) {
+				return
+			}
 		}
 	}
 }
@@ -92,12 +98,7 @@ func batchMsgID(ids []string) string {
 func recordIDs(data []byte) []string {
 	var ids []string
 	n := 0
-	for rest := data; len(rest) > 0; {
-		var line []byte
-		line, rest, _ = bytes.Cut(rest, newline)
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
+	for line := range lines(data) {
 		n++
 		var m struct {
 			ID string `json:"id"`

@@ -191,29 +191,19 @@ func (p *Publisher) Publish(ctx context.Context, r Record) error {
 	if err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
+	if err := p.usable(ctx); err != nil {
 		return err
-	}
-	if p.nc.Status() != nats.CONNECTED {
-		return fmt.Errorf("%w: connection is %s", ErrUnavailable, p.nc.Status())
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	heldID := rec.subject + "\x00" + rec.id
-	_, held := p.batchIDs[heldID]
-	switch {
-	case p.closed:
-		return ErrClosed
-	case held:
+	if _, held := p.batchIDs[heldID]; held && !p.closed {
 		return nil // held already: stored once, as first published, as JetStream would
-	case p.pending >= p.opts.MaxPending:
-		return fmt.Errorf("%w (%d)", ErrBacklog, p.opts.MaxPending)
+	}
+	if err := p.acceptLocked(); err != nil {
+		return err
 	}
 	p.batchIDs[heldID] = struct{}{}
-	p.pending++
-	if p.idle == nil {
-		p.idle = make(chan struct{})
-	}
 	p.batch = append(p.batch, rec)
 	if len(p.batch) == 1 {
 		time.AfterFunc(p.opts.BatchDelay, p.sendBatch)
@@ -227,30 +217,46 @@ func (p *Publisher) publishNow(ctx context.Context, r Record) error {
 	if err != nil {
 		return err
 	}
+	if err := p.usable(ctx); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	err = p.acceptLocked()
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if _, err := p.js.PublishMsgAsync(msg); err != nil {
+		p.done(1)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// usable reports why a record cannot be published now: ctx ended, or NATS is disconnected
+// (ErrUnavailable).
+func (p *Publisher) usable(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if p.nc.Status() != nats.CONNECTED {
-		return fmt.Errorf("%w: connection is %s", ErrUnavailable, p.nc.Status())
+	if st := p.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("%w: connection is %s", ErrUnavailable, st)
 	}
-	p.mu.Lock()
+	return nil
+}
+
+// acceptLocked counts a record as pending, or refuses it: ErrClosed, or ErrBacklog at
+// MaxPending. p.mu is held.
+func (p *Publisher) acceptLocked() error {
 	switch {
 	case p.closed:
-		p.mu.Unlock()
 		return ErrClosed
 	case p.pending >= p.opts.MaxPending:
-		p.mu.Unlock()
 		return fmt.Errorf("%w (%d)", ErrBacklog, p.opts.MaxPending)
 	}
 	p.pending++
 	if p.idle == nil {
 		p.idle = make(chan struct{})
-	}
-	p.mu.Unlock()
-
-	if _, err := p.js.PublishMsgAsync(msg); err != nil {
-		p.done(1)
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil
 }

@@ -196,14 +196,22 @@ func (p *Publisher) Publish(ctx context.Context, r Record) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	heldID := rec.subject + "\x00" + rec.id
-	if _, held := p.batchIDs[heldID]; held && !p.closed {
-		return nil // held already: stored once, as first published, as JetStream would
+	packs := p.opts.MaxBatchRecords > 1
+	var heldID string
+	if packs {
+		// A message of several records is stored under an ID of its own: JetStream would not
+		// recognise the record in it again.
+		heldID = rec.subject + "\x00" + rec.id
+		if _, held := p.batchIDs[heldID]; held && !p.closed {
+			return nil // held already: stored once, as first published, as JetStream would
+		}
 	}
 	if err := p.acceptLocked(); err != nil {
 		return err
 	}
-	p.batchIDs[heldID] = struct{}{}
+	if packs {
+		p.batchIDs[heldID] = struct{}{}
+	}
 	p.batch = append(p.batch, rec)
 	if len(p.batch) == 1 {
 		time.AfterFunc(p.opts.BatchDelay, p.sendBatch)
@@ -274,6 +282,16 @@ func (p *Publisher) sendBatch() {
 	clear(p.batchIDs)
 	p.mu.Unlock()
 	if len(batch) == 0 {
+		return
+	}
+	if p.opts.MaxBatchRecords == 1 {
+		// Every record a message of its own, in the order accepted.
+		for _, r := range batch {
+			msg := buildMsg(r.subject, []encodedRecord{r}, len(r.data))
+			if _, err := p.js.PublishMsgAsync(msg); err != nil {
+				p.failed(p.js, msg, err)
+			}
+		}
 		return
 	}
 	// Group by subject, each group in the order accepted; the subjects in the order of their

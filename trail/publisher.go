@@ -138,9 +138,9 @@ type Publisher struct {
 	closed  bool          // Publish refuses new records
 	stopped bool          // Close gave up waiting: retries end
 	// batch holds the records accepted and not yet handed to JetStream (BatchDelay); a timer
-	// is armed while it is not empty. batchIDs holds their subjects and IDs: a record published
-	// again with the subject and ID of one held is that record again, and stored once, as
-	// JetStream would.
+	// is armed while it is not empty. batchIDs holds their subjects and IDs when records are packed
+	// (MaxBatchRecords > 1): a record published again with the subject and ID of one held is
+	// that record again, and stored once, as JetStream would have stored it alone.
 	batch    []encodedRecord
 	batchIDs map[string]struct{}
 	// sending serializes the hand-over of batches, so that records go in the order accepted.

@@ -247,20 +247,33 @@ func (p *Publisher) usable(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	return p.connected()
+}
+
+// connected returns ErrUnavailable, naming the connection's state, unless NATS is connected.
+func (p *Publisher) connected() error {
 	if st := p.nc.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("%w: connection is %s", ErrUnavailable, st)
 	}
 	return nil
 }
 
-// acceptLocked counts a record as pending, or refuses it: ErrClosed, or ErrBacklog at
-// MaxPending. p.mu is held.
-func (p *Publisher) acceptLocked() error {
+// refusalLocked returns why Publish refuses a record now: ErrClosed, or ErrBacklog at
+// MaxPending; nil when it accepts one. p.mu is held.
+func (p *Publisher) refusalLocked() error {
 	switch {
 	case p.closed:
 		return ErrClosed
 	case p.pending >= p.opts.MaxPending:
 		return fmt.Errorf("%w (%d)", ErrBacklog, p.opts.MaxPending)
+	}
+	return nil
+}
+
+// acceptLocked counts a record as pending, or refuses it (refusalLocked). p.mu is held.
+func (p *Publisher) acceptLocked() error {
+	if err := p.refusalLocked(); err != nil {
+		return err
 	}
 	p.pending++
 	if p.idle == nil {
@@ -385,8 +398,8 @@ func (p *Publisher) PublishSync(ctx context.Context, r Record) error {
 	if err != nil {
 		return err
 	}
-	if p.nc.Status() != nats.CONNECTED {
-		return fmt.Errorf("%w: connection is %s", ErrUnavailable, p.nc.Status())
+	if err := p.connected(); err != nil {
+		return err
 	}
 	ctx, cancel := withDefaultTimeout(ctx, p.opts.AckTimeout)
 	defer cancel()
@@ -399,18 +412,12 @@ func (p *Publisher) PublishSync(ctx context.Context, r Record) error {
 // Ready reports whether Publish would accept a record now: nil, or ErrUnavailable, ErrBacklog or
 // ErrClosed. Callers that must not act unrecorded check it before they act and publish after.
 func (p *Publisher) Ready() error {
-	if st := p.nc.Status(); st != nats.CONNECTED {
-		return fmt.Errorf("%w: connection is %s", ErrUnavailable, st)
+	if err := p.connected(); err != nil {
+		return err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	switch {
-	case p.closed:
-		return ErrClosed
-	case p.pending >= p.opts.MaxPending:
-		return fmt.Errorf("%w (%d)", ErrBacklog, p.opts.MaxPending)
-	}
-	return nil
+	return p.refusalLocked()
 }
 
 // Pending returns the number of records accepted by Publish and not yet acknowledged.

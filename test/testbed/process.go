@@ -53,6 +53,9 @@ func startProcessReporting(report io.Writer, what, bin, dir string, args ...stri
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// A child of the component (a shell's command) can outlive it holding its output: once
+	// the component exited, its output is not waited for longer than this.
+	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("testbed: start %s %v: %w", what, args, err)
 	}

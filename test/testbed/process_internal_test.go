@@ -1,7 +1,9 @@
 package testbed
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -15,11 +17,15 @@ func TestProcessReportsItsOwnExit(t *testing.T) {
 		script string
 		stop   bool
 		want   []string
+		// wait is output to wait for before stopping.
+		wait string
 	}{
-		{"exit status", "echo disk full; exit 3", false, []string{"test-component -c (pid ", "exit status 3", "disk full"}},
-		{"signal", "echo going; kill -9 $$", false, []string{"signal: killed", "going"}},
-		{"clean exit", "exit 0", false, []string{"exit status 0"}},
-		{"stopped by the test", "echo waiting; sleep 60", true, nil},
+		{"exit status", "echo disk full; exit 3", false, []string{"test-component -c (pid ", "exit status 3", "disk full"}, ""},
+		{"signal", "echo going; kill -9 $$", false, []string{"signal: killed", "going"}, ""},
+		{"clean exit", "exit 0", false, []string{"exit status 0"}, ""},
+		{"stopped by the test", "echo waiting; exec sleep 60", true, nil, ""},
+		// The shell dies on SIGTERM; its child keeps the output open until it ends.
+		{"stopped while its child holds the output", "sleep 20 & echo started; wait", true, nil, "started"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -27,7 +33,11 @@ func TestProcessReportsItsOwnExit(t *testing.T) {
 			p, err := startProcessReporting(&report, "test-component", "/bin/sh", "", "-c", tt.script)
 			require.NoError(t, err)
 			if tt.stop {
+				require.Eventually(t, func() bool { return strings.Contains(p.out.String(), tt.wait) },
+					10*time.Second, 10*time.Millisecond)
+				start := time.Now()
 				require.NoError(t, p.Stop())
+				assert.Less(t, time.Since(start), 15*time.Second, "a child holding the output does not hold Stop")
 				assert.Empty(t, report.String(), "an exit the test asked for is not reported")
 				return
 			}

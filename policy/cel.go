@@ -211,6 +211,9 @@ type evaluation struct {
 	// unknown is set when a rule read a value the caller marked unknown: that rule, and so the
 	// evaluation, cannot be decided.
 	unknown bool
+	// objectDoc and oldObjectDoc hold the lazily decoded object and oldObject; their buffers
+	// are kept for the engine's next evaluation (Engine.release).
+	objectDoc, oldObjectDoc jsonDoc
 }
 
 const (
@@ -245,7 +248,7 @@ func (ev *evaluation) ResolveName(name string) (any, bool) {
 			ev.unknown = true
 		}
 		if ev.once(doneObject) {
-			ev.object = ev.value(ev.decode(ev.attrs.Object, "object"))
+			ev.object = ev.value(ev.decode(&ev.objectDoc, ev.attrs.Object, "object"))
 		}
 		return ev.object, true
 	case varOldObject:
@@ -253,7 +256,7 @@ func (ev *evaluation) ResolveName(name string) (any, bool) {
 			ev.unknown = true
 		}
 		if ev.once(doneOldObject) {
-			ev.oldObject = ev.value(ev.decode(ev.attrs.OldObject, "oldObject"))
+			ev.oldObject = ev.value(ev.decode(&ev.oldObjectDoc, ev.attrs.OldObject, "oldObject"))
 		}
 		return ev.oldObject, true
 	case varPod:
@@ -296,11 +299,12 @@ func (ev *evaluation) value(v any) ref.Val {
 	return ev.adapter.NativeToValue(v)
 }
 
-func (ev *evaluation) decode(raw []byte, what string) ref.Val {
+// decode decodes raw, the request's object or oldObject (what), lazily into doc.
+func (ev *evaluation) decode(doc *jsonDoc, raw []byte, what string) ref.Val {
 	if len(raw) == 0 {
 		return types.NullValue
 	}
-	v, err := lazyJSONValue(ev.adapter, raw)
+	v, err := doc.load(ev.adapter, raw)
 	if err == nil && v != types.NullValue {
 		if _, ok := v.(traits.Mapper); !ok {
 			err = fmt.Errorf("a JSON %s", v.Type().TypeName())

@@ -71,6 +71,8 @@ type Engine struct {
 	envErr error
 
 	current atomic.Pointer[generation]
+	// evaluations keeps finished evaluations for reuse: their decoding buffers (see release).
+	evaluations sync.Pool
 
 	mu       sync.Mutex                 // serializes SetPolicies
 	lastGood map[string]*compiledPolicy // by policy name: the version in force
@@ -315,7 +317,14 @@ func (e *Engine) Evaluate(ctx context.Context, a Attributes) (Decision, error) {
 	if g == nil {
 		return Decision{}, ErrNotReady
 	}
-	ev := &evaluation{ctx: ctx, attrs: a, op: a.Op(), lookup: e.opts.Lookup, adapter: e.envs.adapter(), size: -1}
+	ev := e.evaluation(ctx, a)
+	defer e.release(ev)
+	return e.evaluate(g, ev)
+}
+
+// evaluate is Evaluate with the generation and the evaluation's state.
+func (e *Engine) evaluate(g *generation, ev *evaluation) (Decision, error) {
+	a := &ev.attrs
 	// Only the rules that can match the request's group, resource, subresource and operation,
 	// still in order: the others' match would fail before anything else about them is looked
 	// at.
@@ -350,6 +359,27 @@ func (e *Engine) Evaluate(ctx context.Context, a Attributes) (Decision, error) {
 	msg.Write(what)
 	msg.WriteString(": no AccessPolicy rule matched")
 	return Decision{Action: ActionAllow, Message: msg.String()}, nil
+}
+
+// evaluation returns the state of a new evaluation of a, with the buffers of a finished one when
+// there is one.
+func (e *Engine) evaluation(ctx context.Context, a Attributes) *evaluation {
+	ev, _ := e.evaluations.Get().(*evaluation)
+	if ev == nil {
+		ev = new(evaluation)
+	}
+	ev.ctx, ev.attrs, ev.op, ev.lookup, ev.adapter, ev.size = ctx, a, a.Op(), e.opts.Lookup, e.envs.adapter(), -1
+	return ev
+}
+
+// release keeps a finished evaluation's decoding buffers for the next one. Nothing Evaluate
+// returns refers to an evaluation's values (decisions and errors carry strings), and nothing of
+// the request stays: the documents drop their references and the rest is zeroed.
+func (e *Engine) release(ev *evaluation) {
+	ev.objectDoc.reset()
+	ev.oldObjectDoc.reset()
+	*ev = evaluation{objectDoc: ev.objectDoc, oldObjectDoc: ev.oldObjectDoc}
+	e.evaluations.Put(ev)
 }
 
 // matches reports whether r matches; condErr is a condition that could not be evaluated.

@@ -28,10 +28,21 @@ import (
 //
 // The values are for one evaluation: they are not safe for concurrent use.
 func lazyJSONValue(a types.Adapter, data []byte) (ref.Val, error) {
+	return new(jsonDoc).load(a, data)
+}
+
+// load is lazyJSONValue with doc's buffers: what doc held before is dropped, and the values it
+// returned before must no longer be used (see reset).
+func (doc *jsonDoc) load(a types.Adapter, data []byte) (ref.Val, error) {
+	doc.reset()
 	c := jsonChecker{jsonDecoder: jsonDecoder{data: data, adapter: a}}
 	if len(data) <= math.MaxUint32 {
 		// Where each object and array ends, so that locating members skips them at once.
-		c.spans = make([]jsonSpan, 0, bytes.Count(data, []byte{'{'})+bytes.Count(data, []byte{'['}))
+		if n := bytes.Count(data, []byte{'{'}) + bytes.Count(data, []byte{'['}); cap(doc.spans) >= n {
+			c.spans = doc.spans[:0]
+		} else {
+			c.spans = make([]jsonSpan, 0, n)
+		}
 	}
 	c.space()
 	if err := c.check(0); err != nil {
@@ -45,7 +56,7 @@ func lazyJSONValue(a types.Adapter, data []byte) (ref.Val, error) {
 	if data[start] != '{' || len(data) > math.MaxUint32 {
 		return decodeJSONValue(a, data)
 	}
-	doc := &jsonDoc{data: data, adapter: a, spans: c.spans}
+	doc.data, doc.adapter, doc.spans = data, a, c.spans
 	return doc.object(start), nil
 }
 
@@ -183,6 +194,16 @@ type jsonDoc struct {
 	members []jsonMember
 	// scratch holds an escaped key unescaped, for comparing it.
 	scratch []byte
+}
+
+// reset empties doc for another document, keeping its buffers: every value it returned before
+// is invalid from then on (an evaluation resets its documents only once it is over). It drops
+// every reference into the document it held, so a document kept for reuse holds nothing of a
+// request.
+func (doc *jsonDoc) reset() {
+	clear(doc.objects[:cap(doc.objects)])
+	clear(doc.members[:cap(doc.members)])
+	*doc = jsonDoc{spans: doc.spans[:0], objects: doc.objects[:0], members: doc.members[:0], scratch: doc.scratch[:0]}
 }
 
 // object returns the lazy object at data[start].

@@ -1,0 +1,240 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/yaml"
+
+	"github.com/gatehouse-dev/gatehouse/identity"
+	"github.com/gatehouse-dev/gatehouse/policy/v1alpha1"
+)
+
+// reuseRules are rules that read the object, the old object, the request, the user and the
+// namespace, beside the default pack: the values a reused evaluation must never carry over from
+// the review before.
+const reuseRules = `apiVersion: gatehouse.dev/v1alpha1
+kind: AccessPolicy
+metadata: {name: reuse}
+spec:
+  priority: 150
+  rules:
+  - name: team-label
+    action: deny
+    match: {operations: [CREATE, UPDATE], resources: [pods, configmaps]}
+    condition: object.metadata.?labels[?'team'].orValue('') == 'blocked'
+  - name: forbidden-image
+    action: deny
+    match: {operations: [CREATE, UPDATE], resources: [pods]}
+    condition: object.spec.containers.exists(c, c.image.startsWith('forbidden.example/'))
+  - name: label-change
+    action: requireApproval
+    approval: {approverGroups: [gatehouse:approvers]}
+    match: {operations: [UPDATE], resources: [pods, configmaps]}
+    condition: oldObject.metadata.?labels.orValue({}) != object.metadata.?labels.orValue({})
+  - name: big-data
+    action: deny
+    match: {operations: [CREATE, UPDATE], resources: [configmaps]}
+    condition: size(object.?data.orValue({})) > 3 || object.?data.?key.orValue('') == 'secret'
+  - name: restricted-namespace
+    action: deny
+    match: {operations: [CREATE, UPDATE, DELETE], resources: [pods, configmaps], namespaceSelector: {matchLabels: {tier: restricted}}}
+  - name: session-writes
+    action: deny
+    match: {operations: [DELETE], resources: [configmaps]}
+    condition: request.sessionID == 'blocked-session' || userInfo.groups.exists(g, g == 'blocked')
+  - name: allow-team
+    action: allow
+    match: {operations: [CREATE], resources: [configmaps]}
+    condition: object.metadata.name.startsWith('team-')
+`
+
+// reuseLookup is a Lookup over fixed objects.
+type reuseLookup struct{}
+
+func (reuseLookup) Pod(_ context.Context, namespace, name string) (*corev1.Pod, error) {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}}}
+	if strings.HasPrefix(name, "priv") {
+		p.Spec.HostPID = true
+	}
+	return p, nil
+}
+
+func (reuseLookup) Namespace(_ context.Context, name string) (*corev1.Namespace, error) {
+	if name == "missing" {
+		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, name)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if strings.HasPrefix(name, "restricted") {
+		ns.Labels = map[string]string{"tier": "restricted"}
+	}
+	return ns, nil
+}
+
+func (reuseLookup) Role(_ context.Context, namespace, name string) (*rbacv1.Role, error) {
+	return &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Rules: []rbacv1.PolicyRule{{Verbs: []string{"get"}, APIGroups: []string{""}, Resources: []string{"pods"}}}}, nil
+}
+
+func (reuseLookup) ClusterRole(_ context.Context, name string) (*rbacv1.ClusterRole, error) {
+	verbs := []string{"get"}
+	if name == "wide" {
+		verbs = []string{"*"}
+	}
+	return &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Rules: []rbacv1.PolicyRule{{Verbs: verbs, APIGroups: []string{""}, Resources: []string{"pods"}}}}, nil
+}
+
+// reuseReview generates a review: pods, ConfigMaps, bindings, Secrets and exec, with objects
+// that do and do not trip the rules, and objects that are not JSON objects at all.
+func reuseReview(r *rand.Rand) Attributes {
+	pick := func(s ...string) string { return s[r.IntN(len(s))] }
+	a := Attributes{
+		Namespace: pick("shop", "restricted-a", "missing", "gatehouse", ""),
+		Name:      pick("web", "team-web", "priv-db", ""),
+		User: authenticationv1.UserInfo{Username: pick("agent", "admin", "system:serviceaccount:shop:ci"),
+			Groups: []string{pick("agents", "blocked", "system:masters", "gatehouse:break-glass")}},
+		DryRun: r.IntN(8) == 0,
+	}
+	if r.IntN(2) == 0 {
+		a.User.Extra = map[string]authenticationv1.ExtraValue{identity.ExtraSessionID: {pick("s-1", "blocked-session")}}
+		a.ViaGateway = true
+	}
+	a.Operation = pick("CREATE", "UPDATE", "DELETE", "CONNECT")
+	a.Verb = strings.ToLower(a.Operation)
+	a.Version = "v1"
+	switch a.Resource = pick("pods", "configmaps", "secrets", "rolebindings", "clusterroles"); a.Resource {
+	case "rolebindings", "clusterroles":
+		a.Group = rbacv1.GroupName
+	case "pods":
+		if a.Operation == "CONNECT" {
+			a.Subresource = pick("exec", "attach", "log")
+		}
+	}
+	object := func() []byte {
+		switch r.IntN(12) {
+		case 0:
+			return nil
+		case 1:
+			return []byte(pick(`[1,2]`, `"text"`, `null`, `{"a":`, `{"a":1e999}`, `{"metadata":{"labels":{"team":"blocked"}}} x`))
+		}
+		labels := map[string]string{}
+		for range r.IntN(3) {
+			labels[pick("team", "app", "te\u0061m")] = pick("blocked", "shop", "")
+		}
+		var containers []string
+		for range r.IntN(3) {
+			containers = append(containers, fmt.Sprintf(`{"name":"c","image":%q}`, pick("nginx", "forbidden.example/x", "registry.example/y")))
+		}
+		data := ""
+		for i := range r.IntN(5) {
+			data += fmt.Sprintf(`,"k%d":%q`, i, pick("v", "secret"))
+		}
+		if r.IntN(3) == 0 {
+			data += `,"key":"secret"`
+		}
+		var lb strings.Builder
+		lb.WriteByte('{')
+		i := 0
+		for k, v := range labels {
+			if i > 0 {
+				lb.WriteByte(',')
+			}
+			fmt.Fprintf(&lb, "%q:%q", k, v)
+			i++
+		}
+		lb.WriteByte('}')
+		name := a.Name
+		if r.IntN(4) == 0 {
+			name = "team-x"
+		}
+		return fmt.Appendf(nil, `{"kind":"X","metadata":{"name":%q,"labels":%s},"spec":{"containers":[%s]},"data":{"d":"1"%s},"roleRef":{"kind":"ClusterRole","name":%q}}`,
+			name, lb.String(), strings.Join(containers, ","), data, pick("view", "wide", "cluster-admin"))
+	}
+	if a.Operation != "CONNECT" && a.Operation != "DELETE" {
+		a.Object = object()
+	}
+	if a.Operation == "UPDATE" || (a.Operation == "DELETE" && r.IntN(2) == 0) {
+		a.OldObject = object()
+	}
+	return a
+}
+
+// TestReusedEvaluationsDecideAsFreshOnes is a differential test of reusing an evaluation's
+// buffers (Engine.release): thousands of generated reviews, evaluated in random order on two
+// goroutines by one engine, get exactly the decision (action, policy, rule, message, approval,
+// unknown) or error that a fresh evaluation of each gives. A review must never see what the
+// review before it decoded: a label, an image or a whole object of another request.
+func TestReusedEvaluationsDecideAsFreshOnes(t *testing.T) {
+	policies, err := LoadFile("../manifests/policies/default.yaml")
+	require.NoError(t, err)
+	var extra v1alpha1.AccessPolicy
+	require.NoError(t, yaml.UnmarshalStrict([]byte(reuseRules), &extra))
+	e := NewEngine(EngineOptions{Lookup: reuseLookup{}})
+	require.Empty(t, e.SetPolicies(append(policies, extra)))
+	g := e.current.Load()
+
+	type outcome struct {
+		d   Decision
+		err string
+	}
+	result := func(d Decision, err error) outcome {
+		o := outcome{d: d}
+		if err != nil {
+			o.err = err.Error()
+		}
+		return o
+	}
+	r := rand.New(rand.NewPCG(19, 3))
+	reviews := make([]Attributes, 3000)
+	want := make([]outcome, len(reviews))
+	actions := map[string]int{}
+	for i := range reviews {
+		reviews[i] = reuseReview(r)
+		// The evaluation as it was before evaluations were reused: fresh state, fresh buffers.
+		a := reviews[i]
+		fresh := &evaluation{ctx: context.Background(), attrs: a, op: a.Op(), lookup: e.opts.Lookup, adapter: e.envs.adapter(), size: -1}
+		want[i] = result(e.evaluate(g, fresh))
+		switch {
+		case want[i].err != "":
+			actions["error"]++
+		default:
+			actions[string(want[i].d.Action)+"/"+want[i].d.Rule]++
+		}
+	}
+	// Every kind of outcome occurs, so the comparison covers each.
+	for _, k := range []string{"error", "allow/", "deny/team-label", "deny/forbidden-image", "requireApproval/label-change",
+		"deny/big-data", "deny/restricted-namespace", "deny/session-writes", "allow/allow-team", "requireApproval/secret-changes"} {
+		require.Positive(t, actions[k], "no review decided %s: %v", k, actions)
+	}
+
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Go(func() {
+			order := rand.New(rand.NewPCG(uint64(w), 7)).Perm(len(reviews))
+			for round := range 3 {
+				for _, i := range order {
+					got := result(e.Evaluate(context.Background(), reviews[i]))
+					if !reflect.DeepEqual(want[i], got) {
+						t.Errorf("round %d, review %d (%s): got %+v, want %+v", round, i, reviews[i].String(), got, want[i])
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -192,6 +192,8 @@ type jsonDoc struct {
 	// objects and members are allocated from here: one evaluation reads a few of each.
 	objects []jsonObject
 	members []jsonMember
+	arrays  []jsonArray
+	items   []ref.Val
 	// scratch holds an escaped key unescaped, for comparing it.
 	scratch []byte
 }
@@ -203,7 +205,10 @@ type jsonDoc struct {
 func (doc *jsonDoc) reset() {
 	clear(doc.objects[:cap(doc.objects)])
 	clear(doc.members[:cap(doc.members)])
-	*doc = jsonDoc{spans: doc.spans[:0], objects: doc.objects[:0], members: doc.members[:0], scratch: doc.scratch[:0]}
+	clear(doc.arrays[:cap(doc.arrays)])
+	clear(doc.items[:cap(doc.items)])
+	*doc = jsonDoc{spans: doc.spans[:0], objects: doc.objects[:0], members: doc.members[:0],
+		arrays: doc.arrays[:0], items: doc.items[:0], scratch: doc.scratch[:0]}
 }
 
 // object returns the lazy object at data[start].
@@ -222,7 +227,11 @@ func (doc *jsonDoc) value(start int) ref.Val {
 	case '{':
 		return doc.object(start)
 	case '[':
-		return &jsonArray{doc: doc, start: start}
+		if len(doc.arrays) == cap(doc.arrays) {
+			doc.arrays = make([]jsonArray, 0, 4)
+		}
+		doc.arrays = append(doc.arrays, jsonArray{doc: doc, start: start})
+		return &doc.arrays[len(doc.arrays)-1]
 	}
 	d := jsonDecoder{data: doc.data, pos: start, adapter: doc.adapter}
 	v, err := d.value(0)
@@ -258,6 +267,21 @@ func (doc *jsonDoc) newMembers(n int) []jsonMember {
 	m := doc.members[len(doc.members) : len(doc.members)+n : len(doc.members)+n]
 	doc.members = doc.members[:len(doc.members)+n]
 	return m
+}
+
+// newItems returns a copy of items, never nil.
+func (doc *jsonDoc) newItems(items []ref.Val) []ref.Val {
+	n := len(items)
+	if n == 0 {
+		return []ref.Val{}
+	}
+	if cap(doc.items)-len(doc.items) < n {
+		doc.items = make([]ref.Val, 0, max(n, 16))
+	}
+	out := doc.items[len(doc.items) : len(doc.items)+n : len(doc.items)+n]
+	doc.items = doc.items[:len(doc.items)+n]
+	copy(out, items)
+	return out
 }
 
 // jsonMember is one member of a lazily decoded object: offsets in the document, which
@@ -430,7 +454,10 @@ func (l *jsonArray) materialize() traits.Lister {
 		return l.full
 	}
 	data := l.doc.data
-	items := []ref.Val{}
+	// Most arrays are short: collect the items here, then take what they need from the
+	// document's items.
+	var buf [16]ref.Val
+	items := buf[:0]
 	pos := jsonlex.SkipSpace(data, l.start+1)
 	if data[pos] != ']' {
 		for {
@@ -442,7 +469,7 @@ func (l *jsonArray) materialize() traits.Lister {
 			}
 		}
 	}
-	l.full = types.NewRefValList(l.doc.adapter, items)
+	l.full = types.NewRefValList(l.doc.adapter, l.doc.newItems(items))
 	return l.full
 }
 

@@ -214,6 +214,9 @@ type evaluation struct {
 	// objectDoc and oldObjectDoc hold the lazily decoded object and oldObject; their buffers
 	// are kept for the engine's next evaluation (Engine.release).
 	objectDoc, oldObjectDoc jsonDoc
+	// eager decodes the objects with decodeJSONValue, all at once into fresh values: the
+	// reference tests compare the lazy, reused documents with.
+	eager bool
 }
 
 const (
@@ -304,7 +307,15 @@ func (ev *evaluation) decode(doc *jsonDoc, raw []byte, what string) ref.Val {
 	if len(raw) == 0 {
 		return types.NullValue
 	}
-	v, err := doc.load(ev.adapter, raw)
+	var (
+		v   ref.Val
+		err error
+	)
+	if ev.eager {
+		v, err = decodeJSONValue(ev.adapter, raw)
+	} else {
+		v, err = doc.load(ev.adapter, raw)
+	}
 	if err == nil && v != types.NullValue {
 		if _, ok := v.(traits.Mapper); !ok {
 			err = fmt.Errorf("a JSON %s", v.Type().TypeName())

@@ -174,9 +174,10 @@ func reuseReview(r *rand.Rand) Attributes {
 }
 
 // TestReusedEvaluationsDecideAsFreshOnes is a differential test of reusing an evaluation's
-// buffers (Engine.release): thousands of generated reviews, evaluated in random order on two
-// goroutines by one engine, get exactly the decision (action, policy, rule, message, approval,
-// unknown) or error that a fresh evaluation of each gives. A review must never see what the
+// buffers (Engine.release) and of decoding objects lazily into them: thousands of generated
+// reviews, evaluated in random order on two goroutines by one engine, get exactly the decision
+// (action, policy, rule, message, approval, unknown) or error that a fresh evaluation of each
+// gives, with its objects decoded at once. A review must never see what the
 // review before it decoded: a label, an image or a whole object of another request.
 func TestReusedEvaluationsDecideAsFreshOnes(t *testing.T) {
 	policies, err := LoadFile("../manifests/policies/default.yaml")
@@ -204,9 +205,10 @@ func TestReusedEvaluationsDecideAsFreshOnes(t *testing.T) {
 	actions := map[string]int{}
 	for i := range reviews {
 		reviews[i] = reuseReview(r)
-		// The evaluation as it was before evaluations were reused: fresh state, fresh buffers.
+		// The reference: fresh state, and the objects decoded at once into values of their own
+		// (decodeJSONValue), not lazily into reused documents.
 		a := reviews[i]
-		fresh := &evaluation{ctx: context.Background(), attrs: a, op: a.Op(), lookup: e.opts.Lookup, adapter: e.envs.adapter(), size: -1}
+		fresh := &evaluation{ctx: context.Background(), attrs: a, op: a.Op(), lookup: e.opts.Lookup, adapter: e.envs.adapter(), size: -1, eager: true}
 		want[i] = result(e.evaluate(g, fresh))
 		switch {
 		case want[i].err != "":

@@ -202,7 +202,10 @@ type evaluation struct {
 	object, oldObject, pod, namespace, role, request, userInfo ref.Val
 	nsLabels                                                   map[string]string
 	nsFound                                                    bool
-	done                                                       uint8 // bits of the computed values
+	// nsObject is the namespace found, converted to namespace (its CEL value) only when a
+	// condition reads namespaceObject: a namespaceSelector needs only its labels.
+	nsObject *corev1.Namespace
+	done     uint8 // bits of the computed values
 	// size is the request's size bound (sizeBound), -1 until computed.
 	size int
 	// err is the first lookup failure. It fails the whole evaluation: a rule's match cannot be
@@ -269,6 +272,12 @@ func (ev *evaluation) ResolveName(name string) (any, bool) {
 		return ev.pod, true
 	case varNamespaceObject:
 		ev.lookupNamespace()
+		if ev.namespace == nil {
+			ev.namespace = types.NullValue
+			if ev.nsObject != nil {
+				ev.namespace = ev.value(toUnstructured(ev, ev.nsObject))
+			}
+		}
 		return ev.namespace, true
 	case varRoleObject:
 		if ev.once(doneRole) {
@@ -402,7 +411,6 @@ func (ev *evaluation) lookupNamespace() {
 	if !ev.once(doneNamespace) {
 		return
 	}
-	ev.namespace = types.NullValue
 	a := &ev.attrs
 	name := a.Namespace
 	if a.Group == "" && a.Resource == "namespaces" {
@@ -447,7 +455,7 @@ func (ev *evaluation) lookupNamespace() {
 func (ev *evaluation) setNamespace(ns *corev1.Namespace) {
 	ev.nsFound = true
 	ev.nsLabels = ns.Labels
-	ev.namespace = ev.value(toUnstructured(ev, ns))
+	ev.nsObject = ns
 }
 
 // namespaceLabels returns the labels of the request's namespace and whether it has one.

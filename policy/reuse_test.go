@@ -51,6 +51,10 @@ spec:
   - name: restricted-namespace
     action: deny
     match: {operations: [CREATE, UPDATE, DELETE], resources: [pods, configmaps], namespaceSelector: {matchLabels: {tier: restricted}}}
+  - name: namespace-object
+    action: deny
+    match: {operations: [CREATE, UPDATE, DELETE], resources: [configmaps]}
+    condition: namespaceObject != null && namespaceObject.metadata.name == 'shop' && namespaceObject.metadata.?labels.orValue({}).size() == 0 && object.?data.?d.orValue('') == '2'
   - name: session-writes
     action: deny
     match: {operations: [DELETE], resources: [configmaps]}
@@ -161,8 +165,8 @@ func reuseReview(r *rand.Rand) Attributes {
 		if r.IntN(4) == 0 {
 			name = "team-x"
 		}
-		return fmt.Appendf(nil, `{"kind":"X","metadata":{"name":%q,"labels":%s},"spec":{"containers":[%s]},"data":{"d":"1"%s},"roleRef":{"kind":"ClusterRole","name":%q}}`,
-			name, lb.String(), strings.Join(containers, ","), data, pick("view", "wide", "cluster-admin"))
+		return fmt.Appendf(nil, `{"kind":"X","metadata":{"name":%q,"labels":%s},"spec":{"containers":[%s]},"data":{"d":%q%s},"roleRef":{"kind":"ClusterRole","name":%q}}`,
+			name, lb.String(), strings.Join(containers, ","), pick("1", "2"), data, pick("view", "wide", "cluster-admin"))
 	}
 	if a.Operation != "CONNECT" && a.Operation != "DELETE" {
 		a.Object = object()
@@ -219,7 +223,7 @@ func TestReusedEvaluationsDecideAsFreshOnes(t *testing.T) {
 	}
 	// Every kind of outcome occurs, so the comparison covers each.
 	for _, k := range []string{"error", "allow/", "deny/team-label", "deny/forbidden-image", "requireApproval/label-change",
-		"deny/big-data", "deny/restricted-namespace", "deny/session-writes", "allow/allow-team", "requireApproval/secret-changes"} {
+		"deny/big-data", "deny/restricted-namespace", "deny/namespace-object", "deny/session-writes", "allow/allow-team", "requireApproval/secret-changes"} {
 		require.Positive(t, actions[k], "no review decided %s: %v", k, actions)
 	}
 

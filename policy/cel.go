@@ -214,12 +214,26 @@ type evaluation struct {
 	// unknown is set when a rule read a value the caller marked unknown: that rule, and so the
 	// evaluation, cannot be decided.
 	unknown bool
-	// objectDoc and oldObjectDoc hold the lazily decoded object and oldObject; their buffers
-	// are kept for the engine's next evaluation (Engine.release).
-	objectDoc, oldObjectDoc jsonDoc
+	// docs hold the lazily decoded object and oldObject; their buffers are kept for the
+	// engine's next evaluation (Engine.release). Nil: each is decoded into a new document.
+	docs *evalDocs
 	// eager decodes the objects with decodeJSONValue, all at once into fresh values: the
 	// reference tests compare the lazy, reused documents with.
 	eager bool
+}
+
+// evalDocs are the documents of an evaluation's object and oldObject.
+type evalDocs struct{ object, oldObject jsonDoc }
+
+// document returns the document to decode the object (or the old object) into.
+func (ev *evaluation) document(old bool) *jsonDoc {
+	switch {
+	case ev.docs == nil:
+		return new(jsonDoc)
+	case old:
+		return &ev.docs.oldObject
+	}
+	return &ev.docs.object
 }
 
 const (
@@ -254,7 +268,7 @@ func (ev *evaluation) ResolveName(name string) (any, bool) {
 			ev.unknown = true
 		}
 		if ev.once(doneObject) {
-			ev.object = ev.value(ev.decode(&ev.objectDoc, ev.attrs.Object, "object"))
+			ev.object = ev.value(ev.decode(ev.document(false), ev.attrs.Object, "object"))
 		}
 		return ev.object, true
 	case varOldObject:
@@ -262,7 +276,7 @@ func (ev *evaluation) ResolveName(name string) (any, bool) {
 			ev.unknown = true
 		}
 		if ev.once(doneOldObject) {
-			ev.oldObject = ev.value(ev.decode(&ev.oldObjectDoc, ev.attrs.OldObject, "oldObject"))
+			ev.oldObject = ev.value(ev.decode(ev.document(true), ev.attrs.OldObject, "oldObject"))
 		}
 		return ev.oldObject, true
 	case varPod:

@@ -366,7 +366,7 @@ func (e *Engine) evaluate(g *generation, ev *evaluation) (Decision, error) {
 func (e *Engine) evaluation(ctx context.Context, a Attributes) *evaluation {
 	ev, _ := e.evaluations.Get().(*evaluation)
 	if ev == nil {
-		ev = new(evaluation)
+		ev = &evaluation{docs: new(evalDocs)}
 	}
 	ev.ctx, ev.attrs, ev.op, ev.lookup, ev.adapter, ev.size = ctx, a, a.Op(), e.opts.Lookup, e.envs.adapter(), -1
 	return ev
@@ -376,9 +376,10 @@ func (e *Engine) evaluation(ctx context.Context, a Attributes) *evaluation {
 // returns refers to an evaluation's values (decisions and errors carry strings), and nothing of
 // the request stays: the documents drop their references and the rest is zeroed.
 func (e *Engine) release(ev *evaluation) {
-	ev.objectDoc.reset()
-	ev.oldObjectDoc.reset()
-	*ev = evaluation{objectDoc: ev.objectDoc, oldObjectDoc: ev.oldObjectDoc}
+	docs := ev.docs
+	docs.object.reset()
+	docs.oldObject.reset()
+	*ev = evaluation{docs: docs}
 	e.evaluations.Put(ev)
 }
 

@@ -203,10 +203,12 @@ type jsonDoc struct {
 // every reference into the document it held, so a document kept for reuse holds nothing of a
 // request.
 func (doc *jsonDoc) reset() {
-	clear(doc.objects[:cap(doc.objects)])
-	clear(doc.members[:cap(doc.members)])
-	clear(doc.arrays[:cap(doc.arrays)])
-	clear(doc.items[:cap(doc.items)])
+	// A slab is used from its start, and cleared up to its length at every reset: what lies
+	// beyond holds nothing.
+	clear(doc.objects)
+	clear(doc.members)
+	clear(doc.arrays)
+	clear(doc.items)
 	*doc = jsonDoc{spans: doc.spans[:0], objects: doc.objects[:0], members: doc.members[:0],
 		arrays: doc.arrays[:0], items: doc.items[:0], scratch: doc.scratch[:0]}
 }

@@ -362,7 +362,7 @@ func (ev *evaluation) lookupPod() any {
 		return types.NullValue
 	}
 	pod, err := ev.lookup.Pod(ev.ctx, a.Namespace, a.Name)
-	if apierrors.IsNotFound(err) || (err == nil && pod == nil) {
+	if (err == nil && pod == nil) || (err != nil && apierrors.IsNotFound(err)) {
 		return types.NullValue
 	}
 	if err != nil {
@@ -409,7 +409,7 @@ func (ev *evaluation) lookupRole() any {
 			obj = r
 		}
 	}
-	if apierrors.IsNotFound(err) || (err == nil && obj == nil) {
+	if (err == nil && obj == nil) || (err != nil && apierrors.IsNotFound(err)) {
 		return types.NullValue
 	}
 	if err != nil {
@@ -456,7 +456,7 @@ func (ev *evaluation) lookupNamespace() {
 		return
 	}
 	ns, err := ev.lookup.Namespace(ev.ctx, name)
-	if apierrors.IsNotFound(err) || (err == nil && ns == nil) {
+	if (err == nil && ns == nil) || (err != nil && apierrors.IsNotFound(err)) {
 		return
 	}
 	if err != nil {

@@ -63,7 +63,10 @@
 // limit is also enforced before evaluating: a condition whose static cost estimate, for values
 // as large as the request's object and strings, is within the limit runs without tracking, and
 // every other request is tracked (see cost.go). Objects are validated once per request and
-// decoded into CEL values as far as the conditions read them (see jsonlazy.go).
+// decoded into CEL values as far as the conditions read them (see jsonlazy.go), into buffers an
+// engine reuses from one evaluation to the next once it has dropped every reference into the
+// request; a namespaceSelector reads the namespace's labels, and the namespace becomes a CEL
+// value only for a condition that reads namespaceObject.
 //
 // A condition that fails at run time (a missing field, the cost limit) makes a deny or
 // requireApproval rule match, with a message saying so, and an allow rule not match.

@@ -209,6 +209,7 @@ func (doc *jsonDoc) reset() {
 	clear(doc.members)
 	clear(doc.arrays)
 	clear(doc.items)
+	clear(doc.scratch)
 	*doc = jsonDoc{spans: doc.spans[:0], objects: doc.objects[:0], members: doc.members[:0],
 		arrays: doc.arrays[:0], items: doc.items[:0], scratch: doc.scratch[:0]}
 }

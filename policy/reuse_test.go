@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -243,4 +244,46 @@ func TestReusedEvaluationsDecideAsFreshOnes(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestReleasedEvaluationHoldsNothingOfTheRequest checks that an evaluation kept for reuse holds
+// no reference into the request it evaluated, nor any value decoded from it: a pooled buffer must
+// not keep a Secret's data alive, or hand it to the next review.
+func TestReleasedEvaluationHoldsNothingOfTheRequest(t *testing.T) {
+	var extra v1alpha1.AccessPolicy
+	require.NoError(t, yaml.UnmarshalStrict([]byte(reuseRules), &extra))
+	e := NewEngine(EngineOptions{Lookup: reuseLookup{}})
+	require.Empty(t, e.SetPolicies([]v1alpha1.AccessPolicy{extra}))
+	object := []byte(`{"metadata":{"name":"cm","labels":{"te\u0061m":"shop"}},"data":{"key":"s3cr3t","k\u0031":"v"},` +
+		`"spec":{"containers":[{"image":"nginx"},{"image":"registry.example/y"}]}}`)
+	a := Attributes{Operation: "UPDATE", Verb: "update", Version: "v1", Resource: "configmaps", Namespace: "restricted-a", Name: "cm",
+		User: authenticationv1.UserInfo{Username: "agent", Groups: []string{"agents"}}, Object: object, OldObject: object}
+	ev := e.evaluation(context.Background(), a)
+	d, err := e.evaluate(e.current.Load(), ev)
+	require.NoError(t, err)
+	require.Equal(t, "restricted-namespace", d.Rule)
+	require.NotEmpty(t, ev.docs.object.objects, "the evaluation decoded the object")
+	require.NotEmpty(t, ev.docs.oldObject.objects, "the evaluation decoded the old object")
+	e.release(ev)
+
+	require.Equal(t, evaluation{docs: ev.docs}, *ev, "released: only the documents' buffers are kept")
+	for _, doc := range []*jsonDoc{&ev.docs.object, &ev.docs.oldObject} {
+		assert.Nil(t, doc.data)
+		assert.Nil(t, doc.adapter)
+		for _, o := range doc.objects[:cap(doc.objects)] {
+			assert.Zero(t, o)
+		}
+		for _, m := range doc.members[:cap(doc.members)] {
+			assert.Zero(t, m)
+		}
+		for _, l := range doc.arrays[:cap(doc.arrays)] {
+			assert.Zero(t, l)
+		}
+		for _, v := range doc.items[:cap(doc.items)] {
+			assert.Nil(t, v)
+		}
+		for _, b := range doc.scratch[:cap(doc.scratch)] {
+			assert.Zero(t, b)
+		}
+	}
 }

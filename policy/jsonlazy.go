@@ -210,8 +210,20 @@ func (doc *jsonDoc) reset() {
 	clear(doc.arrays)
 	clear(doc.items)
 	clear(doc.scratch)
-	*doc = jsonDoc{spans: doc.spans[:0], objects: doc.objects[:0], members: doc.members[:0],
-		arrays: doc.arrays[:0], items: doc.items[:0], scratch: doc.scratch[:0]}
+	*doc = jsonDoc{spans: keep(doc.spans), objects: keep(doc.objects), members: keep(doc.members),
+		arrays: keep(doc.arrays), items: keep(doc.items), scratch: keep(doc.scratch)}
+}
+
+// maxKept is the capacity beyond which reset drops a buffer rather than keep it: one large
+// object must not make every idle evaluation hold as much.
+const maxKept = 4096
+
+// keep returns s emptied, or nil when it is too large to keep.
+func keep[T any](s []T) []T {
+	if cap(s) > maxKept {
+		return nil
+	}
+	return s[:0]
 }
 
 // object returns the lazy object at data[start].

@@ -287,3 +287,31 @@ func TestReleasedEvaluationHoldsNothingOfTheRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestReleasedEvaluationDropsLargeBuffers checks that the buffers a large object needed are not
+// kept for reuse: one such request must not make every idle evaluation hold as much.
+func TestReleasedEvaluationDropsLargeBuffers(t *testing.T) {
+	var extra v1alpha1.AccessPolicy
+	require.NoError(t, yaml.UnmarshalStrict([]byte(reuseRules), &extra))
+	e := NewEngine(EngineOptions{Lookup: reuseLookup{}})
+	require.Empty(t, e.SetPolicies([]v1alpha1.AccessPolicy{extra}))
+	var data strings.Builder
+	for i := range 2 * maxKept {
+		fmt.Fprintf(&data, `,"k%d":[{"v":%d}]`, i, i)
+	}
+	object := []byte(`{"metadata":{"name":"cm"},"data":{"d":"1"` + data.String() + `}}`)
+	a := Attributes{Operation: "CREATE", Verb: "create", Version: "v1", Resource: "configmaps", Namespace: "shop", Name: "cm",
+		User: authenticationv1.UserInfo{Username: "agent"}, Object: object}
+	ev := e.evaluation(context.Background(), a)
+	d, err := e.evaluate(e.current.Load(), ev)
+	require.NoError(t, err)
+	require.Equal(t, "big-data", d.Rule, "the condition iterated over the large map")
+	require.Greater(t, cap(ev.docs.object.spans), maxKept)
+	require.Greater(t, cap(ev.docs.object.members), maxKept)
+	e.release(ev)
+	assert.Nil(t, ev.docs.object.spans)
+	assert.Nil(t, ev.docs.object.members)
+	assert.LessOrEqual(t, cap(ev.docs.object.objects), maxKept)
+	assert.LessOrEqual(t, cap(ev.docs.object.arrays), maxKept)
+	assert.LessOrEqual(t, cap(ev.docs.object.items), maxKept)
+}

@@ -206,8 +206,10 @@ type evaluation struct {
 	// condition reads namespaceObject: a namespaceSelector needs only its labels.
 	nsObject *corev1.Namespace
 	done     uint8 // bits of the computed values
-	// size is the request's size bound (sizeBound), -1 until computed.
-	size int
+	// size is the request's size bound (sizeBound) once sized is set. A zero evaluation (a
+	// released one) computes it again: a bound of 0 would run every condition untracked.
+	size  int
+	sized bool
 	// err is the first lookup failure. It fails the whole evaluation: a rule's match cannot be
 	// known without the value.
 	err error

@@ -173,7 +173,7 @@ func (p programOptions) ProgramOptions() []cel.ProgramOption { return p }
 // sizeBound returns the request's size bound: no list, map or string in object, oldObject,
 // request or userInfo is longer.
 func (ev *evaluation) sizeBound() int {
-	if ev.size >= 0 {
+	if ev.sized {
 		return ev.size
 	}
 	a := &ev.attrs
@@ -192,6 +192,6 @@ func (ev *evaluation) sizeBound() int {
 			m += len(v)
 		}
 	}
-	ev.size = min(max(n, m), math.MaxInt32)
+	ev.size, ev.sized = min(max(n, m), math.MaxInt32), true
 	return ev.size
 }

@@ -71,7 +71,7 @@ func testEvaluation(envs celEnvs, object []byte) *evaluation {
 	a := Attributes{Operation: "CREATE", Verb: "create", Version: "v1", Resource: "pods", Namespace: "shop", Name: "web",
 		Object: object, User: authenticationv1.UserInfo{Username: "alice@example.com", Groups: []string{"agents", "system:authenticated"},
 			Extra: map[string]authenticationv1.ExtraValue{identity.ExtraSessionID: {"s-1"}}}}
-	return &evaluation{ctx: context.Background(), attrs: a, op: a.Op(), adapter: envs.adapter(), size: -1}
+	return &evaluation{ctx: context.Background(), attrs: a, op: a.Op(), adapter: envs.adapter()}
 }
 
 // podObject returns a pod with n containers, each with an image, env vars and labels, as JSON.
@@ -199,7 +199,7 @@ func TestSizeBound(t *testing.T) {
 		{"a long name", Attributes{Name: long, Namespace: "n"}, len(long)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ev := &evaluation{attrs: tc.attrs, size: -1}
+			ev := &evaluation{attrs: tc.attrs}
 			assert.GreaterOrEqual(t, ev.sizeBound(), tc.min)
 			assert.GreaterOrEqual(t, ev.sizeBound(), 11, "at least the number of request's fields")
 		})

@@ -368,7 +368,7 @@ func (e *Engine) evaluation(ctx context.Context, a Attributes) *evaluation {
 	if ev == nil {
 		ev = &evaluation{docs: new(evalDocs)}
 	}
-	ev.ctx, ev.attrs, ev.op, ev.lookup, ev.adapter, ev.size = ctx, a, a.Op(), e.opts.Lookup, e.envs.adapter(), -1
+	ev.ctx, ev.attrs, ev.op, ev.lookup, ev.adapter = ctx, a, a.Op(), e.opts.Lookup, e.envs.adapter()
 	return ev
 }
 

@@ -204,12 +204,13 @@ type jsonDoc struct {
 // request.
 func (doc *jsonDoc) reset() {
 	// A slab is used from its start, and cleared up to its length at every reset: what lies
-	// beyond holds nothing.
+	// beyond holds nothing. scratch is rewritten from its start for every key, so a shorter key
+	// leaves a longer one's tail past its length: it is cleared whole. spans hold offsets only.
 	clear(doc.objects)
 	clear(doc.members)
 	clear(doc.arrays)
 	clear(doc.items)
-	clear(doc.scratch)
+	clear(doc.scratch[:cap(doc.scratch)])
 	*doc = jsonDoc{spans: keep(doc.spans), objects: keep(doc.objects), members: keep(doc.members),
 		arrays: keep(doc.arrays), items: keep(doc.items), scratch: keep(doc.scratch)}
 }

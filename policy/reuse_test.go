@@ -213,7 +213,7 @@ func TestReusedEvaluationsDecideAsFreshOnes(t *testing.T) {
 		// The reference: fresh state, and the objects decoded at once into values of their own
 		// (decodeJSONValue), not lazily into reused documents.
 		a := reviews[i]
-		fresh := &evaluation{ctx: context.Background(), attrs: a, op: a.Op(), lookup: e.opts.Lookup, adapter: e.envs.adapter(), size: -1, eager: true}
+		fresh := &evaluation{ctx: context.Background(), attrs: a, op: a.Op(), lookup: e.opts.Lookup, adapter: e.envs.adapter(), eager: true}
 		want[i] = result(e.evaluate(g, fresh))
 		switch {
 		case want[i].err != "":
@@ -314,4 +314,90 @@ func TestReleasedEvaluationDropsLargeBuffers(t *testing.T) {
 	assert.LessOrEqual(t, cap(ev.docs.object.objects), maxKept)
 	assert.LessOrEqual(t, cap(ev.docs.object.arrays), maxKept)
 	assert.LessOrEqual(t, cap(ev.docs.object.items), maxKept)
+}
+
+// TestPooledEvaluationTracksCost checks that an evaluation from the pool still tracks the cost of
+// a condition whose static bound the request exceeds: the per-call limit stops it and the deny
+// rule applies, on the first evaluation and on reused ones.
+func TestPooledEvaluationTracksCost(t *testing.T) {
+	var p v1alpha1.AccessPolicy
+	require.NoError(t, yaml.UnmarshalStrict([]byte(`apiVersion: gatehouse.dev/v1alpha1
+kind: AccessPolicy
+metadata: {name: p}
+spec:
+  rules:
+  - name: unique-names
+    action: deny
+    match: {operations: [CREATE], resources: [pods]}
+    condition: "!object.spec.containers.all(a, object.spec.containers.all(b, a.name != b.name || a == b))"
+`), &p))
+	e := NewEngine(EngineOptions{})
+	require.Empty(t, e.SetPolicies([]v1alpha1.AccessPolicy{p}))
+	c := e.current.Load().rules[0].rule.condition
+	require.NotNil(t, c.untracked, "the condition has a static bound")
+	obj := podObject(1500)
+	require.Greater(t, len(obj), c.untrackedUpTo)
+	a := Attributes{Operation: "CREATE", Verb: "create", Version: "v1", Resource: "pods", Namespace: "shop", Name: "web",
+		User: authenticationv1.UserInfo{Username: "agent"}, Object: obj}
+	for i := range 3 {
+		d, err := e.Evaluate(context.Background(), a)
+		require.NoError(t, err)
+		require.Equal(t, ActionDeny, d.Action, "evaluation %d: %s", i, d.Message)
+		require.Contains(t, d.Message, "cost", "evaluation %d", i)
+	}
+}
+
+// TestReleasedEvaluationHoldsNothingOfItsArrays is TestReleasedEvaluationHoldsNothingOfTheRequest
+// for a request whose arrays a condition reads, and for an escaped key compared before a shorter
+// one (the scratch buffer keeps the longer one's tail past its length).
+func TestReleasedEvaluationHoldsNothingOfItsArrays(t *testing.T) {
+	var extra, keys v1alpha1.AccessPolicy
+	require.NoError(t, yaml.UnmarshalStrict([]byte(reuseRules), &extra))
+	require.NoError(t, yaml.UnmarshalStrict([]byte(`apiVersion: gatehouse.dev/v1alpha1
+kind: AccessPolicy
+metadata: {name: keys}
+spec:
+  rules:
+  - name: r
+    action: deny
+    match: {operations: [CREATE], resources: [configmaps]}
+    condition: object.metadata.labels['sup3r-s3cret-label-key'] == 'y' || object.data['key'] == 'z'
+`), &keys))
+	tests := []struct {
+		name     string
+		policy   v1alpha1.AccessPolicy
+		resource string
+		object   string
+	}{
+		{"arrays", extra, "pods", `{"metadata":{"name":"web"},"spec":{"containers":[{"image":"nginx"},{"image":"registry.example/s3cr3t"}]}}`},
+		{"escaped keys", keys, "configmaps", `{"metadata":{"name":"cm","labels":{"sup3r-s3cret-l\u0061bel-key":"x"}},"data":{"key":"v","k\u0031":"v"}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := NewEngine(EngineOptions{Lookup: reuseLookup{}})
+			require.Empty(t, e.SetPolicies([]v1alpha1.AccessPolicy{tt.policy}))
+			a := Attributes{Operation: "CREATE", Verb: "create", Version: "v1", Resource: tt.resource, Namespace: "shop", Name: "web",
+				User: authenticationv1.UserInfo{Username: "agent"}, Object: []byte(tt.object)}
+			ev := e.evaluation(context.Background(), a)
+			_, err := e.evaluate(e.current.Load(), ev)
+			require.NoError(t, err)
+			doc := &ev.docs.object
+			if tt.resource == "pods" {
+				require.NotEmpty(t, doc.arrays)
+				require.NotEmpty(t, doc.items)
+			} else {
+				require.NotEmpty(t, doc.scratch)
+			}
+			e.release(ev)
+			for _, l := range doc.arrays[:cap(doc.arrays)] {
+				assert.Zero(t, l)
+			}
+			for _, v := range doc.items[:cap(doc.items)] {
+				assert.Nil(t, v)
+			}
+			for _, b := range doc.scratch[:cap(doc.scratch)] {
+				require.Zero(t, b, "released scratch holds bytes of the request")
+			}
+		})
+	}
 }

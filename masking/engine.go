@@ -152,7 +152,7 @@ func mergeIDs(a, b []int) []int {
 // there was any.
 func (a *automaton) scan(text []byte, trig []uint64) bool {
 	if a.next16 != nil {
-		return a.scanPair(text, trig)
+		return a.scanQuad(text, trig)
 	}
 	next, class, outFrom := a.next, &a.class, a.outFrom
 	s := int32(0)

@@ -317,3 +317,83 @@ func TestKeyCacheRandom(t *testing.T) {
 	}
 	require.Greater(t, secret, 1000)
 }
+
+// triggeredBy returns the IDs scan sets for text, and whether it found any.
+func triggeredBy(e *engine, text []byte, scan func(*automaton, []byte, []uint64) bool) ([]int, bool) {
+	trig := make([]uint64, e.words)
+	found := scan(e.ac, text, trig)
+	var ids []int
+	for id := 0; id < 64*len(trig); id++ {
+		if trig[id>>6]&(1<<(id&63)) != 0 {
+			ids = append(ids, id)
+		}
+	}
+	return ids, found
+}
+
+// TestScanQuadAsScan scans random texts full of keywords, many across the places where
+// scanQuad cuts them, in four parts and in one: the same detectors are triggered.
+func TestScanQuadAsScan(t *testing.T) {
+	m := newMasker(t, Config{Detectors: []DetectorSpec{{Name: "long-keyword", Regex: `zz[0-9]{8}`, Keywords: []string{"averyveryverylongkeyword"}}}})
+	require.NotNil(t, m.eng.ac.next16, "the scan under test is scan16's")
+	kws := append(allKeywords(), "averyveryverylongkeyword")
+	r := rand.New(rand.NewPCG(19, 5))
+	cut := 0
+	for range 30000 {
+		text := keywordText(r, kws, r.IntN(400))
+		if len(text) >= minQuadScan {
+			// A keyword that ends at every position around each cut, the end included.
+			q := len(text) / 4
+			for k := 1; k <= 4; k++ {
+				kw := kws[r.IntN(len(kws))]
+				at := k * q
+				if k == 4 {
+					at = len(text)
+				}
+				end := at - maxKeywordLen + r.IntN(2*maxKeywordLen+1)
+				if s := end - len(kw); s >= 0 && end <= len(text) {
+					copy(text[s:end], kw)
+					cut++
+				}
+			}
+		}
+		want, wantFound := triggeredBy(m.eng, text, (*automaton).scan16)
+		got, gotFound := triggeredBy(m.eng, text, (*automaton).scanQuad)
+		require.Equal(t, want, got, "text %q", text)
+		require.Equal(t, wantFound, gotFound, "text %q", text)
+	}
+	require.Greater(t, cut, 50000, "keywords were planted at the cuts")
+}
+
+func FuzzScanQuad(f *testing.F) {
+	f.Add([]byte("server: x\npassword=pw-1234-Qx7f\nuser=app and an AKIA key ghp_ sk-proj- token, and some more text to pass the length at which the text is cut in four"))
+	m, err := New(Config{Key: testKey})
+	require.NoError(f, err)
+	f.Fuzz(func(t *testing.T, text []byte) {
+		want, wantFound := triggeredBy(m.eng, text, (*automaton).scan16)
+		got, gotFound := triggeredBy(m.eng, text, (*automaton).scanQuad)
+		require.Equal(t, want, got)
+		require.Equal(t, wantFound, gotFound)
+	})
+}
+
+// TestSecretAcrossTheQuarters slides a password assignment, a token and an authorization
+// header through texts of several lengths, so that the keyword crosses each place where
+// scanQuad cuts the text, at every offset: the secret is masked wherever it is.
+func TestSecretAcrossTheQuarters(t *testing.T) {
+	m := newMasker(t, Config{})
+	for _, secret := range []string{"password=Zq8-hunter2-Wx", "ghp_Zk29fLq0Pz81mMvXa7Qw3Rt5Yu9Io2Lk4Jh6", "Authorization: Bearer eyQ0x9Zk2LmN4pQr8sTu", "DB_PASSWORD: Zq8-hunter2-Wx"} {
+		for _, n := range []int{minQuadScan - 1, minQuadScan, 67, 130, 203} {
+			for at := 0; at+len(secret) <= max(n, len(secret)); at++ {
+				text := []byte(strings.Repeat(" ", at) + secret + strings.Repeat(" ", max(0, n-at-len(secret))))
+				out, _ := m.Text(nil, text)
+				v := secret[strings.LastIndexAny(secret, "= ")+1:]
+				require.NotContains(t, string(out), v, "text %q", text)
+				doc := `{"kind":"ConfigMap","apiVersion":"v1","data":{"f":` + quote(string(text)) + `}}`
+				out, _, err := m.JSON(nil, []byte(doc), Target{Resource: "configmaps"})
+				require.NoError(t, err)
+				require.NotContains(t, string(out), v, "doc %s", doc)
+			}
+		}
+	}
+}

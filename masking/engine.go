@@ -198,6 +198,57 @@ type engine struct {
 	// clean is set for the fixed syntaxes no keyword can occur in (syntax.go); never for
 	// synNone.
 	clean [numSyntaxes]bool
+	// raw holds rawNoFindings' tables; nil when it is off (a detector without keywords does
+	// not say what it needs).
+	raw *rawTables
+}
+
+// rawTables tell rawNoFindings what the bytes of a JSON string body (escapes not decoded)
+// mean.
+type rawTables struct {
+	// stop: the text may hold a finding or a nested document; decode and search it.
+	stop [256]bool
+	// safeEsc, by an escape's letter: the escape cannot hide a keyword.
+	safeEsc [256]bool
+}
+
+// escapeDecodes maps the letter of each JSON escape but \u to the byte it stands for.
+var escapeDecodes = [...]struct{ letter, b byte }{
+	{'"', '"'}, {'\\', '\\'}, {'/', '/'}, {'b', '\b'}, {'f', '\f'}, {'n', '\n'}, {'r', '\r'}, {'t', '\t'},
+}
+
+// newRawTables builds rawNoFindings' tables from the keywords of the automaton (lower case,
+// cut) and the bytes the detectors without keywords need, or returns nil when one of those
+// does not say. A JSON string's text is its body with each escape replaced by the byte it
+// stands for; the bytes between escapes are the same in both. So a keyword that occurs in the
+// text occurs in the body too, unless an escape's byte is part of it: then the escape's
+// backslash and letter stand in the body where the keyword has that byte. An escape is
+// therefore safe only when its byte occurs in no keyword, or, for \", \\ and \/, whose letter
+// is the byte itself, only at a keyword's start (the body then holds the keyword from that
+// letter on); and never when its byte stops the prefilter. \u escapes, which can stand for
+// any byte, are never safe.
+func newRawTables(keywords []string, always []*detector) *rawTables {
+	t := &rawTables{}
+	for _, d := range always {
+		if d.needsAny == "" {
+			return nil
+		}
+		for i := 0; i < len(d.needsAny); i++ {
+			t.stop[d.needsAny[i]] = true
+		}
+	}
+	// The start of a nested document, which textEdits walks.
+	t.stop['{'], t.stop['['] = true, true
+	for _, esc := range escapeDecodes {
+		safe := !t.stop[esc.b]
+		for _, k := range keywords {
+			for i := 0; i < len(k) && safe; i++ {
+				safe = k[i] != esc.b || (i == 0 && esc.letter == esc.b)
+			}
+		}
+		t.safeEsc[esc.letter] = safe
+	}
+	return t
 }
 
 // maxKeywordLen is the length to which keywords are cut: it keeps the automaton's table small
@@ -234,6 +285,11 @@ func newEngine(dets []*detector, nids int, disabled []bool) *engine {
 		words = append(words, k)
 	}
 	e.clean = syntaxClean(words)
+	always := make([]*detector, len(e.always))
+	for i, id := range e.always {
+		always[i] = e.dets[id]
+	}
+	e.raw = newRawTables(words, always)
 	for _, id := range e.always {
 		if e.dets[id].findW != nil {
 			// It works with the walker's state; noFindings does not run it twice.
@@ -275,6 +331,35 @@ func (e *engine) find(w *walker, text []byte, trig []uint64, spans []span) []spa
 		}
 	}
 	return mergeSpans(spans[:n])
+}
+
+// rawNoFindings reports, from the body of a JSON string (raw, escapes not decoded, already
+// validated), that the detectors find nothing in the string's text and that it holds no nested
+// document: no byte a detector without keywords needs, no { or [, only escapes that cannot
+// hide a keyword (newRawTables), and no keyword in the body, which holds every keyword of the
+// text. Then the text need not be decoded nor searched. It returns false when it cannot tell.
+// trig is as for find, and is left zero.
+func (e *engine) rawNoFindings(raw []byte, trig []uint64) bool {
+	t := e.raw
+	if t == nil {
+		return false
+	}
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; {
+		case t.stop[c]:
+			return false
+		case c == '\\':
+			// A validated body has the escape's letter after the backslash.
+			if i++; i >= len(raw) || !t.safeEsc[raw[i]] {
+				return false
+			}
+		}
+	}
+	if e.ac.scan(raw, trig) {
+		clear(trig)
+		return false
+	}
+	return true
 }
 
 // mergeSpans sorts spans by start and merges overlapping ones. A merged span is counted under

@@ -397,3 +397,73 @@ func TestSecretAcrossTheQuarters(t *testing.T) {
 		}
 	}
 }
+
+// requireMayBeSecret checks mayBeSecret on k: it is true for every key classifyKey gives a
+// class, and reports whether classifyKey did.
+func requireMayBeSecret(t *testing.T, k []byte) bool {
+	t.Helper()
+	secret := classifyKey(k) != keyPlain
+	if secret {
+		require.True(t, mayBeSecret(k), "key %q", k)
+	}
+	return secret
+}
+
+// TestMayBeSecret builds keys from the words of the tables, in every case style, with plurals,
+// prefixes, digits and separators after them, and from random bytes around them: mayBeSecret
+// never turns one that classifyKey gives a class away.
+func TestMayBeSecret(t *testing.T) {
+	words := append([]string{"sig", "key", "apiKey", "API_KEY", "word", "sigs", "keys"}, passwordSuffixes...)
+	words = append(append(words, passwordWords...), secretSuffixes...)
+	styles := []func(string) string{
+		func(s string) string { return s },
+		strings.ToUpper,
+		func(s string) string { return strings.ToUpper(s[:1]) + s[1:] },
+		func(s string) string { return s + "s" },
+		func(s string) string { return strings.ToUpper(s) + "S" },
+	}
+	prefixes := []string{"", "db_", "DB_", "x-", "my", "My", "api.", "--", "a1", "public_", "checksum/", "é"}
+	suffixes := []string{"", "_1", "2", "-", ".", "__", " ", "=", "é", "s", "S"}
+	secret := 0
+	for _, w := range words {
+		for _, st := range styles {
+			for _, p := range prefixes {
+				for _, sfx := range suffixes {
+					if requireMayBeSecret(t, []byte(p+st(w)+sfx)) {
+						secret++
+					}
+				}
+			}
+		}
+	}
+	require.Greater(t, secret, 1000)
+	r := rand.New(rand.NewPCG(19, 10))
+	const alphabet = "aAbBcCdDeEfFgGhHiIkKlLnNoOpPrRsStTuUwWyYzZ0129_-./: é"
+	for range 200000 {
+		var b []byte
+		if r.IntN(2) == 0 {
+			b = append(b, words[r.IntN(len(words))]...)
+		}
+		for range r.IntN(6) {
+			b = append(b, alphabet[r.IntN(len(alphabet))])
+		}
+		if r.IntN(2) == 0 {
+			b = append(b, words[r.IntN(len(words))]...)
+		}
+		for range r.IntN(3) {
+			b = append(b, alphabet[r.IntN(len(alphabet))])
+		}
+		requireMayBeSecret(t, b)
+	}
+}
+
+func FuzzMayBeSecret(f *testing.F) {
+	for _, k := range []string{"password", "DB_PASSWORD", "apiKey", "tokens", "pws", "x_sig_2", "user"} {
+		f.Add([]byte(k))
+	}
+	f.Fuzz(func(t *testing.T, k []byte) {
+		requireMayBeSecret(t, k)
+		var kc keyCache
+		require.Equal(t, classifyKey(k), kc.classify(k))
+	})
+}

@@ -206,11 +206,18 @@ type engine struct {
 // rawTables tell rawNoFindings what the bytes of a JSON string body (escapes not decoded)
 // mean.
 type rawTables struct {
-	// stop: the text may hold a finding or a nested document; decode and search it.
-	stop [256]bool
+	// flags has rawStop for the bytes after which the text may hold a finding or a nested
+	// document (decode and search it), and rawBackslash for the backslash.
+	flags [256]uint8
 	// safeEsc, by an escape's letter: the escape cannot hide a keyword.
 	safeEsc [256]bool
 }
+
+// Flags of rawTables.flags.
+const (
+	rawStop uint8 = 1 << iota
+	rawBackslash
+)
 
 // escapeDecodes maps the letter of each JSON escape but \u to the byte it stands for.
 var escapeDecodes = [...]struct{ letter, b byte }{
@@ -234,13 +241,15 @@ func newRawTables(keywords []string, always []*detector) *rawTables {
 			return nil
 		}
 		for i := 0; i < len(d.needsAny); i++ {
-			t.stop[d.needsAny[i]] = true
+			t.flags[d.needsAny[i]] |= rawStop
 		}
 	}
 	// The start of a nested document, which textEdits walks.
-	t.stop['{'], t.stop['['] = true, true
+	t.flags['{'] |= rawStop
+	t.flags['['] |= rawStop
+	t.flags['\\'] |= rawBackslash
 	for _, esc := range escapeDecodes {
-		safe := !t.stop[esc.b]
+		safe := t.flags[esc.b]&rawStop == 0
 		for _, k := range keywords {
 			for i := 0; i < len(k) && safe; i++ {
 				safe = k[i] != esc.b || (i == 0 && esc.letter == esc.b)
@@ -345,11 +354,11 @@ func (e *engine) rawNoFindings(raw []byte, trig []uint64) bool {
 		return false
 	}
 	for i := 0; i < len(raw); i++ {
-		switch c := raw[i]; {
-		case t.stop[c]:
-			return false
-		case c == '\\':
-			// A validated body has the escape's letter after the backslash.
+		if f := t.flags[raw[i]]; f != 0 {
+			if f&rawStop != 0 {
+				return false
+			}
+			// A backslash. A validated body has the escape's letter after it.
 			if i++; i >= len(raw) || !t.safeEsc[raw[i]] {
 				return false
 			}

@@ -261,7 +261,7 @@ func TestRawTablesEscapes(t *testing.T) {
 		require.Equal(t, c.safe, m.eng.raw.safeEsc[c.letter], "escape \\%c", c.letter)
 	}
 	for _, c := range []byte(".|%{[") {
-		require.True(t, m.eng.raw.stop[c], "%c", c)
+		require.Equal(t, rawStop, m.eng.raw.flags[c], "%c", c)
 	}
 }
 

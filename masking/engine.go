@@ -198,65 +198,26 @@ type engine struct {
 	// clean is set for the fixed syntaxes no keyword can occur in (syntax.go); never for
 	// synNone.
 	clean [numSyntaxes]bool
-	// raw holds rawNoFindings' tables; nil when it is off (a detector without keywords does
-	// not say what it needs).
-	raw *rawTables
+	// stop has the bytes at which prefilter stops: those a detector without keywords needs,
+	// and the starts of nested documents. nil when prefilter is off (a detector without
+	// keywords does not say what it needs).
+	stop *[256]bool
 }
 
-// rawTables tell rawNoFindings what the bytes of a JSON string body (escapes not decoded)
-// mean.
-type rawTables struct {
-	// flags has rawStop for the bytes after which the text may hold a finding or a nested
-	// document (decode and search it), and rawBackslash for the backslash.
-	flags [256]uint8
-	// safeEsc, by an escape's letter: the escape cannot hide a keyword.
-	safeEsc [256]bool
-}
-
-// Flags of rawTables.flags.
-const (
-	rawStop uint8 = 1 << iota
-	rawBackslash
-)
-
-// escapeDecodes maps the letter of each JSON escape but \u to the byte it stands for.
-var escapeDecodes = [...]struct{ letter, b byte }{
-	{'"', '"'}, {'\\', '\\'}, {'/', '/'}, {'b', '\b'}, {'f', '\f'}, {'n', '\n'}, {'r', '\r'}, {'t', '\t'},
-}
-
-// newRawTables builds rawNoFindings' tables from the keywords of the automaton (lower case,
-// cut) and the bytes the detectors without keywords need, or returns nil when one of those
-// does not say. A JSON string's text is its body with each escape replaced by the byte it
-// stands for; the bytes between escapes are the same in both. So a keyword that occurs in the
-// text occurs in the body too, unless an escape's byte is part of it: then the escape's
-// backslash and letter stand in the body where the keyword has that byte. An escape is
-// therefore safe only when its byte occurs in no keyword, or, for \", \\ and \/, whose letter
-// is the byte itself, only at a keyword's start (the body then holds the keyword from that
-// letter on); and never when its byte stops the prefilter. \u escapes, which can stand for
-// any byte, are never safe.
-func newRawTables(keywords []string, always []*detector) *rawTables {
-	t := &rawTables{}
+// newStops builds prefilter's stop bytes, or returns nil when a detector without keywords
+// does not say what it needs.
+func newStops(always []*detector) *[256]bool {
+	t := new([256]bool)
 	for _, d := range always {
 		if d.needsAny == "" {
 			return nil
 		}
 		for i := 0; i < len(d.needsAny); i++ {
-			t.flags[d.needsAny[i]] |= rawStop
+			t[d.needsAny[i]] = true
 		}
 	}
-	// The start of a nested document, which textEdits walks.
-	t.flags['{'] |= rawStop
-	t.flags['['] |= rawStop
-	t.flags['\\'] |= rawBackslash
-	for _, esc := range escapeDecodes {
-		safe := t.flags[esc.b]&rawStop == 0
-		for _, k := range keywords {
-			for i := 0; i < len(k) && safe; i++ {
-				safe = k[i] != esc.b || (i == 0 && esc.letter == esc.b)
-			}
-		}
-		t.safeEsc[esc.letter] = safe
-	}
+	// The starts of nested documents, which textEdits walks.
+	t['{'], t['['] = true, true
 	return t
 }
 
@@ -298,7 +259,7 @@ func newEngine(dets []*detector, nids int, disabled []bool) *engine {
 	for i, id := range e.always {
 		always[i] = e.dets[id]
 	}
-	e.raw = newRawTables(words, always)
+	e.stop = newStops(always)
 	for _, id := range e.always {
 		if e.dets[id].findW != nil {
 			// It works with the walker's state; noFindings does not run it twice.
@@ -318,6 +279,18 @@ func (e *engine) find(w *walker, text []byte, trig []uint64, spans []span) []spa
 	if !e.ac.scan(text, trig) && len(e.always) == 0 {
 		return spans
 	}
+	return e.run(w, text, trig, spans)
+}
+
+// findScanned is find for a text of minDetectLen bytes or more whose keywords the automaton
+// has already put in trig (prefilter).
+func (e *engine) findScanned(w *walker, text []byte, trig []uint64, spans []span) []span {
+	return e.run(w, text, trig, spans[:0])
+}
+
+// run runs the detectors triggered in trig and those without keywords on text, clears trig and
+// appends the merged, sorted spans of what they find to spans.
+func (e *engine) run(w *walker, text []byte, trig []uint64, spans []span) []span {
 	for _, id := range e.always {
 		trig[id>>6] |= 1 << (id & 63)
 	}
@@ -342,33 +315,29 @@ func (e *engine) find(w *walker, text []byte, trig []uint64, spans []span) []spa
 	return mergeSpans(spans[:n])
 }
 
-// rawNoFindings reports, from the body of a JSON string (raw, escapes not decoded, already
-// validated), that the detectors find nothing in the string's text and that it holds no nested
-// document: no byte a detector without keywords needs, no { or [, only escapes that cannot
-// hide a keyword (newRawTables), and no keyword in the body, which holds every keyword of the
-// text. Then the text need not be decoded nor searched. It returns false when it cannot tell.
-// trig is as for find, and is left zero.
-func (e *engine) rawNoFindings(raw []byte, trig []uint64) bool {
-	t := e.raw
+// prefilter tells, before the detectors run on a plain string's text, what can be told
+// without them. none: they find nothing in it, and it holds no nested document; it has no byte
+// a detector without keywords needs (detector.needsAny), no { or [, and no keyword. scanned:
+// it has none of those bytes either, but keywords, whose detectors' bits the keyword scan has
+// set in trig; findScanned runs them without scanning the text again. Otherwise (false,
+// false) the text goes through textEdits. trig is as for find; it is left zero unless scanned.
+func (e *engine) prefilter(text []byte, trig []uint64) (none, scanned bool) {
+	t := e.stop
 	if t == nil {
-		return false
+		return false, false
 	}
-	for i := 0; i < len(raw); i++ {
-		if f := t.flags[raw[i]]; f != 0 {
-			if f&rawStop != 0 {
-				return false
-			}
-			// A backslash. A validated body has the escape's letter after it.
-			if i++; i >= len(raw) || !t.safeEsc[raw[i]] {
-				return false
-			}
+	for _, c := range text {
+		if t[c] {
+			return false, false
 		}
 	}
-	if e.ac.scan(raw, trig) {
-		clear(trig)
-		return false
+	if len(text) < minDetectLen {
+		return true, false
 	}
-	return true
+	if !e.ac.scan(text, trig) {
+		return true, false
+	}
+	return false, true
 }
 
 // mergeSpans sorts spans by start and merges overlapping ones. A merged span is counted under

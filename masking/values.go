@@ -159,11 +159,6 @@ func (w *walker) maskText(i, end int, esc bool, c vctx) {
 		// or timestamp): the detectors would find nothing (syntax.go).
 		return
 	}
-	if kc == keyPlain && !bytes.HasPrefix(raw, gzipBase64Prefix) && w.m.eng.rawNoFindings(raw, w.trig) {
-		// Nothing a detector looks for, told from the string as it stands, without decoding
-		// its escapes (engine.rawNoFindings). Base64 of gzip data is looked into below.
-		return
-	}
 	if w.m.hasExemptions && w.exempt(c, -1) {
 		return
 	}
@@ -192,10 +187,18 @@ func (w *walker) maskText(i, end int, esc bool, c vctx) {
 			return
 		}
 	}
-	// JSON documents in the value are masked as documents, unless an exemption turns some
-	// detectors off for this value: the walker of a nested document does not know it.
-	nested := !w.m.hasExemptions || !w.exemptsSome(c)
-	w.tedits = w.textEdits(w.tedits[:0], text, &c, nested)
+	switch none, scanned := w.m.eng.prefilter(text, w.trig); {
+	case none:
+		// Nothing a detector looks for (engine.prefilter).
+		return
+	case scanned:
+		w.tedits = w.scannedEdits(w.tedits[:0], text, &c)
+	default:
+		// JSON documents in the value are masked as documents, unless an exemption turns
+		// some detectors off for this value: the walker of a nested document does not know it.
+		nested := !w.m.hasExemptions || !w.exemptsSome(c)
+		w.tedits = w.textEdits(w.tedits[:0], text, &c, nested)
+	}
 	if len(w.tedits) > 0 {
 		w.spliceEdits(i, end, esc, text, w.tedits)
 	}

@@ -4,18 +4,19 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 )
 
-// oracleMasker returns a Masker like m's configuration builds, with the raw prefilter off: it
-// masks every string as the engine did before the prefilter existed.
+// oracleMasker returns a Masker of the configuration with the prefilter off: it masks every
+// string as the engine did before the prefilter existed.
 func oracleMasker(t testing.TB, cfg Config) *Masker {
 	t.Helper()
 	o := newMasker(t, cfg)
-	o.eng.raw = nil
+	o.eng.stop = nil
 	return o
 }
 
@@ -44,7 +45,7 @@ func escapeBody(r *rand.Rand, s string, escapeRate int) []byte {
 	return b
 }
 
-// rawTexts are pieces of texts for the prefilter's tests: keywords, credentials, the bytes
+// rawPieces are pieces of texts for the prefilter's tests: keywords, credentials, the bytes
 // that stop it, and filler.
 var rawPieces = []string{
 	"password=hunter2-Qx7f", "PASSWORD: Zq8-hunter2-Wx", "token ", "Bearer eyQ0x9Zk2LmN4pQr8sTu", "key=Zk29fLq0Pz81mMvX",
@@ -65,40 +66,52 @@ func rawText(r *rand.Rand) string {
 	return b.String()
 }
 
-// requireRawSound checks the prefilter on the JSON string body raw: when it says the detectors
-// find nothing, they find nothing in the decoded text, which holds no nested document either.
-func requireRawSound(t *testing.T, m *Masker, w *walker, raw []byte) {
+// requirePrefilterSound checks the prefilter on the text of the JSON string body raw: when
+// it says the detectors find nothing, they find nothing, and the text holds no nested document;
+// when it has scanned the text, the detectors find what they find after their own scan.
+func requirePrefilterSound(t *testing.T, m *Masker, w *walker, raw []byte) bool {
 	t.Helper()
-	if !m.eng.rawNoFindings(raw, w.trig) {
-		return
-	}
-	for _, x := range w.trig {
-		require.Zero(t, x, "trig is left zero")
-	}
 	text := unescape(nil, raw)
-	require.Empty(t, m.eng.find(w, text, w.trig, nil), "raw %q", raw)
-	require.False(t, bytes.ContainsAny(text, "{["), "raw %q", raw)
+	none, scanned := m.eng.prefilter(text, w.trig)
+	switch {
+	case none:
+		for _, x := range w.trig {
+			require.Zero(t, x, "trig is left zero")
+		}
+		require.Empty(t, m.eng.find(w, text, w.trig, nil), "raw %q", raw)
+		require.False(t, bytes.ContainsAny(text, "{["), "raw %q", raw)
+	case scanned:
+		require.False(t, bytes.ContainsAny(text, "{["), "raw %q", raw)
+		got := slices.Clone(m.eng.findScanned(w, text, w.trig, nil))
+		for _, x := range w.trig {
+			require.Zero(t, x, "trig is left zero")
+		}
+		require.Equal(t, m.eng.find(w, text, w.trig, nil), got, "raw %q", raw)
+	default:
+		for _, x := range w.trig {
+			require.Zero(t, x, "trig is left zero")
+		}
+	}
+	return none
 }
 
-// TestRawPrefilterSound decodes random string bodies, full of keywords, credentials and
-// escapes of every kind, and runs the detectors on each one the prefilter passes over.
-func TestRawPrefilterSound(t *testing.T) {
+// TestPrefilterSound decodes random string bodies, full of keywords, credentials and escapes
+// of every kind, and runs the detectors on each one the prefilter passes over or has scanned.
+func TestPrefilterSound(t *testing.T) {
 	m := newMasker(t, Config{})
-	require.NotNil(t, m.eng.raw, "the built-in detectors let the prefilter work")
+	require.NotNil(t, m.eng.stop, "the built-in detectors let the prefilter work")
 	w := newWalker(m)
 	r := rand.New(rand.NewPCG(19, 6))
 	skipped := 0
 	for i := range 50000 {
-		raw := escapeBody(r, rawText(r), []int{0, 5, 30}[i%3])
-		requireRawSound(t, m, w, raw)
-		if m.eng.rawNoFindings(raw, w.trig) {
+		if requirePrefilterSound(t, m, w, escapeBody(r, rawText(r), []int{0, 5, 30}[i%3])) {
 			skipped++
 		}
 	}
 	require.Greater(t, skipped, 1000, "the prefilter passes over some texts: the test can fail")
 }
 
-func FuzzRawPrefilter(f *testing.F) {
+func FuzzPrefilter(f *testing.F) {
 	for _, s := range []string{`server:\n  port: 8080\n`, `p\u0061ssword=x`, `kind: \"Secret\"`, `a\/\/b`, `\u002e`} {
 		f.Add([]byte(s))
 	}
@@ -108,10 +121,10 @@ func FuzzRawPrefilter(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		// b as a string body, if it is one, and b's bytes escaped.
 		if end, _, err := scanString(append(append([]byte{'"'}, b...), '"'), 0); err == nil && end == len(b)+2 {
-			requireRawSound(t, m, w, b)
+			requirePrefilterSound(t, m, w, b)
 		}
 		r := rand.New(rand.NewPCG(uint64(len(b)), 7))
-		requireRawSound(t, m, w, escapeBody(r, string(b), 20))
+		requirePrefilterSound(t, m, w, escapeBody(r, string(b), 20))
 	})
 }
 
@@ -143,9 +156,9 @@ func requireAsOracle(t *testing.T, m, o *Masker, doc []byte) []byte {
 	return got
 }
 
-// TestRawPrefilterAsOracle masks random ConfigMaps whose values are written with random
+// TestPrefilterAsOracle masks random ConfigMaps whose values are written with random
 // escapes, with the prefilter and without: the same output.
-func TestRawPrefilterAsOracle(t *testing.T) {
+func TestPrefilterAsOracle(t *testing.T) {
 	m, o := newMasker(t, Config{}), oracleMasker(t, Config{})
 	r := rand.New(rand.NewPCG(19, 8))
 	changed := 0
@@ -162,14 +175,14 @@ func TestRawPrefilterAsOracle(t *testing.T) {
 	require.Greater(t, changed, 1000, "secrets are masked: the test can fail")
 }
 
-func FuzzRawPrefilterAsOracle(f *testing.F) {
+func FuzzPrefilterAsOracle(f *testing.F) {
 	f.Add([]byte(`server:\n  port: 8080\n`), []byte(`p\u0061ssword=hunter2-Qx7f`))
 	f.Add([]byte(`kind: \"Secret\"\ndata:\n  a: b`), []byte(`https:\/\/u:pw-Qx7f@h\/x`))
 	m, err := New(Config{Key: testKey})
 	require.NoError(f, err)
 	o, err := New(Config{Key: testKey})
 	require.NoError(f, err)
-	o.eng.raw = nil
+	o.eng.stop = nil
 	f.Fuzz(func(t *testing.T, a, b []byte) {
 		doc := configMapDoc(a, b)
 		got, _, gotErr := m.JSON(nil, doc, Target{Resource: "configmaps"})
@@ -179,12 +192,12 @@ func FuzzRawPrefilterAsOracle(f *testing.F) {
 	})
 }
 
-// TestRawPrefilterAttacks hides credentials from the prefilter every way the string body
+// TestPrefilterAttacks hides credentials from the prefilter every way the string body
 // allows: keywords written with \u escapes, short escapes inside keywords and separators,
 // escaped slashes and quotes, mixed case, a credential at the very start and end of the
 // string, after long filler, and across the places where the keyword scan cuts long texts.
 // Each is masked, as without the prefilter.
-func TestRawPrefilterAttacks(t *testing.T) {
+func TestPrefilterAttacks(t *testing.T) {
 	m, o := newMasker(t, Config{}), oracleMasker(t, Config{})
 	long := strings.Repeat("lorem ipsum dolor sit amet ", 4000)
 	cases := []struct {
@@ -239,30 +252,14 @@ func TestRawPrefilterAttacks(t *testing.T) {
 	}
 }
 
-// TestRawPrefilterOff checks when the prefilter cannot work: a custom detector without
+// TestPrefilterOff checks when the prefilter cannot work: a custom detector without
 // keywords might find anything anywhere.
-func TestRawPrefilterOff(t *testing.T) {
+func TestPrefilterOff(t *testing.T) {
 	m := newMasker(t, Config{Detectors: []DetectorSpec{{Name: "order-id", Regex: `ORD[0-9]{6}`}}})
-	require.Nil(t, m.eng.raw)
+	require.Nil(t, m.eng.stop)
 	out, _, err := m.JSON(nil, configMapDoc([]byte(`order ORD123456 shipped`)), Target{Resource: "configmaps"})
 	require.NoError(t, err)
 	require.NotContains(t, string(out), "ORD123456")
-}
-
-// TestRawTablesEscapes checks which escapes the built-in detectors' keywords let the
-// prefilter read past: line breaks and tabs, which no keyword has; not \" or \/, which some
-// keywords have after their start ("kty", ://); never \u.
-func TestRawTablesEscapes(t *testing.T) {
-	m := newMasker(t, Config{})
-	for _, c := range []struct {
-		letter byte
-		safe   bool
-	}{{'n', true}, {'t', true}, {'r', true}, {'b', true}, {'f', true}, {'\\', true}, {'"', false}, {'/', false}, {'u', false}} {
-		require.Equal(t, c.safe, m.eng.raw.safeEsc[c.letter], "escape \\%c", c.letter)
-	}
-	for _, c := range []byte(".|%{[") {
-		require.Equal(t, rawStop, m.eng.raw.flags[c], "%c", c)
-	}
 }
 
 // TestDottedNeedsAny checks what findDotted declares to the prefilter: with its bytes taken out

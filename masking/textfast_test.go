@@ -467,3 +467,43 @@ func FuzzMayBeSecret(f *testing.F) {
 		require.Equal(t, classifyKey(k), kc.classify(k))
 	})
 }
+
+// startsLineForward is lineReader.startsLine as it was: every byte read forward once.
+func (r *lineReader) startsLineForward(text []byte, sep int) bool {
+	for ; r.pos < sep; r.pos++ {
+		c := text[r.pos]
+		if isSpace(c) {
+			r.word = r.pos + 1
+		}
+		if c == '\n' {
+			r.notIndent = -1
+		} else if r.notIndent < 0 && !isIndent(c) {
+			r.notIndent = r.pos
+		}
+	}
+	return r.notIndent < 0 || r.notIndent >= r.word
+}
+
+// TestLineReaderAsForward asks one line reader, as findAssignments does, about ascending
+// separators of random texts of lines, blanks, indentation and keys, and checks each answer and
+// the state it keeps against the reader that read every byte forward, and the answer against
+// the reading back from the separator.
+func TestLineReaderAsForward(t *testing.T) {
+	frags := []string{"\n", "\r\n", " ", "  ", "\t", "-", "- ", "\"", "'", "key", "password", "=", ":", "x y", "\r", "#"}
+	r := rand.New(rand.NewPCG(19, 12))
+	starts := 0
+	for range 20000 {
+		text := pieces(r, frags, r.IntN(30))
+		got, want := lineReader{notIndent: -1}, lineReader{notIndent: -1}
+		for sep := 0; sep <= len(text); sep += r.IntN(6) {
+			a, b := got.startsLine(text, sep), want.startsLineForward(text, sep)
+			require.Equal(t, b, a, "text %q sep %d", text, sep)
+			require.Equal(t, want, got, "text %q sep %d", text, sep)
+			require.Equal(t, startsLineBack(text, sep), a, "text %q sep %d", text, sep)
+			if a {
+				starts++
+			}
+		}
+	}
+	require.Greater(t, starts, 10000)
+}

@@ -507,3 +507,40 @@ func TestLineReaderAsForward(t *testing.T) {
 	}
 	require.Greater(t, starts, 10000)
 }
+
+// requireUnescapeValid checks unescapeValid on the string body raw, if scanString accepts it,
+// against unescape, appending to a prefix.
+func requireUnescapeValid(t *testing.T, raw []byte) bool {
+	t.Helper()
+	doc := append(append([]byte{'"'}, raw...), '"')
+	if end, _, err := scanString(doc, 0); err != nil || end != len(doc) {
+		return false
+	}
+	want := unescape([]byte("prefix"), raw)
+	require.Equal(t, string(want), string(unescapeValid([]byte("prefix"), raw)), "raw %q", raw)
+	return true
+}
+
+// TestUnescapeValid decodes random valid string bodies, with every kind of escape (surrogate
+// pairs, lone surrogates, escaped backslashes before letters) and multi-byte UTF-8: the text of
+// unescape.
+func TestUnescapeValid(t *testing.T) {
+	frags := []string{`\n`, `\t`, `\r`, `\b`, `\f`, `\"`, `\\`, `\/`, `\\n`, `\u0041`, `\u00e9`, `\uD83D\uDE00`, `\uD83D`, `\uDE00`, `\uD83Dx`,
+		`\u005c`, `\u005cn`, "é", "日本", "\U0001F600", "a", "password=x", " ", "\\\\\\\\"}
+	r := rand.New(rand.NewPCG(19, 13))
+	checked := 0
+	for range 20000 {
+		if requireUnescapeValid(t, pieces(r, frags, r.IntN(12))) {
+			checked++
+		}
+	}
+	require.Greater(t, checked, 15000)
+}
+
+func FuzzUnescapeValid(f *testing.F) {
+	f.Add([]byte(`a\nb\u00e9\uD83D\uDE00\\\/"`))
+	f.Add([]byte(`server:\n  port: 8080\n`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		requireUnescapeValid(t, raw)
+	})
+}

@@ -63,7 +63,7 @@ func (w *walker) text(i, end int, esc bool) []byte {
 	if !esc {
 		return raw
 	}
-	w.unesc = unescape(w.unesc[:0], raw)
+	w.unesc = unescapeValid(w.unesc[:0], raw)
 	return w.unesc
 }
 

@@ -1,5 +1,7 @@
 package masking
 
+import "bytes"
+
 // This file holds the detector for credentials assigned to secret-sounding keys in free text:
 // key=value and key: value pairs (connection strings, properties, YAML, logfmt, query strings,
 // JSON documents held as text) and command-line flags (--password value).
@@ -123,18 +125,33 @@ type lineReader struct {
 func isIndent(c byte) bool { return c == ' ' || c == '\t' || c == '-' || c == '"' || c == '\'' }
 
 // startsLine reports whether the key before text[sep] starts its line; sep is not before the
-// separator asked about last.
+// separator asked about last. The bytes read since then are searched from their end for the
+// last blank and the last line break, and from that on for the first byte that is not
+// indentation, each search stopping at what it looks for: each byte is read at most three
+// times in all, most once or not at all.
 func (r *lineReader) startsLine(text []byte, sep int) bool {
-	for ; r.pos < sep; r.pos++ {
-		c := text[r.pos]
-		if isSpace(c) {
-			r.word = r.pos + 1
+	if sep > r.pos {
+		seg := text[r.pos:sep]
+		for j := len(seg) - 1; j >= 0; j-- {
+			if isSpace(seg[j]) {
+				r.word = r.pos + j + 1
+				break
+			}
 		}
-		if c == '\n' {
+		from := r.pos // where sep's line, or the part of it not read before, starts
+		if n := bytes.LastIndexByte(seg, '\n'); n >= 0 {
 			r.notIndent = -1
-		} else if r.notIndent < 0 && !isIndent(c) {
-			r.notIndent = r.pos
+			from = r.pos + n + 1
 		}
+		if r.notIndent < 0 {
+			for j := from; j < sep; j++ {
+				if !isIndent(text[j]) {
+					r.notIndent = j
+					break
+				}
+			}
+		}
+		r.pos = sep
 	}
 	// The word before the separator is preceded on its line by indentation only.
 	return r.notIndent < 0 || r.notIndent >= r.word

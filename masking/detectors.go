@@ -121,6 +121,10 @@ type detector struct {
 	// requires is a byte every match of re contains: a text without it is not searched (RE2
 	// runs expressions with large counted repetitions on its slowest engine).
 	requires byte
+	// needsAny, for a detector without keywords, lists bytes one of which every text it finds
+	// anything in contains: the engine's raw prefilter (engine.rawNoFindings) skips texts
+	// without them. Empty when there are none, which turns that prefilter off.
+	needsAny string
 }
 
 // span is a part of a text to mask and the detector that found it.

@@ -152,7 +152,7 @@ func mergeIDs(a, b []int) []int {
 // there was any.
 func (a *automaton) scan(text []byte, trig []uint64) bool {
 	if a.next16 != nil {
-		return a.scanPair(text, trig)
+		return a.scanQuad(text, trig)
 	}
 	next, class, outFrom := a.next, &a.class, a.outFrom
 	s := int32(0)
@@ -198,6 +198,27 @@ type engine struct {
 	// clean is set for the fixed syntaxes no keyword can occur in (syntax.go); never for
 	// synNone.
 	clean [numSyntaxes]bool
+	// stop has the bytes at which prefilter stops: those a detector without keywords needs,
+	// and the starts of nested documents. nil when prefilter is off (a detector without
+	// keywords does not say what it needs).
+	stop *[256]bool
+}
+
+// newStops builds prefilter's stop bytes, or returns nil when a detector without keywords
+// does not say what it needs.
+func newStops(always []*detector) *[256]bool {
+	t := new([256]bool)
+	for _, d := range always {
+		if d.needsAny == "" {
+			return nil
+		}
+		for i := 0; i < len(d.needsAny); i++ {
+			t[d.needsAny[i]] = true
+		}
+	}
+	// The starts of nested documents, which textEdits walks.
+	t['{'], t['['] = true, true
+	return t
 }
 
 // maxKeywordLen is the length to which keywords are cut: it keeps the automaton's table small
@@ -234,6 +255,11 @@ func newEngine(dets []*detector, nids int, disabled []bool) *engine {
 		words = append(words, k)
 	}
 	e.clean = syntaxClean(words)
+	always := make([]*detector, len(e.always))
+	for i, id := range e.always {
+		always[i] = e.dets[id]
+	}
+	e.stop = newStops(always)
 	for _, id := range e.always {
 		if e.dets[id].findW != nil {
 			// It works with the walker's state; noFindings does not run it twice.
@@ -253,6 +279,18 @@ func (e *engine) find(w *walker, text []byte, trig []uint64, spans []span) []spa
 	if !e.ac.scan(text, trig) && len(e.always) == 0 {
 		return spans
 	}
+	return e.run(w, text, trig, spans)
+}
+
+// findScanned is find for a text of minDetectLen bytes or more whose keywords the automaton
+// has already put in trig (prefilter).
+func (e *engine) findScanned(w *walker, text []byte, trig []uint64, spans []span) []span {
+	return e.run(w, text, trig, spans[:0])
+}
+
+// run runs the detectors triggered in trig and those without keywords on text, clears trig and
+// appends the merged, sorted spans of what they find to spans.
+func (e *engine) run(w *walker, text []byte, trig []uint64, spans []span) []span {
 	for _, id := range e.always {
 		trig[id>>6] |= 1 << (id & 63)
 	}
@@ -275,6 +313,31 @@ func (e *engine) find(w *walker, text []byte, trig []uint64, spans []span) []spa
 		}
 	}
 	return mergeSpans(spans[:n])
+}
+
+// prefilter tells, before the detectors run on a plain string's text, what can be told
+// without them. none: they find nothing in it, and it holds no nested document; it has no byte
+// a detector without keywords needs (detector.needsAny), no { or [, and no keyword. scanned:
+// it has none of those bytes either, but keywords, whose detectors' bits the keyword scan has
+// set in trig; findScanned runs them without scanning the text again. Otherwise (false,
+// false) the text goes through textEdits. trig is as for find; it is left zero unless scanned.
+func (e *engine) prefilter(text []byte, trig []uint64) (none, scanned bool) {
+	t := e.stop
+	if t == nil {
+		return false, false
+	}
+	for _, c := range text {
+		if t[c] {
+			return false, false
+		}
+	}
+	if len(text) < minDetectLen {
+		return true, false
+	}
+	if !e.ac.scan(text, trig) {
+		return true, false
+	}
+	return false, true
 }
 
 // mergeSpans sorts spans by start and merges overlapping ones. A merged span is counted under

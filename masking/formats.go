@@ -31,6 +31,8 @@ type format struct {
 	find func(text []byte, spans []span) []span
 	// multi: find reports under other formats' IDs too.
 	multi bool
+	// needsAny: see detector.needsAny, for a format without keywords.
+	needsAny string
 }
 
 // end is the right boundary of tokens whose alphabet includes '_' and '-'.
@@ -181,7 +183,7 @@ var formats = []format{
 		re: `(PuTTY-User-Key-File-[23]:(?s:.*?)(?:Private-MAC: ?[0-9a-fA-F]+|\z))`},
 
 	// Shapes around a dot: one finder for the formats without a keyword of their own.
-	{name: "kubernetes-bootstrap-token", find: findDotted, multi: true},
+	{name: "kubernetes-bootstrap-token", find: findDotted, multi: true, needsAny: dottedNeedsAny},
 	{name: "discord-bot-token"},
 	{name: "bitwarden-access-token"},
 
@@ -315,7 +317,7 @@ func (t *tokenShape) finder(d *detector) func(text []byte, spans []span) []span 
 func formatDetectors() []*detector {
 	dets := make([]*detector, 0, len(formats))
 	for i, f := range formats {
-		d := &detector{id: idFirstFormat + i, keywords: f.keywords, minEntropy: f.minEntropy, check: f.check, multi: f.multi}
+		d := &detector{id: idFirstFormat + i, keywords: f.keywords, minEntropy: f.minEntropy, check: f.check, multi: f.multi, needsAny: f.needsAny}
 		switch {
 		case f.re != "":
 			d.re = regexp.MustCompile(f.re)
@@ -412,6 +414,10 @@ func findMailchimp(text []byte, spans []span) []span {
 		spans = append(spans, span{s, e, idMailchimp})
 	}
 }
+
+// dottedNeedsAny are the bytes findDotted looks for: a dot, a bar and the % of %7C. A text
+// without any of them holds nothing it finds.
+const dottedNeedsAny = ".|%"
 
 // findDotted finds the formats whose only fixed part is a dot: Kubernetes bootstrap tokens
 // (abcdef.0123456789abcdef), Discord bot tokens (three base64url parts, the first the

@@ -171,6 +171,9 @@ type keyCacheEntry struct {
 
 // classify returns classifyKey(k).
 func (kc *keyCache) classify(k []byte) keyClass {
+	if !mayBeSecret(k) {
+		return keyPlain
+	}
 	if len(k) == 0 || len(k) > len(kc[0][0].key) {
 		return classifyKey(k)
 	}
@@ -204,6 +207,42 @@ func keySet(k []byte) int {
 	}
 	h := (a ^ bits.RotateLeft64(b, 29) ^ uint64(len(k))) * 0x9e3779b97f4a7c15
 	return int(h >> (64 - keyCacheBits))
+}
+
+// secretEnds holds, by the last two letters of a word (lower case), whether a word the tables
+// give a class to, or its plural, can end with them: the last two letters of a suffix or of a
+// whole word, and the last letter of one followed by s.
+var secretEnds = func() (t [26 * 26]bool) {
+	words := append([]string{"sig", "key"}, passwordSuffixes...)
+	words = append(append(words, passwordWords...), secretSuffixes...)
+	for _, w := range words {
+		t[int(w[len(w)-2]-'a')*26+int(w[len(w)-1]-'a')] = true
+		t[int(w[len(w)-1]-'a')*26+int('s'-'a')] = true
+	}
+	return t
+}()
+
+// mayBeSecret is a quick test that classifyKey(k) is keyPlain when it returns false: the last
+// word of k (lastWords) is classified only when it, or it without a plural s, ends with a word
+// of the tables, all of which have two letters or more; so its last two bytes are letters
+// that end a word of the tables or its plural (secretEnds). The end of the last word is found
+// as lastWords finds it; a word of one letter gives keyPlain whatever the byte before it.
+func mayBeSecret(k []byte) bool {
+	end := len(k)
+	for end > 0 && !isAlnum(k[end-1]) {
+		end--
+	}
+	for end > 0 && isDigit(k[end-1]) {
+		end--
+	}
+	if end < 2 {
+		return false
+	}
+	a, b := k[end-2]|0x20, k[end-1]|0x20 // lower case for letters; no other byte becomes one
+	if !isLower(a) || !isLower(b) {
+		return false
+	}
+	return secretEnds[int(a-'a')*26+int(b-'a')]
 }
 
 // classifyKey classifies the name of a value by its last word.

@@ -137,6 +137,21 @@ func (w *walker) gapEdits(dst []textEdit, text []byte, s, e int, c *vctx) []text
 		return dst
 	}
 	w.spans = w.m.eng.find(w, text[s:e], w.trig, w.spans)
+	return w.spanEdits(dst, s, c)
+}
+
+// scannedEdits is textEdits for a text that engine.prefilter has scanned (and so holds no {
+// or [): the findings of the detectors whose keywords it put in w.trig, and of those without
+// keywords.
+func (w *walker) scannedEdits(dst []textEdit, text []byte, c *vctx) []textEdit {
+	w.arena = w.arena[:0]
+	w.spans = w.m.eng.findScanned(w, text, w.trig, w.spans)
+	return w.spanEdits(dst, 0, c)
+}
+
+// spanEdits appends w.spans, found in a text from its byte s on, to dst, without those an
+// exemption in context c keeps.
+func (w *walker) spanEdits(dst []textEdit, s int, c *vctx) []textEdit {
 	if w.m.hasExemptions && c != nil {
 		w.spans = w.filterExempt(*c, w.spans)
 	}

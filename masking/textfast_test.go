@@ -317,3 +317,230 @@ func TestKeyCacheRandom(t *testing.T) {
 	}
 	require.Greater(t, secret, 1000)
 }
+
+// triggeredBy returns the IDs scan sets for text, and whether it found any.
+func triggeredBy(e *engine, text []byte, scan func(*automaton, []byte, []uint64) bool) ([]int, bool) {
+	trig := make([]uint64, e.words)
+	found := scan(e.ac, text, trig)
+	var ids []int
+	for id := 0; id < 64*len(trig); id++ {
+		if trig[id>>6]&(1<<(id&63)) != 0 {
+			ids = append(ids, id)
+		}
+	}
+	return ids, found
+}
+
+// TestScanQuadAsScan scans random texts full of keywords, many across the places where
+// scanQuad cuts them, in four parts and in one: the same detectors are triggered.
+func TestScanQuadAsScan(t *testing.T) {
+	m := newMasker(t, Config{Detectors: []DetectorSpec{{Name: "long-keyword", Regex: `zz[0-9]{8}`, Keywords: []string{"averyveryverylongkeyword"}}}})
+	require.NotNil(t, m.eng.ac.next16, "the scan under test is scan16's")
+	kws := append(allKeywords(), "averyveryverylongkeyword")
+	r := rand.New(rand.NewPCG(19, 5))
+	cut := 0
+	for range 30000 {
+		text := keywordText(r, kws, r.IntN(400))
+		if len(text) >= minQuadScan {
+			// A keyword that ends at every position around each cut, the end included.
+			q := len(text) / 4
+			for k := 1; k <= 4; k++ {
+				kw := kws[r.IntN(len(kws))]
+				at := k * q
+				if k == 4 {
+					at = len(text)
+				}
+				end := at - maxKeywordLen + r.IntN(2*maxKeywordLen+1)
+				if s := end - len(kw); s >= 0 && end <= len(text) {
+					copy(text[s:end], kw)
+					cut++
+				}
+			}
+		}
+		want, wantFound := triggeredBy(m.eng, text, (*automaton).scan16)
+		got, gotFound := triggeredBy(m.eng, text, (*automaton).scanQuad)
+		require.Equal(t, want, got, "text %q", text)
+		require.Equal(t, wantFound, gotFound, "text %q", text)
+	}
+	require.Greater(t, cut, 50000, "keywords were planted at the cuts")
+}
+
+func FuzzScanQuad(f *testing.F) {
+	f.Add([]byte("server: x\npassword=pw-1234-Qx7f\nuser=app and an AKIA key ghp_ sk-proj- token, and some more text to pass the length at which the text is cut in four"))
+	m, err := New(Config{Key: testKey})
+	require.NoError(f, err)
+	f.Fuzz(func(t *testing.T, text []byte) {
+		want, wantFound := triggeredBy(m.eng, text, (*automaton).scan16)
+		got, gotFound := triggeredBy(m.eng, text, (*automaton).scanQuad)
+		require.Equal(t, want, got)
+		require.Equal(t, wantFound, gotFound)
+	})
+}
+
+// TestSecretAcrossTheQuarters slides a password assignment, a token and an authorization
+// header through texts of several lengths, so that the keyword crosses each place where
+// scanQuad cuts the text, at every offset: the secret is masked wherever it is.
+func TestSecretAcrossTheQuarters(t *testing.T) {
+	m := newMasker(t, Config{})
+	for _, secret := range []string{"password=Zq8-hunter2-Wx", "ghp_Zk29fLq0Pz81mMvXa7Qw3Rt5Yu9Io2Lk4Jh6", "Authorization: Bearer eyQ0x9Zk2LmN4pQr8sTu", "DB_PASSWORD: Zq8-hunter2-Wx"} {
+		for _, n := range []int{minQuadScan - 1, minQuadScan, 67, 130, 203} {
+			for at := 0; at+len(secret) <= max(n, len(secret)); at++ {
+				text := []byte(strings.Repeat(" ", at) + secret + strings.Repeat(" ", max(0, n-at-len(secret))))
+				out, _ := m.Text(nil, text)
+				v := secret[strings.LastIndexAny(secret, "= ")+1:]
+				require.NotContains(t, string(out), v, "text %q", text)
+				doc := `{"kind":"ConfigMap","apiVersion":"v1","data":{"f":` + quote(string(text)) + `}}`
+				out, _, err := m.JSON(nil, []byte(doc), Target{Resource: "configmaps"})
+				require.NoError(t, err)
+				require.NotContains(t, string(out), v, "doc %s", doc)
+			}
+		}
+	}
+}
+
+// requireMayBeSecret checks mayBeSecret on k: it is true for every key classifyKey gives a
+// class, and reports whether classifyKey did.
+func requireMayBeSecret(t *testing.T, k []byte) bool {
+	t.Helper()
+	secret := classifyKey(k) != keyPlain
+	if secret {
+		require.True(t, mayBeSecret(k), "key %q", k)
+	}
+	return secret
+}
+
+// TestMayBeSecret builds keys from the words of the tables, in every case style, with plurals,
+// prefixes, digits and separators after them, and from random bytes around them: mayBeSecret
+// never turns one that classifyKey gives a class away.
+func TestMayBeSecret(t *testing.T) {
+	words := append([]string{"sig", "key", "apiKey", "API_KEY", "word", "sigs", "keys"}, passwordSuffixes...)
+	words = append(append(words, passwordWords...), secretSuffixes...)
+	styles := []func(string) string{
+		func(s string) string { return s },
+		strings.ToUpper,
+		func(s string) string { return strings.ToUpper(s[:1]) + s[1:] },
+		func(s string) string { return s + "s" },
+		func(s string) string { return strings.ToUpper(s) + "S" },
+	}
+	prefixes := []string{"", "db_", "DB_", "x-", "my", "My", "api.", "--", "a1", "public_", "checksum/", "é"}
+	suffixes := []string{"", "_1", "2", "-", ".", "__", " ", "=", "é", "s", "S"}
+	secret := 0
+	for _, w := range words {
+		for _, st := range styles {
+			for _, p := range prefixes {
+				for _, sfx := range suffixes {
+					if requireMayBeSecret(t, []byte(p+st(w)+sfx)) {
+						secret++
+					}
+				}
+			}
+		}
+	}
+	require.Greater(t, secret, 1000)
+	r := rand.New(rand.NewPCG(19, 10))
+	const alphabet = "aAbBcCdDeEfFgGhHiIkKlLnNoOpPrRsStTuUwWyYzZ0129_-./: é"
+	for range 200000 {
+		var b []byte
+		if r.IntN(2) == 0 {
+			b = append(b, words[r.IntN(len(words))]...)
+		}
+		for range r.IntN(6) {
+			b = append(b, alphabet[r.IntN(len(alphabet))])
+		}
+		if r.IntN(2) == 0 {
+			b = append(b, words[r.IntN(len(words))]...)
+		}
+		for range r.IntN(3) {
+			b = append(b, alphabet[r.IntN(len(alphabet))])
+		}
+		requireMayBeSecret(t, b)
+	}
+}
+
+func FuzzMayBeSecret(f *testing.F) {
+	for _, k := range []string{"password", "DB_PASSWORD", "apiKey", "tokens", "pws", "x_sig_2", "user"} {
+		f.Add([]byte(k))
+	}
+	f.Fuzz(func(t *testing.T, k []byte) {
+		requireMayBeSecret(t, k)
+		var kc keyCache
+		require.Equal(t, classifyKey(k), kc.classify(k))
+	})
+}
+
+// startsLineForward is lineReader.startsLine as it was: every byte read forward once.
+func (r *lineReader) startsLineForward(text []byte, sep int) bool {
+	for ; r.pos < sep; r.pos++ {
+		c := text[r.pos]
+		if isSpace(c) {
+			r.word = r.pos + 1
+		}
+		if c == '\n' {
+			r.notIndent = -1
+		} else if r.notIndent < 0 && !isIndent(c) {
+			r.notIndent = r.pos
+		}
+	}
+	return r.notIndent < 0 || r.notIndent >= r.word
+}
+
+// TestLineReaderAsForward asks one line reader, as findAssignments does, about ascending
+// separators of random texts of lines, blanks, indentation and keys, and checks each answer and
+// the state it keeps against the reader that read every byte forward, and the answer against
+// the reading back from the separator.
+func TestLineReaderAsForward(t *testing.T) {
+	frags := []string{"\n", "\r\n", " ", "  ", "\t", "-", "- ", "\"", "'", "key", "password", "=", ":", "x y", "\r", "#"}
+	r := rand.New(rand.NewPCG(19, 12))
+	starts := 0
+	for range 20000 {
+		text := pieces(r, frags, r.IntN(30))
+		got, want := lineReader{notIndent: -1}, lineReader{notIndent: -1}
+		for sep := 0; sep <= len(text); sep += r.IntN(6) {
+			a, b := got.startsLine(text, sep), want.startsLineForward(text, sep)
+			require.Equal(t, b, a, "text %q sep %d", text, sep)
+			require.Equal(t, want, got, "text %q sep %d", text, sep)
+			require.Equal(t, startsLineBack(text, sep), a, "text %q sep %d", text, sep)
+			if a {
+				starts++
+			}
+		}
+	}
+	require.Greater(t, starts, 10000)
+}
+
+// requireUnescapeValid checks unescapeValid on the string body raw, if scanString accepts it,
+// against unescape, appending to a prefix.
+func requireUnescapeValid(t *testing.T, raw []byte) bool {
+	t.Helper()
+	doc := append(append([]byte{'"'}, raw...), '"')
+	if end, _, err := scanString(doc, 0); err != nil || end != len(doc) {
+		return false
+	}
+	want := unescape([]byte("prefix"), raw)
+	require.Equal(t, string(want), string(unescapeValid([]byte("prefix"), raw)), "raw %q", raw)
+	return true
+}
+
+// TestUnescapeValid decodes random valid string bodies, with every kind of escape (surrogate
+// pairs, lone surrogates, escaped backslashes before letters) and multi-byte UTF-8: the text of
+// unescape.
+func TestUnescapeValid(t *testing.T) {
+	frags := []string{`\n`, `\t`, `\r`, `\b`, `\f`, `\"`, `\\`, `\/`, `\\n`, `\u0041`, `\u00e9`, `\uD83D\uDE00`, `\uD83D`, `\uDE00`, `\uD83Dx`,
+		`\u005c`, `\u005cn`, "é", "日本", "\U0001F600", "a", "password=x", " ", "\\\\\\\\"}
+	r := rand.New(rand.NewPCG(19, 13))
+	checked := 0
+	for range 20000 {
+		if requireUnescapeValid(t, pieces(r, frags, r.IntN(12))) {
+			checked++
+		}
+	}
+	require.Greater(t, checked, 15000)
+}
+
+func FuzzUnescapeValid(f *testing.F) {
+	f.Add([]byte(`a\nb\u00e9\uD83D\uDE00\\\/"`))
+	f.Add([]byte(`server:\n  port: 8080\n`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		requireUnescapeValid(t, raw)
+	})
+}

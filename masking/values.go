@@ -63,7 +63,7 @@ func (w *walker) text(i, end int, esc bool) []byte {
 	if !esc {
 		return raw
 	}
-	w.unesc = unescape(w.unesc[:0], raw)
+	w.unesc = unescapeValid(w.unesc[:0], raw)
 	return w.unesc
 }
 
@@ -187,10 +187,18 @@ func (w *walker) maskText(i, end int, esc bool, c vctx) {
 			return
 		}
 	}
-	// JSON documents in the value are masked as documents, unless an exemption turns some
-	// detectors off for this value: the walker of a nested document does not know it.
-	nested := !w.m.hasExemptions || !w.exemptsSome(c)
-	w.tedits = w.textEdits(w.tedits[:0], text, &c, nested)
+	switch none, scanned := w.m.eng.prefilter(text, w.trig); {
+	case none:
+		// Nothing a detector looks for (engine.prefilter).
+		return
+	case scanned:
+		w.tedits = w.scannedEdits(w.tedits[:0], text, &c)
+	default:
+		// JSON documents in the value are masked as documents, unless an exemption turns
+		// some detectors off for this value: the walker of a nested document does not know it.
+		nested := !w.m.hasExemptions || !w.exemptsSome(c)
+		w.tedits = w.textEdits(w.tedits[:0], text, &c, nested)
+	}
 	if len(w.tedits) > 0 {
 		w.spliceEdits(i, end, esc, text, w.tedits)
 	}

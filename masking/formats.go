@@ -124,7 +124,8 @@ var formats = []format{
 		re: `(?i)BUNDLE_(?:ENTERPRISE|GEMS)__CONTRIBSYS__COM["']?\s*[:=]\s*["']?([a-f0-9]{8}:[a-f0-9]{8})\b`},
 	{name: "nuget-config-password", keywords: []string{"<add key="},
 		re: `(?i)<add\s+key="(?:ClearText)?Password"\s+value="([^"]{1,})"`},
-	{name: "kubernetes-secret-manifest", keywords: []string{"kind: secret", "kind: \"secret", "kind: 'secret"}, find: findSecretManifests},
+	// secretKind allows any spaces and tabs after "kind:": the keyword stops there.
+	{name: "kubernetes-secret-manifest", keywords: []string{"kind:"}, find: findSecretManifests},
 	{name: "planetscale-token", keywords: []string{"pscale_tkn_", "pscale_pw_", "pscale_oauth_"}, re: `(pscale_(?:tkn|pw|oauth)_[A-Za-z0-9_=.-]{32,64})` + end},
 
 	// Package registries.

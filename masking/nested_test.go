@@ -229,6 +229,21 @@ func TestTextStreamJSONBlockLimit(t *testing.T) {
 	assert.Equal(t, len(b.String())-len("hunter2")+placeholderLen, len(out))
 }
 
+// TestSecretManifestKindSpacing checks that every spacing the kind line may have runs the
+// detector, not only the one space its keyword used to require.
+func TestSecretManifestKindSpacing(t *testing.T) {
+	m := newMasker(t, Config{})
+	for _, kind := range []string{"kind: Secret", "kind:Secret", "kind:\tSecret", "kind:  Secret", "kind: \t 'Secret'", "kind:\t\"Secret\"", "  kind:Secret"} {
+		t.Run(kind, func(t *testing.T) {
+			indent := strings.Repeat(" ", len(kind)-len(strings.TrimLeft(kind, " ")))
+			in := kind + "\n" + indent + "stringData:\n" + indent + "  api: hunter2-canary\n"
+			out, st := m.Text(nil, []byte(in))
+			assert.NotContains(t, string(out), "hunter2-canary")
+			assert.Equal(t, 1, st.Detectors["kubernetes-secret-manifest"])
+		})
+	}
+}
+
 func TestSecretManifestYAML(t *testing.T) {
 	m := newMasker(t, Config{})
 	in := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: blue\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  labels:\n    app: db\ndata:\n  password: aHVudGVyMg==\n  # a comment\n  cert: |\n    line one\n    line two\nstringData:\n  user: admin\ntype: Opaque\n---\nkind: ConfigMap\ndata:\n  size: XL\n"

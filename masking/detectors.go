@@ -122,8 +122,9 @@ type detector struct {
 	// runs expressions with large counted repetitions on its slowest engine).
 	requires byte
 	// needsAny, for a detector without keywords, lists bytes one of which every text it finds
-	// anything in contains: the engine's raw prefilter (engine.rawNoFindings) skips texts
-	// without them. Empty when there are none, which turns that prefilter off.
+	// anything in contains: the engine's prefilter (engine.prefilter, its stop bytes built by
+	// newStops) skips decoded texts without them. Empty when there are none, which turns that
+	// prefilter off.
 	needsAny string
 }
 

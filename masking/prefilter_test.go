@@ -281,4 +281,6 @@ func TestDottedNeedsAny(t *testing.T) {
 		require.Empty(t, findDotted(stripped, nil), "text %q", stripped)
 	}
 	require.Greater(t, found, 100)
+	// Every built-in detector without keywords declares what it needs: the prefilter is on.
+	require.NotNil(t, newMasker(t, Config{}).eng.stop, "a built-in detector without keywords lacks needsAny")
 }

@@ -21,18 +21,7 @@ func Unescape(dst, raw []byte) []byte {
 			i = j
 			continue
 		}
-		switch raw[i+1] {
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
+		if raw[i+1] == 'u' {
 			r := rune(hex4(raw[i+2:]))
 			i += 6
 			if 0xD800 <= r && r < 0xDC00 {
@@ -51,12 +40,49 @@ func Unescape(dst, raw []byte) []byte {
 			}
 			dst = utf8.AppendRune(dst, r)
 			continue
-		default: // '"', '\\', '/'
-			dst = append(dst, raw[i+1])
 		}
+		dst = append(dst, shortEscape(raw[i+1]))
 		i += 2
 	}
 	return dst
+}
+
+// UnescapeValid is [Unescape] for a body scanned in [Strict] mode, which refuses invalid
+// UTF-8: the bytes between escapes are copied without being checked again. A body with a \u
+// escape is left to Unescape, whose surrogate rules decide what it stands for.
+func UnescapeValid(dst, raw []byte) []byte {
+	n := len(dst)
+	for i := 0; i < len(raw); {
+		j := bytes.IndexByte(raw[i:], '\\')
+		if j < 0 {
+			return append(dst, raw[i:]...)
+		}
+		dst = append(dst, raw[i:i+j]...)
+		i += j + 1 // the escape's letter; a scanned body has one
+		if raw[i] == 'u' {
+			return Unescape(dst[:n], raw)
+		}
+		dst = append(dst, shortEscape(raw[i]))
+		i++
+	}
+	return dst
+}
+
+// shortEscape returns the byte the two-character escape \c stands for.
+func shortEscape(c byte) byte {
+	switch c {
+	case 'b':
+		return '\b'
+	case 'f':
+		return '\f'
+	case 'n':
+		return '\n'
+	case 'r':
+		return '\r'
+	case 't':
+		return '\t'
+	}
+	return c // '"', '\\', '/'
 }
 
 // appendValidUTF8 appends s to dst with each invalid UTF-8 byte replaced by U+FFFD.

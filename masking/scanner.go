@@ -1,8 +1,6 @@
 package masking
 
 import (
-	"bytes"
-
 	"github.com/gatehouse-dev/gatehouse/jsonlex"
 )
 
@@ -99,39 +97,6 @@ func next(src []byte, i int, closing byte) (j int, err error) {
 // unescape appends the text of the JSON string body raw (without quotes, already validated by
 // scanString) to dst. Invalid surrogates become U+FFFD, as in encoding/json.
 func unescape(dst, raw []byte) []byte { return jsonlex.Unescape(dst, raw) }
-
-// unescapeValid is unescape for a body scanString has validated (in Strict mode, which refuses
-// invalid UTF-8): the bytes between escapes are copied without being checked again. A body
-// with a \u escape is left to unescape, whose surrogate rules decide what it stands for.
-func unescapeValid(dst, raw []byte) []byte {
-	n := len(dst)
-	for i := 0; i < len(raw); {
-		j := bytes.IndexByte(raw[i:], '\\')
-		if j < 0 {
-			return append(dst, raw[i:]...)
-		}
-		dst = append(dst, raw[i:i+j]...)
-		i += j + 1 // the escape's letter; a validated body has one
-		switch raw[i] {
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			return unescape(dst[:n], raw)
-		default: // '"', '\\', '/'
-			dst = append(dst, raw[i])
-		}
-		i++
-	}
-	return dst
-}
 
 // appendQuoted appends s as a JSON string, escaped like encoding/json does it (HTML-safe, with
 // U+2028 and U+2029 escaped and invalid UTF-8 replaced by U+FFFD).

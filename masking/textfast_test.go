@@ -508,7 +508,7 @@ func TestLineReaderAsForward(t *testing.T) {
 	require.Greater(t, starts, 10000)
 }
 
-// requireUnescapeValid checks unescapeValid on the string body raw, if scanString accepts it,
+// requireUnescapeValid checks jsonlex.UnescapeValid on the string body raw, if scanString accepts it,
 // against unescape, appending to a prefix.
 func requireUnescapeValid(t *testing.T, raw []byte) bool {
 	t.Helper()
@@ -517,7 +517,7 @@ func requireUnescapeValid(t *testing.T, raw []byte) bool {
 		return false
 	}
 	want := unescape([]byte("prefix"), raw)
-	require.Equal(t, string(want), string(unescapeValid([]byte("prefix"), raw)), "raw %q", raw)
+	require.Equal(t, string(want), string(jsonlex.UnescapeValid([]byte("prefix"), raw)), "raw %q", raw)
 	return true
 }
 

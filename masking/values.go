@@ -3,6 +3,8 @@ package masking
 import (
 	"bytes"
 	"encoding/base64"
+
+	"github.com/gatehouse-dev/gatehouse/jsonlex"
 )
 
 // This file holds the rewriting of string values: placeholders for hidden values, the keyword
@@ -63,7 +65,7 @@ func (w *walker) text(i, end int, esc bool) []byte {
 	if !esc {
 		return raw
 	}
-	w.unesc = unescapeValid(w.unesc[:0], raw)
+	w.unesc = jsonlex.UnescapeValid(w.unesc[:0], raw)
 	return w.unesc
 }
 

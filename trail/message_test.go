@@ -62,7 +62,7 @@ func TestDecodeAll(t *testing.T) {
 		{"one record and a newline", lines(req("a"), nil), []decoded{{ID: "a"}}},
 		{"empty lines", lines(nil, req("a"), []byte(" \r"), nil, req("b")), []decoded{{ID: "a"}, {ID: "b"}}},
 		{"malformed second", lines(req("a"), []byte(`{"apiVersion":"trail.gatehouse.dev/v1","kind":"Request","id":"x","code":"x"}`), req("c")),
-			[]decoded{{ID: "a"}, {Err: `record 2: trail: decode Request record x: json: cannot unmarshal string into Go struct field Request.code of type int`}, {ID: "c"}}},
+			[]decoded{{ID: "a"}, {Err: `record 2: trail: decode Request record x: field code: a JSON string, not int`}, {ID: "c"}}},
 		{"truncated second", lines(req("a"), req("b")[:40], req("c")),
 			[]decoded{{ID: "a"}, {Err: "record 2: trail: decode record header: unexpected end of JSON input"}, {ID: "c"}}},
 		{"malformed first", lines([]byte("{"), req("b")),

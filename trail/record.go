@@ -353,10 +353,10 @@ var (
 func Decode(data []byte) (Record, error) {
 	var m Meta
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("trail: decode record header: %w", err)
+		return nil, fmt.Errorf("trail: decode record header: %w", valueFree(err))
 	}
 	if m.APIVersion != APIVersion {
-		return nil, fmt.Errorf("%w: apiVersion %q", ErrUnknownKind, m.APIVersion)
+		return nil, fmt.Errorf("%w: apiVersion %q", ErrUnknownKind, ShortID(m.APIVersion))
 	}
 	var r Record
 	switch m.Kind {
@@ -371,12 +371,29 @@ func Decode(data []byte) (Record, error) {
 	case KindRecording:
 		r = &Recording{}
 	default:
-		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, m.Kind)
+		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, ShortID(string(m.Kind)))
 	}
 	if err := json.Unmarshal(data, r); err != nil {
-		return nil, fmt.Errorf("trail: decode %s record %s: %w", m.Kind, ShortID(m.ID), err)
+		return nil, fmt.Errorf("trail: decode %s record %s: %w", m.Kind, ShortID(m.ID), valueFree(err))
 	}
 	return r, nil
+}
+
+// valueFree returns a decoding error that names where a record is malformed without the value
+// found there: decoding errors are logged and stored (ingest_errors), and a value can be
+// anything a producer put in a record. encoding/json's type errors quote numbers and
+// time.ParseError the whole string.
+func valueFree(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var timeErr *time.ParseError
+	switch {
+	case errors.As(err, &typeErr):
+		what, _, _ := strings.Cut(typeErr.Value, " ") // "number 123": the kind only
+		return fmt.Errorf("field %s: a JSON %s, not %s", typeErr.Field, what, typeErr.Type)
+	case errors.As(err, &timeErr):
+		return errors.New("a time that is not RFC 3339")
+	}
+	return err
 }
 
 // maxShortID is the most bytes of a record ID ShortID keeps.

@@ -3,6 +3,7 @@ package trail
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,12 +75,19 @@ func TestDecodeRejects(t *testing.T) {
 		{"other version", `{"apiVersion":"trail.gatehouse.dev/v2","kind":"Request"}`, true},
 		{"unknown kind", `{"apiVersion":"trail.gatehouse.dev/v1","kind":"Gossip"}`, true},
 		{"wrong field type", `{"apiVersion":"trail.gatehouse.dev/v1","kind":"Request","code":"x"}`, false},
+		// Errors are logged and stored: they say where, never the value found there.
+		{"number for a string", `{"apiVersion":"trail.gatehouse.dev/v1","kind":"Request","sessionID":4815162342}`, false},
+		{"huge number", `{"apiVersion":"trail.gatehouse.dev/v1","kind":"Request","code":4815162342000000000000}`, false},
+		{"not a time", `{"apiVersion":"trail.gatehouse.dev/v1","kind":"Request","time":"4815162342-hunter2"}`, false},
+		{"header type", `{"apiVersion":"trail.gatehouse.dev/v1","kind":4815162342}`, false},
+		{"long kind", `{"apiVersion":"trail.gatehouse.dev/v1","kind":"` + strings.Repeat("x", 200) + `4815162342"}`, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Decode([]byte(tc.data))
 			require.Error(t, err)
 			assert.Equal(t, tc.unknown, errors.Is(err, ErrUnknownKind))
+			assert.NotContains(t, err.Error(), "4815162342", "the value found")
 		})
 	}
 }

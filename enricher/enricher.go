@@ -397,7 +397,7 @@ func decodeBatch(mem *decoderMem, data []byte, wb *wireBatch) error {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if wb.APIVersion != messageAPIVersion || wb.Kind != messageKind {
-		return fmt.Errorf("%w: unknown message %s %s", ErrMalformed, wb.APIVersion, wb.Kind)
+		return fmt.Errorf("%w: unknown message %q %q", ErrMalformed, trail.ShortID(wb.APIVersion), trail.ShortID(wb.Kind))
 	}
 	if len(wb.Masking) != len(wb.Items) {
 		return fmt.Errorf("%w: %d events but %d masking entries", ErrMalformed, len(wb.Items), len(wb.Masking))

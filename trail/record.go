@@ -399,8 +399,9 @@ func valueFree(err error) error {
 // maxShortID is the most bytes of a record ID ShortID keeps.
 const maxShortID = 128
 
-// ShortID returns a record ID as errors and logs name it: cut to at most 128 bytes, at a
-// character boundary, so a forged record's ID cannot make an error row as large as itself.
+// ShortID returns a record ID (or another string a record brings, its kind or version) as errors
+// and logs name it: cut to at most 128 bytes, at a character boundary, so a forged record's ID
+// cannot make an error row as large as itself.
 func ShortID(id string) string {
 	if len(id) <= maxShortID {
 		return id

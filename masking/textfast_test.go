@@ -151,24 +151,6 @@ func keywordText(r *rand.Rand, kws []string, n int) []byte {
 	return b
 }
 
-// triggered returns the IDs scan or scanPair sets for text.
-func triggered(e *engine, text []byte, pair bool) ([]int, bool) {
-	trig := make([]uint64, e.words)
-	var found bool
-	if pair {
-		found = e.ac.scanPair(text, trig)
-	} else {
-		found = e.ac.scan16(text, trig)
-	}
-	var ids []int
-	for id := 0; id < 64*len(trig); id++ {
-		if trig[id>>6]&(1<<(id&63)) != 0 {
-			ids = append(ids, id)
-		}
-	}
-	return ids, found
-}
-
 // TestScanPairAsScan scans random texts full of keywords, many across the middle, in two
 // halves and in one: the same detectors are triggered.
 func TestScanPairAsScan(t *testing.T) {
@@ -186,8 +168,8 @@ func TestScanPairAsScan(t *testing.T) {
 				copy(text[s:end], kw)
 			}
 		}
-		want, wantFound := triggered(m.eng, text, false)
-		got, gotFound := triggered(m.eng, text, true)
+		want, wantFound := triggeredBy(m.eng, text, (*automaton).scan16)
+		got, gotFound := triggeredBy(m.eng, text, (*automaton).scanPair)
 		require.Equal(t, want, got, "text %q", text)
 		require.Equal(t, wantFound, gotFound, "text %q", text)
 	}
@@ -198,8 +180,8 @@ func FuzzScanPair(f *testing.F) {
 	m, err := New(Config{Key: testKey})
 	require.NoError(f, err)
 	f.Fuzz(func(t *testing.T, text []byte) {
-		want, wantFound := triggered(m.eng, text, false)
-		got, gotFound := triggered(m.eng, text, true)
+		want, wantFound := triggeredBy(m.eng, text, (*automaton).scan16)
+		got, gotFound := triggeredBy(m.eng, text, (*automaton).scanPair)
 		require.Equal(t, want, got)
 		require.Equal(t, wantFound, gotFound)
 	})

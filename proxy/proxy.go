@@ -248,8 +248,10 @@ type Proxy struct {
 	bodies    *bodyBuffers
 	metrics   *metrics
 	log       *slog.Logger
-	// records counts the trail records being written off the request path.
+	// records counts the trail records being written off the request path; queue holds them
+	// until they are.
 	records sync.WaitGroup
+	queue   recordQueue
 }
 
 // NewProxy returns a Proxy for the options.
@@ -419,11 +421,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.attrs = attributesOf(info)
 
 	defer func() {
-		end := time.Now()
 		// The record is written off the request's path: the client has its answer as soon as the
-		// handler returns. Publishing never blocks (the trail publisher is asynchronous and
-		// bounded), so these goroutines are short-lived.
-		p.records.Go(func() { p.record(r, st, start, end) })
+		// handler returns (recordQueue).
+		p.queueRecord(finishedRequest{r: r, st: st, start: start, end: time.Now()})
 	}()
 
 	if optsErr != nil {
@@ -562,7 +562,10 @@ func touchStack(pad *[growStackBytes]byte) byte { return pad[len(pad)-1] }
 
 // Flush waits until the records of the requests served so far are handed to the Recorder. Call
 // it after the server stopped and before the Recorder is closed.
-func (p *Proxy) Flush() { p.records.Wait() }
+func (p *Proxy) Flush() {
+	p.writeQueued()
+	p.records.Wait()
+}
 
 // rewrite builds the outbound request. It runs after ReverseProxy removed hop-by-hop headers,
 // so what it sets here reaches kube-apiserver.

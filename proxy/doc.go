@@ -77,9 +77,10 @@
 //     Sec-WebSocket-Protocol on every request, upgrade or not;
 //   - sets its own Impersonate-* headers and the Audit-ID in ReverseProxy's Rewrite hook, after
 //     hop-by-hop stripping, on the outbound request only (a re-sent call is a clone of it); the
-//     cluster credential is added by the upstream transport (a bearer token by bearerAuth on a
-//     copy of the outbound request, any other credential by client-go), never by a header the
-//     client can see;
+//     cluster credential too when it is a bearer token (bearerAuth's, which follows a token
+//     file as client-go does), except on upgrades, where the upstream transport adds it (a
+//     bearer token by bearerAuth on a copy of the outbound request, any other credential by
+//     client-go), never by a header the client can see;
 //   - waits only for approval requests whose requester is the caller, and lets admission, not
 //     itself, decide whether a re-sent call may use a grant;
 //   - refuses when it cannot evaluate its policies (reads included), with the reason; answers

@@ -243,11 +243,14 @@ type Proxy struct {
 	info     *request.RequestInfoFactory
 	// upgradeRT reaches kube-apiserver for the sessions the proxy serves itself.
 	upgradeRT http.RoundTripper
-	sessions  *sessions
-	values    *sessionValues
-	bodies    *bodyBuffers
-	metrics   *metrics
-	log       *slog.Logger
+	// credential adds the proxy's bearer token to the ordinary (not upgraded) requests rewrite
+	// builds; nil when its credential is not a bearer token (newTransport).
+	credential *bearerAuth
+	sessions   *sessions
+	values     *sessionValues
+	bodies     *bodyBuffers
+	metrics    *metrics
+	log        *slog.Logger
 	// records counts the trail records being written off the request path; queue holds them
 	// until they are.
 	records sync.WaitGroup
@@ -264,7 +267,7 @@ func NewProxy(o Options) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt, err := newTransport(o.Upstream)
+	rt, credential, err := newTransport(o.Upstream)
 	if err != nil {
 		return nil, err
 	}
@@ -282,6 +285,7 @@ func NewProxy(o Options) (*Proxy, error) {
 	p.values = newSessionValues()
 	p.bodies = &bodyBuffers{}
 	p.upgradeRT = rt
+	p.credential = credential
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      &holdTransport{next: rt, p: p},
@@ -588,12 +592,26 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		h.Del("Sec-Websocket-Extensions")
 	}
 	p.setIdentityHeaders(h, st)
-	setAttempt(h, st.auditID, "")
+	// The values of the headers set below share one array, each its own capped slice, as
+	// setIdentityHeaders does: what they set equals http.Header.Set.
+	var own [3]string
+	n := 0
+	set := func(name, value string) {
+		own[n] = value
+		h[name] = own[n : n+1 : n+1]
+		n++
+	}
+	set("Audit-Id", st.auditID) // setAttempt(h, st.auditID, "")
 	if st.mask {
 		// Masking is structural: ask for JSON, and let the transport handle compression so
 		// the body arrives decoded.
-		h.Set("Accept", jsonOnly(strings.Join(h.Values("Accept"), ",")))
+		set("Accept", jsonOnly(strings.Join(h.Values("Accept"), ",")))
 		h.Del("Accept-Encoding")
+	}
+	if p.credential != nil && !st.upgrade {
+		// The proxy's own credential, as the transport would add it (on a copy of the request).
+		// The client's Authorization was not forwarded.
+		set("Authorization", p.credential.header())
 	}
 }
 

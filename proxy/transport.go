@@ -12,24 +12,27 @@ import (
 // newTransport returns the round tripper to kube-apiserver: client-go's transport for cfg
 // (client certificates, tokens and exec plugins all work), with HTTP/2 for ordinary requests
 // and a separate HTTP/1.1 transport for protocol upgrades (SPDY and WebSocket), which HTTP/2
-// cannot carry.
+// cannot carry. When cfg's credential is a bearer token, it returns as well the bearerAuth that
+// adds it to the ordinary requests (nil otherwise): the proxy sets the header itself on the
+// requests it builds (rewrite), which spares bearerAuth the copy of the request.
 //
 // The HTTP/2 encoder keeps its dynamic header table, although each request's new Audit-ID
 // takes an entry and evicts one: without the table every header goes as a literal that
 // kube-apiserver must decode, which with a service-account token for credential costs the
 // server more than it saves the proxy (BenchmarkUpstreamEncoderTable).
-func newTransport(cfg *rest.Config) (http.RoundTripper, error) {
+func newTransport(cfg *rest.Config) (http.RoundTripper, *bearerAuth, error) {
 	normal, err := transportFor(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("proxy: upstream transport: %w", err)
+		return nil, nil, fmt.Errorf("proxy: upstream transport: %w", err)
 	}
 	h1 := rest.CopyConfig(cfg)
 	h1.NextProtos = []string{"http/1.1"}
 	upgrade, err := transportFor(h1)
 	if err != nil {
-		return nil, fmt.Errorf("proxy: upstream upgrade transport: %w", err)
+		return nil, nil, fmt.Errorf("proxy: upstream upgrade transport: %w", err)
 	}
-	return upgradeAware{normal: normal, upgrade: upgrade}, nil
+	credential, _ := normal.(*bearerAuth)
+	return upgradeAware{normal: normal, upgrade: upgrade}, credential, nil
 }
 
 // transportFor is rest.TransportFor(cfg), except that a bearer token (cfg.BearerToken, or
@@ -90,6 +93,17 @@ func (b *bearerAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Header.Get("Authorization") != "" {
 		return b.next.RoundTrip(req)
 	}
+	out := *req
+	out.Header = make(http.Header, len(req.Header)+1)
+	for k, vs := range req.Header {
+		out.Header[k] = vs
+	}
+	out.Header["Authorization"] = []string{b.header()}
+	return b.next.RoundTrip(&out)
+}
+
+// header returns the Authorization header for the token to use now.
+func (b *bearerAuth) header() string {
 	token := b.bearer
 	if b.source != nil {
 		if tok, err := b.source(); err == nil {
@@ -101,13 +115,7 @@ func (b *bearerAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 		v = &bearerValue{token: token, header: "Bearer " + token}
 		b.value.Store(v)
 	}
-	out := *req
-	out.Header = make(http.Header, len(req.Header)+1)
-	for k, vs := range req.Header {
-		out.Header[k] = vs
-	}
-	out.Header["Authorization"] = []string{v.header}
-	return b.next.RoundTrip(&out)
+	return v.header
 }
 
 // WrappedRoundTripper returns the round tripper bearerAuth adds the token for, as client-go's

@@ -147,3 +147,67 @@ func TestTransportForLeavesOtherCredentialsToClientGo(t *testing.T) {
 		})
 	}
 }
+
+// TestNewTransportNamesTheBearerCredential: newTransport hands the proxy the bearerAuth of its
+// ordinary requests when the credential is a bearer token (static or from a file), and nothing
+// for any other credential. The Authorization the proxy sets from it is the one the transport
+// adds itself, and the transport sends a request that carries it as it is.
+func TestNewTransportNamesTheBearerCredential(t *testing.T) {
+	var mu sync.Mutex
+	var seen []http.Header
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Clone())
+		mu.Unlock()
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	file := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(file, []byte("from-the-file\n"), 0o600))
+	exec := &clientcmdapi.ExecConfig{APIVersion: "client.authentication.k8s.io/v1", Command: "true", InteractiveMode: clientcmdapi.NeverExecInteractiveMode}
+
+	for _, tc := range []struct {
+		name       string
+		cfg        rest.Config
+		credential bool
+	}{
+		{"static", rest.Config{BearerToken: "static-token"}, true},
+		{"file", rest.Config{BearerTokenFile: file}, true},
+		{"both", rest.Config{BearerToken: "static-token", BearerTokenFile: file}, true},
+		{"none", rest.Config{}, false},
+		{"basic", rest.Config{Username: "u", Password: "p"}, false},
+		{"token and exec", rest.Config{BearerToken: "t", ExecProvider: exec}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.Host = srv.URL
+			cfg.TLSClientConfig = rest.TLSClientConfig{CAData: ca}
+			rt, credential, err := newTransport(&cfg)
+			require.NoError(t, err)
+			if !tc.credential {
+				assert.Nil(t, credential)
+				return
+			}
+			require.NotNil(t, credential)
+			send := func(authorization string) http.Header {
+				req, err := http.NewRequest(http.MethodGet, srv.URL+"/api", nil)
+				require.NoError(t, err)
+				req.Header.Set("Audit-Id", "x")
+				if authorization != "" {
+					req.Header.Set("Authorization", authorization)
+				}
+				resp, err := rt.RoundTrip(req)
+				require.NoError(t, err)
+				resp.Body.Close()
+				mu.Lock()
+				defer mu.Unlock()
+				return seen[len(seen)-1]
+			}
+			byTransport := send("")
+			require.NotEmpty(t, byTransport.Get("Authorization"))
+			assert.Equal(t, byTransport, send(credential.header()))
+		})
+	}
+}

@@ -381,6 +381,18 @@ type requestState struct {
 	// mu guards what stream goroutines add while the request runs.
 	mu          sync.Mutex
 	extraMasked masking.Stats
+
+	// answerValues holds the values of the headers setAnswerHeader sets.
+	answerValues [2]string
+}
+
+// setAnswerHeader sets a header of the client's answer, as http.Header.Set does, its value held
+// in answerValues[i]: the proxy's own headers of every answer (Audit-Id, Gatehouse-Session) take
+// no allocation of their own. The slice is capped, so an Add to the header cannot write over
+// another's value.
+func (st *requestState) setAnswerHeader(i int, name, value string) {
+	st.answerValues[i] = value
+	st.w.Header()[name] = st.answerValues[i : i+1 : i+1]
 }
 
 // addMasking adds what a stream goroutine masked.
@@ -435,7 +447,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	st := &requestState{auditID: trail.NewID(), w: newRecordingWriter(w), start: start}
-	st.w.Header().Set("Audit-Id", st.auditID)
+	st.setAnswerHeader(0, "Audit-Id", st.auditID)
 	st.upgrade = isUpgrade(r)
 	st.client = r.UserAgent()
 	// The options' path prefix goes before anything reads the path.
@@ -481,7 +493,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.id = id
 	st.session = sessionID(opts.session, digest, id)
-	st.w.Header().Set(SessionHeader, st.session)
+	st.setAnswerHeader(1, SessionHeader, st.session)
 	p.sessions.touch(r.Context(), st.session, opts.session, id, st.client, sourceIP(r))
 
 	if strings.HasPrefix(r.URL.Path, approvals.APIPrefix+"/") || r.URL.Path == approvals.APIPrefix {

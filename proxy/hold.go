@@ -113,6 +113,9 @@ func (t *holdTransport) hold(out *http.Request, st *requestState, denial *http.R
 // resend sends a held call again, once, with the approval it waited for.
 func (t *holdTransport) resend(out *http.Request, st *requestState, id string) (*http.Response, error) {
 	retry := out.Clone(out.Context())
+	// The proxy's own credential as it is now: a token file may have changed while the call was
+	// held. The transport adds it again (bearerAuth, or client-go's wrapper).
+	retry.Header.Del("Authorization")
 	st.auditID = trail.NewID()
 	st.w.Header().Set("Audit-Id", st.auditID)
 	setAttempt(retry.Header, st.auditID, id)

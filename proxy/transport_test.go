@@ -2,8 +2,11 @@ package proxy
 
 import (
 	"encoding/pem"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -12,7 +15,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"k8s.io/client-go/rest"
+
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/gatehouse-dev/gatehouse/authn"
 )
 
 // TestBearerAuthAsClientGo: the upstream transport's bearer token reaches the API server as
@@ -210,4 +216,42 @@ func TestNewTransportNamesTheBearerCredential(t *testing.T) {
 			assert.Equal(t, byTransport, send(credential.header()))
 		})
 	}
+}
+
+// TestTheProxyCredentialIsReadPerAttempt: rewrite puts the proxy's token on an outbound request
+// as it is at that moment (a token file is followed), and the re-sent call of a held request
+// carries the token as it is when it is re-sent, not as it was before the hold.
+func TestTheProxyCredentialIsReadPerAttempt(t *testing.T) {
+	var sent []string
+	next := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		sent = append(sent, r.Header.Get("Authorization"))
+		return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody, Request: r}, nil
+	})
+	current := "tok-1"
+	b := &bearerAuth{bearer: "tok-0", next: next, source: func() (string, error) { return current, nil }}
+	b.value.Store(&bearerValue{})
+	upstream, err := url.Parse("https://kube-apiserver")
+	require.NoError(t, err)
+	p := &Proxy{credential: b, upstream: upstream, log: slog.New(slog.DiscardHandler)}
+
+	outbound := func() *http.Request {
+		in := httptest.NewRequest(http.MethodGet, "/api/v1/namespaces/default/configmaps", nil)
+		st := &requestState{auditID: "audit-1", id: &authn.Identity{}, w: newRecordingWriter(httptest.NewRecorder())}
+		in = in.WithContext(&forwardContext{Context: in.Context(), st: st})
+		pr := &httputil.ProxyRequest{In: in, Out: in.Clone(in.Context())}
+		p.rewrite(pr)
+		return pr.Out
+	}
+	assert.Equal(t, "Bearer tok-1", outbound().Header.Get("Authorization"))
+	current = "tok-2"
+	out := outbound()
+	assert.Equal(t, "Bearer tok-2", out.Header.Get("Authorization"), "rewrite follows the token source")
+
+	// Held while the token rotates, then re-sent.
+	current = "tok-3"
+	h := &holdTransport{next: b, p: p}
+	resp, err := h.resend(out, stateOf(out), "approval-1")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, []string{"Bearer tok-3"}, sent, "the re-sent call carries the token of the moment")
 }

@@ -14,6 +14,10 @@ import (
 // anyway (trail.PublisherOptions.BatchDelay).
 const recordDelay = time.Millisecond
 
+// maxQueuedRecords bounds the finished requests waiting for their records: the request that
+// finds this many queued writes them itself (queueRecord).
+const maxQueuedRecords = 4096
+
 // finishedRequest is what the record of a finished request is built from.
 type finishedRequest struct {
 	r          *http.Request
@@ -23,7 +27,8 @@ type finishedRequest struct {
 
 // recordQueue holds the finished requests whose records are not written yet. A timer is armed
 // while it is not empty; when it fires, a goroutine writes the records queued until then
-// (writeQueued).
+// (writeQueued). Flush, and a request finding the queue full, write what is queued too, beside
+// it: records were never written in order.
 type recordQueue struct {
 	mu      sync.Mutex
 	pending []finishedRequest
@@ -38,6 +43,16 @@ func (p *Proxy) queueRecord(f finishedRequest) {
 	q := &p.queue
 	q.mu.Lock()
 	q.pending = append(q.pending, f)
+	if len(q.pending) >= maxQueuedRecords {
+		// More requests finish than the writer keeps up with: this one writes the batch
+		// itself, so that the queue (holding each request and its state) stays bounded and
+		// the requests, not the memory, wait.
+		batch := q.pending
+		q.pending = nil
+		q.mu.Unlock()
+		p.writeBatch(batch)
+		return
+	}
 	arm := !q.armed
 	q.armed = true
 	q.mu.Unlock()
@@ -59,16 +74,26 @@ func (p *Proxy) writeQueued() {
 		}
 		q.pending, q.spare = q.spare, nil
 		q.mu.Unlock()
-		for i := range batch {
-			f := &batch[i]
-			p.record(f.r, f.st, f.start, f.end)
-			*f = finishedRequest{} // hold no request once its record is written
-			p.records.Done()
-		}
-		q.mu.Lock()
-		if q.spare == nil {
-			q.spare = batch[:0]
-		}
-		q.mu.Unlock()
+		p.writeBatch(batch)
 	}
+}
+
+// writeBatch writes the records of batch and keeps its array for a later batch, unless it grew
+// past maxQueuedRecords.
+func (p *Proxy) writeBatch(batch []finishedRequest) {
+	for i := range batch {
+		f := &batch[i]
+		p.record(f.r, f.st, f.start, f.end)
+		*f = finishedRequest{} // hold no request once its record is written
+		p.records.Done()
+	}
+	if cap(batch) > maxQueuedRecords {
+		return
+	}
+	q := &p.queue
+	q.mu.Lock()
+	if q.spare == nil {
+		q.spare = batch[:0]
+	}
+	q.mu.Unlock()
 }

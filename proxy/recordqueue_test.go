@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -69,6 +70,8 @@ type collectingRecorder struct {
 func (r *collectingRecorder) Ready() error { return nil }
 
 func (r *collectingRecorder) Publish(_ context.Context, rec trail.Record) error {
+	// A slow hand-over: Flush must still wait for it, not only for the queue to empty.
+	time.Sleep(200 * time.Microsecond)
 	if req, ok := rec.(*trail.Request); ok {
 		r.mu.Lock()
 		r.auditIDs = append(r.auditIDs, req.AuditID)

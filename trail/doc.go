@@ -56,10 +56,12 @@
 // JetStream deduplicates messages, not records: a record published again under its ID in
 // another message is stored again. A [Publisher] therefore packs records only when told to
 // (PublisherOptions.MaxBatchRecords), which suits records whose IDs are new for every record
-// published (the proxy's); records whose ID a caller derives so that its retries are stored
-// once (the webhook's decisions, from the review's UID) go one per message. Within a subject,
-// records go in the order published; records of different subjects handed over together may
-// be stored in another order.
+// published (the proxy's), and records whose reader tells copies apart itself: the webhook
+// derives a decision's ID from the review's UID, so that a review kube-apiserver retries is one
+// decision; each attempt, whatever message it came in, is a row in the enricher's ClickHouse
+// tables, and its views show one decision per ID and session, the latest attempt's, with the
+// number of attempts. Within a subject, records go in the order published; records of different
+// subjects handed over together may be stored in another order.
 //
 // # Publishing and consuming
 //

@@ -114,14 +114,16 @@ func reviewBody(b *testing.B) (prefix, suffix []byte) {
 var benchNATS testbed.BenchNATS
 
 // benchPublisher is a benchmark webhook's trail: a publisher with the webhook's identity on the
-// benchmarks' NATS server that counts the records it refuses. It holds up to 65,536 records
-// unacknowledged (a deployment's default is 8,192), as the proxy's benchmarks do: a webhook
-// reviewing flat out on both cores leaves the server, on the same two cores, behind it, and
-// a larger backlog must not make a run do less work than a deployment. benchReviews waits for
-// every record to be stored before it reads the CPU times.
+// benchmarks' NATS server that counts the records it refuses. It packs the decisions of a
+// session into messages, as `gatehouse webhook` does by default (--trail-records-per-message).
+// It holds up to 65,536 records unacknowledged (a deployment's default is 8,192), as the proxy's
+// benchmarks do: a webhook reviewing flat out on both cores leaves the server, on the same two
+// cores, behind it, and a larger backlog must not make a run do less work than a deployment.
+// benchReviews waits for every record to be stored before it reads the CPU times.
 func benchPublisher(b *testing.B) countingPublisher {
 	b.Helper()
-	return countingPublisher{benchNATS.Publisher(b, natsbus.RoleWebhook, trail.PublisherOptions{Source: "webhook/bench", MaxPending: 1 << 16})}
+	return countingPublisher{benchNATS.Publisher(b, natsbus.RoleWebhook, trail.PublisherOptions{Source: "webhook/bench", MaxPending: 1 << 16,
+		MaxBatchRecords: trail.PackedRecords})}
 }
 
 // countingPublisher counts the records the trail refused (benchNATS.Count).

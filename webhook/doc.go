@@ -10,12 +10,15 @@
 // saying so, while deny rules apply. For a CONNECT to pods/exec, pods/attach or pods/portforward
 // the engine looks the target pod up (through a cached client, falling back to a live read) to
 // judge its privilege. Every decision is published to the trail as a trail.Decision naming the
-// policy and rule, with ID "admission-<request UID>-validating" so that a retried review is
-// stored once. The answer names that record in its audit annotations (decision-id, policy, rule,
-// action, and approval-id when the gate held the call or admitted it under a grant it checked):
-// kube-apiserver writes them into the request's audit event, prefixed with the webhook's name,
-// which is how the enricher ties the decision to the request. The AdmissionReview UID is
-// kube-apiserver's ID of one webhook call, not the request's Audit-ID.
+// policy and rule, with ID "admission-<request UID>-validating" so that a retried review is one
+// decision: the enricher stores each attempt and its views show the decision once per ID and
+// session, the latest attempt's, so the decisions may share NATS messages
+// (trail.PublisherOptions.MaxBatchRecords). The answer names that record in its audit
+// annotations (decision-id, policy, rule, action, and approval-id when the gate held the call or
+// admitted it under a grant it checked): kube-apiserver writes them into the request's audit
+// event, prefixed with the webhook's name, which is how the enricher ties the decision to the
+// request. The AdmissionReview UID is kube-apiserver's ID of one webhook call, not the request's
+// Audit-ID.
 //
 // The Gate is the Approver, and the one place in Gatehouse that creates approval requests: for
 // the final object (after defaulting and every mutating webhook), it uses an approved grant for

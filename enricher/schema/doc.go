@@ -23,8 +23,11 @@
 // queries use it), decision_summary, approval_summary, session_summary, open_streams,
 // recording_summary, ingest_error_log and dead_letter_log. Because the join happens when the view
 // is read, a record that arrives late still joins. Admission decisions join on the decision ID
-// the validating webhook writes into the request's audit annotations, never on an AdmissionReview
-// UID. The views run with their definer's rights (SQL SECURITY DEFINER): the auditors' role
+// the validating webhook writes into the request's audit annotations and on the request's
+// session, never on an AdmissionReview UID. A review kube-apiserver sent again is one decision
+// ID decided once per attempt, each attempt a row of gateway_decisions (its key holds the time):
+// decision_summary and the trail show one decision per ID and session, its latest attempt, and
+// decision_summary counts the attempts. The views run with their definer's rights (SQL SECURITY DEFINER): the auditors' role
 // needs SELECT on them only (AuditorGrants).
 //
 // # Canned queries

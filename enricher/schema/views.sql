@@ -5,34 +5,57 @@
 -- counts once even before ClickHouse has merged the parts that hold it. Subqueries that only ask
 -- whether a record exists read without it.
 
--- decision_summary: one row per policy decision Gatehouse recorded (gateway_decisions, without
--- the copies a retried webhook call or a redelivery left). A decision made in admission is tied to
--- the request it decided by its ID: the validating webhook returns it as an audit annotation,
+-- decision_summary: one row per policy decision Gatehouse recorded: per decision ID and session
+-- (gateway_decisions, without the copies a redelivery left). A decision made in admission is tied
+-- to the request it decided by its ID: the validating webhook returns it as an audit annotation,
 -- which kube-apiserver writes into that request's audit event (audit_events.admission_decision_id).
 -- admission_uid is kube-apiserver's ID of the one webhook call; it is not the Audit-ID.
+--
+-- The webhook derives the ID from the AdmissionReview's UID, so a review kube-apiserver sent again
+-- is the same decision; each attempt the webhook decided is its own row in gateway_decisions. The
+-- row here has the latest attempt's columns (time is its time), attempts says how many attempts
+-- are stored and first_attempt_time when the first was decided. A record under the ID in another
+-- session is another decision (another row); one in the same session is one more attempt, so a
+-- record forged under an existing decision's ID shows as an extra attempt and erases none.
+-- A condition on session_id or decision_id reads only that session's or decision's rows; one on
+-- time applies to the latest attempt and reads every decision (filter gateway_decisions by time
+-- first to read less: decision_id IN (SELECT id FROM gateway_decisions WHERE time >= ...)).
 CREATE OR REPLACE VIEW {{.DB}}.decision_summary SQL SECURITY DEFINER AS
 SELECT
     id AS decision_id,
-    time,
-    component,
-    audit_id,
-    admission_uid,
+    latest.1 AS time,
+    latest.2 AS component,
+    latest.3 AS audit_id,
+    latest.4 AS admission_uid,
     session_id,
-    user,
-    verb,
-    resource,
-    subresource,
-    namespace,
-    name,
-    via_gateway,
-    dry_run,
-    policy,
-    rule,
-    action,
-    message,
-    admitted,
-    approval_id
-FROM {{.DB}}.gateway_decisions FINAL;
+    latest.5 AS user,
+    latest.6 AS verb,
+    latest.7 AS resource,
+    latest.8 AS subresource,
+    latest.9 AS namespace,
+    latest.10 AS name,
+    latest.11 AS via_gateway,
+    latest.12 AS dry_run,
+    latest.13 AS policy,
+    latest.14 AS rule,
+    latest.15 AS action,
+    latest.16 AS message,
+    latest.17 AS admitted,
+    latest.18 AS approval_id,
+    attempts,
+    first_attempt_time
+FROM
+(
+    SELECT
+        session_id,
+        id,
+        argMax((time, component, audit_id, admission_uid, user, verb, resource, subresource, namespace, name,
+                via_gateway, dry_run, policy, rule, action, message, admitted, approval_id), time) AS latest,
+        count() AS attempts,
+        min(time) AS first_attempt_time
+    FROM {{.DB}}.gateway_decisions FINAL
+    GROUP BY session_id, id
+);
 
 -- approval_summary: the state of each approval: who asked for what (and, when they impersonated,
 -- who they really were), why they said they needed it, which rule required it, who approved or
@@ -149,11 +172,11 @@ SELECT
     x.masked_by AS masked_by,
     x.truncated AS truncated,
     x.decision_id AS decision_id,
-    multiIf(x.admission_action != '', d.component, x.g_action != '', 'proxy', '') AS decision_component,
+    multiIf(x.admission_action != '', d.latest_component, x.g_action != '', 'proxy', '') AS decision_component,
     if(x.admission_action != '', x.admission_policy, x.g_policy) AS decision_policy,
     if(x.admission_action != '', x.admission_rule, x.g_rule) AS decision_rule,
     if(x.admission_action != '', x.admission_action, x.g_action) AS decision_action,
-    if(x.admission_action != '', d.message, x.g_decision_message) AS decision_message,
+    if(x.admission_action != '', d.latest_message, x.g_decision_message) AS decision_message,
     x.approval_id AS approval_id,
     a.state AS approval_state,
     a.requester AS approval_requester,
@@ -395,14 +418,20 @@ FROM
 ) AS x
 LEFT JOIN
 (
-    SELECT id, component, message FROM {{.DB}}.gateway_decisions FINAL
+    -- The decision of each audit event's own session (a record under its ID in another session is
+    -- another decision), one row per decision ID and session so that no event is joined twice:
+    -- the latest attempt's, when kube-apiserver sent the review again and the webhook decided it
+    -- again (decision_summary).
+    SELECT session_id, id, argMax(component, time) AS latest_component, argMax(message, time) AS latest_message
+    FROM {{.DB}}.gateway_decisions FINAL
     {{if .Window}}WHERE time BETWEEN trail_lo AND trail_hi
       AND ({session_id:String} = '' OR session_id = {session_id:String})
       AND id IN (SELECT admission_decision_id FROM {{.DB}}.audit_events
                  WHERE admission_decision_id != '' AND request_received_at >= {since:DateTime64(6)} AND request_received_at <= trail_hi
                    AND ({session_id:String} = '' OR session_id = {session_id:String})
                    AND ({audit_id:String} = '' OR audit_id = {audit_id:String})){{end}}
-) AS d ON d.id = x.decision_id
+    GROUP BY session_id, id
+) AS d ON d.id = x.decision_id AND d.session_id = x.session_id
 LEFT JOIN
 {{if .Window}}(
     SELECT * FROM {{.DB}}.approval_summary

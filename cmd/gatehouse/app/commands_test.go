@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
 // parse runs the command newCmd builds with args and a run that keeps the options it gets: the
@@ -172,6 +174,14 @@ func TestWebhookFlags(t *testing.T) {
 		}},
 		{"cert-dir and files", append(slices.Clone(prod), "--cert-dir=/etc/gatehouse/tls"), "are alternatives", nil},
 		{"bad port", append(slices.Clone(prod), "--secure-port=0"), "--secure-port must be between 1 and 65535", nil},
+		{"decisions packed by default", slices.Clone(prod), "", func(t *testing.T, o *webhookOptions) {
+			assert.Equal(t, trail.PackedRecords, o.recordsPerMessage)
+		}},
+		{"one decision per message", append(slices.Clone(prod), "--trail-records-per-message=1"), "", func(t *testing.T, o *webhookOptions) {
+			assert.Equal(t, 1, o.recordsPerMessage)
+		}},
+		{"no decision per message", append(slices.Clone(prod), "--trail-records-per-message=0"), "--trail-records-per-message must be at least 1, not 0", nil},
+		{"negative decisions per message", append(slices.Clone(prod), "--trail-records-per-message=-1"), "--trail-records-per-message must be at least 1, not -1", nil},
 		{"missing policy file", append(slices.Clone(prod), "--policy-file=/nonexistent/policies.yaml"), "--policy-file", nil},
 		{"self-managed without registration", append(slices.Clone(noTLS), "--self-managed-ca-secret=gatehouse/webhook-ca", "--self-managed-dns-names=webhook"),
 			"needs --webhook-configurations or --self-managed-ca-configmap", nil},

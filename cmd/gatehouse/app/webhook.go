@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/approvals"
 	"github.com/gatehouse-dev/gatehouse/natsbus"
 	"github.com/gatehouse-dev/gatehouse/registration"
+	"github.com/gatehouse-dev/gatehouse/trail"
 	"github.com/gatehouse-dev/gatehouse/webhook"
 )
 
@@ -38,6 +39,9 @@ type webhookOptions struct {
 	// register is the registration of the webhook configurations once the webhook answers
 	// (charts/gatehouse).
 	register registration.Flags
+	// recordsPerMessage packs the decisions of one session published together into a NATS
+	// message (trail.PublisherOptions.MaxBatchRecords).
+	recordsPerMessage int
 }
 
 // approvalGateOptions configure how the webhook holds direct calls for approval.
@@ -59,6 +63,7 @@ func (o *webhookOptions) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.approvals.wait, "approval-wait", 3*time.Second, "How long a direct call that needs approval waits for a decision before it is denied with the approval request's ID. Keep it well under the webhook timeout (5s).")
 	fs.DurationVar(&o.approvals.requestTTL, "approval-request-ttl", time.Hour, "How long an approval request made at admission waits for approvers.")
 	fs.StringVar(&o.approvals.uiURL, "approvals-url", "", "URL of the approvers' web UI, linked in denials.")
+	fs.IntVar(&o.recordsPerMessage, "trail-records-per-message", trail.PackedRecords, "Most decisions of one session published together that share a NATS message, which JetStream stores and acknowledges at the cost of one. A review kube-apiserver retries is then one row per attempt in ClickHouse, which the enricher's views show as one decision (decision_summary's attempts). Set 1 while an enricher older than this webhook reads the trail: it cannot read a message of several records, or its views show a retried review's decision once per attempt.")
 	o.register.AddFlags(fs)
 }
 
@@ -74,6 +79,9 @@ func (o *webhookOptions) Validate() error {
 	}
 	if o.endpoint.securePort < 1 || o.endpoint.securePort > 65535 {
 		return fmt.Errorf("--secure-port must be between 1 and 65535, not %d", o.endpoint.securePort)
+	}
+	if o.recordsPerMessage < 1 {
+		return fmt.Errorf("--trail-records-per-message must be at least 1, not %d", o.recordsPerMessage)
 	}
 	if o.policyFile != "" {
 		if _, err := os.Stat(o.policyFile); err != nil {
@@ -144,7 +152,7 @@ func runWebhook(ctx context.Context, log *slog.Logger, o *webhookOptions) error 
 		if err != nil {
 			return err
 		}
-		tc, err := openTrail(ctx, lc, o.nats, webhook.ComponentValidating, 0) // decisions' IDs come from review UIDs: one per message
+		tc, err := openTrail(ctx, lc, o.nats, webhook.ComponentValidating, o.recordsPerMessage)
 		if err != nil {
 			return err
 		}

@@ -18,44 +18,43 @@
 -- session is another decision (another row); one in the same session is one more attempt, so a
 -- record forged under an existing decision's ID shows as an extra attempt and erases none.
 -- A condition on session_id or decision_id reads only that session's or decision's rows; one on
--- time applies to the latest attempt and reads every decision (filter gateway_decisions by time
--- first to read less: decision_id IN (SELECT id FROM gateway_decisions WHERE time >= ...)).
+-- time (the latest attempt's) reads the attempts of that time, and the session, ID and time
+-- columns of every decision to find which attempt is the latest.
 CREATE OR REPLACE VIEW {{.DB}}.decision_summary SQL SECURITY DEFINER AS
 SELECT
-    id AS decision_id,
-    latest.1 AS time,
-    latest.2 AS component,
-    latest.3 AS audit_id,
-    latest.4 AS admission_uid,
-    session_id,
-    latest.5 AS user,
-    latest.6 AS verb,
-    latest.7 AS resource,
-    latest.8 AS subresource,
-    latest.9 AS namespace,
-    latest.10 AS name,
-    latest.11 AS via_gateway,
-    latest.12 AS dry_run,
-    latest.13 AS policy,
-    latest.14 AS rule,
-    latest.15 AS action,
-    latest.16 AS message,
-    latest.17 AS admitted,
-    latest.18 AS approval_id,
-    attempts,
-    first_attempt_time
+    d.id AS decision_id,
+    d.time AS time,
+    d.component AS component,
+    d.audit_id AS audit_id,
+    d.admission_uid AS admission_uid,
+    d.session_id AS session_id,
+    d.user AS user,
+    d.verb AS verb,
+    d.resource AS resource,
+    d.subresource AS subresource,
+    d.namespace AS namespace,
+    d.name AS name,
+    d.via_gateway AS via_gateway,
+    d.dry_run AS dry_run,
+    d.policy AS policy,
+    d.rule AS rule,
+    d.action AS action,
+    d.message AS message,
+    d.admitted AS admitted,
+    d.approval_id AS approval_id,
+    l.attempts AS attempts,
+    l.first_attempt_time AS first_attempt_time
 FROM
 (
-    SELECT
-        session_id,
-        id,
-        argMax((time, component, audit_id, admission_uid, user, verb, resource, subresource, namespace, name,
-                via_gateway, dry_run, policy, rule, action, message, admitted, approval_id), time) AS latest,
-        count() AS attempts,
-        min(time) AS first_attempt_time
-    FROM {{.DB}}.gateway_decisions FINAL
+    -- The latest attempt of each decision. A copy of an attempt has its time: uniqExact counts it
+    -- once without FINAL. It is the join's left side so that ClickHouse first reads the attempts
+    -- the query's conditions select (the right side), then aggregates here only the decisions
+    -- they hold (a runtime filter on the join's keys).
+    SELECT session_id, id, max(time) AS latest_time, uniqExact(time) AS attempts, min(time) AS first_attempt_time
+    FROM {{.DB}}.gateway_decisions
     GROUP BY session_id, id
-);
+) AS l
+INNER JOIN {{.DB}}.gateway_decisions AS d FINAL ON d.session_id = l.session_id AND d.id = l.id AND d.time = l.latest_time;
 
 -- approval_summary: the state of each approval: who asked for what (and, when they impersonated,
 -- who they really were), why they said they needed it, which rule required it, who approved or

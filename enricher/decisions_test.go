@@ -19,18 +19,28 @@ import (
 // decisions packed several to a message, JetStream no longer tells the attempts apart: an attempt
 // decided again by the same replica goes in a later message, one decided by another replica in
 // that replica's message. Each attempt is a row of gateway_decisions; decision_summary shows the
-// decision once (attempts = 2, the latest attempt's columns), and trail and trail_for join the
-// request's audit event once, with the latest attempt, whatever order the attempts arrive in.
+// decision once (attempts = 2, the first attempt's columns and time, last_attempt_time), and trail
+// and trail_for join the request's audit event once, with the attempt kube-apiserver acted on (the
+// action of its audit annotations), whatever order the attempts arrive in.
 //
 // A record under an existing decision ID in another session (forged with the webhook's
 // credentials, or replayed from another session) is another decision: it replaces nothing, and
 // the request's audit event keeps its own session's decision. A record forged under an existing
-// decision's ID in the same session cannot be told from a retry: it shows as the decision's latest
-// attempt, and decision_summary says there were two attempts (both rows stay in
-// gateway_decisions, so the real one is never erased).
+// decision's ID in the same session, decided later, is an extra attempt: it changes neither the
+// trail (its action is not the one kube-apiserver acted on) nor the decision's time, so a query
+// for a window of time still finds the decision. A copy of an attempt (a redelivery) is not an
+// attempt. An audit event without a session (a user the enricher does not take for a gateway
+// impersonated with the session extra) shows the decision of the one session that holds its ID,
+// and none when two sessions hold it.
 func TestRetriedDecisionShownOnce(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	ctx := t.Context()
+	// Parts stay unmerged, as they are until ClickHouse gets to them: a copy of an attempt is a row
+	// of its own until the views leave it out.
+	require.NoError(t, h.ch.Exec(ctx, fmt.Sprintf("SYSTEM STOP MERGES %s.gateway_decisions", h.db)))
+	t.Cleanup(func() {
+		_ = h.ch.Exec(context.Background(), fmt.Sprintf("SYSTEM START MERGES %s.gateway_decisions", h.db))
+	})
 	published := 0
 	replica := func(name string) *trail.Publisher {
 		pub, err := trail.NewPublisher(h.nc, trail.PublisherOptions{Source: "validating-webhook/" + name, MaxBatchRecords: trail.PackedRecords})
@@ -59,14 +69,17 @@ func TestRetriedDecisionShownOnce(t *testing.T) {
 		}), "one message of two records")
 	}
 	const (
-		later      = "admission-uid-later-validating"
-		replicas   = "admission-uid-replicas-validating"
-		reordered  = "admission-uid-reordered-validating"
-		forgedSame = "admission-uid-forged-validating"
+		later        = "admission-uid-later-validating"
+		replicas     = "admission-uid-replicas-validating"
+		reordered    = "admission-uid-reordered-validating"
+		forgedSame   = "admission-uid-forged-validating"
+		forgedLate   = "admission-uid-forged-late-validating"
+		impersonated = "admission-uid-impersonated-validating"
 	)
 	// The same replica decides the review again, in a later window: the first attempt held the
 	// call for approval, the second admitted it under the grant.
-	window(a, decision(later, "s-1", 0, "requireApproval", "attempt 1"))
+	laterFirst := decision(later, "s-1", 0, "requireApproval", "attempt 1")
+	window(a, laterFirst)
 	window(a, decision(later, "s-1", 2*time.Second, "allow", "attempt 2"))
 	// Another replica decides it again.
 	window(a, decision(replicas, "s-1", 0, "requireApproval", "attempt 1"))
@@ -76,20 +89,44 @@ func TestRetriedDecisionShownOnce(t *testing.T) {
 	window(a, decision(reordered, "s-1", 0, "requireApproval", "attempt 1"))
 	// A record under the ID of s-1's decision, in another session, decided after it.
 	window(mallory, decision(later, "s-mallory", 10*time.Second, "allow", "forged"))
-	// A record under the ID of s-1's decision, in s-1, decided after it.
+	// Records under the ID of s-1's decision, in s-1, decided after it: 10 s later, and two days.
 	window(a, decision(forgedSame, "s-1", 0, "deny", "attempt 1"))
 	window(mallory, decision(forgedSame, "s-1", 10*time.Second, "allow", "forged"))
+	window(a, decision(forgedLate, "s-1", 0, "deny", "attempt 1"))
+	window(mallory, decision(forgedLate, "s-1", 48*time.Hour, "allow", "forged"))
+	// A decision only s-1 holds.
+	window(a, decision(impersonated, "s-1", 0, "allow", "impersonated"))
+	// The first attempt of later, delivered again in a later message: the same record.
+	window(a, laterFirst)
+	distinct := published - 1
 
-	// The audit events of the requests, as kube-apiserver wrote them with the webhook's annotations.
-	ids := []string{later, replicas, reordered, forgedSame}
-	for i, id := range ids {
+	// The audit events of the requests, as kube-apiserver wrote them with the webhook's
+	// annotations: the action of the attempt whose answer it used.
+	events := []struct{ auditID, session, id, action string }{
+		{"audit-0", "s-1", later, "allow"},
+		{"audit-1", "s-1", replicas, "allow"},
+		{"audit-2", "s-1", reordered, "allow"},
+		{"audit-3", "s-1", forgedSame, "deny"},
+		// Without a session: the enricher did not keep the session extra of a user it does not
+		// take for a gateway.
+		{"direct-0", "", impersonated, "allow"},
+		{"direct-1", "", later, "allow"},
+	}
+	for _, e := range events {
+		code := 201
+		if e.action == "deny" {
+			code = 403
+		}
 		require.NoError(t, h.ch.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.audit_events (audit_id, stage, request_received_at, stage_at, verb, resource,
 			namespace, name, user, session_id, impersonated, code, admission_decision_id, admission_policy, admission_rule, admission_action)
-			VALUES ('audit-%d', 'ResponseComplete', '%s', '%s', 'create', 'configmaps', 'shop', 'cfg', 'oidc:agent', 's-1', true, 201, '%s', 'guard', 'configmaps', 'allow')`,
-			h.db, i, at.Format("2006-01-02 15:04:05.000000"), at.Add(3*time.Second).Format("2006-01-02 15:04:05.000000"), id)))
+			VALUES ('%s', 'ResponseComplete', '%s', '%s', 'create', 'configmaps', 'shop', 'cfg', 'oidc:agent', '%s', true, %d, '%s', 'guard', 'configmaps', '%s')`,
+			h.db, e.auditID, at.Format("2006-01-02 15:04:05.000000"), at.Add(3*time.Second).Format("2006-01-02 15:04:05.000000"), e.session, code, e.id, e.action)))
 	}
-	h.waitRows(t, uint64(published), 30*time.Second, "SELECT count() FROM {db}.gateway_decisions FINAL")
+	h.waitRows(t, uint64(distinct), 30*time.Second, "SELECT count() FROM {db}.gateway_decisions FINAL")
 	assert.Less(t, streamMsgs(t, h.js, trail.StreamTrail), uint64(published), "decisions were packed several to a message")
+	// An attempt inserted twice: a part of its own holds the copy.
+	require.NoError(t, h.ch.Exec(ctx, fmt.Sprintf("INSERT INTO %[1]s.gateway_decisions SELECT * FROM %[1]s.gateway_decisions WHERE id = '%[2]s' AND message = 'attempt 2' LIMIT 1", h.db, replicas)))
+	require.GreaterOrEqual(t, h.count(t, "SELECT count() FROM {db}.gateway_decisions"), uint64(distinct+1), "the copy is stored")
 
 	since := at.Add(-time.Hour).Format(time.DateTime)
 	rows := func(q string) [][]string {
@@ -99,28 +136,37 @@ func TestRetriedDecisionShownOnce(t *testing.T) {
 	first := at.Format("2006-01-02 15:04:05.000000")
 	for _, id := range []string{later, replicas, reordered} {
 		t.Run(id, func(t *testing.T) {
-			assert.Equal(t, [][]string{{"s-1", "allow", "attempt 2", "2", first, at.Add(2 * time.Second).Format("2006-01-02 15:04:05.000000")}},
-				rows("SELECT session_id, action, message, toString(attempts), toString(first_attempt_time), toString(time) FROM {db}.decision_summary WHERE decision_id = '"+id+"' AND session_id = 's-1'"),
-				"decision_summary: one row, the latest attempt's")
+			assert.Equal(t, [][]string{{"s-1", "requireApproval", "attempt 1", "2", first, at.Add(2 * time.Second).Format("2006-01-02 15:04:05.000000")}},
+				rows("SELECT session_id, action, message, toString(attempts), toString(time), toString(last_attempt_time) FROM {db}.decision_summary WHERE decision_id = '"+id+"' AND session_id = 's-1'"),
+				"decision_summary: one row, the first attempt's; a copy of an attempt is not another")
 			assert.Equal(t, [][]string{{"s-1", "allow", "attempt 2"}},
-				rows("SELECT session_id, decision_action, decision_message FROM {db}.trail WHERE decision_id = '"+id+"'"), "trail: the audit event once")
+				rows("SELECT session_id, decision_action, decision_message FROM {db}.trail WHERE decision_id = '"+id+"' AND session_id = 's-1'"), "trail: the audit event once")
 			assert.Equal(t, [][]string{{"s-1", "allow", "attempt 2"}},
 				rows("SELECT session_id, decision_action, decision_message FROM {db}.trail_for(since = '{since}', session_id = 's-1', audit_id = '') WHERE decision_id = '"+id+"'"),
 				"trail_for: the audit event once")
 			assert.Equal(t, [][]string{{"s-1", "allow", "attempt 2"}},
-				rows("SELECT session_id, decision_action, decision_message FROM {db}.trail_for(since = '{since}', session_id = '', audit_id = '') WHERE decision_id = '"+id+"'"),
+				rows("SELECT session_id, decision_action, decision_message FROM {db}.trail_for(since = '{since}', session_id = '', audit_id = '') WHERE decision_id = '"+id+"' AND session_id = 's-1'"),
 				"trail_for of any session: the audit event once")
 		})
 	}
+	t.Run("a copy of an attempt", func(t *testing.T) {
+		for _, id := range []string{later, replicas} {
+			assert.Equal(t, [][]string{{"2"}}, rows("SELECT toString(attempts) FROM {db}.decision_summary WHERE decision_id = '"+id+"' AND session_id = 's-1'"),
+				"one row, and the copy is not an attempt: %s", id)
+			assert.Equal(t, [][]string{{"2"}}, rows("SELECT toString(count()) FROM {db}.gateway_decisions FINAL WHERE id = '"+id+"' AND session_id = 's-1'"), id)
+		}
+		assert.Equal(t, [][]string{{"3"}}, rows("SELECT toString(count()) FROM {db}.gateway_decisions WHERE id = '"+replicas+"' AND session_id = 's-1'"),
+			"the copy is a row of its own until ClickHouse merges it")
+	})
 	t.Run("a record under the decision's ID in another session", func(t *testing.T) {
 		assert.Equal(t, [][]string{{"s-1", "attempt 2"}, {"s-1", "attempt 1"}, {"s-mallory", "forged"}},
 			rows("SELECT session_id, message FROM {db}.gateway_decisions FINAL WHERE id = '"+later+"' ORDER BY session_id, time DESC"), "every record is a row")
-		assert.Equal(t, [][]string{{"s-1", "attempt 2", "2"}, {"s-mallory", "forged", "1"}},
+		assert.Equal(t, [][]string{{"s-1", "attempt 1", "2"}, {"s-mallory", "forged", "1"}},
 			rows("SELECT session_id, message, toString(attempts) FROM {db}.decision_summary WHERE decision_id = '"+later+"' ORDER BY session_id"),
 			"another decision: s-1's is not replaced, and auditors see both")
 		for _, q := range []string{
-			"SELECT audit_id, session_id, decision_message FROM {db}.trail WHERE decision_id = '" + later + "'",
-			"SELECT audit_id, session_id, decision_message FROM {db}.trail_for(since = '{since}', session_id = '', audit_id = '') WHERE decision_id = '" + later + "'",
+			"SELECT audit_id, session_id, decision_message FROM {db}.trail WHERE decision_id = '" + later + "' AND session_id != ''",
+			"SELECT audit_id, session_id, decision_message FROM {db}.trail_for(since = '{since}', session_id = '', audit_id = '') WHERE decision_id = '" + later + "' AND session_id != ''",
 			"SELECT audit_id, session_id, decision_message FROM {db}.trail_for(since = '{since}', session_id = '', audit_id = 'audit-0')",
 		} {
 			assert.Equal(t, [][]string{{"audit-0", "s-1", "attempt 2"}}, rows(q), "the request's audit event keeps its session's decision, once: %s", q)
@@ -129,15 +175,45 @@ func TestRetriedDecisionShownOnce(t *testing.T) {
 	t.Run("a record forged under the decision's ID in its session", func(t *testing.T) {
 		assert.Equal(t, [][]string{{"forged"}, {"attempt 1"}},
 			rows("SELECT message FROM {db}.gateway_decisions FINAL WHERE id = '"+forgedSame+"' ORDER BY time DESC"), "the real decision is not erased")
-		// It cannot be told from a retry decided later: it is the latest attempt, and the count of
-		// attempts shows there was another.
-		assert.Equal(t, [][]string{{"s-1", "allow", "forged", "2"}},
-			rows("SELECT session_id, action, message, toString(attempts) FROM {db}.decision_summary WHERE decision_id = '"+forgedSame+"'"))
-		assert.Equal(t, [][]string{{"audit-3", "forged"}},
-			rows("SELECT audit_id, decision_message FROM {db}.trail WHERE decision_id = '"+forgedSame+"'"), "the audit event once, with the latest attempt")
+		assert.Equal(t, [][]string{{"s-1", "deny", "attempt 1", "2"}},
+			rows("SELECT session_id, action, message, toString(attempts) FROM {db}.decision_summary WHERE decision_id = '"+forgedSame+"'"),
+			"the first attempt, and the count of attempts shows there was another")
+		for _, q := range []string{
+			"SELECT audit_id, decision_action, decision_message FROM {db}.trail WHERE decision_id = '" + forgedSame + "'",
+			"SELECT audit_id, decision_action, decision_message FROM {db}.trail_for(since = '{since}', session_id = 's-1', audit_id = '') WHERE decision_id = '" + forgedSame + "'",
+			"SELECT audit_id, decision_action, decision_message FROM {db}.trail_for(since = '{since}', session_id = '', audit_id = 'audit-3')",
+		} {
+			assert.Equal(t, [][]string{{"audit-3", "deny", "attempt 1"}}, rows(q), "the attempt kube-apiserver acted on, once, not the later one: %s", q)
+		}
 	})
-	assert.Equal(t, [][]string{{fmt.Sprint(len(ids))}},
-		rows("SELECT toString(count()) FROM {db}.trail WHERE audit_id LIKE 'audit-%'"), "no audit event is joined twice")
-	assert.Equal(t, [][]string{{fmt.Sprint(len(ids))}},
+	t.Run("a record forged two days after the decision", func(t *testing.T) {
+		lo, hi := at.Add(-time.Hour).Format(time.DateTime), at.Add(time.Hour).Format(time.DateTime)
+		assert.Equal(t, [][]string{{"deny", "attempt 1", "2", first, at.Add(48 * time.Hour).Format("2006-01-02 15:04:05.000000")}},
+			rows("SELECT action, message, toString(attempts), toString(time), toString(last_attempt_time) FROM {db}.decision_summary WHERE time BETWEEN '"+lo+"' AND '"+hi+"' AND decision_id = '"+forgedLate+"'"),
+			"a query for the window of the decision still finds it")
+		assert.Equal(t, [][]string{{"deny", "attempt 1", "2"}},
+			rows("SELECT action, message, toString(attempts) FROM {db}.decision_summary WHERE time BETWEEN '"+lo+"' AND '"+hi+"' AND session_id = 's-1' AND decision_id = '"+forgedLate+"'"),
+			"with the session too")
+	})
+	t.Run("an audit event without a session", func(t *testing.T) {
+		for _, q := range []string{
+			"SELECT audit_id, decision_component, decision_action, decision_message FROM {db}.trail WHERE audit_id LIKE 'direct-%' ORDER BY audit_id",
+			"SELECT audit_id, decision_component, decision_action, decision_message FROM {db}.trail_for(since = '{since}', session_id = '', audit_id = '') WHERE audit_id LIKE 'direct-%' ORDER BY audit_id",
+		} {
+			assert.Equal(t, [][]string{{"direct-0", "validating-webhook", "allow", "impersonated"}, {"direct-1", "", "allow", ""}}, rows(q),
+				"the decision of the one session holding its ID; none when two sessions hold it: %s", q)
+		}
+		for _, id := range []string{"direct-0", "direct-1"} {
+			assert.Equal(t, rows("SELECT audit_id, decision_component, decision_message FROM {db}.trail WHERE audit_id = '"+id+"'"),
+				rows("SELECT audit_id, decision_component, decision_message FROM {db}.trail_for(since = '{since}', session_id = '', audit_id = '"+id+"')"), "trail and trail_for of one Audit-ID agree")
+		}
+	})
+	for _, q := range []string{
+		"SELECT toString(count()) FROM {db}.trail WHERE audit_id LIKE 'audit-%' OR audit_id LIKE 'direct-%'",
+		"SELECT toString(count()) FROM {db}.trail_for(since = '{since}', session_id = '', audit_id = '') WHERE audit_id LIKE 'audit-%' OR audit_id LIKE 'direct-%'",
+	} {
+		assert.Equal(t, [][]string{{fmt.Sprint(len(events))}}, rows(q), "no audit event is joined twice: %s", q)
+	}
+	assert.Equal(t, [][]string{{"4"}},
 		rows("SELECT toString(count()) FROM {db}.trail_for(since = '{since}', session_id = 's-1', audit_id = '') WHERE audit_id LIKE 'audit-%'"), "no audit event is joined twice")
 }

@@ -139,9 +139,10 @@ type Publisher struct {
 	closed  bool          // Publish refuses new records
 	stopped bool          // Close gave up waiting: retries end
 	// batch holds the records accepted and not yet handed to JetStream (BatchDelay); a timer
-	// is armed while it is not empty. batchIDs holds their subjects and IDs when records are packed
-	// (MaxBatchRecords > 1): a record published again with the subject and ID of one held is
-	// that record again, and stored once, as JetStream would have stored it alone.
+	// is armed while it is not empty. batchIDs holds their subjects, IDs and encoded records when
+	// records are packed (MaxBatchRecords > 1): a record published again, identical, while held
+	// is stored once, as JetStream would have stored it alone; another record under the same ID
+	// (an admission review decided again) is kept, as it is in a later message.
 	batch    []encodedRecord
 	batchIDs map[string]struct{}
 	// sending serializes the hand-over of batches, so that records go in the order accepted.
@@ -202,9 +203,9 @@ func (p *Publisher) Publish(ctx context.Context, r Record) error {
 	if packs {
 		// A message of several records is stored under an ID of its own: JetStream would not
 		// recognise the record in it again.
-		heldID = rec.subject + "\x00" + rec.id
+		heldID = rec.subject + "\x00" + rec.id + "\x00" + string(rec.data)
 		if _, held := p.batchIDs[heldID]; held && !p.closed {
-			return nil // held already: stored once, as first published, as JetStream would
+			return nil // held already, identical: stored once
 		}
 	}
 	if err := p.acceptLocked(); err != nil {

@@ -131,10 +131,11 @@ func TestPublishStoresOncePerID(t *testing.T) {
 	p, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: "test", MaxBatchRecords: trail.PackedRecords})
 	require.NoError(t, err)
 	var ids []string
+	at := time.Now()
 	for i := range 50 {
 		ids = append(ids, fmt.Sprintf("r%d", i))
-		for range 2 { // every record twice, as a retry would
-			require.NoError(t, p.Publish(ctx, &trail.Request{Meta: trail.Meta{ID: fmt.Sprintf("r%d", i)}, AuditID: fmt.Sprintf("r%d", i)}))
+		for range 2 { // every record twice, identical, as a retry would
+			require.NoError(t, p.Publish(ctx, &trail.Request{Meta: trail.Meta{ID: fmt.Sprintf("r%d", i), Time: at}, AuditID: fmt.Sprintf("r%d", i)}))
 		}
 		assert.Equal(t, i+1, p.Pending(), "a record held again is pending once")
 	}
@@ -155,6 +156,31 @@ func TestPublishStoresOncePerID(t *testing.T) {
 	assertStoredOnce(t, js, append(ids, "single", "s-1"))
 	require.NoError(t, p.Close(ctx))
 	assert.ErrorIs(t, p.Publish(ctx, &trail.Request{}), trail.ErrClosed)
+}
+
+// TestPublishKeepsAnotherRecordUnderHeldID: a packing publisher stores an identical record
+// published again while it is held once, but another record under the same ID (an admission
+// review kube-apiserver sent again and the webhook decided again, perhaps otherwise) is kept,
+// as it would be in a later message: dropping it could lose the attempt kube-apiserver acted on.
+func TestPublishKeepsAnotherRecordUnderHeldID(t *testing.T) {
+	_, nc, js := setup(t)
+	ctx := t.Context()
+	p, err := trail.NewPublisher(nc, trail.PublisherOptions{Source: "test", MaxBatchRecords: trail.PackedRecords, BatchDelay: time.Hour})
+	require.NoError(t, err)
+	at := time.Now()
+	attempt := func(d time.Duration, action string) *trail.Decision {
+		return &trail.Decision{Meta: trail.Meta{ID: "admission-u1-validating", Time: at.Add(d)}, Component: "validating",
+			AdmissionUID: "u1", SessionID: "s-1", Policy: trail.Policy{Action: action}}
+	}
+	require.NoError(t, p.Publish(ctx, attempt(0, "requireApproval")))
+	require.NoError(t, p.Publish(ctx, attempt(0, "requireApproval")))
+	assert.Equal(t, 1, p.Pending(), "an identical record held again is pending once")
+	require.NoError(t, p.Publish(ctx, attempt(time.Second, "allow")))
+	assert.Equal(t, 2, p.Pending(), "another attempt under the held ID is kept")
+	require.NoError(t, p.Flush(ctx))
+	assert.Equal(t, map[string]int{"admission-u1-validating": 2}, storedIDs(t, js), "both attempts stored, the identical copy once")
+	assert.Equal(t, uint64(1), streamMsgs(t, js), "one message")
+	require.NoError(t, p.Close(ctx))
 }
 
 // TestPublishBatches checks that records held for BatchDelay count as pending and are not sent

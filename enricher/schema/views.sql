@@ -13,13 +13,20 @@
 --
 -- The webhook derives the ID from the AdmissionReview's UID, so a review kube-apiserver sent again
 -- is the same decision; each attempt the webhook decided is its own row in gateway_decisions. The
--- row here has the latest attempt's columns (time is its time), attempts says how many attempts
--- are stored and first_attempt_time when the first was decided. A record under the ID in another
--- session is another decision (another row); one in the same session is one more attempt, so a
--- record forged under an existing decision's ID shows as an extra attempt and erases none.
--- A condition on session_id or decision_id reads only that session's or decision's rows; one on
--- time (the latest attempt's) reads the attempts of that time, and the session, ID and time
--- columns of every decision to find which attempt is the latest.
+-- row here has the first attempt's columns, and time is its time: a condition on time finds the
+-- decision by when it was first decided, and a record decided later under its ID cannot move it
+-- out of a window of time. attempts says how many attempts are stored and last_attempt_time when
+-- the latest was decided (= time when there was one); the trail shows, with each request, the
+-- attempt kube-apiserver acted on (the action of its audit annotations). A record under the ID
+-- in another session is another decision (another row); one in the same session is one more
+-- attempt, so a record forged under an existing decision's ID shows as an extra attempt and
+-- erases nothing (dated before the real one, its columns are the row's). A copy of an attempt (a redelivery) is not one: it has the same
+-- key (session, time, ID). Two different attempts decided in the same microsecond have that key
+-- too: ClickHouse keeps one of them.
+-- A condition on session_id reads only that session's rows, one on time only the parts of that
+-- time (ClickHouse prunes by the table's key); one on decision_id alone reads the ID column of
+-- every row (no index holds IDs). The session, ID and time of every decision are read to count
+-- its attempts.
 CREATE OR REPLACE VIEW {{.DB}}.decision_summary SQL SECURITY DEFINER AS
 SELECT
     d.id AS decision_id,
@@ -43,18 +50,18 @@ SELECT
     d.admitted AS admitted,
     d.approval_id AS approval_id,
     l.attempts AS attempts,
-    l.first_attempt_time AS first_attempt_time
+    l.last_attempt_time AS last_attempt_time
 FROM
 (
-    -- The latest attempt of each decision. A copy of an attempt has its time: uniqExact counts it
+    -- The first attempt of each decision. A copy of an attempt has its time: uniqExact counts it
     -- once without FINAL. It is the join's left side so that ClickHouse first reads the attempts
     -- the query's conditions select (the right side), then aggregates here only the decisions
     -- they hold (a runtime filter on the join's keys).
-    SELECT session_id, id, max(time) AS latest_time, uniqExact(time) AS attempts, min(time) AS first_attempt_time
+    SELECT session_id, id, min(time) AS first_time, uniqExact(time) AS attempts, max(time) AS last_attempt_time
     FROM {{.DB}}.gateway_decisions
     GROUP BY session_id, id
 ) AS l
-INNER JOIN {{.DB}}.gateway_decisions AS d FINAL ON d.session_id = l.session_id AND d.id = l.id AND d.time = l.latest_time;
+INNER JOIN {{.DB}}.gateway_decisions AS d FINAL ON d.session_id = l.session_id AND d.id = l.id AND d.time = l.first_time;
 
 -- approval_summary: the state of each approval: who asked for what (and, when they impersonated,
 -- who they really were), why they said they needed it, which rule required it, who approved or
@@ -171,11 +178,17 @@ SELECT
     x.masked_by AS masked_by,
     x.truncated AS truncated,
     x.decision_id AS decision_id,
-    multiIf(x.admission_action != '', d.latest_component, x.g_action != '', 'proxy', '') AS decision_component,
+    multiIf(x.admission_action = '', if(x.g_action != '', 'proxy', ''),
+            d.id != '', d.latest_component,
+            x.session_id = '', u.latest_component,
+            '') AS decision_component,
     if(x.admission_action != '', x.admission_policy, x.g_policy) AS decision_policy,
     if(x.admission_action != '', x.admission_rule, x.g_rule) AS decision_rule,
     if(x.admission_action != '', x.admission_action, x.g_action) AS decision_action,
-    if(x.admission_action != '', d.latest_message, x.g_decision_message) AS decision_message,
+    multiIf(x.admission_action = '', x.g_decision_message,
+            d.id != '', d.latest_message,
+            x.session_id = '', u.latest_message,
+            '') AS decision_message,
     x.approval_id AS approval_id,
     a.state AS approval_state,
     a.requester AS approval_requester,
@@ -418,10 +431,12 @@ FROM
 LEFT JOIN
 (
     -- The decision of each audit event's own session (a record under its ID in another session is
-    -- another decision), one row per decision ID and session so that no event is joined twice:
-    -- the latest attempt's, when kube-apiserver sent the review again and the webhook decided it
-    -- again (decision_summary).
-    SELECT session_id, id, argMax(component, time) AS latest_component, argMax(message, time) AS latest_message
+    -- another decision), the attempt kube-apiserver acted on: the webhook decides a review again
+    -- when kube-apiserver sends it again, and the event's audit annotations hold the action of the
+    -- attempt whose answer kube-apiserver used. One row per decision ID, session and action, so
+    -- that no event is joined twice: the latest of the attempts with that action. An attempt with
+    -- another action (decided later, or forged under the ID) does not change the event's row.
+    SELECT session_id, id, action, argMax(component, time) AS latest_component, argMax(message, time) AS latest_message
     FROM {{.DB}}.gateway_decisions FINAL
     {{if .Window}}WHERE time BETWEEN trail_lo AND trail_hi
       AND ({session_id:String} = '' OR session_id = {session_id:String})
@@ -429,8 +444,26 @@ LEFT JOIN
                  WHERE admission_decision_id != '' AND request_received_at >= {since:DateTime64(6)} AND request_received_at <= trail_hi
                    AND ({session_id:String} = '' OR session_id = {session_id:String})
                    AND ({audit_id:String} = '' OR audit_id = {audit_id:String})){{end}}
-    GROUP BY session_id, id
-) AS d ON d.id = x.decision_id AND d.session_id = x.session_id
+    GROUP BY session_id, id, action
+) AS d ON d.id = x.decision_id AND d.session_id = x.session_id AND d.action = x.admission_action
+LEFT JOIN
+(
+    -- An audit event without a session whose decision has one: a user the enricher does not take
+    -- for a gateway (--gateway-users) impersonated with the session extra, which the webhook saw
+    -- and the enricher did not keep. Its decision is the ID's only when exactly one session holds
+    -- the ID: never another session's record when two claim it.
+    SELECT id, action, argMax(component, time) AS latest_component, argMax(message, time) AS latest_message
+    FROM {{.DB}}.gateway_decisions FINAL
+    WHERE id IN (SELECT id FROM {{.DB}}.gateway_decisions
+                 {{if .Window}}WHERE time BETWEEN trail_lo AND trail_hi
+                   AND id IN (SELECT admission_decision_id FROM {{.DB}}.audit_events
+                              WHERE admission_decision_id != '' AND session_id = '' AND {session_id:String} = ''
+                                AND request_received_at >= {since:DateTime64(6)} AND request_received_at <= trail_hi
+                                AND ({audit_id:String} = '' OR audit_id = {audit_id:String})){{end}}
+                 GROUP BY id HAVING uniqExact(session_id) = 1)
+    {{if .Window}}AND time BETWEEN trail_lo AND trail_hi{{end}}
+    GROUP BY id, action
+) AS u ON u.id = x.decision_id AND u.action = x.admission_action
 LEFT JOIN
 {{if .Window}}(
     SELECT * FROM {{.DB}}.approval_summary

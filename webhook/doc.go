@@ -12,7 +12,8 @@
 // judge its privilege. Every decision is published to the trail as a trail.Decision naming the
 // policy and rule, with ID "admission-<request UID>-validating" so that a retried review is one
 // decision: the enricher stores each attempt and its views show the decision once per ID and
-// session, the latest attempt's, so the decisions may share NATS messages
+// session (the trail: the attempt whose action the audit annotations name), so the decisions may
+// share NATS messages
 // (trail.PublisherOptions.MaxBatchRecords). The answer names that record in its audit
 // annotations (decision-id, policy, rule, action, and approval-id when the gate held the call or
 // admitted it under a grant it checked): kube-apiserver writes them into the request's audit

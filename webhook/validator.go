@@ -171,8 +171,9 @@ func withDecision(resp admission.Response, rec *trail.Decision) admission.Respon
 	return resp
 }
 
-// recordID is the trail record ID of a validation: deterministic, so a retried review is stored
-// once.
+// recordID is the trail record ID of a validation: deterministic, so that a review kube-apiserver
+// sends again is one decision. Each attempt is stored (a row of the enricher's gateway_decisions);
+// the enricher's views show the decision once per ID and session.
 func recordID(req admission.Request) string {
 	return "admission-" + string(req.UID) + "-validating"
 }

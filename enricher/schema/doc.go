@@ -26,9 +26,11 @@
 // the validating webhook writes into the request's audit annotations and on the request's
 // session, never on an AdmissionReview UID. A review kube-apiserver sent again is one decision
 // ID decided once per attempt, each attempt a row of gateway_decisions (its key holds the time):
-// decision_summary and the trail show one decision per ID and session, its latest attempt, and
-// decision_summary counts the attempts. The views run with their definer's rights (SQL SECURITY DEFINER): the auditors' role
-// needs SELECT on them only (AuditorGrants).
+// decision_summary shows one decision per ID and session, its first attempt, and counts the
+// attempts; the trail joins an audit event with the attempt of its session and of the action
+// its audit annotations name, the one kube-apiserver acted on. The views run with their
+// definer's rights (SQL SECURITY DEFINER): the auditors' role needs SELECT on them only
+// (AuditorGrants).
 //
 // # Canned queries
 //

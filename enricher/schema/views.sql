@@ -179,15 +179,15 @@ SELECT
     x.truncated AS truncated,
     x.decision_id AS decision_id,
     multiIf(x.admission_action = '', if(x.g_action != '', 'proxy', ''),
-            d.id != '', d.latest_component,
-            x.session_id = '', u.latest_component,
+            has(d.sessions, x.session_id), d.components[indexOf(d.sessions, x.session_id)],
+            x.session_id = '' AND x.impersonated AND d.id_sessions = 1, d.components[1],
             '') AS decision_component,
     if(x.admission_action != '', x.admission_policy, x.g_policy) AS decision_policy,
     if(x.admission_action != '', x.admission_rule, x.g_rule) AS decision_rule,
     if(x.admission_action != '', x.admission_action, x.g_action) AS decision_action,
     multiIf(x.admission_action = '', x.g_decision_message,
-            d.id != '', d.latest_message,
-            x.session_id = '', u.latest_message,
+            has(d.sessions, x.session_id), d.messages[indexOf(d.sessions, x.session_id)],
+            x.session_id = '' AND x.impersonated AND d.id_sessions = 1, d.messages[1],
             '') AS decision_message,
     x.approval_id AS approval_id,
     a.state AS approval_state,
@@ -433,37 +433,31 @@ LEFT JOIN
     -- The decision of each audit event's own session (a record under its ID in another session is
     -- another decision), the attempt kube-apiserver acted on: the webhook decides a review again
     -- when kube-apiserver sends it again, and the event's audit annotations hold the action of the
-    -- attempt whose answer kube-apiserver used. One row per decision ID, session and action, so
-    -- that no event is joined twice: the latest of the attempts with that action. An attempt with
-    -- another action (decided later, or forged under the ID) does not change the event's row.
-    SELECT session_id, id, action, argMax(component, time) AS latest_component, argMax(message, time) AS latest_message
-    FROM {{.DB}}.gateway_decisions FINAL
-    {{if .Window}}WHERE time BETWEEN trail_lo AND trail_hi
-      AND ({session_id:String} = '' OR session_id = {session_id:String})
-      AND id IN (SELECT admission_decision_id FROM {{.DB}}.audit_events
-                 WHERE admission_decision_id != '' AND request_received_at >= {since:DateTime64(6)} AND request_received_at <= trail_hi
-                   AND ({session_id:String} = '' OR session_id = {session_id:String})
-                   AND ({audit_id:String} = '' OR audit_id = {audit_id:String})){{end}}
-    GROUP BY session_id, id, action
-) AS d ON d.id = x.decision_id AND d.session_id = x.session_id AND d.action = x.admission_action
-LEFT JOIN
-(
-    -- An audit event without a session whose decision has one: a user the enricher does not take
-    -- for a gateway (--gateway-users) impersonated with the session extra, which the webhook saw
-    -- and the enricher did not keep. Its decision is the ID's only when exactly one session holds
-    -- the ID: never another session's record when two claim it.
-    SELECT id, action, argMax(component, time) AS latest_component, argMax(message, time) AS latest_message
-    FROM {{.DB}}.gateway_decisions FINAL
-    WHERE id IN (SELECT id FROM {{.DB}}.gateway_decisions
-                 {{if .Window}}WHERE time BETWEEN trail_lo AND trail_hi
-                   AND id IN (SELECT admission_decision_id FROM {{.DB}}.audit_events
-                              WHERE admission_decision_id != '' AND session_id = '' AND {session_id:String} = ''
-                                AND request_received_at >= {since:DateTime64(6)} AND request_received_at <= trail_hi
-                                AND ({audit_id:String} = '' OR audit_id = {audit_id:String})){{end}}
-                 GROUP BY id HAVING uniqExact(session_id) = 1)
-    {{if .Window}}AND time BETWEEN trail_lo AND trail_hi{{end}}
+    -- attempt whose answer kube-apiserver used. One row per decision ID and action, so that no
+    -- event is joined twice, with per session the latest of the attempts with that action: an
+    -- attempt with another action (decided later, or forged under the ID) does not change the
+    -- event's row. id_sessions counts the sessions holding the ID, whatever the action: an audit
+    -- event without a session whose decision has one (a user the enricher does not take for a
+    -- gateway, --gateway-users, impersonated with the session extra, which the webhook saw and the
+    -- enricher did not keep) shows the decision of the ID's one session, never another session's
+    -- record when two hold the ID.
+    SELECT id, action, groupArray(session_id) AS sessions, groupArray(latest_component) AS components,
+           groupArray(latest_message) AS messages, any(id_sessions) AS id_sessions
+    FROM
+    (
+        SELECT session_id, id, action, argMax(component, time) AS latest_component, argMax(message, time) AS latest_message,
+               uniqExact(session_id) OVER (PARTITION BY id) AS id_sessions
+        FROM {{.DB}}.gateway_decisions FINAL
+        {{if .Window}}WHERE time BETWEEN trail_lo AND trail_hi
+          AND ({session_id:String} = '' OR session_id = {session_id:String})
+          AND id IN (SELECT admission_decision_id FROM {{.DB}}.audit_events
+                     WHERE admission_decision_id != '' AND request_received_at >= {since:DateTime64(6)} AND request_received_at <= trail_hi
+                       AND ({session_id:String} = '' OR session_id = {session_id:String})
+                       AND ({audit_id:String} = '' OR audit_id = {audit_id:String})){{end}}
+        GROUP BY session_id, id, action
+    )
     GROUP BY id, action
-) AS u ON u.id = x.decision_id AND u.action = x.admission_action
+) AS d ON d.id = x.decision_id AND d.action = x.admission_action
 LEFT JOIN
 {{if .Window}}(
     SELECT * FROM {{.DB}}.approval_summary

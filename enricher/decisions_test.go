@@ -75,6 +75,7 @@ func TestRetriedDecisionShownOnce(t *testing.T) {
 		forgedSame   = "admission-uid-forged-validating"
 		forgedLate   = "admission-uid-forged-late-validating"
 		impersonated = "admission-uid-impersonated-validating"
+		otherAction  = "admission-uid-other-action-validating"
 	)
 	// The same replica decides the review again, in a later window: the first attempt held the
 	// call for approval, the second admitted it under the grant.
@@ -96,6 +97,9 @@ func TestRetriedDecisionShownOnce(t *testing.T) {
 	window(mallory, decision(forgedLate, "s-1", 48*time.Hour, "allow", "forged"))
 	// A decision only s-1 holds.
 	window(a, decision(impersonated, "s-1", 0, "allow", "impersonated"))
+	// A decision two sessions hold, with different actions.
+	window(a, decision(otherAction, "s-1", 0, "allow", "s-1's"))
+	window(mallory, decision(otherAction, "s-mallory", time.Second, "deny", "forged"))
 	// The first attempt of later, delivered again in a later message: the same record.
 	window(a, laterFirst)
 	distinct := published - 1
@@ -111,6 +115,7 @@ func TestRetriedDecisionShownOnce(t *testing.T) {
 		// take for a gateway.
 		{"direct-0", "", impersonated, "allow"},
 		{"direct-1", "", later, "allow"},
+		{"direct-2", "", otherAction, "allow"},
 	}
 	for _, e := range events {
 		code := 201
@@ -200,10 +205,10 @@ func TestRetriedDecisionShownOnce(t *testing.T) {
 			"SELECT audit_id, decision_component, decision_action, decision_message FROM {db}.trail WHERE audit_id LIKE 'direct-%' ORDER BY audit_id",
 			"SELECT audit_id, decision_component, decision_action, decision_message FROM {db}.trail_for(since = '{since}', session_id = '', audit_id = '') WHERE audit_id LIKE 'direct-%' ORDER BY audit_id",
 		} {
-			assert.Equal(t, [][]string{{"direct-0", "validating-webhook", "allow", "impersonated"}, {"direct-1", "", "allow", ""}}, rows(q),
+			assert.Equal(t, [][]string{{"direct-0", "validating-webhook", "allow", "impersonated"}, {"direct-1", "", "allow", ""}, {"direct-2", "", "allow", ""}}, rows(q),
 				"the decision of the one session holding its ID; none when two sessions hold it: %s", q)
 		}
-		for _, id := range []string{"direct-0", "direct-1"} {
+		for _, id := range []string{"direct-0", "direct-1", "direct-2"} {
 			assert.Equal(t, rows("SELECT audit_id, decision_component, decision_message FROM {db}.trail WHERE audit_id = '"+id+"'"),
 				rows("SELECT audit_id, decision_component, decision_message FROM {db}.trail_for(since = '{since}', session_id = '', audit_id = '"+id+"')"), "trail and trail_for of one Audit-ID agree")
 		}

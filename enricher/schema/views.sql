@@ -20,9 +20,9 @@
 -- attempt kube-apiserver acted on (the action of its audit annotations). A record under the ID
 -- in another session is another decision (another row); one in the same session is one more
 -- attempt, so a record forged under an existing decision's ID shows as an extra attempt and
--- erases nothing (dated before the real one, its columns are the row's). A copy of an attempt (a redelivery) is not one: it has the same
--- key (session, time, ID). Two different attempts decided in the same microsecond have that key
--- too: ClickHouse keeps one of them.
+-- erases nothing (dated before the real one, its columns are the row's). A copy of an attempt
+-- (a redelivery) is not one: it has the same key (session, time, ID). Two different attempts
+-- decided in the same microsecond have that key too: ClickHouse keeps one of them.
 -- A condition on session_id reads only that session's rows, one on time only the parts of that
 -- time (ClickHouse prunes by the table's key); one on decision_id alone reads the ID column of
 -- every row (no index holds IDs). The session, ID and time of every decision are read to count

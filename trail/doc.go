@@ -60,8 +60,9 @@
 // derives a decision's ID from the review's UID, so that a review kube-apiserver retries is one
 // decision; each attempt, whatever message it came in, is a row in the enricher's ClickHouse
 // tables, and its views show one decision per ID and session (the trail: the attempt
-// kube-apiserver acted on), with the number of attempts. Within a subject, records go in the order published; records of different
-// subjects handed over together may be stored in another order.
+// kube-apiserver acted on), with the number of attempts. Within a subject, records go in the
+// order published; records of different subjects handed over together may be stored in another
+// order.
 //
 // # Publishing and consuming
 //

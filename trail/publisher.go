@@ -62,7 +62,7 @@ type PublisherOptions struct {
 	// the stream's duplicate window) is stored once. JetStream deduplicates messages, not
 	// records: set it above 1 (PackedRecords) only for records whose IDs are new for every
 	// record published, as the proxy's are, or whose reader tells copies apart itself, as the
-	// enricher's views do for decisions (one per ID and session, the latest attempt), and once
+	// enricher's views do for decisions (one per ID and session), and once
 	// every enricher reads messages of several records (DecodeAll).
 	MaxBatchRecords int
 	// MaxBatchBytes bounds the data of a message of several records, well under the NATS

@@ -14,11 +14,11 @@
 // decision: the enricher stores each attempt and its views show the decision once per ID and
 // session (the trail: the attempt whose action the audit annotations name), so the decisions may
 // share NATS messages (trail.PublisherOptions.MaxBatchRecords). The answer names that record in
-// its audit annotations (decision-id, policy, rule, action, and approval-id when the gate held the call or
-// admitted it under a grant it checked): kube-apiserver writes them into the request's audit
-// event, prefixed with the webhook's name, which is how the enricher ties the decision to the
-// request. The AdmissionReview UID is kube-apiserver's ID of one webhook call, not the request's
-// Audit-ID.
+// its audit annotations (decision-id, policy, rule, action, and approval-id when the gate held
+// the call or admitted it under a grant it checked): kube-apiserver writes them into the
+// request's audit event, prefixed with the webhook's name, which is how the enricher ties the
+// decision to the request. The AdmissionReview UID is kube-apiserver's ID of one webhook call,
+// not the request's Audit-ID.
 //
 // The Gate is the Approver, and the one place in Gatehouse that creates approval requests: for
 // the final object (after defaulting and every mutating webhook), it uses an approved grant for

@@ -26,16 +26,7 @@ import (
 // caller's request untouched, and a request that carries an Authorization already passes as it
 // is, as with client-go.
 func TestBearerAuthAsClientGo(t *testing.T) {
-	var mu sync.Mutex
-	var seen []http.Header
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		seen = append(seen, r.Header.Clone())
-		mu.Unlock()
-	}))
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	srv := newHeaderServer(t)
 	file := filepath.Join(t.TempDir(), "token")
 	require.NoError(t, os.WriteFile(file, []byte("from-the-file\n"), 0o600))
 
@@ -53,7 +44,7 @@ func TestBearerAuthAsClientGo(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := &rest.Config{
 				Host: srv.URL, BearerToken: tc.token, BearerTokenFile: tc.file,
-				TLSClientConfig: rest.TLSClientConfig{CAData: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})},
+				TLSClientConfig: rest.TLSClientConfig{CAData: srv.caData()},
 			}
 			ours, err := transportFor(cfg)
 			require.NoError(t, err)
@@ -71,9 +62,7 @@ func TestBearerAuthAsClientGo(t *testing.T) {
 				require.NoError(t, err)
 				resp.Body.Close()
 				assert.Equal(t, before, req.Header, "the caller's request is not changed")
-				mu.Lock()
-				defer mu.Unlock()
-				return seen[len(seen)-1]
+				return srv.last()
 			}
 			want, got := send(theirs), send(ours)
 			assert.Equal(t, want, got)
@@ -159,17 +148,7 @@ func TestTransportForLeavesOtherCredentialsToClientGo(t *testing.T) {
 // for any other credential. The Authorization the proxy sets from it is the one the transport
 // adds itself, and the transport sends a request that carries it as it is.
 func TestNewTransportNamesTheBearerCredential(t *testing.T) {
-	var mu sync.Mutex
-	var seen []http.Header
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		seen = append(seen, r.Header.Clone())
-		mu.Unlock()
-	}))
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	srv := newHeaderServer(t)
 	file := filepath.Join(t.TempDir(), "token")
 	require.NoError(t, os.WriteFile(file, []byte("from-the-file\n"), 0o600))
 	exec := &clientcmdapi.ExecConfig{APIVersion: "client.authentication.k8s.io/v1", Command: "true", InteractiveMode: clientcmdapi.NeverExecInteractiveMode}
@@ -189,7 +168,7 @@ func TestNewTransportNamesTheBearerCredential(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
 			cfg.Host = srv.URL
-			cfg.TLSClientConfig = rest.TLSClientConfig{CAData: ca}
+			cfg.TLSClientConfig = rest.TLSClientConfig{CAData: srv.caData()}
 			rt, credential, err := newTransport(&cfg)
 			require.NoError(t, err)
 			if !tc.credential {
@@ -207,9 +186,7 @@ func TestNewTransportNamesTheBearerCredential(t *testing.T) {
 				resp, err := rt.RoundTrip(req)
 				require.NoError(t, err)
 				resp.Body.Close()
-				mu.Lock()
-				defer mu.Unlock()
-				return seen[len(seen)-1]
+				return srv.last()
 			}
 			byTransport := send("")
 			require.NotEmpty(t, byTransport.Get("Authorization"))
@@ -254,4 +231,37 @@ func TestTheProxyCredentialIsReadPerAttempt(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, []string{"Bearer tok-3"}, sent, "the re-sent call carries the token of the moment")
+}
+
+// headerServer is a TLS server speaking HTTP/2, as kube-apiserver does, that keeps the headers of
+// the requests it receives.
+type headerServer struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen []http.Header
+}
+
+func newHeaderServer(t *testing.T) *headerServer {
+	s := &headerServer{}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.seen = append(s.seen, r.Header.Clone())
+		s.mu.Unlock()
+	}))
+	s.EnableHTTP2 = true
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// last returns the headers of the last request received.
+func (s *headerServer) last() http.Header {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seen[len(s.seen)-1]
+}
+
+// caData returns the server's certificate, PEM-encoded, for a client to trust.
+func (s *headerServer) caData() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw})
 }

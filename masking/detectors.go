@@ -121,6 +121,11 @@ type detector struct {
 	// requires is a byte every match of re contains: a text without it is not searched (RE2
 	// runs expressions with large counted repetitions on its slowest engine).
 	requires byte
+	// mayMatch, when set, is a quick test that re finds nothing in a text it returns false
+	// for: Go's regexp tries an expression without a literal prefix at every byte, which costs
+	// more than the whole keyword scan for a common keyword in a text without a match (token
+	// path, basic settings).
+	mayMatch func(text []byte) bool
 	// needsAny, for a detector without keywords, lists bytes one of which every text it finds
 	// anything in contains: the engine's prefilter (engine.prefilter, its stop bytes built by
 	// newStops) skips decoded texts without them. Empty when there are none, which turns that
@@ -142,6 +147,8 @@ func (d *detector) run(w *walker, text []byte, spans []span) []span {
 	case d.find != nil:
 		return d.find(text, spans)
 	case d.requires != 0 && bytes.IndexByte(text, d.requires) < 0:
+		return spans
+	case d.mayMatch != nil && !d.mayMatch(text):
 		return spans
 	}
 	for _, m := range d.re.FindAllSubmatchIndex(text, -1) {
@@ -277,6 +284,9 @@ var builtinDetectors = []*detector{
 		re:         regexp.MustCompile(`(?i)\b(?:bearer|token)[ \t]+([A-Za-z0-9._~+/-]{16,}=*)`),
 		group:      1,
 		minEntropy: 3,
+		mayMatch: func(text []byte) bool {
+			return mayHoldWordRun(text, []string{"bearer", "token"}, bearerRunes, 16)
+		},
 	},
 	{
 		id:       idBasicAuth,
@@ -284,6 +294,9 @@ var builtinDetectors = []*detector{
 		re:       regexp.MustCompile(`(?i)\bbasic[ \t]+([A-Za-z0-9+/]{8,}={0,2})`),
 		group:    1,
 		check:    basicCredentials,
+		mayMatch: func(text []byte) bool {
+			return mayHoldWordRun(text, []string{"basic"}, basicRunes, 8)
+		},
 	},
 	{
 		// Registry credentials in a .dockerconfigjson or .dockercfg document found as text.
@@ -326,6 +339,64 @@ var builtinDetectors = []*detector{
 		findW:    findAssignments,
 		multi:    true,
 	},
+}
+
+// The alphabets of the bearer-token and basic-auth expressions' secrets as bytes: under (?i)
+// an ASCII class holds the runes Unicode folds onto its letters too, the Kelvin sign (U+212A,
+// E2 84 AA) onto k and the long s (U+017F, C5 BF) onto s, and a run of n runes of the class
+// is a run of at least n bytes of these sets.
+var (
+	bearerRunes = newByteSet("-A-Za-z0-9._~+/\xe2\x84\xaa\xc5\xbf") // - first: not a range
+	basicRunes  = newByteSet("A-Za-z0-9+/\xe2\x84\xaa\xc5\xbf")
+)
+
+// mayHoldWordRun is a quick test for an expression (?i)\b(?:word|...)[ \t]+([set]{n,}...):
+// it returns false only when text holds no word of words (lower-case letters) matched as
+// foldedWordAt matches it, followed by a space or tab, the blanks after it by n bytes of set
+// (the expression's class with the bytes of the runes folded onto its letters). Each word is
+// read from the letters that start it, and at most n bytes after its blanks: a linear read.
+func mayHoldWordRun(text []byte, words []string, set *byteSet, n int) bool {
+	for i := 0; i < len(text); i++ {
+		for _, w := range words {
+			if text[i]|0x20 != w[0] {
+				continue
+			}
+			j := foldedWordAt(text, i, w)
+			if j < 0 || j >= len(text) || (text[j] != ' ' && text[j] != '\t') {
+				continue
+			}
+			for j < len(text) && (text[j] == ' ' || text[j] == '\t') {
+				j++
+			}
+			k := j
+			for k < len(text) && k-j < n && set[text[k]] {
+				k++
+			}
+			if k-j == n {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// foldedWordAt returns the end of word (lower-case ASCII letters) at text[i] as an expression
+// under (?i) matches it, or -1: each letter in either case, and k and s also as the runes
+// Unicode folds onto them, the Kelvin sign and the long s.
+func foldedWordAt(text []byte, i int, word string) int {
+	for j := 0; j < len(word); j++ {
+		switch {
+		case i < len(text) && text[i]|0x20 == word[j]: // only the letter's two cases
+			i++
+		case word[j] == 'k' && bytes.HasPrefix(text[i:], []byte("\u212a")):
+			i += len("\u212a")
+		case word[j] == 's' && bytes.HasPrefix(text[i:], []byte("\u017f")):
+			i += len("\u017f")
+		default:
+			return -1
+		}
+	}
+	return i
 }
 
 func hasDigit(b []byte) bool {

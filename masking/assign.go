@@ -73,6 +73,10 @@ func findAssignments(w *walker, text []byte, spans []span) []span {
 		default:
 			continue
 		}
+		if !keyEndMayBeSecret(text, keyEnd(text, i, flag)) {
+			// keyBefore's key, if any, would be classified keyPlain.
+			continue
+		}
 		key, ok := keyBefore(text, i, flag)
 		if !ok {
 			continue
@@ -157,9 +161,9 @@ func (r *lineReader) startsLine(text []byte, sep int) bool {
 	return r.notIndent < 0 || r.notIndent >= r.word
 }
 
-// keyBefore returns the key that ends before the separator at text[sep]. For flags (a blank
-// separator) the key must be a whole token starting with '-'.
-func keyBefore(text []byte, sep int, flag bool) ([]byte, bool) {
+// keyEnd returns where the key before the separator at text[sep] ends: at the separator for
+// flags, else before the blanks and the quote that may come between them.
+func keyEnd(text []byte, sep int, flag bool) int {
 	e := sep
 	if !flag {
 		for e > 0 && (text[e-1] == ' ' || text[e-1] == '\t') {
@@ -169,6 +173,38 @@ func keyBefore(text []byte, sep int, flag bool) ([]byte, bool) {
 			e--
 		}
 	}
+	return e
+}
+
+// keyEndMayBeSecret is a quick test that the key keyBefore returns, if any, for a key that
+// ends at text[e] is classified keyPlain when it returns false: it is mayBeSecret(key) read
+// from the key's end without first finding its start. mayBeSecret reads back over the bytes
+// that are not letters or digits, then over digits, and looks at the two bytes before; in a
+// key the former are '.', '-' and '_' (isKeyByte), and both runs are key bytes, so that a
+// read bounded by the longest key (maxKeyLen) stops where mayBeSecret's does, at the key's
+// start at the latest. When it stops fewer than two bytes into the text both answer false;
+// when it stops fewer than two bytes into a shorter key this may answer true, which only
+// sends the separator on to keyBefore.
+func keyEndMayBeSecret(text []byte, e int) bool {
+	lo := max(0, e-maxKeyLen)
+	j := e
+	for j > lo && (text[j-1] == '.' || text[j-1] == '-' || text[j-1] == '_') {
+		j--
+	}
+	for j > lo && isDigit(text[j-1]) {
+		j--
+	}
+	if j-lo < 2 {
+		return false
+	}
+	a, b := text[j-2]|0x20, text[j-1]|0x20 // as mayBeSecret lower-cases them
+	return isLower(a) && isLower(b) && secretEnds[int(a-'a')*26+int(b-'a')]
+}
+
+// keyBefore returns the key that ends before the separator at text[sep]. For flags (a blank
+// separator) the key must be a whole token starting with '-'.
+func keyBefore(text []byte, sep int, flag bool) ([]byte, bool) {
+	e := keyEnd(text, sep, flag)
 	s := e
 	for s > 0 && e-s < maxKeyLen && isKeyByte(text[s-1]) {
 		s--

@@ -1,6 +1,7 @@
 package masking
 
 import (
+	"bytes"
 	"cmp"
 	"math/bits"
 	"slices"
@@ -202,6 +203,11 @@ type engine struct {
 	// and the starts of nested documents. nil when prefilter is off (a detector without
 	// keywords does not say what it needs).
 	stop *[256]bool
+	// needID is the bit of a trigger bitset that the automaton sets, when stop is not nil, for
+	// a byte a detector without keywords needs: each such byte is a keyword of its own, so
+	// that the keyword scan tells prefilter whether the text has one. It names no detector;
+	// run clears it.
+	needID int
 }
 
 // newStops builds prefilter's stop bytes, or returns nil when a detector without keywords
@@ -229,7 +235,8 @@ const maxKeywordLen = 8
 const minDetectLen = 6
 
 func newEngine(dets []*detector, nids int, disabled []bool) *engine {
-	e := &engine{dets: make([]*detector, nids), disabled: disabled, words: (nids + 63) / 64}
+	// The trigger bitsets have a bit more than the IDs: needID.
+	e := &engine{dets: make([]*detector, nids), disabled: disabled, words: (nids + 1 + 63) / 64, needID: nids}
 	keywords := map[string][]int{}
 	for _, d := range dets {
 		e.dets[d.id] = d
@@ -249,7 +256,6 @@ func newEngine(dets []*detector, nids int, disabled []bool) *engine {
 			keywords[k] = mergeIDs(keywords[k], []int{d.id})
 		}
 	}
-	e.ac = newAutomaton(keywords)
 	words := make([]string, 0, len(keywords))
 	for k := range keywords {
 		words = append(words, k)
@@ -260,6 +266,18 @@ func newEngine(dets []*detector, nids int, disabled []bool) *engine {
 		always[i] = e.dets[id]
 	}
 	e.stop = newStops(always)
+	if e.stop != nil {
+		for _, d := range always {
+			for i := 0; i < len(d.needsAny); i++ {
+				// Lower case, as the automaton matches keywords: an upper-case letter
+				// matches itself in either case, which only makes needID a little
+				// more often set than needed.
+				k := strings.ToLower(d.needsAny[i : i+1])
+				keywords[k] = mergeIDs(keywords[k], []int{e.needID})
+			}
+		}
+	}
+	e.ac = newAutomaton(keywords)
 	for _, id := range e.always {
 		if e.dets[id].findW != nil {
 			// It works with the walker's state; noFindings does not run it twice.
@@ -291,6 +309,7 @@ func (e *engine) findScanned(w *walker, text []byte, trig []uint64, spans []span
 // run runs the detectors triggered in trig and those without keywords on text, clears trig and
 // appends the merged, sorted spans of what they find to spans.
 func (e *engine) run(w *walker, text []byte, trig []uint64, spans []span) []span {
+	trig[e.needID>>6] &^= 1 << (e.needID & 63)
 	for _, id := range e.always {
 		trig[id>>6] |= 1 << (id & 63)
 	}
@@ -316,25 +335,23 @@ func (e *engine) run(w *walker, text []byte, trig []uint64, spans []span) []span
 }
 
 // prefilter tells, before the detectors run on a plain string's text, what can be told
-// without them. none: they find nothing in it, and it holds no nested document; it has no byte
-// a detector without keywords needs (detector.needsAny), no { or [, and no keyword. scanned:
-// it has none of those bytes either, but keywords, whose detectors' bits the keyword scan has
-// set in trig; findScanned runs them without scanning the text again. Otherwise (false,
-// false) the text goes through textEdits. trig is as for find; it is left zero unless scanned.
+// without them. none: they find nothing in it, and it holds no nested document; it has no {
+// or [, and either fewer than minDetectLen bytes or no keyword and no byte a detector without
+// keywords needs (detector.needsAny). scanned: it has no { or [ but minDetectLen bytes or
+// more, and keywords or needed bytes, which the keyword scan has put in trig; findScanned
+// runs their detectors and those without keywords without scanning the text again, as find
+// would. Otherwise (false, false) the text goes through textEdits. trig is as for find; it is
+// left zero unless scanned.
+//
+// A text without { or [ holds no nested document, and textEdits runs find on it whole (when
+// it has minDetectLen bytes): what findScanned runs on the same bits of trig. One keyword scan
+// finds both the keywords and the needed bytes (engine.needID); the starts of nested documents
+// are looked for first, by bytes.IndexByte, since a text with them is scanned again in parts.
 func (e *engine) prefilter(text []byte, trig []uint64) (none, scanned bool) {
-	t := e.stop
-	if t == nil {
+	if e.stop == nil || bytes.IndexByte(text, '{') >= 0 || bytes.IndexByte(text, '[') >= 0 {
 		return false, false
 	}
-	for _, c := range text {
-		if t[c] {
-			return false, false
-		}
-	}
-	if len(text) < minDetectLen {
-		return true, false
-	}
-	if !e.ac.scan(text, trig) {
+	if len(text) < minDetectLen || !e.ac.scan(text, trig) {
 		return true, false
 	}
 	return false, true

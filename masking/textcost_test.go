@@ -67,3 +67,89 @@ func FuzzMayHoldWordRun(f *testing.F) {
 		}
 	})
 }
+
+// keyPieces are pieces of keys and what surrounds them: secret and plain words, the bytes
+// that are key bytes but not letters or digits, digits, quotes, blanks and separators.
+var keyPieces = []string{
+	"password", "PASSWORD", "Token", "tokens", "apiKey", "api_key", "secret", "auth", "sig", "pw", "pass", "cookie", "creds",
+	"name", "url", "data", "checksum", "public", "x", "Ab", "s", "_", "-", ".", "--", "0", "42", "\"", "'", "`", " ", "\t", "=", ":", "\n",
+	strings.Repeat("a", 120), strings.Repeat("9", 130),
+}
+
+// TestKeyEndMayBeSecret asks keyEndMayBeSecret about every separator of random texts of
+// keyPieces: when it answers false, the key keyBefore finds there, if any, is classified
+// keyPlain.
+func TestKeyEndMayBeSecret(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 6))
+	skipped, secret := 0, 0
+	for range 20000 {
+		var b strings.Builder
+		for range 1 + r.IntN(12) {
+			b.WriteString(keyPieces[r.IntN(len(keyPieces))])
+		}
+		text := []byte(b.String())
+		for sep, c := range text {
+			if !assignmentSeps[c] {
+				continue
+			}
+			flag := c == ' ' || c == '\t'
+			key, ok := keyBefore(text, sep, flag)
+			if !ok {
+				continue
+			}
+			class := classifyKey(key)
+			if class != keyPlain {
+				secret++
+			}
+			if !keyEndMayBeSecret(text, keyEnd(text, sep, flag)) {
+				skipped++
+				require.Equal(t, keyPlain, class, "text %q separator %d key %q", text, sep, key)
+			}
+		}
+	}
+	require.Greater(t, secret, 1000, "secret keys are among the random ones: the test can fail")
+	require.Greater(t, skipped, 1000, "the test skips keys")
+}
+
+func FuzzKeyEndMayBeSecret(f *testing.F) {
+	f.Add([]byte("--db_password.2 = x"), 3)
+	f.Fuzz(func(t *testing.T, text []byte, sep int) {
+		if sep < 0 || sep >= len(text) {
+			return
+		}
+		for _, flag := range []bool{false, true} {
+			if key, ok := keyBefore(text, sep, flag); ok && !keyEndMayBeSecret(text, keyEnd(text, sep, flag)) {
+				require.Equal(t, keyPlain, classifyKey(key), "key %q", key)
+			}
+		}
+	})
+}
+
+// TestPrefilterScansNeededBytes checks that a text with keywords and a byte a detector
+// without keywords needs, but no nested document, is scanned once by the prefilter: its
+// detectors run from the prefilter's bits, and find what find finds.
+func TestPrefilterScansNeededBytes(t *testing.T) {
+	m := newMasker(t, Config{})
+	w := newWalker(m)
+	for _, s := range []string{
+		"url=jdbc:postgresql://db-3.internal:5432/app\nuser=app\npassword=pw-0001ee7f-Qx7f\n",
+		"bootstrap abcdef.0123456789abcdef",
+		"the token is abcdef.0123456789abcdef",
+		"a.b|c%d",
+	} {
+		text := []byte(s)
+		none, scanned := m.eng.prefilter(text, w.trig)
+		require.True(t, scanned, "%q", text)
+		require.False(t, none)
+		got := slices.Clone(m.eng.findScanned(w, text, w.trig, nil))
+		require.Equal(t, m.eng.find(w, text, w.trig, nil), got, "%q", text)
+		for _, x := range w.trig {
+			require.Zero(t, x, "trig is left zero")
+		}
+	}
+	for _, s := range []string{"a.b", "{\"password\":\"x\"}", "[token x.y]"} {
+		none, scanned := m.eng.prefilter([]byte(s), w.trig)
+		require.Equal(t, len(s) < minDetectLen, none, "%q", s)
+		require.False(t, scanned, "%q", s)
+	}
+}

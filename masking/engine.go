@@ -199,6 +199,9 @@ type engine struct {
 	// clean is set for the fixed syntaxes no keyword can occur in (syntax.go); never for
 	// synNone.
 	clean [numSyntaxes]bool
+	// bySyntax is set when noFindings may decide on a text's syntax: when no detector without
+	// keywords works with the walker's state.
+	bySyntax bool
 	// stop has the bytes at which prefilter stops: those a detector without keywords needs,
 	// and the starts of nested documents. nil when prefilter is off (a detector without
 	// keywords does not say what it needs).
@@ -266,6 +269,7 @@ func newEngine(dets []*detector, nids int, disabled []bool) *engine {
 		always[i] = e.dets[id]
 	}
 	e.stop = newStops(always)
+	e.bySyntax = true
 	if e.stop != nil {
 		for _, d := range always {
 			for i := 0; i < len(d.needsAny); i++ {
@@ -281,7 +285,7 @@ func newEngine(dets []*detector, nids int, disabled []bool) *engine {
 	for _, id := range e.always {
 		if e.dets[id].findW != nil {
 			// It works with the walker's state; noFindings does not run it twice.
-			e.clean = [numSyntaxes]bool{}
+			e.clean, e.bySyntax = [numSyntaxes]bool{}, false
 		}
 	}
 	return e

@@ -172,12 +172,28 @@ func syntaxClean(keywords []string) (clean [numSyntaxes]bool) {
 
 // noFindings reports whether the detectors find nothing in text, deciding it on text's syntax
 // where it can: in a string of a clean syntax only the detectors without keywords can find
-// anything, and they are run here as find would run them. It returns false when that is not
-// known, and then find must run. text must not hold the start of a nested document ({ or [),
-// which none of the syntaxes has.
+// anything, and they are run here as find would run them. In a string of a syntax that is not
+// clean (a uid can hold "00d" or "4b1d", keywords of credential formats) the keyword scan
+// tells whether one is there, and without one it is the same. It returns false when that is
+// not known, and then find must run. text must not hold the start of a nested document ({ or
+// [), which none of the syntaxes has; w.trig is left zero.
 func (e *engine) noFindings(w *walker, text []byte) bool {
-	if !e.clean[syntaxOf(text)] {
+	syn := syntaxOf(text)
+	if syn == synNone || !e.bySyntax {
 		return false
+	}
+	if !e.clean[syn] && e.ac.scan(text, w.trig) {
+		keyword := false
+		for k, set := range w.trig {
+			if k == e.needID>>6 {
+				set &^= 1 << (e.needID & 63)
+			}
+			keyword = keyword || set != 0
+			w.trig[k] = 0
+		}
+		if keyword {
+			return false
+		}
 	}
 	for _, id := range e.always {
 		if w.spans = e.dets[id].run(w, text, w.spans[:0]); len(w.spans) > 0 {

@@ -153,3 +153,74 @@ func TestPrefilterScansNeededBytes(t *testing.T) {
 		require.False(t, scanned, "%q", s)
 	}
 }
+
+// randomUID returns a string of the uid syntax, some with keywords that fit it in places.
+func randomUID(r *rand.Rand) []byte {
+	const hex = "0123456789abcdef"
+	b := make([]byte, 0, uuidLen)
+	for i := range uuidLen {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			b = append(b, '-')
+			continue
+		}
+		b = append(b, hex[r.IntN(len(hex))])
+	}
+	if r.IntN(2) == 0 {
+		kw := []string{"acca", "acdb", "eaac", "00d", "4b1d", "eaaa", "a3-"}[r.IntN(7)]
+		at := r.IntN(uuidLen - len(kw) + 1)
+		if syntaxOf(append(append(slices.Clone(b[:at]), kw...), b[at+len(kw):]...)) == synUUID {
+			copy(b[at:], kw)
+		}
+	}
+	return b
+}
+
+// TestNoFindingsOnUIDs decides on random uids, whose syntax keywords of credential formats fit
+// in: without one the detectors find nothing there and noFindings says so; with one it leaves
+// the uid to find.
+func TestNoFindingsOnUIDs(t *testing.T) {
+	m := newMasker(t, Config{})
+	require.False(t, m.eng.clean[synUUID], "keywords fit uids: the test checks the keyword scan")
+	w := newWalker(m)
+	require.True(t, m.eng.noFindings(w, []byte("00000000-6b1e-4c8e-9a41-2f5e8c7d9b10")))
+	require.False(t, m.eng.noFindings(w, []byte("4b1d0000-6b1e-4c8e-9a41-2f5e8c7d9b10")))
+	r := rand.New(rand.NewPCG(23, 7))
+	decided, left := 0, 0
+	for range 20000 {
+		text := randomUID(r)
+		require.Equal(t, synUUID, syntaxOf(text), "%q", text)
+		if m.eng.noFindings(w, text) {
+			decided++
+			require.Empty(t, m.eng.find(w, text, w.trig, nil), "%q", text)
+		} else {
+			left++
+		}
+		for _, x := range w.trig {
+			require.Zero(t, x, "trig is left zero")
+		}
+	}
+	require.Greater(t, decided, 1000)
+	require.Greater(t, left, 1000, "uids with keywords are left to find")
+}
+
+// TestNoFindingsOnUIDsAsOracle masks a list whose uids hold keywords of credential formats,
+// and credentials shaped like uids, with the prefilter and without it: the same output.
+func TestNoFindingsOnUIDsAsOracle(t *testing.T) {
+	m, o := newMasker(t, Config{}), oracleMasker(t, Config{})
+	o.eng.bySyntax = false
+	r := rand.New(rand.NewPCG(23, 8))
+	var b strings.Builder
+	b.WriteString(`{"kind":"ConfigMapList","apiVersion":"v1","items":[`)
+	for i := range 2000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"metadata":{"name":"x","uid":"` + string(randomUID(r)) + `"},"data":{"k":"` + string(randomUID(r)) + `"}}`)
+	}
+	b.WriteString("]}")
+	want, _, err := o.JSON(nil, []byte(b.String()), Target{Resource: "configmaps"})
+	require.NoError(t, err)
+	got, _, err := m.JSON(nil, []byte(b.String()), Target{Resource: "configmaps"})
+	require.NoError(t, err)
+	require.Equal(t, string(want), string(got))
+}

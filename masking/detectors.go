@@ -284,9 +284,7 @@ var builtinDetectors = []*detector{
 		re:         regexp.MustCompile(`(?i)\b(?:bearer|token)[ \t]+([A-Za-z0-9._~+/-]{16,}=*)`),
 		group:      1,
 		minEntropy: 3,
-		mayMatch: func(text []byte) bool {
-			return mayHoldWordRun(text, []string{"bearer", "token"}, bearerRunes, 16)
-		},
+		mayMatch:   newWordRun([]string{"bearer", "token"}, bearerRunes, 16).mayHold,
 	},
 	{
 		id:       idBasicAuth,
@@ -294,9 +292,7 @@ var builtinDetectors = []*detector{
 		re:       regexp.MustCompile(`(?i)\bbasic[ \t]+([A-Za-z0-9+/]{8,}={0,2})`),
 		group:    1,
 		check:    basicCredentials,
-		mayMatch: func(text []byte) bool {
-			return mayHoldWordRun(text, []string{"basic"}, basicRunes, 8)
-		},
+		mayMatch: newWordRun([]string{"basic"}, basicRunes, 8).mayHold,
 	},
 	{
 		// Registry credentials in a .dockerconfigjson or .dockercfg document found as text.
@@ -350,15 +346,39 @@ var (
 	basicRunes  = newByteSet("A-Za-z0-9+/\xe2\x84\xaa\xc5\xbf")
 )
 
-// mayHoldWordRun is a quick test for an expression (?i)\b(?:word|...)[ \t]+([set]{n,}...):
-// it returns false only when text holds no word of words (lower-case letters) matched as
-// foldedWordAt matches it, followed by a space or tab, the blanks after it by n bytes of set
-// (the expression's class with the bytes of the runes folded onto its letters). Each word is
-// read from the letters that start it, and at most n bytes after its blanks: a linear read.
-func mayHoldWordRun(text []byte, words []string, set *byteSet, n int) bool {
-	for i := 0; i < len(text); i++ {
+// wordRun describes an expression (?i)\b(?:word|...)[ \t]+([set]{n,}...) for its quick
+// test, mayHold.
+type wordRun struct {
+	words []string // lower-case letters
+	set   *byteSet // the expression's class, with the bytes of the runes folded onto its letters
+	n     int
+	first byteSet // the first bytes of the words, in either case
+}
+
+func newWordRun(words []string, set *byteSet, n int) *wordRun {
+	r := &wordRun{words: words, set: set, n: n}
+	for _, w := range words {
+		if w[0] == 'k' || w[0] == 's' {
+			// A rune folded onto the first letter would not be in first.
+			panic("masking: a word of a quick test starts with k or s: " + w)
+		}
+		r.first[w[0]], r.first[w[0]-'a'+'A'] = true, true
+	}
+	return r
+}
+
+// mayHold returns false only when text holds no word of r.words matched as foldedWordAt
+// matches it, followed by a space or tab, the blanks after it by r.n bytes of r.set: then
+// the expression finds nothing in text. Each word is read from the letters that start it, and
+// at most r.n bytes after its blanks: a linear read.
+func (r *wordRun) mayHold(text []byte) bool {
+	words, set, n := r.words, r.set, r.n
+	for i, c := range text {
+		if !r.first[c] {
+			continue
+		}
 		for _, w := range words {
-			if text[i]|0x20 != w[0] {
+			if c|0x20 != w[0] {
 				continue
 			}
 			j := foldedWordAt(text, i, w)

@@ -14,7 +14,7 @@ import (
 // against the expressions, the key-end test in front of keyBefore against the key cache, and
 // the one-pass prefilter against the detectors run without it.
 
-// wordRunPieces are pieces of texts for the expressions behind mayHoldWordRun: their words in
+// wordRunPieces are pieces of texts for the expressions behind wordRun.mayHold: their words in
 // every case and with the runes Unicode folds onto k and s, blanks, runs of their alphabets of
 // lengths around the minimum, and bytes outside them.
 var wordRunPieces = []string{
@@ -24,10 +24,10 @@ var wordRunPieces = []string{
 	"YWxpY2U6czNjcjN0", "0123456789abcdef", "path", "/var/run/tokens", "ab", "abc",
 }
 
-// TestMayHoldWordRunAsExpression masks random texts of wordRunPieces with the bearer-token and
+// TestWordRunMayHoldAsExpression masks random texts of wordRunPieces with the bearer-token and
 // basic-auth detectors with and without their quick tests: the same spans, and the tests turn
 // some texts away.
-func TestMayHoldWordRunAsExpression(t *testing.T) {
+func TestWordRunMayHoldAsExpression(t *testing.T) {
 	r := rand.New(rand.NewPCG(23, 5))
 	for _, id := range []int{idBearer, idBasicAuth} {
 		d := builtinDetectors[slices.IndexFunc(builtinDetectors, func(d *detector) bool { return d.id == id })]
@@ -55,7 +55,7 @@ func TestMayHoldWordRunAsExpression(t *testing.T) {
 	}
 }
 
-func FuzzMayHoldWordRun(f *testing.F) {
+func FuzzWordRunMayHold(f *testing.F) {
 	for _, s := range []string{"Authorization: Bearer 8f14e45fceea167a5a36dedd4bea2543", "to\u212aen \u017f\u017f\u017f\u017f\u017f\u017f\u017f\u017f\u017f\u017f\u017f\u017f\u017f\u017f\u017f\u017f", "ba\u017fic dXNlcjpwYXNz"} {
 		f.Add([]byte(s))
 	}

@@ -153,7 +153,15 @@ func mergeIDs(a, b []int) []int {
 // there was any.
 func (a *automaton) scan(text []byte, trig []uint64) bool {
 	if a.next16 != nil {
-		return a.scanQuad(text, trig)
+		// scanQuad falls back on scanPair, and scanPair on scan16, for shorter texts; the
+		// strings of a list are mostly short, and each call costs.
+		switch {
+		case len(text) >= minQuadScan:
+			return a.scanQuad(text, trig)
+		case len(text) >= minPairScan:
+			return a.scanPair(text, trig)
+		}
+		return a.scan16(text, trig)
 	}
 	next, class, outFrom := a.next, &a.class, a.outFrom
 	s := int32(0)

@@ -52,22 +52,14 @@ func allDigits(s []byte) bool {
 	return true
 }
 
-func isLowerHex(c byte) bool { return isDigit(c) || ('a' <= c && c <= 'f') }
-
+// isUUID reports whether s, of uuidLen bytes, is 8-4-4-4-12 lower-case hex digits: its dashes,
+// then its five groups, each by hexLower.
 func isUUID(s []byte) bool {
-	for i, c := range s {
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !isLowerHex(c) {
-				return false
-			}
-		}
+	if s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return false
 	}
-	return true
+	return allOf(s[:8], hexLower) && allOf(s[9:13], hexLower) && allOf(s[14:18], hexLower) &&
+		allOf(s[19:23], hexLower) && allOf(s[24:], hexLower)
 }
 
 // isUTCTime reports 2006-01-02T15:04:05Z and 2006-01-02T15:04:05.999999999Z.

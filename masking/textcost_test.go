@@ -224,3 +224,39 @@ func TestNoFindingsOnUIDsAsOracle(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, string(want), string(got))
 }
+
+// isUUIDByByte is isUUID as it was, a byte at a time: the reference.
+func isUUIDByByte(s []byte) bool {
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !isDigit(c) && (c < 'a' || c > 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// TestIsUUIDAsByByte checks isUUID against the byte-at-a-time reference on random strings of
+// uid length from an alphabet around the uid syntax's: the same answers, some true.
+func TestIsUUIDAsByByte(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 9))
+	uids := 0
+	for range 100000 {
+		s := randomUID(r)
+		for range r.IntN(3) {
+			s[r.IntN(len(s))] = "0af-gAF/:` \xff"[r.IntN(12)]
+		}
+		want := isUUIDByByte(s)
+		require.Equal(t, want, isUUID(s), "%q", s)
+		if want {
+			uids++
+		}
+	}
+	require.Greater(t, uids, 10000)
+}

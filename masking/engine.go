@@ -210,15 +210,12 @@ type engine struct {
 	// bySyntax is set when noFindings may decide on a text's syntax: when no detector without
 	// keywords works with the walker's state.
 	bySyntax bool
-	// stop has the bytes at which prefilter stops: those a detector without keywords needs,
-	// and the starts of nested documents. nil when prefilter is off (a detector without
-	// keywords does not say what it needs).
+	// stop has the bytes that keep prefilter from passing over a text: those a detector
+	// without keywords needs, and the starts of nested documents. nil when prefilter is off
+	// (a detector without keywords does not say what it needs).
 	stop *[256]bool
-	// needID is the bit of a trigger bitset that the automaton sets, when stop is not nil, for
-	// a byte a detector without keywords needs: each such byte is a keyword of its own, so
-	// that the keyword scan tells prefilter whether the text has one. It names no detector;
-	// run clears it.
-	needID int
+	// needs lists the bytes a detector without keywords needs, once each, when stop is set.
+	needs string
 }
 
 // newStops builds prefilter's stop bytes, or returns nil when a detector without keywords
@@ -246,8 +243,7 @@ const maxKeywordLen = 8
 const minDetectLen = 6
 
 func newEngine(dets []*detector, nids int, disabled []bool) *engine {
-	// The trigger bitsets have a bit more than the IDs: needID.
-	e := &engine{dets: make([]*detector, nids), disabled: disabled, words: (nids + 1 + 63) / 64, needID: nids}
+	e := &engine{dets: make([]*detector, nids), disabled: disabled, words: (nids + 63) / 64}
 	keywords := map[string][]int{}
 	for _, d := range dets {
 		e.dets[d.id] = d
@@ -267,6 +263,7 @@ func newEngine(dets []*detector, nids int, disabled []bool) *engine {
 			keywords[k] = mergeIDs(keywords[k], []int{d.id})
 		}
 	}
+	e.ac = newAutomaton(keywords)
 	words := make([]string, 0, len(keywords))
 	for k := range keywords {
 		words = append(words, k)
@@ -277,19 +274,16 @@ func newEngine(dets []*detector, nids int, disabled []bool) *engine {
 		always[i] = e.dets[id]
 	}
 	e.stop = newStops(always)
-	e.bySyntax = true
 	if e.stop != nil {
 		for _, d := range always {
 			for i := 0; i < len(d.needsAny); i++ {
-				// Lower case, as the automaton matches keywords: an upper-case letter
-				// matches itself in either case, which only makes needID a little
-				// more often set than needed.
-				k := strings.ToLower(d.needsAny[i : i+1])
-				keywords[k] = mergeIDs(keywords[k], []int{e.needID})
+				if c := d.needsAny[i]; strings.IndexByte(e.needs, c) < 0 {
+					e.needs += string(c)
+				}
 			}
 		}
 	}
-	e.ac = newAutomaton(keywords)
+	e.bySyntax = true
 	for _, id := range e.always {
 		if e.dets[id].findW != nil {
 			// It works with the walker's state; noFindings does not run it twice.
@@ -321,7 +315,6 @@ func (e *engine) findScanned(w *walker, text []byte, trig []uint64, spans []span
 // run runs the detectors triggered in trig and those without keywords on text, clears trig and
 // appends the merged, sorted spans of what they find to spans.
 func (e *engine) run(w *walker, text []byte, trig []uint64, spans []span) []span {
-	trig[e.needID>>6] &^= 1 << (e.needID & 63)
 	for _, id := range e.always {
 		trig[id>>6] |= 1 << (id & 63)
 	}
@@ -350,23 +343,31 @@ func (e *engine) run(w *walker, text []byte, trig []uint64, spans []span) []span
 // without them. none: they find nothing in it, and it holds no nested document; it has no {
 // or [, and either fewer than minDetectLen bytes or no keyword and no byte a detector without
 // keywords needs (detector.needsAny). scanned: it has no { or [ but minDetectLen bytes or
-// more, and keywords or needed bytes, which the keyword scan has put in trig; findScanned
-// runs their detectors and those without keywords without scanning the text again, as find
-// would. Otherwise (false, false) the text goes through textEdits. trig is as for find; it is
-// left zero unless scanned.
+// more, and keywords, whose detectors' bits the keyword scan has put in trig, or needed
+// bytes; findScanned runs the detectors of trig and those without keywords without scanning
+// the text again, as find would. Otherwise (false, false) the text goes through textEdits.
+// trig is as for find; it is left zero unless scanned.
 //
 // A text without { or [ holds no nested document, and textEdits runs find on it whole (when
-// it has minDetectLen bytes): what findScanned runs on the same bits of trig. One keyword scan
-// finds both the keywords and the needed bytes (engine.needID); the starts of nested documents
-// are looked for first, by bytes.IndexByte, since a text with them is scanned again in parts.
+// it has minDetectLen bytes): what findScanned runs on the same bits of trig. The starts of
+// nested documents are looked for first, since a text with them is scanned again in parts,
+// and the needed bytes last, only in a text without keywords.
 func (e *engine) prefilter(text []byte, trig []uint64) (none, scanned bool) {
 	if e.stop == nil || bytes.IndexByte(text, '{') >= 0 || bytes.IndexByte(text, '[') >= 0 {
 		return false, false
 	}
-	if len(text) < minDetectLen || !e.ac.scan(text, trig) {
+	if len(text) < minDetectLen {
 		return true, false
 	}
-	return false, true
+	if e.ac.scan(text, trig) {
+		return false, true
+	}
+	for i := 0; i < len(e.needs); i++ {
+		if bytes.IndexByte(text, e.needs[i]) >= 0 {
+			return false, true
+		}
+	}
+	return true, false
 }
 
 // mergeSpans sorts spans by start and merges overlapping ones. A merged span is counted under

@@ -175,17 +175,8 @@ func (e *engine) noFindings(w *walker, text []byte) bool {
 		return false
 	}
 	if !e.clean[syn] && e.ac.scan(text, w.trig) {
-		keyword := false
-		for k, set := range w.trig {
-			if k == e.needID>>6 {
-				set &^= 1 << (e.needID & 63)
-			}
-			keyword = keyword || set != 0
-			w.trig[k] = 0
-		}
-		if keyword {
-			return false
-		}
+		clear(w.trig)
+		return false
 	}
 	for _, id := range e.always {
 		if w.spans = e.dets[id].run(w, text, w.spans[:0]); len(w.spans) > 0 {

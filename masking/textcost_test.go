@@ -136,6 +136,8 @@ func TestPrefilterScansNeededBytes(t *testing.T) {
 		"bootstrap abcdef.0123456789abcdef",
 		"the token is abcdef.0123456789abcdef",
 		"a.b|c%d",
+		"x abcdef.0123456789abcdef",                          // shorter than minPairScan
+		"a long line of text with no keyword but a dot: x.y", // as long as minPairScan or longer
 	} {
 		text := []byte(s)
 		none, scanned := m.eng.prefilter(text, w.trig)
@@ -147,9 +149,12 @@ func TestPrefilterScansNeededBytes(t *testing.T) {
 			require.Zero(t, x, "trig is left zero")
 		}
 	}
-	for _, s := range []string{"a.b", "{\"password\":\"x\"}", "[token x.y]"} {
+	none, scanned := m.eng.prefilter([]byte("a.b"), w.trig)
+	require.True(t, none, "too short for the detectors, and no nested document")
+	require.False(t, scanned)
+	for _, s := range []string{"{\"password\":\"x\"}", "[token x.y]", "x.y{", "a long line of text with a dot. and a [ bracket"} {
 		none, scanned := m.eng.prefilter([]byte(s), w.trig)
-		require.Equal(t, len(s) < minDetectLen, none, "%q", s)
+		require.False(t, none, "%q", s)
 		require.False(t, scanned, "%q", s)
 	}
 }

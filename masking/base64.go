@@ -43,16 +43,19 @@ var b64Pairs = func() *[1 << 16]uint16 {
 // base64.StdEncoding.DecodedLen(len(src)) bytes and 2 more. It returns what
 // base64.StdEncoding.Decode(dst, src) returns and leaves the same bytes in dst[:n].
 func decodeBase64Std(dst, src []byte) (int, error) {
-	n, i := 0, 0
+	return decodeBase64StdFrom(dst, src, 0, 0)
+}
+
+// decodeBase64StdFrom is decodeBase64Std with src[:i] already decoded into dst[:n] by
+// decodeGroup, one group of eight after the other, each of them alphabet characters only (i is
+// a multiple of 8, n is i/8*6).
+func decodeBase64StdFrom(dst, src []byte, i, n int) (int, error) {
 	if len(dst) >= base64.StdEncoding.DecodedLen(len(src))+2 {
-		t := b64Pairs
 		for ; len(src)-i >= 8; i += 8 {
-			w := binary.LittleEndian.Uint64(src[i:])
-			p0, p1, p2, p3 := t[uint16(w)], t[uint16(w>>16)], t[uint16(w>>32)], t[uint16(w>>48)]
-			if (p0|p1|p2|p3)&0xf000 != 0 {
+			x, ok := decodeGroup(binary.LittleEndian.Uint64(src[i:]))
+			if !ok {
 				break
 			}
-			x := uint64(p0)<<52 | uint64(p1)<<40 | uint64(p2)<<28 | uint64(p3)<<16
 			// Six bytes decoded; the two after them are overwritten by the next group or
 			// lie in the slack.
 			binary.BigEndian.PutUint64(dst[n:n+8], x)
@@ -64,4 +67,15 @@ func decodeBase64Std(dst, src []byte) (int, error) {
 		err = ce + base64.CorruptInputError(i)
 	}
 	return n + m, err
+}
+
+// decodeGroup decodes eight base64 characters (the first in the low byte of w) into the top six
+// bytes of x, big-endian. It reports false when one of them is outside the alphabet.
+func decodeGroup(w uint64) (x uint64, ok bool) {
+	t := b64Pairs
+	p0, p1, p2, p3 := t[uint16(w)], t[uint16(w>>16)], t[uint16(w>>32)], t[uint16(w>>48)]
+	if (p0|p1|p2|p3)&0xf000 != 0 {
+		return 0, false
+	}
+	return uint64(p0)<<52 | uint64(p1)<<40 | uint64(p2)<<28 | uint64(p3)<<16, true
 }

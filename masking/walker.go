@@ -66,6 +66,9 @@ type walker struct {
 	arena      []byte     // scratch: replacement bytes of text edits
 	offs       []int      // scratch: offsets mapped from text to raw string
 
+	// memo remembers the placeholders of the strings hidden in the document, created on demand.
+	memo *hideMemo
+
 	// onSecret is the Target's SecretValue hook, passed on to the walkers of embedded and
 	// nested documents when they start.
 	onSecret func(value, placeholder []byte)
@@ -96,6 +99,9 @@ func (w *walker) reset(dst, src []byte, target objType) {
 	w.sizeHint = 0
 	w.budget = len(src) + restartSlack
 	w.posDep = 0
+	if w.memo != nil {
+		w.memo.next()
+	}
 	w.keys = w.keys[:0]
 	w.edits = w.edits[:0]
 }

@@ -47,20 +47,11 @@ func decodeBase64Std(dst, src []byte) (int, error) {
 }
 
 // decodeBase64StdFrom is decodeBase64Std with src[:i] already decoded into dst[:n] by
-// decodeGroup, one group of eight after the other, each of them alphabet characters only (i is
-// a multiple of 8, n is i/8*6).
+// decodeGroups (i is a multiple of 8, n is i/8*6).
 func decodeBase64StdFrom(dst, src []byte, i, n int) (int, error) {
 	if len(dst) >= base64.StdEncoding.DecodedLen(len(src))+2 {
-		for ; len(src)-i >= 8; i += 8 {
-			x, ok := decodeGroup(binary.LittleEndian.Uint64(src[i:]))
-			if !ok {
-				break
-			}
-			// Six bytes decoded; the two after them are overwritten by the next group or
-			// lie in the slack.
-			binary.BigEndian.PutUint64(dst[n:n+8], x)
-			n += 6
-		}
+		dn, di := decodeGroups(dst[n:], src[i:])
+		n, i = n+dn, i+di
 	}
 	m, err := base64.StdEncoding.Decode(dst[n:], src[i:])
 	if ce, ok := err.(base64.CorruptInputError); ok {
@@ -69,13 +60,20 @@ func decodeBase64StdFrom(dst, src []byte, i, n int) (int, error) {
 	return n + m, err
 }
 
-// decodeGroup decodes eight base64 characters (the first in the low byte of w) into the top six
-// bytes of x, big-endian. It reports false when one of them is outside the alphabet.
-func decodeGroup(w uint64) (x uint64, ok bool) {
+// decodeGroups decodes src into dst a group of eight characters at a time, six bytes each (and
+// two more, which the next group overwrites), as long as the group has alphabet characters only
+// and both have room for it. It returns the bytes decoded and the characters read.
+func decodeGroups(dst, src []byte) (n, k int) {
 	t := b64Pairs
-	p0, p1, p2, p3 := t[uint16(w)], t[uint16(w>>16)], t[uint16(w>>32)], t[uint16(w>>48)]
-	if (p0|p1|p2|p3)&0xf000 != 0 {
-		return 0, false
+	for len(src)-k >= 8 && len(dst)-n >= 8 {
+		w := binary.LittleEndian.Uint64(src[k:])
+		p0, p1, p2, p3 := t[uint16(w)], t[uint16(w>>16)], t[uint16(w>>32)], t[uint16(w>>48)]
+		if (p0|p1|p2|p3)&0xf000 != 0 {
+			break
+		}
+		binary.BigEndian.PutUint64(dst[n:], uint64(p0)<<52|uint64(p1)<<40|uint64(p2)<<28|uint64(p3)<<16)
+		n += 6
+		k += 8
 	}
-	return uint64(p0)<<52 | uint64(p1)<<40 | uint64(p2)<<28 | uint64(p3)<<16, true
+	return n, k
 }

@@ -124,8 +124,9 @@ func (w *walker) admissionType(st *objState) objType {
 }
 
 // child returns the context of the member key of an object in context p.
-func (w *walker) child(p vctx, key []byte) vctx {
-	c := vctx{obj: p.obj, key: key, hide: p.hide, hmode: p.hmode}
+func (w *walker) child(p vctx, key []byte) (c vctx) {
+	// Set field by field into the result: a composite literal is built in a temporary first.
+	c.obj, c.key, c.hide, c.hmode = p.obj, key, p.hide, p.hmode
 	if p.hide != noHide {
 		return c
 	}
@@ -272,8 +273,8 @@ func (w *walker) memberCtx(st *objState, key []byte, c *vctx) {
 }
 
 // elem returns the context of element idx of an array in context p.
-func (w *walker) elem(p vctx, idx int) vctx {
-	c := vctx{obj: p.obj, key: p.key, hide: p.hide, hmode: p.hmode, dock: p.dock}
+func (w *walker) elem(p vctx, idx int) (c vctx) {
+	c.obj, c.key, c.hide, c.hmode, c.dock = p.obj, p.key, p.hide, p.hmode, p.dock // as in child
 	if p.hide != noHide {
 		return c
 	}

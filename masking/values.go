@@ -3,7 +3,6 @@ package masking
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/binary"
 	"slices"
 
 	"github.com/gatehouse-dev/gatehouse/jsonlex"
@@ -88,21 +87,17 @@ type b64Prefix struct{ k, n int }
 // decodePrefix decodes the base64 characters from src[i] on into w.dec, a group of eight at a
 // time, up to the first group with a byte outside the alphabet or past the end of src.
 func (w *walker) decodePrefix(i int) b64Prefix {
-	src := w.src
-	k, n := 0, 0
+	src := w.src[i:]
 	dec := w.dec[:cap(w.dec)]
-	for len(src)-i-k >= 8 {
-		x, ok := decodeGroup(binary.LittleEndian.Uint64(src[i+k:]))
-		if !ok {
-			break
+	n, k := 0, 0
+	for {
+		dn, dk := decodeGroups(dec[n:], src[k:])
+		n, k = n+dn, k+dk
+		if len(src)-k < 8 || len(dec)-n >= 8 {
+			break // at the end of src, or at a group outside the alphabet
 		}
-		if len(dec)-n < 8 {
-			dec = slices.Grow(dec[:n], max(n, 512))
-			dec = dec[:cap(dec)]
-		}
-		binary.BigEndian.PutUint64(dec[n:n+8], x)
-		n += 6
-		k += 8
+		dec = slices.Grow(dec[:n], max(n, 512))
+		dec = dec[:cap(dec)]
 	}
 	w.dec = dec[:0]
 	return b64Prefix{k: k, n: n}

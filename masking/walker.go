@@ -454,7 +454,12 @@ func (w *walker) object(i int, c vctx, depth int) (int, error) {
 			}
 		}
 		vs := i
-		if i, err = w.value(i, cc, depth+1); err != nil {
+		if src[i] == '"' {
+			i, err = w.str(i, cc) // as value would, without copying cc once more
+		} else {
+			i, err = w.value(i, cc, depth+1)
+		}
+		if err != nil {
 			return i, err
 		}
 		if src[vs] == '"' {

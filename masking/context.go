@@ -124,7 +124,7 @@ func (w *walker) admissionType(st *objState) objType {
 }
 
 // child returns the context of the member key of an object in context p.
-func (w *walker) child(p vctx, key []byte) (c vctx) {
+func (w *walker) child(p *vctx, key []byte) (c vctx) {
 	// Set field by field into the result: a composite literal is built in a temporary first.
 	c.obj, c.key, c.hide, c.hmode = p.obj, key, p.hide, p.hmode
 	if p.hide != noHide {
@@ -179,7 +179,7 @@ func (w *walker) child(p vctx, key []byte) (c vctx) {
 			c.role = roleAdmissionResource
 		}
 	default:
-		helmChild(p, key, &c)
+		helmChild(*p, key, &c)
 	}
 	// Every value of a registry's entry in a docker config is part of the credential:
 	// username, password, auth, identitytoken, registrytoken, email.
@@ -273,7 +273,7 @@ func (w *walker) memberCtx(st *objState, key []byte, c *vctx) {
 }
 
 // elem returns the context of element idx of an array in context p.
-func (w *walker) elem(p vctx, idx int) (c vctx) {
+func (w *walker) elem(p *vctx, idx int) (c vctx) {
 	c.obj, c.key, c.hide, c.hmode, c.dock = p.obj, p.key, p.hide, p.hmode, p.dock // as in child
 	if p.hide != noHide {
 		return c
@@ -297,7 +297,7 @@ func (w *walker) elem(p vctx, idx int) (c vctx) {
 	case roleKubeUsers:
 		c.role, c.key = roleKubeUser, nil
 	default:
-		helmElem(p, &c)
+		helmElem(*p, &c)
 	}
 	return c
 }
@@ -335,9 +335,9 @@ func (w *walker) patchValueCtx(obj int32, src []byte, opStart int) vctx {
 			seg = bytes.ReplaceAll(bytes.ReplaceAll(seg, []byte("~1"), []byte("/")), []byte("~0"), []byte("~"))
 		}
 		if idx, ok := arrayIndex(seg); ok {
-			c = w.elem(c, idx)
+			c = w.elem(&c, idx)
 		} else {
-			c = w.child(c, seg)
+			c = w.child(&c, seg)
 		}
 		if c.role == roleEmbedded {
 			// A path into an embedded object: the rest is relative to an object of unknown

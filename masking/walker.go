@@ -443,7 +443,7 @@ func (w *walker) object(i int, c vctx, depth int) (int, error) {
 		if c.role == rolePatchOp && string(key) == "value" {
 			cc = w.patchValueCtx(c.obj, src, start)
 		} else {
-			cc = w.child(c, key)
+			cc = w.child(&c, key)
 		}
 		if c.role == roleValue && cc.role == roleValue && cc.hide == noHide && src[i] == '"' && string(key) == "value" {
 			if !nameKnown {
@@ -463,7 +463,7 @@ func (w *walker) object(i int, c vctx, depth int) (int, error) {
 			return i, err
 		}
 		if src[vs] == '"' {
-			w.capture(c, key, src[vs:i], &name, &nameKnown)
+			w.capture(&c, key, src[vs:i], &name, &nameKnown)
 			evidence |= docEvidence(key, src[vs+1:i-1])
 		} else {
 			evidence |= docEvidence(key, nil)
@@ -488,7 +488,7 @@ func (w *walker) object(i int, c vctx, depth int) (int, error) {
 // capture records string members the rewriter needs later: metadata.name and namespace, the
 // audit objectRef, the AdmissionReview request kind and resource, and names of name/value
 // pairs. quoted includes the quotes.
-func (w *walker) capture(c vctx, key, quoted []byte, name *[]byte, nameKnown *bool) {
+func (w *walker) capture(c *vctx, key, quoted []byte, name *[]byte, nameKnown *bool) {
 	v := func() []byte {
 		raw := quoted[1 : len(quoted)-1]
 		if bytes.IndexByte(raw, '\\') >= 0 {
@@ -591,7 +591,7 @@ func (w *walker) array(i int, c vctx, depth int) (int, error) {
 	}
 	var flag []byte // the previous element was a secret-sounding flag: --password
 	for idx := 0; ; idx++ {
-		ec := w.elem(c, idx)
+		ec := w.elem(&c, idx)
 		if flag != nil && ec.role == roleValue {
 			ec.key = flag
 		}

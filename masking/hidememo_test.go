@@ -105,49 +105,74 @@ func hiddenInputs() []string {
 
 type hookCall struct{ value, placeholder string }
 
+// checkHiddenAsReference masks raw (a JSON string) and other in a Secret, the first three times
+// in data and once in stringData, and in an object of unknown type, and compares the output and
+// the SecretValue hook's calls with the reference.
+func checkHiddenAsReference(t *testing.T, m *Masker, raw, other string) {
+	t.Helper()
+	var calls, want []hookCall
+	hook := func(v, ph []byte) { calls = append(calls, hookCall{string(v), string(ph)}) }
+	expect := func(raw string, mode hideMode) string {
+		out, v, ok := refHidden(t, raw, mode)
+		if ok {
+			var text string
+			require.NoError(t, json.Unmarshal([]byte(out), &text))
+			if mode != hidePlain && !refPlaceholderRE.MatchString(text) {
+				dec, err := base64.StdEncoding.DecodeString(text)
+				require.NoError(t, err)
+				text = string(dec)
+			}
+			want = append(want, hookCall{string(v), text})
+		}
+		return out
+	}
+
+	// The memo answers for the second and third data values; stringData hides the same text
+	// in another mode.
+	const secret = `{"kind":"Secret","apiVersion":"v1","metadata":{"name":"s"},"data":{"a":%s,"b":%s,"c":%s,"d":%s},"stringData":{"a":%s}}`
+	doc := fmt.Sprintf(secret, raw, other, raw, raw, raw)
+	wantDoc := fmt.Sprintf(secret, expect(raw, hideBase64), expect(other, hideBase64), expect(raw, hideBase64), expect(raw, hideBase64), expect(raw, hidePlain))
+	got, _, err := m.JSON(nil, []byte(doc), Target{SecretValue: hook})
+	require.NoError(t, err, doc)
+	require.Equal(t, wantDoc, string(got), "input %s", raw)
+	require.Equal(t, want, calls, "input %s", raw)
+
+	calls, want = nil, nil
+	const unknown = `{"data":{"a":%s,"b":%s}}`
+	doc = fmt.Sprintf(unknown, raw, raw)
+	wantDoc = fmt.Sprintf(unknown, expect(raw, hideBase64IfValid), expect(raw, hideBase64IfValid))
+	got, _, err = m.JSON(nil, []byte(doc), Target{SecretValue: hook})
+	require.NoError(t, err, doc)
+	require.Equal(t, wantDoc, string(got), "input %s", raw)
+	require.Equal(t, want, calls, "input %s", raw)
+}
+
 // TestHiddenStringsAsReference masks every input in a Secret (data, repeated, and stringData) and
 // in an object of unknown type, and compares the output and the hook's calls with the reference.
 func TestHiddenStringsAsReference(t *testing.T) {
 	m := newMasker(t, Config{})
 	inputs := hiddenInputs()
 	for k, raw := range inputs {
-		other := inputs[(k*7+3)%len(inputs)]
-		var calls []hookCall
-		hook := func(v, ph []byte) { calls = append(calls, hookCall{string(v), string(ph)}) }
-		var want []hookCall
-		expect := func(raw string, mode hideMode) string {
-			out, v, ok := refHidden(t, raw, mode)
-			if ok {
-				var text string
-				require.NoError(t, json.Unmarshal([]byte(out), &text))
-				if mode != hidePlain && !refPlaceholderRE.MatchString(text) {
-					dec, err := base64.StdEncoding.DecodeString(text)
-					require.NoError(t, err)
-					text = string(dec)
-				}
-				want = append(want, hookCall{string(v), text})
-			}
-			return out
-		}
-
-		// The same text three times as data (the memo answers the second and third), once as
-		// stringData (the same text, hidden in another mode).
-		doc := fmt.Sprintf(`{"kind":"Secret","apiVersion":"v1","metadata":{"name":"s"},"data":{"a":%s,"b":%s,"c":%s,"d":%s},"stringData":{"a":%s}}`, raw, other, raw, raw, raw)
-		wantDoc := fmt.Sprintf(`{"kind":"Secret","apiVersion":"v1","metadata":{"name":"s"},"data":{"a":%s,"b":%s,"c":%s,"d":%s},"stringData":{"a":%s}}`,
-			expect(raw, hideBase64), expect(other, hideBase64), expect(raw, hideBase64), expect(raw, hideBase64), expect(raw, hidePlain))
-		got, _, err := m.JSON(nil, []byte(doc), Target{SecretValue: hook})
-		require.NoError(t, err, doc)
-		require.Equal(t, wantDoc, string(got), "input %s", raw)
-		require.Equal(t, want, calls, "input %s", raw)
-
-		calls, want = nil, nil
-		doc = fmt.Sprintf(`{"data":{"a":%s,"b":%s}}`, raw, raw)
-		wantDoc = fmt.Sprintf(`{"data":{"a":%s,"b":%s}}`, expect(raw, hideBase64IfValid), expect(raw, hideBase64IfValid))
-		got, _, err = m.JSON(nil, []byte(doc), Target{SecretValue: hook})
-		require.NoError(t, err, doc)
-		require.Equal(t, wantDoc, string(got), "input %s", raw)
-		require.Equal(t, want, calls, "input %s", raw)
+		checkHiddenAsReference(t, m, raw, inputs[(k*7+3)%len(inputs)])
 	}
+}
+
+// FuzzHiddenStrings is TestHiddenStringsAsReference for any two strings.
+func FuzzHiddenStrings(f *testing.F) {
+	for _, in := range hiddenInputs()[:64] {
+		var s string
+		if err := json.Unmarshal([]byte(in), &s); err == nil {
+			f.Add(s, "YWJj")
+		}
+	}
+	m := newMasker(f, Config{})
+	f.Fuzz(func(t *testing.T, a, b string) {
+		qa, err := json.Marshal(a)
+		require.NoError(t, err)
+		qb, err := json.Marshal(b)
+		require.NoError(t, err)
+		checkHiddenAsReference(t, m, string(qa), string(qb))
+	})
 }
 
 // TestHideMemoForgetsDocument masks two documents with one walker: a value of the second lies

@@ -122,7 +122,9 @@ func (s *Values) AddBatch(b *Batch) {
 	}
 	for _, e := range sim.window() {
 		if !e.old {
-			s.add(e.raw, e.ph)
+			// The window holds each value once, and no old value the set keeps: as add
+			// would, but without hashing and looking the value up again.
+			s.insert(e.raw, e.ph, e.hash)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package recording
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/masking"
@@ -47,4 +48,48 @@ func BenchmarkBatchSecretList(b *testing.B) {
 			batch.Reset()
 		})
 	})
+}
+
+// BenchmarkAddBatchSecretList is BenchmarkBatchSecretList without the masking: the values the
+// masker reports for the 1 MB SecretList go into a Batch and the batch into a set, which is empty
+// or holds what the same list left in it (a session that reads the list again).
+func BenchmarkAddBatchSecretList(b *testing.B) {
+	m, err := masking.New(masking.Config{Key: masking.Key("gatehouse-benchmark-key-0123456789")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	list := maskingtest.SecretList(1 << 20)
+	var values, placeholders [][]byte
+	t := masking.Target{Version: "v1", Resource: "secrets", SecretValue: func(v, ph []byte) {
+		values, placeholders = append(values, bytes.Clone(v)), append(placeholders, bytes.Clone(ph))
+	}}
+	if _, _, err := m.JSON(nil, list, t); err != nil {
+		b.Fatal(err)
+	}
+	for _, full := range []bool{false, true} {
+		name := "set=empty"
+		if full {
+			name = "set=full"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			var batch Batch
+			var set Values
+			for b.Loop() {
+				for k, v := range values {
+					if TrimmedAtLeast(v, MinValueBytes) {
+						batch.Add(v, placeholders[k])
+					}
+				}
+				if !full {
+					set = Values{}
+				}
+				set.AddBatch(&batch)
+				batch.Reset()
+			}
+			if set.Len() == 0 {
+				b.Fatal("no values kept")
+			}
+		})
+	}
 }

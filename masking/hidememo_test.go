@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"regexp"
 	"strings"
 	"testing"
@@ -195,5 +196,30 @@ func TestHideMemoForgetsDocument(t *testing.T) {
 		_, err = w.document(0, hint)
 		require.NoError(t, err)
 		require.Equal(t, want, string(w.finish()))
+	}
+}
+
+// TestBase64PlaceholderTables compares the base64 placeholders written from b64Digest with the
+// base64 of the placeholder text, for digests that run every table entry through every place.
+func TestBase64PlaceholderTables(t *testing.T) {
+	h := newHasher(testKey)
+	check := func(d [hashBytes]byte) {
+		want := base64.StdEncoding.EncodeToString(h.format(d))
+		require.Equal(t, want, string(appendBase64Placeholder(nil, d)), "%x", d)
+	}
+	for x := range 1 << 12 {
+		// The twelve bits at each of the three places of the triples, and at the ends.
+		for _, shift := range []uint{0, 8, 20, 32, 36} {
+			v := uint64(x) << shift
+			check([hashBytes]byte{byte(v >> 40), byte(v >> 32), byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		var d [hashBytes]byte
+		for k := range d {
+			d[k] = byte(r.Uint32())
+		}
+		check(d)
 	}
 }

@@ -79,12 +79,48 @@ func (h *hasher) appendPlain(dst, value []byte) []byte {
 	return append(dst, h.plain(value)...)
 }
 
-// appendBase64Placeholder appends the standard base64 encoding of the placeholder ph to dst:
-// base64Prefix, then the encoding of the rest.
-func appendBase64Placeholder(dst, ph []byte) []byte {
+// appendBase64Placeholder appends the standard base64 encoding of the placeholder of digest d
+// to dst: base64Prefix, then the encoding of the rest of the prefix and the hex digits, which
+// b64Digest holds for every group of three characters they make.
+func appendBase64Placeholder(dst []byte, d [hashBytes]byte) []byte {
 	dst = append(dst, base64Prefix...)
-	return base64.StdEncoding.AppendEncode(dst, ph[base64PrefixBytes:])
+	t := b64Digest
+	x := uint64(d[0])<<40 | uint64(d[1])<<32 | uint64(d[2])<<24 | uint64(d[3])<<16 | uint64(d[4])<<8 | uint64(d[5])
+	dst = append(dst, t.first[x>>44][:]...)
+	dst = append(dst, t.triple[x>>32&0xfff][:]...)
+	dst = append(dst, t.triple[x>>20&0xfff][:]...)
+	dst = append(dst, t.triple[x>>8&0xfff][:]...)
+	return append(dst, t.last[x&0xff][:]...)
 }
+
+type b64DigestTable struct {
+	first  [1 << 4][4]byte
+	triple [1 << 12][4]byte
+	last   [1 << 8][4]byte
+}
+
+// b64Digest holds the base64 of what follows base64Prefix in a placeholder, by the hex digits
+// of the digest: the rest of the prefix (two characters) and the first digit make the first
+// group of three characters, the next nine digits three more, and the last two the padded last
+// group.
+var b64Digest = func() *b64DigestTable {
+	const digits = "0123456789abcdef"
+	rest := PlaceholderPrefix[base64PrefixBytes:]
+	if len(rest) != 2 || 2*hashBytes != 1+3*3+2 {
+		panic("masking: the placeholder format changed; b64Digest does not fit it")
+	}
+	t := new(b64DigestTable)
+	for x := range t.first {
+		base64.StdEncoding.Encode(t.first[x][:], []byte(rest+digits[x:x+1]))
+	}
+	for x := range t.triple {
+		base64.StdEncoding.Encode(t.triple[x][:], []byte{digits[x>>8], digits[x>>4&15], digits[x&15]})
+	}
+	for x := range t.last {
+		base64.StdEncoding.Encode(t.last[x][:], []byte{digits[x>>4], digits[x&15]})
+	}
+	return t
+}()
 
 // isPlaceholder reports whether v is exactly a plain placeholder.
 func isPlaceholder(v []byte) bool {

@@ -156,16 +156,15 @@ func (w *walker) hideFrom(i, end int, esc bool, id int, mode hideMode, pre b64Pr
 		digest = w.h.digest(v)
 		slot.digest, mode = digest, out
 	}
-	ph := w.h.format(digest)
 	if hook {
-		w.onSecret(v, ph)
+		w.onSecret(v, w.h.format(digest))
 	}
 	d0 := w.open(i)
 	w.dst = append(w.dst, '"')
 	if mode == hidePlain {
-		w.dst = append(w.dst, ph...)
+		w.dst = append(w.dst, w.h.format(digest)...)
 	} else {
-		w.dst = appendBase64Placeholder(w.dst, ph)
+		w.dst = appendBase64Placeholder(w.dst, digest)
 	}
 	w.dst = append(w.dst, '"')
 	w.close(i, end, d0)

@@ -32,7 +32,7 @@ const (
 var (
 	placeholderPrefix = []byte(PlaceholderPrefix)
 	// base64Prefix is how every base64-encoded placeholder starts: the encoding of the first
-	// 15 bytes of the prefix, which base64 maps to whole characters.
+	// base64PrefixBytes (15) bytes of the prefix, which base64 maps to whole characters.
 	base64Prefix = []byte(base64.StdEncoding.EncodeToString(placeholderPrefix[:base64PrefixBytes]))
 )
 
@@ -93,6 +93,8 @@ func appendBase64Placeholder(dst []byte, d [hashBytes]byte) []byte {
 	return append(dst, t.last[x&0xff][:]...)
 }
 
+// b64DigestTable holds the four base64 characters of each group of three characters that can
+// follow base64Prefix in a placeholder.
 type b64DigestTable struct {
 	first  [1 << 4][4]byte
 	triple [1 << 12][4]byte

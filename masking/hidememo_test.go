@@ -223,3 +223,26 @@ func TestBase64PlaceholderTables(t *testing.T) {
 		check(d)
 	}
 }
+
+// TestHideMemoCollisions hides, in one Secret, values that share a memo slot (the same length,
+// first and last bytes) but differ in between: each gets its own placeholder.
+func TestHideMemoCollisions(t *testing.T) {
+	m := newMasker(t, Config{})
+	values := []string{
+		"QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB",
+		"QUFBQUFBQUFCQkJCQkJCQUFBQUFBQUFB",
+		"QUFBQUFBQUFDQ0NDQ0NDQUFBQUFBQUFB",
+	}
+	var members, want []string
+	for k := range 3 * len(values) {
+		v := values[k%len(values)]
+		dec, err := base64.StdEncoding.DecodeString(v)
+		require.NoError(t, err)
+		members = append(members, fmt.Sprintf(`"k%d":"%s"`, k, v))
+		want = append(want, fmt.Sprintf(`"k%d":"%s"`, k, base64.StdEncoding.EncodeToString([]byte(refPlaceholder(dec)))))
+	}
+	doc := `{"kind":"Secret","apiVersion":"v1","data":{` + strings.Join(members, ",") + `}}`
+	got, _, err := m.JSON(nil, []byte(doc), Target{})
+	require.NoError(t, err)
+	require.Equal(t, `{"kind":"Secret","apiVersion":"v1","data":{`+strings.Join(want, ",")+`}}`, string(got))
+}

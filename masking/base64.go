@@ -43,25 +43,37 @@ var b64Pairs = func() *[1 << 16]uint16 {
 // base64.StdEncoding.DecodedLen(len(src)) bytes and 2 more. It returns what
 // base64.StdEncoding.Decode(dst, src) returns and leaves the same bytes in dst[:n].
 func decodeBase64Std(dst, src []byte) (int, error) {
-	n, i := 0, 0
+	return decodeBase64StdFrom(dst, src, 0, 0)
+}
+
+// decodeBase64StdFrom is decodeBase64Std with src[:i] already decoded into dst[:n] by
+// decodeGroups (i is a multiple of 8, n is i/8*6).
+func decodeBase64StdFrom(dst, src []byte, i, n int) (int, error) {
 	if len(dst) >= base64.StdEncoding.DecodedLen(len(src))+2 {
-		t := b64Pairs
-		for ; len(src)-i >= 8; i += 8 {
-			w := binary.LittleEndian.Uint64(src[i:])
-			p0, p1, p2, p3 := t[uint16(w)], t[uint16(w>>16)], t[uint16(w>>32)], t[uint16(w>>48)]
-			if (p0|p1|p2|p3)&0xf000 != 0 {
-				break
-			}
-			x := uint64(p0)<<52 | uint64(p1)<<40 | uint64(p2)<<28 | uint64(p3)<<16
-			// Six bytes decoded; the two after them are overwritten by the next group or
-			// lie in the slack.
-			binary.BigEndian.PutUint64(dst[n:n+8], x)
-			n += 6
-		}
+		dn, di := decodeGroups(dst[n:], src[i:])
+		n, i = n+dn, i+di
 	}
 	m, err := base64.StdEncoding.Decode(dst[n:], src[i:])
 	if ce, ok := err.(base64.CorruptInputError); ok {
 		err = ce + base64.CorruptInputError(i)
 	}
 	return n + m, err
+}
+
+// decodeGroups decodes src into dst a group of eight characters at a time, six bytes each (and
+// two more, which the next group overwrites), as long as the group has alphabet characters only
+// and both have room for it. It returns the bytes decoded and the characters read.
+func decodeGroups(dst, src []byte) (n, k int) {
+	t := b64Pairs
+	for len(src)-k >= 8 && len(dst)-n >= 8 {
+		w := binary.LittleEndian.Uint64(src[k:])
+		p0, p1, p2, p3 := t[uint16(w)], t[uint16(w>>16)], t[uint16(w>>32)], t[uint16(w>>48)]
+		if (p0|p1|p2|p3)&0xf000 != 0 {
+			break
+		}
+		binary.BigEndian.PutUint64(dst[n:], uint64(p0)<<52|uint64(p1)<<40|uint64(p2)<<28|uint64(p3)<<16)
+		n += 6
+		k += 8
+	}
+	return n, k
 }

@@ -124,8 +124,9 @@ func (w *walker) admissionType(st *objState) objType {
 }
 
 // child returns the context of the member key of an object in context p.
-func (w *walker) child(p vctx, key []byte) vctx {
-	c := vctx{obj: p.obj, key: key, hide: p.hide, hmode: p.hmode}
+func (w *walker) child(p *vctx, key []byte) (c vctx) {
+	// Set field by field into the result: a composite literal is built in a temporary first.
+	c.obj, c.key, c.hide, c.hmode = p.obj, key, p.hide, p.hmode
 	if p.hide != noHide {
 		return c
 	}
@@ -178,7 +179,7 @@ func (w *walker) child(p vctx, key []byte) vctx {
 			c.role = roleAdmissionResource
 		}
 	default:
-		helmChild(p, key, &c)
+		helmChild(*p, key, &c)
 	}
 	// Every value of a registry's entry in a docker config is part of the credential:
 	// username, password, auth, identitytoken, registrytoken, email.
@@ -272,8 +273,8 @@ func (w *walker) memberCtx(st *objState, key []byte, c *vctx) {
 }
 
 // elem returns the context of element idx of an array in context p.
-func (w *walker) elem(p vctx, idx int) vctx {
-	c := vctx{obj: p.obj, key: p.key, hide: p.hide, hmode: p.hmode, dock: p.dock}
+func (w *walker) elem(p *vctx, idx int) (c vctx) {
+	c.obj, c.key, c.hide, c.hmode, c.dock = p.obj, p.key, p.hide, p.hmode, p.dock // as in child
 	if p.hide != noHide {
 		return c
 	}
@@ -296,7 +297,7 @@ func (w *walker) elem(p vctx, idx int) vctx {
 	case roleKubeUsers:
 		c.role, c.key = roleKubeUser, nil
 	default:
-		helmElem(p, &c)
+		helmElem(*p, &c)
 	}
 	return c
 }
@@ -334,9 +335,9 @@ func (w *walker) patchValueCtx(obj int32, src []byte, opStart int) vctx {
 			seg = bytes.ReplaceAll(bytes.ReplaceAll(seg, []byte("~1"), []byte("/")), []byte("~0"), []byte("~"))
 		}
 		if idx, ok := arrayIndex(seg); ok {
-			c = w.elem(c, idx)
+			c = w.elem(&c, idx)
 		} else {
-			c = w.child(c, seg)
+			c = w.child(&c, seg)
 		}
 		if c.role == roleEmbedded {
 			// A path into an embedded object: the rest is relative to an object of unknown

@@ -340,8 +340,14 @@ func (m *Masker) stats(log []int32) Stats {
 		return Stats{}
 	}
 	s := Stats{Fields: len(log), Detectors: make(map[string]int, 4)}
-	for _, id := range log {
-		s.Detectors[m.names[id]]++
+	// The log holds runs of one ID (the values of a Secret's data): one map update a run.
+	for i := 0; i < len(log); {
+		j := i + 1
+		for j < len(log) && log[j] == log[i] {
+			j++
+		}
+		s.Detectors[m.names[log[i]]] += j - i
+		i = j
 	}
 	return s
 }

@@ -3,6 +3,7 @@ package masking
 import (
 	"bytes"
 	"encoding/base64"
+	"slices"
 
 	"github.com/gatehouse-dev/gatehouse/jsonlex"
 )
@@ -12,18 +13,12 @@ import (
 
 // str rewrites the string at src[i] as its context requires.
 func (w *walker) str(i int, c vctx) (int, error) {
+	if c.hide != noHide {
+		return w.hiddenStr(i, c)
+	}
 	end, esc, err := scanString(w.src, i)
 	if err != nil {
 		return end, err
-	}
-	if c.hide != noHide {
-		switch {
-		case !w.m.hasExemptions || !w.exempt(c, int(c.hide)):
-			w.hide(i, end, esc, int(c.hide), c.hmode)
-		case w.onSecret != nil && isSecretValueRule(int(c.hide)):
-			w.reportExempt(i, end, esc, c.hmode)
-		}
-		return end, nil
 	}
 	if c.role >= roleHelmSecretData && w.helmString(i, end, esc, c) {
 		return end, nil
@@ -58,6 +53,56 @@ func (w *walker) str(i int, c vctx) (int, error) {
 	return end, nil
 }
 
+// hiddenStr rewrites the string at src[i], whose context hides it. A string that is to be
+// decoded from base64 is decoded while it is scanned, up to its first byte outside the alphabet
+// (its end, its padding): those bytes need no other check to be part of a JSON string.
+func (w *walker) hiddenStr(i int, c vctx) (int, error) {
+	var pre b64Prefix
+	j := i
+	if c.hmode != hidePlain {
+		pre = w.decodePrefix(i + 1)
+		if pre.k > 0 {
+			// scanString steps over the byte at j as over an opening quote: the last
+			// character decoded.
+			j = i + pre.k
+		}
+	}
+	end, esc, err := scanString(w.src, j)
+	if err != nil {
+		return end, err
+	}
+	switch {
+	case !w.m.hasExemptions || !w.exempt(c, int(c.hide)):
+		w.hideFrom(i, end, esc, int(c.hide), c.hmode, pre)
+	case w.onSecret != nil && isSecretValueRule(int(c.hide)):
+		w.reportExempt(i, end, esc, c.hmode, pre)
+	}
+	return end, nil
+}
+
+// b64Prefix is how much of a string's text decodePrefix decoded: its first k bytes, into
+// w.dec[:n].
+type b64Prefix struct{ k, n int }
+
+// decodePrefix decodes the base64 characters from src[i] on into w.dec, a group of eight at a
+// time, up to the first group with a byte outside the alphabet or past the end of src.
+func (w *walker) decodePrefix(i int) b64Prefix {
+	src := w.src[i:]
+	dec := w.dec[:cap(w.dec)]
+	n, k := 0, 0
+	for {
+		dn, dk := decodeGroups(dec[n:], src[k:])
+		n, k = n+dn, k+dk
+		if len(src)-k < 8 || len(dec)-n >= 8 {
+			break // at the end of src, or at a group outside the alphabet
+		}
+		dec = slices.Grow(dec[:n], max(n, 512))
+		dec = dec[:cap(dec)]
+	}
+	w.dec = dec[:0]
+	return b64Prefix{k: k, n: n}
+}
+
 // text returns the text of the string src[i:end] (quotes included), unescaped into scratch
 // space when it has escapes.
 func (w *walker) text(i, end int, esc bool) []byte {
@@ -79,20 +124,47 @@ func (w *walker) replace(i, end int, s []byte) {
 // hide replaces the string src[i:end] by a placeholder. A value that already is a placeholder
 // is kept, so that masking twice changes nothing.
 func (w *walker) hide(i, end int, esc bool, id int, mode hideMode) {
-	v, mode, ok := w.hiddenValue(i, end, esc, mode)
-	if !ok {
-		return
+	w.hideFrom(i, end, esc, id, mode, b64Prefix{})
+}
+
+// hideFrom is hide for a string whose text decodePrefix decoded in part.
+func (w *walker) hideFrom(i, end int, esc bool, id int, mode hideMode, pre b64Prefix) {
+	hook := w.onSecret != nil && isSecretValueRule(id)
+	if w.memo == nil {
+		w.memo = &hideMemo{gen: 1}
 	}
-	ph := w.h.plain(v)
-	if w.onSecret != nil && isSecretValueRule(id) {
-		w.onSecret(v, ph)
+	var v []byte
+	var digest [hashBytes]byte
+	slot, hit := w.memo.slot(w.src, i+1, end-i-2, mode)
+	if hit {
+		// The same string was hidden before in this document: only the hook needs its value.
+		if !slot.ok {
+			return
+		}
+		if hook {
+			v, _, _ = w.hiddenValue(i, end, esc, mode, pre)
+		}
+		mode, digest = slot.out, slot.digest
+	} else {
+		var out hideMode
+		var ok bool
+		v, out, ok = w.hiddenValue(i, end, esc, mode, pre)
+		*slot = hideMemoSlot{gen: w.memo.gen, start: i + 1, n: end - i - 2, mode: mode, out: out, ok: ok}
+		if !ok {
+			return
+		}
+		digest = w.h.digest(v)
+		slot.digest, mode = digest, out
+	}
+	if hook {
+		w.onSecret(v, w.h.format(digest))
 	}
 	d0 := w.open(i)
 	w.dst = append(w.dst, '"')
 	if mode == hidePlain {
-		w.dst = append(w.dst, ph...)
+		w.dst = append(w.dst, w.h.format(digest)...)
 	} else {
-		w.dst = base64.StdEncoding.AppendEncode(w.dst, ph)
+		w.dst = appendBase64Placeholder(w.dst, digest)
 	}
 	w.dst = append(w.dst, '"')
 	w.close(i, end, d0)
@@ -101,14 +173,16 @@ func (w *walker) hide(i, end int, esc bool, id int, mode hideMode) {
 
 // hiddenValue returns the value the placeholder of the string src[i:end] is computed from (its
 // text, or in the base64 modes the bytes the text decodes to) and the mode the placeholder is
-// written in. It reports false when the string already is a placeholder.
-func (w *walker) hiddenValue(i, end int, esc bool, mode hideMode) ([]byte, hideMode, bool) {
+// written in. It reports false when the string already is a placeholder. pre is what
+// decodePrefix decoded of the text.
+func (w *walker) hiddenValue(i, end int, esc bool, mode hideMode, pre b64Prefix) ([]byte, hideMode, bool) {
 	v := w.text(i, end, esc)
 	if isPlaceholder(v) {
 		return nil, mode, false
 	}
 	if mode != hidePlain {
-		dec, err := w.decodeBase64(v)
+		// An escape is outside the alphabet: the prefix decoded is the same in the text.
+		dec, err := w.decodeBase64From(v, pre)
 		switch {
 		case err == nil && isPlaceholder(dec):
 			return nil, mode, false
@@ -126,8 +200,8 @@ func isSecretValueRule(id int) bool { return id == idSecretData || id == idSecre
 
 // reportExempt passes a Secret's value that an exemption keeps to the SecretValue hook: the
 // client sees it as it is, and a session that read it knows it like the masked ones.
-func (w *walker) reportExempt(i, end int, esc bool, mode hideMode) {
-	if v, _, ok := w.hiddenValue(i, end, esc, mode); ok {
+func (w *walker) reportExempt(i, end int, esc bool, mode hideMode, pre b64Prefix) {
+	if v, _, ok := w.hiddenValue(i, end, esc, mode, pre); ok {
 		w.onSecret(v, w.h.plain(v))
 	}
 }
@@ -141,11 +215,16 @@ func (w *walker) reportSecret(v []byte) {
 }
 
 func (w *walker) decodeBase64(v []byte) ([]byte, error) {
+	return w.decodeBase64From(v, b64Prefix{})
+}
+
+// decodeBase64From decodes v into w.dec, of which pre says what is decoded already.
+func (w *walker) decodeBase64From(v []byte, pre b64Prefix) ([]byte, error) {
 	n := base64.StdEncoding.DecodedLen(len(v)) + 2 // decodeBase64Std's slack
 	if cap(w.dec) < n {
-		w.dec = make([]byte, n)
+		w.dec = slices.Grow(w.dec[:pre.n], n-pre.n)
 	}
-	n, err := decodeBase64Std(w.dec[:n], v)
+	n, err := decodeBase64StdFrom(w.dec[:n], v, pre.k, pre.n)
 	return w.dec[:n], err
 }
 

@@ -66,6 +66,9 @@ type walker struct {
 	arena      []byte     // scratch: replacement bytes of text edits
 	offs       []int      // scratch: offsets mapped from text to raw string
 
+	// memo remembers the placeholders of the strings hidden in the document, created on demand.
+	memo *hideMemo
+
 	// onSecret is the Target's SecretValue hook, passed on to the walkers of embedded and
 	// nested documents when they start.
 	onSecret func(value, placeholder []byte)
@@ -96,6 +99,9 @@ func (w *walker) reset(dst, src []byte, target objType) {
 	w.sizeHint = 0
 	w.budget = len(src) + restartSlack
 	w.posDep = 0
+	if w.memo != nil {
+		w.memo.next()
+	}
 	w.keys = w.keys[:0]
 	w.edits = w.edits[:0]
 }
@@ -437,7 +443,7 @@ func (w *walker) object(i int, c vctx, depth int) (int, error) {
 		if c.role == rolePatchOp && string(key) == "value" {
 			cc = w.patchValueCtx(c.obj, src, start)
 		} else {
-			cc = w.child(c, key)
+			cc = w.child(&c, key)
 		}
 		if c.role == roleValue && cc.role == roleValue && cc.hide == noHide && src[i] == '"' && string(key) == "value" {
 			if !nameKnown {
@@ -448,11 +454,16 @@ func (w *walker) object(i int, c vctx, depth int) (int, error) {
 			}
 		}
 		vs := i
-		if i, err = w.value(i, cc, depth+1); err != nil {
+		if src[i] == '"' {
+			i, err = w.str(i, cc) // as value would, without copying cc once more
+		} else {
+			i, err = w.value(i, cc, depth+1)
+		}
+		if err != nil {
 			return i, err
 		}
 		if src[vs] == '"' {
-			w.capture(c, key, src[vs:i], &name, &nameKnown)
+			w.capture(&c, key, src[vs:i], &name, &nameKnown)
 			evidence |= docEvidence(key, src[vs+1:i-1])
 		} else {
 			evidence |= docEvidence(key, nil)
@@ -477,7 +488,7 @@ func (w *walker) object(i int, c vctx, depth int) (int, error) {
 // capture records string members the rewriter needs later: metadata.name and namespace, the
 // audit objectRef, the AdmissionReview request kind and resource, and names of name/value
 // pairs. quoted includes the quotes.
-func (w *walker) capture(c vctx, key, quoted []byte, name *[]byte, nameKnown *bool) {
+func (w *walker) capture(c *vctx, key, quoted []byte, name *[]byte, nameKnown *bool) {
 	v := func() []byte {
 		raw := quoted[1 : len(quoted)-1]
 		if bytes.IndexByte(raw, '\\') >= 0 {
@@ -580,7 +591,7 @@ func (w *walker) array(i int, c vctx, depth int) (int, error) {
 	}
 	var flag []byte // the previous element was a secret-sounding flag: --password
 	for idx := 0; ; idx++ {
-		ec := w.elem(c, idx)
+		ec := w.elem(&c, idx)
 		if flag != nil && ec.role == roleValue {
 			ec.key = flag
 		}

@@ -91,13 +91,19 @@ const (
 	maxBatchBytes = 4 << 20
 	// maxPooledBatch is the largest batch buffer kept for the next response.
 	maxPooledBatch = 2 * maxBatchBytes
+	// minLaterBatchBytes is the size from which a batch's values are added to the session's set
+	// while the response is sent (recording.Values.AddBatchLater) rather than before: for fewer
+	// values, a goroutine costs more than it saves.
+	minLaterBatchBytes = 64 << 10
 )
 
 // batchHook is the hook for a response masked whole (a Secret, a list, a Table): the hook collects
 // the values in a recording.Batch, and flush adds them to the session's set in one step, which
 // leaves the set exactly as adding them one by one would (a list of thousands of Secrets keeps
 // only the newest values). The caller calls flush after the masking call, whether it succeeded
-// or not, and before the response goes out. Both are nil when hook would be.
+// or not, and before the response goes out: from then on, a reader of the set (an exec session
+// masking its output) sees the values, though a large batch is added while the response is sent.
+// Both are nil when hook would be.
 func (s *sessionValues) batchHook(st *requestState) (hook func(value, placeholder []byte), flush func()) {
 	if st.session == "" || !isSecrets(st.target) {
 		return nil, nil
@@ -124,15 +130,31 @@ func (s *sessionValues) batchHook(st *requestState) (hook func(value, placeholde
 			addBatch()
 		}
 	}
+	release := func(b *recording.Batch) {
+		b.Reset()
+		if b.Cap() <= maxPooledBatch {
+			s.batches.Put(b)
+		}
+	}
 	flush = func() {
 		if b == nil {
 			return
 		}
-		addBatch()
-		if b.Cap() <= maxPooledBatch {
-			s.batches.Put(b)
-		}
+		batch := b
 		b = nil
+		if batch.Bytes() < minLaterBatchBytes {
+			s.of(st.session).AddBatch(batch)
+			release(batch)
+			return
+		}
+		// The set is locked for the batch before the response goes out, so that nothing
+		// reads it without the batch's values; the values are added while the response is
+		// sent.
+		add := s.of(st.session).AddBatchLater(batch)
+		go func() {
+			add()
+			release(batch)
+		}()
 	}
 	return hook, flush
 }

@@ -87,6 +87,28 @@ func (s *Values) AddBatch(b *Batch) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.addBatch(b)
+}
+
+// AddBatchLater is AddBatch in two steps: it locks s now and returns add, which adds the values
+// of b and unlocks s. Whatever reads s after AddBatchLater returned (Replace, Contains, Len)
+// waits until add has run, and sees the values of b, as it would after AddBatch; so does a
+// second AddBatch or Add. A caller can thus hand the work to another goroutine and go on (send a
+// response whose placeholders stand for the values) with the same guarantee as AddBatch gives.
+// add must be called exactly once; b must not change until it returned.
+func (s *Values) AddBatchLater(b *Batch) (add func()) {
+	if s == nil || b == nil || len(b.cands) == 0 {
+		return func() {}
+	}
+	s.mu.Lock()
+	return func() {
+		defer s.mu.Unlock()
+		s.addBatch(b)
+	}
+}
+
+// addBatch adds the values of b to s. The caller holds s.mu.
+func (s *Values) addBatch(b *Batch) {
 	if s.byHash == nil {
 		s.byHash = map[uint64]*value{}
 		s.seed = maphash.MakeSeed()
@@ -122,7 +144,9 @@ func (s *Values) AddBatch(b *Batch) {
 	}
 	for _, e := range sim.window() {
 		if !e.old {
-			s.add(e.raw, e.ph)
+			// The window holds each value once, and no old value the set keeps: as add
+			// would, but without hashing and looking the value up again.
+			s.insert(e.raw, e.ph, e.hash)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -161,6 +162,49 @@ func TestBatchCopies(t *testing.T) {
 	b.Add([]byte("a\nb\n \r\n"), ph)
 	assert.Zero(t, b.Len(), "nothing a set would keep")
 	assert.Zero(t, b.Bytes(), "and nothing copied")
+}
+
+// TestAddBatchLaterHoldsReaders: from AddBatchLater on, whatever reads the set or adds to it waits
+// until the values are added, and then sees them; nothing reads a set that misses a batch whose
+// placeholders a client may already hold.
+func TestAddBatchLaterHoldsReaders(t *testing.T) {
+	s := &Values{}
+	s.Add([]byte("older-value"), []byte("P0"))
+	var b Batch
+	b.Add([]byte("s3cr3t-value\nsecond-line"), []byte("P1"))
+	add := s.AddBatchLater(&b)
+	type read struct {
+		name string
+		ok   bool
+	}
+	reads := make(chan read, 4)
+	go func() { reads <- read{"Contains", s.Contains([]byte("s3cr3t-value\nsecond-line"))} }()
+	go func() {
+		out, n := s.Replace([]byte("cat second-line"))
+		reads <- read{"Replace", n == 1 && string(out) == "cat P1"}
+	}()
+	go func() { reads <- read{"Len", s.Len() >= 4} }()
+	go func() {
+		s.Add([]byte("newer-value"), []byte("P2"))
+		reads <- read{"Add", true}
+	}()
+	select {
+	case r := <-reads:
+		t.Fatalf("%s returned before the batch was added", r.name)
+	case <-time.After(50 * time.Millisecond):
+	}
+	add()
+	for range 4 {
+		r := <-reads
+		assert.True(t, r.ok, "%s after the batch", r.name)
+	}
+	assert.Equal(t, 5, s.Len(), "the older value, the batch's value and two lines, and the newer one")
+
+	// An empty batch locks nothing.
+	var empty Batch
+	done := s.AddBatchLater(&empty)
+	assert.Equal(t, 5, s.Len())
+	done()
 }
 
 // FuzzAddBatch adds the values a fuzzer makes up (split at 0xff; a 0xfe byte starts a new

@@ -121,6 +121,11 @@ func (s *Values) add(v, placeholder []byte) {
 	if s.lookup(v, h) != nil {
 		return
 	}
+	s.insert(v, placeholder, h)
+}
+
+// insert keeps v, whose hash is h and which the set does not hold, with its placeholder.
+func (s *Values) insert(v, placeholder []byte, h uint64) {
 	// One allocation for the value and its placeholder.
 	buf := make([]byte, len(v)+len(placeholder))
 	copy(buf, v)

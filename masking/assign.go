@@ -182,7 +182,8 @@ func keyEnd(text []byte, sep int, flag bool) int {
 // that are not letters or digits, then over digits, and looks at the two bytes before; in a
 // key the former are '.', '-' and '_' (isKeyByte), and both runs are key bytes, so that a
 // read bounded by the longest key (maxKeyLen) stops where mayBeSecret's does, at the key's
-// start at the latest. When it stops fewer than two bytes into the text both answer false;
+// start at the latest. When it stops fewer than two bytes into the text (or into the window of
+// maxKeyLen bytes it reads) both answer false;
 // when it stops fewer than two bytes into a shorter key this may answer true, which only
 // sends the separator on to keyBefore.
 func keyEndMayBeSecret(text []byte, e int) bool {

@@ -367,10 +367,11 @@ func newWordRun(words []string, set *byteSet, n int) *wordRun {
 	return r
 }
 
-// mayHold returns false only when text holds no word of r.words matched as foldedWordAt
-// matches it, followed by a space or tab, the blanks after it by r.n bytes of r.set: then
-// the expression finds nothing in text. Each word is read from the letters that start it, and
-// at most r.n bytes after its blanks: a linear read.
+// mayHold returns false only when text holds no word of r.words (matched as foldedWordAt
+// matches it) followed by spaces or tabs and then r.n bytes of r.set: then the expression finds
+// nothing in text. It is a superset of the expression's matches: word boundaries are not
+// checked. Each word is read from the letters that start it, its blanks whole, and at most r.n
+// bytes after them: runs of blanks after distinct words do not overlap, so the read is linear.
 func (r *wordRun) mayHold(text []byte) bool {
 	words, set, n := r.words, r.set, r.n
 	for i, c := range text {

@@ -139,7 +139,8 @@ func isPlaceholder(v []byte) bool {
 
 // hideMemo remembers the placeholders of the strings a walker hid in the document it works on,
 // by where the strings are in it, so that a value that recurs through a list (the CA bundle of
-// every service account token Secret, a username) is decoded and hashed once. It is
+// every service account token Secret, a username) is hashed once (it is still decoded, for the
+// SecretValue hook and to find where its base64 ends). It is
 // direct-mapped: a string's slot follows from its length, its first and last eight bytes and
 // the mode it is hidden in, and a slot answers for a string of the same document with the same
 // bytes, hidden in the same mode. A slot holds no secret: the position of a string and the

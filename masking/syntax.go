@@ -5,10 +5,11 @@ package masking
 // (resourceVersion, uid, creationTimestamp, managedFields times) and that make up a good part of
 // the strings of a list. The decision rests on the value alone, never on the field's name: a
 // credential written into metadata.uid (an audit event's requestObject holds what the client
-// sent) does not have the syntax, and is searched like any string. And it holds only while the
-// engine's prefilter would find nothing in any string of the syntax: the engine works that out
-// from its keywords when it is built (syntaxClean), so a detector added with a keyword that fits
-// turns the skip off for that syntax. The detectors without keywords still run on the value.
+// sent) does not have the syntax, and is searched like any string. For a syntax no keyword fits in
+// (the engine works that out from its keywords when it is built: syntaxClean) the keyword scan
+// is not run; for the others (a uid can spell "acdb" or "4b1d") noFindings runs it and passes over
+// the string only when it finds no keyword. The detectors without keywords still run on the
+// value.
 
 // fixedSyntax names a syntax the walker recognises.
 type fixedSyntax uint8

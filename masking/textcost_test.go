@@ -209,7 +209,8 @@ func TestNoFindingsOnUIDs(t *testing.T) {
 }
 
 // TestNoFindingsOnUIDsAsOracle masks a list whose uids hold keywords of credential formats,
-// and credentials shaped like uids, with the prefilter and without it: the same output.
+// next to credentials that hold uids, with the prefilter and without it: the same output, and
+// the credentials masked.
 func TestNoFindingsOnUIDsAsOracle(t *testing.T) {
 	m, o := newMasker(t, Config{}), oracleMasker(t, Config{})
 	o.eng.bySyntax = false
@@ -220,7 +221,7 @@ func TestNoFindingsOnUIDsAsOracle(t *testing.T) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(`{"metadata":{"name":"x","uid":"` + string(randomUID(r)) + `"},"data":{"k":"` + string(randomUID(r)) + `"}}`)
+		b.WriteString(`{"metadata":{"name":"x","uid":"` + string(randomUID(r)) + `"},"data":{"k":"` + string(randomUID(r)) + `","c":"password=` + string(randomUID(r)) + `"}}`)
 	}
 	b.WriteString("]}")
 	want, _, err := o.JSON(nil, []byte(b.String()), Target{Resource: "configmaps"})
@@ -228,6 +229,7 @@ func TestNoFindingsOnUIDsAsOracle(t *testing.T) {
 	got, _, err := m.JSON(nil, []byte(b.String()), Target{Resource: "configmaps"})
 	require.NoError(t, err)
 	require.Equal(t, string(want), string(got))
+	require.Equal(t, 2000, strings.Count(string(got), PlaceholderPrefix), "every password masked")
 }
 
 // isUUIDByByte is isUUID as it was, a byte at a time: the reference.

@@ -236,8 +236,8 @@ func (w *walker) maskText(i, end int, esc bool, c vctx) {
 		kc = w.keyClasses.classify(c.key)
 	}
 	if kc == keyPlain && (len(raw) < minDetectLen || w.m.eng.noFindings(w, raw)) {
-		// Too short, or of a syntax no detector's keyword occurs in (a resourceVersion, uid
-		// or timestamp): the detectors would find nothing (syntax.go).
+		// Too short, or of a fixed syntax (a resourceVersion, uid or timestamp) in which no
+		// keyword occurs: the detectors would find nothing (syntax.go).
 		return
 	}
 	if w.m.hasExemptions && w.exempt(c, -1) {

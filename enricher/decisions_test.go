@@ -18,20 +18,24 @@ import (
 // AdmissionReview's UID, so that a review kube-apiserver sends again is the same decision. With
 // decisions packed several to a message, JetStream no longer tells the attempts apart: an attempt
 // decided again by the same replica goes in a later message, one decided by another replica in
-// that replica's message. Each attempt is a row of gateway_decisions; decision_summary shows the
-// decision once (attempts = 2, the first attempt's columns and time, last_attempt_time), and trail
-// and trail_for join the request's audit event once, with the attempt kube-apiserver acted on (the
-// action of its audit annotations), whatever order the attempts arrive in.
+// that replica's message. Each attempt is a row of gateway_decisions, which keeps where JetStream
+// stored it (the message's stream sequence and the record's line in it); decision_summary shows
+// the decision once (attempts = 2, the columns and time of the attempt JetStream stored first,
+// last_attempt_time), and trail and trail_for join the request's audit event once, with the first
+// stored attempt of the action kube-apiserver acted on (the action of its audit annotations),
+// whatever order the attempts arrive in.
 //
 // A record under an existing decision ID in another session (forged with the webhook's
 // credentials, or replayed from another session) is another decision: it replaces nothing, and
 // the request's audit event keeps its own session's decision. A record forged under an existing
-// decision's ID in the same session, decided later, is an extra attempt: it changes neither the
-// trail (its action is not the one kube-apiserver acted on) nor the decision's time, so a query
-// for a window of time still finds the decision. A copy of an attempt (a redelivery) is not an
-// attempt. An audit event without a session (a user the enricher does not take for a gateway
-// impersonated with the session extra) shows the decision of the one session that holds its ID,
-// and none when two sessions hold it.
+// decision's ID in the same session is an extra attempt, stored after the real one whatever time
+// it claims: it changes neither the trail (whether or not its action is the one kube-apiserver
+// acted on) nor the decision's columns and time, so a query for a window of time still finds the
+// decision. A copy of an attempt (a redelivery) is not an attempt. An audit event without a
+// session (a user the enricher does not take for a gateway impersonated with the session extra)
+// shows the decision of the one session that holds its ID, and none when two sessions hold it at
+// any time: trail and trail_for agree even when the other session's record lies outside the
+// window.
 func TestRetriedDecisionShownOnce(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	ctx := t.Context()
@@ -74,6 +78,9 @@ func TestRetriedDecisionShownOnce(t *testing.T) {
 		reordered    = "admission-uid-reordered-validating"
 		forgedSame   = "admission-uid-forged-validating"
 		forgedLate   = "admission-uid-forged-late-validating"
+		forgedEarly  = "admission-uid-forged-early-validating"
+		forgedAction = "admission-uid-forged-action-validating"
+		outside      = "admission-uid-outside-validating"
 		impersonated = "admission-uid-impersonated-validating"
 		otherAction  = "admission-uid-other-action-validating"
 	)
@@ -95,11 +102,20 @@ func TestRetriedDecisionShownOnce(t *testing.T) {
 	window(mallory, decision(forgedSame, "s-1", 10*time.Second, "allow", "forged"))
 	window(a, decision(forgedLate, "s-1", 0, "deny", "attempt 1"))
 	window(mallory, decision(forgedLate, "s-1", 48*time.Hour, "allow", "forged"))
+	// Published after it, dated two days before it.
+	window(a, decision(forgedEarly, "s-1", 0, "deny", "attempt 1"))
+	window(mallory, decision(forgedEarly, "s-1", -48*time.Hour, "allow", "forged"))
+	// Decided after it, with the action kube-apiserver acted on.
+	window(a, decision(forgedAction, "s-1", 0, "deny", "attempt 1"))
+	window(mallory, decision(forgedAction, "s-1", 10*time.Second, "deny", "forged"))
 	// A decision only s-1 holds.
 	window(a, decision(impersonated, "s-1", 0, "allow", "impersonated"))
 	// A decision two sessions hold, with different actions.
 	window(a, decision(otherAction, "s-1", 0, "allow", "s-1's"))
 	window(mallory, decision(otherAction, "s-mallory", time.Second, "deny", "forged"))
+	// A decision two sessions hold, the other session's record two days before the window.
+	window(a, decision(outside, "s-1", 0, "allow", "s-1's"))
+	window(mallory, decision(outside, "s-mallory", -48*time.Hour, "allow", "forged"))
 	// The first attempt of later, delivered again in a later message: the same record.
 	window(a, laterFirst)
 	distinct := published - 1
@@ -111,11 +127,13 @@ func TestRetriedDecisionShownOnce(t *testing.T) {
 		{"audit-1", "s-1", replicas, "allow"},
 		{"audit-2", "s-1", reordered, "allow"},
 		{"audit-3", "s-1", forgedSame, "deny"},
+		{"audit-4", "s-1", forgedAction, "deny"},
 		// Without a session: the enricher did not keep the session extra of a user it does not
 		// take for a gateway.
 		{"direct-0", "", impersonated, "allow"},
 		{"direct-1", "", later, "allow"},
 		{"direct-2", "", otherAction, "allow"},
+		{"direct-3", "", outside, "allow"},
 	}
 	for _, e := range events {
 		code := 201
@@ -139,11 +157,22 @@ func TestRetriedDecisionShownOnce(t *testing.T) {
 		return queryRows(t, h.ch, strings.ReplaceAll(strings.ReplaceAll(q, "{db}", h.db), "{since}", since))
 	}
 	first := at.Format("2006-01-02 15:04:05.000000")
-	for _, id := range []string{later, replicas, reordered} {
+	second := at.Add(2 * time.Second).Format("2006-01-02 15:04:05.000000")
+	for _, tc := range []struct {
+		id    string
+		first []string // decision_summary's action, message and time: the attempt stored first
+	}{
+		{later, []string{"requireApproval", "attempt 1", first}},
+		{replicas, []string{"requireApproval", "attempt 1", first}},
+		// Stored first, though decided after the other: JetStream's order is the one no
+		// publisher can choose.
+		{reordered, []string{"allow", "attempt 2", second}},
+	} {
+		id := tc.id
 		t.Run(id, func(t *testing.T) {
-			assert.Equal(t, [][]string{{"s-1", "requireApproval", "attempt 1", "2", first, at.Add(2 * time.Second).Format("2006-01-02 15:04:05.000000")}},
-				rows("SELECT session_id, action, message, toString(attempts), toString(time), toString(last_attempt_time) FROM {db}.decision_summary WHERE decision_id = '"+id+"' AND session_id = 's-1'"),
-				"decision_summary: one row, the first attempt's; a copy of an attempt is not another")
+			assert.Equal(t, [][]string{append(append([]string{"s-1"}, tc.first...), "2", second)},
+				rows("SELECT session_id, action, message, toString(time), toString(attempts), toString(last_attempt_time) FROM {db}.decision_summary WHERE decision_id = '"+id+"' AND session_id = 's-1'"),
+				"decision_summary: one row, the first stored attempt's; a copy of an attempt is not another")
 			assert.Equal(t, [][]string{{"s-1", "allow", "attempt 2"}},
 				rows("SELECT session_id, decision_action, decision_message FROM {db}.trail WHERE decision_id = '"+id+"' AND session_id = 's-1'"), "trail: the audit event once")
 			assert.Equal(t, [][]string{{"s-1", "allow", "attempt 2"}},
@@ -200,15 +229,44 @@ func TestRetriedDecisionShownOnce(t *testing.T) {
 			rows("SELECT action, message, toString(attempts) FROM {db}.decision_summary WHERE time BETWEEN '"+lo+"' AND '"+hi+"' AND session_id = 's-1' AND decision_id = '"+forgedLate+"'"),
 			"with the session too")
 	})
+	t.Run("a record published after the decision in its session, dated two days before it", func(t *testing.T) {
+		assert.Equal(t, [][]string{{"forged", "allow"}, {"attempt 1", "deny"}},
+			rows("SELECT message, action FROM {db}.gateway_decisions FINAL WHERE id = '"+forgedEarly+"' ORDER BY time"), "both are stored")
+		lo, hi := at.Add(-time.Hour).Format(time.DateTime), at.Add(time.Hour).Format(time.DateTime)
+		for _, q := range []string{
+			"SELECT action, message, toString(attempts), toString(time), toString(last_attempt_time) FROM {db}.decision_summary WHERE decision_id = '" + forgedEarly + "'",
+			"SELECT action, message, toString(attempts), toString(time), toString(last_attempt_time) FROM {db}.decision_summary WHERE time BETWEEN '" + lo + "' AND '" + hi + "' AND decision_id = '" + forgedEarly + "'",
+			"SELECT action, message, toString(attempts), toString(time), toString(last_attempt_time) FROM {db}.decision_summary WHERE time BETWEEN '" + lo + "' AND '" + hi + "' AND session_id = 's-1' AND decision_id = '" + forgedEarly + "'",
+		} {
+			assert.Equal(t, [][]string{{"deny", "attempt 1", "2", first, first}}, rows(q),
+				"the attempt stored first keeps the row, and a query for its window of time finds it: %s", q)
+		}
+	})
+	t.Run("a record forged after the decision with the action kube-apiserver acted on", func(t *testing.T) {
+		for _, q := range []string{
+			"SELECT audit_id, decision_action, decision_message FROM {db}.trail WHERE decision_id = '" + forgedAction + "'",
+			"SELECT audit_id, decision_action, decision_message FROM {db}.trail_for(since = '{since}', session_id = 's-1', audit_id = '') WHERE decision_id = '" + forgedAction + "'",
+			"SELECT audit_id, decision_action, decision_message FROM {db}.trail_for(since = '{since}', session_id = '', audit_id = 'audit-4')",
+		} {
+			assert.Equal(t, [][]string{{"audit-4", "deny", "attempt 1"}}, rows(q), "the first stored attempt of that action, not the later record: %s", q)
+		}
+	})
+	t.Run("where JetStream stored each record", func(t *testing.T) {
+		// Each window's message holds the attempt, then the other decision.
+		assert.Equal(t, [][]string{{"1", "1", "1"}}, rows("SELECT toString(min(record_index)), toString(max(record_index)), toString(min(stream_sequence) > 0) FROM {db}.gateway_decisions WHERE id LIKE 'admission-uid-%'"))
+		assert.Equal(t, [][]string{{"2", "2", "1"}}, rows("SELECT toString(min(record_index)), toString(max(record_index)), toString(min(stream_sequence) > 0) FROM {db}.gateway_decisions WHERE id LIKE 'admission-other-%'"))
+		assert.Equal(t, [][]string{{"1"}}, rows("SELECT toString(uniqExact(stream_sequence)) FROM {db}.gateway_decisions WHERE id = '"+replicas+"' AND message = 'attempt 2'"),
+			"a copy of a record keeps where it was stored")
+	})
 	t.Run("an audit event without a session", func(t *testing.T) {
 		for _, q := range []string{
 			"SELECT audit_id, decision_component, decision_action, decision_message FROM {db}.trail WHERE audit_id LIKE 'direct-%' ORDER BY audit_id",
 			"SELECT audit_id, decision_component, decision_action, decision_message FROM {db}.trail_for(since = '{since}', session_id = '', audit_id = '') WHERE audit_id LIKE 'direct-%' ORDER BY audit_id",
 		} {
-			assert.Equal(t, [][]string{{"direct-0", "validating-webhook", "allow", "impersonated"}, {"direct-1", "", "allow", ""}, {"direct-2", "", "allow", ""}}, rows(q),
-				"the decision of the one session holding its ID; none when two sessions hold it: %s", q)
+			assert.Equal(t, [][]string{{"direct-0", "validating-webhook", "allow", "impersonated"}, {"direct-1", "", "allow", ""}, {"direct-2", "", "allow", ""}, {"direct-3", "", "allow", ""}}, rows(q),
+				"the decision of the one session holding its ID; none when two sessions hold it, whenever they do: %s", q)
 		}
-		for _, id := range []string{"direct-0", "direct-1", "direct-2"} {
+		for _, id := range []string{"direct-0", "direct-1", "direct-2", "direct-3"} {
 			assert.Equal(t, rows("SELECT audit_id, decision_component, decision_message FROM {db}.trail WHERE audit_id = '"+id+"'"),
 				rows("SELECT audit_id, decision_component, decision_message FROM {db}.trail_for(since = '{since}', session_id = '', audit_id = '"+id+"')"), "trail and trail_for of one Audit-ID agree")
 		}
@@ -219,6 +277,6 @@ func TestRetriedDecisionShownOnce(t *testing.T) {
 	} {
 		assert.Equal(t, [][]string{{fmt.Sprint(len(events))}}, rows(q), "no audit event is joined twice: %s", q)
 	}
-	assert.Equal(t, [][]string{{"4"}},
+	assert.Equal(t, [][]string{{"5"}},
 		rows("SELECT toString(count()) FROM {db}.trail_for(since = '{since}', session_id = 's-1', audit_id = '') WHERE audit_id LIKE 'audit-%'"), "no audit event is joined twice")
 }

@@ -465,7 +465,8 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 		refused = refused[:0]
 		more := 0                                       // refused records not named
 		several := bytes.IndexByte(m.Data(), '\n') >= 0 // errors name the record
-		i := 0
+		src := sourceOf(m)
+		i := 0 // the record's line in the message, from 1
 		for rec, err := range trail.DecodeAll(m.Data()) {
 			i++
 			switch {
@@ -494,7 +495,8 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 			case *trail.Request:
 				t.requests.add(r, e.attr, at)
 			case *trail.Decision:
-				t.decisions.add(r, at)
+				// Where JetStream stored it: a copy delivered again is stored where the first was.
+				t.decisions.add(r, at, src.sequence, uint32(i))
 			case *trail.Session:
 				t.sessions.add(r, at)
 			case *trail.Approval:
@@ -511,7 +513,6 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 			}
 			e.ingestError(m, t.errs, joinErrors(refused), at)
 		}
-		src := sourceOf(m)
 		for _, c := range t.tables() {
 			c.source(src)
 		}

@@ -3,7 +3,7 @@
 --
 -- Every view reads its tables with FINAL (or LIMIT 1 BY the record's key): a record stored twice
 -- counts once even before ClickHouse has merged the parts that hold it. Subqueries that only ask
--- whether a record exists read without it.
+-- whether a record exists, or count what a copy does not change, read without it.
 
 -- decision_summary: one row per policy decision Gatehouse recorded: per decision ID and session
 -- (gateway_decisions, without the copies a redelivery left). A decision made in admission is tied
@@ -13,20 +13,28 @@
 --
 -- The webhook derives the ID from the AdmissionReview's UID, so a review kube-apiserver sent again
 -- is the same decision; each attempt the webhook decided is its own row in gateway_decisions. The
--- row here has the first attempt's columns, and time is its time: a condition on time finds the
--- decision by when it was first decided, and a record decided later under its ID cannot move it
--- out of a window of time. attempts says how many attempts are stored and last_attempt_time when
--- the latest was decided (= time when there was one); the trail shows, with each request, the
--- attempt kube-apiserver acted on (the action of its audit annotations). A record under the ID
--- in another session is another decision (another row); one in the same session is one more
--- attempt, so a record forged under an existing decision's ID shows as an extra attempt and
--- erases nothing (dated before the real one, its columns are the row's). A copy of an attempt
--- (a redelivery) is not one: it has the same key (session, time, ID). Two different attempts
--- decided in the same microsecond have that key too: ClickHouse keeps one of them.
+-- row here has the columns and time of the attempt stored first: the one of the lowest
+-- (stream_sequence, record_index), the JetStream message that carried it and its line in that
+-- message, an order JetStream gives and no publisher chooses. So a record published later under
+-- the ID changes neither the row's columns nor its time, whatever time it claims, and cannot move
+-- the decision out of a window of time. Rows without a sequence (stored before migration 7, or
+-- by an enricher older than it) count as stored before every row with one, and among themselves
+-- by time. Two replicas that decide a review within their publishers' flush interval may have
+-- their attempts stored in the other order: the row is then the later decided one's. Re-creating
+-- the GATEHOUSE_TRAIL stream restarts its sequence: a record stored in the new stream under an ID
+-- stored in the old one counts as stored first, unless the new stream starts above the old one's
+-- last sequence (its first_seq). attempts says how many attempts are stored and
+-- last_attempt_time the latest time one of them claims (= time when there was one); the trail
+-- shows, with each request, the attempt kube-apiserver acted on (the action of its audit
+-- annotations). A record under the ID in another session is another decision (another row); one
+-- in the same session is one more attempt, so a record forged under an existing decision's ID
+-- shows as an extra attempt and erases nothing. A copy of an attempt (a redelivery) is not one:
+-- it has the same key (session, time, ID). Two different attempts decided in the same microsecond
+-- have that key too: ClickHouse keeps one of them, the one inserted last.
 -- A condition on session_id reads only that session's rows, one on time only the parts of that
--- time (ClickHouse prunes by the table's key); one on decision_id alone reads the ID column of
--- every row (no index holds IDs). The session, ID and time of every decision are read to count
--- its attempts.
+-- time (ClickHouse prunes by the table's key); one on decision_id alone reads the granules the
+-- ID's index selects (parts written or merged since migration 7; older parts whole). The session,
+-- ID, time and place in the stream of every decision are read to count its attempts.
 CREATE OR REPLACE VIEW {{.DB}}.decision_summary SQL SECURITY DEFINER AS
 SELECT
     d.id AS decision_id,
@@ -53,11 +61,12 @@ SELECT
     l.last_attempt_time AS last_attempt_time
 FROM
 (
-    -- The first attempt of each decision. A copy of an attempt has its time: uniqExact counts it
-    -- once without FINAL. It is the join's left side so that ClickHouse first reads the attempts
+    -- The first stored attempt of each decision. A copy of an attempt has its time: uniqExact
+    -- counts it once without FINAL. It is the join's left side so that ClickHouse first reads the attempts
     -- the query's conditions select (the right side), then aggregates here only the decisions
     -- they hold (a runtime filter on the join's keys).
-    SELECT session_id, id, min(time) AS first_time, uniqExact(time) AS attempts, max(time) AS last_attempt_time
+    SELECT session_id, id, argMin(time, (stream_sequence, record_index, time)) AS first_time,
+           uniqExact(time) AS attempts, max(time) AS last_attempt_time
     FROM {{.DB}}.gateway_decisions
     GROUP BY session_id, id
 ) AS l
@@ -434,19 +443,23 @@ LEFT JOIN
     -- another decision), the attempt kube-apiserver acted on: the webhook decides a review again
     -- when kube-apiserver sends it again, and the event's audit annotations hold the action of the
     -- attempt whose answer kube-apiserver used. One row per decision ID and action, so that no
-    -- event is joined twice, with per session the latest of the attempts with that action: an
-    -- attempt with another action (decided later, or forged under the ID) does not change the
-    -- event's row. id_sessions counts the sessions holding the ID, whatever the action: an audit
-    -- event without a session whose decision has one (a user the enricher does not take for a
-    -- gateway, --gateway-users, impersonated with the session extra, which the webhook saw and the
-    -- enricher did not keep) shows the decision of the ID's one session, never another session's
-    -- record when two hold the ID.
-    SELECT id, action, groupArray(session_id) AS sessions, groupArray(latest_component) AS components,
-           groupArray(latest_message) AS messages, any(id_sessions) AS id_sessions
+    -- event is joined twice, with per session the first stored of the attempts with that action
+    -- (decision_summary's order): an attempt with another action, or a record with the same action
+    -- stored after it (forged under the ID), does not change the event's row. id_sessions counts
+    -- the sessions holding the ID at any time, whatever the action: an audit event without a
+    -- session whose decision has one (a user the enricher does not take for a gateway,
+    -- --gateway-users, impersonated with the session extra, which the webhook saw and the enricher
+    -- did not keep) shows the decision of the ID's one session, never another session's record
+    -- when two hold the ID.
+    SELECT ds.id AS id, ds.action AS action, groupArray(ds.session_id) AS sessions, groupArray(ds.first_component) AS components,
+           groupArray(ds.first_message) AS messages, any({{if .Window}}n{{else}}ds{{end}}.id_sessions) AS id_sessions
     FROM
     (
-        SELECT session_id, id, action, argMax(component, time) AS latest_component, argMax(message, time) AS latest_message,
-               uniqExact(session_id) OVER (PARTITION BY id) AS id_sessions
+        SELECT session_id, id, action,
+               argMin(component, (stream_sequence, record_index, time) AS stored) AS first_component,
+               argMin(message, stored) AS first_message
+               {{- if not .Window}},
+               uniqExact(session_id) OVER (PARTITION BY id) AS id_sessions{{end}}
         FROM {{.DB}}.gateway_decisions FINAL
         {{if .Window}}WHERE time BETWEEN trail_lo AND trail_hi
           AND ({session_id:String} = '' OR session_id = {session_id:String})
@@ -455,8 +468,22 @@ LEFT JOIN
                        AND ({session_id:String} = '' OR session_id = {session_id:String})
                        AND ({audit_id:String} = '' OR audit_id = {audit_id:String})){{end}}
         GROUP BY session_id, id, action
-    )
-    GROUP BY id, action
+    ) AS ds
+    {{- if .Window}}
+    LEFT JOIN
+    (
+        -- id_sessions as trail counts it, over all time, for the IDs of the window's audit events
+        -- without a session only (none when the window is one session's).
+        SELECT id, uniqExact(session_id) AS id_sessions
+        FROM {{.DB}}.gateway_decisions
+        WHERE {session_id:String} = ''
+          AND id IN (SELECT admission_decision_id FROM {{.DB}}.audit_events
+                     WHERE admission_decision_id != '' AND session_id = '' AND request_received_at >= {since:DateTime64(6)} AND request_received_at <= trail_hi
+                       AND ({audit_id:String} = '' OR audit_id = {audit_id:String}))
+        GROUP BY id
+    ) AS n ON n.id = ds.id
+    {{- end}}
+    GROUP BY ds.id, ds.action
 ) AS d ON d.id = x.decision_id AND d.action = x.admission_action
 LEFT JOIN
 {{if .Window}}(

@@ -109,3 +109,65 @@ func TestLongHeldStreams(t *testing.T) {
 	assert.Contains(t, trail(), "Z  open open")
 	assert.Equal(t, []string{"Z Z  "}, rows("SELECT record_id, audit_id, held_audit_id, '' FROM "+db+".open_streams"))
 }
+
+// TestDecisionOrder: decision_summary takes a decision's first attempt, and the trail an audit
+// event's attempt of the action kube-apiserver acted on, by the order JetStream stored them
+// (stream_sequence, then record_index), whatever time a record claims. Rows without a sequence
+// (stored by an enricher older than migration 7) count as stored before every row with one, and
+// among themselves by time; a copy of a record keeps its place.
+func TestDecisionOrder(t *testing.T) {
+	ctx := t.Context()
+	conn := connect(t, clickhouse.Native)
+	db := "schema_test_decision_order"
+	require.NoError(t, conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db))
+	t.Cleanup(func() { _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) })
+	require.NoError(t, schema.Migrate(ctx, conn, schema.Options{Database: db}))
+	at := time.Now().UTC().Add(-time.Minute).Truncate(time.Microsecond)
+	ts := func(d time.Duration) string { return at.Add(d).Format("2006-01-02 15:04:05.000000") }
+	type record struct {
+		d       time.Duration
+		seq     uint64
+		index   uint32
+		message string
+	}
+	tests := []struct {
+		name     string
+		records  []record // in the order they are inserted
+		first    string
+		d        time.Duration
+		attempts int
+	}{
+		{"rows of an enricher older than migration 7, by time", []record{{2 * time.Second, 0, 0, "second"}, {0, 0, 0, "first"}}, "first", 0, 2},
+		{"the stored order, whatever time a record claims", []record{{0, 20, 1, "stored first"}, {-48 * time.Hour, 30, 1, "stored later"}}, "stored first", 0, 2},
+		{"the lines of one message", []record{{time.Second, 20, 1, "line 1"}, {0, 20, 2, "line 2"}}, "line 1", time.Second, 2},
+		{"rows without a sequence before rows with one", []record{{0, 0, 0, "old enricher"}, {-time.Hour, 40, 1, "new enricher"}}, "old enricher", 0, 2},
+		{"a copy keeps its place", []record{{0, 20, 1, "first"}, {time.Second, 25, 1, "second"}, {0, 20, 1, "first"}}, "first", 0, 2},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			id := fmt.Sprintf("d-%d", i)
+			for _, r := range tc.records {
+				cols, vals := "", ""
+				if r.seq != 0 { // as an enricher older than migration 7 inserts: without the columns
+					cols, vals = ", stream_sequence, record_index", fmt.Sprintf(", %d, %d", r.seq, r.index)
+				}
+				require.NoError(t, conn.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.gateway_decisions (id, time, component, session_id, action, message%s)
+					VALUES ('%s', '%s', 'validating-webhook', 's-1', 'deny', '%s'%s)`, db, cols, id, ts(r.d), r.message, vals)))
+			}
+			require.NoError(t, conn.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.audit_events (audit_id, stage, request_received_at, stage_at, verb, session_id, code,
+				admission_decision_id, admission_action) VALUES ('a-%d', 'ResponseComplete', '%s', '%s', 'create', 's-1', 403, '%s', 'deny')`,
+				db, i, ts(0), ts(0), id)))
+			var message, first string
+			var attempts uint64
+			require.NoError(t, conn.QueryRow(ctx, "SELECT message, toString(time), attempts FROM "+db+".decision_summary WHERE decision_id = {id:String}",
+				clickhouse.Named("id", id)).Scan(&message, &first, &attempts))
+			assert.Equal(t, []string{tc.first, ts(tc.d)}, []string{message, first}, "decision_summary: the first stored attempt's columns and time")
+			assert.Equal(t, uint64(tc.attempts), attempts)
+			for _, from := range []string{"trail", "trail_for(since = '" + ts(-time.Hour) + "', session_id = '', audit_id = '')"} {
+				require.NoError(t, conn.QueryRow(ctx, "SELECT decision_message FROM "+db+"."+from+" WHERE decision_id = {id:String}",
+					clickhouse.Named("id", id)).Scan(&message))
+				assert.Equal(t, tc.first, message, "%s: the first stored attempt of the action acted on", from)
+			}
+		})
+	}
+}

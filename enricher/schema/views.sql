@@ -32,9 +32,9 @@
 -- it has the same key (session, time, ID). Two different attempts decided in the same microsecond
 -- have that key too: ClickHouse keeps one of them, the one inserted last.
 -- A condition on session_id reads only that session's rows, one on time only the parts of that
--- time (ClickHouse prunes by the table's key); one on decision_id alone reads the granules the
--- ID's index selects (parts written or merged since migration 7; older parts whole). The session,
--- ID, time and place in the stream of every decision are read to count its attempts.
+-- time (ClickHouse prunes by the table's key); one on decision_id alone reads the ID column of
+-- every row. The session, ID, time and place in the stream of every decision are read to count
+-- its attempts.
 CREATE OR REPLACE VIEW {{.DB}}.decision_summary SQL SECURITY DEFINER AS
 SELECT
     d.id AS decision_id,
@@ -473,12 +473,14 @@ LEFT JOIN
     LEFT JOIN
     (
         -- id_sessions as trail counts it, over all time, for the IDs of the window's audit events
-        -- without a session only (none when the window is one session's).
+        -- that take a decision by it only: impersonated, without a session (none when the window
+        -- is one session's).
         SELECT id, uniqExact(session_id) AS id_sessions
         FROM {{.DB}}.gateway_decisions
         WHERE {session_id:String} = ''
           AND id IN (SELECT admission_decision_id FROM {{.DB}}.audit_events
-                     WHERE admission_decision_id != '' AND session_id = '' AND request_received_at >= {since:DateTime64(6)} AND request_received_at <= trail_hi
+                     WHERE admission_decision_id != '' AND session_id = '' AND impersonated
+                       AND request_received_at >= {since:DateTime64(6)} AND request_received_at <= trail_hi
                        AND ({audit_id:String} = '' OR audit_id = {audit_id:String}))
         GROUP BY id
     ) AS n ON n.id = ds.id

@@ -27,10 +27,11 @@
 // session, never on an AdmissionReview UID. A review kube-apiserver sent again is one decision
 // ID decided once per attempt, each attempt a row of gateway_decisions (its key holds the time):
 // decision_summary shows one decision per ID and session, its first attempt, and counts the
-// attempts; the trail joins an audit event with the attempt of its session and of the action
-// its audit annotations name, the one kube-apiserver acted on. The views run with their
-// definer's rights (SQL SECURITY DEFINER): the auditors' role needs SELECT on them only
-// (AuditorGrants).
+// attempts; the trail joins an audit event with the first attempt of its session and of the
+// action its audit annotations name, the one kube-apiserver acted on. First is in the order
+// JetStream stored the attempts in (gateway_decisions.stream_sequence, then record_index),
+// which no publisher chooses, whatever time a record claims. The views run with their definer's
+// rights (SQL SECURITY DEFINER): the auditors' role needs SELECT on them only (AuditorGrants).
 //
 // # Canned queries
 //

@@ -61,11 +61,15 @@ SELECT
     l.last_attempt_time AS last_attempt_time
 FROM
 (
-    -- The first stored attempt of each decision. A copy of an attempt has its time: uniqExact
-    -- counts it once without FINAL. It is the join's left side so that ClickHouse first reads the attempts
-    -- the query's conditions select (the right side), then aggregates here only the decisions
-    -- they hold (a runtime filter on the join's keys).
-    SELECT session_id, id, argMin(time, (stream_sequence, record_index, time)) AS first_time,
+    -- The first stored attempt of each decision, by one number that orders as (stream_sequence,
+    -- record_index, time) would (ClickHouse compares it faster than a tuple; a time before 1970
+    -- counts as 1970). A copy of an attempt has its time: uniqExact counts it once without FINAL.
+    -- It is the join's left side so that ClickHouse first reads the attempts the query's
+    -- conditions select (the right side), then aggregates here only the decisions they hold (a
+    -- runtime filter on the join's keys).
+    SELECT session_id, id,
+           argMin(time, bitOr(bitOr(bitShiftLeft(toUInt256(stream_sequence), 96), bitShiftLeft(toUInt256(record_index), 64)),
+                              toUInt256(greatest(toUnixTimestamp64Micro(time), 0)))) AS first_time,
            uniqExact(time) AS attempts, max(time) AS last_attempt_time
     FROM {{.DB}}.gateway_decisions
     GROUP BY session_id, id
@@ -444,19 +448,20 @@ LEFT JOIN
     -- when kube-apiserver sends it again, and the event's audit annotations hold the action of the
     -- attempt whose answer kube-apiserver used. One row per decision ID and action, so that no
     -- event is joined twice, with per session the first stored of the attempts with that action
-    -- (decision_summary's order): an attempt with another action, or a record with the same action
-    -- stored after it (forged under the ID), does not change the event's row. id_sessions counts
-    -- the sessions holding the ID at any time, whatever the action: an audit event without a
-    -- session whose decision has one (a user the enricher does not take for a gateway,
-    -- --gateway-users, impersonated with the session extra, which the webhook saw and the enricher
-    -- did not keep) shows the decision of the ID's one session, never another session's record
-    -- when two hold the ID.
+    -- (decision_summary's order, by the same number): an attempt with another action, or a
+    -- record with the same action stored after it (forged under the ID), does not change the
+    -- event's row. id_sessions counts the sessions holding the ID at any time, whatever the
+    -- action: an audit event without a session whose decision has one (a user the enricher does
+    -- not take for a gateway, --gateway-users, impersonated with the session extra, which the
+    -- webhook saw and the enricher did not keep) shows the decision of the ID's one session,
+    -- never another session's record when two hold the ID.
     SELECT ds.id AS id, ds.action AS action, groupArray(ds.session_id) AS sessions, groupArray(ds.first_component) AS components,
            groupArray(ds.first_message) AS messages, any({{if .Window}}n{{else}}ds{{end}}.id_sessions) AS id_sessions
     FROM
     (
         SELECT session_id, id, action,
-               argMin(component, (stream_sequence, record_index, time) AS stored) AS first_component,
+               argMin(component, bitOr(bitOr(bitShiftLeft(toUInt256(stream_sequence), 96), bitShiftLeft(toUInt256(record_index), 64)),
+                                       toUInt256(greatest(toUnixTimestamp64Micro(time), 0))) AS stored) AS first_component,
                argMin(message, stored) AS first_message
                {{- if not .Window}},
                uniqExact(session_id) OVER (PARTITION BY id) AS id_sessions{{end}}

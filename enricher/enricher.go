@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -383,6 +384,17 @@ func sourceOf(m jetstream.Msg) rowSource {
 	return src
 }
 
+// decisionSequence returns the stream sequence a decision from src is stored with. When the
+// message's metadata cannot be read (src has no stream) it is the greatest sequence, so that
+// the views take the decision for stored after every other attempt under its ID, not, as
+// sequence 0 would (the rows stored before migration 7), before them.
+func decisionSequence(src rowSource) uint64 {
+	if src.stream == "" {
+		return math.MaxUint64
+	}
+	return src.sequence
+}
+
 // inProgress resets the acknowledgement timer of messages still being worked on.
 func inProgress(msgs []jetstream.Msg) {
 	for _, m := range msgs {
@@ -496,7 +508,7 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 				t.requests.add(r, e.attr, at)
 			case *trail.Decision:
 				// Where JetStream stored it: a copy delivered again is stored where the first was.
-				t.decisions.add(r, at, src.sequence, uint32(i))
+				t.decisions.add(r, at, decisionSequence(src), uint32(i))
 			case *trail.Session:
 				t.sessions.add(r, at)
 			case *trail.Approval:

@@ -597,8 +597,8 @@ func newDecisionRows() *decisionRows {
 	return r
 }
 
-// add appends a decision record, the record of line index (from 1) of the JetStream message of
-// stream sequence seq: the order in which JetStream stored it, by which the views take a
+// add appends a decision record, the index-th non-blank line (from 1) of the JetStream message
+// of stream sequence seq: the order in which JetStream stored it, by which the views take a
 // decision's first attempt.
 func (r *decisionRows) add(d *trail.Decision, now time.Time, seq uint64, index uint32) {
 	r.rows++

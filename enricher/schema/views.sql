@@ -62,19 +62,28 @@ SELECT
 FROM
 (
     -- The first stored attempt of each decision, by one number that orders as (stream_sequence,
-    -- record_index, time) would (ClickHouse compares it faster than a tuple; a time before 1970
-    -- counts as 1970). A copy of an attempt has its time: uniqExact counts it once without FINAL.
+    -- ingested_at when stream_sequence is 0, record_index, time) would (ClickHouse compares it
+    -- faster than a tuple; a time before 1970 counts as 1970): its key, on which d is joined, so
+    -- that a copy stored at another place in the stream (a row of its own) is not a second row.
+    -- A copy of an attempt has its time: uniqExact counts it once without FINAL; so is a record
+    -- claiming an attempt's time exactly, which is stored but not counted.
     -- It is the join's left side so that ClickHouse first reads the attempts the query's
     -- conditions select (the right side), then aggregates here only the decisions they hold (a
     -- runtime filter on the join's keys).
     SELECT session_id, id,
-           argMin(time, bitOr(bitOr(bitShiftLeft(toUInt256(stream_sequence), 96), bitShiftLeft(toUInt256(record_index), 64)),
-                              toUInt256(greatest(toUnixTimestamp64Micro(time), 0)))) AS first_time,
+           argMin((time, stream_sequence, record_index),
+                  bitOr(bitOr(bitOr(bitShiftLeft(toUInt256(stream_sequence), 160),
+                                    bitShiftLeft(toUInt256(if(stream_sequence = 0, greatest(toUnixTimestamp64Milli(ingested_at), 0), 0)), 96)),
+                              bitShiftLeft(toUInt256(record_index), 64)),
+                        toUInt256(greatest(toUnixTimestamp64Micro(time), 0)))) AS first,
+           first.1 AS first_time, first.2 AS first_sequence, first.3 AS first_index,
            uniqExact(time) AS attempts, max(time) AS last_attempt_time
     FROM {{.DB}}.gateway_decisions
     GROUP BY session_id, id
 ) AS l
-INNER JOIN {{.DB}}.gateway_decisions AS d FINAL ON d.session_id = l.session_id AND d.id = l.id AND d.time = l.first_time;
+INNER JOIN {{.DB}}.gateway_decisions AS d FINAL
+    ON d.session_id = l.session_id AND d.id = l.id AND d.time = l.first_time
+   AND d.stream_sequence = l.first_sequence AND d.record_index = l.first_index;
 
 -- approval_summary: the state of each approval: who asked for what (and, when they impersonated,
 -- who they really were), why they said they needed it, which rule required it, who approved or
@@ -192,15 +201,15 @@ SELECT
     x.truncated AS truncated,
     x.decision_id AS decision_id,
     multiIf(x.admission_action = '', if(x.g_action != '', 'proxy', ''),
+            x.session_id = '' AND x.impersonated, if(d.id_sessions = 1, d.components[1], ''),
             has(d.sessions, x.session_id), d.components[indexOf(d.sessions, x.session_id)],
-            x.session_id = '' AND x.impersonated AND d.id_sessions = 1, d.components[1],
             '') AS decision_component,
     if(x.admission_action != '', x.admission_policy, x.g_policy) AS decision_policy,
     if(x.admission_action != '', x.admission_rule, x.g_rule) AS decision_rule,
     if(x.admission_action != '', x.admission_action, x.g_action) AS decision_action,
     multiIf(x.admission_action = '', x.g_decision_message,
+            x.session_id = '' AND x.impersonated, if(d.id_sessions = 1, d.messages[1], ''),
             has(d.sessions, x.session_id), d.messages[indexOf(d.sessions, x.session_id)],
-            x.session_id = '' AND x.impersonated AND d.id_sessions = 1, d.messages[1],
             '') AS decision_message,
     x.approval_id AS approval_id,
     a.state AS approval_state,
@@ -460,7 +469,9 @@ LEFT JOIN
     FROM
     (
         SELECT session_id, id, action,
-               argMin(component, bitOr(bitOr(bitShiftLeft(toUInt256(stream_sequence), 96), bitShiftLeft(toUInt256(record_index), 64)),
+               argMin(component, bitOr(bitOr(bitOr(bitShiftLeft(toUInt256(stream_sequence), 160),
+                                                   bitShiftLeft(toUInt256(if(stream_sequence = 0, greatest(toUnixTimestamp64Milli(ingested_at), 0), 0)), 96)),
+                                             bitShiftLeft(toUInt256(record_index), 64)),
                                        toUInt256(greatest(toUnixTimestamp64Micro(time), 0))) AS stored) AS first_component,
                argMin(message, stored) AS first_message
                {{- if not .Window}},

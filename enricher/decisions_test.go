@@ -32,11 +32,12 @@ import (
 // decision's ID in the same session is an extra attempt, stored after the real one whatever time
 // it claims: it changes neither the trail (whether or not its action is the one kube-apiserver
 // acted on) nor the decision's columns and time, so a query for a window of time still finds the
-// decision. A copy of an attempt (a redelivery) is not an attempt. An audit event without a
-// session (a user the enricher does not take for a gateway impersonated with the session extra)
-// shows the decision of the one session that holds its ID, and none when two sessions hold it at
-// any time: trail and trail_for agree even when the other session's record lies outside the
-// window.
+// decision. A copy of an attempt (a redelivery, or one JetStream stored again in a later message)
+// is not an attempt. The views show the same rows after ClickHouse merged the parts. An audit
+// event without a session (a user the enricher does not take for a gateway impersonated with the
+// session extra) shows the decision of the one session that holds its ID, and none when two
+// sessions hold it at any time, or a record without a session does: trail and trail_for agree
+// even when the other session's record lies outside the window.
 func TestRetriedDecisionShownOnce(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	ctx := t.Context()

@@ -14,23 +14,29 @@
 -- The webhook derives the ID from the AdmissionReview's UID, so a review kube-apiserver sent again
 -- is the same decision; each attempt the webhook decided is its own row in gateway_decisions. The
 -- row here has the columns and time of the attempt stored first: the one of the lowest
--- (stream_sequence, record_index), the JetStream message that carried it and its line in that
--- message, an order JetStream gives and no publisher chooses. So a record published later under
--- the ID changes neither the row's columns nor its time, whatever time it claims, and cannot move
--- the decision out of a window of time. Rows without a sequence (stored before migration 7, or
--- by an enricher older than it) count as stored before every row with one, and among themselves
--- by time. Two replicas that decide a review within their publishers' flush interval may have
--- their attempts stored in the other order: the row is then the later decided one's. Re-creating
--- the GATEHOUSE_TRAIL stream restarts its sequence: a record stored in the new stream under an ID
--- stored in the old one counts as stored first, unless the new stream starts above the old one's
--- last sequence (its first_seq). attempts says how many attempts are stored and
--- last_attempt_time the latest time one of them claims (= time when there was one); the trail
--- shows, with each request, the attempt kube-apiserver acted on (the action of its audit
+-- (stream_sequence, record_index), the JetStream message that carried it and the record's
+-- ordinal among its non-blank lines, an order JetStream gives and no publisher chooses. So a
+-- record published later under the ID changes neither the row's columns nor its time, whatever
+-- time it claims, and cannot move the decision out of a window of time; the place is part of
+-- gateway_decisions' key, so no merge replaces a row with a later stored one of the same
+-- (session, time, ID). Exceptions: rows without a sequence (stored before migration 7, or by an
+-- enricher older than it, during a rollout or after a rollback) count as stored before every row
+-- with one, and among themselves by when the enricher stored them (ingested_at), then by time: a
+-- record forged while such an enricher runs takes the row of a decision it stores no earlier
+-- row of. Re-creating the GATEHOUSE_TRAIL stream restarts its sequence (gatehouse nats provision
+-- sets no first sequence): a record stored in the new stream under an ID stored in the old one
+-- counts as stored first, unless the new stream was created with a first_seq above the old
+-- one's last sequence. Two replicas that decide a review within their publishers' flush interval
+-- may have their attempts stored in the other order: the row is then the later decided one's.
+-- attempts says how many attempts are stored (distinct times) and last_attempt_time the latest
+-- time one of them claims (= time when there was one); the trail shows, with each request, the
+-- first stored attempt with the action kube-apiserver acted on (the action of its audit
 -- annotations). A record under the ID in another session is another decision (another row); one
 -- in the same session is one more attempt, so a record forged under an existing decision's ID
--- shows as an extra attempt and erases nothing. A copy of an attempt (a redelivery) is not one:
--- it has the same key (session, time, ID). Two different attempts decided in the same microsecond
--- have that key too: ClickHouse keeps one of them, the one inserted last.
+-- shows as an extra attempt and erases nothing (one claiming an existing attempt's exact time is
+-- stored, but not counted). A copy of an attempt is not one: a redelivery has its key (session,
+-- time, ID and place) and is stored once; a copy JetStream stored again (a re-publish beyond its
+-- duplicate window) is a row of gateway_decisions of its own, which this view counts once.
 -- A condition on session_id reads only that session's rows, one on time only the parts of that
 -- time (ClickHouse prunes by the table's key); one on decision_id alone reads the ID column of
 -- every row. The session, ID, time and place in the stream of every decision are read to count
@@ -453,7 +459,8 @@ FROM
 LEFT JOIN
 (
     -- The decision of each audit event's own session (a record under its ID in another session is
-    -- another decision), the attempt kube-apiserver acted on: the webhook decides a review again
+    -- another decision), the first stored attempt with the action kube-apiserver acted on: the
+    -- webhook decides a review again
     -- when kube-apiserver sends it again, and the event's audit annotations hold the action of the
     -- attempt whose answer kube-apiserver used. One row per decision ID and action, so that no
     -- event is joined twice, with per session the first stored of the attempts with that action
@@ -463,7 +470,8 @@ LEFT JOIN
     -- action: an audit event without a session whose decision has one (a user the enricher does
     -- not take for a gateway, --gateway-users, impersonated with the session extra, which the
     -- webhook saw and the enricher did not keep) shows the decision of the ID's one session,
-    -- never another session's record when two hold the ID.
+    -- never another session's record when two hold the ID, nor a record without a session (one
+    -- more session to id_sessions), which the webhook does not write for such an event.
     SELECT ds.id AS id, ds.action AS action, groupArray(ds.session_id) AS sessions, groupArray(ds.first_component) AS components,
            groupArray(ds.first_message) AS messages, any({{if .Window}}n{{else}}ds{{end}}.id_sessions) AS id_sessions
     FROM

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -383,6 +384,17 @@ func sourceOf(m jetstream.Msg) rowSource {
 	return src
 }
 
+// decisionSequence returns the stream sequence a decision from src is stored with. When the
+// message's metadata cannot be read (src has no stream) it is the greatest sequence, so that
+// the views take the decision for stored after every other attempt under its ID, not, as
+// sequence 0 would (the rows stored before migration 7), before them.
+func decisionSequence(src rowSource) uint64 {
+	if src.stream == "" {
+		return math.MaxUint64
+	}
+	return src.sequence
+}
+
 // inProgress resets the acknowledgement timer of messages still being worked on.
 func inProgress(msgs []jetstream.Msg) {
 	for _, m := range msgs {
@@ -465,7 +477,8 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 		refused = refused[:0]
 		more := 0                                       // refused records not named
 		several := bytes.IndexByte(m.Data(), '\n') >= 0 // errors name the record
-		i := 0
+		src := sourceOf(m)
+		i := 0 // the record's line in the message, from 1
 		for rec, err := range trail.DecodeAll(m.Data()) {
 			i++
 			switch {
@@ -494,7 +507,8 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 			case *trail.Request:
 				t.requests.add(r, e.attr, at)
 			case *trail.Decision:
-				t.decisions.add(r, at)
+				// Where JetStream stored it: a copy delivered again is stored where the first was.
+				t.decisions.add(r, at, decisionSequence(src), uint32(i))
 			case *trail.Session:
 				t.sessions.add(r, at)
 			case *trail.Approval:
@@ -511,7 +525,6 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 			}
 			e.ingestError(m, t.errs, joinErrors(refused), at)
 		}
-		src := sourceOf(m)
 		for _, c := range t.tables() {
 			c.source(src)
 		}

@@ -565,6 +565,8 @@ type decisionRows struct {
 	viaGateway, dryRun, admitted              []bool
 	policy, rule, action, message, approvalID []string
 	ingestedAt                                []time.Time
+	streamSequence                            []uint64
+	recordIndex                               []uint32
 }
 
 func newDecisionRows() *decisionRows {
@@ -590,10 +592,15 @@ func newDecisionRows() *decisionRows {
 	addColumn(c, "message", &r.message)
 	addColumn(c, "approval_id", &r.approvalID)
 	addColumn(c, "ingested_at", &r.ingestedAt)
+	addColumn(c, "stream_sequence", &r.streamSequence)
+	addColumn(c, "record_index", &r.recordIndex)
 	return r
 }
 
-func (r *decisionRows) add(d *trail.Decision, now time.Time) {
+// add appends a decision record, the index-th non-blank line (from 1) of the JetStream message
+// of stream sequence seq: the order in which JetStream stored it, by which the views take a
+// decision's first attempt.
+func (r *decisionRows) add(d *trail.Decision, now time.Time, seq uint64, index uint32) {
 	r.rows++
 	r.metaColumns.add(d.Meta)
 	r.component = append(r.component, d.Component)
@@ -615,6 +622,8 @@ func (r *decisionRows) add(d *trail.Decision, now time.Time) {
 	r.message = append(r.message, d.Policy.Message)
 	r.approvalID = append(r.approvalID, d.ApprovalID)
 	r.ingestedAt = append(r.ingestedAt, now)
+	r.streamSequence = append(r.streamSequence, seq)
+	r.recordIndex = append(r.recordIndex, index)
 }
 
 // sessionRows are rows of sessions.

@@ -86,8 +86,8 @@ func AuditorGrants(o Options) ([]string, error) {
 
 // EnricherGrants returns the privileges the enricher's own account needs on its database, as
 // GRANT statements without their grantee: create and migrate the tables (including the one
-// UPDATE migration 3 runs), replace the views, set retention, insert and read. It is the only
-// account that needs to write; with these grants it still cannot delete rows (ALTER DELETE,
+// UPDATE migration 3 runs and the sorting key migration 7 extends), replace the views, set
+// retention, insert and read. It is the only account that needs to write; with these grants it still cannot delete rows (ALTER DELETE,
 // DELETE), truncate, or drop or rename a table. Managing the auditors' role (RolesAuto, RolesOn)
 // takes in addition the grants of RoleManagerGrants.
 func EnricherGrants(o Options) []string {
@@ -96,7 +96,7 @@ func EnricherGrants(o Options) []string {
 	return []string{
 		"GRANT CREATE DATABASE ON " + db + ".*",
 		"GRANT CREATE TABLE, CREATE VIEW, DROP VIEW ON " + db + ".*",
-		"GRANT ALTER ADD COLUMN, ALTER ADD INDEX, ALTER TTL, ALTER UPDATE ON " + db + ".*",
+		"GRANT ALTER ADD COLUMN, ALTER ADD INDEX, ALTER ORDER BY, ALTER TTL, ALTER UPDATE ON " + db + ".*",
 		"GRANT INSERT, SELECT ON " + db + ".*",
 		// ClickHouse 25 and later grant the use of table engines too.
 		"GRANT TABLE ENGINE ON ReplacingMergeTree",

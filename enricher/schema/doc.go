@@ -27,10 +27,14 @@
 // session, never on an AdmissionReview UID. A review kube-apiserver sent again is one decision
 // ID decided once per attempt, each attempt a row of gateway_decisions (its key holds the time):
 // decision_summary shows one decision per ID and session, its first attempt, and counts the
-// attempts; the trail joins an audit event with the attempt of its session and of the action
-// its audit annotations name, the one kube-apiserver acted on. The views run with their
-// definer's rights (SQL SECURITY DEFINER): the auditors' role needs SELECT on them only
-// (AuditorGrants).
+// attempts; the trail joins an audit event with the first attempt of its session and of the
+// action its audit annotations name, the one kube-apiserver acted on. First is in the order
+// JetStream stored the attempts in (gateway_decisions.stream_sequence, then record_index, both
+// in the table's key so that no merge replaces one attempt with another), which no publisher
+// chooses, whatever time a record claims; except for rows without a sequence (stored by an
+// enricher older than migration 7: by when it stored them) and after the stream is re-created
+// without a first sequence above the old one's (views.sql, decision_summary). The views run with their definer's
+// rights (SQL SECURITY DEFINER): the auditors' role needs SELECT on them only (AuditorGrants).
 //
 // # Canned queries
 //

@@ -151,4 +151,9 @@ func TestMigrationsNeverDropRows(t *testing.T) {
 	var lowered uint64
 	require.NoError(t, conn.QueryRow(ctx, "SELECT count() FROM "+db+".gateway_decisions FINAL WHERE verb != lower(verb)").Scan(&lowered))
 	assert.Zero(t, lowered, "migration 3's vocabulary")
+	// Rows stored before migration 7, or without its columns (an older enricher's), have no place
+	// in the stream.
+	var placed, rows uint64
+	require.NoError(t, conn.QueryRow(ctx, "SELECT countIf(stream_sequence != 0 OR record_index != 0), count() FROM "+db+".gateway_decisions FINAL").Scan(&placed, &rows))
+	assert.Equal(t, []uint64{0, uint64(want[schema.TableGatewayDecisions])}, []uint64{placed, rows})
 }

@@ -3,7 +3,7 @@
 --
 -- Every view reads its tables with FINAL (or LIMIT 1 BY the record's key): a record stored twice
 -- counts once even before ClickHouse has merged the parts that hold it. Subqueries that only ask
--- whether a record exists read without it.
+-- whether a record exists, or count what a copy does not change, read without it.
 
 -- decision_summary: one row per policy decision Gatehouse recorded: per decision ID and session
 -- (gateway_decisions, without the copies a redelivery left). A decision made in admission is tied
@@ -13,19 +13,33 @@
 --
 -- The webhook derives the ID from the AdmissionReview's UID, so a review kube-apiserver sent again
 -- is the same decision; each attempt the webhook decided is its own row in gateway_decisions. The
--- row here has the first attempt's columns, and time is its time: a condition on time finds the
--- decision by when it was first decided, and a record decided later under its ID cannot move it
--- out of a window of time. attempts says how many attempts are stored and last_attempt_time when
--- the latest was decided (= time when there was one); the trail shows, with each request, the
--- attempt kube-apiserver acted on (the action of its audit annotations). A record under the ID
--- in another session is another decision (another row); one in the same session is one more
--- attempt, so a record forged under an existing decision's ID shows as an extra attempt and
--- erases nothing (dated before the real one, its columns are the row's). A copy of an attempt
--- (a redelivery) is not one: it has the same key (session, time, ID). Two different attempts
--- decided in the same microsecond have that key too: ClickHouse keeps one of them.
+-- row here has the columns and time of the attempt stored first: the one of the lowest
+-- (stream_sequence, record_index), the JetStream message that carried it and the record's
+-- ordinal among its non-blank lines, an order JetStream gives and no publisher chooses. So a
+-- record published later under the ID changes neither the row's columns nor its time, whatever
+-- time it claims, and cannot move the decision out of a window of time; the place is part of
+-- gateway_decisions' key, so no merge replaces a row with a later stored one of the same
+-- (session, time, ID). Exceptions: rows without a sequence (stored before migration 7, or by an
+-- enricher older than it, during a rollout or after a rollback) count as stored before every row
+-- with one, and among themselves by when the enricher stored them (ingested_at), then by time: a
+-- record forged while such an enricher runs takes the row of a decision it stores no earlier
+-- row of. Re-creating the GATEHOUSE_TRAIL stream restarts its sequence (gatehouse nats provision
+-- sets no first sequence): a record stored in the new stream under an ID stored in the old one
+-- counts as stored first, unless the new stream was created with a first_seq above the old
+-- one's last sequence. Two replicas that decide a review within their publishers' flush interval
+-- may have their attempts stored in the other order: the row is then the later decided one's.
+-- attempts says how many attempts are stored (distinct times) and last_attempt_time the latest
+-- time one of them claims (= time when there was one); the trail shows, with each request, the
+-- first stored attempt with the action kube-apiserver acted on (the action of its audit
+-- annotations). A record under the ID in another session is another decision (another row); one
+-- in the same session is one more attempt, so a record forged under an existing decision's ID
+-- shows as an extra attempt and erases nothing (one claiming an existing attempt's exact time is
+-- stored, but not counted). A copy of an attempt is not one: a redelivery has its key (session,
+-- time, ID and place) and is stored once; a copy JetStream stored again (a re-publish beyond its
+-- duplicate window) is a row of gateway_decisions of its own, which this view counts once.
 -- A condition on session_id reads only that session's rows, one on time only the parts of that
 -- time (ClickHouse prunes by the table's key); one on decision_id alone reads the ID column of
--- every row (no index holds IDs). The session, ID and time of every decision are read to count
+-- every row. The session, ID, time and place in the stream of every decision are read to count
 -- its attempts.
 CREATE OR REPLACE VIEW {{.DB}}.decision_summary SQL SECURITY DEFINER AS
 SELECT
@@ -53,15 +67,29 @@ SELECT
     l.last_attempt_time AS last_attempt_time
 FROM
 (
-    -- The first attempt of each decision. A copy of an attempt has its time: uniqExact counts it
-    -- once without FINAL. It is the join's left side so that ClickHouse first reads the attempts
-    -- the query's conditions select (the right side), then aggregates here only the decisions
-    -- they hold (a runtime filter on the join's keys).
-    SELECT session_id, id, min(time) AS first_time, uniqExact(time) AS attempts, max(time) AS last_attempt_time
+    -- The first stored attempt of each decision, by one number that orders as (stream_sequence,
+    -- ingested_at when stream_sequence is 0, record_index, time) would (ClickHouse compares it
+    -- faster than a tuple; a time before 1970 counts as 1970): its key, on which d is joined, so
+    -- that a copy stored at another place in the stream (a row of its own) is not a second row.
+    -- A copy of an attempt has its time: uniqExact counts it once without FINAL; so is a record
+    -- claiming an attempt's time exactly, which is stored but not counted.
+    -- It is the join's left side so that ClickHouse first reads the attempts the query's
+    -- conditions select (the right side), then aggregates here only the decisions they hold (a
+    -- runtime filter on the join's keys).
+    SELECT session_id, id,
+           argMin((time, stream_sequence, record_index),
+                  bitOr(bitOr(bitOr(bitShiftLeft(toUInt256(stream_sequence), 160),
+                                    bitShiftLeft(toUInt256(if(stream_sequence = 0, greatest(toUnixTimestamp64Milli(ingested_at), 0), 0)), 96)),
+                              bitShiftLeft(toUInt256(record_index), 64)),
+                        toUInt256(greatest(toUnixTimestamp64Micro(time), 0)))) AS first,
+           first.1 AS first_time, first.2 AS first_sequence, first.3 AS first_index,
+           uniqExact(time) AS attempts, max(time) AS last_attempt_time
     FROM {{.DB}}.gateway_decisions
     GROUP BY session_id, id
 ) AS l
-INNER JOIN {{.DB}}.gateway_decisions AS d FINAL ON d.session_id = l.session_id AND d.id = l.id AND d.time = l.first_time;
+INNER JOIN {{.DB}}.gateway_decisions AS d FINAL
+    ON d.session_id = l.session_id AND d.id = l.id AND d.time = l.first_time
+   AND d.stream_sequence = l.first_sequence AND d.record_index = l.first_index;
 
 -- approval_summary: the state of each approval: who asked for what (and, when they impersonated,
 -- who they really were), why they said they needed it, which rule required it, who approved or
@@ -179,15 +207,15 @@ SELECT
     x.truncated AS truncated,
     x.decision_id AS decision_id,
     multiIf(x.admission_action = '', if(x.g_action != '', 'proxy', ''),
+            x.session_id = '' AND x.impersonated, if(d.id_sessions = 1, d.components[1], ''),
             has(d.sessions, x.session_id), d.components[indexOf(d.sessions, x.session_id)],
-            x.session_id = '' AND x.impersonated AND d.id_sessions = 1, d.components[1],
             '') AS decision_component,
     if(x.admission_action != '', x.admission_policy, x.g_policy) AS decision_policy,
     if(x.admission_action != '', x.admission_rule, x.g_rule) AS decision_rule,
     if(x.admission_action != '', x.admission_action, x.g_action) AS decision_action,
     multiIf(x.admission_action = '', x.g_decision_message,
+            x.session_id = '' AND x.impersonated, if(d.id_sessions = 1, d.messages[1], ''),
             has(d.sessions, x.session_id), d.messages[indexOf(d.sessions, x.session_id)],
-            x.session_id = '' AND x.impersonated AND d.id_sessions = 1, d.messages[1],
             '') AS decision_message,
     x.approval_id AS approval_id,
     a.state AS approval_state,
@@ -431,22 +459,31 @@ FROM
 LEFT JOIN
 (
     -- The decision of each audit event's own session (a record under its ID in another session is
-    -- another decision), the attempt kube-apiserver acted on: the webhook decides a review again
+    -- another decision), the first stored attempt with the action kube-apiserver acted on: the
+    -- webhook decides a review again
     -- when kube-apiserver sends it again, and the event's audit annotations hold the action of the
     -- attempt whose answer kube-apiserver used. One row per decision ID and action, so that no
-    -- event is joined twice, with per session the latest of the attempts with that action: an
-    -- attempt with another action (decided later, or forged under the ID) does not change the
-    -- event's row. id_sessions counts the sessions holding the ID, whatever the action: an audit
-    -- event without a session whose decision has one (a user the enricher does not take for a
-    -- gateway, --gateway-users, impersonated with the session extra, which the webhook saw and the
-    -- enricher did not keep) shows the decision of the ID's one session, never another session's
-    -- record when two hold the ID.
-    SELECT id, action, groupArray(session_id) AS sessions, groupArray(latest_component) AS components,
-           groupArray(latest_message) AS messages, any(id_sessions) AS id_sessions
+    -- event is joined twice, with per session the first stored of the attempts with that action
+    -- (decision_summary's order, by the same number): an attempt with another action, or a
+    -- record with the same action stored after it (forged under the ID), does not change the
+    -- event's row. id_sessions counts the sessions holding the ID at any time, whatever the
+    -- action: an audit event without a session whose decision has one (a user the enricher does
+    -- not take for a gateway, --gateway-users, impersonated with the session extra, which the
+    -- webhook saw and the enricher did not keep) shows the decision of the ID's one session,
+    -- never another session's record when two hold the ID, nor a record without a session (one
+    -- more session to id_sessions), which the webhook does not write for such an event.
+    SELECT ds.id AS id, ds.action AS action, groupArray(ds.session_id) AS sessions, groupArray(ds.first_component) AS components,
+           groupArray(ds.first_message) AS messages, any({{if .Window}}n{{else}}ds{{end}}.id_sessions) AS id_sessions
     FROM
     (
-        SELECT session_id, id, action, argMax(component, time) AS latest_component, argMax(message, time) AS latest_message,
-               uniqExact(session_id) OVER (PARTITION BY id) AS id_sessions
+        SELECT session_id, id, action,
+               argMin(component, bitOr(bitOr(bitOr(bitShiftLeft(toUInt256(stream_sequence), 160),
+                                                   bitShiftLeft(toUInt256(if(stream_sequence = 0, greatest(toUnixTimestamp64Milli(ingested_at), 0), 0)), 96)),
+                                             bitShiftLeft(toUInt256(record_index), 64)),
+                                       toUInt256(greatest(toUnixTimestamp64Micro(time), 0))) AS stored) AS first_component,
+               argMin(message, stored) AS first_message
+               {{- if not .Window}},
+               uniqExact(session_id) OVER (PARTITION BY id) AS id_sessions{{end}}
         FROM {{.DB}}.gateway_decisions FINAL
         {{if .Window}}WHERE time BETWEEN trail_lo AND trail_hi
           AND ({session_id:String} = '' OR session_id = {session_id:String})
@@ -455,8 +492,24 @@ LEFT JOIN
                        AND ({session_id:String} = '' OR session_id = {session_id:String})
                        AND ({audit_id:String} = '' OR audit_id = {audit_id:String})){{end}}
         GROUP BY session_id, id, action
-    )
-    GROUP BY id, action
+    ) AS ds
+    {{- if .Window}}
+    LEFT JOIN
+    (
+        -- id_sessions as trail counts it, over all time, for the IDs of the window's audit events
+        -- that take a decision by it only: impersonated, without a session (none when the window
+        -- is one session's).
+        SELECT id, uniqExact(session_id) AS id_sessions
+        FROM {{.DB}}.gateway_decisions
+        WHERE {session_id:String} = ''
+          AND id IN (SELECT admission_decision_id FROM {{.DB}}.audit_events
+                     WHERE admission_decision_id != '' AND session_id = '' AND impersonated
+                       AND request_received_at >= {since:DateTime64(6)} AND request_received_at <= trail_hi
+                       AND ({audit_id:String} = '' OR audit_id = {audit_id:String}))
+        GROUP BY id
+    ) AS n ON n.id = ds.id
+    {{- end}}
+    GROUP BY ds.id, ds.action
 ) AS d ON d.id = x.decision_id AND d.action = x.admission_action
 LEFT JOIN
 {{if .Window}}(

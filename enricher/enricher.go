@@ -144,7 +144,13 @@ func (e *Enricher) Start(ctx context.Context) error {
 		if err := retry(ctx, e.opts.RetryDelay, func() error {
 			mctx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()
-			return schema.Migrate(mctx, e.ch, e.opts.Schema)
+			err := schema.Migrate(mctx, e.ch, e.opts.Schema)
+			if errors.Is(err, schema.ErrGrant) {
+				// Not a passing fault: nothing reaches ClickHouse until an administrator acts
+				// (the records wait in JetStream, up to its MaxAge).
+				e.log.Error("the enricher's ClickHouse account may not migrate the schema: nothing is stored until it is granted what `gatehouse sql --print-grants` prints", "err", err)
+			}
+			return err
 		}, e.log, "migrating the ClickHouse schema failed, retrying"); err != nil {
 			return
 		}

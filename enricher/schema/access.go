@@ -31,6 +31,10 @@ const (
 // created.
 var ErrRoles = errors.New("schema: the auditors' role cannot be managed")
 
+// ErrGrant is wrapped by Migrate's error when the account may not run a migration's statement:
+// it lacks a grant of EnricherGrants (a new migration may need a new one).
+var ErrGrant = errors.New("schema: the account lacks a grant a migration needs; grant it what `gatehouse sql --print-grants` prints")
+
 // ClickHouse error codes the role management tells apart.
 const (
 	codeAccessDenied      = 497

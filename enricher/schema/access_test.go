@@ -46,8 +46,20 @@ func usersXML(o schema.Options, role string) (string, error) {
 		"<roles><" + role + ">" + grants(auditor) + "</" + role + "></roles><users>" +
 		user("default", "", "<access_management>1</access_management>") +
 		user("enricher", "enricher-pw", grants(schema.EnricherGrants(o))) +
+		user("outdated", "outdated-pw", grants(outdatedGrants(o))) +
 		user("auditor", "auditor-pw", grants([]string{"GRANT " + role})) +
 		"</users></clickhouse>", nil
+}
+
+// outdatedGrants are EnricherGrants on o's database with "_outdated" appended, without the grant
+// the latest migration added (ALTER ORDER BY): an account set up for an older enricher.
+func outdatedGrants(o schema.Options) []string {
+	o.Database += "_outdated"
+	var qs []string
+	for _, q := range schema.EnricherGrants(o) {
+		qs = append(qs, strings.Replace(q, "ALTER ORDER BY, ", "", 1))
+	}
+	return qs
 }
 
 // TestAccessControl runs the engine with users, roles and grants (the test engine enforces them
@@ -86,6 +98,9 @@ func TestAccessControl(t *testing.T) {
 	enricher := open("enricher", "enricher-pw")
 	require.NoError(t, schema.Migrate(ctx, enricher, o), "the enricher's grants suffice to migrate")
 	require.NoError(t, schema.Migrate(ctx, enricher, o), "and to migrate again (views replaced, retention set)")
+	err = schema.Migrate(ctx, open("outdated", "outdated-pw"), schema.Options{Database: db + "_outdated"})
+	require.ErrorIs(t, err, schema.ErrGrant, "an account without a grant the migrations need is told what to grant")
+	assert.Contains(t, err.Error(), "0007", "and which migration needs it")
 	now := time.Now().UTC().Format("2006-01-02 15:04:05.000000")
 	require.NoError(t, enricher.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.audit_events (audit_id, stage, request_received_at, stage_at, verb, user, session_id, code)
 		VALUES ('a-1', 'ResponseComplete', '%s', '%s', 'get', 'alice', 's-1', 200)`, db, now, now)))

@@ -32,7 +32,7 @@
 // JetStream stored the attempts in (gateway_decisions.stream_sequence, then record_index, both
 // in the table's key so that no merge replaces one attempt with another), which no publisher
 // chooses, whatever time a record claims; except for rows without a sequence (stored by an
-// enricher older than migration 7: by when it stored them) and after the stream is re-created
+// enricher older than migration 7: by the time they claim) and after the stream is re-created
 // without a first sequence above the old one's (views.sql, decision_summary). The views run with their definer's
 // rights (SQL SECURITY DEFINER): the auditors' role needs SELECT on them only (AuditorGrants).
 //

@@ -381,6 +381,10 @@ func Migrate(ctx context.Context, conn driver.Conn, o Options) error {
 		}
 		for i, stmt := range m.Statements {
 			if err := conn.Exec(ctx, stmt); err != nil {
+				var ex *clickhouse.Exception
+				if errors.As(err, &ex) && ex.Code == codeAccessDenied {
+					return fmt.Errorf("%w: migration %s, statement %d: %w", ErrGrant, m.Name, i+1, err)
+				}
 				return fmt.Errorf("schema: migration %s, statement %d: %w", m.Name, i+1, err)
 			}
 		}

@@ -21,9 +21,9 @@
 -- gateway_decisions' key, so no merge replaces a row with a later stored one of the same
 -- (session, time, ID). Exceptions: rows without a sequence (stored before migration 7, or by an
 -- enricher older than it, during a rollout or after a rollback) count as stored before every row
--- with one, and among themselves by when the enricher stored them (ingested_at), then by time: a
--- record forged while such an enricher runs takes the row of a decision it stores no earlier
--- row of. Re-creating the GATEHOUSE_TRAIL stream restarts its sequence (gatehouse nats provision
+-- with one, and among themselves by the time they claim (a copy of such a row, stored again, has
+-- the same time, so a merge cannot change which is first): a record forged, dated earlier, while
+-- such an enricher runs takes the row of a decision it stores. Re-creating the GATEHOUSE_TRAIL stream restarts its sequence (gatehouse nats provision
 -- sets no first sequence): a record stored in the new stream under an ID stored in the old one
 -- counts as stored first, unless the new stream was created with a first_seq above the old
 -- one's last sequence. Two replicas that decide a review within their publishers' flush interval
@@ -41,6 +41,13 @@
 -- time (ClickHouse prunes by the table's key); one on decision_id alone reads the ID column of
 -- every row. The session, ID, time and place in the stream of every decision are read to count
 -- its attempts.
+{{define "storedOrder"}}
+{{- /* The order in which JetStream stored a decision record, as one number that orders as
+       (stream_sequence, record_index, time) would: ClickHouse compares it faster than a tuple.
+       A time before 1970 counts as 1970. */ -}}
+bitOr(bitOr(bitShiftLeft(toUInt256(stream_sequence), 96), bitShiftLeft(toUInt256(record_index), 64)),
+      toUInt256(greatest(toUnixTimestamp64Micro(time), 0)))
+{{- end}}
 CREATE OR REPLACE VIEW {{.DB}}.decision_summary SQL SECURITY DEFINER AS
 SELECT
     d.id AS decision_id,
@@ -67,21 +74,15 @@ SELECT
     l.last_attempt_time AS last_attempt_time
 FROM
 (
-    -- The first stored attempt of each decision, by one number that orders as (stream_sequence,
-    -- ingested_at when stream_sequence is 0, record_index, time) would (ClickHouse compares it
-    -- faster than a tuple; a time before 1970 counts as 1970): its key, on which d is joined, so
-    -- that a copy stored at another place in the stream (a row of its own) is not a second row.
+    -- The first stored attempt of each decision (by storedOrder): its key, on which d is joined,
+    -- so that a copy stored at another place in the stream (a row of its own) is not a second row.
     -- A copy of an attempt has its time: uniqExact counts it once without FINAL; so is a record
     -- claiming an attempt's time exactly, which is stored but not counted.
     -- It is the join's left side so that ClickHouse first reads the attempts the query's
     -- conditions select (the right side), then aggregates here only the decisions they hold (a
     -- runtime filter on the join's keys).
     SELECT session_id, id,
-           argMin((time, stream_sequence, record_index),
-                  bitOr(bitOr(bitOr(bitShiftLeft(toUInt256(stream_sequence), 160),
-                                    bitShiftLeft(toUInt256(if(stream_sequence = 0, greatest(toUnixTimestamp64Milli(ingested_at), 0), 0)), 96)),
-                              bitShiftLeft(toUInt256(record_index), 64)),
-                        toUInt256(greatest(toUnixTimestamp64Micro(time), 0)))) AS first,
+           argMin((time, stream_sequence, record_index), {{template "storedOrder"}}) AS first,
            first.1 AS first_time, first.2 AS first_sequence, first.3 AS first_index,
            uniqExact(time) AS attempts, max(time) AS last_attempt_time
     FROM {{.DB}}.gateway_decisions
@@ -477,10 +478,7 @@ LEFT JOIN
     FROM
     (
         SELECT session_id, id, action,
-               argMin(component, bitOr(bitOr(bitOr(bitShiftLeft(toUInt256(stream_sequence), 160),
-                                                   bitShiftLeft(toUInt256(if(stream_sequence = 0, greatest(toUnixTimestamp64Milli(ingested_at), 0), 0)), 96)),
-                                             bitShiftLeft(toUInt256(record_index), 64)),
-                                       toUInt256(greatest(toUnixTimestamp64Micro(time), 0))) AS stored) AS first_component,
+               argMin(component, {{template "storedOrder"}} AS stored) AS first_component,
                argMin(message, stored) AS first_message
                {{- if not .Window}},
                uniqExact(session_id) OVER (PARTITION BY id) AS id_sessions{{end}}

@@ -116,8 +116,8 @@ func TestLongHeldStreams(t *testing.T) {
 // (stream_sequence, then record_index), whatever time a record claims, before and after
 // ClickHouse merges the parts: a copy stored again later, or a record forged with an attempt's
 // session, time and ID, does not replace it. Rows without a sequence (stored by an enricher older
-// than migration 7) count as stored before every row with one, and among themselves by when the
-// enricher stored them, then by time; a copy of a record keeps its place.
+// than migration 7) count as stored before every row with one, and among themselves by the time
+// they claim; a copy of a record keeps its place.
 func TestDecisionOrder(t *testing.T) {
 	ctx := t.Context()
 	conn := connect(t, clickhouse.Native)
@@ -142,8 +142,10 @@ func TestDecisionOrder(t *testing.T) {
 		attempts int
 	}{
 		{"rows of an enricher older than migration 7 stored together, by time", []record{{2 * time.Second, 0, 0, "second", 0}, {0, 0, 0, "first", 0}}, "first", 0, 2},
-		{"rows of an enricher older than migration 7, by when it stored them, whatever time they claim",
-			[]record{{0, 0, 0, "stored first", time.Second}, {-48 * time.Hour, 0, 0, "stored later", 2 * time.Second}}, "stored first", 0, 2},
+		{"rows of an enricher older than migration 7, by the time they claim, whenever it stored them",
+			[]record{{0, 0, 0, "stored first", time.Second}, {-48 * time.Hour, 0, 0, "dated first", 2 * time.Second}}, "dated first", -48 * time.Hour, 2},
+		{"a copy an enricher older than migration 7 stored again does not move the first",
+			[]record{{0, 0, 0, "a", 10 * time.Second}, {time.Second, 0, 0, "b", 70 * time.Second}, {0, 0, 0, "a", 130 * time.Second}}, "a", 0, 2},
 		{"the stored order, whatever time a record claims", []record{{0, 20, 1, "stored first", 0}, {-48 * time.Hour, 30, 1, "stored later", 0}}, "stored first", 0, 2},
 		{"the lines of one message", []record{{time.Second, 20, 1, "line 1", 0}, {0, 20, 2, "line 2", 0}}, "line 1", time.Second, 2},
 		{"rows without a sequence before rows with one", []record{{0, 0, 0, "old enricher", time.Second}, {-time.Hour, 40, 1, "new enricher", 0}}, "old enricher", 0, 2},
@@ -156,8 +158,9 @@ func TestDecisionOrder(t *testing.T) {
 		{"a record whose place was not known is stored last", []record{{time.Second, math.MaxUint64, 1, "unknown place", 0}, {0, 50, 1, "known place", 0}}, "known place", 0, 2},
 	}
 	// trail_for reads the decisions of its window's time only: a first attempt 30 days after the
-	// request is not in it.
-	outsideWindow := map[string]bool{"the line before the time, however far apart": true}
+	// request, or one dated two days before it, is not in it.
+	outsideWindow := map[string]bool{"the line before the time, however far apart": true,
+		"rows of an enricher older than migration 7, by the time they claim, whenever it stored them": true}
 	check := func(t *testing.T, i int, name, want string, d time.Duration, wantAttempts int, when string) {
 		t.Helper()
 		id := fmt.Sprintf("d-%d", i)

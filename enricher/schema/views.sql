@@ -461,11 +461,10 @@ LEFT JOIN
 (
     -- The decision of each audit event's own session (a record under its ID in another session is
     -- another decision), the first stored attempt with the action kube-apiserver acted on: the
-    -- webhook decides a review again
-    -- when kube-apiserver sends it again, and the event's audit annotations hold the action of the
-    -- attempt whose answer kube-apiserver used. One row per decision ID and action, so that no
-    -- event is joined twice, with per session the first stored of the attempts with that action
-    -- (decision_summary's order, by the same number): an attempt with another action, or a
+    -- webhook decides a review again when kube-apiserver sends it again, and the event's audit
+    -- annotations hold the action of the attempt whose answer kube-apiserver used. One row per
+    -- decision ID and action, so that no event is joined twice, with per session the first
+    -- stored of the attempts with that action (storedOrder): an attempt with another action, or a
     -- record with the same action stored after it (forged under the ID), does not change the
     -- event's row. id_sessions counts the sessions holding the ID at any time, whatever the
     -- action: an audit event without a session whose decision has one (a user the enricher does

@@ -282,6 +282,9 @@ const maxPooledBuffer = 1 << 20
 
 func (m *Masker) putWalker(w *walker) {
 	w.src, w.dst = nil, nil
+	if w.memo != nil {
+		w.memo.next() // nothing of a document outlives it, not even where its values were
+	}
 	w.dropSecretHook()
 	w.forgetText()
 	if w.sub != nil {

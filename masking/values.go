@@ -55,11 +55,14 @@ func (w *walker) str(i int, c vctx) (int, error) {
 
 // hiddenStr rewrites the string at src[i], whose context hides it. A string that is to be
 // decoded from base64 is decoded while it is scanned, up to its first byte outside the alphabet
-// (its end, its padding): those bytes need no other check to be part of a JSON string.
+// (its end, its padding): those bytes need no other check to be part of a JSON string. An
+// exempt string nobody needs the value of is only scanned.
 func (w *walker) hiddenStr(i int, c vctx) (int, error) {
+	exempt := w.m.hasExemptions && w.exempt(c, int(c.hide))
+	report := exempt && w.onSecret != nil && isSecretValueRule(int(c.hide))
 	var pre b64Prefix
 	j := i
-	if c.hmode != hidePlain {
+	if c.hmode != hidePlain && (!exempt || report) {
 		pre = w.decodePrefix(i + 1)
 		if pre.k > 0 {
 			// scanString steps over the byte at j as over an opening quote: the last
@@ -72,9 +75,9 @@ func (w *walker) hiddenStr(i int, c vctx) (int, error) {
 		return end, err
 	}
 	switch {
-	case !w.m.hasExemptions || !w.exempt(c, int(c.hide)):
+	case !exempt:
 		w.hideFrom(i, end, esc, int(c.hide), c.hmode, pre)
-	case w.onSecret != nil && isSecretValueRule(int(c.hide)):
+	case report:
 		w.reportExempt(i, end, esc, c.hmode, pre)
 	}
 	return end, nil

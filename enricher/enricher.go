@@ -484,7 +484,7 @@ func (e *Enricher) storeTrail(ctx context.Context, msgs []jetstream.Msg, t *trai
 		more := 0                                       // refused records not named
 		several := bytes.IndexByte(m.Data(), '\n') >= 0 // errors name the record
 		src := sourceOf(m)
-		i := 0 // the record's line in the message, from 1
+		i := 0 // the record's ordinal among the message's non-blank lines, from 1
 		for rec, err := range trail.DecodeAll(m.Data()) {
 			i++
 			switch {

@@ -58,10 +58,13 @@ var rawPieces = []string{
 }
 
 // rawText returns a random text of rawPieces.
-func rawText(r *rand.Rand) string {
+func rawText(r *rand.Rand) string { return piecesText(r, rawPieces, 12) }
+
+// piecesText returns a random text of 1 to most of pieces.
+func piecesText(r *rand.Rand, pieces []string, most int) string {
 	var b strings.Builder
-	for range 1 + r.IntN(12) {
-		b.WriteString(rawPieces[r.IntN(len(rawPieces))])
+	for range 1 + r.IntN(most) {
+		b.WriteString(pieces[r.IntN(len(pieces))])
 	}
 	return b.String()
 }

@@ -36,11 +36,7 @@ func TestWordRunMayHoldAsExpression(t *testing.T) {
 		plain.mayMatch = nil
 		rejected, matched := 0, 0
 		for range 200000 {
-			var b strings.Builder
-			for range 1 + r.IntN(10) {
-				b.WriteString(wordRunPieces[r.IntN(len(wordRunPieces))])
-			}
-			text := []byte(b.String())
+			text := []byte(piecesText(r, wordRunPieces, 10))
 			if d.re.Match(text) {
 				matched++
 				require.True(t, d.mayMatch(text), "%s: %q", coreNames[id], text)
@@ -83,11 +79,7 @@ func TestKeyEndMayBeSecret(t *testing.T) {
 	r := rand.New(rand.NewPCG(23, 6))
 	skipped, secret := 0, 0
 	for range 20000 {
-		var b strings.Builder
-		for range 1 + r.IntN(12) {
-			b.WriteString(keyPieces[r.IntN(len(keyPieces))])
-		}
-		text := []byte(b.String())
+		text := []byte(piecesText(r, keyPieces, 12))
 		for sep, c := range text {
 			if !assignmentSeps[c] {
 				continue

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 )
@@ -28,6 +29,14 @@ type Masker struct {
 
 	walkers    sync.Pool
 	streamBufs bufferPool // watch streams' buffers (stream.go)
+
+	// forkMin is the body size from which a list's items are masked in two halves at once
+	// (fork.go); 0 turns that off. forks pools the halves. forkTrace, set by tests only, is
+	// called as a second half starts, on its goroutine, and as it is released, on the
+	// caller's, with whether it was taken.
+	forkMin   int
+	forks     sync.Pool
+	forkTrace func(started, taken bool)
 }
 
 // New returns a Masker for cfg. It fails with ErrInvalidConfig when the key is shorter than
@@ -36,7 +45,7 @@ func New(cfg Config) (*Masker, error) {
 	if len(cfg.Key) < MinKeyLen {
 		return nil, fmt.Errorf("%w: the key must be at least %d bytes", ErrInvalidConfig, MinKeyLen)
 	}
-	m := &Masker{key: bytes.Clone(cfg.Key), limits: cfg.Limits}
+	m := &Masker{key: bytes.Clone(cfg.Key), limits: cfg.Limits, forkMin: defaultForkMin}
 	m.limits.setDefaults()
 	m.names = builtinNames()
 	ids := map[string]int{}
@@ -389,6 +398,7 @@ func (m *Masker) jsonBody(buf, src []byte, t Target) ([]byte, Stats, error) {
 	}
 	w.reset(buf[:0], src, hint)
 	w.sizeHint = size
+	w.forks = m.forkMin > 0 && len(src) >= m.forkMin && runtime.GOMAXPROCS(0) > 1
 	end, err := w.document(0, hint)
 	if err == nil && skipSpace(src, end) != len(src) {
 		err = malformed(end, "data after the document")

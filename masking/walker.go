@@ -3,6 +3,7 @@ package masking
 import (
 	"bytes"
 	"errors"
+	"sync/atomic"
 )
 
 // This file holds the structural rewriter: a single pass over a JSON document that copies it to
@@ -86,6 +87,11 @@ type walker struct {
 	// to the pool (forgetText); textKeysUsed says whether there is anything to forget.
 	textKeys     keyCache
 	textKeysUsed bool
+
+	// forks says whether the items of the document's list may be masked in two halves at
+	// once (fork.go); halt, set in the walker of a second half, stops it.
+	forks bool
+	halt  *atomic.Bool
 }
 
 func newWalker(m *Masker) *walker {
@@ -97,6 +103,7 @@ func (w *walker) reset(dst, src []byte, target objType) {
 	w.src, w.dst, w.mark, w.target = src, dst, 0, target
 	w.helmTypes, w.escapes = nextIndex{}, nextIndex{}
 	w.sizeHint = 0
+	w.forks = false
 	w.budget = len(src) + restartSlack
 	w.posDep = 0
 	if w.memo != nil {
@@ -589,8 +596,32 @@ func (w *walker) array(i int, c vctx, depth int) (int, error) {
 	if src[i] == ']' {
 		return i + 1, nil
 	}
+	var f *fork
+	if w.forks {
+		if f = w.fork(i, c, depth); f != nil {
+			defer w.release(f)
+		}
+	}
+	return w.elements(i, c, depth, f)
+}
+
+// elements rewrites the elements of an array from the one at src[i] on. When f is not nil, it
+// masks the elements from f.start on: they are taken from it when an element ends right before
+// f.start.
+func (w *walker) elements(i int, c vctx, depth int, f *fork) (int, error) {
+	src := w.src
 	var flag []byte // the previous element was a secret-sounding flag: --password
 	for idx := 0; ; idx++ {
+		if f != nil && i >= f.start {
+			if i == f.start {
+				return w.take(f)
+			}
+			f.halt.Store(true) // it started inside an element
+			f = nil
+		}
+		if w.halt != nil && w.halt.Load() {
+			return i, errHalted
+		}
 		ec := w.elem(&c, idx)
 		if flag != nil && ec.role == roleValue {
 			ec.key = flag

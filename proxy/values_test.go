@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -24,7 +25,8 @@ var placeholderRE = regexp.MustCompile(`gatehouse:masked:[0-9a-f]{12}`)
 // carries its values (the object, a list, a watch over HTTP and over WebSocket, a Table with
 // objects), each in a session of its own, and then prints the values, as mounted files, in an
 // exec session of the same session: every value, base64 data, stringData and each line of a
-// value of several lines, is masked with the placeholder the client saw. A session that read
+// value of several lines, is masked with the placeholder the client saw, also when it was read
+// in the second half of a list large enough to be masked in two halves. A session that read
 // nothing sees the values: the test can fail.
 func TestExecMasksTheSecretsTheSessionRead(t *testing.T) {
 	ctx := t.Context()
@@ -79,6 +81,24 @@ func TestExecMasksTheSecretsTheSessionRead(t *testing.T) {
 		}},
 	}
 	script := "cat /etc/app/data-value; echo; cat /etc/app/string-value; echo; cat /etc/app/lines"
+	reads = append(reads, struct {
+		name string
+		read func(t *testing.T, label string) string
+	}{"large list", func(t *testing.T, label string) string {
+		// Enough Secrets listed before it that the list is masked in two halves at once, and
+		// app, the last item, is in the second.
+		for i := range 64 {
+			_, err := env.kube.Clientset.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("a0-filler-%02d", i),
+					Annotations: map[string]string{"note": strings.Repeat("filler text ", 400)}},
+				Data: map[string][]byte{"filler": []byte(strconv.Itoa(i))}}, metav1.CreateOptions{})
+			require.NoError(t, err)
+		}
+		body := httpRead(list, nil)(t, label)
+		require.Greater(t, len(body), 256<<10)
+		require.Greater(t, strings.Index(body, `"name":"app"`), len(body)/2)
+		return body
+	}})
 	for _, r := range reads {
 		t.Run(r.name, func(t *testing.T) {
 			label := "exec-values-" + trail.NewID()[28:]

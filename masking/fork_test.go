@@ -2,6 +2,8 @@ package masking
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"strings"
@@ -31,32 +33,41 @@ func maskBody(m *Masker, doc []byte, t Target) masked {
 	return r
 }
 
-// forkTrace counts the second halves of lists a Masker started and took.
+// forkTrace counts the second halves of lists a Masker started, took and dropped.
 type forkTrace struct {
-	mu                       sync.Mutex
-	started, released, taken int
+	mu                               sync.Mutex
+	started, claimed, taken, dropped int
 }
 
-func (f *forkTrace) trace(started, taken bool) {
+func (f *forkTrace) trace(event string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	switch {
-	case started:
+	switch event {
+	case "start":
 		f.started++
-	case taken:
-		f.released++
+	case "claimed":
+		f.claimed++
+	case "taken":
 		f.taken++
-	default:
-		f.released++
+	case "dropped":
+		f.dropped++
 	}
+}
+
+// released is the number of second halves released, taken or not.
+func (f *forkTrace) released() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.taken + f.dropped
 }
 
 // forkingMasker returns a Masker that splits every list and one that splits none, with the same
 // key, and the trace of the first.
 func forkingMasker(t testing.TB) (split, whole *Masker, tr *forkTrace) {
+	t.Helper()
 	split, whole = newMasker(t, Config{}), newMasker(t, Config{})
 	tr = &forkTrace{}
-	split.forkMin, split.forkTrace = 1, tr.trace
+	split.forkMin, split.forkTrace, split.forkWait = 1, tr.trace, true
 	whole.forkMin = 0
 	return split, whole, tr
 }
@@ -66,6 +77,7 @@ func listOf(kind string, items ...string) []byte {
 	return fmt.Appendf(nil, `{"kind":%q,"apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[%s]}`, kind, strings.Join(items, ","))
 }
 
+// secretItem returns the i-th item of a SecretList with value, base64, as its token.
 func secretItem(i int, value string) string {
 	return fmt.Sprintf(`{"metadata":{"name":"s-%d","namespace":"default"},"data":{"token":%q,"ca.crt":"Q0EgYnVuZGxl"},"type":"Opaque"}`, i, value)
 }
@@ -142,7 +154,7 @@ func TestForkSameAsOneGoroutine(t *testing.T) {
 				assert.Equal(t, want.stats, got.stats)
 				assert.Equal(t, want.values, got.values)
 			}
-			assert.Equal(t, tt.forks, tr.released, "second halves")
+			assert.Equal(t, tt.forks, tr.released(), "second halves")
 			if tt.taken {
 				assert.Equal(t, 1, tr.taken, "the second half is taken")
 			} else {
@@ -170,14 +182,14 @@ func TestForkLargeLists(t *testing.T) {
 			m, whole := newMasker(t, Config{}), newMasker(t, Config{})
 			whole.forkMin = 0
 			tr := &forkTrace{}
-			m.forkTrace = tr.trace
+			m.forkTrace, m.forkWait = tr.trace, true
 			got := maskBody(m, tt.doc, tt.target)
 			require.NoError(t, got.err)
 			assert.Equal(t, maskBody(whole, tt.doc, tt.target), got)
 			if tt.forks && runtime.GOMAXPROCS(0) > 1 {
 				assert.Equal(t, 1, tr.taken)
 			} else {
-				assert.Zero(t, tr.released)
+				assert.Zero(t, tr.released())
 			}
 		})
 	}
@@ -189,17 +201,23 @@ func TestForkPanic(t *testing.T) {
 	split, whole, _ := forkingMasker(t)
 	doc := maskingtest.SecretList(32 << 10)
 	target := Target{Version: "v1", Resource: "secrets"}
-	split.forkTrace = func(started, _ bool) {
-		if started {
+	split.forkTrace = func(event string) {
+		if event == "start" {
 			panic("second half")
 		}
 	}
-	require.PanicsWithValue(t, "second half", func() { maskBody(split, doc, target) })
+	defer func() {
+		r := recover()
+		require.NotNil(t, r, "the panic reaches the caller")
+		assert.Contains(t, r, "masking: second half of a list: second half")
+		assert.Contains(t, r, "masking.(*fork).run", "with the stack of the second half")
 
-	split.forkTrace = nil
-	got := maskBody(split, doc, target)
-	require.NoError(t, got.err)
-	assert.Equal(t, maskBody(whole, doc, target), got)
+		split.forkTrace = nil
+		got := maskBody(split, doc, target)
+		require.NoError(t, got.err)
+		assert.Equal(t, maskBody(whole, doc, target), got)
+	}()
+	maskBody(split, doc, target)
 }
 
 // FuzzFork masks lists of fuzzed items split in two halves at once and whole.
@@ -220,11 +238,161 @@ func FuzzFork(f *testing.F) {
 		}
 		for _, kind := range []string{"SecretList", "ConfigMapList"} {
 			doc := listOf(kind, items...)
-			want, got := maskBody(whole, doc, Target{}), maskBody(split, doc, Target{})
-			require.Equal(t, want.err == nil, got.err == nil, "whole: %v, split: %v", want.err, got.err)
-			if want.err == nil {
-				require.Equal(t, want, got)
+			for _, target := range []Target{{}, {Version: "v1", Resource: "secrets"}, {Version: "v1", Resource: "configmaps"}} {
+				want, got := maskBody(whole, doc, target), maskBody(split, doc, target)
+				require.Equal(t, want.err == nil, got.err == nil, "whole: %v, split: %v", want.err, got.err)
+				if want.err == nil {
+					require.Equal(t, want, got)
+				}
 			}
 		}
 	})
+}
+
+// TestForkClaimedByTheCaller has the caller reach the second half before its goroutine runs,
+// as on a busy machine: the caller masks it itself rather than wait, and the goroutine, when it
+// runs, does nothing.
+func TestForkClaimedByTheCaller(t *testing.T) {
+	split, whole, tr := forkingMasker(t)
+	split.forkWait = false
+	claimed := make(chan struct{})
+	split.forkTrace = func(event string) {
+		tr.trace(event)
+		switch event {
+		case "run":
+			<-claimed
+		case "claimed":
+			close(claimed)
+		}
+	}
+	doc := maskingtest.SecretList(64 << 10)
+	target := Target{Version: "v1", Resource: "secrets"}
+	got := maskBody(split, doc, target)
+	require.NoError(t, got.err)
+	assert.Equal(t, maskBody(whole, doc, target), got)
+	assert.Equal(t, 1, tr.claimed)
+	assert.Zero(t, tr.started, "the goroutine masks nothing")
+	assert.Equal(t, 1, tr.dropped)
+}
+
+// TestForkDiscardedPanic has a second half panic that started inside an item and is thrown
+// away: one goroutine would not have walked what it walked, so the request is masked as one
+// goroutine masks it.
+func TestForkDiscardedPanic(t *testing.T) {
+	pad := strings.Repeat("p", 4000)
+	nested := `{"metadata":{"name":"web","annotations":{"pad":"` + pad + `"}},"spec":{"volumeClaimTemplates":[` +
+		`{"metadata":{"name":"a"}},{"metadata":{"name":"b"}}]}}`
+	doc := listOf("SecretList", secretItem(0, "c2VjcmV0"), nested, secretItem(2, "c2VjcmV0"))
+	split, whole, tr := forkingMasker(t)
+	split.forkTrace = func(event string) {
+		tr.trace(event)
+		if event == "start" {
+			panic("reachable only from a guessed start")
+		}
+	}
+	target := Target{Version: "v1", Resource: "secrets"}
+	got := maskBody(split, doc, target)
+	require.NoError(t, got.err)
+	assert.Equal(t, maskBody(whole, doc, target), got)
+	assert.Equal(t, 1, tr.dropped)
+}
+
+// TestForkClearsItsBuffer masks a list that names its kind after its items, read as another
+// resource: it is walked for the hinted type, its second half taken, and walked again for the
+// kind it names. What the first walk left unmasked for the wrong type does not stay in the
+// buffer a later list reuses.
+func TestForkClearsItsBuffer(t *testing.T) {
+	value := base64.StdEncoding.EncodeToString([]byte("value-no-detector-finds-0123456789"))
+	items := make([]string, 40)
+	for i := range items {
+		items[i] = fmt.Sprintf(`{"metadata":{"name":"s-%d","namespace":"default"},"data":{"k":%q,"password":"aHVudGVyMg=="},"type":"Opaque"}`, i, value)
+	}
+	doc := []byte(`{"apiVersion":"v1","items":[` + strings.Join(items, ",") + `],"kind":"SecretList"}`)
+	split, _, tr := forkingMasker(t)
+	got := maskBody(split, doc, Target{Version: "v1", Resource: "configmaps"})
+	require.NoError(t, got.err)
+	require.NotContains(t, got.out, value)
+	require.Equal(t, 1, tr.taken, "the first walk's second half is taken")
+	f, ok := split.forks.Get().(*fork)
+	require.True(t, ok, "the fork is pooled")
+	require.NotZero(t, cap(f.buf), "with its buffer")
+	assert.NotContains(t, string(f.buf[:cap(f.buf)]), value, "a Secret value outlives its response in a pooled buffer")
+}
+
+// crItem returns the i-th item of a list of custom resources, as the API server writes them:
+// apiVersion and kind first, and managedFields entries that open with an apiVersion too.
+func crItem(i int) string {
+	return fmt.Sprintf(`{"apiVersion":"stable.example.com/v1","kind":"CronTab","metadata":{"generation":1,"managedFields":[`+
+		`{"apiVersion":"stable.example.com/v1","fieldsType":"FieldsV1","fieldsV1":{"f:spec":{"f:cron":{}}},"manager":"kubectl","operation":"Update"},`+
+		`{"apiVersion":"stable.example.com/v1","fieldsType":"FieldsV1","fieldsV1":{"f:status":{}},"manager":"controller","operation":"Update"}],`+
+		`"name":"ct-%d","namespace":"default","ownerReferences":[{"apiVersion":"stable.example.com/v1","kind":"CronJob","name":"a","uid":"1"},`+
+		`{"apiVersion":"stable.example.com/v1","kind":"CronJob","name":"b","uid":"2"}]},"spec":{"cronSpec":"* * * * */5","password":"hunter2-%d","pad":"%s"}}`,
+		i, i, strings.Repeat("x", 200+i%50))
+}
+
+// TestForkCustomResources splits lists of custom resources of many lengths, whose items'
+// nested objects open as the items do up to their first member, and lists whose items hold
+// Helm releases, last-applied annotations and exempted values, with several hints: the second
+// half is taken every time, and the result is one goroutine's.
+func TestForkCustomResources(t *testing.T) {
+	split, whole, tr := forkingMasker(t)
+	target := Target{Group: "stable.example.com", Version: "v1", Resource: "crontabs"}
+	for n := 40; n < 60; n++ {
+		items := make([]string, n)
+		for i := range items {
+			items[i] = crItem(i)
+		}
+		doc := []byte(`{"apiVersion":"stable.example.com/v1","items":[` + strings.Join(items, ",") + `],"kind":"CronTabList","metadata":{"resourceVersion":"7"}}`)
+		got := maskBody(split, doc, target)
+		require.NoError(t, got.err)
+		require.NotContains(t, got.out, "hunter2")
+		require.Equal(t, maskBody(whole, doc, target), got)
+	}
+	assert.Equal(t, 20, tr.taken, "every second half is taken")
+}
+
+// TestForkItemsOfManyShapes splits lists of Helm release Secrets, Secrets with last-applied
+// annotations and exempted values, with the kind before and after the items, for several
+// hints: the result is one goroutine's.
+func TestForkItemsOfManyShapes(t *testing.T) {
+	payload := base64.StdEncoding.EncodeToString(EncodeHelmRelease(helmRelease(t)))
+	var items []string
+	for i := range 60 {
+		switch i % 4 {
+		case 0:
+			items = append(items, fmt.Sprintf(`{"metadata":{"name":"sh.helm.release.v1.x.v%d","namespace":"shop"},"data":{"release":%q},"type":"helm.sh/release.v1"}`, i, payload))
+		case 1:
+			inner, err := json.Marshal(fmt.Sprintf(`{"apiVersion":"v1","kind":"Secret","metadata":{"name":"la-%d"},"stringData":{"password":"hunter2-%d"}}`, i, i))
+			require.NoError(t, err)
+			items = append(items, fmt.Sprintf(`{"metadata":{"name":"la-%d","annotations":{"kubectl.kubernetes.io/last-applied-configuration":%s}},"data":{"k":"c2VjcmV0"},"type":"Opaque"}`, i, inner))
+		case 2:
+			items = append(items, secretItem(i, "c2VjcmV0"))
+		default:
+			items = append(items, `{"metadata":{"name":"keep","namespace":"default"},"data":{"token":"a2VlcA=="},"type":"Opaque"}`)
+		}
+	}
+	cfg := Config{Exemptions: []Exemption{{Kind: "Secret", Name: "keep", Namespace: "default", Keys: []string{"token"}, Detectors: []string{"secret-data", "secret-string-data"}}}}
+	split, whole := newMasker(t, cfg), newMasker(t, cfg)
+	tr := &forkTrace{}
+	split.forkMin, split.forkTrace, split.forkWait = 1, tr.trace, true
+	whole.forkMin = 0
+	docs := [][]byte{listOf("SecretList", items...), []byte(`{"apiVersion":"v1","items":[` + strings.Join(items, ",") + `],"kind":"SecretList"}`)}
+	for _, doc := range docs {
+		for _, target := range []Target{{Version: "v1", Resource: "secrets"}, {}, {Version: "v1", Resource: "configmaps"}} {
+			want, got := maskBody(whole, doc, target), maskBody(split, doc, target)
+			require.NoError(t, want.err)
+			require.NotContains(t, got.out, "hunter2")
+			assert.Equal(t, want, got)
+		}
+	}
+	assert.GreaterOrEqual(t, tr.taken, 6)
+
+	// A Table is not split: its rows are not a list's items.
+	table := fmt.Appendf(nil, `{"kind":"Table","apiVersion":"meta.k8s.io/v1","columnDefinitions":[{"name":"Name","type":"string"}],"rows":[%s]}`,
+		strings.Repeat(`{"cells":["a"],"object":`+secretItem(1, "c2VjcmV0")+`},`, 40)+`{"cells":["b"]}`)
+	released := tr.released()
+	want, got := maskBody(whole, table, Target{Version: "v1", Resource: "secrets"}), maskBody(split, table, Target{Version: "v1", Resource: "secrets"})
+	require.NoError(t, got.err)
+	assert.Equal(t, want, got)
+	assert.Equal(t, released, tr.released())
 }

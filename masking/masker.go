@@ -31,12 +31,14 @@ type Masker struct {
 	streamBufs bufferPool // watch streams' buffers (stream.go)
 
 	// forkMin is the body size from which a list's items are masked in two halves at once
-	// (fork.go); 0 turns that off. forks pools the halves. forkTrace, set by tests only, is
-	// called as a second half starts, on its goroutine, and as it is released, on the
-	// caller's, with whether it was taken.
+	// (fork.go); 0 turns that off. forks pools the halves. Set by tests only: forkTrace is
+	// called on a second half's goroutine with "run" as it runs and "start" as it starts
+	// masking, and on the caller's with "claimed" when the caller got to it first, and "taken"
+	// or "dropped" as it is released; with forkWait, the caller never claims a second half.
 	forkMin   int
 	forks     sync.Pool
-	forkTrace func(started, taken bool)
+	forkTrace func(event string)
+	forkWait  bool
 }
 
 // New returns a Masker for cfg. It fails with ErrInvalidConfig when the key is shorter than

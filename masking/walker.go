@@ -598,7 +598,7 @@ func (w *walker) array(i int, c vctx, depth int) (int, error) {
 	}
 	var f *fork
 	if w.forks {
-		if f = w.fork(i, c, depth); f != nil {
+		if f = w.forkItems(i, c, depth); f != nil {
 			defer w.release(f)
 		}
 	}
@@ -607,16 +607,15 @@ func (w *walker) array(i int, c vctx, depth int) (int, error) {
 
 // elements rewrites the elements of an array from the one at src[i] on. When f is not nil, it
 // masks the elements from f.start on: they are taken from it when an element ends right before
-// f.start.
+// f.start and it runs.
 func (w *walker) elements(i int, c vctx, depth int, f *fork) (int, error) {
 	src := w.src
 	var flag []byte // the previous element was a secret-sounding flag: --password
 	for idx := 0; ; idx++ {
 		if f != nil && i >= f.start {
-			if i == f.start {
+			if f.reached(i) {
 				return w.take(f)
 			}
-			f.halt.Store(true) // it started inside an element
 			f = nil
 		}
 		if w.halt != nil && w.halt.Load() {

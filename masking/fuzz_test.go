@@ -394,6 +394,7 @@ func FuzzText(f *testing.F) {
 	f.Add([]byte("Authorization: Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0."))
 	f.Add([]byte("postgres://u:p@h/db?sslmode=disable&password=x"))
 	f.Add([]byte("\xff\xfe-----BEGIN"))
+	f.Add([]byte("{")) // a key block after a line that opens JSON
 	f.Add([]byte("{\n  \"a\": \"{\\\"password\\\":\\\"x\\\"}\",\n  \"b\": [1, {\"c\": null}]\n}\nPuTTY-User-Key-File-3: x\nPrivate-MAC: 00\n"))
 	m := newMasker(f, Config{Limits: Limits{MaxLineBytes: 4 * lineOverlap}})
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -555,8 +555,10 @@ func (t *textStream) line(out, line []byte) []byte {
 		}
 		return out
 	case jsonBlock:
-		if !continuesJSON(line) {
-			// Not a JSON document after all: mask what was held as text.
+		if !continuesJSON(line) || opensKeyBlock(line) {
+			// Not a JSON document after all: mask what was held as text. A key block's
+			// first line continues JSON as a negative number or a string would; it starts
+			// a key block all the same, or the key would be masked line by line.
 			out = t.flushBlock(out)
 			return t.line(out, line)
 		}
@@ -590,6 +592,18 @@ func (t *textStream) line(out, line []byte) []byte {
 		}
 	}
 	return t.w.maskTextBytes(out, line)
+}
+
+// opensKeyBlock reports whether line starts a private key block that it does not end.
+func opensKeyBlock(line []byte) bool {
+	if i := bytes.Index(line, pemBegin); i >= 0 {
+		rest := line[i:]
+		if bytes.Contains(rest, pemKey) && !bytes.Contains(rest, pemEnd) {
+			return true
+		}
+	}
+	i := bytes.Index(line, puttyBegin)
+	return i >= 0 && !bytes.Contains(line[i:], puttyEnd)
 }
 
 // flushBlock masks and appends what is held back.

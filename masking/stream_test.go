@@ -217,6 +217,30 @@ func TestTextStreamKeyBlocks(t *testing.T) {
 	assert.Equal(t, 1, s.Stats().Fields)
 }
 
+// TestTextStreamKeyBlockAfterJSON starts a key block on a line that continues what looks like an
+// indented JSON document: a line that ends with a brace, then the key's first line, which could
+// be a negative number or a string. The key block is held to its end and masked whole, not
+// masked line by line as text, which would leave the key's body as it was.
+func TestTextStreamKeyBlockAfterJSON(t *testing.T) {
+	m := newMasker(t, Config{})
+	const body = "Rk9vYmFyU2VjcmV0S2V5Qm9keUxpbmVPbmU0Mg\nOnly-Key-Body-Line-Two\n"
+	for _, in := range []string{
+		"{\n-----BEGIN PRIVATE KEY-----\n" + body + "-----END PRIVATE KEY-----\n",
+		"log {\n  \"-----BEGIN RSA PRIVATE KEY-----\n" + body + "-----END RSA PRIVATE KEY-----\"\n}\n",
+		"[\n  1,\n-----BEGIN EC PRIVATE KEY-----\n" + body + "-----END EC PRIVATE KEY-----\n]\n",
+		"{\n\"PuTTY-User-Key-File-3: ssh-ed25519\nPrivate-Lines: 1\n" + body + "Private-MAC: 00\n",
+	} {
+		for _, r := range []io.Reader{strings.NewReader(in), iotest.OneByteReader(strings.NewReader(in))} {
+			out, err := io.ReadAll(m.TextStream(r))
+			require.NoError(t, err)
+			assert.NotContains(t, string(out), "Rk9vYmFy", "%q", in)
+			assert.NotContains(t, string(out), "Only-Key-Body", "%q", in)
+		}
+		whole, _ := m.Text(nil, []byte(in))
+		assert.NotContains(t, string(whole), "Only-Key-Body", "%q", in)
+	}
+}
+
 func TestStreamDispatch(t *testing.T) {
 	m := newMasker(t, Config{})
 	in := fixture(t, "secret.json")

@@ -56,7 +56,8 @@ const (
 
 const noHide = -1
 
-// vctx is the context of one value.
+// vctx is the context of one value. It is made and copied for every member and element,
+// so its fields are ordered to leave no padding: 48 bytes, six words.
 type vctx struct {
 	role   role
 	hint   hintSrc
@@ -64,8 +65,8 @@ type vctx struct {
 	dock   uint8  // 1: the "auths" of a docker config; 2: one registry's entry in it
 	hide   int32  // rule ID that replaces every leaf below, or noHide
 	rdepth int32  // path segments matched by the field rules in rules
-	rules  uint64 // field rules still matching
 	obj    int32  // index in walker.objs of the enclosing object, or -1
+	rules  uint64 // field rules still matching
 	key    []byte // name of the value for the keyword rules; nil if none
 }
 

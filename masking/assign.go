@@ -17,6 +17,9 @@ func isKeyByte(c byte) bool {
 	return isAlnum(c) || c == '_' || c == '-' || c == '.'
 }
 
+// keyBytes marks the bytes isKeyByte reports: keyBefore looks up every byte of a key in it.
+var keyBytes = byteTable(isKeyByte)
+
 // isQuote reports the quotes around keys and values.
 func isQuote(c byte) bool { return c == '"' || c == '\'' || c == '`' }
 
@@ -27,6 +30,17 @@ func endsValue(c byte) bool {
 		return true
 	}
 	return false
+}
+
+// valueEnds marks the bytes endsValue reports: valueAfter looks up every byte of a value in it.
+var valueEnds = byteTable(endsValue)
+
+// byteTable returns the bytes f reports as a table.
+func byteTable(f func(byte) bool) (t [256]bool) {
+	for c := range len(t) {
+		t[c] = f(byte(c))
+	}
+	return t
 }
 
 // assignmentSeps are the bytes findAssignments looks at: those that separate a key and its value.
@@ -186,7 +200,35 @@ func keyEnd(text []byte, sep int, flag bool) int {
 // maxKeyLen bytes it reads) both answer false;
 // when it stops fewer than two bytes into a shorter key this may answer true, which only
 // sends the separator on to keyBefore.
+//
+// It is asked about every separator of a text, most of which follow a byte no secret key ends
+// with (a blank, a colon, a letter that ends no word of the tables): those it answers by
+// the last byte alone (keyEndBytes), small enough to be inlined where it is asked.
 func keyEndMayBeSecret(text []byte, e int) bool {
+	return e > 0 && keyEndBytes[text[e-1]] && keyEndReadBack(text, e)
+}
+
+// keyEndBytes marks the bytes keyEndReadBack can answer true after: those it reads back over
+// ('.', '-', '_' and digits), and the letters, in either case, that end a pair of secretEnds,
+// one of which is the last byte it looks at when the key ends with a letter.
+var keyEndBytes = byteTable(func(c byte) bool {
+	if isDigit(c) || c == '.' || c == '-' || c == '_' {
+		return true
+	}
+	if !isLower(c | 0x20) {
+		return false
+	}
+	for a := range 26 {
+		if secretEnds[a*26+int(c|0x20-'a')] {
+			return true
+		}
+	}
+	return false
+})
+
+// keyEndReadBack is keyEndMayBeSecret for a key that may end with a secret word: it reads
+// back from text[e] as mayBeSecret reads back from the key's end.
+func keyEndReadBack(text []byte, e int) bool {
 	lo := max(0, e-maxKeyLen)
 	j := e
 	for j > lo && (text[j-1] == '.' || text[j-1] == '-' || text[j-1] == '_') {
@@ -207,7 +249,7 @@ func keyEndMayBeSecret(text []byte, e int) bool {
 func keyBefore(text []byte, sep int, flag bool) ([]byte, bool) {
 	e := keyEnd(text, sep, flag)
 	s := e
-	for s > 0 && e-s < maxKeyLen && isKeyByte(text[s-1]) {
+	for s > 0 && e-s < maxKeyLen && keyBytes[text[s-1]] {
 		s--
 	}
 	if s == e {
@@ -254,7 +296,7 @@ func valueAfter(text []byte, i int, flag, oneWord bool) (int, int) {
 	words := 1
 	for j < len(text) && j-s < maxValueLen {
 		c := text[j]
-		if endsValue(c) {
+		if valueEnds[c] {
 			break
 		}
 		if (c == ' ' || c == '\t') && (j == s || (text[j-1] != ' ' && text[j-1] != '\t')) {

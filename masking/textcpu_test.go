@@ -1,6 +1,7 @@
 package masking
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -116,4 +117,60 @@ func TestNoFindingsAsFind(t *testing.T) {
 		}
 	}
 	require.Greater(t, decided, 10000)
+}
+
+// TestKeyEndBytes checks the last-byte test of keyEndMayBeSecret against the read back it
+// saves, on every key end of one and two bytes, alone and before the runs of '.', '-', '_'
+// and digits it reads back over: wherever the read back could answer true, so does the test.
+func TestKeyEndBytes(t *testing.T) {
+	for _, suffix := range []string{"", "_", "1", "-2", ".", "_v2."} {
+		for a := range 256 {
+			for b := range 256 {
+				for _, prefix := range []string{"", "x", "my-"} {
+					text := append(append([]byte(prefix), byte(a), byte(b)), suffix...)
+					if keyEndReadBack(text, len(text)) {
+						require.True(t, keyEndMayBeSecret(text, len(text)), "%q", text)
+					}
+				}
+			}
+		}
+	}
+	require.False(t, keyEndMayBeSecret(nil, 0))
+	require.False(t, keyEndMayBeSecret([]byte("=x"), 0))
+	for _, k := range []string{"credential", "db_password", "apiKey", "x-auth-token2", "x-auth-token.", "signatures", "COOKIE", "pw", "AUTH1", "auth."} {
+		require.True(t, keyEndMayBeSecret([]byte(k+"="), len(k)), k)
+	}
+	for c := range 256 {
+		require.Equal(t, isKeyByte(byte(c)), keyBytes[c], "%q", byte(c))
+		require.Equal(t, endsValue(byte(c)), valueEnds[c], "%q", byte(c))
+	}
+}
+
+// TestObviouslyNotSecretFirstWord checks the first word obviouslyNotSecret compares with the
+// words of prose against the word up to the first blank, on values whose first blank is a
+// space or a tab, at or around the longest word it compares, or missing.
+func TestObviouslyNotSecretFirstWord(t *testing.T) {
+	firstWord := func(v []byte) []byte {
+		if i := bytes.IndexAny(v, " \t"); i >= 0 {
+			return v[:i]
+		}
+		return v
+	}
+	r := rand.New(rand.NewPCG(3, 11))
+	pieces := []string{"the", "THE", "a", "must", "required", "incorrect", "0123456789", "x", " ", "\t", "  ", "s3cr3t", "Qx7f"}
+	for range 20000 {
+		v := []byte(piecesText(r, pieces, 5))
+		n := blankIn(v[:min(len(v), 11)])
+		want := firstWord(v)
+		require.Equal(t, len(want) <= 10, n <= 10, "%q", v)
+		if n <= 10 {
+			require.Equal(t, string(want), string(v[:n]), "%q", v)
+		}
+	}
+	for v, want := range map[string]bool{
+		"the\tQx7f-s3cr3t-value": true, "must be set": true, "Required\tvalue": true, "incorrect": true,
+		"thePassw0rd": false, "0123456789 the": false, "s3cr3t the": false, "x\tthe": false, "\tthe": true,
+	} {
+		assert.Equal(t, want, obviouslyNotSecret([]byte(v)), "%q", v)
+	}
 }

@@ -180,7 +180,9 @@ func (w *walker) child(p *vctx, key []byte) (c vctx) {
 			c.role = roleAdmissionResource
 		}
 	default:
-		helmChild(*p, key, &c)
+		if p.role >= roleHelmSecretData { // the other roles have no members of their own
+			helmChild(*p, key, &c)
+		}
 	}
 	// Every value of a registry's entry in a docker config is part of the credential:
 	// username, password, auth, identitytoken, registrytoken, email.
@@ -298,7 +300,9 @@ func (w *walker) elem(p *vctx, idx int) (c vctx) {
 	case roleKubeUsers:
 		c.role, c.key = roleKubeUser, nil
 	default:
-		helmElem(*p, &c)
+		if p.role >= roleHelmSecretData { // as in child
+			helmElem(*p, &c)
+		}
 	}
 	return c
 }

@@ -1,6 +1,10 @@
 package masking
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/binary"
+	"math/bits"
+)
 
 // This file holds the detector for credentials assigned to secret-sounding keys in free text:
 // key=value and key: value pairs (connection strings, properties, YAML, logfmt, query strings,
@@ -46,6 +50,39 @@ func byteTable(f func(byte) bool) (t [256]bool) {
 // assignmentSeps are the bytes findAssignments looks at: those that separate a key and its value.
 var assignmentSeps = [256]bool{'=': true, ':': true, ' ': true, '\t': true}
 
+// Repeated bytes for nextSeparator: one in each byte of a word, the high bit of each byte.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// nextSeparator returns the index of the first byte of text from text[i] on that
+// assignmentSeps marks, or len(text). It reads eight bytes at a time: a text has a separator
+// every few words at most, and most of its bytes are passed over. The first byte is looked at
+// alone, since separators come in runs too (a colon and a blank, indentation).
+func nextSeparator(text []byte, i int) int {
+	if i < len(text) && assignmentSeps[text[i]] {
+		return i
+	}
+	for i++; i+8 <= len(text); i += 8 {
+		x := binary.LittleEndian.Uint64(text[i:])
+		if m := zeroBytes(x^('='*ones)) | zeroBytes(x^(':'*ones)) | zeroBytes(x^(' '*ones)) | zeroBytes(x^('\t'*ones)); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < len(text); i++ {
+		if assignmentSeps[text[i]] {
+			return i
+		}
+	}
+	return len(text)
+}
+
+// zeroBytes returns a word whose lowest set bit is the high bit of the lowest zero byte of x,
+// and 0 when x has none. The bits above it may be set for bytes that are not zero (a borrow
+// runs through them), so only the lowest is looked at.
+func zeroBytes(x uint64) uint64 { return (x - ones) &^ x & highs }
+
 // findAssignments appends the values of secret-sounding assignments in text to spans, as
 // password-assignment (password keys, any value) or keyword-entropy (other secret keys,
 // high-entropy values). Keys are classified through w's cache of text keys when w is not nil:
@@ -56,10 +93,7 @@ func findAssignments(w *walker, text []byte, spans []span) []span {
 		kc, w.textKeysUsed = &w.textKeys, true
 	}
 	lines := lineReader{notIndent: -1}
-	for i := 0; i < len(text); i++ {
-		if !assignmentSeps[text[i]] {
-			continue
-		}
+	for i := nextSeparator(text, 0); i < len(text); i = nextSeparator(text, i+1) {
 		var vs int // where the value may start
 		flag := false
 		switch text[i] {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -172,5 +173,90 @@ func TestObviouslyNotSecretFirstWord(t *testing.T) {
 		"thePassw0rd": false, "0123456789 the": false, "s3cr3t the": false, "x\tthe": false, "\tthe": true,
 	} {
 		assert.Equal(t, want, obviouslyNotSecret([]byte(v)), "%q", v)
+	}
+}
+
+// naiveNextSeparator is nextSeparator one byte at a time.
+func naiveNextSeparator(text []byte, i int) int {
+	for ; i < len(text); i++ {
+		if assignmentSeps[text[i]] {
+			return i
+		}
+	}
+	return len(text)
+}
+
+// separatorBytes are the separators and the bytes a word-at-a-time search could take for
+// them: their neighbours, the same with the high bit set, and the extremes.
+var separatorBytes = []byte{'=', ':', ' ', '\t', '<', '>', ';', '9', '!', '\x1f', '\x08', '\n', 0xbd, 0xba, 0xa0, 0x89, 0, 1, 0x7f, 0x80, 0xff, 'a', 'Z'}
+
+// TestNextSeparator compares nextSeparator with a search byte by byte from every index of
+// random texts of separatorBytes, of lengths around the word size, and of texts with one
+// separator at each place.
+func TestNextSeparator(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 2))
+	for range 20000 {
+		text := make([]byte, r.IntN(40))
+		for i := range text {
+			text[i] = separatorBytes[r.IntN(len(separatorBytes))]
+			if r.IntN(3) > 0 {
+				text[i] = 'a' + byte(r.IntN(26)) // runs without separators
+			}
+		}
+		for i := 0; i <= len(text); i++ {
+			require.Equal(t, naiveNextSeparator(text, i), nextSeparator(text, i), "%q from %d", text, i)
+		}
+	}
+	for n := range 33 {
+		for at := range n {
+			for _, c := range []byte{'=', ':', ' ', '\t'} {
+				text := bytes.Repeat([]byte{0xbd}, n)
+				text[at] = c
+				require.Equal(t, at, nextSeparator(text, 0), "%q", text)
+				require.Equal(t, n, nextSeparator(text, at+1), "%q", text)
+			}
+		}
+	}
+}
+
+func FuzzNextSeparator(f *testing.F) {
+	f.Add([]byte("url=jdbc:postgresql://db:5432/app\npassword=x"), 0)
+	f.Fuzz(func(t *testing.T, text []byte, i int) {
+		if i < 0 || i > len(text) {
+			return
+		}
+		require.Equal(t, naiveNextSeparator(text, i), nextSeparator(text, i))
+	})
+}
+
+// TestAssignmentsAtEveryAlignment finds assignments after prefixes of every length up to two
+// words, so that their separators fall at every place of the words nextSeparator reads, with
+// the pairs of separators findAssignments passes over (==, ::, :/) before them, and at the
+// end of the text.
+func TestAssignmentsAtEveryAlignment(t *testing.T) {
+	m := newMasker(t, Config{})
+	w := newWalker(m)
+	for _, tt := range []struct{ format, value string }{
+		{"%spassword=Qx7fZk29fLq0", "Qx7fZk29fLq0"},
+		{"%s password: Qx7fZk29fLq0", "Qx7fZk29fLq0"},
+		{"%s==x password=Qx7fZk29fLq0", "Qx7fZk29fLq0"},
+		{"%s::x\tpassword:=Qx7fZk29fLq0", "Qx7fZk29fLq0"},
+		{"%s://h --password Qx7fZk29fLq0", "Qx7fZk29fLq0"},
+		{"%s api_key = \"8f14e45fceea167a5a36dedd4bea2543\"", "8f14e45fceea167a5a36dedd4bea2543"},
+		{"%s\tAPI_TOKEN=8f14e45fceea167a5a36dedd4bea2543 mode=x", "8f14e45fceea167a5a36dedd4bea2543"},
+	} {
+		for n := range 18 {
+			for _, pad := range []string{strings.Repeat("v", n), strings.Repeat("=", n), strings.Repeat(" ", n), strings.Repeat(":", n)} {
+				text := fmt.Sprintf(tt.format, pad)
+				at := strings.LastIndex(text, tt.value)
+				spans := findAssignments(w, []byte(text), nil)
+				require.Len(t, spans, 1, "%q", text)
+				require.Equal(t, at, spans[0].start, "%q", text)
+				require.Equal(t, at+len(tt.value), spans[0].end, "%q", text)
+			}
+		}
+	}
+	for _, text := range []string{"password==Qx7fZk29fLq0", "password::Qx7fZk29fLq0", "password:/Qx7fZk29fLq0", "password", "password=", "x password"} {
+		require.Empty(t, findAssignments(w, []byte(text), nil), "%q", text)
 	}
 }

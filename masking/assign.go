@@ -56,22 +56,37 @@ const (
 	highs = 0x8080808080808080
 )
 
-// nextSeparator returns the index of the first byte of text from text[i] on that
-// assignmentSeps marks, or len(text). It reads eight bytes at a time: a text has a separator
-// every few words at most, and most of its bytes are passed over. The first byte is looked at
-// alone, since separators come in runs too (a colon and a blank, indentation).
-func nextSeparator(text []byte, i int) int {
-	if i < len(text) && assignmentSeps[text[i]] {
+// sepSet is a set of separators nextSeparator looks for: up to four bytes, each repeated in
+// every byte of a word (a byte may be given twice), and the table of them.
+type sepSet struct {
+	words [4]uint64
+	table *[256]bool
+}
+
+// keyValueSeps are the separators of key=value and key: value, flagSeps are those and the
+// blanks after a flag (--password value).
+var (
+	keyValueSeps = sepSet{[4]uint64{'=' * ones, ':' * ones, '=' * ones, ':' * ones}, &[256]bool{'=': true, ':': true}}
+	flagSeps     = sepSet{[4]uint64{'=' * ones, ':' * ones, ' ' * ones, '\t' * ones}, &assignmentSeps}
+)
+
+// nextSeparator returns the index of the first byte of text from text[i] on in the set s, or
+// len(text). It reads eight bytes at a time: a text has a separator every few words at most,
+// and most of its bytes are passed over. The first byte is looked at alone, since separators
+// come in runs too (a colon and a blank, indentation).
+func nextSeparator(text []byte, i int, s *sepSet) int {
+	if i < len(text) && s.table[text[i]] {
 		return i
 	}
+	w := &s.words
 	for i++; i+8 <= len(text); i += 8 {
 		x := binary.LittleEndian.Uint64(text[i:])
-		if m := zeroBytes(x^('='*ones)) | zeroBytes(x^(':'*ones)) | zeroBytes(x^(' '*ones)) | zeroBytes(x^('\t'*ones)); m != 0 {
+		if m := zeroBytes(x^w[0]) | zeroBytes(x^w[1]) | zeroBytes(x^w[2]) | zeroBytes(x^w[3]); m != 0 {
 			return i + bits.TrailingZeros64(m)/8
 		}
 	}
 	for ; i < len(text); i++ {
-		if assignmentSeps[text[i]] {
+		if s.table[text[i]] {
 			return i
 		}
 	}
@@ -88,12 +103,23 @@ func zeroBytes(x uint64) uint64 { return (x - ones) &^ x & highs }
 // high-entropy values). Keys are classified through w's cache of text keys when w is not nil:
 // the keys of configuration files repeat from one value to the next.
 func findAssignments(w *walker, text []byte, spans []span) []span {
+	// A blank separates a flag from its value, and a flag starts with a dash (keyBefore): in a
+	// text without one, blanks separate nothing.
+	seps := &keyValueSeps
+	if bytes.IndexByte(text, '-') >= 0 {
+		seps = &flagSeps
+	}
+	return findAssignmentsAt(w, text, spans, seps)
+}
+
+// findAssignmentsAt is findAssignments looking at the separators of seps only.
+func findAssignmentsAt(w *walker, text []byte, spans []span, seps *sepSet) []span {
 	var kc *keyCache
 	if w != nil {
 		kc, w.textKeysUsed = &w.textKeys, true
 	}
 	lines := lineReader{notIndent: -1}
-	for i := nextSeparator(text, 0); i < len(text); i = nextSeparator(text, i+1) {
+	for i := nextSeparator(text, 0, seps); i < len(text); i = nextSeparator(text, i+1, seps) {
 		var vs int // where the value may start
 		flag := false
 		switch text[i] {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -177,14 +178,17 @@ func TestObviouslyNotSecretFirstWord(t *testing.T) {
 }
 
 // naiveNextSeparator is nextSeparator one byte at a time.
-func naiveNextSeparator(text []byte, i int) int {
+func naiveNextSeparator(text []byte, i int, seps string) int {
 	for ; i < len(text); i++ {
-		if assignmentSeps[text[i]] {
+		if strings.IndexByte(seps, text[i]) >= 0 {
 			return i
 		}
 	}
 	return len(text)
 }
+
+// sepSets are the sets of separators of findAssignments and their bytes.
+var sepSets = map[string]*sepSet{"=: \t": &flagSeps, "=:": &keyValueSeps}
 
 // separatorBytes are the separators and the bytes a word-at-a-time search could take for
 // them: their neighbours, the same with the high bit set, and the extremes.
@@ -204,16 +208,23 @@ func TestNextSeparator(t *testing.T) {
 			}
 		}
 		for i := 0; i <= len(text); i++ {
-			require.Equal(t, naiveNextSeparator(text, i), nextSeparator(text, i), "%q from %d", text, i)
+			for seps, s := range sepSets {
+				require.Equal(t, naiveNextSeparator(text, i, seps), nextSeparator(text, i, s), "%q from %d", text, i)
+			}
 		}
 	}
-	for n := range 33 {
-		for at := range n {
-			for _, c := range []byte{'=', ':', ' ', '\t'} {
-				text := bytes.Repeat([]byte{0xbd}, n)
-				text[at] = c
-				require.Equal(t, at, nextSeparator(text, 0), "%q", text)
-				require.Equal(t, n, nextSeparator(text, at+1), "%q", text)
+	for seps, s := range sepSets {
+		for c := range 256 {
+			require.Equal(t, strings.IndexByte(seps, byte(c)) >= 0, s.table[c], "%q", byte(c))
+		}
+		for n := range 33 {
+			for at := range n {
+				for _, c := range []byte(seps) {
+					text := bytes.Repeat([]byte{0xbd}, n)
+					text[at] = c
+					require.Equal(t, at, nextSeparator(text, 0, s), "%q", text)
+					require.Equal(t, n, nextSeparator(text, at+1, s), "%q", text)
+				}
 			}
 		}
 	}
@@ -225,7 +236,9 @@ func FuzzNextSeparator(f *testing.F) {
 		if i < 0 || i > len(text) {
 			return
 		}
-		require.Equal(t, naiveNextSeparator(text, i), nextSeparator(text, i))
+		for seps, s := range sepSets {
+			require.Equal(t, naiveNextSeparator(text, i, seps), nextSeparator(text, i, s))
+		}
 	})
 }
 
@@ -258,5 +271,55 @@ func TestAssignmentsAtEveryAlignment(t *testing.T) {
 	}
 	for _, text := range []string{"password==Qx7fZk29fLq0", "password::Qx7fZk29fLq0", "password:/Qx7fZk29fLq0", "password", "password=", "x password"} {
 		require.Empty(t, findAssignments(w, []byte(text), nil), "%q", text)
+	}
+}
+
+// assignmentPieces are pieces of texts for findAssignments: keys of each class, flags, dashes,
+// separators, blanks, values of prose and of credentials, and line breaks.
+var assignmentPieces = []string{
+	"password", "api_key", "Token", "secret", "name", "url", "-", "--", "--password", "-p", "--api-key", "x-token",
+	"=", ":", " = ", ": ", " ", "\t", "  ", "\n", "\n  - ", "\"", "'", "==", "::", "://",
+	"Qx7fZk29fLq0", "8f14e45fceea167a5a36dedd4bea2543", "hunter2", "the", "true", "$(VAR)", "bearer ", "a", "1",
+}
+
+// TestAssignmentsWithoutDashes compares findAssignments, which passes over blanks in a text
+// without a dash, with the search that looks at blanks everywhere, on random texts of
+// assignmentPieces, with dashes and without.
+func TestAssignmentsWithoutDashes(t *testing.T) {
+	m := newMasker(t, Config{})
+	w := newWalker(m)
+	r := rand.New(rand.NewPCG(29, 4))
+	found, flags, noDash := 0, 0, 0
+	for range 30000 {
+		text := []byte(piecesText(r, assignmentPieces, 10))
+		want := slices.Clone(findAssignmentsAt(w, text, nil, &flagSeps))
+		got := findAssignments(w, text, nil)
+		require.Equal(t, want, got, "%q", text)
+		switch {
+		case len(got) == 0:
+		case !bytes.Contains(text, []byte("-")):
+			noDash++
+		case bytes.Contains(text, []byte(" -")):
+			flags++
+		}
+		found += len(got)
+	}
+	require.Greater(t, found, 1000, "the texts hold assignments")
+	require.Greater(t, flags, 200, "some are flags")
+	require.Greater(t, noDash, 100, "some are in texts without a dash")
+	for text, want := range map[string]string{
+		"--password Qx7fZk29fLq0":         "Qx7fZk29fLq0",
+		"run -p Qx7fZk29fLq0":             "",
+		"run --api-key\tQx7fZk29fLq0 now": "Qx7fZk29fLq0",
+		"password Qx7fZk29fLq0":           "",
+		"password: Qx7fZk29fLq0":          "Qx7fZk29fLq0",
+	} {
+		spans := findAssignments(w, []byte(text), nil)
+		if want == "" {
+			require.Empty(t, spans, "%q", text)
+			continue
+		}
+		require.Len(t, spans, 1, "%q", text)
+		require.Equal(t, want, text[spans[0].start:spans[0].end], "%q", text)
 	}
 }

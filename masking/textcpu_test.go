@@ -323,3 +323,15 @@ func TestAssignmentsWithoutDashes(t *testing.T) {
 		require.Equal(t, want, text[spans[0].start:spans[0].end], "%q", text)
 	}
 }
+
+func FuzzAssignmentsWithoutDashes(f *testing.F) {
+	f.Add([]byte("use the secret store, token path /var/run/tokens password: Qx7fZk29fLq0"))
+	f.Add([]byte("run --api-key\tQx7fZk29fLq0 now"))
+	m, err := New(Config{Key: benchKey})
+	require.NoError(f, err)
+	f.Fuzz(func(t *testing.T, text []byte) {
+		w := newWalker(m)
+		want := slices.Clone(findAssignmentsAt(w, text, nil, &flagSeps))
+		require.Equal(t, want, findAssignments(w, text, nil))
+	})
+}

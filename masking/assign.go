@@ -1,6 +1,10 @@
 package masking
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/binary"
+	"math/bits"
+)
 
 // This file holds the detector for credentials assigned to secret-sounding keys in free text:
 // key=value and key: value pairs (connection strings, properties, YAML, logfmt, query strings,
@@ -17,6 +21,9 @@ func isKeyByte(c byte) bool {
 	return isAlnum(c) || c == '_' || c == '-' || c == '.'
 }
 
+// keyBytes marks the bytes isKeyByte reports: keyBefore looks up every byte of a key in it.
+var keyBytes = byteTable(isKeyByte)
+
 // isQuote reports the quotes around keys and values.
 func isQuote(c byte) bool { return c == '"' || c == '\'' || c == '`' }
 
@@ -29,23 +36,90 @@ func endsValue(c byte) bool {
 	return false
 }
 
+// valueEnds marks the bytes endsValue reports: valueAfter looks up every byte of a value in it.
+var valueEnds = byteTable(endsValue)
+
+// byteTable returns the bytes f reports as a table.
+func byteTable(f func(byte) bool) (t [256]bool) {
+	for c := range len(t) {
+		t[c] = f(byte(c))
+	}
+	return t
+}
+
 // assignmentSeps are the bytes findAssignments looks at: those that separate a key and its value.
 var assignmentSeps = [256]bool{'=': true, ':': true, ' ': true, '\t': true}
+
+// Repeated bytes for nextSeparator: one in each byte of a word, the high bit of each byte.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// sepSet is a set of separators nextSeparator looks for: up to four bytes, each repeated in
+// every byte of a word (a byte may be given twice), and the table of them.
+type sepSet struct {
+	words [4]uint64
+	table *[256]bool
+}
+
+// keyValueSeps are the separators of key=value and key: value, flagSeps are those and the
+// blanks after a flag (--password value).
+var (
+	keyValueSeps = sepSet{[4]uint64{'=' * ones, ':' * ones, '=' * ones, ':' * ones}, &[256]bool{'=': true, ':': true}}
+	flagSeps     = sepSet{[4]uint64{'=' * ones, ':' * ones, ' ' * ones, '\t' * ones}, &assignmentSeps}
+)
+
+// nextSeparator returns the index of the first byte of text from text[i] on in the set s, or
+// len(text). It reads eight bytes at a time: a text has a separator every few words at most,
+// and most of its bytes are passed over. The first byte is looked at alone, since separators
+// come in runs too (a colon and a blank, indentation).
+func nextSeparator(text []byte, i int, s *sepSet) int {
+	if i < len(text) && s.table[text[i]] {
+		return i
+	}
+	w := &s.words
+	for i++; i+8 <= len(text); i += 8 {
+		x := binary.LittleEndian.Uint64(text[i:])
+		if m := zeroBytes(x^w[0]) | zeroBytes(x^w[1]) | zeroBytes(x^w[2]) | zeroBytes(x^w[3]); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < len(text); i++ {
+		if s.table[text[i]] {
+			return i
+		}
+	}
+	return len(text)
+}
+
+// zeroBytes returns a word whose lowest set bit is the high bit of the lowest zero byte of x,
+// and 0 when x has none. The bits above it may be set for bytes that are not zero (a borrow
+// runs through them), so only the lowest is looked at.
+func zeroBytes(x uint64) uint64 { return (x - ones) &^ x & highs }
 
 // findAssignments appends the values of secret-sounding assignments in text to spans, as
 // password-assignment (password keys, any value) or keyword-entropy (other secret keys,
 // high-entropy values). Keys are classified through w's cache of text keys when w is not nil:
 // the keys of configuration files repeat from one value to the next.
 func findAssignments(w *walker, text []byte, spans []span) []span {
+	// A blank separates a flag from its value, and a flag starts with a dash (keyBefore): in a
+	// text without one, blanks separate nothing.
+	seps := &keyValueSeps
+	if bytes.IndexByte(text, '-') >= 0 {
+		seps = &flagSeps
+	}
+	return findAssignmentsAt(w, text, spans, seps)
+}
+
+// findAssignmentsAt is findAssignments looking at the separators of seps only.
+func findAssignmentsAt(w *walker, text []byte, spans []span, seps *sepSet) []span {
 	var kc *keyCache
 	if w != nil {
 		kc, w.textKeysUsed = &w.textKeys, true
 	}
 	lines := lineReader{notIndent: -1}
-	for i := 0; i < len(text); i++ {
-		if !assignmentSeps[text[i]] {
-			continue
-		}
+	for i := nextSeparator(text, 0, seps); i < len(text); i = nextSeparator(text, i+1, seps) {
 		var vs int // where the value may start
 		flag := false
 		switch text[i] {
@@ -186,7 +260,35 @@ func keyEnd(text []byte, sep int, flag bool) int {
 // maxKeyLen bytes it reads) both answer false;
 // when it stops fewer than two bytes into a shorter key this may answer true, which only
 // sends the separator on to keyBefore.
+//
+// It is asked about every separator of a text, most of which follow a byte no secret key ends
+// with (a blank, a colon, a letter that ends no word of the tables): those it answers by
+// the last byte alone (keyEndBytes), small enough to be inlined where it is asked.
 func keyEndMayBeSecret(text []byte, e int) bool {
+	return e > 0 && keyEndBytes[text[e-1]] && keyEndReadBack(text, e)
+}
+
+// keyEndBytes marks the bytes keyEndReadBack can answer true after: those it reads back over
+// ('.', '-', '_' and digits), and the letters, in either case, that end a pair of secretEnds,
+// one of which is the last byte it looks at when the key ends with a letter.
+var keyEndBytes = byteTable(func(c byte) bool {
+	if isDigit(c) || c == '.' || c == '-' || c == '_' {
+		return true
+	}
+	if !isLower(c | 0x20) {
+		return false
+	}
+	for a := range 26 {
+		if secretEnds[a*26+int(c|0x20-'a')] {
+			return true
+		}
+	}
+	return false
+})
+
+// keyEndReadBack is keyEndMayBeSecret for a key that may end with a secret word: it reads
+// back from text[e] as mayBeSecret reads back from the key's end.
+func keyEndReadBack(text []byte, e int) bool {
 	lo := max(0, e-maxKeyLen)
 	j := e
 	for j > lo && (text[j-1] == '.' || text[j-1] == '-' || text[j-1] == '_') {
@@ -207,7 +309,7 @@ func keyEndMayBeSecret(text []byte, e int) bool {
 func keyBefore(text []byte, sep int, flag bool) ([]byte, bool) {
 	e := keyEnd(text, sep, flag)
 	s := e
-	for s > 0 && e-s < maxKeyLen && isKeyByte(text[s-1]) {
+	for s > 0 && e-s < maxKeyLen && keyBytes[text[s-1]] {
 		s--
 	}
 	if s == e {
@@ -254,7 +356,7 @@ func valueAfter(text []byte, i int, flag, oneWord bool) (int, int) {
 	words := 1
 	for j < len(text) && j-s < maxValueLen {
 		c := text[j]
-		if endsValue(c) {
+		if valueEnds[c] {
 			break
 		}
 		if (c == ' ' || c == '\t') && (j == s || (text[j-1] != ' ' && text[j-1] != '\t')) {

@@ -56,7 +56,8 @@ const (
 
 const noHide = -1
 
-// vctx is the context of one value.
+// vctx is the context of one value. It is made and copied for every member and element,
+// so its fields are ordered to leave no padding: 48 bytes, six words.
 type vctx struct {
 	role   role
 	hint   hintSrc
@@ -64,8 +65,8 @@ type vctx struct {
 	dock   uint8  // 1: the "auths" of a docker config; 2: one registry's entry in it
 	hide   int32  // rule ID that replaces every leaf below, or noHide
 	rdepth int32  // path segments matched by the field rules in rules
-	rules  uint64 // field rules still matching
 	obj    int32  // index in walker.objs of the enclosing object, or -1
+	rules  uint64 // field rules still matching
 	key    []byte // name of the value for the keyword rules; nil if none
 }
 
@@ -179,7 +180,9 @@ func (w *walker) child(p *vctx, key []byte) (c vctx) {
 			c.role = roleAdmissionResource
 		}
 	default:
-		helmChild(*p, key, &c)
+		if p.role >= roleHelmSecretData { // the other roles have no members of their own
+			helmChild(*p, key, &c)
+		}
 	}
 	// Every value of a registry's entry in a docker config is part of the credential:
 	// username, password, auth, identitytoken, registrytoken, email.
@@ -297,7 +300,9 @@ func (w *walker) elem(p *vctx, idx int) (c vctx) {
 	case roleKubeUsers:
 		c.role, c.key = roleKubeUser, nil
 	default:
-		helmElem(*p, &c)
+		if p.role >= roleHelmSecretData { // as in child
+			helmElem(*p, &c)
+		}
 	}
 	return c
 }

@@ -376,13 +376,11 @@ func obviouslyNotSecret(v []byte) bool {
 			}
 		}
 	}
-	first := v
-	if i := bytes.IndexAny(v, " \t"); i >= 0 {
-		first = v[:i]
-	}
-	if len(first) <= 10 {
+	// The first word, up to the first blank, is looked up when it has 10 bytes or fewer: the
+	// blank is looked for in the 11 bytes that hold it then.
+	if n := blankIn(v[:min(len(v), 11)]); n <= 10 {
 		var buf [10]byte
-		lw := lower(buf[:0], first)
+		lw := lower(buf[:0], v[:n])
 		for _, s := range proseWords {
 			if string(lw) == s {
 				return true
@@ -410,6 +408,16 @@ func obviouslyNotSecret(v []byte) bool {
 		}
 	}
 	return false
+}
+
+// blankIn returns the index of the first blank (space or tab) in b, or len(b).
+func blankIn(b []byte) int {
+	for i, c := range b {
+		if c == ' ' || c == '\t' {
+			return i
+		}
+	}
+	return len(b)
 }
 
 // keyMasks applies the keyword rules to value v named by a key of class c. It returns the

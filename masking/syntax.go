@@ -1,5 +1,7 @@
 package masking
 
+import "bytes"
+
 // This file lets the walker skip the detectors on strings of a fixed syntax that no detector's
 // keyword can occur in: the values kube-apiserver writes into every object's metadata
 // (resourceVersion, uid, creationTimestamp, managedFields times) and that make up a good part of
@@ -165,11 +167,13 @@ func syntaxClean(keywords []string) (clean [numSyntaxes]bool) {
 
 // noFindings reports whether the detectors find nothing in text, deciding it on text's syntax
 // where it can: in a string of a clean syntax only the detectors without keywords can find
-// anything, and they are run here as find would run them. In a string of a syntax that is not
-// clean (a uid can hold "00d" or "4b1d", keywords of credential formats) the keyword scan
-// tells whether one is there, and without one it is the same. It returns false when that is
-// not known, and then find must run. text must not hold the start of a nested document ({ or
-// [), which none of the syntaxes has; w.trig is left zero.
+// anything, and they are run here as find would run them, unless the text holds none of the
+// bytes they need (engine.needs; a uid or a decimal cannot, a time only the dot of its
+// fraction). In a string of a syntax that is not clean (a uid can hold "00d" or "4b1d",
+// keywords of credential formats) the keyword scan tells whether one is there, and without
+// one it is the same. It returns false when that is not known, and then find must run. text
+// must not hold the start of a nested document ({ or [), which none of the syntaxes has;
+// w.trig is left zero.
 func (e *engine) noFindings(w *walker, text []byte) bool {
 	syn := syntaxOf(text)
 	if syn == synNone || !e.bySyntax {
@@ -179,10 +183,40 @@ func (e *engine) noFindings(w *walker, text []byte) bool {
 		clear(w.trig)
 		return false
 	}
+	if e.stop != nil && !e.syntaxHasNeeded(syn, text) {
+		// Every detector without keywords needs one of these bytes (newStops).
+		return true
+	}
 	for _, id := range e.always {
 		if w.spans = e.dets[id].run(w, text, w.spans[:0]); len(w.spans) > 0 {
 			return false
 		}
+	}
+	return true
+}
+
+// syntaxHasNeeded reports whether text, of the syntax syn, holds a byte a detector without
+// keywords needs (engine.needs, set when engine.stop is): only those the syntax's strings can
+// hold are looked for.
+func (e *engine) syntaxHasNeeded(syn fixedSyntax, text []byte) bool {
+	for i := 0; i < len(e.needs); i++ {
+		if c := e.needs[i]; syntaxByte(syn, c) && bytes.IndexByte(text, c) >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// syntaxByte reports whether a string of the syntax s (syntaxOf) can hold the byte c; for
+// synNone, any byte.
+func syntaxByte(s fixedSyntax, c byte) bool {
+	switch s {
+	case synDecimal:
+		return isDigit(c)
+	case synUUID:
+		return isDigit(c) || ('a' <= c && c <= 'f') || c == '-'
+	case synTime:
+		return isDigit(c) || c == '-' || c == ':' || c == 'T' || c == '.' || c == 'Z'
 	}
 	return true
 }

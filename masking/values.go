@@ -49,7 +49,7 @@ func (w *walker) str(i int, c vctx) (int, error) {
 			return end, nil
 		}
 	}
-	w.maskText(i, end, esc, c)
+	w.maskText(i, end, esc, &c)
 	return end, nil
 }
 
@@ -232,7 +232,7 @@ func (w *walker) decodeBase64From(v []byte, pre b64Prefix) ([]byte, error) {
 }
 
 // maskText applies the keyword rules and the detectors to an ordinary string.
-func (w *walker) maskText(i, end int, esc bool, c vctx) {
+func (w *walker) maskText(i, end int, esc bool, c *vctx) {
 	raw := w.src[i+1 : end-1]
 	kc := keyPlain
 	if c.key != nil {
@@ -243,21 +243,21 @@ func (w *walker) maskText(i, end int, esc bool, c vctx) {
 		// keyword occurs: the detectors would find nothing (syntax.go).
 		return
 	}
-	if w.m.hasExemptions && w.exempt(c, -1) {
+	if w.m.hasExemptions && w.exempt(*c, -1) {
 		return
 	}
-	if kc == keyPlain && bytes.HasPrefix(raw, gzipBase64Prefix) && w.gzipValue(i, end, esc, c) {
+	if kc == keyPlain && bytes.HasPrefix(raw, gzipBase64Prefix) && w.gzipValue(i, end, esc, *c) {
 		// Base64 of gzip data: a Helm release (the ConfigMap driver), masked inside, or
 		// anything else, masked whole when something in it would be (helm.go).
 		return
 	}
 	text := w.text(i, end, esc)
 	if kc != keyPlain {
-		if id := keyMasks(kc, c.key, text); id >= 0 && !w.m.disabled[id] && (!w.m.hasExemptions || !w.exempt(c, id)) {
+		if id := keyMasks(kc, c.key, text); id >= 0 && !w.m.disabled[id] && (!w.m.hasExemptions || !w.exempt(*c, id)) {
 			// The whole value goes; a detector that recognised it names the reason.
 			w.spans = w.m.eng.find(w, text, w.trig, w.spans)
 			if w.m.hasExemptions {
-				w.spans = w.filterExempt(c, w.spans)
+				w.spans = w.filterExempt(*c, w.spans)
 			}
 			if len(w.spans) > 0 {
 				id = w.spans[0].id
@@ -276,12 +276,12 @@ func (w *walker) maskText(i, end int, esc bool, c vctx) {
 		// Nothing a detector looks for (engine.prefilter).
 		return
 	case scanned:
-		w.tedits = w.scannedEdits(w.tedits[:0], text, &c)
+		w.tedits = w.scannedEdits(w.tedits[:0], text, c)
 	default:
 		// JSON documents in the value are masked as documents, unless an exemption turns
 		// some detectors off for this value: the walker of a nested document does not know it.
-		nested := !w.m.hasExemptions || !w.exemptsSome(c)
-		w.tedits = w.textEdits(w.tedits[:0], text, &c, nested)
+		nested := !w.m.hasExemptions || !w.exemptsSome(*c)
+		w.tedits = w.textEdits(w.tedits[:0], text, c, nested)
 	}
 	if len(w.tedits) > 0 {
 		w.spliceEdits(i, end, esc, text, w.tedits)

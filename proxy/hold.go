@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -96,8 +95,16 @@ func (t *holdTransport) hold(out *http.Request, st *requestState, denial *http.R
 	case ctx.Err() != nil:
 		st.errReason = "client went away while held for approval"
 		return nil, ctx.Err()
-	case err != nil && !errors.Is(err, context.DeadlineExceeded):
+	case err != nil && wctx.Err() == nil:
 		return t.failed(out, st, nil, err)
+	case err != nil:
+		// The hold limit passed while the broker was still setting the wait up or reading the
+		// request again (NATS is slow, the limit short): Wait then returns an error that need
+		// not be the context's, and no request. Nobody decided it in time: the answer is the
+		// request as last read.
+		if decided == nil {
+			decided = r
+		}
 	}
 	switch decided.State {
 	case approvals.StateApproved:

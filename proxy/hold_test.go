@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -228,6 +230,58 @@ func TestHoldOptions(t *testing.T) {
 		assert.Contains(t, st.Message, "denied the request: held", "admission's own answer")
 		assert.Len(t, b.u.seen(), 1)
 	})
+}
+
+// TestHoldLimitReachedWhileTheWaitIsSetUp: a hold limit that passes while the broker still sets
+// its wait up (NATS slow, the limit short) ends the hold as any hold limit does: a 403 naming the
+// approval request, never a broken connection or a 503 blaming the broker.
+func TestHoldLimitReachedWhileTheWaitIsSetUp(t *testing.T) {
+	const id = "ap-aaaaaaaaaaaaaaaa"
+	for _, tc := range []struct {
+		name string
+		err  func(ctx context.Context) error
+	}{
+		{"the context's error", func(ctx context.Context) error { return fmt.Errorf("%w: %w", approvals.ErrUnavailable, ctx.Err()) }},
+		{"a NATS timeout", func(context.Context) error { return fmt.Errorf("%w: %w", approvals.ErrUnavailable, nats.ErrTimeout) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := newUpstream(t)
+			u.setRespond(func(w http.ResponseWriter, _ *http.Request, _ []byte) bool {
+				serving.WriteStatus(w, serving.FailureStatus(http.StatusForbidden, metav1.StatusReasonForbidden,
+					`admission webhook "privileged.validate.gatehouse.dev" denied the request: held`, approvals.StatusDetails(id)))
+				return true
+			})
+			pending := &approvals.Request{ID: id, Requester: trail.Identity{User: "oidc:slow-agent"}, State: approvals.StatePending,
+				ApproverGroups: []string{"gatehouse:approvers"}, Required: 1, Expires: time.Now().Add(time.Hour)}
+			srv := newStubProxy(t, u, func(o *proxy.Options) { o.Approvals = unsetWait{r: pending, err: tc.err} })
+			b := &holdBed{u: u, p: srv.URL, client: srv.Client()}
+			resp, st := b.create(t, "slow-agent", map[string]string{proxy.HoldHeader: "50ms"})
+			require.Equal(t, http.StatusForbidden, resp.StatusCode, st.Message)
+			assert.Contains(t, st.Message, "held this request for 50ms and nobody decided it")
+			assert.Contains(t, st.Message, "gatehouse approvals approve "+id)
+			got, _ := approvals.IDFromStatus(&st)
+			assert.Equal(t, id, got)
+			assert.Len(t, u.seen(), 1, "not re-sent")
+		})
+	}
+}
+
+// unsetWait reads a pending approval request; its Wait gives up at the hold limit before it read
+// the request again, as approvals.Broker.Wait does when the limit passes while it sets up its
+// watch: with an error and no request.
+type unsetWait struct {
+	r   *approvals.Request
+	err func(ctx context.Context) error
+}
+
+func (a unsetWait) Get(context.Context, string) (*approvals.Request, error) {
+	r := *a.r
+	return &r, nil
+}
+
+func (a unsetWait) Wait(ctx context.Context, _ string) (*approvals.Request, error) {
+	<-ctx.Done()
+	return nil, a.err(ctx)
 }
 
 // TestNoProxyApprovalHoldWithoutAdmission: a 403 that names no approval request is passed on as

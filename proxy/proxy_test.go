@@ -481,9 +481,12 @@ data:
 func TestTrailRecordsEveryRequest(t *testing.T) {
 	ctx := t.Context()
 	tok := token(t, "carol", map[string]any{"groups": []string{"viewers"}})
-	resp, _ := get(t, "/api/v1/namespaces/default/configmaps", tok, map[string]string{"Gatehouse-Session": "trail-test"})
+	// A label of its own: a session is named by identity and label, and the records of an
+	// earlier run (go test -count) must not count.
+	label := "trail-test-" + trail.NewID()[28:]
+	resp, _ := get(t, "/api/v1/namespaces/default/configmaps", tok, map[string]string{"Gatehouse-Session": label})
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	refused, _ := get(t, "/api/v1/namespaces/default/configmaps", tok, map[string]string{"Gatehouse-Session": "trail-test", "Impersonate-User": "x"})
+	refused, _ := get(t, "/api/v1/namespaces/default/configmaps", tok, map[string]string{"Gatehouse-Session": label, "Impersonate-User": "x"})
 	require.Equal(t, http.StatusForbidden, refused.StatusCode)
 	session := resp.Header.Get("Gatehouse-Session")
 
@@ -504,7 +507,7 @@ func TestTrailRecordsEveryRequest(t *testing.T) {
 				case *trail.Session:
 					if r.Event == trail.SessionStarted {
 						started++
-						assert.Equal(t, "trail-test", r.Label)
+						assert.Equal(t, label, r.Label)
 						assert.Equal(t, "oidc:carol", r.Identity.User)
 					}
 				}

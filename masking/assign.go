@@ -103,10 +103,10 @@ func zeroBytes(x uint64) uint64 { return (x - ones) &^ x & highs }
 // high-entropy values). Keys are classified through w's cache of text keys when w is not nil:
 // the keys of configuration files repeat from one value to the next.
 func findAssignments(w *walker, text []byte, spans []span) []span {
-	// A blank separates a flag from its value, and a flag starts with a dash (keyBefore): in a
-	// text without one, blanks separate nothing.
+	// A blank separates a flag from its value, and a flag starts with flagStart (keyBefore):
+	// in a text without one, blanks separate nothing.
 	seps := &keyValueSeps
-	if bytes.IndexByte(text, '-') >= 0 {
+	if bytes.IndexByte(text, flagStart) >= 0 {
 		seps = &flagSeps
 	}
 	return findAssignmentsAt(w, text, spans, seps)
@@ -304,8 +304,12 @@ func keyEndReadBack(text []byte, e int) bool {
 	return isLower(a) && isLower(b) && secretEnds[int(a-'a')*26+int(b-'a')]
 }
 
+// flagStart is the first byte of a flag (--password). findAssignments looks at blanks, which
+// separate a flag from its value, only in a text that holds it.
+const flagStart = '-'
+
 // keyBefore returns the key that ends before the separator at text[sep]. For flags (a blank
-// separator) the key must be a whole token starting with '-'.
+// separator) the key must be a whole token starting with flagStart.
 func keyBefore(text []byte, sep int, flag bool) ([]byte, bool) {
 	e := keyEnd(text, sep, flag)
 	s := e
@@ -316,7 +320,7 @@ func keyBefore(text []byte, sep int, flag bool) ([]byte, bool) {
 		return nil, false
 	}
 	if flag {
-		if text[s] != '-' || e-s < 3 || (s > 0 && !isSpace(text[s-1])) {
+		if text[s] != flagStart || e-s < 3 || (s > 0 && !isSpace(text[s-1])) {
 			return nil, false
 		}
 	}

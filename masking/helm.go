@@ -45,6 +45,8 @@ var helmReleaseType = objType{id: kHelmRelease, confirmed: true}
 
 // Roles of the members of a Helm release and of a release Secret.
 const (
+	// The Helm roles stay last: child and elem call the Helm helpers only for roles from
+	// roleHelmSecretData on.
 	roleHelmSecretData   role = roleKubeUser + 1 + iota // data of a helm.sh/release.v1 Secret
 	roleHelmPayload                                     // its data.release: base64 of the payload
 	roleHelmChart                                       // chart

@@ -279,6 +279,7 @@ func TestAssignmentsAtEveryAlignment(t *testing.T) {
 var assignmentPieces = []string{
 	"password", "api_key", "Token", "secret", "name", "url", "-", "--", "--password", "-p", "--api-key", "x-token",
 	"=", ":", " = ", ": ", " ", "\t", "  ", "\n", "\n  - ", "\"", "'", "==", "::", "://",
+	"/password", "+password", "\u2014password", "\u2013", "\u00a0", "\u2212",
 	"Qx7fZk29fLq0", "8f14e45fceea167a5a36dedd4bea2543", "hunter2", "the", "true", "$(VAR)", "bearer ", "a", "1",
 }
 

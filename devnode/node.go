@@ -285,7 +285,7 @@ func (n *Node) serveExec(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	remotecommand.ServeExec(w, r, executor{n}, podRef(r), "", r.PathValue("container"),
+	remotecommand.ServeExec(lingerWriter{w}, r, executor{n}, podRef(r), "", r.PathValue("container"),
 		r.URL.Query()["command"], opts, streamIdleTimeout, streamCreationTimeout,
 		remotecommand.SupportedStreamingProtocols)
 }
@@ -296,7 +296,7 @@ func (n *Node) serveAttach(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	remotecommand.ServeAttach(w, r, executor{n}, podRef(r), "", r.PathValue("container"), opts,
+	remotecommand.ServeAttach(lingerWriter{w}, r, executor{n}, podRef(r), "", r.PathValue("container"), opts,
 		streamIdleTimeout, streamCreationTimeout, remotecommand.SupportedStreamingProtocols)
 }
 

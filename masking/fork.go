@@ -257,6 +257,8 @@ func (w *walker) release(f *fork) {
 	}
 	// The output of a second half is cleared before it is pooled: taken, it may still have
 	// been dropped when the list was walked again for another type, unmasked for that type.
+	// Past its end, what an object started over within the second half left stays, as in
+	// any buffer of masked output (proxy/bodies.go) and the walkers' own scratch space.
 	if hw.dst != nil && cap(hw.dst) <= maxPooledFork {
 		clear(hw.dst)
 		f.buf = hw.dst[:0]

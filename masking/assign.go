@@ -36,7 +36,7 @@ func endsValue(c byte) bool {
 	return false
 }
 
-// valueEnds marks the bytes endsValue reports: valueAfter looks up every byte of a value in it.
+// valueEnds marks the bytes endsValue reports.
 var valueEnds = byteTable(endsValue)
 
 // byteTable returns the bytes f reports as a table.
@@ -119,6 +119,7 @@ func findAssignmentsAt(w *walker, text []byte, spans []span, seps *sepSet) []spa
 		kc, w.textKeysUsed = &w.textKeys, true
 	}
 	lines := lineReader{notIndent: -1}
+	var vr valueReader
 	for i := nextSeparator(text, 0, seps); i < len(text); i = nextSeparator(text, i+1, seps) {
 		var vs int // where the value may start
 		flag := false
@@ -164,12 +165,12 @@ func findAssignmentsAt(w *walker, text []byte, spans []span, seps *sepSet) []spa
 		if c == keyPlain {
 			continue
 		}
-		v1, v2 := valueAfter(text, vs, flag, flag || !lines.startsLine(text, i))
+		v1, v2 := vr.valueAfter(text, vs, flag, flag || !lines.startsLine(text, i))
 		if v1 == v2 || hasPrefixFold(text[v1:], "invalid value: ") {
 			// An API server field error; findFieldErrors handles those.
 			continue
 		}
-		if w := firstWord(text[v1:v2]); w[len(w)-1] == ':' {
+		if text[vr.firstWordEnd(text, v1, v2)-1] == ':' {
 			// A nested key (YAML: "token:\n  path: x", "token: expirationSeconds: 3600").
 			continue
 		}
@@ -180,7 +181,7 @@ func findAssignmentsAt(w *walker, text []byte, spans []span, seps *sepSet) []spa
 				break
 			}
 		}
-		if id := keyMasks(c, key, text[v1:v2]); id >= 0 {
+		if id := keyMasksWith(c, key, text[v1:v2], func([]byte) float64 { return vr.entropy(text, v1, v2) }); id >= 0 {
 			spans = append(spans, span{v1, v2, id})
 			i = v2 - 1
 		}
@@ -327,9 +328,39 @@ func keyBefore(text []byte, sep int, flag bool) ([]byte, bool) {
 	return text[s:e], true
 }
 
+// valueReader reads the values of the separators of a text, in ascending order, so that each
+// byte is read a bounded number of times in all. A line of a megabyte with a separator every few
+// bytes ("token=aaaa:token=aaaa:...") would otherwise be read up to maxValueLen bytes from each
+// separator, three times: for the value's end, its first word and its entropy. It remembers a
+// run of bytes that holds no stop (a byte that ends an unquoted value, or a blank), and the
+// counts of the bytes of the last value whose entropy it took.
+type valueReader struct {
+	from, to int // text[from:to] holds no stop; text[to] is one, or was not read yet
+
+	lo, hi int         // counts holds the bytes of text[lo:hi]
+	counts *[256]int32 // made for the first long value: most texts have none
+}
+
+// shortValue is the length up to which valueReader counts the bytes of a value afresh.
+const shortValue = 256
+
+// isStop reports the bytes nextStop looks for: those that end an unquoted value, and blanks.
+var isStop = byteTable(func(c byte) bool { return endsValue(c) || c == ' ' || c == '\t' })
+
+// nextStop returns the index of the first stop in text[i:limit], or limit.
+func (r *valueReader) nextStop(text []byte, i, limit int) int {
+	if i < r.from || i > r.to {
+		r.from, r.to = i, i
+	}
+	for r.to < limit && !isStop[text[r.to]] {
+		r.to++
+	}
+	return min(r.to, limit)
+}
+
 // valueAfter returns the bounds of the value that starts at or after text[i]: a quoted string,
 // or an unquoted value of one word or, unless oneWord, a few.
-func valueAfter(text []byte, i int, flag, oneWord bool) (int, int) {
+func (r *valueReader) valueAfter(text []byte, i int, flag, oneWord bool) (int, int) {
 	if !flag {
 		for i < len(text) && (text[i] == ' ' || text[i] == '\t') {
 			i++
@@ -356,14 +387,18 @@ func valueAfter(text []byte, i int, flag, oneWord bool) (int, int) {
 		return i, i
 	}
 	s := i
+	limit := min(len(text), s+maxValueLen)
 	j := i
 	words := 1
-	for j < len(text) && j-s < maxValueLen {
+	for {
+		if j = r.nextStop(text, j, limit); j == limit {
+			break
+		}
 		c := text[j]
 		if valueEnds[c] {
 			break
 		}
-		if (c == ' ' || c == '\t') && (j == s || (text[j-1] != ' ' && text[j-1] != '\t')) {
+		if j == s || (text[j-1] != ' ' && text[j-1] != '\t') {
 			// A blank ends the value when another assignment or the end of the line follows
 			// (logfmt: a=1 b=2); otherwise the value may have a few words (a passphrase in
 			// YAML or properties).
@@ -413,15 +448,52 @@ func hasPrefixFold(b []byte, prefix string) bool {
 	return true
 }
 
-// firstWord returns v up to its first blank; v is not empty.
-func firstWord(v []byte) []byte {
-	for i, c := range v {
-		if c == ' ' || c == '\t' {
-			if i == 0 {
-				return v[:1]
-			}
-			return v[:i]
+// firstWordEnd returns where the first word of the value text[s:e] ends: at its first blank,
+// or after it when the value starts with one; the value is not empty.
+func (r *valueReader) firstWordEnd(text []byte, s, e int) int {
+	for j := s; ; j++ {
+		if j = r.nextStop(text, j, e); j == e {
+			return e
+		}
+		if c := text[j]; c == ' ' || c == '\t' {
+			return max(j, s+1)
 		}
 	}
-	return v
+}
+
+// entropy returns the entropy of text[s:e], as entropy(text[s:e]) does. A long value's is
+// taken from the counts of the last long value's bytes, updated by the bytes the two values do
+// not share; a short value's bytes are counted, as fast as its entropy is taken from counts.
+func (r *valueReader) entropy(text []byte, s, e int) float64 {
+	if e-s <= shortValue {
+		return entropy(text[s:e])
+	}
+	if r.counts == nil {
+		r.counts = new([256]int32)
+		r.lo, r.hi = s, s
+	} else if s < r.lo || s >= r.hi || s-r.lo+abs(e-r.hi) > e-s {
+		// findAssignments asks for values in the order they start. A value that starts
+		// before the last one or after its end, or that it costs more to move to than
+		// to count, is counted afresh.
+		*r.counts = [256]int32{}
+		r.lo, r.hi = s, s
+	}
+	for ; r.lo < s; r.lo++ {
+		r.counts[text[r.lo]]--
+	}
+	for ; r.hi < e; r.hi++ {
+		r.counts[text[r.hi]]++
+	}
+	for r.hi > e {
+		r.hi--
+		r.counts[text[r.hi]]--
+	}
+	return entropyOf(r.counts, e-s)
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
 }

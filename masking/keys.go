@@ -334,11 +334,17 @@ func entropy(b []byte) float64 {
 	for _, c := range b {
 		counts[c]++
 	}
-	n := float64(len(b))
+	return entropyOf(&counts, len(b))
+}
+
+// entropyOf returns the Shannon entropy in bits per byte of n bytes whose counts by value are
+// counts; n is not 0.
+func entropyOf(counts *[256]int32, n int) float64 {
+	nf := float64(n)
 	h := 0.0
 	for _, c := range counts {
 		if c > 0 {
-			p := float64(c) / n
+			p := float64(c) / nf
 			h -= p * math.Log2(p)
 		}
 	}
@@ -423,6 +429,11 @@ func blankIn(b []byte) int {
 // keyMasks applies the keyword rules to value v named by a key of class c. It returns the
 // detector ID of the rule that masks the value, or -1.
 func keyMasks(c keyClass, key, v []byte) int {
+	return keyMasksWith(c, key, v, entropy)
+}
+
+// keyMasksWith is keyMasks taking v's entropy from ent(v).
+func keyMasksWith(c keyClass, key, v []byte, ent func([]byte) float64) int {
 	switch c {
 	case keyPassword:
 		if obviouslyNotSecret(v) {
@@ -434,7 +445,7 @@ func keyMasks(c keyClass, key, v []byte) int {
 		}
 		return idPasswordAssignment
 	case keySecret:
-		if len(v) >= minSecretLen && entropy(v) >= minSecretEntropy && !obviouslyNotSecret(v) {
+		if len(v) >= minSecretLen && ent(v) >= minSecretEntropy && !obviouslyNotSecret(v) {
 			return idKeywordEntropy
 		}
 	}

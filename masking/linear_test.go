@@ -31,6 +31,71 @@ func startsLineBack(text []byte, sep int) bool {
 	return true
 }
 
+// valueAfterByByte is valueAfter as it was before valueReader: it reads the value from its
+// start, byte by byte.
+func valueAfterByByte(text []byte, i int, flag, oneWord bool) (int, int) {
+	if !flag {
+		for i < len(text) && (text[i] == ' ' || text[i] == '\t') {
+			i++
+		}
+	}
+	if i >= len(text) {
+		return i, i
+	}
+	if q := text[i]; isQuote(q) {
+		s := i + 1
+		for j := s; j < len(text) && j-s < maxValueLen; j++ {
+			switch text[j] {
+			case '\\':
+				j++
+			case q:
+				return s, j
+			case '\n':
+				return s, j
+			}
+		}
+		return s, min(len(text), s+maxValueLen)
+	}
+	if flag && (text[i] == '-' || isSpace(text[i])) {
+		return i, i
+	}
+	s := i
+	j := i
+	words := 1
+	for j < len(text) && j-s < maxValueLen {
+		c := text[j]
+		if valueEnds[c] {
+			break
+		}
+		if (c == ' ' || c == '\t') && (j == s || (text[j-1] != ' ' && text[j-1] != '\t')) {
+			if words++; oneWord || words > maxValueWords || j-s > maxWordsLen || nextIsAssignment(text, j) {
+				break
+			}
+		}
+		j++
+	}
+	for j > s && (text[j-1] == ' ' || text[j-1] == '\t' || text[j-1] == ',') {
+		j--
+	}
+	return s, j
+}
+
+// firstWord returns v up to its first blank, or its first byte when that is one; v is not
+// empty.
+func firstWord(v []byte) []byte {
+	for i, c := range v {
+		if c == ' ' || c == '\t' {
+			if i == 0 {
+				return v[:1]
+			}
+			return v[:i]
+		}
+	}
+	return v
+}
+
+// findAssignmentsBack is findAssignments as it was before it read forward: each key from its
+// separator back to the start of its line, each value from its start.
 func findAssignmentsBack(text []byte, spans []span) []span {
 	for i := 0; i < len(text); i++ {
 		var vs int // where the value may start
@@ -68,7 +133,7 @@ func findAssignmentsBack(text []byte, spans []span) []span {
 		if c == keyPlain {
 			continue
 		}
-		v1, v2 := valueAfter(text, vs, flag, flag || !startsLineBack(text, i))
+		v1, v2 := valueAfterByByte(text, vs, flag, flag || !startsLineBack(text, i))
 		if v1 == v2 || hasPrefixFold(text[v1:], "invalid value: ") {
 			// An API server field error; findFieldErrors handles those.
 			continue
@@ -229,6 +294,42 @@ func TestLinearFindersAsBefore(t *testing.T) {
 		require.Greater(t, n, 20, "the random texts hold %s: the test can fail", name)
 	}
 	require.Len(t, found, 3)
+}
+
+// TestAssignmentsOfLongValuesAsBefore compares the assignment finders over random texts whose
+// values are long: longer than shortValue, whose entropy valueReader takes from the counts of
+// the last value, and than maxValueLen, where a value is cut.
+func TestAssignmentsOfLongValuesAsBefore(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 7))
+	random := func(n int, alphabet string) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		return string(b)
+	}
+	const b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	frags := []string{"token=", "password: ", "secret:", "api_key=", "url=", "aaaa:", ":", "=", " ", "\n", ";", "\"",
+		"bearer ", "a b ", random(300, b64), random(300, b64), random(1500, b64), random(5000, b64),
+		strings.Repeat("a", 400), strings.Repeat("ab:", 200), random(600, "ab"), random(700, b64+"=:"), random(2000, b64+" "),
+		// Quoted values that are not masked (prose, low entropy), with an assignment inside
+		// whose value starts after and ends before theirs.
+		`api_key: "the token=` + random(700, b64) + " " + strings.Repeat("a", 300) + `" x`,
+		`api_key: "the token=` + strings.Repeat("ab", 300) + " " + random(300, b64) + `" x`,
+		`api_key: "the ` + random(250, b64) + "token=" + strings.Repeat("ab", 150) + `" x`,
+		`api_key: "` + strings.Repeat("a", 600) + "token=" + random(300, b64) + `" x`}
+	long := 0
+	for range 400 {
+		text := pieces(r, frags, 1+r.IntN(30))
+		want := findAssignmentsBack(text, nil)
+		require.Equal(t, want, findAssignments(nil, text, nil), "text %q", text)
+		for _, s := range want {
+			if s.end-s.start > shortValue {
+				long++
+			}
+		}
+	}
+	require.Greater(t, long, 50, "the random texts hold long values that are masked: the test can fail")
 }
 
 // TestLinearFindersFindSecrets checks that the test above compares finders that find

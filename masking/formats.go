@@ -21,8 +21,14 @@ import (
 type format struct {
 	name     string
 	keywords []string
-	// re is an RE2 expression; the secret is its first group, or the whole match.
-	re         string
+	// re is an RE2 expression; the secret is the first of its groups that matched, or the
+	// whole match.
+	re string
+	// joined marks a secret that follows its flag without a break (-pS3cret): the byte
+	// before it may be a letter.
+	joined bool
+	// mayMatch: see detector.mayMatch.
+	mayMatch   func(text []byte) bool
 	minEntropy float64
 	check      func(secret []byte) bool
 	// tok describes a prefixed token, for formats without re.
@@ -202,6 +208,17 @@ var formats = []format{
 	// Credentials in command lines and account files.
 	{name: "curl-user-password", keywords: []string{"curl"}, re: `\bcurl\b[^\n]*?\s(?:-u|--user)(?:[ \t]+|=)['"]?[^\s:'"]*:([^\s'"]{3,})`},
 	{name: "netrc-password", keywords: []string{"machine"}, re: `\bmachine[ \t]+\S+(?:[ \t]+login[ \t]+\S+)?[ \t]+password[ \t]+(\S+)`},
+	// The MySQL and MariaDB clients take the password joined to -p (-pS3cret: -p alone
+	// prompts, -P is the port); so does a registry login, after a blank. Their keyword is the
+	// flag, and they look further only when it follows a blank: "mysql" (in JDBC URLs) and
+	// "login" (in logs) are common, and an expression that starts with a choice of words is
+	// tried at every byte of a text.
+	{name: "mysql-password-flag", keywords: []string{"-p"}, mayMatch: hasBlankDashP,
+		re:     `\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlcheck|mysqlsh|mariadb|mariadb-dump|mariadb-admin)(?:[ \t][^\n;|&]*?)?[ \t]-p(?:'([^'\n]+)'|"([^"\n]+)"|([^\s'"]+))`,
+		joined: true, check: notReference},
+	{name: "registry-login-password", keywords: []string{"-p"}, mayMatch: hasBlankDashP,
+		re:    `\b(?:docker|podman|nerdctl|buildah|skopeo|oras|helm[ \t]+registry)[ \t]+login(?:[ \t][^\n;|&]*?)?[ \t]-p[ \t]+(?:'([^'\n]+)'|"([^"\n]+)"|([^\s'"]+))`,
+		check: notReference},
 }
 
 // Byte sets of token alphabets.
@@ -318,14 +335,18 @@ func (t *tokenShape) finder(d *detector) func(text []byte, spans []span) []span 
 func formatDetectors() []*detector {
 	dets := make([]*detector, 0, len(formats))
 	for i, f := range formats {
-		d := &detector{id: idFirstFormat + i, keywords: f.keywords, minEntropy: f.minEntropy, check: f.check, multi: f.multi, needsAny: f.needsAny}
+		d := &detector{id: idFirstFormat + i, keywords: f.keywords, minEntropy: f.minEntropy, check: f.check, multi: f.multi, needsAny: f.needsAny, mayMatch: f.mayMatch}
 		switch {
 		case f.re != "":
 			d.re = regexp.MustCompile(f.re)
-			if d.re.NumSubexp() > 0 {
+			switch d.re.NumSubexp() {
+			case 0:
+			case 1:
 				d.group = 1
+			default:
+				d.group = -1
 			}
-			d.bound = true
+			d.bound = !f.joined
 		case f.tok != nil:
 			d.find = f.tok.finder(d)
 		case f.find != nil:
@@ -714,4 +735,20 @@ func findAppTokens(text []byte, spans []span) []span {
 		spans = append(spans, span{s, e, idFacebook})
 		off = e
 	}
+}
+
+// hasBlankDashP reports whether text holds "-p" after a blank, as the commands of
+// mysql-password-flag and registry-login-password do.
+func hasBlankDashP(text []byte) bool {
+	for i := 1; i < len(text); {
+		k := bytes.Index(text[i:], []byte("-p"))
+		if k < 0 {
+			return false
+		}
+		if c := text[i+k-1]; c == ' ' || c == '\t' {
+			return true
+		}
+		i += k + 2
+	}
+	return false
 }

@@ -545,6 +545,18 @@ func Formats() []Format {
 			pw := g.S(SetAlnum, 16)
 			return Fake{Value: "curl -fsS -u deploy:" + pw + " https://repo.internal/upload", Secrets: []string{pw}}
 		}),
+		sh("mysql client password", "mysql-password-flag", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: "mysqldump -h db.internal -P 3306 -u backup -p" + pw + " --single-transaction shop", Secrets: []string{pw}}
+		}),
+		sh("mysql client quoted password", "mysql-password-flag", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 12) + " " + g.S(SetAlnum, 6)
+			return Fake{Value: "mariadb -uroot -p'" + pw + "' -e 'SELECT 1'", Secrets: []string{pw}}
+		}),
+		sh("registry login password", "registry-login-password", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 24)
+			return Fake{Value: "docker login -u ci-bot -p " + pw + " registry.internal", Secrets: []string{pw}}
+		}),
 		sh("netrc", "netrc-password", func(g *Gen) Fake {
 			pw := g.S(SetAlnum, 20)
 			return Fake{Value: "machine api.internal login deploy " + "password " + pw, Secrets: []string{pw}}

@@ -213,7 +213,7 @@ func keySet(k []byte) int {
 // give a class to, or its plural, can end with them: the last two letters of a suffix or of a
 // whole word, and the last letter of one followed by s.
 var secretEnds = func() (t [26 * 26]bool) {
-	words := append([]string{"sig", "key"}, passwordSuffixes...)
+	words := append([]string{"sig", "key", "base"}, passwordSuffixes...)
 	words = append(append(words, passwordWords...), secretSuffixes...)
 	for _, w := range words {
 		t[int(w[len(w)-2]-'a')*26+int(w[len(w)-1]-'a')] = true
@@ -306,11 +306,17 @@ func classifyTables(w, prev []byte) keyClass {
 	return classifySigKey(w, prev)
 }
 
-// classifySigKey classifies the words sig and key, the last of classifyTables' checks.
+// classifySigKey classifies the words sig and key, and base after key (Rails'
+// SECRET_KEY_BASE), the last of classifyTables' checks.
 func classifySigKey(w, prev []byte) keyClass {
 	switch string(w) {
 	case "sig":
 		return keySecret
+	case "base":
+		if string(prev) == "key" {
+			return keySecret
+		}
+		return keyPlain
 	case "key":
 		if len(prev) == 0 {
 			return keyPlain

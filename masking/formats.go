@@ -209,15 +209,27 @@ var formats = []format{
 	{name: "curl-user-password", keywords: []string{"curl"}, re: `\bcurl\b[^\n]*?\s(?:-u|--user)(?:[ \t]+|=)['"]?[^\s:'"]*:([^\s'"]{3,})`},
 	{name: "netrc-password", keywords: []string{"machine"}, re: `\bmachine[ \t]+\S+(?:[ \t]+login[ \t]+\S+)?[ \t]+password[ \t]+(\S+)`},
 	// The MySQL and MariaDB clients take the password joined to -p (-pS3cret: -p alone
-	// prompts, -P is the port); so does a registry login, after a blank. Their keyword is the
+	// prompts, -P is the port); a registry login, sshpass and the MongoDB shells take it after
+	// a blank. Their keyword is the
 	// flag, and they look further only when it follows a blank: "mysql" (in JDBC URLs) and
 	// "login" (in logs) are common, and an expression that starts with a choice of words is
 	// tried at every byte of a text.
 	{name: "mysql-password-flag", keywords: []string{"-p"}, mayMatch: hasBlankDashP,
 		re:     `\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlcheck|mysqlsh|mariadb|mariadb-dump|mariadb-admin)(?:[ \t][^\n;|&]*?)?[ \t]-p(?:'([^'\n]+)'|"([^"\n]+)"|([^\s'"]+))`,
 		joined: true, check: notReference},
-	{name: "registry-login-password", keywords: []string{"-p"}, mayMatch: hasBlankDashP,
-		re:    `\b(?:docker|podman|nerdctl|buildah|skopeo|oras|helm[ \t]+registry)[ \t]+login(?:[ \t][^\n;|&]*?)?[ \t]-p[ \t]+(?:'([^'\n]+)'|"([^"\n]+)"|([^\s'"]+))`,
+	{name: "password-flag-value", keywords: []string{"-p"}, mayMatch: hasBlankDashP,
+		re:    `\b(?:(?:docker|podman|nerdctl|buildah|skopeo|oras|helm[ \t]+registry|az)[ \t]+login|sshpass|mongo|mongosh)(?:[ \t][^\n;|&]*?)?[ \t]-p[ \t]+(?:'([^'\n]+)'|"([^"\n]+)"|([^\s'"]+))`,
+		check: notReference},
+	// Redis: the password in redis.conf (requirepass, masterauth: a line of a directive and
+	// its arguments) and given to redis-cli.
+	{name: "redis-password", keywords: []string{"requirepass", "masterauth", "redis-cli"},
+		re:    `(?m)(?:^[ \t]*(?i:requirepass|masterauth)|\bredis-cli(?:[ \t][^\n;|&]*?)?[ \t](?:-a|--pass))[ \t]+(?:'([^'\n]+)'|"([^"\n]+)"|([^\s'"]+))`,
+		check: notReference},
+	// XML elements that hold a password or a token (Maven's settings.xml, application
+	// configuration). The keyword is the end tag, which every element has: the expression
+	// starts with '<', which the regexp package looks for before it tries a match.
+	{name: "xml-password-element", keywords: []string{"</"},
+		re:    `(?i)<(?:password|passphrase|secret|token|apikey|api-key|clientsecret|privatekey)>\s*([^<\s](?:[^<]*[^<\s])?)\s*</`,
 		check: notReference},
 }
 
@@ -738,7 +750,7 @@ func findAppTokens(text []byte, spans []span) []span {
 }
 
 // hasBlankDashP reports whether text holds "-p" after a blank, as the commands of
-// mysql-password-flag and registry-login-password do.
+// mysql-password-flag and password-flag-value do.
 func hasBlankDashP(text []byte) bool {
 	for i := 1; i < len(text); {
 		k := bytes.Index(text[i:], []byte("-p"))

@@ -86,7 +86,7 @@ func lower(dst, s []byte) []byte {
 
 var (
 	passwordSuffixes = []string{"password", "passwd", "passphrase", "pwd"}
-	passwordWords    = []string{"pass", "pw"}
+	passwordWords    = []string{"pass", "pw", "passcode", "requirepass"}
 	secretSuffixes   = []string{
 		"secret", "token", "apikey", "accesskey", "secretkey", "privatekey", "credential",
 		"creds", "signature", "auth", "authorization", "cookie",

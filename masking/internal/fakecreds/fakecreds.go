@@ -553,7 +553,15 @@ func Formats() []Format {
 			pw := g.S(SetAlnum, 12) + " " + g.S(SetAlnum, 6)
 			return Fake{Value: "mariadb -uroot -p'" + pw + "' -e 'SELECT 1'", Secrets: []string{pw}}
 		}),
-		sh("registry login password", "registry-login-password", func(g *Gen) Fake {
+		sh("redis.conf password", "redis-password", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 20)
+			return Fake{Value: "port 6379\nrequirepass " + pw + "\nappendonly yes", Secrets: []string{pw}}
+		}),
+		sh("maven settings password", "xml-password-element", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 20)
+			return Fake{Value: "<server><id>releases</id><username>ci</username><password>" + pw + "</password></server>", Secrets: []string{pw}}
+		}),
+		sh("registry login password", "password-flag-value", func(g *Gen) Fake {
 			pw := g.S(SetAlnum, 24)
 			return Fake{Value: "docker login -u ci-bot -p " + pw + " registry.internal", Secrets: []string{pw}}
 		}),

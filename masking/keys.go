@@ -85,7 +85,7 @@ func lower(dst, s []byte) []byte {
 }
 
 var (
-	passwordSuffixes = []string{"password", "passwd", "passphrase", "pwd"}
+	passwordSuffixes = []string{"password", "passwd", "passphrase", "pwd", "storepass", "keypass"}
 	passwordWords    = []string{"pass", "pw", "passcode", "requirepass"}
 	secretSuffixes   = []string{
 		"secret", "token", "apikey", "accesskey", "secretkey", "privatekey", "credential",

@@ -328,12 +328,14 @@ func keyBefore(text []byte, sep int, flag bool) ([]byte, bool) {
 	return text[s:e], true
 }
 
-// valueReader reads the values of the separators of a text, in ascending order, so that each
-// byte is read a bounded number of times in all. A line of a megabyte with a separator every few
-// bytes ("token=aaaa:token=aaaa:...") would otherwise be read up to maxValueLen bytes from each
-// separator, three times: for the value's end, its first word and its entropy. It remembers a
-// run of bytes that holds no stop (a byte that ends an unquoted value, or a blank), and the
-// counts of the bytes of the last value whose entropy it took.
+// valueReader reads the values of the separators of a text, in ascending order, so that the
+// bytes of unquoted values are read a bounded number of times in all. A line of a megabyte
+// with a separator every few bytes ("token=aaaa:token=aaaa:...") would otherwise be read up to
+// maxValueLen bytes from each separator, three times: for the value's end, its first word and
+// its entropy. It remembers a run of bytes that holds no stop (a byte that ends an unquoted
+// value, or a blank), and the counts of the bytes of the last value whose entropy it took. A
+// quoted value is read from its quote to the next, which the next quoted value (another
+// separator and quote) ends before.
 type valueReader struct {
 	from, to int // text[from:to] holds no stop; text[to] is one, or was not read yet
 

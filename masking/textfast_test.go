@@ -395,7 +395,7 @@ func requireMayBeSecret(t *testing.T, k []byte) bool {
 // prefixes, digits and separators after them, and from random bytes around them: mayBeSecret
 // never turns one that classifyKey gives a class away.
 func TestMayBeSecret(t *testing.T) {
-	words := append([]string{"sig", "key", "apiKey", "API_KEY", "word", "sigs", "keys"}, passwordSuffixes...)
+	words := append([]string{"sig", "key", "apiKey", "API_KEY", "word", "sigs", "keys", "keyBase", "KEY_BASE", "base"}, passwordSuffixes...)
 	words = append(append(words, passwordWords...), secretSuffixes...)
 	styles := []func(string) string{
 		func(s string) string { return s },

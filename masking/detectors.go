@@ -126,6 +126,10 @@ type detector struct {
 	// more than the whole keyword scan for a common keyword in a text without a match (token
 	// path, basic settings).
 	mayMatch func(text []byte) bool
+	// lines, when set, narrows where re runs to the lines of a text it picks, a line
+	// continued with a backslash together with the next: re matches within one such line, and
+	// a text that holds the keyword once is not searched whole.
+	lines *lineFilter
 	// needsAny, for a detector without keywords, lists bytes one of which every text it finds
 	// anything in contains: the engine's prefilter (engine.prefilter, its stop bytes built by
 	// newStops) skips decoded texts without them. Empty when there are none, which turns that
@@ -150,7 +154,79 @@ func (d *detector) run(w *walker, text []byte, spans []span) []span {
 		return spans
 	case d.mayMatch != nil && !d.mayMatch(text):
 		return spans
+	case d.lines != nil:
+		return d.lines.each(text, spans, d.matches)
 	}
+	return d.matches(text, 0, spans)
+}
+
+// lineFilter picks the lines a detector's expression runs on: those that hold flag after a
+// blank and one of words.
+type lineFilter struct {
+	flag  string   // a flag every match holds after a blank: -p
+	words []string // one of which every match holds: the command's name
+}
+
+// each calls match on the lines of text f picks, in order, and returns the spans it appended.
+// It reads text about three times, however many flags it holds.
+func (f *lineFilter) each(text []byte, spans []span, match func(line []byte, off int, spans []span) []span) []span {
+	for pos := 0; pos < len(text); {
+		k := bytes.Index(text[pos:], []byte(f.flag))
+		if k < 0 {
+			break
+		}
+		at := pos + k
+		if at == 0 || (text[at-1] != ' ' && text[at-1] != '\t') {
+			pos = at + len(f.flag)
+			continue
+		}
+		start, end := lineStart(text, at), lineEnd(text, at)
+		if line := text[start:end]; f.hasWord(line) {
+			spans = match(line, start, spans)
+		}
+		pos = end + 1
+	}
+	return spans
+}
+
+func (f *lineFilter) hasWord(line []byte) bool {
+	for _, w := range f.words {
+		if bytes.Contains(line, []byte(w)) {
+			return true
+		}
+	}
+	return false
+}
+
+// lineStart returns the index of the first byte of the line that holds text[i]: a newline
+// after a backslash continues the line.
+func lineStart(text []byte, i int) int {
+	for {
+		k := bytes.LastIndexByte(text[:i], '\n')
+		if k <= 0 || text[k-1] != '\\' {
+			return k + 1
+		}
+		i = k
+	}
+}
+
+// lineEnd returns the index of the newline that ends the line holding text[start], or
+// len(text): a newline after a backslash continues the line.
+func lineEnd(text []byte, start int) int {
+	for i := start; ; {
+		k := bytes.IndexByte(text[i:], '\n')
+		if k < 0 {
+			return len(text)
+		}
+		if i += k; i == 0 || text[i-1] != '\\' {
+			return i
+		}
+		i++
+	}
+}
+
+// matches appends the secrets re finds in text, at off in the text the spans are of.
+func (d *detector) matches(text []byte, off int, spans []span) []span {
 	for _, m := range d.re.FindAllSubmatchIndex(text, -1) {
 		s, e := m[0], m[1]
 		switch {
@@ -177,7 +253,7 @@ func (d *detector) run(w *walker, text []byte, spans []span) []span {
 		if d.check != nil && !d.check(secret) {
 			continue
 		}
-		spans = append(spans, span{s, e, d.id})
+		spans = append(spans, span{off + s, off + e, d.id})
 	}
 	return spans
 }

@@ -93,6 +93,15 @@ func TestDetectors(t *testing.T) {
 		{name: "mysqldump quoted password", in: `mysqldump -u app -p"pa ss word" shop > dump.sql`, want: `mysqldump -u app -p"<<P:pa ss word>>" shop > dump.sql`, dets: []string{"mysql-password-flag"}},
 		{name: "mysql prompts for the password", in: "mysql -u root -p shop; ls -pla /srv && mysql -p\nmysql -P3306 -h db -P 3306"},
 		{name: "mysql password from a variable", in: `mysql -uroot -p$MYSQL_ROOT_PASSWORD -p"${PW}" -p$(cat /run/pw)`},
+		{name: "mysql clients", in: "mysqlpump -pA1b2c3d4 && mariadb-import -pA1b2c3d4 x.csv; mysql_upgrade -pA1b2c3d4",
+			want: "mysqlpump -p<<P:A1b2c3d4>> && mariadb-import -p<<P:A1b2c3d4>> x.csv; mysql_upgrade -p<<P:A1b2c3d4>>", dets: []string{"mysql-password-flag"}},
+		{name: "mysql password on a continued line", in: "mysqldump -h db \\\n  -u backup \\\n  -pTopS3cret shop",
+			want: "mysqldump -h db \\\n  -u backup \\\n  -p<<P:TopS3cret>> shop", dets: []string{"mysql-password-flag"}},
+		{name: "mysql password in an escaped string", in: `msg="running mysql -uroot -p\"TopS3cret\""`,
+			want: `msg="running mysql -uroot -p\"<<P:TopS3cret>>\""`, dets: []string{"mysql-password-flag"}},
+		{name: "mysql password with quoted parts", in: `mysql -pab'cd'ef; mysql -p"gh\"ij"|grep x`,
+			want: `mysql -p<<P:ab'cd'ef>>; mysql -p"<<P:gh\"ij>>"|grep x`, dets: []string{"mysql-password-flag"}},
+		{name: "mysql as an argument", in: "docker run --name mysql -p3306:3306 mysql:8; ssh root@mysql -p2222"},
 		{name: "mysql in a name", in: "pod mysql-0 is -pending; see mysql.log -pretty"},
 		{name: "docker login password", in: "docker login -u ci-bot -p Tok3nValue9 registry.example.com",
 			want: "docker login -u ci-bot -p <<P:Tok3nValue9>> registry.example.com", dets: []string{"password-flag-value"}},
@@ -106,6 +115,9 @@ func TestDetectors(t *testing.T) {
 			want: "<server>\n  <id>repo</id>\n  <username>ci</username>\n  <password><<P:S3cretPw9>></password>\n</server>", dets: []string{"xml-password-element"}},
 		{name: "xml password on its own line", in: "<password>\n    S3cretPw9\n  </password>", want: "<password>\n    <<P:S3cretPw9>>\n  </password>", dets: []string{"xml-password-element"}},
 		{name: "xml password references", in: "<password>${env.REPO_PASSWORD}</password><token></token><secret>\n</secret>"},
+		{name: "docker login joined password", in: "docker login -pTok3nValue9 r.example.com && podman login -p=Tok3nValue9 quay.io",
+			want: "docker login -p<<P:Tok3nValue9>> r.example.com && podman login -p=<<P:Tok3nValue9>> quay.io", dets: []string{"password-flag-value"}},
+		{name: "mongosh prompts for the password", in: "mongosh -u admin -p --authenticationDatabase admin"},
 		{name: "docker login from stdin and a port", in: "docker login -u ci-bot --password-stdin r.example.com; docker run -p 8080:80 nginx"},
 		{name: "keytool passwords", in: "keytool -importkeystore -srckeystore a.p12 -srcstorepass S3cretPw9 -deststorepass 'An0ther pw' -keypass x9Pw",
 			want: "keytool -importkeystore -srckeystore a.p12 -srcstorepass <<P:S3cretPw9>> -deststorepass '<<P:An0ther pw>>' -keypass <<P:x9Pw>>", dets: []string{"password-assignment"}},
@@ -288,7 +300,7 @@ func mustParse(t *testing.T, expr string) *syntax.Regexp {
 // them with every byte appended and with a word before it.
 func TestClassifyWordPrefilter(t *testing.T) {
 	var words []string
-	for _, list := range [][]string{passwordSuffixes, passwordWords, secretSuffixes, notSecretKeys, {"sig", "key", "", "x"}} {
+	for _, list := range [][]string{passwordSuffixes, passwordWords, secretSuffixes, notSecretKeys, {"sig", "key", "base", "key_base", "", "x"}} {
 		for _, s := range list {
 			for i := 0; i <= len(s); i++ {
 				words = append(words, s[:i], "my"+s[:i], s[i:])

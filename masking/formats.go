@@ -27,8 +27,8 @@ type format struct {
 	// joined marks a secret that follows its flag without a break (-pS3cret): the byte
 	// before it may be a letter.
 	joined bool
-	// mayMatch: see detector.mayMatch.
-	mayMatch   func(text []byte) bool
+	// lines: see detector.lines.
+	lines      *lineFilter
 	minEntropy float64
 	check      func(secret []byte) bool
 	// tok describes a prefixed token, for formats without re.
@@ -209,22 +209,20 @@ var formats = []format{
 	{name: "curl-user-password", keywords: []string{"curl"}, re: `\bcurl\b[^\n]*?\s(?:-u|--user)(?:[ \t]+|=)['"]?[^\s:'"]*:([^\s'"]{3,})`},
 	{name: "netrc-password", keywords: []string{"machine"}, re: `\bmachine[ \t]+\S+(?:[ \t]+login[ \t]+\S+)?[ \t]+password[ \t]+(\S+)`},
 	// The MySQL and MariaDB clients take the password joined to -p (-pS3cret: -p alone
-	// prompts, -P is the port); a registry login, sshpass and the MongoDB shells take it after
-	// a blank. Their keyword is the
-	// flag, and they look further only when it follows a blank: "mysql" (in JDBC URLs) and
-	// "login" (in logs) are common, and an expression that starts with a choice of words is
-	// tried at every byte of a text.
-	{name: "mysql-password-flag", keywords: []string{"-p"}, mayMatch: hasBlankDashP,
-		re:     `\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlcheck|mysqlsh|mariadb|mariadb-dump|mariadb-admin)(?:[ \t][^\n;|&]*?)?[ \t]-p(?:'([^'\n]+)'|"([^"\n]+)"|([^\s'"]+))`,
-		joined: true, check: notReference},
-	{name: "password-flag-value", keywords: []string{"-p"}, mayMatch: hasBlankDashP,
-		re:    `\b(?:(?:docker|podman|nerdctl|buildah|skopeo|oras|helm[ \t]+registry|az)[ \t]+login|sshpass|mongo|mongosh)(?:[ \t][^\n;|&]*?)?[ \t]-p[ \t]+(?:'([^'\n]+)'|"([^"\n]+)"|([^\s'"]+))`,
-		check: notReference},
+	// prompts, -P is the port); a registry login, sshpass and the MongoDB shells take it
+	// joined, after '=' or after a blank. The keyword is the flag; the expressions run only on
+	// the lines (with their continuations) that hold it after a blank and a command's name.
+	{name: "mysql-password-flag", keywords: []string{"-p"}, lines: &lineFilter{flag: "-p", words: []string{"mysql", "mariadb"}},
+		re:     commandStart + `(?:mysql[a-z_]*|mariadb(?:-[a-z]+)?)` + commandArgs + `-p` + shellWord,
+		joined: true, check: notPortOrReference},
+	{name: "password-flag-value", keywords: []string{"-p"}, lines: &lineFilter{flag: "-p", words: []string{"login", "sshpass", "mongo"}},
+		re:     commandStart + `(?:(?:docker|podman|nerdctl|buildah|skopeo|oras|helm[ \t]+registry|az)[ \t]+login|sshpass|mongo|mongosh)` + commandArgs + `-p(?:[ \t]+|=)?` + shellWord,
+		joined: true, check: notFlagOrReference},
 	// Redis: the password in redis.conf (requirepass, masterauth: a line of a directive and
 	// its arguments) and given to redis-cli.
 	{name: "redis-password", keywords: []string{"requirepass", "masterauth", "redis-cli"},
-		re:    `(?m)(?:^[ \t]*(?i:requirepass|masterauth)|\bredis-cli(?:[ \t][^\n;|&]*?)?[ \t](?:-a|--pass))[ \t]+(?:'([^'\n]+)'|"([^"\n]+)"|([^\s'"]+))`,
-		check: notReference},
+		re:    `(?m)(?:^[ \t]*(?i:requirepass|masterauth)|` + commandStart + `redis-cli` + commandArgs + `(?:-a|--pass))[ \t]+` + shellWord,
+		check: notFlagOrReference},
 	// XML elements that hold a password or a token (Maven's settings.xml, application
 	// configuration). The keyword is the end tag, which every element has: the expression
 	// starts with '<', which the regexp package looks for before it tries a match.
@@ -347,7 +345,7 @@ func (t *tokenShape) finder(d *detector) func(text []byte, spans []span) []span 
 func formatDetectors() []*detector {
 	dets := make([]*detector, 0, len(formats))
 	for i, f := range formats {
-		d := &detector{id: idFirstFormat + i, keywords: f.keywords, minEntropy: f.minEntropy, check: f.check, multi: f.multi, needsAny: f.needsAny, mayMatch: f.mayMatch}
+		d := &detector{id: idFirstFormat + i, keywords: f.keywords, minEntropy: f.minEntropy, check: f.check, multi: f.multi, needsAny: f.needsAny, lines: f.lines}
 		switch {
 		case f.re != "":
 			d.re = regexp.MustCompile(f.re)
@@ -749,18 +747,42 @@ func findAppTokens(text []byte, spans []span) []span {
 	}
 }
 
-// hasBlankDashP reports whether text holds "-p" after a blank, as the commands of
-// mysql-password-flag and password-flag-value do.
-func hasBlankDashP(text []byte) bool {
-	for i := 1; i < len(text); {
-		k := bytes.Index(text[i:], []byte("-p"))
-		if k < 0 {
+// Parts of the expressions of passwords on command lines.
+const (
+	// commandStart is what comes before a command's name: the start of the text or a line, a
+	// blank, an operator, a path, the '=' of a flag whose value is a command.
+	commandStart = `(?:^|[\s;|&(/'"=])`
+	// commandArgs are the arguments of the command before its first such flag: on its line or
+	// on lines continued with a backslash, up to an operator.
+	commandArgs = `(?:[ \t](?:[^\n;|&]|\\\n)*?)??[ \t]`
+	// shellWord is a flag's value as a shell reads it: quoted ('…', "…", or \"…\" in a string
+	// that escapes its quotes) up to a blank or an operator, or unquoted with quoted parts and
+	// escapes inside. The secret is the text inside the quotes, or the whole word.
+	shellWord = `(?:'([^'\n]+)'(?:[\s;|&)]|\z)|"((?:[^"\\\n]|\\.)+)"(?:[\s;|&)]|\z)|\\"([^"\\\n]+)\\"|((?:[^\s'"\\|;&]|\\.|'[^'\n]*'|"(?:[^"\\\n]|\\.)*")+))`
+)
+
+// notPortOrReference rejects what notReference rejects, and a port mapping (3306:3306).
+func notPortOrReference(b []byte) bool {
+	return notReference(b) && !isPortMapping(b)
+}
+
+// notFlagOrReference rejects what notReference rejects, and the next flag after one that
+// prompts for its value (mongosh -p --host x).
+func notFlagOrReference(b []byte) bool {
+	return notReference(b) && b[0] != '-'
+}
+
+// isPortMapping reports whether b is digits with colons between them.
+func isPortMapping(b []byte) bool {
+	colon := false
+	for i, c := range b {
+		switch {
+		case isDigit(c):
+		case c == ':' && i > 0 && i < len(b)-1 && b[i-1] != ':':
+			colon = true
+		default:
 			return false
 		}
-		if c := text[i+k-1]; c == ' ' || c == '\t' {
-			return true
-		}
-		i += k + 2
 	}
-	return false
+	return colon
 }

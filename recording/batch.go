@@ -132,23 +132,48 @@ func (s *Values) addBatch(b *Batch) {
 		sim.compact()
 	}
 	// The set keeps sim's window: the old values not evicted, then the new ones, in order.
+	// An evicted value the batch adds again (a session that reads the same list again) is
+	// kept in the memory it had.
 	evicted := min(sim.evicted, nOld)
-	for _, old := range s.fifo[:evicted] {
-		s.unlink(old)
+	spares := s.fifo[:evicted]
+	for _, old := range spares {
+		old.spare = true
 		s.bytes -= len(old.raw)
 	}
-	clear(s.fifo[:evicted])
 	s.fifo = s.fifo[evicted:]
 	if evicted > 0 {
 		s.sorted = nil
 	}
 	for _, e := range sim.window() {
-		if !e.old {
-			// The window holds each value once, and no old value the set keeps: as add
-			// would, but without hashing and looking the value up again.
+		if e.old {
+			continue
+		}
+		// The window holds each value once, and no old value the set keeps: as add would,
+		// but without hashing and looking the value up again.
+		if x := s.spare(e.raw, e.ph, e.hash); x != nil {
+			x.spare = false
+			s.keep(x)
+		} else {
 			s.insert(e.raw, e.ph, e.hash)
 		}
 	}
+	for _, old := range spares {
+		if old.spare {
+			old.spare = false
+			s.unlink(old)
+		}
+	}
+	clear(spares)
+}
+
+// spare returns the spare value equal to v, whose hash is h, with the placeholder ph, or nil.
+func (s *Values) spare(v, ph []byte, h uint64) *value {
+	for x := s.byHash[h]; x != nil; x = x.next {
+		if x.spare && bytes.Equal(x.raw, v) && bytes.Equal(x.placeholder, ph) {
+			return x
+		}
+	}
+	return nil
 }
 
 // simulation plays a set's FIFO forward on the values' hashes: entries[head:] is the window of

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +139,31 @@ func requireSameSet(t *testing.T, want, got *Values) {
 	gotOut, gotN := got.Replace(text)
 	assert.Equal(t, wantN, gotN)
 	assert.Equal(t, string(wantOut), string(gotOut))
+}
+
+// TestAddBatchAgainKeepsMemory: a batch of more values than a set keeps, added again to the set
+// it filled (a session that lists the same Secrets again), leaves the set as it was and keeps
+// the values in the memory they had, instead of copying each again.
+func TestAddBatchAgainKeepsMemory(t *testing.T) {
+	var b Batch
+	for i := range 3 * MaxValues {
+		b.Add(fmt.Appendf(nil, "value-%04d-s3cr3t", i), fmt.Appendf(nil, "P%04d", i))
+	}
+	s := &Values{}
+	s.AddBatch(&b)
+	require.Equal(t, MaxValues, s.Len())
+	before := slices.Clone(s.fifo)
+	s.AddBatch(&b)
+	require.Len(t, s.fifo, len(before))
+	for i := range before {
+		require.Same(t, before[i], s.fifo[i], "the same values, in the same memory, in the same order")
+	}
+	assert.Len(t, s.byHash, MaxValues, "no value forgotten twice or kept twice")
+	allocs := testing.AllocsPerRun(5, func() { s.AddBatch(&b) })
+	assert.Less(t, allocs, 10.0, "the set's values are not allocated again")
+	out, n := s.Replace([]byte("echo value-0767-s3cr3t"))
+	assert.Equal(t, 1, n)
+	assert.Equal(t, "echo P0767", string(out))
 }
 
 // TestBatchCopies checks that a batch keeps copies: the masker's buffers are reused after each

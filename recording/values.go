@@ -50,6 +50,9 @@ type value struct {
 	raw, placeholder []byte
 	hash             uint64
 	next             *value // the next value with the same hash
+	// spare marks a value AddBatch forgets unless the batch adds it again: it is no longer in
+	// fifo, but still in byHash, where the batch's values look for it.
+	spare bool
 }
 
 // Add keeps v (and each line of it) with its placeholder, unless it is too short, too long or
@@ -132,8 +135,14 @@ func (s *Values) insert(v, placeholder []byte, h uint64) {
 	copy(buf[len(v):], placeholder)
 	nv := &value{raw: buf[:len(v):len(v)], placeholder: buf[len(v):], hash: h, next: s.byHash[h]}
 	s.byHash[h] = nv
+	s.keep(nv)
+}
+
+// keep appends nv, which byHash holds, to the values kept, and forgets the oldest past the
+// set's bounds.
+func (s *Values) keep(nv *value) {
 	s.fifo = append(s.fifo, nv)
-	s.bytes += len(v)
+	s.bytes += len(nv.raw)
 	for len(s.fifo) > MaxValues || s.bytes > MaxValuesBytes {
 		old := s.fifo[0]
 		s.fifo[0] = nil

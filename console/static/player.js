@@ -27,11 +27,27 @@
     }
     el.dataset.state = "loading";
     var player = AsciinemaPlayer.create({ url: el.dataset.cast, fetchOpts: { credentials: "same-origin" } }, el, opts);
-    ["play", "playing", "pause", "ended"].forEach(function (name) {
-      player.addEventListener(name, function () { el.dataset.state = name; });
+    // The player's state, as data-state. Each report counts, so that a report put off is
+    // dropped when another came after it.
+    var reports = 0;
+    function report(name) {
+      reports++;
+      el.dataset.state = name;
+    }
+    ["play", "playing", "pause"].forEach(function (name) {
+      player.addEventListener(name, function () { report(name); });
     });
-    player.addEventListener("ready", function () { if (el.dataset.state === "loading") el.dataset.state = "ready"; });
-    player.addEventListener("error", function () { el.dataset.state = "error"; });
+    // The player ends in the same task as it hands its terminal the last output, which the
+    // terminal draws on the next animation frame: "ended" is reported once that frame is drawn,
+    // so that it means the end is on the screen.
+    player.addEventListener("ended", function () {
+      var n = ++reports;
+      requestAnimationFrame(function () {
+        requestAnimationFrame(function () { if (reports === n) el.dataset.state = "ended"; });
+      });
+    });
+    player.addEventListener("ready", function () { if (el.dataset.state === "loading") report("ready"); });
+    player.addEventListener("error", function () { report("error"); });
     // The player listens for its keys on its wrapper, which it leaves out of the tab order: put
     // it in, so that the keyboard reaches the player.
     var tries = 0;

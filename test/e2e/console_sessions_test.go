@@ -130,15 +130,19 @@ func TestConsoleSessions(t *testing.T) {
 	viewer.noCanary(t, rs.canary, "session page")
 	viewer.screenshot(t, "console-session")
 
-	// The player: its state as player.js reports it, every state it passes through.
+	// The player: its state as player.js reports it, every state it passes through, and its
+	// terminal's text at the moment it reports the end (the end is on the screen by then).
 	state := `document.getElementById("player").dataset.state`
 	viewer.run(t, "open the recording",
 		chromedp.Click(chromedp.CSS("#timeline .recording a.button")),
 		chromedp.WaitVisible(chromedp.CSS("#player .ap-wrapper")),
 		chromedp.Poll[chromedp.Void](state+` === "ready"`, chromedp.WithPollingInterval(50*time.Millisecond)),
 		chromedp.Evaluate[chromedp.Void](`window.__states = [];
-			new MutationObserver(function () { window.__states.push(document.getElementById("player").dataset.state); })
-				.observe(document.getElementById("player"), {attributes: true, attributeFilter: ["data-state"]});`),
+			new MutationObserver(function () {
+				var el = document.getElementById("player");
+				window.__states.push(el.dataset.state);
+				if (el.dataset.state === "ended") window.__endScreen = el.querySelector(".ap-term-text").innerText;
+			}).observe(document.getElementById("player"), {attributes: true, attributeFilter: ["data-state"]});`),
 	)
 	assert.True(t, viewer.eval(t, `document.getElementById("chain").dataset.verified === "true"`), "the recording's hash chain verifies")
 	assert.Contains(t, viewer.text(t, "#chain"), "Verified")
@@ -150,7 +154,7 @@ func TestConsoleSessions(t *testing.T) {
 	require.NotEmpty(t, states, "the player changed state")
 	assert.True(t, slices.Contains(states, "playing"), "the player played: %v", states)
 	assert.Equal(t, "ended", states[len(states)-1], "the player ended: %v", states)
-	screen := value(t, viewer, "read the terminal", chromedp.Text(chromedp.CSS("#player .ap-term-text")))
+	screen := value(t, viewer, "read the terminal as the player ended", chromedp.Evaluate[string](`window.__endScreen`))
 	for _, want := range []string{"$ cat /var/run/api/token", "gatehouse:masked:", rs.echoed, "exit 3"} {
 		assert.Contains(t, screen, want, "the player's terminal")
 	}

@@ -1,9 +1,6 @@
 package recording
 
-import (
-	"bytes"
-	"hash/maphash"
-)
+import "bytes"
 
 // Batch collects values to add to a Values set in one step (AddBatch). A masked list of Secrets
 // hands over thousands of values, of which a set keeps only the newest MaxValues: adding them one
@@ -108,177 +105,104 @@ func (s *Values) AddBatchLater(b *Batch) (add func()) {
 }
 
 // addBatch adds the values of b to s. The caller holds s.mu.
+//
+// Add makes each value the newest and then forgets the oldest values past the set's bounds, so
+// the set ends holding the newest values that fit, whatever it held before: the batch's values
+// from its last back (a value by its last place in the batch), and then the set's own values from
+// its newest back, up to the first that does not fit. addBatch looks at no more of the batch than
+// that: a list of thousands of Secrets hashes only the values the set keeps.
 func (s *Values) addBatch(b *Batch) {
-	if s.byHash == nil {
-		s.byHash = map[uint64]*value{}
-		s.seed = maphash.MakeSeed()
-	}
-	sim := simulation{entries: make([]simEntry, 0, len(s.fifo)+min(len(b.cands), 2*MaxValues))}
-	sim.table.init()
-	for _, v := range s.fifo {
-		sim.push(simEntry{raw: v.raw, hash: v.hash, old: true}, v.hash)
-	}
-	nOld := len(s.fifo)
-	for _, c := range b.cands {
+	s.init()
+	picks := make([]pick, 0, min(len(b.cands), MaxValues))
+	var seen pickTable
+	n, size, full := 0, 0, false
+	for i := len(b.cands) - 1; i >= 0; i-- {
+		c := b.cands[i]
 		v := b.value(c)
 		h := s.hashOf(v)
-		if sim.find(v, h) {
-			continue
+		if seen.has(v, h, b, picks) {
+			continue // a newer place of the same value
 		}
-		sim.push(simEntry{raw: v, ph: b.placeholder(c), hash: h}, h)
-		for sim.live() > MaxValues || sim.bytes > MaxValuesBytes {
-			sim.evict()
+		if n == MaxValues || size+len(v) > MaxValuesBytes {
+			full = true
+			break
 		}
-		sim.compact()
+		n++
+		size += len(v)
+		seen.insert(h, len(picks))
+		picks = append(picks, pick{c: c, hash: h, kept: s.lookup(v, h)})
 	}
-	// The set keeps sim's window: the old values not evicted, then the new ones, in order.
-	// An evicted value the batch adds again (a session that reads the same list again) is
-	// kept in the memory it had.
-	evicted := min(sim.evicted, nOld)
-	spares := s.fifo[:evicted]
-	for _, old := range spares {
-		old.spare = true
-		s.bytes -= len(old.raw)
-	}
-	s.fifo = s.fifo[evicted:]
-	if evicted > 0 {
-		s.sorted = nil
-	}
-	for _, e := range sim.window() {
-		if e.old {
-			continue
+	// A value the set keeps and the batch adds again moves to its place among the batch's, in
+	// the memory it has. The set's other values are older than all of the batch's: the newest
+	// stay while they fit beside them, and the rest are forgotten.
+	for _, p := range picks {
+		if p.kept != nil {
+			s.remove(p.kept)
 		}
-		// The window holds each value once, and no old value the set keeps: as add would,
-		// but without hashing and looking the value up again.
-		if x := s.spare(e.raw, e.ph, e.hash); x != nil {
-			x.spare = false
-			s.keep(x)
+	}
+	x := s.newest
+	for ; x != nil && !full; x = x.older {
+		if n == MaxValues || size+len(x.raw) > MaxValuesBytes {
+			break
+		}
+		n++
+		size += len(x.raw)
+	}
+	for x != nil {
+		older := x.older
+		s.forget(x)
+		x = older
+	}
+	for i := len(picks) - 1; i >= 0; i-- {
+		p := picks[i]
+		if p.kept != nil {
+			s.push(p.kept)
+			if ph := b.placeholder(p.c); !bytes.Equal(p.kept.placeholder, ph) {
+				p.kept.placeholder = bytes.Clone(ph)
+			}
 		} else {
-			s.insert(e.raw, e.ph, e.hash)
+			s.insert(b.value(p.c), b.placeholder(p.c), p.hash)
 		}
 	}
-	for _, old := range spares {
-		if old.spare {
-			old.spare = false
-			s.unlink(old)
-		}
+}
+
+// pick is a value of a batch that the set keeps.
+type pick struct {
+	c    candidate
+	hash uint64
+	kept *value // the set's value equal to it, if any
+}
+
+// pickTable finds the values picked so far by hash: an open-addressing hash table (linear
+// probing) of indexes into the picks. It never holds more than MaxValues entries.
+type pickTable struct {
+	slots []int32 // index + 1; 0 is empty
+}
+
+const pickTableSize = 1024 // a power of two, at least four times MaxValues
+
+func (t *pickTable) insert(h uint64, i int) {
+	if t.slots == nil {
+		t.slots = make([]int32, pickTableSize)
 	}
-	clear(spares)
-}
-
-// spare returns the spare value equal to v, whose hash is h, with the placeholder ph, or nil.
-func (s *Values) spare(v, ph []byte, h uint64) *value {
-	for x := s.byHash[h]; x != nil; x = x.next {
-		if x.spare && bytes.Equal(x.raw, v) && bytes.Equal(x.placeholder, ph) {
-			return x
-		}
-	}
-	return nil
-}
-
-// simulation plays a set's FIFO forward on the values' hashes: entries[head:] is the window of
-// values the set would keep, bytes their size, and table finds them by hash.
-type simulation struct {
-	entries []simEntry
-	head    int
-	evicted int // entries evicted since the start, old and new
-	bytes   int
-	table   simTable
-}
-
-type simEntry struct {
-	raw, ph []byte
-	hash    uint64
-	old     bool // already in the set
-}
-
-func (s *simulation) live() int          { return len(s.entries) - s.head }
-func (s *simulation) window() []simEntry { return s.entries[s.head:] }
-
-func (s *simulation) push(e simEntry, h uint64) {
-	s.entries = append(s.entries, e)
-	s.bytes += len(e.raw)
-	s.table.insert(h, int32(len(s.entries)-1+s.evicted-s.head))
-}
-
-// find reports whether the window holds v, whose hash is h.
-func (s *simulation) find(v []byte, h uint64) bool {
-	return s.table.lookup(h, v, s) >= 0
-}
-
-func (s *simulation) evict() {
-	e := s.entries[s.head]
-	s.table.remove(e.hash, int32(s.evicted), s)
-	s.bytes -= len(e.raw)
-	s.entries[s.head] = simEntry{}
-	s.head++
-	s.evicted++
-}
-
-// compact moves the window to the front of entries once enough of it was evicted, so that
-// entries stays about twice the window whatever the batch's length. Table slots hold sequence
-// numbers (evicted + index in the window), which do not change.
-func (s *simulation) compact() {
-	if s.head < MaxValues || s.head < len(s.entries)/2 {
-		return
-	}
-	n := copy(s.entries, s.entries[s.head:])
-	clear(s.entries[n:])
-	s.entries = s.entries[:n]
-	s.head = 0
-}
-
-// at returns the entry of sequence number seq.
-func (s *simulation) at(seq int32) *simEntry {
-	return &s.entries[int(seq)-s.evicted+s.head]
-}
-
-// simTable is an open-addressing hash table (linear probing, deletion by backward shift) of the
-// window's sequence numbers by hash. It never holds more than MaxValues+1 entries.
-type simTable struct {
-	slots []int32 // sequence number + 1; 0 is empty
-	mask  uint64
-}
-
-func (t *simTable) init() {
-	const size = 1024 // a power of two, at least four times MaxValues+1
-	t.slots = make([]int32, size)
-	t.mask = size - 1
-}
-
-func (t *simTable) insert(h uint64, seq int32) {
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
-		if t.slots[i] == 0 {
-			t.slots[i] = seq + 1
+	for j := h & (pickTableSize - 1); ; j = (j + 1) & (pickTableSize - 1) {
+		if t.slots[j] == 0 {
+			t.slots[j] = int32(i) + 1
 			return
 		}
 	}
 }
 
-func (t *simTable) lookup(h uint64, v []byte, s *simulation) int32 {
-	for i := h & t.mask; t.slots[i] != 0; i = (i + 1) & t.mask {
-		e := s.at(t.slots[i] - 1)
-		if e.hash == h && bytes.Equal(e.raw, v) {
-			return t.slots[i] - 1
+// has reports whether a pick of b is v, whose hash is h.
+func (t *pickTable) has(v []byte, h uint64, b *Batch, picks []pick) bool {
+	if t.slots == nil {
+		return false
+	}
+	for j := h & (pickTableSize - 1); t.slots[j] != 0; j = (j + 1) & (pickTableSize - 1) {
+		p := picks[t.slots[j]-1]
+		if p.hash == h && bytes.Equal(b.value(p.c), v) {
+			return true
 		}
 	}
-	return -1
-}
-
-// remove deletes seq, whose hash is h, and shifts the entries after it back so that every
-// entry stays reachable from its home slot.
-func (t *simTable) remove(h uint64, seq int32, s *simulation) {
-	i := h & t.mask
-	for t.slots[i] != seq+1 {
-		i = (i + 1) & t.mask
-	}
-	for j := (i + 1) & t.mask; t.slots[j] != 0; j = (j + 1) & t.mask {
-		home := s.at(t.slots[j]-1).hash & t.mask
-		// Move slots[j] into the hole at i unless its home lies cyclically in (i, j].
-		if (j-home)&t.mask >= (j-i)&t.mask {
-			t.slots[i] = t.slots[j]
-			i = j
-		}
-	}
-	t.slots[i] = 0
+	return false
 }

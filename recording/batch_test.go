@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,7 +49,7 @@ func TestAddBatchAsAdd(t *testing.T) {
 					}
 					draw := func() ([]byte, []byte) {
 						i := r.IntN(len(pool))
-						return pool[i], fmt.Appendf(nil, "P%d-%d", i, r.IntN(3)) // a value keeps its first placeholder
+						return pool[i], fmt.Appendf(nil, "P%d-%d", i, r.IntN(3)) // a value takes its newest placeholder
 					}
 					one, batched := &Values{}, &Values{}
 					if collide {
@@ -84,7 +83,7 @@ func TestAddBatchAsAdd(t *testing.T) {
 }
 
 // randomValue returns a value of about size bytes, which may span lines (\n or \r\n) and may be
-// blank. Its lines are about 12 bytes long, or about 4 KiB in a value of 16 KiB or more, so that
+// blank. Its lines are about 12 bytes long, or about 16 KiB in a value of 16 KiB or more, so that
 // large values fill the set's byte bound before its count bound.
 func randomValue(r *rand.Rand, i, size int) []byte {
 	if r.IntN(20) == 0 {
@@ -92,7 +91,7 @@ func randomValue(r *rand.Rand, i, size int) []byte {
 	}
 	every := 12
 	if size >= 16<<10 {
-		every = 4 << 10
+		every = 32 << 10
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "v%d-", i)
@@ -111,12 +110,26 @@ func randomValue(r *rand.Rand, i, size int) []byte {
 	return b.Bytes()[:max(size, 0)]
 }
 
+// list returns the values s keeps, the oldest first, checking the links both ways.
+func (s *Values) list() []*value {
+	var l []*value
+	for x := s.oldest; x != nil; x = x.newer {
+		if x.newer == nil && x != s.newest || x.newer != nil && x.newer.older != x {
+			panic("broken list")
+		}
+		l = append(l, x)
+	}
+	return l
+}
+
 func requireSameSet(t *testing.T, want, got *Values) {
 	t.Helper()
 	require.Equal(t, want.Len(), got.Len(), "number of values")
 	require.Equal(t, want.bytes, got.bytes, "bytes")
-	for i, w := range want.fifo {
-		g := got.fifo[i]
+	require.Len(t, got.list(), got.Len(), "the list holds every value once")
+	gotList := got.list()
+	for i, w := range want.list() {
+		g := gotList[i]
 		require.Equal(t, string(w.raw), string(g.raw), "value %d", i)
 		require.Equal(t, string(w.placeholder), string(g.placeholder), "placeholder of value %d", i)
 		require.True(t, got.Contains(w.raw), "value %d is found", i)
@@ -130,7 +143,7 @@ func requireSameSet(t *testing.T, want, got *Values) {
 	require.Equal(t, got.Len(), n, "every value is indexed once")
 	text := bytes.Join(func() [][]byte {
 		var vs [][]byte
-		for _, v := range want.fifo {
+		for _, v := range want.list() {
 			vs = append(vs, v.raw)
 		}
 		return vs
@@ -152,11 +165,12 @@ func TestAddBatchAgainKeepsMemory(t *testing.T) {
 	s := &Values{}
 	s.AddBatch(&b)
 	require.Equal(t, MaxValues, s.Len())
-	before := slices.Clone(s.fifo)
+	before := s.list()
 	s.AddBatch(&b)
-	require.Len(t, s.fifo, len(before))
+	after := s.list()
+	require.Len(t, after, len(before))
 	for i := range before {
-		require.Same(t, before[i], s.fifo[i], "the same values, in the same memory, in the same order")
+		require.Same(t, before[i], after[i], "the same values, in the same memory, in the same order")
 	}
 	assert.Len(t, s.byHash, MaxValues, "no value forgotten twice or kept twice")
 	allocs := testing.AllocsPerRun(5, func() { s.AddBatch(&b) })

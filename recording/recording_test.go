@@ -200,7 +200,7 @@ func TestValuesBounded(t *testing.T) {
 }
 
 // TestValuesForgetOldestFirst fills a set past both bounds with values of many lengths, each
-// added twice: it keeps exactly the newest that fit, each with its first placeholder, and forgets
+// added twice: it keeps exactly the newest that fit, each with its newer placeholder, and forgets
 // the rest. With collisions, every value has one of two hashes, so that the chains of values
 // with the same hash are long and are unlinked from the middle.
 func TestValuesForgetOldestFirst(t *testing.T) {
@@ -230,8 +230,8 @@ func TestValuesForgetOldestFirst(t *testing.T) {
 					return b
 				}
 				for i := range tc.n {
-					v.Add(val(i), fmt.Appendf(nil, "P%d", i))
-					v.Add(val(i), []byte("again")) // already kept: changes nothing
+					v.Add(val(i), []byte("first"))
+					v.Add(val(i), fmt.Appendf(nil, "P%d", i)) // already kept: takes the placeholder
 				}
 				require.LessOrEqual(t, v.Len(), MaxValues)
 				kept, total := 0, 0
@@ -256,6 +256,35 @@ func TestValuesForgetOldestFirst(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestValuesKeepWhatIsReadAgain: a value added again (a Secret the session reads again) becomes
+// the newest, and the values added longest ago are forgotten first.
+func TestValuesKeepWhatIsReadAgain(t *testing.T) {
+	v := &Values{}
+	val := func(i int) []byte { return fmt.Appendf(nil, "value-number-%04d", i) }
+	for i := range MaxValues {
+		v.Add(val(i), []byte("P"))
+	}
+	v.Add(val(0), []byte("P0"))
+	v.Add(val(MaxValues), []byte("P"))
+	assert.True(t, v.Contains(val(0)), "read again: kept")
+	assert.False(t, v.Contains(val(1)), "read longest ago: forgotten")
+	assert.Equal(t, MaxValues, v.Len())
+	out, n := v.Replace(val(0))
+	assert.Equal(t, 1, n)
+	assert.Equal(t, "P0", string(out), "with the placeholder it was read with last")
+
+	// The same through a batch.
+	var b Batch
+	b.Add(val(2), []byte("P2"))
+	for i := range MaxValues - 1 {
+		b.Add(val(1000+i), []byte("P"))
+	}
+	v.AddBatch(&b)
+	assert.True(t, v.Contains(val(2)))
+	assert.False(t, v.Contains(val(3)))
+	assert.False(t, v.Contains(val(0)), "older than the whole batch")
 }
 
 // readRecording reads the stored chunks of a recording.

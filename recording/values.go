@@ -16,7 +16,8 @@ const (
 	MinValueBytes = 6
 	// MaxValueBytes is the longest single value (or line of a multi-line value) it keeps.
 	MaxValueBytes = 64 << 10
-	// MaxValues and MaxValuesBytes bound a set; past them the oldest values are forgotten.
+	// MaxValues and MaxValuesBytes bound a set; past them the values added longest ago are
+	// forgotten.
 	MaxValues      = 256
 	MaxValuesBytes = 1 << 20
 )
@@ -26,15 +27,17 @@ const (
 // values are masked when the session's commands print them (cat of a mounted Secret, env).
 // Values of several lines are also kept line by line, as terminals show them.
 //
-// A Values set lives in memory only and is bounded (MaxValues, MaxValuesBytes: the oldest values
-// go first). It never prints its values: String, GoString, Format and LogValue are redacted. It is
-// safe for concurrent use.
+// A Values set lives in memory only and is bounded (MaxValues, MaxValuesBytes): the values read
+// longest ago go first, so that a Secret the session reads again stays. It never prints its
+// values: String, GoString, Format and LogValue are redacted. It is safe for concurrent use.
 type Values struct {
-	mu     sync.RWMutex
-	fifo   []*value          // the values kept, oldest first: the order they are forgotten in
-	byHash map[uint64]*value // the same, by the hash of the value, chained through next
-	seed   maphash.Seed
-	bytes  int
+	mu sync.RWMutex
+	// oldest and newest end the list of the values kept, in the order they were last added:
+	// the order they are forgotten in.
+	oldest, newest *value
+	n, bytes       int               // how many values the list holds, and their size
+	byHash         map[uint64]*value // the same, by the hash of the value, chained through next
+	seed           maphash.Seed
 	// hash hashes a value; nil means maphash under seed. A test seam: tests make every value
 	// collide.
 	hash func([]byte) uint64
@@ -50,13 +53,11 @@ type value struct {
 	raw, placeholder []byte
 	hash             uint64
 	next             *value // the next value with the same hash
-	// spare marks a value AddBatch forgets unless the batch adds it again: it is no longer in
-	// fifo, but still in byHash, where the batch's values look for it.
-	spare bool
+	older, newer     *value // the values added before and after it
 }
 
-// Add keeps v (and each line of it) with its placeholder, unless it is too short, too long or
-// already kept.
+// Add keeps v (and each line of it) with its placeholder as the newest value, unless it is too
+// short or too long. A value already kept takes the new placeholder and becomes the newest.
 func (s *Values) Add(v, placeholder []byte) {
 	if s == nil {
 		return
@@ -116,18 +117,25 @@ func (s *Values) add(v, placeholder []byte) {
 	if !keeps(v) {
 		return
 	}
+	s.init()
+	h := s.hashOf(v)
+	if x := s.lookup(v, h); x != nil {
+		s.again(x, placeholder)
+		return
+	}
+	s.insert(v, placeholder, h)
+	s.trim()
+}
+
+func (s *Values) init() {
 	if s.byHash == nil {
 		s.byHash = map[uint64]*value{}
 		s.seed = maphash.MakeSeed()
 	}
-	h := s.hashOf(v)
-	if s.lookup(v, h) != nil {
-		return
-	}
-	s.insert(v, placeholder, h)
 }
 
-// insert keeps v, whose hash is h and which the set does not hold, with its placeholder.
+// insert keeps v, whose hash is h and which the set does not hold, with its placeholder, as the
+// newest value. The caller trims the set.
 func (s *Values) insert(v, placeholder []byte, h uint64) {
 	// One allocation for the value and its placeholder.
 	buf := make([]byte, len(v)+len(placeholder))
@@ -135,22 +143,63 @@ func (s *Values) insert(v, placeholder []byte, h uint64) {
 	copy(buf[len(v):], placeholder)
 	nv := &value{raw: buf[:len(v):len(v)], placeholder: buf[len(v):], hash: h, next: s.byHash[h]}
 	s.byHash[h] = nv
-	s.keep(nv)
+	s.push(nv)
 }
 
-// keep appends nv, which byHash holds, to the values kept, and forgets the oldest past the
-// set's bounds.
-func (s *Values) keep(nv *value) {
-	s.fifo = append(s.fifo, nv)
-	s.bytes += len(nv.raw)
-	for len(s.fifo) > MaxValues || s.bytes > MaxValuesBytes {
-		old := s.fifo[0]
-		s.fifo[0] = nil
-		s.fifo = s.fifo[1:]
-		s.unlink(old)
-		s.bytes -= len(old.raw)
+// again makes x, which the set keeps, the newest value, with the placeholder ph.
+func (s *Values) again(x *value, ph []byte) {
+	if x != s.newest {
+		s.remove(x)
+		s.push(x)
 	}
+	if !bytes.Equal(x.placeholder, ph) {
+		x.placeholder = bytes.Clone(ph)
+	}
+}
+
+// push appends x to the list as the newest value.
+func (s *Values) push(x *value) {
+	x.older, x.newer = s.newest, nil
+	if s.newest != nil {
+		s.newest.newer = x
+	} else {
+		s.oldest = x
+	}
+	s.newest = x
+	s.n++
+	s.bytes += len(x.raw)
 	s.sorted = nil
+}
+
+// remove takes x out of the list; byHash still holds it.
+func (s *Values) remove(x *value) {
+	if x.older != nil {
+		x.older.newer = x.newer
+	} else {
+		s.oldest = x.newer
+	}
+	if x.newer != nil {
+		x.newer.older = x.older
+	} else {
+		s.newest = x.older
+	}
+	x.older, x.newer = nil, nil
+	s.n--
+	s.bytes -= len(x.raw)
+	s.sorted = nil
+}
+
+// trim forgets the oldest values past the set's bounds.
+func (s *Values) trim() {
+	for s.n > MaxValues || s.bytes > MaxValuesBytes {
+		s.forget(s.oldest)
+	}
+}
+
+// forget takes x out of the list and out of byHash.
+func (s *Values) forget(x *value) {
+	s.remove(x)
+	s.unlink(x)
 }
 
 func (s *Values) hashOf(v []byte) uint64 {
@@ -194,7 +243,10 @@ func (s *Values) byLength() []*value {
 	s.sortMu.Lock()
 	defer s.sortMu.Unlock()
 	if s.sorted == nil {
-		s.sorted = slices.Clone(s.fifo)
+		s.sorted = make([]*value, 0, s.n)
+		for x := s.oldest; x != nil; x = x.newer {
+			s.sorted = append(s.sorted, x)
+		}
 		slices.SortStableFunc(s.sorted, func(a, b *value) int { return len(b.raw) - len(a.raw) })
 	}
 	return s.sorted
@@ -220,7 +272,7 @@ func (s *Values) Len() int {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.fifo)
+	return s.n
 }
 
 // Replace returns src with every kept value replaced by its placeholder, and how many it
@@ -231,7 +283,7 @@ func (s *Values) Replace(src []byte) ([]byte, int) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if len(s.fifo) == 0 {
+	if s.n == 0 {
 		return src, 0
 	}
 	cur := src

@@ -121,6 +121,8 @@ func TestDetectors(t *testing.T) {
 		{name: "docker login from stdin and a port", in: "docker login -u ci-bot --password-stdin r.example.com; docker run -p 8080:80 nginx"},
 		{name: "keytool passwords", in: "keytool -importkeystore -srckeystore a.p12 -srcstorepass S3cretPw9 -deststorepass 'An0ther pw' -keypass x9Pw",
 			want: "keytool -importkeystore -srckeystore a.p12 -srcstorepass <<P:S3cretPw9>> -deststorepass '<<P:An0ther pw>>' -keypass <<P:x9Pw>>", dets: []string{"password-assignment"}},
+		// openssl's -pass names where the password is, or holds it after pass:.
+		{name: "openssl password sources", in: "openssl rsa -passin env:PW -passout file:/run/pw -pass fd:3 -passin stdin -pass pass:$PW -k \"${KEY}\" -kfile /run/k; curl -k https://example.com | openssl x509 -noout\ncurl -k https://example.com"},
 		{name: "token with entropy", in: "api_token=Zk3qP9xW2vL8nR4t", want: "api_token=<<P:Zk3qP9xW2vL8nR4t>>", dets: []string{"keyword-entropy"}},
 		{name: "token without entropy", in: "token=aaaaaaaaaaaa"},
 		{name: "query string token", in: "GET /callback?code=abc&access_token=Zk3qP9xW2vL8nR4t&state=1", want: "GET /callback?code=abc&access_token=<<P:Zk3qP9xW2vL8nR4t>>&state=1", dets: []string{"keyword-entropy"}},

@@ -449,6 +449,9 @@ func keyMasksWith(c keyClass, key, v []byte, ent func([]byte) float64) int {
 		if v[0] == '/' && bytes.EqualFold(bytes.TrimLeft(key, "-"), []byte("pwd")) {
 			return -1
 		}
+		if namesPassSource(key, v) {
+			return -1
+		}
 		return idPasswordAssignment
 	case keySecret:
 		if len(v) >= minSecretLen && ent(v) >= minSecretEntropy && !obviouslyNotSecret(v) {
@@ -456,4 +459,22 @@ func keyMasksWith(c keyClass, key, v []byte, ent func([]byte) float64) int {
 		}
 	}
 	return -1
+}
+
+// namesPassSource reports whether v, the value of openssl's -pass flag, names where the
+// password is (env:VAR, file:path, fd:3, stdin) or gives it as a reference (pass:$PW) rather
+// than holding it.
+func namesPassSource(key, v []byte) bool {
+	if len(key) < 2 || key[0] != '-' || string(bytes.TrimLeft(key, "-")) != "pass" {
+		return false
+	}
+	for _, p := range []string{"env:", "file:", "fd:"} {
+		if bytes.HasPrefix(v, []byte(p)) {
+			return true
+		}
+	}
+	if rest, ok := bytes.CutPrefix(v, []byte("pass:")); ok {
+		return obviouslyNotSecret(rest)
+	}
+	return string(v) == "stdin"
 }

@@ -121,8 +121,42 @@ func TestDetectors(t *testing.T) {
 		{name: "docker login from stdin and a port", in: "docker login -u ci-bot --password-stdin r.example.com; docker run -p 8080:80 nginx"},
 		{name: "keytool passwords", in: "keytool -importkeystore -srckeystore a.p12 -srcstorepass S3cretPw9 -deststorepass 'An0ther pw' -keypass x9Pw",
 			want: "keytool -importkeystore -srckeystore a.p12 -srcstorepass <<P:S3cretPw9>> -deststorepass '<<P:An0ther pw>>' -keypass <<P:x9Pw>>", dets: []string{"password-assignment"}},
-		// openssl's -pass names where the password is, or holds it after pass:.
-		{name: "openssl password sources", in: "openssl rsa -passin env:PW -passout file:/run/pw -pass fd:3 -passin stdin -pass pass:$PW -k \"${KEY}\" -kfile /run/k; curl -k https://example.com | openssl x509 -noout\ncurl -k https://example.com"},
+		// .NET appSettings: the value of an <add> element whose key names a secret.
+		{name: "appsettings secrets", in: `<appSettings><add key="Payments.ApiKey" value="Zk3qP9xW2vL8nR4t"/><add value='Hunter2pw' key='DbPassword' /></appSettings>`,
+			want: `<appSettings><add key="Payments.ApiKey" value="<<P:Zk3qP9xW2vL8nR4t>>"/><add value='<<P:Hunter2pw>>' key='DbPassword' /></appSettings>`, dets: []string{"xml-add-key-value"}},
+		{name: "appsettings over lines and in an escaped string", in: "<add\n   key=\"Smtp.Password\"\n   value=\"pa ss word\" />\nmsg=\"<add key=\\\"ClientSecret\\\" value=\\\"Zk3qP9xW2vL8nR4t\\\"/>\"",
+			want: "<add\n   key=\"Smtp.Password\"\n   value=\"<<P:pa ss word>>\" />\nmsg=\"<add key=\\\"ClientSecret\\\" value=\\\"<<P:Zk3qP9xW2vL8nR4t>>\\\"/>\"", dets: []string{"xml-add-key-value"}},
+		{name: "appsettings that are not secrets", in: `<add key="ApiKey" value="${API_KEY}"/><add key="DbPassword" value=""/><add key="ApiKeyHeaderName" value="X-Api-Key-Zk3qP9xW2"/>` +
+			`<add key="Environment" value="Zk3qP9xW2vL8nR4t"/><add key="TokenLifetimeSeconds" value="3600"/><address key="password" value="Hunter2pw">`},
+		// htpasswd: the password is its last argument after -b.
+		{name: "htpasswd passwords", in: "htpasswd -b /etc/nginx/.htpasswd admin S3cretPw9 && htpasswd -Bbc -C 12 users admin 'pa ss' 2>/dev/null; /usr/bin/htpasswd -nb admin Pw0rd9 # for nginx",
+			want: "htpasswd -b /etc/nginx/.htpasswd admin <<P:S3cretPw9>> && htpasswd -Bbc -C 12 users admin '<<P:pa ss>>' 2>/dev/null; /usr/bin/htpasswd -nb admin <<P:Pw0rd9>> # for nginx", dets: []string{"htpasswd-password"}},
+		{name: "htpasswd with an empty user, in docker run and sh -c", in: `htpasswd -bnBC 10 "" S3cretPw9 | tr -d ':\n'; docker run --rm --entrypoint htpasswd httpd:2 -Bbn ci Pw0rd9 > auth; sh -c "htpasswd -nb ci \"Tok3n pw\""`,
+			want: `htpasswd -bnBC 10 "" <<P:S3cretPw9>> | tr -d ':\n'; docker run --rm --entrypoint htpasswd httpd:2 -Bbn ci <<P:Pw0rd9>> > auth; sh -c "htpasswd -nb ci \"<<P:Tok3n pw>>\""`, dets: []string{"htpasswd-password"}},
+		{name: "htpasswd on continued lines", in: "htpasswd -b \\\n  /etc/nginx/.htpasswd \\\n  admin S3cretPw9\nnext", want: "htpasswd -b \\\n  /etc/nginx/.htpasswd \\\n  admin <<P:S3cretPw9>>\nnext", dets: []string{"htpasswd-password"}},
+		{name: "htpasswd file from a substitution", in: "htpasswd -b $(dirname $0)/users admin S3cretPw9", want: "htpasswd -b $(dirname $0)/users admin <<P:S3cretPw9>>", dets: []string{"htpasswd-password"}},
+		{name: "htpasswd prompts or reads references", in: "htpasswd -c /etc/nginx/.htpasswd admin; ls -b x y z\nhtpasswd -b f u $PW && htpasswd -nb u \"${PW}\" ; htpasswd -nb u $(cat /run/pw) | htpasswd -nbi u\nhtpasswd -nb u \"$(cat \"$f\")\"\n" +
+			"auth_basic_user_file /etc/nginx/.htpasswd; kubectl create secret generic auth --from-file=htpasswd -n ingress x y\nhtpasswd -nb admin 2>/dev/null"},
+		// openssl: -k password and pass:password.
+		{name: "openssl passwords", in: "openssl enc -aes-256-cbc -k S3cretPw9 -in a && openssl pkcs12 -export -passin 'pass:pa ss' -passout pass:Pw0rd9 --passin pass:\"Tok 3n\" -out c.p12",
+			want: "openssl enc -aes-256-cbc -k <<P:S3cretPw9>> -in a && openssl pkcs12 -export -passin 'pass:<<P:pa ss>>' -passout pass:<<P:Pw0rd9>> --passin pass:\"<<P:Tok 3n>>\" -out c.p12", dets: []string{"openssl-password"}},
+		{name: "openssl password sources", in: "openssl rsa -passin env:PW -passout file:/run/pw -pass fd:3 -passin stdin -pass pass:$PW -k \"${KEY}\" -kfile /run/k; curl -k https://example.com | openssl x509 -noout\ncurl -k https://example.com\n" +
+			"openssl s_client -connect example.com:443 </dev/null | curl -k https://example.com # openssl enc -k"},
+		// A password echoed into a command that reads it from standard input.
+		{name: "password echoed into a login", in: "echo 'S3cretPw9' | docker login -u ci --password-stdin r.example.com; echo -n Pw0rd9 | sudo podman login --password-stdin quay.io\necho correct horse  battery|oras login --password-stdin r.example.com",
+			want: "echo '<<P:S3cretPw9>>' | docker login -u ci --password-stdin r.example.com; echo -n <<P:Pw0rd9>> | sudo podman login --password-stdin quay.io\necho <<P:correct horse  battery>>|oras login --password-stdin r.example.com", dets: []string{"password-stdin-echo"}},
+		{name: "password printed or given as a here-string", in: "printf '%s' S3cretPw9 | helm registry login r.example.com --password-stdin\noras login --password-stdin r.example.com <<< 'Pw0rd 9'\n<<<\"Tok3nValue9\" docker login --password-stdin",
+			want: "printf '%s' <<P:S3cretPw9>> | helm registry login r.example.com --password-stdin\noras login --password-stdin r.example.com <<< '<<P:Pw0rd 9>>'\n<<<\"<<P:Tok3nValue9>>\" docker login --password-stdin", dets: []string{"password-stdin-echo"}},
+		{name: "password from stdin that is not echoed", in: "echo \"$PW\" | docker login --password-stdin; echo ${{ secrets.PAT }} | docker login --password-stdin\necho $(cat /run/pw) | docker login --password-stdin\n" +
+			"echo logging in; docker login --password-stdin < pw.txt\necho hi && docker login --password-stdin\necho hi || docker login --password-stdin\ncat pw | docker login --password-stdin <<< \"$PW\""},
+		// rclone: key value pairs after config create, update or password.
+		{name: "rclone config secrets", in: "rclone config create s3 s3 provider AWS secret_access_key wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY region eu-west-1 && rclone --config /tmp/r.conf config update nas pass 'pa ss' --obscure password2 S3cretPw9",
+			want: "rclone config create s3 s3 provider AWS secret_access_key <<P:wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY>> region eu-west-1 && rclone --config /tmp/r.conf config update nas pass '<<P:pa ss>>' --obscure password2 <<P:S3cretPw9>>", dets: []string{"rclone-config-secret"}},
+		{name: "rclone b2 key and obscure", in: "rclone config create b2 b2 account 0012ab key K001Zq8xW2vL8nR4tQ9; rclone config create nas sftp host nas user u pass $(rclone obscure S3cretPw9)\n" +
+			"rclone config password nas pass \"$(rclone obscure Pw0rd9)\" && rclone config update nas pass `rclone obscure Tok3n9`",
+			want: "rclone config create b2 b2 account 0012ab key <<P:K001Zq8xW2vL8nR4tQ9>>; rclone config create nas sftp host nas user u pass $(rclone obscure <<P:S3cretPw9>>)\n" +
+				"rclone config password nas pass \"$(rclone obscure <<P:Pw0rd9>>)\" && rclone config update nas pass `rclone obscure <<P:Tok3n9>>`", dets: []string{"rclone-config-secret"}},
+		{name: "rclone without secrets", in: "rclone config create r s3 provider AWS env_auth true key_file /home/u/key pass $RCLONE_PASS; rclone copy obscure remote:pass; rclone config show nas pass word\nrclone config create r ftp host h; echo pass S3cretPw9"},
 		{name: "token with entropy", in: "api_token=Zk3qP9xW2vL8nR4t", want: "api_token=<<P:Zk3qP9xW2vL8nR4t>>", dets: []string{"keyword-entropy"}},
 		{name: "token without entropy", in: "token=aaaaaaaaaaaa"},
 		{name: "query string token", in: "GET /callback?code=abc&access_token=Zk3qP9xW2vL8nR4t&state=1", want: "GET /callback?code=abc&access_token=<<P:Zk3qP9xW2vL8nR4t>>&state=1", dets: []string{"keyword-entropy"}},

@@ -229,6 +229,21 @@ var formats = []format{
 	{name: "xml-password-element", keywords: []string{"</"},
 		re:    `(?i)<(?:password|passphrase|secret|token|apikey|api-key|clientsecret|privatekey)>\s*([^<\s](?:[^<]*[^<\s])?)\s*</`,
 		check: notReference},
+	// .NET configuration (appSettings): <add key="ApiKey" value="…"/>, masked when the key
+	// names a secret.
+	{name: "xml-add-key-value", keywords: []string{"<add"}, find: findAddKeyValues},
+	// Passwords commands take as arguments (cmdline.go): htpasswd's positional one, openssl's
+	// -k and pass:, rclone's key value pairs.
+	{name: "htpasswd-password", keywords: []string{"htpasswd"}, find: findHtpasswd},
+	{name: "openssl-password", keywords: []string{"openssl"}, find: findOpenSSL},
+	{name: "rclone-config-secret", keywords: []string{"rclone"}, find: findRclone},
+	// A password echoed into a command that reads it from its standard input (echo pw |
+	// docker login --password-stdin), or given to it as a here-string (<<< pw). The keyword is
+	// in the flag; the expression runs on the lines that hold the flag and echo, printf or <<<.
+	{name: "password-stdin-echo", keywords: []string{"-stdin"}, lines: &lineFilter{flag: "--password-stdin", words: []string{"echo", "printf", "<<<"}},
+		re: `(?:` + commandStart + `(?:echo(?:[ \t]+-[neE]{1,3})*|printf(?:[ \t]+--)?(?:[ \t]+(?:'%[^'\n]*'|"%[^"\n]*"|%[^\s|;&]*))?)[ \t]+` + pipedWords + `[ \t]*\|(?:[^|\n;&][^\n;&|]*?)?[ \t]--password-stdin` +
+			`|[ \t]--password-stdin[^\n;&|]*?<<<[ \t]*` + shellWord + `|<<<[ \t]*` + shellWord + `(?:[^\n;&|]*?[ \t])?--password-stdin)`,
+		check: notFlagOrReference},
 }
 
 // Byte sets of token alphabets.
@@ -382,7 +397,10 @@ func formatID(name string) int {
 
 // IDs of formats that hand-written finders report. They are set by init, since the finders
 // are part of the table they are looked up in.
-var idBootstrapToken, idDiscordBot, idBitwarden, idVaultToken, idMailchimp, idFacebook, formatIDPutty, formatIDSecretManifest int
+var (
+	idBootstrapToken, idDiscordBot, idBitwarden, idVaultToken, idMailchimp, idFacebook, formatIDPutty, formatIDSecretManifest int
+	idAddKeyValue, idHtpasswd, idOpenSSL, idRclone                                                                            int
+)
 
 func init() {
 	idBootstrapToken = formatID("kubernetes-bootstrap-token")
@@ -393,6 +411,10 @@ func init() {
 	idFacebook = formatID("facebook-access-token")
 	formatIDPutty = formatID("putty-private-key")
 	formatIDSecretManifest = formatID("kubernetes-secret-manifest")
+	idAddKeyValue = formatID("xml-add-key-value")
+	idHtpasswd = formatID("htpasswd-password")
+	idOpenSSL = formatID("openssl-password")
+	idRclone = formatID("rclone-config-secret")
 }
 
 // formatDets are the detectors of the formats, built once.
@@ -759,6 +781,10 @@ const (
 	// that escapes its quotes) up to a blank or an operator, or unquoted with quoted parts and
 	// escapes inside. The secret is the text inside the quotes, or the whole word.
 	shellWord = `(?:'([^'\n]+)'(?:[\s;|&)]|\z)|"((?:[^"\\\n]|\\.)+)"(?:[\s;|&)]|\z)|\\"([^"\\\n]+)\\"|((?:[^\s'"\\|;&]|\\.|'[^'\n]*'|"(?:[^"\\\n]|\\.)*")+))`
+	// pipedWords are what echo writes into a pipe: a word quoted whole (the secret is inside
+	// the quotes), or words as shellWord reads them, up to the pipe.
+	pipedWords = `(?:'([^'\n]+)'|"((?:[^"\\\n]|\\.)+)"|\\"([^"\\\n]+)\\"|(` + pipedWord + `(?:[ \t]+` + pipedWord + `)*))`
+	pipedWord  = `(?:[^\s'"\\|;&<>()]|\\.|'[^'\n]*'|"(?:[^"\\\n]|\\.)*")+`
 )
 
 // notPortOrReference rejects what notReference rejects, and a port mapping (3306:3306).
@@ -785,4 +811,89 @@ func isPortMapping(b []byte) bool {
 		}
 	}
 	return colon
+}
+
+// maxAddAttrs is the number of attributes of an <add> element findAddKeyValues reads.
+const maxAddAttrs = 8
+
+// findAddKeyValues finds the values of <add key="…" value="…"/> elements (.NET appSettings,
+// NuGet.Config) whose key names a secret, as the keyword rules decide for key=value pairs: a
+// password key masks any value that is not a reference, another secret key one of high
+// entropy. The attributes may come in any order, in double or single quotes, or in \"…\" in a
+// string that escapes its quotes.
+func findAddKeyValues(text []byte, spans []span) []span {
+	for off := 0; off < len(text); {
+		k := bytes.Index(text[off:], []byte("<add"))
+		if k < 0 {
+			break
+		}
+		i := off + k + len("<add")
+		off = i
+		key, val := [2]int{-1, -1}, [2]int{-1, -1}
+		for range maxAddAttrs {
+			j := skipXMLSpace(text, i)
+			if j == i {
+				break // attributes are separated by white space
+			}
+			ns := j
+			for j < len(text) && isXMLNameByte(text[j]) {
+				j++
+			}
+			name := text[ns:j]
+			if j = skipXMLSpace(text, j); len(name) == 0 || j >= len(text) || text[j] != '=' {
+				break
+			}
+			vs, ve, next := xmlAttrValue(text, skipXMLSpace(text, j+1))
+			if next < 0 {
+				break
+			}
+			switch {
+			case bytes.EqualFold(name, []byte("key")):
+				key = [2]int{vs, ve}
+			case bytes.EqualFold(name, []byte("value")):
+				val = [2]int{vs, ve}
+			}
+			i = next
+		}
+		off = max(off, i)
+		if key[0] < 0 || val[0] < 0 || val[0] == val[1] {
+			continue
+		}
+		name := text[key[0]:key[1]]
+		if c := classifyKey(name); c != keyPlain && keyMasks(c, name, text[val[0]:val[1]]) >= 0 {
+			spans = append(spans, span{val[0], val[1], idAddKeyValue})
+		}
+	}
+	return spans
+}
+
+func skipXMLSpace(text []byte, i int) int {
+	for i < len(text) && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+func isXMLNameByte(c byte) bool {
+	return isAlnum(c) || c == '_' || c == '-' || c == '.' || c == ':'
+}
+
+// xmlAttrValue returns the bounds of the quoted attribute value at text[i] and the index after
+// its closing quote, or next -1 when there is none within maxValueLen bytes.
+func xmlAttrValue(text []byte, i int) (vs, ve, next int) {
+	quote := []byte{0}
+	switch {
+	case i < len(text) && (text[i] == '"' || text[i] == '\''):
+		quote[0] = text[i]
+	case i+1 < len(text) && text[i] == '\\' && text[i+1] == '"':
+		quote = []byte(`\"`)
+	default:
+		return 0, 0, -1
+	}
+	vs = i + len(quote)
+	k := bytes.Index(text[vs:min(len(text), vs+maxValueLen)], quote)
+	if k < 0 {
+		return 0, 0, -1
+	}
+	return vs, vs + k, vs + k + len(quote)
 }

@@ -565,6 +565,38 @@ func Formats() []Format {
 			pw := g.S(SetAlnum, 24)
 			return Fake{Value: "docker login -u ci-bot -p " + pw + " registry.internal", Secrets: []string{pw}}
 		}),
+		sh("appsettings api key", "xml-add-key-value", func(g *Gen) Fake {
+			k := g.S(SetAlnum, 32)
+			return Fake{Value: `<appSettings><add key="Environment" value="Production" /><add key="Payments.ApiKey" value="` + k + `" /></appSettings>`, Secrets: []string{k}}
+		}),
+		sh("appsettings password", "xml-add-key-value", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 10) + " " + g.S(SetAlnum, 6)
+			return Fake{Value: `<add value='` + pw + `' key='Smtp.Password'/>`, Secrets: []string{pw}}
+		}),
+		sh("htpasswd password", "htpasswd-password", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: "htpasswd -Bbc -C 12 /etc/nginx/.htpasswd admin " + pw, Secrets: []string{pw}}
+		}),
+		sh("openssl passwords", "openssl-password", func(g *Gen) Fake {
+			a, b := g.S(SetAlnum, 16), g.S(SetAlnum, 8)+" "+g.S(SetAlnum, 8)
+			return Fake{Value: "openssl pkcs12 -export -in tls.crt -inkey tls.key -passin pass:" + a + " -passout 'pass:" + b + "' -out tls.p12", Secrets: []string{a, b}}
+		}),
+		sh("openssl enc password", "openssl-password", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: "openssl enc -aes-256-cbc -pbkdf2 -salt -k " + pw + " -in backup.tar -out backup.tar.enc", Secrets: []string{pw}}
+		}),
+		sh("password echoed into a login", "password-stdin-echo", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 24)
+			return Fake{Value: "echo '" + pw + "' | docker login -u ci-bot --password-stdin registry.internal", Secrets: []string{pw}}
+		}),
+		sh("rclone config password", "rclone-config-secret", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: "rclone config create nas sftp host nas.internal user backup pass " + pw + " --obscure", Secrets: []string{pw}}
+		}),
+		sh("rclone config secret key", "rclone-config-secret", func(g *Gen) Fake {
+			k := g.S(SetB64[:62], 40)
+			return Fake{Value: "rclone config create backup s3 provider Minio endpoint https://minio.internal secret_access_key " + k + " region eu-west-1", Secrets: []string{k}}
+		}),
 		sh("netrc", "netrc-password", func(g *Gen) Fake {
 			pw := g.S(SetAlnum, 20)
 			return Fake{Value: "machine api.internal login deploy " + "password " + pw, Secrets: []string{pw}}
@@ -682,6 +714,11 @@ func Harmless(g *Gen) []string {
 		"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl deploy@ci",
 		"-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n",
 		"The quick brown fox jumps over the lazy dog.",
+		`<add key="Environment" value="Production" /><add key="ApiKeyHeaderName" value="X-Api-Key" />`,
+		"htpasswd -c /etc/nginx/.htpasswd admin",
+		"openssl enc -d -aes-256-cbc -pbkdf2 -pass env:BACKUP_KEY -in backup.tar.enc -out backup.tar",
+		`echo "$REGISTRY_PASSWORD" | docker login -u ci-bot --password-stdin registry.example.com`,
+		"rclone sync /data remote:backup --transfers 8 --config /etc/rclone/rclone.conf",
 	}
 	return vals
 }

@@ -396,6 +396,10 @@ func FuzzText(f *testing.F) {
 	f.Add([]byte("\xff\xfe-----BEGIN"))
 	f.Add([]byte("{")) // a key block after a line that opens JSON
 	f.Add([]byte("{\n  \"a\": \"{\\\"password\\\":\\\"x\\\"}\",\n  \"b\": [1, {\"c\": null}]\n}\nPuTTY-User-Key-File-3: x\nPrivate-MAC: 00\n"))
+	// Command lines and settings whose finders read words and attributes by hand.
+	f.Add([]byte("htpasswd -bnBC 10 \"\" 'p w' 2>&1 | x; docker run --entrypoint htpasswd i -Bbn u \\\n pw\nopenssl enc -k pw -passin 'pass:a b' -pass \\\"pass:c\\\""))
+	f.Add([]byte("rclone --config c config create r s key k pass $(rclone obscure `x`) \"$(rclone obscure (y)\" <<<z 3>&-"))
+	f.Add([]byte("echo -n 'pw' | docker login --password-stdin <<< x\n<add key=\"ApiKey\" value=\\\"Zk3qP9xW2vL8nR4t\\\"/><add value='x' key='pass'"))
 	m := newMasker(f, Config{Limits: Limits{MaxLineBytes: 4 * lineOverlap}})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		out, _ := m.Text(nil, data)

@@ -355,6 +355,14 @@ func adversarialTexts(n int) map[string][]byte {
 		"kind-lines":   bytes.Repeat([]byte("kind: Secret\n"), n/13),
 		"kind-data":    bytes.Repeat([]byte("kind: Secret\ndata:\n  a: b\n"), n/26),
 		"kind-indents": kindIndents(n),
+		// Commands whose arguments the finders of cmdline.go read, and the expression of
+		// password-stdin-echo, on one line.
+		"htpasswd-b":     bytes.Repeat([]byte("htpasswd -b "), n/12),
+		"openssl-k":      bytes.Repeat([]byte("openssl -k -pass "), n/17),
+		"rclone-nested":  bytes.Repeat([]byte("rclone config create r s pass $("), n/32),
+		"echo-pipes":     append(bytes.Repeat([]byte("echo a | "), n/9), " --password-stdin"...),
+		"echo-stdin":     bytes.Repeat([]byte("echo 'a | x --password-stdin <<< "), n/34),
+		"add-attributes": bytes.Repeat([]byte(`<add key="password" value='a" `), n/30),
 	}
 }
 

@@ -102,7 +102,8 @@ func (e *Echo) consume(out []byte) bool {
 
 // LiveOptions tune a LiveMasker.
 type LiveOptions struct {
-	// Delay is how long a partial line is held back for what may complete it. Default 10ms.
+	// Delay is how long a partial line is held back, from its first byte, for what may complete
+	// it. Default 10ms.
 	Delay time.Duration
 	// MaxLine is the longest partial line kept as context; a longer line is passed on in pieces
 	// and masked piece by piece. Default 4 KiB.
@@ -142,8 +143,11 @@ type LiveMasker struct {
 	masked  []byte // scratch: the current line, masked
 	whole   bool   // out holds whole lines masked whole
 	timer   clock.Timer
-	err     error
-	closed  bool
+	// held counts the partial lines held back: the timer of one that was passed on otherwise (its
+	// function may already be waiting for l.mu when Stop is called) leaves the next one alone.
+	held   uint64
+	err    error
+	closed bool
 }
 
 // NewLiveMasker returns a LiveMasker masking with m and passing what it masked to emit.
@@ -177,6 +181,8 @@ func (l *LiveMasker) Write(p []byte) (int, error) {
 	l.out = l.out[:0]
 	l.whole = len(l.line) == 0
 	if i := bytes.LastIndexByte(l.pending, '\n'); i >= 0 {
+		// The partial line held back ends here: what follows is a new one, held for its own delay.
+		l.stopTimer()
 		l.maskInto(l.pending[:i+1])
 		l.line, l.emitted = l.line[:0], l.emitted[:0]
 		n := copy(l.pending, l.pending[i+1:])
@@ -191,7 +197,8 @@ func (l *LiveMasker) Write(p []byte) (int, error) {
 		l.whole = false
 		l.flushPartial()
 	case l.timer == nil:
-		l.timer = l.opts.Clock.AfterFunc(l.opts.Delay, l.timed)
+		held := l.held
+		l.timer = l.opts.Clock.AfterFunc(l.opts.Delay, func() { l.timed(held) })
 	}
 	if err := l.send(); err != nil {
 		return 0, err
@@ -215,6 +222,7 @@ func (l *LiveMasker) flushPartial() {
 	masked := l.maskInto(l.pending)
 	l.emitted = append(l.emitted[:0], masked...)
 	l.pending = l.pending[:0]
+	l.stopTimer()
 	if len(l.line) >= l.opts.MaxLine {
 		// The context would grow without bound: start afresh.
 		l.line, l.emitted = l.line[:0], l.emitted[:0]
@@ -235,10 +243,23 @@ func (l *LiveMasker) send() error {
 	return nil
 }
 
-// timed passes on a partial line nothing completed within the delay.
-func (l *LiveMasker) timed() {
+// stopTimer stops the timer of the partial line held back, which is passed on or complete.
+func (l *LiveMasker) stopTimer() {
+	l.held++
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
+}
+
+// timed passes on the partial line held, the held-th, when nothing completed it within the
+// delay.
+func (l *LiveMasker) timed(held uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if held != l.held {
+		return
+	}
 	l.timer = nil
 	if l.err != nil || l.closed || len(l.pending) == 0 {
 		return
@@ -269,10 +290,7 @@ func (l *LiveMasker) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.closed = true
-	if l.timer != nil {
-		l.timer.Stop()
-		l.timer = nil
-	}
+	l.stopTimer()
 	return err
 }
 

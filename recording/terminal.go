@@ -59,6 +59,9 @@ type lineHold struct {
 	buf    []byte
 	events []*termEvent
 	timer  clock.Timer
+	// line counts the lines resolved: the idle timer of a line that was resolved otherwise (its
+	// function may already be waiting for t.mu when Stop is called) leaves the next line alone.
+	line uint64
 }
 
 // NewTerminal starts recording into w, whose recording began at start (the header's timestamp).
@@ -156,14 +159,16 @@ func (t *Terminal) hold(code string, p []byte) {
 		return
 	}
 	if h.timer == nil {
+		line := h.line
 		h.timer = t.opts.Clock.AfterFunc(t.opts.Idle, func() {
 			t.mu.Lock()
 			defer t.mu.Unlock()
-			h.timer = nil
-			if len(h.events) > 0 {
-				t.resolve(h)
-				t.drain()
+			if h.line != line {
+				return
 			}
+			h.timer = nil
+			t.resolve(h)
+			t.drain()
 		})
 	}
 }
@@ -185,6 +190,7 @@ func (t *Terminal) resolve(h *lineHold) {
 	}
 	h.events = h.events[:0]
 	h.buf = h.buf[:0]
+	h.line++
 	if h.timer != nil {
 		h.timer.Stop()
 		h.timer = nil

@@ -65,6 +65,11 @@ func (m *Masker) Stats() masking.Stats {
 
 // Echo remembers what was typed into a terminal and not yet seen echoed back, so that a
 // LiveMasker passes an echoed keystroke on at once.
+//
+// It keeps up with a terminal that does not echo every key as it was typed (a password read with
+// echo off, a carriage return echoed as a line end, a key typed while a prompt was held back,
+// whose echo comes with the prompt): what was typed before the bytes seen echoed is forgotten.
+// What passes at once is only ever bytes that were typed, in the order they were typed.
 type Echo struct {
 	mu  sync.Mutex
 	buf []byte
@@ -86,17 +91,19 @@ func (e *Echo) Input(p []byte) {
 	}
 }
 
-// consume reports whether out is exactly the next typed bytes not yet echoed, and forgets them.
+// consume reports whether out, output held back, is exactly bytes typed and not yet seen echoed,
+// and forgets them and what was typed before them.
 func (e *Echo) consume(out []byte) bool {
 	if e == nil || len(out) == 0 {
 		return false
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !bytes.HasPrefix(e.buf, out) {
+	i := bytes.Index(e.buf, out)
+	if i < 0 {
 		return false
 	}
-	e.buf = append(e.buf[:0], e.buf[len(out):]...)
+	e.buf = append(e.buf[:0], e.buf[i+len(out):]...)
 	return true
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -239,6 +240,11 @@ func TestInteractiveExecIsRecorded(t *testing.T) {
 		f.Close()
 		require.NoError(t, err)
 		assert.Equal(t, 3, c.Header.Version)
+		// A key's echo passes at once: only a key typed while a prompt was held back waits for
+		// the prompt's delay (the proxy's --terminal-output-delay, 10ms).
+		delays := slices.Sorted(slices.Values(echoDelays(c)))
+		require.NotEmpty(t, delays)
+		assert.Less(t, delays[len(delays)/2], 10*time.Millisecond, "the median delay of a typed key's echo; all: %v", delays)
 		assert.NotContains(t, c.Output(), value, "the Secret's value is masked in the recording")
 		assert.Contains(t, c.Output(), "gatehouse:masked:")
 		var resized bool
@@ -371,4 +377,22 @@ func TestReplayAgainstTheAPIServer(t *testing.T) {
 	assert.Contains(t, text, "would succeed now")
 	assert.Contains(t, text, "fails now")
 	assert.Contains(t, text, "~ data.other: (absent) -> (differs)", "without the masking key only the field is named")
+}
+
+// echoDelays returns, for each printable key typed alone, how long after it its echo was
+// recorded.
+func echoDelays(c *recording.Cast) []time.Duration {
+	var out []time.Duration
+	for i, e := range c.Events {
+		if e.Code != recording.CodeInput || len(e.Data) != 1 || e.Data[0] < ' ' {
+			continue
+		}
+		for _, o := range c.Events[i+1:] {
+			if o.Code == recording.CodeOutput && strings.Contains(o.Data, e.Data) {
+				out = append(out, o.Time-e.Time)
+				break
+			}
+		}
+	}
+	return out
 }

@@ -1,6 +1,9 @@
 package recording
 
-import "bytes"
+import (
+	"bytes"
+	"sync"
+)
 
 // Batch collects values to add to a Values set in one step (AddBatch). A masked list of Secrets
 // hands over thousands of values, of which a set keeps only the newest MaxValues: adding them one
@@ -92,15 +95,18 @@ func (s *Values) AddBatch(b *Batch) {
 // waits until add has run, and sees the values of b, as it would after AddBatch; so does a
 // second AddBatch or Add. A caller can thus hand the work to another goroutine and go on (send a
 // response whose placeholders stand for the values) with the same guarantee as AddBatch gives.
-// add must be called exactly once; b must not change until it returned.
+// add must be called (a call after the first does nothing); b must not change until it returned.
 func (s *Values) AddBatchLater(b *Batch) (add func()) {
 	if s == nil || b == nil || len(b.cands) == 0 {
 		return func() {}
 	}
 	s.mu.Lock()
+	var once sync.Once
 	return func() {
-		defer s.mu.Unlock()
-		s.addBatch(b)
+		once.Do(func() {
+			defer s.mu.Unlock()
+			s.addBatch(b)
+		})
 	}
 }
 

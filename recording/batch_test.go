@@ -240,10 +240,16 @@ func TestAddBatchLaterHoldsReaders(t *testing.T) {
 	}
 	assert.Equal(t, 5, s.Len(), "the older value, the batch's value and two lines, and the newer one")
 
+	// A second call changes nothing and does not unlock the set again.
+	add()
+	assert.Equal(t, 5, s.Len())
+	s.Add([]byte("newest-value"), []byte("P3"))
+	assert.Equal(t, 6, s.Len())
+
 	// An empty batch locks nothing.
 	var empty Batch
 	done := s.AddBatchLater(&empty)
-	assert.Equal(t, 5, s.Len())
+	assert.Equal(t, 6, s.Len())
 	done()
 }
 

@@ -148,7 +148,8 @@ func findAssignmentsAt(w *walker, text []byte, spans []span, seps *sepSet) []spa
 		default:
 			continue
 		}
-		if !keyEndMayBeSecret(text, keyEnd(text, i, flag)) {
+		ke := keyEnd(text, i, flag)
+		if !keyEndMayBeSecret(text, ke) {
 			// keyBefore's key, if any, would be classified keyPlain.
 			continue
 		}
@@ -166,6 +167,12 @@ func findAssignmentsAt(w *walker, text []byte, spans []span, seps *sepSet) []spa
 			continue
 		}
 		v1, v2 := vr.valueAfter(text, vs, flag, flag || !lines.startsLine(text, i))
+		if text[ke] == '\\' && (v1 == vs || text[v1-1] == ' ' || text[v1-1] == '\t') {
+			// An escaped quote ended the key, and the value is not quoted
+			// (\u0022password\u0022: null, \u0022a\u0022: 1). The values of keys so quoted
+			// end before the next such key, so that this reads each byte once.
+			v2 = beforeUQuote(text, v1, v2)
+		}
 		if v1 == v2 || hasPrefixFold(text[v1:], "invalid value: ") {
 			// An API server field error; findFieldErrors handles those.
 			continue
@@ -245,7 +252,13 @@ func keyEnd(text []byte, sep int, flag bool) int {
 			e--
 		}
 		if e > 0 && isQuote(text[e-1]) {
+			// A quote, escaped or not: \"password\": "x" in JSON held in a string.
 			e--
+			for e > 0 && text[e-1] == '\\' {
+				e--
+			}
+		} else if e >= len(uQuote) && text[e-1] == uQuote[len(uQuote)-1] && string(text[e-len(uQuote):e]) == uQuote {
+			e -= len(uQuote)
 		}
 	}
 	return e
@@ -317,6 +330,9 @@ func keyBefore(text []byte, sep int, flag bool) ([]byte, bool) {
 	for s > 0 && e-s < maxKeyLen && keyBytes[text[s-1]] {
 		s--
 	}
+	if s > 0 && text[s-1] == '\\' && e-s > len(uQuote)-1 && string(text[s:s+len(uQuote)-1]) == uQuote[1:] {
+		s += len(uQuote) - 1 // the key of \u0022password\u0022: x
+	}
 	if s == e {
 		return nil, false
 	}
@@ -385,6 +401,9 @@ func (r *valueReader) valueAfter(text []byte, i int, flag, oneWord bool) (int, i
 		}
 		return s, min(len(text), s+maxValueLen)
 	}
+	if q, run, n := escapedQuote(text, i); n > 0 {
+		return escapedValue(text, i+n, q, run)
+	}
 	if flag && (text[i] == '-' || isSpace(text[i])) {
 		return i, i
 	}
@@ -410,10 +429,99 @@ func (r *valueReader) valueAfter(text []byte, i int, flag, oneWord bool) (int, i
 		}
 		j++
 	}
+	if j < len(text) && isQuote(text[j]) {
+		j = beforeEscapes(text, s, j)
+	}
 	for j > s && (text[j-1] == ' ' || text[j-1] == '\t' || text[j-1] == ',') {
 		j--
 	}
 	return s, j
+}
+
+// beforeEscapes returns where the backslashes that escape the quote at text[j] start, back to
+// s at the furthest: an unquoted value of escaped JSON (\"password\":null,\"a\":1) ends
+// before them. It reads as many as escapedQuote does.
+func beforeEscapes(text []byte, s, j int) int {
+	for k := 0; k < 1<<maxQuoteDepth-1 && j > s && text[j-1] == '\\'; k++ {
+		j--
+	}
+	return j
+}
+
+// beforeUQuote returns where the unquoted value text[s:e] of a key quoted as \u0022 ends:
+// before the first \u0022 in it, which quotes the next key.
+func beforeUQuote(text []byte, s, e int) int {
+	if k := bytes.Index(text[s:e], []byte(uQuote)); k >= 0 {
+		e = s + k
+		for e > s && (text[e-1] == ' ' || text[e-1] == '\t' || text[e-1] == ',') {
+			e--
+		}
+	}
+	return e
+}
+
+// Escaped quotes. JSON held in a string (a log line printed from a string, a JSON log line
+// whose field holds JSON, a document cut short so that it does not parse as one) quotes its
+// keys and values with \", and with \\\" when held in a string twice, \\\\\\\" three times:
+// a quote held d times in strings has 2^d-1 backslashes before it. Some encoders write the
+// quote as \u0022 instead.
+const (
+	maxQuoteDepth = 3
+	uQuote        = `\u0022`
+)
+
+// escapedQuote returns the quote q that text[i:] starts with escaped, the number run of
+// backslashes before it (2^d-1 for a quote held d times in strings, d from 1 to
+// maxQuoteDepth; 1 for \u0022) and the length n of the escaped quote; n is 0 when text[i:]
+// does not start with one. A quote after a run of another length (JSON that is not valid,
+// "password":\\\\\"x\\\\\") is read as the quote of the shortest run of 2^d-1 backslashes not
+// shorter than it: it quotes the value all the same.
+func escapedQuote(text []byte, i int) (q byte, run, n int) {
+	k := i
+	for k < len(text) && text[k] == '\\' && k-i < 1<<maxQuoteDepth {
+		k++
+	}
+	n = k - i
+	if k < len(text) && isQuote(text[k]) && 0 < n && n < 1<<maxQuoteDepth {
+		return text[k], 1<<bits.Len(uint(n)) - 1, n + 1
+	}
+	if n == 1 && bytes.HasPrefix(text[k:], []byte(uQuote[1:])) {
+		return '"', 1, len(uQuote)
+	}
+	return 0, 0, 0
+}
+
+// escapedValue returns the bounds of the value that starts at text[s], after the escaped
+// quote q of run backslashes: it ends at the first q that is not part of the value, the
+// escaped quote that closes it or a quote held fewer times in strings (that closes a string
+// the value is in, which a value cut short leaves open), or at a line break. A q is part of
+// the value when it is held more times in strings than the value's quote: the lowest bits of
+// the number of backslashes before it, those of the value's run and one more, are all ones
+// (\\\" in a value quoted with \"). An escaped backslash before the closing quote belongs to
+// the value (\\\\\" closes a value that ends with one). A value of JSON held once in a
+// string also ends at \u0022, unless escaped (\\\u0022).
+//
+// Each byte is read by one value of each kind of quote at most, however many separators come
+// before it: a value ends before the next value quoted alike starts, as a value quoted with
+// '"' (valueAfter) does.
+func escapedValue(text []byte, s int, q byte, run int) (int, int) {
+	mask := 2*run + 1
+	b := 0 // backslashes before text[j]
+	for j := s; j < len(text) && j-s < maxValueLen; j++ {
+		switch c := text[j]; {
+		case c == '\\':
+			b++
+			continue
+		case c == q && b&mask != mask:
+			return s, j - b&run
+		case c == '\n':
+			return s, j
+		case c == 'u' && run == 1 && q == '"' && b&3 == 1 && bytes.HasPrefix(text[j+1:], []byte(uQuote[2:])):
+			return s, j - 1
+		}
+		b = 0
+	}
+	return s, min(len(text), s+maxValueLen)
 }
 
 // nextIsAssignment reports whether the blanks at text[i] are followed by the end of the line or

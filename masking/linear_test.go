@@ -56,6 +56,9 @@ func valueAfterByByte(text []byte, i int, flag, oneWord bool) (int, int) {
 		}
 		return s, min(len(text), s+maxValueLen)
 	}
+	if s, e, ok := escapedValueBack(text, i); ok {
+		return s, e
+	}
 	if flag && (text[i] == '-' || isSpace(text[i])) {
 		return i, i
 	}
@@ -74,10 +77,64 @@ func valueAfterByByte(text []byte, i int, flag, oneWord bool) (int, int) {
 		}
 		j++
 	}
+	if j < len(text) && isQuote(text[j]) {
+		for k := 0; k < 7 && j > s && text[j-1] == '\\'; k++ {
+			j--
+		}
+	}
 	for j > s && (text[j-1] == ' ' || text[j-1] == '\t' || text[j-1] == ',') {
 		j--
 	}
 	return s, j
+}
+
+// escapedValueBack is escapedQuote and escapedValue as unescaping reads them: the value at
+// text[i] is quoted with a quote held depth times in strings (1, 3 or 7 backslashes before
+// it, or \u0022; 2 as 3, 4 to 6 as 7), and each quote after is unescaped depth+1 times,
+// counting the backslashes before it back from it: the value ends at the first that is not
+// still escaped.
+func escapedValueBack(text []byte, i int) (int, int, bool) {
+	b := 0
+	for i+b < len(text) && text[i+b] == '\\' {
+		b++
+	}
+	var q byte
+	depth, s := 0, 0
+	switch {
+	case i+b < len(text) && isQuote(text[i+b]) && 1 <= b && b <= 7:
+		q, depth, s = text[i+b], map[int]int{1: 1, 2: 2, 3: 2, 4: 3, 5: 3, 6: 3, 7: 3}[b], i+b+1
+	case b == 1 && strings.HasPrefix(string(text[i:]), `\u0022`):
+		q, depth, s = '"', 1, i+6
+	default:
+		return 0, 0, false
+	}
+	for j := s; j < len(text) && j-s < maxValueLen; j++ {
+		back := 0
+		for j-back > s && text[j-back-1] == '\\' {
+			back++
+		}
+		if text[j] == '\n' {
+			return s, j, true
+		}
+		if depth == 1 && q == '"' && back%4 == 1 && strings.HasPrefix(string(text[j:]), "u0022") {
+			return s, j - 1, true
+		}
+		if text[j] != q {
+			continue
+		}
+		escaped := true
+		for n, k := 0, back; n <= depth; n++ {
+			if k%2 == 0 {
+				escaped = false
+				break
+			}
+			k = (k - 1) / 2
+		}
+		if !escaped {
+			return s, j - back%(1<<depth), true
+		}
+	}
+	return s, min(len(text), s+maxValueLen), true
 }
 
 // firstWord returns v up to its first blank, or its first byte when that is one; v is not
@@ -134,6 +191,11 @@ func findAssignmentsBack(text []byte, spans []span) []span {
 			continue
 		}
 		v1, v2 := valueAfterByByte(text, vs, flag, flag || !startsLineBack(text, i))
+		if text[keyEnd(text, i, flag)] == '\\' && strings.TrimLeft(string(text[vs:v1]), " \t") == "" {
+			if k := strings.Index(string(text[v1:v2]), `\u0022`); k >= 0 {
+				v2 = v1 + len(strings.TrimRight(string(text[v1:v1+k]), " \t,"))
+			}
+		}
 		if v1 == v2 || hasPrefixFold(text[v1:], "invalid value: ") {
 			// An API server field error; findFieldErrors handles those.
 			continue
@@ -265,6 +327,7 @@ func pieces(r *rand.Rand, frags []string, n int) []byte {
 func TestLinearFindersAsBefore(t *testing.T) {
 	r := rand.New(rand.NewPCG(19, 5))
 	assignFrags := []string{"password", "token", "pXssword", "url", "--password", "= ", "=", ": ", ":", " ", "  ", "\t", "\n", "\r\n", "- ", "\"", "'",
+		`\"`, `\\\"`, `\\`, `\'`, `\\\\\\\"`, `\u0022`, "u0022",
 		"hunter2-Qx7f", "Zk29fLq0Pz81mMvX", "a b", "x", "${A}", "api_key", "# ", "bearer ", "invalid value: ", "==", "::", "://"}
 	appFrags := []string{"|", "%7C", "%7c", "123456789012345", "1234567890123456", "x", " ", "Zk29fLq0Pz81mMvXa7Qw3Rt5Yu9Io2Lk4", "-", ".", "%", "7C"}
 	manifestFrags := []string{"kind: Secret\n", "  kind: Secret\n", "\tkind: Secret\n", "kind: 'Secret'\n", "kind: ConfigMap\n", "data:\n", "  data:\n",

@@ -106,29 +106,77 @@ func (w *walker) textEdits(dst []textEdit, text []byte, c *vctx, nested bool) []
 				ok = false
 			}
 			array = false
-			if !ok {
-				// Resume after what was read, which keeps the work linear; what a failed
-				// parse covered is searched as text.
-				pos = start + max(e, 1)
+			if ok {
+				dst, gap = w.takeNested(dst, text, gap, start, start+e, c), start+e
+				pos = gap
 				continue
 			}
-			// Take the document's edits before the detectors run on the text before it
-			// (they may use the nest walker for base64 documents).
-			n := w.nest
-			w.pend = w.pend[:0]
-			for _, ed := range n.edits {
-				rs := len(w.arena)
-				w.arena = append(w.arena, n.dst[ed.dstStart:ed.dstEnd]...)
-				w.pend = append(w.pend, textEdit{start: start + ed.start, end: start + ed.end, id: -1, rs: rs, re: len(w.arena)})
+			// The objects that closed in what the failed parse read (a log line cut
+			// short, an object a line of other text follows) are documents too; tried
+			// once each, in a pass over those bytes, so that the work stays linear.
+			// Resume after what was read; what a failed parse covered is searched as text.
+			end := start + max(e, 1)
+			w.closed = closedObjects(w.closed[:0], &w.opens, text, start, end)
+			for _, o := range w.closed {
+				if n, ok := w.walkNested(text[o[0]:o[1]]); ok && o[0]+n == o[1] {
+					dst, gap = w.takeNested(dst, text, gap, o[0], o[1], c), o[1]
+				}
 			}
-			w.log = append(w.log, n.log...)
-			dst = w.gapEdits(dst, text, gap, start, c)
-			dst = append(dst, w.pend...)
-			gap = start + e
-			pos = gap
+			pos = end
 		}
 	}
 	return w.gapEdits(dst, text, gap, len(text), c)
+}
+
+// takeNested appends to dst the edits of the document text[start:end] the nest walker has
+// just masked, after the detectors' findings in text[gap:start], and its stats to w.log.
+func (w *walker) takeNested(dst []textEdit, text []byte, gap, start, end int, c *vctx) []textEdit {
+	// Take the document's edits before the detectors run on the text before it (they may
+	// use the nest walker for base64 documents).
+	n := w.nest
+	w.pend = w.pend[:0]
+	for _, ed := range n.edits {
+		rs := len(w.arena)
+		w.arena = append(w.arena, n.dst[ed.dstStart:ed.dstEnd]...)
+		w.pend = append(w.pend, textEdit{start: start + ed.start, end: start + ed.end, id: -1, rs: rs, re: len(w.arena)})
+	}
+	w.log = append(w.log, n.log...)
+	dst = w.gapEdits(dst, text, gap, start, c)
+	return append(dst, w.pend...)
+}
+
+// closedObjects appends to dst the bounds of the objects that open after text[start] and
+// close before text[end] and are in no other that does, in order, reading the JSON strings
+// in text[start:end] as strings; opens is scratch for the brackets open.
+func closedObjects(dst [][2]int, opens *[]int, text []byte, start, end int) [][2]int {
+	stack := (*opens)[:0]
+	for i := start; i < end; i++ {
+		switch text[i] {
+		case '"':
+			for i++; i < end && text[i] != '"'; i++ {
+				if text[i] == '\\' {
+					i++
+				}
+			}
+		case '{', '[':
+			stack = append(stack, i)
+		case '}', ']':
+			if len(stack) == 0 {
+				break
+			}
+			o := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if text[i] != '}' || text[o] != '{' || o == start {
+				break
+			}
+			for len(dst) > 0 && dst[len(dst)-1][0] > o {
+				dst = dst[:len(dst)-1] // an object in this one
+			}
+			dst = append(dst, [2]int{o, i + 1})
+		}
+	}
+	*opens = stack
+	return dst
 }
 
 // gapEdits appends the detectors' findings in text[s:e] to dst.

@@ -66,6 +66,8 @@ type walker struct {
 	b64        []byte     // scratch: a decoded base64 document
 	arena      []byte     // scratch: replacement bytes of text edits
 	offs       []int      // scratch: offsets mapped from text to raw string
+	closed     [][2]int   // scratch: the objects that closed in a text that did not parse
+	opens      []int      // scratch: the brackets open, for closedObjects
 
 	// memo remembers the placeholders of the strings hidden in the document, created on demand.
 	memo *hideMemo

@@ -533,6 +533,33 @@ func Formats() []Format {
 			pw := g.S(SetAlnum, 16)
 			return Fake{Value: "Server=tcp:sql.internal,1433;Database=app;User ID=app;" + "Password=" + pw + ";Encrypt=True;", Secrets: []string{pw}}
 		}),
+
+		// JSON held in a string, printed or cut short so that it does not parse as a
+		// document: its quotes are escaped.
+		sh("escaped JSON password", "password-assignment", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: `{\"db\":{\"host\":\"db.internal\",\"password\":\"` + pw + `\"}}`, Secrets: []string{pw}}
+		}),
+		sh("escaped JSON token", "keyword-entropy", func(g *Gen) Fake {
+			t := g.S(SetAlnum, 24)
+			return Fake{Value: `{\"token\": \"` + t + `\", \"ttl\": 3600}`, Secrets: []string{t}}
+		}),
+		sh("JSON twice escaped", "password-assignment", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: `{\"cfg\":\"{\\\"password\\\":\\\"` + pw + `\\\"}\"}`, Secrets: []string{pw}}
+		}),
+		sh("JSON escaped as \\u0022", "password-assignment", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: `{\u0022password\u0022:\u0022` + pw + `\u0022}`, Secrets: []string{pw}}
+		}),
+		sh("JSON log line cut short", "password-assignment", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: `{"level":"info","cfg":"{\"password\":\"` + pw + `\"}"`, Secrets: []string{pw}}
+		}),
+		sh("JSON line after a line of a bracket", "password-assignment", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: "[\n" + `{"payload":"{\"password\":\"` + pw + `\"}"}`, Secrets: []string{pw}}
+		}),
 		sh("basic auth header", "basic-auth", func(g *Gen) Fake {
 			c := base64.StdEncoding.EncodeToString([]byte("svc:" + g.S(SetAlnum, 16)))
 			return Fake{Value: "Basic " + c, Secrets: []string{c}}
@@ -719,6 +746,9 @@ func Harmless(g *Gen) []string {
 		"openssl enc -d -aes-256-cbc -pbkdf2 -pass env:BACKUP_KEY -in backup.tar.enc -out backup.tar",
 		`echo "$REGISTRY_PASSWORD" | docker login -u ci-bot --password-stdin registry.example.com`,
 		"rclone sync /data remote:backup --transfers 8 --config /etc/rclone/rclone.conf",
+		`{\"passwordPolicy\":\"strict\",\"tokenTTL\":\"15m\",\"replicas\":3,\"image\":\"nginx:1.27\"}`,
+		`{\"password\":\"$(DB_PASSWORD)\",\"token\":null,\"secret\":\"\",\"api_key\":\"<redacted>\"}`,
+		`{\u0022level\u0022:\u0022info\u0022,\u0022msg\u0022:\u0022ready\u0022}`,
 	}
 	return vals
 }

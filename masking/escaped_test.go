@@ -36,6 +36,7 @@ func TestEscapedJSONInText(t *testing.T) {
 		{"blanks around the colon", "{\\\"password\\\" :\t\\\"hunter2xyz\\\"}", "{\\\"password\\\" :\t\\\"<<P:hunter2xyz>>\\\"}"},
 		{"single quotes escaped (a Python repr)", `'{\'password\': \'hunter2xyz\', \'user\': \'bob\'}'`, `'{\'password\': \'<<P:hunter2xyz>>\', \'user\': \'bob\'}'`},
 		{"quotes as \\u0022", `{\u0022password\u0022:\u0022hunter2xyz\u0022,\u0022a\u0022:1}`, `{\u0022password\u0022:\u0022<<P:hunter2xyz>>\u0022,\u0022a\u0022:1}`},
+		{"a whole-word key quoted as \\u0022", `{\u0022pw\u0022:\u0022hunter2xyz\u0022}`, `{\u0022pw\u0022:\u0022<<P:hunter2xyz>>\u0022}`},
 		{"\\u0022 closing a value quoted with \\\"", `{\"password\":\"hunter2xyz\u0022}`, `{\"password\":\"<<P:hunter2xyz>>\u0022}`},
 		{"a quote held deeper in the value", `{\"password\":\"hun\\\"ter2\",\"a\":1}`, `{\"password\":\"<<P:hun\\\"ter2>>\",\"a\":1}`},
 		{"a value that ends with a backslash", `{\"password\":\"hunter2\\\\\"}`, `{\"password\":\"<<P:hunter2\\\\>>\"}`},
@@ -61,6 +62,7 @@ func TestEscapedJSONInText(t *testing.T) {
 		{"a Secret in a line cut short twice over", `{"x":{"y":` + secretObj + `,"z":{"a":`, `{"x":{"y":` + strings.Replace(secretObj, "aHVudGVyMg==", "<<B:hunter2>>", 1) + `,"z":{"a":`},
 		{"a Secret in an array cut short", "[\n" + secretObj + ",\n" + `{"a":`, "[\n" + strings.Replace(secretObj, "aHVudGVyMg==", "<<B:hunter2>>", 1) + ",\n" + `{"a":`},
 		{"a Secret in an array text follows", "[" + secretObj + "] done", "[" + strings.Replace(secretObj, "aHVudGVyMg==", "<<B:hunter2>>", 1) + "] done"},
+		{"a Secret with braces in its strings in a line cut short", `{"level":"info","obj":` + strings.Replace(secretObj, `"name":"db"`, `"name":"db","annotations":{"a":"{","b":"}}"}`, 1) + `,"m":"{"`, `{"level":"info","obj":` + strings.Replace(strings.Replace(secretObj, `"name":"db"`, `"name":"db","annotations":{"a":"{","b":"}}"}`, 1), "aHVudGVyMg==", "<<B:hunter2>>", 1) + `,"m":"{"`},
 		{"a Secret in a string of a line cut short is not a document", `{"msg":"` + strings.ReplaceAll(secretObj, `"`, `'`) + `"`, ""},
 	}
 	m := newMasker(t, Config{})

@@ -53,6 +53,7 @@ func TestEscapedJSONInText(t *testing.T) {
 		{"a reference", `{\"password\":\"${DB_PASSWORD}\",\"token\":\"$(TOKEN)\"}`, ""},
 		{"a placeholder already", `{\"password\":\"` + phFor(testKey, "hunter2xyz") + `\"}`, ""},
 		{"null, a boolean, empty", `{\"password\":null,\"passwd\":true,\"pwd\":\"\",\"secret\":false}`, ""},
+		{"null quoted as \\u0022", `{\u0022password\u0022:null,\u0022a\u0022:1}`, ""},
 		{"a low-entropy token", `{\"token\":\"abc\"}`, ""},
 		{"escaped JSON without secrets", `{\"name\":\"web\",\"replicas\":3,\"labels\":{\"tier\":\"frontend\"},\"note\":\"a \\\"b\\\" c\"}`, ""},
 		{"escaped JSON as \\u0022 without secrets", `{\u0022level\u0022:\u0022info\u0022,\u0022msg\u0022:\u0022ready\u0022}`, ""},

@@ -426,6 +426,11 @@ func adversarialTexts(n int) map[string][]byte {
 		"echo-pipes":     append(bytes.Repeat([]byte("echo a | "), n/9), " --password-stdin"...),
 		"echo-stdin":     bytes.Repeat([]byte("echo 'a | x --password-stdin <<< "), n/34),
 		"add-attributes": bytes.Repeat([]byte(`<add key="password" value='a" `), n/30),
+		// Objects never closed, with objects that close in them (textEdits tries each once),
+		// and escaped quotes of several depths whose values are not masked.
+		"unclosed-objects": append([]byte(`{"a":[`), bytes.Repeat([]byte(`{"k":{"v":1}},`), n/14)...),
+		"unclosed-nesting": bytes.Repeat([]byte(`{"a":`), n/5),
+		"escaped-quotes":   bytes.Repeat([]byte(`\"token\":\\\"a\\\" \"x\":\"token:\u0022a `), n/36),
 	}
 }
 

@@ -489,6 +489,7 @@ func BenchmarkAdversarialText(b *testing.B) {
 
 func FuzzLinearFinders(f *testing.F) {
 	f.Add([]byte("kind: Secret\ndata:\n  password: hunter2\n  tls.key: |\n    x\n---\nx password=y|123456789012345%7C"))
+	f.Add([]byte(`{\"password\":\"a\\\"b\",\u0022token\u0022:null,\u0022pw\u0022:\u0022x\u0022, \'secret\': \\\\\"y`))
 	f.Fuzz(func(t *testing.T, text []byte) {
 		require.Equal(t, findAssignmentsBack(text, nil), findAssignments(nil, text, nil))
 		require.Equal(t, findAppTokensPerBar(text, nil), findAppTokens(text, nil))

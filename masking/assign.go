@@ -177,8 +177,9 @@ func findAssignmentsAt(w *walker, text []byte, spans []span, seps *sepSet) []spa
 			// An API server field error; findFieldErrors handles those.
 			continue
 		}
-		if text[vr.firstWordEnd(text, v1, v2)-1] == ':' {
-			// A nested key (YAML: "token:\n  path: x", "token: expirationSeconds: 3600").
+		if text[vr.firstWordEnd(text, v1, v2)-1] == ':' && !(v1 > vs && isQuote(text[v1-1])) {
+			// A nested key (YAML: "token:\n  path: x", "token: expirationSeconds: 3600"); a
+			// quoted value is a value whatever it ends with (password: "hunter2:").
 			continue
 		}
 		// Keep the scheme of an authorization value: Authorization: Bearer <masked>.

@@ -333,6 +333,64 @@ func notCommandReference(v []byte) bool {
 	return notReference(v)
 }
 
+// shellExpands reports whether a word, as written, expands a parameter or runs a command: it
+// holds a '$' outside single quotes and not escaped, followed by a name, a digit, '{' or '('
+// ($pw, "$1", "pass:${PW}", pw$x), or a backquote. What the command gets is then not what the
+// text shows, and a finder does not mask it.
+func shellExpands(raw []byte) bool {
+	var quote byte // '\'' or '"' inside quotes
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; {
+		case quote == '\'':
+			if c == '\'' {
+				quote = 0
+			}
+		case c == '\\':
+			i++
+		case c == '"':
+			quote ^= '"'
+		case c == '\'' && quote == 0:
+			quote = '\''
+		case c == '`':
+			return true
+		case c == '$' && i+1 < len(raw):
+			if n := raw[i+1]; isLower(n) || isUpper(n) || isDigit(n) || n == '_' || n == '{' || n == '(' {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// passwordLike reports whether the value of a word a command takes as its password looks like
+// one, where the position alone names it (htpasswd -b f user password, openssl -k password):
+// not a placeholder of usage text ([-C cost], <file>, file..., file…), and with a byte that
+// is not a letter or at least 16 bytes long. Prose and usage text put words there too ("use
+// htpasswd -b when you want to", "the -k option is deprecated"); a password that is a
+// short word of letters alone is left to the rules that know its name.
+func passwordLike(v []byte) bool {
+	if len(v) == 0 || v[0] == '[' || v[len(v)-1] == ']' || v[0] == '<' && v[len(v)-1] == '>' ||
+		bytes.HasSuffix(v, []byte("...")) || bytes.Contains(v, []byte("…")) {
+		return false
+	}
+	if len(v) >= 16 {
+		return true
+	}
+	for _, c := range v {
+		if !isLower(c) && !isUpper(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// commandPassword reports whether word w, whose value is text[vs:ve], holds a password a
+// finder masks: not a reference, a flag or an expansion, and like a password.
+func commandPassword(text []byte, w cmdWord, vs, ve int) bool {
+	v := text[vs:ve]
+	return notCommandReference(v) && !shellExpands(w.raw(text)) && passwordLike(v)
+}
+
 // findHtpasswd finds the password htpasswd takes as its last argument after -b: htpasswd -b
 // file user password, htpasswd -nb user password, with other flags (-B, -c, -C cost) in any
 // grouping. Its options are read as apr_getopt reads them, up to the first word that is not
@@ -374,7 +432,7 @@ func findHtpasswd(text []byte, spans []span) []span {
 				positional++
 				continue
 			}
-			if v := w.value(r.text); notCommandReference(v) {
+			if commandPassword(r.text, w, w.vs, w.ve) {
 				spans = append(spans, span{w.vs, w.ve, idHtpasswd})
 			}
 			return spans
@@ -399,18 +457,23 @@ func htpasswdOptions(group []byte, batch, noFile *bool) bool {
 }
 
 // findOpenSSL finds the passwords of openssl's -k password and -pass, -passin and -passout
-// pass:password; the other sources of a password (env:VAR, file:path, fd:3, stdin) name where
-// it is.
+// pass:password, with the value in the next word or after '=' (-k=password); the other
+// sources of a password (env:VAR, file:path, fd:3, stdin) name where it is.
 func findOpenSSL(text []byte, spans []span) []span {
 	return findCommands(text, "openssl", spans, func(r *wordReader, spans []span) []span {
 		w, ok := r.next()
 		for ok {
-			flag := bytes.TrimPrefix(w.raw(r.text), []byte("-"))
-			if len(flag) == w.end-w.start {
+			raw := w.raw(r.text)
+			if !w.isFlag(r.text) {
 				w, ok = r.next()
 				continue
 			}
-			flag = bytes.TrimPrefix(flag, []byte("-"))
+			flag := raw
+			eq := bytes.IndexByte(raw, '=')
+			if eq >= 0 {
+				flag = raw[:eq]
+			}
+			flag = bytes.TrimPrefix(flag[1:], []byte("-"))
 			var prefix string
 			switch string(flag) {
 			case "k":
@@ -420,16 +483,21 @@ func findOpenSSL(text []byte, spans []span) []span {
 				w, ok = r.next()
 				continue
 			}
-			if w, ok = r.next(); !ok || w.isFlag(r.text) {
-				continue
+			// The value: the rest of this word after '=', or the next word.
+			var vs, ve int
+			if eq >= 0 {
+				vs, ve = unquoted(r.text, w.start+eq+1, w.end)
+			} else {
+				if w, ok = r.next(); !ok || w.isFlag(r.text) {
+					continue
+				}
+				vs, ve = w.vs, w.ve
 			}
-			v := w.value(r.text)
-			if !bytes.HasPrefix(v, []byte(prefix)) {
-				continue
-			}
-			vs, ve := unquoted(r.text, w.vs+len(prefix), w.ve)
-			if notCommandReference(r.text[vs:ve]) {
-				spans = append(spans, span{vs, ve, idOpenSSL})
+			if bytes.HasPrefix(r.text[vs:ve], []byte(prefix)) {
+				vs, ve = unquoted(r.text, vs+len(prefix), ve)
+				if commandPassword(r.text, w, vs, ve) {
+					spans = append(spans, span{vs, ve, idOpenSSL})
+				}
 			}
 			w, ok = r.next()
 		}
@@ -506,7 +574,7 @@ func findRclone(text []byte, spans []span) []span {
 				if string(key) != "key" {
 					c = classifyKey(key)
 				}
-				if v := w.value(r.text); notCommandReference(v) && keyMasks(c, key, v) >= 0 {
+				if v := w.value(r.text); notCommandReference(v) && !shellExpands(w.raw(r.text)) && keyMasks(c, key, v) >= 0 {
 					spans = append(spans, span{w.vs, w.ve, idRclone})
 				}
 			}
@@ -528,7 +596,7 @@ func rcloneObscure(r *wordReader, spans []span) []span {
 		if w.isFlag(r.text) {
 			continue
 		}
-		if v := w.value(r.text); notCommandReference(v) {
+		if commandPassword(r.text, w, w.vs, w.ve) {
 			spans = append(spans, span{w.vs, w.ve, idRclone})
 		}
 		return spans

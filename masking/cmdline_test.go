@@ -72,3 +72,55 @@ func FuzzCommandFinders(f *testing.F) {
 		}
 	})
 }
+
+// TestCommandPasswords: the finders that read a command's words mask the password it is
+// given, and leave what only names one: a shell expansion ($pw, "$1", "pass:${PW}", pw$x),
+// usage text and prose.
+func TestCommandPasswords(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want string // with <<P:…>> markers; "" means unchanged
+	}{
+		// Shell expansions, in any case, quoted or not.
+		{name: "htpasswd expansions", in: "htpasswd -b \"$file\" \"$user\" \"$pass\"; htpasswd -b $F $U $2; htpasswd -nb u pw$x; htpasswd -nb u \"${p}\"; htpasswd -nb u \"a$(cat f)\""},
+		{name: "openssl expansions", in: "openssl enc -k \"$key\" -k $1 -passout pass:\"${p}x\" -k pre`cat f`"},
+		{name: "rclone expansions", in: "rclone config create r sftp pass \"$pw\" && rclone config update r pass $1; rclone obscure \"$pw\""},
+		{name: "echo expansions", in: "echo \"$pw\" | docker login --password-stdin\necho $1 | docker login --password-stdin\necho -n \"${p}\" | docker login --password-stdin"},
+		{name: "a literal dollar", in: "htpasswd -nb u 'S3cr$t9x'; htpasswd -nb u S3cr\\$t9x; openssl enc -k 'pa$$w0rd'; htpasswd -nb u Pw9$",
+			want: "htpasswd -nb u '<<P:S3cr$t9x>>'; htpasswd -nb u <<P:S3cr\\$t9x>>; openssl enc -k '<<P:pa$$w0rd>>'; htpasswd -nb u <<P:Pw9$>>"},
+		// Usage text and prose.
+		{name: "htpasswd usage", in: "htpasswd -b[cmB25dpsDv] [-C cost] [-r rounds] passwordfile username password\nhtpasswd -b [ -c ] [ -i ]\nhtpasswd -nb <user> <password>\nhtpasswd -nb user pw..."},
+		{name: "prose", in: "Use htpasswd -b when you want to script it. The openssl -k option is deprecated. Run rclone obscure password [flags] first; htpasswd -nb u secret…"},
+		{name: "real passwords", in: "htpasswd -b f admin S3cretPw9; htpasswd -nb admin correcthorsebatterystaple; openssl enc -k pa-ss; rclone obscure Pw0rd9",
+			want: "htpasswd -b f admin <<P:S3cretPw9>>; htpasswd -nb admin <<P:correcthorsebatterystaple>>; openssl enc -k <<P:pa-ss>>; rclone obscure <<P:Pw0rd9>>"},
+		// Only openssl's single-dash -pass names a source with env:, file:, fd: or stdin.
+		{name: "another tool's --pass", in: "someclient --pass env:S3cretPw9 && other --pass file:Pw0rd9",
+			want: "someclient --pass <<P:env:S3cretPw9>> && other --pass <<P:file:Pw0rd9>>"},
+		{name: "openssl's -pass sources", in: "openssl rsa -pass env:PW -passin file:/run/pw -passout stdin"},
+		// openssl's -flag=value.
+		{name: "openssl joined values", in: "openssl enc -k=S3cretPw9 -in a; openssl pkcs12 -passin='pass:S3cret Pw9' --passout=pass:\"Pw0rd 9\"",
+			want: "openssl enc -k=<<P:S3cretPw9>> -in a; openssl pkcs12 -passin='pass:<<P:S3cret Pw9>>' --passout=pass:\"<<P:Pw0rd 9>>\""},
+		{name: "openssl joined sources", in: "openssl enc -k=$K -passin=env:PW -passout=file:/run/pw -k= -kfile=/run/k -in=a"},
+	}
+	m := newMasker(t, Config{})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, st := m.Text(nil, []byte(tt.in))
+			want := tt.in
+			if tt.want != "" {
+				want = expand(tt.want)
+			}
+			assert.Equal(t, want, string(out))
+			if tt.want == "" {
+				assert.Zero(t, st.Fields)
+			}
+		})
+	}
+}
+
+// TestOpenSSLExpansions: openssl's finder leaves pass:$pw in any case. (The keyword rule reads
+// pass:$pw as a key and a value, which a '$' and lower-case letters do not make a reference.)
+func TestOpenSSLExpansions(t *testing.T) {
+	assert.Empty(t, findOpenSSL([]byte("openssl enc -pass \"pass:$pw\" -passin pass:$1 -passout 'pass:'\"$x\" -pass=\"pass:$p\""), nil))
+}

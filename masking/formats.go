@@ -243,7 +243,7 @@ var formats = []format{
 	{name: "password-stdin-echo", keywords: []string{"-stdin"}, lines: &lineFilter{flag: "--password-stdin", words: []string{"echo", "printf", "<<<"}},
 		re: `(?:` + commandStart + `(?:echo(?:[ \t]+-[neE]{1,3})*|printf(?:[ \t]+--)?(?:[ \t]+(?:'%[^'\n]*'|"%[^"\n]*"|%[^\s|;&]*))?)[ \t]+` + pipedWords + `[ \t]*\|(?:[^|\n;&][^\n;&|]*?)?[ \t]--password-stdin` +
 			`|[ \t]--password-stdin[^\n;&|]*?<<<[ \t]*` + shellWord + `|<<<[ \t]*` + shellWord + `(?:[^\n;&|]*?[ \t])?--password-stdin)`,
-		check: notFlagOrReference},
+		check: notFlagOrExpansion},
 }
 
 // Byte sets of token alphabets.
@@ -796,6 +796,21 @@ func notPortOrReference(b []byte) bool {
 // prompts for its value (mongosh -p --host x).
 func notFlagOrReference(b []byte) bool {
 	return notReference(b) && b[0] != '-'
+}
+
+// notFlagOrExpansion rejects what notFlagOrReference rejects, and a value that holds a '$'
+// followed by a name, a digit, '{' or '(': echo "$pw" and echo $1 write what the shell
+// expands. The quotes are not seen: a '$' in single quotes is taken for an expansion too.
+func notFlagOrExpansion(b []byte) bool {
+	if !notFlagOrReference(b) {
+		return false
+	}
+	for i := 0; i+1 < len(b); i++ {
+		if n := b[i+1]; b[i] == '$' && (isLower(n) || isUpper(n) || isDigit(n) || n == '_' || n == '{' || n == '(') {
+			return false
+		}
+	}
+	return true
 }
 
 // isPortMapping reports whether b is digits with colons between them.

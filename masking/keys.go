@@ -461,11 +461,14 @@ func keyMasksWith(c keyClass, key, v []byte, ent func([]byte) float64) int {
 	return -1
 }
 
-// namesPassSource reports whether v, the value of openssl's -pass flag, names where the
-// password is (env:VAR, file:path, fd:3, stdin) or gives it as a reference (pass:$PW) rather
-// than holding it.
+// namesPassSource reports whether v, the value of openssl's -pass, -passin or -passout flag,
+// names where the password is (env:VAR, file:path, fd:3, stdin) or gives it as a reference
+// (pass:$PW) rather than holding it. openssl's flags take a single dash; other tools' --pass
+// takes the password itself, env: and all.
 func namesPassSource(key, v []byte) bool {
-	if len(key) < 2 || key[0] != '-' || string(bytes.TrimLeft(key, "-")) != "pass" {
+	switch string(key) {
+	case "-pass", "-passin", "-passout":
+	default:
 		return false
 	}
 	for _, p := range []string{"env:", "file:", "fd:"} {

@@ -602,3 +602,104 @@ func rcloneObscure(r *wordReader, spans []span) []span {
 		return spans
 	}
 }
+
+// findPasswordStdin finds the password echo or printf writes into a command that reads it
+// from its standard input (echo pw | docker login --password-stdin), and the one given to
+// such a command as a here-string (docker login --password-stdin <<< pw).
+func findPasswordStdin(text []byte, spans []span) []span {
+	spans = findCommands(text, "echo", spans, func(r *wordReader, spans []span) []span {
+		return pipedPassword(r, spans, false)
+	})
+	spans = findCommands(text, "printf", spans, func(r *wordReader, spans []span) []span {
+		return pipedPassword(r, spans, true)
+	})
+	return findHereStrings(text, spans)
+}
+
+// pipedPassword reads the words of echo (printf when printf) after its flags (-n, -e; --
+// and a format that starts with '%'), up to the end of the command, and returns spans with
+// them appended as one when a pipe follows and the command after it holds --password-stdin.
+func pipedPassword(r *wordReader, spans []span, printf bool) []span {
+	text := r.text
+	var first, last cmdWord
+	n := 0
+	dashes, format, expands := !printf, !printf, false // printf's -- and format are read
+	for w, ok := r.next(); ok; w, ok = r.next() {
+		raw := w.raw(text)
+		if n == 0 {
+			switch {
+			case !printf && len(raw) >= 2 && raw[0] == '-' && len(bytes.Trim(raw[1:], "neE")) == 0:
+				continue
+			case !dashes && string(raw) == "--":
+				dashes = true
+				continue
+			case !format && bytes.HasPrefix(w.value(text), []byte("%")):
+				dashes, format = true, true
+				continue
+			}
+			first = w
+		}
+		dashes, format = true, true
+		last = w
+		n++
+		expands = expands || shellExpands(raw)
+	}
+	// A pipe, then a command that reads the password from its standard input (after ||, the
+	// reader finds no words).
+	if n == 0 || expands || r.pos >= len(text) || text[r.pos] != '|' {
+		return spans
+	}
+	stdin := false
+	pr := newWordReader(text, r.pos+1)
+	for w, ok := pr.next(); ok && !stdin; w, ok = pr.next() {
+		stdin = string(w.raw(text)) == "--password-stdin"
+	}
+	if !stdin {
+		return spans
+	}
+	vs, ve := first.start, last.end
+	if n == 1 {
+		vs, ve = first.vs, first.ve
+	}
+	if notCommandReference(text[vs:ve]) {
+		spans = append(spans, span{vs, ve, idPasswordStdin})
+	}
+	return spans
+}
+
+// findHereStrings finds the words given as here-strings (<<< pw) to commands that hold
+// --password-stdin, between the same operators or line ends.
+func findHereStrings(text []byte, spans []span) []span {
+	for off := 0; off < len(text); {
+		k := bytes.Index(text[off:], []byte("<<<"))
+		if k < 0 {
+			break
+		}
+		p := off + k
+		s := off + bytes.LastIndexAny(text[off:p], "\n;&|") + 1
+		e := len(text)
+		if i := bytes.IndexAny(text[p:], "\n;&|"); i >= 0 {
+			e = p + i
+		}
+		off = e + 1
+		seg := text[s:e]
+		if !bytes.Contains(seg, []byte(" --password-stdin")) && !bytes.Contains(seg, []byte("\t--password-stdin")) {
+			continue
+		}
+		for q := p; ; {
+			r := newWordReader(text, skipBlanks(text, q+3))
+			if i := r.pos; i < e && text[i] != '<' && text[i] != '>' {
+				w := r.word(i)
+				if w.end > w.start && notCommandReference(w.value(text)) && !shellExpands(w.raw(text)) {
+					spans = append(spans, span{w.vs, w.ve, idPasswordStdin})
+				}
+			}
+			i := bytes.Index(text[q+3:e], []byte("<<<"))
+			if i < 0 {
+				break
+			}
+			q += 3 + i
+		}
+	}
+	return spans
+}

@@ -63,9 +63,10 @@ func FuzzCommandFinders(f *testing.F) {
 	f.Add([]byte("htpasswd -bnBC 10 \"\" 'p w' 2>&1 | x; docker run --entrypoint htpasswd i -Bbn u \\\n pw"))
 	f.Add([]byte("openssl enc -k pw -passin 'pass:a b' -pass \\\"pass:c\\\" -passout pass:`x`"))
 	f.Add([]byte("rclone --config c config create r s key k pass $(rclone obscure `x`) \"$(rclone obscure (y)\" <<<z 3>&-"))
+	f.Add([]byte("echo -n a 'b' \\\"c\\\" | x \\\n --password-stdin <<< 'p w'; printf -- '%s' x|y --password-stdin <<<"))
 	f.Add([]byte("<add key=\"ApiKey\" value=\\\"Zk3qP9xW2vL8nR4t\\\"/><add value='x' key='pass'"))
 	f.Fuzz(func(t *testing.T, text []byte) {
-		for _, find := range []func([]byte, []span) []span{findHtpasswd, findOpenSSL, findRclone, findAddKeyValues} {
+		for _, find := range []func([]byte, []span) []span{findHtpasswd, findOpenSSL, findRclone, findAddKeyValues, findPasswordStdin} {
 			for _, s := range find(text, nil) {
 				require.True(t, 0 <= s.start && s.start < s.end && s.end <= len(text), "span %v of %q", s, text)
 			}
@@ -94,6 +95,13 @@ func TestCommandPasswords(t *testing.T) {
 		{name: "prose", in: "Use htpasswd -b when you want to script it. The openssl -k option is deprecated. Run rclone obscure password [flags] first; htpasswd -nb u secret…"},
 		{name: "real passwords", in: "htpasswd -b f admin S3cretPw9; htpasswd -nb admin correcthorsebatterystaple; openssl enc -k pa-ss; rclone obscure Pw0rd9",
 			want: "htpasswd -b f admin <<P:S3cretPw9>>; htpasswd -nb admin <<P:correcthorsebatterystaple>>; openssl enc -k <<P:pa-ss>>; rclone obscure <<P:Pw0rd9>>"},
+		// echo and printf into --password-stdin, over continued lines; here-strings.
+		{name: "echo into a continued login", in: "echo S3cretPw9 | docker login -u ci \\\n  --password-stdin r.example.com\nprintf -- '%s\\n' 'Pw0rd 9' |\thelm registry login \\\n --password-stdin r",
+			want: "echo <<P:S3cretPw9>> | docker login -u ci \\\n  --password-stdin r.example.com\nprintf -- '%s\\n' '<<P:Pw0rd 9>>' |\thelm registry login \\\n --password-stdin r"},
+		{name: "echo not into --password-stdin", in: "echo S3cretPw9 || docker login --password-stdin\necho S3cretPw9 | tee f; docker login --password-stdin\necho S3cretPw9 > f | docker login --password-stdin2\n" +
+			"echo -n | docker login --password-stdin\necho `cat f` | docker login --password-stdin\necho 'S3cretPw9 | docker login --password-stdin"},
+		{name: "here-strings", in: "docker login --password-stdin <<< S3cretPw9 && x <<< Pw0rd9\n<<<'Tok3n 9' <<< \"$pw\" oras login --password-stdin\nx <<< Pw0rd9; docker login --password-stdin",
+			want: "docker login --password-stdin <<< <<P:S3cretPw9>> && x <<< Pw0rd9\n<<<'<<P:Tok3n 9>>' <<< \"$pw\" oras login --password-stdin\nx <<< Pw0rd9; docker login --password-stdin"},
 		// Only openssl's single-dash -pass names a source with env:, file:, fd: or stdin.
 		{name: "another tool's --pass", in: "someclient --pass env:S3cretPw9 && other --pass file:Pw0rd9",
 			want: "someclient --pass <<P:env:S3cretPw9>> && other --pass <<P:file:Pw0rd9>>"},

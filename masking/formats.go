@@ -238,12 +238,8 @@ var formats = []format{
 	{name: "openssl-password", keywords: []string{"openssl"}, find: findOpenSSL},
 	{name: "rclone-config-secret", keywords: []string{"rclone"}, find: findRclone},
 	// A password echoed into a command that reads it from its standard input (echo pw |
-	// docker login --password-stdin), or given to it as a here-string (<<< pw). The keyword is
-	// in the flag; the expression runs on the lines that hold the flag and echo, printf or <<<.
-	{name: "password-stdin-echo", keywords: []string{"-stdin"}, lines: &lineFilter{flag: "--password-stdin", words: []string{"echo", "printf", "<<<"}},
-		re: `(?:` + commandStart + `(?:echo(?:[ \t]+-[neE]{1,3})*|printf(?:[ \t]+--)?(?:[ \t]+(?:'%[^'\n]*'|"%[^"\n]*"|%[^\s|;&]*))?)[ \t]+` + pipedWords + `[ \t]*\|(?:[^|\n;&][^\n;&|]*?)?[ \t]--password-stdin` +
-			`|[ \t]--password-stdin[^\n;&|]*?<<<[ \t]*` + shellWord + `|<<<[ \t]*` + shellWord + `(?:[^\n;&|]*?[ \t])?--password-stdin)`,
-		check: notFlagOrExpansion},
+	// docker login --password-stdin), or given to it as a here-string (<<< pw) (cmdline.go).
+	{name: "password-stdin-echo", keywords: []string{"-stdin"}, find: findPasswordStdin},
 }
 
 // Byte sets of token alphabets.
@@ -399,7 +395,7 @@ func formatID(name string) int {
 // are part of the table they are looked up in.
 var (
 	idBootstrapToken, idDiscordBot, idBitwarden, idVaultToken, idMailchimp, idFacebook, formatIDPutty, formatIDSecretManifest int
-	idAddKeyValue, idHtpasswd, idOpenSSL, idRclone                                                                            int
+	idAddKeyValue, idHtpasswd, idOpenSSL, idRclone, idPasswordStdin                                                           int
 )
 
 func init() {
@@ -415,6 +411,7 @@ func init() {
 	idHtpasswd = formatID("htpasswd-password")
 	idOpenSSL = formatID("openssl-password")
 	idRclone = formatID("rclone-config-secret")
+	idPasswordStdin = formatID("password-stdin-echo")
 }
 
 // formatDets are the detectors of the formats, built once.
@@ -781,10 +778,6 @@ const (
 	// that escapes its quotes) up to a blank or an operator, or unquoted with quoted parts and
 	// escapes inside. The secret is the text inside the quotes, or the whole word.
 	shellWord = `(?:'([^'\n]+)'(?:[\s;|&)]|\z)|"((?:[^"\\\n]|\\.)+)"(?:[\s;|&)]|\z)|\\"([^"\\\n]+)\\"|((?:[^\s'"\\|;&]|\\.|'[^'\n]*'|"(?:[^"\\\n]|\\.)*")+))`
-	// pipedWords are what echo writes into a pipe: a word quoted whole (the secret is inside
-	// the quotes), or words as shellWord reads them, up to the pipe.
-	pipedWords = `(?:'([^'\n]+)'|"((?:[^"\\\n]|\\.)+)"|\\"([^"\\\n]+)\\"|(` + pipedWord + `(?:[ \t]+` + pipedWord + `)*))`
-	pipedWord  = `(?:[^\s'"\\|;&<>()]|\\.|'[^'\n]*'|"(?:[^"\\\n]|\\.)*")+`
 )
 
 // notPortOrReference rejects what notReference rejects, and a port mapping (3306:3306).
@@ -796,21 +789,6 @@ func notPortOrReference(b []byte) bool {
 // prompts for its value (mongosh -p --host x).
 func notFlagOrReference(b []byte) bool {
 	return notReference(b) && b[0] != '-'
-}
-
-// notFlagOrExpansion rejects what notFlagOrReference rejects, and a value that holds a '$'
-// followed by a name, a digit, '{' or '(': echo "$pw" and echo $1 write what the shell
-// expands. The quotes are not seen: a '$' in single quotes is taken for an expansion too.
-func notFlagOrExpansion(b []byte) bool {
-	if !notFlagOrReference(b) {
-		return false
-	}
-	for i := 0; i+1 < len(b); i++ {
-		if n := b[i+1]; b[i] == '$' && (isLower(n) || isUpper(n) || isDigit(n) || n == '_' || n == '{' || n == '(') {
-			return false
-		}
-	}
-	return true
 }
 
 // isPortMapping reports whether b is digits with colons between them.

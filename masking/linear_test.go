@@ -426,6 +426,8 @@ func adversarialTexts(n int) map[string][]byte {
 		"rclone-nested":  bytes.Repeat([]byte("rclone config create r s pass $("), n/32),
 		"echo-pipes":     append(bytes.Repeat([]byte("echo a | "), n/9), " --password-stdin"...),
 		"echo-stdin":     bytes.Repeat([]byte("echo 'a | x --password-stdin <<< "), n/34),
+		"echo-quotes":    append(bytes.Repeat([]byte(`echo "a" 'b' \"c\" `), n/20), " | x --password-stdin"...),
+		"here-strings":   append(bytes.Repeat([]byte("<<< a "), n/6), " --password-stdin"...),
 		"add-attributes": bytes.Repeat([]byte(`<add key="password" value='a" `), n/30),
 		// Objects never closed, with objects that close in them (textEdits tries each once),
 		// and escaped quotes of several depths whose values are not masked.

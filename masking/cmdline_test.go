@@ -78,11 +78,7 @@ func FuzzCommandFinders(f *testing.F) {
 // given, and leave what only names one: a shell expansion ($pw, "$1", "pass:${PW}", pw$x),
 // usage text and prose.
 func TestCommandPasswords(t *testing.T) {
-	tests := []struct {
-		name string
-		in   string
-		want string // with <<P:…>> markers; "" means unchanged
-	}{
+	tests := []detectorCase{
 		// Shell expansions, in any case, quoted or not.
 		{name: "htpasswd expansions", in: "htpasswd -b \"$file\" \"$user\" \"$pass\"; htpasswd -b $F $U $2; htpasswd -nb u pw$x; htpasswd -nb u \"${p}\"; htpasswd -nb u \"a$(cat f)\""},
 		{name: "openssl expansions", in: "openssl enc -k \"$key\" -k $1 -passout pass:\"${p}x\" -k pre`cat f`"},
@@ -111,20 +107,7 @@ func TestCommandPasswords(t *testing.T) {
 			want: "openssl enc -k=<<P:S3cretPw9>> -in a; openssl pkcs12 -passin='pass:<<P:S3cret Pw9>>' --passout=pass:\"<<P:Pw0rd 9>>\""},
 		{name: "openssl joined sources", in: "openssl enc -k=$K -passin=env:PW -passout=file:/run/pw -k= -kfile=/run/k -in=a"},
 	}
-	m := newMasker(t, Config{})
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			out, st := m.Text(nil, []byte(tt.in))
-			want := tt.in
-			if tt.want != "" {
-				want = expand(tt.want)
-			}
-			assert.Equal(t, want, string(out))
-			if tt.want == "" {
-				assert.Zero(t, st.Fields)
-			}
-		})
-	}
+	checkDetectorCases(t, tests)
 }
 
 // TestOpenSSLExpansions: openssl's finder leaves pass:$pw in any case. (The keyword rule reads

@@ -16,12 +16,7 @@ func TestDetectors(t *testing.T) {
 	gh := ghToken("ghp_", "R7kQ2mZx9LpV4nT8wB3cY6dF1hJ5sA")
 	pem := "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\nVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK\n-----END RSA PRIVATE KEY-----"
 	pemB64 := base64.StdEncoding.EncodeToString([]byte(pem + "\n"))
-	tests := []struct {
-		name string
-		in   string
-		want string   // with <<P:…>> markers; "" means unchanged
-		dets []string // detectors expected in the stats
-	}{
+	tests := []detectorCase{
 		// jwt
 		{name: "jwt", in: "Authorization header was " + jwt + " today",
 			want: "Authorization header was <<P:" + jwt + ">> today", dets: []string{"jwt"}},
@@ -171,6 +166,21 @@ func TestDetectors(t *testing.T) {
 		{name: "plain url", in: "https://kubernetes.io/docs/concepts/configuration/secret/#secret-types"},
 		{name: "timestamps", in: "2026-03-14T09:26:53.123456Z level=info msg=ok"},
 	}
+	checkDetectorCases(t, tests)
+}
+
+// detectorCase is a text and what Masker.Text makes of it.
+type detectorCase struct {
+	name string
+	in   string
+	want string   // with <<P:…>> markers; "" means unchanged
+	dets []string // detectors expected in the stats
+}
+
+// checkDetectorCases masks each case's text, and the same text as a JSON string value, and
+// requires the case's result.
+func checkDetectorCases(t *testing.T, tests []detectorCase) {
+	t.Helper()
 	m := newMasker(t, Config{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -69,7 +69,9 @@ func (w *walker) walkNested(doc []byte) (int, bool) {
 	if err != nil {
 		return e, false
 	}
-	n.finish()
+	// The output up to the value's end only: doc runs on to the end of the text, and copying
+	// it all for each of many documents in one text would be quadratic.
+	n.flush(e)
 	return e, true
 }
 

@@ -258,3 +258,23 @@ func TestSecretManifestYAML(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, `{"kind":"ConfigMap","apiVersion":"v1","data":{"manifests.yaml":`+quote(expand(want))+`}}`, string(jout))
 }
+
+// TestNestedDocumentsCopyOnlyThemselves: the nest walker copies a document in text up to its
+// end, not the rest of the text, which for many documents in one text (a log of JSON lines, a
+// ConfigMap value an attacker wrote) made masking quadratic.
+func TestNestedDocumentsCopyOnlyThemselves(t *testing.T) {
+	m := newMasker(t, Config{})
+	w := newWalker(m)
+	doc := `{"password":"hunter2xyz"}`
+	text := []byte(doc + strings.Repeat("x", 1<<20))
+	e, ok := w.walkNested(text)
+	require.True(t, ok)
+	assert.Equal(t, len(doc), e)
+	assert.Less(t, len(w.nest.dst), 2*len(doc), "only the document is copied")
+	require.NotEmpty(t, w.nest.edits, "the password is masked")
+
+	text = []byte("z" + strings.Repeat(`{"token":"Zk29fLq0Pz81mMvX"}x`, 2000))
+	out, st := m.Text(nil, text)
+	assert.Equal(t, 2000, st.Fields)
+	assert.NotContains(t, string(out), "Zk29fLq0Pz81mMvX")
+}

@@ -27,6 +27,12 @@ var keyBytes = byteTable(isKeyByte)
 // isQuote reports the quotes around keys and values.
 func isQuote(c byte) bool { return c == '"' || c == '\'' || c == '`' }
 
+// quotedAt reports whether the value at text[v1], whose separator ends at vs, opens with a
+// quote: a quote byte, or an escaped \u0022.
+func quotedAt(text []byte, vs, v1 int) bool {
+	return v1 > vs && (isQuote(text[v1-1]) || v1-vs >= 6 && string(text[v1-6:v1]) == `\u0022`)
+}
+
 // endsValue reports the bytes that end an unquoted value.
 func endsValue(c byte) bool {
 	switch c {
@@ -177,7 +183,7 @@ func findAssignmentsAt(w *walker, text []byte, spans []span, seps *sepSet) []spa
 			// An API server field error; findFieldErrors handles those.
 			continue
 		}
-		if text[vr.firstWordEnd(text, v1, v2)-1] == ':' && !(v1 > vs && isQuote(text[v1-1])) {
+		if text[vr.firstWordEnd(text, v1, v2)-1] == ':' && !quotedAt(text, vs, v1) {
 			// A nested key (YAML: "token:\n  path: x", "token: expirationSeconds: 3600"); a
 			// quoted value is a value whatever it ends with (password: "hunter2:").
 			continue

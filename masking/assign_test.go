@@ -20,6 +20,7 @@ func TestQuotedValueEndingInColon(t *testing.T) {
 		{`log "password":"hunter2xyz:" at`, true},
 		{`{\"password\":\"hunter2xyz:\"}`, true},
 		{`DB_PASSWORD="k8s:Hunter2xyz:"`, true},
+		{`{\u0022password\u0022:\u0022hunter2xyz:\u0022}`, true},
 		{"password:\n  path: x", false},
 		{"token: expirationSeconds: 3600", false},
 		{"serviceAccountToken:\n  expirationSeconds: 3607\n  path: token\n", false},

@@ -200,7 +200,7 @@ func findAssignmentsBack(text []byte, spans []span) []span {
 			// An API server field error; findFieldErrors handles those.
 			continue
 		}
-		if w := firstWord(text[v1:v2]); w[len(w)-1] == ':' && !(v1 > vs && isQuote(text[v1-1])) {
+		if w := firstWord(text[v1:v2]); w[len(w)-1] == ':' && !(v1 > vs && (isQuote(text[v1-1]) || strings.HasSuffix(string(text[vs:v1]), `\u0022`))) {
 			// A nested key (YAML: "token:\n  path: x", "token: expirationSeconds: 3600"), not
 			// a quoted value.
 			continue

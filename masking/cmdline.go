@@ -686,19 +686,24 @@ func findHereStrings(text []byte, spans []span) []span {
 		if !bytes.Contains(seg, []byte(" --password-stdin")) && !bytes.Contains(seg, []byte("\t--password-stdin")) {
 			continue
 		}
+		// Each word is read within the segment, and the next here-string is looked for after
+		// it: a word that runs on ($( … without its ')') would else be read again from each
+		// <<< in it.
 		for q := p; ; {
-			r := newWordReader(text, skipBlanks(text, q+3))
+			next := q + 3
+			r := newWordReader(text[:e], skipBlanks(text[:e], q+3))
 			if i := r.pos; i < e && text[i] != '<' && text[i] != '>' {
 				w := r.word(i)
 				if w.end > w.start && notCommandReference(w.value(text)) && !shellExpands(w.raw(text)) {
 					spans = append(spans, span{w.vs, w.ve, idPasswordStdin})
 				}
+				next = max(next, w.end)
 			}
-			i := bytes.Index(text[q+3:e], []byte("<<<"))
+			i := bytes.Index(text[next:e], []byte("<<<"))
 			if i < 0 {
 				break
 			}
-			q += 3 + i
+			q = next + i
 		}
 	}
 	return spans

@@ -618,7 +618,8 @@ func findPasswordStdin(text []byte, spans []span) []span {
 
 // pipedPassword reads the words of echo (printf when printf) after its flags (-n, -e; --
 // and a format that starts with '%'), up to the end of the command, and returns spans with
-// them appended as one when a pipe follows and the command after it holds --password-stdin.
+// them appended as one when a pipe follows and the command after it holds --password-stdin
+// (or --password-stdin=true).
 func pipedPassword(r *wordReader, spans []span, printf bool) []span {
 	text := r.text
 	var first, last cmdWord
@@ -652,7 +653,8 @@ func pipedPassword(r *wordReader, spans []span, printf bool) []span {
 	stdin := false
 	pr := newWordReader(text, r.pos+1)
 	for w, ok := pr.next(); ok && !stdin; w, ok = pr.next() {
-		stdin = string(w.raw(text)) == "--password-stdin"
+		raw := w.raw(text)
+		stdin = string(raw) == "--password-stdin" || bytes.HasPrefix(raw, []byte("--password-stdin="))
 	}
 	if !stdin {
 		return spans

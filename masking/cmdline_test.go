@@ -98,6 +98,8 @@ func TestCommandPasswords(t *testing.T) {
 		// echo and printf into --password-stdin, over continued lines; here-strings.
 		{name: "echo into a continued login", in: "echo S3cretPw9 | docker login -u ci \\\n  --password-stdin r.example.com\nprintf -- '%s\\n' 'Pw0rd 9' |\thelm registry login \\\n --password-stdin r",
 			want: "echo <<P:S3cretPw9>> | docker login -u ci \\\n  --password-stdin r.example.com\nprintf -- '%s\\n' '<<P:Pw0rd 9>>' |\thelm registry login \\\n --password-stdin r"},
+		{name: "echo into --password-stdin=true", in: "echo S3cr3tPw9 | docker login --password-stdin=true\nprintf '%s' 'Pw0rd 9' | docker login --password-stdin=1 <<< Tok3n9x",
+			want: "echo <<P:S3cr3tPw9>> | docker login --password-stdin=true\nprintf '%s' '<<P:Pw0rd 9>>' | docker login --password-stdin=1 <<< <<P:Tok3n9x>>"},
 		{name: "echo not into --password-stdin", in: "echo S3cretPw9 || docker login --password-stdin\necho S3cretPw9 | tee f; docker login --password-stdin\necho S3cretPw9 > f | docker login --password-stdin2\n" +
 			"echo -n | docker login --password-stdin\necho `cat f` | docker login --password-stdin\necho 'S3cretPw9 | docker login --password-stdin"},
 		{name: "here-strings", in: "docker login --password-stdin <<< S3cretPw9 && x <<< Pw0rd9\n<<<'Tok3n 9' <<< \"$pw\" oras login --password-stdin\nx <<< Pw0rd9; docker login --password-stdin",

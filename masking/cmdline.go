@@ -333,33 +333,50 @@ func notCommandReference(v []byte) bool {
 	return notReference(v)
 }
 
-// shellExpands reports whether a word, as written, expands a parameter or runs a command: it
-// holds a '$' outside single quotes and not escaped, followed by a name, a digit, '{' or '('
-// ($pw, "$1", "pass:${PW}", pw$x), or a backquote. What the command gets is then not what the
-// text shows, and a finder does not mask it.
-func shellExpands(raw []byte) bool {
-	var quote byte // '\'' or '"' inside quotes
-	for i := 0; i < len(raw); i++ {
-		switch c := raw[i]; {
-		case quote == '\'':
-			if c == '\'' {
-				quote = 0
-			}
-		case c == '\\':
-			i++
-		case c == '"':
-			quote ^= '"'
-		case c == '\'' && quote == 0:
-			quote = '\''
-		case c == '`':
-			return true
-		case c == '$' && i+1 < len(raw):
-			if n := raw[i+1]; isLower(n) || isUpper(n) || isDigit(n) || n == '_' || n == '{' || n == '(' {
-				return true
+// onlyExpansion reports whether a word's value, inside double quotes or not, is one shell
+// expansion and nothing else: a parameter ($pw, $1, ${PW}, ${p:-x}) or a command ($(cat f),
+// `cat f`). What the command gets is then not what the text shows, and a finder does not
+// mask it. A value with literal text besides ("pass:${PW}x", pw$x, P@ss$word1, Pa$$w0rd) is
+// masked: it may be a password with a '$' in it, and its text is.
+func onlyExpansion(v []byte) bool {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	if len(v) < 2 {
+		return false
+	}
+	if v[0] == '`' {
+		return closingQuote(v, 0) == len(v)-1
+	}
+	if v[0] != '$' {
+		return false
+	}
+	switch n := v[1]; {
+	case n == '{':
+		return bytes.IndexByte(v, '}') == len(v)-1
+	case n == '(':
+		depth := 0
+		for i, c := range v[1:] {
+			switch c {
+			case '(':
+				depth++
+			case ')':
+				depth--
+				if depth == 0 {
+					return i+1 == len(v)-1
+				}
 			}
 		}
+		return false
+	case isDigit(n):
+		return len(v) == 2
 	}
-	return false
+	for _, c := range v[1:] {
+		if !isLower(c) && !isUpper(c) && !isDigit(c) && c != '_' {
+			return false
+		}
+	}
+	return !isDigit(v[1])
 }
 
 // passwordLike reports whether the value of a word a command takes as its password looks like
@@ -385,10 +402,10 @@ func passwordLike(v []byte) bool {
 }
 
 // commandPassword reports whether word w, whose value is text[vs:ve], holds a password a
-// finder masks: not a reference, a flag or an expansion, and like a password.
+// finder masks: not a reference, a flag or one expansion, and like a password.
 func commandPassword(text []byte, w cmdWord, vs, ve int) bool {
 	v := text[vs:ve]
-	return notCommandReference(v) && !shellExpands(w.raw(text)) && passwordLike(v)
+	return notCommandReference(v) && !onlyExpansion(v) && passwordLike(v)
 }
 
 // findHtpasswd finds the password htpasswd takes as its last argument after -b: htpasswd -b
@@ -574,7 +591,7 @@ func findRclone(text []byte, spans []span) []span {
 				if string(key) != "key" {
 					c = classifyKey(key)
 				}
-				if v := w.value(r.text); notCommandReference(v) && !shellExpands(w.raw(r.text)) && keyMasks(c, key, v) >= 0 {
+				if v := w.value(r.text); notCommandReference(v) && !onlyExpansion(v) && keyMasks(c, key, v) >= 0 {
 					spans = append(spans, span{w.vs, w.ve, idRclone})
 				}
 			}
@@ -643,7 +660,7 @@ func pipedPassword(r *wordReader, spans []span, printf bool) []span {
 		dashes, format = true, true
 		last = w
 		n++
-		expands = expands || shellExpands(raw)
+		expands = expands || onlyExpansion(w.value(text))
 	}
 	// A pipe, then a command that reads the password from its standard input (after ||, the
 	// reader finds no words).
@@ -696,7 +713,7 @@ func findHereStrings(text []byte, spans []span) []span {
 			r := newWordReader(text[:e], skipBlanks(text[:e], q+3))
 			if i := r.pos; i < e && text[i] != '<' && text[i] != '>' {
 				w := r.word(i)
-				if w.end > w.start && notCommandReference(w.value(text)) && !shellExpands(w.raw(text)) {
+				if w.end > w.start && notCommandReference(w.value(text)) && !onlyExpansion(w.value(text)) {
 					spans = append(spans, span{w.vs, w.ve, idPasswordStdin})
 				}
 				next = max(next, w.end)

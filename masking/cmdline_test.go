@@ -79,13 +79,19 @@ func FuzzCommandFinders(f *testing.F) {
 }
 
 // TestCommandPasswords: the finders that read a command's words mask the password it is
-// given, and leave what only names one: a shell expansion ($pw, "$1", "pass:${PW}", pw$x),
-// usage text and prose.
+// given, and leave what only names one: a word that is one shell expansion ($pw, "$1",
+// "${p}", $(cat f)), usage text and prose. A word with literal text besides an expansion
+// (pw$x, P@ss$word1, Pa$$w0rd) is masked.
 func TestCommandPasswords(t *testing.T) {
 	tests := []detectorCase{
 		// Shell expansions, in any case, quoted or not.
-		{name: "htpasswd expansions", in: "htpasswd -b \"$file\" \"$user\" \"$pass\"; htpasswd -b $F $U $2; htpasswd -nb u pw$x; htpasswd -nb u \"${p}\"; htpasswd -nb u \"a$(cat f)\""},
-		{name: "openssl expansions", in: "openssl enc -k \"$key\" -k $1 -passout pass:\"${p}x\" -k pre`cat f`"},
+		{name: "htpasswd expansions", in: "htpasswd -b \"$file\" \"$user\" \"$pass\"; htpasswd -b $F $U $2; htpasswd -nb u \"${p}\"; htpasswd -nb u $(cat f); htpasswd -nb u \"`cat f`\""},
+		{name: "openssl expansions", in: "openssl enc -k \"$key\" -k $1 -k ${PW} -k \"$(cat \"$f\")\""},
+		// A word with literal text besides an expansion, or a '$' that expands nothing whole.
+		{name: "literal text and an expansion", in: "htpasswd -nb u pw$x; htpasswd -nb u \"a$(cat f)\"; openssl enc -k pre`cat f`\n" +
+			"htpasswd -b f admin P@ss$word1; htpasswd -b f admin Pa$$w0rd\necho Pa$$w0rd | docker login --password-stdin\ndocker login --password-stdin <<< Pa$$w0rd",
+			want: "htpasswd -nb u <<P:pw$x>>; htpasswd -nb u \"<<P:a$(cat f)>>\"; openssl enc -k <<P:pre`cat f`>>\n" +
+				"htpasswd -b f admin <<P:P@ss$word1>>; htpasswd -b f admin <<P:Pa$$w0rd>>\necho <<P:Pa$$w0rd>> | docker login --password-stdin\ndocker login --password-stdin <<< <<P:Pa$$w0rd>>"},
 		{name: "rclone expansions", in: "rclone config create r sftp pass \"$pw\" && rclone config update r pass $1; rclone obscure \"$pw\""},
 		{name: "echo expansions", in: "echo \"$pw\" | docker login --password-stdin\necho $1 | docker login --password-stdin\necho -n \"${p}\" | docker login --password-stdin"},
 		{name: "a literal dollar", in: "htpasswd -nb u 'S3cr$t9x'; htpasswd -nb u S3cr\\$t9x; openssl enc -k 'pa$$w0rd'; htpasswd -nb u Pw9$",

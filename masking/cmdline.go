@@ -384,13 +384,14 @@ func onlyExpansion(v []byte) bool {
 // not a placeholder of usage text ([-C cost], <file>, file..., file…), and with a byte that
 // is not a letter or at least 16 bytes long. Prose and usage text put words there too ("use
 // htpasswd -b when you want to", "the -k option is deprecated"); a password that is a
-// short word of letters alone is left to the rules that know its name.
-func passwordLike(v []byte) bool {
+// short word of letters alone is left to the rules that know its name, unless shaped: the
+// command's shape says it is one (its end or a flag follows the password).
+func passwordLike(v []byte, shaped bool) bool {
 	if len(v) == 0 || v[0] == '[' || v[len(v)-1] == ']' || v[0] == '<' && v[len(v)-1] == '>' ||
 		bytes.HasSuffix(v, []byte("...")) || bytes.Contains(v, []byte("…")) {
 		return false
 	}
-	if len(v) >= 16 {
+	if shaped || len(v) >= 16 {
 		return true
 	}
 	for _, c := range v {
@@ -402,10 +403,32 @@ func passwordLike(v []byte) bool {
 }
 
 // commandPassword reports whether word w, whose value is text[vs:ve], holds a password a
-// finder masks: not a reference, a flag or one expansion, and like a password.
-func commandPassword(text []byte, w cmdWord, vs, ve int) bool {
+// finder masks: not a reference, a flag or one expansion, and like a password (shaped, as
+// passwordLike reads it).
+func commandPassword(text []byte, w cmdWord, vs, ve int, shaped bool) bool {
 	v := text[vs:ve]
-	return notCommandReference(v) && !onlyExpansion(v) && passwordLike(v)
+	return notCommandReference(v) && !onlyExpansion(v) && passwordLike(v, shaped)
+}
+
+// endsAfter reads the next word of r and reports whether the command ends there, at the end
+// of the text or of its line or before an operator (; & |), redirections skipped: a command
+// and not prose, which goes on, or a ')' or comment that prose may put there too.
+func endsAfter(r *wordReader) bool {
+	_, ok := r.next()
+	return !ok && atCommandEnd(r)
+}
+
+// atCommandEnd reports whether r, done, stopped at the end of the text or of a line or
+// before an operator (; & |).
+func atCommandEnd(r *wordReader) bool {
+	if r.pos >= len(r.text) {
+		return true
+	}
+	switch r.text[r.pos] {
+	case '\n', '\r', ';', '&', '|':
+		return true
+	}
+	return false
 }
 
 // findHtpasswd finds the password htpasswd takes as its last argument after -b: htpasswd -b
@@ -449,7 +472,7 @@ func findHtpasswd(text []byte, spans []span) []span {
 				positional++
 				continue
 			}
-			if commandPassword(r.text, w, w.vs, w.ve) {
+			if commandPassword(r.text, w, w.vs, w.ve, endsAfter(r)) {
 				spans = append(spans, span{w.vs, w.ve, idHtpasswd})
 			}
 			return spans
@@ -510,13 +533,16 @@ func findOpenSSL(text []byte, spans []span) []span {
 				}
 				vs, ve = w.vs, w.ve
 			}
+			// The value is shaped when a flag or the command's end follows it.
+			next, nok := r.next()
+			shaped := nok && next.isFlag(r.text) || !nok && atCommandEnd(r)
 			if bytes.HasPrefix(r.text[vs:ve], []byte(prefix)) {
 				vs, ve = unquoted(r.text, vs+len(prefix), ve)
-				if commandPassword(r.text, w, vs, ve) {
+				if commandPassword(r.text, w, vs, ve, shaped) {
 					spans = append(spans, span{vs, ve, idOpenSSL})
 				}
 			}
-			w, ok = r.next()
+			w, ok = next, nok
 		}
 		return spans
 	})
@@ -613,7 +639,7 @@ func rcloneObscure(r *wordReader, spans []span) []span {
 		if w.isFlag(r.text) {
 			continue
 		}
-		if commandPassword(r.text, w, w.vs, w.ve) {
+		if commandPassword(r.text, w, w.vs, w.ve, endsAfter(r)) {
 			spans = append(spans, span{w.vs, w.ve, idRclone})
 		}
 		return spans

@@ -101,6 +101,10 @@ func TestCommandPasswords(t *testing.T) {
 		{name: "prose", in: "Use htpasswd -b when you want to script it. The openssl -k option is deprecated. Run rclone obscure password [flags] first; htpasswd -nb u secret…"},
 		{name: "real passwords", in: "htpasswd -b f admin S3cretPw9; htpasswd -nb admin correcthorsebatterystaple; openssl enc -k pa-ss; rclone obscure Pw0rd9",
 			want: "htpasswd -b f admin <<P:S3cretPw9>>; htpasswd -nb admin <<P:correcthorsebatterystaple>>; openssl enc -k <<P:pa-ss>>; rclone obscure <<P:Pw0rd9>>"},
+		// Passwords of letters alone where the command's shape says it is one.
+		{name: "letters at a command's end", in: "htpasswd -b f admin Hunterpass\nhtpasswd -bc /etc/nginx/.htpasswd admin changeme; openssl enc -k Hunterpass -in f\nrclone obscure Hunterpass | x\nhtpasswd -nb u letmein >out && openssl enc -k changeme",
+			want: "htpasswd -b f admin <<P:Hunterpass>>\nhtpasswd -bc /etc/nginx/.htpasswd admin <<P:changeme>>; openssl enc -k <<P:Hunterpass>> -in f\nrclone obscure <<P:Hunterpass>> | x\nhtpasswd -nb u <<P:letmein>> >out && openssl enc -k <<P:changeme>>"},
+		{name: "letters in prose", in: "Use htpasswd -b when you want to script it\n(as in htpasswd -nb admin Hunterpass). The openssl -k option is deprecated; run rclone obscure password first"},
 		// echo and printf into --password-stdin, over continued lines; here-strings.
 		{name: "echo into a continued login", in: "echo S3cretPw9 | docker login -u ci \\\n  --password-stdin r.example.com\nprintf -- '%s\\n' 'Pw0rd 9' |\thelm registry login \\\n --password-stdin r",
 			want: "echo <<P:S3cretPw9>> | docker login -u ci \\\n  --password-stdin r.example.com\nprintf -- '%s\\n' '<<P:Pw0rd 9>>' |\thelm registry login \\\n --password-stdin r"},

@@ -1,11 +1,7 @@
 package masking
 
 import (
-	"bytes"
-	"fmt"
-	"math"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -130,56 +126,4 @@ func TestCommandPasswords(t *testing.T) {
 // pass:$pw as a key and a value, which a '$' and lower-case letters do not make a reference.)
 func TestOpenSSLExpansions(t *testing.T) {
 	assert.Empty(t, findOpenSSL([]byte("openssl enc -pass \"pass:$pw\" -passin pass:$1 -passout 'pass:'\"$x\" -pass=\"pass:$p\""), nil))
-}
-
-// hereStringTexts returns texts of about n bytes whose here-strings hold words that run on
-// ($( without its ')'), in one command and in many: findHereStrings read each such word again
-// from every <<< in it, in time that grew with the square of the size (3 s for 100 kB).
-func hereStringTexts(n int) map[string][]byte {
-	return map[string][]byte{
-		"here-string-substs":   append([]byte("d --password-stdin "), bytes.Repeat([]byte("<<<$("), n/5)...),
-		"here-string-commands": bytes.Repeat([]byte("d --password-stdin <<<$(;"), n/25),
-	}
-}
-
-// TestHereStringsLinear times findPasswordStdin over the texts of hereStringTexts at 100 kB
-// and 1 MB: ten times the text takes about ten times as long, where it took a hundred.
-func TestHereStringsLinear(t *testing.T) {
-	if testing.Short() {
-		t.Skip("times 1 MB texts")
-	}
-	fastest := func(text []byte) time.Duration {
-		best := time.Duration(math.MaxInt64)
-		for range 3 {
-			start := time.Now()
-			findPasswordStdin(text, nil)
-			best = min(best, time.Since(start))
-		}
-		return best
-	}
-	small, large := hereStringTexts(100<<10), hereStringTexts(1<<20)
-	for name := range small {
-		s, l := fastest(small[name]), fastest(large[name])
-		assert.Less(t, l, 30*s+50*time.Millisecond, "%s: %v for 100 kB, %v for 1 MB", name, s, l)
-	}
-}
-
-// BenchmarkHereStrings masks the texts of hereStringTexts at 100 kB and 1 MB: ns/op grows ten
-// times, not a hundred.
-func BenchmarkHereStrings(b *testing.B) {
-	m, err := New(Config{Key: benchKey})
-	require.NoError(b, err)
-	for _, n := range []int{100 << 10, 1 << 20} {
-		texts := hereStringTexts(n)
-		for _, name := range []string{"here-string-substs", "here-string-commands"} {
-			text := texts[name]
-			b.Run(fmt.Sprintf("%s/kB=%d", name, n>>10), func(b *testing.B) {
-				b.SetBytes(int64(len(text)))
-				dst := make([]byte, 0, 2*len(text))
-				for b.Loop() {
-					dst, _ = m.Text(dst[:0], text)
-				}
-			})
-		}
-	}
 }

@@ -421,14 +421,18 @@ func adversarialTexts(n int) map[string][]byte {
 		"kind-indents": kindIndents(n),
 		// Commands whose arguments the finders of cmdline.go read, and the expression of
 		// password-stdin-echo, on one line.
-		"htpasswd-b":     bytes.Repeat([]byte("htpasswd -b "), n/12),
-		"openssl-k":      bytes.Repeat([]byte("openssl -k -pass "), n/17),
-		"rclone-nested":  bytes.Repeat([]byte("rclone config create r s pass $("), n/32),
-		"echo-pipes":     append(bytes.Repeat([]byte("echo a | "), n/9), " --password-stdin"...),
-		"echo-stdin":     bytes.Repeat([]byte("echo 'a | x --password-stdin <<< "), n/34),
-		"echo-quotes":    append(bytes.Repeat([]byte(`echo "a" 'b' \"c\" `), n/20), " | x --password-stdin"...),
-		"here-strings":   append(bytes.Repeat([]byte("<<< a "), n/6), " --password-stdin"...),
-		"add-attributes": bytes.Repeat([]byte(`<add key="password" value='a" `), n/30),
+		"htpasswd-b":    bytes.Repeat([]byte("htpasswd -b "), n/12),
+		"openssl-k":     bytes.Repeat([]byte("openssl -k -pass "), n/17),
+		"rclone-nested": bytes.Repeat([]byte("rclone config create r s pass $("), n/32),
+		"echo-pipes":    append(bytes.Repeat([]byte("echo a | "), n/9), " --password-stdin"...),
+		"echo-stdin":    bytes.Repeat([]byte("echo 'a | x --password-stdin <<< "), n/34),
+		"echo-quotes":   append(bytes.Repeat([]byte(`echo "a" 'b' \"c\" `), n/20), " | x --password-stdin"...),
+		"here-strings":  append(bytes.Repeat([]byte("<<< a "), n/6), " --password-stdin"...),
+		// Here-strings whose words run on ($( without its ')'), in one command and in many:
+		// the finder read each such word again from every <<< in it (3 s for 100 kB).
+		"here-string-substs":   append([]byte("d --password-stdin "), bytes.Repeat([]byte("<<<$("), n/5)...),
+		"here-string-commands": bytes.Repeat([]byte("d --password-stdin <<<$(;"), n/25),
+		"add-attributes":       bytes.Repeat([]byte(`<add key="password" value='a" `), n/30),
 		// Objects never closed, with objects that close in them (textEdits tries each once),
 		// and escaped quotes of several depths whose values are not masked.
 		"unclosed-objects": append([]byte(`{"a":[`), bytes.Repeat([]byte(`{"k":{"v":1}},`), n/14)...),

@@ -184,6 +184,29 @@ func BenchmarkSecretList(b *testing.B) {
 	})
 }
 
+// BenchmarkPodList masks a 1 MB PodList, whose containers' commands and arguments are arrays
+// of strings read as command lines (argv.go).
+func BenchmarkPodList(b *testing.B) {
+	m, err := New(Config{Key: benchKey})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pods := maskingtest.PodList(1 << 20)
+	b.Run("baseline=json.Valid", validBench(pods, false))
+	b.Run("mask", func(b *testing.B) {
+		b.SetBytes(int64(len(pods)))
+		b.ReportAllocs()
+		dst := make([]byte, 0, len(pods)+len(pods)/4)
+		for b.Loop() {
+			out, _, err := m.JSON(dst[:0], pods, Target{Resource: "pods"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			dst = out
+		}
+	})
+}
+
 func BenchmarkWatchStream(b *testing.B) {
 	for _, p := range benchPairs()[1:] {
 		n := strings.TrimPrefix(p.name, "WatchStream/")

@@ -308,15 +308,25 @@ func (w *walker) elem(p *vctx, idx int) (c vctx) {
 }
 
 // secretFlag returns s if it is a command-line flag with a secret-sounding name and no value
-// (--password), so that the next argument is its value.
+// (--password), so that the next argument is its value. A flag's name is letters, digits, '-',
+// '_' and '.': -p$(DB_PASSWORD) is a flag with its value, not a name.
 func secretFlag(s []byte) []byte {
-	if len(s) < 3 || s[0] != '-' || len(s) > maxKeyLen || bytes.IndexByte(s, '=') >= 0 {
+	if len(s) < 3 || s[0] != '-' || len(s) > maxKeyLen {
 		return nil
+	}
+	for _, c := range s {
+		if !isFlagNameByte(c) {
+			return nil
+		}
 	}
 	if classifyKey(s) == keyPlain {
 		return nil
 	}
 	return s
+}
+
+func isFlagNameByte(c byte) bool {
+	return c == '-' || c == '_' || c == '.' || isDigit(c) || (c|0x20 >= 'a' && c|0x20 <= 'z')
 }
 
 // patchValueCtx returns the context of the value of a JSON patch operation: the context of the

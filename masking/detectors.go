@@ -126,6 +126,10 @@ type detector struct {
 	// more than the whole keyword scan for a common keyword in a text without a match (token
 	// path, basic settings).
 	mayMatch func(text []byte) bool
+	// command marks a detector that finds a secret by the command's words before it (mysql
+	// -pS3cret, redis-cli -a S3cret): the words of an array of strings are read by it as a
+	// command line (argv.go).
+	command bool
 	// lines, when set, narrows where re runs to the lines of a text it picks, a line
 	// continued with a backslash together with the next: re matches within one such line, and
 	// a text that holds the keyword once is not searched whole.

@@ -216,6 +216,9 @@ type engine struct {
 	stop *[256]bool
 	// needs lists the bytes a detector without keywords needs, once each, when stop is set.
 	needs string
+	// commands has the bits of the detectors that read a command's words (detector.command),
+	// as in a trigger bitset.
+	commands []uint64
 }
 
 // newStops builds prefilter's stop bytes, or returns nil when a detector without keywords
@@ -244,11 +247,18 @@ const minDetectLen = 6
 
 func newEngine(dets []*detector, nids int, disabled []bool) *engine {
 	e := &engine{dets: make([]*detector, nids), disabled: disabled, words: (nids + 63) / 64}
+	e.commands = make([]uint64, e.words)
 	keywords := map[string][]int{}
 	for _, d := range dets {
 		e.dets[d.id] = d
 		if disabled[d.id] && !d.multi {
 			continue
+		}
+		if d.command {
+			if len(d.keywords) == 0 {
+				panic("masking: a detector of commands has no keywords")
+			}
+			e.commands[d.id>>6] |= 1 << (d.id & 63)
 		}
 		if len(d.keywords) == 0 {
 			e.always = append(e.always, d.id)
@@ -306,6 +316,21 @@ func (e *engine) find(w *walker, text []byte, trig []uint64, spans []span) []spa
 	return e.run(w, text, trig, spans)
 }
 
+// commandKeywords reports whether text holds a keyword of a detector that reads a command's
+// words (detector.command, argv.go), and leaves the bits of those detectors in trig for
+// runTriggered; trig is left zero when it returns false.
+func (e *engine) commandKeywords(text []byte, trig []uint64) bool {
+	if !e.ac.scan(text, trig) {
+		return false
+	}
+	hit := false
+	for k := range trig {
+		trig[k] &= e.commands[k]
+		hit = hit || trig[k] != 0
+	}
+	return hit
+}
+
 // findScanned is find for a text of minDetectLen bytes or more whose keywords the automaton
 // has already put in trig (prefilter).
 func (e *engine) findScanned(w *walker, text []byte, trig []uint64, spans []span) []span {
@@ -318,6 +343,12 @@ func (e *engine) run(w *walker, text []byte, trig []uint64, spans []span) []span
 	for _, id := range e.always {
 		trig[id>>6] |= 1 << (id & 63)
 	}
+	return e.runTriggered(w, text, trig, spans)
+}
+
+// runTriggered runs the detectors triggered in trig on text, clears trig and appends the
+// merged, sorted spans of what they find to spans.
+func (e *engine) runTriggered(w *walker, text []byte, trig []uint64, spans []span) []span {
 	for k, set := range trig {
 		for set != 0 {
 			b := set & -set

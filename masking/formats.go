@@ -37,6 +37,8 @@ type format struct {
 	find func(text []byte, spans []span) []span
 	// multi: find reports under other formats' IDs too.
 	multi bool
+	// command: see detector.command.
+	command bool
 	// needsAny: see detector.needsAny, for a format without keywords.
 	needsAny string
 }
@@ -205,22 +207,24 @@ var formats = []format{
 	{name: "ldap-password-hash", keywords: []string{"{sha}", "{ssha}", "{ssha256}", "{ssha512}"}, re: `(\{(?:SHA|SSHA|SSHA256|SSHA512)\}[A-Za-z0-9+/]{20,}={0,2})`},
 	{name: "postgres-md5-hash", keywords: []string{"md5"}, tok: &tokenShape{prefixes: []string{"md5"}, set: hexLower, min: 32, max: 32}},
 
-	// Credentials in command lines and account files.
-	{name: "curl-user-password", keywords: []string{"curl"}, re: `\bcurl\b[^\n]*?\s(?:-u|--user)(?:[ \t]+|=)['"]?[^\s:'"]*:([^\s'"]{3,})`},
+	// Credentials in command lines and account files. The detectors marked command read a
+	// command's name and flags before the secret: they read an array of strings as a command
+	// line too (argv.go).
+	{name: "curl-user-password", command: true, keywords: []string{"curl"}, re: `\bcurl\b[^\n]*?\s(?:-u|--user)(?:[ \t]+|=)['"]?[^\s:'"]*:([^\s'"]{3,})`},
 	{name: "netrc-password", keywords: []string{"machine"}, re: `\bmachine[ \t]+\S+(?:[ \t]+login[ \t]+\S+)?[ \t]+password[ \t]+(\S+)`},
 	// The MySQL and MariaDB clients take the password joined to -p (-pS3cret: -p alone
 	// prompts, -P is the port); a registry login, sshpass and the MongoDB shells take it
 	// joined, after '=' or after a blank. The keyword is the flag; the expressions run only on
 	// the lines (with their continuations) that hold it after a blank and a command's name.
-	{name: "mysql-password-flag", keywords: []string{"-p"}, lines: &lineFilter{flag: "-p", words: []string{"mysql", "mariadb"}},
+	{name: "mysql-password-flag", command: true, keywords: []string{"-p"}, lines: &lineFilter{flag: "-p", words: []string{"mysql", "mariadb"}},
 		re:     commandStart + `(?:mysql[a-z_]*|mariadb(?:-[a-z]+)?)` + commandArgs + `-p` + shellWord,
 		joined: true, check: notPortOrReference},
-	{name: "password-flag-value", keywords: []string{"-p"}, lines: &lineFilter{flag: "-p", words: []string{"login", "sshpass", "mongo"}},
+	{name: "password-flag-value", command: true, keywords: []string{"-p"}, lines: &lineFilter{flag: "-p", words: []string{"login", "sshpass", "mongo"}},
 		re:     commandStart + `(?:(?:docker|podman|nerdctl|buildah|skopeo|oras|helm[ \t]+registry|az)[ \t]+login|sshpass|mongo|mongosh)` + commandArgs + `-p(?:[ \t]+|=)?` + shellWord,
 		joined: true, check: notFlagOrReference},
 	// Redis: the password in redis.conf (requirepass, masterauth: a line of a directive and
 	// its arguments) and given to redis-cli.
-	{name: "redis-password", keywords: []string{"requirepass", "masterauth", "redis-cli"},
+	{name: "redis-password", command: true, keywords: []string{"requirepass", "masterauth", "redis-cli"},
 		re:    `(?m)(?:^[ \t]*(?i:requirepass|masterauth)|` + commandStart + `redis-cli` + commandArgs + `(?:-a|--pass))[ \t]+` + shellWord,
 		check: notFlagOrReference},
 	// XML elements that hold a password or a token (Maven's settings.xml, application
@@ -234,12 +238,12 @@ var formats = []format{
 	{name: "xml-add-key-value", keywords: []string{"<add"}, find: findAddKeyValues},
 	// Passwords commands take as arguments (cmdline.go): htpasswd's positional one, openssl's
 	// -k and pass:, rclone's key value pairs.
-	{name: "htpasswd-password", keywords: []string{"htpasswd"}, find: findHtpasswd},
-	{name: "openssl-password", keywords: []string{"openssl"}, find: findOpenSSL},
-	{name: "rclone-config-secret", keywords: []string{"rclone"}, find: findRclone},
+	{name: "htpasswd-password", command: true, keywords: []string{"htpasswd"}, find: findHtpasswd},
+	{name: "openssl-password", command: true, keywords: []string{"openssl"}, find: findOpenSSL},
+	{name: "rclone-config-secret", command: true, keywords: []string{"rclone"}, find: findRclone},
 	// A password echoed into a command that reads it from its standard input (echo pw |
 	// docker login --password-stdin), or given to it as a here-string (<<< pw) (cmdline.go).
-	{name: "password-stdin-echo", keywords: []string{"-stdin"}, find: findPasswordStdin},
+	{name: "password-stdin-echo", command: true, keywords: []string{"-stdin"}, find: findPasswordStdin},
 }
 
 // Byte sets of token alphabets.
@@ -356,7 +360,7 @@ func (t *tokenShape) finder(d *detector) func(text []byte, spans []span) []span 
 func formatDetectors() []*detector {
 	dets := make([]*detector, 0, len(formats))
 	for i, f := range formats {
-		d := &detector{id: idFirstFormat + i, keywords: f.keywords, minEntropy: f.minEntropy, check: f.check, multi: f.multi, needsAny: f.needsAny, lines: f.lines}
+		d := &detector{id: idFirstFormat + i, keywords: f.keywords, minEntropy: f.minEntropy, check: f.check, multi: f.multi, needsAny: f.needsAny, lines: f.lines, command: f.command}
 		switch {
 		case f.re != "":
 			d.re = regexp.MustCompile(f.re)

@@ -238,7 +238,9 @@ func (w *walker) maskText(i, end int, esc bool, c *vctx) {
 	if c.key != nil {
 		kc = w.keyClasses.classify(c.key)
 	}
-	if kc == keyPlain && (len(raw) < minDetectLen || w.m.eng.noFindings(w, raw)) {
+	argv := w.argvWord // what the detectors found in this word of a command (argv.go)
+	w.argvWord = nil
+	if kc == keyPlain && len(argv) == 0 && (len(raw) < minDetectLen || w.m.eng.noFindings(w, raw)) {
 		// Too short, or of a fixed syntax (a resourceVersion, uid or timestamp) in which no
 		// keyword occurs: the detectors would find nothing (syntax.go).
 		return
@@ -246,7 +248,7 @@ func (w *walker) maskText(i, end int, esc bool, c *vctx) {
 	if w.m.hasExemptions && w.exempt(*c, -1) {
 		return
 	}
-	if kc == keyPlain && bytes.HasPrefix(raw, gzipBase64Prefix) && w.gzipValue(i, end, esc, *c) {
+	if kc == keyPlain && len(argv) == 0 && bytes.HasPrefix(raw, gzipBase64Prefix) && w.gzipValue(i, end, esc, *c) {
 		// Base64 of gzip data: a Helm release (the ConfigMap driver), masked inside, or
 		// anything else, masked whole when something in it would be (helm.go).
 		return
@@ -274,7 +276,7 @@ func (w *walker) maskText(i, end int, esc bool, c *vctx) {
 	switch none, scanned := w.m.eng.prefilter(text, w.trig); {
 	case none:
 		// Nothing a detector looks for (engine.prefilter).
-		return
+		w.tedits = w.tedits[:0]
 	case scanned:
 		w.tedits = w.scannedEdits(w.tedits[:0], text, c)
 	default:
@@ -282,6 +284,9 @@ func (w *walker) maskText(i, end int, esc bool, c *vctx) {
 		// some detectors off for this value: the walker of a nested document does not know it.
 		nested := !w.m.hasExemptions || !w.exemptsSome(*c)
 		w.tedits = w.textEdits(w.tedits[:0], text, c, nested)
+	}
+	if len(argv) > 0 {
+		w.tedits = withArgvFindings(w.tedits, argv)
 	}
 	if len(w.tedits) > 0 {
 		w.spliceEdits(i, end, esc, text, w.tedits)

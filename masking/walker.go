@@ -94,6 +94,16 @@ type walker struct {
 	// once (fork.go); halt, set in the walker of a second half, stops it.
 	forks bool
 	halt  *atomic.Bool
+
+	// An array of strings read as a command's words (argv.go): the line they make, the
+	// bounds of each word in it and the words without blanks (scratch), what the detectors
+	// found in the words, and what they found in the word being walked, which maskText adds
+	// to what it finds itself.
+	argvLine   []byte
+	argvGate   []byte
+	argvBounds [][2]int
+	argv       []argvFinding
+	argvWord   []argvFinding
 }
 
 func newWalker(m *Masker) *walker {
@@ -612,7 +622,8 @@ func (w *walker) array(i int, c vctx, depth int) (int, error) {
 // f.start and it runs.
 func (w *walker) elements(i int, c vctx, depth int, f *fork) (int, error) {
 	src := w.src
-	var flag []byte // the previous element was a secret-sounding flag: --password
+	var flag []byte        // the previous element was a secret-sounding flag: --password
+	var argv []argvFinding // the elements are a command's words (argv.go)
 	for idx := 0; ; idx++ {
 		if f != nil && i >= f.start {
 			if f.reached(i) {
@@ -624,16 +635,27 @@ func (w *walker) elements(i int, c vctx, depth int, f *fork) (int, error) {
 			return i, errHalted
 		}
 		ec := w.elem(&c, idx)
+		if idx == 0 && ec.role == roleValue && ec.hide == noHide && src[i] == '"' {
+			argv = w.argvFindings(i, &ec)
+		}
 		if flag != nil && ec.role == roleValue {
 			ec.key = flag
 		}
 		flag = nil
+		n := 0
+		for n < len(argv) && argv[n].word == idx {
+			n++
+		}
+		w.argvWord, argv = argv[:n], argv[n:]
 		vs := i
 		var err error
-		if i, err = w.value(i, ec, depth+1); err != nil {
+		i, err = w.value(i, ec, depth+1)
+		w.argvWord = nil
+		if err != nil {
 			return i, err
 		}
-		if src[vs] == '"' && ec.role == roleValue && ec.hide == noHide {
+		if src[vs] == '"' && ec.role == roleValue && ec.hide == noHide && n == 0 {
+			// A word in which the command's line had a secret (-pS3cretPw9) names no flag.
 			raw := src[vs+1 : i-1]
 			if bytes.IndexByte(raw, '\\') >= 0 {
 				raw = unescape(nil, raw) // rare: the apiserver escapes no letters

@@ -1,0 +1,264 @@
+package masking
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// argvPlaces are documents with a command written as an array: each has one %s, the array.
+var argvPlaces = map[string]string{
+	"container args":    `{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"i","args":%s}]}}`,
+	"exec probe":        `{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"i","livenessProbe":{"exec":{"command":%s}}}]}}`,
+	"deployment":        `{"kind":"Deployment","apiVersion":"apps/v1","metadata":{"name":"d"},"spec":{"template":{"spec":{"initContainers":[{"name":"c","command":%s}]}}}}`,
+	"cronjob in a list": `{"kind":"CronJobList","apiVersion":"batch/v1","metadata":{},"items":[{"metadata":{"name":"c"},"spec":{"jobTemplate":{"spec":{"template":{"spec":{"containers":[{"name":"c","command":%s}]}}}}}}]}`,
+	"custom resource":   `{"kind":"Runner","apiVersion":"example.com/v1","metadata":{"name":"r"},"spec":{"steps":[{"run":%s}]}}`,
+}
+
+// maskedArgv masks the array argv, written as JSON, in each of argvPlaces and returns the masked
+// array of each place.
+func maskedArgv(t *testing.T, m *Masker, argv string) map[string][]string {
+	t.Helper()
+	got := map[string][]string{}
+	for place, doc := range argvPlaces {
+		in := strings.Replace(doc, "%s", argv, 1)
+		require.True(t, json.Valid([]byte(in)), in)
+		out, _, err := m.JSON(nil, []byte(in), Target{})
+		require.NoError(t, err, place)
+		again, st, err := m.JSON(nil, out, Target{})
+		require.NoError(t, err)
+		assert.Equal(t, string(out), string(again), "%s: masking twice changed it", place)
+		assert.Zero(t, st.Fields, place)
+
+		var v any
+		require.NoError(t, json.Unmarshal(out, &v))
+		got[place] = findArray(v)
+		require.NotNil(t, got[place], "%s: no array of strings in %s", place, out)
+	}
+	return got
+}
+
+// findArray returns the first array of strings of two or more in v.
+func findArray(v any) []string {
+	switch x := v.(type) {
+	case map[string]any:
+		for _, k := range []string{"args", "command", "run", "items", "spec", "template", "jobTemplate", "containers", "initContainers", "livenessProbe", "exec", "steps"} {
+			if a := findArray(x[k]); a != nil {
+				return a
+			}
+		}
+	case []any:
+		words := make([]string, 0, len(x))
+		for _, e := range x {
+			if s, ok := e.(string); ok {
+				words = append(words, s)
+			} else if _, ok := e.(map[string]any); !ok {
+				if _, ok := e.([]any); !ok {
+					words = append(words, "<literal>")
+				}
+			}
+		}
+		if len(words) == len(x) && len(words) >= 2 {
+			return words
+		}
+		for _, e := range x {
+			if a := findArray(e); a != nil {
+				return a
+			}
+		}
+	}
+	return nil
+}
+
+// TestArgvMaskedAsCommandLine: a command written as an array is masked as the command line its
+// words make: the password a command takes as a plain argument (mysql -pS3cret, sshpass -p,
+// htpasswd -b, curl -u, redis-cli -a …), which no word shows read alone, is masked in its word,
+// and the other words stay as they are.
+func TestArgvMaskedAsCommandLine(t *testing.T) {
+	tests := []struct {
+		name string
+		argv []string // words; the masked ones hold <<P:…>> markers
+	}{
+		{"mysql -p", []string{"mysql", "-uroot", "-p<<P:S3cretPw9>>", "-e", "SELECT 1"}},
+		{"mysqladmin probe", []string{"mysqladmin", "ping", "-h", "127.0.0.1", "-uroot", "-p<<P:S3cretPw9>>"}},
+		{"a command by its path", []string{"/usr/bin/mysql", "--user=root", "-p<<P:S3cretPw9>>"}},
+		{"a command after env", []string{"env", "TZ=UTC", "mysql", "-p<<P:S3cretPw9>>"}},
+		{"sshpass", []string{"sshpass", "-p", "<<P:S3cretPw9>>", "ssh", "backup@db"}},
+		{"redis-cli", []string{"redis-cli", "-h", "redis", "-a", "<<P:S3cretPw9>>", "ping"}},
+		{"curl user", []string{"curl", "-fsS", "-u", "admin:<<P:S3cretPw9>>", "http://grafana:3000/api/health"}},
+		{"htpasswd", []string{"htpasswd", "-b", "/etc/nginx/.htpasswd", "admin", "<<P:S3cretPw9>>"}},
+		{"htpasswd bundled flags", []string{"htpasswd", "-nbB", "admin", "<<P:S3cretPw9>>"}},
+		{"openssl -k", []string{"openssl", "enc", "-aes-256-cbc", "-k", "<<P:S3cretPw9>>", "-in", "f"}},
+		{"rclone config", []string{"rclone", "config", "create", "r", "s3", "secret_access_key", "<<P:S3cretPw9xyz>>"}},
+		{"rclone obscure", []string{"rclone", "obscure", "<<P:S3cretPw9>>"}},
+		{"docker login -p", []string{"docker", "login", "-u", "ci", "-p", "<<P:S3cretPw9>>", "registry.example.com"}},
+		{"a word with a blank", []string{"htpasswd", "-b", "/etc/x", "admin", "<<P:correct horse 9>>"}},
+		{"java property", []string{"java", "-Dspring.datasource.password=<<P:S3cretPw9>>", "-jar", "app.jar"}},
+	}
+	m := newMasker(t, Config{})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := make([]string, len(tt.argv))
+			in := make([]string, len(tt.argv))
+			for i, w := range tt.argv {
+				want[i] = expand(w)
+				in[i] = markerRE.ReplaceAllString(w, "$2")
+			}
+			argv, err := json.Marshal(in)
+			require.NoError(t, err)
+			for place, got := range maskedArgv(t, m, string(argv)) {
+				assert.Equal(t, want, got, place)
+			}
+			// As a command line, the words are masked the same.
+			line, _ := m.Text(nil, []byte(strings.Join(quoteWords(in, in), " ")))
+			assert.Equal(t, strings.Join(quoteWords(want, in), " "), string(line))
+		})
+	}
+}
+
+// quoteWords quotes the words whose unmasked words in have a blank, as a shell reads them.
+func quoteWords(words, in []string) []string {
+	out := make([]string, len(words))
+	for i, w := range words {
+		if strings.ContainsAny(in[i], " \t") {
+			w = "'" + w + "'"
+		}
+		out[i] = w
+	}
+	return out
+}
+
+// TestArgvBypasses tries to get a command's password through by how its array is written.
+func TestArgvBypasses(t *testing.T) {
+	tests := map[string]string{
+		"escaped letters":          `["my\u0073ql","-uroot","-\u0070S3cretPw9"]`,
+		"escaped dash and slash":   `["\/usr\/bin\/mysql","\u002dpS3cretPw9"]`,
+		"a number among the words": `["redis-cli","-p",6379,"-a","S3cretPw9"]`,
+		"literals among the words": `["redis-cli",true,null,"-a","S3cretPw9"]`,
+		"an empty word":            `["redis-cli","","-a","S3cretPw9"]`,
+		"a word with quotes":       `["sh","it's \"quoted\"","redis-cli","-a","S3cretPw9"]`,
+		"blank around the words":   "[ \"redis-cli\" ,\n\t\"-a\" , \"S3cretPw9\" ]",
+		"a shell operator word":    `["true",";","redis-cli","-a","S3cretPw9"]`,
+	}
+	m := newMasker(t, Config{})
+	for name, argv := range tests {
+		t.Run(name, func(t *testing.T) {
+			for place, got := range maskedArgv(t, m, argv) {
+				assert.NotContains(t, strings.Join(got, " "), "S3cretPw9", place)
+				assert.Contains(t, strings.Join(got, " "), expand("<<P:S3cretPw9>>"), place)
+			}
+		})
+	}
+}
+
+// TestArgvStays: arrays of strings that are no command with a password stay as they are.
+func TestArgvStays(t *testing.T) {
+	long := make([]string, 300)
+	for i := range long {
+		long[i] = "--flag-" + strings.Repeat("x", i%7)
+	}
+	longArgv, err := json.Marshal(long)
+	require.NoError(t, err)
+	tests := map[string]string{
+		"verbs":                 `["get","list","watch","create","update","patch","delete"]`,
+		"resources":             `["secrets","tokenreviews","serviceaccounts/token"]`,
+		"finalizers":            `["kubernetes.io/pvc-protection","foregroundDeletion"]`,
+		"flags and files":       `["--port=8080","--log-level=info","--token-file","/var/run/secrets/token","--secret-name","db-creds"]`,
+		"kubeconfig flags":      `["--kubeconfig","/etc/kubernetes/admin.conf","--authentication-token-webhook","--authorization-mode=Webhook"]`,
+		"a shell script":        `["/bin/sh","-c","echo hello; sleep 3600"]`,
+		"password from the env": `["mysql","-uroot","-p$(MYSQL_ROOT_PASSWORD)","-h","db"]`,
+		"password from a file":  `["sh","-c","redis-cli -a \"$(cat /run/secrets/pw)\" ping"]`,
+		"prompting -p":          `["mysql","-uroot","-p","-h","db"]`,
+		"words and an object":   `["redis-cli",{"a":"-a"},"S3cretPw9"]`,
+		"many words":            string(longArgv),
+	}
+	m := newMasker(t, Config{})
+	for name, argv := range tests {
+		t.Run(name, func(t *testing.T) {
+			for place, doc := range argvPlaces {
+				in := strings.Replace(doc, "%s", argv, 1)
+				out, st, err := m.JSON(nil, []byte(in), Target{})
+				require.NoError(t, err)
+				assert.Equal(t, in, string(out), place)
+				assert.Zero(t, st.Fields, place)
+			}
+		})
+	}
+}
+
+// TestArgvOfAPassword: an array under a secret-sounding key is hidden word by word, as before.
+func TestArgvOfAPassword(t *testing.T) {
+	m := newMasker(t, Config{})
+	in := `{"kind":"Runner","apiVersion":"example.com/v1","metadata":{"name":"r"},"spec":{"passwords":["S3cretPw9","Hunter2pw"]}}`
+	out, st, err := m.JSON(nil, []byte(in), Target{})
+	require.NoError(t, err)
+	assert.Equal(t, expand(`{"kind":"Runner","apiVersion":"example.com/v1","metadata":{"name":"r"},"spec":{"passwords":["<<P:S3cretPw9>>","<<P:Hunter2pw>>"]}}`), string(out))
+	assert.Equal(t, 2, st.Fields)
+}
+
+// FuzzArgv masks arrays of words the fuzzer chooses: no panic, valid output, masking twice
+// changes nothing, and a word that changed holds a placeholder.
+func FuzzArgv(f *testing.F) {
+	for _, s := range []string{"mysql\x00-uroot\x00-pS3cretPw9", "sshpass\x00-p\x00S3cretPw9\x00ssh", "redis-cli\x00\x00-a\x00it's \"x\"",
+		"curl\x00-u\x00a:b c\x00http://x", "htpasswd\x00-nb\x00u\x00p w\x00\\\x00$(x)",
+		"sshpass -p\x0000000000 "} { // a finding cut to its word is a placeholder the second time
+		f.Add(s)
+	}
+	m := newMasker(f, Config{})
+	f.Fuzz(func(t *testing.T, data string) {
+		words := strings.Split(data, "\x00")
+		argv, err := json.Marshal(words)
+		require.NoError(t, err)
+		doc := strings.Replace(argvPlaces["container args"], "%s", string(argv), 1)
+		out, _, err := m.JSON(nil, []byte(doc), Target{})
+		require.NoError(t, err)
+		again, _, err := m.JSON(nil, out, Target{})
+		require.NoError(t, err)
+		require.Equal(t, string(out), string(again), "masking twice changed it")
+		var pod struct {
+			Spec struct {
+				Containers []struct{ Args []string } `json:"containers"`
+			} `json:"spec"`
+		}
+		require.NoError(t, json.Unmarshal(out, &pod), "%s", out)
+		got := pod.Spec.Containers[0].Args
+		require.NoError(t, json.Unmarshal(argv, &words)) // as JSON holds them: valid UTF-8
+		require.Len(t, got, len(words))
+		for i, w := range got {
+			if w != words[i] {
+				require.Contains(t, w, PlaceholderPrefix, "word %d %q", i, words[i])
+			}
+		}
+	})
+}
+
+// TestArgvRestore: a Deployment read through Gatehouse with a command's password masked in its
+// word, and written back, gets the password back in that word; the word's placeholder written
+// into another word is refused.
+func TestArgvRestore(t *testing.T) {
+	m := newMasker(t, Config{})
+	stored := `{"kind":"Deployment","apiVersion":"apps/v1","metadata":{"name":"shop","namespace":"shop"},"spec":{"template":{"spec":{"containers":[{"name":"shop","image":"shop:1","command":["mysqladmin","ping","-uroot","-pcanary-argv-Pw9","-h","db"]}]}}}}`
+	command := func(o map[string]any) []any {
+		return o["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["command"].([]any)
+	}
+
+	read := maskedJSON(t, m, []byte(stored), deploymentTarget)
+	requireNoCanary(t, mustJSON(t, read))
+	assert.Equal(t, expand("-p<<P:canary-argv-Pw9>>"), command(read)[3])
+	read["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["image"] = "shop:2"
+	r, err := m.Restore(mustJSON(t, read), []byte(stored), deploymentTarget)
+	require.NoError(t, err)
+	assert.Equal(t, 1, r.Values)
+	var out map[string]any
+	require.NoError(t, json.Unmarshal(r.Object, &out))
+	assert.Equal(t, []any{"mysqladmin", "ping", "-uroot", "-pcanary-argv-Pw9", "-h", "db"}, command(out))
+
+	moved := maskedJSON(t, m, []byte(stored), deploymentTarget)
+	cmd := command(moved)
+	cmd[5] = cmd[3] // into the host's word
+	_, err = m.Restore(mustJSON(t, moved), []byte(stored), deploymentTarget)
+	require.ErrorIs(t, err, ErrPlaceholderMoved)
+}

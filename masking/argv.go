@@ -30,48 +30,77 @@ type argvFinding struct {
 }
 
 // argvFindings reads the array whose first element is the string at src[i] as the words of a
-// command, in context c (that of its elements), and returns what the detectors of commands find
-// in the line the words make, by word and in order. Numbers, true, false and null are words as
-// written; an object or an array ends the command. It finds nothing in a command of fewer than
-// two words. The result is valid until the next call.
+// command, after those of the array whose first element is at src[command] when command is not
+// -1 (a container's command, when the array is its args), in context c (that of its elements),
+// and returns what the detectors of commands find in the array's words of the line the words
+// make, by word and in order. Numbers, true, false and null are words as written; an object or
+// an array ends the command. It finds nothing in a command of fewer than two words. The result
+// is valid until the next call.
 //
-// A detector of commands runs when its keyword is in a word without blanks: a word with blanks
-// (a script for sh -c) is read by the detectors on its own, and a keyword in it does not start
-// a command whose words follow in the array. So the words without blanks are read first, and
-// the line is made only for an array in which they hold such a keyword.
-func (w *walker) argvFindings(i int, c *vctx) []argvFinding {
+// A detector of commands runs when its keyword is in a word without blanks or in a flag: a
+// word with blanks (a script for sh -c) is read by the detectors on its own, and a keyword in
+// it does not start a command whose words follow in the array. So those words are read first,
+// and the line is made only for an array in which they hold such a keyword.
+func (w *walker) argvFindings(command, i int, c *vctx) []argvFinding {
 	gate := w.argvGate[:0]
-	n := w.argvWords(i, func(text []byte, blank bool) bool {
-		if !blank {
+	gateWord := func(text []byte, blank bool) bool {
+		if !blank || text[0] == '-' {
 			gate = append(append(gate, text...), ' ')
 		}
 		return len(gate) <= maxArgvBytes
-	})
+	}
+	pre := 0
+	if command >= 0 {
+		pre = w.argvWords(command, gateWord)
+	}
+	n := w.argvWords(i, gateWord)
 	w.argvGate = gate
-	if n < 2 || !w.m.eng.commandKeywords(gate, w.trig) {
+	if pre+n < 2 || !w.m.eng.commandKeywords(gate, w.trig) {
 		return nil
 	}
 	line := w.argvLine[:0]
-	words := w.argvBounds[:0] // the bounds of each word's text in line
-	w.argvWords(i, func(text []byte, blank bool) bool {
-		if len(words) == n {
+	segs := w.argvSegs[:0]
+	word, limit := -pre, -pre // the command's words are before the array's: what is found in them is theirs
+	lineWord := func(text []byte, blank bool) bool {
+		if word == limit {
 			return false
 		}
-		q := argvQuote(text, blank)
-		if len(words) > 0 {
+		if len(line) > 0 {
 			line = append(line, ' ')
 		}
+		// A flag with its value (-p'pass word', --password='pass word') is written with the
+		// value quoted, as people write it; another word with blanks is quoted whole.
+		k := 0
+		if blank && len(text) > 2 && text[0] == '-' {
+			if eq := bytes.IndexByte(text, '='); eq > 0 {
+				k = eq + 1
+			} else if text[1] != '-' {
+				k = 2
+			}
+		}
+		if k > 0 {
+			segs = append(segs, argvSeg{word: word, line: len(line), n: k})
+			line = append(line, text[:k]...)
+		}
+		q := argvQuote(text[k:], blank)
 		if q != 0 {
 			line = append(line, q)
 		}
-		words = append(words, [2]int{len(line), len(line) + len(text)})
-		line = append(line, text...)
+		segs = append(segs, argvSeg{word: word, line: len(line), text: k, n: len(text) - k})
+		line = append(line, text[k:]...)
 		if q != 0 {
 			line = append(line, q)
 		}
+		word++
 		return true
-	})
-	w.argvLine, w.argvBounds = line, words
+	}
+	if pre > 0 {
+		limit = 0
+		w.argvWords(command, lineWord)
+	}
+	limit = n
+	w.argvWords(i, lineWord)
+	w.argvLine, w.argvSegs = line, segs
 	w.spans = w.m.eng.runTriggered(w, line, w.trig, w.spans[:0])
 	if w.m.hasExemptions {
 		w.spans = w.filterExempt(*c, w.spans)
@@ -79,20 +108,27 @@ func (w *walker) argvFindings(i int, c *vctx) []argvFinding {
 	found := w.argv[:0]
 	k := 0
 	for _, sp := range w.spans { // sorted by start, not overlapping
-		for k < len(words) && words[k][1] <= sp.start {
+		for k < len(segs) && segs[k].line+segs[k].n <= sp.start {
 			k++
 		}
-		for j := k; j < len(words) && words[j][0] < sp.end; j++ {
+		for j := k; j < len(segs) && segs[j].line < sp.end; j++ {
 			// Cut to the word, a finding may be no more than a placeholder of an earlier
 			// pass: masking twice changes nothing.
-			s, e := max(sp.start, words[j][0]), min(sp.end, words[j][1])
-			if s < e && !isPlaceholder(line[s:e]) {
-				found = append(found, argvFinding{word: j, start: s - words[j][0], end: e - words[j][0], id: sp.id})
+			g := segs[j]
+			s, e := max(sp.start, g.line), min(sp.end, g.line+g.n)
+			if g.word >= 0 && s < e && !isPlaceholder(line[s:e]) {
+				found = append(found, argvFinding{word: g.word, start: g.text + s - g.line, end: g.text + e - g.line, id: sp.id})
 			}
 		}
 	}
 	w.argv = found
 	return found
+}
+
+// argvSeg is where a part of a word's text is in the command line of an array:
+// line[line:line+n] is text[text:text+n] of the word at index word.
+type argvSeg struct {
+	word, line, text, n int
 }
 
 // argvWords calls each with the text of each word of the command whose first word is the string

@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gatehouse-dev/gatehouse/masking/internal/fakecreds"
 )
 
 // argvPlaces are documents with a command written as an array: each has one %s, the array.
@@ -261,4 +263,102 @@ func TestArgvRestore(t *testing.T) {
 	cmd[5] = cmd[3] // into the host's word
 	_, err = m.Restore(mustJSON(t, moved), []byte(stored), deploymentTarget)
 	require.ErrorIs(t, err, ErrPlaceholderMoved)
+}
+
+// TestArgvOfEveryCommandFormat: each command line of the Fake credentials whose detector reads
+// a command's words, split into its words as a shell splits it and written as a container's
+// command, leaks nothing, in each of argvPlaces.
+func TestArgvOfEveryCommandFormat(t *testing.T) {
+	m := newMasker(t, Config{})
+	command := map[string]bool{}
+	for id, name := range m.names {
+		if d := m.eng.dets[id]; d != nil && d.command {
+			command[name] = true
+		}
+	}
+	n := 0
+	for i, f := range fakecreds.Formats() {
+		if !command[f.Detector] {
+			continue
+		}
+		if fk := f.Gen(fakecreds.NewGen(uint64(1000 * i))); strings.Contains(fk.Value, "\n") {
+			continue // a file (redis.conf), not a command line
+		}
+		n++
+		t.Run(f.Name, func(t *testing.T) {
+			fk := f.Gen(fakecreds.NewGen(uint64(1000 * i)))
+			argv, err := json.Marshal(shellWords(fk.Value))
+			require.NoError(t, err)
+			for place, doc := range argvPlaces {
+				out, st, err := m.JSON(nil, []byte(strings.Replace(doc, "%s", string(argv), 1)), Target{})
+				require.NoError(t, err)
+				assert.Empty(t, fakecreds.Leaked(out, fk), "%s: %s", place, out)
+				assert.Positive(t, st.Fields, place)
+			}
+		})
+	}
+	require.GreaterOrEqual(t, n, 10, "the command formats of the Fake credentials")
+}
+
+// shellWords splits a command line into its words as a shell does, for the command lines of
+// the Fake credentials: blanks split words, quotes group them.
+func shellWords(line string) []string {
+	var words []string
+	var w strings.Builder
+	in, quote := false, byte(0)
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case quote != 0 && c == quote:
+			quote = 0
+		case quote != 0:
+			w.WriteByte(c)
+		case c == '\'' || c == '"':
+			quote, in = c, true
+		case c == ' ' || c == '\t' || c == '\n':
+			if in {
+				words = append(words, w.String())
+				w.Reset()
+			}
+			in = false
+		default:
+			w.WriteByte(c)
+			in = true
+		}
+	}
+	if in {
+		words = append(words, w.String())
+	}
+	return words
+}
+
+// TestArgvCommandAndArgs: a container's command line is its command's words, then its args':
+// a password in args is masked by the command it is given to, in either order of the members.
+func TestArgvCommandAndArgs(t *testing.T) {
+	pod := func(members string) string {
+		return `{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"i",` + members + `}]}}`
+	}
+	tests := []struct{ name, in, want string }{
+		{"mysql", `"command":["mysql"],"args":["-uroot","-pS3cretPw9"]`, `"command":["mysql"],"args":["-uroot","-p<<P:S3cretPw9>>"]`},
+		{"one word of args", `"command":["mysql"],"args":["-pS3cretPw9"]`, `"command":["mysql"],"args":["-p<<P:S3cretPw9>>"]`},
+		{"the flag in the command", `"command":["redis-cli","-a"],"args":["S3cretPw9","ping"]`, `"command":["redis-cli","-a"],"args":["<<P:S3cretPw9>>","ping"]`},
+		{"args first", `"args":["-a","S3cretPw9","ping"],"workingDir":"/","command":["redis-cli"]`, `"args":["-a","<<P:S3cretPw9>>","ping"],"workingDir":"/","command":["redis-cli"]`},
+		{"members between", `"command":["sshpass"],"env":[{"name":"A","value":"b"}],"args":["-p","S3cretPw9","ssh","h"]`, `"command":["sshpass"],"env":[{"name":"A","value":"b"}],"args":["-p","<<P:S3cretPw9>>","ssh","h"]`},
+		{"a shell's script", `"command":["sh","-c"],"args":["mysql -uroot -pS3cretPw9"]`, `"command":["sh","-c"],"args":["mysql -uroot -p<<P:S3cretPw9>>"]`},
+		{"no password", `"command":["mysql"],"args":["-uroot","-p$(MYSQL_ROOT_PASSWORD)","-h","db"]`, ""},
+		{"another object's command", `"command":["redis-cli"],"lifecycle":{"preStop":{"exec":{"args":["-a","S3cretPw9"]}}}`, ""},
+	}
+	m := newMasker(t, Config{})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := tt.in
+			if tt.want != "" {
+				want = expand(tt.want)
+			}
+			out, st, err := m.JSON(nil, []byte(pod(tt.in)), Target{})
+			require.NoError(t, err)
+			assert.Equal(t, pod(want), string(out))
+			assert.Equal(t, tt.want != "", st.Fields > 0)
+		})
+	}
 }

@@ -95,15 +95,18 @@ type walker struct {
 	forks bool
 	halt  *atomic.Bool
 
-	// An array of strings read as a command's words (argv.go): the line they make, the
-	// bounds of each word in it and the words without blanks (scratch), what the detectors
+	// An array of strings read as a command's words (argv.go): the line they make, where
+	// each word is in it and the words that may start a command (scratch), what the detectors
 	// found in the words, and what they found in the word being walked, which maskText adds
 	// to what it finds itself.
-	argvLine   []byte
-	argvGate   []byte
-	argvBounds [][2]int
-	argv       []argvFinding
-	argvWord   []argvFinding
+	argvLine []byte
+	argvGate []byte
+	argvSegs []argvSeg
+	// argvCommand is 1 + the index of the first word of the command whose args the array
+	// being walked holds, or 0.
+	argvCommand int
+	argv        []argvFinding
+	argvWord    []argvFinding
 }
 
 func newWalker(m *Masker) *walker {
@@ -431,6 +434,7 @@ func (w *walker) object(i int, c vctx, depth int) (int, error) {
 	}
 	var name []byte // the "name" member, for name/value pairs such as env
 	nameKnown := false
+	command := -1 // the first element of the "command" array, for "args" (argv.go)
 	for {
 		if src[i] != '"' {
 			return i, malformed(i, "expected object key")
@@ -476,7 +480,19 @@ func (w *walker) object(i int, c vctx, depth int) (int, error) {
 		if src[i] == '"' {
 			i, err = w.str(i, cc) // as value would, without copying cc once more
 		} else {
+			if src[i] == '[' && (string(key) == "command" || string(key) == "args") {
+				// A container's command line is its command's words, then its args'.
+				if string(key) == "command" {
+					command = firstElement(src, i)
+				} else {
+					if command < 0 {
+						command = memberArray(src, start, "command")
+					}
+					w.argvCommand = command + 1
+				}
+			}
 			i, err = w.value(i, cc, depth+1)
+			w.argvCommand = 0
 		}
 		if err != nil {
 			return i, err
@@ -559,6 +575,51 @@ func (w *walker) capture(c *vctx, key, quoted []byte, name *[]byte, nameKnown *b
 	}
 }
 
+// firstElement returns the index of the first element of the array at src[i], or -1 when it
+// is empty.
+func firstElement(src []byte, i int) int {
+	if j := skipSpace(src, i+1); j < len(src) && src[j] != ']' {
+		return j
+	}
+	return -1
+}
+
+// memberArray returns the index of the first element of the array member key of the object
+// at src[start], or -1.
+func memberArray(src []byte, start int, key string) int {
+	j := skipSpace(src, start+1)
+	if j >= len(src) || src[j] == '}' {
+		return -1
+	}
+	for {
+		if src[j] != '"' {
+			return -1
+		}
+		ke, kesc, err := scanString(src, j)
+		if err != nil {
+			return -1
+		}
+		k := src[j+1 : ke-1]
+		if kesc {
+			k = unescape(nil, k)
+		}
+		_, vi, err := scanKey(src, j)
+		if err != nil {
+			return -1
+		}
+		if string(k) == key && src[vi] == '[' {
+			return firstElement(src, vi)
+		}
+		ve, err := skipValue(src, vi, 1)
+		if err != nil {
+			return -1
+		}
+		if j, err = next(src, ve, '}'); err != nil || j < 0 {
+			return -1
+		}
+	}
+}
+
 // memberString returns the value of the string member key of the object at src[start], or nil.
 func memberString(src []byte, start int, key string) []byte {
 	j := skipSpace(src, start+1)
@@ -635,8 +696,12 @@ func (w *walker) elements(i int, c vctx, depth int, f *fork) (int, error) {
 			return i, errHalted
 		}
 		ec := w.elem(&c, idx)
-		if idx == 0 && ec.role == roleValue && ec.hide == noHide && src[i] == '"' {
-			argv = w.argvFindings(i, &ec)
+		if idx == 0 {
+			command := w.argvCommand - 1 // the words before these (args after a command)
+			w.argvCommand = 0
+			if ec.role == roleValue && ec.hide == noHide && src[i] == '"' {
+				argv = w.argvFindings(command, i, &ec)
+			}
 		}
 		if flag != nil && ec.role == roleValue {
 			ec.key = flag

@@ -347,8 +347,23 @@ func keyBefore(text []byte, sep int, flag bool) ([]byte, bool) {
 		if text[s] != flagStart || e-s < 3 || (s > 0 && !isSpace(text[s-1])) {
 			return nil, false
 		}
+		if text[s+1] != flagStart && joinedFlagValue(text[s+2:e]) {
+			return nil, false // -pS3cretPw9: a letter's flag and its value, not a name
+		}
 	}
 	return text[s:e], true
+}
+
+// joinedFlagValue reports whether what follows the letter of a one-dash flag has an upper-case
+// letter or a digit, which names of one-dash flags (-storepass, -passin) do not: it is the
+// flag's value (-pS3cretPw9, -p4ssword).
+func joinedFlagValue(rest []byte) bool {
+	for _, c := range rest {
+		if isUpper(c) || isDigit(c) {
+			return true
+		}
+	}
+	return false
 }
 
 // valueReader reads the values of the separators of a text, in ascending order, so that the

@@ -381,13 +381,14 @@ func onlyExpansion(v []byte) bool {
 
 // passwordLike reports whether the value of a word a command takes as its password looks like
 // one, where the position alone names it (htpasswd -b f user password, openssl -k password):
-// not a placeholder of usage text ([-C cost], <file>, file..., file…), and with a byte that
+// not a placeholder of usage text ([-C cost], <file>, file..., file…) or a parenthesis of
+// prose ("… admin (restarting)"), and with a byte that
 // is not a letter or at least 16 bytes long. Prose and usage text put words there too ("use
 // htpasswd -b when you want to", "the -k option is deprecated"); a password that is a
 // short word of letters alone is left to the rules that know its name, unless shaped: the
 // command's shape says it is one (its end or a flag follows the password).
 func passwordLike(v []byte, shaped bool) bool {
-	if len(v) == 0 || v[0] == '[' || v[len(v)-1] == ']' || v[0] == '<' && v[len(v)-1] == '>' ||
+	if len(v) == 0 || v[0] == '[' || v[len(v)-1] == ']' || v[0] == '<' && v[len(v)-1] == '>' || v[0] == '(' ||
 		bytes.HasSuffix(v, []byte("...")) || bytes.Contains(v, []byte("…")) {
 		return false
 	}

@@ -126,6 +126,9 @@ type detector struct {
 	// more than the whole keyword scan for a common keyword in a text without a match (token
 	// path, basic settings).
 	mayMatch func(text []byte) bool
+	// args, when set, replaces the expression: where commands take a password among their
+	// arguments (cmdargs.go).
+	args *passwordArgs
 	// command marks a detector that finds a secret by the command's words before it (mysql
 	// -pS3cret, redis-cli -a S3cret): the words of an array of strings are read by it as a
 	// command line (argv.go).
@@ -154,6 +157,8 @@ func (d *detector) run(w *walker, text []byte, spans []span) []span {
 		return d.findW(w, text, spans)
 	case d.find != nil:
 		return d.find(text, spans)
+	case d.args != nil:
+		return d.args.find(text, d.id, spans)
 	case d.requires != 0 && bytes.IndexByte(text, d.requires) < 0:
 		return spans
 	case d.mayMatch != nil && !d.mayMatch(text):

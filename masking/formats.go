@@ -39,6 +39,8 @@ type format struct {
 	multi bool
 	// command: see detector.command.
 	command bool
+	// args: see detector.args, for formats without re.
+	args *passwordArgs
 	// needsAny: see detector.needsAny, for a format without keywords.
 	needsAny string
 }
@@ -244,6 +246,32 @@ var formats = []format{
 	// A password echoed into a command that reads it from its standard input (echo pw |
 	// docker login --password-stdin), or given to it as a here-string (<<< pw) (cmdline.go).
 	{name: "password-stdin-echo", command: true, keywords: []string{"-stdin"}, find: findPasswordStdin},
+	// Passwords other commands take as a flag's value or as an argument (cmdargs.go).
+	{name: "ldap-password", command: true, keywords: []string{"ldap"},
+		args: &passwordArgs{commands: []string{"ldapsearch", "ldapadd", "ldapmodify", "ldapdelete", "ldapmodrdn", "ldapcompare", "ldapwhoami", "ldappasswd", "ldapexop"}, flags: []string{"-w"}, joined: true}},
+	{name: "sqlcmd-password", command: true, keywords: []string{"sqlcmd", "bcp"},
+		args: &passwordArgs{commands: []string{"sqlcmd", "bcp"}, flags: []string{"-P"}, joined: true}},
+	{name: "samba-password", command: true, keywords: []string{"smbclient", "rpcclient", "smbcacls", "smbget", "smbtree"},
+		args: &passwordArgs{commands: []string{"smbclient", "rpcclient", "smbcacls", "smbget", "smbtree"}, flags: []string{"-U", "--user"}, after: '%', joined: true}},
+	{name: "influx-password", command: true, keywords: []string{"influx"},
+		args: &passwordArgs{commands: []string{"influx"}, flags: []string{"-p"}}},
+	{name: "zip-password", command: true, keywords: []string{"zip"},
+		args: &passwordArgs{commands: []string{"zip", "unzip", "zipcloak"}, flags: []string{"-P"}}},
+	// (The names with their blank: 7z alone is in times, 09:26:57Z.)
+	{name: "7zip-password", command: true, keywords: []string{"7z ", "7za ", "7zr ", "7zz "},
+		args: &passwordArgs{commands: []string{"7z", "7za", "7zr", "7zz"}, flags: []string{"-p"}, joined: true, joinedOnly: true}},
+	{name: "cqlsh-password", command: true, keywords: []string{"cqlsh"},
+		args: &passwordArgs{commands: []string{"cqlsh"}, flags: []string{"-p"}}},
+	{name: "lftp-password", command: true, keywords: []string{"lftp"},
+		args: &passwordArgs{commands: []string{"lftp"}, flags: []string{"-u", "--user"}, after: ','}},
+	{name: "etcdctl-password", command: true, keywords: []string{"etcdctl"},
+		args: &passwordArgs{commands: []string{"etcdctl"}, flags: []string{"--user"}, after: ':'}},
+	{name: "rabbitmq-password", command: true, keywords: []string{"add_user", "change_password", "authenticate_user"},
+		args: &passwordArgs{commands: []string{"rabbitmqctl"}, subcommands: []subcommand{{[]string{"add_user"}, 1}, {[]string{"change_password"}, 1}, {[]string{"authenticate_user"}, 1}}}},
+	{name: "grafana-admin-password", command: true, keywords: []string{"reset-admin-password"},
+		args: &passwordArgs{commands: []string{"grafana-cli", "grafana"}, subcommands: []subcommand{{[]string{"reset-admin-password"}, 0}}}},
+	{name: "minio-client-secret", command: true, keywords: []string{"mc alias", "mc config", "mc admin"},
+		args: &passwordArgs{commands: []string{"mc"}, subcommands: []subcommand{{[]string{"alias", "set"}, 3}, {[]string{"host", "add"}, 3}, {[]string{"user", "add"}, 2}}}},
 }
 
 // Byte sets of token alphabets.
@@ -376,6 +404,8 @@ func formatDetectors() []*detector {
 			d.find = f.tok.finder(d)
 		case f.find != nil:
 			d.find = f.find
+		case f.args != nil:
+			d.args = f.args
 		default:
 			continue // reported by another format's finder
 		}

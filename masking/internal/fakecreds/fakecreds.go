@@ -624,6 +624,54 @@ func Formats() []Format {
 			k := g.S(SetB64[:62], 40)
 			return Fake{Value: "rclone config create backup s3 provider Minio endpoint https://minio.internal secret_access_key " + k + " region eu-west-1", Secrets: []string{k}}
 		}),
+		sh("ldap bind password", "ldap-password", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: "ldapsearch -x -H ldaps://ldap.internal -D cn=readonly,dc=example,dc=org -w " + pw + " -b ou=people,dc=example,dc=org uid=alice", Secrets: []string{pw}}
+		}),
+		sh("sqlcmd password", "sqlcmd-password", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: "/opt/mssql-tools18/bin/sqlcmd -S mssql.internal -U sa -P " + pw + " -C -Q 'SELECT 1'", Secrets: []string{pw}}
+		}),
+		sh("samba user and password", "samba-password", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: "smbclient //fs.internal/backup -U svc-backup%" + pw + " -c 'put backup.tar'", Secrets: []string{pw}}
+		}),
+		sh("influx setup password", "influx-password", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: "influx setup --username admin -p " + pw + " --org example --bucket metrics --force", Secrets: []string{pw}}
+		}),
+		sh("zip password", "zip-password", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: "zip -r -P " + pw + " /backup/data.zip /data", Secrets: []string{pw}}
+		}),
+		sh("7-zip password", "7zip-password", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: "7z a -t7z -mhe=on -p" + pw + " /backup/data.7z /data", Secrets: []string{pw}}
+		}),
+		sh("cqlsh password", "cqlsh-password", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: "cqlsh -u cassandra -p " + pw + " cassandra.internal 9042 -e 'DESCRIBE KEYSPACES'", Secrets: []string{pw}}
+		}),
+		sh("lftp user and password", "lftp-password", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: "lftp -u backup," + pw + " -e 'mirror -R /data /backup; quit' ftp.internal", Secrets: []string{pw}}
+		}),
+		sh("etcdctl user and password", "etcdctl-password", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: "etcdctl --endpoints=https://etcd.internal:2379 --user root:" + pw + " get / --prefix --keys-only", Secrets: []string{pw}}
+		}),
+		sh("rabbitmq user password", "rabbitmq-password", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: "rabbitmqctl add_user ci-bot " + pw, Secrets: []string{pw}}
+		}),
+		sh("grafana admin password", "grafana-admin-password", func(g *Gen) Fake {
+			pw := g.S(SetAlnum, 16)
+			return Fake{Value: "grafana cli admin reset-admin-password " + pw, Secrets: []string{pw}}
+		}),
+		sh("minio client secret key", "minio-client-secret", func(g *Gen) Fake {
+			k := g.S(SetAlnum, 40)
+			return Fake{Value: "mc alias set backup https://minio.internal:9000 " + g.S(SetUpper, 20) + " " + k, Secrets: []string{k}}
+		}),
 		sh("netrc", "netrc-password", func(g *Gen) Fake {
 			pw := g.S(SetAlnum, 20)
 			return Fake{Value: "machine api.internal login deploy " + "password " + pw, Secrets: []string{pw}}
@@ -746,6 +794,11 @@ func Harmless(g *Gen) []string {
 		"openssl enc -d -aes-256-cbc -pbkdf2 -pass env:BACKUP_KEY -in backup.tar.enc -out backup.tar",
 		`echo "$REGISTRY_PASSWORD" | docker login -u ci-bot --password-stdin registry.example.com`,
 		"rclone sync /data remote:backup --transfers 8 --config /etc/rclone/rclone.conf",
+		"ldapsearch -x -W -D cn=admin,dc=example,dc=org -b dc=example,dc=org",
+		"smbclient //fs.internal/backup -U svc-backup -c ls",
+		"7z x -p /backup/data.7z && zip -r /backup/data.zip /data",
+		"etcdctl --user root get / --prefix --keys-only",
+		"rabbitmqctl add_user ci-bot",
 		`{\"passwordPolicy\":\"strict\",\"tokenTTL\":\"15m\",\"replicas\":3,\"image\":\"nginx:1.27\"}`,
 		`{\"password\":\"$(DB_PASSWORD)\",\"token\":null,\"secret\":\"\",\"api_key\":\"<redacted>\"}`,
 		`{\u0022level\u0022:\u0022info\u0022,\u0022msg\u0022:\u0022ready\u0022}`,

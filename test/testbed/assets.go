@@ -8,8 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // ErrMissing is wrapped by every error about a component that is not installed.
@@ -113,7 +115,8 @@ var (
 )
 
 // GatehouseBinary returns the path of a gatehouse binary: $GATEHOUSE_BIN when set (make test
-// builds it once), else one built from this checkout into a temporary directory.
+// builds it once), else one built from this checkout into a directory of this process's
+// (binDir).
 func GatehouseBinary() (string, error) {
 	binOnce.Do(func() {
 		if p := os.Getenv("GATEHOUSE_BIN"); p != "" {
@@ -128,7 +131,7 @@ func GatehouseBinary() (string, error) {
 			binErr = err
 			return
 		}
-		dir, err := os.MkdirTemp("", "gatehouse-bin-")
+		dir, err := binDir()
 		if err != nil {
 			binErr = err
 			return
@@ -143,4 +146,34 @@ func GatehouseBinary() (string, error) {
 		}
 	})
 	return binPath, binErr
+}
+
+// binDir returns the directory this process builds its gatehouse binary into, under the
+// system's temporary directory and named by its process ID, and removes those of processes
+// that have exited: a test process cannot remove its own as it exits, and each binary is over
+// a hundred megabytes.
+func binDir() (string, error) {
+	parent := filepath.Join(os.TempDir(), "gatehouse-bin")
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", fmt.Errorf("testbed: %w", err)
+	}
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return "", fmt.Errorf("testbed: %w", err)
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+			continue // running
+		}
+		_ = os.RemoveAll(filepath.Join(parent, e.Name()))
+	}
+	dir := filepath.Join(parent, strconv.Itoa(os.Getpid()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("testbed: %w", err)
+	}
+	return dir, nil
 }

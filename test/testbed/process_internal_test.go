@@ -1,6 +1,9 @@
 package testbed
 
 import (
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -48,4 +51,23 @@ func TestProcessReportsItsOwnExit(t *testing.T) {
 			assert.NotContains(t, report.String(), tt.script, "arguments beyond the subcommand are not shown")
 		})
 	}
+}
+
+// TestBinDirRemovesThoseOfExitedProcesses: each process builds its gatehouse binary into a
+// directory of its own, and removes those of processes that have exited, never a running one's.
+func TestBinDirRemovesThoseOfExitedProcesses(t *testing.T) {
+	parent := filepath.Join(os.TempDir(), "gatehouse-bin")
+	exited := filepath.Join(parent, "999999999") // above any pid_max
+	running := filepath.Join(parent, "1")        // init
+	for _, d := range []string{exited, running} {
+		require.NoError(t, os.MkdirAll(d, 0o755))
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(running) })
+
+	dir, err := binDir()
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(parent, strconv.Itoa(os.Getpid())), dir)
+	assert.DirExists(t, dir)
+	assert.NoDirExists(t, exited)
+	assert.DirExists(t, running)
 }

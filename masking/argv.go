@@ -18,6 +18,7 @@ import (
 const (
 	maxArgvWords = 256
 	maxArgvBytes = 64 << 10 // of its words without blanks
+	maxArgvWord  = 4 << 10  // a longer word is written as a stand-in (argvLine.add)
 )
 
 // errArgvEnd ends the words of a command at an element that is not one.
@@ -42,93 +43,164 @@ type argvFinding struct {
 // it does not start a command whose words follow in the array. So those words are read first,
 // and the line is made only for an array in which they hold such a keyword.
 func (w *walker) argvFindings(command, i int, c *vctx) []argvFinding {
-	gate := w.argvGate[:0]
-	gateWord := func(text []byte, blank bool) bool {
-		if !blank || text[0] == '-' {
-			gate = append(append(gate, text...), ' ')
-		}
-		return len(gate) <= maxArgvBytes
-	}
+	l := &w.argvArray
+	l.reset()
 	pre := 0
 	if command >= 0 {
-		pre = w.argvWords(command, gateWord)
+		pre = w.argvWords(command, l.gateWord)
 	}
-	n := w.argvWords(i, gateWord)
-	w.argvGate = gate
-	if pre+n < 2 || !w.m.eng.commandKeywords(gate, w.trig) {
+	n := w.argvWords(i, l.gateWord)
+	if pre+n < 2 || !w.m.eng.commandKeywords(l.gate, w.trig) {
 		return nil
 	}
-	line := w.argvLine[:0]
-	segs := w.argvSegs[:0]
-	word, limit := -pre, -pre // the command's words are before the array's: what is found in them is theirs
-	lineWord := func(text []byte, blank bool) bool {
+	word, limit := -pre, 0 // the command's words come first: what is found in them is theirs
+	add := func(text []byte, blank bool) bool {
 		if word == limit {
 			return false
 		}
-		if len(line) > 0 {
-			line = append(line, ' ')
-		}
-		// A flag with its value (-p'pass word', --password='pass word') is written with the
-		// value quoted, as people write it; another word with blanks is quoted whole.
-		k := 0
-		if blank && len(text) > 2 && text[0] == '-' {
-			if eq := bytes.IndexByte(text, '='); eq > 0 {
-				k = eq + 1
-			} else if text[1] != '-' {
-				k = 2
-			}
-		}
-		if k > 0 {
-			segs = append(segs, argvSeg{word: word, line: len(line), n: k})
-			line = append(line, text[:k]...)
-		}
-		q := argvQuote(text[k:], blank)
-		if q != 0 {
-			line = append(line, q)
-		}
-		segs = append(segs, argvSeg{word: word, line: len(line), text: k, n: len(text) - k})
-		line = append(line, text[k:]...)
-		if q != 0 {
-			line = append(line, q)
-		}
+		l.add(word, text, blank)
 		word++
 		return true
 	}
 	if pre > 0 {
-		limit = 0
-		w.argvWords(command, lineWord)
+		w.argvWords(command, add)
 	}
 	limit = n
-	w.argvWords(i, lineWord)
-	w.argvLine, w.argvSegs = line, segs
-	w.spans = w.m.eng.runTriggered(w, line, w.trig, w.spans[:0])
+	w.argvWords(i, add)
+	w.spans = w.m.eng.runTriggered(w, l.line, w.trig, w.spans[:0])
 	if w.m.hasExemptions {
 		w.spans = w.filterExempt(*c, w.spans)
 	}
 	found := w.argv[:0]
-	k := 0
-	for _, sp := range w.spans { // sorted by start, not overlapping
-		for k < len(segs) && segs[k].line+segs[k].n <= sp.start {
-			k++
-		}
-		for j := k; j < len(segs) && segs[j].line < sp.end; j++ {
-			// Cut to the word, a finding may be no more than a placeholder of an earlier
-			// pass: masking twice changes nothing.
-			g := segs[j]
-			s, e := max(sp.start, g.line), min(sp.end, g.line+g.n)
-			if g.word >= 0 && s < e && !isPlaceholder(line[s:e]) {
-				found = append(found, argvFinding{word: g.word, start: g.text + s - g.line, end: g.text + e - g.line, id: sp.id})
-			}
-		}
-	}
+	l.each(w.spans, func(word, start, end, id int) {
+		found = append(found, argvFinding{word: word, start: start, end: end, id: id})
+	})
 	w.argv = found
 	return found
 }
 
-// argvSeg is where a part of a word's text is in the command line of an array:
-// line[line:line+n] is text[text:text+n] of the word at index word.
+// argvLine is the command line words make: the line, and where each word's text is in it; and
+// the words that may start a command, for the keyword scan.
+type argvLine struct {
+	line, gate []byte
+	segs       []argvSeg
+}
+
+// argvSeg is where a part of a word's text is in the command line: line[line:line+n] is
+// text[text:text+n] of the word numbered word.
 type argvSeg struct {
 	word, line, text, n int
+}
+
+func (l *argvLine) reset() {
+	l.line, l.gate, l.segs = l.line[:0], l.gate[:0], l.segs[:0]
+}
+
+// forget clears the last line, which may hold a password, for a walker going back to the pool.
+func (l *argvLine) forget() {
+	clear(l.line)
+	clear(l.gate)
+	l.reset()
+}
+
+// gateWord adds text, a word with blanks or not, to the words that may start a command: a word
+// without blanks, or a flag with its value. It reports whether there is room for more.
+func (l *argvLine) gateWord(text []byte, blank bool) bool {
+	switch {
+	case len(text) > maxArgvWord:
+		l.gate = append(l.gate, "_ "...)
+	case !blank || text[0] == '-':
+		l.gate = append(append(l.gate, text...), ' ')
+	}
+	return len(l.gate) <= maxArgvBytes
+}
+
+// add appends the word numbered word, whose text is text, with blanks or not, to the line. No
+// shell splits the words of an array, so a word is written as one word a shell would read
+// (appendWord), in quotes when it has blanks; a flag with its value (-p'pass word',
+// --password='pass word') with its value quoted, as people write it. A word longer than
+// maxArgvWord is written as a stand-in in which the detectors find nothing: it is masked as
+// text on its own.
+func (l *argvLine) add(word int, text []byte, blank bool) {
+	if len(l.line) > 0 {
+		l.line = append(l.line, ' ')
+	}
+	if len(text) > maxArgvWord {
+		l.line = append(l.line, '_')
+		return
+	}
+	k := 0
+	if blank && len(text) > 2 && text[0] == '-' {
+		if eq := bytes.IndexByte(text, '='); eq > 0 {
+			k = eq + 1
+		} else if text[1] != '-' {
+			k = 2
+		}
+	}
+	if k > 0 {
+		l.segs = append(l.segs, argvSeg{word: word, line: len(l.line), n: k})
+		l.line = appendWord(l.line, text[:k], text)
+	}
+	quote := blank || len(text) == 0
+	if quote {
+		l.line = append(l.line, '\'')
+	}
+	l.segs = append(l.segs, argvSeg{word: word, line: len(l.line), text: k, n: len(text) - k})
+	l.line = appendWord(l.line, text[k:], text)
+	if quote {
+		l.line = append(l.line, '\'')
+	}
+}
+
+// appendWord appends part, a part of the word text, to dst with the same length, as a shell
+// reads one word: the bytes a shell reads as syntax (quotes, a backslash, a backquote,
+// ; & | < > #, the parentheses of a word without $(…)) are written as '_', the control bytes
+// as blanks or '_'. What is left is what the detectors read: the word's letters, its $(VAR)
+// references. A word that is an operator (;, |, &&), which someone wrote as if a shell read
+// the array, stays one.
+func appendWord(dst, part, text []byte) []byte {
+	switch string(text) {
+	case ";", "|", "||", "&", "&&", "|&":
+		return append(dst, part...) // a shell's operator, written as a word of its own
+	}
+	subst := bytes.Contains(text, []byte("$("))
+	for _, c := range part {
+		switch c {
+		case '\t', '\n', '\r', '\f', '\v':
+			c = ' '
+		case '\'', '"', '\\', '`', ';', '&', '|', '<', '>', '#', 0x7f:
+			c = '_'
+		case '(', ')':
+			if !subst {
+				c = '_'
+			}
+		default:
+			if c < 0x20 {
+				c = '_'
+			}
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// each calls fn with what spans, found in the line, cover of each word numbered from 0: its
+// text[start:end]. A span cut to a word may be no more than a placeholder of an earlier pass,
+// which fn is not called with: masking twice changes nothing.
+func (l *argvLine) each(spans []span, fn func(word, start, end, id int)) {
+	segs, k := l.segs, 0
+	for _, sp := range spans { // sorted by start, not overlapping
+		for k < len(segs) && segs[k].line+segs[k].n <= sp.start {
+			k++
+		}
+		for j := k; j < len(segs) && segs[j].line < sp.end; j++ {
+			g := segs[j]
+			s, e := max(sp.start, g.line), min(sp.end, g.line+g.n)
+			if g.word >= 0 && s < e && !isPlaceholder(l.line[s:e]) {
+				fn(g.word, g.text+s-g.line, g.text+e-g.line, sp.id)
+			}
+		}
+	}
 }
 
 // argvWords calls each with the text of each word of the command whose first word is the string
@@ -164,30 +236,10 @@ func (w *walker) argvWords(i int, each func(text []byte, blank bool) bool) int {
 	return n
 }
 
-// argvQuote returns the quote a shell needs around a word whose text is text, which has blanks
-// or not, to read it as one word, or 0 for none. Only blanks split a word: the rest is written
-// as people write a command line ($(VAR), a glob, a ';'), which the detectors read. A word that
-// no quote holds as it is (it has blanks and both kinds of quote, or blanks, a double quote and
-// something a shell expands between double quotes) is written bare, as the words a shell would
-// split it into.
-func argvQuote(text []byte, blank bool) byte {
-	switch {
-	case len(text) == 0:
-		return '\''
-	case !blank:
-		return 0
-	case bytes.IndexByte(text, '\'') < 0:
-		return '\''
-	case !bytes.ContainsAny(text, "\"\\$`"):
-		return '"'
-	}
-	return 0
-}
-
 // hasBlank reports whether text has a byte that splits shell words.
 func hasBlank(text []byte) bool {
 	for _, c := range text {
-		if c <= ' ' && (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+		if c <= ' ' && (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
 			return true
 		}
 	}
@@ -215,4 +267,226 @@ func withArgvFindings(edits []textEdit, found []argvFinding) []textEdit {
 		out = append(out, e)
 	}
 	return out
+}
+
+// findYAMLCommands finds what the detectors of commands find in the commands written in text as
+// YAML sequences of words, and appends it under their IDs: a flow sequence on one line
+// (command: [mysql, -uroot, -pS3cret]) or a block of items, one a line ("- -pS3cret"). The
+// sequence of an args key is read after that of the command key of the same mapping before it.
+func findYAMLCommands(w *walker, text []byte, spans []span) []span {
+	if w == nil || !mayHoldYAMLSequence(text) {
+		return spans
+	}
+	l := &w.argvText
+	if w.argvTrig == nil {
+		w.argvTrig = make([]uint64, w.m.eng.words)
+	}
+	w.yamlItems, w.yamlCommand = yamlSequences(text, w.yamlItems[:0], w.yamlCommand[:0], func(pre, items []yamlItem) {
+		if len(pre)+len(items) < 2 {
+			return
+		}
+		l.reset()
+		for _, seq := range [2][]yamlItem{pre, items} {
+			for _, it := range seq {
+				word := text[it.start:it.end]
+				l.gateWord(word, hasBlank(word))
+			}
+		}
+		if !w.m.eng.commandKeywords(l.gate, w.argvTrig) {
+			return
+		}
+		for k, it := range pre {
+			word := text[it.start:it.end]
+			l.add(k-len(pre), word, hasBlank(word))
+		}
+		for k, it := range items {
+			word := text[it.start:it.end]
+			l.add(k, word, hasBlank(word))
+		}
+		w.argvSpans = w.m.eng.runTriggered(w, l.line, w.argvTrig, w.argvSpans[:0])
+		l.each(w.argvSpans, func(word, start, end, id int) {
+			s := items[word].start
+			spans = append(spans, span{s + start, s + end, id})
+		})
+	})
+	return spans
+}
+
+// mayHoldYAMLSequence reports whether text may hold a YAML sequence under a key: a key whose
+// value is on the next lines, or a flow sequence.
+func mayHoldYAMLSequence(text []byte) bool {
+	return bytes.Contains(text, []byte(":\n")) || bytes.Contains(text, []byte(": [")) || bytes.Contains(text, []byte(":\r\n"))
+}
+
+// yamlItem is a word of a YAML sequence in a text: text[start:end], inside its quotes.
+type yamlItem struct{ start, end int }
+
+// yamlSequences calls each with the items of each sequence of words (strings, numbers, true,
+// false, null) that text holds as YAML under a key, and with pre, the items of the sequence of
+// the command key of the same mapping, when the sequence is that of an args key after it. A
+// sequence with another item (a mapping, a sequence, an alias, a block scalar, an empty item)
+// is not one. items and command are scratch, returned for reuse.
+func yamlSequences(text []byte, items, command []yamlItem, each func(pre, items []yamlItem)) ([]yamlItem, []yamlItem) {
+	commandCol := -1 // the column of the command key whose sequence command holds
+	var key []byte   // the key of the line before, when its value follows on the next lines
+	keyCol := -1
+	report := func(key []byte, col int, items []yamlItem) {
+		var pre []yamlItem
+		if string(key) == "args" && col == commandCol {
+			pre = command
+		}
+		each(pre, items)
+		if string(key) == "command" {
+			command, commandCol = append(command[:0], items...), col
+		}
+	}
+	for pos := 0; pos < len(text); {
+		ls, le := pos, yamlLineEnd(text, pos)
+		pos = le + 1
+		if blankLine(text[ls:le]) {
+			continue
+		}
+		col := 0
+		for text[ls+col] == ' ' {
+			col++
+		}
+		body := bytes.TrimRight(text[ls+col:le], " \t\r")
+		if col < commandCol {
+			commandCol = -1 // another mapping
+		}
+		if body[0] == '-' && (len(body) == 1 || body[1] == ' ') {
+			// A block sequence: this item and those after it at its column, blank lines and
+			// comments between them.
+			items = items[:0]
+			words := true
+			end := le
+			for q := ls; q < len(text); {
+				qe := yamlLineEnd(text, q)
+				if blankLine(text[q:qe]) {
+					q = qe + 1
+					continue
+				}
+				qc := q + col
+				if qc >= qe || !onlyBlanks(text[q:qc]) || text[qc] != '-' || qc+1 < qe && text[qc+1] != ' ' && text[qc+1] != '\r' {
+					break // not an item at this column
+				}
+				s, e, ok := yamlScalar(text, qc+1, qe)
+				words = words && ok
+				items = append(items, yamlItem{s, e})
+				end, q = qe, qe+1
+			}
+			pos = end + 1
+			if words && keyCol >= 0 && keyCol <= col {
+				report(key, keyCol, items)
+			}
+			key, keyCol = nil, -1
+			continue
+		}
+		key, keyCol = nil, -1
+		k := bytes.IndexByte(body, ':')
+		if k <= 0 || k+1 < len(body) && body[k+1] != ' ' {
+			continue
+		}
+		value := bytes.TrimLeft(body[k+1:], " ")
+		switch {
+		case len(value) == 0:
+			key, keyCol = body[:k], col
+		case value[0] == '[':
+			// A flow sequence on one line.
+			vs := ls + col + len(body) - len(value)
+			if e := bytes.IndexByte(value, ']'); e > 0 {
+				items = items[:0]
+				if yamlFlowItems(text, vs+1, vs+e, &items) {
+					report(body[:k], col, items)
+				}
+			}
+		}
+	}
+	return items, command
+}
+
+// yamlLineEnd returns the index of the end of the line at text[start]: its newline, or the end
+// of text.
+func yamlLineEnd(text []byte, start int) int {
+	if k := bytes.IndexByte(text[start:], '\n'); k >= 0 {
+		return start + k
+	}
+	return len(text)
+}
+
+// yamlFlowItems appends the items of the flow sequence text[s:e] (between its brackets) to
+// items, and reports whether it has items and they are all words.
+func yamlFlowItems(text []byte, s, e int, items *[]yamlItem) bool {
+	for i := s; ; {
+		j := i
+		for j < e && text[j] != ',' {
+			if c := text[j]; c == '\'' || c == '"' {
+				k := bytes.IndexByte(text[j+1:e], c)
+				if k < 0 {
+					return false
+				}
+				j += k + 1
+			}
+			j++
+		}
+		is, ie, ok := yamlScalar(text, i, j)
+		if !ok {
+			return false
+		}
+		*items = append(*items, yamlItem{is, ie})
+		if j >= e {
+			return true
+		}
+		i = j + 1
+	}
+}
+
+// yamlScalar returns the bounds of the text of the scalar text[s:e] (blanks around it, a
+// comment after it), inside its quotes, and whether it is a word: not empty, and not a mapping,
+// a collection, an alias or a block scalar.
+func yamlScalar(text []byte, s, e int) (int, int, bool) {
+	for s < e && text[s] == ' ' {
+		s++
+	}
+	for e > s && (text[e-1] == ' ' || text[e-1] == '\r' || text[e-1] == '\t') {
+		e--
+	}
+	if s == e {
+		return s, e, false
+	}
+	switch c := text[s]; c {
+	case '\'', '"':
+		k := bytes.IndexByte(text[s+1:e], c)
+		if k < 0 || s+1+k != e-1 {
+			return s, e, false // a quote that does not end the scalar
+		}
+		return s + 1, e - 1, true
+	case '{', '[', '&', '*', '!', '|', '>', '%', '@', '`', '#':
+		return s, e, false
+	}
+	if k := bytes.Index(text[s:e], []byte(" #")); k >= 0 {
+		e = s + k
+		for e > s && text[e-1] == ' ' {
+			e--
+		}
+	}
+	if text[e-1] == ':' || bytes.Contains(text[s:e], []byte(": ")) {
+		return s, e, false // a mapping
+	}
+	return s, e, true
+}
+
+func onlyBlanks(b []byte) bool {
+	for _, c := range b {
+		if c != ' ' {
+			return false
+		}
+	}
+	return true
+}
+
+// blankLine reports whether a line is blank or a comment, which a block sequence may hold.
+func blankLine(line []byte) bool {
+	t := bytes.TrimLeft(line, " \t\r")
+	return len(t) == 0 || t[0] == '#'
 }

@@ -1,9 +1,11 @@
 package masking
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -133,24 +135,44 @@ func quoteWords(words, in []string) []string {
 	return out
 }
 
-// TestArgvBypasses tries to get a command's password through by how its array is written.
+// TestArgvBypasses tries to get a command's password through by how its array is written. No
+// shell splits an array's words: bytes a shell reads as syntax inside a word (quotes, ; | &,
+// a form feed) are part of the password, and words before it that hold them do not end the
+// command.
 func TestArgvBypasses(t *testing.T) {
-	tests := map[string]string{
-		"escaped letters":          `["my\u0073ql","-uroot","-\u0070S3cretPw9"]`,
-		"escaped dash and slash":   `["\/usr\/bin\/mysql","\u002dpS3cretPw9"]`,
-		"a number among the words": `["redis-cli","-p",6379,"-a","S3cretPw9"]`,
-		"literals among the words": `["redis-cli",true,null,"-a","S3cretPw9"]`,
-		"an empty word":            `["redis-cli","","-a","S3cretPw9"]`,
-		"a word with quotes":       `["sh","it's \"quoted\"","redis-cli","-a","S3cretPw9"]`,
-		"blank around the words":   "[ \"redis-cli\" ,\n\t\"-a\" , \"S3cretPw9\" ]",
-		"a shell operator word":    `["true",";","redis-cli","-a","S3cretPw9"]`,
+	long := strings.Repeat("x", maxArgvWord+1)
+	tests := map[string]struct{ argv, secret string }{
+		"escaped letters":          {`["my\u0073ql","-uroot","-\u0070S3cretPw9"]`, "S3cretPw9"},
+		"escaped dash and slash":   {`["\/usr\/bin\/mysql","\u002dpS3cretPw9"]`, "S3cretPw9"},
+		"a number among the words": {`["redis-cli","-p",6379,"-a","S3cretPw9"]`, "S3cretPw9"},
+		"literals among the words": {`["redis-cli",true,null,"-a","S3cretPw9"]`, "S3cretPw9"},
+		"an empty word":            {`["redis-cli","","-a","S3cretPw9"]`, "S3cretPw9"},
+		"a word with quotes":       {`["sh","it's \"quoted\"","redis-cli","-a","S3cretPw9"]`, "S3cretPw9"},
+		"blank around the words":   {"[ \"redis-cli\" ,\n\t\"-a\" , \"S3cretPw9\" ]", "S3cretPw9"},
+		"a shell operator word":    {`["true",";","redis-cli","-a","S3cretPw9"]`, "S3cretPw9"},
+		"a semicolon in it":        {`["mysql","-pS3cr;etPw9"]`, "S3cr;etPw9"},
+		"a quote first":            {`["redis-cli","-a","'S3cretPw9"]`, "'S3cretPw9"},
+		"a pipe and an ampersand":  {`["sshpass","-p","S3|cr&etPw9","ssh","h"]`, "S3|cr&etPw9"},
+		"a form feed":              {`["mysql","-pS3cr\fetPw9"]`, "S3cr\fetPw9"},
+		"blanks and both quotes":   {`["htpasswd","-b","f","u","pa ss'wo\"rd$9"]`, "pa ss'wo\"rd$9"},
+		"quotes and a blank":       {`["redis-cli","-a","S3cr'et \"Pw9"]`, "S3cr'et \"Pw9"},
+		"a semicolon before":       {`["mysql","-e","SELECT 1;","-pS3cretPw9"]`, "S3cretPw9"},
+		"a pipe before":            {`["mysql","--host=a|b","-pS3cretPw9"]`, "S3cretPw9"},
+		"a newline before":         {`["redis-cli","-h","x\ny","-a","S3cretPw9"]`, "S3cretPw9"},
+		"a long word before":       {`["curl","` + long + `","-u","admin:S3cretPw9"]`, "S3cretPw9"},
 	}
 	m := newMasker(t, Config{})
-	for name, argv := range tests {
+	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			for place, got := range maskedArgv(t, m, argv) {
-				assert.NotContains(t, strings.Join(got, " "), "S3cretPw9", place)
-				assert.Contains(t, strings.Join(got, " "), expand("<<P:S3cretPw9>>"), place)
+			secret := tt.secret
+			for place, got := range maskedArgv(t, m, tt.argv) {
+				joined := strings.Join(got, " ")
+				for _, piece := range strings.FieldsFunc(secret, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+					if len(piece) >= 3 {
+						assert.NotContains(t, joined, piece, place)
+					}
+				}
+				assert.Contains(t, joined, expand("<<P:"+secret+">>"), place)
 			}
 		})
 	}
@@ -174,6 +196,7 @@ func TestArgvStays(t *testing.T) {
 		"password from the env": `["mysql","-uroot","-p$(MYSQL_ROOT_PASSWORD)","-h","db"]`,
 		"password from a file":  `["sh","-c","redis-cli -a \"$(cat /run/secrets/pw)\" ping"]`,
 		"prompting -p":          `["mysql","-uroot","-p","-h","db"]`,
+		"curl with references":  `["curl","-fsS","-u","$(ES_USER):$(ES_PASSWORD)","http://es:9200/_cluster/health"]`,
 		"words and an object":   `["redis-cli",{"a":"-a"},"S3cretPw9"]`,
 		"many words":            string(longArgv),
 	}
@@ -361,4 +384,47 @@ func TestArgvCommandAndArgs(t *testing.T) {
 			assert.Equal(t, tt.want != "", st.Fields > 0)
 		})
 	}
+}
+
+// TestYAMLCommands: a command written in text as a YAML sequence of words (a manifest in a
+// ConfigMap, a Helm release's manifest, kubectl get -o yaml printed in a terminal) is read as its
+// command line, and the args of a mapping after its command.
+func TestYAMLCommands(t *testing.T) {
+	tests := []detectorCase{
+		{name: "block sequence", in: "spec:\n  containers:\n  - name: db\n    image: mysql:8\n    command:\n    - mysqladmin\n    - ping\n    - -uroot\n    - -pS3cretPw9\n",
+			want: "spec:\n  containers:\n  - name: db\n    image: mysql:8\n    command:\n    - mysqladmin\n    - ping\n    - -uroot\n    - -p<<P:S3cretPw9>>\n", dets: []string{"mysql-password-flag"}},
+		{name: "flow sequence", in: "    command: [\"redis-cli\", \"-a\", \"S3cretPw9\", \"ping\"]\n",
+			want: "    command: [\"redis-cli\", \"-a\", \"<<P:S3cretPw9>>\", \"ping\"]\n", dets: []string{"redis-password"}},
+		{name: "args after command", in: "    command:\n      - mysql\n    env:\n      - name: A\n        value: b\n    args:\n      - -uroot\n      - '-pS3cretPw9'\n",
+			want: "    command:\n      - mysql\n    env:\n      - name: A\n        value: b\n    args:\n      - -uroot\n      - '-p<<P:S3cretPw9>>'\n", dets: []string{"mysql-password-flag"}},
+		{name: "flow args after flow command", in: "command: [sshpass]\nargs: [-p, S3cretPw9, ssh, backup@db]\n",
+			want: "command: [sshpass]\nargs: [-p, <<P:S3cretPw9>>, ssh, backup@db]\n", dets: []string{"password-flag-value"}},
+		{name: "comments and blank lines", in: "command:\n- sshpass\n\n# the password\n- -p\n- S3cretPw9 # not here\n- ssh\n",
+			want: "command:\n- sshpass\n\n# the password\n- -p\n- <<P:S3cretPw9>> # not here\n- ssh\n", dets: []string{"password-flag-value"}},
+		// What stays.
+		{name: "another container's command", in: "containers:\n- name: a\n  command: [mysql]\n- name: b\n  args: [-uroot, -pS3cretPw9]\n"},
+		{name: "words that are no command", in: "verbs: [get, list, watch]\nresources:\n- secrets\n- tokenreviews\nfinalizers:\n- kubernetes.io/pvc-protection\n"},
+		{name: "a list of mappings", in: "command:\n- name: mysql\n- -pS3cretPw9\n"},
+		{name: "a reference", in: "command: [mysql, -uroot, '-p$(MYSQL_ROOT_PASSWORD)']\n"},
+	}
+	checkDetectorCases(t, tests)
+}
+
+// FuzzYAMLCommands masks texts of YAML sequences the fuzzer varies: no panic, and masking twice
+// changes nothing.
+func FuzzYAMLCommands(f *testing.F) {
+	for _, s := range []string{
+		"command:\n- mysql\n- -pS3cretPw9\n", "command: [redis-cli, -a, 'S3cret Pw9']\nargs: [x]\n",
+		"  command:\n  - sshpass\n\n  # c\n  - -p\n  - S3cretPw9 # c\n  args:\n  - -u\n", "command: [\"a\", 'b', c d, -pX]\n- - x\n",
+	} {
+		f.Add(s)
+	}
+	m := newMasker(f, Config{})
+	f.Fuzz(func(t *testing.T, text string) {
+		out, _ := m.Text(nil, []byte(text))
+		again, st := m.Text(nil, out)
+		if !bytes.Equal(out, again) || st.Fields != 0 {
+			t.Fatalf("masking twice changed %q: %q -> %q", text, out, again)
+		}
+	})
 }

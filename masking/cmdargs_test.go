@@ -38,6 +38,11 @@ func TestCommandArgPasswords(t *testing.T) {
 		{name: "minio client", in: "mc alias set minio http://minio:9000 ACCESSKEY1 S3cretPw9secret\nmc config host add minio http://minio:9000 ACCESSKEY1 S3cretPw9secret\nmc admin user add minio ci S3cretPw9secret",
 			want: "mc alias set minio http://minio:9000 ACCESSKEY1 <<P:S3cretPw9secret>>\nmc config host add minio http://minio:9000 ACCESSKEY1 <<P:S3cretPw9secret>>\nmc admin user add minio ci <<P:S3cretPw9secret>>", dets: []string{"minio-client-secret"}},
 		{name: "minio client without a secret", in: "mc alias set minio http://minio:9000; mc alias list; mc admin user add minio ci \"$MINIO_PW\""},
+		// The -p detectors skip a line whose every -p is followed by a reference, and only it.
+		{name: "-p references", in: "mysql -uroot -p$(MYSQL_ROOT_PASSWORD) -h db; mysqladmin -p${PW} ping\nsshpass -p$(PW) ssh h"},
+		{name: "-p references and a password", in: "mysql -p$(A) -e 'SELECT 1'; mysql -uroot -pS3cretPw9",
+			want: "mysql -p$(A) -e 'SELECT 1'; mysql -uroot -p<<P:S3cretPw9>>", dets: []string{"mysql-password-flag"}},
+		{name: "curl references", in: "curl -fsS -u \"$(USER):$(PASS)\" http://es:9200; curl -u elastic:${ELASTIC_PASSWORD} http://es:9200"},
 		{name: "prose", in: "Use zip -P to set a password. The ldapsearch -w option is insecure; rabbitmqctl add_user takes a user and a password. Run htpasswd -b first."},
 	}
 	checkDetectorCases(t, tests)

@@ -34,6 +34,7 @@ const (
 	idBase64Document
 	idKubeconfig
 	idJWK
+	idYAMLCommand
 	numCoreDetectors
 )
 
@@ -88,6 +89,7 @@ var coreNames = [idFirstFormat]string{
 	idBase64Document:     "base64-credential-document",
 	idKubeconfig:         "kubeconfig-credentials",
 	idJWK:                "jwk-private-key",
+	idYAMLCommand:        "yaml-command-words",
 	idSecretData:         "secret-data",
 	idSecretStringData:   "secret-string-data",
 	idTokenRequest:       "token-request",
@@ -190,12 +192,30 @@ func (f *lineFilter) each(text []byte, spans []span, match func(line []byte, off
 			continue
 		}
 		start, end := lineStart(text, at), lineEnd(text, at)
-		if line := text[start:end]; f.hasWord(line) {
+		if line := text[start:end]; f.hasWord(line) && !f.onlyReferences(line) {
 			spans = match(line, start, spans)
 		}
 		pos = end + 1
 	}
 	return spans
+}
+
+// onlyReferences reports whether each time the line holds the flag after a blank, a reference
+// follows it (-p$(DB_PASSWORD), -p${PW}), which the expressions' checks reject: the line need
+// not be searched.
+func (f *lineFilter) onlyReferences(line []byte) bool {
+	for pos := 0; ; {
+		k := bytes.Index(line[pos:], []byte(f.flag))
+		if k < 0 {
+			return true
+		}
+		at := pos + k
+		pos = at + len(f.flag)
+		if at > 0 && (line[at-1] == ' ' || line[at-1] == '\t') &&
+			!bytes.HasPrefix(line[pos:], []byte("$(")) && !bytes.HasPrefix(line[pos:], []byte("${")) {
+			return false
+		}
+	}
 }
 
 func (f *lineFilter) hasWord(line []byte) bool {
@@ -411,6 +431,14 @@ var builtinDetectors = []*detector{
 		id:       idJWK,
 		keywords: []string{`"kty"`},
 		find:     findJWKText,
+	},
+	{
+		// Commands written as YAML sequences of words in text (command: [mysql, -pS3cret]),
+		// read by the detectors of commands; reports under their IDs.
+		id:       idYAMLCommand,
+		keywords: commandFormatKeywords(),
+		findW:    findYAMLCommands,
+		multi:    true,
 	},
 	{
 		// password=..., token: ..., --api-key ... in free text; reports password-assignment or

@@ -212,7 +212,8 @@ var formats = []format{
 	// Credentials in command lines and account files. The detectors marked command read a
 	// command's name and flags before the secret: they read an array of strings as a command
 	// line too (argv.go).
-	{name: "curl-user-password", command: true, keywords: []string{"curl"}, re: `\bcurl\b[^\n]*?\s(?:-u|--user)(?:[ \t]+|=)['"]?[^\s:'"]*:([^\s'"]{3,})`},
+	{name: "curl-user-password", command: true, keywords: []string{"curl"}, re: `\bcurl\b[^\n]*?\s(?:-u|--user)(?:[ \t]+|=)['"]?[^\s:'"]*:([^\s'"]{3,})`,
+		check: notReference},
 	{name: "netrc-password", keywords: []string{"machine"}, re: `\bmachine[ \t]+\S+(?:[ \t]+login[ \t]+\S+)?[ \t]+password[ \t]+(\S+)`},
 	// The MySQL and MariaDB clients take the password joined to -p (-pS3cret: -p alone
 	// prompts, -P is the port); a registry login, sshpass and the MongoDB shells take it
@@ -257,8 +258,8 @@ var formats = []format{
 		args: &passwordArgs{commands: []string{"influx"}, flags: []string{"-p"}}},
 	{name: "zip-password", command: true, keywords: []string{"zip"},
 		args: &passwordArgs{commands: []string{"zip", "unzip", "zipcloak"}, flags: []string{"-P"}}},
-	// (The names with their blank: 7z alone is in times, 09:26:57Z.)
-	{name: "7zip-password", command: true, keywords: []string{"7z ", "7za ", "7zr ", "7zz "},
+	// (The names with a subcommand: 7z alone is in times, 09:26:57Z, and so is "7Z " in logs.)
+	{name: "7zip-password", command: true, keywords: []string{"7z a ", "7z d ", "7z e ", "7z l ", "7z t ", "7z u ", "7z x ", "7za ", "7zr ", "7zz "},
 		args: &passwordArgs{commands: []string{"7z", "7za", "7zr", "7zz"}, flags: []string{"-p"}, joined: true, joinedOnly: true}},
 	{name: "cqlsh-password", command: true, keywords: []string{"cqlsh"},
 		args: &passwordArgs{commands: []string{"cqlsh"}, flags: []string{"-p"}}},
@@ -446,6 +447,17 @@ func init() {
 	idOpenSSL = formatID("openssl-password")
 	idRclone = formatID("rclone-config-secret")
 	idPasswordStdin = formatID("password-stdin-echo")
+}
+
+// commandFormatKeywords returns the keywords of the formats that read a command's words.
+func commandFormatKeywords() []string {
+	var kw []string
+	for _, f := range formats {
+		if f.command {
+			kw = append(kw, f.keywords...)
+		}
+	}
+	return kw
 }
 
 // formatDets are the detectors of the formats, built once.

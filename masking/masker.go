@@ -298,6 +298,8 @@ func (m *Masker) putWalker(w *walker) {
 	}
 	w.dropSecretHook()
 	w.forgetText()
+	w.argvArray.forget()
+	w.argvText.forget()
 	if w.sub != nil {
 		w.sub.src, w.sub.dst = nil, nil
 		if cap(w.sub.in) > maxPooledBuffer || cap(w.sub.dst) > maxPooledBuffer {
@@ -345,7 +347,8 @@ func (w *walker) forgetText() {
 
 // bigBuffers reports whether a scratch buffer of w grew beyond what a pooled walker keeps.
 func (w *walker) bigBuffers() bool {
-	return max(cap(w.unesc), cap(w.tmp), cap(w.dec), cap(w.log), cap(w.dst), cap(w.arena), cap(w.b64), cap(w.in)) > maxPooledBuffer
+	return max(cap(w.unesc), cap(w.tmp), cap(w.dec), cap(w.log), cap(w.dst), cap(w.arena), cap(w.b64), cap(w.in),
+		cap(w.argvArray.line), cap(w.argvText.line)) > maxPooledBuffer
 }
 
 // stats turns a log of masked fields into Stats.

@@ -95,13 +95,18 @@ type walker struct {
 	forks bool
 	halt  *atomic.Bool
 
-	// An array of strings read as a command's words (argv.go): the line they make, where
-	// each word is in it and the words that may start a command (scratch), what the detectors
-	// found in the words, and what they found in the word being walked, which maskText adds
-	// to what it finds itself.
-	argvLine []byte
-	argvGate []byte
-	argvSegs []argvSeg
+	// An array of strings read as a command's words (argv.go): the line they make (scratch),
+	// what the detectors found in the words, and what they found in the word being walked,
+	// which maskText adds to what it finds itself.
+	argvArray argvLine
+	// A YAML sequence of words in text read as a command's words (argv.go): the line they
+	// make, the triggers and findings of the detectors there, and the sequence's items and
+	// those of the command before it (scratch).
+	argvText    argvLine
+	argvTrig    []uint64
+	argvSpans   []span
+	yamlItems   []yamlItem
+	yamlCommand []yamlItem
 	// argvCommand is 1 + the index of the first word of the command whose args the array
 	// being walked holds, or 0.
 	argvCommand int

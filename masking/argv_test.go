@@ -428,3 +428,22 @@ func FuzzYAMLCommands(f *testing.F) {
 		}
 	})
 }
+
+// TestArgvDocuments: an array of words that is a document of its own (a ConfigMap value that
+// holds a command as JSON, a body that is an array) is read as a command too.
+func TestArgvDocuments(t *testing.T) {
+	m := newMasker(t, Config{})
+	tests := []struct{ name, in, want string }{
+		{"in a string", `{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"a"},"data":{"cmd":"[\"redis-cli\",\"-a\",\"S3cretPw9\"]"}}`,
+			`{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"a"},"data":{"cmd":"[\"redis-cli\",\"-a\",\"<<P:S3cretPw9>>\"]"}}`},
+		{"a body", `["sshpass","-p","S3cretPw9","ssh","h"]`, `["sshpass","-p","<<P:S3cretPw9>>","ssh","h"]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, st, err := m.JSON(nil, []byte(tt.in), Target{})
+			require.NoError(t, err)
+			assert.Equal(t, expand(tt.want), string(out))
+			assert.Equal(t, 1, st.Fields)
+		})
+	}
+}

@@ -704,7 +704,9 @@ func (w *walker) elements(i int, c vctx, depth int, f *fork) (int, error) {
 		if idx == 0 {
 			command := w.argvCommand - 1 // the words before these (args after a command)
 			w.argvCommand = 0
-			if ec.role == roleValue && ec.hide == noHide && src[i] == '"' {
+			// Strings where a value, an object or a patch operation may be (a document that is
+			// an array of strings) are a command's words.
+			if (ec.role == roleValue || ec.role == roleEmbedded || ec.role == rolePatchOp) && ec.hide == noHide && src[i] == '"' {
 				argv = w.argvFindings(command, i, &ec)
 			}
 		}

@@ -21,6 +21,12 @@ const (
 	maxArgvWord  = 4 << 10  // a longer word is written as a stand-in (argvLine.add)
 )
 
+// isWordStart reports whether b starts a JSON value that is a word of a command: a string, a
+// number, true, false or null.
+func isWordStart(b byte) bool {
+	return b == '"' || b == '-' || isDigit(b) || b == 't' || b == 'f' || b == 'n'
+}
+
 // errArgvEnd ends the words of a command at an element that is not one.
 var errArgvEnd = errors.New("masking: not a word of a command")
 
@@ -30,7 +36,7 @@ type argvFinding struct {
 	word, start, end, id int
 }
 
-// argvFindings reads the array whose first element is the string at src[i] as the words of a
+// argvFindings reads the array whose first element is the word at src[i] as the words of a
 // command, after those of the array whose first element is at src[command] when command is not
 // -1 (a container's command, when the array is its args), in context c (that of its elements),
 // and returns what the detectors of commands find in the array's words of the line the words
@@ -214,17 +220,17 @@ func (w *walker) argvWords(i int, each func(text []byte, blank bool) bool) int {
 		var end int
 		var err error
 		switch b := src[i]; {
+		case !isWordStart(b):
+			err = errArgvEnd
 		case b == '"':
 			var esc bool
 			if end, esc, err = scanString(src, i); err == nil {
 				text = w.text(i, end, esc)
 			}
-		case b == '-' || isDigit(b) || b == 't' || b == 'f' || b == 'n':
+		default:
 			if end, err = skipValue(src, i, 0); err == nil {
 				text = src[i:end]
 			}
-		default:
-			err = errArgvEnd
 		}
 		if err != nil || !each(text, hasBlank(text)) {
 			break // a malformed element is the walk's to report

@@ -160,6 +160,8 @@ func TestArgvBypasses(t *testing.T) {
 		"a pipe before":            {`["mysql","--host=a|b","-pS3cretPw9"]`, "S3cretPw9"},
 		"a newline before":         {`["redis-cli","-h","x\ny","-a","S3cretPw9"]`, "S3cretPw9"},
 		"a long word before":       {`["curl","` + long + `","-u","admin:S3cretPw9"]`, "S3cretPw9"},
+		"a number first":           {`[1,"redis-cli","-a","S3cretPw9"]`, "S3cretPw9"},
+		"null first":               {`[null,"redis-cli","-a","S3cretPw9"]`, "S3cretPw9"},
 	}
 	m := newMasker(t, Config{})
 	for name, tt := range tests {

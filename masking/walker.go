@@ -706,7 +706,7 @@ func (w *walker) elements(i int, c vctx, depth int, f *fork) (int, error) {
 			w.argvCommand = 0
 			// Strings where a value, an object or a patch operation may be (a document that is
 			// an array of strings) are a command's words.
-			if (ec.role == roleValue || ec.role == roleEmbedded || ec.role == rolePatchOp) && ec.hide == noHide && src[i] == '"' {
+			if (ec.role == roleValue || ec.role == roleEmbedded || ec.role == rolePatchOp) && ec.hide == noHide && isWordStart(src[i]) {
 				argv = w.argvFindings(command, i, &ec)
 			}
 		}

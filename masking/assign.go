@@ -347,19 +347,26 @@ func keyBefore(text []byte, sep int, flag bool) ([]byte, bool) {
 		if text[s] != flagStart || e-s < 3 || (s > 0 && !isSpace(text[s-1])) {
 			return nil, false
 		}
-		if text[s+1] != flagStart && joinedFlagValue(text[s+2:e]) {
+		if joinedFlagValue(text[s:e]) {
 			return nil, false // -pS3cretPw9: a letter's flag and its value, not a name
 		}
 	}
 	return text[s:e], true
 }
 
-// joinedFlagValue reports whether what follows the letter of a one-dash flag has an upper-case
-// letter or a digit, which names of one-dash flags (-storepass, -passin) do not: it is the
-// flag's value (-pS3cretPw9, -p4ssword).
-func joinedFlagValue(rest []byte) bool {
-	for _, c := range rest {
-		if isUpper(c) || isDigit(c) {
+// joinedFlagValue reports whether flag, written with one dash, is a letter's flag with its value
+// joined to it (-pS3cretPw9, -p4ssword, -pSecret), not a name: what follows the letter has a
+// digit, or starts with an upper-case letter after a lower-case one. Names of one-dash flags are
+// lower case (-storepass, -passin) or start each word with a capital (-SecretKey, -ApiToken).
+func joinedFlagValue(flag []byte) bool {
+	if len(flag) < 3 || flag[0] != '-' || flag[1] == '-' {
+		return false
+	}
+	if isLower(flag[1]) && isUpper(flag[2]) {
+		return true
+	}
+	for _, c := range flag[2:] {
+		if isDigit(c) {
 			return true
 		}
 	}

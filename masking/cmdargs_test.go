@@ -43,6 +43,11 @@ func TestCommandArgPasswords(t *testing.T) {
 		{name: "-p references and a password", in: "mysql -p$(A) -e 'SELECT 1'; mysql -uroot -pS3cretPw9",
 			want: "mysql -p$(A) -e 'SELECT 1'; mysql -uroot -p<<P:S3cretPw9>>", dets: []string{"mysql-password-flag"}},
 		{name: "curl references", in: "curl -fsS -u \"$(USER):$(PASS)\" http://es:9200; curl -u elastic:${ELASTIC_PASSWORD} http://es:9200"},
+		// A one-dash flag is a name unless it is a letter with its value joined.
+		{name: "one-dash names", in: "Set-AWSCredential -AccessKey AKIAEXAMPLE -SecretKey wJalrXUtnFEMIK7MDENGbPxRfiCYzzzz\nConnect-Thing -ApiToken abcdefghij0123456789",
+			want: "Set-AWSCredential -AccessKey AKIAEXAMPLE -SecretKey <<P:wJalrXUtnFEMIK7MDENGbPxRfiCYzzzz>>\nConnect-Thing -ApiToken <<P:abcdefghij0123456789>>"},
+		{name: "a joined value is no name", in: "7z a -pS3cretPw9 out.7z /data; tool -pSecretPw out.bin",
+			want: "7z a -p<<P:S3cretPw9>> out.7z /data; tool -pSecretPw out.bin", dets: []string{"7zip-password"}},
 		{name: "prose", in: "Use zip -P to set a password. The ldapsearch -w option is insecure; rabbitmqctl add_user takes a user and a password. Run htpasswd -b first."},
 	}
 	checkDetectorCases(t, tests)

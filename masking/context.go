@@ -309,7 +309,8 @@ func (w *walker) elem(p *vctx, idx int) (c vctx) {
 
 // secretFlag returns s if it is a command-line flag with a secret-sounding name and no value
 // (--password), so that the next argument is its value. A flag's name is letters, digits, '-',
-// '_' and '.': -p$(DB_PASSWORD) is a flag with its value, not a name.
+// '_' and '.', and not a letter's flag with its value joined (joinedFlagValue):
+// -p$(DB_PASSWORD) and -pS3cretPw9 are flags with their values, not names.
 func secretFlag(s []byte) []byte {
 	if len(s) < 3 || s[0] != '-' || len(s) > maxKeyLen {
 		return nil
@@ -318,6 +319,9 @@ func secretFlag(s []byte) []byte {
 		if !isFlagNameByte(c) {
 			return nil
 		}
+	}
+	if joinedFlagValue(s) {
+		return nil
 	}
 	if classifyKey(s) == keyPlain {
 		return nil

@@ -287,20 +287,24 @@ func findYAMLCommands(w *walker, text []byte, spans []span) []span {
 	if w.argvTrig == nil {
 		w.argvTrig = make([]uint64, w.m.eng.words)
 	}
-	w.yamlItems, w.yamlCommand = yamlSequences(text, w.yamlItems[:0], w.yamlCommand[:0], func(pre, items []yamlItem) {
-		if len(pre)+len(items) < 2 {
-			return
-		}
+	w.yamlItems, w.yamlCommand, w.yamlArgs = yamlSequences(text, w.yamlItems[:0], w.yamlCommand[:0], w.yamlArgs[:0], func(pre, items []yamlItem) {
+		// The words read, within the bounds of an array's (maxArgvWords, maxArgvBytes).
 		l.reset()
+		n := 0
 		for _, seq := range [2][]yamlItem{pre, items} {
 			for _, it := range seq {
 				word := text[it.start:it.end]
-				l.gateWord(word, hasBlank(word))
+				if n == maxArgvWords || !l.gateWord(word, hasBlank(word)) {
+					break
+				}
+				n++
 			}
 		}
-		if !w.m.eng.commandKeywords(l.gate, w.argvTrig) {
+		if n < 2 || !w.m.eng.commandKeywords(l.gate, w.argvTrig) {
 			return
 		}
+		pre = pre[:min(n, len(pre))]
+		items = items[:n-len(pre)]
 		for k, it := range pre {
 			word := text[it.start:it.end]
 			l.add(k-len(pre), word, hasBlank(word))
@@ -329,21 +333,34 @@ type yamlItem struct{ start, end int }
 
 // yamlSequences calls each with the items of each sequence of words (strings, numbers, true,
 // false, null) that text holds as YAML under a key, and with pre, the items of the sequence of
-// the command key of the same mapping, when the sequence is that of an args key after it. A
-// sequence with another item (a mapping, a sequence, an alias, a block scalar, an empty item)
-// is not one. items and command are scratch, returned for reuse.
-func yamlSequences(text []byte, items, command []yamlItem, each func(pre, items []yamlItem)) ([]yamlItem, []yamlItem) {
-	commandCol := -1 // the column of the command key whose sequence command holds
-	var key []byte   // the key of the line before, when its value follows on the next lines
+// the command key of the same mapping, when the sequence is that of its args key (once, in
+// either order of the keys; the args are then read again after the command). A key may start a
+// list item (- command:). A sequence with another item (a mapping, a sequence, an alias, a block
+// scalar, an empty item) is not one. items, command and args are scratch, returned for reuse.
+func yamlSequences(text []byte, items, command, args []yamlItem, each func(pre, items []yamlItem)) ([]yamlItem, []yamlItem, []yamlItem) {
+	commandCol, argsCol := -1, -1 // the columns of the keys whose sequences command and args hold
+	var key []byte                // the key of the line before, when its value follows on the next lines
 	keyCol := -1
 	report := func(key []byte, col int, items []yamlItem) {
-		var pre []yamlItem
-		if string(key) == "args" && col == commandCol {
-			pre = command
-		}
-		each(pre, items)
-		if string(key) == "command" {
-			command, commandCol = append(command[:0], items...), col
+		switch string(key) {
+		case "command":
+			each(nil, items)
+			if col == argsCol {
+				each(items, args)
+				argsCol = -1
+			} else {
+				command, commandCol = append(command[:0], items...), col
+			}
+		case "args":
+			if col == commandCol {
+				each(command, items)
+				commandCol = -1
+			} else {
+				each(nil, items)
+				args, argsCol = append(args[:0], items...), col
+			}
+		default:
+			each(nil, items)
 		}
 	}
 	for pos := 0; pos < len(text); {
@@ -360,39 +377,48 @@ func yamlSequences(text []byte, items, command []yamlItem, each func(pre, items 
 		if col < commandCol {
 			commandCol = -1 // another mapping
 		}
+		if col < argsCol {
+			argsCol = -1
+		}
 		if body[0] == '-' && (len(body) == 1 || body[1] == ' ') {
-			// A block sequence: this item and those after it at its column, blank lines and
-			// comments between them.
-			items = items[:0]
-			words := true
-			end := le
-			for q := ls; q < len(text); {
-				qe := yamlLineEnd(text, q)
-				if blankLine(text[q:qe]) {
-					q = qe + 1
-					continue
+			if rest := bytes.TrimLeft(body[1:], " "); yamlKeyLine(rest) {
+				// A list item that is a mapping: its first key.
+				col += len(body) - len(rest)
+				body = rest
+			} else {
+				// A block sequence: this item and those after it at its column, blank lines
+				// and comments between them.
+				items = items[:0]
+				words := true
+				end := le
+				for q := ls; q < len(text); {
+					qe := yamlLineEnd(text, q)
+					if blankLine(text[q:qe]) {
+						q = qe + 1
+						continue
+					}
+					qc := q + col
+					if qc >= qe || !onlyBlanks(text[q:qc]) || text[qc] != '-' || qc+1 < qe && text[qc+1] != ' ' && text[qc+1] != '\r' {
+						break // not an item at this column
+					}
+					s, e, ok := yamlScalar(text, qc+1, qe)
+					words = words && ok
+					items = append(items, yamlItem{s, e})
+					end, q = qe, qe+1
 				}
-				qc := q + col
-				if qc >= qe || !onlyBlanks(text[q:qc]) || text[qc] != '-' || qc+1 < qe && text[qc+1] != ' ' && text[qc+1] != '\r' {
-					break // not an item at this column
+				pos = end + 1
+				if words && keyCol >= 0 && keyCol <= col {
+					report(key, keyCol, items)
 				}
-				s, e, ok := yamlScalar(text, qc+1, qe)
-				words = words && ok
-				items = append(items, yamlItem{s, e})
-				end, q = qe, qe+1
+				key, keyCol = nil, -1
+				continue
 			}
-			pos = end + 1
-			if words && keyCol >= 0 && keyCol <= col {
-				report(key, keyCol, items)
-			}
-			key, keyCol = nil, -1
-			continue
 		}
 		key, keyCol = nil, -1
-		k := bytes.IndexByte(body, ':')
-		if k <= 0 || k+1 < len(body) && body[k+1] != ' ' {
+		if !yamlKeyLine(body) {
 			continue
 		}
+		k := bytes.IndexByte(body, ':')
 		value := bytes.TrimLeft(body[k+1:], " ")
 		switch {
 		case len(value) == 0:
@@ -408,7 +434,14 @@ func yamlSequences(text []byte, items, command []yamlItem, each func(pre, items 
 			}
 		}
 	}
-	return items, command
+	return items, command, args
+}
+
+// yamlKeyLine reports whether a line's text (from its first byte that is not a blank) is a
+// key and its value: a plain key, then ':' at the end or before a blank.
+func yamlKeyLine(body []byte) bool {
+	k := bytes.IndexByte(body, ':')
+	return k > 0 && body[0] != '"' && body[0] != '\'' && (k+1 == len(body) || body[k+1] == ' ')
 }
 
 // yamlLineEnd returns the index of the end of the line at text[start]: its newline, or the end

@@ -403,6 +403,10 @@ func TestYAMLCommands(t *testing.T) {
 			want: "command: [sshpass]\nargs: [-p, <<P:S3cretPw9>>, ssh, backup@db]\n", dets: []string{"password-flag-value"}},
 		{name: "comments and blank lines", in: "command:\n- sshpass\n\n# the password\n- -p\n- S3cretPw9 # not here\n- ssh\n",
 			want: "command:\n- sshpass\n\n# the password\n- -p\n- <<P:S3cretPw9>> # not here\n- ssh\n", dets: []string{"password-flag-value"}},
+		{name: "a list item's first key", in: "containers:\n- command:\n  - mysql\n  - -pXk9vQ2mLp\n  name: c\n- command: [redis-cli, -a, Xk9vQ2mLp]\n",
+			want: "containers:\n- command:\n  - mysql\n  - -p<<P:Xk9vQ2mLp>>\n  name: c\n- command: [redis-cli, -a, <<P:Xk9vQ2mLp>>]\n", dets: []string{"mysql-password-flag", "redis-password"}},
+		{name: "args before command", in: "- name: c\n  args:\n  - -w\n  - Xk9vQ2mLp\n  command:\n  - ldapsearch\n",
+			want: "- name: c\n  args:\n  - -w\n  - <<P:Xk9vQ2mLp>>\n  command:\n  - ldapsearch\n", dets: []string{"ldap-password"}},
 		// What stays.
 		{name: "another container's command", in: "containers:\n- name: a\n  command: [mysql]\n- name: b\n  args: [-uroot, -pS3cretPw9]\n"},
 		{name: "words that are no command", in: "verbs: [get, list, watch]\nresources:\n- secrets\n- tokenreviews\nfinalizers:\n- kubernetes.io/pvc-protection\n"},

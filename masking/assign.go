@@ -355,9 +355,10 @@ func keyBefore(text []byte, sep int, flag bool) ([]byte, bool) {
 }
 
 // joinedFlagValue reports whether flag, written with one dash, is a letter's flag with its value
-// joined to it (-pS3cretPw9, -p4ssword, -pSecret), not a name: what follows the letter has a
-// digit, or starts with an upper-case letter after a lower-case one. Names of one-dash flags are
-// lower case (-storepass, -passin) or start each word with a capital (-SecretKey, -ApiToken).
+// joined to it (-pS3cretPw9, -p4ssword, -pSecret), not a name: what follows the letter starts
+// with an upper-case letter after a lower-case one, or has a digit before a letter. Names of
+// one-dash flags are lower case or camel case from their second word (-storepass, -dbPassword,
+// -apiKey), start each word with a capital (-SecretKey), or end in a number (-password2).
 func joinedFlagValue(flag []byte) bool {
 	if len(flag) < 3 || flag[0] != '-' || flag[1] == '-' {
 		return false
@@ -365,8 +366,8 @@ func joinedFlagValue(flag []byte) bool {
 	if isLower(flag[1]) && isUpper(flag[2]) {
 		return true
 	}
-	for _, c := range flag[2:] {
-		if isDigit(c) {
+	for i := 2; i+1 < len(flag); i++ {
+		if isDigit(flag[i]) && (isLower(flag[i+1]) || isUpper(flag[i+1])) {
 			return true
 		}
 	}

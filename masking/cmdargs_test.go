@@ -46,8 +46,15 @@ func TestCommandArgPasswords(t *testing.T) {
 		// A one-dash flag is a name unless it is a letter with its value joined.
 		{name: "one-dash names", in: "Set-AWSCredential -AccessKey AKIAEXAMPLE -SecretKey wJalrXUtnFEMIK7MDENGbPxRfiCYzzzz\nConnect-Thing -ApiToken abcdefghij0123456789",
 			want: "Set-AWSCredential -AccessKey AKIAEXAMPLE -SecretKey <<P:wJalrXUtnFEMIK7MDENGbPxRfiCYzzzz>>\nConnect-Thing -ApiToken <<P:abcdefghij0123456789>>"},
+		{name: "camel-case names", in: "./server -dbPassword Sup3rS3cret! -port 8080 -apiKey 8f14e45fceea167a5a36dedd4bea2543 -password2 Xk9vQ2mLp",
+			want: "./server -dbPassword <<P:Sup3rS3cret!>> -port 8080 -apiKey <<P:8f14e45fceea167a5a36dedd4bea2543>> -password2 <<P:Xk9vQ2mLp>>"},
 		{name: "a joined value is no name", in: "7z a -pS3cretPw9 out.7z /data; tool -pSecretPw out.bin",
 			want: "7z a -p<<P:S3cretPw9>> out.7z /data; tool -pSecretPw out.bin", dets: []string{"7zip-password"}},
+		{name: "joined zip and cqlsh", in: "zip -Pxk9vQ2mLp a.zip f; cqlsh -u c -pxk9vQ2mLp h",
+			want: "zip -P<<P:xk9vQ2mLp>> a.zip f; cqlsh -u c -p<<P:xk9vQ2mLp>> h", dets: []string{"zip-password", "cqlsh-password"}},
+		{name: "a quoted password starting with a parenthesis", in: "htpasswd -bc /etc/nginx/.htpasswd admin '(Xk9vQ2mLp'",
+			want: "htpasswd -bc /etc/nginx/.htpasswd admin '<<P:(Xk9vQ2mLp>>'", dets: []string{"htpasswd-password"}},
+		{name: "usage placeholders", in: "ldapsearch -x -D cn=admin -w PASSWORD -b dc=x\nzip -P YOUR_PASSWORD -r archive.zip dir\nmc alias set ALIAS URL ACCESS_KEY SECRET_KEY\n7z x archive.7z -p{Password}"},
 		{name: "prose", in: "Use zip -P to set a password. The ldapsearch -w option is insecure; rabbitmqctl add_user takes a user and a password. Run htpasswd -b first."},
 	}
 	checkDetectorCases(t, tests)

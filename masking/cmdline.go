@@ -381,15 +381,18 @@ func onlyExpansion(v []byte) bool {
 
 // passwordLike reports whether the value of a word a command takes as its password looks like
 // one, where the position alone names it (htpasswd -b f user password, openssl -k password):
-// not a placeholder of usage text ([-C cost], <file>, file..., file…) or a parenthesis of
-// prose ("… admin (restarting)"), and with a byte that
+// not a placeholder of usage text ([-C cost], <file>, {password}, file..., file…, PASSWORD,
+// YOUR_SECRET_KEY), and with a byte that
 // is not a letter or at least 16 bytes long. Prose and usage text put words there too ("use
 // htpasswd -b when you want to", "the -k option is deprecated"); a password that is a
 // short word of letters alone is left to the rules that know its name, unless shaped: the
 // command's shape says it is one (its end or a flag follows the password).
 func passwordLike(v []byte, shaped bool) bool {
-	if len(v) == 0 || v[0] == '[' || v[len(v)-1] == ']' || v[0] == '<' && v[len(v)-1] == '>' || v[0] == '(' ||
+	if len(v) == 0 || v[0] == '[' || v[len(v)-1] == ']' || v[0] == '<' && v[len(v)-1] == '>' || v[0] == '{' && v[len(v)-1] == '}' ||
 		bytes.HasSuffix(v, []byte("...")) || bytes.Contains(v, []byte("…")) {
+		return false
+	}
+	if placeholderWord(v) {
 		return false
 	}
 	if shaped || len(v) >= 16 {
@@ -404,11 +407,27 @@ func passwordLike(v []byte, shaped bool) bool {
 }
 
 // commandPassword reports whether word w, whose value is text[vs:ve], holds a password a
-// finder masks: not a reference, a flag or one expansion, and like a password (shaped, as
+// finder masks: not a reference, a flag or one expansion, not a parenthesis of prose
+// ("… admin (restarting)"; a quoted "(Pa55" is a password), and like a password (shaped, as
 // passwordLike reads it).
 func commandPassword(text []byte, w cmdWord, vs, ve int, shaped bool) bool {
 	v := text[vs:ve]
+	if len(v) == 0 || v[0] == '(' && (vs == 0 || text[vs-1] != '\'' && text[vs-1] != '"') {
+		return false
+	}
 	return notCommandReference(v) && !onlyExpansion(v) && passwordLike(v, shaped)
+}
+
+// placeholderWord reports whether v is a word of upper-case letters and underscores
+// (PASSWORD, SECRET_KEY, YOUR_PASSWORD), which usage text and documentation put where a
+// password goes; one of lower-case letters is a password only where a command's shape says so.
+func placeholderWord(v []byte) bool {
+	for _, c := range v {
+		if !isUpper(c) && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // endsAfter reads the next word of r and reports whether the command ends there, at the end

@@ -438,6 +438,15 @@ func adversarialTexts(n int) map[string][]byte {
 		"unclosed-objects": append([]byte(`{"a":[`), bytes.Repeat([]byte(`{"k":{"v":1}},`), n/14)...),
 		"unclosed-nesting": bytes.Repeat([]byte(`{"a":`), n/5),
 		"escaped-quotes":   bytes.Repeat([]byte(`\"token\":\\\"a\\\" \"x\":\"token:\u0022a `), n/36),
+		// Commands as YAML sequences and JSON arrays (argv.go): a command whose words every
+		// args key of the mapping was read with, and an object whose every args key looked
+		// for its command again.
+		"yaml-args": append(append([]byte("command:\n- mysql\n- -px\n"), bytes.Repeat([]byte("- "+strings.Repeat("w", 200)+"\n"), n/404)...),
+			bytes.Repeat([]byte("args: [a, b]\n"), n/26)...),
+		"yaml-dash-p": append([]byte("command:\n"), bytes.Repeat([]byte("- -p\n"), n/5)...),
+		"json-args":   append(append([]byte(`{"kind":"X","spec":{`), bytes.Repeat([]byte(`"args":["a"],`), n/13)...), `"z":1}}`...),
+		"json-args-command": append(append([]byte(`{"kind":"X","spec":{"command":["mysql",`+strings.Repeat(`"-pw",`, 255)+`"x"],`),
+			bytes.Repeat([]byte(`"args":["-h","db"],`), n/19)...), `"z":1}}`...),
 	}
 }
 

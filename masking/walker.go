@@ -101,12 +101,13 @@ type walker struct {
 	argvArray argvLine
 	// A YAML sequence of words in text read as a command's words (argv.go): the line they
 	// make, the triggers and findings of the detectors there, and the sequence's items and
-	// those of the command before it (scratch).
+	// those of the command or args it is read with (scratch).
 	argvText    argvLine
 	argvTrig    []uint64
 	argvSpans   []span
 	yamlItems   []yamlItem
 	yamlCommand []yamlItem
+	yamlArgs    []yamlItem
 	// argvCommand is 1 + the index of the first word of the command whose args the array
 	// being walked holds, or 0.
 	argvCommand int
@@ -439,7 +440,9 @@ func (w *walker) object(i int, c vctx, depth int) (int, error) {
 	}
 	var name []byte // the "name" member, for name/value pairs such as env
 	nameKnown := false
-	command := -1 // the first element of the "command" array, for "args" (argv.go)
+	// The first element of the "command" array, for the first "args" (argv.go), and whether it
+	// was looked for: once an object, however many members it repeats.
+	command, looked := -1, false
 	for {
 		if src[i] != '"' {
 			return i, malformed(i, "expected object key")
@@ -487,13 +490,15 @@ func (w *walker) object(i int, c vctx, depth int) (int, error) {
 		} else {
 			if src[i] == '[' && (string(key) == "command" || string(key) == "args") {
 				// A container's command line is its command's words, then its args'.
-				if string(key) == "command" {
+				switch {
+				case string(key) == "command":
 					command = firstElement(src, i)
-				} else {
+				case !looked:
 					if command < 0 {
 						command = memberArray(src, start, "command")
 					}
 					w.argvCommand = command + 1
+					looked = true
 				}
 			}
 			i, err = w.value(i, cc, depth+1)

@@ -291,11 +291,12 @@ func findYAMLCommands(w *walker, text []byte, spans []span) []span {
 		// The words read, within the bounds of an array's (maxArgvWords, maxArgvBytes).
 		l.reset()
 		n := 0
+	gate:
 		for _, seq := range [2][]yamlItem{pre, items} {
 			for _, it := range seq {
 				word := text[it.start:it.end]
 				if n == maxArgvWords || !l.gateWord(word, hasBlank(word)) {
-					break
+					break gate
 				}
 				n++
 			}

@@ -597,6 +597,32 @@ func firstElement(src []byte, i int) int {
 // memberArray returns the index of the first element of the array member key of the object
 // at src[start], or -1.
 func memberArray(src []byte, start int, key string) int {
+	if vi := memberValue(src, start, key, '['); vi >= 0 {
+		return firstElement(src, vi)
+	}
+	return -1
+}
+
+// memberString returns the value of the string member key of the object at src[start], or nil.
+func memberString(src []byte, start int, key string) []byte {
+	vi := memberValue(src, start, key, '"')
+	if vi < 0 {
+		return nil
+	}
+	ve, _, err := scanString(src, vi)
+	if err != nil {
+		return nil
+	}
+	v := src[vi+1 : ve-1]
+	if bytes.IndexByte(v, '\\') >= 0 {
+		v = unescape(nil, v)
+	}
+	return v
+}
+
+// memberValue returns the index of the value of the first member key of the object at
+// src[start] whose value starts with first (a string, an array), or -1.
+func memberValue(src []byte, start int, key string, first byte) int {
 	j := skipSpace(src, start+1)
 	if j >= len(src) || src[j] == '}' {
 		return -1
@@ -617,8 +643,8 @@ func memberArray(src []byte, start int, key string) int {
 		if err != nil {
 			return -1
 		}
-		if string(k) == key && src[vi] == '[' {
-			return firstElement(src, vi)
+		if string(k) == key && src[vi] == first {
+			return vi
 		}
 		ve, err := skipValue(src, vi, 1)
 		if err != nil {
@@ -626,45 +652,6 @@ func memberArray(src []byte, start int, key string) int {
 		}
 		if j, err = next(src, ve, '}'); err != nil || j < 0 {
 			return -1
-		}
-	}
-}
-
-// memberString returns the value of the string member key of the object at src[start], or nil.
-func memberString(src []byte, start int, key string) []byte {
-	j := skipSpace(src, start+1)
-	if j >= len(src) || src[j] == '}' {
-		return nil
-	}
-	for {
-		if src[j] != '"' {
-			return nil
-		}
-		ke, kesc, err := scanString(src, j)
-		if err != nil {
-			return nil
-		}
-		k := src[j+1 : ke-1]
-		if kesc {
-			k = unescape(nil, k)
-		}
-		_, vi, err := scanKey(src, j)
-		if err != nil {
-			return nil
-		}
-		ve, err := skipValue(src, vi, 1)
-		if err != nil {
-			return nil
-		}
-		if string(k) == key && src[vi] == '"' {
-			v := src[vi+1 : ve-1]
-			if bytes.IndexByte(v, '\\') >= 0 {
-				v = unescape(nil, v)
-			}
-			return v
-		}
-		if j, err = next(src, ve, '}'); err != nil || j < 0 {
-			return nil
 		}
 	}
 }

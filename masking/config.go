@@ -136,6 +136,13 @@ type Limits struct {
 	// hold back; longer lines are masked in chunks, longer blocks replaced whole. Default:
 	// DefaultMaxLineBytes; at least 16 KiB.
 	MaxLineBytes int `json:"maxLineBytes,omitempty"`
+	// ItemCacheBytes bounds the memory that remembers how the items of lists read whole were
+	// masked, so that an object that did not change is not masked again when a client reads it
+	// again. The cache keeps what clients were sent and hashes of the objects' bytes, never an
+	// object's own bytes, and does not serve the lists of Secrets read by sessions (their
+	// values go to the session's exec masking). Default: DefaultItemCacheBytes; negative turns
+	// the cache off.
+	ItemCacheBytes int64 `json:"itemCacheBytes,omitempty"`
 }
 
 func (l *Limits) setDefaults() {
@@ -147,6 +154,9 @@ func (l *Limits) setDefaults() {
 	}
 	if l.MaxLineBytes <= 0 {
 		l.MaxLineBytes = DefaultMaxLineBytes
+	}
+	if l.ItemCacheBytes == 0 {
+		l.ItemCacheBytes = DefaultItemCacheBytes
 	}
 	if l.MaxLineBytes < 4*lineOverlap {
 		l.MaxLineBytes = 4 * lineOverlap

@@ -162,6 +162,16 @@
 // re-establish watches). On any error before the response started, the proxy answers 502 Bad
 // Gateway with a fixed message and logs the error (which holds no content).
 //
+// A list read whole ([Masker.Body]) is masked in runs of items, and the Masker remembers how it
+// masked each run: an object that did not change is the same bytes in the next response, and is
+// not masked again (an agent polling a list, kubectl get after kubectl apply). The memory keeps
+// hashes of the items' bytes (keyed with seeds made when the Masker is created), where their
+// placeholders went and what they were; never an item's own bytes nor a Secret's value: a
+// Secret taken from it passes its values to [Target].SecretValue read from the response itself.
+// A run is taken only when its length and hashes match one masked before for the same request
+// type, and a changed byte anywhere in it masks it anew. [Limits].ItemCacheBytes bounds it, and
+// [Masker.ItemCacheStats] says how it does.
+//
 // kubectl keeps working: get -o yaml/json, describe, get (Tables), apply, edit and create token
 // all decode what they get. Applying an object read through Gatehouse would write placeholders;
 // see the threat model.

@@ -163,6 +163,7 @@ type typeRules struct {
 	paths [][]string // field paths split at dots; "*" matches any key or index
 	ids   []int      // rule ID per path
 	all   uint64     // bit i set for paths[i]
+	seq   uint32     // numbers the rules of a Masker from 1, for the item cache's scopes
 }
 
 // step advances the set of paths still matching (bit i for paths[i], depth segments matched so

@@ -29,6 +29,7 @@ type Masker struct {
 
 	walkers    sync.Pool
 	streamBufs bufferPool // watch streams' buffers (stream.go)
+	items      *itemCache // how list items were masked (itemcache.go); nil when off
 
 	// forkMin is the body size from which a list's items are masked in two halves at once
 	// (fork.go); 0 turns that off. forks pools the halves. Set by tests only: forkTrace is
@@ -49,6 +50,7 @@ func New(cfg Config) (*Masker, error) {
 	}
 	m := &Masker{key: bytes.Clone(cfg.Key), limits: cfg.Limits, forkMin: defaultForkMin}
 	m.limits.setDefaults()
+	m.items = newItemCache(m.limits.ItemCacheBytes)
 	m.names = builtinNames()
 	ids := map[string]int{}
 	for id, n := range m.names {
@@ -96,7 +98,12 @@ func (m *Masker) addRules(rules []FieldRule, addName func(string) (int, error)) 
 	m.rulesByKind = map[string]map[string]*typeRules{}
 	m.rulesAnyGroup = map[string]*typeRules{}
 	m.rulesByResource = map[string]map[string]*typeRules{}
-	union := &typeRules{}
+	var seq uint32
+	newRules := func(kind []byte) *typeRules {
+		seq++
+		return &typeRules{kind: kind, seq: seq}
+	}
+	union := newRules(nil)
 	n := 0
 	for _, r := range rules {
 		id, err := addName(r.Name)
@@ -117,7 +124,7 @@ func (m *Masker) addRules(rules []FieldRule, addName func(string) (int, error)) 
 		}
 		tr := byGroup[r.Group]
 		if tr == nil {
-			tr = &typeRules{kind: []byte(r.Kind)}
+			tr = newRules([]byte(r.Kind))
 			byGroup[r.Group] = tr
 		}
 		if m.rulesByResource[r.Group] == nil {
@@ -126,7 +133,7 @@ func (m *Masker) addRules(rules []FieldRule, addName func(string) (int, error)) 
 		m.rulesByResource[r.Group][res] = tr
 		anyGroup := m.rulesAnyGroup[r.Kind]
 		if anyGroup == nil {
-			anyGroup = &typeRules{kind: []byte(r.Kind)}
+			anyGroup = newRules([]byte(r.Kind))
 			m.rulesAnyGroup[r.Kind] = anyGroup
 		}
 		for _, p := range r.Paths {
@@ -328,6 +335,7 @@ func (w *walker) dropSecretHook() {
 		return
 	}
 	w.onSecret = nil
+	w.itemRec, w.itemRecBuf.hook = nil, nil
 	w.sub.dropSecretHook()
 	w.nest.dropSecretHook()
 }
@@ -404,6 +412,7 @@ func (m *Masker) jsonBody(buf, src []byte, t Target) ([]byte, Stats, error) {
 	w.reset(buf[:0], src, hint)
 	w.sizeHint = size
 	w.forks = m.forkMin > 0 && len(src) >= m.forkMin && runtime.GOMAXPROCS(0) > 1
+	w.items = m.items
 	end, err := w.document(0, hint)
 	if err == nil && skipSpace(src, end) != len(src) {
 		err = malformed(end, "data after the document")

@@ -133,6 +133,7 @@ func (w *walker) hide(i, end int, esc bool, id int, mode hideMode) {
 // hideFrom is hide for a string whose text decodePrefix decoded in part.
 func (w *walker) hideFrom(i, end int, esc bool, id int, mode hideMode, pre b64Prefix) {
 	hook := w.onSecret != nil && isSecretValueRule(id)
+	in := mode
 	if w.memo == nil {
 		w.memo = &hideMemo{gen: 1}
 	}
@@ -160,6 +161,9 @@ func (w *walker) hideFrom(i, end int, esc bool, id int, mode hideMode, pre b64Pr
 		slot.digest, mode = digest, out
 	}
 	if hook {
+		if w.itemRec != nil {
+			w.recordItemValue(i, end, esc, in, digest)
+		}
 		w.onSecret(v, w.h.format(digest))
 	}
 	d0 := w.open(i)

@@ -95,6 +95,19 @@ type walker struct {
 	forks bool
 	halt  *atomic.Bool
 
+	// items is the Masker's item cache when the document's list items may be taken from it
+	// and added to it (itemcache.go); scopeBuf is scratch space for their scope.
+	items    *itemCache
+	scopeBuf []byte
+	// itemRec, while a run of items the cache is to keep is masked with a SecretValue hook,
+	// records where the hook's values are; itemHook, the hook meanwhile, counts its calls.
+	itemRec    *itemRecord
+	itemRecBuf itemRecord
+	itemHook   func(value, placeholder []byte)
+	// itemEdits records the edits of the top-level walker too, while it masks a run of items
+	// the cache is to keep.
+	itemEdits bool
+
 	// An array of strings read as a command's words (argv.go): the line they make (scratch),
 	// what the detectors found in the words, and what they found in the word being walked,
 	// which maskText adds to what it finds itself.
@@ -125,6 +138,7 @@ func (w *walker) reset(dst, src []byte, target objType) {
 	w.helmTypes, w.escapes = nextIndex{}, nextIndex{}
 	w.sizeHint = 0
 	w.forks = false
+	w.items, w.itemEdits = nil, false
 	w.budget = len(src) + restartSlack
 	w.posDep = 0
 	if w.memo != nil {
@@ -153,7 +167,7 @@ func (w *walker) open(i int) int {
 // close ends the replacement of src[i:end] by w.dst[d0:].
 func (w *walker) close(i, end, d0 int) {
 	w.mark = end
-	if w.trackEdits {
+	if w.trackEdits || w.itemEdits {
 		w.edits = append(w.edits, edit{start: i, end: end, dstStart: d0, dstEnd: len(w.dst)})
 	}
 }
@@ -682,6 +696,8 @@ func (w *walker) elements(i int, c vctx, depth int, f *fork) (int, error) {
 	src := w.src
 	var flag []byte        // the previous element was a secret-sounding flag: --password
 	var argv []argvFinding // the elements are a command's words (argv.go)
+	var scope uint32       // the elements are list items the item cache keeps (itemcache.go)
+	var run itemRun        // the items being masked for the cache
 	for idx := 0; ; idx++ {
 		if f != nil && i >= f.start {
 			if f.reached(i) {
@@ -694,6 +710,7 @@ func (w *walker) elements(i int, c vctx, depth int, f *fork) (int, error) {
 		}
 		ec := w.elem(&c, idx)
 		if idx == 0 {
+			scope = w.itemScope(c, ec, depth)
 			command := w.argvCommand - 1 // the words before these (args after a command)
 			w.argvCommand = 0
 			// Strings where a value, an object or a patch operation may be (a document that is
@@ -713,7 +730,12 @@ func (w *walker) elements(i int, c vctx, depth int, f *fork) (int, error) {
 		w.argvWord, argv = argv[:n], argv[n:]
 		vs := i
 		var err error
-		i, err = w.value(i, ec, depth+1)
+		if scope != 0 && src[i] == '{' {
+			i, err = w.cachedItem(&run, i, ec, depth+1, scope, f)
+		} else {
+			w.storeRun(&run) // a run holds objects only
+			i, err = w.value(i, ec, depth+1)
+		}
 		w.argvWord = nil
 		if err != nil {
 			return i, err
@@ -726,9 +748,14 @@ func (w *walker) elements(i int, c vctx, depth int, f *fork) (int, error) {
 			}
 			flag = secretFlag(raw)
 		}
+		end := i
 		i, err = next(src, i, ']')
 		if err != nil {
+			w.dropRun(&run)
 			return i, err
+		}
+		if run.open && w.runEnds(&run, vs, end, i, f) {
+			w.storeRun(&run)
 		}
 		if i < 0 {
 			return -i, nil

@@ -1,0 +1,341 @@
+package masking
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gatehouse-dev/gatehouse/masking/maskingtest"
+)
+
+// uncachedMasker returns a Masker with cfg and its item cache off.
+func uncachedMasker(t testing.TB, cfg Config) *Masker {
+	t.Helper()
+	cfg.Limits.ItemCacheBytes = -1
+	m := newMasker(t, cfg)
+	require.Nil(t, m.items)
+	return m
+}
+
+// itemCacheCorpus returns lists of many shapes: typed and untyped, Secrets whose values go to
+// the hook from their data, exemptions, last-applied documents and Helm releases, ConfigMaps,
+// Pods with commands, custom resources, lists whose kind comes after the items.
+func itemCacheCorpus(t *testing.T) map[string][]byte {
+	payload := base64.StdEncoding.EncodeToString(EncodeHelmRelease(helmRelease(t)))
+	var mixed []string
+	for i := range 24 {
+		switch i % 4 {
+		case 0:
+			mixed = append(mixed, fmt.Sprintf(`{"metadata":{"name":"sh.helm.release.v1.x.v%d","namespace":"shop"},"data":{"release":%q},"type":"helm.sh/release.v1"}`, i, payload))
+		case 1:
+			inner, err := json.Marshal(fmt.Sprintf(`{"apiVersion":"v1","kind":"Secret","metadata":{"name":"la-%d"},"stringData":{"password":"hunter2-%d"}}`, i, i))
+			require.NoError(t, err)
+			mixed = append(mixed, fmt.Sprintf(`{"metadata":{"name":"la-%d","annotations":{"kubectl.kubernetes.io/last-applied-configuration":%s}},"data":{"k":"c2VjcmV0"},"type":"Opaque"}`, i, inner))
+		case 2:
+			mixed = append(mixed, secretItem(i, "c2VjcmV0LXZhbHVl"))
+		default:
+			mixed = append(mixed, `{"metadata":{"name":"keep","namespace":"default"},"data":{"token":"a2VlcA=="},"type":"Opaque"}`)
+		}
+	}
+	secrets := make([]string, 30)
+	for i := range secrets {
+		secrets[i] = secretItem(i%10, "c2VjcmV0LXZhbHVlLQ"+strings.Repeat("A", i%5)+"==") // repeated items
+	}
+	escaped := `{"metadata":{"name":"e\u0041","annotations":{"note":"},{\"metadata\":{\"name\":\"x\"}"}},"data":{"k":"c2Vj\/cmV0","s":"\u0063GFzcw=="},"stringData":{"p":"pa\"ss"}}`
+	widgets := []string{
+		`{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w1"},"spec":{"apiToken":"widget-token-value-1","note":"hello"}}`,
+		`{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w2"},"spec":{"apiToken":"widget-token-value-2","note":"hello"}}`,
+	}
+	kindless := `{"metadata":{"name":"db","namespace":"prod"},"data":{"password":"cGFzc3dvcmQtdmFsdWU=","host":"ZGIucHJvZA=="}}`
+	corpus := map[string][]byte{
+		"secrets":               listOf("SecretList", secrets...),
+		"mixed secrets":         listOf("SecretList", mixed...),
+		"kind after the items":  []byte(`{"apiVersion":"v1","items":[` + strings.Join(secrets, ",") + `],"kind":"SecretList"}`),
+		"escapes":               listOf("SecretList", escaped, escaped, secrets[0]),
+		"kind-less items":       listOf("List", kindless, kindless),
+		"config maps":           maskingtest.ConfigMapList(64 << 10),
+		"pods":                  maskingtest.PodList(64 << 10),
+		"secret list generated": maskingtest.SecretList(64 << 10),
+		"large secret list":     maskingtest.SecretList(1 << 20), // split in two halves
+		"widgets":               listOf("WidgetList", widgets...),
+		"items that are no objects": []byte(`{"kind":"List","items":["c2VjcmV0",1,null,[{"password":"x"}],` +
+			`{"metadata":{"name":"a"},"data":{"password":"cGFzcw=="}}]}`),
+		"nested list": []byte(`{"kind":"List","items":[{"kind":"SecretList","items":[` + secrets[1] + `]},` + secrets[2] + `]}`),
+		"table": fmt.Appendf(nil, `{"kind":"Table","apiVersion":"meta.k8s.io/v1","columnDefinitions":[{"name":"Name","type":"string"}],"rows":[%s]}`,
+			strings.Repeat(`{"cells":["a"],"object":`+secretItem(1, "c2VjcmV0")+`},`, 4)+`{"cells":["b"]}`),
+	}
+	for _, name := range []string{"secretlist.json", "configmap.json", "pod.json", "audit-eventlist.json", "table.json"} {
+		doc, err := os.ReadFile("testdata/" + name)
+		require.NoError(t, err)
+		corpus[name] = doc
+	}
+	return corpus
+}
+
+// itemCacheConfig has an exemption, a field rule for a custom resource and a detector, so that
+// the items of a list are masked differently by type, name and key.
+var itemCacheConfig = Config{
+	Exemptions: []Exemption{{Kind: "Secret", Name: "keep", Namespace: "default", Keys: []string{"token"}, Detectors: []string{"secret-data", "secret-string-data"}}},
+	Rules:      []FieldRule{{Name: "widget-token", Group: "example.com", Kind: "Widget", Paths: []string{"spec.apiToken"}}},
+}
+
+// itemCacheTargets are the requests a list is read for: each gives its items another type.
+var itemCacheTargets = []Target{
+	{}, {Version: "v1", Resource: "secrets"}, {Version: "v1", Resource: "configmaps"}, {Version: "v1", Resource: "pods"},
+	{Group: "example.com", Version: "v1", Resource: "widgets"}, {Version: "v1", Resource: "secrets", Subresource: "status"},
+}
+
+// TestItemCacheSameAsMaskingAgain masks every list of the corpus for every target, three times
+// over and in turns, with one Masker whose cache remembers the items, and requires what a
+// Masker without the cache does: the same bytes, Stats, error and SecretValue calls in the same
+// order. The same items read for another type are masked for that type.
+func TestItemCacheSameAsMaskingAgain(t *testing.T) {
+	corpus := itemCacheCorpus(t)
+	cached, uncached := newMasker(t, itemCacheConfig), uncachedMasker(t, itemCacheConfig)
+	for round := range 3 {
+		for name, doc := range corpus {
+			for _, target := range itemCacheTargets {
+				want := maskBody(uncached, doc, target)
+				got := maskBody(cached, bytes.Clone(doc), target)
+				require.Equal(t, want.err == nil, got.err == nil, "%s, %+v, round %d: %v, %v", name, target, round, want.err, got.err)
+				if want.err == nil {
+					require.Equal(t, want, got, "%s, %+v, round %d", name, target, round)
+					requireNoCanary(t, []byte(got.out), "hunter2", "c2VjcmV0LXZhbHVl", "cGFzc3dvcmQtdmFsdWU=")
+				}
+				// Without the hook too: another scope.
+				target.SecretValue = nil
+				w, _, werr := uncached.BodyInto(nil, "application/json", "", doc, target)
+				g, _, gerr := cached.BodyInto(nil, "application/json", "", doc, target)
+				require.Equal(t, werr == nil, gerr == nil)
+				require.Equal(t, string(w), string(g), "%s, %+v, round %d, no hook", name, target, round)
+			}
+		}
+	}
+	st := cached.ItemCacheStats()
+	assert.Positive(t, cacheEntries(cached.items), "the cache keeps items")
+	assert.Greater(t, st.Hits, st.Misses, "items are taken from the cache")
+	assert.Equal(t, cacheBytes(cached.items), st.Bytes)
+}
+
+// TestItemCacheTypeFromTheRequest reads items that do not name their kind first as ConfigMaps,
+// whose keys are searched only for credentials, then the same bytes as Secrets, whose every
+// value is hidden: a cache that forgot the type would send the Secret's values in clear.
+func TestItemCacheTypeFromTheRequest(t *testing.T) {
+	m := newMasker(t, Config{})
+	item := `{"metadata":{"name":"app","namespace":"prod","uid":"0b5e6f4e"},"data":{"host":"ZGItcHJpbWFyeQ==","port":"NTQzMg=="}}`
+	doc := listOf("List", item, item)
+	asConfigMaps := maskBody(m, doc, Target{Version: "v1", Resource: "configmaps"})
+	require.NoError(t, asConfigMaps.err)
+	require.Contains(t, asConfigMaps.out, "ZGItcHJpbWFyeQ==", "a ConfigMap's host is no secret")
+
+	asSecrets := maskBody(m, doc, Target{Version: "v1", Resource: "secrets"})
+	require.NoError(t, asSecrets.err)
+	assert.NotContains(t, asSecrets.out, "ZGItcHJpbWFyeQ==")
+	assert.NotContains(t, asSecrets.out, "NTQzMg==")
+	assert.Equal(t, []string{"db-primary", "5432", "db-primary", "5432"}, everyOther(asSecrets.values))
+
+	// And the other way round, on a Masker that saw them as Secrets first.
+	m = newMasker(t, Config{})
+	require.NotContains(t, maskBody(m, doc, Target{Version: "v1", Resource: "secrets"}).out, "ZGItcHJpbWFyeQ==")
+	assert.Contains(t, maskBody(m, doc, Target{Version: "v1", Resource: "configmaps"}).out, "ZGItcHJpbWFyeQ==")
+}
+
+// everyOther returns the values of SecretValue calls recorded as value, placeholder, ...
+func everyOther(calls []string) []string {
+	var vs []string
+	for i := 0; i < len(calls); i += 2 {
+		vs = append(vs, calls[i])
+	}
+	return vs
+}
+
+// TestItemCacheChangedItem changes an item after it was cached with nothing masked in it: a
+// token of the same length in place of a harmless word, a password appended, the data of a
+// Secret changed, a byte of its last member. Each is masked, not taken from the cache.
+func TestItemCacheChangedItem(t *testing.T) {
+	harmless := "ghq_" + strings.Repeat("Ab3dEf6hIj", 3) + "KlMnOp"
+	token := "ghp_" + strings.Repeat("Ab3dEf6hIj", 3) + "KlMnOp"
+	require.Len(t, token, len(harmless))
+	cm := func(note string) string {
+		return `{"metadata":{"name":"app","namespace":"prod","uid":"0b5e6f4e-aaaa","resourceVersion":"41"},"data":{"note":` + note + `}}`
+	}
+	tests := []struct {
+		name          string
+		before, after string
+		target        Target
+		secret        string
+	}{
+		{"token of the same length", cm(`"` + harmless + `"`), cm(`"` + token + `"`), Target{Version: "v1", Resource: "configmaps"}, token},
+		{"password appended", cm(`"connect with user=app"`), cm(`"connect with user=app password=Tr0ub4dor-3"`), Target{Version: "v1", Resource: "configmaps"}, "Tr0ub4dor-3"},
+		{"secret data changed", secretItem(1, "b2xkLXZhbHVl"), secretItem(1, "bmV3LXZhbHVl"), Target{Version: "v1", Resource: "secrets"}, "bmV3LXZhbHVl"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newMasker(t, Config{})
+			first := maskBody(m, listOf("List", tt.before, tt.before), tt.target)
+			require.NoError(t, first.err)
+			require.Equal(t, first, maskBody(m, listOf("List", tt.before, tt.before), tt.target), "taken from the cache")
+			got := maskBody(m, listOf("List", tt.before, tt.after), tt.target)
+			require.NoError(t, got.err)
+			assert.NotContains(t, got.out, tt.secret)
+			assert.Equal(t, maskBody(uncachedMasker(t, Config{}), listOf("List", tt.before, tt.after), tt.target), got)
+		})
+	}
+}
+
+// TestItemCacheKeepsNoSecret masks Secrets, with and without the hook, and ConfigMaps holding
+// credentials, and reads everything the cache holds: no value is in it, in clear or base64.
+func TestItemCacheKeepsNoSecret(t *testing.T) {
+	m := newMasker(t, Config{})
+	values := []string{"canary-secret-value-1", "canary-secret-value-2"}
+	var items []string
+	for i, v := range values {
+		items = append(items, secretItem(i, base64.StdEncoding.EncodeToString([]byte(v))))
+	}
+	items = append(items, `{"metadata":{"name":"cm"},"data":{"app.properties":"db.password=canary-in-a-config-map\n"}}`)
+	for _, target := range []Target{{Version: "v1", Resource: "secrets"}, {}} {
+		got := maskBody(m, listOf("List", items...), target)
+		require.NoError(t, got.err)
+		requireNoCanary(t, []byte(got.out))
+		target.SecretValue = nil
+		_, _, err := m.BodyInto(nil, "application/json", "", listOf("List", items...), target)
+		require.NoError(t, err)
+	}
+	require.Positive(t, cacheEntries(m.items))
+	for _, e := range allEntries(m.items) {
+		requireNoCanary(t, e.repl)
+		for _, v := range e.vals {
+			requireNoCanary(t, []byte(fmt.Sprint(v)))
+		}
+	}
+}
+
+// TestItemCacheBounded masks lists of distinct items into a small cache: it holds about what it
+// may, forgetting the items used least recently first, and goes on masking correctly.
+func TestItemCacheBounded(t *testing.T) {
+	const limit = 256 << 10
+	m := newMasker(t, Config{Limits: Limits{ItemCacheBytes: limit}})
+	uncached := uncachedMasker(t, Config{})
+	for round := range 20 {
+		doc := maskingtest.SecretList(128 << 10)
+		doc = bytes.ReplaceAll(doc, []byte(`"name":"`), fmt.Appendf(nil, `"name":"r%d-`, round))
+		require.Equal(t, maskBody(uncached, doc, Target{Version: "v1", Resource: "secrets"}), maskBody(m, doc, Target{Version: "v1", Resource: "secrets"}))
+		assert.LessOrEqual(t, cacheBytes(m.items), int64(limit), "round %d", round)
+	}
+	// The last list is still there, the first long gone.
+	assert.Positive(t, cacheEntries(m.items))
+}
+
+// TestItemCacheConcurrent masks lists that share items from several goroutines at once (run
+// with -race), each result the same as without the cache.
+func TestItemCacheConcurrent(t *testing.T) {
+	m, uncached := newMasker(t, itemCacheConfig), uncachedMasker(t, itemCacheConfig)
+	corpus := itemCacheCorpus(t)
+	type job struct {
+		name string
+		doc  []byte
+		t    Target
+		want masked
+	}
+	var jobs []job
+	for name, doc := range corpus {
+		for _, target := range itemCacheTargets[:3] {
+			jobs = append(jobs, job{name, doc, target, maskBody(uncached, doc, target)})
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8*len(jobs))
+	for g := range 8 {
+		wg.Go(func() {
+			for k := range jobs {
+				j := jobs[(k+g*7)%len(jobs)]
+				got := maskBody(m, j.doc, j.t)
+				if (got.err == nil) != (j.want.err == nil) || (got.err == nil && !assert.ObjectsAreEqual(j.want, got)) {
+					errs <- fmt.Sprintf("%s %+v", j.name, j.t)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error("differs from masking without the cache:", e)
+	}
+}
+
+// TestItemCacheOff turns the cache off.
+func TestItemCacheOff(t *testing.T) {
+	assert.Nil(t, newMasker(t, Config{Limits: Limits{ItemCacheBytes: -1}}).items)
+	m := newMasker(t, Config{})
+	require.NotNil(t, m.items)
+	assert.Equal(t, int64(DefaultItemCacheBytes/itemShards/2), m.items.shardMax)
+}
+
+// FuzzItemCache masks lists of two items, repeated, for three targets, with a cache and without:
+// the results must be the same, the first time and again.
+func FuzzItemCache(f *testing.F) {
+	f.Add([]byte(secretItem(1, "c2VjcmV0")), []byte(`{"metadata":{"name":"x"},"data":{"a":"YQ=="}}`), uint8(3))
+	f.Add([]byte(`{"metadata":{"name":"a"},"kind":"ConfigMap","data":{"password":"x"}}`), []byte(`{"metadata":{"name":"a"},"kind":"Secret","data":{"password":"x"}}`), uint8(2))
+	f.Add([]byte(`{"metadata":{"name":"a","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"stringData\":{\"p\":\"x\"}}"}}}`), []byte(`1`), uint8(4))
+	cached, uncached := newMasker(f, itemCacheConfig), uncachedMasker(f, itemCacheConfig)
+	f.Fuzz(func(t *testing.T, a, b []byte, n uint8) {
+		items := make([]string, 0, int(n%6)+2)
+		for k := range cap(items) {
+			if k%3 == 2 {
+				items = append(items, string(b))
+			} else {
+				items = append(items, string(a))
+			}
+		}
+		for _, kind := range []string{"SecretList", "List"} {
+			doc := listOf(kind, items...)
+			for _, target := range itemCacheTargets[:3] {
+				want := maskBody(uncached, doc, target)
+				for range 2 {
+					got := maskBody(cached, doc, target)
+					require.Equal(t, want.err == nil, got.err == nil, "uncached: %v, cached: %v", want.err, got.err)
+					if want.err == nil {
+						require.Equal(t, want, got)
+					}
+				}
+			}
+		}
+	})
+}
+
+// allEntries returns every entry in c.
+func allEntries(c *itemCache) []*itemEntry {
+	var es []*itemEntry
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for _, gen := range []map[itemKey]*itemEntry{s.cur, s.old} {
+			for _, e := range gen {
+				for ; e != nil; e = e.next {
+					es = append(es, e)
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+	return es
+}
+
+func cacheEntries(c *itemCache) int { return len(allEntries(c)) }
+
+// cacheBytes returns what c holds, by its accounting.
+func cacheBytes(c *itemCache) int64 {
+	var n int64
+	for _, e := range allEntries(c) {
+		n += e.size()
+	}
+	return n
+}

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -8,10 +9,15 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
+	"github.com/gatehouse-dev/gatehouse/masking"
 	"github.com/gatehouse-dev/gatehouse/masking/maskingtest"
+	"github.com/gatehouse-dev/gatehouse/proxy"
 )
 
 // The scaling curves of the proxy: each point is Gatehouse (authentication with a cached token,
@@ -90,27 +96,54 @@ func BenchmarkProxyConcurrency(b *testing.B) {
 }
 
 // BenchmarkProxyList reads a 1 MB list, which Gatehouse reads whole and masks: Secrets (whose
-// values the session also keeps, for its exec sessions) and ConfigMaps.
+// values the session also keeps, for its exec sessions) and ConfigMaps. gatehouse reads the same
+// list again and again, as a client polling it does: each object is masked once and then taken
+// from the masker's cache of masked items, as long as it does not change. gatehouse-changed
+// reads a list whose every object changed since it was last read (a new resourceVersion), with
+// a cache too small to keep them between reads: every object is masked as if read for the first
+// time, and the cache-hits/op it reports show that none came from the cache.
 func BenchmarkProxyList(b *testing.B) {
+	const variants = 16 // lists whose every object differs from the others'
 	tok := token(b, "alice", nil)
 	for _, l := range []struct {
 		resource string
 		list     []byte
 	}{{"secrets", maskingtest.SecretList(1 << 20)}, {"configmaps", maskingtest.ConfigMapList(1 << 20)}} {
+		changed := make([][]byte, variants)
+		for k := range changed {
+			changed[k] = bytes.ReplaceAll(l.list, []byte(`"resourceVersion":"`), fmt.Appendf(nil, `"resourceVersion":"%d`, k+1))
+		}
+		var served atomic.Pointer[[]byte]
+		served.Store(&l.list)
 		u := newUpstream(b)
 		u.setRespond(func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
 			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write(l.list)
+			_, _ = w.Write(*served.Load())
 			return true
 		})
 		u.discardRequests()
+		small, err := masking.New(masking.Config{Key: []byte(testMaskingKey), Limits: masking.Limits{ItemCacheBytes: 1 << 20}})
+		require.NoError(b, err)
 		for _, s := range []struct {
-			name string
-			srv  *httptest.Server
-		}{{"baseline=reverseproxy", newBaselineProxy(b, u)}, {"gatehouse", newStubProxy(b, u, nil)}} {
+			name   string
+			srv    *httptest.Server
+			change bool
+			m      *masking.Masker
+		}{
+			{name: "baseline=reverseproxy", srv: newBaselineProxy(b, u)},
+			{name: "gatehouse", srv: newStubProxy(b, u, nil)},
+			{name: "gatehouse-changed", srv: newStubProxy(b, u, func(o *proxy.Options) { o.Masker = small }), change: true, m: small},
+		} {
 			b.Run(l.resource+"/size=1MB/"+s.name, func(b *testing.B) {
 				client := s.srv.Client()
+				reads := 0
 				do := func() {
+					if s.change {
+						served.Store(&changed[reads%variants])
+					} else {
+						served.Store(&l.list)
+					}
+					reads++
 					req, _ := http.NewRequest(http.MethodGet, s.srv.URL+"/api/v1/namespaces/default/"+l.resource, nil)
 					req.Header.Set("Authorization", "Bearer "+tok)
 					resp, err := client.Do(req)
@@ -129,6 +162,10 @@ func BenchmarkProxyList(b *testing.B) {
 				lat := make([]time.Duration, 0, b.N)
 				b.SetBytes(int64(len(l.list)))
 				b.ReportAllocs()
+				var hits0 int64
+				if s.m != nil {
+					hits0 = s.m.ItemCacheStats().Hits
+				}
 				b.ResetTimer()
 				cpu0 := processCPU(b)
 				for b.Loop() {
@@ -139,6 +176,9 @@ func BenchmarkProxyList(b *testing.B) {
 				b.StopTimer()
 				reportCPU(b, cpu0)
 				reportLatency(b, lat)
+				if s.m != nil {
+					b.ReportMetric(float64(s.m.ItemCacheStats().Hits-hits0)/float64(b.N), "cache-hits/op")
+				}
 			})
 		}
 	}

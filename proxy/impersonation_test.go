@@ -52,7 +52,7 @@ func TestClientImpersonation(t *testing.T) {
 	defer cancel()
 	go func() { _ = a.Start(actx) }()
 	require.Eventually(t, func() bool { return a.Ready(ctx) == nil }, 10*time.Second, 20*time.Millisecond)
-	m, err := masking.New(masking.Config{Key: []byte("gatehouse-test-masking-key-0001")})
+	m, err := masking.New(masking.Config{Key: []byte(testMaskingKey)})
 	require.NoError(t, err)
 	pub, err := trail.NewPublisher(env.nc, trail.PublisherOptions{})
 	require.NoError(t, err)

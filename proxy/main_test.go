@@ -189,7 +189,7 @@ func run(m *testing.M) (int, error) {
 	if err := testbed.WaitFor(ctx, time.Minute, authenticator.Ready); err != nil {
 		return 0, fmt.Errorf("the authenticator is not ready: %w", err)
 	}
-	masker, err := masking.New(masking.Config{Key: []byte("gatehouse-test-masking-key-0001")})
+	masker, err := masking.New(masking.Config{Key: []byte(testMaskingKey)})
 	if err != nil {
 		return 0, err
 	}

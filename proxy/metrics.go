@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gatehouse-dev/gatehouse/masking"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
@@ -44,7 +45,13 @@ type requestObservers struct {
 // maxCachedObservers bounds metrics.byVerbCode.
 const maxCachedObservers = 256
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// itemCacheReporter is a Masker that says how its cache of masked list items does
+// (*masking.Masker).
+type itemCacheReporter interface {
+	ItemCacheStats() masking.ItemCacheStats
+}
+
+func newMetrics(reg prometheus.Registerer, masker Masker) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_proxy_requests_total", Help: "Requests handled, by verb and HTTP status code.",
@@ -78,8 +85,30 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.latency, m.authFailures, m.upstreamErrors, m.maskFailures, m.masked, m.unrecorded, m.streams, m.held)
+		if r, ok := masker.(itemCacheReporter); ok {
+			reg.MustRegister(itemCacheMetrics(r)...)
+		}
 	}
 	return m
+}
+
+// itemCacheMetrics are the metrics of the masker's cache of masked list items, read when they
+// are collected.
+func itemCacheMetrics(r itemCacheReporter) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "gatehouse_proxy_masking_item_cache_hits_total",
+			Help: "Runs of list items whose masking was taken from the masker's cache, the objects unchanged since masked.",
+		}, func() float64 { return float64(r.ItemCacheStats().Hits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "gatehouse_proxy_masking_item_cache_misses_total",
+			Help: "Runs of list items masked because the masker's cache did not hold them.",
+		}, func() float64 { return float64(r.ItemCacheStats().Misses) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gatehouse_proxy_masking_item_cache_bytes",
+			Help: "Memory the masker's cache of masked list items holds, by its own accounting.",
+		}, func() float64 { return float64(r.ItemCacheStats().Bytes) }),
+	}
 }
 
 func (m *metrics) observe(r *trail.Request) {

@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gatehouse-dev/gatehouse/masking"
+	"github.com/gatehouse-dev/gatehouse/masking/maskingtest"
 	"github.com/gatehouse-dev/gatehouse/trail"
 )
 
@@ -19,7 +21,7 @@ import (
 // alike, concurrently; a method no Kubernetes client sends is counted as "other".
 func TestObserveCountsEveryRequest(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := newMetrics(reg)
+	m := newMetrics(reg, nil)
 	verbs := []string{"get", "list", "watch", "create"}
 	codes := []int{200, 404, 500}
 	want := map[verbCode]int{}
@@ -88,4 +90,32 @@ func TestObserveCountsEveryRequest(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 2, seen)
+}
+
+// TestItemCacheMetrics: the masker's cache of masked list items is exported, read when
+// gathered: a list masked twice was masked once and then taken from the cache.
+func TestItemCacheMetrics(t *testing.T) {
+	m, err := masking.New(masking.Config{Key: []byte("gatehouse-test-masking-key-0001")})
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	newMetrics(reg, m)
+	list := maskingtest.ConfigMapList(64 << 10)
+	for range 2 {
+		_, _, err := m.Body("application/json", "", list, masking.Target{Version: "v1", Resource: "configmaps"})
+		require.NoError(t, err)
+	}
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, metric := range f.GetMetric() {
+			got[f.GetName()] = metric.GetCounter().GetValue() + metric.GetGauge().GetValue()
+		}
+	}
+	st := m.ItemCacheStats()
+	require.Positive(t, st.Hits)
+	assert.Equal(t, float64(st.Hits), got["gatehouse_proxy_masking_item_cache_hits_total"])
+	assert.Equal(t, float64(st.Misses), got["gatehouse_proxy_masking_item_cache_misses_total"])
+	assert.Equal(t, st.Hits, st.Misses, "every run masked once, then taken")
+	assert.Positive(t, got["gatehouse_proxy_masking_item_cache_bytes"])
 }

@@ -29,7 +29,7 @@ func TestPooledBodiesAcrossResponses(t *testing.T) {
 		{"secrets", maskingtest.SecretList(2 << 20)},
 		{"configmaps", maskingtest.ConfigMapList(3 << 10)},
 	}
-	m, err := masking.New(masking.Config{Key: []byte("gatehouse-test-masking-key-0001")})
+	m, err := masking.New(masking.Config{Key: []byte(testMaskingKey)})
 	require.NoError(t, err)
 	want := make([][]byte, len(bodies))
 	for i, b := range bodies {

@@ -280,7 +280,7 @@ func NewProxy(o Options) (*Proxy, error) {
 			APIPrefixes:          sets.NewString("api", "apis"),
 			GrouplessAPIPrefixes: sets.NewString("api"),
 		},
-		metrics: newMetrics(o.Metrics),
+		metrics: newMetrics(o.Metrics, o.Masker),
 		log:     o.Logger,
 	}
 	p.sessions = newSessions(o.SessionActivityInterval, o.Source, o.Recorder, o.Logger)

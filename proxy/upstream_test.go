@@ -134,7 +134,7 @@ func newStubProxy(t testing.TB, u *upstream, configure func(*proxy.Options)) *ht
 	t.Cleanup(cancel)
 	go func() { _ = a.Start(ctx) }()
 	require.Eventually(t, func() bool { return a.Ready(ctx) == nil }, 10*time.Second, 20*time.Millisecond)
-	m, err := masking.New(masking.Config{Key: []byte("gatehouse-test-masking-key-0001")})
+	m, err := masking.New(masking.Config{Key: []byte(testMaskingKey)})
 	require.NoError(t, err)
 	var rec proxy.Recorder
 	if b, ok := t.(*testing.B); ok {
@@ -172,3 +172,6 @@ func newBaselineProxy(t testing.TB, u *upstream) *httptest.Server {
 	t.Cleanup(srv.Close)
 	return srv
 }
+
+// testMaskingKey is the masking key of the proxies the tests start.
+const testMaskingKey = "gatehouse-test-masking-key-0001"

@@ -26,7 +26,8 @@ var placeholderRE = regexp.MustCompile(`gatehouse:masked:[0-9a-f]{12}`)
 // objects), each in a session of its own, and then prints the values, as mounted files, in an
 // exec session of the same session: every value, base64 data, stringData and each line of a
 // value of several lines, is masked with the placeholder the client saw, also when it was read
-// in the second half of a list large enough to be masked in two halves. A session that read
+// in the second half of a list large enough to be masked in two halves, and when the list was
+// read before and its items were taken from the masker's cache. A session that read
 // nothing sees the values: the test can fail.
 func TestExecMasksTheSecretsTheSessionRead(t *testing.T) {
 	ctx := t.Context()
@@ -71,6 +72,9 @@ func TestExecMasksTheSecretsTheSessionRead(t *testing.T) {
 	}{
 		{"get", httpRead(list+"/app", nil)},
 		{"list", httpRead(list, nil)},
+		// The same list again: its items come from the masker's cache of masked items, and
+		// their values still reach the session.
+		{"list read again", httpRead(list, nil)},
 		{"watch", httpRead(list+"?watch=true&timeoutSeconds=1", nil)},
 		{"table with objects", httpRead(list+"?includeObject=Object", map[string]string{"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})},
 		{"websocket watch", func(t *testing.T, label string) string {
@@ -98,7 +102,10 @@ func TestExecMasksTheSecretsTheSessionRead(t *testing.T) {
 		require.Greater(t, len(body), 256<<10)
 		require.Greater(t, strings.Index(body, `"name":"app"`), len(body)/2)
 		return body
-	}})
+	}}, struct {
+		name string
+		read func(t *testing.T, label string) string
+	}{"large list read again", httpRead(list, nil)})
 	for _, r := range reads {
 		t.Run(r.name, func(t *testing.T) {
 			label := "exec-values-" + trail.NewID()[28:]

@@ -138,10 +138,10 @@ type Limits struct {
 	MaxLineBytes int `json:"maxLineBytes,omitempty"`
 	// ItemCacheBytes bounds the memory that remembers how the items of lists read whole were
 	// masked, so that an object that did not change is not masked again when a client reads it
-	// again. The cache keeps what clients were sent and hashes of the objects' bytes, never an
-	// object's own bytes, and does not serve the lists of Secrets read by sessions (their
-	// values go to the session's exec masking). Default: DefaultItemCacheBytes; negative turns
-	// the cache off.
+	// again. The cache keeps hashes of the objects' bytes and what replaced parts of them in
+	// what clients were sent, never a value masking hid; a Secret taken from it passes its
+	// values to the Target's SecretValue hook read from the response. Default:
+	// DefaultItemCacheBytes; negative turns the cache off.
 	ItemCacheBytes int64 `json:"itemCacheBytes,omitempty"`
 }
 

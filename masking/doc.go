@@ -165,9 +165,10 @@
 // A list read whole ([Masker.Body]) is masked in runs of items, and the Masker remembers how it
 // masked each run: an object that did not change is the same bytes in the next response, and is
 // not masked again (an agent polling a list, kubectl get after kubectl apply). The memory keeps
-// hashes of the items' bytes (keyed with seeds made when the Masker is created), where their
-// placeholders went and what they were; never an item's own bytes nor a Secret's value: a
-// Secret taken from it passes its values to [Target].SecretValue read from the response itself.
+// hashes of the items' bytes (keyed with seeds made when the Masker is created) and what replaced
+// parts of them in the response (placeholders, or a string rewritten around them); never a value
+// masking hid: a Secret taken from it passes its values to [Target].SecretValue read from the
+// response itself.
 // A run is taken only when its length and hashes match one masked before for the same request
 // type, and a changed byte anywhere in it masks it anew. [Limits].ItemCacheBytes bounds it, and
 // [Masker.ItemCacheStats] says how it does.

@@ -1,6 +1,7 @@
 package masking
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/maphash"
 	"sync"
@@ -15,15 +16,22 @@ import (
 // state a list's second half is masked in: fork.go), what masking did to them: where it
 // replaced what by which placeholder, the IDs of the masked fields and the budget it spent.
 //
-// It keeps no secret: not the items' bytes, only keyed hashes of them (maphash, with seeds no
-// one outside the process knows), and the replacements the client was sent. A run is taken from
-// the cache only when its length, the hash of its first bytes and the hash of all its bytes
-// match one masked before in the same scope, so a changed byte anywhere in it (a new password
-// in a ConfigMap, a new resourceVersion) masks it anew. A Secret's values, which the Target's
-// SecretValue hook receives, are not kept either: the entry says where in the run each one is
-// and what its placeholder was, and a run taken from the cache passes the values read from its
-// own bytes again. A run whose masking passes the hook a value from anywhere else (an exempt
-// value, a last-applied document, a Helm release) is not kept.
+// It keeps only what a client was sent: keyed hashes of the items' bytes (maphash, with seeds no
+// one outside the process knows), and the bytes that replaced parts of them: placeholders, or a
+// string rewritten around its placeholders (a last-applied annotation, a Helm release), never a
+// value masking hid. A run is taken from the cache only when its length, the hash of its first
+// bytes and the hash of all its bytes match one masked before in the same scope, so a changed
+// byte anywhere in it (a new password in a ConfigMap, a new resourceVersion) masks it anew. A
+// Secret's values, which the Target's SecretValue hook receives, are not kept either: the entry
+// says where in the run each one is and what its placeholder was, and a run taken from the
+// cache passes the values read from its own bytes again. A run whose masking passes the hook a
+// value from anywhere else (an exempt value, a last-applied document, a Helm release) is not
+// kept.
+//
+// Looking a run up hashes the bytes of the entries its first bytes select (other versions of the
+// same objects), whatever their length; a document may spend at most twice its own length so
+// (walker.lookups), so that lists crafted to select large entries again and again cost linear
+// time.
 
 // DefaultItemCacheBytes is the default of Limits.ItemCacheBytes.
 const DefaultItemCacheBytes = 32 << 20
@@ -32,16 +40,22 @@ const (
 	// itemShards is the number of independently locked parts of the cache.
 	itemShards = 16
 	// itemPrefix is the number of bytes at a run's start that select its entries: its first
-	// object's opening, which names it (`{"metadata":{"name":"web","namespace":"prod",...`).
-	itemPrefix = 64
+	// object's opening, which names it and, as the API server writes it, its version
+	// (`{"metadata":{"name":"web","namespace":"prod","uid":"…","resourceVersion":"81",…`), so
+	// that the entries of other versions of the object are not hashed in vain.
+	itemPrefix = 256
+	// itemHead is the number of bytes at an item's start whose hash says whether a run ends
+	// with it.
+	itemHead = 64
 	// maxItemChain bounds the entries one prefix selects (versions of one object), so that a
 	// lookup hashes a run at most that many times.
 	maxItemChain = 4
 	// maxItemScopes bounds the scopes the cache tells apart; lists of other scopes are not
 	// cached.
 	maxItemScopes = 1024
-	// itemEntryOverhead is what an entry costs besides its replacements, IDs and values.
-	itemEntryOverhead = 96
+	// itemEntryOverhead is what an entry costs besides its replacements, IDs and values: the
+	// struct, its slices' headers and its share of a map.
+	itemEntryOverhead = 192
 )
 
 // itemCache remembers how runs of list items were masked. It is safe for concurrent use.
@@ -55,6 +69,7 @@ type itemCache struct {
 	shards [itemShards]itemShard
 
 	hits, misses atomic.Int64
+	hashed       atomic.Int64 // bytes lookups hashed, for tests
 }
 
 // ItemCacheStats says how the cache of masked list items did since the Masker was created.
@@ -186,15 +201,50 @@ func (c *itemCache) scope(b []byte) uint32 {
 	return id
 }
 
-// key returns the key of the run starting at src[i] and its shard.
-func (c *itemCache) key(scope uint32, src []byte, i int) (itemKey, *itemShard) {
-	p := maphash.Bytes(c.seeds[0], src[i:min(i+itemPrefix, len(src))])
+// key returns the key of the run starting at src[i], whose items open with skip bytes like
+// all others, and its shard.
+func (c *itemCache) key(scope uint32, src []byte, i, skip int) (itemKey, *itemShard) {
+	p := maphash.Bytes(c.seeds[0], window(src, i+skip, itemPrefix))
 	return itemKey{scope: scope, prefix: p}, &c.shards[p%itemShards]
 }
 
+// window returns up to n bytes of src from i on.
+func window(src []byte, i, n int) []byte {
+	i = min(i, len(src))
+	return src[i:min(i+n, len(src))]
+}
+
+// maxItemSkip bounds the opening the items of a list are taken to share.
+const maxItemSkip = 512
+
+// itemSkip returns how many bytes the items of the list whose first item is at src[i] open
+// with alike, so that the bytes that select a run's entries and end runs are those where items
+// differ: custom resources, as the API server writes them, all open with their apiVersion, kind
+// and the first members of their metadata (`{"apiVersion":"cert-manager.io/v1","kind":
+// "Certificate","metadata":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration":
+// …`). It compares the first item with the second, found where an element opening like the
+// first (forkPattern) follows it; 0 when there is none.
+func itemSkip(src []byte, i int) int {
+	var buf [maxForkPattern]byte
+	p := forkPattern(buf[:0], src, i)
+	if p == nil {
+		return 0
+	}
+	k := bytes.Index(src[i:], p)
+	if k < 0 {
+		return 0
+	}
+	a, b := src[i:], src[i+k+2:]
+	n := 0
+	for n < maxItemSkip && n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
+
 // lookup returns how the run starting at src[i], whose key is k in shard s, was masked, or
-// nil.
-func (c *itemCache) lookup(k itemKey, s *itemShard, src []byte, i int) *itemEntry {
+// nil. It hashes no more than *budget bytes, and takes what it hashed from it.
+func (c *itemCache) lookup(k itemKey, s *itemShard, src []byte, i int, budget *int) *itemEntry {
 	s.mu.Lock()
 	e := s.cur[k]
 	if e == nil {
@@ -205,7 +255,12 @@ func (c *itemCache) lookup(k itemKey, s *itemShard, src []byte, i int) *itemEntr
 	}
 	s.mu.Unlock()
 	for ; e != nil; e = e.next {
-		if i+e.n <= len(src) && maphash.Bytes(c.seeds[1], src[i:i+e.n]) == e.sum {
+		if i+e.n > len(src) || e.n > *budget {
+			continue
+		}
+		*budget -= e.n
+		c.hashed.Add(int64(e.n))
+		if maphash.Bytes(c.seeds[1], src[i:i+e.n]) == e.sum {
 			return e
 		}
 	}
@@ -229,19 +284,21 @@ func (c *itemCache) store(k itemKey, s *itemShard, src []byte, i int, e *itemEnt
 	// The new entry comes first; the others follow, copied, but not those of the same item
 	// and not past maxItemChain.
 	e.next = nil
-	last := e
+	last, size := e, e.size()
 	for n, o := 1, chain; o != nil && n < maxItemChain; o = o.next {
-		if o.n == e.n && o.sum == e.sum {
+		if o.n == e.n && o.sum == e.sum || size+o.size() > c.shardMax {
 			continue
 		}
 		cp := *o
 		cp.next = nil
 		last.next = &cp
 		last = &cp
+		size += cp.size()
 		n++
 	}
 	if inCur {
 		s.bytes -= chainSize(chain)
+		delete(s.cur, k)
 	}
 	s.add(k, e, c.shardMax)
 }
@@ -339,6 +396,7 @@ func boolByte(v bool) byte {
 // hash to one of itemsPerRun values ends it), so that the same items make the same runs in
 // every read of the list, whatever changed before them.
 type itemRun struct {
+	skip       int // the bytes all items open with alike (itemSkip)
 	open       bool
 	start      int // the index of the run's first item in the walker's input
 	end        int // the end of its last item so far
@@ -361,14 +419,14 @@ const (
 // where the second half of a list split in two starts, f.start, so that it is still taken.
 func (w *walker) cachedItem(run *itemRun, i int, c vctx, depth int, scope uint32, f *fork) (int, error) {
 	if !run.open {
-		k, s := w.items.key(scope, w.src, i)
-		if e := w.items.lookup(k, s, w.src, i); e != nil && e.budget <= w.budget && (f == nil || i+e.n < f.start || i >= f.start) {
+		k, s := w.items.key(scope, w.src, i, run.skip)
+		if e := w.items.lookup(k, s, w.src, i, &w.lookups); e != nil && e.budget <= w.budget && (f == nil || i+e.n < f.start || i >= f.start) {
 			w.items.hits.Add(1)
 			w.replay(i, e)
 			return i + e.n, nil
 		}
 		w.items.misses.Add(1)
-		*run = itemRun{open: true, start: i, k: k, s: s, edits: len(w.edits), log: len(w.log), budget: w.budget}
+		*run = itemRun{open: true, skip: run.skip, start: i, k: k, s: s, edits: len(w.edits), log: len(w.log), budget: w.budget}
 		if w.onSecret != nil {
 			if w.itemHook == nil {
 				w.itemHook = w.countItemHook
@@ -397,11 +455,8 @@ func (w *walker) runEnds(run *itemRun, i, end, next int, f *fork) bool {
 	if next < 0 || (f != nil && next >= f.start) || end-run.start >= maxRunBytes {
 		return true
 	}
-	p := run.k.prefix
-	if i != run.start {
-		p = maphash.Bytes(w.items.seeds[0], w.src[i:min(i+itemPrefix, len(w.src))])
-	}
-	return (p>>32)%itemsPerRun == 0
+	p := maphash.Bytes(w.items.seeds[0], window(w.src, i+run.skip, itemHead))
+	return p%itemsPerRun == 0
 }
 
 // dropRun stops recording the run, keeping nothing of it.
@@ -415,7 +470,7 @@ func (w *walker) dropRun(run *itemRun) {
 		w.itemRec, w.onSecret = nil, rec.hook
 		rec.hook = nil
 	}
-	*run = itemRun{}
+	*run = itemRun{skip: run.skip}
 }
 
 // storeRun ends the run and remembers how its items were masked, unless the SecretValue hook

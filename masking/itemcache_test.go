@@ -200,7 +200,9 @@ func TestItemCacheKeepsNoSecret(t *testing.T) {
 	for i, v := range values {
 		items = append(items, secretItem(i, base64.StdEncoding.EncodeToString([]byte(v))))
 	}
-	items = append(items, `{"metadata":{"name":"cm"},"data":{"app.properties":"db.password=canary-in-a-config-map\n"}}`)
+	items = append(items, `{"metadata":{"name":"cm"},"data":{"app.properties":"db.password=canary-in-a-config-map\n"}}`,
+		// A string rewritten around its placeholders is kept, without what they replaced.
+		`{"metadata":{"name":"la","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"kind\":\"ConfigMap\",\"data\":{\"password\":\"canary-in-last-applied\"}}"}},"data":{"password":"canary-in-last-applied"}}`)
 	for _, target := range []Target{{Version: "v1", Resource: "secrets"}, {}} {
 		got := maskBody(m, listOf("List", items...), target)
 		require.NoError(t, got.err)
@@ -210,12 +212,15 @@ func TestItemCacheKeepsNoSecret(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.Positive(t, cacheEntries(m.items))
+	rewritten := false
 	for _, e := range allEntries(m.items) {
+		rewritten = rewritten || bytes.Contains(e.repl, []byte(`\"kind\":\"ConfigMap\"`))
 		requireNoCanary(t, e.repl)
 		for _, v := range e.vals {
 			requireNoCanary(t, []byte(fmt.Sprint(v)))
 		}
 	}
+	assert.True(t, rewritten, "the rewritten last-applied annotation is kept")
 }
 
 // TestItemCacheBounded masks lists of distinct items into a small cache: it holds about what it
@@ -268,6 +273,81 @@ func TestItemCacheConcurrent(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error("differs from masking without the cache:", e)
+	}
+}
+
+// TestItemCacheLookupsCostLinearTime selects large entries again and again: objects whose
+// first bytes are the same as four large ones masked before, in runs that are not kept (each
+// has a last-applied Secret, whose values the hook gets from a nested document), each of whose
+// lookups would hash the four large entries. A document hashes at most twice its length so.
+func TestItemCacheLookupsCostLinearTime(t *testing.T) {
+	m := newMasker(t, Config{})
+	name := strings.Repeat("n", 240)
+	large := make([]string, 4)
+	for k := range large {
+		large[k] = fmt.Sprintf(`{"metadata":{"name":"%s-large-%d"},"data":{"k":%q}}`, name, k, base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{'a' + byte(k)}, 96<<10)))
+	}
+	target := Target{Version: "v1", Resource: "secrets"}
+	require.NoError(t, maskBody(m, listOf("SecretList", large...), target).err)
+	require.GreaterOrEqual(t, cacheEntries(m.items), 4)
+
+	inner, err := json.Marshal(`{"apiVersion":"v1","kind":"Secret","stringData":{"p":"hunter2"}}`)
+	require.NoError(t, err)
+	small := make([]string, 300)
+	for k := range small {
+		small[k] = fmt.Sprintf(`{"metadata":{"name":"%s-small-%03d","annotations":{"kubectl.kubernetes.io/last-applied-configuration":%s}},"data":{"k":"c2VjcmV0"}}`, name, k, inner)
+	}
+	doc := listOf("SecretList", small...)
+	hashed := m.items.hashed.Load()
+	got := maskBody(m, doc, target)
+	require.NoError(t, got.err)
+	assert.Equal(t, maskBody(uncachedMasker(t, Config{}), doc, target), got)
+	assert.LessOrEqual(t, m.items.hashed.Load()-hashed, int64(2*len(doc)), "bytes hashed to look runs up")
+}
+
+// TestItemCacheCustomResources reads lists of custom resources, which the API server writes
+// with their members sorted, so that every item opens with the same bytes for hundreds of them
+// (apiVersion, kind, metadata's annotations or creationTimestamp): read again, every run comes
+// from the cache; one object changed, only its run is masked again.
+func TestItemCacheCustomResources(t *testing.T) {
+	certificate := func(k, rv int, lastApplied bool) string {
+		meta := ""
+		if lastApplied {
+			la, err := json.Marshal(fmt.Sprintf(`{"apiVersion":"cert-manager.io/v1","kind":"Certificate","metadata":{"annotations":{},"name":"web-%d","namespace":"shop"},"spec":{"secretName":"web-%d-tls"}}`, k, k))
+			require.NoError(t, err)
+			meta = fmt.Sprintf(`"annotations":{"kubectl.kubernetes.io/last-applied-configuration":%s},`, la)
+		}
+		return fmt.Sprintf(`{"apiVersion":"cert-manager.io/v1","kind":"Certificate","metadata":{%s"creationTimestamp":"2026-11-30T10:00:00Z","generation":1,`+
+			`"managedFields":[{"apiVersion":"cert-manager.io/v1","fieldsType":"FieldsV1","fieldsV1":{"f:spec":{"f:secretName":{}}},"manager":"kubectl","operation":"Update"}],`+
+			`"name":"web-%d","namespace":"shop","resourceVersion":"%d","uid":"6f2c%04d-8e8b-4f7e-9d1a-3b5c7e9f1a2b"},"spec":{"dnsNames":["web-%d.example.com"],"secretName":"web-%d-tls"},`+
+			`"status":{"conditions":[{"lastTransitionTime":"2026-11-30T10:00:05Z","message":"Certificate is up to date and has not expired","reason":"Ready","status":"True","type":"Ready"}]}}`,
+			meta, k, 1000+rv, k, k, k)
+	}
+	for _, lastApplied := range []bool{false, true} {
+		t.Run(fmt.Sprintf("last-applied=%v", lastApplied), func(t *testing.T) {
+			m := newMasker(t, Config{})
+			items := make([]string, 400)
+			for k := range items {
+				items[k] = certificate(k, k, lastApplied)
+			}
+			target := Target{Group: "cert-manager.io", Version: "v1", Resource: "certificates"}
+			doc := []byte(`{"apiVersion":"cert-manager.io/v1","items":[` + strings.Join(items, ",") + `],"kind":"CertificateList","metadata":{"continue":"","resourceVersion":"2000"}}`)
+			first := maskBody(m, doc, target)
+			require.NoError(t, first.err)
+			before := m.ItemCacheStats()
+			require.Greater(t, before.Misses, int64(len(items)/itemsPerRun/4), "runs of a few items")
+
+			assert.Equal(t, first, maskBody(m, doc, target))
+			again := m.ItemCacheStats()
+			assert.Equal(t, before.Misses, again.Misses, "read again, no run is masked")
+			assert.Equal(t, again.Hits-before.Hits, before.Misses)
+
+			items[200] = certificate(200, 5000, lastApplied)
+			changed := []byte(`{"apiVersion":"cert-manager.io/v1","items":[` + strings.Join(items, ",") + `],"kind":"CertificateList","metadata":{"continue":"","resourceVersion":"2001"}}`)
+			assert.Equal(t, maskBody(uncachedMasker(t, Config{}), changed, target), maskBody(m, changed, target))
+			after := m.ItemCacheStats()
+			assert.LessOrEqual(t, after.Misses-again.Misses, int64(2), "only the changed object's run is masked again")
+		})
 	}
 }
 

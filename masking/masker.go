@@ -412,7 +412,7 @@ func (m *Masker) jsonBody(buf, src []byte, t Target) ([]byte, Stats, error) {
 	w.reset(buf[:0], src, hint)
 	w.sizeHint = size
 	w.forks = m.forkMin > 0 && len(src) >= m.forkMin && runtime.GOMAXPROCS(0) > 1
-	w.items = m.items
+	w.items, w.lookups = m.items, 2*len(src)
 	end, err := w.document(0, hint)
 	if err == nil && skipSpace(src, end) != len(src) {
 		err = malformed(end, "data after the document")

@@ -99,6 +99,11 @@ type walker struct {
 	// and added to it (itemcache.go); scopeBuf is scratch space for their scope.
 	items    *itemCache
 	scopeBuf []byte
+	// lookups is what the document may still hash to look its runs up in the item cache.
+	lookups int
+	// skip, in the walker of a second half, is what its list's items open with alike
+	// (itemSkip), as the first half found it.
+	skip int
 	// itemRec, while a run of items the cache is to keep is masked with a SecretValue hook,
 	// records where the hook's values are; itemHook, the hook meanwhile, counts its calls.
 	itemRec    *itemRecord
@@ -710,7 +715,12 @@ func (w *walker) elements(i int, c vctx, depth int, f *fork) (int, error) {
 		}
 		ec := w.elem(&c, idx)
 		if idx == 0 {
-			scope = w.itemScope(c, ec, depth)
+			if scope = w.itemScope(c, ec, depth); scope != 0 {
+				run.skip = w.skip // a second half's items open like the first half's
+				if w.halt == nil {
+					run.skip = itemSkip(src, i)
+				}
+			}
 			command := w.argvCommand - 1 // the words before these (args after a command)
 			w.argvCommand = 0
 			// Strings where a value, an object or a patch operation may be (a document that is

@@ -23,10 +23,10 @@ import (
 // bytes and the hash of all its bytes match one masked before in the same scope, so a changed
 // byte anywhere in it (a new password in a ConfigMap, a new resourceVersion) masks it anew. A
 // Secret's values, which the Target's SecretValue hook receives, are not kept either: the entry
-// says where in the run each one is and what its placeholder was, and a run taken from the
-// cache passes the values read from its own bytes again. A run whose masking passes the hook a
-// value from anywhere else (an exempt value, a last-applied document, a Helm release) is not
-// kept.
+// says where in the run each one is (in the run's bytes, or in the document its last-applied
+// annotation holds) and what its placeholder was, and a run taken from the cache passes the
+// values read from its own bytes again. A run whose masking passes the hook a value from
+// anywhere else (an exempt value, a Helm release, a document nested deeper) is not kept.
 //
 // Looking a run up hashes the bytes of the entries its first bytes select (other versions of the
 // same objects), whatever their length; a document may spend at most twice its own length so
@@ -132,12 +132,21 @@ type itemEdit struct {
 }
 
 // itemValue is where the run holds a value that masking passed to the SecretValue hook: the
-// string at [off, off+n) of the run, read in mode, and the digest of its placeholder.
+// string at [off, off+n) of the run, read in mode, and the digest of its placeholder. A value
+// of the document a last-applied annotation holds is at [off, off+n) of the annotation's text,
+// which is the string at [in.off, in.off+in.n) of the run.
 type itemValue struct {
 	off, n int
 	esc    bool
 	mode   hideMode
+	in     itemString
 	digest [hashBytes]byte
+}
+
+// itemString is a string of a run: [off, off+n), escaped or not; n is 0 for none.
+type itemString struct {
+	off, n int
+	esc    bool
 }
 
 func (e *itemEntry) size() int64 {
@@ -145,7 +154,7 @@ func (e *itemEntry) size() int64 {
 }
 
 // itemValueSize is the size of an itemValue, for the cache's accounting.
-const itemValueSize = 2*8 + 8 + hashBytes
+const itemValueSize = 2*8 + 8 + 3*8 + hashBytes
 
 // itemRecord is what a walker records while it masks a run the cache is to keep with a
 // SecretValue hook: the hook it wraps, the calls that reached it and those whose value
@@ -164,10 +173,15 @@ func (w *walker) countItemHook(value, placeholder []byte) {
 }
 
 // recordItemValue notes that the hook is about to receive the value of the string src[i:end],
-// read in mode, whose placeholder has digest d.
+// read in mode, whose placeholder has digest d. In the walker of a last-applied annotation's
+// document (itemIn set), src is the annotation's text.
 func (w *walker) recordItemValue(i, end int, esc bool, mode hideMode, d [hashBytes]byte) {
 	r := w.itemRec
-	r.vals = append(r.vals, itemValue{off: i - r.start, n: end - i, esc: esc, mode: mode, digest: d})
+	v := itemValue{off: i, n: end - i, esc: esc, mode: mode, in: w.itemIn, digest: d}
+	if v.in.n == 0 {
+		v.off -= r.start
+	}
+	r.vals = append(r.vals, v)
 }
 
 // newItemCache returns a cache that holds about max bytes, or nil when max is not positive.
@@ -522,9 +536,24 @@ func (w *walker) replay(i int, e *itemEntry) {
 	}
 	w.log = append(w.log, e.log...)
 	w.budget -= e.budget
+	var in itemString
 	for _, v := range e.vals {
-		s := i + v.off
-		value, _, _ := w.hiddenValue(s, s+v.n, v.esc, v.mode, b64Prefix{})
+		var value []byte
+		if v.in.n == 0 {
+			s := i + v.off
+			value, _, _ = w.hiddenValue(s, s+v.n, v.esc, v.mode, b64Prefix{})
+		} else {
+			sub := w.subWalker()
+			if v.in != in {
+				// The annotation's text, as lastApplied gives it to the walker of its document.
+				in = v.in
+				s := i + in.off
+				sub.in = append(sub.in[:0], w.text(s, s+in.n, in.esc)...)
+			}
+			sub.src = sub.in
+			value, _, _ = sub.hiddenValue(v.off, v.off+v.n, v.esc, v.mode, b64Prefix{})
+			sub.src = nil
+		}
 		w.onSecret(value, w.h.format(v.digest))
 	}
 }

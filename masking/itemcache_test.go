@@ -351,6 +351,40 @@ func TestItemCacheCustomResources(t *testing.T) {
 	}
 }
 
+// TestItemCacheKubectlAppliedSecrets reads Secrets that kubectl apply wrote, whose
+// last-applied annotation holds their values again, with the SecretValue hook: read again,
+// every run comes from the cache, and the hook gets the values of the data and of the
+// annotation's document, read from the response, as masking them gives them.
+func TestItemCacheKubectlAppliedSecrets(t *testing.T) {
+	items := make([]string, 60)
+	for k := range items {
+		value := fmt.Sprintf(`pa"ss\word-%d`, k) // escaped in the data's JSON, twice in the annotation's
+		applied, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "Secret",
+			"metadata":   map[string]any{"name": fmt.Sprintf("app-%d", k), "namespace": "shop"},
+			"data":       map[string]string{"password": base64.StdEncoding.EncodeToString([]byte(value))},
+			"stringData": map[string]string{"note": value + "\n"}})
+		require.NoError(t, err)
+		quoted, err := json.Marshal(string(applied) + "\n")
+		require.NoError(t, err)
+		items[k] = fmt.Sprintf(`{"metadata":{"name":"app-%d","namespace":"shop","resourceVersion":"%d","annotations":{"kubectl.kubernetes.io/last-applied-configuration":%s}},"data":{"password":%q},"type":"Opaque"}`,
+			k, 100+k, quoted, base64.StdEncoding.EncodeToString([]byte(value)))
+	}
+	doc := listOf("SecretList", items...)
+	target := Target{Version: "v1", Resource: "secrets"}
+	want := maskBody(uncachedMasker(t, Config{}), doc, target)
+	require.NoError(t, want.err)
+	require.Len(t, want.values, 2*3*len(items), "three values a Secret")
+
+	m := newMasker(t, Config{})
+	require.Equal(t, want, maskBody(m, doc, target))
+	first := m.ItemCacheStats()
+	require.Equal(t, want, maskBody(m, doc, target))
+	again := m.ItemCacheStats()
+	assert.Equal(t, first.Misses, again.Misses, "read again, no run is masked")
+	assert.Equal(t, first.Misses, again.Hits-first.Hits)
+	requireNoCanary(t, []byte(want.out), `pa\"ss`)
+}
+
 // TestItemCacheOff turns the cache off.
 func TestItemCacheOff(t *testing.T) {
 	assert.Nil(t, newMasker(t, Config{Limits: Limits{ItemCacheBytes: -1}}).items)

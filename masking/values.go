@@ -337,6 +337,15 @@ func (w *walker) binaryValue(i, end int, esc bool, c vctx) {
 	w.hide(i, end, esc, id, hideBase64)
 }
 
+// subWalker returns the walker for embedded documents, creating it.
+func (w *walker) subWalker() *walker {
+	if w.sub == nil {
+		w.sub = newWalker(w.m)
+		w.sub.level = w.level + 1
+	}
+	return w.sub
+}
+
 // lastApplied masks the last-applied-configuration annotation: the JSON document it holds is
 // masked with the same rules and encoded again. A value that does not parse is replaced.
 func (w *walker) lastApplied(i, end int, esc bool, c vctx) {
@@ -348,12 +357,13 @@ func (w *walker) lastApplied(i, end int, esc bool, c vctx) {
 		w.hide(i, end, esc, idLastApplied, hidePlain)
 		return
 	}
-	if w.sub == nil {
-		w.sub = newWalker(w.m)
-		w.sub.level = w.level + 1
-	}
-	s := w.sub
+	s := w.subWalker()
 	s.onSecret = w.onSecret
+	if w.itemRec != nil && w.itemIn.n == 0 {
+		// The values its document passes to the hook are recorded where they are in it.
+		s.itemRec, s.itemIn = w.itemRec, itemString{off: i - w.itemRec.start, n: end - i, esc: esc}
+		defer func() { s.itemRec, s.itemIn = nil, itemString{} }()
+	}
 	s.in = append(s.in[:0], text...)
 	hint := w.target
 	if c.obj >= 0 {

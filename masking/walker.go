@@ -109,6 +109,9 @@ type walker struct {
 	itemRec    *itemRecord
 	itemRecBuf itemRecord
 	itemHook   func(value, placeholder []byte)
+	// itemIn, in the walker of a last-applied annotation's document while itemRec is set, is
+	// where the annotation is in the run.
+	itemIn itemString
 	// itemEdits records the edits of the top-level walker too, while it masks a run of items
 	// the cache is to keep.
 	itemEdits bool

@@ -11,7 +11,8 @@ import (
 // again: with the item cache, whose items are all found there after the first read
 // (cache=warm), with an empty cache each time (cache=cold: every item is masked and stored),
 // and without it (cache=off); json.Valid over the same bytes is the baseline. The Secrets of
-// secrets/hook pass their values to a SecretValue hook, as the proxy's sessions take them.
+// secrets/hook and applied-secrets/hook pass their values to a SecretValue hook, as the proxy's
+// sessions take them.
 func BenchmarkItemCache(b *testing.B) {
 	var values int
 	hook := func(v, p []byte) { values += len(v) + len(p) }
@@ -24,6 +25,8 @@ func BenchmarkItemCache(b *testing.B) {
 		{"pods", maskingtest.PodList(1 << 20), Target{Resource: "pods"}},
 		{"secrets", maskingtest.SecretList(1 << 20), Target{Resource: "secrets"}},
 		{"secrets/hook", maskingtest.SecretList(1 << 20), Target{Resource: "secrets", SecretValue: hook}},
+		// Secrets written by kubectl apply: their last-applied annotation holds their values.
+		{"applied-secrets/hook", genSecretList(400), Target{Resource: "secrets", SecretValue: hook}},
 	} {
 		for _, c := range []struct {
 			name  string

@@ -151,9 +151,6 @@ func (w *walker) forkItems(i int, c vctx, depth int) *fork {
 	hw.objs = append(hw.objs[:0], w.objs[:w.posDep]...)
 	hw.keys = append(hw.keys[:0], w.keys...)
 	hw.items, hw.lookups = w.items, 2*(len(src)-f.start)
-	if w.items != nil {
-		hw.skip = itemSkip(src, i)
-	}
 	hw.sizeHint = len(src) - f.start + (len(src)-f.start)/8
 	if cap(f.buf) >= hw.sizeHint {
 		hw.dst = f.buf[:0]

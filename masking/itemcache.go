@@ -1,7 +1,6 @@
 package masking
 
 import (
-	"bytes"
 	"encoding/binary"
 	"hash/maphash"
 	"sync"
@@ -16,22 +15,22 @@ import (
 // state a list's second half is masked in: fork.go), what masking did to them: where it
 // replaced what by which placeholder, the IDs of the masked fields and the budget it spent.
 //
-// It keeps only what a client was sent: keyed hashes of the items' bytes (maphash, with seeds no
-// one outside the process knows), and the bytes that replaced parts of them: placeholders, or a
-// string rewritten around its placeholders (a last-applied annotation, a Helm release), never a
-// value masking hid. A run is taken from the cache only when its length, the hash of its first
-// bytes and the hash of all its bytes match one masked before in the same scope, so a changed
-// byte anywhere in it (a new password in a ConfigMap, a new resourceVersion) masks it anew. A
+// It keeps keyed hashes of the items' bytes (maphash, with seeds no one outside the process
+// knows), and the bytes masking replaced parts of them with: placeholders, or a string
+// rewritten around its placeholders (a last-applied annotation, a Helm release); never a value
+// masking hid. A run is taken from the cache only when the hash of its first item, its length
+// and the hash of all its bytes match one masked before in the same scope, so a changed byte
+// anywhere in it (a new password in a ConfigMap, a new resourceVersion) masks it anew. A
 // Secret's values, which the Target's SecretValue hook receives, are not kept either: the entry
 // says where in the run each one is (in the run's bytes, or in the document its last-applied
 // annotation holds) and what its placeholder was, and a run taken from the cache passes the
 // values read from its own bytes again. A run whose masking passes the hook a value from
 // anywhere else (an exempt value, a Helm release, a document nested deeper) is not kept.
 //
-// Looking a run up hashes the bytes of the entries its first bytes select (other versions of the
-// same objects), whatever their length; a document may spend at most twice its own length so
-// (walker.lookups), so that lists crafted to select large entries again and again cost linear
-// time.
+// Looking a run up hashes as many of the bytes after its first item as each entry that item
+// selects holds (runs that went on differently); a document may spend twice its own length so
+// (walker.lookups; each half of a list split in two twice its own), so that lists crafted to
+// select large entries again and again cost linear time.
 
 // DefaultItemCacheBytes is the default of Limits.ItemCacheBytes.
 const DefaultItemCacheBytes = 32 << 20
@@ -39,20 +38,14 @@ const DefaultItemCacheBytes = 32 << 20
 const (
 	// itemShards is the number of independently locked parts of the cache.
 	itemShards = 16
-	// itemPrefix is the number of bytes at a run's start that select its entries: its first
-	// object's opening, which names it and, as the API server writes it, its version
-	// (`{"metadata":{"name":"web","namespace":"prod","uid":"…","resourceVersion":"81",…`), so
-	// that the entries of other versions of the object are not hashed in vain.
-	itemPrefix = 256
-	// itemHead is the number of bytes at an item's start whose hash says whether a run ends
-	// with it.
-	itemHead = 64
-	// maxItemChain bounds the entries one prefix selects (versions of one object), so that a
-	// lookup hashes a run at most that many times.
+	// maxItemChain bounds the entries one first item selects (runs that go on differently),
+	// so that a lookup hashes a run at most that many times.
 	maxItemChain = 4
-	// maxItemScopes bounds the scopes the cache tells apart; lists of other scopes are not
-	// cached.
+	// maxItemScopes bounds the scopes the cache tells apart; when more come, it forgets
+	// those it numbered (their entries are then never found again, and age out).
 	maxItemScopes = 1024
+	// maxScopeBytes bounds the description of a scope; lists of larger ones are not cached.
+	maxScopeBytes = 1 << 10
 	// itemEntryOverhead is what an entry costs besides its replacements, IDs and values: the
 	// struct, its slices' headers and its share of a map.
 	itemEntryOverhead = 192
@@ -63,8 +56,9 @@ type itemCache struct {
 	seeds    [2]maphash.Seed
 	shardMax int64 // bytes a shard's current generation holds before it becomes the old one
 
-	mu     sync.Mutex
-	scopes map[string]uint32
+	mu        sync.Mutex
+	scopes    map[string]uint64
+	lastScope uint64
 
 	shards [itemShards]itemShard
 
@@ -109,15 +103,16 @@ type itemShard struct {
 }
 
 type itemKey struct {
-	scope  uint32
-	prefix uint64
+	scope uint64
+	item  uint64 // hash of the run's first item
 }
 
 // itemEntry is how one run of items was masked. It is not changed once it is in the cache.
 type itemEntry struct {
 	next   *itemEntry // another run with the same key
 	n      int        // length of the run's bytes, from its first item's start to its last's end
-	sum    uint64     // keyed hash of the run's bytes
+	sum    uint64     // keyed hash of the run's bytes (runSum)
+	items  []int32    // where each item starts and ends in the run
 	edits  []itemEdit // the replacements, in order
 	repl   []byte     // their bytes, one after the other
 	log    []int32    // IDs of the masked fields
@@ -150,7 +145,7 @@ type itemString struct {
 }
 
 func (e *itemEntry) size() int64 {
-	return int64(itemEntryOverhead + 12*len(e.edits) + len(e.repl) + 4*len(e.log) + len(e.vals)*itemValueSize)
+	return int64(itemEntryOverhead + 12*len(e.edits) + len(e.repl) + 4*(len(e.log)+len(e.items)) + len(e.vals)*itemValueSize)
 }
 
 // itemValueSize is the size of an itemValue, for the cache's accounting.
@@ -192,7 +187,7 @@ func newItemCache(max int64) *itemCache {
 	c := &itemCache{
 		seeds:    [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 		shardMax: max / itemShards / 2,
-		scopes:   map[string]uint32{},
+		scopes:   map[string]uint64{},
 	}
 	for i := range c.shards {
 		c.shards[i].cur = map[itemKey]*itemEntry{}
@@ -200,60 +195,26 @@ func newItemCache(max int64) *itemCache {
 	return c
 }
 
-// scope returns the number of a scope, described by b, or 0 when there are too many.
-func (c *itemCache) scope(b []byte) uint32 {
+// scope returns the number of a scope, described by b. Numbers are never given twice.
+func (c *itemCache) scope(b []byte) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if id, ok := c.scopes[string(b)]; ok {
 		return id
 	}
 	if len(c.scopes) >= maxItemScopes {
-		return 0
+		clear(c.scopes)
 	}
-	id := uint32(len(c.scopes) + 1)
-	c.scopes[string(b)] = id
-	return id
+	c.lastScope++
+	c.scopes[string(b)] = c.lastScope
+	return c.lastScope
 }
 
-// key returns the key of the run starting at src[i], whose items open with skip bytes like
-// all others, and its shard.
-func (c *itemCache) key(scope uint32, src []byte, i, skip int) (itemKey, *itemShard) {
-	p := maphash.Bytes(c.seeds[0], window(src, i+skip, itemPrefix))
-	return itemKey{scope: scope, prefix: p}, &c.shards[p%itemShards]
-}
-
-// window returns up to n bytes of src from i on.
-func window(src []byte, i, n int) []byte {
-	i = min(i, len(src))
-	return src[i:min(i+n, len(src))]
-}
-
-// maxItemSkip bounds the opening the items of a list are taken to share.
-const maxItemSkip = 512
-
-// itemSkip returns how many bytes the items of the list whose first item is at src[i] open
-// with alike, so that the bytes that select a run's entries and end runs are those where items
-// differ: custom resources, as the API server writes them, all open with their apiVersion, kind
-// and the first members of their metadata (`{"apiVersion":"cert-manager.io/v1","kind":
-// "Certificate","metadata":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration":
-// …`). It compares the first item with the second, found where an element opening like the
-// first (forkPattern) follows it; 0 when there is none.
-func itemSkip(src []byte, i int) int {
-	var buf [maxForkPattern]byte
-	p := forkPattern(buf[:0], src, i)
-	if p == nil {
-		return 0
-	}
-	k := bytes.Index(src[i:], p)
-	if k < 0 {
-		return 0
-	}
-	a, b := src[i:], src[i+k+2:]
-	n := 0
-	for n < maxItemSkip && n < len(a) && n < len(b) && a[n] == b[n] {
-		n++
-	}
-	return n
+// key returns the key of the run whose first item is src[i:end], and its shard. The key is
+// the hash of the whole item, as runEnds takes it.
+func (c *itemCache) key(scope uint64, src []byte, i, end int) (itemKey, *itemShard) {
+	p := maphash.Bytes(c.seeds[0], src[i:end])
+	return itemKey{scope: scope, item: p}, &c.shards[p%itemShards]
 }
 
 // lookup returns how the run starting at src[i], whose key is k in shard s, was masked, or
@@ -264,6 +225,7 @@ func (c *itemCache) lookup(k itemKey, s *itemShard, src []byte, i int, budget *i
 	if e == nil {
 		if e = s.old[k]; e != nil {
 			delete(s.old, k)
+			s.oldBytes -= chainSize(e)
 			s.add(k, e, c.shardMax)
 		}
 	}
@@ -274,25 +236,49 @@ func (c *itemCache) lookup(k itemKey, s *itemShard, src []byte, i int, budget *i
 		}
 		*budget -= e.n
 		c.hashed.Add(int64(e.n))
-		if maphash.Bytes(c.seeds[1], src[i:i+e.n]) == e.sum {
+		if c.runSum(src, i, e.items, nil) == e.sum {
 			return e
 		}
 	}
 	return nil
 }
 
-// store remembers e, how the run at src[i:i+e.n], whose key is k in shard s, was masked.
-func (c *itemCache) store(k itemKey, s *itemShard, src []byte, i int, e *itemEntry) {
+// runSum returns the keyed hash of the run at src[i:] whose items start and end at the offsets
+// in items: of the bytes between the items, and of each item's hash (as key and runEnds take
+// it), from hashes when it is not nil.
+func (c *itemCache) runSum(src []byte, i int, items []int32, hashes []uint64) uint64 {
+	var h maphash.Hash
+	h.SetSeed(c.seeds[1])
+	var b [8]byte
+	prev := i
+	for k := 0; k+1 < len(items); k += 2 {
+		start, end := i+int(items[k]), i+int(items[k+1])
+		_, _ = h.Write(src[prev:start])
+		var p uint64
+		if hashes != nil {
+			p = hashes[k/2]
+		} else {
+			p = maphash.Bytes(c.seeds[0], src[start:end])
+		}
+		binary.LittleEndian.PutUint64(b[:], p)
+		_, _ = h.Write(b[:])
+		prev = end
+	}
+	return h.Sum64()
+}
+
+// store remembers e, how the run whose key is k in shard s was masked.
+func (c *itemCache) store(k itemKey, s *itemShard, e *itemEntry) {
 	if e.size() > c.shardMax {
 		return
 	}
-	e.sum = maphash.Bytes(c.seeds[1], src[i:i+e.n])
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	chain, inCur := s.cur[k]
 	if !inCur {
 		if chain = s.old[k]; chain != nil {
 			delete(s.old, k)
+			s.oldBytes -= chainSize(chain)
 		}
 	}
 	// The new entry comes first; the others follow, copied, but not those of the same item
@@ -338,11 +324,11 @@ func chainSize(e *itemEntry) int64 {
 
 // itemScope returns the item cache's scope of the items of the list whose array is walked in
 // context c at depth, whose elements are walked in context ec, or 0 when they are not cached:
-// the cache is off for the document, or the list is not the document's top-level list of
-// objects. The scope holds everything else an item's masking depends on: the contexts, the
+// the cache is off for the document, the list is not the document's top-level list of objects,
+// or the scope's description is too long (a list named by a huge name). The scope holds everything else an item's masking depends on: the contexts, the
 // type hint of the items, the request's and the root's, what the walker knows of the list, and
 // whether there is a SecretValue hook.
-func (w *walker) itemScope(c, ec vctx, depth int) uint32 {
+func (w *walker) itemScope(c, ec vctx, depth int) uint64 {
 	if w.items == nil || c.role != roleItems || c.rules != 0 || c.hide != noHide || w.posDep != 1 ||
 		w.trackEdits || w.level != 0 || w.itemRec != nil || ec.role != roleEmbedded || ec.hide != noHide {
 		return 0
@@ -372,6 +358,9 @@ func (w *walker) itemScope(c, ec vctx, depth int) uint32 {
 	}
 	b = appendScopeBytes(b, w.keys)
 	w.scopeBuf = b
+	if len(b) > maxScopeBytes {
+		return 0
+	}
 	return w.items.scope(b)
 }
 
@@ -406,11 +395,10 @@ func boolByte(v bool) byte {
 
 // itemRun is a run of consecutive items of a list being masked for the cache, which keeps
 // runs rather than single items: a lookup, a hash and an entry cost about as much for a run of
-// items as for one. Where a run ends depends on the items' own bytes (an item whose first bytes
-// hash to one of itemsPerRun values ends it), so that the same items make the same runs in
-// every read of the list, whatever changed before them.
+// items as for one. Where a run ends depends on the items' own bytes (an item whose bytes hash
+// to one of itemsPerRun values ends it), so that the same items make the same runs in every
+// read of the list, whatever changed before them.
 type itemRun struct {
-	skip       int // the bytes all items open with alike (itemSkip)
 	open       bool
 	start      int // the index of the run's first item in the walker's input
 	end        int // the end of its last item so far
@@ -431,16 +419,24 @@ const (
 // cachedItem masks the list item at src[i] in the scope of the item cache like value, or, at
 // the start of a run, takes how the run was masked from the cache. A run taken never ends past
 // where the second half of a list split in two starts, f.start, so that it is still taken.
-func (w *walker) cachedItem(run *itemRun, i int, c vctx, depth int, scope uint32, f *fork) (int, error) {
+func (w *walker) cachedItem(run *itemRun, i int, c vctx, depth int, scope uint64, f *fork) (int, error) {
 	if !run.open {
-		k, s := w.items.key(scope, w.src, i, run.skip)
+		// The first item is read to its end once more, to key the run by all of it: the
+		// bytes that tell objects apart are anywhere in it (custom resources, their members
+		// sorted, open alike for hundreds of bytes).
+		first, err := skipValue(w.src, i, depth)
+		if err != nil {
+			return w.value(i, c, depth) // which reports it
+		}
+		k, s := w.items.key(scope, w.src, i, first)
 		if e := w.items.lookup(k, s, w.src, i, &w.lookups); e != nil && e.budget <= w.budget && (f == nil || i+e.n < f.start || i >= f.start) {
 			w.items.hits.Add(1)
 			w.replay(i, e)
 			return i + e.n, nil
 		}
 		w.items.misses.Add(1)
-		*run = itemRun{open: true, skip: run.skip, start: i, k: k, s: s, edits: len(w.edits), log: len(w.log), budget: w.budget}
+		*run = itemRun{open: true, start: i, k: k, s: s, edits: len(w.edits), log: len(w.log), budget: w.budget}
+		w.runItems, w.runHashes = w.runItems[:0], w.runHashes[:0]
 		if w.onSecret != nil {
 			if w.itemHook == nil {
 				w.itemHook = w.countItemHook
@@ -461,16 +457,19 @@ func (w *walker) cachedItem(run *itemRun, i int, c vctx, depth int, scope uint32
 	return end, nil
 }
 
-// runEnds reports whether the run ends with the item at src[i] that ended at end, before the
-// next element at next (negative at the end of the list). A run ends with the list, before the
-// second half of a list split in two (fork.go), past maxRunBytes and after an item whose first
-// bytes say so.
+// runEnds adds the item src[i:end] to the run and reports whether the run ends with it, before
+// the next element at next (negative at the end of the list). A run ends with the list, before
+// the second half of a list split in two (fork.go), past maxRunBytes and after an item whose
+// hash says so: the hash of its first item is its key.
 func (w *walker) runEnds(run *itemRun, i, end, next int, f *fork) bool {
-	if next < 0 || (f != nil && next >= f.start) || end-run.start >= maxRunBytes {
-		return true
+	p := run.k.item
+	if i != run.start {
+		p = maphash.Bytes(w.items.seeds[0], w.src[i:end])
 	}
-	p := maphash.Bytes(w.items.seeds[0], window(w.src, i+run.skip, itemHead))
-	return p%itemsPerRun == 0
+	w.runItems = append(w.runItems, int32(i-run.start), int32(end-run.start))
+	w.runHashes = append(w.runHashes, p)
+	return next < 0 || (f != nil && next >= f.start) || end-run.start >= maxRunBytes ||
+		(p>>32)%itemsPerRun == 0 // the low bits pick the shard
 }
 
 // dropRun stops recording the run, keeping nothing of it.
@@ -484,7 +483,7 @@ func (w *walker) dropRun(run *itemRun) {
 		w.itemRec, w.onSecret = nil, rec.hook
 		rec.hook = nil
 	}
-	*run = itemRun{skip: run.skip}
+	*run = itemRun{}
 }
 
 // storeRun ends the run and remembers how its items were masked, unless the SecretValue hook
@@ -518,9 +517,11 @@ func (w *walker) storeRun(run *itemRun) {
 	if rec != nil && len(rec.vals) > 0 {
 		e.vals = append(make([]itemValue, 0, len(rec.vals)), rec.vals...)
 	}
+	e.items = append(make([]int32, 0, len(w.runItems)), w.runItems...)
+	e.sum = w.items.runSum(w.src, i, e.items, w.runHashes)
 	k, s := run.k, run.s
 	w.dropRun(run)
-	w.items.store(k, s, w.src, i, e)
+	w.items.store(k, s, e)
 }
 
 // replay does to the items from src[i] on what masking did to the run of e: its replacements,

@@ -385,6 +385,40 @@ func TestItemCacheKubectlAppliedSecrets(t *testing.T) {
 	requireNoCanary(t, []byte(want.out), `pa\"ss`)
 }
 
+// TestItemCacheScopes fills the table of scopes: with a list named by a name too long to keep
+// (not cached), and with more request types than the table holds; the cache goes on working
+// for the types that come after, and holds no scope longer than maxScopeBytes.
+func TestItemCacheScopes(t *testing.T) {
+	m := newMasker(t, Config{})
+	uncached := uncachedMasker(t, Config{})
+	long := listOf("List", `{"metadata":{"name":"a"},"data":{"k":"v"}}`, `{"metadata":{"name":"b"},"data":{"k":"v"}}`)
+	long = bytes.Replace(long, []byte(`"metadata":{"resourceVersion":"7"}`), fmt.Appendf(nil, `"metadata":{"name":%q}`, strings.Repeat("n", 4<<10)), 1)
+	// Many lists in one document, each of which is the top-level list in turn.
+	many := []byte(`{"kind":"List"` + strings.Repeat(`,"items":[{"metadata":{"name":"x"},"data":{"password":"cGFzcw=="}}]`, 2000) + `}`)
+	for _, doc := range [][]byte{long, many} {
+		for range 2 {
+			require.Equal(t, maskBody(uncached, doc, Target{}), maskBody(m, doc, Target{}))
+		}
+	}
+	for g := range maxItemScopes + 10 {
+		target := Target{Group: fmt.Sprintf("g%d.example.com", g), Version: "v1", Resource: "widgets"}
+		doc := listOf("WidgetList", `{"metadata":{"name":"w"},"spec":{"password":"hunter2"}}`)
+		require.NotContains(t, maskBody(m, doc, target).out, "hunter2")
+	}
+	m.items.mu.Lock()
+	for desc := range m.items.scopes {
+		assert.LessOrEqual(t, len(desc), maxScopeBytes)
+	}
+	assert.LessOrEqual(t, len(m.items.scopes), maxItemScopes)
+	m.items.mu.Unlock()
+	secrets := maskingtest.SecretList(64 << 10)
+	target := Target{Version: "v1", Resource: "secrets"}
+	require.Equal(t, maskBody(uncached, secrets, target), maskBody(m, secrets, target))
+	before := m.ItemCacheStats()
+	require.Equal(t, maskBody(uncached, secrets, target), maskBody(m, secrets, target))
+	assert.Greater(t, m.ItemCacheStats().Hits, before.Hits, "a new request type is cached after the table was full")
+}
+
 // TestItemCacheOff turns the cache off.
 func TestItemCacheOff(t *testing.T) {
 	assert.Nil(t, newMasker(t, Config{Limits: Limits{ItemCacheBytes: -1}}).items)

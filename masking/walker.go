@@ -101,9 +101,10 @@ type walker struct {
 	scopeBuf []byte
 	// lookups is what the document may still hash to look its runs up in the item cache.
 	lookups int
-	// skip, in the walker of a second half, is what its list's items open with alike
-	// (itemSkip), as the first half found it.
-	skip int
+	// runItems and runHashes are where the items of the run being masked for the item cache
+	// start and end, and their hashes (scratch).
+	runItems  []int32
+	runHashes []uint64
 	// itemRec, while a run of items the cache is to keep is masked with a SecretValue hook,
 	// records where the hook's values are; itemHook, the hook meanwhile, counts its calls.
 	itemRec    *itemRecord
@@ -704,7 +705,7 @@ func (w *walker) elements(i int, c vctx, depth int, f *fork) (int, error) {
 	src := w.src
 	var flag []byte        // the previous element was a secret-sounding flag: --password
 	var argv []argvFinding // the elements are a command's words (argv.go)
-	var scope uint32       // the elements are list items the item cache keeps (itemcache.go)
+	var scope uint64       // the elements are list items the item cache keeps (itemcache.go)
 	var run itemRun        // the items being masked for the cache
 	for idx := 0; ; idx++ {
 		if f != nil && i >= f.start {
@@ -718,12 +719,7 @@ func (w *walker) elements(i int, c vctx, depth int, f *fork) (int, error) {
 		}
 		ec := w.elem(&c, idx)
 		if idx == 0 {
-			if scope = w.itemScope(c, ec, depth); scope != 0 {
-				run.skip = w.skip // a second half's items open like the first half's
-				if w.halt == nil {
-					run.skip = itemSkip(src, i)
-				}
-			}
+			scope = w.itemScope(c, ec, depth)
 			command := w.argvCommand - 1 // the words before these (args after a command)
 			w.argvCommand = 0
 			// Strings where a value, an object or a patch operation may be (a document that is

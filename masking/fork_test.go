@@ -357,13 +357,14 @@ func TestForkCustomResources(t *testing.T) {
 	assert.Equal(t, 20, tr.taken, "every second half is taken")
 }
 
-// TestForkItemsOfManyShapes splits lists of Helm release Secrets, Secrets with last-applied
-// annotations and exempted values, with the kind before and after the items, for several
-// hints: the result is one goroutine's.
-func TestForkItemsOfManyShapes(t *testing.T) {
+// secretsOfManyShapes returns n Secrets, one in four of each: a Helm release, one with a
+// last-applied annotation holding a password, one whose token is value (base64), and
+// default/keep, whose token an exemption keeps.
+func secretsOfManyShapes(t testing.TB, n int, value string) []string {
+	t.Helper()
 	payload := base64.StdEncoding.EncodeToString(EncodeHelmRelease(helmRelease(t)))
-	var items []string
-	for i := range 60 {
+	items := make([]string, 0, n)
+	for i := range n {
 		switch i % 4 {
 		case 0:
 			items = append(items, fmt.Sprintf(`{"metadata":{"name":"sh.helm.release.v1.x.v%d","namespace":"shop"},"data":{"release":%q},"type":"helm.sh/release.v1"}`, i, payload))
@@ -372,11 +373,19 @@ func TestForkItemsOfManyShapes(t *testing.T) {
 			require.NoError(t, err)
 			items = append(items, fmt.Sprintf(`{"metadata":{"name":"la-%d","annotations":{"kubectl.kubernetes.io/last-applied-configuration":%s}},"data":{"k":"c2VjcmV0"},"type":"Opaque"}`, i, inner))
 		case 2:
-			items = append(items, secretItem(i, "c2VjcmV0"))
+			items = append(items, secretItem(i, value))
 		default:
 			items = append(items, `{"metadata":{"name":"keep","namespace":"default"},"data":{"token":"a2VlcA=="},"type":"Opaque"}`)
 		}
 	}
+	return items
+}
+
+// TestForkItemsOfManyShapes splits lists of Helm release Secrets, Secrets with last-applied
+// annotations and exempted values, with the kind before and after the items, for several
+// hints: the result is one goroutine's.
+func TestForkItemsOfManyShapes(t *testing.T) {
+	items := secretsOfManyShapes(t, 60, "c2VjcmV0")
 	cfg := Config{Exemptions: []Exemption{{Kind: "Secret", Name: "keep", Namespace: "default", Keys: []string{"token"}, Detectors: []string{"secret-data", "secret-string-data"}}}}
 	split, whole := newMasker(t, cfg), newMasker(t, cfg)
 	tr := &forkTrace{}

@@ -29,22 +29,7 @@ func uncachedMasker(t testing.TB, cfg Config) *Masker {
 // the hook from their data, exemptions, last-applied documents and Helm releases, ConfigMaps,
 // Pods with commands, custom resources, lists whose kind comes after the items.
 func itemCacheCorpus(t *testing.T) map[string][]byte {
-	payload := base64.StdEncoding.EncodeToString(EncodeHelmRelease(helmRelease(t)))
-	var mixed []string
-	for i := range 24 {
-		switch i % 4 {
-		case 0:
-			mixed = append(mixed, fmt.Sprintf(`{"metadata":{"name":"sh.helm.release.v1.x.v%d","namespace":"shop"},"data":{"release":%q},"type":"helm.sh/release.v1"}`, i, payload))
-		case 1:
-			inner, err := json.Marshal(fmt.Sprintf(`{"apiVersion":"v1","kind":"Secret","metadata":{"name":"la-%d"},"stringData":{"password":"hunter2-%d"}}`, i, i))
-			require.NoError(t, err)
-			mixed = append(mixed, fmt.Sprintf(`{"metadata":{"name":"la-%d","annotations":{"kubectl.kubernetes.io/last-applied-configuration":%s}},"data":{"k":"c2VjcmV0"},"type":"Opaque"}`, i, inner))
-		case 2:
-			mixed = append(mixed, secretItem(i, "c2VjcmV0LXZhbHVl"))
-		default:
-			mixed = append(mixed, `{"metadata":{"name":"keep","namespace":"default"},"data":{"token":"a2VlcA=="},"type":"Opaque"}`)
-		}
-	}
+	mixed := secretsOfManyShapes(t, 24, "c2VjcmV0LXZhbHVl")
 	secrets := make([]string, 30)
 	for i := range secrets {
 		secrets[i] = secretItem(i%10, "c2VjcmV0LXZhbHVlLQ"+strings.Repeat("A", i%5)+"==") // repeated items

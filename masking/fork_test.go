@@ -228,14 +228,7 @@ func FuzzFork(f *testing.F) {
 	f.Add([]byte(`{"metadata":{"name":"a"}},{"metadata":`), []byte(`"x"]}`), uint8(2))
 	split, whole, _ := forkingMasker(f)
 	f.Fuzz(func(t *testing.T, a, b []byte, n uint8) {
-		items := make([]string, 0, int(n%16)+2)
-		for k := range cap(items) {
-			if k%3 == 2 {
-				items = append(items, string(b))
-			} else {
-				items = append(items, string(a))
-			}
-		}
+		items := fuzzItems(a, b, int(n%16)+2)
 		for _, kind := range []string{"SecretList", "ConfigMapList"} {
 			doc := listOf(kind, items...)
 			for _, target := range []Target{{}, {Version: "v1", Resource: "secrets"}, {Version: "v1", Resource: "configmaps"}} {
@@ -247,6 +240,19 @@ func FuzzFork(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fuzzItems returns n items of a list: a, a, b, a, a, b ...
+func fuzzItems(a, b []byte, n int) []string {
+	items := make([]string, 0, n)
+	for k := range n {
+		if k%3 == 2 {
+			items = append(items, string(b))
+		} else {
+			items = append(items, string(a))
+		}
+	}
+	return items
 }
 
 // TestForkClaimedByTheCaller has the caller reach the second half before its goroutine runs,

@@ -420,14 +420,7 @@ func FuzzItemCache(f *testing.F) {
 	f.Add([]byte(`{"metadata":{"name":"a","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"stringData\":{\"p\":\"x\"}}"}}}`), []byte(`1`), uint8(4))
 	cached, uncached := newMasker(f, itemCacheConfig), uncachedMasker(f, itemCacheConfig)
 	f.Fuzz(func(t *testing.T, a, b []byte, n uint8) {
-		items := make([]string, 0, int(n%6)+2)
-		for k := range cap(items) {
-			if k%3 == 2 {
-				items = append(items, string(b))
-			} else {
-				items = append(items, string(a))
-			}
-		}
+		items := fuzzItems(a, b, int(n%6)+2)
 		for _, kind := range []string{"SecretList", "List"} {
 			doc := listOf(kind, items...)
 			for _, target := range itemCacheTargets[:3] {

@@ -19,7 +19,8 @@ import (
 // knows), and the bytes masking replaced parts of them with: placeholders, or a string
 // rewritten around its placeholders (a last-applied annotation, a Helm release); never a value
 // masking hid. A run is taken from the cache only when the hash of its first item, its length
-// and the hash of all its bytes match one masked before in the same scope, so a changed byte
+// and the 128-bit hash of all its bytes match one masked before in the same scope (were two
+// runs to share them, the replacements of one would be made in the other), so a changed byte
 // anywhere in it (a new password in a ConfigMap, a new resourceVersion) masks it anew. A
 // Secret's values, which the Target's SecretValue hook receives, are not kept either: the entry
 // says where in the run each one is (in the run's bytes, or in the document its last-applied
@@ -53,8 +54,8 @@ const (
 
 // itemCache remembers how runs of list items were masked. It is safe for concurrent use.
 type itemCache struct {
-	seeds    [2]maphash.Seed
-	shardMax int64 // bytes a shard's current generation holds before it becomes the old one
+	seeds    [4]maphash.Seed // of the items' two hashes (0, 2) and the runs' two sums (1, 3)
+	shardMax int64           // bytes a shard's current generation holds before it becomes the old one
 
 	mu        sync.Mutex
 	scopes    map[string]uint64
@@ -111,7 +112,7 @@ type itemKey struct {
 type itemEntry struct {
 	next   *itemEntry // another run with the same key
 	n      int        // length of the run's bytes, from its first item's start to its last's end
-	sum    uint64     // keyed hash of the run's bytes (runSum)
+	sum    [2]uint64  // keyed hashes of the run's bytes (runSum)
 	items  []int32    // where each item starts and ends in the run
 	edits  []itemEdit // the replacements, in order
 	repl   []byte     // their bytes, one after the other
@@ -185,7 +186,7 @@ func newItemCache(max int64) *itemCache {
 		return nil
 	}
 	c := &itemCache{
-		seeds:    [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		seeds:    [4]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed(), maphash.MakeSeed(), maphash.MakeSeed()},
 		shardMax: max / itemShards / 2,
 		scopes:   map[string]uint64{},
 	}
@@ -243,28 +244,39 @@ func (c *itemCache) lookup(k itemKey, s *itemShard, src []byte, i int, budget *i
 	return nil
 }
 
-// runSum returns the keyed hash of the run at src[i:] whose items start and end at the offsets
-// in items: of the bytes between the items, and of each item's hash (as key and runEnds take
-// it), from hashes when it is not nil.
-func (c *itemCache) runSum(src []byte, i int, items []int32, hashes []uint64) uint64 {
-	var h maphash.Hash
+// runSum returns the two keyed hashes of the run at src[i:] whose items start and end at the
+// offsets in items: of the bytes between the items, and of each item's two hashes
+// (itemHashes), from hashes when it is not nil. Runs are told apart by 128 bits, and so are
+// the items in them.
+func (c *itemCache) runSum(src []byte, i int, items []int32, hashes []uint64) [2]uint64 {
+	var h, g maphash.Hash
 	h.SetSeed(c.seeds[1])
-	var b [8]byte
+	g.SetSeed(c.seeds[3])
+	var b [16]byte
 	prev := i
 	for k := 0; k+1 < len(items); k += 2 {
 		start, end := i+int(items[k]), i+int(items[k+1])
 		_, _ = h.Write(src[prev:start])
-		var p uint64
+		_, _ = g.Write(src[prev:start])
+		var p, q uint64
 		if hashes != nil {
-			p = hashes[k/2]
+			p, q = hashes[k], hashes[k+1]
 		} else {
-			p = maphash.Bytes(c.seeds[0], src[start:end])
+			p, q = c.itemHashes(src[start:end])
 		}
-		binary.LittleEndian.PutUint64(b[:], p)
+		binary.LittleEndian.PutUint64(b[:8], p)
+		binary.LittleEndian.PutUint64(b[8:], q)
 		_, _ = h.Write(b[:])
+		_, _ = g.Write(b[:])
 		prev = end
 	}
-	return h.Sum64()
+	return [2]uint64{h.Sum64(), g.Sum64()}
+}
+
+// itemHashes returns the two keyed hashes of an item: the first is its key when it starts a
+// run, and says whether a run ends with it.
+func (c *itemCache) itemHashes(item []byte) (uint64, uint64) {
+	return maphash.Bytes(c.seeds[0], item), maphash.Bytes(c.seeds[2], item)
 }
 
 // store remembers e, how the run whose key is k in shard s was masked.
@@ -462,12 +474,14 @@ func (w *walker) cachedItem(run *itemRun, i int, c vctx, depth int, scope uint64
 // the second half of a list split in two (fork.go), past maxRunBytes and after an item whose
 // hash says so: the hash of its first item is its key.
 func (w *walker) runEnds(run *itemRun, i, end, next int, f *fork) bool {
-	p := run.k.item
-	if i != run.start {
-		p = maphash.Bytes(w.items.seeds[0], w.src[i:end])
+	var p, q uint64
+	if i == run.start {
+		p, q = run.k.item, maphash.Bytes(w.items.seeds[2], w.src[i:end])
+	} else {
+		p, q = w.items.itemHashes(w.src[i:end])
 	}
 	w.runItems = append(w.runItems, int32(i-run.start), int32(end-run.start))
-	w.runHashes = append(w.runHashes, p)
+	w.runHashes = append(w.runHashes, p, q)
 	return next < 0 || (f != nil && next >= f.start) || end-run.start >= maxRunBytes ||
 		(p>>32)%itemsPerRun == 0 // the low bits pick the shard
 }

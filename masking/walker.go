@@ -102,7 +102,7 @@ type walker struct {
 	// lookups is what the document may still hash to look its runs up in the item cache.
 	lookups int
 	// runItems and runHashes are where the items of the run being masked for the item cache
-	// start and end, and their hashes (scratch).
+	// start and end, and their two hashes each (scratch).
 	runItems  []int32
 	runHashes []uint64
 	// itemRec, while a run of items the cache is to keep is masked with a SecretValue hook,

@@ -3,6 +3,7 @@ package masking
 import (
 	"encoding/binary"
 	"hash/maphash"
+	"math"
 	"sync"
 	"sync/atomic"
 )
@@ -337,9 +338,10 @@ func chainSize(e *itemEntry) int64 {
 // itemScope returns the item cache's scope of the items of the list whose array is walked in
 // context c at depth, whose elements are walked in context ec, or 0 when they are not cached:
 // the cache is off for the document, the list is not the document's top-level list of objects,
-// or the scope's description is too long (a list named by a huge name). The scope holds everything else an item's masking depends on: the contexts, the
-// type hint of the items, the request's and the root's, what the walker knows of the list, and
-// whether there is a SecretValue hook.
+// or the scope's description is too long (a list named by a huge name). The scope holds
+// everything else an item's masking depends on: the contexts, the type hint of the items, the
+// request's and the root's, what the walker knows of the list, and whether there is a
+// SecretValue hook.
 func (w *walker) itemScope(c, ec vctx, depth int) uint64 {
 	if w.items == nil || c.role != roleItems || c.rules != 0 || c.hide != noHide || w.posDep != 1 ||
 		w.trackEdits || w.level != 0 || w.itemRec != nil || ec.role != roleEmbedded || ec.hide != noHide {
@@ -388,10 +390,16 @@ func appendScopeType(b []byte, t objType) []byte {
 	return binary.LittleEndian.AppendUint32(b, rules)
 }
 
-// appendScopeBytes appends s to a scope's description, telling nil from empty.
+// appendScopeBytes appends s to a scope's description, telling nil from empty. Where s would
+// make the description longer than maxScopeBytes, it only makes it that long and one byte more:
+// such a scope is not cached, and copying a huge name again for each list of a document (its
+// "items" key may repeat) would cost time quadratic in the document's length.
 func appendScopeBytes(b, s []byte) []byte {
 	if s == nil {
 		return append(b, 0)
+	}
+	if len(b)+len(s) > maxScopeBytes {
+		return append(b, make([]byte, max(0, maxScopeBytes+1-len(b)))...)
 	}
 	b = append(b, 1)
 	b = binary.AppendUvarint(b, uint64(len(s)))
@@ -501,7 +509,8 @@ func (w *walker) dropRun(run *itemRun) {
 }
 
 // storeRun ends the run and remembers how its items were masked, unless the SecretValue hook
-// had a value whose place in them it does not know.
+// had a value whose place in them it does not know, or the run is longer than an entry's
+// offsets can say (an item of more than 2 GiB).
 func (w *walker) storeRun(run *itemRun) {
 	if !run.open {
 		return
@@ -509,8 +518,8 @@ func (w *walker) storeRun(run *itemRun) {
 	i, end, rec := run.start, run.end, run.rec
 	edits := w.edits[run.edits:]
 	e := &itemEntry{n: end - i, budget: run.budget - w.budget}
-	if rec != nil && rec.calls != len(rec.vals) {
-		w.dropRun(run)
+	if (rec != nil && rec.calls != len(rec.vals)) || end-i > math.MaxInt32 {
+		w.dropRun(run) // or its offsets would not fit an entry's
 		return
 	}
 	if len(edits) > 0 {

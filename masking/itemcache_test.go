@@ -380,7 +380,9 @@ func TestItemCacheScopes(t *testing.T) {
 	long = bytes.Replace(long, []byte(`"metadata":{"resourceVersion":"7"}`), fmt.Appendf(nil, `"metadata":{"name":%q}`, strings.Repeat("n", 4<<10)), 1)
 	// Many lists in one document, each of which is the top-level list in turn.
 	many := []byte(`{"kind":"List"` + strings.Repeat(`,"items":[{"metadata":{"name":"x"},"data":{"password":"cGFzcw=="}}]`, 2000) + `}`)
-	for _, doc := range [][]byte{long, many} {
+	// And so in a list named by a huge name, which appendScopeBytes does not copy for each.
+	manyLong := []byte(`{"kind":"List","metadata":{"name":"` + strings.Repeat("n", 1<<20) + `"}` + strings.Repeat(`,"items":[{"data":{"password":"cGFzcw=="}}]`, 2000) + `}`)
+	for _, doc := range [][]byte{long, many, manyLong} {
 		for range 2 {
 			require.Equal(t, maskBody(uncached, doc, Target{}), maskBody(m, doc, Target{}))
 		}
@@ -402,6 +404,28 @@ func TestItemCacheScopes(t *testing.T) {
 	before := m.ItemCacheStats()
 	require.Equal(t, maskBody(uncached, secrets, target), maskBody(m, secrets, target))
 	assert.Greater(t, m.ItemCacheStats().Hits, before.Hits, "a new request type is cached after the table was full")
+}
+
+// TestAppendScopeBytes bounds the description of a scope: a part that would make it longer
+// than maxScopeBytes is not copied, so that a huge name costs no more than a short one each
+// time a document's "items" key repeats.
+func TestAppendScopeBytes(t *testing.T) {
+	long := make([]byte, maxScopeBytes+1)
+	for _, tc := range []struct {
+		name string
+		b, s []byte
+		want []byte
+	}{
+		{name: "nil", b: []byte("ab"), s: nil, want: []byte("ab\x00")},
+		{name: "empty", b: []byte("ab"), s: []byte{}, want: []byte("ab\x01\x00")},
+		{name: "short", b: []byte("ab"), s: []byte("xyz"), want: []byte("ab\x01\x03xyz")},
+		{name: "huge", b: []byte("ab"), s: bytes.Repeat([]byte("n"), 64<<20), want: append([]byte("ab"), make([]byte, maxScopeBytes-1)...)},
+		{name: "already too long", b: long, s: []byte("x"), want: long},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, appendScopeBytes(bytes.Clone(tc.b), tc.s))
+		})
+	}
 }
 
 // TestItemCacheOff turns the cache off.

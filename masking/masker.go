@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"unsafe"
 )
 
 // Masker masks secrets in API responses, audit events and text. It is immutable and safe for
@@ -355,8 +356,18 @@ func (w *walker) forgetText() {
 
 // bigBuffers reports whether a scratch buffer of w grew beyond what a pooled walker keeps.
 func (w *walker) bigBuffers() bool {
-	return max(cap(w.unesc), cap(w.tmp), cap(w.dec), cap(w.log), cap(w.dst), cap(w.arena), cap(w.b64), cap(w.in),
-		cap(w.argvArray.line), cap(w.argvText.line)) > maxPooledBuffer
+	return max(cap(w.unesc), cap(w.tmp), cap(w.dec), capBytes(w.log), cap(w.dst), cap(w.arena), cap(w.b64), cap(w.in),
+		cap(w.argvArray.line), cap(w.argvText.line), capBytes(w.edits), capBytes(w.tedits), capBytes(w.pend),
+		capBytes(w.offs), capBytes(w.spans), capBytes(w.trig), cap(w.scopeBuf), capBytes(w.runItems),
+		capBytes(w.runHashes), capBytes(w.itemRecBuf.vals), capBytes(w.objs), cap(w.keys), capBytes(w.closed),
+		capBytes(w.opens), capBytes(w.argvTrig), capBytes(w.argvSpans), capBytes(w.yamlItems),
+		capBytes(w.yamlCommand), capBytes(w.yamlArgs), capBytes(w.argv)) > maxPooledBuffer
+}
+
+// capBytes is the size of the array under s.
+func capBytes[T any](s []T) int {
+	var v T
+	return cap(s) * int(unsafe.Sizeof(v))
 }
 
 // stats turns a log of masked fields into Stats.

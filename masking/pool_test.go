@@ -3,7 +3,9 @@ package masking
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -77,5 +79,27 @@ func TestBodyInto(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestBigBuffers grows each slice of a walker beyond maxPooledBuffer in turn: a walker holding
+// any of them is not pooled, so that one large document does not leave its scratch space in
+// the pool.
+func TestBigBuffers(t *testing.T) {
+	m := newMasker(t, Config{})
+	typ := reflect.TypeFor[walker]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if f.Type.Kind() != reflect.Slice || f.Name == "src" || f.Name == "argvWord" {
+			continue // the input, and a part of argv: not the walker's own
+		}
+		t.Run(f.Name, func(t *testing.T) {
+			w := newWalker(m)
+			require.False(t, w.bigBuffers())
+			v := reflect.ValueOf(w).Elem().Field(i)
+			v = reflect.NewAt(v.Type(), unsafe.Pointer(v.UnsafeAddr())).Elem()
+			v.Set(reflect.MakeSlice(v.Type(), 0, maxPooledBuffer+1))
+			assert.True(t, w.bigBuffers())
+		})
 	}
 }

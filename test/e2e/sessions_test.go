@@ -144,6 +144,9 @@ func timeline(t *testing.T, session string, want int) []sessionlog.Entry {
 	require.Eventually(t, func() bool {
 		out, err := sessions(t, "show", session, "-o", "json")
 		last = out
+		// Decoded into a new slice each time: decoded into the last one, an entry without a
+		// recording would keep the one the entry at its index had in the last poll.
+		entries = nil
 		if err != nil || json.Unmarshal([]byte(out), &entries) != nil {
 			return false
 		}

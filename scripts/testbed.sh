@@ -47,6 +47,10 @@ GOPROXY="$(go env GOPROXY)"
 export GOPROXY="${GOPROXY%,direct}"
 export GOFLAGS=-mod=mod
 export CGO_ENABLED=0
+# The test bed's binaries carry no debug information: they link with -s -w, and the compiler
+# writes no DWARF either, which takes about an eighth off a cold build's CPU time. (It does not
+# change what the binaries do, so RECIPE stays: binaries cached before are as good.)
+NODWARF=-gcflags=all=-dwarf=false
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'testbed: %s\n' "$*" >&2; exit 1; }
@@ -129,11 +133,11 @@ build_kube() {
 	ld=$(kube_ldflags "$KUBE_VERSION")
 	local tags=selinux,notest,grpcnotrace
 	with_progress "build kube-apiserver $KUBE_VERSION (cold: ~9 min on 2 cores)" sh -c \
-		"cd '$work/kube' && go build -trimpath -tags $tags -ldflags '$ld' -o '$KUBE_DIR/bin/kube-apiserver' k8s.io/kubernetes/cmd/kube-apiserver"
+		"cd '$work/kube' && go build -trimpath $NODWARF -tags $tags -ldflags '$ld' -o '$KUBE_DIR/bin/kube-apiserver' k8s.io/kubernetes/cmd/kube-apiserver"
 	with_progress "build kubectl $KUBE_VERSION" sh -c \
-		"cd '$work/kube' && go build -trimpath -tags $tags -ldflags '$ld' -o '$KUBE_DIR/bin/kubectl' k8s.io/kubernetes/cmd/kubectl"
+		"cd '$work/kube' && go build -trimpath $NODWARF -tags $tags -ldflags '$ld' -o '$KUBE_DIR/bin/kubectl' k8s.io/kubernetes/cmd/kubectl"
 	with_progress "build etcd $ETCD_VERSION" sh -c \
-		"cd '$work/etcd' && go build -trimpath -ldflags '-s -w' -o '$KUBE_DIR/bin/etcd' go.etcd.io/etcd/server/v3"
+		"cd '$work/etcd' && go build -trimpath $NODWARF -ldflags '-s -w' -o '$KUBE_DIR/bin/etcd' go.etcd.io/etcd/server/v3"
 	"$KUBE_DIR/bin/kube-apiserver" --version >&2
 }
 
@@ -178,7 +182,7 @@ build_dex() {
 	MOD
 	with_progress "resolve dex modules" sh -c "cd '$work' && go mod tidy"
 	with_progress "build dex $DEX_VERSION (cold: ~4 min on 2 cores)" sh -c \
-		"cd '$work' && go build -trimpath -ldflags '-s -w' -o '$DEX_DIR/bin/dex.partial' github.com/dexidp/dex/cmd/dex"
+		"cd '$work' && go build -trimpath $NODWARF -ldflags '-s -w' -o '$DEX_DIR/bin/dex.partial' github.com/dexidp/dex/cmd/dex"
 	mv "$DEX_DIR/bin/dex.partial" "$DEX_DIR/bin/dex"
 }
 
@@ -206,7 +210,7 @@ build_helm_module() {
 	# Stamped as helm's own release build does, so `helm version` names the release.
 	local ld="-s -w -X $mod/internal/version.version=$version -X $mod/internal/version.gitTreeState=clean"
 	with_progress "build helm $version (cold: ~4 min on 2 cores)" sh -c \
-		"cd '$work' && go build -trimpath -ldflags '$ld' -o '$dir/bin/helm.partial' $mod/cmd/helm"
+		"cd '$work' && go build -trimpath $NODWARF -ldflags '$ld' -o '$dir/bin/helm.partial' $mod/cmd/helm"
 	mv "$dir/bin/helm.partial" "$dir/bin/helm"
 	"$dir/bin/helm" version >&2
 }
@@ -225,7 +229,7 @@ build_kubectl() {
 	with_progress "resolve kubectl $version modules" sh -c "cd '$work' && go mod tidy"
 	ld=$(kube_ldflags "$version")
 	with_progress "build kubectl $version (cold: ~3 min on 2 cores, 2.5 CPU-min)" sh -c \
-		"cd '$work' && go build -trimpath -tags selinux,notest,grpcnotrace -ldflags '$ld' -o '$dir/bin/kubectl.partial' k8s.io/kubernetes/cmd/kubectl"
+		"cd '$work' && go build -trimpath $NODWARF -tags selinux,notest,grpcnotrace -ldflags '$ld' -o '$dir/bin/kubectl.partial' k8s.io/kubernetes/cmd/kubectl"
 	mv "$dir/bin/kubectl.partial" "$dir/bin/kubectl"
 	"$dir/bin/kubectl" version --client --output=yaml >&2
 }

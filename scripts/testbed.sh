@@ -48,7 +48,7 @@ export GOPROXY="${GOPROXY%,direct}"
 export GOFLAGS=-mod=mod
 export CGO_ENABLED=0
 # The test bed's binaries carry no debug information: they link with -s -w, and the compiler
-# writes no DWARF either, which takes about an eighth off a cold build's CPU time. (It does not
+# writes no DWARF either, which takes about a tenth off a cold build's CPU time. (It does not
 # change what the binaries do, so RECIPE stays: binaries cached before are as good.)
 NODWARF=-gcflags=all=-dwarf=false
 

@@ -10,6 +10,11 @@ IMAGE_TAGS := gatehouse_noclickhouse
 TOOLS     := $(GO) tool -modfile=$(CURDIR)/scripts/tools/go.mod
 # The race detector is on for the test suite; RACE= turns it off.
 RACE      ?= -race
+# Test packages run at once: one more than the cores, as the integration and end-to-end tests
+# spend much of their time waiting on their components; the slowest first, so that the short
+# ones fill the cores at the end.
+TEST_P    ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
+TEST_PKGS ?= ./test/e2e ./test/drills ./...
 # Benchmark runs per case: the ratios are medians over them. BENCH selects benchmarks (go test
 # -bench regexp, taken literally, e.g. BENCH='ProxyGet$|Admission'), BENCH_PKGS packages,
 # BENCH_TIME each run's length.
@@ -48,7 +53,7 @@ testbed: ## Build or fetch, and cache, the real components the tests run against
 	scripts/testbed.sh all
 
 test: testbed build ## Run every test: unit, integration and end-to-end, against the real components.
-	$(TESTBED_ENV) && $(GO) test $(RACE) -count=1 -timeout 30m ./...
+	$(TESTBED_ENV) && $(GO) test $(RACE) -p $(TEST_P) -count=1 -timeout 30m $(TEST_PKGS)
 
 drills: testbed build ## Run the audit path's fault drills at full length; print lost / duplicated / unrecorded per drill.
 	@mkdir -p bin

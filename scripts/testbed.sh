@@ -7,6 +7,7 @@
 #          with it; the end-to-end tests drive Helm through the gateway with it)
 #   helm3  the helm CLI of the previous major version (v3), built the same way, for the end-to-end tests
 #   kubectls  older kubectl releases (KUBECTL_RELEASES) for the client version matrix, built like kubectl
+#          unless the machine carries their minor
 #   all    all of them (default)
 #   env    print the environment variables the tests read, for eval "$(scripts/testbed.sh env)"
 #
@@ -29,7 +30,8 @@ HELM3_VERSION="${HELM3_VERSION:-v3.22.0}"
 # first whose exec and attach use WebSocket by default. Each is the last patch of its minor.
 KUBECTL_RELEASES="${KUBECTL_RELEASES:-v1.27.16 v1.30.14}"
 # kubectl packages some machines carry side by side (the Google Cloud CLI's), named kubectl.1.<minor>:
-# they add minors to the matrix for free and stand in for a built release of the same minor.
+# they add minors to the matrix for free and stand in for a release of the same minor, which is then
+# not built.
 MACHINE_KUBECTLS=/usr/lib/google-cloud-sdk/bin
 # Bump when the build recipe changes so stale caches are rebuilt.
 RECIPE=r1
@@ -234,9 +236,18 @@ build_kubectl() {
 	"$dir/bin/kubectl" version --client --output=yaml >&2
 }
 
+# build_kubectls builds the releases of KUBECTL_RELEASES whose minor the machine does not carry
+# (MACHINE_KUBECTLS): the tests would drive the machine's in their place (kubectl_releases).
 build_kubectls() {
-	local v
-	for v in $KUBECTL_RELEASES; do build_kubectl "$v"; done
+	local v minor
+	for v in $KUBECTL_RELEASES; do
+		minor=$(echo "$v" | cut -d. -f1-2)
+		if [ -x "$MACHINE_KUBECTLS/kubectl.${minor#v}" ]; then
+			echo "==> kubectl $v: not built, the machine carries $MACHINE_KUBECTLS/kubectl.${minor#v}" >&2
+			continue
+		fi
+		build_kubectl "$v"
+	done
 }
 
 # kubectl_releases prints the older kubectl releases the tests drive, colon-separated: the built

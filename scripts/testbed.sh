@@ -243,7 +243,7 @@ build_kubectls() {
 	for v in $KUBECTL_RELEASES; do
 		minor=$(echo "$v" | cut -d. -f1-2)
 		if [ -x "$MACHINE_KUBECTLS/kubectl.${minor#v}" ]; then
-			echo "==> kubectl $v: not built, the machine carries $MACHINE_KUBECTLS/kubectl.${minor#v}" >&2
+			log "kubectl $v: not built, the machine carries $MACHINE_KUBECTLS/kubectl.${minor#v}"
 			continue
 		fi
 		build_kubectl "$v"

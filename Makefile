@@ -80,10 +80,13 @@ lint: ## gofmt, go vet and staticcheck.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@if grep -rnE 'Director|NewSingleHostReverseProxy' --include='*.go' authn/ proxy/; then \
 		echo "the proxy must use ReverseProxy.Rewrite, never Director (see proxy/doc.go)"; exit 1; fi
-	@# With the tests' -race, go vet compiles the dependencies make test uses: on a cold build
-	@# cache they are compiled once, not twice.
+	@# With the tests' -race, go vet and staticcheck (whose go list compiles the packages it
+	@# checks for their export data) compile the dependencies as make test does: on a cold build
+	@# cache the three share one compile of each. GOFLAGS reaches only staticcheck's go list,
+	@# not the build of staticcheck itself.
 	$(GO) vet $(RACE) ./...
-	$(TOOLS) staticcheck ./...
+	@sc=$$($(TOOLS) -n staticcheck) && echo "GOFLAGS=$(RACE) staticcheck ./..." && \
+		GOFLAGS="$$GOFLAGS $(RACE)" "$$sc" ./...
 
 generate: ## Generate the API types' deepcopy code and CRD (controller-gen), and render manifests/ from charts/gatehouse (helm).
 	$(TOOLS) controller-gen object paths=./policy/v1alpha1/... crd:crdVersions=v1 output:crd:dir=charts/gatehouse/crds paths=./policy/v1alpha1/...

@@ -12,7 +12,8 @@ TOOLS     := $(GO) tool -modfile=$(CURDIR)/scripts/tools/go.mod
 RACE      ?= -race
 # Test packages run at once (one per core), the slowest first, so that the short ones fill the
 # cores at the end. One more than the cores ran the tests in about two thirds of the time, but a
-# run with TEST_P=3 on 2 cores once lost its drills' ClickHouse server (it aborted under load).
+# run with TEST_P=3 on 2 cores once lost its drills' ClickHouse server (the engine aborted, cause
+# not known).
 TEST_P    ?= $(shell nproc 2>/dev/null || echo 1)
 TEST_PKGS ?= ./test/e2e ./test/drills ./...
 # Benchmark runs per case: the ratios are medians over them. BENCH selects benchmarks (go test

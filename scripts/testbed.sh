@@ -239,11 +239,11 @@ build_kubectl() {
 # build_kubectls builds the releases of KUBECTL_RELEASES whose minor the machine does not carry
 # (MACHINE_KUBECTLS): the tests would drive the machine's in their place (kubectl_releases).
 build_kubectls() {
-	local v minor
+	local v machine
 	for v in $KUBECTL_RELEASES; do
-		minor=$(echo "$v" | cut -d. -f1-2)
-		if [ -x "$MACHINE_KUBECTLS/kubectl.${minor#v}" ]; then
-			log "kubectl $v: not built, the machine carries $MACHINE_KUBECTLS/kubectl.${minor#v}"
+		machine="$MACHINE_KUBECTLS/kubectl.1.$(echo "$v" | cut -d. -f2)"
+		if [ -x "$machine" ]; then
+			log "kubectl $v: not built, the machine carries $machine"
 			continue
 		fi
 		build_kubectl "$v"

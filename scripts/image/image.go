@@ -218,6 +218,7 @@ func layer(files []file) (v1.Layer, error) {
 	if len(data) == 0 {
 		return nil, errors.New("empty layer")
 	}
+	// Each digest, layout and tarball reads the compressed layer: compress it once.
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
-		tarball.WithMediaType(types.OCILayer))
+		tarball.WithMediaType(types.OCILayer), tarball.WithCompressedCaching)
 }

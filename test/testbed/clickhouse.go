@@ -128,6 +128,12 @@ func (c *ClickHouse) Stop() error {
 	return c.p.Stop()
 }
 
+// Exited reports whether the server, once started, exited: by itself (reported on stderr
+// with its last output) or through Stop or Kill. Start starts it again.
+func (c *ClickHouse) Exited() bool {
+	return c.p != nil && c.p.Exited()
+}
+
 // Kill ends the server with SIGKILL and waits until it exited.
 func (c *ClickHouse) Kill() error {
 	if c.p == nil {

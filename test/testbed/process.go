@@ -122,6 +122,16 @@ func (p *Process) ExitCode() int {
 	}
 }
 
+// Exited reports whether the process exited, by itself or through Stop or Kill.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
 // Stop ends the process with SIGTERM and waits for it.
 func (p *Process) Stop() error { return p.signal(syscall.SIGTERM) }
 

@@ -1,12 +1,16 @@
 package testbed
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -38,13 +42,16 @@ func TestProcessReportsItsOwnExit(t *testing.T) {
 			if tt.stop {
 				require.Eventually(t, func() bool { return strings.Contains(p.out.String(), tt.wait) },
 					10*time.Second, 10*time.Millisecond)
+				assert.False(t, p.Exited())
 				start := time.Now()
 				require.NoError(t, p.Stop())
+				assert.True(t, p.Exited())
 				assert.Less(t, time.Since(start), 15*time.Second, "a child holding the output does not hold Stop")
 				assert.Empty(t, report.String(), "an exit the test asked for is not reported")
 				return
 			}
 			<-p.exited
+			assert.True(t, p.Exited())
 			for _, w := range tt.want {
 				assert.Contains(t, report.String(), w)
 			}
@@ -70,4 +77,45 @@ func TestBinDirRemovesThoseOfExitedProcesses(t *testing.T) {
 	assert.DirExists(t, dir)
 	assert.NoDirExists(t, exited)
 	assert.DirExists(t, running)
+}
+
+// TestClickHouseStartsAgainAfterAnAbort: a server whose engine aborted (as libchdb has been
+// seen to, idle) says it exited, and Start brings it back with its databases.
+func TestClickHouseStartsAgainAfterAnAbort(t *testing.T) {
+	c, err := StartClickHouse()
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	query := func(ctx context.Context, q string) (uint64, error) {
+		conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{c.NativeAddr}})
+		if err != nil {
+			return 0, err
+		}
+		defer conn.Close()
+		var n uint64
+		if strings.HasPrefix(q, "SELECT") {
+			err = conn.QueryRow(ctx, q).Scan(&n)
+		} else {
+			err = conn.Exec(ctx, q)
+		}
+		return n, err
+	}
+	for _, q := range []string{
+		"CREATE TABLE kept (id UInt64) ENGINE = MergeTree ORDER BY id",
+		"INSERT INTO kept SELECT number FROM numbers(10)",
+	} {
+		_, err := query(t.Context(), q)
+		require.NoError(t, err, q)
+	}
+	assert.False(t, c.Exited())
+
+	require.NoError(t, c.p.cmd.Process.Signal(syscall.SIGABRT))
+	require.Eventually(t, c.Exited, 30*time.Second, 50*time.Millisecond)
+	_, err = query(t.Context(), "SELECT 1")
+	require.Error(t, err, "the server is gone")
+
+	require.NoError(t, c.Start())
+	assert.False(t, c.Exited())
+	n, err := query(t.Context(), "SELECT count() FROM kept")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(10), n, "the table and its rows survive")
 }

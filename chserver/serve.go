@@ -96,6 +96,9 @@ func Serve(o Options) error {
 		"--listen_host="+o.ListenHost,
 		"--tcp_port="+strconv.Itoa(o.TCPPort),
 		"--http_port="+strconv.Itoa(o.HTTPPort),
+		// The engine logs nothing by default, not even why it aborts; errors (a failed
+		// query, an engine failure) go to standard error.
+		"--log-level=error", "--logger.console=1",
 		"--multiquery",
 		"--query=SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP; "+blockForever,
 	)

@@ -129,10 +129,10 @@ func newDrillBed(t *testing.T, name string, backstop bool) *drillBed {
 func (b *drillBed) setUp(t *testing.T, backstop bool) {
 	t.Helper()
 	if b.server.Exited() {
-		// The engine (libchdb) of the server the drills share has been seen to abort between
-		// drills now and then, idle; the test bed reports the exit and the engine's errors. A
-		// drill is about the enricher, so it starts on a server that runs (its databases
-		// survive); a server that dies during a drill still fails it.
+		// The engine (libchdb) of the server the drills share has been seen to abort now and
+		// then, for a reason not known yet; the test bed reports the exit and the engine's
+		// errors. A drill is about the enricher, so it starts on a server that runs (its
+		// databases survive); a server that dies during a drill still fails it.
 		t.Logf("the drills' ClickHouse server exited (see its report above); starting it again")
 		require.NoError(t, b.server.Start())
 	}

@@ -80,7 +80,7 @@ func TestBinDirRemovesThoseOfExitedProcesses(t *testing.T) {
 }
 
 // TestClickHouseStartsAgainAfterAnAbort: a server whose engine aborted (as libchdb has been
-// seen to, idle) says it exited, and Start brings it back with its databases.
+// seen to now and then) says it exited, and Start brings it back with its databases.
 func TestClickHouseStartsAgainAfterAnAbort(t *testing.T) {
 	c, err := StartClickHouse()
 	require.NoError(t, err)

@@ -18,6 +18,7 @@ type metrics struct {
 	authFailures   *prometheus.CounterVec
 	upstreamErrors prometheus.Counter
 	maskFailures   prometheus.Counter
+	maskingTime    prometheus.Histogram
 	masked         prometheus.Counter
 	unrecorded     prometheus.Counter
 	streams        prometheus.Gauge
@@ -70,6 +71,12 @@ func newMetrics(reg prometheus.Registerer, masker Masker) *metrics {
 		maskFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gatehouse_proxy_masking_failures_total", Help: "Responses withheld because they could not be masked.",
 		}),
+		maskingTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "gatehouse_proxy_masking_duration_seconds",
+			Help: "Time spent masking each response read whole (objects and lists, not watches or logs), " +
+				"whether or not it could be masked.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
 		masked: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gatehouse_proxy_masked_values_total", Help: "Secret values masked in responses.",
 		}),
@@ -84,7 +91,7 @@ func newMetrics(reg prometheus.Registerer, masker Masker) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.authFailures, m.upstreamErrors, m.maskFailures, m.masked, m.unrecorded, m.streams, m.held)
+		reg.MustRegister(m.requests, m.latency, m.authFailures, m.upstreamErrors, m.maskFailures, m.maskingTime, m.masked, m.unrecorded, m.streams, m.held)
 		if r, ok := masker.(itemCacheReporter); ok {
 			reg.MustRegister(itemCacheMetrics(r)...)
 		}

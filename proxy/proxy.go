@@ -849,7 +849,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	var flush func()
 	target.SecretValue, flush = p.values.batchHook(st)
 	out := p.bodies.getMasked()
+	start := time.Now()
 	masked, stats, err := p.opts.Masker.BodyInto(out, ct, resp.Header.Get("Content-Encoding"), body, target)
+	p.metrics.maskingTime.Observe(time.Since(start).Seconds())
 	if flush != nil {
 		flush()
 	}

@@ -589,3 +589,40 @@ func kubectl(t testing.TB, kc string, args ...string) string {
 	require.NoError(t, err, "kubectl %v: %s", args, stderr.String())
 	return string(out)
 }
+
+// TestMaskingTimeIsObserved: the time masking takes is exported for each response read whole,
+// an object and a list alike; a watch, masked as it streams, is not counted.
+func TestMaskingTimeIsObserved(t *testing.T) {
+	ns := env.kube.Namespace(t, "masking-time")
+	_, err := env.kube.Clientset.CoreV1().ConfigMaps(ns).Create(t.Context(), &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "settings"}, Data: map[string]string{"mode": "production"},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	tok := token(t, "alice", nil)
+	masked := func() (uint64, float64) {
+		t.Helper()
+		families, err := env.metrics.Gather()
+		require.NoError(t, err)
+		for _, f := range families {
+			if f.GetName() == "gatehouse_proxy_masking_duration_seconds" {
+				h := f.GetMetric()[0].GetHistogram()
+				return h.GetSampleCount(), h.GetSampleSum()
+			}
+		}
+		t.Fatal("gatehouse_proxy_masking_duration_seconds is not exported")
+		return 0, 0
+	}
+	n0, sum0 := masked()
+	for _, path := range []string{"/api/v1/namespaces/" + ns + "/configmaps/settings", "/api/v1/namespaces/" + ns + "/secrets"} {
+		resp, body := get(t, path, tok, nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	}
+	n1, sum1 := masked()
+	assert.Equal(t, n0+2, n1, "one observation a response")
+	assert.Greater(t, sum1, sum0)
+
+	resp, body := get(t, "/api/v1/namespaces/"+ns+"/secrets?watch=true&timeoutSeconds=1", tok, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	n2, _ := masked()
+	assert.Equal(t, n1, n2, "a watch is not read whole")
+}

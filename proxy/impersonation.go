@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gatehouse-dev/gatehouse/authn"
+	"github.com/gatehouse-dev/gatehouse/identity"
 )
 
 // clientImpersonation handles a request carrying Impersonate-* headers: refused unless an
@@ -55,7 +56,10 @@ func (p *Proxy) clientImpersonation(r *http.Request, st *requestState, header st
 }
 
 // impersonationRequest reads a client's Impersonate-* headers. Only the canonical spellings
-// are read; any other spelling has already been refused.
+// are read; any other spelling has already been refused. An extra's key is read as
+// kube-apiserver will read it once the proxy forwards it: lower case, also where the client
+// escaped a letter (%47atehouse.dev%2Fapproval-id is gatehouse.dev/approval-id), since the
+// proxy escapes no letters and kube-apiserver lowercases the header's name.
 func impersonationRequest(h http.Header) (authn.ImpersonationRequest, error) {
 	as := authn.ImpersonationRequest{User: h.Get("Impersonate-User"), Groups: h.Values("Impersonate-Group"), UID: h.Get("Impersonate-Uid")}
 	for name, vs := range h {
@@ -64,6 +68,7 @@ func impersonationRequest(h http.Header) (authn.ImpersonationRequest, error) {
 			if err != nil {
 				return as, fmt.Errorf("malformed impersonation extra %q", name)
 			}
+			key = strings.ToLower(key)
 			if as.Extra == nil {
 				as.Extra = map[string][]string{}
 			}
@@ -74,7 +79,7 @@ func impersonationRequest(h http.Header) (authn.ImpersonationRequest, error) {
 		return as, errors.New("an Impersonate-User header is required with any other Impersonate-* header")
 	}
 	for k := range as.Extra {
-		if strings.HasPrefix(k, "gatehouse.dev/") {
+		if identity.IsReserved(k) {
 			return as, fmt.Errorf("the extra %q is Gatehouse's own", k)
 		}
 	}

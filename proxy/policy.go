@@ -13,6 +13,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -137,6 +138,41 @@ func isDryRun(r *http.Request, body []byte) bool {
 	return false
 }
 
+// msgRelocation refuses a JSON patch that copies or moves values, or cannot be read.
+const msgRelocation = "Gatehouse refuses JSON patches with copy or move operations, and JSON patches it cannot read: " +
+	"copy and move put a stored value where the patch does not show it, which can be where masking does not look " +
+	"for it (a Secret's data copied into an annotation, even in a dry run). Write the value with add or replace, " +
+	"or use a merge patch."
+
+// relocatesValues reports whether a PATCH body is a JSON patch with a copy or move operation,
+// or one Gatehouse cannot read. The patch type is told as kube-apiserver tells it: the content
+// type before its first ';', here in any case. Its operations are read as kube-apiserver's
+// JSON patch reads them: the member named exactly "op" of each, the last when repeated.
+func relocatesValues(contentType string, body []byte) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	if !strings.EqualFold(strings.TrimSpace(mt), string(types.JSONPatchType)) {
+		return false
+	}
+	var ops []map[string]json.RawMessage
+	if err := json.Unmarshal(body, &ops); err != nil {
+		return true
+	}
+	for _, o := range ops {
+		raw, ok := o["op"]
+		if !ok {
+			continue // kube-apiserver refuses it
+		}
+		var op string
+		if err := json.Unmarshal(raw, &op); err != nil {
+			return true
+		}
+		if strings.EqualFold(op, "copy") || strings.EqualFold(op, "move") {
+			return true
+		}
+	}
+	return false
+}
+
 // userInfo is the identity as admission will see it.
 func (p *Proxy) userInfo(st *requestState) authenticationv1.UserInfo {
 	extra := map[string]authenticationv1.ExtraValue{}
@@ -178,6 +214,11 @@ func (p *Proxy) readBody(r *http.Request, st *requestState) error {
 	if len(body) > maxBody {
 		st.errReason = "request body too large"
 		p.refuse(st, http.StatusRequestEntityTooLarge, metav1.StatusReasonRequestEntityTooLarge, "The request body is larger than 3 MiB.")
+		return errRefused
+	}
+	if r.Method == http.MethodPatch && relocatesValues(r.Header.Get("Content-Type"), body) {
+		st.errReason = "JSON patch with copy or move, or unreadable"
+		p.refuse(st, http.StatusForbidden, metav1.StatusReasonForbidden, msgRelocation)
 		return errRefused
 	}
 	if r.Method != http.MethodDelete && carriesPlaceholder(r.Header.Get("Content-Type"), body) {

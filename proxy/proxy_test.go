@@ -626,3 +626,73 @@ func TestMaskingTimeIsObserved(t *testing.T) {
 	n2, _ := masked()
 	assert.Equal(t, n1, n2, "a watch is not read whole")
 }
+
+// TestJSONPatchCannotRelocateValues: a JSON patch's copy and move put a stored value where the
+// patch does not show it, such as a Secret's data in an annotation, which the answer then shows
+// unmasked (in a dry run too, which is never held). They are refused, however the patch type is
+// spelt; other operations and patch types go through.
+func TestJSONPatchCannotRelocateValues(t *testing.T) {
+	ctx := t.Context()
+	ns := env.kube.Namespace(t, "relocate")
+	const password = "relocated-password-4f1c9a"
+	_, err := env.kube.Clientset.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "db"}, StringData: map[string]string{"password": password},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = env.kube.Clientset.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "app"}, Data: map[string]string{"DB_PASSWORD": password},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	tok := token(t, "alice", nil)
+	patch := func(path, contentType, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPatch, env.proxy.URL+path, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", contentType)
+		resp, err := proxyClient(t).Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		out, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(out)
+	}
+	secret := "/api/v1/namespaces/" + ns + "/secrets/db"
+	configMap := "/api/v1/namespaces/" + ns + "/configmaps/app"
+	const jsonPatch = "application/json-patch+json"
+	tests := []struct {
+		name, path, contentType, body string
+		code                          int
+	}{
+		{"a Secret's data copied into an annotation, in a dry run", secret + "?dryRun=All", jsonPatch,
+			`[{"op":"copy","from":"/data/password","path":"/metadata/annotations/note"}]`, http.StatusForbidden},
+		{"a Secret's data moved", secret + "?dryRun=All", jsonPatch,
+			`[{"op":"move","from":"/data/password","path":"/metadata/labels/note"}]`, http.StatusForbidden},
+		{"a ConfigMap's password copied under a plain key", configMap, jsonPatch,
+			`[{"op":"copy","from":"/data/DB_PASSWORD","path":"/data/note"}]`, http.StatusForbidden},
+		{"the type in capitals, with parameters", configMap, "Application/JSON-Patch+JSON; charset=utf-8",
+			`[{"op":"copy","from":"/data/DB_PASSWORD","path":"/data/note"}]`, http.StatusForbidden},
+		{"parameters kube-apiserver ignores and a MIME parser refuses", configMap, jsonPatch + ";;",
+			`[{"op":"copy","from":"/data/DB_PASSWORD","path":"/data/note"}]`, http.StatusForbidden},
+		{"op repeated: kube-apiserver reads the last", configMap, jsonPatch,
+			`[{"op":"add","op":"copy","from":"/data/DB_PASSWORD","path":"/data/note"}]`, http.StatusForbidden},
+		{"a patch Gatehouse cannot read", configMap, jsonPatch, `{"op":"copy"}`, http.StatusForbidden},
+		{"add and test go through", configMap + "?dryRun=All", jsonPatch,
+			`[{"op":"test","path":"/metadata/name","value":"app"},{"op":"add","path":"/data/mode","value":"production"}]`, http.StatusOK},
+		{"a merge patch goes through", configMap + "?dryRun=All", "application/merge-patch+json", `{"data":{"mode":"production"}}`, http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := patch(tt.path, tt.contentType, tt.body)
+			require.Equal(t, tt.code, code, body)
+			assert.NotContains(t, body, password)
+			assert.NotContains(t, body, base64.StdEncoding.EncodeToString([]byte(password)))
+			if code == http.StatusForbidden {
+				assert.Contains(t, body, "copy or move")
+			}
+		})
+	}
+	cm, err := env.kube.Clientset.CoreV1().ConfigMaps(ns).Get(ctx, "app", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"DB_PASSWORD": password}, cm.Data, "nothing was changed")
+}

@@ -20,7 +20,9 @@ type ClickHouse struct {
 
 	bin, lib string
 	config   string // the configuration file, when users or a configuration are given
-	p        *Process
+
+	mu sync.Mutex
+	p  *Process // the last process started
 }
 
 // StartClickHouse starts a ClickHouse server on free loopback ports and waits until it answers.
@@ -110,7 +112,9 @@ func (c *ClickHouse) Start() error {
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
 	c.p = p
+	c.mu.Unlock()
 	// The HTTP interface listens after the native one.
 	if err := p.WaitReady("http://"+c.HTTPAddr+"/ping", 60*time.Second); err != nil {
 		_ = p.Kill()
@@ -120,35 +124,86 @@ func (c *ClickHouse) Start() error {
 	return nil
 }
 
+// proc returns the last process started, or nil.
+func (c *ClickHouse) proc() *Process {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.p
+}
+
 // Stop ends the server with SIGTERM and waits until it exited.
 func (c *ClickHouse) Stop() error {
-	if c.p == nil {
+	p := c.proc()
+	if p == nil {
 		return errors.New("testbed: ClickHouse not started")
 	}
-	return c.p.Stop()
+	return p.Stop()
 }
 
 // Exited reports whether the server, once started, exited: by itself (reported on stderr
 // with its last output) or through Stop or Kill. Start starts it again.
 func (c *ClickHouse) Exited() bool {
-	return c.p != nil && c.p.Exited()
+	p := c.proc()
+	return p != nil && p.Exited()
 }
 
 // Kill ends the server with SIGKILL and waits until it exited.
 func (c *ClickHouse) Kill() error {
-	if c.p == nil {
+	p := c.proc()
+	if p == nil {
 		return errors.New("testbed: ClickHouse not started")
 	}
-	return c.p.Kill()
+	return p.Kill()
+}
+
+// Supervise starts the server again, on its ports and with its databases, each time it exits
+// by itself, as a service manager would, until the returned function is called; an exit
+// through Stop or Kill is left alone. logf gets a line for each start. The engine (libchdb)
+// has been seen to abort (std::terminate on a NetException) when a client's connection is
+// reset, a connection on which a query had failed before: a test of a component that ClickHouse
+// serves then sees a short outage of it rather than a server gone for good.
+func (c *ClickHouse) Supervise(logf func(format string, args ...any)) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			p := c.proc()
+			select {
+			case <-done:
+				return
+			case <-p.exited:
+			}
+			if p.stopping.Load() {
+				// The test's doing: watch whatever it starts next.
+				select {
+				case <-done:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				continue
+			}
+			logf("testbed: ClickHouse exited by itself (see its report); starting it again on the same data")
+			if err := c.Start(); err != nil {
+				logf("testbed: ClickHouse did not start again: %v", err)
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
 }
 
 // CPUTime returns the CPU time the server process used since its last start: inserts, merges
 // and queries.
 func (c *ClickHouse) CPUTime() (time.Duration, error) {
-	if c.p == nil {
+	p := c.proc()
+	if p == nil {
 		return 0, errors.New("testbed: ClickHouse not started")
 	}
-	return c.p.CPUTime()
+	return p.CPUTime()
 }
 
 // Close stops the server and removes its data.
@@ -159,10 +214,11 @@ func (c *ClickHouse) Close() {
 
 // Log returns the output of the server's last start so far.
 func (c *ClickHouse) Log() string {
-	if c.p == nil {
+	p := c.proc()
+	if p == nil {
 		return ""
 	}
-	return c.p.Output()
+	return p.Output()
 }
 
 func freePort() (int, error) {

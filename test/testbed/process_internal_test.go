@@ -2,10 +2,12 @@ package testbed
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -118,4 +120,26 @@ func TestClickHouseStartsAgainAfterAnAbort(t *testing.T) {
 	n, err := query(t.Context(), "SELECT count() FROM kept")
 	require.NoError(t, err)
 	assert.Equal(t, uint64(10), n, "the table and its rows survive")
+
+	// Supervised, it starts again by itself, and not after Stop.
+	var mu sync.Mutex
+	var lines []string
+	stop := c.Supervise(func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, fmt.Sprintf(format, args...))
+	})
+	defer stop()
+	first := c.proc()
+	require.NoError(t, first.cmd.Process.Signal(syscall.SIGABRT))
+	require.Eventually(t, func() bool {
+		n, err := query(t.Context(), "SELECT count() FROM kept")
+		return err == nil && n == 10 && c.proc() != first
+	}, 60*time.Second, 100*time.Millisecond, "started again on the same data")
+	mu.Lock()
+	assert.Len(t, lines, 1)
+	mu.Unlock()
+	require.NoError(t, c.Stop())
+	time.Sleep(time.Second)
+	assert.True(t, c.Exited(), "a server stopped stays stopped")
 }

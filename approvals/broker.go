@@ -423,7 +423,10 @@ func (b *Broker) Consume(ctx context.Context, id, requester, fingerprint, admiss
 		return nil, err
 	}
 	value, _ := seal(b.macKey, typeUse, key(PrefixUse, id), st.req.MAC, data)
-	if _, err := kv.Create(ctx, key(PrefixUse, id), value); err != nil {
+	// Written only where the key never had a value: KeyValue.Create also writes over a delete
+	// marker, which anyone who may write the use record (to use a grant) can put there to use
+	// the grant again.
+	if _, err := kv.Update(ctx, key(PrefixUse, id), value, 0); err != nil {
 		if isConflict(err) {
 			return r, fmt.Errorf("%w: the grant of approval %s was already used", ErrNoGrant, id)
 		}
@@ -573,7 +576,9 @@ func (b *Broker) decide(ctx context.Context, id string, change func(*Request) (t
 		}
 		value, _ := seal(b.macKey, typeDecision, key(PrefixDecision, id), st.req.MAC, data)
 		if st.dec == nil {
-			_, err = kv.Create(ctx, key(PrefixDecision, id), value)
+			// Only where the key never had a value, as the use record: a decision deleted is
+			// not written again, and the request can no longer be decided (fails closed).
+			_, err = kv.Update(ctx, key(PrefixDecision, id), value, 0)
 		} else {
 			_, err = kv.Update(ctx, key(PrefixDecision, id), value, st.decRev)
 		}

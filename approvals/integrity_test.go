@@ -216,3 +216,33 @@ func TestReaderWithoutKey(t *testing.T) {
 type nopRecorder struct{}
 
 func (nopRecorder) PublishSync(context.Context, trail.Record) error { return nil }
+
+// TestDeletedRecordsDoNotReopen deletes a used grant's use record and a denied request's
+// decisions, as the NATS credentials of the webhook and of the console allow (a delete marker
+// on the key): the grant is not used again, and the request cannot be decided again.
+func TestDeletedRecordsDoNotReopen(t *testing.T) {
+	b, js := newBroker(t)
+	ctx := t.Context()
+	kv := bucket(t, js)
+
+	s := spec(t, 1)
+	r, err := b.Create(ctx, s)
+	require.NoError(t, err)
+	_, err = b.Decide(ctx, r.ID, alice, approvals.Approve, "")
+	require.NoError(t, err)
+	_, err = b.Consume(ctx, r.ID, agent.User, s.Fingerprint, "audit-1")
+	require.NoError(t, err)
+	require.NoError(t, kv.Delete(ctx, approvals.PrefixUse+"."+r.ID))
+	_, err = b.Consume(ctx, r.ID, agent.User, s.Fingerprint, "audit-2")
+	assert.ErrorIs(t, err, approvals.ErrNoGrant, "a grant is used once, its use record deleted or not")
+
+	denied, err := b.Create(ctx, spec(t, 2))
+	require.NoError(t, err)
+	_, err = b.Decide(ctx, denied.ID, alice, approvals.Deny, "no")
+	require.NoError(t, err)
+	require.NoError(t, kv.Delete(ctx, approvals.PrefixDecision+"."+denied.ID))
+	_, err = b.Decide(ctx, denied.ID, bob, approvals.Approve, "")
+	require.Error(t, err, "a request whose decisions were deleted is not decided again")
+	_, err = b.Consume(ctx, denied.ID, agent.User, denied.Fingerprint, "audit-3")
+	assert.ErrorIs(t, err, approvals.ErrNoGrant)
+}

@@ -77,6 +77,16 @@ func (t *holdTransport) hold(out *http.Request, st *requestState, denial *http.R
 		st.errReason = "held for approval"
 		return denial, nil
 	}
+	if op := st.attrs.TrailOperation(); r.Operation.Resource != op.Resource || r.Operation.Subresource != op.Subresource {
+		// A 403 that names an approval request of another operation is not admission holding
+		// this call: a pod or service reached through the proxy subresources can answer
+		// anything. Nothing is waited for or re-sent with that approval, and the record does
+		// not name it.
+		p.log.Warn("a 403 named an approval request of another operation; not a hold", "auditID", st.auditID, "approval", id,
+			"resource", op.Resource, "subresource", op.Subresource, "approvalResource", r.Operation.Resource, "approvalSubresource", r.Operation.Subresource)
+		st.heldAuditID, st.approvalID = "", ""
+		return denial, nil
+	}
 	closeBody(denial)
 	if st.opts.refuse {
 		st.errReason = "held for approval; refused at once (hold=refuse)"

@@ -221,6 +221,29 @@ func TestHoldOptions(t *testing.T) {
 		id, _ := approvals.IDFromStatus(&st)
 		assert.Equal(t, r.ID, id)
 	})
+	t.Run("an approval request of another operation is not a hold", func(t *testing.T) {
+		// What a pod reached through pods/proxy could answer: the client's own approval of
+		// a Secret's create, approved, named in a 403 of a call to the pod.
+		b := newHoldBed(t)
+		r := b.request(t, "oidc:pod-owner")
+		b.holdsUntilApproved(r.ID, false)
+		_, err := b.broker.Decide(t.Context(), r.ID, trail.Identity{User: "oidc:approver", Groups: []string{"gatehouse:approvers"}}, approvals.Approve, "ok")
+		require.NoError(t, err)
+		req, err := http.NewRequest(http.MethodGet, b.p+"/api/v1/namespaces/default/pods/web/proxy/status", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+token(t, "pod-owner", nil))
+		resp, err := b.client.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusForbidden, resp.StatusCode, string(body))
+		assert.Contains(t, string(body), "denied the request: held", "the answer as it came")
+		attempts := b.u.seen()
+		require.Len(t, attempts, 1, "not re-sent with the approval")
+		rec := requestRecord(t, resp.Header.Get("Gatehouse-Session"), attempts[0].header.Get("Audit-Id"))
+		assert.Empty(t, rec.ApprovalID, "the record names no approval")
+		assert.Empty(t, rec.HeldAuditID)
+	})
 	t.Run("another requester's approval request is not waited for", func(t *testing.T) {
 		b := newHoldBed(t)
 		r := b.request(t, "oidc:someone-else")
@@ -252,6 +275,7 @@ func TestHoldLimitReachedWhileTheWaitIsSetUp(t *testing.T) {
 				return true
 			})
 			pending := &approvals.Request{ID: id, Requester: trail.Identity{User: "oidc:slow-agent"}, State: approvals.StatePending,
+				Operation:      trail.Operation{Verb: "create", Resource: "secrets", Namespace: "default", Name: "db"},
 				ApproverGroups: []string{"gatehouse:approvers"}, Required: 1, Expires: time.Now().Add(time.Hour)}
 			srv := newStubProxy(t, u, func(o *proxy.Options) { o.Approvals = unsetWait{r: pending, err: tc.err} })
 			b := &holdBed{u: u, p: srv.URL, client: srv.Client()}

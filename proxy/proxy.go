@@ -802,6 +802,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		// A failed upgrade must not leave a connection the client could go on using.
 		st.w.Header().Set("Connection", "close")
 	}
+	if st.mask {
+		p.maskWarnings(resp.Header, st)
+	}
 	for _, warning := range st.warnings {
 		resp.Header.Add("Warning", warning)
 	}
@@ -866,6 +869,27 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	resp.Header.Set("Content-Length", strconv.Itoa(len(masked)))
 	resp.Header.Del("Content-Encoding")
 	return p.afterMasking(resp, st)
+}
+
+// maskWarnings masks the Warning headers kube-apiserver passes on (admission webhooks',
+// ValidatingAdmissionPolicy's), which can quote the values of the object written: the Secret
+// values the session read, and what the text detectors find.
+func (p *Proxy) maskWarnings(h http.Header, st *requestState) {
+	warnings := h.Values("Warning")
+	if len(warnings) == 0 {
+		return
+	}
+	var values *recording.Values
+	if st.session != "" {
+		values = p.values.of(st.session)
+	}
+	masked := make([]string, 0, len(warnings))
+	for _, w := range warnings {
+		b, _ := values.Replace([]byte(w))
+		b, _ = p.opts.Masker.Text(nil, b)
+		masked = append(masked, string(b))
+	}
+	h["Warning"] = masked
 }
 
 // afterMasking runs once a response that is not a stream is ready to go to the client: the

@@ -696,3 +696,31 @@ func TestJSONPatchCannotRelocateValues(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{"DB_PASSWORD": password}, cm.Data, "nothing was changed")
 }
+
+// TestUpstreamWarningsAreMasked: a Warning kube-apiserver passes on (an admission webhook's, a
+// ValidatingAdmissionPolicy's, which can quote the object written) is masked as free text;
+// other warnings pass as they came.
+func TestUpstreamWarningsAreMasked(t *testing.T) {
+	const ghToken = "ghp_" + "Qw8eR7tY6uI5oP4aS3dF2gH1jK0lZ9xC8vB7" // made up, GitHub's shape
+	u := newUpstream(t)
+	u.setRespond(func(w http.ResponseWriter, _ *http.Request, _ []byte) bool {
+		w.Header().Add("Warning", `299 - "policy check-token: the token `+ghToken+` is not allowed"`)
+		w.Header().Add("Warning", `299 - "an ordinary warning"`)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"c","namespace":"default"}}`))
+		return true
+	})
+	srv := newStubProxy(t, u, nil)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/api/v1/namespaces/default/configmaps/c", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token(t, "alice", nil))
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	warnings := resp.Header.Values("Warning")
+	require.Len(t, warnings, 2)
+	assert.NotContains(t, warnings[0], ghToken)
+	assert.Contains(t, warnings[0], "gatehouse:masked:")
+	assert.Equal(t, `299 - "an ordinary warning"`, warnings[1])
+}

@@ -60,7 +60,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer bed.clickhouse.Close()
-	// The engine has been seen to abort when the enricher is killed (testbed.Supervise): the
+	// The engine aborts when a killed enricher's connection is reset (testbed.Supervise): the
 	// drills are about the enricher, which must ride out a ClickHouse server that restarts.
 	stop := bed.clickhouse.Supervise(func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) })
 	defer stop()

@@ -159,9 +159,9 @@ func (c *ClickHouse) Kill() error {
 // Supervise starts the server again, on its ports and with its databases, each time it exits
 // by itself, as a service manager would, until the returned function is called; an exit
 // through Stop or Kill is left alone. logf gets a line for each start. The engine (libchdb)
-// has been seen to abort (std::terminate on a NetException) when a client's connection is
-// reset, a connection on which a query had failed before: a test of a component that ClickHouse
-// serves then sees a short outage of it rather than a server gone for good.
+// aborts (std::terminate on an uncaught NetException) when a client resets its native-protocol
+// connection, as the kernel does for a client killed with data unread: a test that kills a
+// component ClickHouse serves then sees a short outage of it rather than a server gone for good.
 func (c *ClickHouse) Supervise(logf func(format string, args ...any)) (stop func()) {
 	done := make(chan struct{})
 	stopped := make(chan struct{})

@@ -8,6 +8,10 @@
 // through those protocols, exactly as they reach any ClickHouse server: nothing in Gatehouse
 // depends on which of the two it talks to.
 //
+// The native port is served by a relay in front of the engine's own port: the engine aborts
+// when a client resets its connection (a client killed with data unread), and the relay ends
+// its connections to the engine as a client that hangs up does.
+//
 // The engine started this way has no authentication. Serve refuses any listen address other
 // than a loopback one.
 package chserver

@@ -3,6 +3,7 @@ package chserver
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -74,6 +75,17 @@ func Serve(o Options) error {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("chserver: %w", err)
 	}
+	// The native port is the relay's; the engine listens on a port of its own behind it.
+	native, err := net.Listen("tcp", net.JoinHostPort(o.ListenHost, strconv.Itoa(o.TCPPort)))
+	if err != nil {
+		return fmt.Errorf("chserver: %w", err)
+	}
+	defer native.Close()
+	enginePort, err := freePort(o.ListenHost)
+	if err != nil {
+		return fmt.Errorf("chserver: %w", err)
+	}
+	go relay(native, net.JoinHostPort(o.ListenHost, strconv.Itoa(enginePort)))
 	lib, err := purego.Dlopen(o.Library, purego.RTLD_NOW|purego.RTLD_GLOBAL)
 	if err != nil {
 		return fmt.Errorf("chserver: load %s: %w", o.Library, err)
@@ -94,7 +106,7 @@ func Serve(o Options) error {
 	args = append(args,
 		"--path="+o.DataDir,
 		"--listen_host="+o.ListenHost,
-		"--tcp_port="+strconv.Itoa(o.TCPPort),
+		"--tcp_port="+strconv.Itoa(enginePort),
 		"--http_port="+strconv.Itoa(o.HTTPPort),
 		// The engine logs nothing by default, not even why it aborts; errors (a failed
 		// query, an engine failure) go to standard error.
@@ -122,6 +134,53 @@ func Serve(o Options) error {
 // 95 years: one row per 3 s (the longest sleepEachRow allows), one row per block.
 const blockForever = "SELECT sleepEachRow(3) FROM numbers(1000000000) " +
 	"SETTINGS function_sleep_max_microseconds_per_block = 0, max_block_size = 1 FORMAT Null"
+
+// freePort returns a port on host that nothing listens on now.
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// relay passes each native-protocol client accepted on l to the engine at engine, and back.
+// The engine aborts (std::terminate on an uncaught NetException) when a client resets its
+// connection, as the kernel does for a client killed with data unread: whatever way a client's
+// connection ends, the relay ends its own to the engine as a client that hangs up does, with a
+// FIN, after reading what the engine still sends.
+func relay(l net.Listener, engine string) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go pipe(c.(*net.TCPConn), engine)
+	}
+}
+
+// pipe copies between client and a new connection to engine until both ended.
+func pipe(client *net.TCPConn, engine string) {
+	defer client.Close()
+	conn, err := net.Dial("tcp", engine)
+	if err != nil {
+		return
+	}
+	e := conn.(*net.TCPConn)
+	defer e.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := io.Copy(client, e); err != nil {
+			_, _ = io.Copy(io.Discard, e) // the client is gone: read the rest, unread data would reset
+		}
+		_ = client.CloseWrite()
+	}()
+	_, _ = io.Copy(e, client)
+	_ = e.CloseWrite()
+	<-done
+}
 
 func cString(p *byte) string {
 	var n int

@@ -3,6 +3,7 @@ package testbed
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -142,4 +143,37 @@ func TestClickHouseStartsAgainAfterAnAbort(t *testing.T) {
 	require.NoError(t, c.Stop())
 	time.Sleep(time.Second)
 	assert.True(t, c.Exited(), "a server stopped stays stopped")
+}
+
+// TestClickHouseSurvivesResetConnections resets a native-protocol connection (SO_LINGER 0, as
+// the kernel does for a client killed with data unread): the engine alone aborts on it; behind
+// chserver's relay the server goes on serving.
+func TestClickHouseSurvivesResetConnections(t *testing.T) {
+	c, err := StartClickHouse()
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	for range 3 {
+		var raw *net.TCPConn
+		conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{c.NativeAddr}, MaxOpenConns: 1,
+			DialContext: func(ctx context.Context, addr string) (net.Conn, error) {
+				var d net.Dialer
+				nc, err := d.DialContext(ctx, "tcp", addr)
+				if err == nil {
+					raw = nc.(*net.TCPConn)
+				}
+				return nc, err
+			}})
+		require.NoError(t, err)
+		require.NoError(t, conn.Exec(t.Context(), "SELECT 1"))
+		require.NotNil(t, raw)
+		require.NoError(t, raw.SetLinger(0))
+		require.NoError(t, raw.Close())
+	}
+	// The engine notices a reset connection within about two seconds.
+	time.Sleep(4 * time.Second)
+	require.False(t, c.Exited(), "the server aborted on a reset connection:\n%s", c.Log())
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{c.NativeAddr}})
+	require.NoError(t, err)
+	defer conn.Close()
+	assert.NoError(t, conn.Exec(t.Context(), "SELECT 1"))
 }

@@ -883,11 +883,10 @@ func (p *Proxy) maskWarnings(h http.Header, st *requestState) {
 	if st.session != "" {
 		values = p.values.of(st.session)
 	}
+	m := recording.NewMasker(p.opts.Masker, values)
 	masked := make([]string, 0, len(warnings))
 	for _, w := range warnings {
-		b, _ := values.Replace([]byte(w))
-		b, _ = p.opts.Masker.Text(nil, b)
-		masked = append(masked, string(b))
+		masked = append(masked, string(m.Mask(nil, []byte(w))))
 	}
 	h["Warning"] = masked
 }

@@ -599,31 +599,18 @@ func TestMaskingTimeIsObserved(t *testing.T) {
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	tok := token(t, "alice", nil)
-	masked := func() (uint64, float64) {
-		t.Helper()
-		families, err := env.metrics.Gather()
-		require.NoError(t, err)
-		for _, f := range families {
-			if f.GetName() == "gatehouse_proxy_masking_duration_seconds" {
-				h := f.GetMetric()[0].GetHistogram()
-				return h.GetSampleCount(), h.GetSampleSum()
-			}
-		}
-		t.Fatal("gatehouse_proxy_masking_duration_seconds is not exported")
-		return 0, 0
-	}
-	n0, sum0 := masked()
+	n0, sum0 := maskingTime(t, env.metrics)
 	for _, path := range []string{"/api/v1/namespaces/" + ns + "/configmaps/settings", "/api/v1/namespaces/" + ns + "/secrets"} {
 		resp, body := get(t, path, tok, nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 	}
-	n1, sum1 := masked()
+	n1, sum1 := maskingTime(t, env.metrics)
 	assert.Equal(t, n0+2, n1, "one observation a response")
 	assert.Greater(t, sum1, sum0)
 
 	resp, body := get(t, "/api/v1/namespaces/"+ns+"/secrets?watch=true&timeoutSeconds=1", tok, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
-	n2, _ := masked()
+	n2, _ := maskingTime(t, env.metrics)
 	assert.Equal(t, n1, n2, "a watch is not read whole")
 }
 
